@@ -1,0 +1,35 @@
+# ledgerlock — the commands a newcomer runs. Everything installs into .venv from the package registry.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.ledgerlock-installed
+
+.PHONY: setup demo test test-fast bench bench-quick lint clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test]'
+	@touch $(STAMP)
+
+setup: $(STAMP)  ## create .venv with ledgerlock and the test tools
+
+demo: setup      ## run the guided demo on the embedded PostgreSQL
+	$(BIN)/ledgerlock demo
+
+test: setup      ## the whole suite, on every PostgreSQL found (embedded 16, Debian 15)
+	$(BIN)/pytest
+
+test-fast: setup ## the suite without the slow concurrency/crash tests
+	$(BIN)/pytest -m "not slow"
+
+bench: setup     ## benchmarks: ratios against a plain table, measured in the same run
+	$(BIN)/python -m bench
+
+bench-quick: setup
+	$(BIN)/python -m bench --quick
+
+lint: setup
+	$(BIN)/ruff check manager tests bench
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info

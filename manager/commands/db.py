@@ -1,0 +1,61 @@
+"""db start|status|url|stop — the embedded PostgreSQL server."""
+
+from __future__ import annotations
+
+import click
+
+from ..connection import EMBEDDED_DBNAME, embedded_server, ensure_database
+from ..output import echo_json
+
+
+@click.group()
+def db() -> None:
+    """Manage the embedded PostgreSQL (used when no --dsn, LEDGERLOCK_DSN or DATABASE_URL is set)."""
+
+
+@db.command()
+def start() -> None:
+    """Start the embedded server (initialising it on first use)."""
+    server = embedded_server()
+    server.start()
+    ensure_database(server.conninfo(), EMBEDDED_DBNAME)
+    click.echo(f"embedded PostgreSQL running (pid {server.pid()}) in {server.datadir}")
+
+
+@db.command("status")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+def db_status(as_json: bool) -> None:
+    """Say whether the embedded server is running, where, and which version."""
+    server = embedded_server()
+    info = {
+        "datadir": str(server.datadir),
+        "initialised": server.is_initialised(),
+        "running": server.is_running(),
+        "pid": server.pid(),
+        "version": server.version(),
+        "url": server.url(EMBEDDED_DBNAME),
+    }
+    if as_json:
+        echo_json(info)
+        return
+    state = f"running (pid {info['pid']})" if info["running"] else "stopped"
+    click.echo(f"embedded PostgreSQL: {state}\n  {info['version']}\n  data: {info['datadir']}\n  url:  {info['url']}")
+
+
+@db.command()
+def url() -> None:
+    """Print the embedded server's connection URL (for psql or LEDGERLOCK_DSN)."""
+    click.echo(embedded_server().url(EMBEDDED_DBNAME))
+
+
+@db.command()
+def stop() -> None:
+    """Stop the embedded server."""
+    if embedded_server().stop():
+        click.echo("embedded PostgreSQL stopped")
+    else:
+        click.echo("embedded PostgreSQL was not running")
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(db)

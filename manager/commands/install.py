@@ -1,0 +1,65 @@
+"""migrate · status · sql — installing ledgerlock into a database."""
+
+from __future__ import annotations
+
+import click
+
+from .. import migrate as migration
+from .. import sqlfiles
+from ..cli import Context, pass_context
+from ..output import echo_json, table
+
+
+@click.command()
+@pass_context
+def migrate(ctx: Context) -> None:
+    """Install or upgrade ledgerlock in the database (idempotent).
+
+    Applies pending migrations, installs changed functions and triggers, and refreshes the guards of
+    every protected table. Run it as the role that owns the tables to protect.
+    """
+    report = migration.migrate(ctx.target.conninfo)
+    for mig in report.applied:
+        click.echo(f"applied migration {mig}")
+    if report.code_installed:
+        click.echo(f"installed functions and triggers; refreshed guards on {report.guards_reinstalled} table(s)")
+    if not report.changed:
+        click.echo("ledgerlock is up to date; nothing to apply")
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@pass_context
+def status(ctx: Context, as_json: bool) -> None:
+    """Show the installed version, pending migrations and protected tables."""
+    st = migration.status(ctx.target.conninfo)
+    if as_json:
+        echo_json({"database": ctx.target.source, **st.__dict__})
+        return
+    click.echo(f"connected via: {ctx.target.source}")
+    if st.installed_version is None:
+        click.echo("ledgerlock is not installed here; run: ledgerlock migrate")
+        return
+    code = "current" if st.code_current else "outdated (run: ledgerlock migrate)"
+    click.echo(f"installed version: {st.installed_version} (functions and triggers {code})")
+    click.echo(f"migrations applied: {len(st.applied)}; pending: {', '.join(st.pending) or 'none'}")
+    click.echo("protected tables:")
+    cols = ["table", "date_column", "scope_column", "final_when", "number_column", "mutable_columns", "ledger"]
+    click.echo(table(st.protected_tables, cols))
+
+
+@click.command("sql")
+def sql_script() -> None:
+    """Print the one-file install script, for DBAs who apply SQL with psql.
+
+    \b
+    ledgerlock sql > ledgerlock.sql
+    psql -v ON_ERROR_STOP=1 --single-transaction -f ledgerlock.sql
+    """
+    click.echo(sqlfiles.install_script(), nl=False)
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(migrate)
+    cli.add_command(status)
+    cli.add_command(sql_script)

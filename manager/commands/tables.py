@@ -1,0 +1,51 @@
+"""protect · unprotect — registering tables with ledgerlock."""
+
+from __future__ import annotations
+
+import click
+
+from ..cli import Context, pass_context
+
+
+@click.command()
+@click.argument("table")
+@click.option("--date-column", required=True, help="The row's accounting date (date or timestamp column).")
+@click.option("--scope-column", help="Column naming the company/entity the row belongs to (text-comparable).")
+@click.option("--final-when",
+              help="SQL condition over the row that makes it final, e.g. \"status in ('approved','paid')\".")
+@click.option("--number-column", help="Column that receives the gapless final number.")
+@click.option("--number-format", help="Final number format, e.g. 'INV-{YYYY}-{SEQ:5}'.")
+@click.option("--mutable-column", "mutable_columns", multiple=True,
+              help="Column that may still change on final or locked rows (repeatable).")
+@click.option("--ledger", help="Ledger tag (ar, ap, payroll, ...) so locks can target some ledgers only.")
+@pass_context
+def protect(ctx: Context, table: str, date_column: str, scope_column: str | None, final_when: str | None,
+            number_column: str | None, number_format: str | None, mutable_columns: tuple[str, ...],
+            ledger: str | None) -> None:
+    """Protect TABLE: final rows become permanent, locks and audit apply.
+
+    Calling it again reconfigures the table. Requires the ledgerlock_admin role.
+    """
+    with ctx.connect() as conn:
+        conn.execute(
+            "SELECT ledgerlock.protect(%s::regclass, %s, %s, %s, %s, %s, %s::name[], %s)",
+            (table, date_column, scope_column, final_when, number_column, number_format,
+             list(mutable_columns), ledger),
+        )
+    click.echo(f"protected {table}")
+
+
+@click.command()
+@click.argument("table")
+@click.option("--reason", required=True, help="Why the protection is removed (kept in the audit trail).")
+@pass_context
+def unprotect(ctx: Context, table: str, reason: str) -> None:
+    """Remove ledgerlock's protection from TABLE (admin only, audited)."""
+    with ctx.connect() as conn:
+        conn.execute("SELECT ledgerlock.unprotect(%s::regclass, %s)", (table, reason))
+    click.echo(f"unprotected {table}")
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(protect)
+    cli.add_command(unprotect)

@@ -1,0 +1,116 @@
+"""``ledgerlock demo``: a small ERP in its own database, protected, and shown refusing what it must.
+
+The demo is told in chapters: every module ``chNN_*.py`` in this package defines ``TITLE`` and
+``run(demo)`` and is played in NN order, so each rule adds its own chapter.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import pkgutil
+from collections.abc import Iterator
+from typing import Any
+
+import click
+import psycopg
+from psycopg import sql
+
+from .. import errors as ll_errors
+from .. import migrate as migration
+from .. import sqlfiles
+from ..connection import with_dbname
+
+DEMO_DB = "ledgerlock_demo"
+APP_ROLE = "ledgerlock_demo_app"
+
+
+class Demo:
+    """What a chapter works with: the admin connection, the application's, and a narrator."""
+
+    def __init__(self, conninfo: str):
+        self.conninfo = conninfo
+        self.admin = psycopg.connect(conninfo, autocommit=True)
+        self.app = psycopg.connect(conninfo, autocommit=True)
+        self.app.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(APP_ROLE)))
+
+    def close(self) -> None:
+        self.app.close()
+        self.admin.close()
+
+    # -- narration ------------------------------------------------------------------------------
+    def chapter(self, title: str) -> None:
+        click.echo()
+        click.secho(f"== {title}", bold=True)
+
+    def say(self, text: str) -> None:
+        click.echo(text)
+
+    def _show(self, who: str, statement: str) -> None:
+        click.secho(f"  {who}=> {' '.join(statement.split())}", fg="cyan")
+
+    def run(self, conn: psycopg.Connection, statement: str, params: Any = None, *, who: str = "app") -> list:
+        """Run and show a statement that is expected to succeed; returns its rows."""
+        self._show(who, statement)
+        cur = conn.execute(statement, params)
+        rows = cur.fetchall() if cur.description else []
+        for r in rows:
+            click.echo("    " + " | ".join("" if v is None else str(v) for v in r))
+        if not rows:
+            click.echo(f"    ok ({cur.rowcount} row{'s' if cur.rowcount != 1 else ''})")
+        return rows
+
+    def refused(self, conn: psycopg.Connection, statement: str, params: Any = None, *, who: str = "app") -> str:
+        """Run and show a statement that ledgerlock must refuse; returns the SQLSTATE."""
+        self._show(who, statement)
+        try:
+            with conn.transaction():
+                conn.execute(statement, params)
+        except psycopg.Error as exc:
+            d = exc.diag
+            click.secho(f"    refused: ERROR {d.sqlstate} ({ll_errors.describe(d.sqlstate)})", fg="red")
+            click.secho(f"    {d.message_primary}", fg="red")
+            if d.message_hint:
+                click.echo(f"    HINT: {d.message_hint}")
+            click.echo(f"    the application receives {type(exc).__module__}.{type(exc).__name__}")
+            return d.sqlstate
+        raise click.ClickException(f"the demo expected a refusal, but this succeeded: {statement}")
+
+
+def chapters() -> list[Any]:
+    mods = [m.name for m in pkgutil.iter_modules(__path__) if m.name.startswith("ch")]
+    return [importlib.import_module(f"{__name__}.{name}") for name in sorted(mods)]
+
+
+@contextlib.contextmanager
+def demo_database(server_conninfo: str) -> Iterator[str]:
+    """A fresh demo database on the server, migrated and loaded with the ERP schema."""
+    admin_info = with_dbname(server_conninfo, "postgres")
+    ident = sql.Identifier(DEMO_DB)
+    with psycopg.connect(admin_info, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(ident))
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(ident))
+        if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (APP_ROLE,)).fetchone() is None:
+            conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(APP_ROLE)))
+    conninfo = with_dbname(server_conninfo, DEMO_DB)
+    migration.migrate(conninfo)
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        conn.execute(sqlfiles.demo_schema())
+        app = sql.Identifier(APP_ROLE)
+        conn.execute(sql.SQL("GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {}").format(app))
+        conn.execute(sql.SQL("GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {}").format(app))
+    yield conninfo
+
+
+def play(server_conninfo: str) -> None:
+    with demo_database(server_conninfo) as conninfo:
+        demo = Demo(conninfo)
+        try:
+            for ch in chapters():
+                demo.chapter(ch.TITLE)
+                ch.run(demo)
+        finally:
+            demo.close()
+    click.echo()
+    click.echo(f"The demo database '{DEMO_DB}' stays for you to explore:")
+    click.echo(f"  psql \"{with_dbname(server_conninfo, DEMO_DB)}\"")

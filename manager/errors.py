@@ -1,0 +1,75 @@
+"""Exceptions for every ledgerlock SQLSTATE, raised by psycopg itself.
+
+Importing this module registers the classes with psycopg, so an application catches them directly::
+
+    import ledgerlock.errors as lle
+    try:
+        cur.execute("update invoice set amount = 0 where id = 42")
+    except lle.FinalizedRowError as e:
+        print(e.diag.message_primary, e.diag.message_hint)
+
+Each class is also a ``psycopg.DatabaseError``, so existing handlers keep working.
+"""
+
+from __future__ import annotations
+
+import psycopg.errors
+
+
+class LedgerlockError(psycopg.errors.DatabaseError):
+    """Base class of every refusal ledgerlock raises (SQLSTATE class LL)."""
+
+    meaning = "ledgerlock refusal"
+
+
+class FinalizedRowError(LedgerlockError, code="LL001", name="LL_FINALIZED_ROW"):
+    meaning = "the row is final and cannot be changed or deleted"
+
+
+class PeriodLockedError(LedgerlockError, code="LL002", name="LL_PERIOD_LOCKED"):
+    meaning = "the row's date lies in a locked period"
+
+
+class ReferencedRowError(LedgerlockError, code="LL003", name="LL_REFERENCED_ROW"):
+    meaning = "the row is referenced by dependent rows"
+
+
+class InvalidLockOperationError(LedgerlockError, code="LL004", name="LL_INVALID_LOCK_OPERATION"):
+    meaning = "invalid lock operation (overlap, future end, downgrade, unknown id)"
+
+
+class NotAuthorizedError(LedgerlockError, code="LL005", name="LL_NOT_AUTHORIZED"):
+    meaning = "the database user lacks the ledgerlock capability or scope"
+
+
+class AppendOnlyError(LedgerlockError, code="LL006", name="LL_APPEND_ONLY"):
+    meaning = "audit and lock history are append-only"
+
+
+class ReasonRequiredError(LedgerlockError, code="LL007", name="LL_REASON_REQUIRED"):
+    meaning = "a non-blank reason is required"
+
+
+class ProtectedTableError(LedgerlockError, code="LL008", name="LL_PROTECTED_TABLE"):
+    meaning = "operation refused on a protected table (TRUNCATE, dropping or disabling guards)"
+
+
+BY_SQLSTATE: dict[str, type[LedgerlockError]] = {
+    cls.sqlstate: cls
+    for cls in (
+        FinalizedRowError,
+        PeriodLockedError,
+        ReferencedRowError,
+        InvalidLockOperationError,
+        NotAuthorizedError,
+        AppendOnlyError,
+        ReasonRequiredError,
+        ProtectedTableError,
+    )
+}
+
+
+def describe(sqlstate: str | None) -> str:
+    """The meaning of a SQLSTATE, for one-line CLI errors."""
+    cls = BY_SQLSTATE.get(sqlstate or "")
+    return cls.meaning if cls else "database error"

@@ -1,0 +1,204 @@
+-- Core helpers every rule shares: refusals, capabilities, row labels, guard-trigger installation.
+-- Every function pins search_path (pg_catalog first, pg_temp last) and names ledgerlock objects in full,
+-- so that no schema, operator or temporary object a client creates can change what runs here.
+
+-- Raise a ledgerlock refusal: its own SQLSTATE, a message a person understands, and the way out.
+CREATE OR REPLACE FUNCTION ledgerlock._refuse(sqlstate text, message text, hint text DEFAULT NULL,
+                                              detail text DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RAISE EXCEPTION USING ERRCODE = sqlstate, MESSAGE = message,
+        HINT = coalesce(hint, ''), DETAIL = coalesce(detail, '');
+END
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._refuse(text, text, text, text) FROM PUBLIC;
+
+-- Capabilities come from database roles of the session user, never from anything a client can set.
+-- admin > controller; auditor is separate (read-only evidence).
+CREATE OR REPLACE FUNCTION ledgerlock.has_capability(capability text)
+RETURNS boolean
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE capability
+        WHEN 'admin' THEN pg_catalog.pg_has_role(session_user, 'ledgerlock_admin', 'MEMBER')
+        WHEN 'controller' THEN pg_catalog.pg_has_role(session_user, 'ledgerlock_admin', 'MEMBER')
+                            OR pg_catalog.pg_has_role(session_user, 'ledgerlock_controller', 'MEMBER')
+        WHEN 'auditor' THEN pg_catalog.pg_has_role(session_user, 'ledgerlock_admin', 'MEMBER')
+                            OR pg_catalog.pg_has_role(session_user, 'ledgerlock_auditor', 'MEMBER')
+        ELSE false
+    END
+$$;
+GRANT EXECUTE ON FUNCTION ledgerlock.has_capability(text) TO PUBLIC;
+
+CREATE OR REPLACE FUNCTION ledgerlock._require_capability(capability text, action text)
+RETURNS void
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NOT ledgerlock.has_capability(capability) THEN
+        PERFORM ledgerlock._refuse('LL005',
+            pg_catalog.format('%s requires the ledgerlock_%s role; %s is not a member', action, capability,
+                              session_user),
+            pg_catalog.format('ask a DBA to GRANT ledgerlock_%s TO %I', capability, session_user));
+    END IF;
+END
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._require_capability(text, text) FROM PUBLIC;
+
+-- A blank or missing reason is refused everywhere a reason is required (LL007).
+CREATE OR REPLACE FUNCTION ledgerlock._require_reason(reason text, action text)
+RETURNS text
+LANGUAGE plpgsql
+IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF reason IS NULL OR pg_catalog.btrim(reason) = '' THEN
+        PERFORM ledgerlock._refuse('LL007', pg_catalog.format('%s requires a reason', action),
+                                   'pass a non-blank reason; it is kept in the audit trail');
+    END IF;
+    RETURN pg_catalog.btrim(reason);
+END
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._require_reason(text, text) FROM PUBLIC;
+
+-- The registry row of a protected table, or a clear error.
+CREATE OR REPLACE FUNCTION ledgerlock._config(tbl regclass)
+RETURNS ledgerlock.protected_table
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    cfg ledgerlock.protected_table;
+BEGIN
+    SELECT * INTO cfg FROM ledgerlock.protected_table p WHERE p.tbl = _config.tbl;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = '22023',
+            MESSAGE = pg_catalog.format('table %s is not protected by ledgerlock', tbl),
+            HINT = 'protect it first with ledgerlock.protect(...)';
+    END IF;
+    RETURN cfg;
+END
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._config(regclass) FROM PUBLIC;
+
+-- How a row is named in messages and the audit trail: its primary key, as jsonb and as text.
+CREATE OR REPLACE FUNCTION ledgerlock.row_key(tbl regclass, r jsonb)
+RETURNS jsonb
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT pg_catalog.jsonb_object_agg(k, r -> k)
+    FROM ledgerlock.protected_table p, pg_catalog.unnest(p.key_columns) AS k
+    WHERE p.tbl = row_key.tbl
+$$;
+REVOKE ALL ON FUNCTION ledgerlock.row_key(regclass, jsonb) FROM PUBLIC;
+
+-- "invoice id=42 (INV-2026-00017)": table, key, and the final number when the table has one.
+CREATE OR REPLACE FUNCTION ledgerlock.row_label(tbl regclass, r jsonb)
+RETURNS text
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT pg_catalog.format('%s %s', c.relname,
+               pg_catalog.string_agg(pg_catalog.format('%s=%s', k, r ->> k), ' ' ORDER BY o))
+           || coalesce(' (' || (r ->> p.number_column::text) || ')', '')
+    FROM ledgerlock.protected_table p
+    JOIN pg_catalog.pg_class c ON c.oid = p.tbl
+    CROSS JOIN LATERAL pg_catalog.unnest(p.key_columns) WITH ORDINALITY AS u(k, o)
+    WHERE p.tbl = row_label.tbl
+    GROUP BY c.relname, p.number_column
+$$;
+REVOKE ALL ON FUNCTION ledgerlock.row_label(regclass, jsonb) FROM PUBLIC;
+
+-- The final_when condition of a table as a trigger WHEN clause over OLD or NEW.
+CREATE OR REPLACE FUNCTION ledgerlock._final_condition(tbl regclass, alias text)
+RETURNS text
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    expr text := (SELECT p.final_when_sql FROM ledgerlock.protected_table p WHERE p.tbl = _final_condition.tbl);
+BEGIN
+    IF alias NOT IN ('OLD', 'NEW') THEN
+        RAISE EXCEPTION 'alias must be OLD or NEW, not %', alias;
+    END IF;
+    IF expr IS NULL THEN
+        RETURN NULL;
+    END IF;
+    RETURN pg_catalog.replace(expr, 'll_row.', alias || '.');
+END
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._final_condition(regclass, text) FROM PUBLIC;
+
+-- Columns a guard must not compare: the declared mutable ones, and generated columns (BEFORE triggers
+-- see them unset in NEW).
+CREATE OR REPLACE FUNCTION ledgerlock._exempt_columns(tbl regclass)
+RETURNS name[]
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT ARRAY(
+        SELECT pg_catalog.unnest(p.mutable_columns)
+        UNION
+        SELECT a.attname FROM pg_catalog.pg_attribute a
+        WHERE a.attrelid = p.tbl AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated <> ''
+        ORDER BY 1)
+    FROM ledgerlock.protected_table p WHERE p.tbl = _exempt_columns.tbl
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._exempt_columns(regclass) FROM PUBLIC;
+
+-- Every guard trigger is created here: ENABLE ALWAYS (session_replication_role = replica does not
+-- silence it) and commented with the hash of its definition, so drift is visible (ledgerlock doctor).
+CREATE OR REPLACE FUNCTION ledgerlock._create_guard_trigger(tbl regclass, trigger_name name, definition text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    tgdef text;
+BEGIN
+    IF trigger_name !~ '^ll_[0-9]{2}_' THEN
+        RAISE EXCEPTION 'guard trigger names start with ll_NN_, not %', trigger_name;
+    END IF;
+    EXECUTE pg_catalog.format('CREATE TRIGGER %I %s', trigger_name, definition);
+    EXECUTE pg_catalog.format('ALTER TABLE %s ENABLE ALWAYS TRIGGER %I', tbl, trigger_name);
+    SELECT pg_catalog.pg_get_triggerdef(t.oid) INTO tgdef
+    FROM pg_catalog.pg_trigger t WHERE t.tgrelid = tbl AND t.tgname = trigger_name;
+    EXECUTE pg_catalog.format('COMMENT ON TRIGGER %I ON %s IS %L', trigger_name, tbl,
+                              'ledgerlock:' || pg_catalog.md5(tgdef));
+END
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._create_guard_trigger(regclass, name, text) FROM PUBLIC;
+
+-- Drop the guard triggers of one rule (prefix ll_NN_) or of all rules (prefix 'll_').
+CREATE OR REPLACE FUNCTION ledgerlock._drop_guard_triggers(tbl regclass, prefix text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    tg name;
+BEGIN
+    FOR tg IN
+        SELECT t.tgname FROM pg_catalog.pg_trigger t
+        WHERE t.tgrelid = tbl AND NOT t.tgisinternal AND t.tgparentid = 0
+          AND pg_catalog.starts_with(t.tgname, prefix)
+    LOOP
+        EXECUTE pg_catalog.format('DROP TRIGGER %I ON %s', tg, tbl);
+    END LOOP;
+END
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._drop_guard_triggers(regclass, text) FROM PUBLIC;

@@ -1,0 +1,149 @@
+"""R1: finalized rows are permanent — tested as the application meets them."""
+
+from __future__ import annotations
+
+import ledgerlock.errors as lle
+import pytest
+from lltest import refused
+
+
+@pytest.fixture
+def invoices(db):
+    db.protect_invoice()
+    app = db.connect("app")
+    app.execute("INSERT INTO invoice (id, company_id, amount) VALUES (1, 1, 100), (2, 1, 200)")
+    app.execute("UPDATE invoice SET status = 'approved' WHERE id = 1")
+    return app
+
+
+def amount(conn, invoice_id):
+    return conn.execute("SELECT amount FROM invoice WHERE id = %s", (invoice_id,)).fetchone()[0]
+
+
+def test_update_of_final_row_is_refused_with_ll001(invoices):
+    with refused("LL001", r"^invoice id=1 is final and cannot be updated; issue a correcting document instead$"):
+        invoices.execute("UPDATE invoice SET amount = 1 WHERE id = 1")
+    assert amount(invoices, 1) == 100
+
+
+def test_delete_of_final_row_is_refused_with_ll001(invoices):
+    with refused("LL001", r"^invoice id=1 is final and cannot be deleted; issue a correcting document instead$"):
+        invoices.execute("DELETE FROM invoice WHERE id = 1")
+    assert invoices.execute("SELECT count(*) FROM invoice WHERE id = 1").fetchone()[0] == 1
+
+
+def test_application_catches_finalized_row_error(invoices):
+    with pytest.raises(lle.FinalizedRowError) as info:
+        invoices.execute("UPDATE invoice SET note = 'x' WHERE id = 1")
+    assert info.value.sqlstate == "LL001"
+    assert "paid, reconciled" in info.value.diag.message_hint
+
+
+def test_draft_row_stays_editable_and_deletable(invoices):
+    invoices.execute("UPDATE invoice SET amount = 250, note = 'revised' WHERE id = 2")
+    assert amount(invoices, 2) == 250
+    invoices.execute("DELETE FROM invoice WHERE id = 2")
+    assert invoices.execute("SELECT count(*) FROM invoice WHERE id = 2").fetchone()[0] == 0
+
+
+def test_mutable_columns_stay_editable_on_final_row(invoices):
+    invoices.execute("UPDATE invoice SET paid = true, reconciled = true WHERE id = 1")
+    assert invoices.execute("SELECT paid AND reconciled FROM invoice WHERE id = 1").fetchone()[0]
+
+
+def test_mutable_and_protected_column_together_is_refused(invoices):
+    with refused("LL001"):
+        invoices.execute("UPDATE invoice SET paid = true, amount = 5 WHERE id = 1")
+    assert invoices.execute("SELECT paid FROM invoice WHERE id = 1").fetchone()[0] is False
+
+
+def test_status_change_out_of_final_is_refused(invoices):
+    """There is no unlock: moving a final row back to draft is an update like any other."""
+    with refused("LL001"):
+        invoices.execute("UPDATE invoice SET status = 'draft' WHERE id = 1")
+
+
+def test_no_op_update_of_final_row_is_allowed(invoices):
+    invoices.execute("UPDATE invoice SET amount = amount WHERE id = 1")
+
+
+def test_insert_of_already_final_row_is_allowed_and_then_frozen(db):
+    db.protect_invoice()
+    app = db.connect("app")
+    app.execute("INSERT INTO invoice (id, company_id, status, amount) VALUES (9, 1, 'paid', 10)")
+    with refused("LL001"):
+        app.execute("UPDATE invoice SET amount = 11 WHERE id = 9")
+
+
+def test_multi_row_update_touching_one_final_row_changes_nothing(invoices):
+    with refused("LL001"):
+        invoices.execute("UPDATE invoice SET note = 'bulk'")
+    assert invoices.execute("SELECT count(*) FROM invoice WHERE note = 'bulk'").fetchone()[0] == 0
+
+
+def test_final_rows_bind_admins_and_the_owner_too(db, invoices):
+    for role in ("admin", "owner"):
+        with refused("LL001"):
+            db.connect(role).execute("UPDATE invoice SET amount = 1 WHERE id = 1")
+
+
+def test_truncate_of_protected_table_is_refused(db, invoices):
+    owner = db.owner()
+    with refused("LL008", r"TRUNCATE of public\.invoice is refused"):
+        owner.execute("TRUNCATE invoice CASCADE")
+    with refused("42501"):  # the application has no TRUNCATE privilege at all
+        invoices.execute("TRUNCATE invoice")
+    assert owner.execute("SELECT count(*) FROM invoice").fetchone()[0] == 2
+    owner.execute("TRUNCATE quote")  # the unprotected neighbour truncates
+
+
+def test_application_cannot_disable_or_drop_guard_triggers(invoices):
+    with refused("42501"):
+        invoices.execute("ALTER TABLE invoice DISABLE TRIGGER ll_10_final_update")
+    with refused("42501"):
+        invoices.execute("DROP TRIGGER ll_10_final_update ON invoice")
+    with refused("LL001"):
+        invoices.execute("UPDATE invoice SET amount = 1 WHERE id = 1")
+
+
+def test_session_replication_role_does_not_silence_guards(db, invoices):
+    owner = db.owner()  # only a superuser may set it at all; the guards are ENABLE ALWAYS
+    owner.execute("SET session_replication_role = replica")
+    with refused("LL001"):
+        owner.execute("UPDATE invoice SET amount = 1 WHERE id = 1")
+    with refused("42501"):
+        invoices.execute("SET session_replication_role = replica")
+
+
+def test_guard_triggers_are_enable_always_and_carry_a_definition_hash(db, invoices):
+    rows = db.owner().execute(
+        """SELECT t.tgname, t.tgenabled, obj_description(t.oid, 'pg_trigger')
+           FROM pg_trigger t WHERE t.tgrelid = 'invoice'::regclass AND t.tgname LIKE 'll\\_%' ORDER BY 1"""
+    ).fetchall()
+    names = [r[0] for r in rows]
+    assert {"ll_00_truncate", "ll_10_final_update", "ll_10_final_delete"} <= set(names)
+    assert all(r[1] == "A" for r in rows)
+    assert all(r[2].startswith("ledgerlock:") and len(r[2]) == len("ledgerlock:") + 32 for r in rows)
+
+
+def test_generated_columns_do_not_break_the_guard(db):
+    owner = db.owner()
+    owner.execute("ALTER TABLE invoice ADD COLUMN amount_cents bigint GENERATED ALWAYS AS (amount * 100) STORED")
+    db.protect_invoice()
+    app = db.connect("app")
+    app.execute("INSERT INTO invoice (id, company_id, status, amount) VALUES (1, 1, 'approved', 3)")
+    app.execute("UPDATE invoice SET paid = true WHERE id = 1")
+    with refused("LL001"):
+        app.execute("UPDATE invoice SET amount = 4 WHERE id = 1")
+
+
+def test_message_names_the_final_number_when_the_table_has_one(db):
+    db.protect_invoice(number_column="number")
+    app = db.connect("app")
+    owner = db.owner()
+    # a number set by the owner outside numbering (numbering rules are tested with R2)
+    owner.execute("INSERT INTO invoice (id, company_id, number, status) VALUES (5, 1, 'X-7', 'draft')")
+    owner.execute("UPDATE invoice SET status = 'approved' WHERE id = 5")
+    number = owner.execute("SELECT number FROM invoice WHERE id = 5").fetchone()[0]
+    with refused("LL001", rf"^invoice id=5 \({number}\) is final"):
+        app.execute("DELETE FROM invoice WHERE id = 5")

@@ -1,0 +1,125 @@
+"""ledgerlock.protect validates at call time, installs all or nothing, and reconfigures cleanly."""
+
+from __future__ import annotations
+
+import pytest
+from lltest import refused
+
+
+def guard_triggers(conn, table="invoice"):
+    return sorted(
+        r[0]
+        for r in conn.execute(
+            "SELECT tgname FROM pg_trigger WHERE tgrelid = %s::regclass AND tgname LIKE 'll\\_%%'", (table,)
+        )
+    )
+
+
+def registered(conn, table="invoice"):
+    return conn.execute(
+        "SELECT count(*) FROM ledgerlock.protected_table WHERE tbl = %s::regclass", (table,)
+    ).fetchone()[0]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "sqlstate", "match"),
+    [
+        ({"date_column": "nope"}, "42703", r"date_column: table public.invoice has no column nope"),
+        ({"date_column": "note"}, "42804", r"date_column: public\.invoice\.note is of type text"),
+        ({"scope_column": "tenant"}, "42703", r"scope_column: table public.invoice has no column tenant"),
+        ({"number_column": "num"}, "42703", r"number_column: table public.invoice has no column num"),
+        ({"mutable_columns": ["paid", "nope"]}, "42703", r"mutable_columns: table public.invoice has no column nope"),
+        ({"mutable_columns": ["issued_on"]}, "22023", r"issued_on cannot be mutable"),
+        ({"final_when": "status = "}, "42601", r"final_when .* is not a valid condition on public\.invoice"),
+        ({"final_when": "stat = 'paid'"}, "42703", r"final_when .* is not a valid condition.*stat"),
+        ({"final_when": "amount + 1"}, "42804", r"final_when .* is of type numeric, not boolean"),
+        ({"final_when": "true; drop table invoice"}, "22023", r"must be a single condition"),
+        ({"final_when": "status = (select 'paid')"}, "0A000", r"subquer"),
+    ],
+)
+def test_bad_configuration_fails_clearly_and_installs_nothing(db, kwargs, sqlstate, match):
+    owner = db.owner()
+    with refused(sqlstate, match):
+        db.protect_invoice(owner, **kwargs)
+    assert registered(owner) == 0
+    assert guard_triggers(owner) == []
+    assert owner.execute("SELECT to_regclass('ledgerlock._ll_deparse')").fetchone()[0] is None
+
+
+def test_unknown_table_fails_clearly(db):
+    with refused("42P01", r'relation "no_such_table" does not exist'):
+        db.owner().execute("SELECT ledgerlock.protect('no_such_table', 'd')")
+
+
+def test_table_without_primary_key_is_refused(db):
+    owner = db.owner()
+    owner.execute("CREATE TABLE nokey (d date)")
+    with refused("22023", r"public\.nokey has no primary key"):
+        owner.execute("SELECT ledgerlock.protect('nokey', 'd')")
+
+
+def test_view_is_not_a_table(db):
+    owner = db.owner()
+    owner.execute("CREATE VIEW v_invoice AS SELECT * FROM invoice")
+    with refused("42809", r"public\.v_invoice is not a table"):
+        owner.execute("SELECT ledgerlock.protect('v_invoice', 'issued_on')")
+
+
+def test_reconfiguring_replaces_the_rule_cleanly(db):
+    owner = db.owner()
+    db.protect_invoice(owner)
+    app = db.connect("app")
+    app.execute("INSERT INTO invoice (id, company_id, status) VALUES (1, 1, 'approved'), (2, 1, 'paid')")
+    db.protect_invoice(owner, final_when="status = 'paid'", mutable_columns=["paid", "reconciled", "note"])
+    assert registered(owner) == 1
+    assert guard_triggers(owner) == ["ll_00_truncate", "ll_10_final_delete", "ll_10_final_update"]
+    app.execute("UPDATE invoice SET amount = 5 WHERE id = 1")  # approved is no longer final
+    app.execute("UPDATE invoice SET note = 'n' WHERE id = 2")  # note is now mutable
+    with refused("LL001"):
+        app.execute("UPDATE invoice SET amount = 5 WHERE id = 2")
+
+
+def test_protect_without_final_when_installs_no_final_guard(db):
+    owner = db.owner()
+    owner.execute("SELECT ledgerlock.protect('journal_entry', 'posted_on')")
+    assert "ll_10_final_update" not in guard_triggers(owner, "journal_entry")
+    assert "ll_00_truncate" in guard_triggers(owner, "journal_entry")
+
+
+def test_protect_and_unprotect_require_the_admin_role(db):
+    with refused("42501", r"permission denied for function protect"):
+        db.protect_invoice(db.connect("app"))  # an application is not even allowed to call it
+    with refused("LL005", r"protect requires the ledgerlock_admin role; ll_controller is not a member"):
+        db.protect_invoice(db.connect("controller"))
+    db.protect_invoice(db.connect("admin"))  # an admin may, without owning the table
+    assert registered(db.owner()) == 1
+    with refused("LL005"):
+        db.connect("auditor").execute("SELECT ledgerlock.unprotect('invoice', 'no')")
+    with refused("42501"):
+        db.connect("app").execute("SELECT ledgerlock.unprotect('invoice', 'no')")
+
+
+def test_unprotect_needs_a_reason_and_removes_every_guard(db):
+    admin = db.connect("admin")
+    db.protect_invoice(admin)
+    with refused("LL007", r"unprotect requires a reason"):
+        admin.execute("SELECT ledgerlock.unprotect('invoice', '  ')")
+    assert registered(admin) == 1
+    admin.execute("SELECT ledgerlock.unprotect('invoice', 'table retired')")
+    owner = db.owner()
+    assert registered(owner) == 0
+    assert guard_triggers(owner) == []
+
+
+def test_protect_refuses_when_ledgerlock_owner_cannot_own_the_guards(db):
+    owner = db.owner()
+    owner.execute("CREATE ROLE ll_other_owner NOLOGIN")
+    try:
+        owner.execute("CREATE TABLE foreign_owned (id int PRIMARY KEY, d date)")
+        owner.execute("ALTER TABLE foreign_owned OWNER TO ll_other_owner")
+        # the installer is a superuser here, so it may act for any owner: the check passes
+        owner.execute("SELECT ledgerlock.protect('foreign_owned', 'd')")
+        assert registered(owner, "foreign_owned") == 1
+    finally:
+        owner.execute("DROP TABLE IF EXISTS foreign_owned")
+        owner.execute("DROP ROLE ll_other_owner")

@@ -1,0 +1,183 @@
+"""Test support: real PostgreSQL servers, a fresh database per test, and refusal assertions.
+
+Every test database is cloned from a template that already has ledgerlock installed (through
+``ledgerlock.migrate``, the path users take) and the demo ERP schema loaded, unprotected. Tests connect as
+LOGIN roles that play the parts of the product:
+
+- ``owner``      the installer: owns ledgerlock and the ERP tables (the bootstrap superuser here)
+- ``app``        an application login: plain DML on the ERP tables, member of no ledgerlock role
+- ``controller`` app grants + ledgerlock_controller
+- ``admin``      app grants + ledgerlock_admin
+- ``admin2``     a second admin (four-eyes tests)
+- ``auditor``    ledgerlock_auditor only
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import ledgerlock.errors  # noqa: F401  (registers LLxxx exception classes)
+import psycopg
+import pytest
+from ledgerlock import migrate, sqlfiles
+from ledgerlock.server import DEBIAN_PG15_BINDIR, SUPERUSER, THROWAWAY_SETTINGS, LocalServer, pgserver_bindir
+from psycopg import sql
+from pytest_postgresql.janitor import DatabaseJanitor
+
+TEMPLATE = "ll_template"
+ROLES = {
+    "app": [],
+    "controller": ["ledgerlock_controller"],
+    "admin": ["ledgerlock_admin"],
+    "admin2": ["ledgerlock_admin"],
+    "auditor": ["ledgerlock_auditor"],
+}
+DML_ROLES = ("app", "controller", "admin", "admin2")
+
+
+def known_servers() -> dict[str, Path]:
+    """The PostgreSQL builds this machine has: the embedded 16, and Debian's 15 where installed."""
+    servers = {"pg16": pgserver_bindir()}
+    if (DEBIAN_PG15_BINDIR / "postgres").exists():
+        servers["pg15"] = DEBIAN_PG15_BINDIR
+    return servers
+
+
+def selected_servers() -> list[str]:
+    """LEDGERLOCK_TEST_SERVERS=pg16,pg15 requires those (CI); unset means every server found."""
+    known = known_servers()
+    wanted = os.environ.get("LEDGERLOCK_TEST_SERVERS")
+    if not wanted:
+        return sorted(known)
+    names = [w.strip() for w in wanted.split(",") if w.strip()]
+    missing = [n for n in names if n not in known]
+    if missing:
+        raise pytest.UsageError(f"LEDGERLOCK_TEST_SERVERS asks for {missing}, not installed here")
+    return names
+
+
+@dataclass
+class Cluster:
+    """One running test server with the login roles and the template database."""
+
+    name: str
+    server: LocalServer
+
+    def conninfo(self, dbname: str = "postgres", role: str = "owner") -> str:
+        user = SUPERUSER if role == "owner" else f"ll_{role}"
+        return self.server.conninfo(dbname=dbname, user=user)
+
+    def setup(self) -> None:
+        with psycopg.connect(self.conninfo(), autocommit=True) as conn:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(TEMPLATE)))
+        template = self.conninfo(TEMPLATE)
+        migrate.migrate(template)  # creates the ledgerlock_* roles, too
+        with psycopg.connect(template, autocommit=True) as conn:
+            for role, groups in ROLES.items():
+                login = sql.Identifier(f"ll_{role}")
+                conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(login))
+                for g in groups:
+                    conn.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(g), login))
+            conn.execute(sqlfiles.demo_schema())
+            logins = sql.SQL(", ").join(sql.Identifier(f"ll_{r}") for r in DML_ROLES)
+            conn.execute(sql.SQL("GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {}")
+                         .format(logins))
+            conn.execute(sql.SQL("GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {}").format(logins))
+            conn.execute(sql.SQL("ALTER DATABASE {} WITH is_template true").format(sql.Identifier(TEMPLATE)))
+
+
+@dataclass
+class TestDatabase:
+    """A fresh database for one test, cloned from the template."""
+
+    __test__ = False  # not a test class
+
+    cluster: Cluster
+    name: str
+    _conns: list[psycopg.Connection] = field(default_factory=list)
+
+    def conninfo(self, role: str = "owner") -> str:
+        return self.cluster.conninfo(self.name, role)
+
+    def connect(self, role: str = "owner", *, autocommit: bool = True, **kw) -> psycopg.Connection:
+        conn = psycopg.connect(self.conninfo(role), autocommit=autocommit, **kw)
+        self._conns.append(conn)
+        return conn
+
+    def close_all(self) -> None:
+        for c in self._conns:
+            with contextlib.suppress(Exception):
+                c.close()
+        self._conns.clear()
+
+    # conveniences for the most common statements
+    def owner(self) -> psycopg.Connection:
+        return self.connect("owner")
+
+    def protect_invoice(self, conn: psycopg.Connection | None = None, **overrides) -> None:
+        """The standard protection of the demo invoice table (final once approved or paid)."""
+        args = {
+            "date_column": "issued_on",
+            "scope_column": "company_id",
+            "final_when": "status in ('approved','paid')",
+            "mutable_columns": ["paid", "reconciled"],
+        } | overrides
+        names = list(args)
+        stmt = sql.SQL("SELECT ledgerlock.protect('invoice', {})").format(
+            sql.SQL(", ").join(sql.SQL("{} => {}").format(sql.Identifier(n), sql.Placeholder()) for n in names)
+        )
+        (conn or self.owner()).execute(stmt, [args[n] for n in names])
+
+
+@contextlib.contextmanager
+def refused(sqlstate: str, match: str | None = None) -> Iterator[pytest.ExceptionInfo]:
+    """Assert the block raises a database error with this SQLSTATE (and a message matching ``match``)."""
+    with pytest.raises(psycopg.Error) as info:
+        yield info
+    diag = info.value.diag
+    assert diag.sqlstate == sqlstate, f"expected {sqlstate}, got {diag.sqlstate}: {diag.message_primary}"
+    if match is not None:
+        assert re.search(match, diag.message_primary or ""), (
+            f"message {diag.message_primary!r} does not match {match!r}"
+        )
+
+
+def start_cluster(name: str, bindir: Path) -> tuple[Cluster, Path]:
+    root = Path(tempfile.mkdtemp(prefix=f"ll-{name}-", dir="/tmp"))
+    server = LocalServer(datadir=root / "data", bindir=bindir, settings=dict(THROWAWAY_SETTINGS))
+    server.start()
+    cluster = Cluster(name, server)
+    cluster.setup()
+    return cluster, root
+
+
+def stop_cluster(cluster: Cluster, root: Path) -> None:
+    cluster.server.destroy()
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def fresh_database(cluster: Cluster) -> Iterator[TestDatabase]:
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    janitor = DatabaseJanitor(
+        user=SUPERUSER,
+        host=str(cluster.server.socket_dir),
+        port=cluster.server.port,
+        dbname=name,
+        template_dbname=TEMPLATE,
+    )
+    janitor.init()
+    db = TestDatabase(cluster, name)
+    try:
+        yield db
+    finally:
+        db.close_all()
+        janitor.drop()
