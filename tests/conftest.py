@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from lltest import Cluster, TestDatabase, fresh_database, selected_servers, start_cluster, stop_cluster
 
 

@@ -24,13 +24,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import ledgerlock.errors  # noqa: F401  (registers LLxxx exception classes)
 import psycopg
 import pytest
-from ledgerlock import migrate, sqlfiles
-from ledgerlock.server import DEBIAN_PG15_BINDIR, SUPERUSER, THROWAWAY_SETTINGS, LocalServer, pgserver_bindir
 from psycopg import sql
 from pytest_postgresql.janitor import DatabaseJanitor
+
+import ledgerlock.errors  # noqa: F401  (registers LLxxx exception classes)
+from ledgerlock import migrate, sqlfiles
+from ledgerlock.server import DEBIAN_PG15_BINDIR, SUPERUSER, THROWAWAY_SETTINGS, LocalServer, pgserver_bindir
 
 TEMPLATE = "ll_template"
 ROLES = {

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import ledgerlock.errors as lle
 import pytest
+
+import ledgerlock.errors as lle
 from lltest import refused
 
 

@@ -6,8 +6,9 @@ from __future__ import annotations
 import subprocess
 
 import psycopg
-from ledgerlock import migrate, sqlfiles
 from psycopg import sql
+
+from ledgerlock import migrate, sqlfiles
 
 # Everything in schema ledgerlock that a user could observe, as comparable text (yoyo's own tables,
 # which only the migration path has, left out).
