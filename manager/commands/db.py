@@ -43,9 +43,14 @@ def db_status(as_json: bool) -> None:
 
 
 @db.command()
-def url() -> None:
-    """Print the embedded server's connection URL (for psql or LEDGERLOCK_DSN)."""
-    click.echo(embedded_server().url(EMBEDDED_DBNAME))
+@click.option("--dbname", default=EMBEDDED_DBNAME, show_default=True, help="Database name to put in the URL.")
+def url(dbname: str) -> None:
+    """Print the embedded server's connection URL (for psql or LEDGERLOCK_DSN).
+
+    \b
+    psql "$(ledgerlock db url --dbname ledgerlock_demo)"
+    """
+    click.echo(embedded_server().url(dbname))
 
 
 @db.command()
