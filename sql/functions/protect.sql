@@ -15,6 +15,7 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
+    scratch text := '_ll_deparse_' || pg_catalog.pg_current_xact_id()::text;  -- one per transaction
     view_def text;
     expr text;
     result_type regtype;
@@ -29,16 +30,16 @@ BEGIN
     END IF;
     BEGIN
         -- The second FROM item makes PostgreSQL qualify every column (as ll_row.col) when deparsing.
-        EXECUTE pg_catalog.format('CREATE VIEW ledgerlock._ll_deparse AS SELECT (%s) AS v '
-                                  'FROM %s AS ll_row, (VALUES (1)) AS ll_unused(x)', condition, tbl);
+        EXECUTE pg_catalog.format('CREATE VIEW ledgerlock.%I AS SELECT (%s) AS v '
+                                  'FROM %s AS ll_row, (VALUES (1)) AS ll_unused(x)', scratch, condition, tbl);
     EXCEPTION WHEN OTHERS THEN
         RAISE EXCEPTION USING ERRCODE = SQLSTATE,
             MESSAGE = pg_catalog.format('final_when %L is not a valid condition on %s: %s', condition, tbl, SQLERRM);
     END;
     SELECT a.atttypid::regtype INTO result_type FROM pg_catalog.pg_attribute a
-    WHERE a.attrelid = 'ledgerlock._ll_deparse'::regclass AND a.attname = 'v';
-    view_def := pg_catalog.pg_get_viewdef('ledgerlock._ll_deparse'::regclass);
-    DROP VIEW ledgerlock._ll_deparse;
+    WHERE a.attrelid = pg_catalog.to_regclass('ledgerlock.' || scratch) AND a.attname = 'v';
+    view_def := pg_catalog.pg_get_viewdef(pg_catalog.to_regclass('ledgerlock.' || scratch));
+    EXECUTE pg_catalog.format('DROP VIEW ledgerlock.%I', scratch);
     IF result_type <> 'boolean'::regtype THEN
         RAISE EXCEPTION USING ERRCODE = '42804',
             MESSAGE = pg_catalog.format('final_when %L is of type %s, not boolean', condition, result_type),
