@@ -173,12 +173,14 @@ BEGIN
     IF trigger_name !~ '^ll_[0-9]{2}_' THEN
         RAISE EXCEPTION 'guard trigger names start with ll_NN_, not %', trigger_name;
     END IF;
+    PERFORM ledgerlock._ddl_permit(tbl, true);  -- the DDL guard lets ledgerlock's own installers through
     EXECUTE pg_catalog.format('CREATE TRIGGER %I %s', trigger_name, definition);
     EXECUTE pg_catalog.format('ALTER TABLE %s ENABLE ALWAYS TRIGGER %I', tbl, trigger_name);
     SELECT pg_catalog.pg_get_triggerdef(t.oid) INTO tgdef
     FROM pg_catalog.pg_trigger t WHERE t.tgrelid = tbl AND t.tgname = trigger_name;
     EXECUTE pg_catalog.format('COMMENT ON TRIGGER %I ON %s IS %L', trigger_name, tbl,
                               'ledgerlock:' || pg_catalog.md5(tgdef));
+    PERFORM ledgerlock._ddl_permit(tbl, false);
 END
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._create_guard_trigger(regclass, name, text) FROM PUBLIC;
@@ -192,6 +194,7 @@ AS $$
 DECLARE
     tg name;
 BEGIN
+    PERFORM ledgerlock._ddl_permit(tbl, true);  -- the DDL guard lets ledgerlock's own installers through
     FOR tg IN
         SELECT t.tgname FROM pg_catalog.pg_trigger t
         WHERE t.tgrelid = tbl AND NOT t.tgisinternal AND t.tgparentid = 0
@@ -199,6 +202,7 @@ BEGIN
     LOOP
         EXECUTE pg_catalog.format('DROP TRIGGER %I ON %s', tg, tbl);
     END LOOP;
+    PERFORM ledgerlock._ddl_permit(tbl, false);
 END
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._drop_guard_triggers(regclass, text) FROM PUBLIC;

@@ -28,6 +28,7 @@ BEGIN
             MESSAGE = pg_catalog.format('final_when %L must be a single condition (no ";" and no comments)',
                                         condition);
     END IF;
+    PERFORM ledgerlock._ddl_permit('ledgerlock'::regnamespace, true);  -- the scratch view, under the DDL guard
     BEGIN
         -- The second FROM item makes PostgreSQL qualify every column (as ll_row.col) when deparsing.
         EXECUTE pg_catalog.format('CREATE VIEW ledgerlock.%I AS SELECT (%s) AS v '
@@ -40,6 +41,7 @@ BEGIN
     WHERE a.attrelid = pg_catalog.to_regclass('ledgerlock.' || scratch) AND a.attname = 'v';
     view_def := pg_catalog.pg_get_viewdef(pg_catalog.to_regclass('ledgerlock.' || scratch));
     EXECUTE pg_catalog.format('DROP VIEW ledgerlock.%I', scratch);
+    PERFORM ledgerlock._ddl_permit('ledgerlock'::regnamespace, false);
     IF result_type <> 'boolean'::regtype THEN
         RAISE EXCEPTION USING ERRCODE = '42804',
             MESSAGE = pg_catalog.format('final_when %L is of type %s, not boolean', condition, result_type),

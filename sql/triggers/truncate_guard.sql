@@ -17,15 +17,42 @@ END
 $$;
 REVOKE ALL ON FUNCTION ledgerlock.guard_truncate() FROM PUBLIC;
 
+-- Statement triggers are not passed on to partitions, so every partition of a protected partitioned
+-- table gets its own TRUNCATE guard (TRUNCATE of one partition fires only that partition's triggers). Its
+-- argument names the protected table, so a partition that was detached can be recognised (ddl guard,
+-- doctor). New partitions get it from the DDL guard, or from `ledgerlock.reinstall_guards()`.
 CREATE OR REPLACE FUNCTION ledgerlock._install_00_truncate(tbl regclass)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    part regclass;
 BEGIN
     PERFORM ledgerlock._drop_guard_triggers(tbl, 'll_00_');
     PERFORM ledgerlock._create_guard_trigger(tbl, 'll_00_truncate', pg_catalog.format(
         'BEFORE TRUNCATE ON %s FOR EACH STATEMENT EXECUTE FUNCTION ledgerlock.guard_truncate()', tbl));
+    FOR part IN SELECT p.relid FROM pg_catalog.pg_partition_tree(tbl) p WHERE p.relid <> tbl LOOP
+        PERFORM ledgerlock._drop_guard_triggers(part, 'll_00_');
+        PERFORM ledgerlock._create_guard_trigger(part, 'll_00_truncate', pg_catalog.format(
+            'BEFORE TRUNCATE ON %s FOR EACH STATEMENT EXECUTE FUNCTION ledgerlock.guard_truncate(%L)',
+            part, tbl::oid));
+    END LOOP;
 END
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._install_00_truncate(regclass) FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION ledgerlock._uninstall_00_truncate(tbl regclass)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    part regclass;
+BEGIN
+    FOR part IN SELECT p.relid FROM pg_catalog.pg_partition_tree(tbl) p WHERE p.relid <> tbl LOOP
+        PERFORM ledgerlock._drop_guard_triggers(part, 'll_00_');
+    END LOOP;
+END
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._uninstall_00_truncate(regclass) FROM PUBLIC;

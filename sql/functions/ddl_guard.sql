@@ -1,0 +1,294 @@
+-- The DDL guard: event triggers that refuse the DDL which would switch ledgerlock's guards off.
+--
+-- Row triggers cannot see DDL. A role that owns a protected table (too often the application itself) can
+-- DROP or DISABLE a guard trigger, detach or drop a partition, rewrite the table with ALTER COLUMN TYPE
+-- ... USING, or add a BEFORE trigger that changes a final row after ledgerlock has checked it. Event
+-- triggers need a superuser to be created, so they are not created by `migrate`: a superuser runs
+-- `ledgerlock install-ddl-guard` (SELECT ledgerlock.install_ddl_guard()).
+--
+-- ledgerlock's own installers are let through by a DDL permit: a row of ledgerlock.ddl_permit for the
+-- current transaction and the object, inserted right before their DDL and deleted right after. Only the
+-- owner of schema ledgerlock can write that table; no client setting opens anything.
+
+-- Grant (granted = true) or withdraw the permit for DDL on one object in this transaction.
+CREATE OR REPLACE FUNCTION ledgerlock._ddl_permit(target oid, granted boolean)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF granted THEN
+        INSERT INTO ledgerlock.ddl_permit (txid, target) VALUES (pg_catalog.pg_current_xact_id(), target)
+        ON CONFLICT DO NOTHING;
+    ELSE
+        DELETE FROM ledgerlock.ddl_permit p
+        WHERE p.txid = pg_catalog.pg_current_xact_id() AND p.target = _ddl_permit.target;
+    END IF;
+END
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._ddl_permit(oid, boolean) FROM PUBLIC;
+
+-- Does this transaction hold a permit for the relation (or for a partitioned table above it)?
+CREATE OR REPLACE FUNCTION ledgerlock._ddl_permitted(rel oid)
+RETURNS boolean
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT EXISTS (
+        SELECT FROM ledgerlock.ddl_permit p
+        WHERE p.txid = pg_catalog.pg_current_xact_id_if_assigned()
+          AND (p.target = rel
+               OR p.target IN (SELECT a.relid FROM pg_catalog.pg_partition_ancestors(rel::regclass) AS a)))
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._ddl_permitted(oid) FROM PUBLIC;
+
+-- The protected table a relation is, or is a partition of (null when neither).
+CREATE OR REPLACE FUNCTION ledgerlock._protected_root(rel oid)
+RETURNS regclass
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT p.tbl FROM ledgerlock.protected_table p
+    WHERE p.tbl = rel::regclass
+       OR p.tbl IN (SELECT a.relid FROM pg_catalog.pg_partition_ancestors(rel::regclass) AS a)
+    LIMIT 1
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._protected_root(oid) FROM PUBLIC;
+
+-- LL008 for DDL the guard refuses.
+CREATE OR REPLACE FUNCTION ledgerlock._refuse_ddl(what text, why text, hint text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM ledgerlock._refuse('LL008', pg_catalog.format('%s is refused: %s', what, why), hint);
+END
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._refuse_ddl(text, text, text) FROM PUBLIC;
+
+-- ledgerlock's own objects change only through `ledgerlock migrate` run by a superuser, or through
+-- ledgerlock's code (permit on the schema, e.g. protect's scratch view).
+CREATE OR REPLACE FUNCTION ledgerlock._ddl_guard_own_object(what text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname = session_user)
+       OR ledgerlock._ddl_permitted('ledgerlock'::regnamespace::oid) THEN
+        RETURN;
+    END IF;
+    PERFORM ledgerlock._refuse_ddl(what, 'it changes ledgerlock''s own code or tables',
+        'upgrade ledgerlock with `ledgerlock migrate` run by a superuser');
+END
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._ddl_guard_own_object(text) FROM PUBLIC;
+
+-- ddl_command_end: CREATE/ALTER on protected tables and their partitions, and on ledgerlock's objects.
+CREATE OR REPLACE FUNCTION ledgerlock._ddl_guard_command_end()
+RETURNS event_trigger
+LANGUAGE plpgsql
+SECURITY DEFINER  -- reads ledgerlock's registry whoever runs the DDL; installs guards on new partitions
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    cmd record;
+    rel oid;
+    root regclass;
+    bad record;
+    hint text;
+BEGIN
+    FOR cmd IN SELECT * FROM pg_catalog.pg_event_trigger_ddl_commands() LOOP
+        IF cmd.schema_name = 'ledgerlock' THEN
+            PERFORM ledgerlock._ddl_guard_own_object(pg_catalog.format('%s %s', cmd.command_tag,
+                                                                       cmd.object_identity));
+        END IF;
+        rel := CASE cmd.classid
+            WHEN 'pg_catalog.pg_class'::regclass THEN cmd.objid
+            WHEN 'pg_catalog.pg_trigger'::regclass
+                THEN (SELECT t.tgrelid FROM pg_catalog.pg_trigger t WHERE t.oid = cmd.objid)
+            WHEN 'pg_catalog.pg_rewrite'::regclass
+                THEN (SELECT r.ev_class FROM pg_catalog.pg_rewrite r WHERE r.oid = cmd.objid)
+        END;
+        IF rel IS NULL OR ledgerlock._ddl_permitted(rel) THEN
+            CONTINUE;
+        END IF;
+        root := ledgerlock._protected_root(rel);
+        IF root IS NULL THEN
+            CONTINUE;
+        END IF;
+        hint := pg_catalog.format('have an admin run ledgerlock.unprotect(%L, reason) first (audited), '
+                                  'then protect the table again', root::text);
+        IF cmd.classid = 'pg_catalog.pg_trigger'::regclass THEN
+            PERFORM ledgerlock._refuse_ddl(pg_catalog.format('%s %s', cmd.command_tag, cmd.object_identity),
+                pg_catalog.format('%s is protected by ledgerlock, and a trigger of its own could change a '
+                                  'final row after ledgerlock has checked it', root), hint);
+        ELSIF cmd.classid = 'pg_catalog.pg_rewrite'::regclass THEN
+            PERFORM ledgerlock._refuse_ddl(pg_catalog.format('%s %s', cmd.command_tag, cmd.object_identity),
+                pg_catalog.format('%s is protected by ledgerlock, and a rule could redirect its writes', root),
+                hint);
+        END IF;
+        -- Guard triggers stay ENABLE ALWAYS, on the table and on every partition.
+        SELECT t.tgrelid::regclass AS tbl, t.tgname INTO bad
+        FROM pg_catalog.pg_trigger t
+        WHERE (t.tgrelid = rel OR t.tgrelid IN (SELECT p.relid FROM pg_catalog.pg_partition_tree(rel::regclass) p))
+          AND t.tgname ~ '^ll_[0-9]{2}_' AND t.tgenabled <> 'A'
+        LIMIT 1;
+        IF FOUND THEN
+            PERFORM ledgerlock._refuse_ddl(pg_catalog.format('disabling trigger %I on %s', bad.tgname, bad.tbl),
+                pg_catalog.format('it is a ledgerlock guard of protected table %s', root), hint);
+        END IF;
+        IF (SELECT c.relpersistence FROM pg_catalog.pg_class c WHERE c.oid = rel) <> 'p' THEN
+            PERFORM ledgerlock._refuse_ddl(pg_catalog.format('%s %s', cmd.command_tag, cmd.object_identity),
+                pg_catalog.format('protected table %s must stay logged: an unlogged table is emptied by a '
+                                  'crash and is not replicated', root), hint);
+        END IF;
+        -- A detached partition keeps its own TRUNCATE guard (whose argument names the protected table)
+        -- but no protected table covers it any more.
+        SELECT t.tgrelid::regclass AS tbl INTO bad
+        FROM pg_catalog.pg_trigger t
+        WHERE t.tgname = 'll_00_truncate' AND t.tgnargs = 1
+          AND pg_catalog.encode(t.tgargs, 'escape') = root::oid::text || '\000'
+          AND ledgerlock._protected_root(t.tgrelid) IS DISTINCT FROM root
+        LIMIT 1;
+        IF FOUND THEN
+            PERFORM ledgerlock._refuse_ddl(pg_catalog.format('detaching partition %s from %s', bad.tbl, root),
+                'its final rows would no longer be guarded', hint);
+        END IF;
+        -- A new or attached partition gets the guard a statement trigger does not pass on (TRUNCATE).
+        IF EXISTS (SELECT FROM pg_catalog.pg_partition_tree(root) p
+                   WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_trigger t
+                                     WHERE t.tgrelid = p.relid AND t.tgname = 'll_00_truncate')) THEN
+            PERFORM ledgerlock._install_00_truncate(root);
+        END IF;
+    END LOOP;
+END
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._ddl_guard_command_end() FROM PUBLIC;
+
+-- sql_drop: dropping guard triggers, protected tables, their partitions and columns, ledgerlock objects.
+CREATE OR REPLACE FUNCTION ledgerlock._ddl_guard_sql_drop()
+RETURNS event_trigger
+LANGUAGE plpgsql
+SECURITY DEFINER  -- reads ledgerlock's registry whoever runs the DDL
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    obj record;
+    rel oid;
+    hint text := 'have an admin run ledgerlock.unprotect(table, reason) first (audited)';
+BEGIN
+    FOR obj IN SELECT * FROM pg_catalog.pg_event_trigger_dropped_objects() LOOP
+        IF obj.schema_name = 'ledgerlock' AND NOT obj.is_temporary THEN
+            PERFORM ledgerlock._ddl_guard_own_object(pg_catalog.format('DROP %s %s', obj.object_type,
+                                                                       obj.object_identity));
+        END IF;
+        IF obj.object_type IN ('table', 'table column')
+           AND EXISTS (SELECT FROM ledgerlock.protected_table p WHERE p.tbl::oid = obj.objid)
+           AND NOT ledgerlock._ddl_permitted(obj.objid) THEN
+            PERFORM ledgerlock._refuse_ddl(pg_catalog.format('DROP %s %s', obj.object_type, obj.object_identity),
+                'the table is protected by ledgerlock', hint);
+        END IF;
+        IF obj.object_type = 'trigger' AND obj.address_names[3] ~ '^ll_[0-9]{2}_' THEN
+            -- the trigger's table: still there, or dropped in this same command
+            rel := coalesce(
+                pg_catalog.to_regclass(pg_catalog.format('%I.%I', obj.address_names[1], obj.address_names[2])),
+                (SELECT d.objid FROM pg_catalog.pg_event_trigger_dropped_objects() d
+                 WHERE d.object_type = 'table' AND d.address_names = obj.address_names[1:2] LIMIT 1));
+            IF rel IS NULL OR NOT ledgerlock._ddl_permitted(rel) THEN
+                PERFORM ledgerlock._refuse_ddl(pg_catalog.format('dropping trigger %s', obj.object_identity),
+                    'it is a ledgerlock guard of a protected table', hint);
+            END IF;
+        END IF;
+    END LOOP;
+END
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._ddl_guard_sql_drop() FROM PUBLIC;
+
+-- table_rewrite: ALTER COLUMN TYPE ... USING, SET UNLOGGED and friends rewrite every row without a single
+-- row trigger firing.
+CREATE OR REPLACE FUNCTION ledgerlock._ddl_guard_table_rewrite()
+RETURNS event_trigger
+LANGUAGE plpgsql
+SECURITY DEFINER  -- reads ledgerlock's registry whoever runs the DDL
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    rel oid := pg_catalog.pg_event_trigger_table_rewrite_oid();
+    root regclass := ledgerlock._protected_root(rel);
+BEGIN
+    IF root IS NOT NULL AND NOT ledgerlock._ddl_permitted(rel) THEN
+        PERFORM ledgerlock._refuse_ddl(pg_catalog.format('rewriting %s (%s)', rel::regclass, TG_TAG),
+            pg_catalog.format('a rewrite changes every row of protected table %s without any row trigger firing',
+                              root),
+            pg_catalog.format('have an admin run ledgerlock.unprotect(%L, reason) first (audited), then protect '
+                              'the table again', root::text));
+    END IF;
+END
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._ddl_guard_table_rewrite() FROM PUBLIC;
+
+-- The names of the guard's event triggers (per database).
+CREATE OR REPLACE FUNCTION ledgerlock.ddl_guard_events()
+RETURNS TABLE(event_trigger name, event text, function regproc)
+LANGUAGE sql
+IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    VALUES ('ledgerlock_ddl_guard_end'::name, 'ddl_command_end', 'ledgerlock._ddl_guard_command_end'::regproc),
+           ('ledgerlock_ddl_guard_drop'::name, 'sql_drop', 'ledgerlock._ddl_guard_sql_drop'::regproc),
+           ('ledgerlock_ddl_guard_rewrite'::name, 'table_rewrite', 'ledgerlock._ddl_guard_table_rewrite'::regproc)
+$$;
+REVOKE ALL ON FUNCTION ledgerlock.ddl_guard_events() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION ledgerlock.ddl_guard_events() TO ledgerlock_admin, ledgerlock_auditor;
+
+-- Create (or recreate) the guard's event triggers, ENABLE ALWAYS. Needs a superuser: not SECURITY DEFINER.
+CREATE OR REPLACE FUNCTION ledgerlock.install_ddl_guard()
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    ev record;
+    n integer := 0;
+BEGIN
+    IF NOT coalesce((SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname = current_user), false) THEN
+        RAISE EXCEPTION USING ERRCODE = '42501',
+            MESSAGE = pg_catalog.format('installing the DDL guard needs a superuser; %s is not one', current_user),
+            HINT = 'PostgreSQL lets only superusers create event triggers; see docs/hardening.md for what '
+                   'remains uncovered without one';
+    END IF;
+    FOR ev IN SELECT * FROM ledgerlock.ddl_guard_events() LOOP
+        EXECUTE pg_catalog.format('DROP EVENT TRIGGER IF EXISTS %I', ev.event_trigger);
+        EXECUTE pg_catalog.format('CREATE EVENT TRIGGER %I ON %s EXECUTE FUNCTION %s()',
+                                  ev.event_trigger, ev.event, ev.function);
+        EXECUTE pg_catalog.format('ALTER EVENT TRIGGER %I ENABLE ALWAYS', ev.event_trigger);
+        n := n + 1;
+    END LOOP;
+    RETURN n;
+END
+$$;
+REVOKE ALL ON FUNCTION ledgerlock.install_ddl_guard() FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION ledgerlock.uninstall_ddl_guard()
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    ev record;
+    n integer := 0;
+BEGIN
+    FOR ev IN SELECT * FROM ledgerlock.ddl_guard_events() LOOP
+        IF EXISTS (SELECT FROM pg_catalog.pg_event_trigger e WHERE e.evtname = ev.event_trigger) THEN
+            EXECUTE pg_catalog.format('DROP EVENT TRIGGER %I', ev.event_trigger);
+            n := n + 1;
+        END IF;
+    END LOOP;
+    RETURN n;
+END
+$$;
+REVOKE ALL ON FUNCTION ledgerlock.uninstall_ddl_guard() FROM PUBLIC;
