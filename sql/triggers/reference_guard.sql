@@ -1,0 +1,340 @@
+-- Rule R4 guards (ll_30_*): referenced rows are frozen, lines follow their header.
+--
+-- Each rule in ledgerlock.reference_rule gets small generated trigger functions (_ll30_r<id>_parent,
+-- _ll30_r<id>_child, _ll30_r<id>_line) whose probes are static SQL. Why generated: a probe through EXECUTE is
+-- parsed and planned on every row (measured: an UPDATE of an unreferenced parent ran at 0.70x), while static
+-- SQL in a PL/pgSQL function keeps its plan for the session (1.00x, within noise). The templates live here;
+-- the installer regenerates them from the rule on every install, so they never drift from their rule.
+--
+-- Serialization (DESIGN §5): the foreign key's own check takes FOR KEY SHARE on the parent, which does not
+-- conflict with a non-key UPDATE. So the child side takes FOR SHARE on the parent row before a matching child
+-- row is written: a concurrent UPDATE or DELETE of the parent waits for the child's transaction and then
+-- (READ COMMITTED re-reads the row and the trigger takes a fresh snapshot) sees the child and refuses; a child
+-- arriving second waits for the parent's transaction and then references the parent's new state. Lines take
+-- FOR SHARE on their header the same way, so a header cannot become final under a line being written.
+
+-- Columns that may change on a referenced parent: its declared mutable columns (when it is protected) and
+-- generated columns (BEFORE triggers see them unset in NEW).
+CREATE OR REPLACE FUNCTION ledgerlock._ref_exempt_columns(tbl regclass)
+RETURNS name[]
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT ARRAY(
+        SELECT pg_catalog.unnest(p.mutable_columns) FROM ledgerlock.protected_table p WHERE p.tbl = _ref_exempt_columns.tbl
+        UNION
+        SELECT a.attname FROM pg_catalog.pg_attribute a
+        WHERE a.attrelid = _ref_exempt_columns.tbl AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated <> ''
+        ORDER BY 1)
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._ref_exempt_columns(regclass) FROM PUBLIC;
+
+-- LL003 for an update or delete of a parent that a matching child references (unless the update only
+-- touches exempt columns, or nothing).
+CREATE OR REPLACE FUNCTION ledgerlock._ref_refuse_referenced(rule_id integer, op text, old_row jsonb, new_row jsonb,
+                                                             child_row jsonb, exempt text[])
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r ledgerlock.reference_rule;
+    child_label text;
+    parent_label text;
+    mutable name[];
+BEGIN
+    IF op = 'UPDATE' AND (new_row - exempt)::text = (old_row - exempt)::text THEN
+        RETURN;
+    END IF;
+    SELECT * INTO STRICT r FROM ledgerlock.reference_rule x WHERE x.id = rule_id;
+    child_label := ledgerlock._ref_label(r.child, child_row);
+    parent_label := ledgerlock._ref_label(r.parent, old_row);
+    mutable := (SELECT p.mutable_columns FROM ledgerlock.protected_table p WHERE p.tbl = r.parent);
+    PERFORM ledgerlock._refuse('LL003',
+        pg_catalog.format('%s is referenced by %s and cannot be %s', parent_label, child_label,
+                          CASE op WHEN 'DELETE' THEN 'deleted' ELSE 'updated' END),
+        pg_catalog.format('delete %s first%s%s; ledgerlock why shows the whole chain', child_label,
+            CASE WHEN r.child_condition IS NOT NULL
+                 THEN pg_catalog.format(' (or change it so that it no longer matches: %s)', r.child_condition) END,
+            CASE WHEN op = 'UPDATE' AND pg_catalog.cardinality(mutable) > 0
+                 THEN pg_catalog.format('; only %s may still change', pg_catalog.array_to_string(mutable, ', ')) END));
+END
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._ref_refuse_referenced(integer, text, jsonb, jsonb, jsonb, text[]) FROM PUBLIC;
+
+-- The header of a line is frozen when it is final (header_final, computed under the row lock), lies in a
+-- locked period (R3), or is referenced by a matching child of a rule that freezes updates. Refuse then,
+-- naming the line, the header and why.
+CREATE OR REPLACE FUNCTION ledgerlock._ref_check_header(rule_id integer, verb text, line_row jsonb, header_row jsonb,
+                                                        header_final boolean, is_target boolean)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r ledgerlock.reference_rule;
+    rr ledgerlock.reference_rule;
+    head text;
+    what text;
+    child_row jsonb;
+BEGIN
+    SELECT * INTO STRICT r FROM ledgerlock.reference_rule x WHERE x.id = rule_id;
+    head := ledgerlock._ref_label(r.parent, header_row);
+    what := ledgerlock._ref_label(r.child, line_row) || CASE WHEN is_target
+        THEN pg_catalog.format(' cannot be moved to %s: that header', head)
+        ELSE pg_catalog.format(' cannot be %s: its header %s', verb, head) END;
+    IF header_final THEN
+        PERFORM ledgerlock._refuse('LL001', what || ' is final; issue a correcting document instead',
+            'the lines of a final document are part of it; correct it with a new document (credit memo, amendment)');
+    END IF;
+    -- R3: the header's period, with the same overrides and fence as a write to the header itself. The
+    -- call is a statement of its own, parsed only once R3 is installed.
+    IF pg_catalog.to_regprocedure('ledgerlock._assert_period_open(regclass,jsonb,text)') IS NOT NULL
+       AND EXISTS (SELECT FROM ledgerlock.protected_table p WHERE p.tbl = r.parent) THEN
+        PERFORM ledgerlock._assert_period_open(r.parent, header_row, pg_catalog.format(
+            'changed through its lines (%s %s)', ledgerlock._ref_label(r.child, line_row),
+            CASE WHEN is_target THEN 'cannot be moved to it' ELSE 'cannot be ' || verb END));
+    END IF;
+    FOR rr IN SELECT * FROM ledgerlock.reference_rule x
+              WHERE x.kind = 'referenced' AND x.parent = r.parent AND 'update' = ANY (x.operations) ORDER BY x.id LOOP
+        SELECT c INTO child_row FROM ledgerlock._ref_referencing(rr.id, header_row, 1) AS c;
+        IF child_row IS NOT NULL THEN
+            PERFORM ledgerlock._refuse('LL003',
+                pg_catalog.format('%s is referenced by %s', what, ledgerlock._ref_label(rr.child, child_row)),
+                pg_catalog.format('delete %s first; ledgerlock why shows the whole chain',
+                                  ledgerlock._ref_label(rr.child, child_row)));
+        END IF;
+    END LOOP;
+END
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._ref_check_header(integer, text, jsonb, jsonb, boolean, boolean) FROM PUBLIC;
+
+-- "ll_row.a = OLD.x AND ll_row.b = OLD.y": the join of one side's columns to a record's.
+CREATE OR REPLACE FUNCTION ledgerlock._ref_match(alias text, cols name[], rec text, rec_cols name[])
+RETURNS text
+LANGUAGE sql
+IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT pg_catalog.string_agg(pg_catalog.format('%s.%I = %s.%I', alias, c, rec, rc), ' AND ')
+    FROM ROWS FROM (pg_catalog.unnest(cols), pg_catalog.unnest(rec_cols)) AS u(c, rc)
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._ref_match(text, name[], text, name[]) FROM PUBLIC;
+
+-- "(NEW.a, NEW.b)" — a row of a record's columns, for IS DISTINCT FROM.
+CREATE OR REPLACE FUNCTION ledgerlock._ref_tuple(rec text, cols name[])
+RETURNS text
+LANGUAGE sql
+IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT '(' || pg_catalog.string_agg(pg_catalog.format('%s.%I', rec, c), ', ') || ')'
+    FROM pg_catalog.unnest(cols) AS c
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._ref_tuple(text, name[]) FROM PUBLIC;
+
+-- (Re)generate the trigger functions of one rule from its row.
+CREATE OR REPLACE FUNCTION ledgerlock._ref_generate_functions(rule_id integer)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    r ledgerlock.reference_rule;
+    header_final text;
+    head text := 'RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS ';
+BEGIN
+    SELECT * INTO STRICT r FROM ledgerlock.reference_rule x WHERE x.id = rule_id;
+    IF r.kind = 'referenced' THEN
+        -- Parent side: one index probe of the child on the foreign key.
+        EXECUTE pg_catalog.format('CREATE OR REPLACE FUNCTION ledgerlock.%I() ', '_ll30_r' || r.id || '_parent')
+            || head || pg_catalog.format($gen$$ll$
+DECLARE
+    ll_child jsonb;
+BEGIN
+    SELECT pg_catalog.to_jsonb(ll_row) INTO ll_child FROM %s AS ll_row WHERE %s AND (%s) LIMIT 1;
+    IF ll_child IS NOT NULL THEN
+        PERFORM ledgerlock._ref_refuse_referenced(%s, TG_OP, pg_catalog.to_jsonb(OLD),
+            CASE TG_OP WHEN 'UPDATE' THEN pg_catalog.to_jsonb(NEW) END, ll_child, TG_ARGV);
+    END IF;
+    RETURN CASE TG_OP WHEN 'DELETE' THEN OLD ELSE NEW END;
+END
+$ll$$gen$, r.child, ledgerlock._ref_match('ll_row', r.child_columns, 'OLD', r.parent_columns),
+            coalesce(r.child_condition_sql, 'true'), r.id);
+        -- Child side: share-lock the parent row before a matching child row is written.
+        EXECUTE pg_catalog.format('CREATE OR REPLACE FUNCTION ledgerlock.%I() ', '_ll30_r' || r.id || '_child')
+            || head || pg_catalog.format($gen$$ll$
+BEGIN
+    PERFORM 1 FROM %s AS ll_parent WHERE %s FOR SHARE;
+    RETURN NEW;
+END
+$ll$$gen$, r.parent, ledgerlock._ref_match('ll_parent', r.parent_columns, 'NEW', r.child_columns));
+        EXECUTE pg_catalog.format('REVOKE ALL ON FUNCTION ledgerlock.%I() FROM PUBLIC', '_ll30_r' || r.id || '_parent');
+        EXECUTE pg_catalog.format('REVOKE ALL ON FUNCTION ledgerlock.%I() FROM PUBLIC', '_ll30_r' || r.id || '_child');
+    ELSE
+        -- Lines: share-lock the header and read whether it is final in the same statement, then let
+        -- _ref_check_header decide (period and referenced headers).
+        header_final := coalesce((SELECT p.final_when_sql FROM ledgerlock.protected_table p WHERE p.tbl = r.parent),
+                                 'false');
+        EXECUTE pg_catalog.format('CREATE OR REPLACE FUNCTION ledgerlock.%I() ', '_ll30_r' || r.id || '_line')
+            || head || pg_catalog.format($gen$$ll$
+DECLARE
+    ll_header jsonb;
+    ll_final boolean;
+    ll_verb text := CASE TG_OP WHEN 'INSERT' THEN 'inserted' WHEN 'DELETE' THEN 'deleted' ELSE 'updated' END;
+BEGIN
+    IF TG_OP = 'UPDATE' THEN
+        IF (pg_catalog.to_jsonb(NEW) - TG_ARGV)::text = (pg_catalog.to_jsonb(OLD) - TG_ARGV)::text THEN
+            RETURN NEW;
+        END IF;
+        IF %3$s IS DISTINCT FROM %4$s THEN
+            ll_verb := 'moved';
+        END IF;
+    END IF;
+    IF TG_OP <> 'INSERT' THEN
+        SELECT pg_catalog.to_jsonb(ll_row), coalesce((%2$s), false) INTO ll_header, ll_final
+        FROM %1$s AS ll_row WHERE %5$s FOR SHARE;
+        IF ll_header IS NOT NULL THEN
+            PERFORM ledgerlock._ref_check_header(%7$s, ll_verb, pg_catalog.to_jsonb(OLD), ll_header, ll_final, false);
+        END IF;
+    END IF;
+    IF TG_OP = 'INSERT' OR ll_verb = 'moved' THEN
+        ll_header := NULL;
+        SELECT pg_catalog.to_jsonb(ll_row), coalesce((%2$s), false) INTO ll_header, ll_final
+        FROM %1$s AS ll_row WHERE %6$s FOR SHARE;
+        IF ll_header IS NOT NULL THEN
+            PERFORM ledgerlock._ref_check_header(%7$s, ll_verb, pg_catalog.to_jsonb(NEW), ll_header, ll_final,
+                                                 ll_verb = 'moved');
+        END IF;
+    END IF;
+    RETURN CASE TG_OP WHEN 'DELETE' THEN OLD ELSE NEW END;
+END
+$ll$$gen$, r.parent, header_final,
+            ledgerlock._ref_tuple('NEW', r.child_columns), ledgerlock._ref_tuple('OLD', r.child_columns),
+            ledgerlock._ref_match('ll_row', r.parent_columns, 'OLD', r.child_columns),
+            ledgerlock._ref_match('ll_row', r.parent_columns, 'NEW', r.child_columns), r.id);
+        EXECUTE pg_catalog.format('REVOKE ALL ON FUNCTION ledgerlock.%I() FROM PUBLIC', '_ll30_r' || r.id || '_line');
+    END IF;
+END
+$fn$;
+REVOKE ALL ON FUNCTION ledgerlock._ref_generate_functions(integer) FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION ledgerlock._ref_drop_functions(rule_ids integer[])
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    id integer;
+    part text;
+BEGIN
+    FOREACH id IN ARRAY rule_ids LOOP
+        FOREACH part IN ARRAY ARRAY['parent', 'child', 'line'] LOOP
+            EXECUTE pg_catalog.format('DROP FUNCTION IF EXISTS ledgerlock.%I()', '_ll30_r' || id || '_' || part);
+        END LOOP;
+    END LOOP;
+END
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._ref_drop_functions(integer[]) FROM PUBLIC;
+
+-- Install the ll_30 guards of one table from every rule it takes part in (as parent, child or line).
+CREATE OR REPLACE FUNCTION ledgerlock._ref_install_table(tbl regclass)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r ledgerlock.reference_rule;
+    fn text;
+    args text;
+    cond_new text;
+    cond_old text;
+    not_null text;
+BEGIN
+    PERFORM ledgerlock._drop_guard_triggers(tbl, 'll_30_');
+    FOR r IN SELECT * FROM ledgerlock.reference_rule x WHERE x.parent = tbl OR x.child = tbl ORDER BY x.id LOOP
+        PERFORM ledgerlock._ref_generate_functions(r.id);
+        fn := 'ledgerlock._ll30_r' || r.id;
+        IF r.kind = 'referenced' AND r.parent = tbl THEN
+            args := (SELECT pg_catalog.string_agg(pg_catalog.quote_literal(c), ', ')
+                     FROM pg_catalog.unnest(ledgerlock._ref_exempt_columns(tbl)) AS c);
+            IF 'update' = ANY (r.operations) THEN
+                PERFORM ledgerlock._create_guard_trigger(tbl, ('ll_30_r' || r.id || '_parent_update')::name,
+                    pg_catalog.format('BEFORE UPDATE ON %s FOR EACH ROW EXECUTE FUNCTION %s_parent(%s)',
+                                      tbl, fn, coalesce(args, '')));
+            END IF;
+            IF 'delete' = ANY (r.operations) THEN
+                PERFORM ledgerlock._create_guard_trigger(tbl, ('ll_30_r' || r.id || '_parent_delete')::name,
+                    pg_catalog.format('BEFORE DELETE ON %s FOR EACH ROW EXECUTE FUNCTION %s_parent()', tbl, fn));
+            END IF;
+        END IF;
+        IF r.kind = 'referenced' AND r.child = tbl THEN
+            -- Only a child row that references a parent and matches the condition freezes it, so only
+            -- those take the lock: the key comparison and the condition are in the WHEN clause.
+            cond_new := coalesce(pg_catalog.replace(r.child_condition_sql, 'll_row.', 'NEW.'), 'true');
+            cond_old := coalesce(pg_catalog.replace(r.child_condition_sql, 'll_row.', 'OLD.'), 'true');
+            not_null := (SELECT pg_catalog.string_agg(pg_catalog.format('NEW.%I IS NOT NULL', c), ' AND ')
+                         FROM pg_catalog.unnest(r.child_columns) AS c);
+            PERFORM ledgerlock._create_guard_trigger(tbl, ('ll_30_r' || r.id || '_child_insert')::name,
+                pg_catalog.format('BEFORE INSERT ON %s FOR EACH ROW WHEN (%s AND coalesce((%s), false)) '
+                                  'EXECUTE FUNCTION %s_child()', tbl, not_null, cond_new, fn));
+            PERFORM ledgerlock._create_guard_trigger(tbl, ('ll_30_r' || r.id || '_child_update')::name,
+                pg_catalog.format('BEFORE UPDATE ON %s FOR EACH ROW WHEN (%s AND coalesce((%s), false) AND '
+                                  '(%s IS DISTINCT FROM %s OR NOT coalesce((%s), false))) '
+                                  'EXECUTE FUNCTION %s_child()', tbl, not_null, cond_new,
+                                  ledgerlock._ref_tuple('NEW', r.child_columns),
+                                  ledgerlock._ref_tuple('OLD', r.child_columns), cond_old, fn));
+        END IF;
+        IF r.kind = 'lines' AND r.child = tbl THEN
+            args := (SELECT pg_catalog.string_agg(pg_catalog.quote_literal(a.attname), ', ')
+                     FROM pg_catalog.pg_attribute a
+                     WHERE a.attrelid = tbl AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated <> '');
+            PERFORM ledgerlock._create_guard_trigger(tbl, ('ll_30_r' || r.id || '_lines')::name,
+                pg_catalog.format('BEFORE INSERT OR UPDATE OR DELETE ON %s FOR EACH ROW EXECUTE FUNCTION %s_line(%s)',
+                                  tbl, fn, coalesce(args, '')));
+        END IF;
+    END LOOP;
+END
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._ref_install_table(regclass) FROM PUBLIC;
+
+-- Hook run by protect() and reinstall_guards(): this table's guards, and those of its partner tables
+-- that are not protected themselves (reinstall_guards only visits protected tables).
+CREATE OR REPLACE FUNCTION ledgerlock._install_30_referential(tbl regclass)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    t regclass;
+BEGIN
+    PERFORM ledgerlock._ref_install_table(tbl);
+    FOR t IN
+        SELECT DISTINCT u.t FROM ledgerlock.reference_rule x, LATERAL (VALUES (x.parent), (x.child)) AS u(t)
+        WHERE (x.parent = tbl OR x.child = tbl) AND u.t <> tbl
+          AND NOT EXISTS (SELECT FROM ledgerlock.protected_table p WHERE p.tbl = u.t)
+    LOOP
+        PERFORM ledgerlock._ref_install_table(t);
+    END LOOP;
+END
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._install_30_referential(regclass) FROM PUBLIC;
+
+-- Hook run by unprotect(): the rules this table takes part in go with it (audited), and the partner
+-- tables lose their guards for those rules.
+CREATE OR REPLACE FUNCTION ledgerlock._uninstall_30_referential(tbl regclass)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    ids integer[] := ARRAY(SELECT x.id FROM ledgerlock.reference_rule x WHERE x.parent = tbl OR x.child = tbl);
+BEGIN
+    PERFORM ledgerlock._drop_guard_triggers(tbl, 'll_30_');
+    IF pg_catalog.cardinality(ids) > 0 THEN
+        PERFORM ledgerlock._ref_remove(ids, pg_catalog.format('unprotect %s', tbl));
+    END IF;
+END
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._uninstall_30_referential(regclass) FROM PUBLIC;
