@@ -109,7 +109,7 @@ DECLARE
     m text[];
     first date;
 BEGIN
-    IF p ~ '^\d{4}-\d{2}$' THEN
+    IF p ~ '^\d{4}-(0[1-9]|1[0-2])$' THEN
         first := pg_catalog.to_date(p || '-01', 'YYYY-MM-DD');
         RETURN pg_catalog.daterange(first, (first + interval '1 month')::date);
     ELSIF p ~ '^\d{4}-Q[1-4]$' THEN
@@ -123,8 +123,14 @@ BEGIN
         RETURN pg_catalog.daterange(first, (first + interval '1 year')::date);
     END IF;
     m := pg_catalog.regexp_match(p, '^(\d{4}-\d{2}-\d{2})\s*\.\.\s*(\d{4}-\d{2}-\d{2})$');
-    IF m IS NOT NULL AND m[1]::date <= m[2]::date THEN
-        RETURN pg_catalog.daterange(m[1]::date, m[2]::date, '[]');
+    IF m IS NOT NULL THEN
+        BEGIN
+            IF m[1]::date <= m[2]::date THEN
+                RETURN pg_catalog.daterange(m[1]::date, m[2]::date, '[]');
+            END IF;
+        EXCEPTION WHEN datetime_field_overflow OR invalid_datetime_format THEN
+            NULL;  -- not a date: refused below like any other bad label
+        END;
     END IF;
     RAISE EXCEPTION USING ERRCODE = '22023',
         MESSAGE = pg_catalog.format('%L is not a close period', period),
@@ -156,7 +162,7 @@ BEGIN
     d := ledgerlock.period_dates(scope, period);
     INSERT INTO ledgerlock.close_task AS t (scope, period, dates, task)
     VALUES (scope, pg_catalog.upper(pg_catalog.btrim(period)), d, pg_catalog.btrim(task))
-    ON CONFLICT (scope, dates, task) DO NOTHING
+    ON CONFLICT ON CONSTRAINT close_task_once DO NOTHING
     RETURNING t.id INTO task_id;
     IF task_id IS NULL THEN
         SELECT t.id INTO task_id FROM ledgerlock.close_task t
@@ -205,8 +211,8 @@ REVOKE ALL ON FUNCTION ledgerlock.complete_close_task(bigint, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION ledgerlock.complete_close_task(bigint, text)
     TO ledgerlock_admin, ledgerlock_controller, ledgerlock_auditor;
 
--- The checklist: every task of the scope (or of every scope) whose period overlaps the given one.
-CREATE OR REPLACE FUNCTION ledgerlock.close_tasks(scope text DEFAULT NULL, period text DEFAULT NULL)
+-- The checklist: every task of in_scope (null: every scope) whose period overlaps in_period (null: any).
+CREATE OR REPLACE FUNCTION ledgerlock.close_tasks(in_scope text DEFAULT NULL, in_period text DEFAULT NULL)
 RETURNS TABLE(id bigint, scope text, period text, from_date date, to_date date, task text, status text,
               added_by name, added_at timestamptz, done_by name, done_at timestamptz, done_note text)
 LANGUAGE plpgsql
@@ -220,15 +226,15 @@ BEGIN
     IF NOT (ledgerlock.has_capability('controller') OR ledgerlock.has_capability('auditor')) THEN
         PERFORM ledgerlock._require_capability('controller', 'close_tasks');
     END IF;
-    IF period IS NOT NULL THEN
-        d := ledgerlock.period_dates(coalesce(close_tasks.scope, '*'), period);
+    IF in_period IS NOT NULL THEN
+        d := ledgerlock.period_dates(coalesce(in_scope, '*'), in_period);
     END IF;
     RETURN QUERY
     SELECT t.id, t.scope, t.period, pg_catalog.lower(t.dates), pg_catalog.upper(t.dates) - 1, t.task,
            CASE WHEN t.done_at IS NULL THEN 'open' ELSE 'done' END, t.added_by, t.added_at, t.done_by,
            t.done_at, t.done_note
     FROM ledgerlock.close_task t
-    WHERE (close_tasks.scope IS NULL OR t.scope = close_tasks.scope)
+    WHERE (in_scope IS NULL OR t.scope = in_scope)
       AND (d IS NULL OR t.dates && d)
       AND ledgerlock._close_scope_visible(t.scope)
     ORDER BY pg_catalog.lower(t.dates), t.scope, t.id;

@@ -27,7 +27,7 @@ CREATE TABLE ledgerlock.close_task (
     done_by     name,
     done_note   text,
     CHECK ((done_at IS NULL) = (done_by IS NULL)),
-    UNIQUE (scope, dates, task)
+    CONSTRAINT close_task_once UNIQUE (scope, dates, task)
 );
 -- "open tasks of this scope", asked on every lock (open tasks are few: a partial index stays tiny)
 CREATE INDEX close_task_open_idx ON ledgerlock.close_task (scope) WHERE done_at IS NULL;

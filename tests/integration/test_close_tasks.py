@@ -1,0 +1,164 @@
+"""The close checklist: tasks per scope and period, the SQL functions and `ledgerlock close tasks`."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from ledgerlock.cli import cli
+from lltest import refused
+
+D = dt.date
+
+
+def run(*args, ok=True):
+    result = CliRunner().invoke(cli, list(args), catch_exceptions=False)
+    if ok:
+        assert result.exit_code == 0, result.output
+    return result
+
+
+def tasks(conn, scope=None, period=None):
+    return conn.execute(
+        "SELECT id, period, from_date, to_date, task, status, done_by FROM ledgerlock.close_tasks(%s, %s)",
+        (scope, period),
+    ).fetchall()
+
+
+@pytest.mark.parametrize(
+    ("period", "dates"),
+    [
+        ("2026-03", (D(2026, 3, 1), D(2026, 3, 31))),
+        ("2024-02", (D(2024, 2, 1), D(2024, 2, 29))),
+        ("2026-q4", (D(2026, 10, 1), D(2026, 12, 31))),
+        ("2026", (D(2026, 1, 1), D(2026, 12, 31))),
+        ("FY2026", (D(2026, 4, 1), D(2027, 3, 31))),  # scope 1 starts its fiscal year in April
+        ("2026-01-15..2026-02-14", (D(2026, 1, 15), D(2026, 2, 14))),
+    ],
+)
+def test_period_labels(db, period, dates):
+    db.connect("admin").execute("SELECT ledgerlock.set_fiscal_year_start('1', 4)")
+    c = db.connect("controller")
+    got = c.execute("SELECT lower(d), upper(d) - 1 FROM ledgerlock.period_dates('1', %s) d", (period,)).fetchone()
+    assert got == dates
+
+
+@pytest.mark.parametrize(
+    "period", ["2026-13", "March", "2026-Q5", "2026-03-31..2026-03-01", "2026-02-30..2026-03-01", ""])
+def test_bad_period_labels_are_refused_with_the_accepted_forms(db, period):
+    c = db.connect("controller")
+    with refused("22023", rf"^'{period}' is not a close period$") as info:
+        c.execute("SELECT ledgerlock.add_close_task('1', %s, 'x')", (period,))
+    assert "2026-Q1 (quarter)" in info.value.diag.message_hint
+    assert tasks(c) == []
+
+
+def test_add_done_and_list(db):
+    c = db.connect("controller")
+    t1 = c.execute("SELECT ledgerlock.add_close_task('1', '2026-03', 'Reconcile the bank accounts')").fetchone()[0]
+    t2 = c.execute("SELECT ledgerlock.add_close_task('1', '2026-03', 'Accruals')").fetchone()[0]
+    c.execute("SELECT ledgerlock.add_close_task('2', '2026-03', 'Other company')")
+    # adding the same task again is harmless: same id
+    assert c.execute("SELECT ledgerlock.add_close_task('1', '2026-03', ' Accruals ')").fetchone()[0] == t2
+    c.execute("SELECT ledgerlock.complete_close_task(%s, 'statement of 31 March matched')", (t1,))
+    rows = tasks(c, "1", "2026-03")
+    assert [(r[0], r[4], r[5], r[6]) for r in rows] == [
+        (t1, "Reconcile the bank accounts", "done", "ll_controller"),
+        (t2, "Accruals", "open", None),
+    ]
+    assert c.execute("SELECT done_note FROM ledgerlock.close_task WHERE id = %s", (t1,)).fetchone()[0] == (
+        "statement of 31 March matched")
+    # a period overlapping the month finds its tasks; another month does not
+    assert len(tasks(c, "1", "2026-Q1")) == 2
+    assert tasks(c, "1", "2026-04") == []
+    assert len(tasks(c)) == 3
+
+
+def test_completing_twice_or_an_unknown_task_is_refused(db):
+    c = db.connect("controller")
+    t = c.execute("SELECT ledgerlock.add_close_task('1', '2026-03', 'Accruals')").fetchone()[0]
+    c.execute("SELECT ledgerlock.complete_close_task(%s)", (t,))
+    with refused("LL004", rf"^close task #{t} \(Accruals, 2026-03\) was already done by ll_controller at "):
+        db.connect("admin").execute("SELECT ledgerlock.complete_close_task(%s)", (t,))
+    with refused("LL004", r"^close task #999 does not exist$"):
+        c.execute("SELECT ledgerlock.complete_close_task(999)")
+
+
+def test_who_may_keep_the_checklist(db):
+    with refused("42501"):  # the application has no business here at all
+        db.connect("app").execute("SELECT ledgerlock.add_close_task('1', '2026-03', 'x')")
+    with refused("LL005", r"^add_close_task requires the ledgerlock_controller role; ll_auditor"):
+        db.connect("auditor").execute("SELECT ledgerlock.add_close_task('1', '2026-03', 'x')")
+    with refused("42501"):  # no direct writes, not even for admins
+        db.connect("admin").execute(
+            "INSERT INTO ledgerlock.close_task (scope, period, dates, task) "
+            "VALUES ('1', 'x', '[2026-01-01,2026-02-01)', 'x')")
+    t = db.connect("admin").execute("SELECT ledgerlock.add_close_task('1', '2026-03', 'x')").fetchone()[0]
+    assert [r[0] for r in tasks(db.connect("auditor"), "1")] == [t]  # the auditor reads the checklist
+    with refused("LL005"):
+        db.connect("auditor").execute("SELECT ledgerlock.complete_close_task(%s)", (t,))
+    db.connect("controller").execute("SELECT ledgerlock.complete_close_task(%s)", (t,))
+
+
+def test_scope_grants_limit_the_checklist_to_the_granted_scopes(db):
+    owner = db.owner()
+    owner.execute("CREATE ROLE ll_tenant_admins NOLOGIN")
+    owner.execute("GRANT ll_tenant_admins TO ll_controller")
+    owner.execute("INSERT INTO ledgerlock.scope_grant (grantee, scope) VALUES ('ll_tenant_admins', '1')")
+    c = db.connect("controller")
+    c.execute("SELECT ledgerlock.add_close_task('1', '2026-03', 'mine')")
+    with refused("LL005", r"^add_close_task: ll_controller is not granted scope 2$"):
+        c.execute("SELECT ledgerlock.add_close_task('2', '2026-03', 'theirs')")
+    other = db.connect("admin").execute("SELECT ledgerlock.add_close_task('2', '2026-03', 'theirs')").fetchone()[0]
+    assert [r[4] for r in tasks(c)] == ["mine"]
+    with refused("LL005"):
+        c.execute("SELECT ledgerlock.complete_close_task(%s)", (other,))
+
+
+def test_checklist_changes_are_in_the_lock_history(db):
+    c = db.connect("controller")
+    t = c.execute("SELECT ledgerlock.add_close_task('1', '2026-03', 'Accruals')").fetchone()[0]
+    c.execute("SELECT ledgerlock.complete_close_task(%s, 'posted')", (t,))
+    rows = db.connect("auditor").execute(
+        "SELECT kind, scope, db_user, reason, details ->> 'task_id' FROM ledgerlock.lock_history "
+        "WHERE kind LIKE 'close_task%' ORDER BY id").fetchall()
+    assert rows == [("close_task_add", "1", "ll_controller", None, str(t)),
+                    ("close_task_done", "1", "ll_controller", "posted", str(t))]
+
+
+def test_cli_add_list_done(db):
+    dsn = db.conninfo("controller")
+    out = run("--dsn", dsn, "close", "tasks", "1", "2026-03", "add", "Reconcile", "the", "bank").output
+    assert out.startswith("task #1 on the checklist of scope 1, 2026-03: Reconcile the bank")
+    run("--dsn", dsn, "close", "tasks", "1", "2026-03", "add", "Accruals")
+    listing = run("--dsn", dsn, "close", "tasks", "1", "2026-03").output
+    assert "Reconcile the bank" in listing and "Accruals" in listing
+    assert listing.rstrip().endswith("2 of 2 tasks open for scope 1, 2026-03")
+    done = run("--dsn", dsn, "close", "tasks", "1", "2026-03", "done", "1", "--note", "matched").output
+    assert done.splitlines() == ["done: #1", "1 of 2 tasks open for scope 1, 2026-03"]
+    data = json.loads(run("--dsn", dsn, "close", "tasks", "1", "2026-03", "list", "--json").output)
+    assert [(t["id"], t["status"], t["done_note"]) for t in data] == [(1, "done", "matched"), (2, "open", None)]
+    assert data[0]["from_date"] == "2026-03-01" and data[0]["to_date"] == "2026-03-31"
+
+
+def test_cli_errors_are_one_line(db):
+    res = run("--dsn", db.conninfo("controller"), "close", "tasks", "1", "2026-03", "done", "7", ok=False)
+    assert res.exit_code == 1
+    assert res.output.splitlines()[0] == (
+        "error LL004 (invalid lock operation (overlap, future end, downgrade, unknown id)): "
+        "close task #7 does not exist")
+    res = run("--dsn", db.conninfo("controller"), "close", "tasks", "1", "March", ok=False)
+    assert "error 22023" in res.output and "'March' is not a close period" in res.output
+    assert "Traceback" not in res.output
+
+
+def test_cli_fiscal_year(db):
+    assert run("--dsn", db.conninfo("admin"), "close", "fiscal-year", "1", "4").output.strip() == (
+        "the fiscal year of scope 1 starts on 1 April")
+    assert run("--dsn", db.conninfo("controller"), "close", "fiscal-year", "2").output.strip() == (
+        "the fiscal year of scope 2 starts on 1 January")
+    res = run("--dsn", db.conninfo("controller"), "close", "fiscal-year", "2", "7", ok=False)
+    assert "error LL005" in res.output
