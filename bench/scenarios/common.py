@@ -1,0 +1,46 @@
+"""Running a group of pgbench variants side by side."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..harness import Bench
+from ..stats import alternate
+
+
+@dataclass
+class Variant:
+    script: Path
+    tables: tuple[str, ...] = ()
+    variables: dict[str, object] = field(default_factory=dict)
+    clients: int | None = None
+
+
+def pgbench_group(b: Bench, variants: dict[str, Variant]) -> dict[str, list[float]]:
+    """Warm every variant up once (1 s, discarded), then run them in rotating order, ``reps`` rounds.
+    A CHECKPOINT before each run: every run starts with clean buffers and pays the same full-page writes."""
+
+    def runner(name: str, duration: int | None = None):
+        v = variants[name]
+
+        def run() -> float:
+            b.execute("CHECKPOINT")
+            return b.pgbench(v.script, clients=v.clients, duration=duration, variables=v.variables)
+
+        return run
+
+    for name in variants:
+        runner(name, duration=1)()
+    samples = alternate({name: runner(name) for name in variants}, b.profile.reps)
+    for name, s in samples.items():
+        b.note(f"{name}: " + ", ".join(f"{x:,.0f}" for x in s) + " tps")
+    return samples
+
+
+def timed_group(b: Bench, variants: dict[str, callable]) -> dict[str, list[float]]:
+    """Like pgbench_group for callables that return a rate (rows/s, ops/s)."""
+    samples = alternate(variants, b.profile.reps)
+    for name, s in samples.items():
+        b.note(f"{name}: " + ", ".join(f"{x:,.0f}" for x in s) + "/s")
+    return samples

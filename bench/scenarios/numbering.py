@@ -1,0 +1,85 @@
+"""R2 finalization: gapless numbers from per-series counters, against nextval() and the commit rate."""
+
+from __future__ import annotations
+
+from psycopg import sql
+
+from ..harness import Bench
+from ..stats import Result, Target, not_available
+from ..tables import Features, protect
+from .common import Variant, pgbench_group, timed_group
+
+T_8_SERIES = Target(0.80, source="issue 4 (R2)")
+T_1_SERIES = Target(0.70, source="issue 4 (R2): one counter is bounded by the commit rate")
+T_STATEMENT = Target(0.50, source="issue 4 (R2)")
+
+NOTE = "protect with number_format INV-{SCOPE}-{SEQ:5} (a series per scope), without the audit triggers"
+
+
+def finalization(b: Bench, f: Features) -> list[Result]:
+    c = b.profile.clients
+    b.create_doc_table("f_commit")
+    variants = {"commit_1": Variant(b.script("insert", table="f_commit"), variables={"scope": 1}, clients=1)}
+    if f.numbering:
+        for t in ("f_nextval", "f_numbered_8", "f_numbered_1"):
+            b.create_doc_table(t)
+        for t in ("f_numbered_8", "f_numbered_1"):
+            protect(b, t, audit=False, numbered=True)
+        variants |= {
+            "nextval_8": Variant(b.script("finalize_nextval", table="f_nextval"), variables={"series": 8}),
+            "numbered_8": Variant(b.script("finalize_insert", table="f_numbered_8"), variables={"series": 8}),
+            "numbered_1": Variant(b.script("finalize_insert", table="f_numbered_1"), variables={"series": 1}),
+        }
+    b.prepare_for_run(*(t for t in ("f_commit", "f_nextval", "f_numbered_8", "f_numbered_1") if b.has_relation(t)))
+    s = pgbench_group(b, variants)
+    out = [Result("commit_rate", "single-client commit rate (one-row INSERT, plain table)",
+                  baseline_label="-", note="the ceiling of any single counter: one commit (fsync) at a time",
+                  value_samples=s["commit_1"])]
+    t8 = f"finalization, {c} clients on 8 series vs nextval()"
+    t1 = f"finalization, {c} clients on 1 series vs single-client commit rate"
+    if not f.numbering:
+        return out + [not_available("finalize_8_series", t8, f.missing("numbering"), T_8_SERIES),
+                      not_available("finalize_1_series", t1, f.missing("numbering"), T_1_SERIES)]
+    gaps = b.scalar("SELECT count(*) FROM ledgerlock.number_gaps(NULL)")
+    check = "number_gaps() empty after the runs" if gaps == 0 else f"number_gaps() reports {gaps} rows!"
+    return out + [
+        Result("finalize_8_series", t8, baseline_label="nextval() per series", target=T_8_SERIES,
+               note=f"{NOTE}; {check}", baseline_samples=s["nextval_8"], value_samples=s["numbered_8"]),
+        Result("finalize_1_series", t1, baseline_label="1-client commit rate", target=T_1_SERIES,
+               note=f"{NOTE}; {check}", baseline_samples=s["commit_1"], value_samples=s["numbered_1"]),
+    ]
+
+
+def finalize_statement(b: Bench, f: Features) -> Result:
+    n = b.profile.bulk_rows
+    title = f"finalize {n:,} rows in one UPDATE"
+    if not f.numbering:
+        return not_available("finalize_statement", title, f.missing("numbering"), T_STATEMENT, unit="rows/s")
+    counter = {"round": 0}
+
+    def variant(numbered: bool):
+        def run() -> float:
+            counter["round"] += 1
+            table = f"f_stmt_{'numbered' if numbered else 'plain'}_{counter['round']}"
+            b.create_doc_table(table, rows=n)
+            if numbered:
+                protect(b, table, audit=False, numbered=True)
+            b.prepare_for_run(table)
+            seconds = b.timed(sql.SQL("UPDATE {} SET status = 'approved'").format(sql.Identifier(table)),
+                              role="app")
+            if numbered:
+                numbered_rows = b.scalar(sql.SQL("SELECT count(DISTINCT number) FROM {} WHERE number LIKE 'INV-%%'")
+                                         .format(sql.Identifier(table)))
+                if numbered_rows != n:
+                    b.note(f"{table}: {numbered_rows} distinct final numbers for {n} rows")
+            b.drop_table(table)
+            return n / seconds
+        return run
+
+    s = timed_group(b, {"plain": variant(False), "numbered": variant(True)})
+    return Result("finalize_statement", title, unit="rows/s", target=T_STATEMENT,
+                  note="the same UPDATE ... SET status = 'approved' on an identical unprotected table; " + NOTE,
+                  baseline_samples=s["plain"], value_samples=s["numbered"])
+
+
+SCENARIOS = (finalization, finalize_statement)

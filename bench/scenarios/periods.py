@@ -1,0 +1,83 @@
+"""R3 period locks: the cost of the check with 1 vs 10,000 windows in a scope, and lock/unlock on an empty
+vs a large table (both must not depend on size: no per-row flags, one index probe)."""
+
+from __future__ import annotations
+
+import time
+
+from ..harness import Bench
+from ..stats import Result, Target, not_available
+from ..tables import Features, protect
+from .common import Variant, pgbench_group, timed_group
+
+T_WINDOWS = Target(0.95, source="issue 5 (R3)")
+T_LOCK_SIZE = Target(0.50, source="issue 5 (R3): time within 2x of an empty table")
+
+CROWDED_SCOPE = 9  # the scope with many windows; scope 1 has exactly one (2020)
+BIG_SCOPE, EMPTY_SCOPE = 1000, 2000
+
+
+def lock_check(b: Bench, f: Features) -> Result:
+    w = b.profile.windows
+    title = f"single-row INSERT, lock check with {w:,} windows vs 1 window ({b.profile.clients} clients)"
+    if not f.periods:
+        return not_available("lock_check_windows", title, f.missing("periods"), T_WINDOWS)
+    # One-day windows every other day, all in the past: the row's date (today) lies after all of them.
+    b.execute("SELECT count(ledgerlock.lock_period(%s, d::date, d::date, 'hard')) "
+              "FROM generate_series(date '2020-12-31' - 2 * (%s - 1), date '2020-12-31', interval '2 days') d",
+              (str(CROWDED_SCOPE), w))
+    have = b.scalar("SELECT count(*) FROM ledgerlock.period_locks WHERE scope = %s", (str(CROWDED_SCOPE),)) \
+        if b.has_relation("ledgerlock.period_locks") else w
+    b.create_doc_table("p_check")
+    protect(b, "p_check", audit=False)
+    b.prepare_for_run("p_check")
+    script = b.script("insert", table="p_check")
+    s = pgbench_group(b, {"one_window": Variant(script, variables={"scope": 1}),
+                          "many_windows": Variant(script, variables={"scope": CROWDED_SCOPE})})
+    return Result("lock_check_windows", title, baseline_label="1 window", target=T_WINDOWS,
+                  note=f"scope {CROWDED_SCOPE} holds {have:,} windows; enforcement only (no audit triggers)",
+                  baseline_samples=s["one_window"], value_samples=s["many_windows"])
+
+
+def lock_unlock(b: Bench, f: Features) -> Result:
+    n = b.profile.big_table_rows
+    title = f"lock_period + unlock_period, table of {n:,} rows vs empty table"
+    if not f.periods:
+        return not_available("lock_unlock_size", title, f.missing("periods"), T_LOCK_SIZE, unit="cycles/s")
+    b.create_doc_table("p_empty")
+    b.create_doc_table("p_big", rows=n, scope=BIG_SCOPE,
+                       fill_sql="INSERT INTO {} (company_id, issued_on, amount, note) "
+                                "SELECT %s, date '2000-01-01' + (g %% 7300), (g %% 1000)::numeric, 'history' "
+                                "FROM generate_series(1, %s) g")
+    for t in ("p_empty", "p_big"):
+        protect(b, t, audit=True)
+    b.prepare_for_run("p_empty", "p_big")
+    cycles = b.profile.lock_cycles
+    used = {BIG_SCOPE: 0, EMPTY_SCOPE: 0}
+
+    def variant(scope: int):
+        def run() -> float:
+            with b.connect() as conn:
+                t0 = time.perf_counter()
+                for _ in range(cycles):
+                    month = used[scope]
+                    used[scope] += 1
+                    # Windows over months the big table has rows in (2000-01 onwards).
+                    lock_id = conn.execute(
+                        "SELECT ledgerlock.lock_period(%s, d, (d + interval '1 month - 1 day')::date, 'soft') "
+                        "FROM (SELECT (date '2000-01-01' + %s * interval '1 month')::date AS d) m",
+                        (str(scope), month)).fetchone()[0]
+                    conn.execute("SELECT ledgerlock.unlock_period(%s, 'bench: lock/unlock cycle')", (lock_id,))
+                return cycles / (time.perf_counter() - t0)
+        return run
+
+    s = timed_group(b, {"empty": variant(EMPTY_SCOPE), "big": variant(BIG_SCOPE)})
+    covered = b.scalar("SELECT count(*) FROM p_big WHERE issued_on < date '2000-01-01' + %s * interval '1 month'",
+                       (used[BIG_SCOPE],))
+    return Result("lock_unlock_size", title, unit="cycles/s", baseline_label="empty table", target=T_LOCK_SIZE,
+                  note=f"each cycle locks one month and unlocks it, each in its own transaction; the windows "
+                       f"covered {covered:,} rows of the large table",
+                  baseline_samples=s["empty"], value_samples=s["big"])
+
+
+SCENARIOS = (lock_check, lock_unlock)

@@ -1,0 +1,128 @@
+"""Single-row INSERT and UPDATE, with enforcement only and with audit, against a plain table and against
+the naive baselines; bulk INSERT ... SELECT."""
+
+from __future__ import annotations
+
+from psycopg import sql
+
+from ..harness import Bench
+from ..stats import Result, Target, not_available
+from ..tables import Features, naive_audit, naive_period_check, protect
+from .common import Variant, pgbench_group, timed_group
+
+T_INSERT_ENFORCED = Target(0.90, source="issue 5 (R3)", goal=0.95)
+T_BULK_ENFORCED = Target(0.85, source="issue 5 (R3)")
+T_WRITE_AUDITED = Target(0.80, source="issue 6 (R5)")
+T_AUDIT_VS_NAIVE = Target(1.0, source="issue 6 (R5): faster than the naive trigger")
+
+
+def _enforced_note(f: Features) -> str:
+    rules = ["R1 final rows"] + (["R3 period check"] if f.periods else [])
+    return "enforcement = " + " + ".join(rules) + " (protect without the audit triggers)"
+
+
+def _setup_tables(b: Bench, prefix: str, f: Features, rows: int) -> dict[str, str]:
+    names = {v: f"{prefix}_{v}" for v in ("plain", "enforced", "audited", "naive_audit", "naive_lock")}
+    if not f.audit:
+        del names["audited"]
+    for variant, table in names.items():
+        b.create_doc_table(table, rows=rows)
+        if variant == "enforced":
+            protect(b, table, audit=False)
+        elif variant == "audited":
+            protect(b, table, audit=True)
+        elif variant == "naive_audit":
+            naive_audit(b, table)
+        elif variant == "naive_lock":
+            naive_period_check(b, table)
+    b.prepare_for_run(*names.values())
+    return names
+
+
+def _single_row(b: Bench, f: Features, verb: str) -> list[Result]:
+    rows = b.profile.prefill_rows if verb == "update" else 0
+    tables = _setup_tables(b, f"w_{verb}", f, rows)
+    script = "insert" if verb == "insert" else "update"
+    variants = {
+        v: Variant(b.script(script, table=t), tables=(t,), variables={"scope": 1, "rows": rows})
+        for v, t in tables.items()
+    }
+    s = pgbench_group(b, variants)
+    c = b.profile.clients
+    verb_up = verb.upper()
+    out = []
+    enforced = Result(f"{verb}_enforced", f"single-row {verb_up}, enforcement only ({c} clients)",
+                      target=T_INSERT_ENFORCED if verb == "insert" else None, note=_enforced_note(f),
+                      baseline_samples=s["plain"], value_samples=s["enforced"])
+    if verb == "insert" and not f.periods:
+        enforced.status = "not available"
+        enforced.note = f.missing("periods") + "; measured: R1 only, whose guards do not fire on INSERT"
+    out.append(enforced)
+    if f.audit:
+        out.append(Result(f"{verb}_audited", f"single-row {verb_up} with audit ({c} clients)",
+                          target=T_WRITE_AUDITED, note="enforcement + audit capture (full protect)",
+                          baseline_samples=s["plain"], value_samples=s["audited"]))
+        out.append(Result(f"{verb}_audited_vs_naive", f"single-row {verb_up}: ledgerlock audit vs naive trigger",
+                          baseline_label="naive to_jsonb trigger", target=T_AUDIT_VS_NAIVE,
+                          note="baseline: AFTER ROW trigger inserting to_jsonb(OLD/NEW) into one table",
+                          baseline_samples=s["naive_audit"], value_samples=s["audited"]))
+    else:
+        out.append(not_available(f"{verb}_audited", f"single-row {verb_up} with audit ({c} clients)",
+                                 f.missing("audit"), T_WRITE_AUDITED))
+        out.append(not_available(f"{verb}_audited_vs_naive",
+                                 f"single-row {verb_up}: ledgerlock audit vs naive trigger",
+                                 f.missing("audit"), T_AUDIT_VS_NAIVE))
+    out.append(Result(f"{verb}_naive_audit", f"single-row {verb_up}, naive to_jsonb audit trigger (reference)",
+                      note="what the naive audit costs against a plain table",
+                      baseline_samples=s["plain"], value_samples=s["naive_audit"]))
+    out.append(Result(f"{verb}_enforced_vs_naive_lock",
+                      f"single-row {verb_up}: ledgerlock enforcement vs naive FOR SHARE lock check",
+                      baseline_label="naive FOR SHARE check",
+                      note="baseline: BEFORE ROW trigger reading the company's lock date FOR SHARE",
+                      baseline_samples=s["naive_lock"], value_samples=s["enforced"]))
+    return out
+
+
+def bulk_insert(b: Bench, f: Features) -> list[Result]:
+    n = b.profile.bulk_rows
+    kinds = ["plain", "enforced"] + (["audited"] if f.audit else [])
+    stmt = ("INSERT INTO {} (company_id, issued_on, amount, note) "
+            "SELECT 1, current_date, (g %% 1000)::numeric, 'bulk' FROM generate_series(1, %s) g")
+    counter = {"round": 0}
+
+    def variant(kind: str):
+        def run() -> float:
+            counter["round"] += 1
+            table = f"w_bulk_{kind}_{counter['round']}"
+            b.create_doc_table(table)
+            if kind != "plain":
+                protect(b, table, audit=kind == "audited")
+            b.execute("CHECKPOINT")
+            seconds = b.timed(sql.SQL(stmt).format(sql.Identifier(table)), (n,), role="app")
+            b.drop_table(table)
+            return n / seconds
+        return run
+
+    s = timed_group(b, {k: variant(k) for k in kinds})
+    out = [Result("bulk_insert_enforced", f"bulk INSERT ... SELECT of {n:,} rows, enforcement only",
+                  unit="rows/s", target=T_BULK_ENFORCED, note=_enforced_note(f),
+                  baseline_samples=s["plain"], value_samples=s["enforced"])]
+    if not f.periods:
+        out[0].status = "not available"
+        out[0].note = f.missing("periods") + "; measured: R1 only"
+    if f.audit:
+        out.append(Result("bulk_insert_audited", f"bulk INSERT ... SELECT of {n:,} rows with audit",
+                          unit="rows/s", baseline_samples=s["plain"], value_samples=s["audited"],
+                          note="no target in the issues; for context"))
+    return out
+
+
+def single_row_insert(b: Bench, f: Features) -> list[Result]:
+    return _single_row(b, f, "insert")
+
+
+def single_row_update(b: Bench, f: Features) -> list[Result]:
+    return _single_row(b, f, "update")
+
+
+SCENARIOS = (single_row_insert, single_row_update, bulk_insert)
