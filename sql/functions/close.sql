@@ -154,7 +154,7 @@ DECLARE
     task_id bigint;
 BEGIN
     PERFORM ledgerlock._require_capability('controller', 'add_close_task');
-    PERFORM ledgerlock._require_close_scope(scope, 'add_close_task');
+    PERFORM ledgerlock._require_scope(scope, 'add_close_task');
     IF task IS NULL OR pg_catalog.btrim(task) = '' THEN
         RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = 'add_close_task: the task needs a description',
             HINT = 'e.g. ''Reconcile the bank accounts''';
@@ -194,7 +194,7 @@ BEGIN
         PERFORM ledgerlock._refuse('LL004', pg_catalog.format('close task #%s does not exist', task_id),
                                    'list the tasks with ledgerlock.close_tasks(scope, period)');
     END IF;
-    PERFORM ledgerlock._require_close_scope(t.scope, 'complete_close_task');
+    PERFORM ledgerlock._require_scope(t.scope, 'complete_close_task');
     IF t.done_at IS NOT NULL THEN
         PERFORM ledgerlock._refuse('LL004',
             pg_catalog.format('close task #%s (%s, %s) was already done by %s at %s', t.id, t.task, t.period,
@@ -236,7 +236,7 @@ BEGIN
     FROM ledgerlock.close_task t
     WHERE (in_scope IS NULL OR t.scope = in_scope)
       AND (d IS NULL OR t.dates && d)
-      AND ledgerlock._close_scope_visible(t.scope)
+      AND ledgerlock._scope_granted(t.scope)
     ORDER BY pg_catalog.lower(t.dates), t.scope, t.id;
 END
 $$;
@@ -266,9 +266,9 @@ BEGIN
     WHERE t.scope = _warn_open_close_tasks.scope AND t.done_at IS NULL AND t.dates && window_range;
     IF n > 0 THEN
         RAISE NOTICE USING
-            MESSAGE = pg_catalog.format('%s close task%s still open for scope %s in %s..%s: %s', n,
-                CASE WHEN n = 1 THEN ' is' ELSE 's are' END, scope, coalesce(from_date::text, '-infinity'),
-                to_date, open_tasks),
+            MESSAGE = pg_catalog.format('%s close task%s still open for scope %s in %s: %s', n,
+                CASE WHEN n = 1 THEN ' is' ELSE 's are' END, scope, ledgerlock._period_text(from_date, to_date),
+                open_tasks),
             HINT = pg_catalog.format('the lock stands; mark a task done with: ledgerlock close tasks %s %s done ID',
                                      scope, example);
     END IF;
@@ -477,7 +477,7 @@ BEGIN
             pg_catalog.format('request_unlock: lock #%s does not exist or is not active', lock_id),
             'list the active windows with: ledgerlock locks');
     END IF;
-    PERFORM ledgerlock._require_close_scope(ledgerlock._lock_window_scope(lock_id), 'request_unlock');
+    PERFORM ledgerlock._require_scope(ledgerlock._lock_window_scope(lock_id), 'request_unlock');
     IF level <> 'hard' THEN
         PERFORM ledgerlock._refuse('LL004',
             pg_catalog.format('request_unlock: lock #%s is %s; only hard windows need a second admin', lock_id,
@@ -562,7 +562,7 @@ BEGIN
                                    'list pending requests with: ledgerlock unlock --pending');
     END IF;
     IF r.lock_id IS NOT NULL THEN
-        PERFORM ledgerlock._require_close_scope(ledgerlock._lock_window_scope(r.lock_id), 'approve_unlock');
+        PERFORM ledgerlock._require_scope(ledgerlock._lock_window_scope(r.lock_id), 'approve_unlock');
     END IF;
     refusal := ledgerlock._approval_refusal(r);
     IF refusal.sqlstate IS NOT NULL THEN
@@ -680,7 +680,7 @@ BEGIN
            u.decided_by, u.decided_at
     FROM ledgerlock.unlock_request u
     WHERE (NOT pending_only OR (u.status = 'pending' AND u.expires_at > pg_catalog.clock_timestamp()))
-      AND (u.lock_id IS NULL OR ledgerlock._close_scope_visible(ledgerlock._lock_window_scope(u.lock_id)))
+      AND (u.lock_id IS NULL OR ledgerlock._scope_granted(ledgerlock._lock_window_scope(u.lock_id)))
     ORDER BY u.id DESC;
 END
 $$;
@@ -689,7 +689,7 @@ GRANT EXECUTE ON FUNCTION ledgerlock.unlock_requests(boolean)
     TO ledgerlock_admin, ledgerlock_controller, ledgerlock_auditor;
 
 -- ---------------------------------------------------------------------------------------------------
--- Wiring to the period locks (R3): windows, scope grants and the lock history
+-- Wiring to the period locks (R3): windows and the lock history
 -- ---------------------------------------------------------------------------------------------------
 
 -- The level of an active window ('soft' | 'hard'), or null when there is no active window of that id.
@@ -712,37 +712,6 @@ AS $$
     SELECT l.scope FROM ledgerlock.period_lock l WHERE l.id = _lock_window_scope.lock_id
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._lock_window_scope(bigint) FROM PUBLIC;
-
--- Scope grants (R3): a role with grants sees and manages only those scopes; without any, every scope.
-CREATE OR REPLACE FUNCTION ledgerlock._close_scope_visible(scope text)
-RETURNS boolean
-LANGUAGE sql
-STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT NOT EXISTS (SELECT FROM ledgerlock.scope_grant g
-                       WHERE pg_catalog.pg_has_role(session_user, g.grantee, 'MEMBER'))
-        OR EXISTS (SELECT FROM ledgerlock.scope_grant g
-                   WHERE g.scope = _close_scope_visible.scope
-                     AND pg_catalog.pg_has_role(session_user, g.grantee, 'MEMBER'))
-$$;
-REVOKE ALL ON FUNCTION ledgerlock._close_scope_visible(text) FROM PUBLIC;
-
-CREATE OR REPLACE FUNCTION ledgerlock._require_close_scope(scope text, action text)
-RETURNS void
-LANGUAGE plpgsql
-STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-    IF scope IS NOT NULL AND NOT ledgerlock._close_scope_visible(scope) THEN
-        PERFORM ledgerlock._refuse('LL005',
-            pg_catalog.format('%s: %s is not granted scope %s', action, session_user, scope),
-            'scope grants limit this role to its own scopes; ask an unrestricted admin');
-    END IF;
-END
-$$;
-REVOKE ALL ON FUNCTION ledgerlock._require_close_scope(text, text) FROM PUBLIC;
 
 -- Every close event goes into the lock history (R3's lock_event, which the audit chains): checklist
 -- changes, fiscal-year and four-eyes settings, unlock requests, approvals, expiries, withdrawals and

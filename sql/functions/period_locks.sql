@@ -605,6 +605,7 @@ BEGIN
     INSERT INTO ledgerlock.lock_event (kind, lock_id, scope, details)
     VALUES (kind, new_id, scope, pg_catalog.jsonb_build_object('from_date', from_date, 'to_date', to_date,
             'level', level, 'ledgers', ledgers, 'note', note, 'reviewer', reviewer, 'relock_of', relock_of));
+    PERFORM ledgerlock._warn_open_close_tasks(scope, from_date, to_date);  -- the close checklist (close.sql)
     RETURN new_id;
 END
 $$;
@@ -786,6 +787,7 @@ BEGIN
     INSERT INTO ledgerlock.lock_event (kind, lock_id, scope, details)
     VALUES ('upgrade', lk.id, lk.scope, pg_catalog.jsonb_build_object('from_level', 'soft', 'to_level', 'hard',
                                                                        'reviewer', reviewer));
+    PERFORM ledgerlock._warn_open_close_tasks(lk.scope, lk.from_date, lk.to_date);  -- the close checklist
 END
 $$;
 REVOKE ALL ON FUNCTION ledgerlock.upgrade_lock(bigint, text, text) FROM PUBLIC;

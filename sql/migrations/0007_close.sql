@@ -52,7 +52,7 @@ GRANT SELECT ON ledgerlock.close_setting TO ledgerlock_admin, ledgerlock_control
 CREATE TABLE ledgerlock.unlock_request (
     id              bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     action          text        NOT NULL DEFAULT 'unlock' CHECK (action IN ('unlock', 'four_eyes_off')),
-    lock_id         bigint      CHECK ((action = 'unlock') = (lock_id IS NOT NULL)),
+    lock_id         bigint      REFERENCES ledgerlock.period_lock CHECK ((action = 'unlock') = (lock_id IS NOT NULL)),
     reason          text        NOT NULL CHECK (btrim(reason) <> ''),
     requested_at    timestamptz NOT NULL DEFAULT clock_timestamp(),
     requested_by    name        NOT NULL DEFAULT session_user,

@@ -107,10 +107,10 @@ def test_scope_grants_limit_the_checklist_to_the_granted_scopes(db):
     owner = db.owner()
     owner.execute("CREATE ROLE ll_tenant_admins NOLOGIN")
     owner.execute("GRANT ll_tenant_admins TO ll_controller")
-    owner.execute("INSERT INTO ledgerlock.scope_grant (grantee, scope) VALUES ('ll_tenant_admins', '1')")
+    db.connect("admin").execute("SELECT ledgerlock.grant_scope('ll_tenant_admins', '1')")
     c = db.connect("controller")
     c.execute("SELECT ledgerlock.add_close_task('1', '2026-03', 'mine')")
-    with refused("LL005", r"^add_close_task: ll_controller is not granted scope 2$"):
+    with refused("LL005", r"^add_close_task on scope 2 is not allowed: ll_controller is limited to scopes 1$"):
         c.execute("SELECT ledgerlock.add_close_task('2', '2026-03', 'theirs')")
     other = db.connect("admin").execute("SELECT ledgerlock.add_close_task('2', '2026-03', 'theirs')").fetchone()[0]
     assert [r[4] for r in tasks(c)] == ["mine"]
@@ -162,3 +162,54 @@ def test_cli_fiscal_year(db):
         "the fiscal year of scope 2 starts on 1 January")
     res = run("--dsn", db.conninfo("controller"), "close", "fiscal-year", "2", "7", ok=False)
     assert "error LL005" in res.output
+
+
+def collect_notices(conn):
+    notices = []
+    conn.add_notice_handler(lambda d: notices.append((d.severity_nonlocalized, d.message_primary, d.message_hint)))
+    return notices
+
+
+def test_locking_with_open_tasks_warns_and_succeeds(db):
+    c = db.connect("controller")
+    t1 = c.execute("SELECT ledgerlock.add_close_task('1', '2025-03', 'Reconcile the bank')").fetchone()[0]
+    t2 = c.execute("SELECT ledgerlock.add_close_task('1', '2025-Q1', 'VAT return')").fetchone()[0]
+    done = c.execute("SELECT ledgerlock.add_close_task('1', '2025-03', 'Payroll')").fetchone()[0]
+    c.execute("SELECT ledgerlock.complete_close_task(%s)", (done,))
+    c.execute("SELECT ledgerlock.add_close_task('1', '2025-04', 'April, not this window')")
+    c.execute("SELECT ledgerlock.add_close_task('2', '2025-03', 'Other scope')")
+    notices = collect_notices(c)
+    lock_id = c.execute("SELECT ledgerlock.lock_period('1', '2025-03-01', '2025-03-31')").fetchone()[0]
+    assert notices == [(
+        "NOTICE",
+        f"2 close tasks are still open for scope 1 in 2025-03-01..2025-03-31: #{t2} VAT return (2025-Q1); "
+        f"#{t1} Reconcile the bank (2025-03)",
+        "the lock stands; mark a task done with: ledgerlock close tasks 1 2025-03 done ID",
+    )]
+    # the lock stands, and the period is closed for the application
+    assert c.execute("SELECT status FROM ledgerlock.period_locks WHERE id = %s", (lock_id,)).fetchone()[0] == "active"
+    db.protect_invoice()
+    with refused("LL002"):
+        db.connect("app").execute("INSERT INTO invoice (company_id, issued_on) VALUES (1, '2025-03-15')")
+    # marking it reviewed (hard) warns again while tasks are open
+    notices.clear()
+    c.execute("SELECT ledgerlock.upgrade_lock(%s)", (lock_id,))
+    assert len(notices) == 1 and notices[0][1].startswith("2 close tasks are still open for scope 1")
+
+
+def test_locking_with_every_task_done_is_silent(db):
+    c = db.connect("controller")
+    t = c.execute("SELECT ledgerlock.add_close_task('1', '2025-03', 'Reconcile the bank')").fetchone()[0]
+    c.execute("SELECT ledgerlock.complete_close_task(%s)", (t,))
+    notices = collect_notices(c)
+    c.execute("SELECT ledgerlock.lock_through('1', '2025-03-31')")
+    assert notices == []
+
+
+def test_lock_through_from_the_beginning_of_time_names_the_open_span(db):
+    c = db.connect("controller")
+    t = c.execute("SELECT ledgerlock.add_close_task('1', '2024', 'Year-end inventory')").fetchone()[0]
+    notices = collect_notices(c)
+    c.execute("SELECT ledgerlock.lock_through('1', '2025-01-31')")
+    assert [n[1] for n in notices] == [
+        f"1 close task is still open for scope 1 in up to 2025-01-31: #{t} Year-end inventory (2024)"]
