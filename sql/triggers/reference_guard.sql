@@ -44,7 +44,7 @@ DECLARE
     parent_label text;
     mutable name[];
 BEGIN
-    IF op = 'UPDATE' AND (new_row - exempt)::text = (old_row - exempt)::text THEN
+    IF op = 'UPDATE' AND (new_row - coalesce(exempt, '{}'))::text = (old_row - coalesce(exempt, '{}'))::text THEN
         RETURN;
     END IF;
     SELECT * INTO STRICT r FROM ledgerlock.reference_rule x WHERE x.id = rule_id;
@@ -156,7 +156,7 @@ BEGIN
     SELECT pg_catalog.to_jsonb(ll_row) INTO ll_child FROM %s AS ll_row WHERE %s AND (%s) LIMIT 1;
     IF ll_child IS NOT NULL THEN
         PERFORM ledgerlock._ref_refuse_referenced(%s, TG_OP, pg_catalog.to_jsonb(OLD),
-            CASE TG_OP WHEN 'UPDATE' THEN pg_catalog.to_jsonb(NEW) END, ll_child, TG_ARGV);
+            CASE TG_OP WHEN 'UPDATE' THEN pg_catalog.to_jsonb(NEW) END, ll_child, coalesce(TG_ARGV, '{}'));
     END IF;
     RETURN CASE TG_OP WHEN 'DELETE' THEN OLD ELSE NEW END;
 END
@@ -185,7 +185,9 @@ DECLARE
     ll_verb text := CASE TG_OP WHEN 'INSERT' THEN 'inserted' WHEN 'DELETE' THEN 'deleted' ELSE 'updated' END;
 BEGIN
     IF TG_OP = 'UPDATE' THEN
-        IF (pg_catalog.to_jsonb(NEW) - TG_ARGV)::text = (pg_catalog.to_jsonb(OLD) - TG_ARGV)::text THEN
+        -- TG_ARGV is null, not empty, when the trigger has no arguments
+        IF (pg_catalog.to_jsonb(NEW) - coalesce(TG_ARGV, '{}'))::text
+           = (pg_catalog.to_jsonb(OLD) - coalesce(TG_ARGV, '{}'))::text THEN
             RETURN NEW;
         END IF;
         IF %3$s IS DISTINCT FROM %4$s THEN

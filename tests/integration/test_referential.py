@@ -306,3 +306,10 @@ def test_cascade_into_a_final_row_is_refused_by_r1(db):
     owner.execute("SELECT ledgerlock.unprotect_referenced('invoice', 'receipt', 'test the cascade alone')")
     with refused("LL001", r"^receipt id=3 is final and cannot be deleted"):  # the cascade meets R1
         app.execute("DELETE FROM invoice WHERE id = 1")
+
+
+def test_no_op_update_of_a_referenced_parent_without_exempt_columns_is_allowed(timesheets, db):
+    db.owner().execute("SELECT ledgerlock.protect_referenced('project', 'time_entry')")  # now update, delete
+    timesheets.execute("UPDATE project SET name = name WHERE id = 1")
+    with refused("LL003", r"^project id=1 is referenced by time_entry id=7 and cannot be updated$"):
+        timesheets.execute("UPDATE project SET name = 'x' WHERE id = 1")
