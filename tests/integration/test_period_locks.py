@@ -1,0 +1,569 @@
+"""R3: locked periods are read-only — tested as the application, controller and admin meet them.
+
+Every refusal is shown both ways: the forbidden write fails with its SQLSTATE and message, and the
+permitted neighbour (other scope, other ledger, open date, mutable column) goes through.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import psycopg
+import pytest
+
+import ledgerlock.errors as lle
+from lltest import refused
+
+MARCH = ("2025-03-01", "2025-03-31")
+LOCKED_MSG = r"^Period 2025-03-01\.\.2025-03-31 is locked \(soft\) for scope 1: "
+
+
+def lock(conn, scope="1", from_date=MARCH[0], to_date=MARCH[1], **kw):
+    args = ", ".join(f"{k} => %({k})s" for k in kw)
+    stmt = f"SELECT ledgerlock.lock_period(%(scope)s, %(f)s::date, %(t)s::date{', ' + args if args else ''})"
+    return conn.execute(stmt, {"scope": scope, "f": from_date, "t": to_date, **kw}).fetchone()[0]
+
+
+def count(conn, sql, params=None):
+    return conn.execute(sql, params).fetchone()[0]
+
+
+@pytest.fixture
+def app(db):
+    """invoice protected (scope company_id, mutable paid/reconciled), rows in March and April of company 1
+    and in March of company 2, and March of company 1 locked (soft) by the controller."""
+    db.protect_invoice()
+    app = db.connect("app")
+    app.execute("""INSERT INTO invoice (id, company_id, issued_on, amount) VALUES
+                   (1, 1, '2025-03-10', 100), (2, 1, '2025-04-10', 200), (3, 2, '2025-03-10', 300)""")
+    db.owner().execute("SELECT setval(pg_get_serial_sequence('invoice', 'id'), 100)")  # generated ids from 101
+    lock(db.connect("controller"))
+    return app
+
+
+# ---------------------------------------------------------------------------------------------------
+# The rule: inserts, updates and deletes whose old or new date lies in an active window
+
+
+def test_insert_into_locked_window_is_refused_with_ll002(app):
+    with refused("LL002", LOCKED_MSG + r"invoice id=10 cannot be inserted$"):
+        app.execute("INSERT INTO invoice (id, company_id, issued_on) VALUES (10, 1, '2025-03-31')")
+    assert count(app, "SELECT count(*) FROM invoice WHERE id = 10") == 0
+
+
+def test_insert_neighbours_pass_other_scope_and_open_dates(app):
+    app.execute("INSERT INTO invoice (id, company_id, issued_on) VALUES (10, 2, '2025-03-15')")  # other scope
+    app.execute("INSERT INTO invoice (id, company_id, issued_on) VALUES (11, 1, '2025-04-01')")  # day after
+    app.execute("INSERT INTO invoice (id, company_id, issued_on) VALUES (12, 1, '2025-02-28')")  # day before
+    assert count(app, "SELECT count(*) FROM invoice WHERE id >= 10") == 3
+
+
+def test_refusal_hint_names_the_way_out_and_application_catches_period_locked_error(app):
+    with pytest.raises(lle.PeriodLockedError) as info:
+        app.execute("INSERT INTO invoice (company_id, issued_on) VALUES (1, '2025-03-05')")
+    hint = info.value.diag.message_hint
+    assert "begin_override" in hint and "unlock_period(1, " in hint
+
+
+def test_update_of_row_in_window_is_refused_and_mutable_columns_stay_writable(app):
+    with refused("LL002", LOCKED_MSG + r"invoice id=1 cannot be updated$"):
+        app.execute("UPDATE invoice SET amount = 1 WHERE id = 1")
+    app.execute("UPDATE invoice SET paid = true, reconciled = true WHERE id = 1")  # recording payment is fine
+    assert app.execute("SELECT amount, paid, reconciled FROM invoice WHERE id = 1").fetchone() == (100, True, True)
+    with refused("LL002"):  # a mutable column together with a locked one
+        app.execute("UPDATE invoice SET reconciled = false, note = 'x' WHERE id = 1")
+
+
+def test_moving_a_row_into_or_out_of_the_window_is_refused(app):
+    with refused("LL002", LOCKED_MSG + r"invoice id=2 cannot be updated$"):
+        app.execute("UPDATE invoice SET issued_on = '2025-03-20' WHERE id = 2")  # new date inside
+    with refused("LL002", LOCKED_MSG + r"invoice id=1 cannot be updated$"):
+        app.execute("UPDATE invoice SET issued_on = '2025-04-20' WHERE id = 1")  # old date inside
+    with refused("LL002"):
+        app.execute("UPDATE invoice SET company_id = 1 WHERE id = 3")  # into the locked scope
+    app.execute("UPDATE invoice SET issued_on = '2025-04-20', amount = 250 WHERE id = 2")  # open to open
+
+
+def test_delete_in_window_is_refused_outside_allowed(app):
+    with refused("LL002", LOCKED_MSG + r"invoice id=1 cannot be deleted$"):
+        app.execute("DELETE FROM invoice WHERE id = 1")
+    app.execute("DELETE FROM invoice WHERE id IN (2, 3)")
+    assert count(app, "SELECT count(*) FROM invoice") == 1
+
+
+def test_locks_bind_admins_and_the_owner_too(db, app):
+    for role in ("controller", "admin", "owner"):
+        with refused("LL002"):
+            db.connect(role).execute("UPDATE invoice SET amount = 5 WHERE id = 1")
+
+
+def test_bulk_insert_with_one_row_in_the_window_inserts_nothing(app):
+    with refused("LL002", LOCKED_MSG + r"invoice id=22 cannot be inserted$"):
+        app.execute("""INSERT INTO invoice (id, company_id, issued_on)
+                       SELECT 20 + g, CASE WHEN g = 2 THEN 1 ELSE 2 END, date '2025-03-01' + g
+                       FROM generate_series(0, 4) g""")
+    assert count(app, "SELECT count(*) FROM invoice WHERE id >= 20") == 0
+    app.execute("""INSERT INTO invoice (id, company_id, issued_on)
+                   SELECT 20 + g, 1 + g % 2, date '2025-04-01' + g FROM generate_series(0, 99) g""")
+    assert count(app, "SELECT count(*) FROM invoice WHERE id >= 20") == 100
+
+
+def test_bulk_insert_spanning_a_window_but_no_row_inside_passes(app):
+    # scope 1 rows on both sides of March: the min/max range meets the window, the rows do not
+    app.execute("""INSERT INTO invoice (id, company_id, issued_on) VALUES
+                   (30, 1, '2025-02-28'), (31, 1, '2025-04-01'), (32, 2, '2025-03-15')""")
+    assert count(app, "SELECT count(*) FROM invoice WHERE id >= 30") == 3
+
+
+def test_copy_and_upsert_are_checked_too(app):
+    with refused("LL002"), app.cursor().copy("COPY invoice (id, company_id, issued_on) FROM STDIN") as cp:
+        cp.write_row((40, 1, dt.date(2025, 3, 2)))
+    with refused("LL002"):
+        app.execute("""INSERT INTO invoice (id, company_id, issued_on) VALUES (1, 1, '2025-03-10')
+                       ON CONFLICT (id) DO UPDATE SET amount = 999""")
+    assert count(app, "SELECT amount FROM invoice WHERE id = 1") == 100
+
+
+def test_many_windows_in_a_scope_still_find_the_one_that_applies(db, app):
+    ctl = db.connect("controller")
+    ctl.execute("""SELECT count(ledgerlock.lock_period('5', d::date, d::date, 'hard'))
+                   FROM generate_series(date '2015-01-01', date '2015-01-01' + 1998, interval '2 days') d""")
+    app.execute("INSERT INTO company VALUES (5, 'Five')")
+    app.execute("INSERT INTO invoice (company_id, issued_on) VALUES (5, '2015-01-02'), (5, '2025-01-01')")
+    with refused("LL002", r"^Period 2016-01-02\.\.2016-01-02 is locked \(hard\) for scope 5"):
+        app.execute("INSERT INTO invoice (company_id, issued_on) VALUES (5, '2016-01-02')")
+
+
+def test_locking_and_unlocking_touch_no_protected_row(db, app):
+    before = app.execute("SELECT id, xmin::text FROM invoice ORDER BY id").fetchall()
+    ctl = db.connect("controller")
+    lock_id = lock(ctl, "1", "2025-04-01", "2025-04-30")
+    ctl.execute("SELECT ledgerlock.unlock_period(%s, 'no row is touched')", (lock_id,))
+    assert app.execute("SELECT id, xmin::text FROM invoice ORDER BY id").fetchall() == before
+
+
+# ---------------------------------------------------------------------------------------------------
+# Scope, ledgers, table shapes
+
+
+def test_ledger_limited_lock_covers_only_tables_with_that_tag(db):
+    owner = db.owner()
+    db.protect_invoice(owner, ledger="ar")
+    owner.execute("SELECT ledgerlock.protect('payment', 'paid_on', 'company_id', ledger => 'ap')")
+    owner.execute("SELECT ledgerlock.protect('journal_entry', 'posted_on', 'company_id')")  # untagged
+    app = db.connect("app")
+    app.execute("INSERT INTO invoice (id, company_id, issued_on) VALUES (1, 1, '2025-01-10')")
+    ctl = db.connect("controller")
+    lock(ctl, "1", ledgers=["ap"])
+    app.execute("INSERT INTO invoice (id, company_id, issued_on) VALUES (2, 1, '2025-03-02')")  # ar: other ledger
+    app.execute("INSERT INTO journal_entry (company_id, posted_on) VALUES (1, '2025-03-02')")  # untagged
+    with refused("LL002", r"^Period 2025-03-01\.\.2025-03-31 is locked \(soft\) for scope 1, ledgers ap: "
+                          r"payment id=\d+ cannot be inserted$"):
+        app.execute("INSERT INTO payment (company_id, invoice_id, paid_on, amount) VALUES (1, 1, '2025-03-02', 5)")
+    lock(ctl, "1", "2025-03-01", "2025-03-31", ledgers=["ar"])  # disjoint ledgers may overlap
+    with refused("LL002", r"for scope 1, ledgers ar: invoice"):
+        app.execute("INSERT INTO invoice (id, company_id, issued_on) VALUES (3, 1, '2025-03-03')")
+    lock(ctl, "1", "2025-02-01", "2025-02-28")  # every ledger, untagged tables included
+    for stmt in ("INSERT INTO invoice (id, company_id, issued_on) VALUES (4, 1, '2025-02-03')",
+                 "INSERT INTO journal_entry (company_id, posted_on) VALUES (1, '2025-02-03')",
+                 "INSERT INTO payment (company_id, invoice_id, paid_on, amount) VALUES (1, 1, '2025-02-03', 5)"):
+        with refused("LL002", r"^Period 2025-02-01\.\.2025-02-28 is locked \(soft\) for scope 1: "):
+            app.execute(stmt)
+
+
+def test_table_without_scope_column_is_scope_star(db):
+    db.owner().execute("SELECT ledgerlock.protect('journal_entry', 'posted_on')")
+    app = db.connect("app")
+    lock(db.connect("controller"), "*")
+    with refused("LL002", r"^Period 2025-03-01\.\.2025-03-31 is locked \(soft\) for scope \*: journal_entry id=1 "):
+        app.execute("INSERT INTO journal_entry (id, company_id, posted_on) VALUES (1, 2, '2025-03-09')")
+    app.execute("INSERT INTO journal_entry (id, company_id, posted_on) VALUES (1, 2, '2025-04-09')")
+
+
+def test_timestamptz_dates_are_read_in_utc_whatever_the_client_time_zone(db):
+    owner = db.owner()
+    owner.execute("CREATE TABLE booking (id int PRIMARY KEY, company_id int, at timestamptz NOT NULL)")
+    owner.execute("GRANT SELECT, INSERT, UPDATE, DELETE ON booking TO ll_app")
+    owner.execute("SELECT ledgerlock.protect('booking', 'at', 'company_id')")
+    lock(db.connect("controller"))
+    app = db.connect("app")
+    app.execute("SET TimeZone = 'Pacific/Kiritimati'")  # UTC+14: 2025-03-31 23:00 UTC reads as April 1st
+    with refused("LL002"):
+        app.execute("INSERT INTO booking VALUES (1, 1, '2025-03-31 23:00+00')")
+    with refused("LL002"):  # bulk path, same reading
+        app.execute("INSERT INTO booking VALUES (2, 1, '2025-04-02 00:00+00'), (3, 1, '2025-03-31 23:00+00')")
+    app.execute("INSERT INTO booking VALUES (4, 1, '2025-04-01 00:00+00')")
+
+
+def test_partitioned_table_is_guarded_through_parent_and_partition(db):
+    owner = db.owner()
+    owner.execute("""CREATE TABLE entry (id int, company_id int, booked_on date NOT NULL,
+                     PRIMARY KEY (id, booked_on)) PARTITION BY RANGE (booked_on)""")
+    owner.execute("CREATE TABLE entry_2025 PARTITION OF entry FOR VALUES FROM ('2025-01-01') TO ('2026-01-01')")
+    owner.execute("GRANT SELECT, INSERT, UPDATE, DELETE ON entry, entry_2025 TO ll_app")
+    owner.execute("SELECT ledgerlock.protect('entry', 'booked_on', 'company_id')")
+    lock(db.connect("controller"))
+    app = db.connect("app")
+    with refused("LL002"):
+        app.execute("INSERT INTO entry VALUES (1, 1, '2025-03-03')")
+    with refused("LL002"):
+        app.execute("INSERT INTO entry_2025 VALUES (1, 1, '2025-03-03')")
+    app.execute("INSERT INTO entry_2025 VALUES (1, 1, '2025-04-03')")
+    with refused("LL002"):
+        app.execute("UPDATE entry_2025 SET booked_on = '2025-03-03' WHERE id = 1")
+
+
+# ---------------------------------------------------------------------------------------------------
+# The lock API and its refusals (LL004, LL005, LL007)
+
+
+def test_overlapping_active_window_is_refused_with_ll004(db, app):
+    ctl = db.connect("controller")
+    with refused("LL004", r"^period 2025-03-15\.\.2025-04-15 for scope 1 overlaps lock #1 "
+                          r"\(2025-03-01\.\.2025-03-31, soft\)$"):
+        lock(ctl, "1", "2025-03-15", "2025-04-15")
+    with refused("LL004", r"overlaps lock #1"):
+        lock(ctl, "1", "2025-03-31", "2025-04-15", ledgers=["ar"])  # a ledger subset still intersects
+    lock(ctl, "2", "2025-03-15", "2025-04-15")  # other scope
+    lock(ctl, "1", "2025-04-01", "2025-04-15")  # adjacent
+
+
+def test_future_end_is_refused_unless_allowed(db):
+    ctl = db.connect("controller")
+    today = count(ctl, "SELECT current_date")
+    later = today + dt.timedelta(days=40)
+    with refused("LL004", r"cannot end in the future"):
+        lock(ctl, "1", str(today), str(later))
+    lock(ctl, "1", str(today), str(today))  # today itself is not the future
+    lock(ctl, "1", str(today + dt.timedelta(days=1)), str(later), allow_future=True)
+
+
+def test_end_before_start_and_bad_level_and_ledgers_are_refused(db):
+    ctl = db.connect("controller")
+    with refused("LL004", r"^period 2025-03-31\.\.2025-03-01 for scope 1 ends before it starts$"):
+        lock(ctl, "1", "2025-03-31", "2025-03-01")
+    with refused("LL004", r"level must be soft or hard, not medium"):
+        lock(ctl, level="medium")
+    with refused("LL004", r"ledgers"):
+        lock(ctl, ledgers=[])
+    lock(ctl, level="HARD", ledgers=["ar", " ar"])
+    assert ctl.execute("SELECT level, ledgers FROM ledgerlock.period_locks").fetchone() == ("hard", ["ar"])
+
+
+def test_unknown_lock_id_is_refused_with_ll004(db):
+    admin = db.connect("admin")
+    for stmt in ("SELECT ledgerlock.upgrade_lock(404)", "SELECT ledgerlock.unlock_period(404, 'why')",
+                 "SELECT ledgerlock.relock(404)"):
+        with refused("LL004", r"there is no lock #404"):
+            admin.execute(stmt)
+
+
+def test_upgrade_is_one_way_and_a_downgrade_is_refused(db, app):
+    ctl = db.connect("controller")
+    ctl.execute("SELECT ledgerlock.upgrade_lock(1, reviewer => 'auditor Jane')")
+    row = ctl.execute("SELECT level, reviewer, upgraded_by FROM ledgerlock.period_locks WHERE id = 1").fetchone()
+    assert row == ("hard", "auditor Jane", "ll_controller")
+    with refused("LL004", r"^lock #1 is hard and cannot be downgraded to soft$"):
+        ctl.execute("SELECT ledgerlock.upgrade_lock(1, level => 'soft')")
+    with refused("LL004", r"^lock #1 is already hard$"):
+        ctl.execute("SELECT ledgerlock.upgrade_lock(1)")
+    with refused("LL002", r"^Period 2025-03-01\.\.2025-03-31 is locked \(hard\) for scope 1: invoice id=1 "):
+        app.execute("DELETE FROM invoice WHERE id = 1")
+
+
+def test_reason_is_required_to_unlock_and_to_override(db, app):
+    ctl = db.connect("controller")
+    for reason in (None, "", "   "):
+        with refused("LL007", r"^unlock_period requires a reason$"):
+            ctl.execute("SELECT ledgerlock.unlock_period(1, %s)", (reason,))
+        with refused("LL007", r"^begin_override requires a reason$"):
+            ctl.execute("SELECT ledgerlock.begin_override(%s)", (reason,))
+    assert count(ctl, "SELECT status FROM ledgerlock.period_locks WHERE id = 1") == "active"
+
+
+@pytest.mark.parametrize("stmt", [
+    "SELECT ledgerlock.lock_period('1', '2025-05-01', '2025-05-31')",
+    "SELECT ledgerlock.lock_through('1', '2025-05-31')",
+    "SELECT ledgerlock.upgrade_lock(1)",
+    "SELECT ledgerlock.unlock_period(1, 'why')",
+    "SELECT ledgerlock.relock(1)",
+])
+def test_lock_functions_need_the_controller_role(db, app, stmt):
+    with refused("LL005", r"requires the ledgerlock_controller role; ll_auditor is not a member"):
+        db.connect("auditor").execute(stmt)
+    with refused("42501", r"permission denied for function"):  # an application may not even call them
+        app.execute(stmt)
+
+
+def test_controller_unlocks_soft_only_admin_unlocks_hard(db, app):
+    ctl, admin = db.connect("controller"), db.connect("admin")
+    hard = lock(ctl, "1", "2025-05-01", "2025-05-31", level="hard")
+    with refused("LL005", r"^unlocking a hard lock requires the ledgerlock_admin role; ll_controller is not a member$"):
+        ctl.execute("SELECT ledgerlock.unlock_period(%s, 'fix a typo')", (hard,))
+    ctl.execute("SELECT ledgerlock.unlock_period(1, 'late supplier invoice')")  # soft: a controller may
+    admin.execute("SELECT ledgerlock.unlock_period(%s, 'fix a typo')", (hard,))
+    assert ctl.execute("SELECT status FROM ledgerlock.period_locks ORDER BY id").fetchall() == [("unlocked",)] * 2
+
+
+def test_unlock_keeps_the_row_opens_the_window_and_relock_closes_it_again(db, app):
+    ctl = db.connect("controller")
+    ctl.execute("SELECT ledgerlock.unlock_period(1, 'late supplier invoice')")
+    with refused("LL004", r"^lock #1 is already unlocked$"):
+        ctl.execute("SELECT ledgerlock.unlock_period(1, 'again')")
+    app.execute("UPDATE invoice SET amount = 110 WHERE id = 1")  # open now
+    owner = db.owner()
+    assert count(owner, "SELECT ledgerlock._unlocked_window('invoice', to_jsonb(i)) FROM invoice i WHERE id = 1") == 1
+    assert count(owner, "SELECT ledgerlock._locking_window('invoice', to_jsonb(i)) FROM invoice i WHERE id = 1") is None
+    new_id = count(ctl, "SELECT ledgerlock.relock(1)")
+    rows = ctl.execute("""SELECT id, status, from_date, to_date, level, unlock_reason, relock_of, relocked_as
+                          FROM ledgerlock.period_locks ORDER BY id""").fetchall()
+    assert rows == [
+        (1, "relocked", dt.date(2025, 3, 1), dt.date(2025, 3, 31), "soft", "late supplier invoice", None, new_id),
+        (new_id, "active", dt.date(2025, 3, 1), dt.date(2025, 3, 31), "soft", None, 1, None),
+    ]
+    with refused("LL002", r"^Period 2025-03-01\.\.2025-03-31 is locked \(soft\) for scope 1: invoice id=1 "):
+        app.execute("UPDATE invoice SET amount = 120 WHERE id = 1")
+    with refused("LL004", rf"^lock #1 was already relocked as lock #{new_id}$"):
+        ctl.execute("SELECT ledgerlock.relock(1)")
+    with refused("LL004", rf"^lock #{new_id} is active; only an unlocked lock can be relocked$"):
+        ctl.execute("SELECT ledgerlock.relock(%s)", (new_id,))
+    unlocked = "SELECT ledgerlock._unlocked_window('invoice', to_jsonb(i)) FROM invoice i WHERE id = 1"
+    assert count(owner, unlocked) is None
+
+
+def test_relock_is_refused_when_a_new_window_overlaps(db, app):
+    ctl = db.connect("controller")
+    ctl.execute("SELECT ledgerlock.unlock_period(1, 'reopen')")
+    lock(ctl, "1", "2025-03-20", "2025-04-05")
+    with refused("LL004", r"overlaps lock #2"):
+        ctl.execute("SELECT ledgerlock.relock(1)")
+
+
+def test_lock_through_moves_forward_only(db):
+    ctl = db.connect("controller")
+    assert count(ctl, "SELECT ledgerlock.locked_through('1')") is None
+    first = count(ctl, "SELECT ledgerlock.lock_through('1', '2025-01-31')")
+    second = count(ctl, "SELECT ledgerlock.lock_through('1', '2025-02-28', note => 'Feb close')")
+    assert count(ctl, "SELECT ledgerlock.locked_through('1')") == dt.date(2025, 2, 28)
+    rows = ctl.execute("SELECT id, from_date::text, to_date::text FROM ledgerlock.period_locks ORDER BY id").fetchall()
+    assert rows == [(first, "-infinity", "2025-01-31"), (second, "2025-02-01", "2025-02-28")]
+    with refused("LL004", r"^the books of scope 1 are already locked through 2025-02-28; the lock-through date "
+                          r"only moves forward$"):
+        ctl.execute("SELECT ledgerlock.lock_through('1', '2025-02-10')")
+    kinds = ctl.execute("SELECT kind FROM ledgerlock.lock_history ORDER BY id").fetchall()
+    assert kinds == [("lock",), ("advance",)]
+    lock(ctl, "1", "2025-03-01", "2025-03-31")  # a month locked with lock_period extends the span too
+    assert count(ctl, "SELECT ledgerlock.locked_through('1')") == dt.date(2025, 3, 31)
+    app = db.connect("app")
+    assert count(app, "SELECT ledgerlock.locked_through('1')") == dt.date(2025, 3, 31)  # for every report
+
+
+def test_lock_through_message_for_a_window_from_the_beginning(db):
+    db.protect_invoice()
+    db.connect("controller").execute("SELECT ledgerlock.lock_through('1', '2024-12-31', 'hard')")
+    with refused("LL002", r"^Period up to 2024-12-31 is locked \(hard\) for scope 1: invoice id=1 cannot be "
+                          r"inserted$"):
+        db.connect("app").execute("INSERT INTO invoice (id, company_id, issued_on) VALUES (1, 1, '1999-05-05')")
+
+
+def test_period_lock_at_lets_a_form_warn_before_saving(db, app):
+    rows = app.execute("SELECT lock_id, level, message FROM ledgerlock.period_lock_at('1', '2025-03-15')").fetchall()
+    assert rows == [(1, "soft", "Period 2025-03-01..2025-03-31 is locked (soft) for scope 1")]
+    assert app.execute("SELECT * FROM ledgerlock.period_lock_at('1', '2025-04-15')").fetchall() == []
+    assert app.execute("SELECT * FROM ledgerlock.period_lock_at('2', '2025-03-15')").fetchall() == []
+
+
+# ---------------------------------------------------------------------------------------------------
+# Overrides
+
+
+def test_controller_override_opens_a_soft_window_for_that_transaction_only(db, app):
+    ctl = db.connect("controller", autocommit=False)
+    ov = count(ctl, "SELECT ledgerlock.begin_override('correct amount after auditor note')")
+    assert count(ctl, "SELECT ledgerlock.current_override()") == ov
+    ctl.execute("UPDATE invoice SET amount = 101 WHERE id = 1")
+    ctl.execute("INSERT INTO invoice (id, company_id, issued_on) VALUES (50, 1, '2025-03-20')")
+    ctl.commit()
+    assert count(ctl, "SELECT ledgerlock.current_override()") is None
+    with refused("LL002"):  # the next transaction of the same session
+        ctl.execute("UPDATE invoice SET amount = 102 WHERE id = 1")
+    ctl.rollback()
+    assert count(app, "SELECT amount FROM invoice WHERE id = 1") == 101
+    events = ctl.execute("""SELECT kind, lock_id, reason, db_user, details ->> 'override_id'
+                            FROM ledgerlock.lock_history WHERE kind = 'override'""").fetchall()
+    assert events == [("override", 1, "correct amount after auditor note", "ll_controller", str(ov))]
+
+
+def test_override_is_not_for_applications_and_never_opens_hard_windows(db, app):
+    with refused("LL005", r"^begin_override requires the ledgerlock_controller role; ll_app is not a member$"):
+        app.execute("SELECT ledgerlock.begin_override('I am sure')")
+    admin = db.connect("admin")
+    hard = lock(admin, "1", "2025-05-01", "2025-05-31", level="hard")
+    with admin.transaction():
+        admin.execute("SELECT ledgerlock.begin_override('admin correction')")
+        with refused("LL002", r"hard\) for scope 1: invoice id=60 .*"), admin.transaction():
+            admin.execute("INSERT INTO invoice (id, company_id, issued_on) VALUES (60, 1, '2025-05-02')")
+        admin.execute("INSERT INTO invoice (id, company_id, issued_on) VALUES (61, 1, '2025-03-02')")  # soft
+    assert hard and count(app, "SELECT count(*) FROM invoice WHERE id IN (60, 61)") == 1
+
+
+def test_override_cannot_be_forged_by_the_application(db, app):
+    with refused("42501"):
+        app.execute("INSERT INTO ledgerlock.period_override (reason) VALUES ('forged')")
+    with refused("42501"):
+        app.execute("SELECT ledgerlock.current_override()")
+    app.execute("SET ledgerlock.override = 'on'")  # settings authorize nothing
+    app.execute("SET ledgerlock.on_locked = 'error'")
+    with refused("LL002"):
+        app.execute("UPDATE invoice SET amount = 1 WHERE id = 1")
+
+
+def test_override_of_one_session_does_not_open_the_window_for_another(db, app):
+    ctl = db.connect("controller", autocommit=False)
+    ctl.execute("SELECT ledgerlock.begin_override('my own correction')")
+    other = db.connect("controller")
+    with refused("LL002"):
+        other.execute("INSERT INTO invoice (company_id, issued_on) VALUES (1, '2025-03-03')")
+    ctl.rollback()
+
+
+# ---------------------------------------------------------------------------------------------------
+# Skip mode for imports
+
+
+def test_skip_mode_skips_locked_rows_and_records_them(db, app):
+    with app.transaction():
+        app.execute("SET LOCAL ledgerlock.on_locked = 'skip'")
+        app.execute("SET LOCAL ledgerlock.context = 'import bank-2025-03.csv'")
+        cur = app.execute("""INSERT INTO invoice (id, company_id, issued_on) VALUES
+                             (70, 1, '2025-03-30'), (71, 1, '2025-04-01'), (72, 2, '2025-03-30')""")
+        assert cur.rowcount == 2
+    assert [r[0] for r in app.execute("SELECT id FROM invoice WHERE id >= 70 ORDER BY id")] == [71, 72]
+    rows = db.connect("controller").execute(
+        "SELECT table_name, row_key, lock_id, scope, db_user, context FROM ledgerlock.skipped_writes").fetchall()
+    assert rows == [("public.invoice", {"id": 70}, 1, "1", "ll_app", "import bank-2025-03.csv")]
+    # the setting was LOCAL: the next insert is refused again
+    with refused("LL002"):
+        app.execute("INSERT INTO invoice (id, company_id, issued_on) VALUES (73, 1, '2025-03-30')")
+
+
+def test_skip_mode_never_loosens_anything(app):
+    with app.transaction():
+        app.execute("SET LOCAL ledgerlock.on_locked = 'skip'")
+        with refused("LL002"), app.transaction():
+            app.execute("UPDATE invoice SET amount = 1 WHERE id = 1")
+        with refused("LL002"), app.transaction():
+            app.execute("DELETE FROM invoice WHERE id = 1")
+    with refused("22023", r"ledgerlock.on_locked must be 'error' or 'skip', not 'ignore'"), app.transaction():
+        app.execute("SET LOCAL ledgerlock.on_locked = 'ignore'")
+        app.execute("INSERT INTO invoice (company_id, issued_on) VALUES (2, '2025-04-01')")
+
+
+# ---------------------------------------------------------------------------------------------------
+# Scope grants
+
+
+def test_scope_grants_limit_what_a_role_manages_and_sees(db, app):
+    admin = db.connect("admin")
+    lock(admin, "2", "2025-01-01", "2025-01-31")
+    admin.execute("SELECT ledgerlock.grant_scope('ll_controller', '2')")
+    ctl = db.connect("controller")
+    with refused("LL005", r"^lock_period on scope 1 is not allowed: ll_controller is limited to scopes 2$"):
+        lock(ctl, "1", "2025-05-01", "2025-05-31")
+    with refused("LL005", r"^unlock_period on scope 1 is not allowed"):
+        ctl.execute("SELECT ledgerlock.unlock_period(1, 'not mine')")
+    lock(ctl, "2", "2025-05-01", "2025-05-31")  # its own scope
+    assert {r[0] for r in ctl.execute("SELECT scope FROM ledgerlock.period_locks")} == {"2"}  # RLS
+    assert {r[0] for r in ctl.execute("SELECT scope FROM ledgerlock.lock_history")} == {"2"}
+    assert {r[0] for r in admin.execute("SELECT scope FROM ledgerlock.period_locks")} == {"1", "2"}
+    with refused("LL005", r"grant_scope requires the ledgerlock_admin role"):
+        ctl.execute("SELECT ledgerlock.grant_scope('ll_controller', '1')")
+    # an override works only in granted scopes
+    with ctl.transaction():
+        ctl.execute("SELECT ledgerlock.begin_override('tenant correction')")
+        ctl.execute("INSERT INTO invoice (company_id, issued_on) VALUES (2, '2025-01-05')")
+        with refused("LL002"), ctl.transaction():
+            ctl.execute("INSERT INTO invoice (company_id, issued_on) VALUES (1, '2025-03-05')")
+    admin.execute("SELECT ledgerlock.revoke_scope('ll_controller', '2')")
+    lock(ctl, "1", "2025-05-01", "2025-05-31")  # no grant left: not limited
+
+
+def test_a_scope_limited_admin_cannot_manage_grants(db):
+    owner = db.owner()
+    owner.execute("SELECT ledgerlock.grant_scope('ll_admin2', '7')")
+    with refused("LL005", r"^grant_scope: ll_admin2 is itself limited to some scopes$"):
+        db.connect("admin2").execute("SELECT ledgerlock.grant_scope('ll_admin2', '8')")
+    db.connect("admin").execute("SELECT ledgerlock.grant_scope('ll_admin2', '8')")
+
+
+# ---------------------------------------------------------------------------------------------------
+# History and the lock tables themselves
+
+
+def test_lock_history_records_every_event_in_order(db, app):
+    ctl, admin = db.connect("controller"), db.connect("admin")
+    ctl.execute("SELECT ledgerlock.upgrade_lock(1)")
+    admin.execute("SELECT ledgerlock.unlock_period(1, 'restatement')")
+    new_id = count(ctl, "SELECT ledgerlock.relock(1)")
+    rows = ctl.execute("SELECT kind, lock_id, db_user, reason FROM ledgerlock.lock_history ORDER BY id").fetchall()
+    assert rows == [("lock", 1, "ll_controller", None), ("upgrade", 1, "ll_controller", None),
+                    ("unlock", 1, "ll_admin", "restatement"), ("relock", new_id, "ll_controller", None)]
+    assert count(db.connect("auditor"), "SELECT count(*) FROM ledgerlock.lock_history") == 4
+    with refused("42501"):
+        app.execute("SELECT * FROM ledgerlock.lock_history")
+
+
+def test_lock_history_and_lock_rows_are_append_only_even_for_the_owner(db, app):
+    owner = db.owner()
+    with refused("LL006", r"^lock_event is append-only: update is refused$"):
+        owner.execute("UPDATE ledgerlock.lock_event SET reason = 'x'")
+    with refused("LL006", r"^lock_event is append-only: delete is refused$"):
+        owner.execute("DELETE FROM ledgerlock.lock_event")
+    with refused("LL006"):
+        owner.execute("TRUNCATE ledgerlock.lock_event CASCADE")
+    with refused("LL006", r"^lock #1 cannot be deleted"):
+        owner.execute("DELETE FROM ledgerlock.period_lock")
+    with refused("LL006", r"^lock #1 cannot be rewritten"):
+        owner.execute("UPDATE ledgerlock.period_lock SET to_date = '2025-03-02'")
+    owner.execute("SET session_replication_role = replica")  # ENABLE ALWAYS: still refused
+    with refused("LL006"):
+        owner.execute("DELETE FROM ledgerlock.lock_event")
+    with refused("42501"):
+        db.connect("admin").execute("UPDATE ledgerlock.period_lock SET status = 'unlocked'")
+
+
+def test_guard_triggers_are_installed_enable_always_and_reinstalled_on_reconfigure(db, app):
+    def triggers():
+        return db.owner().execute("""SELECT tgname, tgenabled FROM pg_trigger WHERE tgrelid = 'invoice'::regclass
+                                     AND tgname LIKE 'll\\_20\\_%' ORDER BY 1""").fetchall()
+    assert triggers() == [("ll_20_period_delete", "A"), ("ll_20_period_insert", "A"),
+                          ("ll_20_period_skip", "A"), ("ll_20_period_update", "A")]
+    db.protect_invoice(mutable_columns=["paid", "reconciled", "note"])
+    app.execute("UPDATE invoice SET note = 'now mutable' WHERE id = 1")
+    assert len(triggers()) == 4
+
+
+def test_why_locked_names_the_window(db, app):
+    rows = app.execute("SELECT rule, summary, way_back FROM ledgerlock.why_locked('invoice', '{\"id\": 1}')"
+                       " WHERE rule = 'period_lock'").fetchall()
+    assert rows == [("period_lock", "Period 2025-03-01..2025-03-31 is locked (soft) for scope 1 (lock #1)",
+                     "a controller writes under ledgerlock.begin_override(reason), or unlocks it: "
+                     "ledgerlock.unlock_period(1, reason)")]
+    assert app.execute("SELECT count(*) FROM ledgerlock.why_locked('invoice', '{\"id\": 2}')"
+                       " WHERE rule = 'period_lock'").fetchone()[0] == 0
+
+
+def test_assert_period_open_is_the_guards_check_for_other_rules(db, app):
+    owner = db.owner()
+    with refused("LL002", LOCKED_MSG + r"invoice id=1 cannot be given new lines$"):
+        owner.execute("SELECT ledgerlock._assert_period_open('invoice', to_jsonb(i), 'given new lines') "
+                      "FROM invoice i WHERE id = 1")
+    owner.execute("SELECT ledgerlock._assert_period_open('invoice', to_jsonb(i), 'x') FROM invoice i WHERE id = 2")
+
+
+def test_public_read_functions_are_callable_by_the_application(app):
+    through = app.execute("SELECT ledgerlock.locked_through('1'), ledgerlock.locked_through('1', 'ar'), "
+                          "ledgerlock.locked_through('3')").fetchone()
+    assert through == (dt.date(2025, 3, 31), dt.date(2025, 3, 31), None)
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        app.execute("SELECT ledgerlock._window_covering('1', NULL, current_date, current_date)")
