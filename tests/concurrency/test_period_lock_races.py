@@ -1,0 +1,268 @@
+"""R3 races, with real concurrent connections and explicit steps (DESIGN §5, issue 5 point 6).
+
+A write that commits after a lock has committed never lands in the locked window, in READ COMMITTED,
+REPEATABLE READ and SERIALIZABLE; a lock request waits for the open writers of its scope (it never reports
+success while such a write can still commit), is not starved by a stream of new writers, and honours
+lock_timeout. Blocking is asserted on the server (pg_stat_activity: waiting on an advisory lock), never
+with sleeps standing in for it.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg import IsolationLevel
+
+from lltest import refused
+
+MARCH = ("2025-03-01", "2025-03-31")
+LOCK_MARCH = "SELECT ledgerlock.lock_period('1', '2025-03-01', '2025-03-31')"
+INSERT_MARCH = "INSERT INTO invoice (company_id, issued_on) VALUES (1, '2025-03-15')"
+SERIALIZATION_FAILURE = "40001"
+
+
+class Step:
+    """A statement run in a thread, so the test can watch it block and then collect its outcome."""
+
+    def __init__(self, fn: Callable[[], Any]):
+        self.result: Any = None
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(fn,), daemon=True)
+        self._thread.start()
+
+    def _run(self, fn):
+        try:
+            self.result = fn()
+        except BaseException as exc:  # noqa: BLE001 — handed to the test
+            self.error = exc
+
+    def join(self, timeout: float = 20) -> Step:
+        self._thread.join(timeout)
+        assert not self._thread.is_alive(), "the step did not finish"
+        return self
+
+    @property
+    def done(self) -> bool:
+        return not self._thread.is_alive()
+
+
+def wait_until_waiting(observer: psycopg.Connection, pid: int, timeout: float = 10) -> str:
+    """Block until backend `pid` waits on a heavyweight lock; return the wait event (e.g. 'advisory')."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        row = observer.execute("SELECT wait_event_type, wait_event FROM pg_stat_activity WHERE pid = %s",
+                               (pid,)).fetchone()
+        if row and row[0] == "Lock":
+            return row[1]
+        time.sleep(0.02)
+    raise AssertionError(f"backend {pid} never waited on a lock")
+
+
+def sqlstate(exc: BaseException | None) -> str | None:
+    return exc.diag.sqlstate if isinstance(exc, psycopg.Error) else None
+
+
+@pytest.fixture
+def setup(db):
+    db.protect_invoice()
+    return db
+
+
+def test_a_lock_waits_for_an_open_write_in_its_scope(setup):
+    """(a) The writer's row is in the window but not committed: the lock does not report success until the
+    write is decided, so no write can commit into a window after the lock was reported."""
+    db = setup
+    writer = db.connect("app", autocommit=False)
+    writer.execute(INSERT_MARCH)  # open transaction, row in March
+    admin = db.connect("admin")
+    observer = db.owner()
+    locker = Step(lambda: admin.execute(LOCK_MARCH).fetchone()[0])
+    assert wait_until_waiting(observer, admin.info.backend_pid) == "advisory"
+    assert not locker.done
+    writer.commit()
+    lock_id = locker.join().result
+    assert lock_id is not None and locker.error is None
+    # the row committed before the lock; from now on it is frozen, and new rows are refused
+    with refused("LL002"):
+        writer.execute("DELETE FROM invoice WHERE issued_on = '2025-03-15'")
+    writer.rollback()
+    with refused("LL002"):
+        db.connect("app").execute(INSERT_MARCH)
+
+
+def test_a_lock_in_another_scope_does_not_wait(setup):
+    db = setup
+    writer = db.connect("app", autocommit=False)
+    writer.execute(INSERT_MARCH)  # scope 1
+    admin = db.connect("admin")
+    admin.execute("SET lock_timeout = '2s'")
+    admin.execute("SELECT ledgerlock.lock_period('2', '2025-03-01', '2025-03-31')")  # scope 2: no wait
+    writer.commit()
+
+
+def test_a_lock_fails_cleanly_at_lock_timeout(setup):
+    db = setup
+    writer = db.connect("app", autocommit=False)
+    writer.execute(INSERT_MARCH)
+    admin = db.connect("admin")
+    admin.execute("SET lock_timeout = '200ms'")
+    with refused("55P03"):
+        admin.execute(LOCK_MARCH)
+    writer.commit()
+    assert admin.execute("SELECT count(*) FROM ledgerlock.period_locks").fetchone()[0] == 0
+    admin.execute(LOCK_MARCH)  # once the writer is gone it goes through
+
+
+@pytest.mark.parametrize("isolation", ["READ COMMITTED", "REPEATABLE READ", "SERIALIZABLE"])
+@pytest.mark.parametrize("outcome", ["commit", "rollback"])
+def test_b_a_write_waits_for_an_uncommitted_lock(setup, isolation, outcome):
+    """(b) The admin holds an uncommitted lock; the writer waits, then fails if the lock commits (LL002, or
+    40001 where its snapshot predates the lock) and succeeds if it rolls back."""
+    db = setup
+    admin = db.connect("admin", autocommit=False)
+    admin.execute(LOCK_MARCH)  # uncommitted
+    writer = db.connect("app", autocommit=False)
+    writer.execute(f"SET TRANSACTION ISOLATION LEVEL {isolation}")
+    observer = db.owner()
+    insert = Step(lambda: writer.execute(INSERT_MARCH))
+    assert wait_until_waiting(observer, writer.info.backend_pid) == "advisory"
+    getattr(admin, outcome)()
+    insert.join()
+    if outcome == "commit":
+        expected = {"LL002"} if isolation == "READ COMMITTED" else {"LL002", SERIALIZATION_FAILURE}
+        assert sqlstate(insert.error) in expected, insert.error
+        writer.rollback()
+        assert observer.execute("SELECT count(*) FROM invoice").fetchone()[0] == 0
+    else:
+        assert insert.error is None
+        writer.commit()
+        assert observer.execute("SELECT count(*) FROM invoice").fetchone()[0] == 1
+
+
+@pytest.mark.parametrize("isolation", ["REPEATABLE READ", "SERIALIZABLE"])
+@pytest.mark.parametrize("statement", [
+    INSERT_MARCH,
+    "UPDATE invoice SET amount = 7 WHERE id = 1",
+    "DELETE FROM invoice WHERE id = 1",
+    # a bulk insert takes the statement-level path
+    "INSERT INTO invoice (company_id, issued_on) SELECT 1, date '2025-03-01' + g FROM generate_series(0, 40) g",
+])
+def test_c_a_snapshot_older_than_the_lock_cannot_write_into_the_window(setup, isolation, statement):
+    """(c) A REPEATABLE READ / SERIALIZABLE writer whose snapshot predates the lock: LL002 or 40001."""
+    db = setup
+    db.connect("app").execute("INSERT INTO invoice (id, company_id, issued_on) VALUES (1, 1, '2025-03-10')")
+    db.owner().execute("SELECT setval(pg_get_serial_sequence('invoice', 'id'), 100)")
+    writer = db.connect("app", autocommit=False)
+    writer.isolation_level = IsolationLevel.REPEATABLE_READ if isolation == "REPEATABLE READ" \
+        else IsolationLevel.SERIALIZABLE
+    writer.execute("SELECT count(*) FROM invoice").fetchone()  # the snapshot is taken here
+    db.connect("admin").execute(LOCK_MARCH)  # committed, after the snapshot
+    with pytest.raises(psycopg.Error) as info:
+        writer.execute(statement)
+    assert sqlstate(info.value) in {"LL002", SERIALIZATION_FAILURE}
+    writer.rollback()
+    owner = db.owner()
+    assert owner.execute("SELECT count(*), sum(amount) FROM invoice").fetchone() == (1, 0)
+
+
+def test_c_an_upgrade_after_the_snapshot_stops_an_override_in_repeatable_read(setup):
+    """The fence covers every lock change, not only new windows: soft to hard after the snapshot."""
+    db = setup
+    admin = db.connect("admin")
+    lock_id = admin.execute(LOCK_MARCH).fetchone()[0]
+    ctl = db.connect("controller", autocommit=False)
+    ctl.isolation_level = IsolationLevel.REPEATABLE_READ
+    ctl.execute("SELECT ledgerlock.begin_override('correction')")  # snapshot: the lock is soft
+    admin.execute("SELECT ledgerlock.upgrade_lock(%s)", (lock_id,))
+    with refused(SERIALIZATION_FAILURE):
+        ctl.execute(INSERT_MARCH)
+    ctl.rollback()
+
+
+def test_c_repeatable_read_writer_in_an_open_period_is_not_disturbed(setup):
+    """The neighbour: a lock in another scope after the snapshot does not fail the writer."""
+    db = setup
+    writer = db.connect("app", autocommit=False)
+    writer.isolation_level = IsolationLevel.REPEATABLE_READ
+    writer.execute("SELECT 1").fetchone()
+    db.connect("admin").execute("SELECT ledgerlock.lock_period('2', '2025-03-01', '2025-03-31')")
+    bucket = db.owner().execute("SELECT hashtext('1') & 1023 = hashtext('2') & 1023").fetchone()[0]
+    assert not bucket  # different fence buckets, so no false conflict here
+    writer.execute(INSERT_MARCH)
+    writer.commit()
+
+
+def test_two_overlapping_locks_race_and_one_is_refused(setup):
+    db = setup
+    first = db.connect("admin", autocommit=False)
+    first.execute(LOCK_MARCH)
+    second = db.connect("admin2")
+    observer = db.owner()
+    other = Step(lambda: second.execute("SELECT ledgerlock.lock_period('1', '2025-03-15', '2025-04-15')"))
+    assert wait_until_waiting(observer, second.info.backend_pid) == "advisory"
+    first.commit()
+    other.join()
+    assert sqlstate(other.error) == "LL004"
+    assert observer.execute("SELECT count(*) FROM ledgerlock.period_locks").fetchone()[0] == 1
+
+
+def test_d_a_lock_completes_while_eight_writers_hammer_the_scope(setup):
+    """(d) Eight writers insert as fast as they can into scope 1 (March and April); the lock is granted
+    within lock_timeout (the lock queue is fair), and no March row commits after it."""
+    db = setup
+    stop = threading.Event()
+    counts = {"ok": 0, "refused": 0}
+    errors: list[BaseException] = []
+    mutex = threading.Lock()
+
+    def hammer(i: int) -> None:
+        conn = psycopg.connect(db.conninfo("app"), autocommit=True)
+        try:
+            n = 0
+            while not stop.is_set():
+                day = "2025-03-15" if n % 2 else "2025-04-15"
+                n += 1
+                try:
+                    conn.execute("INSERT INTO invoice (company_id, issued_on, note) VALUES (1, %s, %s)",
+                                  (day, f"w{i}"))
+                    with mutex:
+                        counts["ok"] += 1
+                except psycopg.Error as exc:
+                    if sqlstate(exc) != "LL002":
+                        errors.append(exc)
+                        return
+                    with mutex:
+                        counts["refused"] += 1
+        finally:
+            conn.close()
+
+    threads = [threading.Thread(target=hammer, args=(i,), daemon=True) for i in range(8)]
+    for t in threads:
+        t.start()
+    try:
+        deadline = time.monotonic() + 10
+        while counts["ok"] < 200 and time.monotonic() < deadline:  # writers are in full swing
+            time.sleep(0.01)
+        assert counts["ok"] >= 200
+        admin = db.connect("admin")
+        admin.execute("SET lock_timeout = '5s'")
+        admin.execute(LOCK_MARCH)  # must not time out
+        march_at_lock = admin.execute("SELECT count(*) FROM invoice WHERE issued_on = '2025-03-15'").fetchone()[0]
+        refused_at_lock = counts["refused"]
+        deadline = time.monotonic() + 10
+        while counts["refused"] < refused_at_lock + 50 and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(10)
+    assert errors == []
+    assert counts["refused"] >= 50  # the writers kept going, and March writes were refused
+    after = admin.execute("SELECT count(*) FROM invoice WHERE issued_on = '2025-03-15'").fetchone()[0]
+    assert after == march_at_lock
+    assert admin.execute("SELECT count(*) FROM invoice WHERE issued_on = '2025-04-15'").fetchone()[0] > 0
