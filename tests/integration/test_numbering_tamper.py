@@ -1,0 +1,113 @@
+"""R2 against a hostile application: client-settable state never decides a final number unchecked, and the
+statements ledgerlock cannot prove gapless are refused whole (LL009), with their permitted neighbours."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+from lltest import refused
+
+FORMAT = "INV-{YYYY}-{SEQ:5}"
+
+
+@pytest.fixture
+def app(db):
+    db.protect_invoice(number_column="number", number_format=FORMAT)
+    app = db.connect("app")
+    app.execute("INSERT INTO invoice (id, company_id, issued_on) SELECT g, 1, '2026-02-01' FROM generate_series(1, 6) g")
+    return app
+
+
+def slot(db, prefix="INV-2026-", suffix=""):
+    """The name of the setting where a statement keeps its position in a series (anyone can compute it)."""
+    oid = db.owner().execute("SELECT 'invoice'::regclass::oid").fetchone()[0]
+    return "ledgerlock.numbering_" + hashlib.md5(f"{oid}\x1f{prefix}\x1f{suffix}".encode()).hexdigest()
+
+
+def state(db):
+    owner = db.owner()
+    return (
+        owner.execute("SELECT id, number FROM invoice WHERE status = 'approved' ORDER BY id").fetchall(),
+        owner.execute("SELECT series, last_value FROM ledgerlock.number_series").fetchall(),
+        owner.execute("SELECT count(*) FROM ledgerlock.number_counter WHERE open_from IS NOT NULL").fetchone()[0],
+    )
+
+
+def test_a_claimed_range_set_before_the_statement_is_refused(db, app):
+    app.execute("SELECT set_config(%s, '1,100,1', false)", (slot(db),))  # "I already hold 1..100"
+    with refused("LL009", r"^final numbering of public\.invoice refused: 2 rows became final, 0 carry a number taken"):
+        app.execute("UPDATE invoice SET status = 'approved' WHERE id IN (1, 2)")
+    assert state(db) == ([], [], 0)
+    app.execute("RESET ALL")
+    app.execute("UPDATE invoice SET status = 'approved' WHERE id IN (1, 2)")  # the permitted neighbour
+    assert state(db)[:2] == ([(1, "INV-2026-00001"), (2, "INV-2026-00002")], [("INV-2026-{SEQ}", 2)])
+
+
+def test_a_position_changed_in_the_middle_of_the_statement_is_refused(db, app):
+    """The classic bypass: SET col = set_config(...) in the very UPDATE that finalizes the rows."""
+    with refused("LL009", r"3 rows became final, 1 carry a number taken in this statement"):
+        app.execute(
+            "UPDATE invoice SET status = 'approved', "
+            "note = CASE WHEN id = 2 THEN set_config(%s, '5,100,1', true) END WHERE id IN (1, 2, 3)",
+            (slot(db),),
+        )
+    assert state(db) == ([], [], 0)
+
+
+def test_a_position_moved_back_gives_a_duplicate_which_is_refused(db, app):
+    with refused("LL009", r"handed out twice"):
+        app.execute("UPDATE invoice SET status = 'approved', "
+                    "note = CASE WHEN id = 3 THEN set_config(%s, '1,16,4', true) END WHERE id IN (1, 2, 3, 4)",
+                    (slot(db),))
+    assert state(db) == ([], [], 0)
+
+
+def test_the_counter_order_hint_cannot_open_anything(db, app):
+    app.execute("SELECT set_config('ledgerlock.numbering_counters_held', '', false)")
+    app.execute("UPDATE invoice SET status = 'approved' WHERE id = 1")
+    assert state(db)[:2] == ([(1, "INV-2026-00001")], [("INV-2026-{SEQ}", 1)])
+
+
+def test_insert_on_conflict_do_nothing_of_existing_final_rows_is_fine(db, app):
+    app.execute("UPDATE invoice SET status = 'approved' WHERE id IN (1, 2)")
+    app.execute("""INSERT INTO invoice (id, company_id, status, issued_on) VALUES (1, 1, 'approved', '2026-02-01'),
+                   (2, 1, 'approved', '2026-02-01') ON CONFLICT (id) DO NOTHING""")  # an import run twice
+    assert state(db)[:2] == ([(1, "INV-2026-00001"), (2, "INV-2026-00002")], [("INV-2026-{SEQ}", 2)])
+
+
+def test_insert_on_conflict_skipping_rows_between_numbered_ones_is_refused(db, app):
+    app.execute("UPDATE invoice SET status = 'approved' WHERE id = 1")
+    with refused("LL009", r"leave a hole after 1"):
+        app.execute("""INSERT INTO invoice (id, company_id, status, issued_on) VALUES (1, 1, 'approved', '2026-02-01'),
+                       (10, 1, 'approved', '2026-02-01') ON CONFLICT (id) DO NOTHING""")
+    assert state(db)[1] == [("INV-2026-{SEQ}", 1)]
+    app.execute("INSERT INTO invoice (id, company_id, status, issued_on) VALUES (10, 1, 'approved', '2026-02-01')")
+    assert state(db)[1] == [("INV-2026-{SEQ}", 2)]
+
+
+def test_upsert_finalizing_through_its_update_part_is_numbered(db, app):
+    app.execute("""INSERT INTO invoice (id, company_id, issued_on) VALUES (1, 1, '2026-02-01')
+                   ON CONFLICT (id) DO UPDATE SET status = 'approved'""")
+    assert state(db)[:2] == ([(1, "INV-2026-00001")], [("INV-2026-{SEQ}", 1)])
+
+
+def test_upsert_finalizing_through_both_parts_is_refused(db, app):
+    with refused("LL009", r"through both its INSERT and its UPDATE part"):
+        app.execute("""INSERT INTO invoice (id, company_id, status, issued_on) VALUES
+                       (1, 1, 'approved', '2026-02-01'), (20, 1, 'approved', '2026-02-01')
+                       ON CONFLICT (id) DO UPDATE SET status = 'approved'""")
+    assert state(db) == ([], [], 0)
+
+
+def test_a_later_before_trigger_renumbering_rows_is_caught(db, app):
+    """The table owner adds a BEFORE trigger that fires after ll_40 and rewrites the number."""
+    owner = db.owner()
+    owner.execute("""CREATE FUNCTION public.renumber() RETURNS trigger LANGUAGE plpgsql AS
+                     $$ BEGIN NEW.number := 'INV-2026-00042'; RETURN NEW; END $$""")
+    owner.execute("CREATE TRIGGER zz_renumber BEFORE UPDATE ON invoice FOR EACH ROW EXECUTE FUNCTION public.renumber()")
+    with refused("LL009", r"1 rows became final, 0 carry a number taken in this statement"):
+        app.execute("UPDATE invoice SET status = 'approved' WHERE id = 1")
+    owner.execute("DROP TRIGGER zz_renumber ON invoice")
+    app.execute("UPDATE invoice SET status = 'approved' WHERE id = 1")
+    assert state(db)[:2] == ([(1, "INV-2026-00001")], [("INV-2026-{SEQ}", 1)])
