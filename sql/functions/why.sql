@@ -100,7 +100,9 @@ BEGIN
                 'because_of', CASE WHEN readable THEN pg_catalog.jsonb_build_object(
                     'table', rr.child::text, 'key', ledgerlock._ref_row_key(rr.child, c)) END);
             way_back := pg_catalog.format('delete %s first', label)
-                || coalesce(pg_catalog.format(' or change it so that it no longer matches: %s', rr.child_condition), '');
+                || CASE WHEN rr.child_condition IS NOT NULL
+                        THEN pg_catalog.format(', or change it so that it no longer matches: %s', rr.child_condition)
+                        ELSE '' END;
             RETURN NEXT;
         END LOOP;
     END LOOP;
