@@ -1,0 +1,195 @@
+"""lock · upgrade · unlock · relock · locks · history — period locks (R3).
+
+Every command calls the SQL API (ledgerlock.lock_period, lock_through, upgrade_lock, unlock_period, relock)
+as the connecting database user: what it may do is decided by its ledgerlock role and scope grants, in the
+database. Refusals come back as one line with the SQLSTATE's meaning (ManagerGroup).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import click
+
+from ..cli import Context, pass_context
+from ..output import echo_json, echo_rows
+
+DATE = click.DateTime(formats=["%Y-%m-%d"])
+
+LOCK_COLUMNS = """id, scope, from_date::text AS from_date, to_date::text AS to_date, level, ledgers, status, note,
+    reviewer, locked_by, locked_at, upgraded_by, unlocked_by, unlock_reason, relock_of, relocked_as"""
+
+
+def period_text(from_date: str, to_date: str) -> str:
+    return f"up to {to_date}" if from_date == "-infinity" else f"{from_date}..{to_date}"
+
+
+def _rows(conn, query: str, params=()) -> list[dict]:
+    cur = conn.execute(query, params)
+    names = [d.name for d in cur.description]
+    return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+
+
+def _lock_row(conn, lock_id: int) -> dict:
+    row = _rows(conn, f"SELECT {LOCK_COLUMNS} FROM ledgerlock.period_locks WHERE id = %s", (lock_id,))[0]
+    row["period"] = period_text(row["from_date"], row["to_date"])
+    return row
+
+
+def _describe(row: dict) -> str:
+    ledgers = f", ledgers {','.join(row['ledgers'])}" if row["ledgers"] else ""
+    return f"lock #{row['id']}: scope {row['scope']} {row['period']} ({row['level']}{ledgers}, {row['status']})"
+
+
+def _day(value: dt.datetime | None) -> dt.date | None:
+    return value.date() if value else None
+
+
+@click.command()
+@click.argument("scope")
+@click.option("--through", type=DATE, help="Lock from the day after the current locked span through this date.")
+@click.option("--from", "from_date", type=DATE, help="First day of the window (with --to).")
+@click.option("--to", "to_date", type=DATE, help="Last day of the window (with --from), inclusive.")
+@click.option("--hard", is_flag=True, help="Hard (final) lock: no override; only an admin can unlock it.")
+@click.option("--note", help="Why the period is locked, e.g. 'March VAT return filed'.")
+@click.option("--reviewer", help="Who reviewed the period.")
+@click.option("--ledger", "ledgers", multiple=True, help="Lock only tables with this ledger tag (repeatable).")
+@click.option("--allow-future", is_flag=True, help="Allow a window that ends after today.")
+@click.option("--json", "as_json", is_flag=True, help="Print the new lock as JSON.")
+@pass_context
+def lock(ctx: Context, scope: str, through, from_date, to_date, hard: bool, note, reviewer,
+         ledgers: tuple[str, ...], allow_future: bool, as_json: bool) -> None:
+    """Lock a period of SCOPE (a company, entity… '*' for tables without a scope column).
+
+    \b
+    ledgerlock lock 7 --through 2026-03-31            books of scope 7 locked through March
+    ledgerlock lock 7 --from 2026-03-01 --to 2026-03-31 --hard --note "VAT filed"
+    """
+    if through and (from_date or to_date):
+        raise click.UsageError("give either --through DATE or --from D --to D, not both")
+    if not through and not (from_date and to_date):
+        raise click.UsageError("give --through DATE, or both --from D and --to D")
+    level = "hard" if hard else "soft"
+    with ctx.connect() as conn:
+        if through:
+            lock_id = conn.execute(
+                "SELECT ledgerlock.lock_through(%s, %s, %s, %s, %s, %s, %s)",
+                (scope, _day(through), level, note, reviewer, list(ledgers) or None, allow_future),
+            ).fetchone()[0]
+        else:
+            lock_id = conn.execute(
+                "SELECT ledgerlock.lock_period(%s, %s, %s, %s, %s, %s, %s, %s)",
+                (scope, _day(from_date), _day(to_date), level, note, reviewer, list(ledgers) or None, allow_future),
+            ).fetchone()[0]
+        row = _lock_row(conn, lock_id)
+    if as_json:
+        echo_json(row)
+    else:
+        click.echo(f"locked {_describe(row)}")
+
+
+@click.command()
+@click.argument("lock_id", type=int)
+@click.option("--reviewer", help="Who reviewed the period (recorded on the lock).")
+@pass_context
+def upgrade(ctx: Context, lock_id: int, reviewer: str | None) -> None:
+    """Upgrade soft lock LOCK_ID to hard ("mark as reviewed"). One way: there is no downgrade."""
+    with ctx.connect() as conn:
+        conn.execute("SELECT ledgerlock.upgrade_lock(%s, %s)", (lock_id, reviewer))
+        row = _lock_row(conn, lock_id)
+    click.echo(f"upgraded {_describe(row)}")
+
+
+@click.command()
+@click.argument("lock_id", type=int, required=False)
+@click.option("--reason", help="Why the period is reopened (required; kept in the lock history).")
+@click.option("--approve", "request_id", type=int, metavar="REQUEST_ID",
+              help="Approve another admin's unlock request (four-eyes unlocking of hard windows).")
+@pass_context
+def unlock(ctx: Context, lock_id: int | None, reason: str | None, request_id: int | None) -> None:
+    """Unlock LOCK_ID: the window opens, its row stays (marked unlocked) and the reason is recorded.
+
+    A controller unlocks soft locks; a hard lock needs an admin — and, with four-eyes on
+    (ledgerlock close four-eyes), a request that a second admin approves with --approve.
+    """
+    with ctx.connect() as conn:
+        if request_id is not None:
+            if lock_id is not None or reason:
+                raise click.UsageError("--approve REQUEST_ID takes no LOCK_ID and no --reason")
+            lock_id = conn.execute("SELECT ledgerlock.approve_unlock(%s)", (request_id,)).fetchone()[0]
+            if lock_id is None:
+                click.echo(f"approved request #{request_id}")
+                return
+        else:
+            if lock_id is None or reason is None:
+                raise click.UsageError("give LOCK_ID and --reason (or --approve REQUEST_ID)")
+            four_eyes = conn.execute(
+                "SELECT to_regprocedure('ledgerlock.four_eyes_required(bigint)') IS NOT NULL").fetchone()[0]
+            if four_eyes and conn.execute("SELECT ledgerlock.four_eyes_required(%s)", (lock_id,)).fetchone()[0]:
+                req = conn.execute("SELECT ledgerlock.request_unlock(%s, %s)", (lock_id, reason)).fetchone()[0]
+                click.echo(f"filed unlock request #{req} for lock #{lock_id}; another admin approves it with:\n"
+                           f"  ledgerlock unlock --approve {req}")
+                return
+            conn.execute("SELECT ledgerlock.unlock_period(%s, %s)", (lock_id, reason))
+        row = _lock_row(conn, lock_id)
+    click.echo(f"unlocked {_describe(row)}")
+    click.echo(f"lock it again with: ledgerlock relock {lock_id}")
+
+
+@click.command()
+@click.argument("lock_id", type=int)
+@pass_context
+def relock(ctx: Context, lock_id: int) -> None:
+    """Lock again the window of unlocked LOCK_ID (same dates, level, ledgers, note and reviewer)."""
+    with ctx.connect() as conn:
+        new_id = conn.execute("SELECT ledgerlock.relock(%s)", (lock_id,)).fetchone()[0]
+        row = _lock_row(conn, new_id)
+    click.echo(f"relocked lock #{lock_id} as {_describe(row)}")
+
+
+@click.command()
+@click.argument("scope", required=False)
+@click.option("--active", is_flag=True, help="Only active windows.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@pass_context
+def locks(ctx: Context, scope: str | None, active: bool, as_json: bool) -> None:
+    """List lock windows (of SCOPE), and the date the books are locked through."""
+    with ctx.connect() as conn:
+        rows = _rows(conn, f"""SELECT {LOCK_COLUMNS} FROM ledgerlock.period_locks
+                               WHERE (%(scope)s::text IS NULL OR scope = %(scope)s)
+                                 AND (NOT %(active)s OR status = 'active')
+                               ORDER BY scope, from_date, id""", {"scope": scope, "active": active})
+        through = conn.execute("SELECT ledgerlock.locked_through(%s)::text", (scope,)).fetchone()[0] \
+            if scope is not None else None
+    for r in rows:
+        r["period"] = period_text(r["from_date"], r["to_date"])
+    if as_json:
+        echo_json({"scope": scope, "locked_through": through, "locks": rows} if scope is not None else rows)
+        return
+    echo_rows(rows, ["id", "scope", "period", "level", "ledgers", "status", "note", "reviewer", "locked_by",
+                     "unlock_reason"], as_json=False, empty="(no locks)")
+    if scope is not None:
+        click.echo(f"\nbooks of scope {scope} locked through: {through or '(nothing locked)'}")
+
+
+@click.command()
+@click.argument("scope", required=False)
+@click.option("--limit", type=int, default=100, show_default=True, help="Most recent events only.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@pass_context
+def history(ctx: Context, scope: str | None, limit: int, as_json: bool) -> None:
+    """The lock history (of SCOPE): lock, advance, upgrade, unlock, relock, override… oldest first."""
+    with ctx.connect() as conn:
+        rows = _rows(conn, """SELECT * FROM (
+                                  SELECT id, at, kind, lock_id, scope, db_user, actor, reason, context, details
+                                  FROM ledgerlock.lock_history
+                                  WHERE %(scope)s::text IS NULL OR scope = %(scope)s
+                                  ORDER BY id DESC LIMIT %(limit)s) h
+                              ORDER BY id""", {"scope": scope, "limit": limit})
+    echo_rows(rows, ["id", "at", "kind", "lock_id", "scope", "db_user", "actor", "reason"], as_json=as_json,
+              empty="(no lock events)")
+
+
+def register(cli: click.Group) -> None:
+    for command in (lock, upgrade, unlock, relock, locks, history):
+        cli.add_command(command)

@@ -1,0 +1,73 @@
+"""R3 from the command line: lock, upgrade, unlock, relock, locks, history — run as the controller and
+admin database users, with one-line errors that carry the SQLSTATE's meaning."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from ledgerlock.cli import cli
+
+
+@pytest.fixture
+def as_role(db):
+    db.protect_invoice()
+
+    def run(role: str, *args: str, ok: bool = True):
+        result = CliRunner().invoke(cli, ["--dsn", db.conninfo(role), *args], catch_exceptions=False)
+        if ok:
+            assert result.exit_code == 0, result.output
+        else:
+            assert result.exit_code != 0, result.output
+        return result
+
+    return run
+
+
+def test_lock_upgrade_unlock_relock_and_list(as_role):
+    out = as_role("controller", "lock", "1", "--from", "2025-03-01", "--to", "2025-03-31", "--note", "VAT filed")
+    assert out.output.strip() == "locked lock #1: scope 1 2025-03-01..2025-03-31 (soft, active)"
+    out = as_role("controller", "upgrade", "1", "--reviewer", "Jane")
+    assert out.output.strip() == "upgraded lock #1: scope 1 2025-03-01..2025-03-31 (hard, active)"
+    out = as_role("admin", "unlock", "1", "--reason", "restatement")
+    assert out.output.splitlines()[0] == "unlocked lock #1: scope 1 2025-03-01..2025-03-31 (hard, unlocked)"
+    out = as_role("controller", "relock", "1")
+    assert out.output.strip() == "relocked lock #1 as lock #2: scope 1 2025-03-01..2025-03-31 (hard, active)"
+    listing = as_role("auditor", "locks", "1").output
+    assert "VAT filed" in listing and "restatement" in listing and "relocked" in listing
+    assert "books of scope 1 locked through: 2025-03-31" in listing
+    data = json.loads(as_role("auditor", "locks", "--json", "--active").output)
+    assert [(r["id"], r["status"], r["reviewer"]) for r in data] == [(2, "active", "Jane")]
+    kinds = [e["kind"] for e in json.loads(as_role("auditor", "history", "1", "--json").output)]
+    assert kinds == ["lock", "upgrade", "unlock", "relock"]
+    assert "restatement" in as_role("auditor", "history").output
+
+
+def test_lock_through_and_ledgers(as_role):
+    out = as_role("controller", "lock", "1", "--through", "2025-01-31", "--json")
+    row = json.loads(out.output)
+    assert (row["from_date"], row["to_date"], row["period"]) == ("-infinity", "2025-01-31", "up to 2025-01-31")
+    out = as_role("controller", "lock", "1", "--through", "2025-02-28", "--hard", "--ledger", "ar", "--ledger", "ap")
+    assert out.output.strip() == "locked lock #2: scope 1 2025-02-01..2025-02-28 (hard, ledgers ap,ar, active)"
+
+
+def test_errors_are_one_line_with_the_sqlstate_meaning(as_role):
+    as_role("controller", "lock", "1", "--from", "2025-03-01", "--to", "2025-03-31")
+    out = as_role("controller", "lock", "1", "--from", "2025-03-10", "--to", "2025-04-10", ok=False)
+    assert out.output.splitlines()[0] == (
+        "error LL004 (invalid lock operation (overlap, future end, downgrade, unknown id)): "
+        "period 2025-03-10..2025-04-10 for scope 1 overlaps lock #1 (2025-03-01..2025-03-31, soft)")
+    assert "Traceback" not in out.output
+    out = as_role("controller", "unlock", "1", "--reason", " ", ok=False)
+    assert out.output.startswith("error LL007 (a non-blank reason is required): unlock_period requires a reason")
+    out = as_role("auditor", "lock", "1", "--through", "2025-05-31", ok=False)
+    assert out.output.startswith("error LL005 (the database user lacks the ledgerlock capability or scope): "
+                                 "lock_through requires the ledgerlock_controller role")
+    out = as_role("controller", "upgrade", "99", ok=False)
+    assert "there is no lock #99" in out.output
+    out = as_role("controller", "lock", "1", ok=False)
+    assert "give --through DATE, or both --from D and --to D" in out.output
+    out = as_role("controller", "lock", "1", "--through", "2025-05-31", "--from", "2025-05-01", ok=False)
+    assert "not both" in out.output
