@@ -13,8 +13,10 @@ AS $$
 BEGIN
     IF TG_OP = 'DELETE' THEN
         PERFORM ledgerlock._refuse_final(TG_RELID, pg_catalog.to_jsonb(OLD), 'deleted');
-    ELSIF (pg_catalog.to_jsonb(NEW) - TG_ARGV)::text
-          IS DISTINCT FROM (pg_catalog.to_jsonb(OLD) - TG_ARGV)::text THEN
+    -- TG_ARGV is NULL (not empty) when the table has no exempt columns: jsonb - NULL would be NULL and
+    -- NULL IS DISTINCT FROM NULL is false, letting every update through.
+    ELSIF (pg_catalog.to_jsonb(NEW) - coalesce(TG_ARGV, '{}'::text[]))::text
+          IS DISTINCT FROM (pg_catalog.to_jsonb(OLD) - coalesce(TG_ARGV, '{}'::text[]))::text THEN
         PERFORM ledgerlock._refuse_final(TG_RELID, pg_catalog.to_jsonb(OLD), 'updated');
     END IF;
     RETURN CASE TG_OP WHEN 'DELETE' THEN OLD ELSE NEW END;
