@@ -1,0 +1,239 @@
+"""R2 under concurrency and crashes, with real connections (DESIGN §5: no gap, no duplicate).
+
+- 8 connections finalize a few hundred rows of one series, a quarter of the transactions rolled back;
+- the same with two series interleaved in each transaction, in both orders;
+- two transactions taking two counters in opposite orders: one is told to retry (40001), none deadlocks;
+- the postmaster killed (SIGKILL) in the middle of such a load, and restarted.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Callable
+
+import psycopg
+import pytest
+from lltest import fresh_database, known_servers, selected_servers, start_cluster, stop_cluster
+
+WORKERS = 8
+ROWS = 400
+FORMAT = "INV-{YYYY}-{SEQ:5}"
+
+
+def setup_invoices(db, rows: int = ROWS, years: tuple[int, ...] = (2026,)) -> None:
+    db.protect_invoice(number_column="number", number_format=FORMAT)
+    db.connect("app").execute(
+        "INSERT INTO invoice (id, company_id, issued_on) "
+        "SELECT g, 1, make_date((%s::int[])[1 + g %% %s], 3, 1) FROM generate_series(1, %s) g",
+        (list(years), len(years), rows),
+    )
+
+
+def run_workers(conninfo: str, work: Callable[[psycopg.Connection, int, random.Random], None]) -> list[BaseException]:
+    """Run `work(conn, worker, rng)` in WORKERS threads, each with its own connection, started together."""
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(WORKERS)
+
+    def worker(i: int) -> None:
+        try:
+            with psycopg.connect(conninfo) as conn:
+                barrier.wait(60)
+                work(conn, i, random.Random(i))
+        except BaseException as exc:  # noqa: BLE001 — reported by the test
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(WORKERS)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    return errors
+
+
+def series_numbers(conn: psycopg.Connection) -> dict[str, list[int]]:
+    got: dict[str, list[int]] = {}
+    for (number,) in conn.execute("SELECT number FROM invoice WHERE status = 'approved'"):
+        prefix, seq = number.rsplit("-", 1)
+        got.setdefault(prefix, []).append(int(seq))
+    return {k: sorted(v) for k, v in got.items()}
+
+
+def assert_gapless(conn: psycopg.Connection) -> int:
+    """Every series runs 1..N, its counter stands at N, and number_gaps agrees. Returns the rows numbered."""
+    counters = dict(conn.execute(
+        "SELECT prefix, last_value FROM ledgerlock.number_counter WHERE open_from IS NULL").fetchall())
+    total = 0
+    for prefix, seqs in series_numbers(conn).items():
+        assert seqs == list(range(1, len(seqs) + 1)), f"{prefix}: {seqs}"
+        assert counters[prefix + "-"] == len(seqs)
+        total += len(seqs)
+    assert conn.execute("SELECT count(*) FROM ledgerlock.number_counter WHERE open_from IS NOT NULL").fetchone()[0] == 0
+    assert conn.execute("SELECT * FROM ledgerlock.number_gaps()").fetchall() == []
+    return total
+
+
+def test_eight_connections_with_rollbacks_leave_one_series_gapless(db):
+    setup_invoices(db)
+    rolled_back = []
+
+    def work(conn, i, rng):
+        ids = list(range(1 + i, ROWS + 1, WORKERS))
+        while ids:
+            n = rng.randint(1, 3)
+            batch, ids = ids[:n], ids[n:]
+            rollback = rng.random() < 0.25
+            with conn.transaction(force_rollback=rollback):
+                conn.execute("UPDATE invoice SET status = 'approved' WHERE id = ANY(%s)", (batch,))
+            if rollback:
+                rolled_back.extend(batch)
+
+    assert run_workers(db.conninfo("app"), work) == []
+    owner = db.owner()
+    finals = owner.execute("SELECT count(*) FROM invoice WHERE status = 'approved'").fetchone()[0]
+    assert finals == ROWS - len(rolled_back) and len(rolled_back) > ROWS // 8
+    assert assert_gapless(owner) == finals
+
+
+def test_two_series_interleaved_in_each_transaction_in_both_orders(db):
+    """Each transaction finalizes a 2025 and a 2026 row, alternating which comes first. Counters are taken in
+    a fixed order: a transaction asked to take them the other way round waits briefly and is told to retry
+    (40001); no transaction ever deadlocks (40P01)."""
+    setup_invoices(db, years=(2025, 2026))
+    outcomes = {"retried": 0, "deadlocks": 0, "rolled_back": 0}
+    lock = threading.Lock()
+
+    def work(conn, i, rng):
+        mine = list(range(1 + i, ROWS + 1, WORKERS))
+        pairs = [(a, b) for a, b in zip(mine[0::2], mine[1::2], strict=False)]
+        for a, b in pairs:  # a and b are in different years (ids alternate between the years)
+            first, second = (a, b) if rng.random() < 0.5 else (b, a)
+            rollback = rng.random() < 0.25
+            while True:
+                try:
+                    with conn.transaction(force_rollback=rollback):
+                        conn.execute("UPDATE invoice SET status = 'approved' WHERE id = %s", (first,))
+                        conn.execute("UPDATE invoice SET note = 'between' WHERE id = %s", (second,))
+                        conn.execute("UPDATE invoice SET status = 'approved' WHERE id = %s", (second,))
+                    break
+                except psycopg.errors.SerializationFailure:
+                    with lock:
+                        outcomes["retried"] += 1
+                except psycopg.errors.DeadlockDetected:
+                    with lock:
+                        outcomes["deadlocks"] += 1
+            if rollback:
+                with lock:
+                    outcomes["rolled_back"] += 1
+
+    assert run_workers(db.conninfo("app"), work) == []
+    assert outcomes["deadlocks"] == 0
+    assert outcomes["rolled_back"] > 0
+    owner = db.owner()
+    numbered = assert_gapless(owner)
+    assert set(series_numbers(owner)) == {"INV-2025", "INV-2026"}
+    assert numbered == owner.execute("SELECT count(*) FROM invoice WHERE status = 'approved'").fetchone()[0]
+
+
+def test_counters_taken_in_opposite_orders_give_a_retry_not_a_deadlock(db):
+    setup_invoices(db, rows=4, years=(2025, 2026))  # ids 1, 3 in 2026; 2, 4 in 2025
+    a, b = db.connect("app", autocommit=False), db.connect("app", autocommit=False)
+    observer = db.owner()
+    a.execute("UPDATE invoice SET status = 'approved' WHERE id = 2")  # a holds 2025 (first in the order)
+    b.execute("UPDATE invoice SET status = 'approved' WHERE id = 1")  # b holds 2026
+    b_pid = b.info.backend_pid
+    a_pid = a.info.backend_pid
+    result: dict[str, BaseException | None] = {}
+
+    def a_second():
+        try:
+            a.execute("UPDATE invoice SET status = 'approved' WHERE id = 3")  # 2026, in order: waits for b
+            result["a"] = None
+        except BaseException as exc:  # noqa: BLE001
+            result["a"] = exc
+
+    t = threading.Thread(target=a_second)
+    t.start()
+    deadline = time.monotonic() + 10
+    while observer.execute("SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s",
+                           (a_pid,)).fetchone()[0] != "Lock":
+        assert time.monotonic() < deadline, "a never waited for b's counter"
+        time.sleep(0.01)
+    with pytest.raises(psycopg.errors.SerializationFailure) as info:  # b: 2025 is out of order for it
+        b.execute("UPDATE invoice SET status = 'approved' WHERE id = 4")
+    assert "retry the transaction" in info.value.diag.message_hint
+    b.rollback()
+    t.join(10)
+    assert result["a"] is None
+    a.commit()
+    assert observer.execute("SELECT pid FROM pg_stat_activity WHERE pid = %s", (b_pid,)).fetchone() is not None
+    b.execute("UPDATE invoice SET status = 'approved' WHERE id IN (1, 4)")  # the retry succeeds
+    b.commit()
+    assert series_numbers(observer) == {"INV-2025": [1, 2], "INV-2026": [1, 2]}
+    assert assert_gapless(observer) == 4
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("server", selected_servers())
+def test_postmaster_killed_mid_load_leaves_no_gap_or_duplicate(server):
+    """A private server (never the shared one): 8 writers finalize, the postmaster is SIGKILLed while they
+    run, the server restarts and recovers; then the load resumes. Every series is still 1..N."""
+    cluster, root = start_cluster(f"crash-{server}", known_servers()[server])
+    # durable settings for this one: a crash must not lose a commit the client was told about
+    cluster.server.settings.update({"fsync": "on", "synchronous_commit": "on"})
+    cluster.server.stop()
+    cluster.server.start()
+    try:
+        with fresh_database(cluster) as db:
+            setup_invoices(db, rows=2000, years=(2025, 2026))
+            committed: list[int] = []
+            lock = threading.Lock()
+            stop = threading.Event()
+
+            def work(conn, i, rng):
+                ids = list(range(1 + i, 2001, WORKERS))
+                rng.shuffle(ids)
+                while ids and not stop.is_set():
+                    batch, ids = ids[:3], ids[3:]
+                    rollback = rng.random() < 0.25
+                    try:
+                        with conn.transaction(force_rollback=rollback):
+                            conn.execute("UPDATE invoice SET status = 'approved' WHERE id = ANY(%s)", (batch,))
+                        if not rollback:
+                            with lock:
+                                committed.extend(batch)
+                    except psycopg.errors.SerializationFailure:
+                        ids.extend(batch)
+                    except psycopg.OperationalError:
+                        return  # the server went away
+
+            def kill_when_under_way():  # in the middle of the load, whatever the machine's speed
+                while len(committed) < 300:
+                    time.sleep(0.005)
+                cluster.server.kill()
+
+            killer = threading.Thread(target=kill_when_under_way)
+            killer.start()
+            run_workers(db.conninfo("app"), work)  # errors are expected: the server dies under them
+            killer.join(60)
+            stop.set()
+            for attempt in range(50):
+                try:
+                    cluster.server.start()
+                    break
+                except Exception:  # noqa: BLE001 — old shared memory may still be held for a moment
+                    if attempt == 49:
+                        raise
+                    time.sleep(0.2)
+            with psycopg.connect(db.conninfo("owner")) as owner:
+                finals = {r[0] for r in owner.execute("SELECT id FROM invoice WHERE status = 'approved'")}
+                assert set(committed) <= finals  # every acknowledged commit survived
+                before = assert_gapless(owner)
+                assert 0 < before < 2000
+            stop.clear()
+            assert run_workers(db.conninfo("app"), work) == []  # the load resumes on the recovered counters
+            with psycopg.connect(db.conninfo("owner")) as owner:
+                assert assert_gapless(owner) > before
+    finally:
+        stop_cluster(cluster, root)
