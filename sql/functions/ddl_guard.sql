@@ -192,7 +192,8 @@ BEGIN
             PERFORM ledgerlock._refuse_ddl(pg_catalog.format('DROP %s %s', obj.object_type, obj.object_identity),
                 'the table is protected by ledgerlock', hint);
         END IF;
-        IF obj.object_type = 'trigger' AND obj.address_names[3] ~ '^ll_[0-9]{2}_' THEN
+        IF obj.object_type = 'trigger' AND obj.address_names[3] ~ '^ll_[0-9]{2}_'
+           AND obj.address_names[1] <> 'ledgerlock' THEN  -- ledgerlock's own tables: the rule above
             -- the trigger's table: still there, or dropped in this same command
             rel := coalesce(
                 pg_catalog.to_regclass(pg_catalog.format('%I.%I', obj.address_names[1], obj.address_names[2])),

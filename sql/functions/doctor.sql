@@ -1,0 +1,355 @@
+-- The checks behind `ledgerlock doctor`: every way the rules could still be got around in this database,
+-- as findings a DBA can act on (severity, what, why it matters, the command that fixes it).
+-- Severity: critical (a rule can be bypassed now: the doctor exits non-zero), warning (a weakness to fix),
+-- info (worth knowing; nothing to fix here). Read-only, SECURITY INVOKER: it sees what its caller sees.
+
+-- The functions PUBLIC may execute: the documented read API (DESIGN.md; the same list as
+-- tests/migration/test_install_paths.py).
+CREATE OR REPLACE FUNCTION ledgerlock._public_api()
+RETURNS name[]
+LANGUAGE sql
+IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT ARRAY['has_capability', 'locked_through', 'period_lock_at', 'why_locked', 'begin_override',
+                 'audit_digest']::name[]
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._public_api() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION ledgerlock._public_api() TO ledgerlock_admin, ledgerlock_auditor;
+
+-- Protected tables and all their partitions, with the protected table each belongs to.
+CREATE OR REPLACE FUNCTION ledgerlock._guarded_relations()
+RETURNS TABLE(rel regclass, root regclass)
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT p.tbl, p.tbl FROM ledgerlock.protected_table p
+    UNION
+    SELECT t.relid, p.tbl FROM ledgerlock.protected_table p, pg_catalog.pg_partition_tree(p.tbl) t
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._guarded_relations() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION ledgerlock._guarded_relations() TO ledgerlock_admin, ledgerlock_auditor;
+
+CREATE OR REPLACE FUNCTION ledgerlock.doctor_findings()
+RETURNS TABLE(severity text, check_name text, object text, finding text, why text, fix text)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r record;
+    v record;
+BEGIN
+    -- 1. Who owns the protected tables: the owner can drop or disable any guard.
+    FOR r IN
+        SELECT g.rel, g.root, o.rolname AS owner, o.rolcanlogin, o.rolsuper
+        FROM ledgerlock._guarded_relations() g
+        JOIN pg_catalog.pg_class c ON c.oid = g.rel
+        JOIN pg_catalog.pg_roles o ON o.oid = c.relowner
+        ORDER BY 1
+    LOOP
+        IF r.rolcanlogin AND NOT r.rolsuper THEN
+            RETURN QUERY SELECT 'critical', 'table owner', r.rel::text,
+                pg_catalog.format('%s is owned by %s, a role that can log in', r.rel, r.owner),
+                'a table''s owner can drop or disable its guard triggers, detach its partitions or rewrite it',
+                pg_catalog.format('ALTER TABLE %s OWNER TO <a NOLOGIN owner role>  -- see docs/hardening.md',
+                                  r.rel);
+        ELSIF r.rolcanlogin THEN
+            RETURN QUERY SELECT 'warning', 'table owner', r.rel::text,
+                pg_catalog.format('%s is owned by superuser %s', r.rel, r.owner),
+                'every session of that login acts as the owner of the protected table',
+                pg_catalog.format('ALTER TABLE %s OWNER TO <a NOLOGIN owner role>  -- see docs/hardening.md',
+                                  r.rel);
+        END IF;
+        FOR v IN
+            SELECT m.rolname FROM pg_catalog.pg_roles m
+            WHERE m.rolcanlogin AND NOT m.rolsuper AND m.rolname <> r.owner
+              AND pg_catalog.pg_has_role(m.oid, (SELECT c.relowner FROM pg_catalog.pg_class c WHERE c.oid = r.rel),
+                                         'USAGE')
+            ORDER BY 1
+        LOOP
+            RETURN QUERY SELECT 'critical', 'table owner', r.rel::text,
+                pg_catalog.format('login role %s is a member of %s, the owner of %s', v.rolname, r.owner, r.rel),
+                'a member of the owner role acts as the owner: it can drop or disable the guards',
+                pg_catalog.format('REVOKE %I FROM %I', r.owner, v.rolname);
+        END LOOP;
+    END LOOP;
+
+    -- 2. Privileges on protected tables that reach around the row guards.
+    FOR r IN
+        SELECT g.rel, a.privilege_type, coalesce(gr.rolname, 'PUBLIC') AS grantee
+        FROM ledgerlock._guarded_relations() g
+        JOIN pg_catalog.pg_class c ON c.oid = g.rel
+        CROSS JOIN LATERAL pg_catalog.aclexplode(c.relacl) a
+        LEFT JOIN pg_catalog.pg_roles gr ON gr.oid = a.grantee
+        WHERE a.grantee <> c.relowner AND a.privilege_type IN ('TRIGGER', 'TRUNCATE')
+        ORDER BY 1, 2, 3
+    LOOP
+        IF r.privilege_type = 'TRIGGER' THEN
+            RETURN QUERY SELECT 'critical', 'table privilege', r.rel::text,
+                pg_catalog.format('%s may create triggers on %s', r.grantee, r.rel),
+                'a BEFORE trigger that fires after ledgerlock''s guard can change a final row it has just checked',
+                pg_catalog.format('REVOKE TRIGGER ON %s FROM %s', r.rel, r.grantee);
+        ELSE
+            RETURN QUERY SELECT 'info', 'table privilege', r.rel::text,
+                pg_catalog.format('%s holds TRUNCATE on %s', r.grantee, r.rel),
+                'the TRUNCATE guard refuses it, but the privilege serves no purpose on a protected table',
+                pg_catalog.format('REVOKE TRUNCATE ON %s FROM %s', r.rel, r.grantee);
+        END IF;
+    END LOOP;
+
+    -- 3. Roles that can bypass, or hold ledgerlock powers they should not.
+    FOR r IN SELECT rolname FROM pg_catalog.pg_roles WHERE rolsuper AND rolcanlogin ORDER BY 1 LOOP
+        RETURN QUERY SELECT 'info', 'bypass role', r.rolname::text,
+            pg_catalog.format('%s is a superuser', r.rolname),
+            'a superuser can switch off any rule; only external audit digests (ledgerlock audit digest) reveal it',
+            'keep superuser logins to DBAs; store `ledgerlock audit digest` outside the database regularly';
+    END LOOP;
+    FOR r IN SELECT rolname FROM pg_catalog.pg_roles WHERE rolbypassrls AND NOT rolsuper ORDER BY 1 LOOP
+        RETURN QUERY SELECT 'warning', 'bypass role', r.rolname::text,
+            pg_catalog.format('%s has BYPASSRLS', r.rolname),
+            'row-level security policies of ledgerlock''s tables do not apply to it',
+            pg_catalog.format('ALTER ROLE %I NOBYPASSRLS', r.rolname);
+    END LOOP;
+    IF pg_catalog.to_regclass('pg_catalog.pg_parameter_acl') IS NOT NULL THEN  -- PostgreSQL 15+
+        FOR r IN EXECUTE $q$
+            SELECT coalesce(gr.rolname, 'PUBLIC') AS grantee, a.privilege_type
+            FROM pg_catalog.pg_parameter_acl p CROSS JOIN LATERAL pg_catalog.aclexplode(p.paracl) a
+            LEFT JOIN pg_catalog.pg_roles gr ON gr.oid = a.grantee
+            WHERE p.parname = 'session_replication_role' AND NOT coalesce(gr.rolsuper, false) ORDER BY 1$q$
+        LOOP
+            RETURN QUERY SELECT 'warning', 'bypass role', r.grantee::text,
+                pg_catalog.format('%s may %s session_replication_role', r.grantee, r.privilege_type),
+                'replica mode skips foreign-key checks and every trigger that is not ENABLE ALWAYS',
+                pg_catalog.format('REVOKE %s ON PARAMETER session_replication_role FROM %s', r.privilege_type,
+                                  r.grantee);
+        END LOOP;
+    END IF;
+    FOR r IN
+        SELECT rolname FROM pg_catalog.pg_roles
+        WHERE rolname IN ('ledgerlock_admin', 'ledgerlock_controller', 'ledgerlock_auditor') AND rolcanlogin
+    LOOP
+        RETURN QUERY SELECT 'critical', 'ledgerlock role', r.rolname::text,
+            pg_catalog.format('%s can log in', r.rolname),
+            'the capability roles are groups; a login on one is a shared account nobody can be held to',
+            pg_catalog.format('ALTER ROLE %I NOLOGIN', r.rolname);
+    END LOOP;
+    -- an application role (DML on a protected table) that is also a ledgerlock admin or controller
+    FOR r IN
+        SELECT DISTINCT m.rolname, g.rolname AS grp
+        FROM pg_catalog.pg_roles m
+        JOIN pg_catalog.pg_roles g ON g.rolname IN ('ledgerlock_admin', 'ledgerlock_controller')
+        WHERE m.rolcanlogin AND NOT m.rolsuper AND pg_catalog.pg_has_role(m.oid, g.oid, 'MEMBER')
+          AND EXISTS (SELECT FROM ledgerlock.protected_table p
+                      WHERE pg_catalog.has_table_privilege(m.oid, p.tbl, 'INSERT, UPDATE, DELETE'))
+        ORDER BY 1, 2
+    LOOP
+        RETURN QUERY SELECT 'warning', 'ledgerlock role', r.rolname::text,
+            pg_catalog.format('%s writes protected tables and is a member of %s', r.rolname, r.grp),
+            'an application login that is also an admin or controller can unprotect, unlock or override for '
+            'itself: people hold those roles, not the application',
+            pg_catalog.format('REVOKE %I FROM %I  -- grant it to the people who close the books', r.grp,
+                              r.rolname);
+    END LOOP;
+
+    -- 4. Guard triggers: present, ENABLE ALWAYS, definition matching its hash; none left orphaned.
+    FOR r IN
+        SELECT g.rel, g.root FROM ledgerlock._guarded_relations() g
+        WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_trigger t WHERE t.tgrelid = g.rel AND t.tgname = 'll_00_truncate')
+        ORDER BY 1
+    LOOP
+        RETURN QUERY SELECT 'critical', 'guard trigger', r.rel::text,
+            pg_catalog.format('%s has no TRUNCATE guard (ll_00_truncate)', r.rel),
+            'TRUNCATE fires no row trigger: without this guard it empties final rows at once',
+            'ledgerlock migrate  (or: SELECT ledgerlock.reinstall_guards())';
+    END LOOP;
+    FOR r IN
+        SELECT g.rel, n.tgname FROM ledgerlock._guarded_relations() g
+        JOIN ledgerlock.protected_table p ON p.tbl = g.root AND p.final_when_sql IS NOT NULL
+        CROSS JOIN (VALUES ('ll_10_final_update'::name), ('ll_10_final_delete'::name)) n(tgname)
+        WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_trigger t WHERE t.tgrelid = g.rel AND t.tgname = n.tgname)
+        ORDER BY 1, 2
+    LOOP
+        RETURN QUERY SELECT 'critical', 'guard trigger', r.rel::text,
+            pg_catalog.format('%s has no final-row guard %s', r.rel, r.tgname),
+            'without it, final rows of the table can be changed or deleted',
+            'ledgerlock migrate  (or: SELECT ledgerlock.reinstall_guards())';
+    END LOOP;
+    FOR r IN
+        SELECT t.tgrelid::regclass AS rel, t.tgname, t.tgenabled, t.tgparentid,
+               pg_catalog.obj_description(t.oid, 'pg_trigger') AS hash,
+               'ledgerlock:' || pg_catalog.md5(pg_catalog.pg_get_triggerdef(t.oid)) AS expected,
+               (SELECT g.root FROM ledgerlock._guarded_relations() g WHERE g.rel = t.tgrelid LIMIT 1) AS root,
+               -- ledgerlock's own tables (append-only history) carry guards of their own
+               (SELECT c.relnamespace = 'ledgerlock'::regnamespace FROM pg_catalog.pg_class c
+                WHERE c.oid = t.tgrelid) AS own
+        FROM pg_catalog.pg_trigger t
+        WHERE t.tgname ~ '^ll_[0-9]{2}_' AND NOT t.tgisinternal
+        ORDER BY 1, 2
+    LOOP
+        IF r.root IS NULL AND NOT r.own THEN
+            RETURN QUERY SELECT 'warning', 'guard trigger', r.rel::text,
+                pg_catalog.format('%s carries guard %s but is not protected (a detached partition, or a table '
+                                  'whose protection was removed by hand)', r.rel, r.tgname),
+                'its rows look guarded to a reader of the catalog but no rule is configured for them',
+                pg_catalog.format('protect it again (ledgerlock protect %s ...) or drop the leftover trigger', r.rel);
+        ELSIF r.tgenabled <> 'A' THEN
+            RETURN QUERY SELECT 'critical', 'guard trigger', r.rel::text,
+                pg_catalog.format('guard %s on %s is %s, not ENABLE ALWAYS', r.tgname, r.rel,
+                                  CASE r.tgenabled WHEN 'D' THEN 'disabled' WHEN 'R' THEN 'ENABLE REPLICA'
+                                       ELSE 'ENABLE (origin only)' END),
+                'a disabled guard enforces nothing; an ENABLE (origin) guard is silenced by '
+                'session_replication_role = replica',
+                pg_catalog.format('ALTER TABLE %s ENABLE ALWAYS TRIGGER %I', r.rel, r.tgname);
+        ELSIF r.tgparentid = 0 AND r.hash IS DISTINCT FROM r.expected AND NOT (r.own AND r.hash IS NULL) THEN
+            RETURN QUERY SELECT 'critical', 'guard trigger', r.rel::text,
+                pg_catalog.format('guard %s on %s differs from the definition ledgerlock installed', r.tgname, r.rel),
+                'a trigger redefined by hand may no longer check what the rule says',
+                'ledgerlock migrate  (or: SELECT ledgerlock.reinstall_guards())';
+        END IF;
+    END LOOP;
+    -- a trigger of the application's that fires after the guard can still change NEW
+    FOR r IN
+        SELECT t.tgrelid::regclass AS rel, t.tgname FROM pg_catalog.pg_trigger t
+        JOIN ledgerlock._guarded_relations() g ON g.rel = t.tgrelid
+        WHERE NOT t.tgisinternal AND t.tgname !~ '^ll_[0-9]{2}_'
+          AND t.tgname::text COLLATE "C" > 'll_10'
+          AND (t.tgtype & 2) <> 0 AND (t.tgtype & 1) <> 0 AND (t.tgtype & 16) <> 0  -- BEFORE ROW UPDATE
+        ORDER BY 1, 2
+    LOOP
+        RETURN QUERY SELECT 'warning', 'foreign trigger', r.rel::text,
+            pg_catalog.format('BEFORE UPDATE trigger %s on %s fires after ledgerlock''s final-row guard',
+                              r.tgname, r.rel),
+            'triggers fire in name order: this one may change a final row after the guard accepted the update',
+            pg_catalog.format('ALTER TRIGGER %I ON %s RENAME TO <a name sorting before ll_>', r.tgname, r.rel);
+    END LOOP;
+    FOR r IN
+        SELECT g.rel FROM ledgerlock._guarded_relations() g JOIN pg_catalog.pg_class c ON c.oid = g.rel
+        WHERE c.relpersistence <> 'p' ORDER BY 1
+    LOOP
+        RETURN QUERY SELECT 'critical', 'table', r.rel::text, pg_catalog.format('%s is UNLOGGED', r.rel),
+            'an unlogged table is emptied by a crash and is not replicated: final rows would vanish',
+            pg_catalog.format('ALTER TABLE %s SET LOGGED', r.rel);
+    END LOOP;
+
+    -- 5. SECURITY DEFINER functions without a pinned search_path (ledgerlock's, and any trigger function
+    --    a protected table runs).
+    FOR r IN
+        SELECT DISTINCT p.oid::regprocedure AS fn FROM pg_catalog.pg_proc p
+        WHERE p.prosecdef
+          AND NOT coalesce('search_path=pg_catalog, pg_temp' = ANY (p.proconfig), false)
+          AND (p.pronamespace = 'ledgerlock'::regnamespace
+               OR p.oid IN (SELECT t.tgfoid FROM pg_catalog.pg_trigger t
+                            JOIN ledgerlock._guarded_relations() g ON g.rel = t.tgrelid))
+        ORDER BY 1
+    LOOP
+        RETURN QUERY SELECT 'critical', 'function', r.fn::text,
+            pg_catalog.format('SECURITY DEFINER function %s does not pin search_path', r.fn),
+            'a caller''s own schema or operators would run with the function owner''s rights '
+            '(search_path hijack)',
+            pg_catalog.format('ALTER FUNCTION %s SET search_path = pg_catalog, pg_temp  (or: ledgerlock migrate)',
+                              r.fn);
+    END LOOP;
+
+    -- 6. PUBLIC privileges on ledgerlock's objects.
+    FOR r IN
+        SELECT c.oid::regclass AS rel, a.privilege_type FROM pg_catalog.pg_class c
+        CROSS JOIN LATERAL pg_catalog.aclexplode(c.relacl) a
+        WHERE c.relnamespace = 'ledgerlock'::regnamespace AND a.grantee = 0 ORDER BY 1, 2
+    LOOP
+        RETURN QUERY SELECT 'critical', 'public privilege', r.rel::text,
+            pg_catalog.format('PUBLIC holds %s on %s', r.privilege_type, r.rel),
+            'every role, the application included, can use it',
+            pg_catalog.format('REVOKE ALL ON %s FROM PUBLIC', r.rel);
+    END LOOP;
+    IF pg_catalog.has_schema_privilege('public', 'ledgerlock', 'CREATE') THEN
+        RETURN QUERY SELECT 'critical', 'public privilege', 'ledgerlock',
+            'PUBLIC may create objects in schema ledgerlock',
+            'anyone could plant a function or table next to ledgerlock''s own',
+            'REVOKE CREATE ON SCHEMA ledgerlock FROM PUBLIC';
+    END IF;
+    FOR r IN
+        SELECT p.oid::regprocedure AS fn, p.proname FROM pg_catalog.pg_proc p
+        WHERE p.pronamespace = 'ledgerlock'::regnamespace
+          AND pg_catalog.has_function_privilege('public', p.oid, 'EXECUTE')
+          AND p.proname <> ALL (ledgerlock._public_api())
+          AND p.prorettype NOT IN ('pg_catalog.trigger'::regtype, 'pg_catalog.event_trigger'::regtype)
+        ORDER BY 1
+    LOOP
+        RETURN QUERY SELECT CASE WHEN pg_catalog.starts_with(r.proname::text, '_') THEN 'critical' ELSE 'warning' END,
+            'public privilege', r.fn::text,
+            pg_catalog.format('PUBLIC may execute %s', r.fn),
+            'only the documented read API is meant for every role; the rest checks nothing itself',
+            pg_catalog.format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', r.fn);
+    END LOOP;
+
+    -- 7. The DDL guard.
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_event_trigger e
+                   JOIN ledgerlock.ddl_guard_events() d ON d.event_trigger = e.evtname) THEN
+        RETURN QUERY SELECT 'info', 'ddl guard', current_database()::text,
+            'the DDL guard is not installed in this database',
+            'table owners (and superusers, by mistake) can drop or disable guards, detach partitions, rewrite '
+            'protected tables; only ownership keeps the application from it',
+            'ledgerlock install-ddl-guard  (needs a superuser)';
+    ELSE
+        FOR r IN
+            SELECT d.event_trigger, e.evtenabled FROM ledgerlock.ddl_guard_events() d
+            LEFT JOIN pg_catalog.pg_event_trigger e ON e.evtname = d.event_trigger
+            WHERE e.evtenabled IS DISTINCT FROM 'A' ORDER BY 1
+        LOOP
+            RETURN QUERY SELECT 'critical', 'ddl guard', r.event_trigger::text,
+                pg_catalog.format('event trigger %s is %s', r.event_trigger,
+                                  CASE WHEN r.evtenabled IS NULL THEN 'missing' WHEN r.evtenabled = 'D'
+                                       THEN 'disabled' ELSE 'not ENABLE ALWAYS' END),
+                'the DDL guard is incomplete: some DDL that switches guards off goes through',
+                'ledgerlock install-ddl-guard  (needs a superuser)';
+        END LOOP;
+    END IF;
+
+    -- 8. Evidence and numbering, from the rules that provide them.
+    IF pg_catalog.to_regprocedure('ledgerlock.verify_audit(text)') IS NULL THEN
+        RETURN QUERY SELECT 'info', 'audit chain', 'ledgerlock.verify_audit', 'the audit rule is not installed',
+            'without it, changes leave no evidence', 'ledgerlock migrate';
+    ELSE
+        BEGIN
+            FOR r IN EXECUTE 'SELECT * FROM ledgerlock.verify_audit()' LOOP
+                IF NOT r.ok THEN
+                    RETURN QUERY SELECT 'critical', 'audit chain', 'ledgerlock.audit_log',
+                        pg_catalog.format('the audit chain is broken: %s (%s problem(s))', r.problem, r.problems),
+                        'the evidence was altered or removed after it was written',
+                        'compare with your external digests (ledgerlock audit verify --digest ...) and investigate';
+                ELSIF r.unsealed > 0 THEN
+                    RETURN QUERY SELECT 'warning', 'audit chain', 'ledgerlock.audit_log',
+                        pg_catalog.format('%s event(s) are not sealed into the chain yet', r.unsealed),
+                        'events outside the chain are not covered by a digest',
+                        'ledgerlock audit verify  (seals and verifies)';
+                END IF;
+            END LOOP;
+        EXCEPTION WHEN insufficient_privilege THEN
+            RETURN QUERY SELECT 'warning', 'audit chain', 'ledgerlock.verify_audit',
+                'the audit chain could not be checked: ' || SQLERRM,
+                'doctor sees only what its caller may see', 'run ledgerlock doctor as a ledgerlock admin or auditor';
+        END;
+    END IF;
+    IF pg_catalog.to_regprocedure('ledgerlock.number_gaps(regclass)') IS NULL THEN
+        RETURN QUERY SELECT 'info', 'numbering', 'ledgerlock.number_gaps', 'the numbering rule is not installed',
+            'final numbers are not checked for gaps', 'ledgerlock migrate';
+    ELSE
+        BEGIN
+            FOR r IN EXECUTE 'SELECT * FROM ledgerlock.number_gaps(NULL)' LOOP
+                RETURN QUERY SELECT 'critical', 'numbering', r.table_name::text,
+                    pg_catalog.format('%s in series %s of %s: %s..%s %s', r.kind, r.series, r.table_name,
+                                      r.first_number, r.last_number, coalesce(r.detail, '')),
+                    'final numbers must run without gaps or duplicates',
+                    pg_catalog.format('ledgerlock numbers check  -- then investigate %s', r.table_name);
+            END LOOP;
+        EXCEPTION WHEN insufficient_privilege THEN
+            RETURN QUERY SELECT 'warning', 'numbering', 'ledgerlock.number_gaps',
+                'numbering could not be checked: ' || SQLERRM,
+                'doctor sees only what its caller may see', 'run ledgerlock doctor as a ledgerlock admin or auditor';
+        END;
+    END IF;
+END
+$$;
+REVOKE ALL ON FUNCTION ledgerlock.doctor_findings() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION ledgerlock.doctor_findings() TO ledgerlock_admin, ledgerlock_auditor;
