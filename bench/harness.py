@@ -64,6 +64,7 @@ class Profile:
     windows: int  # windows in the crowded scope of the lock-check scenario
     lock_cycles: int  # lock+unlock cycles per repetition
     audit_events: int  # events in the chain that verification reads
+    warmup: bool = True  # one discarded 1 s run of every pgbench variant first
 
     @classmethod
     def standard(cls) -> Profile:
@@ -73,7 +74,8 @@ class Profile:
     @classmethod
     def quick(cls) -> Profile:
         return cls("quick", duration=1, reps=3, clients=8, bulk_rows=20_000, prefill_rows=20_000,
-                   big_table_rows=100_000, windows=10_000, lock_cycles=10, audit_events=100_000)
+                   big_table_rows=100_000, windows=2_000, lock_cycles=10, audit_events=100_000,
+                   warmup=False)
 
 
 @dataclass

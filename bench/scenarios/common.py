@@ -18,8 +18,9 @@ class Variant:
 
 
 def pgbench_group(b: Bench, variants: dict[str, Variant]) -> dict[str, list[float]]:
-    """Warm every variant up once (1 s, discarded), then run them in rotating order, ``reps`` rounds.
-    A CHECKPOINT before each run: every run starts with clean buffers and pays the same full-page writes."""
+    """Warm every variant up once (1 s, discarded; not in the quick profile), then run them in rotating
+    order, ``reps`` rounds. A CHECKPOINT before each run: every run starts with clean buffers and pays
+    the same full-page writes."""
 
     def runner(name: str, duration: int | None = None):
         v = variants[name]
@@ -30,8 +31,9 @@ def pgbench_group(b: Bench, variants: dict[str, Variant]) -> dict[str, list[floa
 
         return run
 
-    for name in variants:
-        runner(name, duration=1)()
+    if b.profile.warmup:
+        for name in variants:
+            runner(name, duration=1)()
     samples = alternate({name: runner(name) for name in variants}, b.profile.reps)
     for name, s in samples.items():
         b.note(f"{name}: " + ", ".join(f"{x:,.0f}" for x in s) + " tps")
