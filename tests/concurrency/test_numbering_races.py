@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 import psycopg
 import pytest
+
 from lltest import fresh_database, known_servers, selected_servers, start_cluster, stop_cluster
 
 WORKERS = 8

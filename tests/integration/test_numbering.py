@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from lltest import refused
 
 FORMAT = "INV-{YYYY}-{SEQ:5}"
@@ -61,7 +62,8 @@ def test_a_rolled_back_finalization_gives_its_number_back(db, app):
 
 
 def test_a_savepoint_rolled_back_gives_its_numbers_back(db, app):
-    app.execute("INSERT INTO invoice (id, company_id, issued_on) SELECT g, 1, '2026-01-10' FROM generate_series(1, 6) g")
+    app.execute("INSERT INTO invoice (id, company_id, issued_on) "
+                "SELECT g, 1, '2026-01-10' FROM generate_series(1, 6) g")
     with app.transaction():
         app.execute("UPDATE invoice SET status = 'approved' WHERE id IN (1, 2)")
         with app.transaction(force_rollback=True):  # a savepoint
@@ -95,7 +97,8 @@ def test_padding_is_a_minimum_width(db):
 
 
 def test_one_statement_numbers_many_rows_in_row_order_without_gaps(db, app):
-    app.execute("INSERT INTO invoice (id, company_id, issued_on) SELECT g, 1, '2026-05-01' FROM generate_series(1, 5000) g")
+    app.execute("INSERT INTO invoice (id, company_id, issued_on) "
+                "SELECT g, 1, '2026-05-01' FROM generate_series(1, 5000) g")
     app.execute("UPDATE invoice SET status = 'approved'")
     got = sorted(int(n.rsplit("-", 1)[1]) for n in numbers(app))
     assert got == list(range(1, 5001))
@@ -174,7 +177,8 @@ def test_bad_format_is_refused_at_protect_time_and_nothing_is_installed(db, fmt,
     with refused("22023", match):
         protect(db, owner, number_format=fmt)
     assert owner.execute("SELECT count(*) FROM ledgerlock.protected_table").fetchone()[0] == 0
-    assert owner.execute("SELECT count(*) FROM pg_trigger WHERE tgrelid = 'invoice'::regclass AND NOT tgisinternal").fetchone()[0] == 0
+    assert owner.execute(
+        "SELECT count(*) FROM pg_trigger WHERE tgrelid = 'invoice'::regclass AND NOT tgisinternal").fetchone()[0] == 0
 
 
 def test_numbering_needs_a_final_when_and_a_text_number_column(db):
@@ -220,7 +224,8 @@ def test_set_number_format_is_for_admins_and_validates(db, app):
 # -- number_gaps ------------------------------------------------------------------------------------------
 
 def test_number_gaps_reports_gaps_duplicates_and_numbers_beyond_the_counter(db, app):
-    app.execute("INSERT INTO invoice (id, company_id, issued_on) SELECT g, 1, '2026-01-05' FROM generate_series(1, 6) g")
+    app.execute("INSERT INTO invoice (id, company_id, issued_on) "
+                "SELECT g, 1, '2026-01-05' FROM generate_series(1, 6) g")
     app.execute("UPDATE invoice SET status = 'approved'")
     assert gaps(db) == []
     owner = db.owner()  # a superuser tampering under the guards: what number_gaps is there to reveal

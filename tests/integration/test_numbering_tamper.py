@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 
 import pytest
+
 from lltest import refused
 
 FORMAT = "INV-{YYYY}-{SEQ:5}"
@@ -15,7 +16,8 @@ FORMAT = "INV-{YYYY}-{SEQ:5}"
 def app(db):
     db.protect_invoice(number_column="number", number_format=FORMAT)
     app = db.connect("app")
-    app.execute("INSERT INTO invoice (id, company_id, issued_on) SELECT g, 1, '2026-02-01' FROM generate_series(1, 6) g")
+    app.execute("INSERT INTO invoice (id, company_id, issued_on) "
+                "SELECT g, 1, '2026-02-01' FROM generate_series(1, 6) g")
     return app
 
 
