@@ -117,7 +117,8 @@ def four_eyes(ctx: Context, state: str | None, ttl: str | None, reason: str | No
         elif state is not None or ttl is not None:
             conn.execute("SELECT ledgerlock.set_four_eyes(%s, %s::interval)",
                          (state == "on" if state is not None else on, ttl))
-        row = conn.execute("SELECT four_eyes_unlock, unlock_request_ttl FROM ledgerlock.close_setting").fetchone()
+        row = conn.execute(
+            "SELECT four_eyes_unlock, unlock_request_ttl::text FROM ledgerlock.close_setting").fetchone()
     click.echo(f"four-eyes unlocking of hard windows: {'on' if row[0] else 'off'} (requests expire after {row[1]})")
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 
 import click
+import psycopg
 
 from ..cli import Context, pass_context
 from ..output import echo_json, echo_rows
@@ -45,9 +46,36 @@ def _day(value: dt.datetime | None) -> dt.date | None:
     return value.date() if value else None
 
 
+# --through presets (issue 8): the date comes from ledgerlock.preset_through, so the CLI and SQL agree
+PRESETS = ("end-of-last-month", "end-of-last-quarter", "end-of-last-fiscal-year")
+
+
+class ThroughDate(click.ParamType):
+    name = "DATE|PRESET"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, dt.datetime) or value in PRESETS:
+            return value
+        try:
+            return dt.datetime.strptime(value, "%Y-%m-%d")
+        except ValueError:
+            self.fail(f"{value!r} is neither a date (YYYY-MM-DD) nor one of {', '.join(PRESETS)}", param, ctx)
+
+
+def _show_notices(conn) -> None:
+    """The database's warnings (e.g. open close tasks when a period is locked) go to the user, on stderr."""
+    def show(diag: psycopg.errors.Diagnostic) -> None:
+        click.secho(f"warning: {diag.message_primary}", fg="yellow", err=True)
+        if diag.message_hint:
+            click.echo(f"hint: {diag.message_hint}", err=True)
+    conn.add_notice_handler(show)
+
+
 @click.command()
 @click.argument("scope")
-@click.option("--through", type=DATE, help="Lock from the day after the current locked span through this date.")
+@click.option("--through", type=ThroughDate(),
+              help="Lock from the day after the current locked span through this date, or through a preset: "
+              "end-of-last-month, end-of-last-quarter, end-of-last-fiscal-year (asks for confirmation).")
 @click.option("--from", "from_date", type=DATE, help="First day of the window (with --to).")
 @click.option("--to", "to_date", type=DATE, help="Last day of the window (with --from), inclusive.")
 @click.option("--hard", is_flag=True, help="Hard (final) lock: no override; only an admin can unlock it.")
@@ -56,14 +84,16 @@ def _day(value: dt.datetime | None) -> dt.date | None:
 @click.option("--ledger", "ledgers", multiple=True, help="Lock only tables with this ledger tag (repeatable).")
 @click.option("--allow-future", is_flag=True, help="Allow a window that ends after today.")
 @click.option("--json", "as_json", is_flag=True, help="Print the new lock as JSON.")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation of a preset (for scripts).")
 @pass_context
 def lock(ctx: Context, scope: str, through, from_date, to_date, hard: bool, note, reviewer,
-         ledgers: tuple[str, ...], allow_future: bool, as_json: bool) -> None:
+         ledgers: tuple[str, ...], allow_future: bool, as_json: bool, yes: bool) -> None:
     """Lock a period of SCOPE (a company, entity… '*' for tables without a scope column).
 
     \b
     ledgerlock lock 7 --through 2026-03-31            books of scope 7 locked through March
     ledgerlock lock 7 --from 2026-03-01 --to 2026-03-31 --hard --note "VAT filed"
+    ledgerlock lock 7 --through end-of-last-month     shows the window, asks (--yes for scripts)
     """
     if through and (from_date or to_date):
         raise click.UsageError("give either --through DATE or --from D --to D, not both")
@@ -71,6 +101,9 @@ def lock(ctx: Context, scope: str, through, from_date, to_date, hard: bool, note
         raise click.UsageError("give --through DATE, or both --from D and --to D")
     level = "hard" if hard else "soft"
     with ctx.connect() as conn:
+        _show_notices(conn)
+        if through in PRESETS:
+            through = _confirm_preset(conn, scope, through, level, list(ledgers) or None, yes)
         if through:
             lock_id = conn.execute(
                 "SELECT ledgerlock.lock_through(%s, %s, %s, %s, %s, %s, %s)",
@@ -88,6 +121,22 @@ def lock(ctx: Context, scope: str, through, from_date, to_date, hard: bool, note
         click.echo(f"locked {_describe(row)}")
 
 
+def _confirm_preset(conn, scope: str, preset: str, level: str, ledgers: list[str] | None, yes: bool) -> dt.datetime:
+    """The date of the preset, after showing the window it locks and asking (unless --yes)."""
+    through = conn.execute("SELECT ledgerlock.preset_through(%s, %s)", (scope, preset)).fetchone()[0]
+    ends = [conn.execute("SELECT ledgerlock.locked_through(%s, %s)", (scope, ledger)).fetchone()[0]
+            for ledger in (ledgers or [None])]
+    start = None if None in ends else min(ends) + dt.timedelta(days=1)
+    window = f"{start}..{through}" if start else f"everything up to {through}"
+    on = f", ledgers {','.join(ledgers)}" if ledgers else ""
+    click.echo(f"{preset} for scope {scope}: lock {window} ({level}{on})")
+    if start and start > through:
+        raise click.ClickException(f"the books of scope {scope} are already locked through {start - dt.timedelta(1)}")
+    if not yes:
+        click.confirm("Lock this window?", abort=True)
+    return dt.datetime.combine(through, dt.time())
+
+
 @click.command()
 @click.argument("lock_id", type=int)
 @click.option("--reviewer", help="Who reviewed the period (recorded on the lock).")
@@ -95,6 +144,7 @@ def lock(ctx: Context, scope: str, through, from_date, to_date, hard: bool, note
 def upgrade(ctx: Context, lock_id: int, reviewer: str | None) -> None:
     """Upgrade soft lock LOCK_ID to hard ("mark as reviewed"). One way: there is no downgrade."""
     with ctx.connect() as conn:
+        _show_notices(conn)
         conn.execute("SELECT ledgerlock.upgrade_lock(%s, %s)", (lock_id, reviewer))
         row = _lock_row(conn, lock_id)
     click.echo(f"upgraded {_describe(row)}")
@@ -105,18 +155,31 @@ def upgrade(ctx: Context, lock_id: int, reviewer: str | None) -> None:
 @click.option("--reason", help="Why the period is reopened (required; kept in the lock history).")
 @click.option("--approve", "request_id", type=int, metavar="REQUEST_ID",
               help="Approve another admin's unlock request (four-eyes unlocking of hard windows).")
+@click.option("--pending", is_flag=True, help="List the unlock requests waiting for a second admin.")
+@click.option("--json", "as_json", is_flag=True, help="With --pending: print JSON for scripts.")
 @pass_context
-def unlock(ctx: Context, lock_id: int | None, reason: str | None, request_id: int | None) -> None:
+def unlock(ctx: Context, lock_id: int | None, reason: str | None, request_id: int | None, pending: bool,
+           as_json: bool) -> None:
     """Unlock LOCK_ID: the window opens, its row stays (marked unlocked) and the reason is recorded.
 
     A controller unlocks soft locks; a hard lock needs an admin — and, with four-eyes on
     (ledgerlock close four-eyes), a request that a second admin approves with --approve.
     """
     with ctx.connect() as conn:
+        if pending:
+            rows = _rows(conn, "SELECT * FROM ledgerlock.unlock_requests()")
+            echo_rows(rows, ["id", "action", "lock_id", "scope", "reason", "requested_by", "requested_at",
+                             "expires_at"], as_json=as_json, empty="(no pending unlock requests)")
+            return
         if request_id is not None:
             if lock_id is not None or reason:
                 raise click.UsageError("--approve REQUEST_ID takes no LOCK_ID and no --reason")
-            lock_id = conn.execute("SELECT ledgerlock.approve_unlock(%s)", (request_id,)).fetchone()[0]
+            try:
+                lock_id = conn.execute("SELECT ledgerlock.approve_unlock(%s)", (request_id,)).fetchone()[0]
+            except (psycopg.errors.lookup("LL004"), psycopg.errors.lookup("LL005")):
+                # the refusal rolled back; record it in a transaction of its own (the function re-checks it)
+                conn.execute("SELECT ledgerlock.record_unlock_refusal(%s)", (request_id,))
+                raise
             if lock_id is None:
                 click.echo(f"approved request #{request_id}")
                 return
