@@ -122,5 +122,35 @@ def four_eyes(ctx: Context, state: str | None, ttl: str | None, reason: str | No
     click.echo(f"four-eyes unlocking of hard windows: {'on' if row[0] else 'off'} (requests expire after {row[1]})")
 
 
+@close.command("skipped")
+@click.option("--context", "label", metavar="LABEL", help="Only this context label (e.g. recurring:rent).")
+@click.option("--since", metavar="TIMESTAMP", help="Only skips recorded since, e.g. 2026-04-01.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@pass_context
+def skipped(ctx: Context, label: str | None, since: str | None, as_json: bool) -> None:
+    """Writes skipped because their date lay in a locked period, per context label: "N skipped generations".
+
+    Recurring jobs and imports write in skip mode (SET LOCAL ledgerlock.on_locked = 'skip') with a
+    context label (SET LOCAL ledgerlock.context = 'recurring:rent'); this is where nothing they skipped
+    goes unnoticed. The rows themselves are in the view ledgerlock.skipped_writes.
+    """
+    with ctx.connect() as conn:
+        cur = conn.execute("SELECT * FROM ledgerlock.skipped_generations(%s, %s::timestamptz)", (label, since))
+        names = [d.name for d in cur.description]
+        rows = [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+    if as_json:
+        echo_json(rows)
+        return
+    if not rows:
+        click.echo("no skipped writes" + (f" for context {label}" if label else ""))
+        return
+    for r in rows:
+        n = r["skipped"]
+        locks = ", ".join(f"#{i}" for i in r["lock_ids"])
+        click.echo(f"{r['context'] or '(no context)'}: {n} skipped generation{'s' if n != 1 else ''} "
+                   f"({r['table_name']}, scope {r['scope']}, lock{'s' if len(r['lock_ids']) != 1 else ''} {locks}; "
+                   f"{r['first_at']:%Y-%m-%d %H:%M} .. {r['last_at']:%Y-%m-%d %H:%M})")
+
+
 def register(cli: click.Group) -> None:
     cli.add_command(close)
