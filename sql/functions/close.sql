@@ -95,9 +95,40 @@ GRANT EXECUTE ON FUNCTION ledgerlock.preset_through(text, text, date)
 -- Close periods and the checklist
 -- ---------------------------------------------------------------------------------------------------
 
+-- A close period label in its stored form: the relative labels last-month, last-quarter and
+-- last-fiscal-year (the periods the lock presets close, as of `today`) become 2026-03, 2026-01-01..2026-03-31
+-- and FY2025; any other label is returned trimmed and in capitals (period_dates checks it).
+CREATE OR REPLACE FUNCTION ledgerlock.period_label(scope text, period text, today date DEFAULT current_date)
+RETURNS text
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    p text := pg_catalog.upper(pg_catalog.btrim(period));
+    last_day date;
+BEGIN
+    IF p = 'LAST-MONTH' THEN
+        RETURN pg_catalog.to_char(ledgerlock.preset_through(scope, 'end-of-last-month', today), 'YYYY-MM');
+    ELSIF p = 'LAST-QUARTER' THEN
+        last_day := ledgerlock.preset_through(scope, 'end-of-last-quarter', today);
+        RETURN pg_catalog.to_char((last_day + 1 - interval '3 months')::date, 'YYYY-MM-DD') || '..'
+               || pg_catalog.to_char(last_day, 'YYYY-MM-DD');
+    ELSIF p = 'LAST-FISCAL-YEAR' THEN
+        last_day := ledgerlock.preset_through(scope, 'end-of-last-fiscal-year', today);
+        RETURN 'FY' || pg_catalog.to_char((last_day + 1 - interval '1 year')::date, 'YYYY');
+    END IF;
+    RETURN p;
+END
+$$;
+REVOKE ALL ON FUNCTION ledgerlock.period_label(text, text, date) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION ledgerlock.period_label(text, text, date)
+    TO ledgerlock_admin, ledgerlock_controller, ledgerlock_auditor;
+
 -- The dates of a close period label, as an inclusive-exclusive daterange:
 --   2026-03 (a month), 2026-Q1 (a calendar quarter), 2026 (a calendar year),
---   FY2026 (the fiscal year of the scope that starts in 2026), 2026-01-01..2026-06-30 (explicit, inclusive).
+--   FY2026 (the fiscal year of the scope that starts in 2026), 2026-01-01..2026-06-30 (explicit, inclusive),
+--   or a relative label of period_label (last-month, last-quarter, last-fiscal-year).
 CREATE OR REPLACE FUNCTION ledgerlock.period_dates(scope text, period text)
 RETURNS daterange
 LANGUAGE plpgsql
@@ -105,7 +136,7 @@ STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    p text := pg_catalog.upper(pg_catalog.btrim(period));
+    p text := ledgerlock.period_label(scope, period);
     m text[];
     first date;
 BEGIN
@@ -134,8 +165,8 @@ BEGIN
     END IF;
     RAISE EXCEPTION USING ERRCODE = '22023',
         MESSAGE = pg_catalog.format('%L is not a close period', period),
-        HINT = 'write 2026-03 (month), 2026-Q1 (quarter), 2026 (year), FY2026 (fiscal year starting in 2026) '
-               'or 2026-01-01..2026-06-30';
+        HINT = 'write 2026-03 (month), 2026-Q1 (quarter), 2026 (year), FY2026 (fiscal year starting in 2026), '
+               '2026-01-01..2026-06-30, or last-month, last-quarter, last-fiscal-year';
 END
 $$;
 REVOKE ALL ON FUNCTION ledgerlock.period_dates(text, text) FROM PUBLIC;
@@ -161,7 +192,7 @@ BEGIN
     END IF;
     d := ledgerlock.period_dates(scope, period);
     INSERT INTO ledgerlock.close_task AS t (scope, period, dates, task)
-    VALUES (scope, pg_catalog.upper(pg_catalog.btrim(period)), d, pg_catalog.btrim(task))
+    VALUES (scope, ledgerlock.period_label(scope, period), d, pg_catalog.btrim(task))
     ON CONFLICT ON CONSTRAINT close_task_once DO NOTHING
     RETURNING t.id INTO task_id;
     IF task_id IS NULL THEN
@@ -169,7 +200,8 @@ BEGIN
         WHERE t.scope = add_close_task.scope AND t.dates = d AND t.task = pg_catalog.btrim(add_close_task.task);
     ELSE
         PERFORM ledgerlock._close_event('close_task_add', scope, NULL, NULL,
-            pg_catalog.jsonb_build_object('task_id', task_id, 'period', period, 'task', pg_catalog.btrim(task)));
+            pg_catalog.jsonb_build_object('task_id', task_id, 'period', ledgerlock.period_label(scope, period),
+                                          'task', pg_catalog.btrim(task)));
     END IF;
     RETURN task_id;
 END

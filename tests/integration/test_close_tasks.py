@@ -47,12 +47,38 @@ def test_period_labels(db, period, dates):
 
 
 @pytest.mark.parametrize(
+    ("period", "today", "label", "dates"),
+    [
+        ("last-month", D(2026, 4, 15), "2026-03", (D(2026, 3, 1), D(2026, 3, 31))),
+        ("Last-Month", D(2024, 3, 1), "2024-02", (D(2024, 2, 1), D(2024, 2, 29))),
+        ("last-quarter", D(2026, 5, 15), "2026-01-01..2026-03-31", (D(2026, 1, 1), D(2026, 3, 31))),
+        ("last-fiscal-year", D(2026, 5, 15), "FY2025", (D(2025, 4, 1), D(2026, 3, 31))),
+        ("last-fiscal-year", D(2026, 3, 31), "FY2024", (D(2024, 4, 1), D(2025, 3, 31))),
+    ],
+)
+def test_relative_period_labels_resolve_like_the_lock_presets(db, period, today, label, dates):
+    db.connect("admin").execute("SELECT ledgerlock.set_fiscal_year_start('1', 4)")
+    c = db.connect("controller")
+    assert c.execute("SELECT ledgerlock.period_label('1', %s, %s)", (period, today)).fetchone()[0] == label
+    got = c.execute("SELECT lower(d), upper(d) - 1 FROM ledgerlock.period_dates('1', %s) d", (label,)).fetchone()
+    assert got == dates
+
+
+def test_a_task_added_for_last_month_is_stored_under_the_month(db):
+    c = db.connect("controller")
+    expected = c.execute("SELECT to_char(date_trunc('month', current_date) - interval '1 day', 'YYYY-MM')"
+                         ).fetchone()[0]
+    c.execute("SELECT ledgerlock.add_close_task('1', 'last-month', 'Accruals')")
+    assert [r[1] for r in tasks(c, "1", expected)] == [expected]
+
+
+@pytest.mark.parametrize(
     "period", ["2026-13", "March", "2026-Q5", "2026-03-31..2026-03-01", "2026-02-30..2026-03-01", ""])
 def test_bad_period_labels_are_refused_with_the_accepted_forms(db, period):
     c = db.connect("controller")
     with refused("22023", rf"^'{period}' is not a close period$") as info:
         c.execute("SELECT ledgerlock.add_close_task('1', %s, 'x')", (period,))
-    assert "2026-Q1 (quarter)" in info.value.diag.message_hint
+    assert "2026-Q1 (quarter)" in info.value.diag.message_hint and "last-month" in info.value.diag.message_hint
     assert tasks(c) == []
 
 
