@@ -69,7 +69,24 @@ END
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._require_reason(text, text) FROM PUBLIC;
 
--- The registry row of a protected table, or a clear error.
+-- The protected table a relation stands for: itself, or the protected partitioned table it is a partition
+-- of. Row triggers on a partitioned table run on the leaf partition (TG_RELID is the partition), so every
+-- registry lookup from a trigger goes through here.
+CREATE OR REPLACE FUNCTION ledgerlock._rule_table(rel regclass)
+RETURNS regclass
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT coalesce(
+        (SELECT p.tbl FROM ledgerlock.protected_table p WHERE p.tbl = rel),
+        (SELECT p.tbl FROM ledgerlock.protected_table p
+         WHERE p.tbl IN (SELECT a.relid FROM pg_catalog.pg_partition_ancestors(rel) AS a) LIMIT 1))
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._rule_table(regclass) FROM PUBLIC;
+
+-- The registry row of a protected table (or of the protected table a partition belongs to), or a clear
+-- error.
 CREATE OR REPLACE FUNCTION ledgerlock._config(tbl regclass)
 RETURNS ledgerlock.protected_table
 LANGUAGE plpgsql
@@ -79,7 +96,7 @@ AS $$
 DECLARE
     cfg ledgerlock.protected_table;
 BEGIN
-    SELECT * INTO cfg FROM ledgerlock.protected_table p WHERE p.tbl = _config.tbl;
+    SELECT * INTO cfg FROM ledgerlock.protected_table p WHERE p.tbl = ledgerlock._rule_table(_config.tbl);
     IF NOT FOUND THEN
         RAISE EXCEPTION USING ERRCODE = '22023',
             MESSAGE = pg_catalog.format('table %s is not protected by ledgerlock', tbl),
@@ -99,7 +116,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT pg_catalog.jsonb_object_agg(k, r -> k)
     FROM ledgerlock.protected_table p, pg_catalog.unnest(p.key_columns) AS k
-    WHERE p.tbl = row_key.tbl
+    WHERE p.tbl = ledgerlock._rule_table(row_key.tbl)
 $$;
 REVOKE ALL ON FUNCTION ledgerlock.row_key(regclass, jsonb) FROM PUBLIC;
 
@@ -116,7 +133,7 @@ AS $$
     FROM ledgerlock.protected_table p
     JOIN pg_catalog.pg_class c ON c.oid = p.tbl
     CROSS JOIN LATERAL pg_catalog.unnest(p.key_columns) WITH ORDINALITY AS u(k, o)
-    WHERE p.tbl = row_label.tbl
+    WHERE p.tbl = ledgerlock._rule_table(row_label.tbl)
     GROUP BY c.relname, p.number_column
 $$;
 REVOKE ALL ON FUNCTION ledgerlock.row_label(regclass, jsonb) FROM PUBLIC;

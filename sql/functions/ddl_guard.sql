@@ -158,11 +158,12 @@ BEGIN
             PERFORM ledgerlock._refuse_ddl(pg_catalog.format('detaching partition %s from %s', bad.tbl, root),
                 'its final rows would no longer be guarded', hint);
         END IF;
-        -- A new or attached partition gets the guard a statement trigger does not pass on (TRUNCATE).
+        -- A new or attached partition gets what PostgreSQL does not pass on (statement triggers: TRUNCATE,
+        -- and whatever else a rule installs per partition): every installer runs again.
         IF EXISTS (SELECT FROM pg_catalog.pg_partition_tree(root) p
                    WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_trigger t
                                      WHERE t.tgrelid = p.relid AND t.tgname = 'll_00_truncate')) THEN
-            PERFORM ledgerlock._install_00_truncate(root);
+            PERFORM ledgerlock._run_rule_hooks(root, 'install');
         END IF;
     END LOOP;
 END

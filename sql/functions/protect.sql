@@ -121,6 +121,7 @@ DECLARE
     date_type regtype;
     col name;
     final_sql text;
+    before jsonb;  -- the previous configuration, for the audit trail (R5)
 BEGIN
     PERFORM ledgerlock._require_capability('admin', 'protect');
 
@@ -130,6 +131,11 @@ BEGIN
     IF rel.relkind NOT IN ('r', 'p') THEN
         RAISE EXCEPTION USING ERRCODE = '42809',
             MESSAGE = pg_catalog.format('protect: %s is not a table', tbl);
+    END IF;
+    IF ledgerlock._rule_table(tbl) IS DISTINCT FROM tbl AND ledgerlock._rule_table(tbl) IS NOT NULL THEN
+        RAISE EXCEPTION USING ERRCODE = '22023',
+            MESSAGE = pg_catalog.format('protect: %s is a partition of protected table %s, whose rules it follows',
+                                        tbl, ledgerlock._rule_table(tbl));
     END IF;
     IF rel.nspname IN ('ledgerlock', 'pg_catalog', 'information_schema') THEN
         RAISE EXCEPTION USING ERRCODE = '42809',
@@ -177,6 +183,7 @@ BEGIN
         END IF;
     END LOOP;
     final_sql := ledgerlock._deparse_condition(tbl, final_when);
+    before := (SELECT pg_catalog.to_jsonb(p) FROM ledgerlock.protected_table p WHERE p.tbl = protect.tbl);
 
     INSERT INTO ledgerlock.protected_table AS p
         (tbl, date_column, scope_column, final_when, final_when_sql, number_column, number_format,
@@ -191,6 +198,8 @@ BEGIN
         protected_at = now(), protected_by = session_user;
 
     PERFORM ledgerlock._run_rule_hooks(tbl, 'install');
+    PERFORM ledgerlock._audit_event('PROTECT', tbl, NULL, NULL, before,
+        (SELECT pg_catalog.to_jsonb(p) FROM ledgerlock.protected_table p WHERE p.tbl = protect.tbl), NULL);
 END
 $$;
 REVOKE ALL ON FUNCTION ledgerlock.protect(regclass, name, name, text, name, text, name[], text) FROM PUBLIC;
@@ -208,9 +217,17 @@ AS $$
 BEGIN
     PERFORM ledgerlock._require_capability('admin', 'unprotect');
     PERFORM ledgerlock._require_reason(reason, 'unprotect');
-    PERFORM ledgerlock._config(tbl);
+    IF (ledgerlock._config(tbl)).tbl <> tbl THEN
+        RAISE EXCEPTION USING ERRCODE = '22023',
+            MESSAGE = pg_catalog.format('unprotect: %s is a partition of protected table %s', tbl,
+                                        ledgerlock._rule_table(tbl)),
+            HINT = 'unprotect the partitioned table; its partitions follow it';
+    END IF;
     PERFORM ledgerlock._run_rule_hooks(tbl, 'uninstall');
     PERFORM ledgerlock._drop_guard_triggers(tbl, 'll_');
+    PERFORM ledgerlock._audit_event('UNPROTECT', tbl, NULL, NULL,
+        (SELECT pg_catalog.to_jsonb(p) FROM ledgerlock.protected_table p WHERE p.tbl = unprotect.tbl), NULL,
+        pg_catalog.jsonb_build_object('reason', pg_catalog.btrim(reason)));
     DELETE FROM ledgerlock.protected_table p WHERE p.tbl = unprotect.tbl;
 END
 $$;

@@ -31,7 +31,8 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    mutable name[] := (SELECT p.mutable_columns FROM ledgerlock.protected_table p WHERE p.tbl = _refuse_final.tbl);
+    mutable name[] := (SELECT p.mutable_columns FROM ledgerlock.protected_table p
+                       WHERE p.tbl = ledgerlock._rule_table(_refuse_final.tbl));  -- tbl may be a partition
 BEGIN
     PERFORM ledgerlock._refuse('LL001',
         pg_catalog.format('%s is final and cannot be %s; issue a correcting document instead',

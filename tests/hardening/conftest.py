@@ -40,3 +40,28 @@ def attacker_schema(db):
     """A schema the application role owns and may put first on its search_path (the hijack's home)."""
     db.owner().execute(sql.SQL("CREATE SCHEMA evil AUTHORIZATION ll_app"))
     return "evil"
+
+
+JOURNAL = """
+CREATE TABLE ledger_entry (
+    id int NOT NULL, posted_on date NOT NULL, status text NOT NULL DEFAULT 'draft', amount int NOT NULL,
+    PRIMARY KEY (id, posted_on)) PARTITION BY RANGE (posted_on);
+CREATE TABLE ledger_entry_2025 PARTITION OF ledger_entry FOR VALUES FROM ('2025-01-01') TO ('2026-01-01');
+CREATE TABLE ledger_entry_2026 PARTITION OF ledger_entry FOR VALUES FROM ('2026-01-01') TO ('2027-01-01');
+GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE ON ledger_entry, ledger_entry_2025, ledger_entry_2026 TO ll_app;
+INSERT INTO ledger_entry VALUES (1, '2025-03-01', 'final', 10), (2, '2025-04-01', 'draft', 20),
+                                (3, '2026-03-01', 'final', 30);
+SELECT ledgerlock.protect('ledger_entry', 'posted_on', final_when => $$status = 'final'$$);
+"""
+
+
+@pytest.fixture
+def journal(db):
+    """A protected partitioned table (two partitions), final rows 1 and 3, draft 2; the app's connection."""
+    db.owner().execute(JOURNAL)
+    return db.connect("app")
+
+
+@pytest.fixture
+def ddl_guard(db):
+    db.owner().execute("SELECT ledgerlock.install_ddl_guard()")
