@@ -46,10 +46,14 @@ class ImportFailed(Exception):
 class WindowCount:
     lock_id: int
     scope: str
-    from_date: object
-    to_date: object
+    from_date: str   # ISO date, or '-infinity' for a window locked from the beginning (lock_through)
+    to_date: str
     level: str
     rows: int
+
+    @property
+    def period(self) -> str:
+        return f"up to {self.to_date}" if self.from_date == "-infinity" else f"{self.from_date}..{self.to_date}"
 
 
 @dataclass
@@ -271,11 +275,12 @@ def _windows(conn: psycopg.Connection, target: _Target, mapped: list[str]) -> li
     else:
         scope = sql.SQL("coalesce({}::text, '*')").format(_default_or_null(target, target.scope_column))
     query = sql.SQL(
-        """SELECT w.lock_id, g.scope, w.from_date, w.to_date, w.level, sum(g.n)::bigint
+        """SELECT w.lock_id, g.scope, w.from_date::text, w.to_date::text, w.level, sum(g.n)::bigint
            FROM (SELECT {scope} AS scope, {day} AS day, count(*) AS n FROM {typed} t GROUP BY 1, 2) g
            CROSS JOIN LATERAL ledgerlock.period_lock_at(g.scope, g.day, %(ledger)s) w
            WHERE g.day IS NOT NULL
-           GROUP BY 1, 2, 3, 4, 5 ORDER BY 2, 3""").format(scope=scope, day=day, typed=sql.Identifier(TYPED))
+           GROUP BY 1, 2, 3, 4, 5 ORDER BY 2, min(w.from_date)""").format(
+        scope=scope, day=day, typed=sql.Identifier(TYPED))
     return [WindowCount(*r) for r in conn.execute(query, {"ledger": target.ledger}).fetchall()]
 
 
@@ -284,10 +289,10 @@ def _skipped_windows(conn: psycopg.Connection, context: str) -> list[WindowCount
     try:
         with conn.transaction():
             rows = conn.execute(
-                """SELECT s.lock_id, s.scope, l.from_date, l.to_date, l.level, count(*)
+                """SELECT s.lock_id, s.scope, l.from_date::text, l.to_date::text, l.level, count(*)
                    FROM ledgerlock.skipped_writes s JOIN ledgerlock.period_locks l ON l.id = s.lock_id
                    WHERE s.at = now() AND s.context = %s AND s.db_user = session_user
-                   GROUP BY 1, 2, 3, 4, 5 ORDER BY 2, 3""", (context,)).fetchall()
+                   GROUP BY 1, 2, 3, 4, 5 ORDER BY 2, min(l.from_date)""", (context,)).fetchall()
     except psycopg.errors.InsufficientPrivilege:
         return None
     return [WindowCount(*r) for r in rows]

@@ -15,7 +15,7 @@ PROGRESS_FROM = 4 << 20  # show a progress bar for files from 4 MiB
 
 
 def _window_lines(report: importer.ImportReport) -> list[str]:
-    return [f"    lock #{w.lock_id}  scope {w.scope}  {w.from_date}..{w.to_date}  {w.level}: "
+    return [f"    lock #{w.lock_id}  scope {w.scope}  {w.period}  {w.level}: "
             f"{w.rows} row{'s' if w.rows != 1 else ''}" for w in report.windows]
 
 
