@@ -3,8 +3,14 @@ schema the application owns, and a way to prove that nothing changed."""
 
 from __future__ import annotations
 
+import uuid
+from dataclasses import dataclass
+
+import psycopg
 import pytest
 from psycopg import sql
+
+from ledgerlock import migrate, sqlfiles
 
 INVOICE_STATE = "SELECT id, status, amount, paid, reconciled, note, issued_on FROM invoice ORDER BY id"
 
@@ -65,3 +71,50 @@ def journal(db):
 @pytest.fixture
 def ddl_guard(db):
     db.owner().execute("SELECT ledgerlock.install_ddl_guard()")
+
+
+@dataclass
+class HealthyDatabase:
+    """A database set up the way docs/hardening.md says: a NOLOGIN owner role owns ledgerlock and the ERP
+    tables, the application login has plain DML, a person holds ledgerlock_admin, the DDL guard is on."""
+
+    cluster: object
+    name: str
+    owner: str
+    app: str
+    admin: str
+
+    def conninfo(self, who: str = "super") -> str:
+        if who == "super":
+            return self.cluster.conninfo(self.name)
+        if who == "as_owner":  # a superuser session acting as the owner role (how migrate is run)
+            return self.cluster.conninfo(self.name) + f" options='-c role={self.owner}'"
+        return self.cluster.server.conninfo(dbname=self.name, user=getattr(self, who))
+
+
+@pytest.fixture
+def healthy(cluster):
+    suffix = uuid.uuid4().hex[:8]
+    h = HealthyDatabase(cluster, f"h_{suffix}", f"erp_owner_{suffix}", f"erp_app_{suffix}", f"alice_{suffix}")
+    with psycopg.connect(cluster.conninfo(), autocommit=True) as su:
+        su.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(h.owner)))
+        su.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(h.app)))
+        su.execute(sql.SQL("CREATE ROLE {} LOGIN IN ROLE ledgerlock_admin").format(sql.Identifier(h.admin)))
+        su.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(h.name), sql.Identifier(h.owner)))
+    try:
+        migrate.migrate(h.conninfo("as_owner"))
+        with psycopg.connect(h.conninfo("as_owner"), autocommit=True) as conn:
+            conn.execute(sqlfiles.demo_schema())
+            conn.execute(sql.SQL("GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {0}; "
+                                 "GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {0}").format(sql.Identifier(h.app)))
+        with psycopg.connect(h.conninfo("admin"), autocommit=True) as conn:
+            conn.execute("SELECT ledgerlock.protect('invoice', 'issued_on', 'company_id', "
+                         "$$status in ('approved','paid')$$, mutable_columns => '{paid,reconciled}')")
+        with psycopg.connect(h.conninfo(), autocommit=True) as conn:
+            conn.execute("SELECT ledgerlock.install_ddl_guard()")
+        yield h
+    finally:
+        with psycopg.connect(cluster.conninfo(), autocommit=True) as su:
+            su.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(h.name)))
+            for role in (h.app, h.admin, h.owner):
+                su.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))

@@ -1,0 +1,135 @@
+"""`ledgerlock doctor`: a weakened setup is caught with a non-zero exit; the setup of docs/hardening.md
+comes out clean."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from ledgerlock import migrate
+from ledgerlock.cli import cli
+
+
+def doctor(conninfo: str):
+    res = CliRunner().invoke(cli, ["--dsn", conninfo, "doctor", "--json"])
+    assert res.exit_code in (0, 2), res.output
+    return res.exit_code, json.loads(res.stdout)
+
+
+def problems(found, severity="critical"):
+    return [f for f in found if f["severity"] == severity]
+
+
+def test_the_setup_of_docs_hardening_is_clean(healthy):
+    code, found = doctor(healthy.conninfo())
+    assert problems(found) == [] and problems(found, "warning") == [], found
+    assert code == 0
+    text = CliRunner().invoke(cli, ["--dsn", healthy.conninfo(), "doctor"])
+    assert text.exit_code == 0 and "clean: 0 critical, 0 warning" in text.output
+    # info only: the bootstrap superuser, which nothing can stop and external digests reveal
+    assert {f["check"] for f in found} <= {"bypass role"}
+
+
+def test_a_ledgerlock_admin_or_auditor_can_run_it_but_not_the_application(db):
+    db.protect_invoice()
+    for role in ("admin", "auditor"):
+        _, found = doctor(db.conninfo(role))
+        # the harness's tables are owned by a superuser login, and ll_admin both writes them and is an admin
+        assert any(f["check"] == "table owner" and "owned by superuser" in f["finding"] for f in found)
+        assert any(f["check"] == "ledgerlock role" and f["object"] == "ll_admin" for f in found)
+    res = CliRunner().invoke(cli, ["--dsn", db.conninfo("app"), "doctor"])
+    assert res.exit_code == 1 and "42501" in res.output
+
+
+@pytest.mark.parametrize(("weaken", "check", "finding"), [
+    ("ALTER TABLE invoice OWNER TO ll_app", "table owner", r"owned by ll_app, a role that can log in"),
+    ("ALTER TABLE invoice DISABLE TRIGGER ll_10_final_update", "guard trigger",
+     "guard ll_10_final_update on public.invoice is disabled"),
+    ("ALTER TABLE invoice ENABLE TRIGGER ll_00_truncate", "guard trigger", "is ENABLE (origin only)"),
+    ("ALTER FUNCTION ledgerlock.guard_final_row() RESET search_path", "function",
+     "SECURITY DEFINER function ledgerlock.guard_final_row() does not pin search_path"),
+    ("GRANT TRIGGER ON invoice TO ll_app", "table privilege", "ll_app may create triggers on public.invoice"),
+    ("GRANT INSERT ON ledgerlock.protected_table TO PUBLIC", "public privilege",
+     "PUBLIC holds INSERT on ledgerlock.protected_table"),
+    ("GRANT EXECUTE ON FUNCTION ledgerlock._refuse(text, text, text, text) TO PUBLIC", "public privilege",
+     "PUBLIC may execute ledgerlock._refuse"),
+    ("DROP TRIGGER ll_10_final_delete ON invoice", "guard trigger", "has no final-row guard ll_10_final_delete"),
+    ("DROP TRIGGER ll_10_final_update ON invoice; CREATE TRIGGER ll_10_final_update BEFORE UPDATE ON invoice "
+     "FOR EACH ROW WHEN (false) EXECUTE FUNCTION ledgerlock.guard_final_row(); "
+     "ALTER TABLE invoice ENABLE ALWAYS TRIGGER ll_10_final_update", "guard trigger",
+     "differs from the definition ledgerlock installed"),
+    ("SELECT ledgerlock.protect('journal_entry', 'posted_on'); ALTER TABLE journal_entry SET UNLOGGED", "table",
+     "public.journal_entry is UNLOGGED"),
+    ("ALTER ROLE ledgerlock_auditor LOGIN", "ledgerlock role", "ledgerlock_auditor can log in"),
+])
+def test_a_weakened_setup_is_caught_with_a_non_zero_exit(db, weaken, check, finding):
+    db.protect_invoice()
+    owner = db.owner()
+    code, before = doctor(db.conninfo())
+    owner.execute(weaken)
+    try:
+        code, found = doctor(db.conninfo())
+        new = [f for f in problems(found) if f not in before]
+        assert code == 2
+        assert any(f["check"] == check and finding in f["finding"] and f["why"] and f["fix"] for f in new), new
+    finally:
+        owner.execute("ALTER ROLE ledgerlock_auditor NOLOGIN")  # roles are cluster-wide
+
+
+def test_a_function_redefined_by_hand_is_reported_as_drifted(db):
+    migrate.migrate(db.conninfo())  # the installed code is the version on disk
+    owner = db.owner()
+    src = owner.execute("SELECT prosrc FROM pg_proc WHERE oid = 'ledgerlock.guard_truncate'::regproc").fetchone()[0]
+    code, _ = doctor(db.conninfo())
+    owner.execute("CREATE OR REPLACE FUNCTION ledgerlock.guard_truncate() RETURNS trigger LANGUAGE plpgsql "
+                  "SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$ BEGIN RETURN NULL; END $$")
+    code, found = doctor(db.conninfo())
+    assert code == 2
+    assert any(f["object"] == "ledgerlock.guard_truncate()" and "differs from the shipped" in f["finding"]
+               for f in problems(found))
+    owner.execute("CREATE OR REPLACE FUNCTION ledgerlock.guard_truncate() RETURNS trigger LANGUAGE plpgsql "
+                  "SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $b$" + src + "$b$")
+    _, found = doctor(db.conninfo())
+    assert not any(f["object"] == "ledgerlock.guard_truncate()" for f in found)
+
+
+def test_a_partition_added_without_the_ddl_guard_is_reported_until_guards_are_reinstalled(db, journal):
+    owner = db.owner()
+    owner.execute("CREATE TABLE ledger_entry_2027 PARTITION OF ledger_entry "
+                  "FOR VALUES FROM ('2027-01-01') TO ('2028-01-01')")
+    code, found = doctor(db.conninfo())
+    assert code == 2
+    assert any("public.ledger_entry_2027 has no TRUNCATE guard" in f["finding"] for f in problems(found))
+    owner.execute("SELECT ledgerlock.reinstall_guards()")
+    _, found = doctor(db.conninfo())
+    assert not any("ledger_entry_2027" in f["finding"] for f in problems(found))
+
+
+def test_a_detached_partition_is_reported(db, journal):
+    db.owner().execute("ALTER TABLE ledger_entry DETACH PARTITION ledger_entry_2025")  # no DDL guard here
+    _, found = doctor(db.conninfo())
+    assert any(f["object"] == "public.ledger_entry_2025" and "is not protected" in f["finding"]
+               for f in problems(found, "warning"))
+
+
+def test_the_missing_ddl_guard_is_reported_and_a_disabled_one_is_critical(db):
+    _, found = doctor(db.conninfo())
+    assert any(f["check"] == "ddl guard" and "not installed" in f["finding"] for f in found)
+    owner = db.owner()
+    owner.execute("SELECT ledgerlock.install_ddl_guard()")
+    _, found = doctor(db.conninfo())
+    assert not any(f["check"] == "ddl guard" for f in found)
+    owner.execute("ALTER EVENT TRIGGER ledgerlock_ddl_guard_drop DISABLE")
+    code, found = doctor(db.conninfo())
+    assert code == 2 and any(f["check"] == "ddl guard" and "disabled" in f["finding"] for f in problems(found))
+
+
+def test_human_output_names_why_and_fix(db):
+    db.protect_invoice()
+    db.owner().execute("ALTER TABLE invoice OWNER TO ll_app")
+    res = CliRunner().invoke(cli, ["--dsn", db.conninfo(), "doctor"])
+    assert res.exit_code == 2
+    assert "[critical] table owner: public.invoice is owned by ll_app" in res.output
+    assert "    why: " in res.output and "    fix: ALTER TABLE public.invoice OWNER TO" in res.output
