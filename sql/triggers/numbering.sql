@@ -86,7 +86,7 @@ BEGIN
         SELECT t.first_value, t.last_value INTO pos, top
         FROM ledgerlock._take_numbers(TG_RELID, prefix, suffix, chunk, pg_catalog.lower(TG_OP)) AS t;
     END IF;
-    PERFORM pg_catalog.set_config(slot, (pos + 1)::text || ',' || top::text || ',' || chunk::text, true);
+    state := pg_catalog.set_config(slot, (pos + 1)::text || ',' || top::text || ',' || chunk::text, true);
 
     seq := pos::text;
     IF pg_catalog.length(seq) < TG_ARGV[6]::integer THEN
@@ -229,8 +229,8 @@ BEGIN
             FROM f JOIN c ON pg_catalog."left"(f.num, pg_catalog.length(c.prefix)) = c.prefix
                          AND pg_catalog."right"(f.num, pg_catalog.length(c.suffix)) = c.suffix
                          AND pg_catalog.length(f.num) > pg_catalog.length(c.prefix) + pg_catalog.length(c.suffix)),
-        s AS (SELECT m.i, m.digits::numeric AS seq FROM m
-              WHERE m.digits ~ '^[0-9]+$' AND m.digits::numeric > m.base AND m.digits::numeric <= m.top)
+        s AS (SELECT m.i, m.digits::bigint AS seq FROM m
+              WHERE m.digits ~ '^[0-9]{1,18}$' AND m.digits::bigint > m.base AND m.digits::bigint <= m.top)
         SELECT c.i, c.prefix, c.suffix, c.base, c.top, pg_catalog.count(s.seq) AS cnt,
                pg_catalog.count(DISTINCT s.seq) AS distinct_cnt, min(s.seq) AS lo, max(s.seq) AS hi
         FROM c LEFT JOIN s ON s.i = c.i
@@ -294,21 +294,29 @@ AS $$
 DECLARE
     r jsonb := pg_catalog.to_jsonb(NEW);
     d date;
+    scope text;
+    prefix text := TG_ARGV[4];
+    suffix text := TG_ARGV[5];
     seq text := pg_catalog.nextval('ledgerlock.draft_number')::text;
 BEGIN
-    IF TG_ARGV[2] <> '' THEN
-        d := CASE TG_ARGV[2]
-                 WHEN 'date' THEN (r ->> TG_ARGV[1])::date
-                 WHEN 'timestamp' THEN (r ->> TG_ARGV[1])::timestamp::date
-                 ELSE ((r ->> TG_ARGV[1])::timestamptz AT TIME ZONE 'UTC')::date END;
+    -- A missing date or scope leaves its token in a temporary number, rather than refusing the draft.
+    IF TG_ARGV[2] <> '' OR TG_ARGV[3] <> '' THEN
+        IF TG_ARGV[2] <> '' THEN
+            d := CASE TG_ARGV[2]
+                     WHEN 'date' THEN (r ->> TG_ARGV[1])::date
+                     WHEN 'timestamp' THEN (r ->> TG_ARGV[1])::timestamp::date
+                     ELSE ((r ->> TG_ARGV[1])::timestamptz AT TIME ZONE 'UTC')::date END;
+        END IF;
+        IF TG_ARGV[3] <> '' THEN
+            scope := r ->> TG_ARGV[3];
+        END IF;
+        prefix := ledgerlock._render_number_part(prefix, d, scope);
+        suffix := ledgerlock._render_number_part(suffix, d, scope);
     END IF;
     IF pg_catalog.length(seq) < TG_ARGV[6]::integer THEN
         seq := pg_catalog.lpad(seq, TG_ARGV[6]::integer, '0');
     END IF;
-    -- A missing date or scope leaves its token in a temporary number, rather than refusing the draft.
-    NEW := pg_catalog.jsonb_populate_record(NEW, pg_catalog.jsonb_build_object(TG_ARGV[0],
-        ledgerlock._render_number_part(TG_ARGV[4], d, r ->> nullif(TG_ARGV[3], '')) || seq
-        || ledgerlock._render_number_part(TG_ARGV[5], d, r ->> nullif(TG_ARGV[3], ''))));
+    NEW := pg_catalog.jsonb_populate_record(NEW, pg_catalog.jsonb_build_object(TG_ARGV[0], prefix || seq || suffix));
     RETURN NEW;
 END
 $$;
