@@ -39,12 +39,13 @@ def tasks(ctx: Context, scope: str, period: str, action: str, args: tuple[str, .
     succeeds and lists them as a warning: the checklist never blocks a lock.
     """
     with ctx.connect() as conn:
+        label = conn.execute("SELECT ledgerlock.period_label(%s, %s)", (scope, period)).fetchone()[0]
         if action == "add":
             if not args:
                 raise click.UsageError("add needs the task, e.g.: close tasks 1 2026-03 add \"Bank reconciliation\"")
             task_id = conn.execute("SELECT ledgerlock.add_close_task(%s, %s, %s)",
                                    (scope, period, " ".join(args))).fetchone()[0]
-            click.echo(f"task #{task_id} on the checklist of scope {scope}, {period}: {' '.join(args)}")
+            click.echo(f"task #{task_id} on the checklist of scope {scope}, {label}: {' '.join(args)}")
             return
         if action == "done":
             if not args:
@@ -62,10 +63,10 @@ def tasks(ctx: Context, scope: str, period: str, action: str, args: tuple[str, .
             echo_json(rows)
             return
         if action == "list":
-            echo_rows(rows, TASK_COLUMNS, as_json=False, empty=f"(no tasks for scope {scope}, {period})")
+            echo_rows(rows, TASK_COLUMNS, as_json=False, empty=f"(no tasks for scope {scope}, {label})")
         still_open = sum(1 for r in rows if r["status"] == "open")
         click.echo(f"{still_open} of {len(rows)} task{'s' if len(rows) != 1 else ''} open for scope {scope}, "
-                   f"{period}")
+                   f"{label}")
 
 
 def _task_rows(conn, scope: str, period: str) -> list[dict]:
