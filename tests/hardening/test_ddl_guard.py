@@ -1,0 +1,144 @@
+"""The DDL guard (`ledgerlock install-ddl-guard`): even the owner of a protected table cannot drop or disable
+its guards, detach or drop it, rewrite it or hang triggers and rules on it; ledgerlock's own protect,
+unprotect and migrate go through."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+from click.testing import CliRunner
+from psycopg import sql
+
+from ledgerlock import migrate
+from ledgerlock.cli import cli
+from lltest import refused
+
+FINAL_ROW = "SELECT * FROM invoice WHERE id = 1"
+
+
+@pytest.fixture
+def app_owns_invoice(db, invoices, ddl_guard):
+    """The common weak setup: the application owns its tables. Ownership lets it do any DDL."""
+    owner = db.owner()
+    owner.execute("ALTER TABLE invoice OWNER TO ll_app")
+    owner.execute("ALTER TABLE quote OWNER TO ll_app")
+    owner.execute("GRANT CREATE ON SCHEMA public TO ll_app")
+    return invoices
+
+
+def test_install_needs_a_superuser_and_says_what_stays_open(db):
+    res = CliRunner().invoke(cli, ["--dsn", db.conninfo("admin"), "install-ddl-guard"])
+    assert res.exit_code == 1
+    assert "needs a superuser" in res.output and "DETACH PARTITION" in res.output
+    res = CliRunner().invoke(cli, ["--dsn", db.conninfo(), "install-ddl-guard"])
+    assert res.exit_code == 0, res.output
+    rows = db.owner().execute("SELECT evtname, evtevent, evtenabled FROM pg_event_trigger ORDER BY 1").fetchall()
+    assert rows == [("ledgerlock_ddl_guard_drop", "sql_drop", "A"),
+                    ("ledgerlock_ddl_guard_end", "ddl_command_end", "A"),
+                    ("ledgerlock_ddl_guard_rewrite", "table_rewrite", "A")]
+    res = CliRunner().invoke(cli, ["--dsn", db.conninfo(), "install-ddl-guard", "--remove"])
+    assert res.exit_code == 0 and db.owner().execute("SELECT count(*) FROM pg_event_trigger").fetchone()[0] == 0
+
+
+@pytest.mark.parametrize(("stmt", "match"), [
+    ("ALTER TABLE invoice DISABLE TRIGGER ll_10_final_update",
+     r"^disabling trigger ll_10_final_update on public\.invoice is refused"),
+    ("ALTER TABLE invoice DISABLE TRIGGER USER", r"^disabling trigger ll_\d\d_\w+ on public\.invoice is refused"),
+    ("ALTER TABLE invoice ENABLE REPLICA TRIGGER ll_10_final_update", r"^disabling trigger ll_10_final_update"),
+    ("DROP TRIGGER ll_10_final_update ON invoice", r"^dropping trigger ll_10_final_update on public\.invoice"),
+    ("DROP TABLE invoice CASCADE", r"refused"),
+    ("ALTER TABLE invoice DROP COLUMN note", r"^DROP table column public\.invoice\.note is refused"),
+    ("ALTER TABLE invoice ALTER COLUMN amount TYPE numeric(14, 2) USING 0",
+     r"^rewriting public\.invoice \(ALTER TABLE\) is refused"),
+    ("ALTER TABLE invoice ADD COLUMN stamp timestamptz DEFAULT clock_timestamp()", r"^rewriting public\.invoice"),
+    ("CREATE TRIGGER zz BEFORE UPDATE ON invoice FOR EACH ROW EXECUTE FUNCTION suppress_redundant_updates_trigger()",
+     r"^CREATE TRIGGER zz on public\.invoice is refused"),
+    ("CREATE RULE r AS ON UPDATE TO invoice DO INSTEAD NOTHING", r"^CREATE RULE r on public\.invoice is refused"),
+    ("ALTER TRIGGER ll_10_final_update ON invoice RENAME TO ll_10_renamed", r"^ALTER TRIGGER .* is refused"),
+    ("COMMENT ON TRIGGER ll_10_final_update ON invoice IS 'ledgerlock:forged'", r"^COMMENT .* is refused"),
+])
+def test_the_owning_application_cannot_switch_the_guards_off(app_owns_invoice, unchanged, stmt, match):
+    unchanged(FINAL_ROW)
+    with refused("LL008", match):
+        app_owns_invoice.execute(stmt)
+    with refused("LL001"):
+        app_owns_invoice.execute("UPDATE invoice SET amount = 0 WHERE id = 1")
+
+
+def test_unlogged_is_refused(db, ddl_guard, unchanged):
+    owner = db.owner()
+    owner.execute("SELECT ledgerlock.protect('journal_entry', 'posted_on')")
+    with refused("LL008", r"^rewriting public\.journal_entry"):
+        owner.execute("ALTER TABLE journal_entry SET UNLOGGED")
+
+
+def test_ordinary_ddl_still_works(app_owns_invoice):
+    """The neighbours: harmless DDL on the protected table, anything on tables ledgerlock does not protect."""
+    app_owns_invoice.execute("ALTER TABLE invoice ADD COLUMN memo text")
+    app_owns_invoice.execute("CREATE INDEX ON invoice (issued_on)")
+    app_owns_invoice.execute("ALTER TABLE quote DISABLE TRIGGER USER")
+    app_owns_invoice.execute("CREATE TRIGGER zz BEFORE UPDATE ON quote FOR EACH ROW "
+                             "EXECUTE FUNCTION suppress_redundant_updates_trigger()")
+    app_owns_invoice.execute("ALTER TABLE quote ALTER COLUMN amount TYPE numeric(14, 2)")
+    app_owns_invoice.execute("DROP TABLE quote")
+
+
+def test_even_a_superuser_in_replica_mode_is_stopped(db, invoices, ddl_guard, unchanged):
+    owner = db.owner()
+    owner.execute("SET session_replication_role = replica")  # event triggers are ENABLE ALWAYS too
+    unchanged(FINAL_ROW)
+    with refused("LL008", r"^dropping trigger ll_10_final_update"):
+        owner.execute("DROP TRIGGER ll_10_final_update ON invoice")
+    with refused("LL008", r"^disabling trigger"):
+        owner.execute("ALTER TABLE invoice DISABLE TRIGGER USER")
+
+
+def test_protect_unprotect_reconfigure_and_migrate_go_through(db, invoices, ddl_guard):
+    admin = db.connect("admin")
+    db.protect_invoice(admin, mutable_columns=["paid"])  # reconfigure: drops and recreates guards
+    admin.execute("SELECT ledgerlock.reinstall_guards()")
+    owner = db.owner()
+    owner.execute("DELETE FROM ledgerlock.installed_code")  # as after an upgrade
+    report = migrate.migrate(db.conninfo())  # a superuser runs migrate
+    assert report.code_installed
+    with refused("LL001"):
+        invoices.execute("UPDATE invoice SET reconciled = true WHERE id = 1")
+    admin.execute("SELECT ledgerlock.unprotect('invoice', 'moving to a new ledger')")
+    owner.execute("ALTER TABLE invoice DISABLE TRIGGER ALL")  # no longer protected: ordinary DDL
+    assert owner.execute("SELECT count(*) FROM ledgerlock.ddl_permit").fetchone()[0] == 0
+
+
+def test_no_setting_opens_the_guard(db, app_owns_invoice, unchanged):
+    unchanged(FINAL_ROW)
+    for name in ("ledgerlock.ddl_permit", "ledgerlock.bypass", "ledgerlock.unprotect", "ledgerlock.reason"):
+        app_owns_invoice.execute(sql.SQL("SET {} = 'on'").format(sql.Identifier(*name.split("."))))
+    with refused("LL008"):
+        app_owns_invoice.execute("DROP TRIGGER ll_10_final_update ON invoice")
+    with refused("42501"):  # and the permit table itself is out of reach
+        app_owns_invoice.execute("INSERT INTO ledgerlock.ddl_permit VALUES (pg_current_xact_id(), 'invoice'::regclass)")
+
+
+def test_a_member_of_the_owner_role_cannot_change_ledgerlock_itself(healthy):
+    """Under the DDL guard, ledgerlock's code changes only through migrate run by a superuser."""
+    mallory = f"mallory_{healthy.owner}"
+    with psycopg.connect(healthy.conninfo(), autocommit=True) as su:
+        su.execute(sql.SQL("CREATE ROLE {} LOGIN IN ROLE {}").format(sql.Identifier(mallory),
+                                                                     sql.Identifier(healthy.owner)))
+    try:
+        with psycopg.connect(healthy.cluster.server.conninfo(dbname=healthy.name, user=mallory),
+                             autocommit=True) as conn:
+            conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(healthy.owner)))
+            with refused("LL008", r"^ALTER FUNCTION ledgerlock\.guard_final_row\(\) is refused"):
+                conn.execute("ALTER FUNCTION ledgerlock.guard_final_row() RESET search_path")
+            with refused("LL008", r"ledgerlock's own code"):
+                conn.execute("CREATE OR REPLACE FUNCTION ledgerlock.has_capability(capability text) RETURNS boolean "
+                             "LANGUAGE sql AS $$ SELECT true $$")
+            with refused("LL008", r"ledgerlock's own code"):
+                conn.execute("DROP FUNCTION ledgerlock.guard_truncate() CASCADE")
+            with refused("LL008", r"^dropping trigger ll_10_final_update"):
+                conn.execute("DROP TRIGGER ll_10_final_update ON invoice")
+            conn.execute("CREATE TABLE scratch (x int)")  # the neighbour: DDL outside ledgerlock
+    finally:
+        with psycopg.connect(healthy.conninfo(), autocommit=True) as su:
+            su.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(mallory)))
+            su.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(mallory)))
