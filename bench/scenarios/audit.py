@@ -228,8 +228,9 @@ def _memory_import(b: Bench, f: Features, idle_mb: float) -> Result:
     if not command_exists("import"):
         return not_available("memory_import", title, "not available yet: `ledgerlock import` (issue 8) does not "
                              "exist in this tree", T_FLAT, unit="MB")
+    # The manager's memory is the point, not the load's speed: an unprotected table loads 1M rows in seconds
+    # (skip mode fires a row trigger per row on a protected one); the manager streams the file the same way.
     b.create_doc_table("a_import")
-    protect(b, "a_import", audit=False)  # the manager's memory is the point, not the load's speed
     with tempfile.TemporaryDirectory(prefix="ll-bench-csv-") as tmp:
         path = Path(tmp, "rows.csv")
         with path.open("w", newline="") as fh:
@@ -243,8 +244,7 @@ def _memory_import(b: Bench, f: Features, idle_mb: float) -> Result:
                                                           "--table", "a_import"])
         seconds = time.perf_counter() - t0
     loaded = b.scalar(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier("a_import")))
-    note = (f"{loaded:,} rows loaded in {seconds:.0f}s into a protected table (no audit triggers); "
-            "baseline: `ledgerlock status`")
+    note = f"{loaded:,} rows loaded in {seconds:.0f}s into an unprotected table; baseline: `ledgerlock status`"
     if code != 0:
         note += f"; import exited {code}: {tail.strip().splitlines()[-1] if tail.strip() else ''}"
     return Result("memory_import", title, unit="MB", baseline_label="idle manager", target=T_FLAT,

@@ -18,9 +18,9 @@ class Variant:
 
 
 def pgbench_group(b: Bench, variants: dict[str, Variant]) -> dict[str, list[float]]:
-    """Warm every variant up once (1 s, discarded; not in the quick profile), then run them in rotating
-    order, ``reps`` rounds. A CHECKPOINT before each run: every run starts with clean buffers and pays
-    the same full-page writes."""
+    """Run the variants in rotating order, ``reps`` rounds. A CHECKPOINT before each run: every run starts
+    with clean buffers and pays the same full-page writes. No warm-up run: a cold first round is one
+    sample among several and the median drops it."""
 
     def runner(name: str, duration: int | None = None):
         v = variants[name]
@@ -31,9 +31,6 @@ def pgbench_group(b: Bench, variants: dict[str, Variant]) -> dict[str, list[floa
 
         return run
 
-    if b.profile.warmup:
-        for name in variants:
-            runner(name, duration=1)()
     samples = alternate({name: runner(name) for name in variants}, b.profile.reps)
     for name, s in samples.items():
         b.note(f"{name}: " + ", ".join(f"{x:,.0f}" for x in s) + " tps")
