@@ -32,6 +32,10 @@ END
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._check_on_locked() FROM PUBLIC;
 
+-- The hot path (one row) is written out inline in both guard functions below: the advisory lock, the fence
+-- and the probe are those of ledgerlock._enter_scope and ledgerlock._window_covering, without their call
+-- overhead (each nested call with a pinned search_path costs about as much as the probe itself).
+
 -- AFTER INSERT … FOR EACH STATEMENT, REFERENCING NEW TABLE AS ll_new.
 CREATE OR REPLACE FUNCTION ledgerlock.guard_period_insert()
 RETURNS trigger
@@ -43,10 +47,11 @@ DECLARE
     date_col text := TG_ARGV[0];
     date_kind text := TG_ARGV[1];
     scope_col text := nullif(TG_ARGV[2], '');
-    ledger text := nullif(TG_ARGV[3], '');
+    tbl_ledger text := nullif(TG_ARGV[3], '');
+    on_locked text := pg_catalog.current_setting('ledgerlock.on_locked', true);
     r jsonb;
     n integer := 0;
-    scope text;
+    row_scope text;
     day date;
     w bigint;
     grp record;
@@ -54,19 +59,35 @@ DECLARE
     scope_sql text;
     day_sql text;
 BEGIN
-    PERFORM ledgerlock._check_on_locked();
-    FOR r IN SELECT pg_catalog.to_jsonb(t) FROM ll_new t LIMIT 2 LOOP
-        n := n + 1;
-    END LOOP;
-    IF n = 1 THEN  -- the common single-row insert: no dynamic SQL
-        day := ledgerlock._period_date(r ->> date_col, date_kind);
-        IF day IS NOT NULL THEN
-            scope := coalesce(r ->> scope_col, '*');
-            PERFORM ledgerlock._enter_scope(scope);
-            w := ledgerlock._window_covering(scope, ledger, day, day);
-            IF w IS NOT NULL THEN
-                PERFORM ledgerlock._check_window(TG_RELID::regclass, w, r, 'inserted');
-            END IF;
+    IF on_locked IS NOT NULL AND on_locked NOT IN ('', 'error', 'skip') THEN
+        PERFORM ledgerlock._check_on_locked();
+    END IF;
+    SELECT pg_catalog.count(*), (pg_catalog.array_agg(x.j))[1] INTO n, r
+    FROM (SELECT pg_catalog.to_jsonb(t) AS j FROM ll_new t LIMIT 2) AS x;
+    IF n = 1 THEN  -- the common single-row insert: no dynamic SQL, no nested call
+        day := CASE date_kind WHEN 'timestamptz' THEN ((r ->> date_col)::timestamptz AT TIME ZONE 'UTC')::date
+                              ELSE (r ->> date_col)::date END;
+        IF day IS NULL THEN
+            RETURN NULL;
+        END IF;
+        row_scope := coalesce(r ->> scope_col, '*');
+        PERFORM pg_catalog.pg_advisory_xact_lock_shared(1280049184, pg_catalog.hashtext(row_scope));
+        IF pg_catalog.current_setting('transaction_isolation') <> 'read committed' THEN
+            PERFORM FROM ledgerlock.period_fence f
+            WHERE f.bucket = pg_catalog.hashtext(row_scope) & 1023 FOR KEY SHARE;
+        END IF;
+        SELECT x.lock_id INTO w
+        FROM ((SELECT s.lock_id, s.to_date FROM ledgerlock.period_lock_span s
+               WHERE s.scope = row_scope AND s.ledger = '*' AND s.from_date <= day
+               ORDER BY s.from_date DESC LIMIT 1)
+              UNION ALL
+              (SELECT s.lock_id, s.to_date FROM ledgerlock.period_lock_span s
+               WHERE s.scope = row_scope AND s.ledger = tbl_ledger AND s.from_date <= day
+               ORDER BY s.from_date DESC LIMIT 1)) AS x
+        WHERE x.to_date >= day
+        LIMIT 1;
+        IF w IS NOT NULL THEN
+            PERFORM ledgerlock._check_window(TG_RELID::regclass, w, r, 'inserted');
         END IF;
         RETURN NULL;
     ELSIF n = 0 THEN
@@ -85,7 +106,7 @@ BEGIN
     LOOP
         CONTINUE WHEN grp.lo IS NULL;
         PERFORM ledgerlock._enter_scope(grp.scope);
-        CONTINUE WHEN ledgerlock._window_covering(grp.scope, ledger, grp.lo, grp.hi) IS NULL;
+        CONTINUE WHEN ledgerlock._window_covering(grp.scope, tbl_ledger, grp.lo, grp.hi) IS NULL;
         FOR hit IN EXECUTE pg_catalog.format(
             'SELECT DISTINCT ON (w.lock_id) w.lock_id, pg_catalog.to_jsonb(t) AS r '
             'FROM ll_new t CROSS JOIN LATERAL (SELECT %s AS day) d '
@@ -97,7 +118,7 @@ BEGIN
             '   WHERE s.scope = $1 AND s.ledger = $2 AND s.from_date <= d.day ORDER BY s.from_date DESC LIMIT 1)'
             ' ) x WHERE x.to_date >= d.day LIMIT 1) w '
             'WHERE %s = $1 ORDER BY w.lock_id', day_sql, scope_sql)
-            USING grp.scope, ledger
+            USING grp.scope, tbl_ledger
         LOOP
             PERFORM ledgerlock._check_window(TG_RELID::regclass, hit.lock_id, hit.r, 'inserted');
         END LOOP;
@@ -118,7 +139,9 @@ DECLARE
     date_col text := TG_ARGV[0];
     date_kind text := TG_ARGV[1];
     scope_col text := nullif(TG_ARGV[2], '');
-    ledger text := nullif(TG_ARGV[3], '');
+    tbl_ledger text := nullif(TG_ARGV[3], '');
+    on_locked text := pg_catalog.current_setting('ledgerlock.on_locked', true);
+    fenced boolean := pg_catalog.current_setting('transaction_isolation') <> 'read committed';
     o jsonb;
     n jsonb;
     old_scope text;
@@ -128,25 +151,59 @@ DECLARE
     wo bigint;
     wn bigint;
 BEGIN
-    PERFORM ledgerlock._check_on_locked();
+    IF on_locked IS NOT NULL AND on_locked NOT IN ('', 'error', 'skip') THEN
+        PERFORM ledgerlock._check_on_locked();
+    END IF;
     IF TG_OP <> 'INSERT' THEN
         o := pg_catalog.to_jsonb(OLD);
-        old_day := ledgerlock._period_date(o ->> date_col, date_kind);
+        old_day := CASE date_kind WHEN 'timestamptz' THEN ((o ->> date_col)::timestamptz AT TIME ZONE 'UTC')::date
+                                  ELSE (o ->> date_col)::date END;
         IF old_day IS NOT NULL THEN
             old_scope := coalesce(o ->> scope_col, '*');
-            PERFORM ledgerlock._enter_scope(old_scope);
-            wo := ledgerlock._window_covering(old_scope, ledger, old_day, old_day);
+            PERFORM pg_catalog.pg_advisory_xact_lock_shared(1280049184, pg_catalog.hashtext(old_scope));
+            IF fenced THEN
+                PERFORM FROM ledgerlock.period_fence f
+                WHERE f.bucket = pg_catalog.hashtext(old_scope) & 1023 FOR KEY SHARE;
+            END IF;
+            SELECT x.lock_id INTO wo
+            FROM ((SELECT s.lock_id, s.to_date FROM ledgerlock.period_lock_span s
+                   WHERE s.scope = old_scope AND s.ledger = '*' AND s.from_date <= old_day
+                   ORDER BY s.from_date DESC LIMIT 1)
+                  UNION ALL
+                  (SELECT s.lock_id, s.to_date FROM ledgerlock.period_lock_span s
+                   WHERE s.scope = old_scope AND s.ledger = tbl_ledger AND s.from_date <= old_day
+                   ORDER BY s.from_date DESC LIMIT 1)) AS x
+            WHERE x.to_date >= old_day
+            LIMIT 1;
         END IF;
     END IF;
     IF TG_OP <> 'DELETE' THEN
         n := pg_catalog.to_jsonb(NEW);
-        new_day := ledgerlock._period_date(n ->> date_col, date_kind);
+        new_day := CASE date_kind WHEN 'timestamptz' THEN ((n ->> date_col)::timestamptz AT TIME ZONE 'UTC')::date
+                                  ELSE (n ->> date_col)::date END;
         IF new_day IS NOT NULL THEN
             new_scope := coalesce(n ->> scope_col, '*');
             IF new_scope IS DISTINCT FROM old_scope THEN
-                PERFORM ledgerlock._enter_scope(new_scope);
+                PERFORM pg_catalog.pg_advisory_xact_lock_shared(1280049184, pg_catalog.hashtext(new_scope));
+                IF fenced THEN
+                    PERFORM FROM ledgerlock.period_fence f
+                    WHERE f.bucket = pg_catalog.hashtext(new_scope) & 1023 FOR KEY SHARE;
+                END IF;
             END IF;
-            wn := ledgerlock._window_covering(new_scope, ledger, new_day, new_day);
+            IF new_day IS DISTINCT FROM old_day OR new_scope IS DISTINCT FROM old_scope THEN
+                SELECT x.lock_id INTO wn
+                FROM ((SELECT s.lock_id, s.to_date FROM ledgerlock.period_lock_span s
+                       WHERE s.scope = new_scope AND s.ledger = '*' AND s.from_date <= new_day
+                       ORDER BY s.from_date DESC LIMIT 1)
+                      UNION ALL
+                      (SELECT s.lock_id, s.to_date FROM ledgerlock.period_lock_span s
+                       WHERE s.scope = new_scope AND s.ledger = tbl_ledger AND s.from_date <= new_day
+                       ORDER BY s.from_date DESC LIMIT 1)) AS x
+                WHERE x.to_date >= new_day
+                LIMIT 1;
+            ELSE
+                wn := wo;  -- same scope and date: the same window
+            END IF;
         END IF;
     END IF;
 
