@@ -1,0 +1,196 @@
+-- Rule R5: capture every INSERT, UPDATE and DELETE on a protected table into ledgerlock.audit_event,
+-- and every lock event (R3's ledgerlock.lock_event: lock, advance, upgrade, unlock, relock, override,
+-- skip, scope grants).
+--
+-- Statement-level AFTER triggers with transition tables: one call per statement, and one set-based
+-- INSERT … SELECT that writes every row's event, hash included (a bulk statement costs one trigger
+-- call, not one per row). UPDATE pairs the old and new transition rows by position: PostgreSQL appends
+-- them pairwise, so an update that changes the primary key (UPDATE … SET id = id + 1) is still paired
+-- right, where pairing by key would not be.
+-- Trigger arguments: the scope column ('' when none), then the primary-key columns.
+-- extra_float_digits is pinned so that float columns are captured exactly whatever the client set; other
+-- settings cannot lose information in to_jsonb (timestamps carry their offset), and the hash is computed
+-- over the stored text, so verification never depends on settings.
+-- Period context (R3): under an override, the event carries the override id, the window written into
+-- and the override's reason; a write into an unlocked window carries that window and its unlock reason.
+-- Both are looked up per row only when the statement has an override or some window is unlocked.
+
+-- The period context of one written row: the lock window it was written into (through an override, or
+-- while the window is unlocked) and the reason that let it through. Cheap when lookup is false.
+-- No SET clause so that PostgreSQL inlines it into the capture query (a SET clause would cost a function
+-- call per row); it only runs inside audit_capture, whose search_path is pinned, and names are qualified.
+CREATE OR REPLACE FUNCTION ledgerlock._audit_period_context(tbl regclass, old_row jsonb, new_row jsonb,
+                                                           lookup boolean, override_reason text,
+                                                           session_reason text)
+RETURNS TABLE(lock_id bigint, reason text)
+LANGUAGE sql
+STABLE
+AS $$
+    SELECT w.id,
+           coalesce(override_reason,
+                    (SELECT l.unlock_reason FROM ledgerlock.period_lock l WHERE l.id = w.id AND l.status = 'unlocked'),
+                    session_reason)
+    FROM (SELECT CASE WHEN lookup THEN coalesce(
+                     ledgerlock._locking_window(tbl, new_row), ledgerlock._locking_window(tbl, old_row),
+                     ledgerlock._unlocked_window(tbl, new_row), ledgerlock._unlocked_window(tbl, old_row)) END AS id) w
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._audit_period_context(regclass, jsonb, jsonb, boolean, text, text) FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION ledgerlock.audit_capture()
+RETURNS trigger
+LANGUAGE plpgsql
+SECURITY DEFINER  -- writes ledgerlock.audit_event, which clients cannot
+SET search_path = pg_catalog, pg_temp
+SET extra_float_digits = '1'
+AS $$
+DECLARE
+    scope_col text := TG_ARGV[0];
+    k1 text := TG_ARGV[1];
+    keys text[] := CASE WHEN TG_NARGS > 2 THEN TG_ARGV[1:TG_NARGS - 1] END;  -- only for composite keys
+    tbl_name text := TG_RELID::regclass::text;
+    ev_at timestamptz := pg_catalog.now();
+    ev_txid xid8 := pg_catalog.pg_current_xact_id();
+    ev_actor text := nullif(pg_catalog.current_setting('ledgerlock.actor', true), '');
+    ev_reason text := nullif(pg_catalog.current_setting('ledgerlock.reason', true), '');
+    ev_context text := nullif(pg_catalog.current_setting('ledgerlock.context', true), '');
+    ov bigint;
+    ov_reason text;
+    period_lookup boolean;
+BEGIN
+    -- per statement: is there an override in this transaction, or any unlocked window?
+    ov := ledgerlock.current_override();
+    IF ov IS NOT NULL THEN
+        ov_reason := (SELECT o.reason FROM ledgerlock.period_override o WHERE o.id = ov);
+        period_lookup := true;
+    ELSE
+        period_lookup := EXISTS (SELECT FROM ledgerlock.period_lock l
+                                 WHERE l.status = 'unlocked' AND l.relocked_as IS NULL);
+    END IF;
+
+    IF TG_OP = 'INSERT' THEN
+        INSERT INTO ledgerlock.audit_event (seq, at, txid, table_oid, table_name, row_key, scope, operation,
+            old_row, new_row, db_user, actor, reason, context, lock_id, override_id, details, event_hash)
+        SELECT x.seq, ev_at, ev_txid, TG_RELID, tbl_name, x.row_key, x.scope, 'INSERT', x.o, x.r, session_user,
+               ev_actor, w.reason, ev_context, w.lock_id, ov, NULL,
+               ledgerlock._audit_event_hash(x.seq, ev_at, ev_txid, tbl_name, x.row_key, x.scope, 'INSERT', x.o,
+                   x.r, session_user, ev_actor, w.reason, ev_context, w.lock_id, ov, NULL)
+        FROM (SELECT pg_catalog.nextval('ledgerlock.audit_event_seq') AS seq, t.o, t.r,
+                     CASE WHEN keys IS NULL THEN pg_catalog.jsonb_build_object(k1, coalesce(t.r, t.o) -> k1)
+                          ELSE (SELECT pg_catalog.jsonb_object_agg(k, coalesce(t.r, t.o) -> k)
+                                FROM pg_catalog.unnest(keys) AS k)
+                     END AS row_key,
+                     CASE WHEN scope_col = '' THEN '*' ELSE coalesce(t.r, t.o) ->> scope_col END AS scope
+              FROM (SELECT NULL::jsonb AS o, pg_catalog.to_jsonb(n) AS r FROM ll_new n) t
+              OFFSET 0) x
+        CROSS JOIN LATERAL ledgerlock._audit_period_context(TG_RELID, x.o, x.r, period_lookup, ov_reason,
+                                                            ev_reason) w;
+    ELSIF TG_OP = 'UPDATE' THEN
+        INSERT INTO ledgerlock.audit_event (seq, at, txid, table_oid, table_name, row_key, scope, operation,
+            old_row, new_row, db_user, actor, reason, context, lock_id, override_id, details, event_hash)
+        SELECT x.seq, ev_at, ev_txid, TG_RELID, tbl_name, x.row_key, x.scope, 'UPDATE', x.o, x.r, session_user,
+               ev_actor, w.reason, ev_context, w.lock_id, ov, NULL,
+               ledgerlock._audit_event_hash(x.seq, ev_at, ev_txid, tbl_name, x.row_key, x.scope, 'UPDATE', x.o,
+                   x.r, session_user, ev_actor, w.reason, ev_context, w.lock_id, ov, NULL)
+        FROM (SELECT pg_catalog.nextval('ledgerlock.audit_event_seq') AS seq, t.o, t.r,
+                     CASE WHEN keys IS NULL THEN pg_catalog.jsonb_build_object(k1, coalesce(t.r, t.o) -> k1)
+                          ELSE (SELECT pg_catalog.jsonb_object_agg(k, coalesce(t.r, t.o) -> k)
+                                FROM pg_catalog.unnest(keys) AS k)
+                     END AS row_key,
+                     CASE WHEN scope_col = '' THEN '*' ELSE coalesce(t.r, t.o) ->> scope_col END AS scope
+              FROM (SELECT o.r AS o, n.r
+                    FROM (SELECT pg_catalog.row_number() OVER () AS pos, pg_catalog.to_jsonb(o) AS r
+                          FROM ll_old o) o
+                    JOIN (SELECT pg_catalog.row_number() OVER () AS pos, pg_catalog.to_jsonb(n) AS r
+                          FROM ll_new n) n ON n.pos = o.pos
+                    ORDER BY o.pos) t
+              OFFSET 0) x
+        CROSS JOIN LATERAL ledgerlock._audit_period_context(TG_RELID, x.o, x.r, period_lookup, ov_reason,
+                                                            ev_reason) w;
+    ELSE
+        INSERT INTO ledgerlock.audit_event (seq, at, txid, table_oid, table_name, row_key, scope, operation,
+            old_row, new_row, db_user, actor, reason, context, lock_id, override_id, details, event_hash)
+        SELECT x.seq, ev_at, ev_txid, TG_RELID, tbl_name, x.row_key, x.scope, 'DELETE', x.o, x.r, session_user,
+               ev_actor, w.reason, ev_context, w.lock_id, ov, NULL,
+               ledgerlock._audit_event_hash(x.seq, ev_at, ev_txid, tbl_name, x.row_key, x.scope, 'DELETE', x.o,
+                   x.r, session_user, ev_actor, w.reason, ev_context, w.lock_id, ov, NULL)
+        FROM (SELECT pg_catalog.nextval('ledgerlock.audit_event_seq') AS seq, t.o, t.r,
+                     CASE WHEN keys IS NULL THEN pg_catalog.jsonb_build_object(k1, coalesce(t.r, t.o) -> k1)
+                          ELSE (SELECT pg_catalog.jsonb_object_agg(k, coalesce(t.r, t.o) -> k)
+                                FROM pg_catalog.unnest(keys) AS k)
+                     END AS row_key,
+                     CASE WHEN scope_col = '' THEN '*' ELSE coalesce(t.r, t.o) ->> scope_col END AS scope
+              FROM (SELECT pg_catalog.to_jsonb(o) AS o, NULL::jsonb AS r FROM ll_old o) t
+              OFFSET 0) x
+        CROSS JOIN LATERAL ledgerlock._audit_period_context(TG_RELID, x.o, x.r, period_lookup, ov_reason,
+                                                            ev_reason) w;
+    END IF;
+    RETURN NULL;
+END
+$$;
+REVOKE ALL ON FUNCTION ledgerlock.audit_capture() FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION ledgerlock._install_90_audit(tbl regclass)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    cfg ledgerlock.protected_table := ledgerlock._config(tbl);
+    args text := pg_catalog.concat_ws(', ', pg_catalog.quote_literal(coalesce(cfg.scope_column::text, '')),
+        (SELECT pg_catalog.string_agg(pg_catalog.quote_literal(k), ', ' ORDER BY o)
+         FROM pg_catalog.unnest(cfg.key_columns) WITH ORDINALITY AS u(k, o)));
+BEGIN
+    PERFORM ledgerlock._drop_guard_triggers(tbl, 'll_90_');
+    PERFORM ledgerlock._create_guard_trigger(tbl, 'll_90_audit_insert', pg_catalog.format(
+        'AFTER INSERT ON %s REFERENCING NEW TABLE AS ll_new FOR EACH STATEMENT '
+        'EXECUTE FUNCTION ledgerlock.audit_capture(%s)', tbl, args));
+    PERFORM ledgerlock._create_guard_trigger(tbl, 'll_90_audit_update', pg_catalog.format(
+        'AFTER UPDATE ON %s REFERENCING OLD TABLE AS ll_old NEW TABLE AS ll_new FOR EACH STATEMENT '
+        'EXECUTE FUNCTION ledgerlock.audit_capture(%s)', tbl, args));
+    PERFORM ledgerlock._create_guard_trigger(tbl, 'll_90_audit_delete', pg_catalog.format(
+        'AFTER DELETE ON %s REFERENCING OLD TABLE AS ll_old FOR EACH STATEMENT '
+        'EXECUTE FUNCTION ledgerlock.audit_capture(%s)', tbl, args));
+END
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._install_90_audit(regclass) FROM PUBLIC;
+
+-- Lock events (R3) become audit events: operation = the kind in capitals (LOCK, ADVANCE, UPGRADE, UNLOCK,
+-- RELOCK, OVERRIDE, SKIP, GRANT_SCOPE, REVOKE_SCOPE…), the lock_event row as new_row. A skipped write is
+-- filed under the table it was meant for, with the row that was not written.
+CREATE OR REPLACE FUNCTION ledgerlock.audit_capture_lock_event()
+RETURNS trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET extra_float_digits = '1'
+AS $$
+DECLARE
+    ev_at timestamptz := pg_catalog.now();
+    ev_txid xid8 := pg_catalog.pg_current_xact_id();
+BEGIN
+    INSERT INTO ledgerlock.audit_event (seq, at, txid, table_oid, table_name, row_key, scope, operation,
+        old_row, new_row, db_user, actor, reason, context, lock_id, override_id, details, event_hash)
+    SELECT x.seq, ev_at, ev_txid, x.tbl, x.tbl_name, x.row_key, x.scope, x.operation, NULL, x.r, session_user,
+           x.actor, x.reason, x.context, x.lock_id, x.override_id, NULL,
+           ledgerlock._audit_event_hash(x.seq, ev_at, ev_txid, x.tbl_name, x.row_key, x.scope, x.operation, NULL,
+               x.r, session_user, x.actor, x.reason, x.context, x.lock_id, x.override_id, NULL)
+    FROM (SELECT pg_catalog.nextval('ledgerlock.audit_event_seq') AS seq,
+                 pg_catalog.upper(e.kind) AS operation,
+                 CASE WHEN e.kind = 'skip' THEN pg_catalog.to_regclass(e.details ->> 'table')
+                      ELSE 'ledgerlock.lock_event'::regclass END AS tbl,
+                 CASE WHEN e.kind = 'skip' THEN e.details ->> 'table' ELSE 'ledgerlock.lock_event' END AS tbl_name,
+                 CASE WHEN e.kind = 'skip' THEN e.details -> 'key'
+                      ELSE pg_catalog.jsonb_build_object('id', e.id) END AS row_key,
+                 CASE WHEN e.kind = 'skip' THEN e.details -> 'row' ELSE pg_catalog.to_jsonb(e) END AS r,
+                 e.scope, e.actor, e.reason, e.context, e.lock_id,
+                 (e.details ->> 'override_id')::bigint AS override_id
+          FROM ll_new e ORDER BY e.id OFFSET 0) x;
+    RETURN NULL;
+END
+$$;
+REVOKE ALL ON FUNCTION ledgerlock.audit_capture_lock_event() FROM PUBLIC;
+
+DROP TRIGGER IF EXISTS ll_90_audit_lock_event ON ledgerlock.lock_event;
+CREATE TRIGGER ll_90_audit_lock_event AFTER INSERT ON ledgerlock.lock_event
+    REFERENCING NEW TABLE AS ll_new FOR EACH STATEMENT EXECUTE FUNCTION ledgerlock.audit_capture_lock_event();
+ALTER TABLE ledgerlock.lock_event ENABLE ALWAYS TRIGGER ll_90_audit_lock_event;
