@@ -54,6 +54,10 @@ class ProtectedTableError(LedgerlockError, code="LL008", name="LL_PROTECTED_TABL
     meaning = "operation refused on a protected table (TRUNCATE, dropping or disabling guards)"
 
 
+class NumberingError(LedgerlockError, code="LL009", name="LL_NUMBERING"):
+    meaning = "a final number cannot be given or proven gapless"
+
+
 BY_SQLSTATE: dict[str, type[LedgerlockError]] = {
     cls.sqlstate: cls
     for cls in (
@@ -65,6 +69,7 @@ BY_SQLSTATE: dict[str, type[LedgerlockError]] = {
         AppendOnlyError,
         ReasonRequiredError,
         ProtectedTableError,
+        NumberingError,
     )
 }
 

@@ -74,7 +74,8 @@ def test_reconfiguring_replaces_the_rule_cleanly(db):
     app.execute("INSERT INTO invoice (id, company_id, status) VALUES (1, 1, 'approved'), (2, 1, 'paid')")
     db.protect_invoice(owner, final_when="status = 'paid'", mutable_columns=["paid", "reconciled", "note"])
     assert registered(owner) == 1
-    assert guard_triggers(owner) == ["ll_00_truncate", "ll_10_final_delete", "ll_10_final_update"]
+    final_guards = [t for t in guard_triggers(owner) if t.startswith(("ll_00_", "ll_10_"))]
+    assert final_guards == ["ll_00_truncate", "ll_10_final_delete", "ll_10_final_update"]
     app.execute("UPDATE invoice SET amount = 5 WHERE id = 1")  # approved is no longer final
     app.execute("UPDATE invoice SET note = 'n' WHERE id = 2")  # note is now mutable
     with refused("LL001"):

@@ -15,6 +15,7 @@ CONTRACT = {
     "LL006": "AppendOnlyError",
     "LL007": "ReasonRequiredError",
     "LL008": "ProtectedTableError",
+    "LL009": "NumberingError",
 }
 
 
