@@ -65,16 +65,19 @@ class Profile:
     windows: int  # windows in the crowded scope of the lock-check scenario
     lock_cycles: int  # lock+unlock cycles per repetition
     audit_events: int  # events in the chain that verification reads
+    lag_seconds: int  # length of the load under which the seal lag is probed
 
     @classmethod
     def standard(cls) -> Profile:
         return cls("standard", duration=2, reps=5, clients=8, bulk_rows=100_000, prefill_rows=100_000,
-                   big_table_rows=1_000_000, windows=10_000, lock_cycles=20, audit_events=1_000_000)
+                   big_table_rows=1_000_000, windows=10_000, lock_cycles=20, audit_events=1_000_000,
+                   lag_seconds=10)
 
     @classmethod
     def quick(cls) -> Profile:
         return cls("quick", duration=1, reps=3, clients=8, bulk_rows=20_000, prefill_rows=20_000,
-                   big_table_rows=100_000, windows=2_000, lock_cycles=10, audit_events=100_000)
+                   big_table_rows=100_000, windows=2_000, lock_cycles=10, audit_events=100_000,
+                   lag_seconds=3)
 
 
 @dataclass

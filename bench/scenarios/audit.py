@@ -93,12 +93,16 @@ def verify(b: Bench, f: Features) -> Result:
         b.execute("CHECKPOINT")
         with b.connect() as conn:
             t0 = time.perf_counter()
-            outcome = conn.execute("SELECT * FROM ledgerlock.verify_audit()").fetchall()
+            cur = conn.execute("SELECT * FROM ledgerlock.verify_audit()")
+            rows = cur.fetchall()
             samples.append(events / (time.perf_counter() - t0))
+            names = [c.name for c in cur.description or []]
+            outcome = [dict(zip(names, r, strict=True)) for r in rows]
     b.note("verify_audit: " + ", ".join(f"{x:,.0f}" for x in samples) + " events/s")
-    first = str(outcome[0]) if outcome else "no rows"
+    first = outcome[0] if outcome else {}
+    verdict = ", ".join(f"{k}={first[k]}" for k in ("ok", "events", "sealed", "problems") if k in first) or str(first)
     return Result("audit_verify_rate", title, unit="events/s", baseline_label="-", target=T_VERIFY,
-                  note=f"{events:,} events{seal_note}; verify_audit returned {first[:160]}",
+                  note=f"{events:,} events{seal_note}; verify_audit: {verdict[:160]}",
                   value_samples=samples)
 
 
@@ -130,7 +134,7 @@ def seal_lag(b: Bench, f: Features) -> Result:
         b.create_doc_table(t)
         protect(b, t, audit=True)
     b.prepare_for_run("a_lag", "a_lag_probe")
-    load_seconds = max(3, 2 * b.profile.duration)
+    load_seconds = b.profile.lag_seconds
     stop_probes, stop_all = threading.Event(), threading.Event()
     committed: dict[int, float] = {}
     lags: dict[int, float] = {}
