@@ -254,3 +254,24 @@ def test_two_admins_approving_at_once_unlock_once(db, hard_lock):
     t.join(10)
     assert outcome["second"] == ("LL004", f"request #{request_id} (unlock lock #{hard_lock}) is approved already")
     assert [r[0] for r in history(db, "unlock")] == ["unlock"]
+
+
+def test_the_four_eyes_trail_is_in_the_hash_chained_audit_log(db, hard_lock):
+    admin, admin2 = db.connect("admin"), db.connect("admin2")
+    request_id = admin.execute("SELECT ledgerlock.request_unlock(%s, 'late supplier invoice')",
+                               (hard_lock,)).fetchone()[0]
+    with refused("LL005"):
+        admin.execute("SELECT ledgerlock.approve_unlock(%s)", (request_id,))
+    admin.execute("SELECT ledgerlock.record_unlock_refusal(%s)", (request_id,))
+    admin2.execute("SELECT ledgerlock.approve_unlock(%s)", (request_id,))
+    auditor = db.connect("auditor")
+    trail = auditor.execute(
+        "SELECT operation, db_user, reason, lock_id FROM ledgerlock.audit_log "
+        "WHERE operation IN ('FOUR_EYES_SETTING', 'UNLOCK_REQUEST', 'UNLOCK_REFUSE', 'UNLOCK_APPROVE', 'UNLOCK') "
+        "ORDER BY seq").fetchall()
+    assert trail == [("FOUR_EYES_SETTING", "ll_admin", None, None),
+                     ("UNLOCK_REQUEST", "ll_admin", "late supplier invoice", hard_lock),
+                     ("UNLOCK_REFUSE", "ll_admin", "late supplier invoice", hard_lock),
+                     ("UNLOCK_APPROVE", "ll_admin2", "late supplier invoice", hard_lock),
+                     ("UNLOCK", "ll_admin2", "late supplier invoice", hard_lock)]
+    assert auditor.execute("SELECT ok FROM ledgerlock.verify_audit()").fetchone()[0] is True
