@@ -444,3 +444,30 @@ BEGIN
     END LOOP;
 END
 $guards$;
+
+-- The events of one scope and period exactly as they are hashed (jsonb as text, times in UTC, the table
+-- name as recorded), with their chain links: what an auditor's bundle carries. Runs with the caller's
+-- rights, so row-level security decides which events the caller may export.
+CREATE OR REPLACE FUNCTION ledgerlock.audit_export(scope text, from_date date, to_date date)
+RETURNS TABLE(seq bigint, at text, txid text, table_name text, row_key text, scope text, operation text,
+              old_row text, new_row text, db_user text, actor text, reason text, context text, lock_id bigint,
+              override_id bigint, details text, event_hash text, chain_seq bigint, chain_hash text)
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT e.seq, ledgerlock._audit_time(e.at), e.txid::text, e.table_name, e.row_key::text, e.scope,
+           e.operation, e.old_row::text, e.new_row::text, e.db_user::text, e.actor, e.reason, e.context,
+           e.lock_id, e.override_id, e.details::text, e.event_hash, c.chain_seq, c.chain_hash
+    FROM ledgerlock.audit_event e
+    LEFT JOIN ledgerlock.audit_chain c ON c.seq = e.seq
+    WHERE e.scope = audit_export.scope
+      AND e.at >= from_date::timestamp AT TIME ZONE 'UTC'
+      AND e.at < (to_date + 1)::timestamp AT TIME ZONE 'UTC'
+    ORDER BY c.chain_seq NULLS LAST, e.seq
+$$;
+REVOKE ALL ON FUNCTION ledgerlock.audit_export(text, date, date) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION ledgerlock.audit_export(text, date, date)
+    TO ledgerlock_admin, ledgerlock_controller, ledgerlock_auditor;
+GRANT EXECUTE ON FUNCTION ledgerlock._audit_time(timestamptz) TO ledgerlock_admin, ledgerlock_controller,
+    ledgerlock_auditor;

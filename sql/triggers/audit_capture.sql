@@ -8,6 +8,7 @@
 -- them pairwise, so an update that changes the primary key (UPDATE … SET id = id + 1) is still paired
 -- right, where pairing by key would not be.
 -- Trigger arguments: the scope column ('' when none), then the primary-key columns.
+-- Rows are read as to_jsonb(alias.*): a bare alias would be taken for a column of the same name.
 -- extra_float_digits is pinned so that float columns are captured exactly whatever the client set; other
 -- settings cannot lose information in to_jsonb (timestamps carry their offset), and the hash is computed
 -- over the stored text, so verification never depends on settings.
@@ -80,7 +81,7 @@ BEGIN
                                 FROM pg_catalog.unnest(keys) AS k)
                      END AS row_key,
                      CASE WHEN scope_col = '' THEN '*' ELSE coalesce(t.r, t.o) ->> scope_col END AS scope
-              FROM (SELECT NULL::jsonb AS o, pg_catalog.to_jsonb(n) AS r FROM ll_new n) t
+              FROM (SELECT NULL::jsonb AS o, pg_catalog.to_jsonb(ll_n.*) AS r FROM ll_new AS ll_n) t
               OFFSET 0) x
         CROSS JOIN LATERAL ledgerlock._audit_period_context(TG_RELID, x.o, x.r, period_lookup, ov_reason,
                                                             ev_reason) w;
@@ -98,10 +99,10 @@ BEGIN
                      END AS row_key,
                      CASE WHEN scope_col = '' THEN '*' ELSE coalesce(t.r, t.o) ->> scope_col END AS scope
               FROM (SELECT o.r AS o, n.r
-                    FROM (SELECT pg_catalog.row_number() OVER () AS pos, pg_catalog.to_jsonb(o) AS r
-                          FROM ll_old o) o
-                    JOIN (SELECT pg_catalog.row_number() OVER () AS pos, pg_catalog.to_jsonb(n) AS r
-                          FROM ll_new n) n ON n.pos = o.pos
+                    FROM (SELECT pg_catalog.row_number() OVER () AS pos, pg_catalog.to_jsonb(ll_o.*) AS r
+                          FROM ll_old AS ll_o) o
+                    JOIN (SELECT pg_catalog.row_number() OVER () AS pos, pg_catalog.to_jsonb(ll_n.*) AS r
+                          FROM ll_new AS ll_n) n ON n.pos = o.pos
                     ORDER BY o.pos) t
               OFFSET 0) x
         CROSS JOIN LATERAL ledgerlock._audit_period_context(TG_RELID, x.o, x.r, period_lookup, ov_reason,
@@ -119,7 +120,7 @@ BEGIN
                                 FROM pg_catalog.unnest(keys) AS k)
                      END AS row_key,
                      CASE WHEN scope_col = '' THEN '*' ELSE coalesce(t.r, t.o) ->> scope_col END AS scope
-              FROM (SELECT pg_catalog.to_jsonb(o) AS o, NULL::jsonb AS r FROM ll_old o) t
+              FROM (SELECT pg_catalog.to_jsonb(ll_o.*) AS o, NULL::jsonb AS r FROM ll_old AS ll_o) t
               OFFSET 0) x
         CROSS JOIN LATERAL ledgerlock._audit_period_context(TG_RELID, x.o, x.r, period_lookup, ov_reason,
                                                             ev_reason) w;
@@ -181,7 +182,7 @@ BEGIN
                  CASE WHEN e.kind = 'skip' THEN e.details ->> 'table' ELSE 'ledgerlock.lock_event' END AS tbl_name,
                  CASE WHEN e.kind = 'skip' THEN e.details -> 'key'
                       ELSE pg_catalog.jsonb_build_object('id', e.id) END AS row_key,
-                 CASE WHEN e.kind = 'skip' THEN e.details -> 'row' ELSE pg_catalog.to_jsonb(e) END AS r,
+                 CASE WHEN e.kind = 'skip' THEN e.details -> 'row' ELSE pg_catalog.to_jsonb(e.*) END AS r,
                  e.scope, e.actor, e.reason, e.context, e.lock_id,
                  (e.details ->> 'override_id')::bigint AS override_id
           FROM ll_new e ORDER BY e.id OFFSET 0) x;
