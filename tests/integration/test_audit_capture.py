@@ -4,6 +4,7 @@ skipped writes leave an event; the events are append-only and readable only by t
 from __future__ import annotations
 
 import pytest
+
 from lltest import refused
 
 MARCH = ("2026-03-01", "2026-03-31")

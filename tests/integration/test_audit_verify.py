@@ -7,6 +7,7 @@ import contextlib
 
 import pytest
 from click.testing import CliRunner
+
 from ledgerlock.cli import cli
 from lltest import refused
 
@@ -19,7 +20,8 @@ def trail(db):
     """Ten invoices written, changed and partly deleted by the application; the chain sealed."""
     db.protect_invoice()
     app = db.connect("app")
-    app.execute("INSERT INTO invoice (id, company_id, amount) SELECT g, 1 + g % 2, g * 10 FROM generate_series(1, 10) g")
+    app.execute("INSERT INTO invoice (id, company_id, amount) "
+                "SELECT g, 1 + g % 2, g * 10 FROM generate_series(1, 10) g")
     app.execute("UPDATE invoice SET amount = amount + 1 WHERE id <= 4")
     app.execute("DELETE FROM invoice WHERE id = 10")
     db.owner().execute("SELECT ledgerlock.audit_seal()")
@@ -117,10 +119,10 @@ def test_an_inserted_event_is_caught_sealed_or_not(trail):
     old_txid = su.execute("SELECT txid FROM ledgerlock.audit_event ORDER BY seq LIMIT 1").fetchone()[0]
     # a forged event with a correct hash, backdated into an old transaction: the next seal takes it in,
     # but its transaction ended before the previous seal, which would have sealed it
-    su.execute(f"""INSERT INTO ledgerlock.audit_event (seq, at, txid, table_oid, table_name, row_key, scope,
+    su.execute("""INSERT INTO ledgerlock.audit_event (seq, at, txid, table_oid, table_name, row_key, scope,
                      operation, new_row, db_user, event_hash)
-                   SELECT s, now() - interval '1 day', %s, 'invoice'::regclass, 'public.invoice', '{{"id": 77}}',
-                          '1', 'INSERT', '{{"id": 77, "amount": 1}}', 'll_app', 'x'
+                   SELECT s, now() - interval '1 day', %s, 'invoice'::regclass, 'public.invoice', '{"id": 77}',
+                          '1', 'INSERT', '{"id": 77, "amount": 1}', 'll_app', 'x'
                    FROM nextval('ledgerlock.audit_event_seq') s""", (old_txid,))
     forged = su.execute("SELECT max(seq) FROM ledgerlock.audit_event").fetchone()[0]
     # with the wrong hash: caught as modified even before any seal

@@ -1,0 +1,419 @@
+"""The auditor's bundle: writing it from the database, and verifying it without one.
+
+A bundle is a zip with the events of one scope and period (CSV and JSON), the lock history of that scope
+and period, the chain links from just before the first bundled event to the head, the digest of that head,
+a manifest and a README for the auditor. ``verify_bundle`` recomputes every event hash and every chain
+link in Python, exactly as ``ledgerlock._audit_event_hash`` and ``ledgerlock._audit_link_hash`` do in the
+database, so a bundle can be checked on a machine that has no PostgreSQL at all.
+
+The canonical forms (see sql/functions/audit.sql):
+
+- event hash: sha256 of PostgreSQL's ``json_build_array('ll1', seq, at, txid, table_name, row_key, scope,
+  operation, old_row, new_row, db_user, actor, reason, context, lock_id, override_id, details)::text``,
+  where ``at`` is UTC with microseconds (``2026-03-31T10:00:00.000000Z``) and jsonb values print in jsonb's
+  own text form (keys ordered by byte length, then bytes; ``", "`` and ``": "`` separators);
+- chain link: sha256 of ``ll1|prev_hash|chain_seq|seq|event_hash|batch|txid_floor|sealed_below``.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import hashlib
+import io
+import json
+import re
+import zipfile
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+
+FORMAT = "ledgerlock-audit-bundle/1"
+GENESIS = "0" * 64
+DIGEST_RE = re.compile(r"^ll1:(\d+):([0-9a-f]{64})$")
+
+EVENT_FIELDS = ["seq", "at", "txid", "table_name", "row_key", "scope", "operation", "old_row", "new_row",
+                "db_user", "actor", "reason", "context", "lock_id", "override_id", "details", "event_hash",
+                "chain_seq", "chain_hash"]
+HASHED_FIELDS = EVENT_FIELDS[:16]
+JSONB_FIELDS = {"row_key", "old_row", "new_row", "details"}
+INT_FIELDS = {"seq", "lock_id", "override_id", "chain_seq"}
+CHAIN_FIELDS = ["chain_seq", "seq", "event_hash", "batch", "txid_floor", "sealed_below", "chain_hash"]
+LOCK_FIELDS = ["seq", "id", "at", "lock_id", "scope", "kind", "db_user", "actor", "reason", "context", "details"]
+
+
+# -- canonical text, as PostgreSQL prints it ----------------------------------------------------------------
+
+class RawNumber(str):
+    """A JSON number kept exactly as written (jsonb prints numerics digit for digit)."""
+
+
+def loads(text: str) -> Any:
+    """Parse JSON keeping numbers as their text, so that jsonb's form can be reproduced exactly."""
+    return json.loads(text, parse_float=RawNumber, parse_int=RawNumber)
+
+
+def _json_string(s: str) -> str:
+    # PostgreSQL's escape_json: \" \\ \b \f \n \r \t, other control characters as \u00xx; the rest as is.
+    return json.dumps(s, ensure_ascii=False)
+
+
+def jsonb_text(value: Any) -> str:
+    """The text PostgreSQL's jsonb output function gives for this value."""
+    if value is None:
+        return "null"
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if isinstance(value, RawNumber):
+        return str(value)
+    if isinstance(value, int | float):
+        return json.dumps(value)
+    if isinstance(value, str):
+        return _json_string(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(jsonb_text(v) for v in value) + "]"
+    if isinstance(value, dict):
+        keys = sorted(value, key=lambda k: (len(k.encode()), k.encode()))
+        return "{" + ", ".join(f"{_json_string(k)}: {jsonb_text(value[k])}" for k in keys) + "}"
+    raise TypeError(f"not a JSON value: {value!r}")
+
+
+def _element(name: str, value: Any) -> str:
+    if value is None:
+        return "null"
+    if name in JSONB_FIELDS:
+        return jsonb_text(value)
+    if name in ("seq", "lock_id", "override_id"):
+        return str(int(value))
+    return _json_string(str(value))
+
+
+def event_hash(event: dict) -> str:
+    """sha256 of an event's canonical form: what ledgerlock._audit_event_hash computes."""
+    parts = ['"ll1"'] + [_element(n, event.get(n)) for n in HASHED_FIELDS]
+    return hashlib.sha256(("[" + ", ".join(parts) + "]").encode()).hexdigest()
+
+
+def link_hash(prev_hash: str, link: dict) -> str:
+    """sha256 of one chain link: what ledgerlock._audit_link_hash computes."""
+    text = "|".join(["ll1", prev_hash, str(link["chain_seq"]), str(link["seq"]), link["event_hash"],
+                     str(link["batch"]), str(link["txid_floor"]), str(link["sealed_below"])])
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def parse_digest(digest: str) -> tuple[int, str]:
+    m = DIGEST_RE.match(digest.strip())
+    if not m:
+        raise ValueError(f"{digest!r} is not a ledgerlock audit digest (ll1:<chain position>:<64 hex digits>)")
+    return int(m.group(1)), m.group(2)
+
+
+# -- writing ------------------------------------------------------------------------------------------------
+
+# Every field as the text that is hashed (jsonb as jsonb text, at in UTC): the bundle carries exactly that.
+# Period: event dates in UTC, inclusive.
+EVENTS_SQL = "SELECT * FROM ledgerlock.audit_export(%(scope)s, %(from)s, %(to)s)"
+
+CHAIN_SQL = """
+SELECT c.chain_seq, c.seq, c.event_hash, c.batch, c.txid_floor::text, c.sealed_below::text, c.chain_hash
+FROM ledgerlock.audit_chain c
+WHERE c.chain_seq BETWEEN %s AND %s
+ORDER BY c.chain_seq
+"""
+
+
+@dataclass
+class BundleSummary:
+    path: str
+    events: int
+    lock_events: int
+    links: int
+    digest: str
+
+
+def _csv_text(header: list[str], rows: Iterable[list]) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(header)
+    for r in rows:
+        w.writerow(["" if v is None else v for v in r])
+    return buf.getvalue()
+
+
+def _events_json(rows: list[tuple]) -> str:
+    """The events as a JSON array, jsonb fields embedded verbatim (their exact jsonb text)."""
+    out = []
+    for r in rows:
+        items = []
+        for name, v in zip(EVENT_FIELDS, r, strict=True):
+            if v is None:
+                val = "null"
+            elif name in JSONB_FIELDS:
+                val = v
+            elif name in INT_FIELDS:
+                val = str(v)
+            else:
+                val = _json_string(str(v))
+            items.append(f"    {_json_string(name)}: {val}")
+        out.append("  {\n" + ",\n".join(items) + "\n  }")
+    return "[\n" + ",\n".join(out) + "\n]\n"
+
+
+def _lock_rows(rows: list[tuple]) -> list[dict]:
+    """Lock history entries: the lock_event rows the bundled lock events carry, with the event's seq."""
+    out = []
+    for r in rows:
+        ev = dict(zip(EVENT_FIELDS, r, strict=True))
+        if ev["table_name"] != "ledgerlock.lock_event" or ev["new_row"] is None:
+            continue
+        row = loads(ev["new_row"])
+        out.append({"seq": RawNumber(str(ev["seq"])), **{k: row.get(k) for k in LOCK_FIELDS if k != "seq"}})
+    return out
+
+
+def write_bundle(conn: psycopg.Connection, scope: str, date_from: dt.date, date_to: dt.date, path: str,
+                 progress: Callable[[str], None] | None = None) -> BundleSummary:
+    """Seal, then write the bundle of one scope and period (event dates, inclusive) to ``path``."""
+    say = progress or (lambda _m: None)
+    with conn.transaction():
+        digest = conn.execute("SELECT ledgerlock.audit_digest()").fetchone()[0]
+    head_seq, _ = parse_digest(digest)
+    # one snapshot for everything below: the chain up to the digest, the events it covers
+    with conn.transaction():
+        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        rows = conn.execute(EVENTS_SQL, {"scope": scope, "from": date_from, "to": date_to}).fetchall()
+        rows = [r for r in rows if r[17] is not None and r[17] <= head_seq]
+        first = min((r[17] for r in rows), default=head_seq + 1)
+        with conn.cursor() as cur:
+            cur.execute(CHAIN_SQL, (max(first - 1, 1), head_seq))
+            links = cur.fetchall()
+    say(f"{len(rows)} events, {len(links)} chain links")
+    locks = _lock_rows(rows)
+    manifest = {
+        "format": FORMAT,
+        "scope": scope,
+        "from": date_from.isoformat(),
+        "to": date_to.isoformat(),
+        "generated_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "database": conn.info.dbname,
+        "digest": digest,
+        "events": len(rows),
+        "lock_events": len(locks),
+        "chain_from": links[0][0] if links else None,
+        "chain_to": head_seq,
+    }
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as z:
+        z.writestr("README.txt", README.format(**manifest))
+        z.writestr("manifest.json", json.dumps(manifest, indent=2) + "\n")
+        z.writestr("digest.txt", digest + "\n")
+        z.writestr("events.csv", _csv_text(EVENT_FIELDS, rows))
+        z.writestr("events.json", _events_json(rows))
+        z.writestr("lock_history.csv", _csv_text(LOCK_FIELDS, (
+            [jsonb_text(v) if isinstance(v, dict | list) else v for v in (r[k] for k in LOCK_FIELDS)]
+            for r in locks)))
+        z.writestr("lock_history.json", "[" + ",\n ".join(jsonb_text(r) for r in locks) + "]\n")
+        z.writestr("chain.csv", _csv_text(CHAIN_FIELDS, links))
+    return BundleSummary(path, len(rows), len(locks), len(links), digest)
+
+
+# -- verifying, without a database ----------------------------------------------------------------------------
+
+@dataclass
+class BundleReport:
+    ok: bool
+    digest: str | None = None
+    events: int = 0
+    links: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    def fail(self, message: str) -> None:
+        self.ok = False
+        self.problems.append(message)
+
+
+def _read_csv(z: zipfile.ZipFile, name: str) -> list[dict]:
+    return list(csv.DictReader(io.StringIO(z.read(name).decode())))
+
+
+def _csv_matches(value: Any, cell: str, name: str) -> bool:
+    if value is None:
+        return cell == ""
+    if name in JSONB_FIELDS:
+        return cell == jsonb_text(value)
+    return cell == str(value)
+
+
+def verify_bundle(path: str, digest: str | None = None) -> BundleReport:
+    """Check a bundle offline: every event hash, every link up to the bundle's digest, the CSV and JSON
+    copies against each other, the lock history against its events, and (given one) an external digest."""
+    report = BundleReport(ok=True)
+    try:
+        z = zipfile.ZipFile(path)
+    except (OSError, zipfile.BadZipFile) as exc:
+        report.fail(f"cannot read the bundle: {exc}")
+        return report
+    with z:
+        names = set(z.namelist())
+        needed = {"manifest.json", "digest.txt", "events.csv", "events.json", "chain.csv", "lock_history.json",
+                  "lock_history.csv"}
+        if needed - names:
+            report.fail(f"the bundle lacks {', '.join(sorted(needed - names))}")
+            return report
+        try:
+            manifest = json.loads(z.read("manifest.json"))
+            bundle_digest = z.read("digest.txt").decode().strip()
+            head_seq, head_hash = parse_digest(bundle_digest)
+            events = loads(z.read("events.json").decode())
+            events_csv = _read_csv(z, "events.csv")
+            chain = _read_csv(z, "chain.csv")
+            locks = loads(z.read("lock_history.json").decode())
+            locks_csv = _read_csv(z, "lock_history.csv")
+        except (ValueError, KeyError, UnicodeDecodeError) as exc:
+            report.fail(f"the bundle is malformed: {exc}")
+            return report
+        report.digest = bundle_digest
+        report.events = len(events)
+        report.links = len(chain)
+        if manifest.get("format") != FORMAT:
+            report.fail(f"unknown bundle format {manifest.get('format')!r}")
+        if manifest.get("digest") != bundle_digest:
+            report.fail("manifest.json and digest.txt name different digests")
+
+        # 1. the chain: every link follows from the previous one and the last one is the digest
+        links: dict[int, dict] = {}
+        prev: dict | None = None
+        for row in chain:
+            try:
+                link = {k: int(row[k]) if k in ("chain_seq", "seq", "batch") else row[k] for k in CHAIN_FIELDS}
+            except (KeyError, ValueError):
+                report.fail(f"chain.csv: unreadable row {row}")
+                return report
+            if prev is not None:
+                if link["chain_seq"] != prev["chain_seq"] + 1:
+                    report.fail(f"chain link {prev['chain_seq'] + 1} is missing from chain.csv")
+                elif link_hash(prev["chain_hash"], link) != link["chain_hash"]:
+                    report.fail(f"chain link {link['chain_seq']} (event seq {link['seq']}) does not follow from "
+                                f"link {prev['chain_seq']}")
+            elif link["chain_seq"] == 1 and link_hash(GENESIS, link) != link["chain_hash"]:
+                report.fail("chain link 1 does not follow from the genesis hash")
+            links[link["chain_seq"]] = link
+            prev = link
+        if prev is None:
+            if head_seq != 0 and events:
+                report.fail("chain.csv is empty")
+        elif prev["chain_seq"] != head_seq or prev["chain_hash"] != head_hash:
+            report.fail(f"the chain ends at link {prev['chain_seq']}, not at the digest's link {head_seq}")
+
+        # 2. every event: its hash, and its place in the chain
+        by_seq: dict[int, dict] = {}
+        for ev in events:
+            try:
+                seq = int(ev["seq"])
+            except (KeyError, TypeError, ValueError):
+                report.fail(f"events.json: an event without a seq: {str(ev)[:80]}")
+                continue
+            by_seq[seq] = ev
+            if event_hash(ev) != ev.get("event_hash"):
+                report.fail(f"event seq {seq} was modified: its content does not match its hash")
+                continue
+            cs = ev.get("chain_seq")
+            link = links.get(int(cs)) if cs is not None else None
+            if link is None:
+                report.fail(f"event seq {seq} is not in the bundle's chain")
+            elif link["seq"] != seq or link["event_hash"] != ev["event_hash"]:
+                report.fail(f"event seq {seq} differs from chain link {cs}")
+
+        # 3. the CSV copy says the same as the JSON one
+        csv_seqs = []
+        for row in events_csv:
+            try:
+                seq = int(row["seq"])
+            except (KeyError, ValueError):
+                report.fail("events.csv: a row without a seq")
+                continue
+            csv_seqs.append(seq)
+            ev = by_seq.get(seq)
+            if ev is None:
+                report.fail(f"events.csv has event seq {seq}, events.json does not")
+                continue
+            bad = [n for n in EVENT_FIELDS if not _csv_matches(ev.get(n), row.get(n, ""), n)]
+            if bad:
+                report.fail(f"events.csv differs from events.json for event seq {seq}: {', '.join(bad)}")
+        if sorted(csv_seqs) != sorted(by_seq):
+            report.fail("events.csv and events.json do not hold the same events")
+
+        # 4. the lock history is the lock events' rows
+        lock_events = {seq: ev for seq, ev in by_seq.items() if ev.get("table_name") == "ledgerlock.lock_event"}
+        if len(locks) != len(lock_events) or len(locks_csv) != len(lock_events):
+            report.fail("the lock history does not match the bundled lock events")
+        for entry, row in zip(locks, locks_csv, strict=False):
+            ev = lock_events.get(int(entry.get("seq", -1)))
+            expected = {k: (ev or {}).get("new_row", {}).get(k) for k in LOCK_FIELDS if k != "seq"}
+            if ev is None or {k: entry.get(k) for k in expected} != expected:
+                report.fail(f"lock history entry {entry.get('id')} differs from its audit event")
+                continue
+            cells = [jsonb_text(v) if isinstance(v, dict | list) else ("" if v is None else str(v))
+                     for v in (entry.get(k) for k in LOCK_FIELDS)]
+            if cells != [row.get(k, "") for k in LOCK_FIELDS]:
+                report.fail(f"lock_history.csv differs from lock_history.json for entry {entry.get('id')}")
+
+        # 5. an external digest, kept by the auditor
+        if digest:
+            try:
+                d_seq, d_hash = parse_digest(digest)
+            except ValueError as exc:
+                report.fail(str(exc))
+            else:
+                link = links.get(d_seq)
+                if d_seq == 0:
+                    pass  # the empty chain precedes everything
+                elif link is None:
+                    report.fail(f"the digest names chain link {d_seq}, outside this bundle's chain "
+                                f"({min(links, default=0)}..{head_seq}): it cannot be checked here")
+                elif link["chain_hash"] != d_hash:
+                    report.fail(f"chain link {d_seq} differs from the digest: the chain was rewritten at or "
+                                "before it")
+    return report
+
+
+README = """ledgerlock audit bundle
+=======================
+
+Scope {scope}, events dated {from} to {to}, written {generated_at} from database {database}.
+It holds {events} events ({lock_events} of them lock events), and the audit chain up to link {chain_to},
+whose digest is:
+
+    {digest}
+
+Files
+-----
+events.csv, events.json   every recorded change and event of the scope and period: when (UTC), which
+                          transaction, table and row, the operation, the row before and after, the database
+                          user (authoritative), the actor/reason/context the application declared
+                          (informational), the lock or override involved, and the event's hash and chain link.
+lock_history.csv, .json   the lock events of the period (lock, advance, upgrade, unlock, relock, override...),
+                          as the lock history recorded them; each is also an event above.
+chain.csv                 the hash chain from just before the first event of this bundle to the digest:
+                          every link, including events of other scopes (as hashes only).
+digest.txt                the chain head this bundle ends at.
+manifest.json             what was asked for, and counts.
+
+Checking it
+-----------
+    ledgerlock audit verify --bundle THIS.zip [--digest DIGEST]
+
+needs no database. It recomputes the SHA-256 of every event from its content and every chain link from the
+previous one, up to the digest, and checks that the CSV and JSON copies agree. Any edit to an event, a
+link, or the order of either is reported.
+
+What it proves: every event in this bundle is, unchanged, in the chain that ends at the digest above. Keep
+that digest, or better, compare it with a digest you obtained independently at the time (for instance the
+one the company sends you or files every day): `--digest` proves that the chain still passes through it,
+so nothing recorded before it was rewritten. A bundle whose digest nobody kept can only prove that it is
+consistent with itself. Completeness of the selection (that no event of the scope was left out) is proven
+against the database with `ledgerlock audit verify`, not from the bundle alone.
+"""

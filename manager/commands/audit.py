@@ -1,0 +1,231 @@
+"""audit log|show|verify|digest|seal|bundle — the evidence (R5)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sys
+import time
+
+import click
+import psycopg
+
+from .. import audit_bundle
+from ..cli import Context, pass_context
+from ..output import _cell, echo_json, echo_rows
+
+LOG_COLUMNS = ["seq", "at", "table", "key", "scope", "operation", "changed", "db_user", "actor", "reason", "chain"]
+
+
+def _key_filter(key: str) -> str:
+    """A key as JSON ({"id": 42}) or a bare value, matched against single-column keys."""
+    try:
+        value = json.loads(key)
+    except ValueError:
+        value = key
+    return json.dumps(value)
+
+
+@click.group()
+def audit() -> None:
+    """The audit trail: every change and lock event, hash-chained (R5)."""
+
+
+@audit.command("log")
+@click.option("--table", "table", help="Only events of this table.")
+@click.option("--key", help='Only events of this row: its key as JSON ({"id": 42}) or a bare value (42).')
+@click.option("--scope", help="Only events of this scope.")
+@click.option("--actor", help="Only events declared with this ledgerlock.actor.")
+@click.option("--db-user", help="Only events of this database user.")
+@click.option("--operation", help="Only this operation (INSERT, UPDATE, DELETE, LOCK, UNLOCK, PROTECT...).")
+@click.option("--since", type=click.DateTime(), help="Events at or after this time.")
+@click.option("--until", type=click.DateTime(), help="Events before this time.")
+@click.option("--limit", default=100, show_default=True, help="At most this many events (the latest).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts (full rows).")
+@pass_context
+def log(ctx: Context, table: str | None, key: str | None, scope: str | None, actor: str | None,
+        db_user: str | None, operation: str | None, since: dt.datetime | None, until: dt.datetime | None,
+        limit: int, as_json: bool) -> None:
+    """List audit events, newest last."""
+    where, params = [], []
+    if table:
+        where.append("a.table_name = %s::regclass")
+        params.append(table)
+    if key:
+        where.append("(a.row_key = %s::jsonb OR (SELECT count(*) FROM jsonb_object_keys(a.row_key)) = 1 "
+                     "AND (SELECT v FROM jsonb_each(a.row_key) AS x(k, v)) = %s::jsonb)")
+        value = _key_filter(key)
+        params += [value, value]
+    for col, val in (("a.scope", scope), ("a.actor", actor), ("a.db_user", db_user)):
+        if val is not None:
+            where.append(f"{col} = %s")
+            params.append(val)
+    if operation:
+        where.append("a.operation = upper(%s)")
+        params.append(operation)
+    if since:
+        where.append("a.at >= %s")
+        params.append(since)
+    if until:
+        where.append("a.at < %s")
+        params.append(until)
+    query = ("SELECT * FROM (SELECT a.* FROM ledgerlock.audit_log a "
+             + (("WHERE " + " AND ".join(where)) if where else "")
+             + " ORDER BY a.seq DESC LIMIT %s) a ORDER BY a.seq")
+    with ctx.connect() as conn, conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
+        rows = cur.execute(query, [*params, limit]).fetchall()
+    if as_json:
+        echo_json([{**r, "txid": str(r["txid"]), "table_name": str(r["table_name"]) if r["table_name"] else None}
+                   for r in rows])
+        return
+    echo_rows([{
+        "seq": r["seq"], "at": r["at"], "table": r["table_name"],
+        "key": json.dumps(r["row_key"]) if r["row_key"] is not None else None, "scope": r["scope"],
+        "operation": r["operation"], "changed": r["changed_columns"], "db_user": r["db_user"],
+        "actor": r["actor"], "reason": r["reason"], "chain": r["chain_seq"],
+    } for r in rows], LOG_COLUMNS, as_json=False, empty="(no events)")
+
+
+def _render_diff(old: dict | None, new: dict | None) -> list[str]:
+    keys = sorted(set(old or {}) | set(new or {}))
+    width = max((len(k) for k in keys), default=0)
+    lines = []
+    for k in keys:
+        a = json.dumps((old or {}).get(k), ensure_ascii=False) if old is not None and k in old else None
+        b = json.dumps((new or {}).get(k), ensure_ascii=False) if new is not None and k in new else None
+        if old is None:
+            lines.append(f"+ {k.ljust(width)}  {b}")
+        elif new is None:
+            lines.append(f"- {k.ljust(width)}  {a}")
+        elif a != b:
+            lines.append(f"~ {k.ljust(width)}  {a} -> {b}")
+        else:
+            lines.append(f"  {k.ljust(width)}  {a}")
+    return lines
+
+
+@audit.command()
+@click.argument("seq", type=int)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@pass_context
+def show(ctx: Context, seq: int, as_json: bool) -> None:
+    """Show event SEQ: who, when, why, and the row before and after as a diff."""
+    with ctx.connect() as conn, conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
+        r = cur.execute("SELECT * FROM ledgerlock.audit_log WHERE seq = %s", (seq,)).fetchone()
+    if r is None:
+        raise click.ClickException(f"no audit event {seq} (or you may not read it)")
+    if as_json:
+        echo_json({**r, "txid": str(r["txid"]), "table_name": str(r["table_name"]) if r["table_name"] else None})
+        return
+    click.echo(f"event {r['seq']}: {r['operation']} {r['table_name'] or ''} "
+               f"{json.dumps(r['row_key']) if r['row_key'] is not None else ''}".rstrip())
+    for label, value in (("at", _cell(r["at"])), ("transaction", r["txid"]), ("scope", r["scope"]),
+                         ("database user", r["db_user"]), ("actor", r["actor"]), ("reason", r["reason"]),
+                         ("context", r["context"]), ("lock", r["lock_id"]), ("override", r["override_id"]),
+                         ("details", json.dumps(r["details"]) if r["details"] else None),
+                         ("hash", r["event_hash"]),
+                         ("chain", f"link {r['chain_seq']} {r['chain_hash']}" if r["chain_seq"] else "not sealed yet")):
+        if value is not None:
+            click.echo(f"  {label + ':':15} {value}")
+    if r["old_row"] is not None or r["new_row"] is not None:
+        click.echo("  row (- before only, + after only, ~ changed):")
+        for line in _render_diff(r["old_row"], r["new_row"]):
+            click.echo("    " + line)
+
+
+@audit.command()
+@click.option("--digest", help="A digest kept earlier (ll1:N:HASH): prove the chain still passes through it.")
+@click.option("--bundle", "bundle", type=click.Path(exists=True, dir_okay=False),
+              help="Check this bundle offline (no database needed).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@pass_context
+def verify(ctx: Context, digest: str | None, bundle: str | None, as_json: bool) -> None:
+    """Recompute every event hash and chain link; exit 1 when anything was altered.
+
+    Without --bundle it seals, then checks the database's whole trail (progress on stderr for large
+    chains). With --bundle it checks an auditor's bundle without connecting to any database.
+    """
+    if bundle:
+        rep = audit_bundle.verify_bundle(bundle, digest)
+        if as_json:
+            echo_json({"ok": rep.ok, "digest": rep.digest, "events": rep.events, "links": rep.links,
+                       "problems": rep.problems})
+        elif rep.ok:
+            click.echo(f"bundle intact: {rep.events} events, {rep.links} chain links, up to {rep.digest}")
+            if digest:
+                click.echo(f"the chain passes through {digest}")
+        else:
+            click.echo(f"bundle BROKEN: {len(rep.problems)} problem(s)", err=True)
+            for p in rep.problems[:20]:
+                click.echo(f"  {p}", err=True)
+        sys.exit(0 if rep.ok else 1)
+
+    def progress(diag: psycopg.errors.Diagnostic) -> None:
+        msg = diag.message_primary or ""
+        if msg.startswith("ll-progress "):
+            done, total = msg.split()[1:3]
+            click.echo(f"\rverified {int(done):,} of {int(total):,} chain links", nl=False, err=True)
+
+    with ctx.connect() as conn:
+        conn.add_notice_handler(progress)
+        with conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
+            r = cur.execute("SELECT * FROM ledgerlock.verify_audit(%s)", (digest,)).fetchone()
+    if r["sealed"] and r["sealed"] > 250_000:
+        click.echo(err=True)
+    if as_json:
+        echo_json(r)
+    elif r["ok"]:
+        click.echo(f"audit trail intact: {r['events']:,} events, {r['sealed']:,} sealed, "
+                   f"{r['unsealed']:,} not yet sealed; head {r['head']}")
+        if digest:
+            click.echo(f"the chain passes through {digest}")
+    else:
+        click.echo(f"audit trail BROKEN: {r['problems']} problem(s); first: {r['problem']}", err=True)
+    sys.exit(0 if r["ok"] else 1)
+
+
+@audit.command()
+@pass_context
+def digest(ctx: Context) -> None:
+    """Seal and print the chain head (ll1:N:HASH): keep it outside the database."""
+    with ctx.connect() as conn:
+        click.echo(conn.execute("SELECT ledgerlock.audit_digest()").fetchone()[0])
+
+
+@audit.command()
+@click.option("--every", "every", type=float, help="Keep sealing every SECONDS (e.g. 1) until interrupted.")
+@pass_context
+def seal(ctx: Context, every: float | None) -> None:
+    """Link committed events into the chain. Run with --every 1 as a service so digests stay fresh."""
+    with ctx.connect() as conn:
+        while True:
+            n = conn.execute("SELECT ledgerlock.audit_seal()").fetchone()[0]
+            if every is None:
+                click.echo(f"sealed {n} event(s)")
+                return
+            if n:
+                click.echo(f"{dt.datetime.now().isoformat(timespec='seconds')} sealed {n} event(s)")
+            try:
+                time.sleep(every)
+            except KeyboardInterrupt:
+                return
+
+
+@audit.command()
+@click.option("--scope", required=True, help="The scope (company, entity...) to hand over.")
+@click.option("--from", "date_from", required=True, type=click.DateTime(["%Y-%m-%d"]),
+              help="First day (event dates, UTC).")
+@click.option("--to", "date_to", required=True, type=click.DateTime(["%Y-%m-%d"]), help="Last day, inclusive.")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, writable=True),
+              help="The zip file to write.")
+@pass_context
+def bundle(ctx: Context, scope: str, date_from: dt.datetime, date_to: dt.datetime, output: str) -> None:
+    """Write an auditor's bundle: events and lock history of a scope and period, the chain, the digest."""
+    with ctx.connect() as conn:
+        s = audit_bundle.write_bundle(conn, scope, date_from.date(), date_to.date(), output)
+    click.echo(f"wrote {s.path}: {s.events} events ({s.lock_events} lock events), {s.links} chain links, "
+               f"digest {s.digest}")
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(audit)
