@@ -70,3 +70,15 @@ CREATE UNIQUE INDEX unlock_request_pending_idx ON ledgerlock.unlock_request (act
     WHERE status = 'pending';
 REVOKE ALL ON ledgerlock.unlock_request FROM PUBLIC;
 GRANT SELECT ON ledgerlock.unlock_request TO ledgerlock_admin, ledgerlock_controller, ledgerlock_auditor;
+
+-- Row-level security, as on the lock tables (R3): a scope-limited role reads the checklist and the
+-- requests of its scopes only. (The close functions are SECURITY DEFINER and check the grant themselves.)
+ALTER TABLE ledgerlock.close_task ENABLE ROW LEVEL SECURITY;
+CREATE POLICY close_task_granted_scopes ON ledgerlock.close_task FOR SELECT USING (
+    NOT EXISTS (SELECT FROM ledgerlock.scope_grant g WHERE pg_catalog.pg_has_role(session_user, g.grantee, 'MEMBER'))
+    OR scope IN (SELECT g.scope FROM ledgerlock.scope_grant g
+                 WHERE pg_catalog.pg_has_role(session_user, g.grantee, 'MEMBER')));
+ALTER TABLE ledgerlock.unlock_request ENABLE ROW LEVEL SECURITY;
+-- period_lock's own policy applies inside the subquery: a request is visible when its window is
+CREATE POLICY unlock_request_granted_scopes ON ledgerlock.unlock_request FOR SELECT USING (
+    lock_id IS NULL OR EXISTS (SELECT FROM ledgerlock.period_lock l WHERE l.id = lock_id));

@@ -142,6 +142,9 @@ def test_scope_grants_limit_the_checklist_to_the_granted_scopes(db):
     assert [r[4] for r in tasks(c)] == ["mine"]
     with refused("LL005"):
         c.execute("SELECT ledgerlock.complete_close_task(%s)", (other,))
+    # reading the table directly shows no more (row-level security); an unlimited role sees both
+    assert c.execute("SELECT task FROM ledgerlock.close_task").fetchall() == [("mine",)]
+    assert len(db.connect("auditor").execute("SELECT task FROM ledgerlock.close_task").fetchall()) == 2
 
 
 def test_checklist_changes_are_in_the_lock_history(db):

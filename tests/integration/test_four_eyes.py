@@ -275,3 +275,18 @@ def test_the_four_eyes_trail_is_in_the_hash_chained_audit_log(db, hard_lock):
                      ("UNLOCK_APPROVE", "ll_admin2", "late supplier invoice", hard_lock),
                      ("UNLOCK", "ll_admin2", "late supplier invoice", hard_lock)]
     assert auditor.execute("SELECT ok FROM ledgerlock.verify_audit()").fetchone()[0] is True
+
+
+def test_a_scope_limited_admin_neither_sees_nor_decides_other_scopes_requests(db, hard_lock):
+    owner = db.owner()
+    owner.execute("CREATE ROLE ll_tenant2 NOLOGIN")
+    owner.execute("GRANT ll_tenant2 TO ll_admin2")
+    db.connect("admin").execute("SELECT ledgerlock.grant_scope('ll_tenant2', '2')")
+    request_id = db.connect("admin").execute("SELECT ledgerlock.request_unlock(%s, 'x')", (hard_lock,)).fetchone()[0]
+    admin2 = db.connect("admin2")
+    assert admin2.execute("SELECT count(*) FROM ledgerlock.unlock_request").fetchone()[0] == 0
+    assert admin2.execute("SELECT count(*) FROM ledgerlock.unlock_requests()").fetchone()[0] == 0
+    with refused("LL005", r"^approve_unlock on scope 1 is not allowed: ll_admin2 is limited to scopes 2$"):
+        admin2.execute("SELECT ledgerlock.approve_unlock(%s)", (request_id,))
+    db.owner().execute("SELECT ledgerlock.approve_unlock(%s)", (request_id,))  # an unlimited second admin may
+    assert status(db, hard_lock)[0] == "unlocked"
