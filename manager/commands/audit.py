@@ -91,8 +91,8 @@ def _render_diff(old: dict | None, new: dict | None) -> list[str]:
     width = max((len(k) for k in keys), default=0)
     lines = []
     for k in keys:
-        a = json.dumps((old or {}).get(k), ensure_ascii=False) if old is not None and k in old else None
-        b = json.dumps((new or {}).get(k), ensure_ascii=False) if new is not None and k in new else None
+        a = audit_bundle.jsonb_text(old[k]) if old is not None and k in old else None
+        b = audit_bundle.jsonb_text(new[k]) if new is not None and k in new else None
         if old is None:
             lines.append(f"+ {k.ljust(width)}  {b}")
         elif new is None:
@@ -111,10 +111,12 @@ def _render_diff(old: dict | None, new: dict | None) -> list[str]:
 def show(ctx: Context, seq: int, as_json: bool) -> None:
     """Show event SEQ: who, when, why, and the row before and after as a diff."""
     with ctx.connect() as conn, conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
-        r = cur.execute("SELECT * FROM ledgerlock.audit_log WHERE seq = %s", (seq,)).fetchone()
+        r = cur.execute("SELECT *, old_row::text AS old_text, new_row::text AS new_text "
+                        "FROM ledgerlock.audit_log WHERE seq = %s", (seq,)).fetchone()
     if r is None:
         raise click.ClickException(f"no audit event {seq} (or you may not read it)")
     if as_json:
+        r.pop("old_text"), r.pop("new_text")
         echo_json({**r, "txid": str(r["txid"]), "table_name": str(r["table_name"]) if r["table_name"] else None})
         return
     click.echo(f"event {r['seq']}: {r['operation']} {r['table_name'] or ''} "
@@ -129,7 +131,10 @@ def show(ctx: Context, seq: int, as_json: bool) -> None:
             click.echo(f"  {label + ':':15} {value}")
     if r["old_row"] is not None or r["new_row"] is not None:
         click.echo("  row (- before only, + after only, ~ changed):")
-        for line in _render_diff(r["old_row"], r["new_row"]):
+        # rendered from jsonb's own text, so numbers read exactly as stored (120.00, not 120.0)
+        old = audit_bundle.loads(r["old_text"]) if r["old_text"] is not None else None
+        new = audit_bundle.loads(r["new_text"]) if r["new_text"] is not None else None
+        for line in _render_diff(old, new):
             click.echo("    " + line)
 
 
