@@ -15,7 +15,7 @@ from .. import importer
 TITLE = "Month-end close: checklist, imports, presets, four-eyes (issue 8)"
 
 SCOPE = "3"  # a company of its own, so this chapter never meets another chapter's locks
-ADMINS = ("ledgerlock_demo_alice", "ledgerlock_demo_bob")
+ADMINS = ("demo_alice", "demo_bob")  # cluster-wide roles: outside the ledgerlock_ prefix
 
 
 @contextlib.contextmanager

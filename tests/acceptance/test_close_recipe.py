@@ -11,8 +11,6 @@ from click.testing import CliRunner
 
 from ledgerlock.cli import cli
 
-pytestmark = pytest.mark.slow  # the whole demo, then the recipe
-
 
 class Shell:
     """The recipe's shell: LEDGERLOCK_DSN exported, commands run one by one."""
