@@ -1,0 +1,225 @@
+"""R5 under concurrency: the chain verifies after any interleaving of writers, rollbacks, sealers and a
+crash, no committed change lacks its event, and writers never wait for the sealer."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+
+import psycopg
+import pytest
+
+from lltest import fresh_database, known_servers, refused, selected_servers, start_cluster, stop_cluster
+
+
+def chain(conn):
+    return conn.execute("SELECT seq FROM ledgerlock.audit_chain ORDER BY chain_seq").fetchall()
+
+
+def verified(conn):
+    return conn.execute("SELECT ok, problem FROM ledgerlock.verify_audit()").fetchone()
+
+
+def test_a_late_committing_transaction_is_sealed_in_a_later_seal(db):
+    """T1 takes a smaller seq but commits after T2: the first seal takes T2's event only; T1's event joins
+    the chain at the next seal, after it. Chain order is seal order."""
+    db.protect_invoice()
+    t1, t2, sealer = db.connect("app", autocommit=False), db.connect("app"), db.connect("auditor")
+    t1.execute("INSERT INTO invoice (id, company_id) VALUES (1, 1)")   # seq n, not committed
+    t2.execute("INSERT INTO invoice (id, company_id) VALUES (2, 1)")   # seq n+1, committed
+    owner = db.owner()
+    s1, s2 = (owner.execute("SELECT seq FROM ledgerlock.audit_event WHERE row_key = %s::jsonb",
+                            (f'{{"id": {i}}}',)).fetchone() for i in (1, 2))
+    assert s1 is None  # T1's event is invisible until it commits
+    sealer.execute("SELECT ledgerlock.audit_seal()")
+    assert chain(owner)[-1] == s2
+    t1.commit()
+    s1 = owner.execute("SELECT seq FROM ledgerlock.audit_event WHERE row_key = '{\"id\": 1}'").fetchone()
+    assert s1 < s2
+    sealer.execute("SELECT ledgerlock.audit_seal()")
+    assert chain(owner)[-2:] == [s2, s1]
+    assert verified(sealer) == (True, None)
+
+
+def test_writers_do_not_wait_for_a_sealer_and_sealers_wait_for_each_other(db):
+    db.protect_invoice()
+    app = db.connect("app")
+    app.execute("INSERT INTO invoice (id, company_id) VALUES (1, 1)")
+    s1 = db.connect("auditor", autocommit=False)
+    s2 = db.connect("auditor")
+    assert s1.execute("SELECT ledgerlock.audit_seal()").fetchone()[0] >= 2  # holds the sealer lock, open
+    app.execute("SET statement_timeout = '2s'")
+    app.execute("INSERT INTO invoice (id, company_id) VALUES (2, 1)")  # commits while the seal is open
+    app.execute("UPDATE invoice SET amount = 5 WHERE id = 1")
+    s2.execute("SET lock_timeout = '300ms'")
+    with refused("55P03"):  # a second sealer waits for the first
+        s2.execute("SELECT ledgerlock.audit_seal()")
+    s1.commit()
+    assert s2.execute("SELECT ledgerlock.audit_seal()").fetchone()[0] == 2
+    assert verified(s2) == (True, None)
+
+
+def test_concurrent_sealers_and_writers_keep_one_chain(db):
+    db.protect_invoice()
+    stop = time.monotonic() + 3
+    errors: list[BaseException] = []
+
+    def writer(k: int) -> None:
+        try:
+            with psycopg.connect(db.conninfo("app"), autocommit=True) as c:
+                i = 0
+                while time.monotonic() < stop:
+                    i += 1
+                    c.execute("INSERT INTO invoice (id, company_id, amount) VALUES (%s, 1, %s)", (k * 100_000 + i, i))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    def sealer() -> None:
+        try:
+            with psycopg.connect(db.conninfo("auditor"), autocommit=True) as c:
+                while time.monotonic() < stop:
+                    c.execute("SELECT ledgerlock.audit_seal()")
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(k,)) for k in range(4)] + \
+              [threading.Thread(target=sealer) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    auditor = db.connect("auditor")
+    ok, problem = verified(auditor)
+    assert ok, problem
+    n_events, n_links = auditor.execute(
+        "SELECT (SELECT count(*) FROM ledgerlock.audit_event), (SELECT count(*) FROM ledgerlock.audit_chain)"
+    ).fetchone()
+    assert n_events == n_links > 100
+
+
+# -- 8 writers, random rollbacks, a sealer, and kill -9 of the postmaster ----------------------------------
+
+WRITERS = 8
+
+
+def _writer(conninfo: str, k: int, stop: threading.Event, acked: dict, rolled_back: set, lock: threading.Lock):
+    rnd = random.Random(k)
+    mine: list[int] = []
+    n = 0
+    try:
+        with psycopg.connect(conninfo) as c:
+            while not stop.is_set():
+                n += 1
+                txid = c.execute("SELECT pg_current_xact_id()::text").fetchone()[0]
+                op = rnd.choice(["insert", "insert", "update", "delete"]) if mine else "insert"
+                if op == "insert":
+                    new_id = k * 1_000_000 + n
+                    c.execute("INSERT INTO invoice (id, company_id, amount) VALUES (%s, %s, %s)",
+                              (new_id, 1 + k % 2, n))
+                    c.execute("INSERT INTO invoice (id, company_id, amount) VALUES (%s, %s, 1)",
+                              (new_id + 500_000, 1 + k % 2))
+                    touched = [new_id, new_id + 500_000]
+                elif op == "update":
+                    touched = [rnd.choice(mine)]
+                    c.execute("UPDATE invoice SET amount = amount + 1, note = %s WHERE id = %s", (f"w{k}", touched[0]))
+                else:
+                    touched = [mine.pop(rnd.randrange(len(mine)))]
+                    c.execute("DELETE FROM invoice WHERE id = %s", (touched[0],))
+                if rnd.random() < 0.3:
+                    c.rollback()
+                    with lock:
+                        rolled_back.add(txid)
+                    if op == "delete":
+                        mine.append(touched[0])
+                    continue
+                c.commit()
+                with lock:
+                    acked[txid] = (op, touched)
+                if op == "insert":
+                    mine += touched
+    except psycopg.Error:
+        return  # the server went away: this transaction's outcome is unknown, and that is fine
+
+
+def _sealer(conninfo: str, stop: threading.Event):
+    try:
+        with psycopg.connect(conninfo, autocommit=True) as c:
+            while not stop.is_set():
+                c.execute("SELECT ledgerlock.audit_seal()")
+                time.sleep(0.05)
+    except psycopg.Error:
+        return
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("server", selected_servers())
+def test_eight_writers_with_rollbacks_and_a_crash_leave_a_verifiable_complete_trail(server):
+    cluster, root = start_cluster(f"auditcrash-{server}", known_servers()[server])
+    try:
+        with psycopg.connect(cluster.conninfo(), autocommit=True) as c:
+            # acknowledged commits must survive a crash of the server (the OS keeps running, so fsync does
+            # not matter, but an asynchronous commit could be acknowledged and then lost)
+            c.execute("ALTER SYSTEM SET synchronous_commit = on")
+            c.execute("SELECT pg_reload_conf()")
+        with fresh_database(cluster) as db:
+            db.protect_invoice()
+            acked: dict[str, tuple] = {}
+            rolled_back: set[str] = set()
+            lock = threading.Lock()
+            stop = threading.Event()
+            threads = [threading.Thread(target=_writer, args=(db.conninfo("app"), k, stop, acked, rolled_back, lock))
+                       for k in range(WRITERS)]
+            threads.append(threading.Thread(target=_sealer, args=(db.conninfo("auditor"), stop)))
+            for t in threads:
+                t.start()
+            time.sleep(2.5)
+            cluster.server.kill()  # kill -9 of the postmaster, writers and sealer mid-flight
+            stop.set()
+            for t in threads:
+                t.join(30)
+            deadline = time.monotonic() + 60
+            while True:  # orphaned backends may hold the old shared memory for a moment
+                try:
+                    cluster.server.start()
+                    break
+                except Exception:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.5)
+            assert len(acked) > 50 and rolled_back
+
+            owner = db.owner()
+            ok, problem = verified(owner)
+            assert ok, problem
+            txids = {r[0] for r in owner.execute("SELECT DISTINCT txid::text FROM ledgerlock.audit_event")}
+            # every acknowledged commit has its events; no rolled-back transaction left one
+            assert set(acked) <= txids
+            assert not (rolled_back & txids)
+            for txid, (op, touched) in list(acked.items())[:200]:
+                got = owner.execute(
+                    "SELECT operation, (row_key ->> 'id')::int FROM ledgerlock.audit_event WHERE txid = %s::xid8 "
+                    "ORDER BY seq", (txid,)).fetchall()
+                assert got == [(op.upper(), i) for i in touched]
+            # and the table is exactly what its events say: replaying the trail gives every row
+            mismatched = owner.execute("""
+                WITH last AS (
+                    SELECT DISTINCT ON (row_key) row_key, operation, new_row
+                    FROM ledgerlock.audit_event
+                    WHERE table_name = 'public.invoice' AND operation IN ('INSERT', 'UPDATE', 'DELETE')
+                    ORDER BY row_key, seq DESC)
+                SELECT count(*) FROM last FULL JOIN invoice i ON (last.row_key ->> 'id')::int = i.id
+                WHERE (i.id IS NULL) <> (last.operation = 'DELETE')
+                   OR (i.id IS NOT NULL AND last.new_row IS DISTINCT FROM to_jsonb(i.*))""").fetchone()[0]
+            assert mismatched == 0
+            # the trail keeps working after the crash
+            db.connect("app").execute("INSERT INTO invoice (id, company_id) VALUES (1, 1)")
+            assert verified(owner) == (True, None)
+            unsealed = owner.execute(
+                "SELECT e.seq, e.txid::text, e.operation, e.row_key, (SELECT max(sealed_below)::text FROM "
+                "ledgerlock.audit_chain), pg_current_snapshot()::text FROM ledgerlock.audit_event e WHERE NOT EXISTS "
+                "(SELECT FROM ledgerlock.audit_chain c WHERE c.seq = e.seq)").fetchall()
+            assert unsealed == []
+    finally:
+        stop_cluster(cluster, root)
