@@ -22,7 +22,7 @@ from .. import sqlfiles
 from ..connection import with_dbname
 
 DEMO_DB = "ledgerlock_demo"
-APP_ROLE = "ledgerlock_demo_app"
+APP_ROLE = "erp_demo_app"  # not ledgerlock_*: that prefix is for the capability roles
 
 
 class Demo:
