@@ -10,7 +10,7 @@ from pathlib import Path
 
 from psycopg import sql
 
-from . import report
+from . import breakdown, report
 from .harness import APP_ROLE, Profile, bench_database
 from .scenarios import MODULES
 from .stats import ERROR, Result
@@ -90,14 +90,25 @@ def main(argv: list[str] | None = None) -> int:
                 results.append(Result(label, f"{label} could not run", status=ERROR,
                                       note=f"{type(exc).__name__}: {first_line}"))
             print(f"   ({time.monotonic() - t0:.0f}s)", flush=True)
+        costs = []
+        if not args.only:
+            print("\n== where the time of one write goes", flush=True)
+            try:
+                costs = breakdown.measure(b, features)
+            except Exception:  # an explanation, not a measurement: never fails the run
+                traceback.print_exc()
         machine = b.machine
     elapsed = time.monotonic() - started
 
     print("\n" + report.text_report(results))
+    if costs:
+        print("\n" + breakdown.text(costs))
     report.write_results(results, results_path)
     print(f"\nwrote {results_path} · {elapsed / 60:.1f} min")
     if not args.quick and not args.only and not args.no_docs and not args.dsn:
         block = report.markdown_figures(results, machine, profile.name, elapsed)
+        if costs:
+            block += "\n" + breakdown.markdown(costs)
         if report.update_docs(DOCS, block):
             print(f"updated the figures in {DOCS}")
     return 1 if any(r.status == ERROR for r in results) else 0
