@@ -26,7 +26,7 @@ def fmt(x: float | None, unit: str = "") -> str:
 
 
 def fmt_ratio(r: float | None) -> str:
-    return "-" if r is None else f"{r:.2f}x"
+    return "-" if r is None else f"{r:.3f}x"
 
 
 def rows(results: Sequence[Result]) -> list[dict]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,6 +16,8 @@ class Variant:
     tables: tuple[str, ...] = ()
     variables: dict[str, object] = field(default_factory=dict)
     clients: int | None = None
+    before: Callable[[], None] | None = None  # untimed state change for this variant's run...
+    after: Callable[[], None] | None = None  # ...and its undoing, so the other variants never see it
 
 
 def pgbench_group(b: Bench, variants: dict[str, Variant]) -> dict[str, list[float]]:
@@ -26,8 +29,14 @@ def pgbench_group(b: Bench, variants: dict[str, Variant]) -> dict[str, list[floa
         v = variants[name]
 
         def run() -> float:
-            b.execute("CHECKPOINT")
-            return b.pgbench(v.script, clients=v.clients, duration=duration, variables=v.variables)
+            if v.before:
+                v.before()
+            try:
+                b.execute("CHECKPOINT")
+                return b.pgbench(v.script, clients=v.clients, duration=duration, variables=v.variables)
+            finally:
+                if v.after:
+                    v.after()
 
         return run
 
@@ -37,7 +46,7 @@ def pgbench_group(b: Bench, variants: dict[str, Variant]) -> dict[str, list[floa
     return samples
 
 
-def timed_group(b: Bench, variants: dict[str, callable]) -> dict[str, list[float]]:
+def timed_group(b: Bench, variants: dict[str, Callable[[], float]]) -> dict[str, list[float]]:
     """Like pgbench_group for callables that return a rate (rows/s, ops/s)."""
     samples = alternate(variants, b.profile.reps)
     for name, s in samples.items():

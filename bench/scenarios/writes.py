@@ -39,6 +39,29 @@ def _setup_tables(b: Bench, prefix: str, f: Features, rows: int) -> dict[str, st
     return names
 
 
+UNLOCKED_SCOPE = 777
+
+
+def _with_unlocked_window_elsewhere(b: Bench, audited: Variant) -> Variant:
+    """The audited variant, run while one window of an unrelated scope is unlocked (an admin reopened a
+    month somewhere to fix something): a state every database meets, and one the capture may react to."""
+    state = {"month": 0, "lock": None}
+
+    def before() -> None:
+        month = state["month"]
+        state["month"] += 1
+        lock_id = b.scalar("SELECT ledgerlock.lock_period(%s, d, (d + interval '1 month - 1 day')::date, 'soft') "
+                           "FROM (SELECT (date '2010-01-01' + %s * interval '1 month')::date AS d) m",
+                           (str(UNLOCKED_SCOPE), month))
+        b.execute("SELECT ledgerlock.unlock_period(%s, 'bench: a month reopened elsewhere')", (lock_id,))
+        state["lock"] = lock_id
+
+    def after() -> None:
+        b.execute("SELECT ledgerlock.relock(%s)", (state["lock"],))
+
+    return Variant(audited.script, tables=audited.tables, variables=audited.variables, before=before, after=after)
+
+
 def _single_row(b: Bench, f: Features, verb: str) -> list[Result]:
     rows = b.profile.prefill_rows if verb == "update" else 0
     tables = _setup_tables(b, f"w_{verb}", f, rows)
@@ -47,6 +70,8 @@ def _single_row(b: Bench, f: Features, verb: str) -> list[Result]:
         v: Variant(b.script(script, table=t), tables=(t,), variables={"scope": 1, "rows": rows})
         for v, t in tables.items()
     }
+    if verb == "insert" and f.audit and f.periods:
+        variants["audited_unlocked"] = _with_unlocked_window_elsewhere(b, variants["audited"])
     s = pgbench_group(b, variants)
     c = b.profile.clients
     verb_up = verb.upper()
@@ -72,6 +97,13 @@ def _single_row(b: Bench, f: Features, verb: str) -> list[Result]:
         out.append(not_available(f"{verb}_audited_vs_naive",
                                  f"single-row {verb_up}: ledgerlock audit vs naive trigger",
                                  f.missing("audit"), T_AUDIT_VS_NAIVE))
+    if "audited_unlocked" in s:
+        out.append(Result(f"{verb}_audited_unlocked_elsewhere",
+                          f"single-row {verb_up} with audit while a window of another scope is unlocked",
+                          baseline_label="same, no window unlocked",
+                          note=f"scope {UNLOCKED_SCOPE} (which these writes never touch) has one unlocked window "
+                               "during this variant's runs; relocked after each run",
+                          baseline_samples=s["audited"], value_samples=s["audited_unlocked"]))
     out.append(Result(f"{verb}_naive_audit", f"single-row {verb_up}, naive to_jsonb audit trigger (reference)",
                       note="what the naive audit costs against a plain table",
                       baseline_samples=s["plain"], value_samples=s["naive_audit"]))

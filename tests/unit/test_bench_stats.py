@@ -173,7 +173,7 @@ def test_text_report_lists_every_scenario_with_its_verdict():
     text = report.text_report(results)
     header = text.splitlines()[0].split()
     assert header == ["scenario", "baseline", "ledgerlock", "ratio", "target", "verdict"]
-    assert "insert_enforced" in text and "0.95x" in text and PASS in text
+    assert "insert_enforced" in text and "0.950x" in text and PASS in text
     assert "seal" in text and "R5 missing" in text
 
 
