@@ -1,18 +1,23 @@
 -- Rule R3: no row whose date (old or new) lies in an active lock window of its scope and ledger can be
 -- inserted, updated or deleted; mutable columns stay writable. Locking never touches the protected rows:
--- the guards look the windows up (ledgerlock._window_covering: two index probes, whatever their number).
+-- the guards look the windows up (two backward index probes, whatever the number of windows).
 --
--- Triggers on a protected table (trigger arguments: date column, date kind, scope column or '', ledger or
--- '', then the exempt columns for UPDATE):
---   ll_20_period_skip    BEFORE INSERT, row, only when ledgerlock.on_locked = 'skip' (WHEN clause): a row
---                        in a locked window is skipped and recorded (ledgerlock.skipped_writes)
---   ll_20_period_insert  AFTER INSERT: on a plain table one statement-level trigger over the transition
---                        table (a bulk insert checks min/max per scope and probes rows only when a window
---                        could apply); on a partitioned table, a partition or an inheritance table a row
---                        trigger, because statement triggers do not fire for rows written through a partition
---   ll_20_period_update  AFTER UPDATE, row: old and new date; a change of mutable columns only passes
---   ll_20_period_delete  AFTER DELETE, row
+-- Row triggers on a protected table (arguments: date column, date kind, scope column or '', ledger or '',
+-- then the exempt columns for UPDATE) — row triggers, so partitions inherit them:
+--   ll_20_period_skip    BEFORE INSERT, only when ledgerlock.on_locked = 'skip': a row in a locked window
+--                        is skipped and recorded (ledgerlock.skipped_writes)
+--   ll_20_period_insert  AFTER INSERT
+--   ll_20_period_update  AFTER UPDATE: old and new date; a change of mutable columns only passes
+--   ll_20_period_delete  AFTER DELETE
 -- AFTER triggers see the row as stored (generated columns, changes made by other BEFORE triggers).
+--
+-- The high-water mark: each trigger's WHEN clause compares the row's date with the last day of any active
+-- window that applies to the table (`issued_on <= '2026-03-31'`), written into the trigger by the installer.
+-- Rows dated after every window — today's documents, nearly every write — never call a function, so
+-- single-row and bulk writes cost what they cost without ledgerlock. A lock that raises the mark re-installs
+-- the guards of the tables it applies to, in its own transaction: CREATE TRIGGER waits for the table's open
+-- writers and holds new ones until the lock commits, so no write judged by the old mark commits after the
+-- lock. Unlocking leaves the mark where it is (a stricter filter only calls the function more often).
 
 -- 'skip' and 'error' (the default) are the only values of ledgerlock.on_locked; anything else is a mistake
 -- that must not pass silently.
@@ -32,103 +37,9 @@ END
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._check_on_locked() FROM PUBLIC;
 
--- The hot path (one row) is written out inline in both guard functions below: the advisory lock, the fence
--- and the probe are those of ledgerlock._enter_scope and ledgerlock._window_covering, without their call
--- overhead (each nested call with a pinned search_path costs about as much as the probe itself).
-
--- AFTER INSERT … FOR EACH STATEMENT, REFERENCING NEW TABLE AS ll_new.
-CREATE OR REPLACE FUNCTION ledgerlock.guard_period_insert()
-RETURNS trigger
-LANGUAGE plpgsql
-SECURITY DEFINER  -- reads ledgerlock's windows, which clients cannot
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    date_col text := TG_ARGV[0];
-    date_kind text := TG_ARGV[1];
-    scope_col text := nullif(TG_ARGV[2], '');
-    tbl_ledger text := nullif(TG_ARGV[3], '');
-    on_locked text := pg_catalog.current_setting('ledgerlock.on_locked', true);
-    r jsonb;
-    n integer := 0;
-    row_scope text;
-    day date;
-    w bigint;
-    grp record;
-    hit record;
-    scope_sql text;
-    day_sql text;
-BEGIN
-    IF on_locked IS NOT NULL AND on_locked NOT IN ('', 'error', 'skip') THEN
-        PERFORM ledgerlock._check_on_locked();
-    END IF;
-    SELECT pg_catalog.count(*), (pg_catalog.array_agg(x.j))[1] INTO n, r
-    FROM (SELECT pg_catalog.to_jsonb(t) AS j FROM ll_new t LIMIT 2) AS x;
-    IF n = 1 THEN  -- the common single-row insert: no dynamic SQL, no nested call
-        day := CASE date_kind WHEN 'timestamptz' THEN ((r ->> date_col)::timestamptz AT TIME ZONE 'UTC')::date
-                              ELSE (r ->> date_col)::date END;
-        IF day IS NULL THEN
-            RETURN NULL;
-        END IF;
-        row_scope := coalesce(r ->> scope_col, '*');
-        PERFORM pg_catalog.pg_advisory_xact_lock_shared(1280049184, pg_catalog.hashtext(row_scope));
-        IF pg_catalog.current_setting('transaction_isolation') <> 'read committed' THEN
-            PERFORM FROM ledgerlock.period_fence f
-            WHERE f.bucket = pg_catalog.hashtext(row_scope) & 1023 FOR KEY SHARE;
-        END IF;
-        SELECT x.lock_id INTO w
-        FROM ((SELECT s.lock_id, s.to_date FROM ledgerlock.period_lock_span s
-               WHERE s.scope = row_scope AND s.ledger = '*' AND s.from_date <= day
-               ORDER BY s.from_date DESC LIMIT 1)
-              UNION ALL
-              (SELECT s.lock_id, s.to_date FROM ledgerlock.period_lock_span s
-               WHERE s.scope = row_scope AND s.ledger = tbl_ledger AND s.from_date <= day
-               ORDER BY s.from_date DESC LIMIT 1)) AS x
-        WHERE x.to_date >= day
-        LIMIT 1;
-        IF w IS NOT NULL THEN
-            PERFORM ledgerlock._check_window(TG_RELID::regclass, w, r, 'inserted');
-        END IF;
-        RETURN NULL;
-    ELSIF n = 0 THEN
-        RETURN NULL;
-    END IF;
-
-    -- A bulk insert: per scope, the range of dates; rows are probed only where a window meets the range.
-    scope_sql := CASE WHEN scope_col IS NULL THEN '''*''::text'
-                      ELSE pg_catalog.format('coalesce(t.%I::text, ''*'')', scope_col) END;
-    day_sql := CASE date_kind WHEN 'date' THEN pg_catalog.format('t.%I', date_col)
-                              WHEN 'timestamp' THEN pg_catalog.format('t.%I::date', date_col)
-                              ELSE pg_catalog.format('(t.%I AT TIME ZONE ''UTC'')::date', date_col) END;
-    FOR grp IN EXECUTE pg_catalog.format(
-        'SELECT %s AS scope, pg_catalog.min(%s) AS lo, pg_catalog.max(%s) AS hi FROM ll_new t GROUP BY 1',
-        scope_sql, day_sql, day_sql)
-    LOOP
-        CONTINUE WHEN grp.lo IS NULL;
-        PERFORM ledgerlock._enter_scope(grp.scope);
-        CONTINUE WHEN ledgerlock._window_covering(grp.scope, tbl_ledger, grp.lo, grp.hi) IS NULL;
-        FOR hit IN EXECUTE pg_catalog.format(
-            'SELECT DISTINCT ON (w.lock_id) w.lock_id, pg_catalog.to_jsonb(t) AS r '
-            'FROM ll_new t CROSS JOIN LATERAL (SELECT %s AS day) d '
-            'CROSS JOIN LATERAL (SELECT x.lock_id FROM ('
-            '  (SELECT s.lock_id, s.to_date FROM ledgerlock.period_lock_span s'
-            '   WHERE s.scope = $1 AND s.ledger = ''*'' AND s.from_date <= d.day ORDER BY s.from_date DESC LIMIT 1)'
-            '  UNION ALL'
-            '  (SELECT s.lock_id, s.to_date FROM ledgerlock.period_lock_span s'
-            '   WHERE s.scope = $1 AND s.ledger = $2 AND s.from_date <= d.day ORDER BY s.from_date DESC LIMIT 1)'
-            ' ) x WHERE x.to_date >= d.day LIMIT 1) w '
-            'WHERE %s = $1 ORDER BY w.lock_id', day_sql, scope_sql)
-            USING grp.scope, tbl_ledger
-        LOOP
-            PERFORM ledgerlock._check_window(TG_RELID::regclass, hit.lock_id, hit.r, 'inserted');
-        END LOOP;
-    END LOOP;
-    RETURN NULL;
-END
-$$;
-REVOKE ALL ON FUNCTION ledgerlock.guard_period_insert() FROM PUBLIC;
-
--- Row triggers: BEFORE INSERT (skip mode), AFTER INSERT (partitioned tables), AFTER UPDATE, AFTER DELETE.
+-- The probe is written out inline (the advisory lock, the fence and the query of ledgerlock._enter_scope and
+-- ledgerlock._window_covering): a nested call with a pinned search_path costs about as much as the probe.
+-- BEFORE INSERT (skip mode), AFTER INSERT, AFTER UPDATE, AFTER DELETE.
 CREATE OR REPLACE FUNCTION ledgerlock.guard_period_row()
 RETURNS trigger
 LANGUAGE plpgsql
@@ -237,6 +148,88 @@ END
 $$;
 REVOKE ALL ON FUNCTION ledgerlock.guard_period_row() FROM PUBLIC;
 
+-- The row's date as a trigger WHEN expression over OLD or NEW (as the guard reads it: timestamptz in UTC).
+CREATE OR REPLACE FUNCTION ledgerlock._period_day_sql(alias text, date_column name, date_kind text)
+RETURNS text
+LANGUAGE sql
+IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE date_kind WHEN 'date' THEN pg_catalog.format('%s.%I', alias, date_column)
+                          WHEN 'timestamp' THEN pg_catalog.format('(%s.%I)::date', alias, date_column)
+                          ELSE pg_catalog.format('((%s.%I) AT TIME ZONE ''UTC'')::date', alias, date_column) END
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._period_day_sql(text, name, text) FROM PUBLIC;
+
+-- The high-water mark of a table with this ledger tag: the last day of any active window that applies to
+-- it, in any scope (null when there is none).
+CREATE OR REPLACE FUNCTION ledgerlock._period_mark(ledger text)
+RETURNS date
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT pg_catalog.max(s.to_date) FROM ledgerlock.period_lock_span s
+    WHERE s.ledger = '*' OR s.ledger = _period_mark.ledger
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._period_mark(text) FROM PUBLIC;
+
+-- After a new window: re-install the guards of the tables whose mark it may raise (see the top of this
+-- file). A table whose other windows already reach as far keeps its triggers untouched.
+CREATE OR REPLACE FUNCTION ledgerlock._raise_period_marks(to_date date, ledgers text[], lock_id bigint)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    t regclass;
+BEGIN
+    FOR t IN
+        SELECT p.tbl FROM ledgerlock.protected_table p
+        WHERE (_raise_period_marks.ledgers IS NULL OR p.ledger = ANY (_raise_period_marks.ledgers))
+          AND NOT EXISTS (SELECT FROM ledgerlock.period_lock_span s
+                          WHERE (s.ledger = '*' OR s.ledger = p.ledger) AND s.lock_id <> _raise_period_marks.lock_id
+                            AND s.to_date >= _raise_period_marks.to_date)
+        ORDER BY p.tbl::oid
+    LOOP
+        PERFORM ledgerlock._install_20_period(t);
+    END LOOP;
+END
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._raise_period_marks(date, text[], bigint) FROM PUBLIC;
+
+-- Like ledgerlock._create_guard_trigger, but CREATE OR REPLACE: raising the mark must not DROP a trigger
+-- (DROP TRIGGER takes an ACCESS EXCLUSIVE lock, which would block readers; CREATE OR REPLACE TRIGGER and
+-- ENABLE ALWAYS take SHARE ROW EXCLUSIVE, which waits for writers only).
+CREATE OR REPLACE FUNCTION ledgerlock._replace_guard_trigger(tbl regclass, trigger_name name, definition text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    permit boolean := pg_catalog.to_regprocedure('ledgerlock._ddl_permit(oid,boolean)') IS NOT NULL;
+    tgdef text;
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_trigger t WHERE t.tgrelid = tbl AND t.tgname = trigger_name) THEN
+        PERFORM ledgerlock._create_guard_trigger(tbl, trigger_name, definition);
+        RETURN;
+    END IF;
+    IF permit THEN  -- the DDL guard (hardening) lets ledgerlock's own installers through
+        EXECUTE 'SELECT ledgerlock._ddl_permit($1, true)' USING tbl::oid;
+    END IF;
+    EXECUTE pg_catalog.format('CREATE OR REPLACE TRIGGER %I %s', trigger_name, definition);
+    EXECUTE pg_catalog.format('ALTER TABLE %s ENABLE ALWAYS TRIGGER %I', tbl, trigger_name);
+    SELECT pg_catalog.pg_get_triggerdef(t.oid) INTO tgdef
+    FROM pg_catalog.pg_trigger t WHERE t.tgrelid = tbl AND t.tgname = trigger_name;
+    EXECUTE pg_catalog.format('COMMENT ON TRIGGER %I ON %s IS %L', trigger_name, tbl,
+                              'ledgerlock:' || pg_catalog.md5(tgdef));
+    IF permit THEN
+        EXECUTE 'SELECT ledgerlock._ddl_permit($1, false)' USING tbl::oid;
+    END IF;
+END
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._replace_guard_trigger(regclass, name, text) FROM PUBLIC;
+
 CREATE OR REPLACE FUNCTION ledgerlock._install_20_period(tbl regclass)
 RETURNS void
 LANGUAGE plpgsql
@@ -244,38 +237,42 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     cfg ledgerlock.protected_table := ledgerlock._config(tbl);
-    args text := pg_catalog.format('%L, %L, %L, %L', cfg.date_column, ledgerlock._period_date_kind(tbl),
+    kind text := ledgerlock._period_date_kind(tbl);
+    args text := pg_catalog.format('%L, %L, %L, %L', cfg.date_column, kind,
                                    coalesce(cfg.scope_column::text, ''), coalesce(cfg.ledger, ''));
     exempt text := (SELECT pg_catalog.string_agg(pg_catalog.quote_literal(c), ', ')
                     FROM pg_catalog.unnest(ledgerlock._exempt_columns(tbl)) AS c);
-    row_inserts boolean;
+    mark text := pg_catalog.quote_literal(coalesce(ledgerlock._period_mark(cfg.ledger), '-infinity'::date)::text)
+                 || '::date';
+    old_day text := ledgerlock._period_day_sql('OLD', cfg.date_column, kind);
+    new_day text := ledgerlock._period_day_sql('NEW', cfg.date_column, kind);
+    stale name;
 BEGIN
-    PERFORM ledgerlock._drop_guard_triggers(tbl, 'll_20_');
-    SELECT c.relkind = 'p' OR c.relispartition
-           OR EXISTS (SELECT FROM pg_catalog.pg_inherits i WHERE i.inhrelid = tbl OR i.inhparent = tbl)
-    INTO row_inserts
-    FROM pg_catalog.pg_class c WHERE c.oid = tbl;
-    PERFORM ledgerlock._create_guard_trigger(tbl, 'll_20_period_skip', pg_catalog.format(
-        'BEFORE INSERT ON %s FOR EACH ROW WHEN (pg_catalog.current_setting(''ledgerlock.on_locked'', true) = '
-        '''skip'') EXECUTE FUNCTION ledgerlock.guard_period_row(%s)', tbl, args));
-    IF row_inserts THEN
-        PERFORM ledgerlock._create_guard_trigger(tbl, 'll_20_period_insert', pg_catalog.format(
-            'AFTER INSERT ON %s FOR EACH ROW EXECUTE FUNCTION ledgerlock.guard_period_row(%s)', tbl, args));
-    ELSE
-        PERFORM ledgerlock._create_guard_trigger(tbl, 'll_20_period_insert', pg_catalog.format(
-            'AFTER INSERT ON %s REFERENCING NEW TABLE AS ll_new FOR EACH STATEMENT '
-            'EXECUTE FUNCTION ledgerlock.guard_period_insert(%s)', tbl, args));
-    END IF;
-    PERFORM ledgerlock._create_guard_trigger(tbl, 'll_20_period_update', pg_catalog.format(
-        'AFTER UPDATE ON %s FOR EACH ROW EXECUTE FUNCTION ledgerlock.guard_period_row(%s%s)',
-        tbl, args, ', ' || exempt));
-    PERFORM ledgerlock._create_guard_trigger(tbl, 'll_20_period_delete', pg_catalog.format(
-        'AFTER DELETE ON %s FOR EACH ROW EXECUTE FUNCTION ledgerlock.guard_period_row(%s)', tbl, args));
+    -- replaced in place (a stale ll_20_ trigger of an older version is dropped): see _replace_guard_trigger
+    FOR stale IN
+        SELECT t.tgname FROM pg_catalog.pg_trigger t
+        WHERE t.tgrelid = tbl AND NOT t.tgisinternal AND t.tgparentid = 0 AND pg_catalog.starts_with(t.tgname, 'll_20_')
+          AND t.tgname NOT IN ('ll_20_period_skip', 'll_20_period_insert', 'll_20_period_update', 'll_20_period_delete')
+    LOOP
+        PERFORM ledgerlock._drop_guard_triggers(tbl, stale);
+    END LOOP;
+    PERFORM ledgerlock._replace_guard_trigger(tbl, 'll_20_period_skip', pg_catalog.format(
+        'BEFORE INSERT ON %s FOR EACH ROW WHEN (%s <= %s AND pg_catalog.current_setting(%L, true) = %L) '
+        'EXECUTE FUNCTION ledgerlock.guard_period_row(%s)', tbl, new_day, mark, 'ledgerlock.on_locked', 'skip', args));
+    PERFORM ledgerlock._replace_guard_trigger(tbl, 'll_20_period_insert', pg_catalog.format(
+        'AFTER INSERT ON %s FOR EACH ROW WHEN (%s <= %s) EXECUTE FUNCTION ledgerlock.guard_period_row(%s)',
+        tbl, new_day, mark, args));
+    PERFORM ledgerlock._replace_guard_trigger(tbl, 'll_20_period_update', pg_catalog.format(
+        'AFTER UPDATE ON %s FOR EACH ROW WHEN (%s <= %s OR %s <= %s) '
+        'EXECUTE FUNCTION ledgerlock.guard_period_row(%s%s)', tbl, old_day, mark, new_day, mark, args,
+        ', ' || exempt));
+    PERFORM ledgerlock._replace_guard_trigger(tbl, 'll_20_period_delete', pg_catalog.format(
+        'AFTER DELETE ON %s FOR EACH ROW WHEN (%s <= %s) EXECUTE FUNCTION ledgerlock.guard_period_row(%s)',
+        tbl, old_day, mark, args));
 END
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._install_20_period(regclass) FROM PUBLIC;
 
--- ---------------------------------------------------------------------------------------------------
 -- The lock tables themselves: lock_event is append-only, a period_lock row never disappears and only
 -- moves forward (soft to hard, active to unlocked, relocked once). ENABLE ALWAYS, as every guard.
 

@@ -70,19 +70,34 @@ def sqlstate(exc: BaseException | None) -> str | None:
 @pytest.fixture
 def setup(db):
     db.protect_invoice()
-    return db
+    yield db
+    # a failed step must not leave a thread waiting on a lock behind an open transaction
+    db.owner().execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                       "WHERE datname = current_database() AND pid <> pg_backend_pid()")
 
 
-def test_a_lock_waits_for_an_open_write_in_its_scope(setup):
+def raise_mark_beforehand(db, raised: bool) -> str:
+    """With `raised` False, a later window (May) exists beforehand, so locking March does not raise the
+    table's high-water mark: the lock then meets writers on the scope's advisory lock. Otherwise the lock
+    raises the mark and re-installs the guards, meeting writers on the table lock. Returns the wait event."""
+    if not raised:
+        db.connect("admin").execute("SELECT ledgerlock.lock_period('1', '2025-05-01', '2025-05-31')")
+        return "advisory"
+    return "relation"
+
+
+@pytest.mark.parametrize("raises_mark", [True, False], ids=["raises-mark", "below-mark"])
+def test_a_lock_waits_for_an_open_write_in_its_scope(setup, raises_mark):
     """(a) The writer's row is in the window but not committed: the lock does not report success until the
     write is decided, so no write can commit into a window after the lock was reported."""
     db = setup
+    event = raise_mark_beforehand(db, raises_mark)
     writer = db.connect("app", autocommit=False)
     writer.execute(INSERT_MARCH)  # open transaction, row in March
     admin = db.connect("admin")
     observer = db.owner()
     locker = Step(lambda: admin.execute(LOCK_MARCH).fetchone()[0])
-    assert wait_until_waiting(observer, admin.info.backend_pid) == "advisory"
+    assert wait_until_waiting(observer, admin.info.backend_pid) == event
     assert not locker.done
     writer.commit()
     lock_id = locker.join().result
@@ -95,14 +110,29 @@ def test_a_lock_waits_for_an_open_write_in_its_scope(setup):
         db.connect("app").execute(INSERT_MARCH)
 
 
-def test_a_lock_in_another_scope_does_not_wait(setup):
+def test_a_lock_below_the_mark_in_another_scope_does_not_wait(setup):
     db = setup
+    db.connect("admin").execute("SELECT ledgerlock.lock_period('2', '2025-05-01', '2025-05-31')")
     writer = db.connect("app", autocommit=False)
-    writer.execute(INSERT_MARCH)  # scope 1
+    writer.execute(INSERT_MARCH)  # scope 1, below the mark: holds scope 1's advisory lock
     admin = db.connect("admin")
     admin.execute("SET lock_timeout = '2s'")
     admin.execute("SELECT ledgerlock.lock_period('2', '2025-03-01', '2025-03-31')")  # scope 2: no wait
     writer.commit()
+
+
+def test_a_lock_that_raises_the_mark_waits_for_every_writer_of_the_table(setup):
+    """The documented price of the high-water mark: re-installing the guards takes the table lock, so a
+    lock that raises the mark waits for the table's open writers, of any scope (and honours lock_timeout)."""
+    db = setup
+    writer = db.connect("app", autocommit=False)
+    writer.execute("INSERT INTO invoice (company_id, issued_on) VALUES (2, '2025-06-15')")  # scope 2
+    admin = db.connect("admin")
+    admin.execute("SET lock_timeout = '300ms'")
+    with refused("55P03"):
+        admin.execute(LOCK_MARCH)
+    writer.commit()
+    admin.execute(LOCK_MARCH)
 
 
 def test_a_lock_fails_cleanly_at_lock_timeout(setup):
@@ -120,17 +150,19 @@ def test_a_lock_fails_cleanly_at_lock_timeout(setup):
 
 @pytest.mark.parametrize("isolation", ["READ COMMITTED", "REPEATABLE READ", "SERIALIZABLE"])
 @pytest.mark.parametrize("outcome", ["commit", "rollback"])
-def test_b_a_write_waits_for_an_uncommitted_lock(setup, isolation, outcome):
+@pytest.mark.parametrize("raises_mark", [True, False], ids=["raises-mark", "below-mark"])
+def test_b_a_write_waits_for_an_uncommitted_lock(setup, isolation, outcome, raises_mark):
     """(b) The admin holds an uncommitted lock; the writer waits, then fails if the lock commits (LL002, or
     40001 where its snapshot predates the lock) and succeeds if it rolls back."""
     db = setup
+    event = raise_mark_beforehand(db, raises_mark)
     admin = db.connect("admin", autocommit=False)
     admin.execute(LOCK_MARCH)  # uncommitted
     writer = db.connect("app", autocommit=False)
     writer.execute(f"SET TRANSACTION ISOLATION LEVEL {isolation}")
     observer = db.owner()
     insert = Step(lambda: writer.execute(INSERT_MARCH))
-    assert wait_until_waiting(observer, writer.info.backend_pid) == "advisory"
+    assert wait_until_waiting(observer, writer.info.backend_pid) == event
     getattr(admin, outcome)()
     insert.join()
     if outcome == "commit":
@@ -138,6 +170,8 @@ def test_b_a_write_waits_for_an_uncommitted_lock(setup, isolation, outcome):
         assert sqlstate(insert.error) in expected, insert.error
         writer.rollback()
         assert observer.execute("SELECT count(*) FROM invoice").fetchone()[0] == 0
+        with refused("LL002"):
+            db.connect("app").execute(INSERT_MARCH)
     else:
         assert insert.error is None
         writer.commit()
@@ -266,3 +300,17 @@ def test_d_a_lock_completes_while_eight_writers_hammer_the_scope(setup):
     after = admin.execute("SELECT count(*) FROM invoice WHERE issued_on = '2025-03-15'").fetchone()[0]
     assert after == march_at_lock
     assert admin.execute("SELECT count(*) FROM invoice WHERE issued_on = '2025-04-15'").fetchone()[0] > 0
+
+
+def test_raising_the_mark_never_blocks_readers(setup):
+    """Re-installing the guards uses CREATE OR REPLACE TRIGGER (SHARE ROW EXCLUSIVE), never DROP TRIGGER
+    (ACCESS EXCLUSIVE): an open reading transaction does not hold the lock up, nor is it held up."""
+    db = setup
+    reader = db.connect("auditor", autocommit=False)
+    db.owner().execute("GRANT SELECT ON invoice TO ll_auditor")
+    reader.execute("SELECT count(*) FROM invoice").fetchone()
+    admin = db.connect("admin")
+    admin.execute("SET lock_timeout = '2s'")
+    admin.execute(LOCK_MARCH)
+    reader.execute("SELECT count(*) FROM invoice").fetchone()
+    reader.commit()

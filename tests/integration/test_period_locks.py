@@ -455,8 +455,8 @@ def test_skip_mode_never_loosens_anything(app):
         with refused("LL002"), app.transaction():
             app.execute("DELETE FROM invoice WHERE id = 1")
     with refused("22023", r"ledgerlock.on_locked must be 'error' or 'skip', not 'ignore'"), app.transaction():
-        app.execute("SET LOCAL ledgerlock.on_locked = 'ignore'")
-        app.execute("INSERT INTO invoice (company_id, issued_on) VALUES (2, '2025-04-01')")
+        app.execute("SET LOCAL ledgerlock.on_locked = 'ignore'")  # a typo: said when a row meets the guard
+        app.execute("INSERT INTO invoice (company_id, issued_on) VALUES (2, '2025-03-01')")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -530,6 +530,22 @@ def test_lock_history_and_lock_rows_are_append_only_even_for_the_owner(db, app):
         owner.execute("DELETE FROM ledgerlock.lock_event")
     with refused("42501"):
         db.connect("admin").execute("UPDATE ledgerlock.period_lock SET status = 'unlocked'")
+
+
+def test_guards_carry_the_high_water_mark_and_a_later_lock_raises_it(db, app):
+    """Rows dated after every window never call a function: the triggers' WHEN clause holds the mark."""
+    def definition():
+        return db.owner().execute("SELECT pg_get_triggerdef(oid) FROM pg_trigger WHERE tgrelid = 'invoice'::regclass "
+                                  "AND tgname = 'll_20_period_insert'").fetchone()[0]
+    assert "WHEN ((new.issued_on <= '2025-03-31'::date))" in definition()
+    ctl = db.connect("controller")
+    lock(ctl, "2", "2025-06-01", "2025-06-30")  # any scope raises the table's mark
+    assert "'2025-06-30'::date" in definition()
+    lock(ctl, "1", "2025-01-01", "2025-01-31")  # below the mark: the triggers stay as they are
+    assert "'2025-06-30'::date" in definition()
+    with refused("LL002"):
+        app.execute("INSERT INTO invoice (company_id, issued_on) VALUES (1, '2025-01-15')")
+    app.execute("INSERT INTO invoice (company_id, issued_on) VALUES (1, '2025-07-01')")
 
 
 def test_guard_triggers_are_installed_enable_always_and_reinstalled_on_reconfigure(db, app):
