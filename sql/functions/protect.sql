@@ -235,8 +235,10 @@ REVOKE ALL ON FUNCTION ledgerlock.unprotect(regclass, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION ledgerlock.unprotect(regclass, text)
     TO ledgerlock_admin, ledgerlock_controller, ledgerlock_auditor;
 
--- Re-run every installer on every protected table: `ledgerlock migrate` calls it after new code is
--- installed, so guard triggers always match the installed version.
+-- Re-run every installer on every protected table, then every rule's refresh hook
+-- (ledgerlock._refresh_NN_<rule>(), for guards a rule keeps on tables outside the registry, such as the
+-- parent of a referential rule): `ledgerlock migrate` calls it after new code is installed, so guard
+-- triggers always match the installed version. Returns the number of protected tables.
 CREATE OR REPLACE FUNCTION ledgerlock.reinstall_guards()
 RETURNS integer
 LANGUAGE plpgsql
@@ -245,12 +247,21 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     t regclass;
+    hook regproc;
     n integer := 0;
 BEGIN
     PERFORM ledgerlock._require_capability('admin', 'reinstall_guards');
     FOR t IN SELECT p.tbl FROM ledgerlock.protected_table p ORDER BY p.tbl::oid LOOP
         PERFORM ledgerlock._run_rule_hooks(t, 'install');
         n := n + 1;
+    END LOOP;
+    FOR hook IN
+        SELECT p.oid::regproc FROM pg_catalog.pg_proc p
+        WHERE p.pronamespace = 'ledgerlock'::regnamespace AND p.proname ~ '^_refresh_[0-9]{2}_'
+          AND p.pronargs = 0
+        ORDER BY p.proname
+    LOOP
+        EXECUTE pg_catalog.format('SELECT %s()', hook);
     END LOOP;
     RETURN n;
 END

@@ -323,6 +323,26 @@ END
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._install_30_referential(regclass) FROM PUBLIC;
 
+-- Hook run by reinstall_guards() (and so by `ledgerlock migrate`): the guards of every table in a rule that
+-- is not protected itself — protected tables were just refreshed through _install_30_referential.
+CREATE OR REPLACE FUNCTION ledgerlock._refresh_30_referential()
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    t regclass;
+BEGIN
+    FOR t IN
+        SELECT DISTINCT u.t FROM ledgerlock.reference_rule x, LATERAL (VALUES (x.parent), (x.child)) AS u(t)
+        WHERE NOT EXISTS (SELECT FROM ledgerlock.protected_table p WHERE p.tbl = u.t)
+    LOOP
+        PERFORM ledgerlock._ref_install_table(t);
+    END LOOP;
+END
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._refresh_30_referential() FROM PUBLIC;
+
 -- Hook run by unprotect(): the rules this table takes part in go with it (audited), and the partner
 -- tables lose their guards for those rules.
 CREATE OR REPLACE FUNCTION ledgerlock._uninstall_30_referential(tbl regclass)

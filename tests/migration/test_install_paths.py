@@ -9,6 +9,7 @@ import psycopg
 from psycopg import sql
 
 from ledgerlock import migrate, sqlfiles
+from lltest import refused
 
 # Everything in schema ledgerlock that a user could observe, as comparable text (yoyo's own tables,
 # which only the migration path has, left out).
@@ -140,3 +141,21 @@ def test_public_can_execute_only_the_documented_functions(db):
            AND has_function_privilege('public', p.oid, 'EXECUTE')"""
     ).fetchall()
     assert {r[0] for r in rows} <= public_api
+
+
+def test_migrate_restores_the_guards_of_a_rule_between_unprotected_tables(db):
+    """reinstall_guards also refreshes guards kept outside the registry (a referential rule's parent)."""
+    owner = db.owner()
+    owner.execute("SELECT ledgerlock.protect_referenced('customer', 'invoice', operations => '{delete}')")
+    guards = "SELECT count(*) FROM pg_trigger WHERE tgrelid = 'customer'::regclass AND tgname LIKE 'll\\_30\\_%'"
+    installed = owner.execute(guards).fetchone()[0]
+    assert installed >= 1
+    owner.execute("SELECT ledgerlock._drop_guard_triggers('customer', 'll_30_')")
+    assert owner.execute(guards).fetchone()[0] == 0
+    owner.execute("DELETE FROM ledgerlock.installed_code")  # as after an upgrade
+    migrate.migrate(db.conninfo())
+    assert owner.execute(guards).fetchone()[0] == installed
+    app = db.connect("app")
+    app.execute("INSERT INTO invoice (id, company_id, customer_id) VALUES (1, 1, 1)")
+    with refused("LL003"):
+        app.execute("DELETE FROM customer WHERE id = 1")
