@@ -15,6 +15,10 @@ from .harness import Bench
 FINAL_WHEN = "status in ('approved','paid')"
 NUMBER_FORMAT = "INV-{SCOPE}-{SEQ:5}"
 LOCKED_YEAR = ("2020-01-01", "2020-12-31")  # every scope the writes use has this hard-locked window
+# An open day before the last locked day: a write dated so must be checked against the windows (dates after
+# every window may be let through by a cheaper filter). Outside the 2020 window of scopes 1-8, and a gap
+# between two one-day windows of the crowded scope (windows every other day back from 2020-12-31).
+BACKDATED = "2019-12-30"
 
 SIGNATURES = {
     "periods": "ledgerlock.lock_period(text,date,date,text,text,text,text[],boolean)",
@@ -90,6 +94,14 @@ def naive_period_check(b: Bench, table: str) -> None:
 
 def lock_window(b: Bench, scope: str, from_date: str, to_date: str, level: str = "hard") -> int:
     return b.scalar("SELECT ledgerlock.lock_period(%s, %s::date, %s::date, %s)", (scope, from_date, to_date, level))
+
+
+def assert_open(b: Bench, scope: str, day: str) -> None:
+    """A write dated ``day`` in ``scope`` must be allowed, or the scenario measures refusals."""
+    if b.has_function("ledgerlock.period_lock_at(text,date,text)"):
+        hit = b.execute("SELECT * FROM ledgerlock.period_lock_at(%s, %s::date)", (scope, day)).fetchall()
+        if hit:
+            raise RuntimeError(f"{day} is locked in scope {scope}: {hit[0]}")
 
 
 def lock_write_scopes(b: Bench, scopes=range(1, 9)) -> None:

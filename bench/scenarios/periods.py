@@ -7,7 +7,7 @@ import time
 
 from ..harness import Bench
 from ..stats import Result, Target, not_available
-from ..tables import Features, protect
+from ..tables import BACKDATED, Features, assert_open, protect
 from .common import Variant, pgbench_group, timed_group
 
 T_WINDOWS = Target(0.95, source="issue 5 (R3)")
@@ -31,11 +31,14 @@ def lock_check(b: Bench, f: Features) -> Result:
     b.create_doc_table("p_check")
     protect(b, "p_check", audit=False)
     b.prepare_for_run("p_check")
-    script = b.script("insert", table="p_check")
-    s = pgbench_group(b, {"one_window": Variant(script, variables={"scope": 1}),
-                          "many_windows": Variant(script, variables={"scope": CROWDED_SCOPE})})
+    for scope in ("1", str(CROWDED_SCOPE)):
+        assert_open(b, scope, BACKDATED)
+    script = b.script("insert_dated", table="p_check")
+    s = pgbench_group(b, {"one_window": Variant(script, variables={"scope": 1, "day": BACKDATED}),
+                          "many_windows": Variant(script, variables={"scope": CROWDED_SCOPE, "day": BACKDATED})})
     return Result("lock_check_windows", title, baseline_label="1 window", target=T_WINDOWS,
-                  note=f"scope {CROWDED_SCOPE} holds {have:,} windows; enforcement only (no audit triggers)",
+                  note=f"rows dated {BACKDATED}, an open day between windows and before the last locked day, so "
+                       f"the check runs; scope {CROWDED_SCOPE} holds {have:,} windows, scope 1 one; enforcement only",
                   baseline_samples=s["one_window"], value_samples=s["many_windows"])
 
 

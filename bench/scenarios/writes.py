@@ -7,7 +7,7 @@ from psycopg import sql
 
 from ..harness import Bench
 from ..stats import Result, Target, not_available
-from ..tables import Features, naive_audit, naive_period_check, protect
+from ..tables import BACKDATED, Features, assert_open, naive_audit, naive_period_check, protect
 from .common import Variant, pgbench_group, timed_group
 
 T_INSERT_ENFORCED = Target(0.90, source="issue 5 (R3)", goal=0.95)
@@ -70,6 +70,10 @@ def _single_row(b: Bench, f: Features, verb: str) -> list[Result]:
         v: Variant(b.script(script, table=t), tables=(t,), variables={"scope": 1, "rows": rows})
         for v, t in tables.items()
     }
+    if verb == "insert" and f.periods:
+        assert_open(b, "1", BACKDATED)
+        variants["enforced_backdated"] = Variant(b.script("insert_dated", table=tables["enforced"]),
+                                                 variables={"scope": 1, "day": BACKDATED})
     if verb == "insert" and f.audit and f.periods:
         variants["audited_unlocked"] = _with_unlocked_window_elsewhere(b, variants["audited"])
     s = pgbench_group(b, variants)
@@ -83,6 +87,12 @@ def _single_row(b: Bench, f: Features, verb: str) -> list[Result]:
         enforced.status = "not available"
         enforced.note = f.missing("periods") + "; measured: R1 only, whose guards do not fire on INSERT"
     out.append(enforced)
+    if "enforced_backdated" in s:
+        out.append(Result(f"{verb}_enforced_backdated", f"single-row {verb_up}, enforcement only, dated {BACKDATED}",
+                          target=T_INSERT_ENFORCED,
+                          note="an open day before the last locked day (2020-12-31): the period check runs in full; "
+                               "rows dated after every window (insert_enforced, dated today) may skip it",
+                          baseline_samples=s["plain"], value_samples=s["enforced_backdated"]))
     if f.audit:
         out.append(Result(f"{verb}_audited", f"single-row {verb_up} with audit ({c} clients)",
                           target=T_WRITE_AUDITED, note="enforcement + audit capture (full protect)",
