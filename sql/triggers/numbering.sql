@@ -18,120 +18,81 @@
 --   risking a deadlock.
 -- * ll_40 runs after every other BEFORE trigger (name order): a row some other rule refuses never takes a
 --   counter lock. The lock is held until commit, so finalize last in a transaction.
+-- * Counters and configuration belong to the protected table, also when the row triggers run on one of
+--   its partitions (TG_RELID is then the partition): every partition numbers in the table's series.
+--
+-- Why generated functions: each numbered table gets its own trigger functions (_ll40_t<oid>_final,
+-- _draft, _settle), written by _ll40_generate_functions from its configuration, so that columns are read
+-- and written directly (NEW.issued_on, not through jsonb) and the settle queries are static SQL whose plans
+-- PL/pgSQL keeps for the session. The generic versions (jsonb row access, dynamic EXECUTE planned on every
+-- statement) cost ~1 ms per one-row finalization; the generated ones ~0.1 ms. The templates live here; the
+-- installer regenerates them on every install, so they never drift from the configuration.
 
--- BEFORE INSERT/UPDATE, for rows becoming final. Arguments: number column, date column, date kind (date,
--- timestamp, timestamptz; '' when the format has no date token), scope column ('' when the format has no
--- {SCOPE}), prefix format, suffix format, padding.
-CREATE OR REPLACE FUNCTION ledgerlock.assign_final_number()
-RETURNS trigger
+-- 'INV-{YYYY}-' as a PL/pgSQL expression over the row's date (ll_d) and scope (ll_scope):
+-- 'INV-' || pg_catalog.to_char(ll_d, 'YYYY') || '-'. With keep_tokens, a missing date or scope leaves its
+-- token in the text (temporary numbers); without, the caller has refused such rows already.
+CREATE OR REPLACE FUNCTION ledgerlock._number_part_sql(part text, keep_tokens boolean)
+RETURNS text
 LANGUAGE plpgsql
-SECURITY DEFINER  -- takes numbers from ledgerlock's counters, which clients cannot touch
+IMMUTABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    r jsonb := pg_catalog.to_jsonb(NEW);
-    d date;
-    scope text;
-    prefix text := TG_ARGV[4];
-    suffix text := TG_ARGV[5];
-    slot text;
-    state text;
-    pos bigint;
-    top bigint;
-    chunk bigint;
-    seq text;
+    out text[] := '{}';
+    tok text;
+    lit text;
+    expr text;
 BEGIN
-    IF TG_ARGV[2] <> '' THEN
-        d := CASE TG_ARGV[2]
-                 WHEN 'date' THEN (r ->> TG_ARGV[1])::date
-                 WHEN 'timestamp' THEN (r ->> TG_ARGV[1])::timestamp::date
-                 ELSE ((r ->> TG_ARGV[1])::timestamptz AT TIME ZONE 'UTC')::date END;
-        IF d IS NULL OR NOT pg_catalog.isfinite(d) THEN
-            PERFORM ledgerlock._refuse('LL009', pg_catalog.format(
-                '%s cannot get a final number: its %I is %s, and the number format needs the date',
-                ledgerlock.row_label(TG_RELID, r), TG_ARGV[1], coalesce(r ->> TG_ARGV[1], 'empty')),
-                pg_catalog.format('set %I before the row becomes final', TG_ARGV[1]));
+    WHILE part <> '' LOOP
+        tok := pg_catalog.substring(part, '^\{(YYYY|YY|MM|SCOPE)\}');
+        IF tok IS NOT NULL THEN
+            expr := CASE tok WHEN 'SCOPE' THEN 'll_scope'
+                             ELSE pg_catalog.format('pg_catalog.to_char(ll_d, %L)', tok) END;
+            IF keep_tokens THEN
+                expr := pg_catalog.format('coalesce(%s, %L)', expr, '{' || tok || '}');
+            END IF;
+            out := out || expr;
+            part := pg_catalog.substr(part, pg_catalog.length(tok) + 3);
+        ELSE
+            lit := pg_catalog.substring(part, '^(.[^{]*)');
+            out := out || pg_catalog.quote_literal(lit);
+            part := pg_catalog.substr(part, pg_catalog.length(lit) + 1);
         END IF;
-        prefix := pg_catalog.replace(pg_catalog.replace(pg_catalog.replace(prefix,
-                      '{YYYY}', pg_catalog.to_char(d, 'YYYY')), '{YY}', pg_catalog.to_char(d, 'YY')),
-                      '{MM}', pg_catalog.to_char(d, 'MM'));
-        suffix := pg_catalog.replace(pg_catalog.replace(pg_catalog.replace(suffix,
-                      '{YYYY}', pg_catalog.to_char(d, 'YYYY')), '{YY}', pg_catalog.to_char(d, 'YY')),
-                      '{MM}', pg_catalog.to_char(d, 'MM'));
-    END IF;
-    IF TG_ARGV[3] <> '' THEN
-        scope := r ->> TG_ARGV[3];
-        IF scope IS NULL THEN
-            PERFORM ledgerlock._refuse('LL009', pg_catalog.format(
-                '%s cannot get a final number: its %I is empty, and the number format needs the scope',
-                ledgerlock.row_label(TG_RELID, r), TG_ARGV[3]),
-                pg_catalog.format('set %I before the row becomes final', TG_ARGV[3]));
-        END IF;
-        prefix := pg_catalog.replace(prefix, '{SCOPE}', scope);
-        suffix := pg_catalog.replace(suffix, '{SCOPE}', scope);
-    END IF;
-
-    -- Where this statement stands in its range of the series: "next,last,chunk" (a hint; see above).
-    slot := 'ledgerlock.numbering_' || pg_catalog.md5(TG_RELID::oid::text || E'\x1f' || prefix || E'\x1f' || suffix);
-    state := pg_catalog.current_setting(slot, true);
-    IF state IS NULL OR state = '' THEN
-        pos := 1; top := 0; chunk := 0;
-    ELSE
-        pos := pg_catalog.split_part(state, ',', 1)::bigint;
-        top := pg_catalog.split_part(state, ',', 2)::bigint;
-        chunk := pg_catalog.split_part(state, ',', 3)::bigint;
-    END IF;
-    IF pos > top THEN
-        chunk := CASE WHEN chunk = 0 THEN 1 ELSE least(chunk * 4, 65536) END;
-        SELECT t.first_value, t.last_value INTO pos, top
-        FROM ledgerlock._take_numbers(TG_RELID, prefix, suffix, chunk, pg_catalog.lower(TG_OP)) AS t;
-    END IF;
-    state := pg_catalog.set_config(slot, (pos + 1)::text || ',' || top::text || ',' || chunk::text, true);
-
-    seq := pos::text;
-    IF pg_catalog.length(seq) < TG_ARGV[6]::integer THEN
-        seq := pg_catalog.lpad(seq, TG_ARGV[6]::integer, '0');
-    END IF;
-    NEW := pg_catalog.jsonb_populate_record(NEW, pg_catalog.jsonb_build_object(TG_ARGV[0], prefix || seq || suffix));
-    RETURN NEW;
-END
-$$;
-REVOKE ALL ON FUNCTION ledgerlock.assign_final_number() FROM PUBLIC;
-
--- Take the next `n` numbers of a series for the current statement: lock its counter (until commit),
--- open the statement's range if none is open, and return the numbers taken.
-CREATE OR REPLACE FUNCTION ledgerlock._take_numbers(tbl regclass, prefix text, suffix text, n bigint, kind text,
-                                                   OUT first_value bigint, OUT last_value bigint)
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    order_key text := pg_catalog.lpad(tbl::oid::text, 10, '0') || E'\x1f' || prefix || E'\x1f' || suffix;
-    held text := pg_catalog.current_setting('ledgerlock.numbering_counters_held', true);
-BEGIN
-    -- Fixed order, so two transactions cannot wait for each other: a counter that sorts before one this
-    -- transaction already holds is only waited for briefly. (The setting is a hint: a client that changes it
-    -- only risks an ordinary deadlock, which PostgreSQL detects.)
-    IF held IS NOT NULL AND held <> '' AND order_key COLLATE "C" < held COLLATE "C" THEN
-        PERFORM ledgerlock._take_counter_out_of_order(tbl, prefix, suffix, order_key, held);
-    END IF;
-    LOOP
-        UPDATE ledgerlock.number_counter AS c
-        SET last_value = c.last_value + n,
-            open_from = coalesce(c.open_from, c.last_value),
-            open_kind = CASE WHEN c.open_kind IS NULL OR c.open_kind = kind THEN kind ELSE 'both' END
-        WHERE c.tbl = _take_numbers.tbl AND c.prefix = _take_numbers.prefix AND c.suffix = _take_numbers.suffix
-        RETURNING c.last_value - n + 1, c.last_value INTO first_value, last_value;
-        EXIT WHEN FOUND;
-        INSERT INTO ledgerlock.number_counter AS c (tbl, prefix, suffix) VALUES (tbl, prefix, suffix)
-        ON CONFLICT ON CONSTRAINT number_counter_pkey DO NOTHING;
     END LOOP;
-    IF held IS NULL OR held = '' OR order_key COLLATE "C" > held COLLATE "C" THEN
-        PERFORM pg_catalog.set_config('ledgerlock.numbering_counters_held', order_key, true);
+    RETURN CASE WHEN pg_catalog.cardinality(out) = 0 THEN '''''' ELSE pg_catalog.array_to_string(out, ' || ') END;
+END
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._number_part_sql(text, boolean) FROM PUBLIC;
+
+-- The generated functions of a table: ledgerlock._ll40_t<oid>_<part>.
+CREATE OR REPLACE FUNCTION ledgerlock._ll40_function(tbl regclass, part text)
+RETURNS text
+LANGUAGE sql
+IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT pg_catalog.format('ledgerlock.%I', '_ll40_t' || tbl::oid || '_' || part)
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._ll40_function(regclass, text) FROM PUBLIC;
+
+-- A generated function runs on a relation it was not generated for: the table was restored from a dump
+-- (new oids) or a partition was attached since. Fine when the relation is (a partition of) the table;
+-- otherwise refuse rather than count in another table's series.
+CREATE OR REPLACE FUNCTION ledgerlock._ll40_check_relation(rel regclass, tbl oid)
+RETURNS void
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF ledgerlock._rule_table(rel)::oid IS DISTINCT FROM tbl THEN
+        PERFORM ledgerlock._refuse('LL009', pg_catalog.format(
+            'the numbering triggers of %s were generated for another table (oid %s)', rel, tbl),
+            'run ledgerlock migrate (or SELECT ledgerlock.reinstall_guards()) to regenerate them');
     END IF;
 END
 $$;
-REVOKE ALL ON FUNCTION ledgerlock._take_numbers(regclass, text, text, bigint, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ledgerlock._ll40_check_relation(regclass, oid) FROM PUBLIC;
 
 -- A counter out of the fixed order: wait at most lock_timeout for it, then ask for a retry (40001).
 CREATE OR REPLACE FUNCTION ledgerlock._take_counter_out_of_order(tbl regclass, prefix text, suffix text,
@@ -158,112 +119,20 @@ END
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._take_counter_out_of_order(regclass, text, text, text, text) FROM PUBLIC;
 
--- AFTER INSERT/UPDATE, once per statement, with the statement's rows as transition tables ll_new (and
--- ll_old). Checks the numbers the statement handed out and closes its ranges. Arguments: number column,
--- final_when over n., final_when over o. (update), key columns joined with commas (update).
-CREATE OR REPLACE FUNCTION ledgerlock.settle_final_numbers()
-RETURNS trigger
+-- LL009 for a row whose format needs a date or a scope it does not have.
+CREATE OR REPLACE FUNCTION ledgerlock._refuse_unnumberable(tbl regclass, r jsonb, col name, what text)
+RETURNS void
 LANGUAGE plpgsql
-SECURITY DEFINER  -- closes ledgerlock's counters, which clients cannot touch
 SET search_path = pg_catalog, pg_temp
 AS $$
-DECLARE
-    kind text := pg_catalog.lower(TG_OP);
-    new_final bigint;
-    new_other bigint;
-    old_final bigint := 0;
-    left_final bigint := 0;
-    newly_final bigint;
-    ranges record;
-    got record;
-    numbered bigint := 0;
-    problem text;
 BEGIN
-    -- 1. How many rows became final in this statement: from the transition tables alone.
-    EXECUTE pg_catalog.format('SELECT count(*) FILTER (WHERE (%1$s) IS TRUE), count(*) FILTER (WHERE (%1$s) IS NOT TRUE) '
-                              'FROM ll_new AS n', TG_ARGV[1]) INTO new_final, new_other;
-    IF TG_OP = 'UPDATE' THEN
-        EXECUTE pg_catalog.format('SELECT count(*) FROM ll_old AS o WHERE (%s) IS TRUE', TG_ARGV[2]) INTO old_final;
-        IF old_final > 0 AND new_other > 0 THEN  -- rows that stopped being final (final_when over a mutable column)
-            EXECUTE pg_catalog.format('SELECT count(*) FROM ll_old AS o JOIN ll_new AS n USING (%s) '
-                                      'WHERE (%s) IS TRUE AND (%s) IS NOT TRUE', TG_ARGV[3], TG_ARGV[2], TG_ARGV[1])
-            INTO left_final;
-        END IF;
-    END IF;
-    newly_final := new_final - old_final + left_final;
-
-    -- 2. The ranges this statement opened (for this kind of write).
-    SELECT pg_catalog.array_agg(c.prefix ORDER BY c.prefix, c.suffix) AS prefixes,
-           pg_catalog.array_agg(c.suffix ORDER BY c.prefix, c.suffix) AS suffixes,
-           pg_catalog.array_agg(c.open_from ORDER BY c.prefix, c.suffix) AS bases,
-           pg_catalog.array_agg(c.last_value ORDER BY c.prefix, c.suffix) AS tops,
-           pg_catalog.bool_or(c.open_kind = 'both') AS mixed
-    INTO ranges
-    FROM ledgerlock.number_counter c
-    WHERE c.tbl = TG_RELID AND c.open_from IS NOT NULL AND c.open_kind IN (kind, 'both');
-    IF ranges.mixed THEN
-        PERFORM ledgerlock._refuse('LL009', pg_catalog.format(
-            'an INSERT ... ON CONFLICT DO UPDATE on %s made rows final through both its INSERT and its UPDATE '
-            'part; ledgerlock cannot prove their final numbers gapless', TG_RELID::regclass),
-            'insert the rows as drafts, then make them final with an UPDATE');
-    END IF;
-    IF ranges.prefixes IS NULL THEN
-        IF newly_final > 0 THEN
-            PERFORM ledgerlock._refuse_numbering(TG_RELID, newly_final, 0, 'no numbers were taken from a counter');
-        END IF;
-        RETURN NULL;
-    END IF;
-
-    -- 3. Read the numbers of the statement's final rows back into (range, sequence number).
-    FOR got IN EXECUTE pg_catalog.format($q$
-        WITH c AS (
-            SELECT * FROM ROWS FROM (pg_catalog.unnest($1::text[]), pg_catalog.unnest($2::text[]),
-                                    pg_catalog.unnest($3::bigint[]), pg_catalog.unnest($4::bigint[]))
-                          WITH ORDINALITY AS c(prefix, suffix, base, top, i)),
-        f AS (SELECT (n.%1$I)::text COLLATE "C" AS num FROM ll_new AS n WHERE (%2$s) IS TRUE),
-        m AS (
-            SELECT c.i, c.base, c.top,
-                   pg_catalog.substr(f.num, pg_catalog.length(c.prefix) + 1,
-                                     pg_catalog.length(f.num) - pg_catalog.length(c.prefix)
-                                     - pg_catalog.length(c.suffix)) AS digits
-            FROM f JOIN c ON pg_catalog."left"(f.num, pg_catalog.length(c.prefix)) = c.prefix
-                         AND pg_catalog."right"(f.num, pg_catalog.length(c.suffix)) = c.suffix
-                         AND pg_catalog.length(f.num) > pg_catalog.length(c.prefix) + pg_catalog.length(c.suffix)),
-        s AS (SELECT m.i, m.digits::bigint AS seq FROM m
-              WHERE m.digits ~ '^[0-9]{1,18}$' AND m.digits::bigint > m.base AND m.digits::bigint <= m.top)
-        SELECT c.i, c.prefix, c.suffix, c.base, c.top, pg_catalog.count(s.seq) AS cnt,
-               pg_catalog.count(DISTINCT s.seq) AS distinct_cnt, min(s.seq) AS lo, max(s.seq) AS hi
-        FROM c LEFT JOIN s ON s.i = c.i
-        GROUP BY c.i, c.prefix, c.suffix, c.base, c.top
-        ORDER BY c.i
-        $q$, TG_ARGV[0], TG_ARGV[1])
-        USING ranges.prefixes, ranges.suffixes, ranges.bases, ranges.tops
-    LOOP
-        IF got.cnt <> got.distinct_cnt THEN
-            problem := pg_catalog.format('series %s: a number was handed out twice', got.prefix || '{SEQ}' || got.suffix);
-        ELSIF got.cnt > 0 AND (got.lo <> got.base + 1 OR got.hi <> got.base + got.cnt) THEN
-            problem := pg_catalog.format('series %s: the numbers handed out (%s to %s, %s rows) leave a hole after %s',
-                                         got.prefix || '{SEQ}' || got.suffix, got.lo, got.hi, got.cnt, got.base);
-        END IF;
-        IF problem IS NOT NULL THEN
-            PERFORM ledgerlock._refuse_numbering(TG_RELID, newly_final, numbered, problem);
-        END IF;
-        numbered := numbered + got.cnt;
-        -- Close the range: the counter keeps exactly the numbers the statement's rows carry.
-        UPDATE ledgerlock.number_counter AS c
-        SET last_value = got.base + got.cnt, open_from = NULL, open_kind = NULL
-        WHERE c.tbl = TG_RELID AND c.prefix = got.prefix AND c.suffix = got.suffix;
-        PERFORM pg_catalog.set_config('ledgerlock.numbering_' || pg_catalog.md5(
-            TG_RELID::oid::text || E'\x1f' || got.prefix || E'\x1f' || got.suffix), '', true);
-    END LOOP;
-    IF numbered <> newly_final THEN
-        PERFORM ledgerlock._refuse_numbering(TG_RELID, newly_final, numbered,
-                                             'some final rows carry numbers that were not taken in this statement');
-    END IF;
-    RETURN NULL;
+    PERFORM ledgerlock._refuse('LL009', pg_catalog.format(
+        '%s cannot get a final number: its %I is %s, and the number format needs the %s',
+        ledgerlock.row_label(tbl, r), col, coalesce(r ->> col, 'empty'), what),
+        pg_catalog.format('set %I before the row becomes final', col));
 END
 $$;
-REVOKE ALL ON FUNCTION ledgerlock.settle_final_numbers() FROM PUBLIC;
+REVOKE ALL ON FUNCTION ledgerlock._refuse_unnumberable(regclass, jsonb, name, text) FROM PUBLIC;
 
 -- LL009: the statement's final numbers do not add up; it is refused as a whole (nothing is numbered).
 CREATE OR REPLACE FUNCTION ledgerlock._refuse_numbering(tbl regclass, newly_final bigint, numbered bigint,
@@ -283,44 +152,294 @@ END
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._refuse_numbering(regclass, bigint, bigint, text) FROM PUBLIC;
 
--- BEFORE INSERT, for draft rows inserted with an empty number: a temporary number (gaps are fine).
--- Arguments: as assign_final_number, with the temporary-number format.
-CREATE OR REPLACE FUNCTION ledgerlock.assign_draft_number()
-RETURNS trigger
+-- (Re)generate the three trigger functions of a numbered table from its configuration.
+CREATE OR REPLACE FUNCTION ledgerlock._ll40_generate_functions(tbl regclass, draft_format text, date_kind text)
+RETURNS void
 LANGUAGE plpgsql
-SECURITY DEFINER  -- uses ledgerlock's draft_number sequence, which clients cannot
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    cfg ledgerlock.protected_table := ledgerlock._config(tbl);
+    final_fmt record := ledgerlock._number_format_parts(cfg.number_format, 'number_format', cfg.scope_column IS NOT NULL);
+    draft_fmt record := ledgerlock._number_format_parts(draft_format, 'draft_format', cfg.scope_column IS NOT NULL);
+    head text := 'RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS ';
+    known text;  -- the relations the functions were generated for: the table and its partitions
+    rel_check text;
+    num text := pg_catalog.quote_ident(cfg.number_column);
+    date_of text := pg_catalog.format(CASE date_kind WHEN 'date' THEN 'NEW.%I'
+                                                     WHEN 'timestamp' THEN 'NEW.%I::date'
+                                                     ELSE '(NEW.%I AT TIME ZONE ''UTC'')::date' END, cfg.date_column);
+    scope_of text := CASE WHEN cfg.scope_column IS NULL THEN 'NULL'
+                          ELSE pg_catalog.format('NEW.%I::text', cfg.scope_column) END;
+    f_new text := pg_catalog.replace(cfg.final_when_sql, 'll_row.', 'n.');
+    f_old text := pg_catalog.replace(cfg.final_when_sql, 'll_row.', 'o.');
+    keys text;
+BEGIN
+    SELECT pg_catalog.string_agg(p.relid::oid::text, ', ') INTO known FROM pg_catalog.pg_partition_tree(tbl) p;
+    known := coalesce(known, tbl::oid::text);
+    rel_check := pg_catalog.format('IF TG_RELID NOT IN (%s) THEN PERFORM ledgerlock._ll40_check_relation(TG_RELID, %s); '
+                                   'END IF;', known, tbl::oid);
+    SELECT pg_catalog.string_agg(pg_catalog.quote_ident(k), ', ') INTO keys FROM pg_catalog.unnest(cfg.key_columns) k;
+    PERFORM ledgerlock._ddl_permit('ledgerlock'::regnamespace::oid, true);
+
+    -- BEFORE INSERT/UPDATE of a row becoming final: its number, from the statement's range of its series.
+    EXECUTE pg_catalog.format('CREATE OR REPLACE FUNCTION %s() ', ledgerlock._ll40_function(tbl, 'final'))
+        || head || pg_catalog.format($gen$$ll$
+DECLARE
+    ll_d date;
+    ll_scope text;
+    ll_prefix text;
+    ll_suffix text;
+    ll_slot text;
+    ll_state text;
+    ll_pos bigint;
+    ll_top bigint;
+    ll_chunk bigint;
+    ll_n bigint;
+    ll_key text;
+    ll_held text;
+    ll_seq text;
+BEGIN
+    %1$s
+    %2$s
+    %3$s
+    ll_prefix := %4$s;
+    ll_suffix := %5$s;
+    -- Where this statement stands in its range of the series: "next,last,chunk" (a hint; see above).
+    ll_slot := 'ledgerlock.numbering_' || pg_catalog.md5(%6$L || ll_prefix || E'\x1f' || ll_suffix);
+    ll_state := pg_catalog.current_setting(ll_slot, true);
+    IF ll_state IS NULL OR ll_state = '' THEN
+        ll_pos := 1; ll_top := 0; ll_chunk := 0;
+    ELSE
+        ll_pos := pg_catalog.split_part(ll_state, ',', 1)::bigint;
+        ll_top := pg_catalog.split_part(ll_state, ',', 2)::bigint;
+        ll_chunk := pg_catalog.split_part(ll_state, ',', 3)::bigint;
+    END IF;
+    IF ll_pos > ll_top THEN
+        ll_chunk := CASE WHEN ll_chunk = 0 THEN 1 ELSE least(ll_chunk * 4, 65536) END;
+        -- Fixed order, so two transactions cannot wait for each other: a counter that sorts before one this
+        -- transaction already holds is only waited for briefly. (The setting is a hint: a client that changes
+        -- it only risks an ordinary deadlock, which PostgreSQL detects.)
+        ll_key := %7$L || ll_prefix || E'\x1f' || ll_suffix;
+        ll_held := pg_catalog.current_setting('ledgerlock.numbering_counters_held', true);
+        IF ll_held IS NOT NULL AND ll_held <> '' AND ll_key COLLATE "C" < ll_held COLLATE "C" THEN
+            PERFORM ledgerlock._take_counter_out_of_order(%8$s, ll_prefix, ll_suffix, ll_key, ll_held);
+        END IF;
+        LOOP
+            UPDATE ledgerlock.number_counter AS c
+            SET last_value = c.last_value + ll_chunk,
+                open_from = coalesce(c.open_from, c.last_value),
+                open_kind = CASE WHEN c.open_kind IS NULL OR c.open_kind = pg_catalog.lower(TG_OP)
+                                 THEN pg_catalog.lower(TG_OP) ELSE 'both' END
+            WHERE c.tbl = %8$s AND c.prefix = ll_prefix AND c.suffix = ll_suffix
+            RETURNING c.last_value INTO ll_top;
+            EXIT WHEN FOUND;
+            INSERT INTO ledgerlock.number_counter AS c (tbl, prefix, suffix) VALUES (%8$s, ll_prefix, ll_suffix)
+            ON CONFLICT ON CONSTRAINT number_counter_pkey DO NOTHING;
+        END LOOP;
+        ll_pos := ll_top - ll_chunk + 1;
+        IF ll_held IS NULL OR ll_held = '' OR ll_key COLLATE "C" > ll_held COLLATE "C" THEN
+            ll_held := pg_catalog.set_config('ledgerlock.numbering_counters_held', ll_key, true);
+        END IF;
+    END IF;
+    ll_state := pg_catalog.set_config(ll_slot, (ll_pos + 1)::text || ',' || ll_top::text || ',' || ll_chunk::text, true);
+    ll_seq := ll_pos::text;
+    IF pg_catalog.length(ll_seq) < %9$s THEN
+        ll_seq := pg_catalog.lpad(ll_seq, %9$s, '0');
+    END IF;
+    NEW.%10$s := ll_prefix || ll_seq || ll_suffix;
+    RETURN NEW;
+END
+$ll$$gen$,
+        rel_check,
+        CASE WHEN final_fmt.uses_date THEN pg_catalog.format(
+            'll_d := %s; IF ll_d IS NULL OR NOT pg_catalog.isfinite(ll_d) THEN '
+            'PERFORM ledgerlock._refuse_unnumberable(%s::oid::regclass, pg_catalog.to_jsonb(NEW), %L, ''date''); END IF;',
+            date_of, tbl::oid, cfg.date_column) ELSE '' END,
+        CASE WHEN final_fmt.uses_scope THEN pg_catalog.format(
+            'll_scope := %s; IF ll_scope IS NULL THEN '
+            'PERFORM ledgerlock._refuse_unnumberable(%s::oid::regclass, pg_catalog.to_jsonb(NEW), %L, ''scope''); END IF;',
+            scope_of, tbl::oid, cfg.scope_column) ELSE '' END,
+        ledgerlock._number_part_sql(final_fmt.prefix_format, false),
+        ledgerlock._number_part_sql(final_fmt.suffix_format, false),
+        tbl::oid::text || E'\x1f',
+        pg_catalog.lpad(tbl::oid::text, 10, '0') || E'\x1f',
+        pg_catalog.format('%s::oid::regclass', tbl::oid),
+        final_fmt.pad,
+        num);
+
+    -- BEFORE INSERT of a draft with an empty number: a temporary number (gaps are fine).
+    EXECUTE pg_catalog.format('CREATE OR REPLACE FUNCTION %s() ', ledgerlock._ll40_function(tbl, 'draft'))
+        || head || pg_catalog.format($gen$$ll$
+DECLARE
+    ll_d date;
+    ll_scope text;
+    ll_seq text := pg_catalog.nextval('ledgerlock.draft_number')::text;
+BEGIN
+    %1$s
+    %2$s
+    IF pg_catalog.length(ll_seq) < %5$s THEN
+        ll_seq := pg_catalog.lpad(ll_seq, %5$s, '0');
+    END IF;
+    NEW.%6$s := %3$s || ll_seq || %4$s;
+    RETURN NEW;
+END
+$ll$$gen$,
+        CASE WHEN draft_fmt.uses_date THEN pg_catalog.format('ll_d := %s;', date_of) ELSE '' END,
+        CASE WHEN draft_fmt.uses_scope THEN pg_catalog.format('ll_scope := %s;', scope_of) ELSE '' END,
+        ledgerlock._number_part_sql(draft_fmt.prefix_format, true),
+        ledgerlock._number_part_sql(draft_fmt.suffix_format, true),
+        draft_fmt.pad, num);
+
+    -- AFTER INSERT/UPDATE, once per statement, with the statement's rows as transition tables ll_new (and
+    -- ll_old): checks the numbers the statement handed out and closes its ranges.
+    EXECUTE pg_catalog.format('CREATE OR REPLACE FUNCTION %s() ', ledgerlock._ll40_function(tbl, 'settle'))
+        || head || pg_catalog.format($gen$$ll$
+DECLARE
+    ll_kind text := pg_catalog.lower(TG_OP);
+    ll_new_final bigint;
+    ll_new_other bigint;
+    ll_old_final bigint := 0;
+    ll_left_final bigint := 0;
+    ll_newly_final bigint;
+    ll_ranges record;
+    ll_got record;
+    ll_numbered bigint := 0;
+    ll_problem text;
+BEGIN
+    %1$s
+    -- 1. How many rows became final in this statement: from the transition tables alone.
+    SELECT pg_catalog.count(*) FILTER (WHERE (%2$s) IS TRUE), pg_catalog.count(*) FILTER (WHERE (%2$s) IS NOT TRUE)
+    INTO ll_new_final, ll_new_other FROM ll_new AS n;
+    IF TG_OP = 'UPDATE' THEN
+        SELECT pg_catalog.count(*) INTO ll_old_final FROM ll_old AS o WHERE (%3$s) IS TRUE;
+        IF ll_old_final > 0 AND ll_new_other > 0 THEN  -- rows that stopped being final (final_when over a mutable column)
+            SELECT pg_catalog.count(*) INTO ll_left_final
+            FROM ll_old AS o JOIN ll_new AS n USING (%4$s) WHERE (%3$s) IS TRUE AND (%2$s) IS NOT TRUE;
+        END IF;
+    END IF;
+    ll_newly_final := ll_new_final - ll_old_final + ll_left_final;
+
+    -- 2. The ranges this statement opened (for this kind of write).
+    SELECT pg_catalog.array_agg(c.prefix ORDER BY c.prefix, c.suffix) AS prefixes,
+           pg_catalog.array_agg(c.suffix ORDER BY c.prefix, c.suffix) AS suffixes,
+           pg_catalog.array_agg(c.open_from ORDER BY c.prefix, c.suffix) AS bases,
+           pg_catalog.array_agg(c.last_value ORDER BY c.prefix, c.suffix) AS tops,
+           pg_catalog.bool_or(c.open_kind = 'both') AS mixed
+    INTO ll_ranges
+    FROM ledgerlock.number_counter c
+    WHERE c.tbl = %5$s AND c.open_from IS NOT NULL AND c.open_kind IN (ll_kind, 'both');
+    IF ll_ranges.mixed THEN
+        PERFORM ledgerlock._refuse('LL009', pg_catalog.format(
+            'an INSERT ... ON CONFLICT DO UPDATE on %%s made rows final through both its INSERT and its UPDATE '
+            'part; ledgerlock cannot prove their final numbers gapless', %5$s),
+            'insert the rows as drafts, then make them final with an UPDATE');
+    END IF;
+    IF ll_ranges.prefixes IS NULL THEN
+        IF ll_newly_final > 0 THEN
+            PERFORM ledgerlock._refuse_numbering(%5$s, ll_newly_final, 0, 'no numbers were taken from a counter');
+        END IF;
+        RETURN NULL;
+    END IF;
+
+    -- 3. Read the numbers of the statement's final rows back into (range, sequence number).
+    FOR ll_got IN
+        WITH c AS (
+            SELECT * FROM ROWS FROM (pg_catalog.unnest(ll_ranges.prefixes), pg_catalog.unnest(ll_ranges.suffixes),
+                                    pg_catalog.unnest(ll_ranges.bases), pg_catalog.unnest(ll_ranges.tops))
+                          WITH ORDINALITY AS c(prefix, suffix, base, top, i)),
+        f AS (SELECT (n.%6$s)::text COLLATE "C" AS num FROM ll_new AS n WHERE (%2$s) IS TRUE),
+        m AS (
+            SELECT c.i, c.base, c.top,
+                   pg_catalog.substr(f.num, pg_catalog.length(c.prefix) + 1,
+                                     pg_catalog.length(f.num) - pg_catalog.length(c.prefix)
+                                     - pg_catalog.length(c.suffix)) AS digits
+            FROM f JOIN c ON pg_catalog."left"(f.num, pg_catalog.length(c.prefix)) = c.prefix
+                         AND pg_catalog."right"(f.num, pg_catalog.length(c.suffix)) = c.suffix
+                         AND pg_catalog.length(f.num) > pg_catalog.length(c.prefix) + pg_catalog.length(c.suffix)),
+        s AS (SELECT m.i, m.digits::bigint AS seq FROM m
+              WHERE m.digits ~ '^[0-9]{1,18}$' AND m.digits::bigint > m.base AND m.digits::bigint <= m.top),
+        d AS (SELECT s.i, s.seq, pg_catalog.count(*) AS times FROM s GROUP BY s.i, s.seq)
+        SELECT c.i, c.prefix, c.suffix, c.base, c.top, coalesce(pg_catalog.sum(d.times), 0)::bigint AS cnt,
+               pg_catalog.count(d.seq) AS distinct_cnt, min(d.seq) AS lo, max(d.seq) AS hi
+        FROM c LEFT JOIN d ON d.i = c.i
+        GROUP BY c.i, c.prefix, c.suffix, c.base, c.top
+        ORDER BY c.i
+    LOOP
+        IF ll_got.cnt <> ll_got.distinct_cnt THEN
+            ll_problem := pg_catalog.format('series %%s: a number was handed out twice',
+                                            ll_got.prefix || '{SEQ}' || ll_got.suffix);
+        ELSIF ll_got.cnt > 0 AND (ll_got.lo <> ll_got.base + 1 OR ll_got.hi <> ll_got.base + ll_got.cnt) THEN
+            ll_problem := pg_catalog.format('series %%s: the numbers handed out (%%s to %%s, %%s rows) leave a hole after %%s',
+                                            ll_got.prefix || '{SEQ}' || ll_got.suffix, ll_got.lo, ll_got.hi,
+                                            ll_got.cnt, ll_got.base);
+        END IF;
+        IF ll_problem IS NOT NULL THEN
+            PERFORM ledgerlock._refuse_numbering(%5$s, ll_newly_final, ll_numbered, ll_problem);
+        END IF;
+        ll_numbered := ll_numbered + ll_got.cnt;
+        -- Close the range: the counter keeps exactly the numbers the statement's rows carry.
+        UPDATE ledgerlock.number_counter AS c
+        SET last_value = ll_got.base + ll_got.cnt, open_from = NULL, open_kind = NULL
+        WHERE c.tbl = %5$s AND c.prefix = ll_got.prefix AND c.suffix = ll_got.suffix;
+        PERFORM pg_catalog.set_config('ledgerlock.numbering_' || pg_catalog.md5(
+            %7$L || ll_got.prefix || E'\x1f' || ll_got.suffix), '', true);
+    END LOOP;
+    IF ll_numbered <> ll_newly_final THEN
+        PERFORM ledgerlock._refuse_numbering(%5$s, ll_newly_final, ll_numbered,
+                                             'some final rows carry numbers that were not taken in this statement');
+    END IF;
+    RETURN NULL;
+END
+$ll$$gen$,
+        rel_check, f_new, f_old, keys, pg_catalog.format('%s::oid::regclass', tbl::oid), num,
+        tbl::oid::text || E'\x1f');
+
+    FOREACH known IN ARRAY ARRAY['final', 'draft', 'settle'] LOOP
+        EXECUTE pg_catalog.format('REVOKE ALL ON FUNCTION %s() FROM PUBLIC', ledgerlock._ll40_function(tbl, known));
+    END LOOP;
+    PERFORM ledgerlock._ddl_permit('ledgerlock'::regnamespace::oid, false);
+END
+$fn$;
+REVOKE ALL ON FUNCTION ledgerlock._ll40_generate_functions(regclass, text, text) FROM PUBLIC;
+
+-- Drop the generated functions of a table (its triggers are dropped first).
+CREATE OR REPLACE FUNCTION ledgerlock._ll40_drop_functions(tbl regclass)
+RETURNS void
+LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    r jsonb := pg_catalog.to_jsonb(NEW);
-    d date;
-    scope text;
-    prefix text := TG_ARGV[4];
-    suffix text := TG_ARGV[5];
-    seq text := pg_catalog.nextval('ledgerlock.draft_number')::text;
+    part text;
 BEGIN
-    -- A missing date or scope leaves its token in a temporary number, rather than refusing the draft.
-    IF TG_ARGV[2] <> '' OR TG_ARGV[3] <> '' THEN
-        IF TG_ARGV[2] <> '' THEN
-            d := CASE TG_ARGV[2]
-                     WHEN 'date' THEN (r ->> TG_ARGV[1])::date
-                     WHEN 'timestamp' THEN (r ->> TG_ARGV[1])::timestamp::date
-                     ELSE ((r ->> TG_ARGV[1])::timestamptz AT TIME ZONE 'UTC')::date END;
-        END IF;
-        IF TG_ARGV[3] <> '' THEN
-            scope := r ->> TG_ARGV[3];
-        END IF;
-        prefix := ledgerlock._render_number_part(prefix, d, scope);
-        suffix := ledgerlock._render_number_part(suffix, d, scope);
+    IF pg_catalog.to_regprocedure(ledgerlock._ll40_function(tbl, 'settle') || '()') IS NULL THEN
+        RETURN;
     END IF;
-    IF pg_catalog.length(seq) < TG_ARGV[6]::integer THEN
-        seq := pg_catalog.lpad(seq, TG_ARGV[6]::integer, '0');
-    END IF;
-    NEW := pg_catalog.jsonb_populate_record(NEW, pg_catalog.jsonb_build_object(TG_ARGV[0], prefix || seq || suffix));
-    RETURN NEW;
+    PERFORM ledgerlock._ddl_permit('ledgerlock'::regnamespace::oid, true);
+    FOREACH part IN ARRAY ARRAY['final', 'draft', 'settle'] LOOP
+        EXECUTE pg_catalog.format('DROP FUNCTION IF EXISTS %s()', ledgerlock._ll40_function(tbl, part));
+    END LOOP;
+    PERFORM ledgerlock._ddl_permit('ledgerlock'::regnamespace::oid, false);
 END
 $$;
-REVOKE ALL ON FUNCTION ledgerlock.assign_draft_number() FROM PUBLIC;
+REVOKE ALL ON FUNCTION ledgerlock._ll40_drop_functions(regclass) FROM PUBLIC;
+
+-- Drop the ll_40 triggers of a table and of its partitions (the settle triggers are per partition).
+CREATE OR REPLACE FUNCTION ledgerlock._ll40_drop_triggers(tbl regclass)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    rel regclass;
+BEGIN
+    PERFORM ledgerlock._drop_guard_triggers(tbl, 'll_40_');
+    FOR rel IN SELECT p.relid FROM pg_catalog.pg_partition_tree(tbl) p WHERE p.relid <> tbl LOOP
+        PERFORM ledgerlock._drop_guard_triggers(rel, 'll_40_');
+    END LOOP;
+END
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._ll40_drop_triggers(regclass) FROM PUBLIC;
 
 CREATE OR REPLACE FUNCTION ledgerlock._install_40_numbering(tbl regclass)
 RETURNS void
@@ -336,11 +455,11 @@ DECLARE
     date_kind text;
     new_final text := ledgerlock._final_condition(tbl, 'NEW');
     old_final text := ledgerlock._final_condition(tbl, 'OLD');
-    keys text;
-    args text;
+    rel regclass;
 BEGIN
-    PERFORM ledgerlock._drop_guard_triggers(tbl, 'll_40_');
+    PERFORM ledgerlock._ll40_drop_triggers(tbl);
     IF cfg.number_format IS NULL THEN
+        PERFORM ledgerlock._ll40_drop_functions(tbl);
         RETURN;
     END IF;
     IF cfg.number_column IS NULL THEN
@@ -372,7 +491,6 @@ BEGIN
                      WHEN 'date'::regtype THEN 'date'
                      WHEN 'timestamp without time zone'::regtype THEN 'timestamp'
                      ELSE 'timestamptz' END;
-    SELECT pg_catalog.string_agg(pg_catalog.quote_ident(k), ', ') INTO keys FROM pg_catalog.unnest(cfg.key_columns) k;
 
     IF NOT EXISTS (SELECT FROM ledgerlock.number_format_history h
                    WHERE h.tbl = _install_40_numbering.tbl
@@ -383,32 +501,27 @@ BEGIN
         VALUES (tbl, cfg.number_format, draft);
     END IF;
 
-    args := pg_catalog.format('%L, %L, %L, %L, %L, %L, %L', cfg.number_column, cfg.date_column,
-        CASE WHEN final_fmt.uses_date THEN date_kind ELSE '' END,
-        CASE WHEN final_fmt.uses_scope THEN cfg.scope_column ELSE '' END,
-        final_fmt.prefix_format, final_fmt.suffix_format, final_fmt.pad);
+    PERFORM ledgerlock._ll40_generate_functions(tbl, draft, date_kind);
     PERFORM ledgerlock._create_guard_trigger(tbl, 'll_40_final_number_insert', pg_catalog.format(
-        'BEFORE INSERT ON %s FOR EACH ROW WHEN ((%s) IS TRUE) EXECUTE FUNCTION ledgerlock.assign_final_number(%s)',
-        tbl, new_final, args));
+        'BEFORE INSERT ON %s FOR EACH ROW WHEN ((%s) IS TRUE) EXECUTE FUNCTION %s()',
+        tbl, new_final, ledgerlock._ll40_function(tbl, 'final')));
     PERFORM ledgerlock._create_guard_trigger(tbl, 'll_40_final_number_update', pg_catalog.format(
-        'BEFORE UPDATE ON %s FOR EACH ROW WHEN ((%s) IS TRUE AND (%s) IS NOT TRUE) '
-        'EXECUTE FUNCTION ledgerlock.assign_final_number(%s)', tbl, new_final, old_final, args));
+        'BEFORE UPDATE ON %s FOR EACH ROW WHEN ((%s) IS TRUE AND (%s) IS NOT TRUE) EXECUTE FUNCTION %s()',
+        tbl, new_final, old_final, ledgerlock._ll40_function(tbl, 'final')));
     PERFORM ledgerlock._create_guard_trigger(tbl, 'll_40_draft_number', pg_catalog.format(
         'BEFORE INSERT ON %s FOR EACH ROW WHEN ((%s) IS NOT TRUE AND coalesce(NEW.%I::text, '''') = '''') '
-        'EXECUTE FUNCTION ledgerlock.assign_draft_number(%L, %L, %L, %L, %L, %L, %L)', tbl, new_final,
-        cfg.number_column, cfg.number_column, cfg.date_column,
-        CASE WHEN draft_fmt.uses_date THEN date_kind ELSE '' END,
-        CASE WHEN draft_fmt.uses_scope THEN cfg.scope_column ELSE '' END,
-        draft_fmt.prefix_format, draft_fmt.suffix_format, draft_fmt.pad));
-    PERFORM ledgerlock._create_guard_trigger(tbl, 'll_40_settle_insert', pg_catalog.format(
-        'AFTER INSERT ON %s REFERENCING NEW TABLE AS ll_new FOR EACH STATEMENT '
-        'EXECUTE FUNCTION ledgerlock.settle_final_numbers(%L, %L)', tbl, cfg.number_column,
-        pg_catalog.replace(cfg.final_when_sql, 'll_row.', 'n.')));
-    PERFORM ledgerlock._create_guard_trigger(tbl, 'll_40_settle_update', pg_catalog.format(
-        'AFTER UPDATE ON %s REFERENCING OLD TABLE AS ll_old NEW TABLE AS ll_new FOR EACH STATEMENT '
-        'EXECUTE FUNCTION ledgerlock.settle_final_numbers(%L, %L, %L, %L)', tbl, cfg.number_column,
-        pg_catalog.replace(cfg.final_when_sql, 'll_row.', 'n.'), pg_catalog.replace(cfg.final_when_sql, 'll_row.', 'o.'),
-        keys));
+        'EXECUTE FUNCTION %s()', tbl, new_final, cfg.number_column, ledgerlock._ll40_function(tbl, 'draft')));
+    -- Statement triggers are not passed on to partitions, and a statement on a partition fires only the
+    -- partition's: every relation of the tree settles the statements run on it. New partitions get theirs
+    -- from the DDL guard or ledgerlock.reinstall_guards(), like the TRUNCATE guard.
+    FOR rel IN SELECT p.relid FROM pg_catalog.pg_partition_tree(tbl) p UNION SELECT tbl LOOP
+        PERFORM ledgerlock._create_guard_trigger(rel, 'll_40_settle_insert', pg_catalog.format(
+            'AFTER INSERT ON %s REFERENCING NEW TABLE AS ll_new FOR EACH STATEMENT EXECUTE FUNCTION %s()',
+            rel, ledgerlock._ll40_function(tbl, 'settle')));
+        PERFORM ledgerlock._create_guard_trigger(rel, 'll_40_settle_update', pg_catalog.format(
+            'AFTER UPDATE ON %s REFERENCING OLD TABLE AS ll_old NEW TABLE AS ll_new FOR EACH STATEMENT '
+            'EXECUTE FUNCTION %s()', rel, ledgerlock._ll40_function(tbl, 'settle')));
+    END LOOP;
 END
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._install_40_numbering(regclass) FROM PUBLIC;
@@ -421,7 +534,8 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    PERFORM ledgerlock._drop_guard_triggers(tbl, 'll_40_');
+    PERFORM ledgerlock._ll40_drop_triggers(tbl);
+    PERFORM ledgerlock._ll40_drop_functions(tbl);
 END
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._uninstall_40_numbering(regclass) FROM PUBLIC;

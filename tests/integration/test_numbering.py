@@ -265,7 +265,7 @@ def test_application_cannot_touch_counters(db, app):
     for stmt in ("UPDATE ledgerlock.number_counter SET last_value = 0",
                  "SELECT * FROM ledgerlock.number_series",
                  "SELECT nextval('ledgerlock.draft_number')",
-                 "SELECT ledgerlock._take_numbers('invoice', 'INV-2026-', '', 1, 'update')"):
+                 "SELECT ledgerlock._take_counter_out_of_order('invoice', 'INV-2026-', '', '', '')"):
         with refused("42501"):
             app.execute(stmt)
     assert db.connect("auditor").execute("SELECT last_value FROM ledgerlock.number_series").fetchone()[0] == 1

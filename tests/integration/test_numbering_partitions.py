@@ -1,0 +1,68 @@
+"""R2 on a partitioned table: rows that land in different partitions share the protected table's series
+(row triggers run with TG_RELID = the partition; counters and configuration are the protected table's)."""
+
+from __future__ import annotations
+
+import pytest
+
+from lltest import refused
+
+SCHEMA = """
+CREATE TABLE bill (
+    id bigint NOT NULL, issued_on date NOT NULL, status text NOT NULL DEFAULT 'draft', number text,
+    amount numeric NOT NULL DEFAULT 0, PRIMARY KEY (id, issued_on)
+) PARTITION BY RANGE (issued_on);
+CREATE TABLE bill_h1 PARTITION OF bill FOR VALUES FROM ('2026-01-01') TO ('2026-07-01');
+CREATE TABLE bill_h2 PARTITION OF bill FOR VALUES FROM ('2026-07-01') TO ('2027-01-01');
+GRANT SELECT, INSERT, UPDATE, DELETE ON bill, bill_h1, bill_h2 TO ll_app;
+SELECT ledgerlock.protect('bill', 'issued_on', final_when => $$status = 'final'$$,
+                          number_column => 'number', number_format => 'B-{YYYY}-{SEQ:3}');
+"""
+
+
+@pytest.fixture
+def bills(db):
+    db.owner().execute(SCHEMA)
+    return db.connect("app")
+
+
+def rows(conn):
+    return conn.execute("SELECT tableoid::regclass::text, id, number FROM bill ORDER BY id").fetchall()
+
+
+def test_rows_in_two_partitions_share_one_gapless_series(db, bills):
+    bills.execute("INSERT INTO bill (id, issued_on, status) VALUES (1, '2026-02-01', 'final'), "
+                  "(2, '2026-08-01', 'final'), (3, '2026-03-01', 'draft'), (4, '2026-09-01', 'draft')")
+    bills.execute("UPDATE bill SET status = 'final' WHERE id IN (3, 4)")       # through the parent
+    bills.execute("INSERT INTO bill_h2 (id, issued_on, status) VALUES (5, '2026-10-01', 'final')")  # a partition
+    bills.execute("INSERT INTO bill_h1 (id, issued_on) VALUES (6, '2026-04-01')")
+    bills.execute("UPDATE bill_h1 SET status = 'final' WHERE id = 6")
+    got = rows(bills)
+    assert [(t, i) for t, i, _ in got] == [("bill_h1", 1), ("bill_h2", 2), ("bill_h1", 3), ("bill_h2", 4),
+                                           ("bill_h2", 5), ("bill_h1", 6)]
+    assert sorted(n for _, _, n in got) == [f"B-2026-{i:03}" for i in range(1, 7)]
+    owner = db.owner()
+    assert owner.execute("SELECT table_name::text, series, last_value FROM ledgerlock.number_series").fetchall() == [
+        ("bill", "B-2026-{SEQ}", 6)]
+    assert owner.execute("SELECT * FROM ledgerlock.number_gaps('bill')").fetchall() == []
+
+
+def test_a_draft_in_a_partition_gets_a_temporary_number_and_final_rows_stay_frozen(db, bills):
+    bills.execute("INSERT INTO bill (id, issued_on) VALUES (1, '2026-08-01')")
+    (draft,) = bills.execute("SELECT number FROM bill_h2").fetchone()
+    assert draft.startswith("DRAFT-")
+    bills.execute("UPDATE bill SET status = 'final' WHERE id = 1")
+    with refused("LL001", r"^bill(_h2)? id=1 issued_on=2026-08-01 \(B-2026-001\) is final and cannot be updated"):
+        bills.execute("UPDATE bill_h2 SET number = 'B-2026-002' WHERE id = 1")
+    bills.execute("INSERT INTO bill (id, issued_on, status) VALUES (2, '2026-01-02', 'final')")  # the neighbour
+    assert [n for _, _, n in rows(bills)] == ["B-2026-001", "B-2026-002"]
+
+
+def test_a_rolled_back_finalization_across_partitions_gives_its_numbers_back(db, bills):
+    bills.execute("INSERT INTO bill (id, issued_on) VALUES (1, '2026-02-01'), (2, '2026-08-01'), (3, '2026-05-01')")
+    with bills.transaction(force_rollback=True):
+        bills.execute("UPDATE bill SET status = 'final' WHERE id IN (1, 2)")
+        assert sorted(n for _, _, n in rows(bills) if n.startswith("B-")) == ["B-2026-001", "B-2026-002"]
+    bills.execute("UPDATE bill SET status = 'final' WHERE id = 3")
+    assert [n for _, i, n in rows(bills) if i == 3] == ["B-2026-001"]
+    assert db.owner().execute("SELECT * FROM ledgerlock.number_gaps('bill')").fetchall() == []
