@@ -45,59 +45,77 @@ SET search_path = pg_catalog, pg_temp
 SET extra_float_digits = '1'
 AS $$
 DECLARE
+    -- TG_ARGV: the scope column ('' when none), the protected table's oid (a partition records the table
+    -- it belongs to, as ledgerlock._rule_table(TG_RELID) names it: resolved once, at install time, not per
+    -- statement), then the primary-key columns.
     scope_col text := TG_ARGV[0];
-    k1 text := TG_ARGV[1];
-    keys text[] := CASE WHEN TG_NARGS > 2 THEN TG_ARGV[1:TG_NARGS - 1] END;  -- only for composite keys
-    tbl_name text := TG_RELID::regclass::text;
-    ev_at timestamptz := pg_catalog.now();
-    ev_txid xid8 := pg_catalog.pg_current_xact_id();
-    ev_actor text := nullif(pg_catalog.current_setting('ledgerlock.actor', true), '');
-    ev_reason text := nullif(pg_catalog.current_setting('ledgerlock.reason', true), '');
-    ev_context text := nullif(pg_catalog.current_setting('ledgerlock.context', true), '');
-    ov bigint;
-    ov_reason text;
-    period_lookup boolean;
+    tbl oid := TG_ARGV[1]::oid;
+    k1 text := TG_ARGV[2];
+    keys text[] := CASE WHEN TG_NARGS > 3 THEN TG_ARGV[2:TG_NARGS - 1] END;  -- only for composite keys
 BEGIN
-    -- per statement: is there an override in this transaction, or any unlocked window?
-    ov := ledgerlock.current_override();
-    IF ov IS NOT NULL THEN
-        ov_reason := (SELECT o.reason FROM ledgerlock.period_override o WHERE o.id = ov);
-        period_lookup := true;
-    ELSE
-        period_lookup := EXISTS (SELECT FROM ledgerlock.period_lock l
-                                 WHERE l.status = 'unlocked' AND l.relocked_as IS NULL);
-    END IF;
-
+    -- One statement per call, everything in it (one SPI execution, a plan cached for the session): the
+    -- event context, then one event per row. The period context (R3): the override this transaction opened
+    -- is read straight from R3's period_override, exactly as ledgerlock.current_override() does (that
+    -- function is SECURITY DEFINER with a SET clause, so it cannot be inlined: calling it re-plans its
+    -- query in every transaction, which was the largest single cost of an audited write); windows are
+    -- looked up per row only under an override or while some window is unlocked.
     IF TG_OP = 'INSERT' THEN
         INSERT INTO ledgerlock.audit_event (seq, at, txid, table_oid, table_name, row_key, scope, operation,
             old_row, new_row, db_user, actor, reason, context, lock_id, override_id, details, event_hash)
-        SELECT x.seq, ev_at, ev_txid, TG_RELID, tbl_name, x.row_key, x.scope, 'INSERT', x.o, x.r, session_user,
-               ev_actor, w.reason, ev_context, w.lock_id, ov, NULL,
-               ledgerlock._audit_event_hash(x.seq, ev_at, ev_txid, tbl_name, x.row_key, x.scope, 'INSERT', x.o,
-                   x.r, session_user, ev_actor, w.reason, ev_context, w.lock_id, ov, NULL)
-        FROM (SELECT pg_catalog.nextval('ledgerlock.audit_event_seq') AS seq, t.o, t.r,
-                     CASE WHEN keys IS NULL THEN pg_catalog.jsonb_build_object(k1, coalesce(t.r, t.o) -> k1)
-                          ELSE (SELECT pg_catalog.jsonb_object_agg(k, coalesce(t.r, t.o) -> k)
-                                FROM pg_catalog.unnest(keys) AS k)
+        SELECT x.seq, c.at, c.txid, tbl, c.tbl_name, x.row_key, x.scope, 'INSERT', x.o, x.r, session_user,
+               c.actor, w.reason, c.context, w.lock_id, c.ov, NULL,
+               ledgerlock._audit_event_hash(x.seq, c.at, c.txid, c.tbl_name, x.row_key, x.scope, 'INSERT', x.o,
+                   x.r, session_user, c.actor, w.reason, c.context, w.lock_id, c.ov, NULL)
+        FROM (SELECT pg_catalog.now() AS at, pg_catalog.pg_current_xact_id() AS txid,
+                     tbl::regclass::text AS tbl_name,
+                     nullif(pg_catalog.current_setting('ledgerlock.actor', true), '') AS actor,
+                     nullif(pg_catalog.current_setting('ledgerlock.reason', true), '') AS reason,
+                     nullif(pg_catalog.current_setting('ledgerlock.context', true), '') AS context,
+                     o.id AS ov, o.reason AS ov_reason,
+                     o.id IS NOT NULL OR EXISTS (SELECT FROM ledgerlock.period_lock l
+                                                 WHERE l.status = 'unlocked' AND l.relocked_as IS NULL) AS lookup
+              FROM (SELECT) AS d
+              LEFT JOIN LATERAL (SELECT o.id, o.reason FROM ledgerlock.period_override o
+                                 WHERE o.txid = pg_catalog.pg_current_xact_id_if_assigned()
+                                   AND o.db_user = session_user
+                                 ORDER BY o.id DESC LIMIT 1) AS o ON true
+              OFFSET 0) c
+        CROSS JOIN LATERAL (
+              SELECT pg_catalog.nextval('ledgerlock.audit_event_seq') AS seq, t.o, t.r,
+                     CASE WHEN keys IS NULL THEN pg_catalog.jsonb_build_object(k1, t.r -> k1)
+                          ELSE (SELECT pg_catalog.jsonb_object_agg(k, t.r -> k) FROM pg_catalog.unnest(keys) AS k)
                      END AS row_key,
-                     CASE WHEN scope_col = '' THEN '*' ELSE coalesce(t.r, t.o) ->> scope_col END AS scope
+                     CASE WHEN scope_col = '' THEN '*' ELSE t.r ->> scope_col END AS scope
               FROM (SELECT NULL::jsonb AS o, pg_catalog.to_jsonb(ll_n.*) AS r FROM ll_new AS ll_n) t
               OFFSET 0) x
-        CROSS JOIN LATERAL ledgerlock._audit_period_context(TG_RELID, x.o, x.r, period_lookup, ov_reason,
-                                                            ev_reason) w;
+        CROSS JOIN LATERAL ledgerlock._audit_period_context(tbl, x.o, x.r, c.lookup, c.ov_reason, c.reason) w;
     ELSIF TG_OP = 'UPDATE' THEN
         INSERT INTO ledgerlock.audit_event (seq, at, txid, table_oid, table_name, row_key, scope, operation,
             old_row, new_row, db_user, actor, reason, context, lock_id, override_id, details, event_hash)
-        SELECT x.seq, ev_at, ev_txid, TG_RELID, tbl_name, x.row_key, x.scope, 'UPDATE', x.o, x.r, session_user,
-               ev_actor, w.reason, ev_context, w.lock_id, ov, NULL,
-               ledgerlock._audit_event_hash(x.seq, ev_at, ev_txid, tbl_name, x.row_key, x.scope, 'UPDATE', x.o,
-                   x.r, session_user, ev_actor, w.reason, ev_context, w.lock_id, ov, NULL)
-        FROM (SELECT pg_catalog.nextval('ledgerlock.audit_event_seq') AS seq, t.o, t.r,
-                     CASE WHEN keys IS NULL THEN pg_catalog.jsonb_build_object(k1, coalesce(t.r, t.o) -> k1)
-                          ELSE (SELECT pg_catalog.jsonb_object_agg(k, coalesce(t.r, t.o) -> k)
-                                FROM pg_catalog.unnest(keys) AS k)
+        SELECT x.seq, c.at, c.txid, tbl, c.tbl_name, x.row_key, x.scope, 'UPDATE', x.o, x.r, session_user,
+               c.actor, w.reason, c.context, w.lock_id, c.ov, NULL,
+               ledgerlock._audit_event_hash(x.seq, c.at, c.txid, c.tbl_name, x.row_key, x.scope, 'UPDATE', x.o,
+                   x.r, session_user, c.actor, w.reason, c.context, w.lock_id, c.ov, NULL)
+        FROM (SELECT pg_catalog.now() AS at, pg_catalog.pg_current_xact_id() AS txid,
+                     tbl::regclass::text AS tbl_name,
+                     nullif(pg_catalog.current_setting('ledgerlock.actor', true), '') AS actor,
+                     nullif(pg_catalog.current_setting('ledgerlock.reason', true), '') AS reason,
+                     nullif(pg_catalog.current_setting('ledgerlock.context', true), '') AS context,
+                     o.id AS ov, o.reason AS ov_reason,
+                     o.id IS NOT NULL OR EXISTS (SELECT FROM ledgerlock.period_lock l
+                                                 WHERE l.status = 'unlocked' AND l.relocked_as IS NULL) AS lookup
+              FROM (SELECT) AS d
+              LEFT JOIN LATERAL (SELECT o.id, o.reason FROM ledgerlock.period_override o
+                                 WHERE o.txid = pg_catalog.pg_current_xact_id_if_assigned()
+                                   AND o.db_user = session_user
+                                 ORDER BY o.id DESC LIMIT 1) AS o ON true
+              OFFSET 0) c
+        CROSS JOIN LATERAL (
+              SELECT pg_catalog.nextval('ledgerlock.audit_event_seq') AS seq, t.o, t.r,
+                     CASE WHEN keys IS NULL THEN pg_catalog.jsonb_build_object(k1, t.r -> k1)
+                          ELSE (SELECT pg_catalog.jsonb_object_agg(k, t.r -> k) FROM pg_catalog.unnest(keys) AS k)
                      END AS row_key,
-                     CASE WHEN scope_col = '' THEN '*' ELSE coalesce(t.r, t.o) ->> scope_col END AS scope
+                     CASE WHEN scope_col = '' THEN '*' ELSE t.r ->> scope_col END AS scope
               FROM (SELECT o.r AS o, n.r
                     FROM (SELECT pg_catalog.row_number() OVER () AS pos, pg_catalog.to_jsonb(ll_o.*) AS r
                           FROM ll_old AS ll_o) o
@@ -105,31 +123,47 @@ BEGIN
                           FROM ll_new AS ll_n) n ON n.pos = o.pos
                     ORDER BY o.pos) t
               OFFSET 0) x
-        CROSS JOIN LATERAL ledgerlock._audit_period_context(TG_RELID, x.o, x.r, period_lookup, ov_reason,
-                                                            ev_reason) w;
+        CROSS JOIN LATERAL ledgerlock._audit_period_context(tbl, x.o, x.r, c.lookup, c.ov_reason, c.reason) w;
     ELSE
         INSERT INTO ledgerlock.audit_event (seq, at, txid, table_oid, table_name, row_key, scope, operation,
             old_row, new_row, db_user, actor, reason, context, lock_id, override_id, details, event_hash)
-        SELECT x.seq, ev_at, ev_txid, TG_RELID, tbl_name, x.row_key, x.scope, 'DELETE', x.o, x.r, session_user,
-               ev_actor, w.reason, ev_context, w.lock_id, ov, NULL,
-               ledgerlock._audit_event_hash(x.seq, ev_at, ev_txid, tbl_name, x.row_key, x.scope, 'DELETE', x.o,
-                   x.r, session_user, ev_actor, w.reason, ev_context, w.lock_id, ov, NULL)
-        FROM (SELECT pg_catalog.nextval('ledgerlock.audit_event_seq') AS seq, t.o, t.r,
-                     CASE WHEN keys IS NULL THEN pg_catalog.jsonb_build_object(k1, coalesce(t.r, t.o) -> k1)
-                          ELSE (SELECT pg_catalog.jsonb_object_agg(k, coalesce(t.r, t.o) -> k)
-                                FROM pg_catalog.unnest(keys) AS k)
+        SELECT x.seq, c.at, c.txid, tbl, c.tbl_name, x.row_key, x.scope, 'DELETE', x.o, x.r, session_user,
+               c.actor, w.reason, c.context, w.lock_id, c.ov, NULL,
+               ledgerlock._audit_event_hash(x.seq, c.at, c.txid, c.tbl_name, x.row_key, x.scope, 'DELETE', x.o,
+                   x.r, session_user, c.actor, w.reason, c.context, w.lock_id, c.ov, NULL)
+        FROM (SELECT pg_catalog.now() AS at, pg_catalog.pg_current_xact_id() AS txid,
+                     tbl::regclass::text AS tbl_name,
+                     nullif(pg_catalog.current_setting('ledgerlock.actor', true), '') AS actor,
+                     nullif(pg_catalog.current_setting('ledgerlock.reason', true), '') AS reason,
+                     nullif(pg_catalog.current_setting('ledgerlock.context', true), '') AS context,
+                     o.id AS ov, o.reason AS ov_reason,
+                     o.id IS NOT NULL OR EXISTS (SELECT FROM ledgerlock.period_lock l
+                                                 WHERE l.status = 'unlocked' AND l.relocked_as IS NULL) AS lookup
+              FROM (SELECT) AS d
+              LEFT JOIN LATERAL (SELECT o.id, o.reason FROM ledgerlock.period_override o
+                                 WHERE o.txid = pg_catalog.pg_current_xact_id_if_assigned()
+                                   AND o.db_user = session_user
+                                 ORDER BY o.id DESC LIMIT 1) AS o ON true
+              OFFSET 0) c
+        CROSS JOIN LATERAL (
+              SELECT pg_catalog.nextval('ledgerlock.audit_event_seq') AS seq, t.o, t.r,
+                     CASE WHEN keys IS NULL THEN pg_catalog.jsonb_build_object(k1, t.o -> k1)
+                          ELSE (SELECT pg_catalog.jsonb_object_agg(k, t.o -> k) FROM pg_catalog.unnest(keys) AS k)
                      END AS row_key,
-                     CASE WHEN scope_col = '' THEN '*' ELSE coalesce(t.r, t.o) ->> scope_col END AS scope
+                     CASE WHEN scope_col = '' THEN '*' ELSE t.o ->> scope_col END AS scope
               FROM (SELECT pg_catalog.to_jsonb(ll_o.*) AS o, NULL::jsonb AS r FROM ll_old AS ll_o) t
               OFFSET 0) x
-        CROSS JOIN LATERAL ledgerlock._audit_period_context(TG_RELID, x.o, x.r, period_lookup, ov_reason,
-                                                            ev_reason) w;
+        CROSS JOIN LATERAL ledgerlock._audit_period_context(tbl, x.o, x.r, c.lookup, c.ov_reason, c.reason) w;
     END IF;
     RETURN NULL;
 END
 $$;
 REVOKE ALL ON FUNCTION ledgerlock.audit_capture() FROM PUBLIC;
 
+-- Statement triggers are not passed on to partitions, and a statement that names a partition fires that
+-- partition's statement triggers only: every partition (at every level) gets its own capture triggers,
+-- recording the protected table (its oid is the second argument). New partitions get them from the DDL
+-- guard (which runs every installer when a partition is created or attached) or from reinstall_guards().
 CREATE OR REPLACE FUNCTION ledgerlock._install_90_audit(tbl regclass)
 RETURNS void
 LANGUAGE plpgsql
@@ -138,22 +172,43 @@ AS $$
 DECLARE
     cfg ledgerlock.protected_table := ledgerlock._config(tbl);
     args text := pg_catalog.concat_ws(', ', pg_catalog.quote_literal(coalesce(cfg.scope_column::text, '')),
+        pg_catalog.quote_literal(cfg.tbl::oid::text),
         (SELECT pg_catalog.string_agg(pg_catalog.quote_literal(k), ', ' ORDER BY o)
          FROM pg_catalog.unnest(cfg.key_columns) WITH ORDINALITY AS u(k, o)));
+    rel regclass;
 BEGIN
-    PERFORM ledgerlock._drop_guard_triggers(tbl, 'll_90_');
-    PERFORM ledgerlock._create_guard_trigger(tbl, 'll_90_audit_insert', pg_catalog.format(
-        'AFTER INSERT ON %s REFERENCING NEW TABLE AS ll_new FOR EACH STATEMENT '
-        'EXECUTE FUNCTION ledgerlock.audit_capture(%s)', tbl, args));
-    PERFORM ledgerlock._create_guard_trigger(tbl, 'll_90_audit_update', pg_catalog.format(
-        'AFTER UPDATE ON %s REFERENCING OLD TABLE AS ll_old NEW TABLE AS ll_new FOR EACH STATEMENT '
-        'EXECUTE FUNCTION ledgerlock.audit_capture(%s)', tbl, args));
-    PERFORM ledgerlock._create_guard_trigger(tbl, 'll_90_audit_delete', pg_catalog.format(
-        'AFTER DELETE ON %s REFERENCING OLD TABLE AS ll_old FOR EACH STATEMENT '
-        'EXECUTE FUNCTION ledgerlock.audit_capture(%s)', tbl, args));
+    FOR rel IN SELECT p.relid FROM pg_catalog.pg_partition_tree(cfg.tbl) p
+               UNION ALL SELECT cfg.tbl WHERE pg_catalog.pg_partition_root(cfg.tbl) IS NULL LOOP
+        PERFORM ledgerlock._drop_guard_triggers(rel, 'll_90_');
+        PERFORM ledgerlock._create_guard_trigger(rel, 'll_90_audit_insert', pg_catalog.format(
+            'AFTER INSERT ON %s REFERENCING NEW TABLE AS ll_new FOR EACH STATEMENT '
+            'EXECUTE FUNCTION ledgerlock.audit_capture(%s)', rel, args));
+        PERFORM ledgerlock._create_guard_trigger(rel, 'll_90_audit_update', pg_catalog.format(
+            'AFTER UPDATE ON %s REFERENCING OLD TABLE AS ll_old NEW TABLE AS ll_new FOR EACH STATEMENT '
+            'EXECUTE FUNCTION ledgerlock.audit_capture(%s)', rel, args));
+        PERFORM ledgerlock._create_guard_trigger(rel, 'll_90_audit_delete', pg_catalog.format(
+            'AFTER DELETE ON %s REFERENCING OLD TABLE AS ll_old FOR EACH STATEMENT '
+            'EXECUTE FUNCTION ledgerlock.audit_capture(%s)', rel, args));
+    END LOOP;
 END
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._install_90_audit(regclass) FROM PUBLIC;
+
+-- unprotect drops the table's own ll_ triggers; the partitions' capture triggers go here.
+CREATE OR REPLACE FUNCTION ledgerlock._uninstall_90_audit(tbl regclass)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    part regclass;
+BEGIN
+    FOR part IN SELECT p.relid FROM pg_catalog.pg_partition_tree(tbl) p WHERE p.relid <> tbl LOOP
+        PERFORM ledgerlock._drop_guard_triggers(part, 'll_90_');
+    END LOOP;
+END
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._uninstall_90_audit(regclass) FROM PUBLIC;
 
 -- Lock events (R3) become audit events: operation = the kind in capitals (LOCK, ADVANCE, UPGRADE, UNLOCK,
 -- RELOCK, OVERRIDE, SKIP, GRANT_SCOPE, REVOKE_SCOPE…), the lock_event row as new_row. A skipped write is

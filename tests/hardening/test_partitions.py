@@ -50,8 +50,10 @@ def test_every_partition_carries_enable_always_guards(db, journal):
     parent = guards(owner, "ledger_entry", row_level_only=True)
     assert {("ll_00_truncate", "A"), ("ll_10_final_delete", "A"), ("ll_10_final_update", "A")} <= set(parent)
     assert all(enabled == "A" for _, enabled in parent)
+    audit = {("ll_90_audit_delete", "A"), ("ll_90_audit_insert", "A"), ("ll_90_audit_update", "A")}
     for part in ("ledger_entry_2025", "ledger_entry_2026"):
-        assert guards(owner, part) == parent
+        assert guards(owner, part, row_level_only=True) == parent
+        assert audit <= set(guards(owner, part))  # statement-level capture, installed per partition (R5)
 
 
 def test_a_new_partition_is_guarded_for_rows_and_after_reinstall_for_truncate(db, journal, unchanged):
@@ -127,8 +129,6 @@ def test_a_partition_cannot_be_protected_or_unprotected_on_its_own(db, journal):
         journal.execute("UPDATE ledger_entry_2025 SET amount = 0 WHERE id = 1")
 
 
-@pytest.mark.xfail(strict=True, reason="R5 hole (reported): the audit capture is a statement trigger on the "
-                   "partitioned table only, so a write straight into a partition leaves no evidence")
 def test_a_write_straight_into_a_partition_is_audited(db, journal):
     owner = db.owner()
     if owner.execute("SELECT to_regclass('ledgerlock.audit_log')").fetchone()[0] is None:
@@ -137,3 +137,66 @@ def test_a_write_straight_into_a_partition_is_audited(db, journal):
     journal.execute("UPDATE ledger_entry_2025 SET amount = 22 WHERE id = 2")
     after = owner.execute("SELECT count(*) FROM ledgerlock.audit_log").fetchone()[0]
     assert after == before + 1
+
+
+AUDITED = ("SELECT table_name::text, operation, row_key ->> 'id', old_row ->> 'amount', new_row ->> 'amount' "
+           "FROM ledgerlock.audit_log WHERE seq > %s ORDER BY seq")
+
+
+def _last_seq(owner):
+    return owner.execute("SELECT coalesce(max(seq), 0) FROM ledgerlock.audit_log").fetchone()[0]
+
+
+def test_writes_through_the_parent_or_a_partition_are_recorded_once_under_the_protected_table(db, journal):
+    owner = db.owner()
+    mark = _last_seq(owner)
+    journal.execute("INSERT INTO ledger_entry_2026 VALUES (7, '2026-05-01', 'draft', 70)")  # straight in
+    journal.execute("INSERT INTO ledger_entry VALUES (8, '2025-05-01', 'draft', 80)")  # routed by the parent
+    journal.execute("DELETE FROM ledger_entry_2026 WHERE id = 7")
+    journal.execute("UPDATE ledger_entry SET amount = 81 WHERE id = 8")
+    assert owner.execute(AUDITED, (mark,)).fetchall() == [
+        ("ledger_entry", "INSERT", '7', None, "70"),
+        ("ledger_entry", "INSERT", '8', None, "80"),
+        ("ledger_entry", "DELETE", '7', "70", None),
+        ("ledger_entry", "UPDATE", '8', "80", "81"),
+    ]
+    assert db.connect("auditor").execute("SELECT ok FROM ledgerlock.verify_audit()").fetchone()[0] is True
+
+
+def test_a_new_or_attached_partition_is_audited_with_the_ddl_guard_or_after_reinstall(db, journal, ddl_guard):
+    owner = db.owner()
+    owner.execute("CREATE TABLE ledger_entry_2027 PARTITION OF ledger_entry "
+                  "FOR VALUES FROM ('2027-01-01') TO ('2028-01-01')")
+    owner.execute("CREATE TABLE ledger_entry_2028 (LIKE ledger_entry)")
+    owner.execute("ALTER TABLE ledger_entry ATTACH PARTITION ledger_entry_2028 "
+                  "FOR VALUES FROM ('2028-01-01') TO ('2029-01-01')")
+    owner.execute("GRANT ALL ON ledger_entry_2027, ledger_entry_2028 TO ll_app")
+    mark = _last_seq(owner)
+    journal.execute("INSERT INTO ledger_entry_2027 VALUES (9, '2027-05-01', 'draft', 90)")
+    journal.execute("INSERT INTO ledger_entry_2028 VALUES (10, '2028-05-01', 'draft', 100)")
+    assert [r[:3] for r in owner.execute(AUDITED, (mark,)).fetchall()] == [
+        ("ledger_entry", "INSERT", '9'), ("ledger_entry", "INSERT", '10')]
+
+
+def test_a_partition_created_without_the_ddl_guard_is_audited_after_reinstall(db, journal):
+    owner = db.owner()
+    owner.execute("CREATE TABLE ledger_entry_2027 PARTITION OF ledger_entry "
+                  "FOR VALUES FROM ('2027-01-01') TO ('2028-01-01')")
+    owner.execute("GRANT ALL ON ledger_entry_2027 TO ll_app")
+    owner.execute("SELECT ledgerlock.reinstall_guards()")
+    mark = _last_seq(owner)
+    journal.execute("UPDATE ledger_entry SET posted_on = '2027-06-01' WHERE id = 2")  # moves into the new one
+    journal.execute("UPDATE ledger_entry_2027 SET amount = 5 WHERE id = 2")
+    assert [r[1:3] for r in owner.execute(AUDITED, (mark,)).fetchall()] == [
+        ("UPDATE", '2'), ("UPDATE", '2')]
+
+
+def test_unprotect_removes_the_capture_from_every_partition(db, journal):
+    db.connect("admin").execute("SELECT ledgerlock.unprotect('ledger_entry', 'archive elsewhere')")
+    owner = db.owner()
+    assert owner.execute("SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'll\\_90\\_%%' AND tgrelid = ANY("
+                         "ARRAY['ledger_entry', 'ledger_entry_2025', 'ledger_entry_2026']::regclass[])"
+                         ).fetchone()[0] == 0
+    mark = _last_seq(owner)
+    journal.execute("UPDATE ledger_entry_2025 SET amount = 23 WHERE id = 2")
+    assert owner.execute(AUDITED, (mark,)).fetchall() == []
