@@ -75,9 +75,9 @@ AS $$
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._ll40_function(regclass, text) FROM PUBLIC;
 
--- A generated function runs on a relation it was not generated for: the table was restored from a dump
--- (new oids) or a partition was attached since. Fine when the relation is (a partition of) the table;
--- otherwise refuse rather than count in another table's series.
+-- A generated function runs on a relation it was not generated for: a partition created or attached since
+-- (without the DDL guard, which would have regenerated them), or a table restored from a dump (new oids).
+-- Such a partition may lack its settle triggers, so a range opened there might never be closed: refuse.
 CREATE OR REPLACE FUNCTION ledgerlock._ll40_check_relation(rel regclass, tbl oid)
 RETURNS void
 LANGUAGE plpgsql
@@ -85,11 +85,15 @@ STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    IF ledgerlock._rule_table(rel)::oid IS DISTINCT FROM tbl THEN
+    IF ledgerlock._rule_table(rel)::oid IS NOT DISTINCT FROM tbl THEN
         PERFORM ledgerlock._refuse('LL009', pg_catalog.format(
-            'the numbering triggers of %s were generated for another table (oid %s)', rel, tbl),
-            'run ledgerlock migrate (or SELECT ledgerlock.reinstall_guards()) to regenerate them');
+            'partition %s of %s was added after its numbering triggers were installed; it cannot number rows yet',
+            rel, tbl::regclass),
+            'run SELECT ledgerlock.reinstall_guards() (or ledgerlock migrate), or install the DDL guard');
     END IF;
+    PERFORM ledgerlock._refuse('LL009', pg_catalog.format(
+        'the numbering triggers of %s were generated for another table (oid %s)', rel, tbl),
+        'run ledgerlock migrate (or SELECT ledgerlock.reinstall_guards()) to regenerate them');
 END
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._ll40_check_relation(regclass, oid) FROM PUBLIC;

@@ -66,3 +66,23 @@ def test_a_rolled_back_finalization_across_partitions_gives_its_numbers_back(db,
     bills.execute("UPDATE bill SET status = 'final' WHERE id = 3")
     assert [n for _, i, n in rows(bills) if i == 3] == ["B-2026-001"]
     assert db.owner().execute("SELECT * FROM ledgerlock.number_gaps('bill')").fetchall() == []
+
+
+def test_a_partition_added_later_numbers_only_once_its_guards_are_reinstalled(db, bills):
+    owner = db.owner()
+    bills.execute("INSERT INTO bill (id, issued_on, status) VALUES (1, '2026-02-01', 'final')")
+    owner.execute("CREATE TABLE bill_2027 PARTITION OF bill FOR VALUES FROM ('2027-01-01') TO ('2028-01-01')")
+    owner.execute("GRANT SELECT, INSERT, UPDATE, DELETE ON bill_2027 TO ll_app")
+    for stmt in ("INSERT INTO bill_2027 (id, issued_on, status) VALUES (2, '2027-02-01', 'final')",
+                 "INSERT INTO bill (id, issued_on, status) VALUES (2, '2027-02-01', 'final')"):
+        with refused("LL009", r"^partition public\.bill_2027 of public\.bill was added after its numbering triggers"):
+            bills.execute(stmt)
+    bills.execute("INSERT INTO bill (id, issued_on, status) VALUES (3, '2026-03-01', 'final')")  # old partitions
+    owner.execute("SELECT ledgerlock.reinstall_guards()")
+    bills.execute("INSERT INTO bill_2027 (id, issued_on, status) VALUES (2, '2027-02-01', 'final')")
+    bills.execute("INSERT INTO bill (id, issued_on, status) VALUES (4, '2027-03-01', 'final')")
+    assert [(t, n) for t, _, n in rows(bills)] == [("bill_h1", "B-2026-001"), ("bill_2027", "B-2027-001"),
+                                                   ("bill_h1", "B-2026-002"), ("bill_2027", "B-2027-002")]
+    open_ranges = "SELECT count(*) FROM ledgerlock.number_counter WHERE open_from IS NOT NULL"
+    assert owner.execute(open_ranges).fetchone() == (0,)
+    assert owner.execute("SELECT * FROM ledgerlock.number_gaps('bill')").fetchall() == []
