@@ -59,12 +59,19 @@ def _code_findings(conn: psycopg.Connection) -> list[Finding]:
                         "(or cannot be read by this role)", "drift can only be judged against the same version",
                         "ledgerlock migrate  (as the installing role)")]
     shipped = shipped_function_bodies()
+    live = _live_generated_owners(conn)
     out = []
     for name, sig, src in conn.execute(
         "SELECT proname, oid::regprocedure::text, prosrc FROM pg_proc "
         "WHERE pronamespace = 'ledgerlock'::regnamespace ORDER BY 2"
     ):
-        if name not in shipped:
+        generated = _GENERATED.match(name)
+        if generated:
+            if generated.group(1) not in live:
+                out.append(Finding("warning", "function", sig, f"{sig} was generated for a rule that no longer exists",
+                                   "a leftover guard function is dead code with the owner's rights",
+                                   "SELECT ledgerlock.reinstall_guards()  (then drop it if it stays)"))
+        elif name not in shipped:
             out.append(Finding("warning", "function", sig, f"{sig} is not part of ledgerlock",
                                "an object in schema ledgerlock that ledgerlock did not install runs with its rights "
                                "if anything calls it", f"DROP FUNCTION {sig}  -- after checking who created it"))
@@ -74,6 +81,19 @@ def _code_findings(conn: psycopg.Connection) -> list[Finding]:
                                "ledgerlock migrate  (after SELECT ledgerlock.reinstall_guards() is not enough: "
                                "DELETE FROM ledgerlock.installed_code first, so migrate reinstalls the code)"))
     return out
+
+
+# Installers generate per-table or per-rule trigger functions (R4: _ll30_r<rule id>_*, R2: _ll40_t<table oid>_*):
+# their bodies come from templates, not from the shipped files, and reinstall_guards() recreates them.
+_GENERATED = re.compile(r"^_ll\d{2}_([rt]\d+)_")
+
+
+def _live_generated_owners(conn: psycopg.Connection) -> set[str]:
+    """The rule ids (r<id>) and protected tables (t<oid>) generated functions may belong to."""
+    owners = {f"t{oid}" for (oid,) in conn.execute("SELECT tbl::oid FROM ledgerlock.protected_table")}
+    if conn.execute("SELECT to_regclass('ledgerlock.reference_rule') IS NOT NULL").fetchone()[0]:
+        owners |= {f"r{rid}" for (rid,) in conn.execute("SELECT id FROM ledgerlock.reference_rule")}
+    return owners
 
 
 def _readable(conn: psycopg.Connection, rel: str) -> bool:

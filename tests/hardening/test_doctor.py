@@ -133,3 +133,23 @@ def test_human_output_names_why_and_fix(db):
     assert res.exit_code == 2
     assert "[critical] table owner: public.invoice is owned by ll_app" in res.output
     assert "    why: " in res.output and "    fix: ALTER TABLE public.invoice OWNER TO" in res.output
+
+
+def test_functions_generated_by_installers_are_not_foreign_and_orphans_are_reported(db):
+    """R2 and R4 generate trigger functions per table or rule: doctor knows them, and flags leftovers."""
+    migrate.migrate(db.conninfo())
+    owner = db.owner()
+    db.protect_invoice(owner, number_column="number", number_format="INV-{YYYY}-{SEQ:5}")
+    owner.execute("SELECT ledgerlock.protect_referenced('invoice', 'payment')")
+    generated = [r[0] for r in owner.execute(
+        "SELECT oid::regprocedure::text FROM pg_proc WHERE pronamespace = 'ledgerlock'::regnamespace "
+        "AND proname ~ '^_ll[0-9]{2}_'")]
+    assert any("_ll40_" in g for g in generated) and any("_ll30_" in g for g in generated)
+    _, found = doctor(db.conninfo())
+    assert not [f for f in found if f["object"] in generated], found
+    # a generated function whose rule is gone is a leftover
+    owner.execute("CREATE FUNCTION ledgerlock._ll30_r999999_parent() RETURNS trigger LANGUAGE plpgsql "
+                  "AS $$ BEGIN RETURN NULL; END $$")
+    _, found = doctor(db.conninfo())
+    assert any(f["object"] == "ledgerlock._ll30_r999999_parent()" and "no longer exists" in f["finding"]
+               for f in problems(found, "warning"))
