@@ -265,7 +265,7 @@ def machine_description(bench_conn: psycopg.Connection | None = None) -> dict:
     if bench_conn is not None:
         info["server"] = bench_conn.execute("SELECT version()").fetchone()[0]
         info["settings"] = dict(bench_conn.execute(
-            "SELECT name, setting || coalesce(unit, '') FROM pg_settings WHERE name = ANY(%s) ORDER BY name",
+            "SELECT name, current_setting(name) FROM pg_settings WHERE name = ANY(%s) ORDER BY name",
             (["fsync", "synchronous_commit", "full_page_writes", "shared_buffers", "wal_level", "jit"],),
         ).fetchall())
     return info
