@@ -217,70 +217,77 @@ $$;
 REVOKE ALL ON FUNCTION ledgerlock.audit_digest() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION ledgerlock.audit_digest() TO PUBLIC;
 
--- Every problem among chain links lo..hi and the events they seal: the link does not follow from the
--- previous one (or a link is missing), the event is gone, its content no longer matches its hash, its hash
--- differs from the one sealed, or it was sealed later than its transaction allows (inserted behind the
--- sealer's back). Links are checked in chain order straight from the primary key (narrow rows, no sort);
--- events are joined by seq within the chunk's seq range and rehashed.
-CREATE OR REPLACE FUNCTION ledgerlock._audit_chain_problems(lo bigint, hi bigint)
-RETURNS TABLE(seq bigint, chain_seq bigint, problem text)
+-- Every problem among chain links lo..hi and the events they seal, one row per problem (k = 1: the link,
+-- k = 2: its event): the link does not follow from the previous one (or a link is missing), the event is
+-- gone, its content no longer matches its hash, its hash differs from the one sealed, or it was sealed
+-- later than its transaction allows (inserted behind the sealer's back).
+-- Each link is paired with the previous link and with its event by joins restricted to the chunk's ranges
+-- (no window: a window needs the links in order in one process). The per-link work — both hashes — is
+-- done inside the OFFSET 0 subquery, so that a parallel plan computes it in the workers and the leader only
+-- sees the (rare) problems; the message of a missing link, which looks for the link before the gap, is
+-- built above it. No SET clause on purpose, like the hashing functions: a SET clause forbids inlining, and
+-- only inlined into verify_audit's query can the scan run in parallel. Every name is schema-qualified;
+-- only verify_audit (pinned search_path) executes it.
+DROP FUNCTION IF EXISTS ledgerlock._audit_chain_problems(bigint, bigint);  -- its row-by-row predecessor
+CREATE OR REPLACE FUNCTION ledgerlock._audit_link_problems(lo bigint, hi bigint, seq_lo bigint, seq_hi bigint)
+RETURNS TABLE(seq bigint, chain_seq bigint, k integer, problem text)
 LANGUAGE sql
-STABLE
-SET search_path = pg_catalog, pg_temp
-SET work_mem = '64MB'
+STABLE PARALLEL SAFE
 AS $$
-    SELECT l.seq, l.chain_seq, CASE
-        WHEN l.chain_seq > 1 AND l.prev_chain_seq IS DISTINCT FROM l.chain_seq - 1 THEN
-            pg_catalog.format('chain link %s is missing: the chain jumps from link %s to link %s (links were deleted)',
-                              l.chain_seq - 1, coalesce(l.prev_chain_seq, 0), l.chain_seq)
-        WHEN l.chain_hash IS DISTINCT FROM ledgerlock._audit_link_hash(
-                CASE WHEN l.chain_seq = 1 THEN ledgerlock._audit_genesis() ELSE l.prev_hash END,
-                l.chain_seq, l.seq, l.event_hash, l.batch, l.txid_floor, l.sealed_below) THEN
-            pg_catalog.format('chain link %s (event seq %s) is broken: it does not follow from link %s',
-                              l.chain_seq, l.seq, l.chain_seq - 1)
-        WHEN l.batch <> l.chain_seq AND (l.batch IS DISTINCT FROM l.prev_batch
-                                         OR l.txid_floor IS DISTINCT FROM l.prev_floor
-                                         OR l.sealed_below IS DISTINCT FROM l.prev_below) THEN
-            pg_catalog.format('chain link %s (event seq %s) does not belong to the seal it claims', l.chain_seq, l.seq)
-        WHEN l.batch = l.chain_seq AND l.txid_floor IS DISTINCT FROM coalesce(l.prev_below, '0'::xid8) THEN
-            pg_catalog.format('chain link %s (event seq %s) starts a seal that does not follow the previous one',
-                              l.chain_seq, l.seq)
-        END
-    FROM (SELECT c.chain_seq, c.seq, c.event_hash, c.batch, c.txid_floor, c.sealed_below, c.chain_hash,
-                 pg_catalog.lag(c.chain_seq) OVER w AS prev_chain_seq,
-                 pg_catalog.lag(c.chain_hash) OVER w AS prev_hash,
-                 pg_catalog.lag(c.batch) OVER w AS prev_batch,
-                 pg_catalog.lag(c.txid_floor) OVER w AS prev_floor,
-                 pg_catalog.lag(c.sealed_below) OVER w AS prev_below
+    SELECT l.seq, l.chain_seq, v.k, v.problem
+    FROM (SELECT c.seq, c.chain_seq,
+                 c.chain_seq > 1 AND p.chain_seq IS NULL AS gap,
+                 CASE
+                     WHEN c.chain_seq > 1 AND p.chain_seq IS NULL THEN NULL  -- reported as a gap, above
+                     WHEN c.chain_hash IS DISTINCT FROM ledgerlock._audit_link_hash(
+                             CASE WHEN c.chain_seq = 1 THEN ledgerlock._audit_genesis() ELSE p.chain_hash END,
+                             c.chain_seq, c.seq, c.event_hash, c.batch, c.txid_floor, c.sealed_below) THEN
+                         pg_catalog.format('chain link %s (event seq %s) is broken: it does not follow from link %s',
+                                           c.chain_seq, c.seq, c.chain_seq - 1)
+                     WHEN c.batch <> c.chain_seq AND (c.batch IS DISTINCT FROM p.batch
+                                                      OR c.txid_floor IS DISTINCT FROM p.txid_floor
+                                                      OR c.sealed_below IS DISTINCT FROM p.sealed_below) THEN
+                         pg_catalog.format('chain link %s (event seq %s) does not belong to the seal it claims',
+                                           c.chain_seq, c.seq)
+                     WHEN c.batch = c.chain_seq AND c.txid_floor IS DISTINCT FROM coalesce(p.sealed_below, '0'::xid8)
+                     THEN
+                         pg_catalog.format('chain link %s (event seq %s) starts a seal that does not follow the '
+                                           'previous one', c.chain_seq, c.seq)
+                 END AS link_problem,
+                 CASE
+                     WHEN e.seq IS NULL THEN
+                         pg_catalog.format('event seq %s (chain link %s) is missing: it was deleted', c.seq, c.chain_seq)
+                     WHEN e.event_hash IS DISTINCT FROM ledgerlock._audit_event_hash(e.seq, e.at, e.txid, e.table_name,
+                             e.row_key, e.scope, e.operation, e.old_row, e.new_row, e.db_user, e.actor, e.reason,
+                             e.context, e.lock_id, e.override_id, e.details) THEN
+                         pg_catalog.format('event seq %s (chain link %s) was modified: its content does not match '
+                                           'its hash', c.seq, c.chain_seq)
+                     WHEN e.event_hash IS DISTINCT FROM c.event_hash THEN
+                         pg_catalog.format('event seq %s was rewritten: its hash differs from the one sealed in chain '
+                                           'link %s', c.seq, c.chain_seq)
+                     WHEN e.txid < c.txid_floor THEN
+                         pg_catalog.format('event seq %s (chain link %s) was inserted behind the sealer: its '
+                                           'transaction %s had ended before the previous seal', c.seq, c.chain_seq,
+                                           e.txid)
+                 END AS event_problem
           FROM ledgerlock.audit_chain c
-          WHERE c.chain_seq BETWEEN lo - 1 AND hi
-          WINDOW w AS (ORDER BY c.chain_seq)) l
-    WHERE l.chain_seq >= lo
-    UNION ALL
-    SELECT c.seq, c.chain_seq, CASE
-        WHEN e.seq IS NULL THEN
-            pg_catalog.format('event seq %s (chain link %s) is missing: it was deleted', c.seq, c.chain_seq)
-        WHEN e.event_hash IS DISTINCT FROM ledgerlock._audit_event_hash(e.seq, e.at, e.txid, e.table_name,
-                e.row_key, e.scope, e.operation, e.old_row, e.new_row, e.db_user, e.actor, e.reason, e.context,
-                e.lock_id, e.override_id, e.details) THEN
-            pg_catalog.format('event seq %s (chain link %s) was modified: its content does not match its hash',
-                              c.seq, c.chain_seq)
-        WHEN e.event_hash IS DISTINCT FROM c.event_hash THEN
-            pg_catalog.format('event seq %s was rewritten: its hash differs from the one sealed in chain link %s',
-                              c.seq, c.chain_seq)
-        WHEN e.txid < c.txid_floor THEN
-            pg_catalog.format('event seq %s (chain link %s) was inserted behind the sealer: its transaction %s had '
-                              'ended before the previous seal', c.seq, c.chain_seq, e.txid)
-        END
-    FROM ledgerlock.audit_chain c
-    LEFT JOIN (SELECT x.* FROM ledgerlock.audit_event x
-               WHERE x.seq BETWEEN (SELECT pg_catalog.min(y.seq) FROM ledgerlock.audit_chain y
-                                    WHERE y.chain_seq BETWEEN lo AND hi)
-                               AND (SELECT pg_catalog.max(y.seq) FROM ledgerlock.audit_chain y
-                                    WHERE y.chain_seq BETWEEN lo AND hi)) e ON e.seq = c.seq
-    WHERE c.chain_seq BETWEEN lo AND hi
+          LEFT JOIN ledgerlock.audit_chain p ON p.chain_seq = c.chain_seq - 1 AND p.chain_seq BETWEEN lo - 1 AND hi
+          LEFT JOIN ledgerlock.audit_event e ON e.seq = c.seq
+               AND e.seq BETWEEN seq_lo AND seq_hi
+          WHERE c.chain_seq BETWEEN lo AND hi
+          OFFSET 0) l
+    CROSS JOIN LATERAL (VALUES
+        (1, CASE WHEN l.gap THEN pg_catalog.format(
+                 'chain link %s is missing: the chain jumps from link %s to link %s (links were deleted)',
+                 l.chain_seq - 1,
+                 coalesce((SELECT pg_catalog.max(q.chain_seq) FROM ledgerlock.audit_chain q
+                           WHERE q.chain_seq < l.chain_seq), 0),
+                 l.chain_seq)
+            ELSE l.link_problem END),
+        (2, l.event_problem)) AS v(k, problem)
+    WHERE (l.gap OR l.link_problem IS NOT NULL OR l.event_problem IS NOT NULL) AND v.problem IS NOT NULL
 $$;
-REVOKE ALL ON FUNCTION ledgerlock._audit_chain_problems(bigint, bigint) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ledgerlock._audit_link_problems(bigint, bigint, bigint, bigint) FROM PUBLIC;
 
 -- Problems among events that are not in the chain: a modified unsealed event, or one whose transaction
 -- had ended before the last seal (it would have been sealed: it was inserted behind the sealer's back).
@@ -316,6 +323,7 @@ RETURNS TABLE(ok boolean, events bigint, sealed bigint, unsealed bigint, head te
 LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_custom_plan  -- each chunk planned with its own ranges (a generic plan guesses them)
 AS $$
 DECLARE
     step constant bigint := 250000;
@@ -328,6 +336,13 @@ DECLARE
     missing bigint := 0;
     recent bigint;
     p record;
+    c_seq bigint;
+    c_chain bigint;
+    c_problem text;
+    c_n bigint;
+    c_missing bigint;
+    seq_lo bigint;
+    seq_hi bigint;
     n_problems bigint := 0;
 BEGIN
     PERFORM ledgerlock._require_capability('auditor', 'verify_audit');
@@ -351,17 +366,27 @@ BEGIN
     sealed := (SELECT pg_catalog.count(*) FROM ledgerlock.audit_chain);
     events := (SELECT pg_catalog.count(*) FROM ledgerlock.audit_event);
 
+    -- One query per chunk: the first problem in chain order (the link before its event) and the counts.
+    -- A SELECT INTO may run in parallel (a FOR loop's cursor may not).
     WHILE lo <= max_chain LOOP
-        FOR p IN SELECT * FROM ledgerlock._audit_chain_problems(lo, lo + step - 1) x
-                 WHERE x.problem IS NOT NULL ORDER BY x.chain_seq LOOP
-            n_problems := n_problems + 1;
-            IF n_problems = 1 THEN
-                first_broken_seq := p.seq; first_broken_chain_seq := p.chain_seq; problem := p.problem;
+        -- the events the chunk's links seal lie in this seq range (+ 0: read the chunk's links, rather than
+        -- walk the seq index from an end); with the values known, the plan probes a hash of the links with
+        -- a parallel range scan of the events, which are wide and read once
+        SELECT pg_catalog.min(c.seq + 0), pg_catalog.max(c.seq + 0) INTO seq_lo, seq_hi
+        FROM ledgerlock.audit_chain c WHERE c.chain_seq BETWEEN lo AND lo + step - 1;
+        SELECT x.seq, x.chain_seq, x.problem, pg_catalog.count(*) OVER (),
+               pg_catalog.count(*) FILTER (WHERE x.k = 2 AND x.problem LIKE '% is missing: it was deleted') OVER ()
+        INTO c_seq, c_chain, c_problem, c_n, c_missing
+        FROM ledgerlock._audit_link_problems(lo, lo + step - 1, seq_lo, seq_hi) x
+        ORDER BY x.chain_seq, x.k
+        LIMIT 1;
+        IF FOUND THEN
+            IF n_problems = 0 THEN
+                first_broken_seq := c_seq; first_broken_chain_seq := c_chain; problem := c_problem;
             END IF;
-            IF p.problem LIKE '% is missing: it was deleted' THEN
-                missing := missing + 1;
-            END IF;
-        END LOOP;
+            n_problems := n_problems + c_n;
+            missing := missing + c_missing;
+        END IF;
         lo := lo + step;
         IF max_chain > step THEN
             RAISE NOTICE 'll-progress % %', least(lo - 1, max_chain), max_chain;

@@ -225,3 +225,52 @@ def test_verify_inside_an_open_transaction_ignores_its_own_unsealed_events(trail
             "FROM ledgerlock.verify_audit()").fetchone()
         assert ok and unsealed == 1
     assert verify(trail)[0]
+
+
+def test_a_gap_of_several_links_names_the_link_before_it(trail):
+    with guards_off(trail.owner()) as su:
+        su.execute("DELETE FROM ledgerlock.audit_chain WHERE chain_seq IN (3, 4)")
+    ok, problems, _first, chain, problem, *_ = verify(trail)
+    assert not ok and chain == 5 and problems == 3  # the gap, and the two events no link seals any more
+    assert problem == "chain link 4 is missing: the chain jumps from link 2 to link 5 (links were deleted)"
+
+
+def test_a_broken_link_is_reported_before_its_modified_event(trail):
+    seq = seq_of(trail, "INSERT", 6)
+    with guards_off(trail.owner()) as su:
+        su.execute("UPDATE ledgerlock.audit_event SET reason = 'edited' WHERE seq = %s", (seq,))
+    assert verify(trail)[1] == 1
+    with guards_off(trail.owner()) as su:
+        su.execute("UPDATE ledgerlock.audit_chain SET chain_hash = repeat('0', 64) WHERE seq = %s", (seq,))
+    ok, problems, first, chain, problem, *_ = verify(trail)
+    # the link itself, its event, and the next link, which no longer follows from it
+    assert not ok and problems == 3 and first == seq
+    assert problem.startswith(f"chain link {chain} (event seq {seq}) is broken")
+
+
+VERDICT = ("SELECT ok, events, sealed, unsealed, first_broken_seq, first_broken_chain_seq, problem, problems "
+           "FROM ledgerlock.verify_audit()")
+PARALLEL = ("SET parallel_setup_cost = 0", "SET parallel_tuple_cost = 0", "SET min_parallel_table_scan_size = 0",
+            "SET min_parallel_index_scan_size = 0", "SET max_parallel_workers_per_gather = 2")
+
+
+def test_the_verdict_is_the_same_with_or_without_parallel_workers(trail):
+    """The links and events of a chunk may be checked by parallel workers: the first problem and the counts
+    must not depend on the plan."""
+    su = trail.owner()
+    a, b = seq_of(trail, "INSERT", 1), seq_of(trail, "UPDATE", 3)
+    with guards_off(su):
+        su.execute("UPDATE ledgerlock.audit_event SET actor = 'x' WHERE seq IN (%s, %s)", (a, b))
+        su.execute("DELETE FROM ledgerlock.audit_event WHERE seq = %s", (seq_of(trail, "INSERT", 7),))
+    serial = trail.connect("auditor")
+    serial.execute("SET max_parallel_workers_per_gather = 0")
+    parallel = trail.connect("auditor")
+    for setting in PARALLEL:
+        parallel.execute(setting)
+        su.execute(setting)
+    plan = "\n".join(r[0] for r in su.execute(
+        "EXPLAIN SELECT * FROM ledgerlock._audit_link_problems(1, 100, 1, 100000)").fetchall())
+    assert "Workers Planned" in plan  # the check below compares two different plans
+    one, other = serial.execute(VERDICT).fetchone(), parallel.execute(VERDICT).fetchone()
+    assert one == other
+    assert not one[0] and one[4] == a and one[7] == 3
