@@ -10,8 +10,16 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    RAISE EXCEPTION USING ERRCODE = sqlstate, MESSAGE = message,
-        HINT = coalesce(hint, ''), DETAIL = coalesce(detail, '');
+    -- RAISE options cannot be null, and an empty one still prints as "HINT:": raise only what there is.
+    IF hint IS NULL AND detail IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = sqlstate, MESSAGE = message;
+    ELSIF detail IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = sqlstate, MESSAGE = message, HINT = hint;
+    ELSIF hint IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = sqlstate, MESSAGE = message, DETAIL = detail;
+    ELSE
+        RAISE EXCEPTION USING ERRCODE = sqlstate, MESSAGE = message, HINT = hint, DETAIL = detail;
+    END IF;
 END
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._refuse(text, text, text, text) FROM PUBLIC;
