@@ -16,11 +16,12 @@ setup: $(STAMP)  ## create .venv with ledgerlock and the test tools
 demo: setup      ## run the guided demo on the embedded PostgreSQL
 	$(BIN)/ledgerlock demo
 
+# Two workers, each with its own servers: the suite is bound by PostgreSQL work, which two cores share.
 test: setup      ## the whole suite, on every PostgreSQL found (embedded 16, Debian 15)
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2
 
 test-fast: setup ## the suite without the slow concurrency/crash tests
-	$(BIN)/pytest -m "not slow"
+	$(BIN)/pytest -n 2 -m "not slow"
 
 bench: setup     ## benchmarks: ratios against a plain table, measured in the same run
 	$(BIN)/python -m bench
