@@ -28,7 +28,8 @@ def test_update_of_final_row_is_refused_with_ll001(invoices):
 
 
 def test_delete_of_final_row_is_refused_with_ll001(invoices):
-    with refused("LL001", r"^invoice id=1 is final and cannot be deleted; issue a correcting document instead$") as info:
+    message = r"^invoice id=1 is final and cannot be deleted; issue a correcting document instead$"
+    with refused("LL001", message) as info:
         invoices.execute("DELETE FROM invoice WHERE id = 1")
     assert info.value.diag.message_hint is None  # no empty "HINT:" line when there is nothing to add
     assert invoices.execute("SELECT count(*) FROM invoice WHERE id = 1").fetchone()[0] == 1
