@@ -23,6 +23,14 @@ from ..connection import with_dbname
 
 DEMO_DB = "ledgerlock_demo"
 APP_ROLE = "erp_demo_app"  # not ledgerlock_*: that prefix is for the capability roles
+# The people of the demo: each `who` label is a real database user (NOLOGIN; the demo's superuser connection
+# takes it on with SET SESSION AUTHORIZATION), so capabilities and the audit trail's db_user are theirs.
+PEOPLE = {
+    "app": (APP_ROLE, None),
+    "controller": ("erp_demo_controller", "ledgerlock_controller"),
+    "admin": ("erp_demo_admin", "ledgerlock_admin"),
+    "auditor": ("erp_demo_auditor", "ledgerlock_auditor"),
+}
 
 
 class Demo:
@@ -30,13 +38,25 @@ class Demo:
 
     def __init__(self, conninfo: str):
         self.conninfo = conninfo
-        self.admin = psycopg.connect(conninfo, autocommit=True)
-        self.app = psycopg.connect(conninfo, autocommit=True)
-        self.app.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(APP_ROLE)))
+        self.admin = psycopg.connect(conninfo, autocommit=True)  # the installing superuser: setup, "owner"
+        self.people = {who: self._as(role) for who, (role, _) in PEOPLE.items()}
+        self.app = self.people["app"]
+
+    def _as(self, role: str) -> psycopg.Connection:
+        conn = psycopg.connect(self.conninfo, autocommit=True)
+        conn.execute(sql.SQL("SET SESSION AUTHORIZATION {}").format(sql.Identifier(role)))
+        return conn
 
     def close(self) -> None:
-        self.app.close()
+        for conn in self.people.values():
+            conn.close()
         self.admin.close()
+
+    def _connection(self, conn: psycopg.Connection, who: str) -> psycopg.Connection:
+        """A statement shown as run by one of the demo's people (app, controller, admin, auditor) but handed the
+        superuser connection runs as that person. Other connections are used as given (a chapter that groups
+        statements in one transaction passes the person's own connection, demo.people[who])."""
+        return self.people.get(who, conn) if conn is self.admin else conn
 
     # -- narration ------------------------------------------------------------------------------
     def chapter(self, title: str) -> None:
@@ -52,7 +72,7 @@ class Demo:
     def run(self, conn: psycopg.Connection, statement: str, params: Any = None, *, who: str = "app") -> list:
         """Run and show a statement that is expected to succeed; returns its rows."""
         self._show(who, statement)
-        cur = conn.execute(statement, params)
+        cur = self._connection(conn, who).execute(statement, params)
         rows = cur.fetchall() if cur.description else []
         for r in rows:
             click.echo("    " + " | ".join("" if v is None else str(v) for v in r))
@@ -63,6 +83,7 @@ class Demo:
     def refused(self, conn: psycopg.Connection, statement: str, params: Any = None, *, who: str = "app") -> str:
         """Run and show a statement that ledgerlock must refuse; returns the SQLSTATE."""
         self._show(who, statement)
+        conn = self._connection(conn, who)
         try:
             with conn.transaction():
                 conn.execute(statement, params)
@@ -90,15 +111,19 @@ def demo_database(server_conninfo: str) -> Iterator[str]:
     with psycopg.connect(admin_info, autocommit=True) as conn:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(ident))
         conn.execute(sql.SQL("CREATE DATABASE {}").format(ident))
-        if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (APP_ROLE,)).fetchone() is None:
-            conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(APP_ROLE)))
+        for role, group in PEOPLE.values():  # roles are cluster-wide: a second run finds them
+            if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone() is None:
+                conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(role)))
+            if group:
+                conn.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(group), sql.Identifier(role)))
     conninfo = with_dbname(server_conninfo, DEMO_DB)
     migration.migrate(conninfo)
     with psycopg.connect(conninfo, autocommit=True) as conn:
         conn.execute(sqlfiles.demo_schema())
-        app = sql.Identifier(APP_ROLE)
-        conn.execute(sql.SQL("GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {}").format(app))
-        conn.execute(sql.SQL("GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {}").format(app))
+        writers = sql.SQL(", ").join(sql.Identifier(role) for role, _ in PEOPLE.values())
+        conn.execute(sql.SQL("GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {}")
+                     .format(writers))
+        conn.execute(sql.SQL("GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {}").format(writers))
     yield conninfo
 
 

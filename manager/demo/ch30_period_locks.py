@@ -26,17 +26,18 @@ def run(demo) -> None:
 
     demo.say("A controller posts the late supplier credit anyway, with an override: one transaction, a reason,\n"
              "and every row it touches audited:")
-    with admin.transaction():
-        demo.run(admin, "SELECT ledgerlock.begin_override('credit note received after close, approved by CFO')",
+    controller = demo.people["controller"]
+    with controller.transaction():
+        demo.run(controller, "SELECT ledgerlock.begin_override('credit note received after close, approved by CFO')",
                  who="controller")
-        demo.run(admin, f"INSERT INTO invoice (id, company_id, customer_id, issued_on, amount, note) "
-                        f"VALUES (3103, 1, 1, {MID_LAST_MONTH}, -40.00, 'credit note')", who="controller")
+        demo.run(controller, f"INSERT INTO invoice (id, company_id, customer_id, issued_on, amount, note) "
+                             f"VALUES (3103, 1, 1, {MID_LAST_MONTH}, -40.00, 'credit note')", who="controller")
 
     demo.say("The auditor has reviewed the month: the lock becomes hard. Hard locks admit no override:")
     demo.run(admin, f"SELECT ledgerlock.upgrade_lock({lock_id}, reviewer => 'external auditor')", who="controller")
-    with admin.transaction():
-        admin.execute("SELECT ledgerlock.begin_override('one more fix')")
-        demo.refused(admin, "UPDATE invoice SET amount = -45.00 WHERE id = 3103", who="controller")
+    with controller.transaction():
+        controller.execute("SELECT ledgerlock.begin_override('one more fix')")
+        demo.refused(controller, "UPDATE invoice SET amount = -45.00 WHERE id = 3103", who="controller")
     demo.say("Recording that a locked invoice was paid changes a mutable column only, so it goes through:")
     demo.run(app, "UPDATE invoice SET paid = true WHERE id = 3103")
 

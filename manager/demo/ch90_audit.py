@@ -13,8 +13,8 @@ def run(demo) -> None:
     demo.run(demo.admin, """SELECT seq, operation, table_name, row_key, db_user, actor, reason,
         array_to_string(changed_columns, ',') AS changed
         FROM ledgerlock.audit_log ORDER BY seq DESC LIMIT 8""", who="auditor")
-    demo.say("(db_user is the login, session_user: the demo's application logs in as the owner and SETs ROLE,\n"
-             "which is why it reads postgres here; a real application has a login of its own.)")
+    demo.say("db_user is the session user, which the database vouches for; actor and reason are what the\n"
+             "application said (SET ledgerlock.actor / ledgerlock.reason): recorded, never trusted for anything.")
     demo.say("Each event carries its own SHA-256; a sealer links committed events into one chain (run\n"
              "`ledgerlock audit seal --every 1` as a service). The digest is the chain head: keep it outside\n"
              "the database (mail it, print it, file it).")
