@@ -11,6 +11,12 @@ def pytest_report_header(config):
     return f"ledgerlock test servers: {', '.join(selected_servers())}"
 
 
+def pytest_sessionstart(session):
+    from lltest import reap_orphan_clusters
+
+    reap_orphan_clusters()
+
+
 @pytest.fixture(scope="session", params=selected_servers())
 def cluster(request) -> Cluster:
     """A running server (PostgreSQL 16 embedded, and Debian's 15 where present) with the template."""

@@ -151,8 +151,30 @@ def refused(sqlstate: str, match: str | None = None) -> Iterator[pytest.Exceptio
         )
 
 
+OWNER_FILE = "owner.pid"
+
+
+def reap_orphan_clusters() -> None:
+    """Stop and delete test servers whose pytest process is gone (a run killed by a timeout never tears down)."""
+    for root in Path("/tmp").glob("ll-pg*-*"):
+        try:
+            owner = int((root / OWNER_FILE).read_text())
+            os.kill(owner, 0)
+            continue  # its pytest is still running
+        except ProcessLookupError:
+            pass
+        except (OSError, ValueError):
+            continue  # not one of ours, or being created right now
+        for bindir in known_servers().values():
+            server = LocalServer(datadir=root / "data", bindir=bindir)
+            if server.is_running() and str(bindir) in Path(f"/proc/{server.pid()}/cmdline").read_text():
+                server.destroy()
+        shutil.rmtree(root, ignore_errors=True)
+
+
 def start_cluster(name: str, bindir: Path) -> tuple[Cluster, Path]:
     root = Path(tempfile.mkdtemp(prefix=f"ll-{name}-", dir="/tmp"))
+    (root / OWNER_FILE).write_text(str(os.getpid()))
     server = LocalServer(datadir=root / "data", bindir=bindir, settings=dict(THROWAWAY_SETTINGS))
     server.start()
     cluster = Cluster(name, server)
