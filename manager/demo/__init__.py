@@ -111,14 +111,14 @@ def demo_database(server_conninfo: str) -> Iterator[str]:
     with psycopg.connect(admin_info, autocommit=True) as conn:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(ident))
         conn.execute(sql.SQL("CREATE DATABASE {}").format(ident))
+    conninfo = with_dbname(server_conninfo, DEMO_DB)
+    migration.migrate(conninfo)  # creates the ledgerlock_* roles on a new server: the people join them below
+    with psycopg.connect(conninfo, autocommit=True) as conn:
         for role, group in PEOPLE.values():  # roles are cluster-wide: a second run finds them
             if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone() is None:
                 conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(role)))
             if group:
                 conn.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(group), sql.Identifier(role)))
-    conninfo = with_dbname(server_conninfo, DEMO_DB)
-    migration.migrate(conninfo)
-    with psycopg.connect(conninfo, autocommit=True) as conn:
         conn.execute(sqlfiles.demo_schema())
         writers = sql.SQL(", ").join(sql.Identifier(role) for role, _ in PEOPLE.values())
         conn.execute(sql.SQL("GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {}")

@@ -104,3 +104,23 @@ def test_dsn_precedence(monkeypatch):
     assert resolve(None).conninfo.endswith("from_ledgerlock_dsn")
     monkeypatch.delenv("LEDGERLOCK_DSN")
     assert resolve(None).source == "DATABASE_URL"
+
+
+def test_demo_runs_on_a_brand_new_server(tmp_path):
+    """The README's first command meets a server where ledgerlock never ran (no ledgerlock_* roles yet)."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from ledgerlock.server import THROWAWAY_SETTINGS, LocalServer, pgserver_bindir
+
+    root = Path(tempfile.mkdtemp(prefix="ll-demo-", dir="/tmp"))  # short path: the socket lives in it
+    server = LocalServer(datadir=root / "data", bindir=pgserver_bindir(), settings=dict(THROWAWAY_SETTINGS))
+    try:
+        server.start()
+        res = run("--dsn", server.conninfo(), "demo")
+        assert "refused: ERROR LL001" in res.output
+        assert "erp_demo_controller" in res.output  # the lock history names the controller, not the superuser
+    finally:
+        server.destroy()
+        shutil.rmtree(root, ignore_errors=True)
