@@ -210,22 +210,27 @@ END
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._create_guard_trigger(regclass, name, text) FROM PUBLIC;
 
--- Drop the guard triggers of one rule (prefix ll_NN_) or of all rules (prefix 'll_').
+-- Drop the guard triggers of one rule (prefix ll_NN_) or of all rules (prefix 'll_'), on the table and on
+-- every partition of it.
 CREATE OR REPLACE FUNCTION ledgerlock._drop_guard_triggers(tbl regclass, prefix text)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
+    rel regclass;
     tg name;
 BEGIN
     PERFORM ledgerlock._ddl_permit(tbl, true);  -- the DDL guard lets ledgerlock's own installers through
-    FOR tg IN
-        SELECT t.tgname FROM pg_catalog.pg_trigger t
-        WHERE t.tgrelid = tbl AND NOT t.tgisinternal AND t.tgparentid = 0
-          AND pg_catalog.starts_with(t.tgname, prefix)
+    -- The whole partition tree: statement-level guards are created on every partition (PostgreSQL does not
+    -- pass them down), while row-level ones exist once on the parent (partitions hold clones, tgparentid <> 0,
+    -- which go with it).
+    FOR rel, tg IN
+        SELECT t.tgrelid::regclass, t.tgname FROM pg_catalog.pg_trigger t
+        WHERE t.tgrelid IN (SELECT p.relid FROM pg_catalog.pg_partition_tree(tbl) p UNION SELECT tbl)
+          AND NOT t.tgisinternal AND t.tgparentid = 0 AND pg_catalog.starts_with(t.tgname, prefix)
     LOOP
-        EXECUTE pg_catalog.format('DROP TRIGGER %I ON %s', tg, tbl);
+        EXECUTE pg_catalog.format('DROP TRIGGER %I ON %s', tg, rel);
     END LOOP;
     PERFORM ledgerlock._ddl_permit(tbl, false);
 END

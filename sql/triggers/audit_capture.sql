@@ -177,9 +177,9 @@ DECLARE
          FROM pg_catalog.unnest(cfg.key_columns) WITH ORDINALITY AS u(k, o)));
     rel regclass;
 BEGIN
+    PERFORM ledgerlock._drop_guard_triggers(cfg.tbl, 'll_90_');
     FOR rel IN SELECT p.relid FROM pg_catalog.pg_partition_tree(cfg.tbl) p
                UNION ALL SELECT cfg.tbl WHERE pg_catalog.pg_partition_root(cfg.tbl) IS NULL LOOP
-        PERFORM ledgerlock._drop_guard_triggers(rel, 'll_90_');
         PERFORM ledgerlock._create_guard_trigger(rel, 'll_90_audit_insert', pg_catalog.format(
             'AFTER INSERT ON %s REFERENCING NEW TABLE AS ll_new FOR EACH STATEMENT '
             'EXECUTE FUNCTION ledgerlock.audit_capture(%s)', rel, args));
@@ -194,21 +194,8 @@ END
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._install_90_audit(regclass) FROM PUBLIC;
 
--- unprotect drops the table's own ll_ triggers; the partitions' capture triggers go here.
-CREATE OR REPLACE FUNCTION ledgerlock._uninstall_90_audit(tbl regclass)
-RETURNS void
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    part regclass;
-BEGIN
-    FOR part IN SELECT p.relid FROM pg_catalog.pg_partition_tree(tbl) p WHERE p.relid <> tbl LOOP
-        PERFORM ledgerlock._drop_guard_triggers(part, 'll_90_');
-    END LOOP;
-END
-$$;
-REVOKE ALL ON FUNCTION ledgerlock._uninstall_90_audit(regclass) FROM PUBLIC;
+-- (unprotect's _drop_guard_triggers(tbl, 'll_') reaches every partition's capture triggers.)
+DROP FUNCTION IF EXISTS ledgerlock._uninstall_90_audit(regclass);
 
 -- Lock events (R3) become audit events: operation = the kind in capitals (LOCK, ADVANCE, UPGRADE, UNLOCK,
 -- RELOCK, OVERRIDE, SKIP, GRANT_SCOPE, REVOKE_SCOPE…), the lock_event row as new_row. A skipped write is

@@ -428,22 +428,7 @@ END
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._ll40_drop_functions(regclass) FROM PUBLIC;
 
--- Drop the ll_40 triggers of a table and of its partitions (the settle triggers are per partition).
-CREATE OR REPLACE FUNCTION ledgerlock._ll40_drop_triggers(tbl regclass)
-RETURNS void
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    rel regclass;
-BEGIN
-    PERFORM ledgerlock._drop_guard_triggers(tbl, 'll_40_');
-    FOR rel IN SELECT p.relid FROM pg_catalog.pg_partition_tree(tbl) p WHERE p.relid <> tbl LOOP
-        PERFORM ledgerlock._drop_guard_triggers(rel, 'll_40_');
-    END LOOP;
-END
-$$;
-REVOKE ALL ON FUNCTION ledgerlock._ll40_drop_triggers(regclass) FROM PUBLIC;
+DROP FUNCTION IF EXISTS ledgerlock._ll40_drop_triggers(regclass);  -- _drop_guard_triggers covers partitions
 
 CREATE OR REPLACE FUNCTION ledgerlock._install_40_numbering(tbl regclass)
 RETURNS void
@@ -461,7 +446,7 @@ DECLARE
     old_final text := ledgerlock._final_condition(tbl, 'OLD');
     rel regclass;
 BEGIN
-    PERFORM ledgerlock._ll40_drop_triggers(tbl);
+    PERFORM ledgerlock._drop_guard_triggers(tbl, 'll_40_');  -- settle triggers sit on every partition
     IF cfg.number_format IS NULL THEN
         PERFORM ledgerlock._ll40_drop_functions(tbl);
         RETURN;
@@ -538,7 +523,7 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    PERFORM ledgerlock._ll40_drop_triggers(tbl);
+    PERFORM ledgerlock._drop_guard_triggers(tbl, 'll_40_');  -- settle triggers sit on every partition
     PERFORM ledgerlock._ll40_drop_functions(tbl);
 END
 $$;

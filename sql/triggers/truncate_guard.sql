@@ -33,7 +33,6 @@ BEGIN
     PERFORM ledgerlock._create_guard_trigger(tbl, 'll_00_truncate', pg_catalog.format(
         'BEFORE TRUNCATE ON %s FOR EACH STATEMENT EXECUTE FUNCTION ledgerlock.guard_truncate()', tbl));
     FOR part IN SELECT p.relid FROM pg_catalog.pg_partition_tree(tbl) p WHERE p.relid <> tbl LOOP
-        PERFORM ledgerlock._drop_guard_triggers(part, 'll_00_');
         PERFORM ledgerlock._create_guard_trigger(part, 'll_00_truncate', pg_catalog.format(
             'BEFORE TRUNCATE ON %s FOR EACH STATEMENT EXECUTE FUNCTION ledgerlock.guard_truncate(%L)',
             part, tbl::oid));
@@ -42,17 +41,5 @@ END
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._install_00_truncate(regclass) FROM PUBLIC;
 
-CREATE OR REPLACE FUNCTION ledgerlock._uninstall_00_truncate(tbl regclass)
-RETURNS void
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    part regclass;
-BEGIN
-    FOR part IN SELECT p.relid FROM pg_catalog.pg_partition_tree(tbl) p WHERE p.relid <> tbl LOOP
-        PERFORM ledgerlock._drop_guard_triggers(part, 'll_00_');
-    END LOOP;
-END
-$$;
-REVOKE ALL ON FUNCTION ledgerlock._uninstall_00_truncate(regclass) FROM PUBLIC;
+-- (unprotect's _drop_guard_triggers(tbl, 'll_') reaches every partition: no uninstall hook is needed.)
+DROP FUNCTION IF EXISTS ledgerlock._uninstall_00_truncate(regclass);
