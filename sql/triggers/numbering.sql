@@ -178,6 +178,7 @@ DECLARE
     f_new text := pg_catalog.replace(cfg.final_when_sql, 'll_row.', 'n.');
     f_old text := pg_catalog.replace(cfg.final_when_sql, 'll_row.', 'o.');
     keys text;
+    settle_query text;
 BEGIN
     SELECT pg_catalog.string_agg(p.relid::oid::text, ', ') INTO known FROM pg_catalog.pg_partition_tree(tbl) p;
     known := coalesce(known, tbl::oid::text);
@@ -296,98 +297,108 @@ $ll$$gen$,
         draft_fmt.pad, num);
 
     -- AFTER INSERT/UPDATE, once per statement, with the statement's rows as transition tables ll_new (and
-    -- ll_old): checks the numbers the statement handed out and closes its ranges.
+    -- ll_old): checks the numbers the statement handed out and closes its ranges. One query does it all
+    -- (counts the rows that became final, reads their numbers back into the ranges the counters say this
+    -- statement opened, closes those ranges and resets their position hints), so a statement that numbers
+    -- nothing pays one small query, and one that numbers rows one more (it was five). The checks come after
+    -- the query: refusing raises an error, which undoes the closing together with the statement.
+    settle_query := pg_catalog.format($q$
+        WITH f AS MATERIALIZED (
+            SELECT (n.%2$s)::text COLLATE "C" AS num FROM ll_new AS n WHERE (%3$s) IS TRUE),
+        r AS (
+            SELECT c.prefix, c.suffix, c.open_from AS base, c.last_value AS top, c.open_kind,
+                   pg_catalog.count(s.seq) AS cnt, pg_catalog.count(DISTINCT s.seq) AS distinct_cnt,
+                   pg_catalog.min(s.seq) AS lo, pg_catalog.max(s.seq) AS hi
+            FROM ledgerlock.number_counter c
+            LEFT JOIN LATERAL (
+                SELECT d.seq FROM (
+                    SELECT CASE WHEN m.digits ~ '^[0-9]{1,18}$' THEN m.digits::bigint END AS seq
+                    FROM (SELECT pg_catalog.substr(f.num, pg_catalog.length(c.prefix) + 1,
+                                                   pg_catalog.length(f.num) - pg_catalog.length(c.prefix)
+                                                   - pg_catalog.length(c.suffix)) AS digits
+                          FROM f
+                          WHERE pg_catalog."left"(f.num, pg_catalog.length(c.prefix)) = c.prefix
+                            AND pg_catalog."right"(f.num, pg_catalog.length(c.suffix)) = c.suffix
+                            AND pg_catalog.length(f.num) > pg_catalog.length(c.prefix) + pg_catalog.length(c.suffix)
+                         ) m OFFSET 0) d
+                WHERE d.seq > c.open_from AND d.seq <= c.last_value) s ON true
+            WHERE c.tbl = %1$s AND c.open_from IS NOT NULL AND c.open_kind IN (ll_kind, 'both')
+            GROUP BY c.prefix, c.suffix, c.open_from, c.last_value, c.open_kind),
+        u AS (
+            UPDATE ledgerlock.number_counter AS c
+            SET last_value = r.base + r.cnt, open_from = NULL, open_kind = NULL
+            FROM r
+            WHERE c.tbl = %1$s AND c.prefix = r.prefix AND c.suffix = r.suffix
+            RETURNING r.*, pg_catalog.set_config('ledgerlock.numbering_' || pg_catalog.md5(
+                %4$L || r.prefix || E'\x1f' || r.suffix), '', true) AS hint_reset)
+        SELECT (SELECT pg_catalog.count(*) FROM f) AS new_final,
+               (SELECT pg_catalog.count(*) FROM ll_new AS n WHERE (%3$s) IS NOT TRUE) AS new_other,
+               %5$s AS old_final,
+               pg_catalog.array_agg(u.prefix || '{SEQ}' || u.suffix ORDER BY u.prefix, u.suffix) AS series,
+               pg_catalog.array_agg(u.base ORDER BY u.prefix, u.suffix) AS bases,
+               pg_catalog.array_agg(u.cnt ORDER BY u.prefix, u.suffix) AS cnts,
+               pg_catalog.array_agg(u.distinct_cnt ORDER BY u.prefix, u.suffix) AS distinct_cnts,
+               pg_catalog.array_agg(u.lo ORDER BY u.prefix, u.suffix) AS los,
+               pg_catalog.array_agg(u.hi ORDER BY u.prefix, u.suffix) AS his,
+               pg_catalog.bool_or(u.open_kind = 'both') AS mixed
+        FROM u$q$,
+        pg_catalog.format('%s::oid::regclass', tbl::oid), num, f_new, tbl::oid::text || E'\x1f', '@OLD_FINAL@');
     EXECUTE pg_catalog.format('CREATE OR REPLACE FUNCTION %s() ', ledgerlock._ll40_function(tbl, 'settle'))
         || head || pg_catalog.format($gen$$ll$
 DECLARE
     ll_kind text := pg_catalog.lower(TG_OP);
-    ll_new_final bigint;
-    ll_new_other bigint;
-    ll_old_final bigint := 0;
+    ll_got record;
     ll_left_final bigint := 0;
     ll_newly_final bigint;
-    ll_ranges record;
-    ll_got record;
     ll_numbered bigint := 0;
     ll_problem text;
+    ll_i integer;
 BEGIN
     %1$s
-    -- 1. How many rows became final in this statement: from the transition tables alone.
-    SELECT pg_catalog.count(*) FILTER (WHERE (%2$s) IS TRUE), pg_catalog.count(*) FILTER (WHERE (%2$s) IS NOT TRUE)
-    INTO ll_new_final, ll_new_other FROM ll_new AS n;
-    IF TG_OP = 'UPDATE' THEN
-        SELECT pg_catalog.count(*) INTO ll_old_final FROM ll_old AS o WHERE (%3$s) IS TRUE;
-        IF ll_old_final > 0 AND ll_new_other > 0 THEN  -- rows that stopped being final (final_when over a mutable column)
+    -- 0. Nothing to settle, the common case (drafts, edits of drafts): no row of the statement is final and
+    --    no range of the table is open. Both facts come from state a client cannot touch.
+    IF NOT EXISTS (SELECT FROM ledgerlock.number_counter c WHERE c.tbl = %5$s AND c.open_from IS NOT NULL)
+       AND NOT EXISTS (SELECT FROM ll_new AS n WHERE (%2$s) IS TRUE) THEN
+        RETURN NULL;
+    END IF;
+    -- 1. What the statement did: from the transition tables and the counters alone (see above).
+    IF TG_OP = 'INSERT' THEN
+        %9$s;
+    ELSE
+        %10$s;
+        IF ll_got.old_final > 0 AND ll_got.new_other > 0 THEN  -- rows that stopped being final (final_when over a mutable column)
             SELECT pg_catalog.count(*) INTO ll_left_final
             FROM ll_old AS o JOIN ll_new AS n USING (%4$s) WHERE (%3$s) IS TRUE AND (%2$s) IS NOT TRUE;
         END IF;
     END IF;
-    ll_newly_final := ll_new_final - ll_old_final + ll_left_final;
+    ll_newly_final := ll_got.new_final - ll_got.old_final + ll_left_final;
 
-    -- 2. The ranges this statement opened (for this kind of write).
-    SELECT pg_catalog.array_agg(c.prefix ORDER BY c.prefix, c.suffix) AS prefixes,
-           pg_catalog.array_agg(c.suffix ORDER BY c.prefix, c.suffix) AS suffixes,
-           pg_catalog.array_agg(c.open_from ORDER BY c.prefix, c.suffix) AS bases,
-           pg_catalog.array_agg(c.last_value ORDER BY c.prefix, c.suffix) AS tops,
-           pg_catalog.bool_or(c.open_kind = 'both') AS mixed
-    INTO ll_ranges
-    FROM ledgerlock.number_counter c
-    WHERE c.tbl = %5$s AND c.open_from IS NOT NULL AND c.open_kind IN (ll_kind, 'both');
-    IF ll_ranges.mixed THEN
+    -- 2. The ranges this statement opened (for this kind of write), now closed: prove them.
+    IF ll_got.mixed THEN
         PERFORM ledgerlock._refuse('LL009', pg_catalog.format(
             'an INSERT ... ON CONFLICT DO UPDATE on %%s made rows final through both its INSERT and its UPDATE '
             'part; ledgerlock cannot prove their final numbers gapless', %5$s),
             'insert the rows as drafts, then make them final with an UPDATE');
     END IF;
-    IF ll_ranges.prefixes IS NULL THEN
+    IF ll_got.series IS NULL THEN
         IF ll_newly_final > 0 THEN
             PERFORM ledgerlock._refuse_numbering(%5$s, ll_newly_final, 0, 'no numbers were taken from a counter');
         END IF;
         RETURN NULL;
     END IF;
-
-    -- 3. Read the numbers of the statement's final rows back into (range, sequence number).
-    FOR ll_got IN
-        WITH c AS (
-            SELECT * FROM ROWS FROM (pg_catalog.unnest(ll_ranges.prefixes), pg_catalog.unnest(ll_ranges.suffixes),
-                                    pg_catalog.unnest(ll_ranges.bases), pg_catalog.unnest(ll_ranges.tops))
-                          WITH ORDINALITY AS c(prefix, suffix, base, top, i)),
-        f AS (SELECT (n.%6$s)::text COLLATE "C" AS num FROM ll_new AS n WHERE (%2$s) IS TRUE),
-        m AS (
-            SELECT c.i, c.base, c.top,
-                   pg_catalog.substr(f.num, pg_catalog.length(c.prefix) + 1,
-                                     pg_catalog.length(f.num) - pg_catalog.length(c.prefix)
-                                     - pg_catalog.length(c.suffix)) AS digits
-            FROM f JOIN c ON pg_catalog."left"(f.num, pg_catalog.length(c.prefix)) = c.prefix
-                         AND pg_catalog."right"(f.num, pg_catalog.length(c.suffix)) = c.suffix
-                         AND pg_catalog.length(f.num) > pg_catalog.length(c.prefix) + pg_catalog.length(c.suffix)),
-        s AS (SELECT m.i, m.digits::bigint AS seq FROM m
-              WHERE m.digits ~ '^[0-9]{1,18}$' AND m.digits::bigint > m.base AND m.digits::bigint <= m.top),
-        d AS (SELECT s.i, s.seq, pg_catalog.count(*) AS times FROM s GROUP BY s.i, s.seq)
-        SELECT c.i, c.prefix, c.suffix, c.base, c.top, coalesce(pg_catalog.sum(d.times), 0)::bigint AS cnt,
-               pg_catalog.count(d.seq) AS distinct_cnt, min(d.seq) AS lo, max(d.seq) AS hi
-        FROM c LEFT JOIN d ON d.i = c.i
-        GROUP BY c.i, c.prefix, c.suffix, c.base, c.top
-        ORDER BY c.i
-    LOOP
-        IF ll_got.cnt <> ll_got.distinct_cnt THEN
-            ll_problem := pg_catalog.format('series %%s: a number was handed out twice',
-                                            ll_got.prefix || '{SEQ}' || ll_got.suffix);
-        ELSIF ll_got.cnt > 0 AND (ll_got.lo <> ll_got.base + 1 OR ll_got.hi <> ll_got.base + ll_got.cnt) THEN
+    FOR ll_i IN 1 .. pg_catalog.cardinality(ll_got.series) LOOP
+        IF ll_got.cnts[ll_i] <> ll_got.distinct_cnts[ll_i] THEN
+            ll_problem := pg_catalog.format('series %%s: a number was handed out twice', ll_got.series[ll_i]);
+        ELSIF ll_got.cnts[ll_i] > 0 AND (ll_got.los[ll_i] <> ll_got.bases[ll_i] + 1
+                                        OR ll_got.his[ll_i] <> ll_got.bases[ll_i] + ll_got.cnts[ll_i]) THEN
             ll_problem := pg_catalog.format('series %%s: the numbers handed out (%%s to %%s, %%s rows) leave a hole after %%s',
-                                            ll_got.prefix || '{SEQ}' || ll_got.suffix, ll_got.lo, ll_got.hi,
-                                            ll_got.cnt, ll_got.base);
+                                            ll_got.series[ll_i], ll_got.los[ll_i], ll_got.his[ll_i],
+                                            ll_got.cnts[ll_i], ll_got.bases[ll_i]);
         END IF;
         IF ll_problem IS NOT NULL THEN
             PERFORM ledgerlock._refuse_numbering(%5$s, ll_newly_final, ll_numbered, ll_problem);
         END IF;
-        ll_numbered := ll_numbered + ll_got.cnt;
-        -- Close the range: the counter keeps exactly the numbers the statement's rows carry.
-        UPDATE ledgerlock.number_counter AS c
-        SET last_value = ll_got.base + ll_got.cnt, open_from = NULL, open_kind = NULL
-        WHERE c.tbl = %5$s AND c.prefix = ll_got.prefix AND c.suffix = ll_got.suffix;
-        PERFORM pg_catalog.set_config('ledgerlock.numbering_' || pg_catalog.md5(
-            %7$L || ll_got.prefix || E'\x1f' || ll_got.suffix), '', true);
+        ll_numbered := ll_numbered + ll_got.cnts[ll_i];
     END LOOP;
     IF ll_numbered <> ll_newly_final THEN
         PERFORM ledgerlock._refuse_numbering(%5$s, ll_newly_final, ll_numbered,
@@ -396,8 +407,10 @@ BEGIN
     RETURN NULL;
 END
 $ll$$gen$,
-        rel_check, f_new, f_old, keys, pg_catalog.format('%s::oid::regclass', tbl::oid), num,
-        tbl::oid::text || E'\x1f');
+        rel_check, f_new, f_old, keys, pg_catalog.format('%s::oid::regclass', tbl::oid), NULL, NULL, NULL,
+        pg_catalog.replace(settle_query, '@OLD_FINAL@', '0::bigint') || ' INTO ll_got',
+        pg_catalog.replace(settle_query, '@OLD_FINAL@', pg_catalog.format(
+            '(SELECT pg_catalog.count(*) FROM ll_old AS o WHERE (%s) IS TRUE)', f_old)) || ' INTO ll_got');
 
     FOREACH known IN ARRAY ARRAY['final', 'draft', 'settle'] LOOP
         EXECUTE pg_catalog.format('REVOKE ALL ON FUNCTION %s() FROM PUBLIC', ledgerlock._ll40_function(tbl, known));
