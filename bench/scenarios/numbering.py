@@ -21,16 +21,21 @@ def finalization(b: Bench, f: Features) -> list[Result]:
     b.create_doc_table("f_commit")
     variants = {"commit_1": Variant(b.script("insert", table="f_commit"), variables={"scope": 1}, clients=1)}
     if f.numbering:
-        for t in ("f_nextval", "f_numbered_8", "f_numbered_1"):
+        for t in ("f_nextval", "f_floor", "f_numbered_8", "f_numbered_1"):
             b.create_doc_table(t)
         for t in ("f_numbered_8", "f_numbered_1"):
             protect(b, t, audit=False, numbered=True)
+        b.execute("CREATE TRIGGER floor_number BEFORE INSERT ON f_floor FOR EACH ROW "
+                  "WHEN (NEW.status IN ('approved', 'paid')) EXECUTE FUNCTION floor_number()")
         variants |= {
             "nextval_8": Variant(b.script("finalize_nextval", table="f_nextval"), variables={"series": 8}),
+            "floor_8": Variant(b.script("finalize_insert", table="f_floor"), variables={"series": 8}),
+            "floor_1": Variant(b.script("finalize_insert", table="f_floor"), variables={"series": 1}),
             "numbered_8": Variant(b.script("finalize_insert", table="f_numbered_8"), variables={"series": 8}),
             "numbered_1": Variant(b.script("finalize_insert", table="f_numbered_1"), variables={"series": 1}),
         }
-    b.prepare_for_run(*(t for t in ("f_commit", "f_nextval", "f_numbered_8", "f_numbered_1") if b.has_relation(t)))
+    b.prepare_for_run(*(t for t in ("f_commit", "f_nextval", "f_floor", "f_numbered_8", "f_numbered_1")
+                        if b.has_relation(t)))
     s = pgbench_group(b, variants)
     out = [Result("commit_rate", "single-client commit rate (one-row INSERT, plain table)",
                   baseline_label="-", note="the ceiling of any single counter: one commit (fsync) at a time",
@@ -47,6 +52,15 @@ def finalization(b: Bench, f: Features) -> list[Result]:
                note=f"{NOTE}; {check}", baseline_samples=s["nextval_8"], value_samples=s["numbered_8"]),
         Result("finalize_1_series", t1, baseline_label="1-client commit rate", target=T_1_SERIES,
                note=f"{NOTE}; {check}", baseline_samples=s["commit_1"], value_samples=s["numbered_1"]),
+        Result("counter_floor_8_series", f"the floor: a bare counter trigger, {c} clients on 8 series vs nextval()",
+               baseline_label="nextval() per series",
+               note="a BEFORE trigger that only takes the next value of a per-series counter row (bench/sql/"
+                    "setup.sql): the least any same-transaction gapless numbering pays, for reading "
+                    "finalize_8_series", baseline_samples=s["nextval_8"], value_samples=s["floor_8"]),
+        Result("counter_floor_1_series", f"the floor: a bare counter trigger, {c} clients on 1 series vs "
+               "single-client commit rate", baseline_label="1-client commit rate",
+               note="the same bare counter trigger, every client on one counter: for reading finalize_1_series",
+               baseline_samples=s["commit_1"], value_samples=s["floor_1"]),
     ]
 
 
