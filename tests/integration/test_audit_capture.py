@@ -117,6 +117,23 @@ def test_writes_in_an_unlocked_window_carry_the_window_and_its_unlock_reason(db,
         (1, lock_id, "reopened for the audit adjustment"), (2, None, None)]
 
 
+def test_the_window_lookup_follows_the_rows_scope_old_or_new(db, app):
+    """Only rows whose scope (before or after the write) has an unlocked window are looked up: writes of
+    other companies carry no window, and a row moved out of the reopened company still carries it."""
+    ctl = db.connect("controller")
+    lock_id = ctl.execute("SELECT ledgerlock.lock_period('1', %s, %s)", MARCH).fetchone()[0]
+    ctl.execute("SELECT ledgerlock.unlock_period(%s, 'reopened for the audit adjustment')", (lock_id,))
+    app.execute("SET ledgerlock.reason = 'routine entry'")
+    app.execute("INSERT INTO invoice (id, company_id, issued_on) VALUES (1, 2, '2026-03-10'), "
+                "(2, 1, '2026-03-11')")
+    app.execute("UPDATE invoice SET company_id = 2 WHERE id = 2")
+    rows = events(db.connect("auditor"), "operation IN ('INSERT', 'UPDATE')")
+    assert [(r[4], r[2]["id"], r[12], r[10]) for r in rows] == [
+        ("INSERT", 1, None, "routine entry"),
+        ("INSERT", 2, lock_id, "reopened for the audit adjustment"),
+        ("UPDATE", 2, lock_id, "reopened for the audit adjustment")]
+
+
 def test_override_writes_carry_the_override_window_and_reason(db, app):
     app.execute("INSERT INTO invoice (id, company_id, issued_on) VALUES (1, 1, '2026-03-10')")
     ctl = db.connect("controller")
