@@ -22,13 +22,18 @@ def _enforced_note(f: Features) -> str:
 
 
 def _setup_tables(b: Bench, prefix: str, f: Features, rows: int) -> dict[str, str]:
-    names = {v: f"{prefix}_{v}" for v in ("plain", "enforced", "audited", "naive_audit", "naive_lock")}
+    names = {v: f"{prefix}_{v}"
+             for v in ("plain", "enforced", "audited", "audit_floor", "naive_audit", "naive_lock")}
     if not f.audit:
         del names["audited"]
     for variant, table in names.items():
         b.create_doc_table(table, rows=rows)
         if variant == "enforced":
             protect(b, table, audit=False)
+        elif variant == "audit_floor":
+            protect(b, table, audit=False)
+            b.execute(sql.SQL("CREATE TRIGGER floor_audit AFTER INSERT OR UPDATE OR DELETE ON {} "
+                              "FOR EACH ROW EXECUTE FUNCTION floor_audit()").format(sql.Identifier(table)))
         elif variant == "audited":
             protect(b, table, audit=True)
         elif variant == "naive_audit":
@@ -114,6 +119,16 @@ def _single_row(b: Bench, f: Features, verb: str) -> list[Result]:
                           note=f"scope {UNLOCKED_SCOPE} (which these writes never touch) has one unlocked window "
                                "during this variant's runs; relocked after each run",
                           baseline_samples=s["audited"], value_samples=s["audited_unlocked"]))
+    out.append(Result(f"{verb}_audit_floor", f"single-row {verb_up}: the floor of a tamper-evident audit write",
+                      note="enforcement + a bare row trigger storing one hashed event like ledgerlock's (floor_audit "
+                           "in bench/sql/setup.sql): the least an audited write costs; for reading "
+                           f"{verb}_audited",
+                      baseline_samples=s["plain"], value_samples=s["audit_floor"]))
+    out.append(Result(f"{verb}_audit_floor_vs_naive", f"single-row {verb_up}: the audit floor vs the naive trigger",
+                      baseline_label="naive to_jsonb trigger",
+                      note=f"for reading {verb}_audited_vs_naive: the floor does everything the naive trigger does, "
+                           "and hashes and indexes its event, and runs the checks",
+                      baseline_samples=s["naive_audit"], value_samples=s["audit_floor"]))
     out.append(Result(f"{verb}_naive_audit", f"single-row {verb_up}, naive to_jsonb audit trigger (reference)",
                       note="what the naive audit costs against a plain table",
                       baseline_samples=s["plain"], value_samples=s["naive_audit"]))

@@ -93,3 +93,43 @@ BEGIN
     RETURN NEW;
 END
 $$;
+
+-- The floor of a tamper-evident audit write (not a usable implementation): a row trigger that stores one
+-- event like ledgerlock's (sequence, time, transaction, table, key, scope, operation, old and new row, user,
+-- the same three indexes) and the event's sha256, nothing else: no period context, no actor/reason/context
+-- settings, no canonical time format, no set-based path for bulk statements, no protection of the log.
+-- Put on a table protected without audit (ledgerlock's audited write always includes its checks), it is
+-- the least such a write costs; it shows how much of the gap to the plain table any design could close.
+CREATE SEQUENCE floor_audit_seq;
+CREATE TABLE floor_audit_event (
+    seq         bigint PRIMARY KEY,
+    at          timestamptz NOT NULL,
+    txid        xid8 NOT NULL,
+    table_oid   oid NOT NULL,
+    row_key     jsonb NOT NULL,
+    scope       text,
+    operation   text NOT NULL,
+    old_row     jsonb,
+    new_row     jsonb,
+    db_user     name NOT NULL,
+    event_hash  text NOT NULL
+);
+CREATE INDEX ON floor_audit_event (table_oid, row_key);
+CREATE INDEX ON floor_audit_event (txid);
+
+CREATE FUNCTION floor_audit() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public AS $$
+DECLARE
+    old_row jsonb := CASE WHEN TG_OP <> 'INSERT' THEN to_jsonb(OLD) END;
+    new_row jsonb := CASE WHEN TG_OP <> 'DELETE' THEN to_jsonb(NEW) END;
+    seq bigint := nextval('public.floor_audit_seq');
+    row_key jsonb := jsonb_build_object('id', coalesce(new_row, old_row) -> 'id');
+BEGIN
+    INSERT INTO public.floor_audit_event
+    VALUES (seq, now(), pg_current_xact_id(), TG_RELID, row_key, coalesce(new_row, old_row) ->> 'company_id', TG_OP,
+            old_row, new_row, session_user,
+            encode(sha256(convert_to(json_build_array(seq, now(), TG_RELID, row_key, TG_OP, old_row, new_row,
+                                                      session_user)::text, 'UTF8')), 'hex'));
+    RETURN NULL;
+END
+$$;
