@@ -19,11 +19,15 @@
 -- write of every other company down (it did: 0.25x while any window anywhere was unlocked).
 
 -- The period context of one written row: the lock window it was written into (through an override, or
--- while the window is unlocked) and the reason that let it through. Cheap when lookup is false.
+-- while the window is unlocked) and the reason that let it through. Windows are looked up only under an
+-- override or when the row's scope, old or new, is one of unlocked_scopes (the scopes with an unlocked
+-- window, collected once per statement); otherwise this costs nothing.
 -- No SET clause so that PostgreSQL inlines it into the capture query (a SET clause would cost a function
 -- call per row); it only runs inside audit_capture, whose search_path is pinned, and names are qualified.
+DROP FUNCTION IF EXISTS ledgerlock._audit_period_context(regclass, jsonb, jsonb, boolean, text, text);
 CREATE OR REPLACE FUNCTION ledgerlock._audit_period_context(tbl regclass, old_row jsonb, new_row jsonb,
-                                                           lookup boolean, override_reason text,
+                                                           under_override boolean, unlocked_scopes text[],
+                                                           scope_col text, override_reason text,
                                                            session_reason text)
 RETURNS TABLE(lock_id bigint, reason text)
 LANGUAGE sql
@@ -33,11 +37,18 @@ AS $$
            coalesce(override_reason,
                     (SELECT l.unlock_reason FROM ledgerlock.period_lock l WHERE l.id = w.id AND l.status = 'unlocked'),
                     session_reason)
-    FROM (SELECT CASE WHEN lookup THEN coalesce(
-                     ledgerlock._locking_window(tbl, new_row), ledgerlock._locking_window(tbl, old_row),
-                     ledgerlock._unlocked_window(tbl, new_row), ledgerlock._unlocked_window(tbl, old_row)) END AS id) w
+    FROM (SELECT CASE WHEN under_override OR (unlocked_scopes IS NOT NULL AND (
+                          CASE WHEN scope_col = '' THEN '*' ELSE coalesce(new_row ->> scope_col, '*') END
+                              = ANY (unlocked_scopes)
+                          OR CASE WHEN scope_col = '' THEN '*' ELSE coalesce(old_row ->> scope_col, '*') END
+                              = ANY (unlocked_scopes)))
+                      THEN coalesce(
+                          ledgerlock._locking_window(tbl, new_row), ledgerlock._locking_window(tbl, old_row),
+                          ledgerlock._unlocked_window(tbl, new_row), ledgerlock._unlocked_window(tbl, old_row))
+                 END AS id) w
 $$;
-REVOKE ALL ON FUNCTION ledgerlock._audit_period_context(regclass, jsonb, jsonb, boolean, text, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ledgerlock._audit_period_context(regclass, jsonb, jsonb, boolean, text[], text, text, text)
+    FROM PUBLIC;
 
 CREATE OR REPLACE FUNCTION ledgerlock.audit_capture()
 RETURNS trigger
@@ -90,11 +101,8 @@ BEGIN
                      CASE WHEN scope_col = '' THEN '*' ELSE t.r ->> scope_col END AS scope
               FROM (SELECT NULL::jsonb AS o, pg_catalog.to_jsonb(ll_n.*) AS r FROM ll_new AS ll_n) t
               OFFSET 0) x
-        CROSS JOIN LATERAL ledgerlock._audit_period_context(tbl, x.o, x.r,
-            c.ov IS NOT NULL OR (c.unlocked_scopes IS NOT NULL AND (
-                CASE WHEN scope_col = '' THEN '*' ELSE coalesce(x.r ->> scope_col, '*') END = ANY (c.unlocked_scopes)
-                OR CASE WHEN scope_col = '' THEN '*' ELSE coalesce(x.o ->> scope_col, '*') END = ANY (c.unlocked_scopes))),
-            c.ov_reason, c.reason) w;
+        CROSS JOIN LATERAL ledgerlock._audit_period_context(tbl, x.o, x.r, c.ov IS NOT NULL, c.unlocked_scopes,
+                                                            scope_col, c.ov_reason, c.reason) w;
     ELSIF TG_OP = 'UPDATE' THEN
         INSERT INTO ledgerlock.audit_event (seq, at, txid, table_oid, table_name, row_key, scope, operation,
             old_row, new_row, db_user, actor, reason, context, lock_id, override_id, details, event_hash)
@@ -129,11 +137,8 @@ BEGIN
                           FROM ll_new AS ll_n) n ON n.pos = o.pos
                     ORDER BY o.pos) t
               OFFSET 0) x
-        CROSS JOIN LATERAL ledgerlock._audit_period_context(tbl, x.o, x.r,
-            c.ov IS NOT NULL OR (c.unlocked_scopes IS NOT NULL AND (
-                CASE WHEN scope_col = '' THEN '*' ELSE coalesce(x.r ->> scope_col, '*') END = ANY (c.unlocked_scopes)
-                OR CASE WHEN scope_col = '' THEN '*' ELSE coalesce(x.o ->> scope_col, '*') END = ANY (c.unlocked_scopes))),
-            c.ov_reason, c.reason) w;
+        CROSS JOIN LATERAL ledgerlock._audit_period_context(tbl, x.o, x.r, c.ov IS NOT NULL, c.unlocked_scopes,
+                                                            scope_col, c.ov_reason, c.reason) w;
     ELSE
         INSERT INTO ledgerlock.audit_event (seq, at, txid, table_oid, table_name, row_key, scope, operation,
             old_row, new_row, db_user, actor, reason, context, lock_id, override_id, details, event_hash)
@@ -163,11 +168,8 @@ BEGIN
                      CASE WHEN scope_col = '' THEN '*' ELSE t.o ->> scope_col END AS scope
               FROM (SELECT pg_catalog.to_jsonb(ll_o.*) AS o, NULL::jsonb AS r FROM ll_old AS ll_o) t
               OFFSET 0) x
-        CROSS JOIN LATERAL ledgerlock._audit_period_context(tbl, x.o, x.r,
-            c.ov IS NOT NULL OR (c.unlocked_scopes IS NOT NULL AND (
-                CASE WHEN scope_col = '' THEN '*' ELSE coalesce(x.r ->> scope_col, '*') END = ANY (c.unlocked_scopes)
-                OR CASE WHEN scope_col = '' THEN '*' ELSE coalesce(x.o ->> scope_col, '*') END = ANY (c.unlocked_scopes))),
-            c.ov_reason, c.reason) w;
+        CROSS JOIN LATERAL ledgerlock._audit_period_context(tbl, x.o, x.r, c.ov IS NOT NULL, c.unlocked_scopes,
+                                                            scope_col, c.ov_reason, c.reason) w;
     END IF;
     RETURN NULL;
 END
