@@ -19,10 +19,6 @@ from yoyo import get_backend, read_migrations
 
 from . import __version__, sqlfiles
 
-# Serialises concurrent `migrate` runs on the code step (yoyo has its own lock for migrations).
-_CODE_LOCK_KEY = 0x4C4C_0001
-
-
 @dataclass
 class MigrationReport:
     applied: list[str] = field(default_factory=list)
@@ -90,7 +86,8 @@ def migrate(conninfo: str) -> MigrationReport:
 
     digest = sqlfiles.code_digest()
     with psycopg.connect(conninfo) as conn:  # one transaction: code and guards move together
-        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_CODE_LOCK_KEY,))
+        # one installer at a time; a table lock, because any client could take an advisory key and stall it
+        conn.execute("LOCK TABLE ledgerlock.installed_code IN SHARE ROW EXCLUSIVE MODE")
         conn.cursor().executemany(
             "INSERT INTO ledgerlock.installed_migration (id, via) VALUES (%s, 'migrate') ON CONFLICT DO NOTHING",
             [(m,) for m in report.applied],

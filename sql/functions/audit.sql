@@ -3,8 +3,8 @@
 -- Evidence model (docs/audit.md):
 -- * every event gets its own sha256 when it is written (the writer knows nothing about other writers);
 -- * a sealer links committed events into one chain, in seal order: only events of transactions visible
---   to its snapshot, in seq order, appended after the current head. Sealers serialize on an advisory
---   lock; writers never wait for them;
+--   to its snapshot, in seq order, appended after the current head. Sealers serialize on a table lock
+--   of ledgerlock.audit_chain (no client can take it); writers never wait for them;
 -- * audit_digest() seals and returns the head ("ll1:<chain_seq>:<chain_hash>"), to be kept outside the
 --   database; verify_audit() recomputes every event hash and every link, and proves a digest.
 
@@ -127,7 +127,7 @@ $$;
 REVOKE ALL ON FUNCTION ledgerlock._audit_head() FROM PUBLIC;
 
 -- Seal: append every committed, unsealed event to the chain, in seq order, after the current head.
--- Returns the number of events sealed. Sealers serialize on an advisory lock; writers never wait.
+-- Returns the number of events sealed. Sealers serialize on a lock of ledgerlock.audit_chain (clients cannot take it); writers never wait.
 -- Run it every second or so (`ledgerlock audit seal --every 1s`); audit_digest and verify_audit call it.
 CREATE OR REPLACE FUNCTION ledgerlock.audit_seal()
 RETURNS bigint
@@ -157,7 +157,8 @@ BEGIN
             MESSAGE = 'sealing the audit chain needs a READ COMMITTED transaction',
             HINT = 'call audit_seal() or audit_digest() outside REPEATABLE READ / SERIALIZABLE transactions';
     END IF;
-    PERFORM pg_catalog.pg_advisory_xact_lock(1280049157);  -- 0x4C4C0005: one sealer at a time
+    -- one sealer at a time; a table lock, because any client could take an advisory key and stall sealing
+    LOCK TABLE ledgerlock.audit_chain IN SHARE ROW EXCLUSIVE MODE;
     -- Taken after the lock: this sealer sees the head its predecessor committed, and seals exactly the
     -- events of transactions that had committed when this snapshot was taken.
     snap := pg_catalog.pg_current_snapshot();

@@ -4,13 +4,14 @@
 -- _locking_window, _assert_period_open, _unlocked_window, current_override, _why_20_period).
 -- The model, the permission matrix and the race analysis are in docs/period-locks.md.
 --
--- Concurrency, in one paragraph: writers take pg_advisory_xact_lock_shared(<ns>, hashtext(scope)) before
--- they read the windows of a scope, and keep it to the end of their transaction; every change to the
--- windows of a scope takes the exclusive lock first. So a lock change waits for the open writers of its
--- scope, and a writer waits for a lock change in progress (the lock queue is fair: a waiting locker is not
--- overtaken by new writers). In READ COMMITTED the writer's next statement sees the committed change; in
--- REPEATABLE READ and SERIALIZABLE its snapshot may predate it, which the fence rows turn into 40001.
--- The advisory namespace is 1280049184 (0x4C4C0020, "LL" 20).
+-- Concurrency, in one paragraph: writers take ROW EXCLUSIVE on their scope's gate (ledgerlock._scope_gate,
+-- one of 64 empty tables, by hash of the scope) before they read the windows of the scope, and keep it to
+-- the end of their transaction; every change to the windows of a scope takes SHARE ROW EXCLUSIVE on the
+-- gate first. So a lock change waits for the open writers of its scope, and a writer waits for a lock change
+-- in progress (the lock queue is fair: a waiting locker is not overtaken by new writers). The gates are
+-- relations that clients hold no privilege on, so no client can take them (an advisory key could be taken
+-- by anyone). In READ COMMITTED the writer's next statement sees the committed change; in REPEATABLE READ
+-- and SERIALIZABLE its snapshot may predate it, which the fence rows turn into 40001.
 
 -- "2026-03-01..2026-03-31", or "up to 2026-03-31" for a lock-through window that starts at -infinity.
 CREATE OR REPLACE FUNCTION ledgerlock._period_text(from_date date, to_date date)
@@ -139,15 +140,27 @@ GRANT EXECUTE ON FUNCTION ledgerlock.revoke_scope(regrole, text)
 -- ---------------------------------------------------------------------------------------------------
 -- The scope fence (see the paragraph at the top)
 
--- A writer enters a scope before it reads the scope's windows (shared; held to the end of the transaction).
--- Volatile on purpose: the caller's next statement takes a fresh snapshot, after the wait.
+-- The gate of a scope: ledgerlock.scope_gate_00 .. scope_gate_63.
+CREATE OR REPLACE FUNCTION ledgerlock._scope_gate(scope text)
+RETURNS text
+LANGUAGE sql
+IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT 'ledgerlock.scope_gate_' || pg_catalog.lpad((pg_catalog.hashtext(scope) & 63)::text, 2, '0')
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._scope_gate(text) FROM PUBLIC;
+
+-- A writer enters a scope before it reads the scope's windows (held to the end of the transaction).
+-- Volatile on purpose: the caller's next statement takes a fresh snapshot, after the wait. Runs as the
+-- owner of the gates (it is only called from SECURITY DEFINER guards).
 CREATE OR REPLACE FUNCTION ledgerlock._enter_scope(scope text)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    PERFORM pg_catalog.pg_advisory_xact_lock_shared(1280049184, pg_catalog.hashtext(scope));
+    EXECUTE 'LOCK TABLE ' || ledgerlock._scope_gate(scope) || ' IN ROW EXCLUSIVE MODE';
     IF pg_catalog.current_setting('transaction_isolation') <> 'read committed' THEN
         -- 40001 if a lock change on this bucket committed after our snapshot
         PERFORM FROM ledgerlock.period_fence f WHERE f.bucket = pg_catalog.hashtext(scope) & 1023 FOR KEY SHARE;
@@ -164,12 +177,24 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    PERFORM pg_catalog.pg_advisory_xact_lock(1280049184, pg_catalog.hashtext(scope));
+    EXECUTE 'LOCK TABLE ' || ledgerlock._scope_gate(scope) || ' IN SHARE ROW EXCLUSIVE MODE';
     UPDATE ledgerlock.period_fence f SET generation = f.generation + 1
     WHERE f.bucket = pg_catalog.hashtext(scope) & 1023;
 END
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._change_scope(text) FROM PUBLIC;
+
+-- Before a high-water mark is computed or raised (new windows, guard installation): wait for every other
+-- such operation to commit, so that the mark is computed from every window committed before it; in
+-- REPEATABLE READ and SERIALIZABLE, whose snapshot could predate one, this fails with 40001 instead.
+CREATE OR REPLACE FUNCTION ledgerlock._tick_mark_clock()
+RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    UPDATE ledgerlock.period_mark_clock c SET generation = c.generation + 1
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._tick_mark_clock() FROM PUBLIC;
 
 -- ---------------------------------------------------------------------------------------------------
 -- Finding the window of a row
@@ -581,6 +606,7 @@ DECLARE
     clash ledgerlock.period_lock;
     new_id bigint;
 BEGIN
+    PERFORM ledgerlock._tick_mark_clock();  -- before anything is read: see _raise_period_marks
     SELECT l.* INTO clash
     FROM ledgerlock.period_lock_span s JOIN ledgerlock.period_lock l ON l.id = s.lock_id
     WHERE s.scope = _create_window.scope

@@ -37,7 +37,7 @@ END
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._check_on_locked() FROM PUBLIC;
 
--- The probe is written out inline (the advisory lock, the fence and the query of ledgerlock._enter_scope and
+-- The probe is written out inline (the scope gate, the fence and the query of ledgerlock._enter_scope and
 -- ledgerlock._window_covering): a nested call with a pinned search_path costs about as much as the probe.
 -- BEFORE INSERT (skip mode), AFTER INSERT, AFTER UPDATE, AFTER DELETE.
 CREATE OR REPLACE FUNCTION ledgerlock.guard_period_row()
@@ -71,7 +71,8 @@ BEGIN
                                   ELSE (o ->> date_col)::date END;
         IF old_day IS NOT NULL THEN
             old_scope := coalesce(o ->> scope_col, '*');
-            PERFORM pg_catalog.pg_advisory_xact_lock_shared(1280049184, pg_catalog.hashtext(old_scope));
+            EXECUTE 'LOCK TABLE ledgerlock.scope_gate_' || pg_catalog.lpad((pg_catalog.hashtext(old_scope) & 63)::text, 2, '0')
+                    || ' IN ROW EXCLUSIVE MODE';
             IF fenced THEN
                 PERFORM FROM ledgerlock.period_fence f
                 WHERE f.bucket = pg_catalog.hashtext(old_scope) & 1023 FOR KEY SHARE;
@@ -95,7 +96,8 @@ BEGIN
         IF new_day IS NOT NULL THEN
             new_scope := coalesce(n ->> scope_col, '*');
             IF new_scope IS DISTINCT FROM old_scope THEN
-                PERFORM pg_catalog.pg_advisory_xact_lock_shared(1280049184, pg_catalog.hashtext(new_scope));
+                EXECUTE 'LOCK TABLE ledgerlock.scope_gate_' || pg_catalog.lpad((pg_catalog.hashtext(new_scope) & 63)::text, 2, '0')
+                        || ' IN ROW EXCLUSIVE MODE';
                 IF fenced THEN
                     PERFORM FROM ledgerlock.period_fence f
                     WHERE f.bucket = pg_catalog.hashtext(new_scope) & 1023 FOR KEY SHARE;
@@ -132,7 +134,7 @@ BEGIN
         RETURN NULL;
     END IF;
     -- only mutable (or generated) columns changed: reconciling or paying a row in a locked period is fine
-    IF TG_OP = 'UPDATE' AND (n - TG_ARGV[4:]) = (o - TG_ARGV[4:]) THEN
+    IF TG_OP = 'UPDATE' AND ledgerlock._same_except(OLD, NEW, TG_ARGV[4:]) THEN
         RETURN NULL;
     END IF;
     IF wo IS NOT NULL THEN
@@ -242,12 +244,16 @@ DECLARE
                                    coalesce(cfg.scope_column::text, ''), coalesce(cfg.ledger, ''));
     exempt text := (SELECT pg_catalog.string_agg(pg_catalog.quote_literal(c), ', ')
                     FROM pg_catalog.unnest(ledgerlock._exempt_columns(tbl)) AS c);
-    mark text := pg_catalog.quote_literal(coalesce(ledgerlock._period_mark(cfg.ledger), '-infinity'::date)::text)
-                 || '::date';
+    mark text;
     old_day text := ledgerlock._period_day_sql('OLD', cfg.date_column, kind);
     new_day text := ledgerlock._period_day_sql('NEW', cfg.date_column, kind);
     stale name;
 BEGIN
+    -- The mark is computed after every concurrent window change has committed, and none can start before
+    -- this transaction ends (ledgerlock._tick_mark_clock): a lock racing this install cannot leave it low.
+    PERFORM ledgerlock._tick_mark_clock();
+    mark := pg_catalog.quote_literal(coalesce(ledgerlock._period_mark(cfg.ledger), '-infinity'::date)::text)
+            || '::date';
     -- replaced in place (a stale ll_20_ trigger of an older version is dropped): see _replace_guard_trigger
     FOR stale IN
         SELECT t.tgname FROM pg_catalog.pg_trigger t
@@ -263,7 +269,7 @@ BEGIN
         'AFTER INSERT ON %s FOR EACH ROW WHEN (%s <= %s) EXECUTE FUNCTION ledgerlock.guard_period_row(%s)',
         tbl, new_day, mark, args));
     PERFORM ledgerlock._replace_guard_trigger(tbl, 'll_20_period_update', pg_catalog.format(
-        'AFTER UPDATE ON %s FOR EACH ROW WHEN (%s <= %s OR %s <= %s) '
+        'AFTER UPDATE ON %s FOR EACH ROW WHEN ((%s <= %s OR %s <= %s) AND NOT pg_catalog.record_image_eq(OLD, NEW)) '
         'EXECUTE FUNCTION ledgerlock.guard_period_row(%s%s)', tbl, old_day, mark, new_day, mark, args,
         ', ' || exempt));
     PERFORM ledgerlock._replace_guard_trigger(tbl, 'll_20_period_delete', pg_catalog.format(
@@ -328,3 +334,26 @@ ALTER TABLE ledgerlock.lock_event ENABLE ALWAYS TRIGGER ll_20_lock_event_append_
 ALTER TABLE ledgerlock.lock_event ENABLE ALWAYS TRIGGER ll_20_lock_event_no_truncate;
 ALTER TABLE ledgerlock.period_lock ENABLE ALWAYS TRIGGER ll_20_period_lock_forward;
 ALTER TABLE ledgerlock.period_lock ENABLE ALWAYS TRIGGER ll_20_period_lock_no_truncate;
+
+-- Every protected table whose installed high-water mark is below the mark its windows require (a write
+-- dated between the two would not be checked): for ledgerlock doctor, which reports it as critical.
+-- The installed mark is read back from the WHEN clause of ll_20_period_insert.
+CREATE OR REPLACE FUNCTION ledgerlock._period_mark_problems()
+RETURNS TABLE (tbl regclass, installed date, required date)
+LANGUAGE sql
+STABLE
+SECURITY DEFINER  -- reads the windows for the auditor's doctor
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT p.tbl, m.installed, r.required
+    FROM ledgerlock.protected_table p
+    CROSS JOIN LATERAL (SELECT ledgerlock._period_mark(p.ledger) AS required) r
+    LEFT JOIN LATERAL (
+        SELECT pg_catalog.substring(pg_catalog.pg_get_triggerdef(t.oid), '<= ''([-0-9a-z]+)''::date')::date
+               AS installed
+        FROM pg_catalog.pg_trigger t
+        WHERE t.tgrelid = p.tbl AND t.tgname = 'll_20_period_insert') m ON true
+    WHERE r.required IS NOT NULL AND (m.installed IS NULL OR m.installed < r.required)
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._period_mark_problems() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION ledgerlock._period_mark_problems() TO ledgerlock_admin, ledgerlock_auditor;

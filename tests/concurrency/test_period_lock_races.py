@@ -3,7 +3,7 @@
 A write that commits after a lock has committed never lands in the locked window, in READ COMMITTED,
 REPEATABLE READ and SERIALIZABLE; a lock request waits for the open writers of its scope (it never reports
 success while such a write can still commit), is not starved by a stream of new writers, and honours
-lock_timeout. Blocking is asserted on the server (pg_stat_activity: waiting on an advisory lock), never
+lock_timeout. Blocking is asserted on the server (pg_stat_activity and pg_locks: waiting on a relation lock), never
 with sleeps standing in for it.
 """
 
@@ -52,7 +52,7 @@ class Step:
 
 
 def wait_until_waiting(observer: psycopg.Connection, pid: int, timeout: float = 10) -> str:
-    """Block until backend `pid` waits on a heavyweight lock; return the wait event (e.g. 'advisory')."""
+    """Block until backend `pid` waits on a heavyweight lock; return the wait event (e.g. 'relation')."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         row = observer.execute("SELECT wait_event_type, wait_event FROM pg_stat_activity WHERE pid = %s",
@@ -78,12 +78,19 @@ def setup(db):
 
 def raise_mark_beforehand(db, raised: bool) -> str:
     """With `raised` False, a later window (May) exists beforehand, so locking March does not raise the
-    table's high-water mark: the lock then meets writers on the scope's advisory lock. Otherwise the lock
-    raises the mark and re-installs the guards, meeting writers on the table lock. Returns the wait event."""
+    table's high-water mark: the lock then meets writers on the scope's gate (a ledgerlock table no client
+    can lock). Otherwise the lock raises the mark and re-installs the guards, meeting writers on the table
+    lock. Returns the relation the lock waits for."""
     if not raised:
         db.connect("admin").execute("SELECT ledgerlock.lock_period('1', '2025-05-01', '2025-05-31')")
-        return "advisory"
-    return "relation"
+        return db.owner().execute("SELECT ledgerlock._scope_gate('1')").fetchone()[0]
+    return "invoice"
+
+
+def waited_relation(observer: psycopg.Connection, pid: int) -> str:
+    """The relation backend `pid` waits to lock (after wait_until_waiting saw it wait)."""
+    return observer.execute("SELECT relation::regclass::text FROM pg_locks WHERE pid = %s AND NOT granted",
+                            (pid,)).fetchone()[0]
 
 
 @pytest.mark.parametrize("raises_mark", [True, False], ids=["raises-mark", "below-mark"])
@@ -91,13 +98,14 @@ def test_a_lock_waits_for_an_open_write_in_its_scope(setup, raises_mark):
     """(a) The writer's row is in the window but not committed: the lock does not report success until the
     write is decided, so no write can commit into a window after the lock was reported."""
     db = setup
-    event = raise_mark_beforehand(db, raises_mark)
+    gate = raise_mark_beforehand(db, raises_mark)
     writer = db.connect("app", autocommit=False)
     writer.execute(INSERT_MARCH)  # open transaction, row in March
     admin = db.connect("admin")
     observer = db.owner()
     locker = Step(lambda: admin.execute(LOCK_MARCH).fetchone()[0])
-    assert wait_until_waiting(observer, admin.info.backend_pid) == event
+    assert wait_until_waiting(observer, admin.info.backend_pid) == "relation"
+    assert waited_relation(observer, admin.info.backend_pid) == gate
     assert not locker.done
     writer.commit()
     lock_id = locker.join().result
@@ -114,7 +122,7 @@ def test_a_lock_below_the_mark_in_another_scope_does_not_wait(setup):
     db = setup
     db.connect("admin").execute("SELECT ledgerlock.lock_period('2', '2025-05-01', '2025-05-31')")
     writer = db.connect("app", autocommit=False)
-    writer.execute(INSERT_MARCH)  # scope 1, below the mark: holds scope 1's advisory lock
+    writer.execute(INSERT_MARCH)  # scope 1, below the mark: holds scope 1's gate
     admin = db.connect("admin")
     admin.execute("SET lock_timeout = '2s'")
     admin.execute("SELECT ledgerlock.lock_period('2', '2025-03-01', '2025-03-31')")  # scope 2: no wait
@@ -155,14 +163,15 @@ def test_b_a_write_waits_for_an_uncommitted_lock(setup, isolation, outcome, rais
     """(b) The admin holds an uncommitted lock; the writer waits, then fails if the lock commits (LL002, or
     40001 where its snapshot predates the lock) and succeeds if it rolls back."""
     db = setup
-    event = raise_mark_beforehand(db, raises_mark)
+    gate = raise_mark_beforehand(db, raises_mark)
     admin = db.connect("admin", autocommit=False)
     admin.execute(LOCK_MARCH)  # uncommitted
     writer = db.connect("app", autocommit=False)
     writer.execute(f"SET TRANSACTION ISOLATION LEVEL {isolation}")
     observer = db.owner()
     insert = Step(lambda: writer.execute(INSERT_MARCH))
-    assert wait_until_waiting(observer, writer.info.backend_pid) == event
+    assert wait_until_waiting(observer, writer.info.backend_pid) == "relation"
+    assert waited_relation(observer, writer.info.backend_pid) == gate
     getattr(admin, outcome)()
     insert.join()
     if outcome == "commit":
@@ -238,7 +247,12 @@ def test_two_overlapping_locks_race_and_one_is_refused(setup):
     second = db.connect("admin2")
     observer = db.owner()
     other = Step(lambda: second.execute("SELECT ledgerlock.lock_period('1', '2025-03-15', '2025-04-15')"))
-    assert wait_until_waiting(observer, second.info.backend_pid) == "advisory"
+    assert wait_until_waiting(observer, second.info.backend_pid) == "relation"
+    # the second lock change waits on the first for the mark clock (or the scope's gate): never ahead of it
+    assert waited_relation(observer, second.info.backend_pid) in (None, "ledgerlock.period_mark_clock",
+                                                                   db.owner().execute(
+                                                                       "SELECT ledgerlock._scope_gate('1')"
+                                                                   ).fetchone()[0])
     first.commit()
     other.join()
     assert sqlstate(other.error) == "LL004"

@@ -1,0 +1,107 @@
+"""R3's high-water mark under concurrent lock operations, protect and reinstall_guards.
+
+Each ll_20 trigger carries the last day of any active window that applies to its table (its WHEN clause);
+a write dated after it is never checked. So a mark computed from a snapshot that misses a concurrent window
+leaves that window unenforced. Every test here races two real connections with explicit steps: A holds an
+uncommitted operation, B is shown to wait, A commits, B finishes, and then the application's write into A's
+window must be refused and doctor's mark check must be clean.
+"""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+
+from lltest import refused
+from test_period_lock_races import Step, sqlstate, wait_until_waiting
+
+LOCK_A = "SELECT ledgerlock.lock_period('1', '2026-02-01', '2026-04-30', 'hard')"
+INSERT_APRIL = "INSERT INTO invoice (company_id, issued_on, amount) VALUES (1, '2026-04-15', 10)"
+
+
+@pytest.fixture
+def setup(db):
+    db.protect_invoice()
+    yield db
+    db.owner().execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                       "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+
+
+def installed_mark(conn: psycopg.Connection, table: str) -> str:
+    tgdef = conn.execute("SELECT pg_get_triggerdef(oid) FROM pg_trigger WHERE tgrelid = %s::regclass "
+                         "AND tgname = 'll_20_period_insert'", (table,)).fetchone()[0]
+    return tgdef.split("<= '")[1].split("'")[0]
+
+
+def race(db, second_sql: str, *, second_role: str = "admin") -> Step:
+    """A: lock scope 1 through April (hard), uncommitted. B: `second_sql`, which must wait for A."""
+    first = db.connect("admin", autocommit=False)
+    first.execute(LOCK_A)
+    second = db.connect(second_role)
+    second.execute("SET lock_timeout = '20s'")
+    step = Step(lambda: second.execute(second_sql).fetchall())
+    wait_until_waiting(db.owner(), second.info.backend_pid)
+    assert not step.done
+    first.commit()
+    return step.join()
+
+
+def assert_april_enforced(db, table: str = "invoice", insert: str = INSERT_APRIL) -> None:
+    owner = db.owner()
+    assert installed_mark(owner, table) >= "2026-04-30"
+    assert owner.execute("SELECT count(*) FROM ledgerlock._period_mark_problems()").fetchone()[0] == 0
+    with refused("LL002", r"locked \(hard\) for scope 1"):
+        db.connect("app").execute(insert)
+    db.connect("app").execute(insert.replace("2026-04-15", "2026-05-15"))  # the neighbour: after the window
+
+
+def test_a_lock_in_another_scope_racing_a_higher_lock_leaves_the_mark_high(setup):
+    """The outside review's repro: B locks scope 2 through March while A's April lock of scope 1 is open."""
+    step = race(setup, "SELECT ledgerlock.lock_period('2', '2026-01-01', '2026-03-31')")
+    assert step.error is None, step.error
+    assert_april_enforced(setup)
+
+
+def test_reinstall_guards_racing_a_lock_leaves_the_mark_high(setup):
+    step = race(setup, "SELECT ledgerlock.reinstall_guards()")
+    assert step.error is None, step.error
+    assert_april_enforced(setup)
+
+
+def test_protect_racing_a_lock_installs_the_mark_of_that_lock(setup):
+    step = race(setup, "SELECT ledgerlock.protect('quote', date_column => 'quoted_on', scope_column => 'company_id')")
+    assert step.error is None, step.error
+    assert_april_enforced(setup, "quote", "INSERT INTO quote (company_id, quoted_on) VALUES (1, '2026-04-15')")
+
+
+@pytest.mark.parametrize("isolation", ["REPEATABLE READ", "SERIALIZABLE"])
+def test_a_lock_whose_snapshot_predates_a_concurrent_lock_fails_instead_of_lowering_the_mark(setup, isolation):
+    """B's snapshot is taken before A commits: B cannot see A's window, so it must not compute a mark."""
+    db = setup
+    second = db.connect("admin", autocommit=False)
+    second.execute(f"SET TRANSACTION ISOLATION LEVEL {isolation}")
+    second.execute("SELECT 1").fetchone()  # B's snapshot
+    db.connect("admin").execute(LOCK_A)  # A commits after it
+    with pytest.raises(psycopg.Error) as info:
+        second.execute("SELECT ledgerlock.lock_period('2', '2026-01-01', '2026-03-31')")
+    assert sqlstate(info.value) == "40001"
+    second.rollback()
+    db.connect("admin").execute("SELECT ledgerlock.lock_period('2', '2026-01-01', '2026-03-31')")  # retried
+    assert_april_enforced(db)
+
+
+def test_doctor_reports_a_mark_below_what_the_locks_require(setup):
+    """The control: a mark lowered by hand (as the race did) is what _period_mark_problems and doctor see."""
+    db = setup
+    owner = db.owner()
+    db.connect("admin").execute(LOCK_A)
+    assert owner.execute("SELECT count(*) FROM ledgerlock._period_mark_problems()").fetchone()[0] == 0
+    tgdef = owner.execute("SELECT pg_get_triggerdef(oid) FROM pg_trigger WHERE tgrelid = 'invoice'::regclass "
+                          "AND tgname = 'll_20_period_insert'").fetchone()[0]
+    owner.execute("SELECT ledgerlock._ddl_permit('invoice'::regclass, true)")
+    owner.execute(tgdef.replace("CREATE TRIGGER", "CREATE OR REPLACE TRIGGER").replace("2026-04-30", "2026-03-31"))
+    rows = owner.execute("SELECT tbl::text, installed::text, required::text "
+                         "FROM ledgerlock._period_mark_problems()").fetchall()
+    assert rows == [("invoice", "2026-03-31", "2026-04-30")]
+    auditor = db.connect("auditor")
+    assert auditor.execute("SELECT count(*) FROM ledgerlock._period_mark_problems()").fetchone()[0] == 1
