@@ -236,3 +236,53 @@ BEGIN
 END
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._drop_guard_triggers(regclass, text) FROM PUBLIC;
+
+-- Whether two versions of a row are the same in every column but the exempt ones, compared exactly: the
+-- stored bytes (record_image_eq), never text a client setting shapes (extra_float_digits rounds floats,
+-- json keeps duplicate keys that jsonb drops). Columns are read from the catalog at each call, so a column
+-- added after protect() is compared too. Guards call it only after a WHEN clause saw the row change.
+CREATE OR REPLACE FUNCTION ledgerlock._same_except(o anyelement, n anyelement, exempt text[])
+RETURNS boolean
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    cols text[];
+    same boolean;
+BEGIN
+    IF pg_catalog.record_image_eq(o, n) THEN
+        RETURN true;
+    END IF;
+    IF coalesce(pg_catalog.cardinality(exempt), 0) = 0 THEN
+        RETURN false;
+    END IF;
+    SELECT pg_catalog.array_agg(pg_catalog.quote_ident(a.attname) ORDER BY a.attnum) INTO cols
+    FROM pg_catalog.pg_attribute a
+    WHERE a.attrelid = (SELECT t.typrelid FROM pg_catalog.pg_type t WHERE t.oid = pg_catalog.pg_typeof(o))
+      AND a.attnum > 0 AND NOT a.attisdropped AND a.attname <> ALL (exempt);
+    IF cols IS NULL THEN
+        RETURN true;  -- every column is exempt
+    END IF;
+    EXECUTE pg_catalog.format('SELECT pg_catalog.record_image_eq(ROW(($1).%s), ROW(($2).%s))',
+                              pg_catalog.array_to_string(cols, ', ($1).'), pg_catalog.array_to_string(cols, ', ($2).'))
+    INTO same USING o, n;
+    RETURN same;
+END
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._same_except(anyelement, anyelement, text[]) FROM PUBLIC;
+
+-- The WHEN condition of a BEFORE UPDATE guard that lets an UPDATE which changes no stored byte through
+-- without a function call. PostgreSQL forbids whole-row NEW in a BEFORE trigger's WHEN clause when the
+-- table has generated columns: such tables get no filter, and the guard function compares.
+CREATE OR REPLACE FUNCTION ledgerlock._row_changed_condition(tbl regclass)
+RETURNS text
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN EXISTS (SELECT FROM pg_catalog.pg_attribute a
+                             WHERE a.attrelid = tbl AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated <> '')
+                THEN 'true' ELSE 'NOT pg_catalog.record_image_eq(OLD, NEW)' END
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._row_changed_condition(regclass) FROM PUBLIC;

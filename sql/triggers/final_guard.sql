@@ -1,6 +1,8 @@
 -- Rule R1: finalized rows are permanent.
 -- The trigger fires only for rows whose stored (OLD) version satisfies final_when: the condition is
--- compiled into the trigger's WHEN clause, so draft rows never pay for a function call.
+-- compiled into the trigger's WHEN clause, so draft rows never pay for a function call. An UPDATE fires it
+-- only when the row's stored bytes change (record_image_eq): exact whatever the session's settings, and
+-- an UPDATE that rewrites the same values costs nothing.
 -- Trigger arguments: the columns that may still change on a final row (declared mutable columns and
 -- generated columns).
 
@@ -13,10 +15,9 @@ AS $$
 BEGIN
     IF TG_OP = 'DELETE' THEN
         PERFORM ledgerlock._refuse_final(TG_RELID, pg_catalog.to_jsonb(OLD), 'deleted');
-    -- TG_ARGV is NULL (not empty) when the table has no exempt columns: jsonb - NULL would be NULL and
-    -- NULL IS DISTINCT FROM NULL is false, letting every update through.
-    ELSIF (pg_catalog.to_jsonb(NEW) - coalesce(TG_ARGV, '{}'::text[]))::text
-          IS DISTINCT FROM (pg_catalog.to_jsonb(OLD) - coalesce(TG_ARGV, '{}'::text[]))::text THEN
+    -- the WHEN clause saw the stored row change; only exempt columns may have (TG_ARGV is NULL, not empty,
+    -- when there are none, which _same_except reads as "no exempt columns")
+    ELSIF NOT ledgerlock._same_except(OLD, NEW, TG_ARGV) THEN
         PERFORM ledgerlock._refuse_final(TG_RELID, pg_catalog.to_jsonb(OLD), 'updated');
     END IF;
     RETURN CASE TG_OP WHEN 'DELETE' THEN OLD ELSE NEW END;
@@ -60,8 +61,8 @@ BEGIN
         RETURN;
     END IF;
     PERFORM ledgerlock._create_guard_trigger(tbl, 'll_10_final_update', pg_catalog.format(
-        'BEFORE UPDATE ON %s FOR EACH ROW WHEN (%s) EXECUTE FUNCTION ledgerlock.guard_final_row(%s)',
-        tbl, is_final, coalesce(exempt, '')));
+        'BEFORE UPDATE ON %s FOR EACH ROW WHEN ((%s) AND %s) EXECUTE FUNCTION ledgerlock.guard_final_row(%s)',
+        tbl, is_final, ledgerlock._row_changed_condition(tbl), coalesce(exempt, '')));
     PERFORM ledgerlock._create_guard_trigger(tbl, 'll_10_final_delete', pg_catalog.format(
         'BEFORE DELETE ON %s FOR EACH ROW WHEN (%s) EXECUTE FUNCTION ledgerlock.guard_final_row()',
         tbl, is_final));

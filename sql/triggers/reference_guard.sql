@@ -30,8 +30,8 @@ AS $$
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._ref_exempt_columns(regclass) FROM PUBLIC;
 
--- LL003 for an update or delete of a parent that a matching child references (unless the update only
--- touches exempt columns, or nothing).
+-- LL003 for an update or delete of a parent that a matching child references (the caller has checked
+-- that the update changes more than exempt columns).
 CREATE OR REPLACE FUNCTION ledgerlock._ref_refuse_referenced(rule_id integer, op text, old_row jsonb, new_row jsonb,
                                                              child_row jsonb, exempt text[])
 RETURNS void
@@ -44,9 +44,6 @@ DECLARE
     parent_label text;
     mutable name[];
 BEGIN
-    IF op = 'UPDATE' AND (new_row - coalesce(exempt, '{}'))::text = (old_row - coalesce(exempt, '{}'))::text THEN
-        RETURN;
-    END IF;
     SELECT * INTO STRICT r FROM ledgerlock.reference_rule x WHERE x.id = rule_id;
     child_label := ledgerlock._ref_label(r.child, child_row);
     parent_label := ledgerlock._ref_label(r.parent, old_row);
@@ -155,6 +152,11 @@ DECLARE
 BEGIN
     SELECT pg_catalog.to_jsonb(ll_row) INTO ll_child FROM %s AS ll_row WHERE %s AND (%s) LIMIT 1;
     IF ll_child IS NOT NULL THEN
+        IF TG_OP = 'UPDATE' THEN
+            IF ledgerlock._same_except(OLD, NEW, TG_ARGV) THEN  -- only exempt columns changed
+                RETURN NEW;
+            END IF;
+        END IF;
         PERFORM ledgerlock._ref_refuse_referenced(%s, TG_OP, pg_catalog.to_jsonb(OLD),
             CASE TG_OP WHEN 'UPDATE' THEN pg_catalog.to_jsonb(NEW) END, ll_child, coalesce(TG_ARGV, '{}'));
     END IF;
@@ -185,9 +187,8 @@ DECLARE
     ll_verb text := CASE TG_OP WHEN 'INSERT' THEN 'inserted' WHEN 'DELETE' THEN 'deleted' ELSE 'updated' END;
 BEGIN
     IF TG_OP = 'UPDATE' THEN
-        -- TG_ARGV is null, not empty, when the trigger has no arguments
-        IF (pg_catalog.to_jsonb(NEW) - coalesce(TG_ARGV, '{}'))::text
-           = (pg_catalog.to_jsonb(OLD) - coalesce(TG_ARGV, '{}'))::text THEN
+        -- exact comparison; TG_ARGV (generated columns) is null, not empty, when there are none
+        IF ledgerlock._same_except(OLD, NEW, TG_ARGV) THEN
             RETURN NEW;
         END IF;
         IF %3$s IS DISTINCT FROM %4$s THEN
@@ -263,8 +264,8 @@ BEGIN
                      FROM pg_catalog.unnest(ledgerlock._ref_exempt_columns(tbl)) AS c);
             IF 'update' = ANY (r.operations) THEN
                 PERFORM ledgerlock._create_guard_trigger(tbl, ('ll_30_r' || r.id || '_parent_update')::name,
-                    pg_catalog.format('BEFORE UPDATE ON %s FOR EACH ROW EXECUTE FUNCTION %s_parent(%s)',
-                                      tbl, fn, coalesce(args, '')));
+                    pg_catalog.format('BEFORE UPDATE ON %s FOR EACH ROW WHEN (%s) EXECUTE FUNCTION %s_parent(%s)',
+                                      tbl, ledgerlock._row_changed_condition(tbl), fn, coalesce(args, '')));
             END IF;
             IF 'delete' = ANY (r.operations) THEN
                 PERFORM ledgerlock._create_guard_trigger(tbl, ('ll_30_r' || r.id || '_parent_delete')::name,
