@@ -44,3 +44,33 @@ def test_a_reason_with_a_visible_character_passes_trimmed_of_the_invisible_ends(
     controller.commit()
     assert db.owner().execute("SELECT unlock_reason FROM ledgerlock.period_lock WHERE id = %s",
                               (lock_id,)).fetchone()[0] == stored
+
+
+# Zones whose date runs ahead of UTC's for most (Kiritimati: UTC+14) or all but one hour (UTC+23) of the day.
+@pytest.mark.parametrize("zone", ["Pacific/Kiritimati", "<+23>-23"])
+def test_the_session_time_zone_cannot_lock_a_day_that_is_still_in_the_future(db, zone):
+    controller = db.connect("controller")
+    controller.execute("SELECT set_config('TimeZone', %s, false)", (zone,))
+    utc_today, local_today = controller.execute(
+        "SELECT (now() AT TIME ZONE 'UTC')::date, current_date").fetchone()
+    if local_today > utc_today:
+        with refused("LL004", rf"cannot end in the future \({local_today} is after today, {utc_today}\)"):
+            controller.execute("SELECT ledgerlock.lock_period('1', %s, %s)", (local_today, local_today))
+        with refused("LL004", r"cannot end in the future"):
+            controller.execute("SELECT ledgerlock.lock_through('1', %s)", (local_today,))
+    # the neighbours: today under the rule, and a future day on purpose
+    controller.execute("SELECT ledgerlock.lock_period('1', %s, %s)", (utc_today, utc_today))
+    controller.execute("SELECT ledgerlock.lock_through('2', %s)", (utc_today,))
+    controller.execute("SELECT ledgerlock.lock_period('3', %s, %s, allow_future => true)",
+                       (local_today, local_today))
+    controller.execute("SELECT ledgerlock.lock_through('4', %s, allow_future => true)", (local_today,))
+
+
+def test_a_session_behind_utc_may_lock_the_utc_day(db):
+    """The rule is the UTC date, the same day a timestamptz written now falls on in a window."""
+    controller = db.connect("controller")
+    controller.execute("SET TimeZone = 'Etc/GMT+12'")  # UTC-12
+    utc_today = controller.execute("SELECT (now() AT TIME ZONE 'UTC')::date").fetchone()[0]
+    controller.execute("SELECT ledgerlock.lock_through('1', %s)", (utc_today,))
+    with refused("LL004", r"cannot end in the future"):
+        controller.execute("SELECT ledgerlock.lock_period('2', %s::date + 1, %s::date + 1)", (utc_today, utc_today))
