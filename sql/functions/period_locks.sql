@@ -514,10 +514,14 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     w bigint := ledgerlock._window_covering(scope, ledger, d, d);
+    -- notes, reviewer and who locked are for ledgerlock's roles granted the scope; a form needs the window
+    details boolean := (ledgerlock.has_capability('controller') OR ledgerlock.has_capability('auditor'))
+                       AND ledgerlock._scope_granted(scope);
 BEGIN
     RETURN QUERY
-    SELECT l.id, l.from_date, l.to_date, l.level, l.ledgers, l.note, l.reviewer, l.locked_at, l.locked_by,
-           ledgerlock._lock_message(l)
+    SELECT l.id, l.from_date, l.to_date, l.level, l.ledgers,
+           CASE WHEN details THEN l.note END, CASE WHEN details THEN l.reviewer END, l.locked_at,
+           CASE WHEN details THEN l.locked_by END, ledgerlock._lock_message(l)
     FROM ledgerlock.period_lock l WHERE l.id = w;
 END
 $$;

@@ -3,6 +3,8 @@ period_lock_at tells a role that may not see a scope's lock details."""
 
 from __future__ import annotations
 
+from datetime import date
+
 import pytest
 
 from lltest import refused
@@ -74,3 +76,37 @@ def test_a_session_behind_utc_may_lock_the_utc_day(db):
     controller.execute("SELECT ledgerlock.lock_through('1', %s)", (utc_today,))
     with refused("LL004", r"cannot end in the future"):
         controller.execute("SELECT ledgerlock.lock_period('2', %s::date + 1, %s::date + 1)", (utc_today, utc_today))
+
+
+LOCK_AT = ("SELECT lock_id, from_date, to_date, level, note, reviewer, locked_by, message "
+           "FROM ledgerlock.period_lock_at(%s, '2025-03-15')")
+
+
+@pytest.fixture
+def noted_locks(db):
+    owner = db.owner()
+    for scope in ("1", "2"):
+        owner.execute("SELECT ledgerlock.lock_period(%s, '2025-03-01', '2025-03-31', 'hard', "
+                      "note => 'fraud case 17 under review', reviewer => 'carol')", (scope,))
+    return owner.execute("SELECT locked_by FROM ledgerlock.period_lock WHERE scope = '2'").fetchone()[0]
+
+
+def test_period_lock_at_tells_the_application_the_window_but_not_its_notes(db, noted_locks):
+    row = db.connect("app").execute(LOCK_AT, ("2",)).fetchone()
+    assert row[0] is not None
+    assert row[1:4] == (date(2025, 3, 1), date(2025, 3, 31), "hard")
+    assert row[7] == "Period 2025-03-01..2025-03-31 is locked (hard) for scope 2"
+    assert row[4:7] == (None, None, None)
+
+
+def test_period_lock_at_tells_a_controller_the_notes_of_its_granted_scopes_only(db, noted_locks):
+    controller = db.connect("controller")
+    assert controller.execute(LOCK_AT, ("2",)).fetchone()[4:7] == ("fraud case 17 under review", "carol",
+                                                                    noted_locks)
+    db.owner().execute("SELECT ledgerlock.grant_scope('ll_controller', '1')")
+    assert controller.execute(LOCK_AT, ("1",)).fetchone()[4:7] == ("fraud case 17 under review", "carol",
+                                                                    noted_locks)
+    row = controller.execute(LOCK_AT, ("2",)).fetchone()
+    assert row[0] is not None and row[3] == "hard" and row[4:7] == (None, None, None)
+    assert db.connect("auditor").execute(LOCK_AT, ("2",)).fetchone()[4:7] == (
+        "fraud case 17 under review", "carol", noted_locks)
