@@ -182,12 +182,19 @@ BEGIN
                (SELECT g.root FROM ledgerlock._guarded_relations() g WHERE g.rel = t.tgrelid LIMIT 1) AS root,
                -- ledgerlock's own tables (append-only history) carry guards of their own
                (SELECT c.relnamespace = 'ledgerlock'::regnamespace FROM pg_catalog.pg_class c
-                WHERE c.oid = t.tgrelid) AS own
+                WHERE c.oid = t.tgrelid) AS own,
+               -- an R4 guard of a rule the table (or a partitioned table above it) takes part in: its
+               -- parent and child need not be protected themselves
+               EXISTS (SELECT FROM ledgerlock.reference_rule x
+                       WHERE t.tgname::text ~ ('^ll_30_r' || x.id || '_')
+                         AND (t.tgrelid IN (x.parent, x.child)
+                              OR EXISTS (SELECT FROM pg_catalog.pg_partition_ancestors(t.tgrelid) a
+                                         WHERE a.relid IN (x.parent, x.child)))) AS referential
         FROM pg_catalog.pg_trigger t
         WHERE t.tgname ~ '^ll_[0-9]{2}_' AND NOT t.tgisinternal
         ORDER BY 1, 2
     LOOP
-        IF r.root IS NULL AND NOT r.own THEN
+        IF r.root IS NULL AND NOT r.own AND NOT r.referential THEN
             RETURN QUERY SELECT 'warning', 'guard trigger', r.rel::text,
                 pg_catalog.format('%s carries guard %s but is not protected (a detached partition, or a table '
                                   'whose protection was removed by hand)', r.rel, r.tgname),
