@@ -13,9 +13,9 @@ import psycopg
 import pytest
 from click.testing import CliRunner
 
-from ledgerlock import migrate
+from ledgerlock import migrate, sqlfiles
 from ledgerlock.cli import cli
-from ledgerlock.server import LocalServer
+from ledgerlock.server import SUPERUSER, LocalServer
 
 NOT_PROTECTED = "but is not protected"
 
@@ -97,3 +97,71 @@ def test_status_as_auditor_reads_the_installed_code(db):
     st = json.loads(res.output)
     owner = json.loads(CliRunner().invoke(cli, ["--dsn", db.conninfo(), "status", "--json"]).output)
     assert st == owner and st["pending"] == [] and st["code_current"] is True, st
+
+
+# --- prepared transactions that hold ledgerlock's locks -----------------------------------------------
+
+@pytest.fixture
+def prepared_cluster(cluster):
+    """A database where PREPARE TRANSACTION works: the test cluster's own if it allows prepared
+    transactions, else a throwaway server of the same build with max_prepared_transactions = 5."""
+    with psycopg.connect(cluster.conninfo()) as conn:
+        allowed = int(conn.execute("SHOW max_prepared_transactions").fetchone()[0]) > 0
+    if allowed:
+        with psycopg.connect(cluster.conninfo(), autocommit=True) as conn:
+            conn.execute("CREATE DATABASE prepared_xacts TEMPLATE ll_template")
+        yield lambda role="owner": cluster.conninfo("prepared_xacts", role)
+        with psycopg.connect(cluster.conninfo(), autocommit=True) as conn:
+            conn.execute("DROP DATABASE prepared_xacts WITH (FORCE)")
+        return
+    root = Path(tempfile.mkdtemp(prefix="ll-prepared-", dir="/tmp"))
+    server = LocalServer(datadir=root / "data", bindir=cluster.server.bindir,
+                         settings={"max_prepared_transactions": "5", "fsync": "off"})
+    try:
+        server.start()
+        migrate.migrate(server.conninfo())
+        with psycopg.connect(server.conninfo(), autocommit=True) as conn:
+            conn.execute(sqlfiles.demo_schema())
+            conn.execute("CREATE ROLE ll_app LOGIN; CREATE ROLE ll_auditor LOGIN IN ROLE ledgerlock_auditor; "
+                         "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO ll_app; "
+                         "GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO ll_app")
+        yield lambda role="owner": server.conninfo(user=SUPERUSER if role == "owner" else f"ll_{role}")
+    finally:
+        server.destroy()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def prepared_findings(found):
+    return [f for f in found if f["check"] == "prepared transaction"]
+
+
+def test_a_prepared_transaction_holding_a_number_counter_is_critical(prepared_cluster):
+    conninfo = prepared_cluster
+    with psycopg.connect(conninfo(), autocommit=True) as owner:
+        owner.execute("SELECT ledgerlock.protect('invoice', 'issued_on', 'company_id', "
+                      "$$status in ('approved','paid')$$, number_column => 'number', "
+                      "number_format => 'INV-{YYYY}-{SEQ:5}')")
+    _, found = doctor(conninfo("auditor"))
+    assert prepared_findings(found) == []
+    # the neighbour: a prepared transaction on a table ledgerlock has nothing to do with
+    with psycopg.connect(conninfo("app")) as app:
+        app.execute("INSERT INTO quote (id, company_id, amount) VALUES (1, 1, 5)")
+        app.execute("PREPARE TRANSACTION 'harmless'")
+    with psycopg.connect(conninfo("app")) as app:
+        app.execute("INSERT INTO invoice (id, company_id, amount, status) VALUES (1, 1, 10, 'approved')")
+        app.execute("PREPARE TRANSACTION 'stuck'")
+    try:
+        code, found = doctor(conninfo("auditor"))
+        assert code == 2
+        [f] = prepared_findings(found)
+        assert f["severity"] == "critical" and f["object"] == "stuck"
+        assert f["finding"].startswith("a prepared transaction 'stuck' holds locks on ")
+        assert "ledgerlock.number_counter" in f["finding"] and "public.invoice" in f["finding"]
+        assert f["fix"] == "COMMIT PREPARED 'stuck' or ROLLBACK PREPARED 'stuck'"
+    finally:
+        with psycopg.connect(conninfo(), autocommit=True) as owner:
+            owner.execute("ROLLBACK PREPARED 'stuck'")
+    code, found = doctor(conninfo("auditor"))
+    assert prepared_findings(found) == []
+    with psycopg.connect(conninfo(), autocommit=True) as owner:
+        owner.execute("ROLLBACK PREPARED 'harmless'")
