@@ -492,6 +492,8 @@ events.csv, events.json   every recorded change and event of the scope and perio
                           (informational), the lock or override involved, and the event's hash and chain link.
 lock_history.csv, .json   the lock events of the period (lock, advance, upgrade, unlock, relock, override...),
                           as the lock history recorded them; each is also an event above.
+                          In the CSV files, a cell that would start with = + - @ (a spreadsheet formula),
+                          a tab, a carriage return or a quote carries one extra leading quote (').
 chain.csv                 the hash chain from just before the first event of this bundle to the digest:
                           every link, including events of other scopes (as hashes only).
 digest.txt                the chain head this bundle ends at.
