@@ -22,6 +22,7 @@ import datetime as dt
 import hashlib
 import io
 import json
+import os
 import re
 import zipfile
 from collections.abc import Callable, Iterable
@@ -135,12 +136,25 @@ class BundleSummary:
     digest: str
 
 
+# A cell a spreadsheet would read as a formula (OWASP, CSV injection) starts with one of these. Such a cell
+# gets one leading single quote, and so does a cell that starts with a quote, so the escape stays reversible
+# and the check below compares exactly.
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "'")
+
+
+def csv_cell(value: Any) -> str:
+    """The CSV cell of a value: its text, with a leading single quote when it could start a formula."""
+    text = "" if value is None else str(value)
+    return "'" + text if text.startswith(FORMULA_START) else text
+
+
 def _csv_text(header: list[str], rows: Iterable[list]) -> str:
     buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
+    # CRLF rows (RFC 4180): a cell holding a lone CR or LF is then quoted, so it cannot split its row
+    w = csv.writer(buf, lineterminator="\r\n")
     w.writerow(header)
     for r in rows:
-        w.writerow(["" if v is None else v for v in r])
+        w.writerow([csv_cell(v) for v in r])
     return buf.getvalue()
 
 
@@ -235,7 +249,80 @@ class BundleReport:
         self.problems.append(message)
 
 
-def _read_csv(z: zipfile.ZipFile, name: str) -> list[dict]:
+class UnsafeBundleError(Exception):
+    """The zip is not one ledgerlock would write and cannot be read safely (bad input, not evidence)."""
+
+
+# Limits of what verify_bundle inflates. A bundle's members hold two SHA-256 hashes per event, so real ones
+# compress by far less than 100:1; a zip bomb (deflate reaches ~1000:1) is refused after 1 MiB.
+MAX_MEMBER_BYTES = 512 << 20
+MAX_RATIO = 100
+RATIO_FLOOR = 1 << 20
+MAX_MEMBERS = 64
+_CHUNK = 1 << 16
+
+
+def _limit(env: str, given: int | None, default: int) -> int:
+    if given is not None:
+        return given
+    text = os.environ.get(env)
+    try:
+        return int(text) if text else default
+    except ValueError:
+        raise UnsafeBundleError(f"{env} must be a whole number of bytes, not {text!r}") from None
+
+
+def _unsafe_name(name: str) -> bool:
+    parts = name.replace("\\", "/").split("/")
+    return (name.startswith(("/", "\\")) or "\0" in name or re.match(r"^[A-Za-z]:", name) is not None
+            or any(p in ("..", ".") for p in parts) or "\\" in name)
+
+
+class _Members:
+    """The members of a bundle, read with limits: no duplicate or unsafe names, each member inflated as a
+    stream and refused as soon as it passes the size limit or the compression ratio (the header's sizes
+    are not trusted)."""
+
+    def __init__(self, z: zipfile.ZipFile, max_member_bytes: int, max_ratio: int) -> None:
+        self.z = z
+        self.max_bytes = max_member_bytes
+        self.max_ratio = max_ratio
+        infos = z.infolist()
+        if len(infos) > MAX_MEMBERS:
+            raise UnsafeBundleError(f"the bundle has {len(infos)} members; a ledgerlock bundle has a handful")
+        seen: set[str] = set()
+        for info in infos:
+            if _unsafe_name(info.filename):
+                raise UnsafeBundleError(f"unsafe member name {info.filename!r}: a bundle's members are plain "
+                                        "file names (no absolute path, drive, backslash or '..')")
+            if info.filename in seen:
+                raise UnsafeBundleError(f"member {info.filename} appears twice: which one is the evidence?")
+            seen.add(info.filename)
+        self.names = seen
+
+    def read(self, name: str) -> bytes:
+        info = self.z.getinfo(name)
+        if info.file_size > self.max_bytes:
+            raise self._too_big(name)
+        out = bytearray()
+        with self.z.open(info) as f:
+            while chunk := f.read(_CHUNK):
+                out += chunk
+                if len(out) > self.max_bytes:
+                    raise self._too_big(name)
+                if len(out) > RATIO_FLOOR and len(out) > self.max_ratio * max(info.compress_size, 1):
+                    raise UnsafeBundleError(
+                        f"member {name} inflates beyond a compression ratio of {self.max_ratio}:1 "
+                        f"({info.compress_size} compressed bytes): a zip bomb, not a bundle "
+                        "(LEDGERLOCK_BUNDLE_MAX_RATIO raises the limit)")
+        return bytes(out)
+
+    def _too_big(self, name: str) -> UnsafeBundleError:
+        return UnsafeBundleError(f"member {name} holds more than {self.max_bytes} bytes "
+                                 "(LEDGERLOCK_BUNDLE_MAX_MEMBER_BYTES raises the limit)")
+
+
+def _read_csv(z: _Members, name: str) -> list[dict]:
     return list(csv.DictReader(io.StringIO(z.read(name).decode())))
 
 
@@ -243,21 +330,29 @@ def _csv_matches(value: Any, cell: str, name: str) -> bool:
     if value is None:
         return cell == ""
     if name in JSONB_FIELDS:
-        return cell == jsonb_text(value)
-    return cell == str(value)
+        return cell == csv_cell(jsonb_text(value))
+    return cell == csv_cell(value)
 
 
-def verify_bundle(path: str, digest: str | None = None) -> BundleReport:
+def verify_bundle(path: str, digest: str | None = None, *, max_member_bytes: int | None = None,
+                  max_ratio: int | None = None) -> BundleReport:
     """Check a bundle offline: every event hash, every link up to the bundle's digest, the CSV and JSON
-    copies against each other, the lock history against its events, and (given one) an external digest."""
+    copies against each other, the lock history against its events, and (given one) an external digest.
+
+    Raises UnsafeBundleError, before inflating anything beyond the limits, for a zip that cannot be read
+    safely (duplicate or unsafe member names, a member over ``max_member_bytes`` or inflating beyond
+    ``max_ratio``:1; defaults from LEDGERLOCK_BUNDLE_MAX_MEMBER_BYTES / LEDGERLOCK_BUNDLE_MAX_RATIO)."""
     report = BundleReport(ok=True)
+    max_member_bytes = _limit("LEDGERLOCK_BUNDLE_MAX_MEMBER_BYTES", max_member_bytes, MAX_MEMBER_BYTES)
+    max_ratio = _limit("LEDGERLOCK_BUNDLE_MAX_RATIO", max_ratio, MAX_RATIO)
     try:
-        z = zipfile.ZipFile(path)
+        zf = zipfile.ZipFile(path)
     except (OSError, zipfile.BadZipFile) as exc:
         report.fail(f"cannot read the bundle: {exc}")
         return report
-    with z:
-        names = set(z.namelist())
+    with zf:
+        z = _Members(zf, max_member_bytes, max_ratio)
+        names = z.names
         needed = {"manifest.json", "digest.txt", "events.csv", "events.json", "chain.csv", "lock_history.json",
                   "lock_history.csv"}
         if needed - names:
@@ -272,7 +367,7 @@ def verify_bundle(path: str, digest: str | None = None) -> BundleReport:
             chain = _read_csv(z, "chain.csv")
             locks = loads(z.read("lock_history.json").decode())
             locks_csv = _read_csv(z, "lock_history.csv")
-        except (ValueError, KeyError, UnicodeDecodeError) as exc:
+        except (ValueError, KeyError, UnicodeDecodeError, zipfile.BadZipFile) as exc:
             report.fail(f"the bundle is malformed: {exc}")
             return report
         report.digest = bundle_digest
@@ -356,7 +451,7 @@ def verify_bundle(path: str, digest: str | None = None) -> BundleReport:
             if ev is None or {k: entry.get(k) for k in expected} != expected:
                 report.fail(f"lock history entry {entry.get('id')} differs from its audit event")
                 continue
-            cells = [jsonb_text(v) if isinstance(v, dict | list) else ("" if v is None else str(v))
+            cells = [csv_cell(jsonb_text(v) if isinstance(v, dict | list) else v)
                      for v in (entry.get(k) for k in LOCK_FIELDS)]
             if cells != [row.get(k, "") for k in LOCK_FIELDS]:
                 report.fail(f"lock_history.csv differs from lock_history.json for entry {entry.get('id')}")
@@ -397,6 +492,8 @@ events.csv, events.json   every recorded change and event of the scope and perio
                           (informational), the lock or override involved, and the event's hash and chain link.
 lock_history.csv, .json   the lock events of the period (lock, advance, upgrade, unlock, relock, override...),
                           as the lock history recorded them; each is also an event above.
+                          In the CSV files, a cell that would start with = + - @ (a spreadsheet formula),
+                          a tab, a carriage return or a quote carries one extra leading quote (').
 chain.csv                 the hash chain from just before the first event of this bundle to the digest:
                           every link, including events of other scopes (as hashes only).
 digest.txt                the chain head this bundle ends at.

@@ -125,14 +125,10 @@ def status(conninfo: str) -> Status:
         cols = ["table", "date_column", "scope_column", "final_when", "number_column", "number_format",
                 "mutable_columns", "ledger"]
         protected = [dict(zip(cols, t, strict=True)) for t in tables]
-    backend = get_backend(_yoyo_uri(conninfo))
     try:
-        with _migrations() as migrations:
-            pending = [m.id for m in backend.to_apply(migrations)]
-            applied = [m.id for m in migrations if m.id not in pending]
-    finally:
-        with contextlib.suppress(Exception):
-            backend.connection.close()
+        applied, pending = _yoyo_status(conninfo)
+    except psycopg.errors.InsufficientPrivilege:  # an admin or auditor: yoyo's own tables are the owner's
+        applied, pending = _recorded_status(conninfo)
     return Status(
         installed_version=row[0] if row else None,
         code_current=bool(row) and row[1] == sqlfiles.code_digest(),
@@ -140,3 +136,22 @@ def status(conninfo: str) -> Status:
         pending=pending,
         protected_tables=protected,
     )
+
+
+def _yoyo_status(conninfo: str) -> tuple[list[str], list[str]]:
+    backend = get_backend(_yoyo_uri(conninfo))
+    try:
+        with _migrations() as migrations:
+            pending = [m.id for m in backend.to_apply(migrations)]
+            return [m.id for m in migrations if m.id not in pending], pending
+    finally:
+        with contextlib.suppress(Exception):
+            backend.connection.close()
+
+
+def _recorded_status(conninfo: str) -> tuple[list[str], list[str]]:
+    """Applied and pending migrations from ledgerlock.installed_migration, which both install paths keep."""
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        have = {r[0] for r in conn.execute("SELECT id FROM ledgerlock.installed_migration")}
+    names = [f.name.removesuffix(".sql") for f in sqlfiles.migration_files()]
+    return [n for n in names if n in have], [n for n in names if n not in have]

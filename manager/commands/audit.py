@@ -151,7 +151,10 @@ def verify(ctx: Context, digest: str | None, bundle: str | None, as_json: bool) 
     chains). With --bundle it checks an auditor's bundle without connecting to any database.
     """
     if bundle:
-        rep = audit_bundle.verify_bundle(bundle, digest)
+        try:
+            rep = audit_bundle.verify_bundle(bundle, digest)
+        except audit_bundle.UnsafeBundleError as exc:  # bad input (exit 2), not broken evidence (exit 1)
+            raise click.BadParameter(f"{bundle}: {exc}; nothing was checked", param_hint="--bundle") from None
         if as_json:
             echo_json({"ok": rep.ok, "digest": rep.digest, "events": rep.events, "links": rep.links,
                        "problems": rep.problems})

@@ -60,19 +60,39 @@ END
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._require_capability(text, text) FROM PUBLIC;
 
--- A blank or missing reason is refused everywhere a reason is required (LL007).
+-- Text trimmed of invisible characters at both ends, or null when it has no visible character. Invisible:
+-- whitespace of every Unicode kind (tab, newlines, NBSP, U+2000..U+200A, U+2028/2029, U+202F, U+205F,
+-- U+3000…), control characters (C0, DEL, C1) and format characters (zero-width space and joiners, U+2060..,
+-- BOM, soft hyphen, bidi marks, tags). Listed by code point, so the database's locale does not change it.
+CREATE OR REPLACE FUNCTION ledgerlock._visible_text(t text)
+RETURNS text
+LANGUAGE sql
+IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT nullif(pg_catalog.regexp_replace(t,
+        '^[\u0001-\u0020\u007f-\u00a0\u00ad\u061c\u115f\u1160\u1680\u180e\u2000-\u200f\u2028-\u202f\u205f-\u206f\u3000\u3164\ufeff\uffa0\ufff9-\ufffb\U000e0001-\U000e007f]+|'
+        '[\u0001-\u0020\u007f-\u00a0\u00ad\u061c\u115f\u1160\u1680\u180e\u2000-\u200f\u2028-\u202f\u205f-\u206f\u3000\u3164\ufeff\uffa0\ufff9-\ufffb\U000e0001-\U000e007f]+$',
+        '', 'g'), '')
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._visible_text(text) FROM PUBLIC;
+
+-- A reason without a visible character (_visible_text) is refused everywhere a reason is required (LL007);
+-- the reason kept is trimmed of invisible characters at both ends.
 CREATE OR REPLACE FUNCTION ledgerlock._require_reason(reason text, action text)
 RETURNS text
 LANGUAGE plpgsql
 IMMUTABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    visible text := ledgerlock._visible_text(reason);
 BEGIN
-    IF reason IS NULL OR pg_catalog.btrim(reason) = '' THEN
+    IF visible IS NULL THEN
         PERFORM ledgerlock._refuse('LL007', pg_catalog.format('%s requires a reason', action),
-                                   'pass a non-blank reason; it is kept in the audit trail');
+                                   'pass a reason with a visible character; it is kept in the audit trail');
     END IF;
-    RETURN pg_catalog.btrim(reason);
+    RETURN visible;
 END
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._require_reason(text, text) FROM PUBLIC;

@@ -182,12 +182,19 @@ BEGIN
                (SELECT g.root FROM ledgerlock._guarded_relations() g WHERE g.rel = t.tgrelid LIMIT 1) AS root,
                -- ledgerlock's own tables (append-only history) carry guards of their own
                (SELECT c.relnamespace = 'ledgerlock'::regnamespace FROM pg_catalog.pg_class c
-                WHERE c.oid = t.tgrelid) AS own
+                WHERE c.oid = t.tgrelid) AS own,
+               -- an R4 guard of a rule the table (or a partitioned table above it) takes part in: its
+               -- parent and child need not be protected themselves
+               EXISTS (SELECT FROM ledgerlock.reference_rule x
+                       WHERE t.tgname::text ~ ('^ll_30_r' || x.id || '_')
+                         AND (t.tgrelid IN (x.parent, x.child)
+                              OR EXISTS (SELECT FROM pg_catalog.pg_partition_ancestors(t.tgrelid) a
+                                         WHERE a.relid IN (x.parent, x.child)))) AS referential
         FROM pg_catalog.pg_trigger t
         WHERE t.tgname ~ '^ll_[0-9]{2}_' AND NOT t.tgisinternal
         ORDER BY 1, 2
     LOOP
-        IF r.root IS NULL AND NOT r.own THEN
+        IF r.root IS NULL AND NOT r.own AND NOT r.referential THEN
             RETURN QUERY SELECT 'warning', 'guard trigger', r.rel::text,
                 pg_catalog.format('%s carries guard %s but is not protected (a detached partition, or a table '
                                   'whose protection was removed by hand)', r.rel, r.tgname),
@@ -306,7 +313,34 @@ BEGIN
         END LOOP;
     END IF;
 
-    -- 8. Evidence and numbering, from the rules that provide them.
+    -- 8. Prepared transactions that hold locks on ledgerlock's objects or on protected tables: they keep
+    --    them across disconnects and restarts (a counter row, a scope, a table) until someone ends them.
+    --    A prepared transaction's locks have no pid; its own transactionid lock names its virtualtransaction.
+    FOR r IN
+        SELECT x.gid, pg_catalog.string_agg(DISTINCT l.relation::regclass::text, ', '
+                                            ORDER BY l.relation::regclass::text) AS held
+        FROM pg_catalog.pg_prepared_xacts x
+        JOIN pg_catalog.pg_locks own ON own.locktype = 'transactionid' AND own.transactionid = x.transaction
+                                    AND own.pid IS NULL
+        JOIN pg_catalog.pg_locks l ON l.virtualtransaction = own.virtualtransaction AND l.pid IS NULL
+                                  AND l.locktype IN ('relation', 'tuple') AND l.database = (
+                                      SELECT d.oid FROM pg_catalog.pg_database d
+                                      WHERE d.datname = pg_catalog.current_database())
+        JOIN pg_catalog.pg_class c ON c.oid = l.relation
+        WHERE x.database = pg_catalog.current_database()
+          AND (c.relnamespace = 'ledgerlock'::regnamespace
+               OR l.relation IN (SELECT g.rel FROM ledgerlock._guarded_relations() g))
+        GROUP BY x.gid
+        ORDER BY 1
+    LOOP
+        RETURN QUERY SELECT 'critical', 'prepared transaction', r.gid,
+            pg_catalog.format('a prepared transaction %L holds locks on %s', r.gid, r.held),
+            'a prepared transaction keeps its locks across disconnects and restarts: numbering, lock changes '
+            'or writes that need them wait until someone ends it',
+            pg_catalog.format('COMMIT PREPARED %L or ROLLBACK PREPARED %L', r.gid, r.gid);
+    END LOOP;
+
+    -- 9. Evidence and numbering, from the rules that provide them.
     IF pg_catalog.to_regprocedure('ledgerlock.verify_audit(text)') IS NULL THEN
         RETURN QUERY SELECT 'info', 'audit chain', 'ledgerlock.verify_audit', 'the audit rule is not installed',
             'without it, changes leave no evidence', 'ledgerlock migrate';

@@ -539,10 +539,14 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     w bigint := ledgerlock._window_covering(scope, ledger, d, d);
+    -- notes, reviewer and who locked are for ledgerlock's roles granted the scope; a form needs the window
+    details boolean := (ledgerlock.has_capability('controller') OR ledgerlock.has_capability('auditor'))
+                       AND ledgerlock._scope_granted(scope);
 BEGIN
     RETURN QUERY
-    SELECT l.id, l.from_date, l.to_date, l.level, l.ledgers, l.note, l.reviewer, l.locked_at, l.locked_by,
-           ledgerlock._lock_message(l)
+    SELECT l.id, l.from_date, l.to_date, l.level, l.ledgers,
+           CASE WHEN details THEN l.note END, CASE WHEN details THEN l.reviewer END, l.locked_at,
+           CASE WHEN details THEN l.locked_by END, ledgerlock._lock_message(l)
     FROM ledgerlock.period_lock l WHERE l.id = w;
 END
 $$;
@@ -638,6 +642,19 @@ END
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._create_window(text, date, date, text, text, text, text[], text, bigint) FROM PUBLIC;
 
+-- Today for the future-lock check: the UTC date of the transaction's start. Not current_date, which follows
+-- the session's TimeZone (a client in UTC+14 would lock today a day early); UTC is also the date a
+-- timestamptz written now has in a window (_period_date), so "today" and the rows written now agree.
+CREATE OR REPLACE FUNCTION ledgerlock._today()
+RETURNS date
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT pg_catalog.timezone('UTC', pg_catalog.now())::date
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._today() FROM PUBLIC;
+
 CREATE OR REPLACE FUNCTION ledgerlock._refuse_future(scope text, to_date date)
 RETURNS void
 LANGUAGE plpgsql
@@ -646,7 +663,7 @@ AS $$
 BEGIN
     PERFORM ledgerlock._refuse('LL004',
         pg_catalog.format('a lock for scope %s cannot end in the future (%s is after today, %s)', scope,
-                          pg_catalog.to_char(to_date, 'YYYY-MM-DD'), pg_catalog.to_char(current_date, 'YYYY-MM-DD')),
+                          pg_catalog.to_char(to_date, 'YYYY-MM-DD'), pg_catalog.to_char(ledgerlock._today(), 'YYYY-MM-DD')),
         'pass allow_future => true (ledgerlock lock --allow-future) to lock ahead on purpose');
 END
 $$;
@@ -677,7 +694,7 @@ BEGIN
                                    pg_catalog.to_char(from_date, 'YYYY-MM-DD'), pg_catalog.to_char(to_date, 'YYYY-MM-DD'),
                                    scope));
     END IF;
-    IF to_date > current_date AND NOT coalesce(allow_future, false) THEN
+    IF to_date > ledgerlock._today() AND NOT coalesce(allow_future, false) THEN
         PERFORM ledgerlock._refuse_future(scope, to_date);
     END IF;
     PERFORM ledgerlock._change_scope(scope);
@@ -736,7 +753,7 @@ BEGIN
     PERFORM ledgerlock._require_scope(scope, 'lock_through');
     lvl := ledgerlock._lock_level(level);
     ldg := ledgerlock._lock_ledgers(ledgers);
-    IF through > current_date AND NOT coalesce(allow_future, false) THEN
+    IF through > ledgerlock._today() AND NOT coalesce(allow_future, false) THEN
         PERFORM ledgerlock._refuse_future(scope, through);
     END IF;
     PERFORM ledgerlock._change_scope(scope);

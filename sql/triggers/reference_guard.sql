@@ -143,6 +143,7 @@ DECLARE
     head text := 'RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS ';
 BEGIN
     SELECT * INTO STRICT r FROM ledgerlock.reference_rule x WHERE x.id = rule_id;
+    PERFORM ledgerlock._ddl_permit('ledgerlock'::regnamespace::oid, true);  -- generated functions, DDL guard
     IF r.kind = 'referenced' THEN
         -- Parent side: one index probe of the child on the foreign key.
         EXECUTE pg_catalog.format('CREATE OR REPLACE FUNCTION ledgerlock.%I() ', '_ll30_r' || r.id || '_parent')
@@ -219,6 +220,7 @@ $ll$$gen$, r.parent, header_final,
             ledgerlock._ref_match('ll_row', r.parent_columns, 'NEW', r.child_columns), r.id);
         EXECUTE pg_catalog.format('REVOKE ALL ON FUNCTION ledgerlock.%I() FROM PUBLIC', '_ll30_r' || r.id || '_line');
     END IF;
+    PERFORM ledgerlock._ddl_permit('ledgerlock'::regnamespace::oid, false);
 END
 $fn$;
 REVOKE ALL ON FUNCTION ledgerlock._ref_generate_functions(integer) FROM PUBLIC;
@@ -232,11 +234,13 @@ DECLARE
     id integer;
     part text;
 BEGIN
+    PERFORM ledgerlock._ddl_permit('ledgerlock'::regnamespace::oid, true);  -- generated functions, DDL guard
     FOREACH id IN ARRAY rule_ids LOOP
         FOREACH part IN ARRAY ARRAY['parent', 'child', 'line'] LOOP
             EXECUTE pg_catalog.format('DROP FUNCTION IF EXISTS ledgerlock.%I()', '_ll30_r' || id || '_' || part);
         END LOOP;
     END LOOP;
+    PERFORM ledgerlock._ddl_permit('ledgerlock'::regnamespace::oid, false);
 END
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._ref_drop_functions(integer[]) FROM PUBLIC;
