@@ -19,6 +19,7 @@ from yoyo import get_backend, read_migrations
 
 from . import __version__, sqlfiles
 
+
 @dataclass
 class MigrationReport:
     applied: list[str] = field(default_factory=list)

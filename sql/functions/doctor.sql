@@ -340,6 +340,16 @@ BEGIN
             pg_catalog.format('COMMIT PREPARED %L or ROLLBACK PREPARED %L', r.gid, r.gid);
     END LOOP;
 
+    -- 8b. R3 high-water marks: a table whose ll_20 triggers carry a mark below the last day of a window
+    --     that applies to it does not check writes dated between the two.
+    FOR r IN SELECT m.tbl, m.installed, m.required FROM ledgerlock._period_mark_problems() m ORDER BY 1 LOOP
+        RETURN QUERY SELECT 'critical', 'period mark', r.tbl::text,
+            pg_catalog.format('the period guards of %s check rows dated up to %s, but a lock window ends on %s',
+                              r.tbl, coalesce(r.installed::text, '(none installed)'), r.required),
+            'writes dated after the installed mark are not checked against the windows: a lock is not enforced',
+            'ledgerlock migrate  (or SELECT ledgerlock.reinstall_guards() as an admin)';
+    END LOOP;
+
     -- 9. Evidence and numbering, from the rules that provide them.
     IF pg_catalog.to_regprocedure('ledgerlock.verify_audit(text)') IS NULL THEN
         RETURN QUERY SELECT 'info', 'audit chain', 'ledgerlock.verify_audit', 'the audit rule is not installed',

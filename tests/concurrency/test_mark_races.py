@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import psycopg
 import pytest
+from test_period_lock_races import Step, sqlstate, wait_until_waiting
 
 from lltest import refused
-from test_period_lock_races import Step, sqlstate, wait_until_waiting
 
 LOCK_A = "SELECT ledgerlock.lock_period('1', '2026-02-01', '2026-04-30', 'hard')"
 INSERT_APRIL = "INSERT INTO invoice (company_id, issued_on, amount) VALUES (1, '2026-04-15', 10)"
@@ -103,5 +103,10 @@ def test_doctor_reports_a_mark_below_what_the_locks_require(setup):
     rows = owner.execute("SELECT tbl::text, installed::text, required::text "
                          "FROM ledgerlock._period_mark_problems()").fetchall()
     assert rows == [("invoice", "2026-03-31", "2026-04-30")]
-    auditor = db.connect("auditor")
-    assert auditor.execute("SELECT count(*) FROM ledgerlock._period_mark_problems()").fetchone()[0] == 1
+    auditor = db.connect("auditor")  # the documented monitoring setup: doctor as the auditor
+    findings = auditor.execute("SELECT severity, check_name, object FROM ledgerlock.doctor_findings() "
+                               "WHERE check_name = 'period mark'").fetchall()
+    assert findings == [("critical", "period mark", "public.invoice")]
+    db.connect("admin").execute("SELECT ledgerlock.reinstall_guards()")  # the fix the finding names
+    assert auditor.execute("SELECT count(*) FROM ledgerlock.doctor_findings() "
+                           "WHERE check_name = 'period mark'").fetchone()[0] == 0

@@ -346,7 +346,8 @@ def test_every_public_function_ignores_the_hijack(db, invoices, attacker_schema)
 # ledgerlock's own was before it compared stored bytes through a pinned, qualified function).
 UNPINNED_GUARD = """
 BEGIN
-    IF (to_jsonb(NEW) - coalesce(TG_ARGV, '{}'::text[])) IS DISTINCT FROM (to_jsonb(OLD) - coalesce(TG_ARGV, '{}'::text[])) THEN
+    IF (to_jsonb(NEW) - coalesce(TG_ARGV, '{}'::text[]))
+       IS DISTINCT FROM (to_jsonb(OLD) - coalesce(TG_ARGV, '{}'::text[])) THEN
         PERFORM ledgerlock._refuse_final(TG_RELID, to_jsonb(OLD), 'updated');
     END IF;
     RETURN NEW;
