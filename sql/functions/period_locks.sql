@@ -97,7 +97,7 @@ BEGIN
             pg_catalog.format('grant_scope: %s is itself limited to some scopes', session_user),
             'scope grants are managed by an admin who is not scope-limited');
     END IF;
-    IF scope IS NULL OR pg_catalog.btrim(scope) = '' THEN
+    IF ledgerlock._visible_text(scope) IS NULL THEN
         PERFORM ledgerlock._refuse('LL004', 'grant_scope requires a scope');
     END IF;
     INSERT INTO ledgerlock.scope_grant AS g (grantee, scope) VALUES (grantee, scope)
@@ -627,8 +627,8 @@ BEGIN
             pg_catalog.format('choose dates outside lock #%s, or unlock it first', clash.id));
     END IF;
     INSERT INTO ledgerlock.period_lock AS l (scope, from_date, to_date, level, ledgers, note, reviewer, relock_of)
-    VALUES (scope, from_date, to_date, level, ledgers, nullif(pg_catalog.btrim(note), ''),
-            nullif(pg_catalog.btrim(reviewer), ''), relock_of)
+    VALUES (scope, from_date, to_date, level, ledgers, ledgerlock._visible_text(note),
+            ledgerlock._visible_text(reviewer), relock_of)
     RETURNING l.id INTO new_id;
     INSERT INTO ledgerlock.period_lock_span (scope, ledger, from_date, to_date, lock_id)
     SELECT scope, g, from_date, to_date, new_id FROM pg_catalog.unnest(coalesce(ledgers, '{*}')) AS g;
@@ -826,7 +826,7 @@ BEGIN
     END IF;
     UPDATE ledgerlock.period_lock l
     SET level = 'hard', upgraded_at = now(), upgraded_by = session_user,
-        reviewer = coalesce(nullif(pg_catalog.btrim(upgrade_lock.reviewer), ''), l.reviewer)
+        reviewer = coalesce(ledgerlock._visible_text(upgrade_lock.reviewer), l.reviewer)
     WHERE l.id = lk.id;
     INSERT INTO ledgerlock.lock_event (kind, lock_id, scope, details)
     VALUES ('upgrade', lk.id, lk.scope, pg_catalog.jsonb_build_object('from_level', 'soft', 'to_level', 'hard',

@@ -110,3 +110,16 @@ def test_period_lock_at_tells_a_controller_the_notes_of_its_granted_scopes_only(
     assert row[0] is not None and row[3] == "hard" and row[4:7] == (None, None, None)
     assert db.connect("auditor").execute(LOCK_AT, ("2",)).fetchone()[4:7] == (
         "fraud case 17 under review", "carol", noted_locks)
+
+
+def test_lock_notes_and_reviewers_keep_only_visible_text(db):
+    """A note or reviewer of invisible characters is no note at all; visible ones are trimmed like reasons."""
+    admin = db.connect("admin")
+    blank = admin.execute("SELECT ledgerlock.lock_period('1', '2025-01-01', '2025-01-31', note => %s, "
+                          "reviewer => %s)", ("\u00a0\u200b\t", "\u3000")).fetchone()[0]
+    kept = admin.execute("SELECT ledgerlock.lock_period('1', '2025-02-01', '2025-02-28', note => %s, "
+                         "reviewer => %s)", ("\u00a0 accruals posted \u200b", " CFO ")).fetchone()[0]
+    rows = dict((r[0], r[1:]) for r in admin.execute(
+        "SELECT id, note, reviewer FROM ledgerlock.period_locks WHERE id IN (%s, %s)", (blank, kept)).fetchall())
+    assert rows[blank] == (None, None)
+    assert rows[kept] == ("accruals posted", "CFO")
