@@ -351,8 +351,13 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     lk ledgerlock.period_lock;
+    num text := (ledgerlock._config(tbl)).number_column;
 BEGIN
     SELECT * INTO lk FROM ledgerlock.period_lock l WHERE l.id = _refuse_locked.lock_id;
+    -- a refused INSERT names no number: the one its row was given is never issued
+    IF verb = 'inserted' AND num IS NOT NULL THEN
+        r := r - num;
+    END IF;
     PERFORM ledgerlock._refuse('LL002',
         pg_catalog.format('%s: %s cannot be %s', ledgerlock._lock_message(lk), ledgerlock.row_label(tbl, r), verb),
         CASE lk.level
