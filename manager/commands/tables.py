@@ -18,19 +18,24 @@ from ..cli import Context, pass_context
 @click.option("--mutable-column", "mutable_columns", multiple=True,
               help="Column that may still change on final or locked rows (repeatable).")
 @click.option("--ledger", help="Ledger tag (ar, ap, payroll, ...) so locks can target some ledgers only.")
+@click.option("--weaken-reason",
+              help="Confirm a reconfiguration that removes or loosens settings in force, and say why (audited).")
 @pass_context
 def protect(ctx: Context, table: str, date_column: str, scope_column: str | None, final_when: str | None,
             number_column: str | None, number_format: str | None, mutable_columns: tuple[str, ...],
-            ledger: str | None) -> None:
+            ledger: str | None, weaken_reason: str | None) -> None:
     """Protect TABLE: final rows become permanent, locks and audit apply.
 
-    Calling it again reconfigures the table. Requires the ledgerlock_admin role.
+    Calling it again reconfigures the table: pass every setting again. A reconfiguration that would remove
+    or loosen anything (final_when, numbering, mutable columns, date/scope column, ledger) is refused with
+    the list of what would go, unless --weaken-reason says why. Loosening is refused outright while the table
+    holds final rows, or rows in a hard-locked period. Requires an unrestricted ledgerlock_admin.
     """
     with ctx.connect() as conn:
         conn.execute(
-            "SELECT ledgerlock.protect(%s::regclass, %s, %s, %s, %s, %s, %s::name[], %s)",
+            "SELECT ledgerlock.protect(%s::regclass, %s, %s, %s, %s, %s, %s::name[], %s, %s)",
             (table, date_column, scope_column, final_when, number_column, number_format,
-             list(mutable_columns), ledger),
+             list(mutable_columns), ledger, weaken_reason),
         )
     click.echo(f"protected {table}")
 
@@ -40,7 +45,10 @@ def protect(ctx: Context, table: str, date_column: str, scope_column: str | None
 @click.option("--reason", required=True, help="Why the protection is removed (kept in the audit trail).")
 @pass_context
 def unprotect(ctx: Context, table: str, reason: str) -> None:
-    """Remove ledgerlock's protection from TABLE (admin only, audited)."""
+    """Remove ledgerlock's protection from TABLE (admin only, audited).
+
+    Refused while TABLE holds final rows, or rows in a hard-locked period (unlock the period first).
+    """
     with ctx.connect() as conn:
         conn.execute("SELECT ledgerlock.unprotect(%s::regclass, %s)", (table, reason))
     click.echo(f"unprotected {table}")

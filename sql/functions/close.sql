@@ -37,6 +37,11 @@ BEGIN
         RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = 'set_fiscal_year_start: scope is required',
             HINT = 'use scope ''*'' for the default of every scope';
     END IF;
+    IF scope = '*' THEN
+        PERFORM ledgerlock._require_unrestricted('set_fiscal_year_start for every scope (''*'')');
+    ELSE
+        PERFORM ledgerlock._require_scope(scope, 'set_fiscal_year_start');
+    END IF;
     IF start_month IS NULL OR start_month NOT BETWEEN 1 AND 12 THEN
         RAISE EXCEPTION USING ERRCODE = '22023',
             MESSAGE = pg_catalog.format('set_fiscal_year_start: start_month must be 1..12, not %s',
@@ -336,6 +341,7 @@ DECLARE
     s ledgerlock.close_setting;
 BEGIN
     PERFORM ledgerlock._require_capability('admin', 'set_four_eyes');
+    PERFORM ledgerlock._require_unrestricted('set_four_eyes');
     SELECT * INTO s FROM ledgerlock.close_setting FOR UPDATE;
     IF required IS NULL THEN
         RAISE EXCEPTION USING ERRCODE = '22004', MESSAGE = 'set_four_eyes: required must be true or false';
@@ -534,6 +540,7 @@ DECLARE
     why text;
 BEGIN
     PERFORM ledgerlock._require_capability('admin', 'request_four_eyes_off');
+    PERFORM ledgerlock._require_unrestricted('request_four_eyes_off');
     why := ledgerlock._require_reason(reason, 'request_four_eyes_off');
     IF NOT (ledgerlock._close_setting()).four_eyes_unlock THEN
         PERFORM ledgerlock._refuse('LL004', 'request_four_eyes_off: four-eyes unlocking is already off');
@@ -564,6 +571,12 @@ BEGIN
     ELSIF r.status <> 'pending' THEN
         sqlstate := 'LL004';
         message := pg_catalog.format('request #%s (%s) is %s already', r.id, what, r.status);
+    ELSIF r.lock_id IS NULL AND ledgerlock._granted_scopes() IS NOT NULL THEN
+        sqlstate := 'LL005';  -- a global request: only an admin who is not scope-limited decides it
+        message := pg_catalog.format('approving request #%s (%s) changes what every scope shares: %s is limited '
+                                     'to scopes %s', r.id, what, session_user,
+                                     pg_catalog.array_to_string(ledgerlock._granted_scopes(), ', '));
+        hint := 'ask an admin who is not scope-limited (no ledgerlock.grant_scope names them) to approve it';
     ELSIF r.requested_by = session_user THEN
         sqlstate := 'LL005';
         message := pg_catalog.format('request #%s (%s) was filed by %s, who cannot also approve it: four-eyes '

@@ -101,6 +101,15 @@ DECLARE
     before jsonb;
 BEGIN
     PERFORM ledgerlock._require_capability('admin', 'set_number_format');
+    PERFORM ledgerlock._require_unrestricted('set_number_format');
+    IF format IS NULL OR pg_catalog.btrim(format) = '' THEN
+        -- numbering off is a weakening: protect(..., number_column => NULL, weaken_reason => ...) says so
+        RAISE EXCEPTION USING ERRCODE = '22023',
+            MESSAGE = pg_catalog.format('set_number_format: the format must not be empty (numbering of %s stays on)',
+                                        tbl),
+            HINT = 'give a format such as INV-{YYYY}-{SEQ:5}; numbering is turned off only by protect without '
+                   'number_column, with a weaken_reason';
+    END IF;
     cfg := ledgerlock._config(tbl);
     IF cfg.number_column IS NULL THEN
         RAISE EXCEPTION USING ERRCODE = '22023',

@@ -6,16 +6,129 @@
 -- ever half-installed. Installers drop and recreate their own ll_NN_ triggers, so calling protect again
 -- reconfigures cleanly.
 
--- Validate a final_when condition and return it as PostgreSQL deparses it, columns qualified as ll_row.
--- The condition is admin input executed by the definer: it is screened (one expression, no statement
--- separators or comments) and then parsed by PostgreSQL itself as a view over the table.
-CREATE OR REPLACE FUNCTION ledgerlock._deparse_condition(tbl regclass, condition text)
+-- Everything every scope shares (the registry, R4 rules, guards, number formats, four-eyes, the default
+-- fiscal year) is changed only by an admin who is not scope-limited: a tenant admin (grant_scope) manages
+-- its own scopes' locks and nothing else (LL005).
+CREATE OR REPLACE FUNCTION ledgerlock._require_unrestricted(action text)
+RETURNS void
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    scopes text[] := ledgerlock._granted_scopes();
+BEGIN
+    IF scopes IS NOT NULL THEN
+        PERFORM ledgerlock._refuse('LL005',
+            pg_catalog.format('%s changes what every scope shares: %s is limited to scopes %s', action,
+                              session_user, pg_catalog.array_to_string(scopes, ', ')),
+            'ask an admin who is not scope-limited (no ledgerlock.grant_scope names them) to do it');
+    END IF;
+END
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._require_unrestricted(text) FROM PUBLIC;
+
+-- Screen a condition (final_when, child_condition) that ledgerlock's definer code will run later
+-- (number_gaps, why_locked, the R4 guards): it may call only immutable PostgreSQL built-ins, so that it
+-- can neither reach ledgerlock's internals nor depend on the clock or the session; and a final_when may not
+-- read a mutable column (a final row would stop being final by changing it). view_oid is the scratch view
+-- _deparse_condition made of the condition; 22023 names every offender.
+CREATE OR REPLACE FUNCTION ledgerlock._screen_condition(tbl regclass, view_oid oid, parameter text, condition text,
+                                                        expr text, mutable_columns name[])
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    tree text := (SELECT r.ev_action::text FROM pg_catalog.pg_rewrite r WHERE r.ev_class = view_oid);
+    offenders text[];
+    scratch text := '_ll_screen_' || pg_catalog.pg_current_xact_id()::text;
+BEGIN
+    -- Columns read: the view's dependencies on the table's columns.
+    offenders := ARRAY(
+        SELECT pg_catalog.format('reads %I, a mutable column: a final row could stop being final by changing it',
+                                 a.attname)
+        FROM pg_catalog.pg_depend d
+        JOIN pg_catalog.pg_rewrite r ON d.classid = 'pg_catalog.pg_rewrite'::regclass AND d.objid = r.oid
+        JOIN pg_catalog.pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid
+        WHERE r.ev_class = view_oid AND d.refclassid = 'pg_catalog.pg_class'::regclass AND d.refobjid = tbl
+          AND a.attname = ANY (coalesce(mutable_columns, '{}'))
+        ORDER BY a.attnum);
+    -- Functions and operators: read from the stored parse tree, since pg_depend records no dependency on
+    -- built-ins (they are pinned).
+    offenders := offenders || ARRAY(
+        SELECT pg_catalog.format('calls %s, which is %s', p.oid::regprocedure,
+            CASE WHEN p.pronamespace <> 'pg_catalog'::regnamespace THEN 'not a PostgreSQL built-in'
+                 WHEN p.prokind <> 'f' OR p.proretset THEN 'not a plain function'
+                 WHEN p.provolatile = 'v' THEN 'volatile'
+                 ELSE 'stable' END)
+        FROM (SELECT DISTINCT m[1]::oid AS id
+              FROM pg_catalog.regexp_matches(tree, ':(?:funcid|aggfnoid|winfnoid) (\d+)', 'g') AS m) f
+        JOIN pg_catalog.pg_proc p ON p.oid = f.id
+        WHERE p.pronamespace <> 'pg_catalog'::regnamespace OR p.provolatile <> 'i' OR p.prokind <> 'f'
+           OR p.proretset
+        ORDER BY p.oid::regprocedure::text);
+    offenders := offenders || ARRAY(
+        SELECT pg_catalog.format('uses operator %s, which is %s', o.oid::regoperator,
+            CASE WHEN o.oprnamespace <> 'pg_catalog'::regnamespace OR p.pronamespace <> 'pg_catalog'::regnamespace
+                 THEN 'not a PostgreSQL built-in'
+                 WHEN p.provolatile = 'v' THEN 'volatile' ELSE 'stable' END)
+        FROM (SELECT m[1]::oid AS id
+              FROM pg_catalog.regexp_matches(tree, ':opno (\d+)', 'g') AS m
+              UNION
+              SELECT pg_catalog.unnest(pg_catalog.string_to_array(m[1], ' '))::oid
+              FROM pg_catalog.regexp_matches(tree, ':opnos \(o ([\d ]+)\)', 'g') AS m) f
+        JOIN pg_catalog.pg_operator o ON o.oid = f.id
+        JOIN pg_catalog.pg_proc p ON p.oid = o.oprcode
+        WHERE o.oprnamespace <> 'pg_catalog'::regnamespace OR p.pronamespace <> 'pg_catalog'::regnamespace
+           OR p.provolatile <> 'i'
+        ORDER BY o.oid::regoperator::text);
+    -- A domain's CHECK constraints run arbitrary functions on a cast to it.
+    offenders := offenders || ARRAY(
+        SELECT pg_catalog.format('casts to domain %s, whose checks run code', t.oid::regtype)
+        FROM pg_catalog.pg_depend d
+        JOIN pg_catalog.pg_rewrite r ON d.classid = 'pg_catalog.pg_rewrite'::regclass AND d.objid = r.oid
+        JOIN pg_catalog.pg_type t ON d.refclassid = 'pg_catalog.pg_type'::regclass AND t.oid = d.refobjid
+        WHERE r.ev_class = view_oid AND t.typtype = 'd'
+        ORDER BY 1);
+    IF pg_catalog.cardinality(offenders) > 0 THEN
+        RAISE EXCEPTION USING ERRCODE = '22023',
+            MESSAGE = pg_catalog.format('%s %L %s', parameter, condition, pg_catalog.array_to_string(offenders, '; ')),
+            HINT = 'use the columns, constants, operators and immutable built-in functions only, e.g. '
+                   'status in (''approved'', ''paid'') and coalesce(note, '''') <> ''void''';
+    END IF;
+    -- What the walk above does not name: text conversions whose result depends on session settings (a date
+    -- read as text follows DateStyle). PostgreSQL's own check of index expressions covers them: the
+    -- condition is indexed on an empty copy of the table.
+    BEGIN
+        EXECUTE pg_catalog.format('CREATE TABLE ledgerlock.%I (LIKE %s)', scratch, tbl);
+        EXECUTE pg_catalog.format('CREATE INDEX ON ledgerlock.%I ((%s))', scratch,
+                                  pg_catalog.replace(expr, 'll_row.', ''));
+        EXECUTE pg_catalog.format('DROP TABLE ledgerlock.%I', scratch);
+    EXCEPTION WHEN invalid_object_definition THEN  -- 42P17: functions in index expression must be IMMUTABLE
+        RAISE EXCEPTION USING ERRCODE = '22023',
+            MESSAGE = pg_catalog.format('%s %L converts values through text in a way that depends on session '
+                                        'settings (DateStyle, TimeZone...)', parameter, condition),
+            HINT = 'compare typed values instead, e.g. issued_on >= date ''2025-01-01''';
+    END;
+END
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._screen_condition(regclass, oid, text, text, text, name[]) FROM PUBLIC;
+
+-- Validate a condition (final_when of protect, child_condition of protect_referenced: parameter names it)
+-- and return it as PostgreSQL deparses it, columns qualified as ll_row. The condition is admin input that
+-- the definer runs: it is screened (one expression, no statement separators or comments), parsed by
+-- PostgreSQL itself as a view over the table, and its functions, operators and columns checked
+-- (_screen_condition) before it is kept.
+CREATE OR REPLACE FUNCTION ledgerlock._deparse_condition(tbl regclass, condition text, parameter text,
+                                                         mutable_columns name[])
 RETURNS text
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     scratch text := '_ll_deparse_' || pg_catalog.pg_current_xact_id()::text;  -- one per transaction
+    view_oid oid;
     view_def text;
     expr text;
     result_type regtype;
@@ -25,38 +138,42 @@ BEGIN
     END IF;
     IF condition ~ '(;|--|/\*)' THEN
         RAISE EXCEPTION USING ERRCODE = '22023',
-            MESSAGE = pg_catalog.format('final_when %L must be a single condition (no ";" and no comments)',
-                                        condition);
+            MESSAGE = pg_catalog.format('%s %L must be a single condition (no ";" and no comments)',
+                                        parameter, condition);
     END IF;
-    PERFORM ledgerlock._ddl_permit('ledgerlock'::regnamespace, true);  -- the scratch view, under the DDL guard
+    PERFORM ledgerlock._ddl_permit('ledgerlock'::regnamespace, true);  -- scratch objects, under the DDL guard
     BEGIN
         -- The second FROM item makes PostgreSQL qualify every column (as ll_row.col) when deparsing.
         EXECUTE pg_catalog.format('CREATE VIEW ledgerlock.%I AS SELECT (%s) AS v '
                                   'FROM %s AS ll_row, (VALUES (1)) AS ll_unused(x)', scratch, condition, tbl);
     EXCEPTION WHEN OTHERS THEN
         RAISE EXCEPTION USING ERRCODE = SQLSTATE,
-            MESSAGE = pg_catalog.format('final_when %L is not a valid condition on %s: %s', condition, tbl, SQLERRM);
+            MESSAGE = pg_catalog.format('%s %L is not a valid condition on %s: %s', parameter, condition, tbl,
+                                        SQLERRM);
     END;
+    view_oid := pg_catalog.to_regclass('ledgerlock.' || scratch);
     SELECT a.atttypid::regtype INTO result_type FROM pg_catalog.pg_attribute a
-    WHERE a.attrelid = pg_catalog.to_regclass('ledgerlock.' || scratch) AND a.attname = 'v';
-    view_def := pg_catalog.pg_get_viewdef(pg_catalog.to_regclass('ledgerlock.' || scratch));
-    EXECUTE pg_catalog.format('DROP VIEW ledgerlock.%I', scratch);
-    PERFORM ledgerlock._ddl_permit('ledgerlock'::regnamespace, false);
+    WHERE a.attrelid = view_oid AND a.attname = 'v';
+    view_def := pg_catalog.pg_get_viewdef(view_oid);
     IF result_type <> 'boolean'::regtype THEN
         RAISE EXCEPTION USING ERRCODE = '42804',
-            MESSAGE = pg_catalog.format('final_when %L is of type %s, not boolean', condition, result_type),
+            MESSAGE = pg_catalog.format('%s %L is of type %s, not boolean', parameter, condition, result_type),
             HINT = 'write a condition such as: status in (''approved'', ''paid'')';
     END IF;
     expr := pg_catalog.substring(view_def,
         '^\s*SELECT\s+(.*)\s+AS v\s+FROM\s+\S+\s+ll_row,\s+\(\s*VALUES \(1\)\) ll_unused\(x\);?\s*$');
     IF expr IS NULL THEN
         RAISE EXCEPTION USING ERRCODE = '22023',
-            MESSAGE = pg_catalog.format('final_when %L must be one condition over the columns of %s', condition, tbl);
+            MESSAGE = pg_catalog.format('%s %L must be one condition over the columns of %s', parameter, condition,
+                                        tbl);
     END IF;
+    PERFORM ledgerlock._screen_condition(tbl, view_oid, parameter, condition, expr, mutable_columns);
+    EXECUTE pg_catalog.format('DROP VIEW ledgerlock.%I', scratch);
+    PERFORM ledgerlock._ddl_permit('ledgerlock'::regnamespace, false);
     RETURN expr;
 END
 $$;
-REVOKE ALL ON FUNCTION ledgerlock._deparse_condition(regclass, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ledgerlock._deparse_condition(regclass, text, text, name[]) FROM PUBLIC;
 
 -- A column of the table, or a clear error naming the parameter.
 CREATE OR REPLACE FUNCTION ledgerlock._column_type(tbl regclass, col name, parameter text)
@@ -101,6 +218,134 @@ END
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._run_rule_hooks(regclass, text) FROM PUBLIC;
 
+-- What a new configuration of a protected table takes away from the one in force: `weakened` loosens a rule
+-- over rows already there (final_when, key, date, scope, numbering or ledger changed or removed, mutable
+-- columns added); `removed` only drops something (mutable columns), which is stricter but still a change
+-- the caller must have meant. Both read as "final_when (status = 'paid') removed".
+CREATE OR REPLACE FUNCTION ledgerlock._protect_changes(was ledgerlock.protected_table, will ledgerlock.protected_table,
+                                                       OUT weakened text[], OUT removed text[])
+LANGUAGE plpgsql
+IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    added name[];
+    dropped name[];
+BEGIN
+    weakened := '{}';
+    IF was.final_when_sql IS NOT NULL AND will.final_when_sql IS NULL THEN
+        weakened := weakened || pg_catalog.format('final_when (%s) removed', was.final_when);
+    ELSIF was.final_when_sql IS DISTINCT FROM will.final_when_sql AND was.final_when_sql IS NOT NULL THEN
+        weakened := weakened || pg_catalog.format('final_when (%s) changed to (%s)', was.final_when, will.final_when);
+    END IF;
+    IF was.key_columns IS DISTINCT FROM will.key_columns THEN
+        weakened := weakened || pg_catalog.format('key (%s) changed to (%s)',
+            pg_catalog.array_to_string(was.key_columns, ', '), pg_catalog.array_to_string(will.key_columns, ', '));
+    END IF;
+    IF was.date_column IS DISTINCT FROM will.date_column THEN
+        weakened := weakened || pg_catalog.format('date_column %s changed to %s', was.date_column, will.date_column);
+    END IF;
+    IF was.scope_column IS DISTINCT FROM will.scope_column THEN
+        weakened := weakened || CASE WHEN will.scope_column IS NULL
+            THEN pg_catalog.format('scope_column %s removed', was.scope_column)
+            ELSE pg_catalog.format('scope_column %s changed to %s', coalesce(was.scope_column::text, '(none)'),
+                                   will.scope_column) END;
+    END IF;
+    IF was.number_column IS NOT NULL AND was.number_column IS DISTINCT FROM will.number_column THEN
+        weakened := weakened || CASE WHEN will.number_column IS NULL
+            THEN pg_catalog.format('number_column %s removed', was.number_column)
+            ELSE pg_catalog.format('number_column %s changed to %s', was.number_column, will.number_column) END;
+    END IF;
+    IF was.number_format IS NOT NULL AND was.number_format IS DISTINCT FROM will.number_format THEN
+        weakened := weakened || CASE WHEN will.number_format IS NULL
+            THEN pg_catalog.format('number_format %s removed', was.number_format)
+            ELSE pg_catalog.format('number_format %s changed to %s', was.number_format, will.number_format) END;
+    END IF;
+    added := ARRAY(SELECT c FROM pg_catalog.unnest(will.mutable_columns) c WHERE c <> ALL (was.mutable_columns)
+                   ORDER BY c);
+    IF pg_catalog.cardinality(added) > 0 THEN
+        weakened := weakened || pg_catalog.format('mutable columns %s added', pg_catalog.array_to_string(added, ', '));
+    END IF;
+    IF was.ledger IS NOT NULL AND was.ledger IS DISTINCT FROM will.ledger THEN
+        weakened := weakened || CASE WHEN will.ledger IS NULL THEN pg_catalog.format('ledger %s removed', was.ledger)
+            ELSE pg_catalog.format('ledger %s changed to %s', was.ledger, will.ledger) END;
+    END IF;
+    dropped := ARRAY(SELECT c FROM pg_catalog.unnest(was.mutable_columns) c WHERE c <> ALL (will.mutable_columns)
+                     ORDER BY c);
+    removed := CASE WHEN pg_catalog.cardinality(dropped) > 0
+        THEN ARRAY[pg_catalog.format('mutable columns %s removed', pg_catalog.array_to_string(dropped, ', '))]
+        ELSE '{}' END;
+END
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._protect_changes(ledgerlock.protected_table, ledgerlock.protected_table) FROM PUBLIC;
+
+-- R1 and R3 against one admin: the rules over rows already final, or lying in an active hard window, are
+-- never loosened (unprotect, or a weakening re-protect) short of a superuser. The table is locked against
+-- writers first (SHARE ROW EXCLUSIVE, what the guards' DDL takes anyway), so no row becomes final between
+-- this look and the change. final_tail / locked_tail end the LL001 / LL002 sentences.
+CREATE OR REPLACE FUNCTION ledgerlock._assert_rules_may_loosen(cfg ledgerlock.protected_table, action text,
+                                                               final_tail text, locked_tail text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r jsonb;
+    lk ledgerlock.period_lock;
+    day_expr text;
+BEGIN
+    IF (SELECT a.rolsuper FROM pg_catalog.pg_roles a WHERE a.rolname = session_user) THEN
+        RETURN;  -- superusers cannot be stopped, only recorded (the audit event names them)
+    END IF;
+    EXECUTE pg_catalog.format('LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE', cfg.tbl);
+    IF cfg.final_when_sql IS NOT NULL THEN
+        EXECUTE pg_catalog.format('SELECT pg_catalog.to_jsonb(ll_row) FROM %s AS ll_row WHERE (%s) IS TRUE LIMIT 1',
+                                  cfg.tbl, cfg.final_when_sql) INTO r;
+        IF r IS NOT NULL THEN
+            PERFORM ledgerlock._refuse('LL001',
+                pg_catalog.format('%s: %s holds final rows (%s and maybe more)%s', action, cfg.tbl,
+                                  ledgerlock.row_label(cfg.tbl, r), final_tail),
+                'final rows are permanent: issue a correcting document instead; only a superuser can retire a table '
+                'that holds final rows');
+        END IF;
+    END IF;
+    -- The row's accounting date as the guards compute it (ledgerlock._period_date), as an expression.
+    day_expr := CASE ledgerlock._period_date_kind(cfg.tbl)
+        WHEN 'date' THEN pg_catalog.format('ll_row.%I', cfg.date_column)
+        WHEN 'timestamptz' THEN pg_catalog.format('(ll_row.%I AT TIME ZONE ''UTC'')::date', cfg.date_column)
+        ELSE pg_catalog.format('ll_row.%I::date', cfg.date_column) END;
+    FOR lk IN
+        SELECT * FROM ledgerlock.period_lock l
+        WHERE l.status = 'active' AND l.level = 'hard'
+          AND (l.ledgers IS NULL OR cfg.ledger = ANY (l.ledgers))
+          AND (cfg.scope_column IS NOT NULL OR l.scope = '*')
+        ORDER BY l.id
+    LOOP
+        EXECUTE pg_catalog.format('SELECT pg_catalog.to_jsonb(ll_row) FROM %s AS ll_row WHERE %s AND %s BETWEEN $2 AND $3 '
+                                  'LIMIT 1', cfg.tbl,
+                                  CASE WHEN cfg.scope_column IS NULL THEN 'true' ELSE pg_catalog.format(
+                                      'coalesce(pg_catalog.to_jsonb(ll_row.%I) #>> ''{}'', ''*'') = $1',
+                                      cfg.scope_column) END,
+                                  day_expr)
+            INTO r USING lk.scope, lk.from_date, lk.to_date;
+        IF r IS NOT NULL THEN
+            PERFORM ledgerlock._refuse('LL002',
+                pg_catalog.format('%s: %s lies in it, %s', ledgerlock._lock_message(lk),
+                                  ledgerlock.row_label(cfg.tbl, r), locked_tail),
+                pg_catalog.format('hard lock #%s: unlock it first with ledgerlock.unlock_period(%s, ''<reason>'') '
+                                  '(with four-eyes on: request_unlock and a second admin), then %s, then '
+                                  'ledgerlock.relock(%s)', lk.id, lk.id, action, lk.id),
+                pg_catalog.format('lock_id=%s', lk.id));
+        END IF;
+    END LOOP;
+END
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._assert_rules_may_loosen(ledgerlock.protected_table, text, text, text) FROM PUBLIC;
+
+-- Protect a table, or reconfigure it. A reconfiguration that takes anything away (_protect_changes) says
+-- what and needs weaken_reason (kept in the audit trail); one that loosens the rules over final rows or rows
+-- in a hard window is refused (_assert_rules_may_loosen). Long because it validates every argument first,
+-- so that nothing is half-applied.
 CREATE OR REPLACE FUNCTION ledgerlock.protect(
     tbl regclass,
     date_column name,
@@ -109,7 +354,8 @@ CREATE OR REPLACE FUNCTION ledgerlock.protect(
     number_column name DEFAULT NULL,
     number_format text DEFAULT NULL,
     mutable_columns name[] DEFAULT '{}',
-    ledger text DEFAULT NULL)
+    ledger text DEFAULT NULL,
+    weaken_reason text DEFAULT NULL)
 RETURNS void
 LANGUAGE plpgsql
 SECURITY DEFINER
@@ -121,9 +367,15 @@ DECLARE
     date_type regtype;
     col name;
     final_sql text;
+    was ledgerlock.protected_table;
+    will ledgerlock.protected_table;
+    weakened text[] := '{}';
+    removed text[] := '{}';
+    why text;
     before jsonb;  -- the previous configuration, for the audit trail (R5)
 BEGIN
     PERFORM ledgerlock._require_capability('admin', 'protect');
+    PERFORM ledgerlock._require_unrestricted('protect');
 
     SELECT c.relname, c.relkind, c.relowner, n.nspname INTO rel
     FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
@@ -182,8 +434,41 @@ BEGIN
                                             'or number of the row', col);
         END IF;
     END LOOP;
-    final_sql := ledgerlock._deparse_condition(tbl, final_when);
-    before := (SELECT pg_catalog.to_jsonb(p) FROM ledgerlock.protected_table p WHERE p.tbl = protect.tbl);
+    final_sql := ledgerlock._deparse_condition(tbl, final_when, 'final_when', coalesce(mutable_columns, '{}'));
+    SELECT * INTO was FROM ledgerlock.protected_table p WHERE p.tbl = protect.tbl;
+    before := CASE WHEN was.tbl IS NOT NULL THEN pg_catalog.to_jsonb(was) END;
+    IF weaken_reason IS NOT NULL THEN
+        why := ledgerlock._require_reason(weaken_reason, 'protect');
+    END IF;
+    IF was.tbl IS NOT NULL THEN
+        will := was;
+        will.date_column := date_column;
+        will.scope_column := scope_column;
+        will.final_when := nullif(pg_catalog.btrim(final_when), '');
+        will.final_when_sql := final_sql;
+        will.number_column := number_column;
+        will.number_format := number_format;
+        will.mutable_columns := coalesce(mutable_columns, '{}');
+        will.ledger := ledger;
+        will.key_columns := keys;
+        SELECT c.weakened, c.removed INTO weakened, removed FROM ledgerlock._protect_changes(was, will) AS c;
+        IF pg_catalog.cardinality(weakened || removed) > 0 THEN
+            IF why IS NULL THEN
+                PERFORM ledgerlock._refuse('22023',
+                    pg_catalog.format('protect would %s of %s: %s',
+                                      CASE WHEN pg_catalog.cardinality(weakened) > 0 THEN 'weaken the rules'
+                                           ELSE 'change the rules' END,
+                                      tbl, pg_catalog.array_to_string(weakened || removed, '; ')),
+                    'pass every setting to keep it; to take these away on purpose, pass weaken_reason => ''<why>'' '
+                    '(CLI: --weaken-reason), which the audit trail keeps');
+            END IF;
+            IF pg_catalog.cardinality(weakened) > 0 THEN
+                PERFORM ledgerlock._assert_rules_may_loosen(was, 'protect',
+                    ', so its final_when, key, date, scope, numbering and mutable columns cannot be loosened',
+                    pg_catalog.format('so the rules of %s cannot be loosened', tbl));
+            END IF;
+        END IF;
+    END IF;
 
     INSERT INTO ledgerlock.protected_table AS p
         (tbl, date_column, scope_column, final_when, final_when_sql, number_column, number_format,
@@ -199,30 +484,39 @@ BEGIN
 
     PERFORM ledgerlock._run_rule_hooks(tbl, 'install');
     PERFORM ledgerlock._audit_event('PROTECT', tbl, NULL, NULL, before,
-        (SELECT pg_catalog.to_jsonb(p) FROM ledgerlock.protected_table p WHERE p.tbl = protect.tbl), NULL);
+        (SELECT pg_catalog.to_jsonb(p) FROM ledgerlock.protected_table p WHERE p.tbl = protect.tbl),
+        CASE WHEN why IS NOT NULL THEN pg_catalog.jsonb_build_object('reason', why,
+            'weakened', weakened, 'removed', removed) END);
 END
 $$;
-REVOKE ALL ON FUNCTION ledgerlock.protect(regclass, name, name, text, name, text, name[], text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ledgerlock.protect(regclass, name, name, text, name, text, name[], text, text) FROM PUBLIC;
 -- Members of any ledgerlock role may call it and get a clear LL005 when they lack the capability;
 -- everyone else is stopped by the missing EXECUTE privilege (42501).
-GRANT EXECUTE ON FUNCTION ledgerlock.protect(regclass, name, name, text, name, text, name[], text)
+GRANT EXECUTE ON FUNCTION ledgerlock.protect(regclass, name, name, text, name, text, name[], text, text)
     TO ledgerlock_admin, ledgerlock_controller, ledgerlock_auditor;
 
+-- Unprotect a table: refused over final rows or rows in an active hard window (_assert_rules_may_loosen).
 CREATE OR REPLACE FUNCTION ledgerlock.unprotect(tbl regclass, reason text)
 RETURNS void
 LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    cfg ledgerlock.protected_table;
 BEGIN
     PERFORM ledgerlock._require_capability('admin', 'unprotect');
+    PERFORM ledgerlock._require_unrestricted('unprotect');
     PERFORM ledgerlock._require_reason(reason, 'unprotect');
-    IF (ledgerlock._config(tbl)).tbl <> tbl THEN
+    cfg := ledgerlock._config(tbl);
+    IF cfg.tbl <> tbl THEN
         RAISE EXCEPTION USING ERRCODE = '22023',
             MESSAGE = pg_catalog.format('unprotect: %s is a partition of protected table %s', tbl,
                                         ledgerlock._rule_table(tbl)),
             HINT = 'unprotect the partitioned table; its partitions follow it';
     END IF;
+    PERFORM ledgerlock._assert_rules_may_loosen(cfg, 'unprotect', ' and cannot be unprotected',
+                                                pg_catalog.format('so %s cannot be unprotected', tbl));
     PERFORM ledgerlock._run_rule_hooks(tbl, 'uninstall');
     PERFORM ledgerlock._drop_guard_triggers(tbl, 'll_');
     PERFORM ledgerlock._audit_event('UNPROTECT', tbl, NULL, NULL,
@@ -251,6 +545,7 @@ DECLARE
     n integer := 0;
 BEGIN
     PERFORM ledgerlock._require_capability('admin', 'reinstall_guards');
+    PERFORM ledgerlock._require_unrestricted('reinstall_guards');
     FOR t IN SELECT p.tbl FROM ledgerlock.protected_table p ORDER BY p.tbl::oid LOOP
         PERFORM ledgerlock._run_rule_hooks(t, 'install');
         n := n + 1;

@@ -226,12 +226,7 @@ BEGIN
             MESSAGE = pg_catalog.format('operations %s: give update, delete or both', operations);
     END IF;
     IF child_condition IS NOT NULL AND pg_catalog.btrim(child_condition) <> '' THEN
-        BEGIN
-            cond_sql := ledgerlock._deparse_condition(child, child_condition);
-        EXCEPTION WHEN OTHERS THEN
-            RAISE EXCEPTION USING ERRCODE = SQLSTATE,
-                MESSAGE = pg_catalog.replace(SQLERRM, 'final_when', 'child_condition');
-        END;
+        cond_sql := ledgerlock._deparse_condition(child, child_condition, 'child_condition', '{}');
     END IF;
 
     -- The parent-side check is one probe of the child on the foreign key: it needs an index leading
@@ -313,6 +308,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     PERFORM ledgerlock._require_capability('admin', 'protect_referenced');
+    PERFORM ledgerlock._require_unrestricted('protect_referenced');
     PERFORM ledgerlock._ref_define('referenced', parent, child, fk_columns, child_condition,
                                    coalesce(operations, '{update,delete}'));
 END
@@ -329,6 +325,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     PERFORM ledgerlock._require_capability('admin', 'protect_lines');
+    PERFORM ledgerlock._require_unrestricted('protect_lines');
     PERFORM ledgerlock._ref_define('lines', parent, child, fk_columns, NULL, '{update,delete}');
 END
 $$;
@@ -348,6 +345,7 @@ DECLARE
     ids integer[];
 BEGIN
     PERFORM ledgerlock._require_capability('admin', 'unprotect_referenced');
+    PERFORM ledgerlock._require_unrestricted('unprotect_referenced');
     reason := ledgerlock._require_reason(reason, 'unprotect_referenced');
     ids := ARRAY(SELECT r.id FROM ledgerlock.reference_rule r
                  WHERE r.kind = 'referenced' AND r.parent = unprotect_referenced.parent
@@ -373,6 +371,7 @@ DECLARE
     ids integer[];
 BEGIN
     PERFORM ledgerlock._require_capability('admin', 'unprotect_lines');
+    PERFORM ledgerlock._require_unrestricted('unprotect_lines');
     reason := ledgerlock._require_reason(reason, 'unprotect_lines');
     ids := ARRAY(SELECT r.id FROM ledgerlock.reference_rule r
                  WHERE r.kind = 'lines' AND r.parent = unprotect_lines.parent AND r.child = unprotect_lines.child);

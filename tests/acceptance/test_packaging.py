@@ -46,7 +46,7 @@ def test_wheel_carries_the_sql_and_installs_the_schema(cluster, tmp_path):
             cwd=tmp_path, env=env, capture_output=True, text=True).stdout
         with psycopg.connect(cluster.conninfo(name)) as conn:
             assert conn.execute("SELECT to_regprocedure('ledgerlock.protect(regclass,name,name,text,name,text,"
-                                "name[],text)') IS NOT NULL").fetchone()[0]
+                                "name[],text,text)') IS NOT NULL").fetchone()[0]
     finally:
         with psycopg.connect(cluster.conninfo(), autocommit=True) as conn:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))

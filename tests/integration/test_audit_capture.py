@@ -83,7 +83,7 @@ def test_db_user_is_the_login_and_context_settings_are_informational(db, app):
 
 def test_protect_and_unprotect_are_recorded_with_the_reason(db):
     db.protect_invoice()
-    db.protect_invoice(mutable_columns=["paid", "reconciled", "note"])
+    db.protect_invoice(mutable_columns=["paid", "reconciled", "note"], weaken_reason="notes stay editable")
     db.connect("admin").execute("SELECT ledgerlock.unprotect('invoice', '  moving to the new ledger  ')")
     rows = events(db.connect("auditor"), "operation IN ('PROTECT', 'UNPROTECT')")
     assert [r[4] for r in rows] == ["PROTECT", "PROTECT", "UNPROTECT"]
@@ -91,6 +91,7 @@ def test_protect_and_unprotect_are_recorded_with_the_reason(db):
     assert first[5] is None and first[6]["final_when"] == "status in ('approved','paid')"
     assert second[5]["mutable_columns"] == ["paid", "reconciled"]
     assert second[6]["mutable_columns"] == ["paid", "reconciled", "note"]
+    assert second[10] == "notes stay editable"  # a loosening re-protect carries its reason
     assert gone[10] == "moving to the new ledger" and gone[8] == "ll_admin" and gone[6] is None
 
 

@@ -228,7 +228,7 @@ def test_composite_foreign_key(db):
 # -- installation: protect() re-runs keep the guards, unprotect removes them --------------------------
 
 def test_reprotecting_the_parent_keeps_and_reconfigures_the_guards(db, paid):
-    db.protect_invoice(mutable_columns=["paid"])
+    db.protect_invoice(mutable_columns=["paid"], weaken_reason="reconciliation is frozen too")
     with refused("LL003"):
         paid.execute("UPDATE invoice SET note = 'x' WHERE id = 1")
     with refused("LL003"):  # reconciled is no longer mutable

@@ -1,0 +1,90 @@
+"""final_when and child_condition are run later by ledgerlock's own definer code (number_gaps, why_locked,
+the R4 guards), so an admin could smuggle a call to an internal function through them. Both are screened
+by one function: every function and operator must be a PostgreSQL built-in (pg_catalog) and immutable, and
+a final_when may not read a mutable column (22023, naming the offender). Ordinary conditions still pass."""
+
+from __future__ import annotations
+
+import pytest
+
+from lltest import refused
+
+UNLOCK_ATTACK = "ledgerlock._unlock(NULL::ledgerlock.period_lock, 'through final_when') IS NULL"
+
+
+def protect(conn, final_when, mutable=("paid", "reconciled")):
+    conn.execute("SELECT ledgerlock.protect('invoice', 'issued_on', 'company_id', %s, "
+                 "mutable_columns => %s::name[])", (final_when, list(mutable)))
+
+
+@pytest.mark.parametrize(("condition", "match"), [
+    (UNLOCK_ATTACK, r"calls ledgerlock\._unlock\(ledgerlock\.period_lock,text,jsonb\), which is not a "
+                    r"PostgreSQL built-in"),
+    ("status = 'paid' AND ledgerlock.has_capability('admin')", r"calls ledgerlock\.has_capability\(text\)"),
+    ("status = 'paid' AND random() < 2", r"calls random\(\), which is volatile"),
+    ("issued_on < now()", r"calls now\(\), which is stable"),
+    ("status = 'paid' AND public.ll_is_paid(status)", r"calls public\.ll_is_paid\(text\), which is not a "
+                                                      r"PostgreSQL built-in"),
+    ("status OPERATOR(public.===) 'paid'",
+     r"uses operator public\.===\(text,text\), which is not a PostgreSQL built-in"),
+    ("issued_on::text LIKE '2025%'", r"converts values through text in a way that depends on session settings"),
+])
+def test_final_when_calling_anything_but_immutable_builtins_is_refused(db, condition, match):
+    owner = db.owner()
+    owner.execute("CREATE FUNCTION public.ll_is_paid(s text) RETURNS boolean IMMUTABLE LANGUAGE sql "
+                  "AS $$ SELECT s = 'paid' $$")
+    owner.execute("CREATE FUNCTION public.ll_same(a text, b text) RETURNS boolean IMMUTABLE LANGUAGE sql "
+                  "AS $$ SELECT a = b $$")
+    owner.execute("CREATE OPERATOR public.=== (LEFTARG = text, RIGHTARG = text, FUNCTION = public.ll_same)")
+    admin = db.connect("admin")
+    with refused("22023", r"^final_when .* " + match):
+        protect(admin, condition)
+    assert owner.execute("SELECT count(*) FROM ledgerlock.protected_table").fetchone()[0] == 0
+    assert owner.execute("SELECT count(*) FROM pg_class WHERE relname LIKE '\\_ll\\_deparse%'").fetchone()[0] == 0
+    protect(admin, "status = 'paid'")  # the permitted neighbour
+
+
+def test_the_unlock_attack_through_final_when_never_reaches_number_gaps(db):
+    admin = db.connect("admin")
+    lock = admin.execute("SELECT ledgerlock.lock_period('1', '2025-03-01', '2025-03-31', 'hard')").fetchone()[0]
+    with refused("22023", r"ledgerlock\._unlock"):
+        admin.execute("SELECT ledgerlock.protect('invoice', 'issued_on', 'company_id', %s, 'number', 'INV-{SEQ}')",
+                      (UNLOCK_ATTACK,))
+    assert list(admin.execute("SELECT * FROM ledgerlock.number_gaps()")) == []
+    assert db.owner().execute("SELECT status FROM ledgerlock.period_lock WHERE id = %s", (lock,)).fetchone()[0] \
+        == "active"
+
+
+def test_child_condition_is_screened_the_same_way(db):
+    admin = db.connect("admin")
+    with refused("22023", r"^child_condition .* calls ledgerlock\._unlock"):
+        admin.execute("SELECT ledgerlock.protect_referenced('invoice', 'payment', child_condition => %s)",
+                      (UNLOCK_ATTACK.replace("final_when", "child_condition"),))
+    with refused("22023", r"^child_condition .* calls random\(\), which is volatile"):
+        admin.execute("SELECT ledgerlock.protect_referenced('invoice', 'payment', "
+                      "child_condition => $$random() > 0.5$$)")
+    assert db.owner().execute("SELECT count(*) FROM ledgerlock.reference_rule").fetchone()[0] == 0
+    admin.execute("SELECT ledgerlock.protect_referenced('invoice', 'payment', "
+                  "child_condition => $$status <> 'void' AND coalesce(amount, 0) > 0$$)")
+
+
+def test_final_when_reading_a_mutable_column_is_refused(db):
+    admin = db.connect("admin")
+    with refused("22023", r"^final_when .* reads reconciled, a mutable column: a final row could stop being "
+                          r"final by changing it"):
+        protect(admin, "status = 'paid' AND NOT reconciled")
+    protect(admin, "status = 'paid' AND NOT reconciled", mutable=("paid",))  # reconciled is not mutable
+
+
+def test_an_ordinary_condition_is_accepted_and_works(db):
+    admin = db.connect("admin")
+    condition = ("status in ('approved','paid') AND lower(coalesce(note, '')) <> 'void' "
+                 "AND amount::integer >= 0 AND company_id::text <> '' AND status::varchar(10) <> 'x'")
+    admin.execute("SELECT ledgerlock.protect('invoice', 'issued_on', 'company_id', %s, 'number', 'INV-{SEQ}', "
+                  "'{paid,reconciled}')", (condition,))
+    app = db.connect("app")
+    app.execute("INSERT INTO invoice (id, company_id, status) VALUES (1, 1, 'approved'), (2, 1, 'draft')")
+    with refused("LL001"):
+        app.execute("UPDATE invoice SET amount = 5 WHERE id = 1")
+    app.execute("UPDATE invoice SET amount = 5 WHERE id = 2")
+    assert list(db.connect("auditor").execute("SELECT * FROM ledgerlock.number_gaps()")) == []

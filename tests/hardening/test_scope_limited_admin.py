@@ -1,0 +1,129 @@
+"""A tenant admin (ledgerlock_admin limited by grant_scope to scope 1) manages its own scope's locks and
+nothing every scope shares: protect, unprotect, R4 rules, reinstall_guards, number formats, four-eyes and
+the default fiscal year need an admin who is not scope-limited (LL005). Each refusal has its permitted
+neighbour: the same call by the unrestricted admin, and the tenant's own-scope operations."""
+
+from __future__ import annotations
+
+import uuid
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from lltest import refused
+
+GLOBAL = r"changes what every scope shares: (ll_tenant_\w+) is limited to scopes 1"
+
+
+@pytest.fixture
+def tenant(db):
+    """A login with ledgerlock_admin and the application's DML, limited to scope 1; invoices protected
+    (numbered), one final invoice in each of scopes 1 and 2."""
+    name = f"ll_tenant_{uuid.uuid4().hex[:8]}"
+    owner = db.owner()
+    role = sql.Identifier(name)
+    owner.execute(sql.SQL("CREATE ROLE {} LOGIN IN ROLE ledgerlock_admin").format(role))
+    owner.execute(sql.SQL("GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {0}; "
+                          "GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {0}").format(role))
+    db.connect("admin").execute("SELECT ledgerlock.grant_scope(%s::regrole, '1')", (name,))
+    db.protect_invoice(number_column="number", number_format="INV-{SEQ}")
+    db.connect("app").execute(
+        "INSERT INTO invoice (id, company_id, issued_on, status) VALUES "
+        "(1, 1, '2025-03-10', 'approved'), (2, 2, '2025-03-10', 'approved'), (3, 2, '2025-03-11', 'draft')")
+    conn = psycopg.connect(db.cluster.server.conninfo(dbname=db.name, user=name), autocommit=True)
+    yield conn
+    conn.close()
+    db.close_all()
+    owner = psycopg.connect(db.conninfo(), autocommit=True)
+    owner.execute(sql.SQL("DROP OWNED BY {}").format(role))
+    owner.execute(sql.SQL("DROP ROLE {}").format(role))
+    owner.close()
+
+
+# Every call that changes what all scopes share, refused to the tenant and run by the unrestricted admin.
+GLOBAL_CALLS = [
+    "SELECT ledgerlock.protect('journal_entry', 'posted_on', 'company_id')",
+    "SELECT ledgerlock.protect('invoice', 'issued_on', 'company_id', $$status in ('approved','paid')$$, "
+    "'number', 'INV-{SEQ}', '{paid,reconciled}', 'ar')",
+    "SELECT ledgerlock.reinstall_guards()",
+    "SELECT ledgerlock.protect_referenced('invoice', 'payment')",
+    "SELECT ledgerlock.protect_lines('invoice_line', 'invoice')",
+    "SELECT ledgerlock.set_number_format('invoice', 'F-{SEQ:4}')",
+    "SELECT ledgerlock.set_four_eyes(true)",
+    "SELECT ledgerlock.set_fiscal_year_start('*', 4)",
+]
+
+
+@pytest.mark.parametrize("call", GLOBAL_CALLS)
+def test_a_tenant_admin_cannot_change_what_every_scope_shares(db, tenant, call):
+    with refused("LL005", GLOBAL) as info:
+        tenant.execute(call)
+    assert "not scope-limited" in info.value.diag.message_hint
+    db.connect("admin").execute(call)  # the permitted neighbour: an unrestricted admin
+
+
+def test_a_tenant_admin_cannot_unprotect_a_shared_table_and_edit_another_scope(db, tenant):
+    """The reported escape: unprotect the shared table, then edit scope 2 inside its hard lock."""
+    admin = db.connect("admin")
+    admin.execute("SELECT ledgerlock.lock_period('2', '2025-03-01', '2025-03-31', 'hard')")
+    with refused("LL005", r"^unprotect changes what every scope shares"):
+        tenant.execute("SELECT ledgerlock.unprotect('invoice', 'tenant maintenance')")
+    with refused("LL002", r"locked \(hard\) for scope 2"):
+        tenant.execute("UPDATE invoice SET note = 'edited' WHERE id = 3")
+    with refused("LL001"):
+        tenant.execute("UPDATE invoice SET amount = 1 WHERE id = 2")
+    # the unrestricted admin is refused too, but by R1 (final rows), not by the scope rule
+    with refused("LL001", r"holds final rows"):
+        admin.execute("SELECT ledgerlock.unprotect('invoice', 'maintenance')")
+
+
+def test_a_tenant_admin_cannot_remove_r4_rules(db, tenant):
+    admin = db.connect("admin")
+    admin.execute("SELECT ledgerlock.protect_referenced('invoice', 'payment')")
+    admin.execute("SELECT ledgerlock.protect_lines('invoice_line', 'invoice')")
+    for call in ("SELECT ledgerlock.unprotect_referenced('invoice', 'payment', 'tenant')",
+                 "SELECT ledgerlock.unprotect_lines('invoice_line', 'invoice', 'tenant')"):
+        with refused("LL005", GLOBAL):
+            tenant.execute(call)
+        admin.execute(call.replace("'tenant'", "'retired'"))
+
+
+def test_fiscal_year_start_only_for_granted_scopes(db, tenant):
+    with refused("LL005", r"set_fiscal_year_start on scope 2 is not allowed: ll_tenant_\w+ is limited to scopes 1"):
+        tenant.execute("SELECT ledgerlock.set_fiscal_year_start('2', 4)")
+    tenant.execute("SELECT ledgerlock.set_fiscal_year_start('1', 4)")  # its own scope
+    db.connect("admin").execute("SELECT ledgerlock.set_fiscal_year_start('2', 7)")
+    assert db.owner().execute(
+        "SELECT scope, start_month FROM ledgerlock.fiscal_year_start ORDER BY scope").fetchall() == [
+        ("1", 4), ("2", 7)]
+
+
+def test_four_eyes_global_requests_need_an_unrestricted_admin(db, tenant):
+    admin, admin2 = db.connect("admin"), db.connect("admin2")
+    admin.execute("SELECT ledgerlock.set_four_eyes(true)")
+    with refused("LL005", r"^request_four_eyes_off changes what every scope shares"):
+        tenant.execute("SELECT ledgerlock.request_four_eyes_off('tenant wants it off')")
+    request = admin2.execute("SELECT ledgerlock.request_four_eyes_off('audit over')").fetchone()[0]
+    with refused("LL005", r"^approving request #\d+ \(turn four-eyes off\) changes what every scope shares"):
+        tenant.execute("SELECT ledgerlock.approve_unlock(%s)", (request,))
+    # the refusal can be put on record, and it is the same refusal
+    assert tenant.execute("SELECT ledgerlock.record_unlock_refusal(%s)", (request,)).fetchone()[0] is True
+    assert db.owner().execute("SELECT four_eyes_unlock FROM ledgerlock.close_setting").fetchone()[0] is True
+    admin.execute("SELECT ledgerlock.approve_unlock(%s)", (request,))  # a different, unrestricted admin
+    assert db.owner().execute("SELECT four_eyes_unlock FROM ledgerlock.close_setting").fetchone()[0] is False
+
+
+def test_a_tenant_admin_still_manages_its_own_scope(db, tenant):
+    """Locks, hard unlocks and four-eyes approvals of scope 1 stay the tenant's business."""
+    admin2 = db.connect("admin2")
+    lock = tenant.execute("SELECT ledgerlock.lock_period('1', '2025-03-01', '2025-03-31', 'hard')").fetchone()[0]
+    with refused("LL005", r"lock_period on scope 2 is not allowed"):
+        tenant.execute("SELECT ledgerlock.lock_period('2', '2025-03-01', '2025-03-31', 'hard')")
+    tenant.execute("SELECT ledgerlock.unlock_period(%s, 'late supplier invoice')", (lock,))
+    lock = tenant.execute("SELECT ledgerlock.relock(%s)", (lock,)).fetchone()[0]
+    db.connect("admin").execute("SELECT ledgerlock.set_four_eyes(true)")
+    request = admin2.execute("SELECT ledgerlock.request_unlock(%s, 'correction')", (lock,)).fetchone()[0]
+    tenant.execute("SELECT ledgerlock.approve_unlock(%s)", (request,))
+    assert db.owner().execute(
+        "SELECT status FROM ledgerlock.period_locks WHERE id = %s", (lock,)).fetchone()[0] == "unlocked"
