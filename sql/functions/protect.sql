@@ -507,7 +507,7 @@ DECLARE
 BEGIN
     PERFORM ledgerlock._require_capability('admin', 'unprotect');
     PERFORM ledgerlock._require_unrestricted('unprotect');
-    PERFORM ledgerlock._require_reason(reason, 'unprotect');
+    reason := ledgerlock._require_reason(reason, 'unprotect');
     cfg := ledgerlock._config(tbl);
     IF cfg.tbl <> tbl THEN
         RAISE EXCEPTION USING ERRCODE = '22023',
@@ -521,7 +521,7 @@ BEGIN
     PERFORM ledgerlock._drop_guard_triggers(tbl, 'll_');
     PERFORM ledgerlock._audit_event('UNPROTECT', tbl, NULL, NULL,
         (SELECT pg_catalog.to_jsonb(p) FROM ledgerlock.protected_table p WHERE p.tbl = unprotect.tbl), NULL,
-        pg_catalog.jsonb_build_object('reason', pg_catalog.btrim(reason)));
+        pg_catalog.jsonb_build_object('reason', reason));
     DELETE FROM ledgerlock.protected_table p WHERE p.tbl = unprotect.tbl;
 END
 $$;
