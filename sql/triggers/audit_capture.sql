@@ -9,9 +9,10 @@
 -- right, where pairing by key would not be.
 -- Trigger arguments: the scope column ('' when none), then the primary-key columns.
 -- Rows are read as to_jsonb(alias.*): a bare alias would be taken for a column of the same name.
--- extra_float_digits is pinned so that float columns are captured exactly whatever the client set; other
--- settings cannot lose information in to_jsonb (timestamps carry their offset), and the hash is computed
--- over the stored text, so verification never depends on settings.
+-- extra_float_digits and lc_monetary are pinned so that float and money columns are captured exactly
+-- whatever the client set; other settings cannot lose information in to_jsonb (timestamps carry their
+-- offset), json columns are kept as their text (ledgerlock._audit_image), and the hash is computed over
+-- the stored text, so verification never depends on settings.
 -- Period context (R3): under an override, the event carries the override id, the window written into
 -- and the override's reason; a write into an unlocked window carries that window and its unlock reason.
 -- Windows are looked up per row only when the statement has an override, or when the row's scope (old or
@@ -50,21 +51,40 @@ $$;
 REVOKE ALL ON FUNCTION ledgerlock._audit_period_context(regclass, jsonb, jsonb, boolean, text[], text, text, text)
     FROM PUBLIC;
 
+-- The image of a row in the trail: to_jsonb, except that a json column is kept as its exact text (a jsonb
+-- string): jsonb would drop duplicate keys and reorder, so rewriting '{"a": 1}' as '{"a": 2, "a": 1}' would
+-- leave no trace. No SET clause, so that PostgreSQL inlines it into the capture query.
+CREATE OR REPLACE FUNCTION ledgerlock._audit_image(r anyelement, json_cols text[])
+RETURNS jsonb
+LANGUAGE sql
+STABLE
+AS $$
+    SELECT CASE WHEN json_cols IS NULL THEN pg_catalog.to_jsonb(r)
+                ELSE pg_catalog.to_jsonb(r) OPERATOR(pg_catalog.||)
+                     (SELECT pg_catalog.jsonb_object_agg(c, pg_catalog.to_jsonb(
+                                 (pg_catalog.to_json(r) OPERATOR(pg_catalog.->) c)::text))
+                      FROM pg_catalog.unnest(json_cols) AS c)
+           END
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._audit_image(anyelement, text[]) FROM PUBLIC;
+
 CREATE OR REPLACE FUNCTION ledgerlock.audit_capture()
 RETURNS trigger
 LANGUAGE plpgsql
 SECURITY DEFINER  -- writes ledgerlock.audit_event, which clients cannot
 SET search_path = pg_catalog, pg_temp
 SET extra_float_digits = '1'
+SET lc_monetary = 'C'
 AS $$
 DECLARE
     -- TG_ARGV: the scope column ('' when none), the protected table's oid (a partition records the table
     -- it belongs to, as ledgerlock._rule_table(TG_RELID) names it: resolved once, at install time, not per
-    -- statement), then the primary-key columns.
+    -- statement), the table's json columns (a text[] literal), then the primary-key columns.
     scope_col text := TG_ARGV[0];
     tbl oid := TG_ARGV[1]::oid;
-    k1 text := TG_ARGV[2];
-    keys text[] := CASE WHEN TG_NARGS > 3 THEN TG_ARGV[2:TG_NARGS - 1] END;  -- only for composite keys
+    json_cols text[] := nullif(TG_ARGV[2]::text[], '{}');  -- see ledgerlock._audit_image
+    k1 text := TG_ARGV[3];
+    keys text[] := CASE WHEN TG_NARGS > 4 THEN TG_ARGV[3:TG_NARGS - 1] END;  -- only for composite keys
 BEGIN
     -- One statement per call, everything in it (one SPI execution, a plan cached for the session): the
     -- event context, then one event per row. The period context (R3): the override this transaction opened
@@ -99,7 +119,7 @@ BEGIN
                           ELSE (SELECT pg_catalog.jsonb_object_agg(k, t.r -> k) FROM pg_catalog.unnest(keys) AS k)
                      END AS row_key,
                      CASE WHEN scope_col = '' THEN '*' ELSE t.r ->> scope_col END AS scope
-              FROM (SELECT NULL::jsonb AS o, pg_catalog.to_jsonb(ll_n.*) AS r FROM ll_new AS ll_n) t
+              FROM (SELECT NULL::jsonb AS o, ledgerlock._audit_image(ll_n.*, json_cols) AS r FROM ll_new AS ll_n) t
               OFFSET 0) x
         CROSS JOIN LATERAL ledgerlock._audit_period_context(tbl, x.o, x.r, c.ov IS NOT NULL, c.unlocked_scopes,
                                                             scope_col, c.ov_reason, c.reason) w;
@@ -131,9 +151,9 @@ BEGIN
                      END AS row_key,
                      CASE WHEN scope_col = '' THEN '*' ELSE t.r ->> scope_col END AS scope
               FROM (SELECT o.r AS o, n.r
-                    FROM (SELECT pg_catalog.row_number() OVER () AS pos, pg_catalog.to_jsonb(ll_o.*) AS r
+                    FROM (SELECT pg_catalog.row_number() OVER () AS pos, ledgerlock._audit_image(ll_o.*, json_cols) AS r
                           FROM ll_old AS ll_o) o
-                    JOIN (SELECT pg_catalog.row_number() OVER () AS pos, pg_catalog.to_jsonb(ll_n.*) AS r
+                    JOIN (SELECT pg_catalog.row_number() OVER () AS pos, ledgerlock._audit_image(ll_n.*, json_cols) AS r
                           FROM ll_new AS ll_n) n ON n.pos = o.pos
                     ORDER BY o.pos) t
               OFFSET 0) x
@@ -166,7 +186,7 @@ BEGIN
                           ELSE (SELECT pg_catalog.jsonb_object_agg(k, t.o -> k) FROM pg_catalog.unnest(keys) AS k)
                      END AS row_key,
                      CASE WHEN scope_col = '' THEN '*' ELSE t.o ->> scope_col END AS scope
-              FROM (SELECT pg_catalog.to_jsonb(ll_o.*) AS o, NULL::jsonb AS r FROM ll_old AS ll_o) t
+              FROM (SELECT ledgerlock._audit_image(ll_o.*, json_cols) AS o, NULL::jsonb AS r FROM ll_old AS ll_o) t
               OFFSET 0) x
         CROSS JOIN LATERAL ledgerlock._audit_period_context(tbl, x.o, x.r, c.ov IS NOT NULL, c.unlocked_scopes,
                                                             scope_col, c.ov_reason, c.reason) w;
@@ -189,6 +209,9 @@ DECLARE
     cfg ledgerlock.protected_table := ledgerlock._config(tbl);
     args text := pg_catalog.concat_ws(', ', pg_catalog.quote_literal(coalesce(cfg.scope_column::text, '')),
         pg_catalog.quote_literal(cfg.tbl::oid::text),
+        pg_catalog.quote_literal(ARRAY(SELECT a.attname::text FROM pg_catalog.pg_attribute a
+                                       WHERE a.attrelid = cfg.tbl AND a.attnum > 0 AND NOT a.attisdropped
+                                         AND a.atttypid = 'json'::regtype ORDER BY a.attnum)::text),
         (SELECT pg_catalog.string_agg(pg_catalog.quote_literal(k), ', ' ORDER BY o)
          FROM pg_catalog.unnest(cfg.key_columns) WITH ORDINALITY AS u(k, o)));
     rel regclass;
