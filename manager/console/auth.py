@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import decimal
+import functools
+import json
 import secrets
 import threading
 from collections.abc import Iterator
@@ -17,6 +20,7 @@ from dataclasses import dataclass
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.types.datetime import DateLoader
+from psycopg.types.json import set_json_loads
 
 from .. import errors as _errors  # noqa: F401  (registers the LLxxx exception classes with psycopg)
 
@@ -95,6 +99,8 @@ class _OpenEndedDateLoader(DateLoader):
 def connect_as(base: str, role: str, password: str | None) -> Iterator[psycopg.Connection]:
     with psycopg.connect(role_conninfo(base, role, password), autocommit=True, connect_timeout=10) as conn:
         conn.adapters.register_loader("date", _OpenEndedDateLoader)
+        # row images keep their numbers digit for digit (100.00 stays 100.00 in the audit diff)
+        set_json_loads(functools.partial(json.loads, parse_float=decimal.Decimal), context=conn)
         yield conn
 
 
@@ -111,7 +117,8 @@ def describe_person(conn: psycopg.Connection) -> Person:
         raise LoginRefused(f"{row['role']} is not a member of ledgerlock_admin, ledgerlock_controller or "
                            "ledgerlock_auditor: the console has nothing to show it. An administrator grants "
                            "one of them with GRANT ledgerlock_auditor TO the role.")
-    scopes = row["granted_scopes"]
+    with conn.cursor() as cur:
+        scopes = cur.execute(query("granted_scopes")).fetchone()[0]
     return Person(role=row["role"], admin=row["admin"], controller=row["controller"], auditor=row["auditor"],
                   granted_scopes=tuple(scopes) if scopes else None, database=row["database"])
 
@@ -139,3 +146,6 @@ def login(base: str, role: str, password: str | None) -> Person:
     except psycopg.errors.InvalidSchemaName:
         raise LoginRefused("ledgerlock is not installed in this database: run `ledgerlock migrate` "
                            "(or `ledgerlock demo`) first.") from None
+    except psycopg.Error as exc:
+        message = exc.diag.message_primary if exc.diag and exc.diag.message_primary else str(exc)
+        raise LoginRefused(f"The database refused the login: {message}") from None

@@ -4,16 +4,19 @@
 -- and live next to the route that makes them.
 
 -- name: whoami
--- The person, their capabilities and the scopes they are limited to (null: not limited).
+-- The person and their capabilities.
 SELECT session_user::text AS role,
        r.rolsuper AS superuser,
        ledgerlock.has_capability('admin') AS admin,
        ledgerlock.has_capability('controller') AS controller,
        ledgerlock.has_capability('auditor') AS auditor,
-       (SELECT array_agg(DISTINCT g.scope ORDER BY g.scope) FROM ledgerlock.scope_grant g
-        WHERE pg_has_role(session_user, g.grantee, 'MEMBER')) AS granted_scopes,
        current_database() AS database
 FROM pg_roles r WHERE r.rolname = session_user;
+
+-- name: granted_scopes
+-- The scopes the person is limited to (null: not limited); readable by the ledgerlock roles only.
+SELECT array_agg(DISTINCT g.scope ORDER BY g.scope) AS scopes FROM ledgerlock.scope_grant g
+WHERE pg_has_role(session_user, g.grantee, 'MEMBER');
 
 -- name: scopes
 -- Every scope the person may see: locks, checklist and fiscal-year settings (row-level security hides
