@@ -1,0 +1,151 @@
+"""Who is logged in: the database role, its password held in server memory only, its connections.
+
+The signed session cookie carries a random session id, the role name and the CSRF token — never the
+password. Passwords live in this process's memory, keyed by session id, and die with it. Each request opens
+a connection as the person's role; the console has no connection of its own to act through.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import decimal
+import functools
+import json
+import secrets
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.types.datetime import DateLoader
+from psycopg.types.json import set_json_loads
+
+from .. import errors as _errors  # noqa: F401  (registers the LLxxx exception classes with psycopg)
+
+
+class LoginRefused(Exception):
+    """A login the console will not make, with the sentence to show."""
+
+
+@dataclass(frozen=True)
+class Person:
+    role: str
+    admin: bool
+    controller: bool
+    auditor: bool
+    granted_scopes: tuple[str, ...] | None
+    database: str
+
+    @property
+    def can_lock(self) -> bool:
+        return self.admin or self.controller
+
+    @property
+    def can_read_evidence(self) -> bool:
+        return self.admin or self.auditor
+
+
+class SessionStore:
+    """Passwords of logged-in people, in memory, by session id."""
+
+    def __init__(self) -> None:
+        self._passwords: dict[str, str | None] = {}
+        self._lock = threading.Lock()
+
+    def open(self, password: str | None) -> str:
+        sid = secrets.token_urlsafe(32)
+        with self._lock:
+            self._passwords[sid] = password
+        return sid
+
+    def password(self, sid: str) -> tuple[bool, str | None]:
+        with self._lock:
+            if sid in self._passwords:
+                return True, self._passwords[sid]
+        return False, None
+
+    def close(self, sid: str) -> None:
+        with self._lock:
+            self._passwords.pop(sid, None)
+
+
+def role_conninfo(base: str, role: str, password: str | None) -> str:
+    """The configured server and database, as this role: the base's own user and password are dropped, and
+    no password file is read, so a login succeeds only with what the person typed (or trust auth)."""
+    params = conninfo_to_dict(base)
+    params.pop("password", None)
+    params["user"] = role
+    params["passfile"] = "/nonexistent/ledgerlock-console-no-passfile"
+    params["application_name"] = "ledgerlock console"
+    if password:
+        params["password"] = password
+    return make_conninfo(**params)
+
+
+class _OpenEndedDateLoader(DateLoader):
+    """Lock windows from the beginning of the books start at date '-infinity': loaded as date.min."""
+
+    def load(self, data):
+        if bytes(data) == b"-infinity":
+            return dt.date.min
+        if bytes(data) == b"infinity":
+            return dt.date.max
+        return super().load(data)
+
+
+@contextlib.contextmanager
+def connect_as(base: str, role: str, password: str | None) -> Iterator[psycopg.Connection]:
+    with psycopg.connect(role_conninfo(base, role, password), autocommit=True, connect_timeout=10) as conn:
+        conn.adapters.register_loader("date", _OpenEndedDateLoader)
+        # row images keep their numbers digit for digit (100.00 stays 100.00 in the audit diff)
+        set_json_loads(functools.partial(json.loads, parse_float=decimal.Decimal), context=conn)
+        yield conn
+
+
+def describe_person(conn: psycopg.Connection) -> Person:
+    from .queries import query
+
+    with conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
+        row = cur.execute(query("whoami")).fetchone()
+    if row["superuser"]:
+        raise LoginRefused(f"{row['role']} is a superuser: the console never works as a superuser. "
+                           "Log in with a role that is a member of ledgerlock_admin, ledgerlock_controller "
+                           "or ledgerlock_auditor.")
+    if not (row["admin"] or row["controller"] or row["auditor"]):
+        raise LoginRefused(f"{row['role']} is not a member of ledgerlock_admin, ledgerlock_controller or "
+                           "ledgerlock_auditor: the console has nothing to show it. An administrator grants "
+                           "one of them with GRANT ledgerlock_auditor TO the role.")
+    with conn.cursor() as cur:
+        scopes = cur.execute(query("granted_scopes")).fetchone()[0]
+    return Person(role=row["role"], admin=row["admin"], controller=row["controller"], auditor=row["auditor"],
+                  granted_scopes=tuple(scopes) if scopes else None, database=row["database"])
+
+
+def login(base: str, role: str, password: str | None) -> Person:
+    """Open a connection as the role and check it may use the console; the sentence of a refusal is raised
+    as LoginRefused."""
+    role = role.strip()
+    if not role:
+        raise LoginRefused("Type your database role name.")
+    try:
+        with connect_as(base, role, password) as conn:
+            return describe_person(conn)
+    except psycopg.OperationalError as exc:
+        text = str(exc).strip().splitlines()[-1] if str(exc).strip() else "connection failed"
+        if "not permitted to log in" in text:
+            raise LoginRefused(f"The role {role} is not allowed to log in (NOLOGIN). An administrator allows it "
+                               f"with ALTER ROLE {role} LOGIN (and a password).") from None
+        if "password" in text or "does not exist" in text or "authentication" in text:
+            raise LoginRefused("The database refused this role name and password.") from None
+        raise LoginRefused(f"The database could not be reached: {text}") from None
+    except psycopg.errors.UndefinedFunction:
+        raise LoginRefused("ledgerlock is not installed in this database: run `ledgerlock migrate` "
+                           "(or `ledgerlock demo`) first.") from None
+    except psycopg.errors.InvalidSchemaName:
+        raise LoginRefused("ledgerlock is not installed in this database: run `ledgerlock migrate` "
+                           "(or `ledgerlock demo`) first.") from None
+    except psycopg.Error as exc:
+        message = exc.diag.message_primary if exc.diag and exc.diag.message_primary else str(exc)
+        raise LoginRefused(f"The database refused the login: {message}") from None
