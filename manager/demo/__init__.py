@@ -23,12 +23,16 @@ from ..connection import with_dbname
 
 DEMO_DB = "ledgerlock_demo"
 APP_ROLE = "erp_demo_app"  # not ledgerlock_*: that prefix is for the capability roles
-# The people of the demo: each `who` label is a real database user (NOLOGIN; the demo's superuser connection
-# takes it on with SET SESSION AUTHORIZATION), so capabilities and the audit trail's db_user are theirs.
+# The people of the demo: each `who` label is a real database user (the demo's superuser connection takes it
+# on with SET SESSION AUTHORIZATION), so capabilities and the audit trail's db_user are theirs. They are
+# LOGIN roles without a password, so that they can log in to `ledgerlock console` on the embedded server
+# (trust, Unix socket only); on a server that asks for passwords they cannot log in until given one.
+# admin2 is the second pair of eyes of a four-eyes unlock.
 PEOPLE = {
     "app": (APP_ROLE, None),
     "controller": ("erp_demo_controller", "ledgerlock_controller"),
     "admin": ("erp_demo_admin", "ledgerlock_admin"),
+    "admin2": ("erp_demo_admin2", "ledgerlock_admin"),
     "auditor": ("erp_demo_auditor", "ledgerlock_auditor"),
 }
 
@@ -116,7 +120,8 @@ def demo_database(server_conninfo: str) -> Iterator[str]:
     with psycopg.connect(conninfo, autocommit=True) as conn:
         for role, group in PEOPLE.values():  # roles are cluster-wide: a second run finds them
             if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone() is None:
-                conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(role)))
+                conn.execute(sql.SQL("CREATE ROLE {}").format(sql.Identifier(role)))
+            conn.execute(sql.SQL("ALTER ROLE {} LOGIN").format(sql.Identifier(role)))
             if group:
                 conn.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(group), sql.Identifier(role)))
         conn.execute(sqlfiles.demo_schema())
