@@ -1,6 +1,10 @@
-"""Fixtures: a real PostgreSQL per server build per session, a fresh database per test."""
+"""Fixtures: a real PostgreSQL per server build per session, a fresh database per test, and the session-settings
+sweep: the refusal-heavy modules run every test twice, once as usual and once with every non-owner connection
+opened under hostile session settings (lltest.HOSTILE_SETTINGS)."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 
@@ -27,8 +31,33 @@ def cluster(request) -> Cluster:
     stop_cluster(c, root)
 
 
+# The modules whose tests run again under hostile session settings: the refusal tests of every rule. Chosen for
+# what they cover against what they cost (about a minute and a half more for the suite on two servers); the
+# CLI, close and audit-export modules print values for people and are left to their own tests.
+SWEPT = {
+    "hardening/test_bypass_battery.py", "hardening/test_bypass_rules.py", "hardening/test_ddl_guard.py",
+    "hardening/test_partitions.py", "hardening/test_doctor.py",
+    "integration/test_final_rows.py", "integration/test_period_locks.py", "integration/test_referential.py",
+    "integration/test_numbering.py", "integration/test_referential_lines.py",
+}
+TESTS = Path(__file__).parent
+
+
+def pytest_generate_tests(metafunc):
+    """Runs every test of a swept module that uses a database as [normal] and [hostile]."""
+    module = Path(metafunc.module.__file__).relative_to(TESTS).as_posix()
+    if module in SWEPT and "session_settings" in metafunc.fixturenames:
+        metafunc.parametrize("session_settings", ["normal", "hostile"], indirect=True)
+
+
 @pytest.fixture
-def db(cluster) -> TestDatabase:
+def session_settings(request) -> str:
+    """'hostile' when the sweep runs this test under hostile session settings, else 'normal'."""
+    return getattr(request, "param", "normal")
+
+
+@pytest.fixture
+def db(cluster, session_settings) -> TestDatabase:
     """A fresh database with ledgerlock installed and the demo ERP tables (unprotected)."""
-    with fresh_database(cluster) as database:
+    with fresh_database(cluster, hostile=session_settings == "hostile") as database:
         yield database
