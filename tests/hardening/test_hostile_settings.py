@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import pytest
 
-from lltest import refused
+from lltest import HOSTILE_SETTINGS, fresh_database, refused
 
 FX = """
 CREATE TABLE fx_invoice (
@@ -106,3 +106,13 @@ def test_extra_float_digits_changes_nothing_a_draft_records(db, fx):
     fx.execute("UPDATE fx_invoice SET fx_rate = 1.3 WHERE id = 2")
     fx.execute("RESET extra_float_digits")
     assert fx.execute("SELECT fx_rate FROM fx_invoice WHERE id = 2").fetchone()[0] == 1.3
+
+
+def test_the_sweep_opens_every_connection_but_the_owners_with_the_hostile_settings(cluster):
+    """The harness of the sweep (tests/conftest.py) does what it says: each setting is in force for a role."""
+    show = "SELECT " + ", ".join(f"current_setting('{name}')" for name in HOSTILE_SETTINGS)
+    with fresh_database(cluster, hostile=True) as hostile:
+        for role in ("app", "controller", "admin", "auditor"):
+            assert hostile.connect(role).execute(show).fetchone() == tuple(
+                v.replace(",", ", ") if n == "DateStyle" else v for n, v in HOSTILE_SETTINGS.items())
+        assert hostile.owner().execute("SELECT current_setting('extra_float_digits')").fetchone() == ("1",)
