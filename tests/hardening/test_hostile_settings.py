@@ -1,0 +1,113 @@
+"""Targeted attacks through session settings (issue 13 item 4): what the sweep of tests/conftest.py does not
+build by itself, because the demo schema has neither a float8 nor a json column.
+
+A client controls how values are printed (extra_float_digits, DateStyle…). A guard that compares rows through
+their text (to_jsonb(row)::text, jsonb equality of text-converted values) can be made to see no change where
+there is one: `SET extra_float_digits = -15` prints 1.2 and 1.3 alike, and a json value rewritten with a
+duplicate key converts to the same jsonb. Every attack runs as the application; every refusal is shown with
+its permitted neighbour.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from lltest import HOSTILE_SETTINGS, fresh_database, refused
+
+FX = """
+CREATE TABLE fx_invoice (
+    id          integer PRIMARY KEY,
+    company_id  integer NOT NULL,
+    issued_on   date NOT NULL,
+    status      text NOT NULL DEFAULT 'draft',
+    fx_rate     float8 NOT NULL,
+    payload     json,
+    paid        boolean NOT NULL DEFAULT false
+);
+GRANT SELECT, INSERT, UPDATE, DELETE ON fx_invoice TO ll_app, ll_controller, ll_admin, ll_admin2;
+SELECT ledgerlock.protect('fx_invoice', 'issued_on', 'company_id', $$status = 'final'$$,
+                          mutable_columns => '{paid}');
+"""
+
+
+@pytest.fixture
+def fx(db):
+    """fx_invoice protected: id 1 final, id 2 draft, id 3 draft in a hard window (2025-03); the app's connection."""
+    owner = db.owner()
+    owner.execute(FX)
+    app = db.connect("app")
+    app.execute("""INSERT INTO fx_invoice (id, company_id, issued_on, status, fx_rate, payload) VALUES
+                   (1, 1, '2025-06-10', 'final', 1.2, '{"a": 1}'),
+                   (2, 1, '2025-06-11', 'draft', 1.2, '{"a": 1}'),
+                   (3, 1, '2025-03-10', 'draft', 1.2, '{"a": 1}')""")
+    db.connect("controller").execute("SELECT ledgerlock.lock_period('1', '2025-03-01', '2025-03-31', 'hard')")
+    return app
+
+
+def stored(db, rid):
+    return db.owner().execute("SELECT fx_rate, payload::text FROM fx_invoice WHERE id = %s", (rid,)).fetchone()
+
+
+def test_a_float_change_is_a_change_under_normal_settings(db, fx):
+    """The neighbours: with default settings both refusals hold, and a draft's rate changes."""
+    with refused("LL001", r"^fx_invoice id=1 is final and cannot be updated"):
+        fx.execute("UPDATE fx_invoice SET fx_rate = 1.3 WHERE id = 1")
+    with refused("LL002", r"^Period 2025-03-01\.\.2025-03-31 is locked \(hard\) for scope 1: fx_invoice id=3 "):
+        fx.execute("UPDATE fx_invoice SET fx_rate = 1.3 WHERE id = 3")
+    fx.execute("SET extra_float_digits = -15")
+    fx.execute("UPDATE fx_invoice SET fx_rate = 1.3 WHERE id = 2")  # a draft outside any window: permitted
+    fx.execute("UPDATE fx_invoice SET paid = true WHERE id IN (1, 3)")  # the mutable column: permitted
+    assert stored(db, 2)[0] == 1.3
+    assert stored(db, 1)[0] == stored(db, 3)[0] == 1.2
+
+
+def test_extra_float_digits_cannot_change_a_float_of_a_final_row(db, fx):
+    fx.execute("SET extra_float_digits = -15")
+    with refused("LL001", r"^fx_invoice id=1 is final and cannot be updated"):
+        fx.execute("UPDATE fx_invoice SET fx_rate = 1.3 WHERE id = 1")
+    assert stored(db, 1)[0] == 1.2
+
+
+def test_extra_float_digits_cannot_change_a_float_of_a_row_in_a_hard_window(db, fx):
+    fx.execute("SET extra_float_digits = -15")
+    with refused("LL002", r"^Period 2025-03-01\.\.2025-03-31 is locked \(hard\) for scope 1: fx_invoice id=3 "):
+        fx.execute("UPDATE fx_invoice SET fx_rate = 1.3 WHERE id = 3")
+    assert stored(db, 3)[0] == 1.2
+
+
+def test_a_json_value_rewritten_with_a_duplicate_key_on_a_final_row_is_refused(db, fx):
+    with refused("LL001", r"^fx_invoice id=1 is final and cannot be updated"):
+        fx.execute("""UPDATE fx_invoice SET payload = '{"a": 2, "a": 1}' WHERE id = 1""")
+    assert stored(db, 1)[1] == '{"a": 1}'
+
+
+def test_a_json_value_rewritten_with_a_duplicate_key_on_a_draft_is_written(db, fx):
+    """The neighbour: a draft takes the new json text."""
+    fx.execute("""UPDATE fx_invoice SET payload = '{"a": 2, "a": 1}' WHERE id = 2""")
+    assert stored(db, 2)[1] == '{"a": 2, "a": 1}'
+
+
+def test_a_json_value_rewritten_with_a_duplicate_key_on_a_draft_is_audited_as_a_change(db, fx):
+    fx.execute("""UPDATE fx_invoice SET payload = '{"a": 2, "a": 1}' WHERE id = 2""")
+    changed = db.connect("auditor").execute(
+        "SELECT changed_columns FROM ledgerlock.audit_log WHERE table_name = 'fx_invoice'::regclass "
+        "AND operation = 'UPDATE' AND row_key = '{\"id\": 2}' ORDER BY seq DESC LIMIT 1").fetchone()
+    assert changed is not None and "payload" in changed[0]
+
+
+def test_extra_float_digits_changes_nothing_a_draft_records(db, fx):
+    """A float written under extra_float_digits = -15 is stored exactly (the guards must not round it)."""
+    fx.execute("SET extra_float_digits = -15")
+    fx.execute("UPDATE fx_invoice SET fx_rate = 1.3 WHERE id = 2")
+    fx.execute("RESET extra_float_digits")
+    assert fx.execute("SELECT fx_rate FROM fx_invoice WHERE id = 2").fetchone()[0] == 1.3
+
+
+def test_the_sweep_opens_every_connection_but_the_owners_with_the_hostile_settings(cluster):
+    """The harness of the sweep (tests/conftest.py) does what it says: each setting is in force for a role."""
+    show = "SELECT " + ", ".join(f"current_setting('{name}')" for name in HOSTILE_SETTINGS)
+    with fresh_database(cluster, hostile=True) as hostile:
+        for role in ("app", "controller", "admin", "auditor"):
+            assert hostile.connect(role).execute(show).fetchone() == tuple(
+                v.replace(",", ", ") if n == "DateStyle" else v for n, v in HOSTILE_SETTINGS.items())
+        assert hostile.owner().execute("SELECT current_setting('extra_float_digits')").fetchone() == ("1",)
