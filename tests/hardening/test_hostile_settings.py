@@ -111,3 +111,56 @@ def test_the_sweep_opens_every_connection_but_the_owners_with_the_hostile_settin
             assert hostile.connect(role).execute(show).fetchone() == tuple(
                 v.replace(",", ", ") if n == "DateStyle" else v for n, v in HOSTILE_SETTINGS.items())
         assert hostile.owner().execute("SELECT current_setting('extra_float_digits')").fetchone() == ("1",)
+
+
+R4 = """
+CREATE TABLE fx_payment (
+    id          integer PRIMARY KEY,
+    invoice_id  integer NOT NULL REFERENCES fx_invoice,
+    amount      float8 NOT NULL
+);
+CREATE TABLE fx_line (
+    id          integer PRIMARY KEY,
+    invoice_id  integer NOT NULL REFERENCES fx_invoice,
+    qty         float8 NOT NULL
+);
+GRANT SELECT, INSERT, UPDATE, DELETE ON fx_payment, fx_line TO ll_app, ll_controller, ll_admin, ll_admin2;
+INSERT INTO fx_invoice (id, company_id, issued_on, status, fx_rate) VALUES (4, 1, '2025-06-12', 'draft', 1.2);
+INSERT INTO fx_line (id, invoice_id, qty) VALUES (1, 2, 1.2), (2, 1, 1.2), (3, 4, 1.2);
+INSERT INTO fx_payment (id, invoice_id, amount) VALUES (1, 2, 1.2);
+SELECT ledgerlock.protect_referenced('fx_invoice', 'fx_payment');
+SELECT ledgerlock.protect_lines('fx_line', 'fx_invoice');
+"""
+
+
+@pytest.fixture
+def fx_r4(db, fx):
+    """R4 on fx_invoice: draft id 2 has a payment and line 1; final id 1 has line 2; draft id 4 has line 3."""
+    db.owner().execute(R4)
+    return fx
+
+
+def test_extra_float_digits_cannot_change_a_float_of_a_referenced_row(db, fx_r4):
+    fx_r4.execute("SET extra_float_digits = -15")
+    with refused("LL003", r"^fx_invoice id=2 is referenced by fx_payment id=1 and cannot be updated"):
+        fx_r4.execute("UPDATE fx_invoice SET fx_rate = 1.3 WHERE id = 2")
+    fx_r4.execute("UPDATE fx_invoice SET paid = true WHERE id = 2")  # the neighbour: a mutable column
+    assert stored(db, 2)[0] == 1.2
+
+
+def test_extra_float_digits_cannot_change_a_float_of_a_line_of_a_final_header(db, fx_r4):
+    fx_r4.execute("SET extra_float_digits = -15")
+    with refused("LL001", r"^fx_line id=2 cannot be updated: its header fx_invoice id=1 is final"):
+        fx_r4.execute("UPDATE fx_line SET qty = 1.3 WHERE id = 2")
+    fx_r4.execute("UPDATE fx_line SET qty = 1.3 WHERE id = 3")  # the neighbour: a line of a free draft
+    assert db.owner().execute("SELECT qty FROM fx_line ORDER BY id").fetchall() == [(1.2,), (1.2,), (1.3,)]
+
+
+def test_a_float_written_under_extra_float_digits_is_audited_exactly(db, fx):
+    """The trail records the stored value, not the client's rounding of it."""
+    fx.execute("SET extra_float_digits = -15")
+    fx.execute("UPDATE fx_invoice SET fx_rate = 1.3000000000000003 WHERE id = 2")
+    new_rate = db.connect("auditor").execute(
+        "SELECT new_row -> 'fx_rate' FROM ledgerlock.audit_log WHERE table_name = 'fx_invoice'::regclass "
+        "AND operation = 'UPDATE' ORDER BY seq DESC LIMIT 1").fetchone()[0]
+    assert new_rate == 1.3000000000000003
