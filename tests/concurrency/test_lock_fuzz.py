@@ -30,7 +30,6 @@ import re
 import threading
 
 import psycopg
-import pytest
 from psycopg import IsolationLevel
 
 from lltest import refused
