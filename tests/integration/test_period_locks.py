@@ -230,7 +230,7 @@ def test_overlapping_active_window_is_refused_with_ll004(db, app):
 
 def test_future_end_is_refused_unless_allowed(db):
     ctl = db.connect("controller")
-    today = count(ctl, "SELECT current_date")
+    today = count(ctl, "SELECT (now() AT TIME ZONE 'UTC')::date")  # the rule: the UTC date, whatever TimeZone says
     later = today + dt.timedelta(days=40)
     with refused("LL004", r"cannot end in the future"):
         lock(ctl, "1", str(today), str(later))
