@@ -376,6 +376,8 @@ DECLARE
 BEGIN
     PERFORM ledgerlock._require_capability('admin', 'protect');
     PERFORM ledgerlock._require_unrestricted('protect');
+    -- the mark clock before any table lock, in the order lock operations take them (no deadlock with one)
+    PERFORM ledgerlock._tick_mark_clock();
 
     SELECT c.relname, c.relkind, c.relowner, n.nspname INTO rel
     FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
@@ -546,6 +548,8 @@ DECLARE
 BEGIN
     PERFORM ledgerlock._require_capability('admin', 'reinstall_guards');
     PERFORM ledgerlock._require_unrestricted('reinstall_guards');
+    -- the mark clock before any table lock, in the order lock operations take them (no deadlock with one)
+    PERFORM ledgerlock._tick_mark_clock();
     FOR t IN SELECT p.tbl FROM ledgerlock.protected_table p ORDER BY p.tbl::oid LOOP
         PERFORM ledgerlock._run_rule_hooks(t, 'install');
         n := n + 1;
