@@ -206,6 +206,7 @@ def digest(ctx: Context) -> None:
 def seal(ctx: Context, every: float | None) -> None:
     """Link committed events into the chain. Run with --every 1 as a service so digests stay fresh."""
     with ctx.connect() as conn:
+        ctx.target.announce(conn)
         while True:
             n = conn.execute("SELECT ledgerlock.audit_seal()").fetchone()[0]
             if every is None:

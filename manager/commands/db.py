@@ -10,7 +10,7 @@ from ..output import echo_json
 
 @click.group()
 def db() -> None:
-    """Manage the embedded PostgreSQL (used when no --dsn, LEDGERLOCK_DSN or DATABASE_URL is set)."""
+    """Manage the embedded PostgreSQL (used when no --dsn, LEDGERLOCK_DSN, DATABASE_URL or PG* variable is set)."""
 
 
 @db.command()
