@@ -80,7 +80,7 @@ def test_digest_and_seal(trail):
 @pytest.fixture
 def bundle(trail, tmp_path):
     path = tmp_path / "scope1.zip"
-    res = run(trail, "bundle", "--scope", "1", "--from", TODAY, "--to", TODAY, "-o", str(path))
+    res = run(trail, "bundle", "--scope", "1", "--from", "2020-01-01", "--to", TODAY, "-o", str(path))
     assert res.exit_code == 0, res.output
     return path
 
