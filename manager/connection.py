@@ -78,20 +78,26 @@ def resolve(dsn: str | None, *, dbname: str | None = None) -> Target:
 
 
 def _embedded(dbname: str | None) -> Target:
-    from .demo import DEMO_DB  # the demo imports this module
-
     server = embedded_server()
     server.start()
     if dbname:
         ensure_database(server.conninfo(), dbname)
         why = "as asked"
     else:
-        dbname = DEMO_DB if database_exists(server.conninfo(), DEMO_DB) else EMBEDDED_FALLBACK_DB
-        why = ("the demo database" if dbname == DEMO_DB
-               else f"no demo database yet ({DEMO_DB}: run `ledgerlock demo`)")
+        dbname, why = embedded_default_db(server)
     click.echo(f"ledgerlock: no --dsn, LEDGERLOCK_DSN, DATABASE_URL or PG* variable set: using the embedded "
                f"PostgreSQL in {server.datadir}, database {dbname} ({why})", err=True)
     return Target(server.conninfo(dbname=dbname), "embedded")
+
+
+def embedded_default_db(server: LocalServer) -> tuple[str, str]:
+    """The embedded server's database when none is named: the demo's if `ledgerlock demo` made it, else
+    postgres; and why, in words."""
+    from .demo import DEMO_DB
+
+    if database_exists(server.conninfo(), DEMO_DB):
+        return DEMO_DB, "the demo database"
+    return EMBEDDED_FALLBACK_DB, f"no demo database yet ({DEMO_DB}: run `ledgerlock demo`)"
 
 
 def database_exists(admin_conninfo: str, dbname: str) -> bool:

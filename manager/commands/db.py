@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from ..connection import EMBEDDED_DBNAME, embedded_server, ensure_database
+from ..connection import EMBEDDED_DBNAME, embedded_default_db, embedded_server, ensure_database
 from ..output import echo_json
 
 
@@ -43,14 +43,19 @@ def db_status(as_json: bool) -> None:
 
 
 @db.command()
-@click.option("--dbname", default=EMBEDDED_DBNAME, show_default=True, help="Database name to put in the URL.")
-def url(dbname: str) -> None:
+@click.option("--dbname", help="Database name to put in the URL. Default: the one commands use without --dsn "
+              "(ledgerlock_demo if `ledgerlock demo` created it, else postgres).")
+def url(dbname: str | None) -> None:
     """Print the embedded server's connection URL (for psql or LEDGERLOCK_DSN).
 
     \b
-    psql "$(ledgerlock db url --dbname ledgerlock_demo)"
+    psql "$(ledgerlock db url)"
     """
-    click.echo(embedded_server().url(dbname))
+    server = embedded_server()
+    if dbname is None:
+        server.start()
+        dbname, _ = embedded_default_db(server)
+    click.echo(server.url(dbname))
 
 
 @db.command()

@@ -3,14 +3,19 @@ an empty --dsn is a usage error, and a writing command names the server and data
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
+import psycopg
+import pytest
 from click.testing import CliRunner
 
 from ledgerlock.cli import cli
 from ledgerlock.connection import LIBPQ_VARIABLES
+from ledgerlock.server import LocalServer, pgserver_bindir
 
 NO_TARGET = {v: None for v in (*LIBPQ_VARIABLES, "LEDGERLOCK_DSN", "DATABASE_URL")}
 
@@ -67,3 +72,28 @@ def test_pg_variables_pointing_nowhere_fail_instead_of_falling_back(tmp_path):
     res = CliRunner().invoke(cli, ["audit", "seal"], env=env)
     assert res.exit_code == 1, res.output
     assert "embedded" not in res.output and not (tmp_path / "home").exists()
+
+
+@pytest.fixture
+def embedded_home():
+    """A private embedded server (short path: the socket lives in it), stopped afterwards."""
+    home = Path(tempfile.mkdtemp(prefix="llh", dir="/tmp"))
+    env = {**NO_TARGET, "LEDGERLOCK_HOME": str(home)}
+    yield home, env
+    CliRunner().invoke(cli, ["db", "stop"], env=env)
+    shutil.rmtree(home, ignore_errors=True)
+
+
+def test_the_embedded_server_says_so_and_prefers_the_demo_database(embedded_home):
+    home, env = embedded_home
+    res = CliRunner().invoke(cli, ["status"], env=env)
+    assert res.exit_code == 0, res.output
+    assert (f"ledgerlock: no --dsn, LEDGERLOCK_DSN, DATABASE_URL or PG* variable set: using the embedded "
+            f"PostgreSQL in {home / 'pg16'}, database postgres (no demo database yet") in res.stderr
+    server = LocalServer(datadir=home / "pg16", bindir=pgserver_bindir())
+    with psycopg.connect(server.conninfo(), autocommit=True) as conn:
+        conn.execute("CREATE DATABASE ledgerlock_demo")
+    res = CliRunner().invoke(cli, ["status"], env=env)
+    assert "database ledgerlock_demo (the demo database)" in res.stderr, res.output
+    assert CliRunner().invoke(cli, ["db", "url"], env=env).stdout.strip().startswith("postgresql://")
+    assert "/ledgerlock_demo?" in CliRunner().invoke(cli, ["db", "url"], env=env).stdout
