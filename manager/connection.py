@@ -16,7 +16,6 @@ from psycopg import sql
 from . import errors as _errors  # noqa: F401  (registers the LLxxx exception classes with psycopg)
 from .server import LocalServer, pgserver_bindir
 
-EMBEDDED_DBNAME = "ledgerlock"  # `db start` / `db url`: the database made for the embedded server's own use
 EMBEDDED_FALLBACK_DB = "postgres"
 # the variables through which libpq chooses a server, a database or credentials (libpq-envars)
 LIBPQ_VARIABLES = ("PGHOST", "PGHOSTADDR", "PGPORT", "PGDATABASE", "PGUSER", "PGPASSWORD", "PGPASSFILE",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from ..connection import EMBEDDED_DBNAME, embedded_default_db, embedded_server, ensure_database
+from ..connection import embedded_default_db, embedded_server
 from ..output import echo_json
 
 
@@ -18,8 +18,9 @@ def start() -> None:
     """Start the embedded server (initialising it on first use)."""
     server = embedded_server()
     server.start()
-    ensure_database(server.conninfo(), EMBEDDED_DBNAME)
-    click.echo(f"embedded PostgreSQL running (pid {server.pid()}) in {server.datadir}")
+    dbname, why = embedded_default_db(server)
+    click.echo(f"embedded PostgreSQL running (pid {server.pid()}) in {server.datadir}; commands without --dsn "
+               f"use database {dbname} ({why})")
 
 
 @db.command("status")
@@ -33,7 +34,7 @@ def db_status(as_json: bool) -> None:
         "running": server.is_running(),
         "pid": server.pid(),
         "version": server.version(),
-        "url": server.url(EMBEDDED_DBNAME),
+        "url": server.url(embedded_default_db(server)[0] if server.is_running() else "postgres"),
     }
     if as_json:
         echo_json(info)

@@ -97,3 +97,5 @@ def test_the_embedded_server_says_so_and_prefers_the_demo_database(embedded_home
     assert "database ledgerlock_demo (the demo database)" in res.stderr, res.output
     assert CliRunner().invoke(cli, ["db", "url"], env=env).stdout.strip().startswith("postgresql://")
     assert "/ledgerlock_demo?" in CliRunner().invoke(cli, ["db", "url"], env=env).stdout
+    res = CliRunner().invoke(cli, ["db", "start"], env=env)
+    assert res.exit_code == 0 and "use database ledgerlock_demo (the demo database)" in res.stdout, res.output
