@@ -99,3 +99,13 @@ def test_the_embedded_server_says_so_and_prefers_the_demo_database(embedded_home
     assert "/ledgerlock_demo?" in CliRunner().invoke(cli, ["db", "url"], env=env).stdout
     res = CliRunner().invoke(cli, ["db", "start"], env=env)
     assert res.exit_code == 0 and "use database ledgerlock_demo (the demo database)" in res.stdout, res.output
+
+
+def test_migrate_installs_where_the_pg_variables_point(db):
+    """The issue's own example: PGHOST/PGDATABASE/PGUSER and migrate, which must not go to the embedded server."""
+    server = db.cluster.server
+    env = {**NO_TARGET, "PGHOST": str(server.socket_dir), "PGPORT": str(server.port), "PGDATABASE": db.name,
+           "PGUSER": psycopg.conninfo.conninfo_to_dict(db.conninfo())["user"]}
+    res = CliRunner().invoke(cli, ["migrate"], env=env)
+    assert res.exit_code == 0, res.output
+    assert "ledgerlock is up to date" in res.stdout and "embedded" not in res.output
