@@ -17,8 +17,10 @@ The canonical forms (see sql/functions/audit.sql):
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import datetime as dt
+import errno
 import hashlib
 import io
 import json
@@ -115,9 +117,52 @@ def parse_digest(digest: str) -> tuple[int, str]:
 
 # -- writing ------------------------------------------------------------------------------------------------
 
-# Every field as the text that is hashed (jsonb as jsonb text, at in UTC): the bundle carries exactly that.
-# Period: event dates in UTC, inclusive.
-EVENTS_SQL = "SELECT * FROM ledgerlock.audit_export(%(scope)s, %(from)s, %(to)s)"
+# Every field as the text that is hashed (jsonb as jsonb text, at in UTC), as ledgerlock.audit_export gives
+# it: the bundle carries exactly that. The period is an accounting period, not the time of recording: a row's
+# event belongs to it when the row's date (the protected table's date_column, in the old or the new image)
+# lies in it, a lock event when its lock's window overlaps it. Events that are neither (protect, grants…)
+# carry no accounting date and are left out.
+EVENTS_SQL = """
+SELECT e.seq, ledgerlock._audit_time(e.at), e.txid::text, e.table_name, e.row_key::text, e.scope,
+       e.operation, e.old_row::text, e.new_row::text, e.db_user::text, e.actor, e.reason, e.context,
+       e.lock_id, e.override_id, e.details::text, e.event_hash, c.chain_seq, c.chain_hash
+FROM ledgerlock.audit_event e
+LEFT JOIN ledgerlock.audit_chain c ON c.seq = e.seq
+LEFT JOIN ledgerlock.protected_table p ON p.tbl = e.table_oid
+LEFT JOIN ledgerlock.period_lock l ON l.id = e.lock_id AND e.table_name = 'ledgerlock.lock_event'
+WHERE e.scope = %(scope)s
+  AND (   (p.tbl IS NOT NULL AND e.table_name <> 'ledgerlock.lock_event'
+           AND (left(e.old_row ->> p.date_column::text, 10)::date BETWEEN %(from)s AND %(to)s
+                OR left(e.new_row ->> p.date_column::text, 10)::date BETWEEN %(from)s AND %(to)s))
+       OR (l.id IS NOT NULL AND l.from_date <= %(to)s AND l.to_date >= %(from)s))
+ORDER BY c.chain_seq NULLS LAST, e.seq
+"""
+
+SCOPE_KNOWN_SQL = """
+SELECT EXISTS (SELECT 1 FROM ledgerlock.audit_event e WHERE e.scope = %(scope)s AND e.table_oid IN
+                   (SELECT p.tbl FROM ledgerlock.protected_table p))
+    OR EXISTS (SELECT 1 FROM ledgerlock.period_lock l WHERE l.scope = %(scope)s)
+"""
+
+FISCAL_YEAR_SQL = """
+SELECT lower(d), upper(d) - 1 FROM ledgerlock.period_dates(%(scope)s, 'FY' || %(year)s) AS d
+"""
+
+
+class NothingToBundle(Exception):
+    """The selection holds no event: an empty bundle would look like evidence of a quiet period."""
+
+
+def scope_known(conn: psycopg.Connection, scope: str) -> bool:
+    """Whether the scope has a protected row (an audited write) or a lock: else it is most likely a typo."""
+    return conn.execute(SCOPE_KNOWN_SQL, {"scope": scope}).fetchone()[0]
+
+
+def fiscal_year_dates(conn: psycopg.Connection, scope: str, year: int) -> tuple[dt.date, dt.date]:
+    """First and last day of the scope's fiscal year that starts in ``year`` (ledgerlock.period_dates)."""
+    first, last = conn.execute(FISCAL_YEAR_SQL, {"scope": scope, "year": str(year)}).fetchone()
+    return first, last
+
 
 CHAIN_SQL = """
 SELECT c.chain_seq, c.seq, c.event_hash, c.batch, c.txid_floor::text, c.sealed_below::text, c.chain_hash
@@ -134,6 +179,9 @@ class BundleSummary:
     lock_events: int
     links: int
     digest: str
+    rows: int = 0           # distinct rows of protected tables the events touch
+    date_from: str = ""
+    date_to: str = ""
 
 
 # A cell a spreadsheet would read as a formula (OWASP, CSV injection) starts with one of these. Such a cell
@@ -190,8 +238,13 @@ def _lock_rows(rows: list[tuple]) -> list[dict]:
 
 
 def write_bundle(conn: psycopg.Connection, scope: str, date_from: dt.date, date_to: dt.date, path: str,
-                 progress: Callable[[str], None] | None = None) -> BundleSummary:
-    """Seal, then write the bundle of one scope and period (event dates, inclusive) to ``path``."""
+                 progress: Callable[[str], None] | None = None, *, force: bool = False,
+                 allow_empty: bool = True) -> BundleSummary:
+    """Seal, then write the bundle of one scope and accounting period (the rows' dates, inclusive) to ``path``.
+
+    The zip is written next to ``path`` and moved into place only when complete; an existing file is kept
+    (FileExistsError) unless ``force``. With ``allow_empty=False`` an empty selection raises NothingToBundle
+    and nothing is written."""
     say = progress or (lambda _m: None)
     with conn.transaction():
         digest = conn.execute("SELECT ledgerlock.audit_digest()").fetchone()[0]
@@ -201,37 +254,56 @@ def write_bundle(conn: psycopg.Connection, scope: str, date_from: dt.date, date_
         conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         rows = conn.execute(EVENTS_SQL, {"scope": scope, "from": date_from, "to": date_to}).fetchall()
         rows = [r for r in rows if r[17] is not None and r[17] <= head_seq]
+        if not rows and not allow_empty:
+            raise NothingToBundle(f"no audit event of scope {scope} concerns a row dated {date_from} to "
+                                  f"{date_to} or a lock overlapping it")
         first = min((r[17] for r in rows), default=head_seq + 1)
         with conn.cursor() as cur:
             cur.execute(CHAIN_SQL, (max(first - 1, 1), head_seq))
             links = cur.fetchall()
     say(f"{len(rows)} events, {len(links)} chain links")
     locks = _lock_rows(rows)
+    touched = {(r[3], r[4]) for r in rows if r[3] != "ledgerlock.lock_event"}
     manifest = {
         "format": FORMAT,
         "scope": scope,
         "from": date_from.isoformat(),
         "to": date_to.isoformat(),
+        "selection": "accounting dates: rows dated from..to (old or new image), locks overlapping from..to",
         "generated_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "database": conn.info.dbname,
         "digest": digest,
         "events": len(rows),
         "lock_events": len(locks),
+        "rows": len(touched),
         "chain_from": links[0][0] if links else None,
         "chain_to": head_seq,
     }
-    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as z:
-        z.writestr("README.txt", README.format(**manifest))
-        z.writestr("manifest.json", json.dumps(manifest, indent=2) + "\n")
-        z.writestr("digest.txt", digest + "\n")
-        z.writestr("events.csv", _csv_text(EVENT_FIELDS, rows))
-        z.writestr("events.json", _events_json(rows))
-        z.writestr("lock_history.csv", _csv_text(LOCK_FIELDS, (
-            [jsonb_text(v) if isinstance(v, dict | list) else v for v in (r[k] for k in LOCK_FIELDS)]
-            for r in locks)))
-        z.writestr("lock_history.json", "[" + ",\n ".join(jsonb_text(r) for r in locks) + "]\n")
-        z.writestr("chain.csv", _csv_text(CHAIN_FIELDS, links))
-    return BundleSummary(path, len(rows), len(locks), len(links), digest)
+    target = os.path.abspath(path)
+    if not force and os.path.lexists(target):
+        raise FileExistsError(errno.EEXIST, "the file exists", path)
+    part = f"{target}.{os.getpid()}.part"
+    try:
+        with zipfile.ZipFile(part, "x", compression=zipfile.ZIP_DEFLATED) as z:
+            z.writestr("README.txt", README.format(**manifest))
+            z.writestr("manifest.json", json.dumps(manifest, indent=2) + "\n")
+            z.writestr("digest.txt", digest + "\n")
+            z.writestr("events.csv", _csv_text(EVENT_FIELDS, rows))
+            z.writestr("events.json", _events_json(rows))
+            z.writestr("lock_history.csv", _csv_text(LOCK_FIELDS, (
+                [jsonb_text(v) if isinstance(v, dict | list) else v for v in (r[k] for k in LOCK_FIELDS)]
+                for r in locks)))
+            z.writestr("lock_history.json", "[" + ",\n ".join(jsonb_text(r) for r in locks) + "]\n")
+            z.writestr("chain.csv", _csv_text(CHAIN_FIELDS, links))
+        if force:
+            os.replace(part, target)
+        else:
+            os.link(part, target)  # fails if the file appeared meanwhile: never overwrite without force
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(part)
+    return BundleSummary(path, len(rows), len(locks), len(links), digest, len(touched), date_from.isoformat(),
+                         date_to.isoformat())
 
 
 # -- verifying, without a database ----------------------------------------------------------------------------
@@ -478,7 +550,8 @@ def verify_bundle(path: str, digest: str | None = None, *, max_member_bytes: int
 README = """ledgerlock audit bundle
 =======================
 
-Scope {scope}, events dated {from} to {to}, written {generated_at} from database {database}.
+Scope {scope}, accounting period {from} to {to} (events of rows dated in it, old or new image, and of locks
+overlapping it), written {generated_at} from database {database}.
 It holds {events} events ({lock_events} of them lock events), and the audit chain up to link {chain_to},
 whose digest is:
 

@@ -1,5 +1,7 @@
-"""Which database the manager talks to: --dsn, else LEDGERLOCK_DSN, else DATABASE_URL, else the embedded
-PostgreSQL in a per-user data directory, started on demand and left running for the next call."""
+"""Which database the manager talks to, in libpq's spirit: --dsn, else LEDGERLOCK_DSN, else DATABASE_URL, else
+libpq's own settings when any PG* connection variable is set (an empty conninfo: libpq reads PGHOST, PGSERVICE
+and the service file itself), else the embedded PostgreSQL in a per-user data directory, started on demand and
+left running for the next call — and then the manager says so, since nothing else was configured."""
 
 from __future__ import annotations
 
@@ -7,13 +9,17 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import click
 import psycopg
 from psycopg import sql
 
 from . import errors as _errors  # noqa: F401  (registers the LLxxx exception classes with psycopg)
 from .server import LocalServer, pgserver_bindir
 
-EMBEDDED_DBNAME = "ledgerlock"
+EMBEDDED_FALLBACK_DB = "postgres"
+# the variables through which libpq chooses a server, a database or credentials (libpq-envars)
+LIBPQ_VARIABLES = ("PGHOST", "PGHOSTADDR", "PGPORT", "PGDATABASE", "PGUSER", "PGPASSWORD", "PGPASSFILE",
+                   "PGSERVICE", "PGSERVICEFILE", "PGSYSCONFDIR", "PGSSLMODE", "PGOPTIONS", "PGREQUIRESSL")
 
 
 def data_home() -> Path:
@@ -31,28 +37,76 @@ def embedded_server() -> LocalServer:
 @dataclass(frozen=True)
 class Target:
     conninfo: str
-    source: str  # "--dsn", "LEDGERLOCK_DSN", "DATABASE_URL" or "embedded"
+    source: str  # "--dsn", "LEDGERLOCK_DSN", "DATABASE_URL", "PG* variables" or "embedded"
 
     def connect(self, **kw) -> psycopg.Connection:
         kw.setdefault("autocommit", True)
         return psycopg.connect(self.conninfo, **kw)
 
+    def describe(self, conn: psycopg.Connection | None = None) -> str:
+        """``<host or socket directory>:<port>/<database> as <user>``, as the server connected to reports it."""
+        if conn is None:
+            with self.connect() as own:
+                return self.describe(own)
+        info = conn.info
+        host = info.host or "localhost"
+        return f"{host}:{info.port}/{info.dbname} as {info.user}"
 
-def resolve(dsn: str | None, *, dbname: str = EMBEDDED_DBNAME) -> Target:
-    if dsn:
+    def announce(self, conn: psycopg.Connection | None = None) -> None:
+        """One stderr line before a command writes: which server and database it acts on."""
+        click.echo(f"ledgerlock: acting on {self.describe(conn)}", err=True)
+
+
+def libpq_variables() -> list[str]:
+    return [v for v in LIBPQ_VARIABLES if os.environ.get(v)]
+
+
+def resolve(dsn: str | None, *, dbname: str | None = None) -> Target:
+    """dbname applies to the embedded server only; without it, the demo database if it exists, else postgres."""
+    if dsn is not None:
+        if not dsn.strip():
+            raise click.UsageError("--dsn is empty: give a connection string or URL (postgresql://host/db), "
+                                   "or leave --dsn out to use LEDGERLOCK_DSN, DATABASE_URL or the PG* variables")
         return Target(dsn, "--dsn")
     for var in ("LEDGERLOCK_DSN", "DATABASE_URL"):
         if os.environ.get(var):
             return Target(os.environ[var], var)
+    if libpq_variables():
+        return Target("", "PG* variables")
+    return _embedded(dbname)
+
+
+def _embedded(dbname: str | None) -> Target:
     server = embedded_server()
     server.start()
-    ensure_database(server.conninfo(), dbname)
+    if dbname:
+        ensure_database(server.conninfo(), dbname)
+        why = "as asked"
+    else:
+        dbname, why = embedded_default_db(server)
+    click.echo(f"ledgerlock: no --dsn, LEDGERLOCK_DSN, DATABASE_URL or PG* variable set: using the embedded "
+               f"PostgreSQL in {server.datadir}, database {dbname} ({why})", err=True)
     return Target(server.conninfo(dbname=dbname), "embedded")
 
 
-def ensure_database(admin_conninfo: str, dbname: str) -> None:
+def embedded_default_db(server: LocalServer) -> tuple[str, str]:
+    """The embedded server's database when none is named: the demo's if `ledgerlock demo` made it, else
+    postgres; and why, in words."""
+    from .demo import DEMO_DB
+
+    if database_exists(server.conninfo(), DEMO_DB):
+        return DEMO_DB, "the demo database"
+    return EMBEDDED_FALLBACK_DB, f"no demo database yet ({DEMO_DB}: run `ledgerlock demo`)"
+
+
+def database_exists(admin_conninfo: str, dbname: str) -> bool:
     with psycopg.connect(admin_conninfo, autocommit=True) as conn:
-        if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (dbname,)).fetchone() is None:
+        return conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (dbname,)).fetchone() is not None
+
+
+def ensure_database(admin_conninfo: str, dbname: str) -> None:
+    if not database_exists(admin_conninfo, dbname):
+        with psycopg.connect(admin_conninfo, autocommit=True) as conn:
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
 
 

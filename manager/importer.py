@@ -8,16 +8,24 @@ the values with PostgreSQL's own casts and writes the rows through every rule �
 one transaction: a malformed row (wrong number of columns, a value PostgreSQL cannot convert, a row the
 table refuses) is reported with its line in the file, and nothing is loaded.
 
-A dry run reads and converts the whole file the same way, then reports per locked window how many rows
-fall in it (``ledgerlock.period_lock_at``) and how many would load, and rolls everything back.
+A dry run is the load itself, rolled back: it fails where the load would fail (a foreign key, NOT NULL, a
+ledgerlock refusal) and otherwise reports how many rows would load and, per locked window, how many would
+be skipped.
 
 Line numbers count the header as line 1; a quoted value spanning several lines counts as one.
+
+The file is decoded with the given encoding (UTF-8 by default; a byte it cannot decode is reported with its
+line) and sent to PostgreSQL as UTF-8. Every import is recorded by the file's SHA-256: the load runs with
+``ledgerlock.context = 'import:<sha256>'`` (after the label, when one is given), which the audit trail keeps
+with every inserted row, and a second import of the same bytes into the same table is refused unless
+``again`` — so a file cannot be loaded twice by mistake.
 """
 
 from __future__ import annotations
 
 import codecs
 import csv
+import hashlib
 import os
 import re
 from collections.abc import Callable
@@ -29,7 +37,6 @@ from psycopg import sql
 
 CHUNK_SIZE = 1 << 20  # bytes per COPY write
 STAGING = "ll_import_rows"
-TYPED = "ll_import_typed"
 
 
 class ImportFailed(Exception):
@@ -63,6 +70,8 @@ class ImportReport:
     columns: list[str]
     context: str
     dry_run: bool
+    sha256: str = ""
+    encoding: str = "utf-8"
     rows: int = 0
     inserted: int | None = None       # real run
     skipped: int | None = None        # real run: rows the rules skipped (locked windows)
@@ -90,14 +99,65 @@ class _Target:
     scope_column: str | None = None
     ledger: str | None = None
     protected: bool | None = False   # None: the role may not read ledgerlock's configuration
+    oid: int = 0
+    decimal_comma: bool = False      # numeric values written 1.234,56: drop '.' and spaces, ',' is the point
 
 
-def read_header(path: Path) -> list[str]:
-    with open(path, newline="", encoding="utf-8-sig") as f:
+NUMERIC_TYPES = {"numeric", "real", "double precision", "money"}
+
+
+def _value(target: _Target, i: int, col: str) -> sql.Composable:
+    """The staged text of column ``col`` (staging column c<i>), cast to the column's type."""
+    cell = sql.SQL("s.{}").format(sql.Identifier(f"c{i}"))
+    if target.decimal_comma and target.columns[col].type in NUMERIC_TYPES:
+        cell = sql.SQL("pg_catalog.replace(pg_catalog.translate({}, ' .', ''), ',', '.')").format(cell)
+    return sql.SQL("{}::{}").format(cell, sql.SQL(target.columns[col].type))
+
+
+def _codec(encoding: str) -> str:
+    try:
+        name = codecs.lookup(encoding).name
+    except LookupError:
+        raise ImportFailed(f"unknown encoding {encoding!r}: use e.g. utf-8, latin-1 or cp1252") from None
+    return "utf-8-sig" if name == "utf-8" else name  # a UTF-8 byte order mark is not data
+
+
+def _undecodable_line(path: Path, codec: str) -> int:
+    """The first physical line of the file that ``codec`` cannot decode (1 = the header)."""
+    with open(path, "rb") as f:
+        for n, raw in enumerate(f, start=1):
+            try:
+                raw.decode(codec)
+            except UnicodeDecodeError:
+                return n
+    return 1
+
+
+def _decode_failed(path: Path, encoding: str, codec: str) -> ImportFailed:
+    line = _undecodable_line(path, codec)
+    hint = " (--encoding latin-1 or cp1252 reads files from most Western European spreadsheets)" \
+        if codec in ("utf-8-sig", "utf-8") else ""
+    return ImportFailed(f"{path.name} line {line}: this line is not valid {encoding}: give the file's encoding with "
+                        f"--encoding{hint}", line=line, sqlstate="22021")
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(CHUNK_SIZE):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def read_header(path: Path, *, encoding: str = "utf-8", delimiter: str = ",") -> list[str]:
+    codec = _codec(encoding)
+    with open(path, newline="", encoding=codec) as f:
         try:
-            header = next(csv.reader(f))
+            header = next(csv.reader(f, delimiter=delimiter))
         except StopIteration:
             raise ImportFailed(f"{path.name} is empty: the first line must name the columns") from None
+        except UnicodeDecodeError:
+            raise _decode_failed(path, encoding, codec) from None
     return header
 
 
@@ -114,7 +174,7 @@ def _target(conn: psycopg.Connection, table: str) -> _Target:
            WHERE a.attrelid = %s AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum""",
         (oid,),
     ).fetchall()
-    target = _Target(name, {r[0]: _Column(r[0], r[1], r[2]) for r in rows if not r[3]})
+    target = _Target(name, {r[0]: _Column(r[0], r[1], r[2]) for r in rows if not r[3]}, oid=oid)
     try:
         with conn.transaction():
             cfg = conn.execute(
@@ -163,27 +223,32 @@ def _copy_line(exc: psycopg.Error) -> int | None:
     return int(m.group(1)) if m else None
 
 
-def _stream(conn: psycopg.Connection, path: Path, n: int, progress: Callable[[int], None] | None) -> int:
+def _stream(conn: psycopg.Connection, path: Path, n: int, progress: Callable[[int], None] | None, *,
+            encoding: str = "utf-8", delimiter: str = ",") -> int:
+    codec = _codec(encoding)
     cols = sql.SQL(", ").join(sql.Identifier(f"c{i}") for i in range(1, n + 1))
-    copy_sql = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv, HEADER true, ENCODING 'UTF8')").format(
-        sql.Identifier(STAGING), cols)
+    copy_sql = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv, HEADER true, DELIMITER {}, ENCODING 'UTF8')").format(
+        sql.Identifier(STAGING), cols, sql.Literal(delimiter))
+    decoder = codecs.getincrementaldecoder(codec)("strict")
     with conn.cursor() as cur, open(path, "rb") as f:
         with cur.copy(copy_sql) as copy:
-            first = True
-            while chunk := f.read(CHUNK_SIZE):
-                if first and chunk.startswith(codecs.BOM_UTF8):
-                    chunk = chunk[len(codecs.BOM_UTF8):]
-                first = False
-                copy.write(chunk)
+            while True:
+                chunk = f.read(CHUNK_SIZE)
+                try:
+                    text = decoder.decode(chunk, final=not chunk)
+                except UnicodeDecodeError:
+                    raise _decode_failed(path, encoding, codec) from None
+                if text:
+                    copy.write(text.encode("utf-8"))
+                if not chunk:
+                    break
                 if progress:
                     progress(len(chunk))
         return cur.rowcount
 
 
 def _casts(target: _Target, mapped: list[str]) -> sql.Composable:
-    return sql.SQL(", ").join(
-        sql.SQL("s.{}::{}").format(sql.Identifier(f"c{i}"), sql.SQL(target.columns[c].type))
-        for i, c in enumerate(mapped, start=1))
+    return sql.SQL(", ").join(_value(target, i, c) for i, c in enumerate(mapped, start=1))
 
 
 def _probe(conn: psycopg.Connection, stmt: sql.Composable, lo: int, hi: int) -> psycopg.Error | None:
@@ -230,8 +295,8 @@ def _locate(conn: psycopg.Connection, stmt: sql.Composable, rows: int) -> tuple[
 
 def _bad_column(conn: psycopg.Connection, target: _Target, mapped: list[str], staged_line: int) -> str | None:
     for i, c in enumerate(mapped, start=1):
-        stmt = sql.SQL("SELECT s.{}::{} FROM {} s WHERE s.ll_line BETWEEN %(lo)s AND %(hi)s").format(
-            sql.Identifier(f"c{i}"), sql.SQL(target.columns[c].type), sql.Identifier(STAGING))
+        stmt = sql.SQL("SELECT {} FROM {} s WHERE s.ll_line BETWEEN %(lo)s AND %(hi)s").format(
+            _value(target, i, c), sql.Identifier(STAGING))
         if _probe(conn, stmt, staged_line, staged_line) is not None:
             return c
     return None
@@ -260,30 +325,6 @@ def _default_or_null(target: _Target, col: str | None) -> sql.Composable:
     return sql.SQL(f"({default})") if default else sql.SQL("NULL")
 
 
-def _windows(conn: psycopg.Connection, target: _Target, mapped: list[str]) -> list[WindowCount]:
-    """Per active window, how many typed rows fall in it: one period_lock_at per distinct (scope, day)."""
-    if not target.date_column:
-        return []
-    date_ref = (sql.SQL("t.{}").format(sql.Identifier(target.date_column)) if target.date_column in mapped
-                else _default_or_null(target, target.date_column))
-    day = {"date": sql.SQL("({})::date"), "timestamp": sql.SQL("({})::date"),
-           "timestamptz": sql.SQL("(({}) AT TIME ZONE 'UTC')::date")}[target.date_kind or "date"].format(date_ref)
-    if target.scope_column is None:
-        scope = sql.SQL("'*'")
-    elif target.scope_column in mapped:
-        scope = sql.SQL("coalesce(t.{}::text, '*')").format(sql.Identifier(target.scope_column))
-    else:
-        scope = sql.SQL("coalesce({}::text, '*')").format(_default_or_null(target, target.scope_column))
-    query = sql.SQL(
-        """SELECT w.lock_id, g.scope, w.from_date::text, w.to_date::text, w.level, sum(g.n)::bigint
-           FROM (SELECT {scope} AS scope, {day} AS day, count(*) AS n FROM {typed} t GROUP BY 1, 2) g
-           CROSS JOIN LATERAL ledgerlock.period_lock_at(g.scope, g.day, %(ledger)s) w
-           WHERE g.day IS NOT NULL
-           GROUP BY 1, 2, 3, 4, 5 ORDER BY 2, min(w.from_date)""").format(
-        scope=scope, day=day, typed=sql.Identifier(TYPED))
-    return [WindowCount(*r) for r in conn.execute(query, {"ledger": target.ledger}).fetchall()]
-
-
 def _skipped_windows(conn: psycopg.Connection, context: str) -> list[WindowCount] | None:
     """The rows this transaction skipped, per window (None when the role may not read the lock history)."""
     try:
@@ -298,6 +339,34 @@ def _skipped_windows(conn: psycopg.Connection, context: str) -> list[WindowCount
     return [WindowCount(*r) for r in rows]
 
 
+IMPORTED_SQL = """
+SELECT EXISTS (SELECT 1 FROM ledgerlock.audit_event e
+               WHERE e.table_oid = %(oid)s AND e.context LIKE '%%' || %(mark)s)
+"""
+
+
+class AlreadyImported(ImportFailed):
+    """The same file (by its SHA-256) was imported into the same table before."""
+
+
+def _check_not_imported(conn: psycopg.Connection, target: _Target, file: str, sha: str) -> None:
+    """Refuse a second import of the same bytes into the same table: the audit trail keeps the first one."""
+    try:
+        with conn.transaction():
+            seen = conn.execute(IMPORTED_SQL, {"oid": target.oid, "mark": f"import:{sha}"}).fetchone()[0]
+    except psycopg.errors.InsufficientPrivilege:
+        raise AlreadyImported(
+            f"cannot tell whether {file} was imported into {target.table} already: imports are recorded in the "
+            f"audit trail, which {conn.info.user} may not read. Run the import as a role that may (a member of "
+            "ledgerlock_auditor, ledgerlock_controller or ledgerlock_admin), or pass --again if you know "
+            "this file was not loaded", sqlstate="42501") from None
+    if seen:
+        raise AlreadyImported(
+            f"{file} (sha256 {sha[:12]}…) was already imported into {target.table}: its rows carry the audit "
+            f"context 'import:{sha}' (ledgerlock audit log --table {target.table}). Pass --again to load it "
+            "a second time", sqlstate="23505")
+
+
 def import_csv(
     conn: psycopg.Connection,
     path: str | os.PathLike,
@@ -306,18 +375,30 @@ def import_csv(
     dry_run: bool = False,
     context: str | None = None,
     progress: Callable[[int], None] | None = None,
+    encoding: str = "utf-8",
+    delimiter: str = ",",
+    decimal_comma: bool = False,
+    again: bool = False,
+    phase: Callable[[str], None] | None = None,
 ) -> ImportReport:
-    """Import (or preview) a CSV file into ``table``; raises ImportFailed, having loaded nothing."""
+    """Import (or, rolled back, try) a CSV file into ``table``; raises ImportFailed, having loaded nothing."""
+    say = phase or (lambda _m: None)
     path = Path(path)
     file = path.name
-    header = read_header(path)
+    if len(delimiter) != 1 or delimiter in "\"\r\n":
+        raise ImportFailed(f"the delimiter must be one character other than a quote or a line break, not "
+                           f"{delimiter!r}")
+    header = read_header(path, encoding=encoding, delimiter=delimiter)
     target = _target(conn, table)
+    target.decimal_comma = decimal_comma
     mapped = _map_header(header, target, file)
-    label = context or f"import:{file}"
-    report = ImportReport(file=str(path), table=target.table, columns=mapped, context=label, dry_run=dry_run)
-    if dry_run and target.protected is None:
-        raise ImportFailed(f"the preview reads ledgerlock's configuration of {target.table}, which "
-                           f"{conn.info.user} may not read: run it as a member of a ledgerlock role", sqlstate="42501")
+    sha = file_sha256(path)
+    mark = f"import:{sha}"
+    label = f"{context} {mark}" if context else mark
+    report = ImportReport(file=str(path), table=target.table, columns=mapped, context=label, dry_run=dry_run,
+                          sha256=sha, encoding=encoding)
+    if not again:
+        _check_not_imported(conn, target, file, sha)
 
     staging_cols = sql.SQL(", ").join(sql.SQL("{} text").format(sql.Identifier(f"c{i}"))
                                       for i in range(1, len(mapped) + 1))
@@ -326,51 +407,41 @@ def import_csv(
                      "pg_catalog.set_config('ledgerlock.context', %s, true)", (label,))
         conn.execute(sql.SQL("CREATE TEMP TABLE {} (ll_line bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, {}) "
                              "ON COMMIT DROP").format(sql.Identifier(STAGING), staging_cols))
+        say(f"uploading {file}")
         try:
             with conn.transaction():
-                report.rows = _stream(conn, path, len(mapped), progress)
+                report.rows = _stream(conn, path, len(mapped), progress, encoding=encoding, delimiter=delimiter)
         except psycopg.Error as exc:
             line = _copy_line(exc)
             where = f"{file} line {line}" if line else file
             raise ImportFailed(f"{where}: {exc.diag.message_primary}", line=line, sqlstate=exc.diag.sqlstate) from None
 
-        casts = _casts(target, mapped)
         staged = sql.Identifier(STAGING)
+        # the dry run is this same load, rolled back: it meets every foreign key, NOT NULL and ledgerlock rule
+        say(f"loading {report.rows} rows into {target.table} through every rule")
+        insert = sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {} s WHERE s.ll_line BETWEEN %(lo)s AND %(hi)s "
+                         "ORDER BY s.ll_line").format(
+            sql.SQL(target.table), sql.SQL(", ").join(sql.Identifier(c) for c in mapped), _casts(target, mapped),
+            staged)
+        try:
+            with conn.transaction(), conn.cursor() as cur:
+                cur.execute(insert, {"lo": 1, "hi": report.rows})
+                inserted = cur.rowcount
+        except psycopg.Error as exc:
+            say("finding the first row that fails")
+            raise _fail_at_row(conn, target, mapped, file, insert, report.rows, exc) from None
+        skipped = report.rows - inserted
+        windows = _skipped_windows(conn, label) if skipped else []
+        report.windows = windows or []
+        report.in_locked_windows = sum(w.rows for w in report.windows) if windows is not None else skipped
         if dry_run:
-            make_typed = sql.SQL("CREATE TEMP TABLE {} ON COMMIT DROP AS SELECT s.ll_line, {} FROM {} s "
-                                 "WHERE s.ll_line BETWEEN %(lo)s AND %(hi)s").format(
-                sql.Identifier(TYPED),
-                sql.SQL(", ").join(sql.SQL("{}::{} AS {}").format(sql.SQL(f"s.c{i}"),
-                                                                  sql.SQL(target.columns[c].type), sql.Identifier(c))
-                                   for i, c in enumerate(mapped, start=1)),
-                staged)
-            try:
-                with conn.transaction():
-                    conn.execute(make_typed, {"lo": 1, "hi": report.rows})
-            except psycopg.Error as exc:
-                raise _fail_at_row(conn, target, mapped, file, make_typed, report.rows, exc) from None
-            report.windows = _windows(conn, target, mapped)
-            report.in_locked_windows = sum(w.rows for w in report.windows)
-            report.would_load = report.rows - report.in_locked_windows
-            raise_rollback = True
+            report.would_load = inserted
         else:
-            insert = sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {} s WHERE s.ll_line BETWEEN %(lo)s AND %(hi)s "
-                             "ORDER BY s.ll_line").format(
-                sql.SQL(target.table), sql.SQL(", ").join(sql.Identifier(c) for c in mapped), casts, staged)
-            try:
-                with conn.transaction(), conn.cursor() as cur:
-                    cur.execute(insert, {"lo": 1, "hi": report.rows})
-                    report.inserted = cur.rowcount
-            except psycopg.Error as exc:
-                raise _fail_at_row(conn, target, mapped, file, insert, report.rows, exc) from None
-            report.skipped = report.rows - report.inserted
-            windows = _skipped_windows(conn, label) if report.skipped else []
-            report.windows = windows or []
-            report.in_locked_windows = sum(w.rows for w in report.windows) if windows is not None else report.skipped
-            raise_rollback = False
-        conn.execute(sql.SQL("DROP TABLE IF EXISTS {}, {}").format(staged, sql.Identifier(TYPED)))
-        if raise_rollback:
+            report.inserted, report.skipped = inserted, skipped
+        conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(staged))
+        if dry_run:
             raise psycopg.Rollback()  # a dry run leaves nothing behind
+    say("done")
     return report
 
 
@@ -378,4 +449,5 @@ def file_size(path: str | os.PathLike) -> int:
     return os.stat(path).st_size
 
 
-__all__ = ["ImportFailed", "ImportReport", "WindowCount", "file_size", "import_csv", "read_header"]
+__all__ = ["AlreadyImported", "ImportFailed", "ImportReport", "WindowCount", "file_sha256", "file_size", "import_csv",
+           "read_header"]

@@ -206,6 +206,7 @@ def digest(ctx: Context) -> None:
 def seal(ctx: Context, every: float | None) -> None:
     """Link committed events into the chain. Run with --every 1 as a service so digests stay fresh."""
     with ctx.connect() as conn:
+        ctx.target.announce(conn)
         while True:
             n = conn.execute("SELECT ledgerlock.audit_seal()").fetchone()[0]
             if every is None:
@@ -221,18 +222,57 @@ def seal(ctx: Context, every: float | None) -> None:
 
 @audit.command()
 @click.option("--scope", required=True, help="The scope (company, entity...) to hand over.")
-@click.option("--from", "date_from", required=True, type=click.DateTime(["%Y-%m-%d"]),
-              help="First day (event dates, UTC).")
-@click.option("--to", "date_to", required=True, type=click.DateTime(["%Y-%m-%d"]), help="Last day, inclusive.")
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, writable=True),
-              help="The zip file to write.")
+@click.option("--fiscal-year", "fiscal_year", type=click.IntRange(1900, 2199), metavar="YYYY",
+              help="The scope's fiscal year that starts in YYYY (its fiscal_year_start_month).")
+@click.option("--from", "date_from", type=click.DateTime(["%Y-%m-%d"]),
+              help="First day of the accounting period (the rows' dates, not when events were recorded).")
+@click.option("--to", "date_to", type=click.DateTime(["%Y-%m-%d"]), help="Last day, inclusive.")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="The zip file to write.")
+@click.option("--force", is_flag=True, help="Replace OUTPUT if it exists.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @pass_context
-def bundle(ctx: Context, scope: str, date_from: dt.datetime, date_to: dt.datetime, output: str) -> None:
-    """Write an auditor's bundle: events and lock history of a scope and period, the chain, the digest."""
+def bundle(ctx: Context, scope: str, fiscal_year: int | None, date_from: dt.datetime | None,
+           date_to: dt.datetime | None, output: str, force: bool, as_json: bool) -> None:
+    """Write an auditor's bundle: events and lock history of a scope and accounting period, the chain, the digest.
+
+    An event belongs to the period when the row it changed is dated in it (the protected table's date
+    column, before or after the change), a lock event when its window overlaps it — whenever it was recorded.
+
+    \b
+    ledgerlock audit bundle --scope 2 --fiscal-year 2026 -o globex-FY2026.zip
+    ledgerlock audit bundle --scope 2 --from 2026-10-01 --to 2026-10-31 -o globex-2026-10.zip
+    """
+    if fiscal_year is not None and (date_from or date_to):
+        raise click.UsageError("give either --fiscal-year or --from/--to, not both")
+    if fiscal_year is None and not (date_from and date_to):
+        raise click.UsageError("give the period: --fiscal-year YYYY, or both --from and --to")
+    if date_from and date_to and date_from > date_to:
+        raise click.UsageError(f"--from {date_from.date()} is after --to {date_to.date()}: the period is empty")
     with ctx.connect() as conn:
-        s = audit_bundle.write_bundle(conn, scope, date_from.date(), date_to.date(), output)
-    click.echo(f"wrote {s.path}: {s.events} events ({s.lock_events} lock events), {s.links} chain links, "
-               f"digest {s.digest}")
+        if not audit_bundle.scope_known(conn, scope):
+            raise click.UsageError(f"scope {scope!r} has no protected row and no lock: nothing of it can be "
+                                   "bundled (check the scope; `ledgerlock locks` lists the scopes with locks)")
+        if fiscal_year is not None:
+            first, last = audit_bundle.fiscal_year_dates(conn, scope, fiscal_year)
+        else:
+            first, last = date_from.date(), date_to.date()
+        try:
+            s = audit_bundle.write_bundle(conn, scope, first, last, output, force=force, allow_empty=False)
+        except audit_bundle.NothingToBundle as exc:
+            click.echo(f"nothing to bundle: {exc}; no file written", err=True)
+            sys.exit(1)
+        except FileExistsError:
+            click.echo(f"error: {output} exists; choose another name, or --force to replace it", err=True)
+            sys.exit(1)
+        except OSError as exc:
+            click.echo(f"error: cannot write {output}: {exc.strerror or exc}", err=True)
+            sys.exit(1)
+    if as_json:
+        echo_json({"file": s.path, "scope": scope, "from": s.date_from, "to": s.date_to, "events": s.events,
+                   "lock_events": s.lock_events, "rows": s.rows, "links": s.links, "digest": s.digest})
+        return
+    click.echo(f"wrote {s.path}: scope {scope}, {s.date_from}..{s.date_to}: {s.events} events "
+               f"({s.lock_events} lock events, {s.rows} rows), {s.links} chain links, digest {s.digest}")
 
 
 def register(cli: click.Group) -> None:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import click
 
-from ..connection import EMBEDDED_DBNAME, embedded_server, ensure_database
+from ..connection import embedded_default_db, embedded_server
 from ..output import echo_json
 
 
 @click.group()
 def db() -> None:
-    """Manage the embedded PostgreSQL (used when no --dsn, LEDGERLOCK_DSN or DATABASE_URL is set)."""
+    """Manage the embedded PostgreSQL (used when no --dsn, LEDGERLOCK_DSN, DATABASE_URL or PG* variable is set)."""
 
 
 @db.command()
@@ -18,8 +18,9 @@ def start() -> None:
     """Start the embedded server (initialising it on first use)."""
     server = embedded_server()
     server.start()
-    ensure_database(server.conninfo(), EMBEDDED_DBNAME)
-    click.echo(f"embedded PostgreSQL running (pid {server.pid()}) in {server.datadir}")
+    dbname, why = embedded_default_db(server)
+    click.echo(f"embedded PostgreSQL running (pid {server.pid()}) in {server.datadir}; commands without --dsn "
+               f"use database {dbname} ({why})")
 
 
 @db.command("status")
@@ -33,7 +34,7 @@ def db_status(as_json: bool) -> None:
         "running": server.is_running(),
         "pid": server.pid(),
         "version": server.version(),
-        "url": server.url(EMBEDDED_DBNAME),
+        "url": server.url(embedded_default_db(server)[0] if server.is_running() else "postgres"),
     }
     if as_json:
         echo_json(info)
@@ -43,14 +44,19 @@ def db_status(as_json: bool) -> None:
 
 
 @db.command()
-@click.option("--dbname", default=EMBEDDED_DBNAME, show_default=True, help="Database name to put in the URL.")
-def url(dbname: str) -> None:
+@click.option("--dbname", help="Database name to put in the URL. Default: the one commands use without --dsn "
+              "(ledgerlock_demo if `ledgerlock demo` created it, else postgres).")
+def url(dbname: str | None) -> None:
     """Print the embedded server's connection URL (for psql or LEDGERLOCK_DSN).
 
     \b
-    psql "$(ledgerlock db url --dbname ledgerlock_demo)"
+    psql "$(ledgerlock db url)"
     """
-    click.echo(embedded_server().url(dbname))
+    server = embedded_server()
+    if dbname is None:
+        server.start()
+        dbname, _ = embedded_default_db(server)
+    click.echo(server.url(dbname))
 
 
 @db.command()

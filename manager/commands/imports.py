@@ -22,28 +22,44 @@ def _window_lines(report: importer.ImportReport) -> list[str]:
 @click.command("import")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--table", required=True, help="The table to load (its columns are named by the CSV header).")
-@click.option("--dry-run", is_flag=True, help="Read and convert the file, report what would load; write nothing.")
+@click.option("--dry-run", is_flag=True,
+              help="Run the load and roll it back: report what would load, or the row that would fail.")
+@click.option("--encoding", default="utf-8", show_default=True, help="The file's encoding (latin-1, cp1252...).")
+@click.option("--delimiter", default=",", show_default=True, help="The field separator (e.g. ';').")
+@click.option("--decimal-comma", is_flag=True,
+              help="Numbers are written 1.234,56: ',' is the decimal point; '.' and spaces group digits.")
+@click.option("--again", is_flag=True, help="Load a file already imported into this table (same SHA-256).")
 @click.option("--context", "label", metavar="LABEL",
-              help="Label kept with every skipped row (ledgerlock.skipped_writes). Default: import:<file name>.")
+              help="Label kept with every row's audit event and every skipped row, before import:<sha256>.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @pass_context
-def import_csv(ctx: Context, file: Path, table: str, dry_run: bool, label: str | None, as_json: bool) -> None:
+def import_csv(ctx: Context, file: Path, table: str, dry_run: bool, encoding: str, delimiter: str,
+               decimal_comma: bool, again: bool, label: str | None, as_json: bool) -> None:
     """Import FILE (CSV with a header line) into --table, in one transaction, through every rule.
 
     Rows dated in a locked period are skipped, not refused: they are recorded in ledgerlock.skipped_writes
     with the context label, and counted. A malformed row (wrong number of columns, a value PostgreSQL
-    cannot convert, a row the table refuses) is reported with its line number, and nothing is loaded.
-    --dry-run shows first how many rows fall in each locked window and how many would load.
+    cannot convert, a row the table refuses: foreign key, NOT NULL, a ledgerlock rule) is reported with its
+    line number, and nothing is loaded. --dry-run is the same load rolled back. Each import is recorded by
+    the file's SHA-256 (audit context import:<sha256>): the same file is not loaded twice without --again.
     """
     size = importer.file_size(file)
+    show = size >= PROGRESS_FROM and not as_json
+
+    def phase(text: str) -> None:
+        if show:
+            click.echo(f"ledgerlock: {text}", err=True)
+
+    options = dict(dry_run=dry_run, context=label, encoding=encoding, delimiter=delimiter,
+                   decimal_comma=decimal_comma, again=again, phase=phase)
     with ctx.connect() as conn:
+        ctx.target.announce(conn)
         try:
-            if size >= PROGRESS_FROM and not as_json:
-                with click.progressbar(length=size, label=f"reading {file.name}", file=sys.stderr) as bar:
-                    report = importer.import_csv(conn, file, table, dry_run=dry_run, context=label,
-                                                 progress=bar.update)
+            if show:
+                with click.progressbar(length=size, label=f"uploading {file.name}", file=sys.stderr) as bar:
+                    report = importer.import_csv(conn, file, table, progress=bar.update, **options)
             else:
-                report = importer.import_csv(conn, file, table, dry_run=dry_run, context=label)
+                report = importer.import_csv(conn, file, table, **options)
         except importer.ImportFailed as exc:
             click.echo(f"error{f' {exc.sqlstate}' if exc.sqlstate else ''}: {exc.message}", err=True)
             click.echo("nothing was loaded", err=True)

@@ -43,7 +43,7 @@ def hostile_bundle(db, tmp_path):
     ctl.execute("SELECT ledgerlock.lock_period('1', '2020-01-01', '2020-12-31')")
     path = tmp_path / "hostile.zip"
     res = CliRunner().invoke(cli, ["--dsn", db.conninfo("auditor"), "audit", "bundle", "--scope", "1",
-                                   "--from", TODAY, "--to", TODAY, "-o", str(path)])
+                                   "--from", "2020-01-01", "--to", TODAY, "-o", str(path)])
     assert res.exit_code == 0, res.output
     return path
 

@@ -70,7 +70,7 @@ def test_the_application_gets_a_one_line_error(trail):
 
 def test_digest_and_seal(trail):
     res = run(trail, "seal")
-    assert res.exit_code == 0 and res.output.startswith("sealed ")
+    assert res.exit_code == 0 and res.stdout.startswith("sealed ")
     res = run(trail, "digest")
     assert res.exit_code == 0
     seq, h = audit_bundle.parse_digest(res.output.strip())
@@ -80,7 +80,7 @@ def test_digest_and_seal(trail):
 @pytest.fixture
 def bundle(trail, tmp_path):
     path = tmp_path / "scope1.zip"
-    res = run(trail, "bundle", "--scope", "1", "--from", TODAY, "--to", TODAY, "-o", str(path))
+    res = run(trail, "bundle", "--scope", "1", "--from", "2020-01-01", "--to", TODAY, "-o", str(path))
     assert res.exit_code == 0, res.output
     return path
 
