@@ -13,6 +13,7 @@ import psycopg
 from .. import audit_bundle
 from ..cli import Context, pass_context
 from ..output import EXIT_EVIDENCE, EXIT_OK, _cell, echo_json, echo_rows
+from ..output import progress as show_progress
 
 # Every operation the trail records: row writes, protect/unprotect, rules and number formats, and the lock
 # history's kinds upper-cased (sql/triggers/audit_capture.sql, sql/functions/{period_locks,close,referential}.sql).
@@ -187,15 +188,13 @@ def verify(ctx: Context, digest: str | None, bundle: str | None, as_json: bool) 
     def progress(diag: psycopg.errors.Diagnostic) -> None:
         msg = diag.message_primary or ""
         if msg.startswith("ll-progress "):
-            done, total = msg.split()[1:3]
-            click.echo(f"\rverified {int(done):,} of {int(total):,} chain links", nl=False, err=True)
+            done, total = (int(n) for n in msg.split()[1:3])
+            show_progress(f"verified {done:,} of {total:,} chain links", done=done >= total)
 
     with ctx.connect() as conn:
         conn.add_notice_handler(progress)
         with conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
             r = cur.execute("SELECT * FROM ledgerlock.verify_audit(%s)", (digest,)).fetchone()
-    if r["sealed"] and r["sealed"] > 250_000:
-        click.echo(err=True)
     if as_json:
         echo_json(r)
     elif r["ok"]:
