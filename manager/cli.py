@@ -17,6 +17,7 @@ import psycopg
 from . import __version__, commands
 from . import errors as ll_errors
 from .connection import Target, resolve
+from .output import EXIT_FAILED, color_wanted, error_json
 from .server import ServerError
 
 
@@ -38,24 +39,53 @@ class Context:
 pass_context = click.make_pass_decorator(Context)
 
 
+def _wants_json(args: list[str]) -> bool:
+    """--json among the command line's options (before a lone `--`), wherever it is given."""
+    return "--json" in (args[: args.index("--")] if "--" in args else args)
+
+
+def _fail(as_json: bool, code: int, sqlstate: str | None, meaning: str, message: str, hint: str | None) -> None:
+    if as_json:
+        click.echo(error_json(sqlstate, meaning, message, hint))
+    else:
+        head = f"error {sqlstate} ({meaning})" if sqlstate else "error"
+        click.echo(f"{head}: {message}", err=True)
+        if hint:
+            click.echo(f"hint: {hint}", err=True)
+    sys.exit(code)
+
+
 class ManagerGroup(click.Group):
-    """Turns database errors into one clear line (SQLSTATE, meaning, message, hint) and exit code 1."""
+    """Turns errors into one clear line (SQLSTATE, meaning, message, hint) on stderr — or, when the command
+    line has --json, into one JSON object on stdout — with the project's exit codes (output.EXIT_*)."""
+
+    def main(self, args=None, *a, **kw):
+        if args is None:
+            args = sys.argv[1:]
+        self._as_json = _wants_json(list(args))
+        kw.setdefault("color", color_wanted())
+        return super().main(list(args), *a, **kw)
 
     def invoke(self, ctx: click.Context):
+        as_json = getattr(self, "_as_json", False)
         try:
             return super().invoke(ctx)
         except psycopg.Error as exc:
             diag = getattr(exc, "diag", None)
             state = diag.sqlstate if diag else None
             message = (diag.message_primary if diag and diag.message_primary else str(exc)).strip()
-            head = f"error {state} ({ll_errors.describe(state)})" if state else "error"
-            click.echo(f"{head}: {message}", err=True)
-            if diag and diag.message_hint:
-                click.echo(f"hint: {diag.message_hint}", err=True)
-            sys.exit(1)
+            meaning = ll_errors.describe(state) if state else (
+                "could not connect" if isinstance(exc, psycopg.OperationalError) else "database error")
+            _fail(as_json, EXIT_FAILED, state, meaning, message, diag.message_hint if diag else None)
         except ServerError as exc:
-            click.echo(f"error: embedded PostgreSQL: {exc}", err=True)
-            sys.exit(1)
+            _fail(as_json, EXIT_FAILED, None, "embedded PostgreSQL", f"embedded PostgreSQL: {exc}", None)
+        except click.ClickException as exc:
+            if not as_json:
+                raise
+            usage = isinstance(exc, click.UsageError)
+            _fail(True, exc.exit_code, None, "usage error" if usage else "failed command", exc.format_message(),
+                  f"ledgerlock {exc.ctx.command_path.partition(' ')[2]} --help".replace("  ", " ")
+                  if usage and exc.ctx else None)
 
 
 @click.group(cls=ManagerGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})

@@ -5,10 +5,44 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import json
+import os
+import sys
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 import click
+
+# Exit codes, the same for every command (docs/cli.md, "Exit codes").
+EXIT_OK = 0        # the command did what it was asked
+EXIT_FAILED = 1    # a failed command: a database refusal, a connection failure, a bad state
+EXIT_USAGE = 2     # a usage error: an unknown flag, a bad argument (click's UsageError / BadParameter)
+EXIT_EVIDENCE = 3  # an evidence problem: a tampered trail or bundle, number gaps, a critical doctor finding
+
+
+def color_wanted() -> bool | None:
+    """False when NO_COLOR is set (https://no-color.org); else None: click colors only on a terminal."""
+    return False if os.environ.get("NO_COLOR") else None
+
+
+def stderr_is_tty() -> bool:
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def progress(text: str, *, done: bool = False) -> None:
+    """A progress line on stderr: rewritten in place (\\r) on a terminal; when stderr is redirected, nothing
+    until the phase is done, then one plain line, so logs never fill with carriage returns."""
+    if stderr_is_tty():
+        click.echo(f"\r{text}", nl=done, err=True)
+    elif done:
+        click.echo(text, err=True)
+
+
+def error_json(sqlstate: str | None, meaning: str, message: str, hint: str | None = None) -> str:
+    """The one shape of an error under --json, printed on stdout (docs/cli.md, "Errors under --json")."""
+    return to_json({"error": {"sqlstate": sqlstate, "meaning": meaning, "message": message, "hint": hint}})
 
 
 def _default(o: Any) -> Any:

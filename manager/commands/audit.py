@@ -12,7 +12,23 @@ import psycopg
 
 from .. import audit_bundle
 from ..cli import Context, pass_context
-from ..output import _cell, echo_json, echo_rows
+from ..output import EXIT_EVIDENCE, EXIT_OK, _cell, echo_json, echo_rows
+from ..output import progress as show_progress
+
+# Every operation the trail records: row writes, protect/unprotect, rules and number formats, and the lock
+# history's kinds upper-cased (sql/triggers/audit_capture.sql, sql/functions/{period_locks,close,referential}.sql).
+OPERATIONS = ("INSERT", "UPDATE", "DELETE", "PROTECT", "UNPROTECT", "NUMBER_FORMAT", "PROTECT_REFERENCED",
+              "PROTECT_LINES", "UNPROTECT_REFERENCED", "UNPROTECT_LINES", "LOCK", "ADVANCE", "UPGRADE", "UNLOCK",
+              "RELOCK", "OVERRIDE", "SKIP", "GRANT_SCOPE", "REVOKE_SCOPE", "FISCAL_YEAR_START", "FOUR_EYES_SETTING",
+              "CLOSE_TASK_ADD", "CLOSE_TASK_DONE", "UNLOCK_REQUEST", "UNLOCK_APPROVE", "UNLOCK_REFUSE",
+              "UNLOCK_REQUEST_EXPIRE", "UNLOCK_REQUEST_WITHDRAW")
+
+
+def _operation(ctx, param, value: str | None) -> str | None:
+    if value is not None and value.upper() not in OPERATIONS:
+        raise click.BadParameter(f"{value!r} is not an operation of the trail; one of: {', '.join(OPERATIONS)}")
+    return value
+
 
 LOG_COLUMNS = ["seq", "at", "table", "key", "scope", "operation", "changed", "db_user", "actor", "reason", "chain"]
 
@@ -37,7 +53,8 @@ def audit() -> None:
 @click.option("--scope", help="Only events of this scope.")
 @click.option("--actor", help="Only events declared with this ledgerlock.actor.")
 @click.option("--db-user", help="Only events of this database user.")
-@click.option("--operation", help="Only this operation (INSERT, UPDATE, DELETE, LOCK, UNLOCK, PROTECT...).")
+@click.option("--operation", callback=_operation,
+              help="Only this operation (INSERT, UPDATE, DELETE, LOCK, UNLOCK, PROTECT...).")
 @click.option("--since", type=click.DateTime(), help="Events at or after this time.")
 @click.option("--until", type=click.DateTime(), help="Events before this time.")
 @click.option("--limit", default=100, show_default=True, help="At most this many events (the latest).")
@@ -145,7 +162,7 @@ def show(ctx: Context, seq: int, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 @pass_context
 def verify(ctx: Context, digest: str | None, bundle: str | None, as_json: bool) -> None:
-    """Recompute every event hash and chain link; exit 1 when anything was altered.
+    """Recompute every event hash and chain link; exit 3 when anything was altered.
 
     Without --bundle it seals, then checks the database's whole trail (progress on stderr for large
     chains). With --bundle it checks an auditor's bundle without connecting to any database.
@@ -153,7 +170,7 @@ def verify(ctx: Context, digest: str | None, bundle: str | None, as_json: bool) 
     if bundle:
         try:
             rep = audit_bundle.verify_bundle(bundle, digest)
-        except audit_bundle.UnsafeBundleError as exc:  # bad input (exit 2), not broken evidence (exit 1)
+        except audit_bundle.UnsafeBundleError as exc:  # bad input (exit 2), not broken evidence (exit 3)
             raise click.BadParameter(f"{bundle}: {exc}; nothing was checked", param_hint="--bundle") from None
         if as_json:
             echo_json({"ok": rep.ok, "digest": rep.digest, "events": rep.events, "links": rep.links,
@@ -166,20 +183,18 @@ def verify(ctx: Context, digest: str | None, bundle: str | None, as_json: bool) 
             click.echo(f"bundle BROKEN: {len(rep.problems)} problem(s)", err=True)
             for p in rep.problems[:20]:
                 click.echo(f"  {p}", err=True)
-        sys.exit(0 if rep.ok else 1)
+        sys.exit(EXIT_OK if rep.ok else EXIT_EVIDENCE)
 
     def progress(diag: psycopg.errors.Diagnostic) -> None:
         msg = diag.message_primary or ""
         if msg.startswith("ll-progress "):
-            done, total = msg.split()[1:3]
-            click.echo(f"\rverified {int(done):,} of {int(total):,} chain links", nl=False, err=True)
+            done, total = (int(n) for n in msg.split()[1:3])
+            show_progress(f"verified {done:,} of {total:,} chain links", done=done >= total)
 
     with ctx.connect() as conn:
         conn.add_notice_handler(progress)
         with conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
             r = cur.execute("SELECT * FROM ledgerlock.verify_audit(%s)", (digest,)).fetchone()
-    if r["sealed"] and r["sealed"] > 250_000:
-        click.echo(err=True)
     if as_json:
         echo_json(r)
     elif r["ok"]:
@@ -189,7 +204,7 @@ def verify(ctx: Context, digest: str | None, bundle: str | None, as_json: bool) 
             click.echo(f"the chain passes through {digest}")
     else:
         click.echo(f"audit trail BROKEN: {r['problems']} problem(s); first: {r['problem']}", err=True)
-    sys.exit(0 if r["ok"] else 1)
+    sys.exit(EXIT_OK if r["ok"] else EXIT_EVIDENCE)
 
 
 @audit.command()

@@ -8,7 +8,7 @@ import click
 
 from .. import doctor as checks
 from ..cli import Context, pass_context
-from ..output import echo_json
+from ..output import EXIT_EVIDENCE, EXIT_FAILED, EXIT_OK, echo_json
 
 NOT_COVERED_WITHOUT_SUPERUSER = """\
 Without the DDL guard, these stay possible for the owner of a protected table (never for the application,
@@ -27,7 +27,7 @@ as long as it does not own the tables; see docs/hardening.md):
 def doctor(ctx: Context, as_json: bool) -> None:
     """Report every way the rules could still be got around here, with the command that fixes it.
 
-    Exit code 2 when a finding is critical (a rule can be bypassed now), 0 otherwise. Run it as a
+    Exit code 3 (an evidence problem) when a finding is critical (a rule can be bypassed now), 0 otherwise. Run it as a
     superuser or a ledgerlock admin/auditor: it sees what its role may see.
     """
     with ctx.connect() as conn:
@@ -42,7 +42,7 @@ def doctor(ctx: Context, as_json: bool) -> None:
             click.echo(f"    fix: {f.fix}")
         clean = counts["critical"] == 0 and counts["warning"] == 0
         click.echo(("clean: " if clean else "") + ", ".join(f"{n} {s}" for s, n in counts.items()))
-    sys.exit(checks.exit_code(found))
+    sys.exit(EXIT_EVIDENCE if checks.exit_code(found) else EXIT_OK)
 
 
 @click.command("install-ddl-guard")
@@ -61,7 +61,7 @@ def install_ddl_guard(ctx: Context, remove: bool) -> None:
             click.echo("the DDL guard needs a superuser (PostgreSQL lets only superusers create event triggers); "
                        "nothing was installed.", err=True)
             click.echo(NOT_COVERED_WITHOUT_SUPERUSER, err=True)
-            sys.exit(1)
+            sys.exit(EXIT_FAILED)
         if remove:
             n = conn.execute("SELECT ledgerlock.uninstall_ddl_guard()").fetchone()[0]
             click.echo(f"removed the DDL guard ({n} event trigger(s))")

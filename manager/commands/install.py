@@ -2,23 +2,30 @@
 
 from __future__ import annotations
 
+import sys
+
 import click
 
 from .. import migrate as migration
 from .. import sqlfiles
 from ..cli import Context, pass_context
-from ..output import echo_json, table
+from ..output import EXIT_FAILED, echo_json, table
 
 
 @click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 @pass_context
-def migrate(ctx: Context) -> None:
+def migrate(ctx: Context, as_json: bool) -> None:
     """Install or upgrade ledgerlock in the database (idempotent).
 
     Applies pending migrations, installs changed functions and triggers, and refreshes the guards of
     every protected table. Run it as the role that owns the tables to protect.
     """
     report = migration.migrate(ctx.target.conninfo)
+    if as_json:
+        echo_json({"database": ctx.target.source, "applied": report.applied, "code_installed": report.code_installed,
+                   "guards_reinstalled": report.guards_reinstalled, "changed": report.changed})
+        return
     for mig in report.applied:
         click.echo(f"applied migration {mig}")
     if report.code_installed:
@@ -31,15 +38,17 @@ def migrate(ctx: Context) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 @pass_context
 def status(ctx: Context, as_json: bool) -> None:
-    """Show the installed version, pending migrations and protected tables."""
+    """Show the installed version, pending migrations and protected tables; exit 1 when not installed."""
     st = migration.status(ctx.target.conninfo)
     if as_json:
         echo_json({"database": ctx.target.source, **st.__dict__})
+        if st.installed_version is None:
+            sys.exit(EXIT_FAILED)
         return
     click.echo(f"connected via: {ctx.target.source}")
     if st.installed_version is None:
-        click.echo("ledgerlock is not installed here; run: ledgerlock migrate")
-        return
+        click.echo("ledgerlock is not installed here; run: ledgerlock migrate", err=True)
+        sys.exit(EXIT_FAILED)
     code = "current" if st.code_current else "outdated (run: ledgerlock migrate)"
     click.echo(f"installed version: {st.installed_version} (functions and triggers {code})")
     click.echo(f"migrations applied: {len(st.applied)}; pending: {', '.join(st.pending) or 'none'}")

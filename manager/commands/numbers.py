@@ -11,7 +11,7 @@ import sys
 import click
 
 from ..cli import Context, pass_context
-from ..output import echo_rows
+from ..output import EXIT_EVIDENCE, echo_json, echo_rows
 
 GAP_COLUMNS = ("table", "series", "kind", "first", "last", "detail")
 SERIES_COLUMNS = ("table", "series", "last_number", "created_at")
@@ -36,7 +36,8 @@ def check(ctx: Context, table: str | None, as_json: bool) -> None:
     """Gaps and duplicates in the final numbers of TABLE (default: every numbered table).
 
     Prints nothing but a confirmation and exits 0 when every series runs 1..N; otherwise lists each gap,
-    duplicate or number beyond its counter and exits 1. Requires an auditor, controller or admin role.
+    duplicate or number beyond its counter and exits 3 (an evidence problem). Requires an auditor, controller
+    or admin role.
     """
     with ctx.connect() as conn:
         rows = _rows(
@@ -60,7 +61,7 @@ def check(ctx: Context, table: str | None, as_json: bool) -> None:
         click.echo(f"final numbers are continuous: no gap and no duplicate ({tables} numbered "
                    f"table{'s' if tables != 1 else ''} checked)")
     if rows:
-        sys.exit(1)
+        sys.exit(EXIT_EVIDENCE)
 
 
 @numbers.command("format")
@@ -68,14 +69,18 @@ def check(ctx: Context, table: str | None, as_json: bool) -> None:
 @click.argument("number_format", metavar="FORMAT")
 @click.option("--draft-format", help="Temporary-number format for drafts inserted without a number, "
               "e.g. 'DRAFT-{SEQ}'.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_context
-def format_(ctx: Context, table: str, number_format: str, draft_format: str | None) -> None:
+def format_(ctx: Context, table: str, number_format: str, draft_format: str | None, as_json: bool) -> None:
     """Set the final number FORMAT of TABLE, e.g. 'INV-{YYYY}-{SEQ:5}' (admin only).
 
     Only numbers handed out from now on follow it. Tokens: {SEQ} or {SEQ:n}, {YYYY}, {YY}, {MM}, {SCOPE}.
     """
     with ctx.connect() as conn:
         conn.execute("SELECT ledgerlock.set_number_format(%s::regclass, %s, %s)", (table, number_format, draft_format))
+    if as_json:
+        echo_json({"table": table, "number_format": number_format, "draft_format": draft_format})
+        return
     click.echo(f"{table}: final numbers from now on follow {number_format}"
                + (f", temporary numbers {draft_format}" if draft_format else ""))
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from ..cli import Context, pass_context
+from ..output import echo_json
 
 
 @click.command()
@@ -20,10 +21,11 @@ from ..cli import Context, pass_context
 @click.option("--ledger", help="Ledger tag (ar, ap, payroll, ...) so locks can target some ledgers only.")
 @click.option("--weaken-reason",
               help="Confirm a reconfiguration that removes or loosens settings in force, and say why (audited).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 @pass_context
 def protect(ctx: Context, table: str, date_column: str, scope_column: str | None, final_when: str | None,
             number_column: str | None, number_format: str | None, mutable_columns: tuple[str, ...],
-            ledger: str | None, weaken_reason: str | None) -> None:
+            ledger: str | None, weaken_reason: str | None, as_json: bool) -> None:
     """Protect TABLE: final rows become permanent, locks and audit apply.
 
     Calling it again reconfigures the table: pass every setting again. A reconfiguration that would remove
@@ -37,20 +39,27 @@ def protect(ctx: Context, table: str, date_column: str, scope_column: str | None
             (table, date_column, scope_column, final_when, number_column, number_format,
              list(mutable_columns), ledger, weaken_reason),
         )
+    if as_json:
+        echo_json({"table": table, "protected": True})
+        return
     click.echo(f"protected {table}")
 
 
 @click.command()
 @click.argument("table")
 @click.option("--reason", required=True, help="Why the protection is removed (kept in the audit trail).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 @pass_context
-def unprotect(ctx: Context, table: str, reason: str) -> None:
+def unprotect(ctx: Context, table: str, reason: str, as_json: bool) -> None:
     """Remove ledgerlock's protection from TABLE (admin only, audited).
 
     Refused while TABLE holds final rows, or rows in a hard-locked period (unlock the period first).
     """
     with ctx.connect() as conn:
         conn.execute("SELECT ledgerlock.unprotect(%s::regclass, %s)", (table, reason))
+    if as_json:
+        echo_json({"table": table, "protected": False})
+        return
     click.echo(f"unprotected {table}")
 
 

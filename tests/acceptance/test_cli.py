@@ -32,8 +32,8 @@ def empty_db(cluster):
 
 
 def test_migrate_installs_into_an_existing_database_and_a_second_run_changes_nothing(empty_db):
-    status = run("--dsn", empty_db, "status")
-    assert "ledgerlock is not installed here" in status.output
+    status = run("--dsn", empty_db, "status", ok=False)
+    assert status.exit_code == 1 and "ledgerlock is not installed here" in status.output
     first = run("--dsn", empty_db, "migrate")
     assert "applied migration 0001_foundation" in first.output
     assert "installed functions and triggers" in first.output

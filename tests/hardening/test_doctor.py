@@ -14,7 +14,7 @@ from ledgerlock.cli import cli
 
 def doctor(conninfo: str):
     res = CliRunner().invoke(cli, ["--dsn", conninfo, "doctor", "--json"])
-    assert res.exit_code in (0, 2), res.output
+    assert res.exit_code in (0, 3), res.output
     return res.exit_code, json.loads(res.stdout)
 
 
@@ -72,7 +72,7 @@ def test_a_weakened_setup_is_caught_with_a_non_zero_exit(db, weaken, check, find
     try:
         code, found = doctor(db.conninfo())
         new = [f for f in problems(found) if f not in before]
-        assert code == 2
+        assert code == 3
         assert any(f["check"] == check and finding in f["finding"] and f["why"] and f["fix"] for f in new), new
     finally:
         owner.execute("ALTER ROLE ledgerlock_auditor NOLOGIN")  # roles are cluster-wide
@@ -86,7 +86,7 @@ def test_a_function_redefined_by_hand_is_reported_as_drifted(db):
     owner.execute("CREATE OR REPLACE FUNCTION ledgerlock.guard_truncate() RETURNS trigger LANGUAGE plpgsql "
                   "SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$ BEGIN RETURN NULL; END $$")
     code, found = doctor(db.conninfo())
-    assert code == 2
+    assert code == 3
     assert any(f["object"] == "ledgerlock.guard_truncate()" and "differs from the shipped" in f["finding"]
                for f in problems(found))
     owner.execute("CREATE OR REPLACE FUNCTION ledgerlock.guard_truncate() RETURNS trigger LANGUAGE plpgsql "
@@ -100,7 +100,7 @@ def test_a_partition_added_without_the_ddl_guard_is_reported_until_guards_are_re
     owner.execute("CREATE TABLE ledger_entry_2027 PARTITION OF ledger_entry "
                   "FOR VALUES FROM ('2027-01-01') TO ('2028-01-01')")
     code, found = doctor(db.conninfo())
-    assert code == 2
+    assert code == 3
     assert any("public.ledger_entry_2027 has no TRUNCATE guard" in f["finding"] for f in problems(found))
     owner.execute("SELECT ledgerlock.reinstall_guards()")
     _, found = doctor(db.conninfo())
@@ -123,14 +123,14 @@ def test_the_missing_ddl_guard_is_reported_and_a_disabled_one_is_critical(db):
     assert not any(f["check"] == "ddl guard" for f in found)
     owner.execute("ALTER EVENT TRIGGER ledgerlock_ddl_guard_drop DISABLE")
     code, found = doctor(db.conninfo())
-    assert code == 2 and any(f["check"] == "ddl guard" and "disabled" in f["finding"] for f in problems(found))
+    assert code == 3 and any(f["check"] == "ddl guard" and "disabled" in f["finding"] for f in problems(found))
 
 
 def test_human_output_names_why_and_fix(db):
     db.protect_invoice()
     db.owner().execute("ALTER TABLE invoice OWNER TO ll_app")
     res = CliRunner().invoke(cli, ["--dsn", db.conninfo(), "doctor"])
-    assert res.exit_code == 2
+    assert res.exit_code == 3
     assert "[critical] table owner: public.invoice is owned by ll_app" in res.output
     assert "    why: " in res.output and "    fix: ALTER TABLE public.invoice OWNER TO" in res.output
 

@@ -22,7 +22,7 @@ NOT_PROTECTED = "but is not protected"
 
 def doctor(conninfo: str):
     res = CliRunner().invoke(cli, ["--dsn", conninfo, "doctor", "--json"])
-    assert res.exit_code in (0, 2), res.output
+    assert res.exit_code in (0, 3), res.output
     return res.exit_code, json.loads(res.stdout)
 
 
@@ -69,7 +69,7 @@ def test_a_disabled_r4_guard_on_an_unprotected_child_is_critical(db, r4):
                          "AND tgname ~ '^ll_30_' ORDER BY 1 LIMIT 1").fetchone()[0]
     r4.execute(f"ALTER TABLE payment DISABLE TRIGGER {trigger}")
     code, found = doctor(db.conninfo())
-    assert code == 2
+    assert code == 3
     assert any(f["object"] == "public.payment" and f"guard {trigger} on public.payment is disabled" in f["finding"]
                for f in critical(found)), found
 
@@ -87,7 +87,7 @@ def test_the_auditor_is_told_of_a_guard_function_replaced_by_a_superuser(db, rol
     assert not [f for f in found if f["check"] in ("function", "code")], found
     db.owner().execute(REPLACE_GUARD)
     res = CliRunner().invoke(cli, ["--dsn", db.conninfo(role), "doctor"])
-    assert res.exit_code == 2, res.output
+    assert res.exit_code == 3, res.output
     assert "[critical] function: ledgerlock.guard_final_row() differs from the shipped definition" in res.output
 
 
@@ -152,7 +152,7 @@ def test_a_prepared_transaction_holding_a_number_counter_is_critical(prepared_cl
         app.execute("PREPARE TRANSACTION 'stuck'")
     try:
         code, found = doctor(conninfo("auditor"))
-        assert code == 2
+        assert code == 3
         [f] = prepared_findings(found)
         assert f["severity"] == "critical" and f["object"] == "stuck"
         assert f["finding"].startswith("a prepared transaction 'stuck' holds locks on ")

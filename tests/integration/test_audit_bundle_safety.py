@@ -81,7 +81,7 @@ def test_a_csv_cell_whose_quote_was_removed_fails_the_check(hostile_bundle, tmp_
         for n, data in files.items():
             z.writestr(n, data)
     res = verify(edited)
-    assert res.exit_code == 1 and "events.csv differs from events.json" in res.output, res.output
+    assert res.exit_code == 3 and "events.csv differs from events.json" in res.output, res.output
 
 
 # --- unsafe zips ---------------------------------------------------------------------------------------

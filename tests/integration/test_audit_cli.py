@@ -130,7 +130,7 @@ def test_a_hand_edited_bundle_fails(bundle, name, old, new, problem):
 
     _rewrite(bundle, name, edit)
     res = CliRunner().invoke(cli, ["audit", "verify", "--bundle", str(bundle)])
-    assert res.exit_code == 1, res.output
+    assert res.exit_code == 3, res.output
     import re
 
     assert re.search(problem, res.output), res.output

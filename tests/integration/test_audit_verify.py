@@ -72,7 +72,7 @@ def test_a_modified_sealed_event_is_caught(trail):
     assert not ok and problems == 1 and first == seq
     assert problem.endswith("was modified: its content does not match its hash")
     res = cli_verify(trail)
-    assert res.exit_code == 1 and f"event seq {seq}" in res.output
+    assert res.exit_code == 3 and f"event seq {seq}" in res.output
 
 
 def test_a_modified_event_whose_hash_was_recomputed_is_caught_by_the_chain(trail):
@@ -102,7 +102,7 @@ def test_a_deleted_sealed_event_is_caught(trail):
         su.execute("DELETE FROM ledgerlock.audit_event WHERE seq = %s", (seq,))
     ok, _n, first, _chain, problem, *_ = verify(trail)
     assert not ok and first == seq and problem.endswith("is missing: it was deleted")
-    assert cli_verify(trail).exit_code == 1
+    assert cli_verify(trail).exit_code == 3
 
 
 def test_a_deleted_event_and_its_link_are_caught(trail):
@@ -142,7 +142,7 @@ def test_swapped_events_are_caught(trail):
                    "WHERE seq IN (%s, %s)", (-a, b, a, -a, -b))
     ok, problems, first, *_ = verify(trail)
     assert not ok and first == a and problems == 2
-    assert cli_verify(trail).exit_code == 1
+    assert cli_verify(trail).exit_code == 3
 
 
 def test_swapped_links_are_caught(trail):
@@ -188,7 +188,7 @@ def test_a_digest_proves_the_chain_up_to_it_and_catches_a_rewrite_or_truncation(
     assert ok  # without a digest, a full rewrite by a superuser is consistent: that is why digests exist
     ok, _n, _first, chain, problem, *_ = verify(trail, digest)
     assert not ok and "differs from the digest" in problem
-    assert cli_verify(trail, "--digest", digest).exit_code == 1
+    assert cli_verify(trail, "--digest", digest).exit_code == 3
     # truncation of the tail past the digest's link
     with guards_off(su):
         su.execute("DELETE FROM ledgerlock.audit_chain WHERE chain_seq >= %s", (int(digest.split(":")[1]),))

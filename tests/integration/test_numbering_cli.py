@@ -37,7 +37,7 @@ def test_check_lists_gaps_and_exits_non_zero(numbered):
     owner.execute("DELETE FROM invoice WHERE id = 2")
     owner.execute("ALTER TABLE invoice ENABLE TRIGGER USER")
     result = run(numbered, "auditor", "check")
-    assert result.exit_code == 1
+    assert result.exit_code == 3
     assert "1 problem in the final numbers:" in result.output
     assert "INV-2026-{SEQ}  gap   2      2     number 2 is missing" in result.output
     rows = json.loads(run(numbered, "controller", "check", "--json").output)
