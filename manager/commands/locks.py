@@ -232,7 +232,19 @@ def locks(ctx: Context, scope: str | None, active: bool, as_json: bool) -> None:
     echo_rows(rows, ["id", "scope", "period", "level", "ledgers", "status", "note", "reviewer", "locked_by",
                      "unlock_reason"], as_json=False, empty="(no locks)")
     if scope is not None:
-        click.echo(f"\nbooks of scope {scope} locked through: {through or '(nothing locked)'}")
+        click.echo(f"\n{_through_line(scope, through, rows)}")
+
+
+def _through_line(scope: str, through: str | None, rows: list[dict]) -> str:
+    """The report banner; with no date, why: nothing locked, or the earliest window is unlocked."""
+    if through:
+        return f"books of scope {scope} locked through: {through}"
+    unlocked = [r for r in rows if r["status"] == "unlocked" and r["relocked_as"] is None]
+    if not unlocked:
+        return f"books of scope {scope} locked through: (nothing locked)"
+    first = unlocked[0]  # rows are ordered by from_date
+    return (f"books of scope {scope} are not locked through any date: lock #{first['id']} ({first['period']}) "
+            f"is unlocked")
 
 
 @click.command()

@@ -1,0 +1,96 @@
+"""Issue 18, the CLI of period locks: the "books locked through" date after an unlock, preset windows
+checked before printing, hints in CLI terms, overrides, scope grants, withdrawn requests, skipped writes,
+unknown scopes and ledgers."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from ledgerlock.cli import cli
+from lltest import refused
+
+
+@pytest.fixture
+def as_role(db):
+    db.protect_invoice()
+
+    def run(role: str, *args: str, ok: bool = True, code: int | None = None):
+        result = CliRunner().invoke(cli, ["--dsn", db.conninfo(role), *args], catch_exceptions=False)
+        if code is not None:
+            assert result.exit_code == code, result.output
+        elif ok:
+            assert result.exit_code == 0, result.output
+        else:
+            assert result.exit_code != 0, result.output
+        return result
+
+    return run
+
+
+def through(conn, scope="1", ledger=None):
+    return conn.execute("SELECT ledgerlock.locked_through(%s, %s)::text", (scope, ledger)).fetchone()[0]
+
+
+def three_windows(ctl):
+    """up to 2025-01-31, February, March of scope 1 (ids 1, 2, 3)."""
+    for day in ("2025-01-31", "2025-02-28", "2025-03-31"):
+        ctl.execute("SELECT ledgerlock.lock_through('1', %s::date)", (day,))
+
+
+# ---------------------------------------------------------------------------------------------------
+# Item 2: an unlocked window breaks the run of "books locked through"
+
+
+def test_unlocking_the_earliest_window_leaves_the_books_locked_through_nothing(db, as_role):
+    ctl, app = db.connect("controller"), db.connect("app")
+    three_windows(ctl)
+    assert through(ctl) == "2025-03-31"
+    ctl.execute("SELECT ledgerlock.unlock_period(1, 'late invoice')")
+    assert through(ctl) is None
+    app.execute("INSERT INTO invoice (id, company_id, issued_on) VALUES (10, 1, '2025-01-15')")  # as it says
+    with refused("LL002"):
+        app.execute("INSERT INTO invoice (id, company_id, issued_on) VALUES (11, 1, '2025-02-15')")
+    out = as_role("auditor", "locks", "1").output
+    assert "books of scope 1 are not locked through any date: lock #1 (up to 2025-01-31) is unlocked" in out
+    assert json.loads(as_role("auditor", "locks", "1", "--json").output)["locked_through"] is None
+    ctl.execute("SELECT ledgerlock.relock(1)")
+    assert through(ctl) == "2025-03-31"
+    assert "books of scope 1 locked through: 2025-03-31" in as_role("auditor", "locks", "1").output
+
+
+def test_lock_through_after_unlocking_the_earliest_window_fills_the_gap_only(db):
+    ctl = db.connect("controller")
+    three_windows(ctl)
+    ctl.execute("SELECT ledgerlock.unlock_period(1, 'late invoice')")
+    with refused("LL004", r"^period up to 2025-03-31 for scope 1 overlaps lock #2 "):
+        ctl.execute("SELECT ledgerlock.lock_through('1', '2025-03-31')")
+    new_id = ctl.execute("SELECT ledgerlock.lock_through('1', '2025-01-31')").fetchone()[0]
+    assert through(ctl) == "2025-03-31"
+    assert ctl.execute("SELECT from_date::text FROM ledgerlock.period_lock WHERE id = %s", (new_id,)).fetchone()[0] \
+        == "-infinity"
+
+
+def test_lock_through_after_unlocking_a_middle_window(db):
+    ctl = db.connect("controller")
+    three_windows(ctl)
+    ctl.execute("SELECT ledgerlock.unlock_period(2, 'reclass')")
+    assert through(ctl) == "2025-01-31"
+    with refused("LL004", r"^period 2025-02-01\.\.2025-04-30 for scope 1 overlaps lock #3 "):
+        ctl.execute("SELECT ledgerlock.lock_through('1', '2025-04-30')")
+    new_id = ctl.execute("SELECT ledgerlock.lock_through('1', '2025-02-28')").fetchone()[0]
+    assert ctl.execute("SELECT from_date::text, to_date::text FROM ledgerlock.period_lock WHERE id = %s",
+                       (new_id,)).fetchone() == ("2025-02-01", "2025-02-28")
+    assert through(ctl) == "2025-03-31"
+
+
+def test_an_unlocked_window_covered_again_by_a_new_lock_does_not_break_the_run(db):
+    ctl = db.connect("controller")
+    three_windows(ctl)
+    ctl.execute("SELECT ledgerlock.unlock_period(2, 'reclass')")
+    ctl.execute("SELECT ledgerlock.lock_period('1', '2025-02-01', '2025-02-14')")
+    assert through(ctl) == "2025-02-14"  # 15..28 February are open
+    ctl.execute("SELECT ledgerlock.lock_period('1', '2025-02-15', '2025-02-28')")
+    assert through(ctl) == "2025-03-31"
