@@ -127,11 +127,13 @@ def _confirm_preset(conn, scope: str, preset: str, level: str, ledgers: list[str
     ends = [conn.execute("SELECT ledgerlock.locked_through(%s, %s)", (scope, ledger)).fetchone()[0]
             for ledger in (ledgers or [None])]
     start = None if None in ends else min(ends) + dt.timedelta(days=1)
+    if start and start > through:  # checked before anything is shown as if it would happen
+        raise click.ClickException(
+            f"the books of scope {scope} are already locked through {start - dt.timedelta(1)}, after {preset} "
+            f"({through}); nothing to lock")
     window = f"{start}..{through}" if start else f"everything up to {through}"
     on = f", ledgers {','.join(ledgers)}" if ledgers else ""
     click.echo(f"{preset} for scope {scope}: lock {window} ({level}{on})")
-    if start and start > through:
-        raise click.ClickException(f"the books of scope {scope} are already locked through {start - dt.timedelta(1)}")
     if not yes:
         click.confirm("Lock this window?", abort=True)
     return dt.datetime.combine(through, dt.time())

@@ -94,3 +94,18 @@ def test_an_unlocked_window_covered_again_by_a_new_lock_does_not_break_the_run(d
     assert through(ctl) == "2025-02-14"  # 15..28 February are open
     ctl.execute("SELECT ledgerlock.lock_period('1', '2025-02-15', '2025-02-28')")
     assert through(ctl) == "2025-03-31"
+
+
+# ---------------------------------------------------------------------------------------------------
+# Item 6: a preset before the locked-through date is one sentence, no inverted window
+
+
+def test_a_preset_before_the_locked_through_date_is_refused_before_anything_is_shown(db, as_role):
+    owner = db.owner()
+    month_end = owner.execute("SELECT ledgerlock.preset_through('1', 'end-of-last-month')").fetchone()[0]
+    fy_end = owner.execute("SELECT ledgerlock.preset_through('1', 'end-of-last-fiscal-year')").fetchone()[0]
+    as_role("controller", "lock", "1", "--through", "end-of-last-month", "--yes")
+    out = as_role("controller", "lock", "1", "--through", "end-of-last-fiscal-year", "--yes", code=1).output
+    assert out.strip() == (f"Error: the books of scope 1 are already locked through {month_end}, after "
+                           f"end-of-last-fiscal-year ({fy_end}); nothing to lock")
+    assert owner.execute("SELECT count(*) FROM ledgerlock.period_lock").fetchone()[0] == 1
