@@ -109,3 +109,46 @@ def test_a_preset_before_the_locked_through_date_is_refused_before_anything_is_s
     assert out.strip() == (f"Error: the books of scope 1 are already locked through {month_end}, after "
                            f"end-of-last-fiscal-year ({fy_end}); nothing to lock")
     assert owner.execute("SELECT count(*) FROM ledgerlock.period_lock").fetchone()[0] == 1
+
+
+# ---------------------------------------------------------------------------------------------------
+# Item 8 (part): --json on unlock, upgrade, relock; item 9: hints in CLI terms, withdrawing a request
+
+
+def test_unlock_upgrade_relock_print_json(db, as_role):
+    as_role("controller", "lock", "1", "--from", "2025-03-01", "--to", "2025-03-31")
+    row = json.loads(as_role("controller", "upgrade", "1", "--json").output)
+    assert (row["id"], row["level"], row["status"]) == (1, "hard", "active")
+    data = json.loads(as_role("admin", "unlock", "1", "--reason", "restatement", "--json").output)
+    assert (data["action"], data["lock"]["status"], data["request_id"], data["requests"]) == (
+        "unlocked", "unlocked", None, [])
+    row = json.loads(as_role("controller", "relock", "1", "--json").output)
+    assert (row["id"], row["relock_of"], row["status"]) == (2, 1, "active")
+    data = json.loads(as_role("admin", "unlock", "--pending", "--json").output)
+    assert (data["action"], data["requests"]) == ("pending", [])
+
+
+def test_hints_name_the_cli_command_not_the_sql(db, as_role):
+    as_role("controller", "lock", "1", "--from", "2025-03-01", "--to", "2025-03-31")
+    as_role("controller", "unlock", "1", "--reason", "late invoice")
+    out = as_role("controller", "upgrade", "1", code=1).output
+    assert out.splitlines() == [
+        "error LL004 (invalid lock operation (overlap, future end, downgrade, unknown id)): lock #1 is unlocked; "
+        "only an active lock can be upgraded",
+        "hint: relock it first: ledgerlock relock 1"]
+    # the SQL hint itself is unchanged for other tools
+    with refused("LL004", r"^lock #1 is unlocked"):
+        db.connect("controller").execute("SELECT ledgerlock.upgrade_lock(1)")
+
+
+def test_a_four_eyes_request_is_withdrawn_by_its_author(db, as_role):
+    as_role("admin", "lock", "1", "--from", "2025-03-01", "--to", "2025-03-31", "--hard")
+    as_role("admin", "close", "four-eyes", "on")
+    out = as_role("admin", "unlock", "1", "--reason", "late supplier invoice").output
+    assert "ledgerlock unlock --withdraw 1" in out
+    out = as_role("admin", "unlock", "--withdraw", "1", "--json").output
+    assert json.loads(out) == {"action": "withdrawn", "lock": None, "request_id": 1, "requests": []}
+    assert json.loads(as_role("admin", "unlock", "--pending", "--json").output)["requests"] == []
+    out = as_role("admin", "unlock", "--withdraw", "1", code=1).output
+    assert out.startswith("error LL004")
+    as_role("admin", "unlock", "--withdraw", "1", "--approve", "1", code=2)
