@@ -152,3 +152,60 @@ def test_a_four_eyes_request_is_withdrawn_by_its_author(db, as_role):
     out = as_role("admin", "unlock", "--withdraw", "1", code=1).output
     assert out.startswith("error LL004")
     as_role("admin", "unlock", "--withdraw", "1", "--approve", "1", code=2)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Item 9: overrides, scope grants, skipped writes from the command line
+
+
+def test_override_runs_the_sql_under_a_reason_in_one_transaction(db, as_role, tmp_path):
+    app = db.connect("app")
+    app.execute("INSERT INTO invoice (id, company_id, issued_on, amount) VALUES (1, 1, '2025-03-10', 100)")
+    as_role("controller", "lock", "1", "--from", "2025-03-01", "--to", "2025-03-31")
+    with refused("LL002"):
+        app.execute("UPDATE invoice SET amount = 90 WHERE id = 1")
+    out = as_role("controller", "override", "--reason", "credit note", "-c",
+                  "UPDATE invoice SET amount = 90 WHERE id = 1").output
+    assert out.splitlines() == ["UPDATE 1: 1 row touched", "override #1 committed: 1 row touched (credit note)"]
+    fix = tmp_path / "fix.sql"
+    fix.write_text("UPDATE invoice SET amount = 80 WHERE id = 1;\n-- and a new line\n"
+                   "INSERT INTO invoice (id, company_id, issued_on, amount) VALUES (2, 1, '2025-03-11', 5);\n")
+    data = json.loads(as_role("controller", "override", "--reason", "restated", "--sql", str(fix), "--json").output)
+    assert data == {"override_id": 2, "statements": [{"status": "UPDATE 1", "rows": 1},
+                                                     {"status": "INSERT 0 1", "rows": 1}]}
+    # all or nothing: the second statement fails, the first is rolled back
+    fix.write_text("UPDATE invoice SET amount = 70 WHERE id = 1; SELECT 1/0;")
+    assert "22012" in as_role("controller", "override", "--reason", "oops", "--sql", str(fix), code=1).output
+    assert app.execute("SELECT amount FROM invoice WHERE id = 1").fetchone()[0] == 80
+    fix.write_text("-- nothing\n;\n")
+    assert "holds no SQL statement" in as_role("controller", "override", "--reason", "x", "--sql", str(fix),
+                                               code=2).output
+    out = as_role("controller", "override", "--reason", " ", "-c", "SELECT 1", code=1).output
+    assert out.startswith("error LL007")
+    as_role("controller", "override", "--reason", "x", code=2)
+
+
+def test_grant_and_revoke_a_scope(db, as_role):
+    out = as_role("admin", "grant", "ll_controller", "1").output
+    assert out.strip() == "granted scope 1 to ll_controller"
+    as_role("controller", "lock", "1", "--from", "2025-03-01", "--to", "2025-03-31")
+    assert "LL005" in as_role("controller", "lock", "2", "--from", "2025-03-01", "--to", "2025-03-31",
+                              code=1).output
+    assert "LL005" in as_role("controller", "grant", "ll_controller", "2", code=1).output
+    assert as_role("admin", "revoke", "ll_controller", "1").output.strip() == "revoked scope 1 from ll_controller"
+    as_role("controller", "lock", "2", "--from", "2025-03-01", "--to", "2025-03-31")
+    assert "has no grant on scope 1" in as_role("admin", "revoke", "ll_controller", "1", code=1).output
+
+
+def test_skipped_lists_the_skipped_rows(db, as_role):
+    as_role("controller", "lock", "1", "--from", "2025-03-01", "--to", "2025-03-31")
+    app = db.connect("app")
+    with app.transaction():
+        app.execute("SET LOCAL ledgerlock.on_locked = 'skip'")
+        app.execute("SET LOCAL ledgerlock.context = 'recurring:rent'")
+        app.execute("INSERT INTO invoice (id, company_id, issued_on, amount) VALUES (7, 1, '2025-03-05', 12), "
+                    "(8, 1, '2025-04-05', 12)")
+    rows = json.loads(as_role("auditor", "skipped", "--context", "recurring:rent", "--json").output)
+    assert [(r["table_name"], r["scope"], r["lock_id"], r["row_data"]["id"]) for r in rows] == [
+        ("public.invoice", "1", 1, 7)]
+    assert "(no skipped writes for context other)" in as_role("auditor", "skipped", "--context", "other").output
