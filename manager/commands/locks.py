@@ -13,6 +13,7 @@ import re
 
 import click
 import psycopg
+import psycopg.sql
 
 from .. import errors as ll_errors
 from ..cli import Context, pass_context
@@ -167,6 +168,7 @@ def lock(ctx: Context, scope: str, through, from_date, to_date, hard: bool, note
     level = "hard" if hard else "soft"
     with ctx.connect() as conn:
         _show_notices(conn)
+        _check_scope_and_ledgers(conn, scope, ledgers)
         if through in PRESETS:
             through = _confirm_preset(conn, scope, through, level, list(ledgers) or None, yes)
         if through:
@@ -184,6 +186,50 @@ def lock(ctx: Context, scope: str, through, from_date, to_date, hard: bool, note
         echo_json(row)
     else:
         click.echo(f"locked {_describe(row)}")
+
+
+def _check_scope_and_ledgers(conn, scope: str, ledgers: tuple[str, ...]) -> None:
+    """A ledger no protected table carries binds nothing: refused (usage, exit 2) with the known ones. A scope
+    seen in no row of the protected tables (which have rows) and in no lock is probably a typo: warned about
+    on stderr, allowed (locking ahead of the first rows is legitimate)."""
+    known = [r[0] for r in conn.execute("SELECT DISTINCT ledger FROM ledgerlock.protected_table "
+                                        "WHERE ledger IS NOT NULL ORDER BY 1")]
+    unknown = [g for g in ledgers if g.strip() not in known]
+    if unknown:
+        names = ", ".join(unknown)
+        raise click.BadParameter(
+            f"no protected table has the ledger {names}; the known ledgers are: "
+            f"{', '.join(known) if known else '(none: no protected table has a ledger tag)'}",
+            param_hint="--ledger")
+    if not _scope_seen(conn, scope):
+        click.secho(f"warning: scope {scope} appears in no protected table and no lock; locking it anyway",
+                    fg="yellow", err=True)
+
+
+def _scope_seen(conn, scope: str) -> bool:
+    """Whether a lock, or a row of a protected table the caller may read, has this scope ('*': a table
+    without a scope column). No rows at all, or a table the caller cannot read, count as seen: no evidence
+    of a typo, no warning."""
+    if conn.execute("SELECT EXISTS (SELECT FROM ledgerlock.period_locks WHERE scope = %s)", (scope,)).fetchone()[0]:
+        return True
+    tables = conn.execute("SELECT tbl::text, scope_column FROM ledgerlock.protected_table").fetchall()
+    if scope == "*" and any(col is None for _, col in tables):
+        return True
+    any_rows = False
+    for tbl, col in tables:
+        if col is None:
+            continue
+        try:
+            with conn.transaction():
+                found, rows = conn.execute(
+                    psycopg.sql.SQL("SELECT EXISTS (SELECT FROM {t} WHERE {c}::text = %s), EXISTS (SELECT FROM {t})")
+                    .format(t=psycopg.sql.SQL(tbl), c=psycopg.sql.Identifier(col)), (scope,)).fetchone()
+        except psycopg.errors.InsufficientPrivilege:
+            return True
+        if found:
+            return True
+        any_rows = any_rows or rows
+    return not any_rows
 
 
 def _confirm_preset(conn, scope: str, preset: str, level: str, ledgers: list[str] | None, yes: bool) -> dt.datetime:

@@ -209,3 +209,21 @@ def test_skipped_lists_the_skipped_rows(db, as_role):
     assert [(r["table_name"], r["scope"], r["lock_id"], r["row_data"]["id"]) for r in rows] == [
         ("public.invoice", "1", 1, 7)]
     assert "(no skipped writes for context other)" in as_role("auditor", "skipped", "--context", "other").output
+
+
+def test_an_unknown_ledger_is_refused_with_the_known_ones(db, as_role):
+    db.owner().execute("SELECT ledgerlock.protect('payment', 'paid_on', 'company_id', ledger => 'ap')")
+    out = as_role("controller", "lock", "1", "--through", "2025-01-31", "--ledger", "gll", code=2).output
+    assert "Invalid value for --ledger: no protected table has the ledger gll; the known ledgers are: ap" in out
+    assert db.owner().execute("SELECT count(*) FROM ledgerlock.period_lock").fetchone()[0] == 0
+    as_role("controller", "lock", "1", "--through", "2025-01-31", "--ledger", "ap")
+
+
+def test_an_unseen_scope_is_warned_about_but_locked(db, as_role):
+    db.connect("app").execute("INSERT INTO invoice (id, company_id, issued_on) VALUES (1, 1, '2025-03-10')")
+    result = CliRunner().invoke(cli, ["--dsn", db.conninfo("controller"), "lock", "5", "--through", "2025-01-31"])
+    assert result.exit_code == 0, result.output
+    assert "warning: scope 5 appears in no protected table and no lock; locking it anyway" in result.stderr
+    assert result.stdout.strip() == "locked lock #1: scope 5 up to 2025-01-31 (soft, active)"
+    result = CliRunner().invoke(cli, ["--dsn", db.conninfo("controller"), "lock", "1", "--through", "2025-01-31"])
+    assert result.exit_code == 0 and "warning" not in result.stderr
