@@ -7,6 +7,7 @@ import psycopg
 
 from ..cli import Context, pass_context
 from ..output import echo_json, echo_rows
+from .locks import cli_hints
 
 TASK_COLUMNS = ["id", "period", "task", "status", "done_by", "done_at", "done_note"]
 
@@ -161,6 +162,7 @@ MONTHS = ["January", "February", "March", "April", "May", "June", "July", "Augus
 @click.argument("scope")
 @click.argument("start_month", type=click.IntRange(1, 12), required=False)
 @pass_context
+@cli_hints
 def fiscal_year(ctx: Context, scope: str, start_month: int | None) -> None:
     """Show, or set (admin), the month SCOPE's fiscal year starts in ('*': the default of every scope).
 
@@ -178,6 +180,7 @@ def fiscal_year(ctx: Context, scope: str, start_month: int | None) -> None:
 @click.option("--ttl", metavar="INTERVAL", help="How long a request stays valid, e.g. '4 hours' (default 24 hours).")
 @click.option("--reason", help="With off, while four-eyes is on: why (the request another admin approves).")
 @pass_context
+@cli_hints
 def four_eyes(ctx: Context, state: str | None, ttl: str | None, reason: str | None) -> None:
     """Show or set four-eyes unlocking of hard windows (admin).
 
@@ -206,6 +209,7 @@ def four_eyes(ctx: Context, state: str | None, ttl: str | None, reason: str | No
 @click.option("--since", metavar="TIMESTAMP", help="Only skips recorded since, e.g. 2026-04-01.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 @pass_context
+@cli_hints
 def skipped(ctx: Context, label: str | None, since: str | None, as_json: bool) -> None:
     """Writes skipped because their date lay in a locked period, per context label: "N skipped generations".
 

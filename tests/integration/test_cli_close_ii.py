@@ -65,3 +65,4 @@ def test_list_is_the_default_and_subcommands_have_their_help(db, ll):
     assert "Mark tasks IDS" in ll("close", "tasks", "2", "2025-03", "done", "--help").output
     out = ll("close", "tasks", "2", "2025-13", code=2).output
     assert "Invalid value for PERIOD" in out
+

@@ -227,3 +227,15 @@ def test_an_unseen_scope_is_warned_about_but_locked(db, as_role):
     assert result.stdout.strip() == "locked lock #1: scope 5 up to 2025-01-31 (soft, active)"
     result = CliRunner().invoke(cli, ["--dsn", db.conninfo("controller"), "lock", "1", "--through", "2025-01-31"])
     assert result.exit_code == 0 and "warning" not in result.stderr
+
+
+def test_a_second_request_for_the_same_lock_gets_a_hint_in_cli_terms(db, as_role):
+    as_role("admin", "lock", "1", "--from", "2025-03-01", "--to", "2025-03-31", "--hard")
+    as_role("admin", "close", "four-eyes", "on")
+    as_role("admin", "unlock", "1", "--reason", "late supplier invoice")
+    out = as_role("admin", "unlock", "1", "--reason", "again", code=1).output
+    hint = out.splitlines()[-1]
+    assert hint == ("hint: another admin approves it with ledgerlock unlock --approve 1, or ll_admin withdraws it "
+                    "with ledgerlock unlock --withdraw 1")
+    out = as_role("admin", "close", "four-eyes", "off", "--reason", "x", code=0).output
+    assert "ledgerlock unlock --approve" in out
