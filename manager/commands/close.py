@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import click
+import psycopg
 
 from ..cli import Context, pass_context
 from ..output import echo_json, echo_rows
+from .locks import cli_hints
 
 TASK_COLUMNS = ["id", "period", "task", "status", "done_by", "done_at", "done_note"]
 
@@ -22,51 +24,128 @@ def close() -> None:
     """
 
 
-@close.command("tasks")
+class TaskError(click.ClickException):
+    """A refused close-task operation, in its own words (not the lock operations' LL004 label); exit 1."""
+
+    def show(self, file=None) -> None:
+        click.echo(self.message, err=True)
+
+
+def _task_call(conn, query: str, params: tuple, scope: str, period: str):
+    """Run a close-task function; its LL004 refusals become a task error with a hint in CLI terms."""
+    try:
+        return conn.execute(query, params).fetchone()
+    except psycopg.errors.lookup("LL004") as exc:
+        diag = exc.diag
+        hint = f"\nhint: list the tasks with: ledgerlock close tasks {scope} {period}"
+        raise TaskError(f"error: close task: {diag.message_primary}{hint}") from exc
+
+
+class TasksGroup(click.Group):
+    """`close tasks SCOPE PERIOD --json` is the list as JSON, as before the subcommands."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if len(args) == 3 and args[2] == "--json":
+            args = [*args[:2], "list", "--json"]
+        return super().parse_args(ctx, args)
+
+
+@close.group("tasks", cls=TasksGroup, invoke_without_command=True)
 @click.argument("scope")
 @click.argument("period")
-@click.argument("action", type=click.Choice(["list", "add", "done"]), default="list", required=False)
-@click.argument("args", nargs=-1)
-@click.option("--note", help="With done: a note kept with the task (e.g. where the evidence is).")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts (list).")
-@pass_context
-def tasks(ctx: Context, scope: str, period: str, action: str, args: tuple[str, ...], note: str | None,
-          as_json: bool) -> None:
+@click.pass_context
+def tasks(click_ctx: click.Context, scope: str, period: str) -> None:
     """The close checklist of SCOPE for PERIOD: list (default), add TASK, done ID...
 
     PERIOD is 2026-03 (a month), 2026-Q1 (a calendar quarter), 2026 (a calendar year), FY2026 (the
-    scope's fiscal year starting in 2026) or 2026-01-01..2026-06-30. Locking a window with open tasks
-    succeeds and lists them as a warning: the checklist never blocks a lock.
+    scope's fiscal year starting in 2026), 2026-01-01..2026-06-30, last-month, last-quarter or
+    last-fiscal-year. Locking a window with open tasks succeeds and lists them as a warning: the
+    checklist never blocks a lock.
+
+    \b
+    ledgerlock close tasks 1 2026-03 add "Reconcile the bank accounts"
+    ledgerlock close tasks 1 2026-03 [list] [--json]
+    ledgerlock close tasks 1 2026-03 done 4 --note "all lines matched"
     """
+    click_ctx.meta["ledgerlock.tasks"] = (scope, period)
+    if click_ctx.invoked_subcommand is None:
+        click_ctx.invoke(task_list, as_json=False)
+
+
+def _scope_period() -> tuple[str, str]:
+    return click.get_current_context().meta["ledgerlock.tasks"]
+
+
+@tasks.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@pass_context
+def task_list(ctx: Context, as_json: bool) -> None:
+    """List the checklist (the default)."""
+    scope, period = _scope_period()
     with ctx.connect() as conn:
-        label = conn.execute("SELECT ledgerlock.period_label(%s, %s)", (scope, period)).fetchone()[0]
-        if action == "add":
-            if not args:
-                raise click.UsageError("add needs the task, e.g.: close tasks 1 2026-03 add \"Bank reconciliation\"")
-            task_id = conn.execute("SELECT ledgerlock.add_close_task(%s, %s, %s)",
-                                   (scope, period, " ".join(args))).fetchone()[0]
-            click.echo(f"task #{task_id} on the checklist of scope {scope}, {label}: {' '.join(args)}")
-            return
-        if action == "done":
-            if not args:
-                raise click.UsageError("done needs task ids, e.g.: close tasks 1 2026-03 done 4")
-            try:
-                ids = [int(a) for a in args]
-            except ValueError as exc:
-                raise click.UsageError(f"done takes task ids (numbers), not {args!r}") from exc
-            with conn.transaction():
-                for task_id in ids:
-                    conn.execute("SELECT ledgerlock.complete_close_task(%s, %s)", (task_id, note))
-            click.echo(f"done: {', '.join(f'#{i}' for i in ids)}")
+        label = _label(conn, scope, period)
         rows = _task_rows(conn, scope, period)
-        if as_json and action == "list":
-            echo_json(rows)
-            return
-        if action == "list":
-            echo_rows(rows, TASK_COLUMNS, as_json=False, empty=f"(no tasks for scope {scope}, {label})")
-        still_open = sum(1 for r in rows if r["status"] == "open")
-        click.echo(f"{still_open} of {len(rows)} task{'s' if len(rows) != 1 else ''} open for scope {scope}, "
-                   f"{label}")
+    if as_json:
+        echo_json(rows)
+        return
+    echo_rows(rows, TASK_COLUMNS, as_json=False, empty=f"(no tasks for scope {scope}, {label})")
+    _open_line(rows, scope, label)
+
+
+@tasks.command("add")
+@click.argument("task", nargs=-1, required=True)
+@pass_context
+def task_add(ctx: Context, task: tuple[str, ...]) -> None:
+    """Add TASK to the checklist (controller)."""
+    scope, period = _scope_period()
+    text = " ".join(task)
+    with ctx.connect() as conn:
+        label = _label(conn, scope, period)
+        task_id = _task_call(conn, "SELECT ledgerlock.add_close_task(%s, %s, %s)", (scope, period, text),
+                             scope, period)[0]
+    click.echo(f"task #{task_id} on the checklist of scope {scope}, {label}: {text}")
+
+
+@tasks.command("done")
+@click.argument("ids", nargs=-1, required=True, type=int)
+@click.option("--note", help="A note kept with the task (e.g. where the evidence is).")
+@pass_context
+def task_done(ctx: Context, ids: tuple[int, ...], note: str | None) -> None:
+    """Mark tasks IDS of this scope and period done (controller); all or none."""
+    scope, period = _scope_period()
+    with ctx.connect() as conn:
+        label = _label(conn, scope, period)
+        known = {r["id"] for r in _task_rows(conn, scope, period)}
+        stray = [i for i in ids if i not in known]
+        if stray:
+            which = ", ".join(f"#{i}" for i in stray)
+            raise TaskError(
+                f"error: close task {which} {'is' if len(stray) == 1 else 'are'} not on the checklist of scope "
+                f"{scope}, {label}; nothing was marked done\n"
+                f"hint: list the tasks with: ledgerlock close tasks {scope} {period}")
+        with conn.transaction():
+            for task_id in ids:
+                _task_call(conn, "SELECT ledgerlock.complete_close_task(%s, %s)", (task_id, note), scope, period)
+        rows = _task_rows(conn, scope, period)
+    click.echo(f"done: {', '.join(f'#{i}' for i in ids)}")
+    _open_line(rows, scope, label)
+
+
+def _label(conn, scope: str, period: str) -> str:
+    """The period's label, PERIOD checked (a bad one is a usage error)."""
+    try:
+        conn.execute("SELECT ledgerlock.period_dates(%s, %s)", (scope, period))
+        return conn.execute("SELECT ledgerlock.period_label(%s, %s)", (scope, period)).fetchone()[0]
+    except psycopg.Error as exc:
+        if exc.sqlstate != "22023":
+            raise
+        hint = f" ({exc.diag.message_hint})" if exc.diag.message_hint else ""
+        raise click.BadParameter(exc.diag.message_primary + hint, param_hint="PERIOD") from exc
+
+
+def _open_line(rows: list[dict], scope: str, label: str) -> None:
+    still_open = sum(1 for r in rows if r["status"] == "open")
+    click.echo(f"{still_open} of {len(rows)} task{'s' if len(rows) != 1 else ''} open for scope {scope}, {label}")
 
 
 def _task_rows(conn, scope: str, period: str) -> list[dict]:
@@ -83,6 +162,7 @@ MONTHS = ["January", "February", "March", "April", "May", "June", "July", "Augus
 @click.argument("scope")
 @click.argument("start_month", type=click.IntRange(1, 12), required=False)
 @pass_context
+@cli_hints
 def fiscal_year(ctx: Context, scope: str, start_month: int | None) -> None:
     """Show, or set (admin), the month SCOPE's fiscal year starts in ('*': the default of every scope).
 
@@ -100,6 +180,7 @@ def fiscal_year(ctx: Context, scope: str, start_month: int | None) -> None:
 @click.option("--ttl", metavar="INTERVAL", help="How long a request stays valid, e.g. '4 hours' (default 24 hours).")
 @click.option("--reason", help="With off, while four-eyes is on: why (the request another admin approves).")
 @pass_context
+@cli_hints
 def four_eyes(ctx: Context, state: str | None, ttl: str | None, reason: str | None) -> None:
     """Show or set four-eyes unlocking of hard windows (admin).
 
@@ -128,6 +209,7 @@ def four_eyes(ctx: Context, state: str | None, ttl: str | None, reason: str | No
 @click.option("--since", metavar="TIMESTAMP", help="Only skips recorded since, e.g. 2026-04-01.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 @pass_context
+@cli_hints
 def skipped(ctx: Context, label: str | None, since: str | None, as_json: bool) -> None:
     """Writes skipped because their date lay in a locked period, per context label: "N skipped generations".
 

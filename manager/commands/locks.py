@@ -8,10 +8,14 @@ database. Refusals come back as one line with the SQLSTATE's meaning (ManagerGro
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import re
 
 import click
 import psycopg
+import psycopg.sql
 
+from .. import errors as ll_errors
 from ..cli import Context, pass_context
 from ..output import echo_json, echo_rows
 
@@ -62,12 +66,73 @@ class ThroughDate(click.ParamType):
             self.fail(f"{value!r} is neither a date (YYYY-MM-DD) nor one of {', '.join(PRESETS)}", param, ctx)
 
 
+# The database's hints name SQL (other tools rely on those texts); where the CLI has the command, the CLI
+# prints the command instead. Placeholders: an id stays, 'reason' / '<reason>' / lock_id become words.
+_SQL_HINTS = [
+    (r"(?:SELECT )?ledgerlock\.unlock_period\((\w+), [^)]*\)", r'ledgerlock unlock \1 --reason "..."'),
+    (r"(?:SELECT )?ledgerlock\.request_unlock\((\w+), [^)]*\)", r'ledgerlock unlock \1 --reason "..."'),
+    (r"(?:SELECT )?ledgerlock\.approve_unlock\((\w+)\)", r"ledgerlock unlock --approve \1"),
+    (r"(?:SELECT )?ledgerlock\.withdraw_unlock\((\w+)\)", r"ledgerlock unlock --withdraw \1"),
+    (r"(?:SELECT )?ledgerlock\.request_four_eyes_off\([^)]*\)", r'ledgerlock close four-eyes off --reason "..."'),
+    (r"(?:SELECT )?ledgerlock\.relock\((\w+)\)", r"ledgerlock relock \1"),
+    (r"(?:SELECT )?ledgerlock\.grant_scope\(role, scope\)", r"ledgerlock grant ROLE SCOPE"),
+    (r"(?:SELECT )?ledgerlock\.close_tasks\(scope, period\)", r"ledgerlock close tasks SCOPE PERIOD"),
+    (r"(write with |writes under )(?:SELECT )?ledgerlock\.begin_override\([^)]*\)(?: in the same transaction)?",
+     r'\1ledgerlock override --reason "..." -c STATEMENT'),
+]
+_ID_WORDS = {"lock_id": "LOCK_ID", "request_id": "REQUEST_ID"}
+
+
+def cli_hint(hint: str | None) -> str | None:
+    """A database hint with the SQL calls the CLI has a command for written as that command."""
+    if not hint:
+        return hint
+    for pattern, replacement in _SQL_HINTS:
+        hint = re.sub(pattern, replacement, hint)
+    hint = re.sub(r"\(CLI: ([^)]*)\)", "", hint)  # the SQL hint's own CLI aside, now redundant
+    for word, upper in _ID_WORDS.items():
+        hint = re.sub(rf"(ledgerlock [a-z -]*?)\b{word}\b", rf"\1{upper}", hint)
+    return re.sub(r"  +", " ", hint).replace(" ;", ";")
+
+
+class DatabaseRefusal(click.ClickException):
+    """A database refusal printed as the manager prints it (error SQLSTATE (meaning): message), with its
+    hint in CLI terms; exit 1."""
+
+    exit_code = 1
+
+    def __init__(self, exc: psycopg.Error):
+        diag = exc.diag
+        self.sqlstate = diag.sqlstate
+        message = (diag.message_primary or str(exc)).strip()
+        super().__init__(f"error {diag.sqlstate} ({ll_errors.describe(diag.sqlstate)}): {message}")
+        self.hint = cli_hint(diag.message_hint)
+
+    def show(self, file=None) -> None:
+        click.echo(self.message, err=True)
+        if self.hint:
+            click.echo(f"hint: {self.hint}", err=True)
+
+
+def cli_hints(command):
+    """Decorate a command so that a database refusal's hint names the CLI command instead of the SQL."""
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except psycopg.Error as exc:
+            if exc.diag is None or not exc.diag.sqlstate or cli_hint(exc.diag.message_hint) == exc.diag.message_hint:
+                raise
+            raise DatabaseRefusal(exc) from exc
+    return wrapper
+
+
 def _show_notices(conn) -> None:
     """The database's warnings (e.g. open close tasks when a period is locked) go to the user, on stderr."""
     def show(diag: psycopg.errors.Diagnostic) -> None:
         click.secho(f"warning: {diag.message_primary}", fg="yellow", err=True)
         if diag.message_hint:
-            click.echo(f"hint: {diag.message_hint}", err=True)
+            click.echo(f"hint: {cli_hint(diag.message_hint)}", err=True)
     conn.add_notice_handler(show)
 
 
@@ -86,6 +151,7 @@ def _show_notices(conn) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the new lock as JSON.")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation of a preset (for scripts).")
 @pass_context
+@cli_hints
 def lock(ctx: Context, scope: str, through, from_date, to_date, hard: bool, note, reviewer,
          ledgers: tuple[str, ...], allow_future: bool, as_json: bool, yes: bool) -> None:
     """Lock a period of SCOPE (a company, entity… '*' for tables without a scope column).
@@ -102,6 +168,7 @@ def lock(ctx: Context, scope: str, through, from_date, to_date, hard: bool, note
     level = "hard" if hard else "soft"
     with ctx.connect() as conn:
         _show_notices(conn)
+        _check_scope_and_ledgers(conn, scope, ledgers)
         if through in PRESETS:
             through = _confirm_preset(conn, scope, through, level, list(ledgers) or None, yes)
         if through:
@@ -121,17 +188,63 @@ def lock(ctx: Context, scope: str, through, from_date, to_date, hard: bool, note
         click.echo(f"locked {_describe(row)}")
 
 
+def _check_scope_and_ledgers(conn, scope: str, ledgers: tuple[str, ...]) -> None:
+    """A ledger no protected table carries binds nothing: refused (usage, exit 2) with the known ones. A scope
+    seen in no row of the protected tables (which have rows) and in no lock is probably a typo: warned about
+    on stderr, allowed (locking ahead of the first rows is legitimate)."""
+    known = [r[0] for r in conn.execute("SELECT DISTINCT ledger FROM ledgerlock.protected_table "
+                                        "WHERE ledger IS NOT NULL ORDER BY 1")]
+    unknown = [g for g in ledgers if g.strip() not in known]
+    if unknown:
+        names = ", ".join(unknown)
+        raise click.BadParameter(
+            f"no protected table has the ledger {names}; the known ledgers are: "
+            f"{', '.join(known) if known else '(none: no protected table has a ledger tag)'}",
+            param_hint="--ledger")
+    if not _scope_seen(conn, scope):
+        click.secho(f"warning: scope {scope} appears in no protected table and no lock; locking it anyway",
+                    fg="yellow", err=True)
+
+
+def _scope_seen(conn, scope: str) -> bool:
+    """Whether a lock, or a row of a protected table the caller may read, has this scope ('*': a table
+    without a scope column). No rows at all, or a table the caller cannot read, count as seen: no evidence
+    of a typo, no warning."""
+    if conn.execute("SELECT EXISTS (SELECT FROM ledgerlock.period_locks WHERE scope = %s)", (scope,)).fetchone()[0]:
+        return True
+    tables = conn.execute("SELECT tbl::text, scope_column FROM ledgerlock.protected_table").fetchall()
+    if scope == "*" and any(col is None for _, col in tables):
+        return True
+    any_rows = False
+    for tbl, col in tables:
+        if col is None:
+            continue
+        try:
+            with conn.transaction():
+                found, rows = conn.execute(
+                    psycopg.sql.SQL("SELECT EXISTS (SELECT FROM {t} WHERE {c}::text = %s), EXISTS (SELECT FROM {t})")
+                    .format(t=psycopg.sql.SQL(tbl), c=psycopg.sql.Identifier(col)), (scope,)).fetchone()
+        except psycopg.errors.InsufficientPrivilege:
+            return True
+        if found:
+            return True
+        any_rows = any_rows or rows
+    return not any_rows
+
+
 def _confirm_preset(conn, scope: str, preset: str, level: str, ledgers: list[str] | None, yes: bool) -> dt.datetime:
     """The date of the preset, after showing the window it locks and asking (unless --yes)."""
     through = conn.execute("SELECT ledgerlock.preset_through(%s, %s)", (scope, preset)).fetchone()[0]
     ends = [conn.execute("SELECT ledgerlock.locked_through(%s, %s)", (scope, ledger)).fetchone()[0]
             for ledger in (ledgers or [None])]
     start = None if None in ends else min(ends) + dt.timedelta(days=1)
+    if start and start > through:  # checked before anything is shown as if it would happen
+        raise click.ClickException(
+            f"the books of scope {scope} are already locked through {start - dt.timedelta(1)}, after {preset} "
+            f"({through}); nothing to lock")
     window = f"{start}..{through}" if start else f"everything up to {through}"
     on = f", ledgers {','.join(ledgers)}" if ledgers else ""
     click.echo(f"{preset} for scope {scope}: lock {window} ({level}{on})")
-    if start and start > through:
-        raise click.ClickException(f"the books of scope {scope} are already locked through {start - dt.timedelta(1)}")
     if not yes:
         click.confirm("Lock this window?", abort=True)
     return dt.datetime.combine(through, dt.time())
@@ -140,14 +253,31 @@ def _confirm_preset(conn, scope: str, preset: str, level: str, ledgers: list[str
 @click.command()
 @click.argument("lock_id", type=int)
 @click.option("--reviewer", help="Who reviewed the period (recorded on the lock).")
+@click.option("--json", "as_json", is_flag=True, help="Print the lock as JSON.")
 @pass_context
-def upgrade(ctx: Context, lock_id: int, reviewer: str | None) -> None:
+@cli_hints
+def upgrade(ctx: Context, lock_id: int, reviewer: str | None, as_json: bool) -> None:
     """Upgrade soft lock LOCK_ID to hard ("mark as reviewed"). One way: there is no downgrade."""
     with ctx.connect() as conn:
         _show_notices(conn)
         conn.execute("SELECT ledgerlock.upgrade_lock(%s, %s)", (lock_id, reviewer))
         row = _lock_row(conn, lock_id)
-    click.echo(f"upgraded {_describe(row)}")
+    if as_json:
+        echo_json(row)
+    else:
+        click.echo(f"upgraded {_describe(row)}")
+
+
+REQUEST_COLUMNS = ["id", "action", "lock_id", "scope", "reason", "requested_by", "requested_at", "expires_at"]
+
+
+def _unlock_result(as_json: bool, action: str, text: str, lock: dict | None = None, request_id: int | None = None,
+                   requests: list | None = None) -> None:
+    """unlock's one JSON shape: {action, lock, request_id, requests}; text for people."""
+    if as_json:
+        echo_json({"action": action, "lock": lock, "request_id": request_id, "requests": requests or []})
+    elif text:
+        click.echo(text)
 
 
 @click.command()
@@ -155,21 +285,36 @@ def upgrade(ctx: Context, lock_id: int, reviewer: str | None) -> None:
 @click.option("--reason", help="Why the period is reopened (required; kept in the lock history).")
 @click.option("--approve", "request_id", type=int, metavar="REQUEST_ID",
               help="Approve another admin's unlock request (four-eyes unlocking of hard windows).")
+@click.option("--withdraw", "withdraw_id", type=int, metavar="REQUEST_ID",
+              help="Withdraw a pending unlock request (the admin who filed it).")
 @click.option("--pending", is_flag=True, help="List the unlock requests waiting for a second admin.")
-@click.option("--json", "as_json", is_flag=True, help="With --pending: print JSON for scripts.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print JSON for scripts: {action, lock, request_id, requests}.")
 @pass_context
-def unlock(ctx: Context, lock_id: int | None, reason: str | None, request_id: int | None, pending: bool,
-           as_json: bool) -> None:
+@cli_hints
+def unlock(ctx: Context, lock_id: int | None, reason: str | None, request_id: int | None, withdraw_id: int | None,
+           pending: bool, as_json: bool) -> None:
     """Unlock LOCK_ID: the window opens, its row stays (marked unlocked) and the reason is recorded.
 
     A controller unlocks soft locks; a hard lock needs an admin — and, with four-eyes on
-    (ledgerlock close four-eyes), a request that a second admin approves with --approve.
+    (ledgerlock close four-eyes), a request that a second admin approves with --approve (or that its
+    author withdraws with --withdraw).
     """
+    if sum(x is not None and x is not False for x in (request_id, withdraw_id, pending or None)) > 1:
+        raise click.UsageError("give one of --approve, --withdraw, --pending")
     with ctx.connect() as conn:
         if pending:
             rows = _rows(conn, "SELECT * FROM ledgerlock.unlock_requests()")
-            echo_rows(rows, ["id", "action", "lock_id", "scope", "reason", "requested_by", "requested_at",
-                             "expires_at"], as_json=as_json, empty="(no pending unlock requests)")
+            if as_json:
+                _unlock_result(True, "pending", "", requests=rows)
+            else:
+                echo_rows(rows, REQUEST_COLUMNS, as_json=False, empty="(no pending unlock requests)")
+            return
+        if withdraw_id is not None:
+            if lock_id is not None or reason:
+                raise click.UsageError("--withdraw REQUEST_ID takes no LOCK_ID and no --reason")
+            conn.execute("SELECT ledgerlock.withdraw_unlock(%s)", (withdraw_id,))
+            _unlock_result(as_json, "withdrawn", f"withdrew unlock request #{withdraw_id}", request_id=withdraw_id)
             return
         if request_id is not None:
             if lock_id is not None or reason:
@@ -181,33 +326,41 @@ def unlock(ctx: Context, lock_id: int | None, reason: str | None, request_id: in
                 conn.execute("SELECT ledgerlock.record_unlock_refusal(%s)", (request_id,))
                 raise
             if lock_id is None:
-                click.echo(f"approved request #{request_id}")
+                _unlock_result(as_json, "approved", f"approved request #{request_id}", request_id=request_id)
                 return
         else:
             if lock_id is None or reason is None:
-                raise click.UsageError("give LOCK_ID and --reason (or --approve REQUEST_ID)")
+                raise click.UsageError("give LOCK_ID and --reason (or --approve / --withdraw REQUEST_ID, --pending)")
             four_eyes = conn.execute(
                 "SELECT to_regprocedure('ledgerlock.four_eyes_required(bigint)') IS NOT NULL").fetchone()[0]
             if four_eyes and conn.execute("SELECT ledgerlock.four_eyes_required(%s)", (lock_id,)).fetchone()[0]:
                 req = conn.execute("SELECT ledgerlock.request_unlock(%s, %s)", (lock_id, reason)).fetchone()[0]
-                click.echo(f"filed unlock request #{req} for lock #{lock_id}; another admin approves it with:\n"
-                           f"  ledgerlock unlock --approve {req}")
+                _unlock_result(as_json, "requested",
+                               f"filed unlock request #{req} for lock #{lock_id}; another admin approves it with:\n"
+                               f"  ledgerlock unlock --approve {req}\n"
+                               f"withdraw it with: ledgerlock unlock --withdraw {req}",
+                               lock=_lock_row(conn, lock_id), request_id=req)
                 return
             conn.execute("SELECT ledgerlock.unlock_period(%s, %s)", (lock_id, reason))
         row = _lock_row(conn, lock_id)
-    click.echo(f"unlocked {_describe(row)}")
-    click.echo(f"lock it again with: ledgerlock relock {lock_id}")
+    _unlock_result(as_json, "unlocked", f"unlocked {_describe(row)}\nlock it again with: ledgerlock relock {lock_id}",
+                   lock=row, request_id=request_id)
 
 
 @click.command()
 @click.argument("lock_id", type=int)
+@click.option("--json", "as_json", is_flag=True, help="Print the new lock as JSON.")
 @pass_context
-def relock(ctx: Context, lock_id: int) -> None:
+@cli_hints
+def relock(ctx: Context, lock_id: int, as_json: bool) -> None:
     """Lock again the window of unlocked LOCK_ID (same dates, level, ledgers, note and reviewer)."""
     with ctx.connect() as conn:
         new_id = conn.execute("SELECT ledgerlock.relock(%s)", (lock_id,)).fetchone()[0]
         row = _lock_row(conn, new_id)
-    click.echo(f"relocked lock #{lock_id} as {_describe(row)}")
+    if as_json:
+        echo_json(row)
+    else:
+        click.echo(f"relocked lock #{lock_id} as {_describe(row)}")
 
 
 @click.command()
@@ -232,7 +385,19 @@ def locks(ctx: Context, scope: str | None, active: bool, as_json: bool) -> None:
     echo_rows(rows, ["id", "scope", "period", "level", "ledgers", "status", "note", "reviewer", "locked_by",
                      "unlock_reason"], as_json=False, empty="(no locks)")
     if scope is not None:
-        click.echo(f"\nbooks of scope {scope} locked through: {through or '(nothing locked)'}")
+        click.echo(f"\n{_through_line(scope, through, rows)}")
+
+
+def _through_line(scope: str, through: str | None, rows: list[dict]) -> str:
+    """The report banner; with no date, why: nothing locked, or the earliest window is unlocked."""
+    if through:
+        return f"books of scope {scope} locked through: {through}"
+    unlocked = [r for r in rows if r["status"] == "unlocked" and r["relocked_as"] is None]
+    if not unlocked:
+        return f"books of scope {scope} locked through: (nothing locked)"
+    first = unlocked[0]  # rows are ordered by from_date
+    return (f"books of scope {scope} are not locked through any date: lock #{first['id']} ({first['period']}) "
+            f"is unlocked")
 
 
 @click.command()

@@ -498,7 +498,9 @@ REVOKE ALL ON FUNCTION ledgerlock._why_20_period(regclass, jsonb) FROM PUBLIC;
 -- Reading the locks (anyone: forms warn before saving, reports print "Books locked through …")
 
 -- The end of the contiguous run of active windows that starts at the earliest window applying to the
--- ledger (null: untagged tables, windows on every ledger only); null when nothing is locked.
+-- ledger (null: untagged tables, windows on every ledger only), unlocked (not relocked) windows included:
+-- an unlocked window breaks the run at its start unless active windows cover that day again, so with the
+-- earliest window unlocked the books are locked through nothing (null); null also when nothing is locked.
 CREATE OR REPLACE FUNCTION ledgerlock._run_end(scope text, ledger text)
 RETURNS date
 LANGUAGE plpgsql
@@ -509,10 +511,20 @@ DECLARE
     last date;
 BEGIN
     FOR w IN
-        SELECT s.from_date, s.to_date FROM ledgerlock.period_lock_span s
+        SELECT s.from_date, s.to_date, true AS active FROM ledgerlock.period_lock_span s
         WHERE s.scope = _run_end.scope AND (s.ledger = '*' OR s.ledger = _run_end.ledger)
-        ORDER BY s.from_date
+        UNION ALL
+        SELECT l.from_date, l.to_date, false FROM ledgerlock.period_lock l
+        WHERE l.scope = _run_end.scope AND l.status = 'unlocked' AND l.relocked_as IS NULL
+          AND (l.ledgers IS NULL OR _run_end.ledger = ANY (l.ledgers))
+        ORDER BY 1, 3 DESC  -- an active window first: it covers the start of an unlocked one on the same day
     LOOP
+        IF NOT w.active THEN
+            IF last IS NULL OR w.from_date > last THEN
+                EXIT;  -- the unlocked window's first day is open
+            END IF;
+            CONTINUE;
+        END IF;
         IF last IS NOT NULL AND w.from_date <> last + 1 THEN
             EXIT;
         END IF;

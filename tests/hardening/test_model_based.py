@@ -128,11 +128,17 @@ class Model:
                    and (lk.from_date is None or lk.from_date <= t) for lk in self.locks.values())
 
     def run_end(self, scope: str) -> dt.date | None:
-        """The end of the contiguous run of active windows from the earliest one (ledgerlock._run_end)."""
+        """The end of the contiguous run of active windows from the earliest window, an unlocked (not
+        relocked) window breaking it at its first day unless the run covers that day (ledgerlock._run_end)."""
         last = None
-        spans = sorted(((lk.from_date or dt.date.min), lk.to_date) for lk in self.locks.values()
-                       if lk.status == "active" and lk.scope == scope)
-        for f, t in spans:
+        spans = sorted(((lk.from_date or dt.date.min), lk.status != "active", lk.to_date)
+                       for lk in self.locks.values()
+                       if lk.scope == scope and (lk.status == "active" or lk.relocked_as is None))
+        for f, unlocked, t in spans:
+            if unlocked:
+                if last is None or f > last:
+                    break
+                continue
             if last is not None and f != last + dt.timedelta(days=1):
                 break
             last = t

@@ -87,8 +87,8 @@ def test_four_eyes_from_the_command_line(db):
     assert out.strip() == "four-eyes unlocking of hard windows: on (requests expire after 04:00:00)"
     out = run("--dsn", admin, "unlock", "1", "--reason", "late supplier invoice").output
     assert out.splitlines() == ["filed unlock request #1 for lock #1; another admin approves it with:",
-                                "  ledgerlock unlock --approve 1"]
-    pending = json.loads(run("--dsn", admin2, "unlock", "--pending", "--json").output)
+                                "  ledgerlock unlock --approve 1", "withdraw it with: ledgerlock unlock --withdraw 1"]
+    pending = json.loads(run("--dsn", admin2, "unlock", "--pending", "--json").output)["requests"]
     assert [(p["id"], p["lock_id"], p["requested_by"], p["reason"]) for p in pending] == [
         (1, 1, "ll_admin", "late supplier invoice")]
     res = run("--dsn", admin, "unlock", "--approve", "1", ok=False)

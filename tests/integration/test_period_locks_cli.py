@@ -45,10 +45,13 @@ def test_lock_upgrade_unlock_relock_and_list(as_role):
     assert "restatement" in as_role("auditor", "history").output
 
 
-def test_lock_through_and_ledgers(as_role):
+def test_lock_through_and_ledgers(db, as_role):
     out = as_role("controller", "lock", "1", "--through", "2025-01-31", "--json")
     row = json.loads(out.output)
     assert (row["from_date"], row["to_date"], row["period"]) == ("-infinity", "2025-01-31", "up to 2025-01-31")
+    db.owner().execute("SELECT ledgerlock.protect('payment', 'paid_on', 'company_id', ledger => 'ap')")
+    db.owner().execute("CREATE TABLE receipt (id int PRIMARY KEY, company_id int, received_on date)")
+    db.owner().execute("SELECT ledgerlock.protect('receipt', 'received_on', 'company_id', ledger => 'ar')")
     out = as_role("controller", "lock", "1", "--through", "2025-02-28", "--hard", "--ledger", "ar", "--ledger", "ap")
     assert out.output.strip() == "locked lock #2: scope 1 2025-02-01..2025-02-28 (hard, ledgers ap,ar, active)"
 

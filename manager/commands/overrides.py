@@ -1,0 +1,91 @@
+"""override · skipped — writing into a soft-locked window with a reason, and the writes skipped by locks."""
+
+from __future__ import annotations
+
+import click
+
+from ..cli import Context, pass_context
+from ..output import echo_json, echo_rows
+from .locks import _show_notices, cli_hints
+
+
+@click.command()
+@click.option("--reason", required=True, help="Why the locked period is changed (required; kept with the changes).")
+@click.option("--sql", "sql_file", type=click.File("r", encoding="utf-8"), metavar="FILE",
+              help="Run the statements of FILE ('-': standard input).")
+@click.option("-c", "--command", "statement", metavar="STATEMENT", help="Run this statement.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON: {override_id, statements: [{status, rows}]}.")
+@pass_context
+@cli_hints
+def override(ctx: Context, reason: str, sql_file, statement: str | None, as_json: bool) -> None:
+    """Run SQL in one transaction under ledgerlock.begin_override(REASON): a controller's write into a
+    soft-locked window, recorded with its reason. All or nothing; hard windows admit no override.
+
+    \b
+    ledgerlock override --reason "supplier credit note" -c "UPDATE invoice SET amount = 90 WHERE id = 4"
+    ledgerlock override --reason "restated March" --sql fix.sql
+    """
+    if (sql_file is None) == (statement is None):
+        raise click.UsageError("give either --sql FILE or -c STATEMENT")
+    text = sql_file.read() if sql_file is not None else statement
+    if not text.strip() or not _has_statement(text):
+        raise click.UsageError(f"{'the file ' + sql_file.name if sql_file is not None else 'the statement'} "
+                               "holds no SQL statement; nothing was run")
+    with ctx.connect() as conn:
+        _show_notices(conn)
+        with conn.transaction():
+            override_id = conn.execute("SELECT ledgerlock.begin_override(%s)", (reason,)).fetchone()[0]
+            cur = conn.cursor()
+            cur.execute(text.encode())  # bytes: no parameter parsing, several statements allowed
+            results = []
+            while True:
+                results.append({"status": cur.statusmessage, "rows": cur.rowcount})
+                if not cur.nextset():
+                    break
+    if as_json:
+        echo_json({"override_id": override_id, "statements": results})
+        return
+    for r in results:
+        rows = r["rows"]
+        click.echo(f"{r['status']}: {rows} row{'s' if rows != 1 else ''} touched" if rows >= 0 else r["status"])
+    touched = sum(max(r["rows"], 0) for r in results)
+    click.echo(f"override #{override_id} committed: {touched} row{'s' if touched != 1 else ''} touched "
+               f"({reason})")
+
+
+def _has_statement(text: str) -> bool:
+    """Anything but comments, blanks and semicolons."""
+    lines = [ln.split("--", 1)[0] for ln in text.splitlines()]
+    return bool("".join(lines).replace(";", "").strip())
+
+
+SKIP_COLUMNS = ["id", "at", "context", "table_name", "scope", "lock_id", "row_key", "db_user"]
+
+
+@click.command()
+@click.option("--context", "label", metavar="LABEL", help="Only this context label (e.g. recurring:rent).")
+@click.option("--since", metavar="TIMESTAMP", help="Only skips recorded since, e.g. 2026-04-01.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts (the rows, with their data).")
+@pass_context
+@cli_hints
+def skipped(ctx: Context, label: str | None, since: str | None, as_json: bool) -> None:
+    """The writes skipped because their date lay in a locked period, one per row (ledgerlock.skipped_writes).
+
+    `ledgerlock close skipped` counts them per context. There is no SQL function to re-post a skipped row:
+    once its window is unlocked, write it again from its data (the JSON's row_data).
+    """
+    with ctx.connect() as conn:
+        cur = conn.execute("""SELECT id, at, context, table_name, scope, lock_id, row_key, row_data, db_user, actor
+                              FROM ledgerlock.skipped_writes
+                              WHERE (%(c)s::text IS NULL OR context = %(c)s)
+                                AND (%(s)s::timestamptz IS NULL OR at >= %(s)s::timestamptz)
+                              ORDER BY id""", {"c": label, "s": since})
+        names = [d.name for d in cur.description]
+        rows = [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+    echo_rows(rows, SKIP_COLUMNS, as_json=as_json,
+              empty="(no skipped writes" + (f" for context {label})" if label else ")"))
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(override)
+    cli.add_command(skipped)
