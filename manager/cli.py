@@ -92,8 +92,9 @@ class ManagerGroup(click.Group):
 @click.option(
     "--dsn",
     metavar="DSN",
-    help="PostgreSQL connection string or URL. Default: $LEDGERLOCK_DSN, else $DATABASE_URL, else the "
-    "embedded PostgreSQL (started on demand in a per-user data directory).",
+    help="PostgreSQL connection string or URL. Default: $LEDGERLOCK_DSN, else $DATABASE_URL, else libpq's "
+    "PG* variables or service file when any is set, else the embedded PostgreSQL (started on demand in a "
+    "per-user data directory, which the command says).",
 )
 @click.version_option(__version__, prog_name="ledgerlock")
 @click.pass_context
