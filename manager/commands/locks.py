@@ -380,7 +380,8 @@ def locks(ctx: Context, scope: str | None, active: bool, as_json: bool) -> None:
     for r in rows:
         r["period"] = period_text(r["from_date"], r["to_date"])
     if as_json:
-        echo_json({"scope": scope, "locked_through": through, "locks": rows} if scope is not None else rows)
+        # one shape with or without SCOPE (without one, scope and locked_through are null)
+        echo_json({"scope": scope, "locked_through": through, "locks": rows})
         return
     echo_rows(rows, ["id", "scope", "period", "level", "ledgers", "status", "note", "reviewer", "locked_by",
                      "unlock_reason"], as_json=False, empty="(no locks)")
