@@ -87,7 +87,8 @@ def embedded_home():
 def test_the_embedded_server_says_so_and_prefers_the_demo_database(embedded_home):
     home, env = embedded_home
     res = CliRunner().invoke(cli, ["status"], env=env)
-    assert res.exit_code == 0, res.output
+    assert res.exit_code == 1, res.output  # nothing installed on a brand-new embedded server: status says so
+    assert "ledgerlock is not installed here" in res.output
     assert (f"ledgerlock: no --dsn, LEDGERLOCK_DSN, DATABASE_URL or PG* variable set: using the embedded "
             f"PostgreSQL in {home / 'pg16'}, database postgres (no demo database yet") in res.stderr
     server = LocalServer(datadir=home / "pg16", bindir=pgserver_bindir())
