@@ -9,10 +9,10 @@
 -- right, where pairing by key would not be.
 -- Trigger arguments: the scope column ('' when none), then the primary-key columns.
 -- Rows are read as to_jsonb(alias.*): a bare alias would be taken for a column of the same name.
--- extra_float_digits and lc_monetary are pinned so that float and money columns are captured exactly
--- whatever the client set; other settings cannot lose information in to_jsonb (timestamps carry their
--- offset), json columns are kept as their text (ledgerlock._audit_image), and the hash is computed over
--- the stored text, so verification never depends on settings.
+-- extra_float_digits is pinned so that float columns are captured exactly whatever the client set; other
+-- settings cannot lose information in to_jsonb (timestamps carry their offset), json columns are kept as
+-- their text (ledgerlock._audit_image, called only for tables that have some), and the hash is computed
+-- over the stored text, so verification never depends on settings.
 -- Period context (R3): under an override, the event carries the override id, the window written into
 -- and the override's reason; a write into an unlocked window carries that window and its unlock reason.
 -- Windows are looked up per row only when the statement has an override, or when the row's scope (old or
@@ -74,7 +74,6 @@ LANGUAGE plpgsql
 SECURITY DEFINER  -- writes ledgerlock.audit_event, which clients cannot
 SET search_path = pg_catalog, pg_temp
 SET extra_float_digits = '1'
-SET lc_monetary = 'C'
 AS $$
 DECLARE
     -- TG_ARGV: the scope column ('' when none), the protected table's oid (a partition records the table
@@ -119,7 +118,7 @@ BEGIN
                           ELSE (SELECT pg_catalog.jsonb_object_agg(k, t.r -> k) FROM pg_catalog.unnest(keys) AS k)
                      END AS row_key,
                      CASE WHEN scope_col = '' THEN '*' ELSE t.r ->> scope_col END AS scope
-              FROM (SELECT NULL::jsonb AS o, ledgerlock._audit_image(ll_n.*, json_cols) AS r FROM ll_new AS ll_n) t
+              FROM (SELECT NULL::jsonb AS o, CASE WHEN json_cols IS NULL THEN pg_catalog.to_jsonb(ll_n.*) ELSE ledgerlock._audit_image(ll_n.*, json_cols) END AS r FROM ll_new AS ll_n) t
               OFFSET 0) x
         CROSS JOIN LATERAL ledgerlock._audit_period_context(tbl, x.o, x.r, c.ov IS NOT NULL, c.unlocked_scopes,
                                                             scope_col, c.ov_reason, c.reason) w;
@@ -151,9 +150,9 @@ BEGIN
                      END AS row_key,
                      CASE WHEN scope_col = '' THEN '*' ELSE t.r ->> scope_col END AS scope
               FROM (SELECT o.r AS o, n.r
-                    FROM (SELECT pg_catalog.row_number() OVER () AS pos, ledgerlock._audit_image(ll_o.*, json_cols) AS r
+                    FROM (SELECT pg_catalog.row_number() OVER () AS pos, CASE WHEN json_cols IS NULL THEN pg_catalog.to_jsonb(ll_o.*) ELSE ledgerlock._audit_image(ll_o.*, json_cols) END AS r
                           FROM ll_old AS ll_o) o
-                    JOIN (SELECT pg_catalog.row_number() OVER () AS pos, ledgerlock._audit_image(ll_n.*, json_cols) AS r
+                    JOIN (SELECT pg_catalog.row_number() OVER () AS pos, CASE WHEN json_cols IS NULL THEN pg_catalog.to_jsonb(ll_n.*) ELSE ledgerlock._audit_image(ll_n.*, json_cols) END AS r
                           FROM ll_new AS ll_n) n ON n.pos = o.pos
                     ORDER BY o.pos) t
               OFFSET 0) x
@@ -186,7 +185,7 @@ BEGIN
                           ELSE (SELECT pg_catalog.jsonb_object_agg(k, t.o -> k) FROM pg_catalog.unnest(keys) AS k)
                      END AS row_key,
                      CASE WHEN scope_col = '' THEN '*' ELSE t.o ->> scope_col END AS scope
-              FROM (SELECT ledgerlock._audit_image(ll_o.*, json_cols) AS o, NULL::jsonb AS r FROM ll_old AS ll_o) t
+              FROM (SELECT CASE WHEN json_cols IS NULL THEN pg_catalog.to_jsonb(ll_o.*) ELSE ledgerlock._audit_image(ll_o.*, json_cols) END AS o, NULL::jsonb AS r FROM ll_old AS ll_o) t
               OFFSET 0) x
         CROSS JOIN LATERAL ledgerlock._audit_period_context(tbl, x.o, x.r, c.ov IS NOT NULL, c.unlocked_scopes,
                                                             scope_col, c.ov_reason, c.reason) w;
