@@ -6,7 +6,7 @@ a manifest and a README for the auditor. ``verify_bundle`` recomputes every even
 link in Python, exactly as ``ledgerlock._audit_event_hash`` and ``ledgerlock._audit_link_hash`` do in the
 database, so a bundle can be checked on a machine that has no PostgreSQL at all.
 
-The canonical forms (see sql/functions/audit.sql):
+The canonical forms (see sql/functions/r5_audit.sql):
 
 - event hash: sha256 of PostgreSQL's ``json_build_array('ll1', seq, at, txid, table_name, row_key, scope,
   operation, old_row, new_row, db_user, actor, reason, context, lock_id, override_id, details)::text``,

@@ -16,7 +16,7 @@ from ..output import EXIT_EVIDENCE, EXIT_OK, _cell, echo_json, echo_rows
 from ..output import progress as show_progress
 
 # Every operation the trail records: row writes, protect/unprotect, rules and number formats, and the lock
-# history's kinds upper-cased (sql/triggers/audit_capture.sql, sql/functions/{period_locks,close,referential}.sql).
+# history's kinds upper-cased (sql/triggers/r5_audit_capture.sql, sql/functions/r3_*.sql, r4_referential.sql).
 OPERATIONS = ("INSERT", "UPDATE", "DELETE", "PROTECT", "UNPROTECT", "NUMBER_FORMAT", "PROTECT_REFERENCED",
               "PROTECT_LINES", "UNPROTECT_REFERENCED", "UNPROTECT_LINES", "LOCK", "ADVANCE", "UPGRADE", "UNLOCK",
               "RELOCK", "OVERRIDE", "SKIP", "GRANT_SCOPE", "REVOKE_SCOPE", "FISCAL_YEAR_START", "FOUR_EYES_SETTING",

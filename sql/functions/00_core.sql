@@ -306,3 +306,124 @@ AS $$
                 THEN 'true' ELSE 'NOT pg_catalog.record_image_eq(OLD, NEW)' END
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._row_changed_condition(regclass) FROM PUBLIC;
+
+-- ---------------------------------------------------------------------------------------------------
+-- Scope grants (RLS, the close, four-eyes and R3 all ask them)
+
+-- The scopes the session user is limited to, or null when it is not limited (no grant row names it or a
+-- role it belongs to). Superusers are never limited (pg_has_role would make them members of every role).
+CREATE OR REPLACE FUNCTION ledgerlock._granted_scopes()
+RETURNS text[]
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN pg_catalog.count(*) = 0 THEN NULL ELSE pg_catalog.array_agg(DISTINCT g.scope) END
+    FROM ledgerlock.scope_grant g
+    WHERE pg_catalog.pg_has_role(session_user, g.grantee, 'MEMBER')
+      AND NOT (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname = session_user)
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._granted_scopes() FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION ledgerlock._scope_granted(scope text)
+RETURNS boolean
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT g IS NULL OR scope = ANY (g) FROM ledgerlock._granted_scopes() AS g
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._scope_granted(text) FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION ledgerlock._require_scope(scope text, action text)
+RETURNS void
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NOT ledgerlock._scope_granted(scope) THEN
+        PERFORM ledgerlock._refuse('LL005',
+            pg_catalog.format('%s on scope %s is not allowed: %s is limited to scopes %s', action, scope,
+                              session_user, pg_catalog.array_to_string(ledgerlock._granted_scopes(), ', ')),
+            'an unrestricted admin can run ledgerlock.grant_scope(role, scope)');
+    END IF;
+END
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._require_scope(text, text) FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION ledgerlock.grant_scope(grantee regrole, scope text)
+RETURNS void
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM ledgerlock._require_capability('admin', 'grant_scope');
+    IF ledgerlock._granted_scopes() IS NOT NULL THEN
+        PERFORM ledgerlock._refuse('LL005',
+            pg_catalog.format('grant_scope: %s is itself limited to some scopes', session_user),
+            'scope grants are managed by an admin who is not scope-limited');
+    END IF;
+    IF ledgerlock._visible_text(scope) IS NULL THEN
+        PERFORM ledgerlock._refuse('LL004', 'grant_scope requires a scope');
+    END IF;
+    INSERT INTO ledgerlock.scope_grant AS g (grantee, scope) VALUES (grantee, scope)
+    ON CONFLICT ON CONSTRAINT scope_grant_pkey DO NOTHING;
+    IF FOUND THEN
+        INSERT INTO ledgerlock.lock_event (kind, scope, details)
+        VALUES ('grant_scope', scope, pg_catalog.jsonb_build_object('grantee', grantee::text));
+    END IF;
+END
+$$;
+REVOKE ALL ON FUNCTION ledgerlock.grant_scope(regrole, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION ledgerlock.grant_scope(regrole, text)
+    TO ledgerlock_admin, ledgerlock_controller, ledgerlock_auditor;
+
+CREATE OR REPLACE FUNCTION ledgerlock.revoke_scope(grantee regrole, scope text)
+RETURNS void
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM ledgerlock._require_capability('admin', 'revoke_scope');
+    IF ledgerlock._granted_scopes() IS NOT NULL THEN
+        PERFORM ledgerlock._refuse('LL005',
+            pg_catalog.format('revoke_scope: %s is itself limited to some scopes', session_user),
+            'scope grants are managed by an admin who is not scope-limited');
+    END IF;
+    DELETE FROM ledgerlock.scope_grant g WHERE g.grantee = revoke_scope.grantee AND g.scope = revoke_scope.scope;
+    IF NOT FOUND THEN
+        PERFORM ledgerlock._refuse('LL004', pg_catalog.format('%s has no grant on scope %s', grantee, scope));
+    END IF;
+    INSERT INTO ledgerlock.lock_event (kind, scope, details)
+    VALUES ('revoke_scope', scope, pg_catalog.jsonb_build_object('grantee', grantee::text));
+END
+$$;
+REVOKE ALL ON FUNCTION ledgerlock.revoke_scope(regrole, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION ledgerlock.revoke_scope(regrole, text)
+    TO ledgerlock_admin, ledgerlock_controller, ledgerlock_auditor;
+
+
+-- Everything every scope shares (the registry, R4 rules, guards, number formats, four-eyes, the default
+-- fiscal year) is changed only by an admin who is not scope-limited: a tenant admin (grant_scope) manages
+-- its own scopes' locks and nothing else (LL005).
+CREATE OR REPLACE FUNCTION ledgerlock._require_unrestricted(action text)
+RETURNS void
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    scopes text[] := ledgerlock._granted_scopes();
+BEGIN
+    IF scopes IS NOT NULL THEN
+        PERFORM ledgerlock._refuse('LL005',
+            pg_catalog.format('%s changes what every scope shares: %s is limited to scopes %s', action,
+                              session_user, pg_catalog.array_to_string(scopes, ', ')),
+            'ask an admin who is not scope-limited (no ledgerlock.grant_scope names them) to do it');
+    END IF;
+END
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._require_unrestricted(text) FROM PUBLIC;

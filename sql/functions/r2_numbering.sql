@@ -1,5 +1,5 @@
 -- Rule R2: gapless final numbering — formats, set_number_format, number_gaps.
--- The triggers that hand out numbers, and the installer, are in sql/triggers/numbering.sql.
+-- The triggers that hand out numbers, and the installer, are in sql/triggers/r2_numbering_guard.sql.
 --
 -- A format is text with tokens: {SEQ} or {SEQ:5} (the sequence number, zero-padded to 5 digits), {YYYY},
 -- {YY}, {MM} (from the row's date column, never from the clock) and {SCOPE} (the row's scope column). It is

@@ -40,104 +40,6 @@ $$;
 REVOKE ALL ON FUNCTION ledgerlock._lock_message(ledgerlock.period_lock) FROM PUBLIC;
 
 -- ---------------------------------------------------------------------------------------------------
--- Scope grants
-
--- The scopes the session user is limited to, or null when it is not limited (no grant row names it or a
--- role it belongs to). Superusers are never limited (pg_has_role would make them members of every role).
-CREATE OR REPLACE FUNCTION ledgerlock._granted_scopes()
-RETURNS text[]
-LANGUAGE sql
-STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT CASE WHEN pg_catalog.count(*) = 0 THEN NULL ELSE pg_catalog.array_agg(DISTINCT g.scope) END
-    FROM ledgerlock.scope_grant g
-    WHERE pg_catalog.pg_has_role(session_user, g.grantee, 'MEMBER')
-      AND NOT (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname = session_user)
-$$;
-REVOKE ALL ON FUNCTION ledgerlock._granted_scopes() FROM PUBLIC;
-
-CREATE OR REPLACE FUNCTION ledgerlock._scope_granted(scope text)
-RETURNS boolean
-LANGUAGE sql
-STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT g IS NULL OR scope = ANY (g) FROM ledgerlock._granted_scopes() AS g
-$$;
-REVOKE ALL ON FUNCTION ledgerlock._scope_granted(text) FROM PUBLIC;
-
-CREATE OR REPLACE FUNCTION ledgerlock._require_scope(scope text, action text)
-RETURNS void
-LANGUAGE plpgsql
-STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-    IF NOT ledgerlock._scope_granted(scope) THEN
-        PERFORM ledgerlock._refuse('LL005',
-            pg_catalog.format('%s on scope %s is not allowed: %s is limited to scopes %s', action, scope,
-                              session_user, pg_catalog.array_to_string(ledgerlock._granted_scopes(), ', ')),
-            'an unrestricted admin can run ledgerlock.grant_scope(role, scope)');
-    END IF;
-END
-$$;
-REVOKE ALL ON FUNCTION ledgerlock._require_scope(text, text) FROM PUBLIC;
-
-CREATE OR REPLACE FUNCTION ledgerlock.grant_scope(grantee regrole, scope text)
-RETURNS void
-LANGUAGE plpgsql
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-    PERFORM ledgerlock._require_capability('admin', 'grant_scope');
-    IF ledgerlock._granted_scopes() IS NOT NULL THEN
-        PERFORM ledgerlock._refuse('LL005',
-            pg_catalog.format('grant_scope: %s is itself limited to some scopes', session_user),
-            'scope grants are managed by an admin who is not scope-limited');
-    END IF;
-    IF ledgerlock._visible_text(scope) IS NULL THEN
-        PERFORM ledgerlock._refuse('LL004', 'grant_scope requires a scope');
-    END IF;
-    INSERT INTO ledgerlock.scope_grant AS g (grantee, scope) VALUES (grantee, scope)
-    ON CONFLICT ON CONSTRAINT scope_grant_pkey DO NOTHING;
-    IF FOUND THEN
-        INSERT INTO ledgerlock.lock_event (kind, scope, details)
-        VALUES ('grant_scope', scope, pg_catalog.jsonb_build_object('grantee', grantee::text));
-    END IF;
-END
-$$;
-REVOKE ALL ON FUNCTION ledgerlock.grant_scope(regrole, text) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION ledgerlock.grant_scope(regrole, text)
-    TO ledgerlock_admin, ledgerlock_controller, ledgerlock_auditor;
-
-CREATE OR REPLACE FUNCTION ledgerlock.revoke_scope(grantee regrole, scope text)
-RETURNS void
-LANGUAGE plpgsql
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-    PERFORM ledgerlock._require_capability('admin', 'revoke_scope');
-    IF ledgerlock._granted_scopes() IS NOT NULL THEN
-        PERFORM ledgerlock._refuse('LL005',
-            pg_catalog.format('revoke_scope: %s is itself limited to some scopes', session_user),
-            'scope grants are managed by an admin who is not scope-limited');
-    END IF;
-    DELETE FROM ledgerlock.scope_grant g WHERE g.grantee = revoke_scope.grantee AND g.scope = revoke_scope.scope;
-    IF NOT FOUND THEN
-        PERFORM ledgerlock._refuse('LL004', pg_catalog.format('%s has no grant on scope %s', grantee, scope));
-    END IF;
-    INSERT INTO ledgerlock.lock_event (kind, scope, details)
-    VALUES ('revoke_scope', scope, pg_catalog.jsonb_build_object('grantee', grantee::text));
-END
-$$;
-REVOKE ALL ON FUNCTION ledgerlock.revoke_scope(regrole, text) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION ledgerlock.revoke_scope(regrole, text)
-    TO ledgerlock_admin, ledgerlock_controller, ledgerlock_auditor;
-
--- ---------------------------------------------------------------------------------------------------
 -- The scope fence (see the paragraph at the top)
 
 -- The gate of a scope: ledgerlock.scope_gate_00 .. scope_gate_63.
@@ -653,7 +555,7 @@ BEGIN
     INSERT INTO ledgerlock.lock_event (kind, lock_id, scope, details)
     VALUES (kind, new_id, scope, pg_catalog.jsonb_build_object('from_date', from_date, 'to_date', to_date,
             'level', level, 'ledgers', ledgers, 'note', note, 'reviewer', reviewer, 'relock_of', relock_of));
-    PERFORM ledgerlock._warn_open_close_tasks(scope, from_date, to_date);  -- the close checklist (close.sql)
+    PERFORM ledgerlock._warn_open_close_tasks(scope, from_date, to_date);  -- the close checklist (r3_close.sql)
     RETURN new_id;
 END
 $$;

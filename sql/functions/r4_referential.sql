@@ -2,7 +2,7 @@
 --
 -- protect_referenced(parent, child, ...) freezes a parent row while a (matching) child row references it;
 -- protect_lines(child, parent, ...) freezes the lines of a frozen header. Both record a rule in
--- ledgerlock.reference_rule and install guards (ll_30_*) on both tables: see sql/triggers/reference_guard.sql.
+-- ledgerlock.reference_rule and install guards (ll_30_*) on both tables: see sql/triggers/r4_reference_guard.sql.
 -- Neither table needs to be protect()ed itself (a project with time entries); rows are then named by the
 -- primary key found in the catalog.
 

@@ -1,6 +1,6 @@
 -- ledgerlock 0002: gapless final numbering (R2) — per-series counters, temporary numbers, format history.
--- The trigger functions and the installer live in sql/triggers/numbering.sql, the public functions
--- (set_number_format, number_gaps) in sql/functions/numbering.sql.
+-- The trigger functions and the installer live in sql/triggers/r2_numbering_guard.sql, the public functions
+-- (set_number_format, number_gaps) in sql/functions/r2_numbering.sql.
 
 -- One row per series: a table and its format rendered without {SEQ} (split into the text before and
 -- after the sequence number). last_value is the last final number handed out and committed with its row,

@@ -1,6 +1,6 @@
 -- ledgerlock 0003: period locks (R3) — lock windows, their index, overrides, scope grants, lock history.
--- Tables only: the functions that write them live in sql/functions/period_locks.sql and
--- sql/triggers/period_guard.sql (docs/period-locks.md explains the model).
+-- Tables only: the functions that write them live in sql/functions/r3_period_locks.sql and
+-- sql/triggers/r3_period_guard.sql (docs/period-locks.md explains the model).
 
 -- One row per lock window, for ever: unlocking marks the row, it never disappears.
 CREATE TABLE ledgerlock.period_lock (

@@ -3,7 +3,7 @@
 -- Writers only ever INSERT into audit_event (each event carries its own hash, computed when written);
 -- a sealer later appends links to audit_chain in seal order. No row is ever updated, so no writer waits
 -- for another and there is no hot chain-head row. Functions, guards and RLS policies live in
--- sql/functions/audit.sql and sql/triggers/audit_capture.sql (they need functions that the code step
+-- sql/functions/r5_audit.sql and sql/triggers/r5_audit_capture.sql (they need functions that the code step
 -- installs after the migrations).
 
 CREATE SEQUENCE ledgerlock.audit_event_seq AS bigint;

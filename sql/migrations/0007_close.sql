@@ -1,5 +1,5 @@
 -- ledgerlock 0007: month-end and year-end close — fiscal years, the close checklist, four-eyes unlocks.
--- Functions live in sql/functions/close.sql. Every table here is written only through those functions
+-- Functions live in sql/functions/r3_close.sql and r3_four_eyes.sql. Every table here is written only through those functions
 -- (SECURITY DEFINER, capability-checked); clients get SELECT where they may read, nothing more.
 
 -- The month a scope's fiscal year starts in (lock presets, FY period labels). Scope '*' is the default
