@@ -115,12 +115,16 @@ class Cluster:
                 conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(login))
                 for g in groups:
                     conn.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(g), login))
-            conn.execute(sqlfiles.demo_schema())
-            logins = sql.SQL(", ").join(sql.Identifier(f"ll_{r}") for r in DML_ROLES)
-            conn.execute(sql.SQL("GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {}")
-                         .format(logins))
-            conn.execute(sql.SQL("GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {}").format(logins))
+            load_demo_schema(conn)
             conn.execute(sql.SQL("ALTER DATABASE {} WITH is_template true").format(sql.Identifier(TEMPLATE)))
+
+
+def load_demo_schema(conn: psycopg.Connection) -> None:
+    """The demo ERP tables, unprotected, with plain DML for the application logins (the roles exist)."""
+    conn.execute(sqlfiles.demo_schema())
+    logins = sql.SQL(", ").join(sql.Identifier(f"ll_{r}") for r in DML_ROLES)
+    conn.execute(sql.SQL("GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {}").format(logins))
+    conn.execute(sql.SQL("GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {}").format(logins))
 
 
 @dataclass
@@ -182,6 +186,16 @@ def refused(sqlstate: str, match: str | None = None) -> Iterator[pytest.Exceptio
         assert re.search(match, diag.message_primary or ""), (
             f"message {diag.message_primary!r} does not match {match!r}"
         )
+
+
+def lives_ok(conn: psycopg.Connection, statement: str | sql.Composable, params=None) -> list[tuple]:
+    """Run one statement and assert it raised nothing (pgTAP's ``lives_ok``): the permitted neighbour of a
+    refusal. Returns its rows, so that the test goes on to check the state the statement left."""
+    try:
+        cur = conn.execute(statement, params)
+    except psycopg.Error as exc:
+        pytest.fail(f"expected {statement!r} to succeed; it raised {exc.diag.sqlstate}: {exc.diag.message_primary}")
+    return cur.fetchall() if cur.description else []
 
 
 OWNER_FILE = "owner.pid"
