@@ -18,7 +18,7 @@ from test_install_paths import snapshot
 from ledgerlock import migrate
 from lltest import TestDatabase, lives_ok, load_demo_schema, refused
 
-PREVIOUS_RELEASE = Path(__file__).parent / "fixtures" / "ledgerlock-0.1.0.sql"
+PREVIOUS_RELEASE = Path(__file__).parent / "fixtures" / "vendor" / "ledgerlock-0.1.0.sql"
 NUMBER_FORMAT = "INV-{YYYY}-{SEQ:5}"
 
 # The guards on the protected tables (outside schema ledgerlock, so not in test_install_paths' snapshot):
