@@ -19,6 +19,8 @@ import os
 import re
 import shutil
 import tempfile
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -54,7 +56,7 @@ DML_ROLES = ("app", "controller", "admin", "admin2")
 # Session settings a client may set (each is user-settable: libpq's options / PGOPTIONS, no privilege needed)
 # that change how values are printed, parsed or looked up. Under the sweep (tests/conftest.py) every
 # connection of a role other than the owner opens with them, so each refusal test also runs as a hostile
-# client would run it (issue 13). None may change what a guard decides.
+# client would run it. None may change what a guard decides.
 HOSTILE_SETTINGS = {
     "extra_float_digits": "-15",
     "DateStyle": "SQL,DMY",
@@ -196,6 +198,62 @@ def lives_ok(conn: psycopg.Connection, statement: str | sql.Composable, params=N
     except psycopg.Error as exc:
         pytest.fail(f"expected {statement!r} to succeed; it raised {exc.diag.sqlstate}: {exc.diag.message_primary}")
     return cur.fetchall() if cur.description else []
+
+
+def sqlstate(exc: BaseException | None) -> str | None:
+    """The SQLSTATE of a database error (None for no error, or another exception)."""
+    return exc.diag.sqlstate if isinstance(exc, psycopg.Error) else None
+
+
+class Background:
+    """One statement run on its own connection in a thread, so that the test can show it waiting for a lock
+    (``wait_until_blocked``), release that lock, and then assert the outcome (``join``, ``rows``, ``error``).
+
+    Every wait is bounded: the connection gets a ``lock_timeout`` first unless it has one, so a lock nobody
+    releases fails the statement instead of hanging the test, and ``join`` and ``wait_until_blocked`` give up."""
+
+    LOCK_TIMEOUT = "20s"  # shorter than JOIN_TIMEOUT: a stuck wait ends as the statement's 55P03
+    JOIN_TIMEOUT = 30.0
+
+    def __init__(self, conn: psycopg.Connection, statement: str | sql.Composable, params=None):
+        self.conn = conn
+        self.pid = conn.info.backend_pid
+        self.rows: list[tuple] | None = None
+        self.error: BaseException | None = None
+        # SHOW and SET take no snapshot: a REPEATABLE READ transaction's snapshot is still its next statement's
+        if conn.execute("SHOW lock_timeout").fetchone()[0] == "0":
+            conn.execute(sql.SQL("SET lock_timeout = {}").format(sql.Literal(self.LOCK_TIMEOUT)))
+        self._thread = threading.Thread(target=self._run, args=(statement, params), daemon=True)
+        self._thread.start()
+
+    def _run(self, statement, params) -> None:
+        try:
+            cur = self.conn.execute(statement, params)
+            self.rows = cur.fetchall() if cur.description else None
+        except BaseException as exc:  # noqa: BLE001 — handed to the test
+            self.error = exc
+
+    @property
+    def done(self) -> bool:
+        return not self._thread.is_alive()
+
+    def wait_until_blocked(self, observer: psycopg.Connection, timeout: float = JOIN_TIMEOUT) -> str:
+        """Poll (bounded) until the statement waits for a heavyweight lock another transaction holds; returns
+        the wait event (``relation``, ``transactionid``, ``tuple``…). Asserted on the server, never by timing."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            row = observer.execute("SELECT wait_event_type, wait_event FROM pg_stat_activity WHERE pid = %s",
+                                   (self.pid,)).fetchone()
+            if row and row[0] == "Lock":
+                return row[1]
+            assert not self.done, f"the statement finished without waiting for a lock (error: {self.error!r})"
+            time.sleep(0.02)  # a poll interval, not a synchronisation: the loop ends on what the server reports
+        raise AssertionError(f"backend {self.pid} never waited for a lock")
+
+    def join(self, timeout: float = JOIN_TIMEOUT) -> Background:
+        self._thread.join(timeout)
+        assert self.done, "the waiting statement never finished"
+        return self
 
 
 OWNER_FILE = "owner.pid"

@@ -60,17 +60,21 @@ def test_writers_do_not_wait_for_a_sealer_and_sealers_wait_for_each_other(db):
     assert verified(s2) == (True, None)
 
 
+WRITES = 60  # inserts of each of the four writers
+
+
 def test_concurrent_sealers_and_writers_keep_one_chain(db):
+    """Four writers insert a fixed number of rows each while three sealers seal for as long as they write."""
     db.protect_invoice()
-    stop = time.monotonic() + 3
+    start = threading.Barrier(7, timeout=60)
+    writers_done = threading.Event()
     errors: list[BaseException] = []
 
     def writer(k: int) -> None:
         try:
             with psycopg.connect(db.conninfo("app"), autocommit=True) as c:
-                i = 0
-                while time.monotonic() < stop:
-                    i += 1
+                start.wait()
+                for i in range(1, WRITES + 1):
                     c.execute("INSERT INTO invoice (id, company_id, amount) VALUES (%s, 1, %s)", (k * 100_000 + i, i))
         except BaseException as exc:  # noqa: BLE001 - reported below
             errors.append(exc)
@@ -78,39 +82,49 @@ def test_concurrent_sealers_and_writers_keep_one_chain(db):
     def sealer() -> None:
         try:
             with psycopg.connect(db.conninfo("auditor"), autocommit=True) as c:
-                while time.monotonic() < stop:
+                c.execute("SET lock_timeout = '20s'")  # sealers wait for each other
+                start.wait()
+                while not writers_done.is_set():
                     c.execute("SELECT ledgerlock.audit_seal()")
         except BaseException as exc:  # noqa: BLE001
             errors.append(exc)
 
-    threads = [threading.Thread(target=writer, args=(k,)) for k in range(4)] + \
-              [threading.Thread(target=sealer) for _ in range(3)]
-    for t in threads:
+    writers = [threading.Thread(target=writer, args=(k,)) for k in range(4)]
+    sealers = [threading.Thread(target=sealer) for _ in range(3)]
+    for t in writers + sealers:
         t.start()
-    for t in threads:
-        t.join()
+    for t in writers:
+        t.join(120)
+    writers_done.set()
+    for t in sealers:
+        t.join(60)
+    assert not any(t.is_alive() for t in writers + sealers)
     assert errors == []
     auditor = db.connect("auditor")
-    ok, problem = verified(auditor)
+    ok, problem = verified(auditor)  # seals what the sealers left, then checks the whole chain
     assert ok, problem
-    n_events, n_links = auditor.execute(
-        "SELECT (SELECT count(*) FROM ledgerlock.audit_event), (SELECT count(*) FROM ledgerlock.audit_chain)"
+    n_events, n_links, n_inserts = auditor.execute(
+        "SELECT (SELECT count(*) FROM ledgerlock.audit_event), (SELECT count(*) FROM ledgerlock.audit_chain), "
+        "(SELECT count(*) FROM ledgerlock.audit_event WHERE table_name = 'public.invoice' AND operation = 'INSERT')"
     ).fetchone()
-    assert n_events == n_links > 100
+    assert n_events == n_links and n_inserts == 4 * WRITES
 
 
 # -- 8 writers, random rollbacks, a sealer, and kill -9 of the postmaster ----------------------------------
 
 WRITERS = 8
+TRANSACTIONS = 2000  # the bound on each writer's transactions (the crash comes long before)
+UNDER_WAY = 60  # acknowledged commits (and one rollback) before the crash
 
 
-def _writer(conninfo: str, k: int, stop: threading.Event, acked: dict, rolled_back: set, lock: threading.Lock):
+def _writer(conninfo: str, k: int, stop: threading.Event, acked: dict, rolled_back: set, lock: threading.Lock,
+            under_way: threading.Event):
     rnd = random.Random(k)
     mine: list[int] = []
     n = 0
     try:
         with psycopg.connect(conninfo) as c:
-            while not stop.is_set():
+            while not stop.is_set() and n < TRANSACTIONS:
                 n += 1
                 txid = c.execute("SELECT pg_current_xact_id()::text").fetchone()[0]
                 op = rnd.choice(["insert", "insert", "update", "delete"]) if mine else "insert"
@@ -137,6 +151,8 @@ def _writer(conninfo: str, k: int, stop: threading.Event, acked: dict, rolled_ba
                 c.commit()
                 with lock:
                     acked[txid] = (op, touched)
+                    if len(acked) >= UNDER_WAY and rolled_back:
+                        under_way.set()
                 if op == "insert":
                     mine += touched
     except psycopg.Error:
@@ -169,12 +185,14 @@ def test_eight_writers_with_rollbacks_and_a_crash_leave_a_verifiable_complete_tr
             rolled_back: set[str] = set()
             lock = threading.Lock()
             stop = threading.Event()
-            threads = [threading.Thread(target=_writer, args=(db.conninfo("app"), k, stop, acked, rolled_back, lock))
+            under_way = threading.Event()
+            threads = [threading.Thread(target=_writer,
+                                        args=(db.conninfo("app"), k, stop, acked, rolled_back, lock, under_way))
                        for k in range(WRITERS)]
             threads.append(threading.Thread(target=_sealer, args=(db.conninfo("auditor"), stop)))
             for t in threads:
                 t.start()
-            time.sleep(2.5)
+            under_way.wait(120)  # bounded; a load that never got there fails on the counts below
             cluster.server.kill()  # kill -9 of the postmaster, writers and sealer mid-flight
             stop.set()
             for t in threads:
@@ -188,7 +206,7 @@ def test_eight_writers_with_rollbacks_and_a_crash_leave_a_verifiable_complete_tr
                     if time.monotonic() > deadline:
                         raise
                     time.sleep(0.5)
-            assert len(acked) > 50 and rolled_back
+            assert len(acked) >= UNDER_WAY and rolled_back
 
             owner = db.owner()
             ok, problem = verified(owner)

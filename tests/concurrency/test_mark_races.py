@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import psycopg
 import pytest
-from test_period_lock_races import Step, sqlstate, wait_until_waiting
 
-from lltest import refused
+from lltest import Background, lives_ok, refused, sqlstate
 
 LOCK_A = "SELECT ledgerlock.lock_period('1', '2026-02-01', '2026-04-30', 'hard')"
 INSERT_APRIL = "INSERT INTO invoice (company_id, issued_on, amount) VALUES (1, '2026-04-15', 10)"
@@ -33,14 +32,12 @@ def installed_mark(conn: psycopg.Connection, table: str) -> str:
     return tgdef.split("<= '")[1].split("'")[0]
 
 
-def race(db, second_sql: str, *, second_role: str = "admin") -> Step:
+def race(db, second_sql: str, *, second_role: str = "admin") -> Background:
     """A: lock scope 1 through April (hard), uncommitted. B: `second_sql`, which must wait for A."""
     first = db.connect("admin", autocommit=False)
     first.execute(LOCK_A)
-    second = db.connect(second_role)
-    second.execute("SET lock_timeout = '20s'")
-    step = Step(lambda: second.execute(second_sql).fetchall())
-    wait_until_waiting(db.owner(), second.info.backend_pid)
+    step = Background(db.connect(second_role), second_sql)
+    step.wait_until_blocked(db.owner())
     assert not step.done
     first.commit()
     return step.join()
@@ -52,7 +49,10 @@ def assert_april_enforced(db, table: str = "invoice", insert: str = INSERT_APRIL
     assert owner.execute("SELECT count(*) FROM ledgerlock._period_mark_problems()").fetchone()[0] == 0
     with refused("LL002", r"locked \(hard\) for scope 1"):
         db.connect("app").execute(insert)
-    db.connect("app").execute(insert.replace("2026-04-15", "2026-05-15"))  # the neighbour: after the window
+    after_the_window = insert.replace("2026-04-15", "2026-05-15")  # the neighbour
+    before = owner.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+    lives_ok(db.connect("app"), after_the_window)
+    assert owner.execute(f"SELECT count(*) FROM {table}").fetchone()[0] == before + 1
 
 
 def test_a_lock_in_another_scope_racing_a_higher_lock_leaves_the_mark_high(setup):

@@ -1,4 +1,4 @@
-"""R2 under concurrency and crashes, with real connections (DESIGN §5: no gap, no duplicate).
+"""R2 under concurrency and crashes, with real connections: no gap, no duplicate.
 
 - 8 connections finalize a few hundred rows of one series, a quarter of the transactions rolled back;
 - the same with two series interleaved in each transaction, in both orders;
@@ -16,7 +16,7 @@ from collections.abc import Callable
 import psycopg
 import pytest
 
-from lltest import fresh_database, known_servers, selected_servers, start_cluster, stop_cluster
+from lltest import Background, fresh_database, known_servers, selected_servers, start_cluster, stop_cluster
 
 WORKERS = 8
 ROWS = 400
@@ -144,29 +144,14 @@ def test_counters_taken_in_opposite_orders_give_a_retry_not_a_deadlock(db):
     a.execute("UPDATE invoice SET status = 'approved' WHERE id = 2")  # a holds 2025 (first in the order)
     b.execute("UPDATE invoice SET status = 'approved' WHERE id = 1")  # b holds 2026
     b_pid = b.info.backend_pid
-    a_pid = a.info.backend_pid
-    result: dict[str, BaseException | None] = {}
-
-    def a_second():
-        try:
-            a.execute("UPDATE invoice SET status = 'approved' WHERE id = 3")  # 2026, in order: waits for b
-            result["a"] = None
-        except BaseException as exc:  # noqa: BLE001
-            result["a"] = exc
-
-    t = threading.Thread(target=a_second)
-    t.start()
-    deadline = time.monotonic() + 10
-    while observer.execute("SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s",
-                           (a_pid,)).fetchone()[0] != "Lock":
-        assert time.monotonic() < deadline, "a never waited for b's counter"
-        time.sleep(0.01)
+    a_second = Background(a, "UPDATE invoice SET status = 'approved' WHERE id = 3")  # 2026, in order: waits for b
+    a_second.wait_until_blocked(observer)
+    b.execute("SET lock_timeout = '20s'")  # its own wait is brief (then 40001); a longer one fails the test
     with pytest.raises(psycopg.errors.SerializationFailure) as info:  # b: 2025 is out of order for it
         b.execute("UPDATE invoice SET status = 'approved' WHERE id = 4")
     assert "retry the transaction" in info.value.diag.message_hint
     b.rollback()
-    t.join(10)
-    assert result["a"] is None
+    assert a_second.join().error is None
     a.commit()
     assert observer.execute("SELECT pid FROM pg_stat_activity WHERE pid = %s", (b_pid,)).fetchone() is not None
     b.execute("UPDATE invoice SET status = 'approved' WHERE id IN (1, 4)")  # the retry succeeds
@@ -191,6 +176,7 @@ def test_postmaster_killed_mid_load_leaves_no_gap_or_duplicate(server):
             committed: list[int] = []
             lock = threading.Lock()
             stop = threading.Event()
+            under_way = threading.Event()  # 300 finalizations committed: the middle of the load
 
             def work(conn, i, rng):
                 ids = list(range(1 + i, 2001, WORKERS))
@@ -204,14 +190,15 @@ def test_postmaster_killed_mid_load_leaves_no_gap_or_duplicate(server):
                         if not rollback:
                             with lock:
                                 committed.extend(batch)
+                                if len(committed) >= 300:
+                                    under_way.set()
                     except psycopg.errors.SerializationFailure:
                         ids.extend(batch)
                     except psycopg.OperationalError:
                         return  # the server went away
 
             def kill_when_under_way():  # in the middle of the load, whatever the machine's speed
-                while len(committed) < 300:
-                    time.sleep(0.005)
+                under_way.wait(120)  # bounded; a load that never got there fails on `0 < before` below
                 cluster.server.kill()
 
             killer = threading.Thread(target=kill_when_under_way)

@@ -1,4 +1,4 @@
-"""R3 races, with real concurrent connections and explicit steps (DESIGN §5, issue 5 point 6).
+"""R3 races, with real concurrent connections and explicit steps.
 
 A write that commits after a lock has committed never lands in the locked window, in READ COMMITTED,
 REPEATABLE READ and SERIALIZABLE; a lock request waits for the open writers of its scope (it never reports
@@ -10,61 +10,17 @@ with sleeps standing in for it.
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Callable
-from typing import Any
 
 import psycopg
 import pytest
 from psycopg import IsolationLevel
 
-from lltest import refused
+from lltest import Background, refused, sqlstate
 
 MARCH = ("2025-03-01", "2025-03-31")
 LOCK_MARCH = "SELECT ledgerlock.lock_period('1', '2025-03-01', '2025-03-31')"
 INSERT_MARCH = "INSERT INTO invoice (company_id, issued_on) VALUES (1, '2025-03-15')"
 SERIALIZATION_FAILURE = "40001"
-
-
-class Step:
-    """A statement run in a thread, so the test can watch it block and then collect its outcome."""
-
-    def __init__(self, fn: Callable[[], Any]):
-        self.result: Any = None
-        self.error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, args=(fn,), daemon=True)
-        self._thread.start()
-
-    def _run(self, fn):
-        try:
-            self.result = fn()
-        except BaseException as exc:  # noqa: BLE001 — handed to the test
-            self.error = exc
-
-    def join(self, timeout: float = 20) -> Step:
-        self._thread.join(timeout)
-        assert not self._thread.is_alive(), "the step did not finish"
-        return self
-
-    @property
-    def done(self) -> bool:
-        return not self._thread.is_alive()
-
-
-def wait_until_waiting(observer: psycopg.Connection, pid: int, timeout: float = 10) -> str:
-    """Block until backend `pid` waits on a heavyweight lock; return the wait event (e.g. 'relation')."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        row = observer.execute("SELECT wait_event_type, wait_event FROM pg_stat_activity WHERE pid = %s",
-                               (pid,)).fetchone()
-        if row and row[0] == "Lock":
-            return row[1]
-        time.sleep(0.02)
-    raise AssertionError(f"backend {pid} never waited on a lock")
-
-
-def sqlstate(exc: BaseException | None) -> str | None:
-    return exc.diag.sqlstate if isinstance(exc, psycopg.Error) else None
 
 
 @pytest.fixture
@@ -88,14 +44,14 @@ def raise_mark_beforehand(db, raised: bool) -> str:
 
 
 def waited_relation(observer: psycopg.Connection, pid: int) -> str:
-    """The relation backend `pid` waits to lock (after wait_until_waiting saw it wait)."""
+    """The relation backend `pid` waits to lock (after wait_until_blocked saw it wait)."""
     return observer.execute("SELECT relation::regclass::text FROM pg_locks WHERE pid = %s AND NOT granted",
                             (pid,)).fetchone()[0]
 
 
 @pytest.mark.parametrize("raises_mark", [True, False], ids=["raises-mark", "below-mark"])
 def test_a_lock_waits_for_an_open_write_in_its_scope(setup, raises_mark):
-    """(a) The writer's row is in the window but not committed: the lock does not report success until the
+    """The writer's row is in the window but not committed: the lock does not report success until the
     write is decided, so no write can commit into a window after the lock was reported."""
     db = setup
     gate = raise_mark_beforehand(db, raises_mark)
@@ -103,13 +59,14 @@ def test_a_lock_waits_for_an_open_write_in_its_scope(setup, raises_mark):
     writer.execute(INSERT_MARCH)  # open transaction, row in March
     admin = db.connect("admin")
     observer = db.owner()
-    locker = Step(lambda: admin.execute(LOCK_MARCH).fetchone()[0])
-    assert wait_until_waiting(observer, admin.info.backend_pid) == "relation"
+    locker = Background(admin, LOCK_MARCH)
+    assert locker.wait_until_blocked(observer) == "relation"
     assert waited_relation(observer, admin.info.backend_pid) == gate
     assert not locker.done
     writer.commit()
-    lock_id = locker.join().result
-    assert lock_id is not None and locker.error is None
+    assert locker.join().error is None
+    [(lock_id,)] = locker.rows
+    assert lock_id is not None
     # the row committed before the lock; from now on it is frozen, and new rows are refused
     with refused("LL002"):
         writer.execute("DELETE FROM invoice WHERE issued_on = '2025-03-15'")
@@ -159,8 +116,8 @@ def test_a_lock_fails_cleanly_at_lock_timeout(setup):
 @pytest.mark.parametrize("isolation", ["READ COMMITTED", "REPEATABLE READ", "SERIALIZABLE"])
 @pytest.mark.parametrize("outcome", ["commit", "rollback"])
 @pytest.mark.parametrize("raises_mark", [True, False], ids=["raises-mark", "below-mark"])
-def test_b_a_write_waits_for_an_uncommitted_lock(setup, isolation, outcome, raises_mark):
-    """(b) The admin holds an uncommitted lock; the writer waits, then fails if the lock commits (LL002, or
+def test_a_write_waits_for_an_uncommitted_lock(setup, isolation, outcome, raises_mark):
+    """The admin holds an uncommitted lock; the writer waits, then fails if the lock commits (LL002, or
     40001 where its snapshot predates the lock) and succeeds if it rolls back."""
     db = setup
     gate = raise_mark_beforehand(db, raises_mark)
@@ -169,8 +126,8 @@ def test_b_a_write_waits_for_an_uncommitted_lock(setup, isolation, outcome, rais
     writer = db.connect("app", autocommit=False)
     writer.execute(f"SET TRANSACTION ISOLATION LEVEL {isolation}")
     observer = db.owner()
-    insert = Step(lambda: writer.execute(INSERT_MARCH))
-    assert wait_until_waiting(observer, writer.info.backend_pid) == "relation"
+    insert = Background(writer, INSERT_MARCH)
+    assert insert.wait_until_blocked(observer) == "relation"
     assert waited_relation(observer, writer.info.backend_pid) == gate
     getattr(admin, outcome)()
     insert.join()
@@ -195,8 +152,8 @@ def test_b_a_write_waits_for_an_uncommitted_lock(setup, isolation, outcome, rais
     # a bulk insert takes the statement-level path
     "INSERT INTO invoice (company_id, issued_on) SELECT 1, date '2025-03-01' + g FROM generate_series(0, 40) g",
 ])
-def test_c_a_snapshot_older_than_the_lock_cannot_write_into_the_window(setup, isolation, statement):
-    """(c) A REPEATABLE READ / SERIALIZABLE writer whose snapshot predates the lock: LL002 or 40001."""
+def test_a_snapshot_older_than_the_lock_cannot_write_into_the_window(setup, isolation, statement):
+    """A REPEATABLE READ / SERIALIZABLE writer whose snapshot predates the lock: LL002 or 40001."""
     db = setup
     db.connect("app").execute("INSERT INTO invoice (id, company_id, issued_on) VALUES (1, 1, '2025-03-10')")
     db.owner().execute("SELECT setval(pg_get_serial_sequence('invoice', 'id'), 100)")
@@ -213,7 +170,7 @@ def test_c_a_snapshot_older_than_the_lock_cannot_write_into_the_window(setup, is
     assert owner.execute("SELECT count(*), sum(amount) FROM invoice").fetchone() == (1, 0)
 
 
-def test_c_an_upgrade_after_the_snapshot_stops_an_override_in_repeatable_read(setup):
+def test_an_upgrade_after_the_snapshot_stops_an_override_in_repeatable_read(setup):
     """The fence covers every lock change, not only new windows: soft to hard after the snapshot."""
     db = setup
     admin = db.connect("admin")
@@ -227,7 +184,7 @@ def test_c_an_upgrade_after_the_snapshot_stops_an_override_in_repeatable_read(se
     ctl.rollback()
 
 
-def test_c_repeatable_read_writer_in_an_open_period_is_not_disturbed(setup):
+def test_a_repeatable_read_writer_in_an_open_period_is_not_disturbed(setup):
     """The neighbour: a lock in another scope after the snapshot does not fail the writer."""
     db = setup
     writer = db.connect("app", autocommit=False)
@@ -246,8 +203,8 @@ def test_two_overlapping_locks_race_and_one_is_refused(setup):
     first.execute(LOCK_MARCH)
     second = db.connect("admin2")
     observer = db.owner()
-    other = Step(lambda: second.execute("SELECT ledgerlock.lock_period('1', '2025-03-15', '2025-04-15')"))
-    assert wait_until_waiting(observer, second.info.backend_pid) == "relation"
+    other = Background(second, "SELECT ledgerlock.lock_period('1', '2025-03-15', '2025-04-15')")
+    assert other.wait_until_blocked(observer) == "relation"
     # the second lock change waits on the first for the mark clock (or the scope's gate): never ahead of it
     assert waited_relation(observer, second.info.backend_pid) in (None, "ledgerlock.period_mark_clock",
                                                                    db.owner().execute(
@@ -259,58 +216,65 @@ def test_two_overlapping_locks_race_and_one_is_refused(setup):
     assert observer.execute("SELECT count(*) FROM ledgerlock.period_locks").fetchone()[0] == 1
 
 
-def test_d_a_lock_completes_while_eight_writers_hammer_the_scope(setup):
-    """(d) Eight writers insert as fast as they can into scope 1 (March and April); the lock is granted
-    within lock_timeout (the lock queue is fair), and no March row commits after it."""
+WRITERS = 8
+IN_SWING = 200  # rows committed before the lock is asked for
+REFUSALS = 10  # March refusals after which a writer stops
+WRITES = 1000  # the bound on each writer's inserts (it stops at its REFUSALS long before)
+
+
+def test_a_lock_completes_while_eight_writers_hammer_the_scope(setup):
+    """Eight writers insert as fast as they can into scope 1 (March and April). Once 200 rows are in, the
+    lock is asked for and granted within lock_timeout (the lock queue is fair); every writer goes on until
+    March refused it ten times, and no March row commits after the lock."""
     db = setup
-    stop = threading.Event()
     counts = {"ok": 0, "refused": 0}
+    in_swing = threading.Event()
     errors: list[BaseException] = []
     mutex = threading.Lock()
+    admin = db.connect("admin")
+    admin.execute("SET lock_timeout = '5s'")
 
     def hammer(i: int) -> None:
         conn = psycopg.connect(db.conninfo("app"), autocommit=True)
+        conn.execute("SET lock_timeout = '20s'")
+        refusals = 0
         try:
-            n = 0
-            while not stop.is_set():
+            for n in range(WRITES):
+                if refusals == REFUSALS:
+                    return
                 day = "2025-03-15" if n % 2 else "2025-04-15"
-                n += 1
                 try:
                     conn.execute("INSERT INTO invoice (company_id, issued_on, note) VALUES (1, %s, %s)",
                                   (day, f"w{i}"))
                     with mutex:
                         counts["ok"] += 1
+                        if counts["ok"] == IN_SWING:
+                            in_swing.set()
                 except psycopg.Error as exc:
                     if sqlstate(exc) != "LL002":
                         errors.append(exc)
+                        in_swing.set()  # the test goes on, and fails on the error
                         return
+                    refusals += 1
                     with mutex:
                         counts["refused"] += 1
         finally:
             conn.close()
 
-    threads = [threading.Thread(target=hammer, args=(i,), daemon=True) for i in range(8)]
+    threads = [threading.Thread(target=hammer, args=(i,), daemon=True) for i in range(WRITERS)]
     for t in threads:
         t.start()
     try:
-        deadline = time.monotonic() + 10
-        while counts["ok"] < 200 and time.monotonic() < deadline:  # writers are in full swing
-            time.sleep(0.01)
-        assert counts["ok"] >= 200
-        admin = db.connect("admin")
-        admin.execute("SET lock_timeout = '5s'")
+        assert in_swing.wait(60), "the writers never committed their first rows"
+        assert errors == []
         admin.execute(LOCK_MARCH)  # must not time out
         march_at_lock = admin.execute("SELECT count(*) FROM invoice WHERE issued_on = '2025-03-15'").fetchone()[0]
-        refused_at_lock = counts["refused"]
-        deadline = time.monotonic() + 10
-        while counts["refused"] < refused_at_lock + 50 and time.monotonic() < deadline:
-            time.sleep(0.01)
     finally:
-        stop.set()
         for t in threads:
-            t.join(10)
+            t.join(60)
+    assert not any(t.is_alive() for t in threads)
     assert errors == []
-    assert counts["refused"] >= 50  # the writers kept going, and March writes were refused
+    assert counts["refused"] == WRITERS * REFUSALS  # every writer kept going after the lock, refused in March
     after = admin.execute("SELECT count(*) FROM invoice WHERE issued_on = '2025-03-15'").fetchone()[0]
     assert after == march_at_lock
     assert admin.execute("SELECT count(*) FROM invoice WHERE issued_on = '2025-04-15'").fetchone()[0] > 0

@@ -1,4 +1,4 @@
-"""R4 under concurrency (DESIGN §5): a child insert and an update or delete of its parent serialize.
+"""R4 under concurrency: a child insert and an update or delete of its parent serialize.
 
 The foreign key's own check takes FOR KEY SHARE on the parent, which does not conflict with a non-key
 UPDATE: without R4's child-side FOR SHARE, a payment could commit against an invoice whose amount changed
@@ -7,45 +7,9 @@ it (pg_stat_activity), A commits, B finishes — and the outcome is asserted."""
 
 from __future__ import annotations
 
-import threading
-import time
-
-import psycopg
 import pytest
 
-from lltest import refused
-
-
-class Background:
-    """Run one statement on its own connection in a thread; keep its outcome."""
-
-    def __init__(self, conn: psycopg.Connection, statement: str):
-        self.conn = conn
-        self.pid = conn.info.backend_pid
-        self.error: psycopg.Error | None = None
-        self.thread = threading.Thread(target=self._run, args=(statement,), daemon=True)
-        self.thread.start()
-
-    def _run(self, statement: str) -> None:
-        try:
-            self.conn.execute(statement)
-        except psycopg.Error as exc:
-            self.error = exc
-
-    def join(self) -> None:
-        self.thread.join(30)
-        assert not self.thread.is_alive(), "the waiting statement never finished"
-
-
-def wait_until_blocked(observer: psycopg.Connection, pid: int) -> None:
-    """Wait (bounded) until backend `pid` waits for a lock held by another transaction."""
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        row = observer.execute("SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s", (pid,)).fetchone()
-        if row and row[0] == "Lock":
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"backend {pid} never waited for a lock")
+from lltest import Background, lives_ok, refused
 
 
 @pytest.fixture
@@ -62,7 +26,7 @@ def test_parent_update_waits_for_a_child_insert_and_is_then_refused(invoices):
     a = db.connect("app", autocommit=False)
     a.execute("INSERT INTO payment (id, company_id, invoice_id, amount) VALUES (9, 1, 1, 100)")
     b = Background(db.connect("app"), "UPDATE invoice SET amount = 1 WHERE id = 1")
-    wait_until_blocked(db.owner(), b.pid)
+    b.wait_until_blocked(db.owner())
     a.commit()
     b.join()
     assert b.error is not None and b.error.diag.sqlstate == "LL003", b.error
@@ -75,7 +39,7 @@ def test_parent_delete_waits_for_a_child_insert_and_is_then_refused(invoices):
     a = db.connect("app", autocommit=False)
     a.execute("INSERT INTO payment (id, company_id, invoice_id, amount) VALUES (9, 1, 1, 100)")
     b = Background(db.connect("app"), "DELETE FROM invoice WHERE id = 1")
-    wait_until_blocked(db.owner(), b.pid)
+    b.wait_until_blocked(db.owner())
     a.commit()
     b.join()
     assert b.error is not None and b.error.diag.sqlstate == "LL003", b.error
@@ -86,7 +50,7 @@ def test_child_insert_waits_for_a_parent_update_and_references_the_new_state(inv
     b = db.connect("app", autocommit=False)
     b.execute("UPDATE invoice SET amount = 120 WHERE id = 1")
     a = Background(db.connect("app"), "INSERT INTO payment (id, company_id, invoice_id, amount) VALUES (9, 1, 1, 120)")
-    wait_until_blocked(db.owner(), a.pid)
+    a.wait_until_blocked(db.owner())
     b.commit()
     a.join()
     assert a.error is None
@@ -101,7 +65,7 @@ def test_child_insert_after_a_parent_delete_fails_on_the_foreign_key(invoices):
     b = db.connect("app", autocommit=False)
     b.execute("DELETE FROM invoice WHERE id = 1")
     a = Background(db.connect("app"), "INSERT INTO payment (id, company_id, invoice_id, amount) VALUES (9, 1, 1, 1)")
-    wait_until_blocked(db.owner(), a.pid)
+    a.wait_until_blocked(db.owner())
     b.commit()
     a.join()
     assert a.error is not None and a.error.diag.sqlstate == "23503", a.error
@@ -112,7 +76,10 @@ def test_void_child_takes_no_lock(invoices):
     db = invoices
     a = db.connect("app", autocommit=False)
     a.execute("INSERT INTO payment (id, company_id, invoice_id, amount, status) VALUES (9, 1, 1, 1, 'void')")
-    db.connect("app").execute("UPDATE invoice SET note = 'not blocked' WHERE id = 1")  # would hang if locked
+    other = db.connect("app")
+    other.execute("SET lock_timeout = '20s'")  # a lock it should not meet fails the test instead of hanging it
+    lives_ok(other, "UPDATE invoice SET note = 'not blocked' WHERE id = 1")
+    assert other.execute("SELECT note FROM invoice WHERE id = 1").fetchone()[0] == "not blocked"
     a.commit()
 
 
@@ -140,7 +107,7 @@ def test_line_insert_waits_for_header_finalization_and_is_then_refused(db):
     b = db.connect("app", autocommit=False)
     b.execute("UPDATE invoice SET status = 'approved' WHERE id = 1")
     a = Background(db.connect("app"), "INSERT INTO invoice_line (id, invoice_id, description) VALUES (11, 1, 'x')")
-    wait_until_blocked(db.owner(), a.pid)
+    a.wait_until_blocked(db.owner())
     b.commit()
     a.join()
     assert a.error is not None and a.error.diag.sqlstate == "LL001", a.error
@@ -154,7 +121,7 @@ def test_header_finalization_waits_for_a_line_insert(db):
     a = db.connect("app", autocommit=False)
     a.execute("INSERT INTO invoice_line (id, invoice_id, description) VALUES (11, 1, 'x')")
     b = Background(db.connect("app"), "UPDATE invoice SET status = 'approved' WHERE id = 1")
-    wait_until_blocked(db.owner(), b.pid)
+    b.wait_until_blocked(db.owner())
     a.commit()
     b.join()
     assert b.error is None

@@ -3,11 +3,9 @@ expiring by the database clock, every step in the lock history."""
 
 from __future__ import annotations
 
-import threading
-
 import pytest
 
-from lltest import refused
+from lltest import Background, refused, sqlstate
 
 
 @pytest.fixture
@@ -235,24 +233,11 @@ def test_two_admins_approving_at_once_unlock_once(db, hard_lock):
     request_id = admin.execute("SELECT ledgerlock.request_unlock(%s, 'fix')", (hard_lock,)).fetchone()[0]
     first = db.connect("admin2", autocommit=False)
     first.execute("SELECT ledgerlock.approve_unlock(%s)", (request_id,))  # holds the request row
-    outcome = {}
-
-    def second():
-        try:
-            owner.execute("SELECT ledgerlock.approve_unlock(%s)", (request_id,))
-            outcome["second"] = "approved"
-        except Exception as exc:  # noqa: BLE001 - the outcome is asserted below
-            outcome["second"] = (exc.diag.sqlstate, exc.diag.message_primary)
-
-    t = threading.Thread(target=second)
-    t.start()
-    # the second approver waits on the request row (observed in pg_locks, not by timing)
-    db.owner().execute("SELECT pg_sleep(0.05) FROM generate_series(1, 200) WHERE NOT EXISTS ("
-                   "SELECT FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock')")
-    assert t.is_alive()
+    second = Background(owner, "SELECT ledgerlock.approve_unlock(%s)", (request_id,))
+    second.wait_until_blocked(db.owner())  # waits on the request row (observed on the server, not by timing)
     first.commit()
-    t.join(10)
-    assert outcome["second"] == ("LL004", f"request #{request_id} (unlock lock #{hard_lock}) is approved already")
+    assert sqlstate(second.join().error) == "LL004"
+    assert second.error.diag.message_primary == f"request #{request_id} (unlock lock #{hard_lock}) is approved already"
     assert [r[0] for r in history(db, "unlock")] == ["unlock"]
 
 
