@@ -11,7 +11,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from lltest import refused
+from lltest import lives_ok, refused
 
 FINAL_UPDATE = "UPDATE invoice SET amount = 1 WHERE id = 1"
 FINAL_DELETE = "DELETE FROM invoice WHERE id = 1"
@@ -59,7 +59,9 @@ def test_truncate_with_privilege_is_refused_by_the_guard(db, invoices, unchanged
     unchanged()
     with refused("LL008", r"^TRUNCATE of public\.invoice is refused"):
         invoices.execute("TRUNCATE invoice, invoice_line, payment")
-    invoices.execute("TRUNCATE quote")  # the unprotected neighbour
+    invoices.execute("INSERT INTO quote (company_id) VALUES (1)")
+    lives_ok(invoices, "TRUNCATE quote")  # the unprotected neighbour
+    assert invoices.execute("SELECT count(*) FROM quote").fetchone()[0] == 0
 
 
 def test_truncate_cascade_from_a_parent_is_refused(db, invoices, unchanged):
@@ -124,7 +126,8 @@ def test_no_ledgerlock_setting_loosens_a_rule(db, invoices, unchanged, value):
                 invoices.execute(FINAL_UPDATE)
             with refused("LL001", LL001_DELETE), invoices.transaction():
                 invoices.execute(FINAL_DELETE)
-            invoices.execute("UPDATE invoice SET note = 'draft edit' WHERE id = 2")  # the neighbour
+            lives_ok(invoices, "UPDATE invoice SET note = 'draft edit' WHERE id = 2")  # the neighbour
+            assert invoices.execute("SELECT note FROM invoice WHERE id = 2").fetchone()[0] == "draft edit"
     # the same settings, given at connection time
     opts = " ".join(f"-c {n}={setting_value(n, value)}" for n in sorted(names) if value)
     if opts:
@@ -395,7 +398,7 @@ def test_dml_shapes_cannot_touch_a_final_row(invoices, unchanged, stmt, match):
 
 
 def test_on_conflict_do_update_of_a_mutable_column_is_the_permitted_neighbour(invoices):
-    invoices.execute("INSERT INTO invoice (id, company_id) VALUES (1, 1) ON CONFLICT (id) DO UPDATE SET paid = true")
+    lives_ok(invoices, "INSERT INTO invoice (id, company_id) VALUES (1, 1) ON CONFLICT (id) DO UPDATE SET paid = true")
     assert invoices.execute("SELECT paid FROM invoice WHERE id = 1").fetchone()[0] is True
 
 
@@ -488,8 +491,8 @@ def test_final_row_of_a_table_without_mutable_columns_cannot_be_updated(document
 
 
 def test_cascades_to_draft_rows_are_the_permitted_neighbour(documents):
-    documents.execute("DELETE FROM tag WHERE id = 2")
-    documents.execute("DELETE FROM folder WHERE id = 2")
+    lives_ok(documents, "DELETE FROM tag WHERE id = 2")
+    lives_ok(documents, "DELETE FROM folder WHERE id = 2")
     assert documents.execute("SELECT array_agg(id) FROM doc").fetchone()[0] == [1]
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import pytest
 
-from lltest import HOSTILE_SETTINGS, fresh_database, refused
+from lltest import HOSTILE_SETTINGS, fresh_database, lives_ok, refused
 
 FX = """
 CREATE TABLE fx_invoice (
@@ -55,10 +55,11 @@ def test_a_float_change_is_a_change_under_normal_settings(db, fx):
     with refused("LL002", r"^Period 2025-03-01\.\.2025-03-31 is locked \(hard\) for scope 1: fx_invoice id=3 "):
         fx.execute("UPDATE fx_invoice SET fx_rate = 1.3 WHERE id = 3")
     fx.execute("SET extra_float_digits = -15")
-    fx.execute("UPDATE fx_invoice SET fx_rate = 1.3 WHERE id = 2")  # a draft outside any window: permitted
-    fx.execute("UPDATE fx_invoice SET paid = true WHERE id IN (1, 3)")  # the mutable column: permitted
+    lives_ok(fx, "UPDATE fx_invoice SET fx_rate = 1.3 WHERE id = 2")  # a draft outside any window: permitted
+    lives_ok(fx, "UPDATE fx_invoice SET paid = true WHERE id IN (1, 3)")  # the mutable column: permitted
     assert stored(db, 2)[0] == 1.3
     assert stored(db, 1)[0] == stored(db, 3)[0] == 1.2
+    assert db.owner().execute("SELECT bool_and(paid) FROM fx_invoice WHERE id IN (1, 3)").fetchone()[0] is True
 
 
 def test_extra_float_digits_cannot_change_a_float_of_a_final_row(db, fx):
@@ -144,15 +145,16 @@ def test_extra_float_digits_cannot_change_a_float_of_a_referenced_row(db, fx_r4)
     fx_r4.execute("SET extra_float_digits = -15")
     with refused("LL003", r"^fx_invoice id=2 is referenced by fx_payment id=1 and cannot be updated"):
         fx_r4.execute("UPDATE fx_invoice SET fx_rate = 1.3 WHERE id = 2")
-    fx_r4.execute("UPDATE fx_invoice SET paid = true WHERE id = 2")  # the neighbour: a mutable column
+    lives_ok(fx_r4, "UPDATE fx_invoice SET paid = true WHERE id = 2")  # the neighbour: a mutable column
     assert stored(db, 2)[0] == 1.2
+    assert db.owner().execute("SELECT paid FROM fx_invoice WHERE id = 2").fetchone()[0] is True
 
 
 def test_extra_float_digits_cannot_change_a_float_of_a_line_of_a_final_header(db, fx_r4):
     fx_r4.execute("SET extra_float_digits = -15")
     with refused("LL001", r"^fx_line id=2 cannot be updated: its header fx_invoice id=1 is final"):
         fx_r4.execute("UPDATE fx_line SET qty = 1.3 WHERE id = 2")
-    fx_r4.execute("UPDATE fx_line SET qty = 1.3 WHERE id = 3")  # the neighbour: a line of a free draft
+    lives_ok(fx_r4, "UPDATE fx_line SET qty = 1.3 WHERE id = 3")  # the neighbour: a line of a free draft
     assert db.owner().execute("SELECT qty FROM fx_line ORDER BY id").fetchall() == [(1.2,), (1.2,), (1.3,)]
 
 

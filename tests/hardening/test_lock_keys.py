@@ -13,7 +13,7 @@ import psycopg
 import pytest
 
 from ledgerlock import migrate
-from lltest import refused
+from lltest import lives_ok, refused
 
 # every advisory key ledgerlock used: the period-lock namespace with the scopes' hashes, the sealer, migrate
 HOSTILE_KEYS = [
@@ -77,4 +77,6 @@ def test_the_scope_gates_cannot_be_locked_by_the_application(db):
         with refused("42501"), app.transaction():
             app.execute(f"LOCK TABLE {gate} IN {mode} MODE")
     # the permitted neighbour: a lock change of scope 1 goes through
-    db.connect("admin").execute("SELECT ledgerlock.lock_period('1', '2025-03-01', '2025-03-31')")
+    [(lock_id,)] = lives_ok(db.connect("admin"), "SELECT ledgerlock.lock_period('1', '2025-03-01', '2025-03-31')")
+    assert db.owner().execute("SELECT scope, status FROM ledgerlock.period_locks WHERE id = %s",
+                              (lock_id,)).fetchone() == ("1", "active")

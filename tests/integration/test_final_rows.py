@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 import ledgerlock.errors as lle
-from lltest import refused
+from lltest import lives_ok, refused
 
 
 @pytest.fixture
@@ -43,14 +43,14 @@ def test_application_catches_finalized_row_error(invoices):
 
 
 def test_draft_row_stays_editable_and_deletable(invoices):
-    invoices.execute("UPDATE invoice SET amount = 250, note = 'revised' WHERE id = 2")
+    lives_ok(invoices, "UPDATE invoice SET amount = 250, note = 'revised' WHERE id = 2")
     assert amount(invoices, 2) == 250
-    invoices.execute("DELETE FROM invoice WHERE id = 2")
+    lives_ok(invoices, "DELETE FROM invoice WHERE id = 2")
     assert invoices.execute("SELECT count(*) FROM invoice WHERE id = 2").fetchone()[0] == 0
 
 
 def test_mutable_columns_stay_editable_on_final_row(invoices):
-    invoices.execute("UPDATE invoice SET paid = true, reconciled = true WHERE id = 1")
+    lives_ok(invoices, "UPDATE invoice SET paid = true, reconciled = true WHERE id = 1")
     assert invoices.execute("SELECT paid AND reconciled FROM invoice WHERE id = 1").fetchone()[0]
 
 
@@ -67,13 +67,15 @@ def test_status_change_out_of_final_is_refused(invoices):
 
 
 def test_no_op_update_of_final_row_is_allowed(invoices):
-    invoices.execute("UPDATE invoice SET amount = amount WHERE id = 1")
+    lives_ok(invoices, "UPDATE invoice SET amount = amount WHERE id = 1")
+    assert invoices.execute("SELECT status, amount FROM invoice WHERE id = 1").fetchone() == ("approved", 100)
 
 
 def test_insert_of_already_final_row_is_allowed_and_then_frozen(db):
     db.protect_invoice()
     app = db.connect("app")
-    app.execute("INSERT INTO invoice (id, company_id, status, amount) VALUES (9, 1, 'paid', 10)")
+    lives_ok(app, "INSERT INTO invoice (id, company_id, status, amount) VALUES (9, 1, 'paid', 10)")
+    assert app.execute("SELECT status, amount FROM invoice WHERE id = 9").fetchone() == ("paid", 10)
     with refused("LL001"):
         app.execute("UPDATE invoice SET amount = 11 WHERE id = 9")
 
@@ -97,7 +99,9 @@ def test_truncate_of_protected_table_is_refused(db, invoices):
     with refused("42501"):  # the application has no TRUNCATE privilege at all
         invoices.execute("TRUNCATE invoice")
     assert owner.execute("SELECT count(*) FROM invoice").fetchone()[0] == 2
-    owner.execute("TRUNCATE quote")  # the unprotected neighbour truncates
+    owner.execute("INSERT INTO quote (company_id) VALUES (1)")
+    lives_ok(owner, "TRUNCATE quote")  # the unprotected neighbour truncates
+    assert owner.execute("SELECT count(*) FROM quote").fetchone()[0] == 0
 
 
 def test_application_cannot_disable_or_drop_guard_triggers(invoices):
@@ -135,7 +139,8 @@ def test_generated_columns_do_not_break_the_guard(db):
     db.protect_invoice()
     app = db.connect("app")
     app.execute("INSERT INTO invoice (id, company_id, status, amount) VALUES (1, 1, 'approved', 3)")
-    app.execute("UPDATE invoice SET paid = true WHERE id = 1")
+    lives_ok(app, "UPDATE invoice SET paid = true WHERE id = 1")
+    assert app.execute("SELECT paid, amount_cents FROM invoice WHERE id = 1").fetchone() == (True, 300)
     with refused("LL001"):
         app.execute("UPDATE invoice SET amount = 4 WHERE id = 1")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from lltest import refused
+from lltest import lives_ok, refused
 
 FORMAT = "INV-{YYYY}-{SEQ:5}"
 
@@ -141,7 +141,8 @@ def test_final_number_is_frozen_like_any_other_column(app):
     app.execute("INSERT INTO invoice (id, company_id, status, issued_on) VALUES (1, 1, 'approved', '2026-01-02')")
     with refused("LL001", r"^invoice id=1 \(INV-2026-00001\) is final and cannot be updated"):
         app.execute("UPDATE invoice SET number = 'INV-2026-00002' WHERE id = 1")
-    app.execute("UPDATE invoice SET paid = true WHERE id = 1")  # the permitted neighbour
+    lives_ok(app, "UPDATE invoice SET paid = true WHERE id = 1")  # the permitted neighbour
+    assert app.execute("SELECT number, paid FROM invoice WHERE id = 1").fetchone() == ("INV-2026-00001", True)
     assert numbers(app) == ["INV-2026-00001"]
 
 

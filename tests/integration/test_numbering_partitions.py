@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from lltest import refused
+from lltest import lives_ok, refused
 
 SCHEMA = """
 CREATE TABLE bill (
@@ -54,7 +54,7 @@ def test_a_draft_in_a_partition_gets_a_temporary_number_and_final_rows_stay_froz
     bills.execute("UPDATE bill SET status = 'final' WHERE id = 1")
     with refused("LL001", r"^bill(_h2)? id=1 issued_on=2026-08-01 \(B-2026-001\) is final and cannot be updated"):
         bills.execute("UPDATE bill_h2 SET number = 'B-2026-002' WHERE id = 1")
-    bills.execute("INSERT INTO bill (id, issued_on, status) VALUES (2, '2026-01-02', 'final')")  # the neighbour
+    lives_ok(bills, "INSERT INTO bill (id, issued_on, status) VALUES (2, '2026-01-02', 'final')")  # the neighbour
     assert [n for _, _, n in rows(bills)] == ["B-2026-001", "B-2026-002"]
 
 

@@ -12,7 +12,7 @@ import psycopg
 import pytest
 
 import ledgerlock.errors as lle
-from lltest import refused
+from lltest import lives_ok, refused
 
 MARCH = ("2025-03-01", "2025-03-31")
 LOCKED_MSG = r"^Period 2025-03-01\.\.2025-03-31 is locked \(soft\) for scope 1: "
@@ -52,9 +52,9 @@ def test_insert_into_locked_window_is_refused_with_ll002(app):
 
 
 def test_insert_neighbours_pass_other_scope_and_open_dates(app):
-    app.execute("INSERT INTO invoice (id, company_id, issued_on) VALUES (10, 2, '2025-03-15')")  # other scope
-    app.execute("INSERT INTO invoice (id, company_id, issued_on) VALUES (11, 1, '2025-04-01')")  # day after
-    app.execute("INSERT INTO invoice (id, company_id, issued_on) VALUES (12, 1, '2025-02-28')")  # day before
+    lives_ok(app, "INSERT INTO invoice (id, company_id, issued_on) VALUES (10, 2, '2025-03-15')")  # other scope
+    lives_ok(app, "INSERT INTO invoice (id, company_id, issued_on) VALUES (11, 1, '2025-04-01')")  # day after
+    lives_ok(app, "INSERT INTO invoice (id, company_id, issued_on) VALUES (12, 1, '2025-02-28')")  # day before
     assert count(app, "SELECT count(*) FROM invoice WHERE id >= 10") == 3
 
 
@@ -68,7 +68,7 @@ def test_refusal_hint_names_the_way_out_and_application_catches_period_locked_er
 def test_update_of_row_in_window_is_refused_and_mutable_columns_stay_writable(app):
     with refused("LL002", LOCKED_MSG + r"invoice id=1 cannot be updated$"):
         app.execute("UPDATE invoice SET amount = 1 WHERE id = 1")
-    app.execute("UPDATE invoice SET paid = true, reconciled = true WHERE id = 1")  # recording payment is fine
+    lives_ok(app, "UPDATE invoice SET paid = true, reconciled = true WHERE id = 1")  # recording payment is fine
     assert app.execute("SELECT amount, paid, reconciled FROM invoice WHERE id = 1").fetchone() == (100, True, True)
     with refused("LL002"):  # a mutable column together with a locked one
         app.execute("UPDATE invoice SET reconciled = false, note = 'x' WHERE id = 1")
@@ -81,13 +81,14 @@ def test_moving_a_row_into_or_out_of_the_window_is_refused(app):
         app.execute("UPDATE invoice SET issued_on = '2025-04-20' WHERE id = 1")  # old date inside
     with refused("LL002"):
         app.execute("UPDATE invoice SET company_id = 1 WHERE id = 3")  # into the locked scope
-    app.execute("UPDATE invoice SET issued_on = '2025-04-20', amount = 250 WHERE id = 2")  # open to open
+    lives_ok(app, "UPDATE invoice SET issued_on = '2025-04-20', amount = 250 WHERE id = 2")  # open to open
+    assert app.execute("SELECT issued_on, amount FROM invoice WHERE id = 2").fetchone() == (dt.date(2025, 4, 20), 250)
 
 
 def test_delete_in_window_is_refused_outside_allowed(app):
     with refused("LL002", LOCKED_MSG + r"invoice id=1 cannot be deleted$"):
         app.execute("DELETE FROM invoice WHERE id = 1")
-    app.execute("DELETE FROM invoice WHERE id IN (2, 3)")
+    lives_ok(app, "DELETE FROM invoice WHERE id IN (2, 3)")
     assert count(app, "SELECT count(*) FROM invoice") == 1
 
 
@@ -103,15 +104,15 @@ def test_bulk_insert_with_one_row_in_the_window_inserts_nothing(app):
                        SELECT 20 + g, CASE WHEN g = 2 THEN 1 ELSE 2 END, date '2025-03-01' + g
                        FROM generate_series(0, 4) g""")
     assert count(app, "SELECT count(*) FROM invoice WHERE id >= 20") == 0
-    app.execute("""INSERT INTO invoice (id, company_id, issued_on)
-                   SELECT 20 + g, 1 + g % 2, date '2025-04-01' + g FROM generate_series(0, 99) g""")
+    lives_ok(app, """INSERT INTO invoice (id, company_id, issued_on)
+                     SELECT 20 + g, 1 + g % 2, date '2025-04-01' + g FROM generate_series(0, 99) g""")
     assert count(app, "SELECT count(*) FROM invoice WHERE id >= 20") == 100
 
 
 def test_bulk_insert_spanning_a_window_but_no_row_inside_passes(app):
     # scope 1 rows on both sides of March: the min/max range meets the window, the rows do not
-    app.execute("""INSERT INTO invoice (id, company_id, issued_on) VALUES
-                   (30, 1, '2025-02-28'), (31, 1, '2025-04-01'), (32, 2, '2025-03-15')""")
+    lives_ok(app, """INSERT INTO invoice (id, company_id, issued_on) VALUES
+                     (30, 1, '2025-02-28'), (31, 1, '2025-04-01'), (32, 2, '2025-03-15')""")
     assert count(app, "SELECT count(*) FROM invoice WHERE id >= 30") == 3
 
 
@@ -155,8 +156,10 @@ def test_ledger_limited_lock_covers_only_tables_with_that_tag(db):
     app.execute("INSERT INTO invoice (id, company_id, issued_on) VALUES (1, 1, '2025-01-10')")
     ctl = db.connect("controller")
     lock(ctl, "1", ledgers=["ap"])
-    app.execute("INSERT INTO invoice (id, company_id, issued_on) VALUES (2, 1, '2025-03-02')")  # ar: other ledger
-    app.execute("INSERT INTO journal_entry (company_id, posted_on) VALUES (1, '2025-03-02')")  # untagged
+    lives_ok(app, "INSERT INTO invoice (id, company_id, issued_on) VALUES (2, 1, '2025-03-02')")  # ar: other ledger
+    lives_ok(app, "INSERT INTO journal_entry (company_id, posted_on) VALUES (1, '2025-03-02')")  # untagged
+    assert count(app, "SELECT count(*) FROM invoice WHERE issued_on = '2025-03-02'") == 1
+    assert count(app, "SELECT count(*) FROM journal_entry WHERE posted_on = '2025-03-02'") == 1
     with refused("LL002", r"^Period 2025-03-01\.\.2025-03-31 is locked \(soft\) for scope 1, ledgers ap: "
                           r"payment id=\d+ cannot be inserted$"):
         app.execute("INSERT INTO payment (company_id, invoice_id, paid_on, amount) VALUES (1, 1, '2025-03-02', 5)")
@@ -300,8 +303,8 @@ def test_controller_unlocks_soft_only_admin_unlocks_hard(db, app):
     hard = lock(ctl, "1", "2025-05-01", "2025-05-31", level="hard")
     with refused("LL005", r"^unlocking a hard lock requires the ledgerlock_admin role; ll_controller is not a member$"):
         ctl.execute("SELECT ledgerlock.unlock_period(%s, 'fix a typo')", (hard,))
-    ctl.execute("SELECT ledgerlock.unlock_period(1, 'late supplier invoice')")  # soft: a controller may
-    admin.execute("SELECT ledgerlock.unlock_period(%s, 'fix a typo')", (hard,))
+    lives_ok(ctl, "SELECT ledgerlock.unlock_period(1, 'late supplier invoice')")  # soft: a controller may
+    lives_ok(admin, "SELECT ledgerlock.unlock_period(%s, 'fix a typo')", (hard,))
     assert ctl.execute("SELECT status FROM ledgerlock.period_locks ORDER BY id").fetchall() == [("unlocked",)] * 2
 
 
@@ -310,7 +313,8 @@ def test_unlock_keeps_the_row_opens_the_window_and_relock_closes_it_again(db, ap
     ctl.execute("SELECT ledgerlock.unlock_period(1, 'late supplier invoice')")
     with refused("LL004", r"^lock #1 is already unlocked$"):
         ctl.execute("SELECT ledgerlock.unlock_period(1, 'again')")
-    app.execute("UPDATE invoice SET amount = 110 WHERE id = 1")  # open now
+    lives_ok(app, "UPDATE invoice SET amount = 110 WHERE id = 1")  # open now
+    assert count(app, "SELECT amount FROM invoice WHERE id = 1") == 110
     owner = db.owner()
     assert count(owner, "SELECT ledgerlock._unlocked_window('invoice', to_jsonb(i)) FROM invoice i WHERE id = 1") == 1
     assert count(owner, "SELECT ledgerlock._locking_window('invoice', to_jsonb(i)) FROM invoice i WHERE id = 1") is None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 import ledgerlock.errors as lle
-from lltest import refused
+from lltest import lives_ok, refused
 
 
 @pytest.fixture
@@ -40,38 +40,43 @@ def test_delete_of_referenced_parent_is_refused_with_ll003(paid):
 
 
 def test_unreferenced_parent_stays_editable_and_deletable(paid):
-    paid.execute("UPDATE invoice SET note = 'x', amount = 301 WHERE id = 3")
+    lives_ok(paid, "UPDATE invoice SET note = 'x', amount = 301 WHERE id = 3")
     assert note(paid, 3) == "x"
-    paid.execute("DELETE FROM invoice WHERE id = 3")
+    lives_ok(paid, "DELETE FROM invoice WHERE id = 3")
+    assert paid.execute("SELECT count(*) FROM invoice WHERE id = 3").fetchone()[0] == 0
 
 
 def test_child_excluded_by_the_condition_does_not_freeze(paid):
-    paid.execute("UPDATE invoice SET note = 'void payment only' WHERE id = 2")
+    lives_ok(paid, "UPDATE invoice SET note = 'void payment only' WHERE id = 2")
     assert note(paid, 2) == "void payment only"
 
 
 def test_voiding_the_child_releases_the_parent_and_unvoiding_freezes_it_again(paid):
     paid.execute("UPDATE payment SET status = 'void' WHERE id = 9")
-    paid.execute("UPDATE invoice SET note = 'released' WHERE id = 1")
+    lives_ok(paid, "UPDATE invoice SET note = 'released' WHERE id = 1")
+    assert note(paid, 1) == "released"
     paid.execute("UPDATE payment SET status = 'posted' WHERE id = 9")
     with refused("LL003"):
         paid.execute("UPDATE invoice SET note = 'again' WHERE id = 1")
 
 
 def test_mutable_columns_of_a_referenced_parent_stay_editable(paid):
-    paid.execute("UPDATE invoice SET paid = true WHERE id = 1")
+    lives_ok(paid, "UPDATE invoice SET paid = true WHERE id = 1")
+    assert paid.execute("SELECT paid FROM invoice WHERE id = 1").fetchone()[0] is True
     with refused("LL003", r"cannot be updated$") as info:
         paid.execute("UPDATE invoice SET paid = false, amount = 1 WHERE id = 1")
     assert "only paid, reconciled may still change" in info.value.diag.message_hint
 
 
 def test_no_op_update_of_referenced_parent_is_allowed(paid):
-    paid.execute("UPDATE invoice SET amount = amount WHERE id = 1")
+    lives_ok(paid, "UPDATE invoice SET amount = amount WHERE id = 1")
+    assert paid.execute("SELECT amount FROM invoice WHERE id = 1").fetchone()[0] == 100
 
 
 def test_moving_the_child_to_another_parent_freezes_the_new_one(paid):
     paid.execute("UPDATE payment SET invoice_id = 3 WHERE id = 9")
-    paid.execute("UPDATE invoice SET note = 'free again' WHERE id = 1")
+    lives_ok(paid, "UPDATE invoice SET note = 'free again' WHERE id = 1")
+    assert note(paid, 1) == "free again"
     with refused("LL003", r"^invoice id=3 is referenced by payment id=9"):
         paid.execute("UPDATE invoice SET note = 'x' WHERE id = 3")
 
@@ -138,17 +143,19 @@ def timesheets(db):
 
 
 def test_delete_only_rule_keeps_parent_editable_but_not_deletable(timesheets):
-    timesheets.execute("UPDATE project SET name = 'Apollo 11' WHERE id = 1")
+    lives_ok(timesheets, "UPDATE project SET name = 'Apollo 11' WHERE id = 1")
     with refused("LL003", r"^project id=1 is referenced by time_entry id=7 and cannot be deleted$"):
         timesheets.execute("DELETE FROM project WHERE id = 1")
-    timesheets.execute("DELETE FROM project WHERE id = 2")
+    lives_ok(timesheets, "DELETE FROM project WHERE id = 2")
+    assert timesheets.execute("SELECT id, name FROM project ORDER BY id").fetchall() == [(1, "Apollo 11")]
 
 
 def test_employee_who_entered_time_cannot_be_deleted(timesheets):
     with refused("LL003", r"^employee id=1 is referenced by time_entry id=7 and cannot be deleted$"):
         timesheets.execute("DELETE FROM employee WHERE id = 1")
-    timesheets.execute("UPDATE employee SET name = 'Ada L.' WHERE id = 1")
-    timesheets.execute("DELETE FROM employee WHERE id = 2")
+    lives_ok(timesheets, "UPDATE employee SET name = 'Ada L.' WHERE id = 1")
+    lives_ok(timesheets, "DELETE FROM employee WHERE id = 2")
+    assert timesheets.execute("SELECT id, name FROM employee ORDER BY id").fetchall() == [(1, "Ada L.")]
 
 
 # -- finding the foreign key --------------------------------------------------------------------------
@@ -233,7 +240,8 @@ def test_reprotecting_the_parent_keeps_and_reconfigures_the_guards(db, paid):
         paid.execute("UPDATE invoice SET note = 'x' WHERE id = 1")
     with refused("LL003"):  # reconciled is no longer mutable
         paid.execute("UPDATE invoice SET reconciled = true WHERE id = 1")
-    paid.execute("UPDATE invoice SET paid = true WHERE id = 1")
+    lives_ok(paid, "UPDATE invoice SET paid = true WHERE id = 1")
+    assert paid.execute("SELECT paid, reconciled FROM invoice WHERE id = 1").fetchone() == (True, False)
 
 
 def test_reinstall_guards_restores_a_dropped_guard(db, paid):
@@ -249,7 +257,8 @@ def test_unprotect_removes_the_rules_of_the_table(db, paid):
     assert owner.execute("SELECT count(*) FROM ledgerlock.reference_rule").fetchone()[0] == 0
     assert owner.execute("SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'll\\_30%'").fetchone()[0] == 0
     assert owner.execute("SELECT count(*) FROM pg_proc WHERE proname LIKE '\\_ll30%'").fetchone()[0] == 0
-    paid.execute("UPDATE invoice SET note = 'free' WHERE id = 1")
+    lives_ok(paid, "UPDATE invoice SET note = 'free' WHERE id = 1")
+    assert note(paid, 1) == "free"
 
 
 def test_unprotect_referenced_needs_admin_and_reason(db, paid):
@@ -259,7 +268,8 @@ def test_unprotect_referenced_needs_admin_and_reason(db, paid):
     with refused("22023", r"is not protected as referenced by"):
         admin.execute("SELECT ledgerlock.unprotect_referenced('invoice', 'invoice_line', 'x')")
     admin.execute("SELECT ledgerlock.unprotect_referenced('invoice', 'payment', 'payments move to the bank module')")
-    paid.execute("UPDATE invoice SET note = 'free' WHERE id = 1")
+    lives_ok(paid, "UPDATE invoice SET note = 'free' WHERE id = 1")
+    assert note(paid, 1) == "free"
     with refused("LL001"):  # R1 is untouched
         paid.execute("UPDATE invoice SET status = 'approved' WHERE id = 1; UPDATE invoice SET note = 'y' WHERE id = 1")
 
@@ -284,7 +294,7 @@ def test_cascade_never_deletes_a_frozen_row(db):
     with refused("LL003", r"^invoice_line id=12 is referenced by delivery id=5 and cannot be deleted$"):
         app.execute("DELETE FROM invoice WHERE id = 1")
     assert app.execute("SELECT count(*) FROM invoice_line WHERE invoice_id = 1").fetchone()[0] == 2
-    app.execute("DELETE FROM invoice WHERE id = 2")  # nothing frozen below it: the cascade goes through
+    lives_ok(app, "DELETE FROM invoice WHERE id = 2")  # nothing frozen below it: the cascade goes through
     assert app.execute("SELECT count(*) FROM invoice_line WHERE invoice_id = 2").fetchone()[0] == 0
 
 
