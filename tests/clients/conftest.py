@@ -39,3 +39,23 @@ def django_erp(erp: TestDatabase) -> TestDatabase:
     yield erp
     for alias in DJANGO_ALIASES:
         connections[alias].close()
+
+
+@pytest.fixture
+def sqla(erp: TestDatabase):
+    """A function giving a SQLAlchemy engine (psycopg 3 driver) for a login role of ``erp``."""
+    import psycopg
+    from sqlalchemy import create_engine
+    from sqlalchemy.pool import NullPool
+
+    engines = []
+
+    def engine(role: str = "app"):
+        e = create_engine("postgresql+psycopg://", creator=lambda: psycopg.connect(erp.conninfo(role)),
+                          poolclass=NullPool)
+        engines.append(e)
+        return e
+
+    yield engine
+    for e in engines:
+        e.dispose()
