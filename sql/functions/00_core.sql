@@ -3,6 +3,10 @@
 -- so that no schema, operator or temporary object a client creates can change what runs here.
 
 -- Raise a ledgerlock refusal: its own SQLSTATE, a message a person understands, and the way out.
+-- Call it, and every helper between a guard and it, as an expression (`refused := ledgerlock._refuse(...)` into a
+-- text variable, arguments without subqueries) rather than with PERFORM: PERFORM runs a query, whose text
+-- PostgreSQL adds to the error's CONTEXT, which ORMs print with the message; an expression adds one
+-- "PL/pgSQL function … line N" frame and no SQL.
 CREATE OR REPLACE FUNCTION ledgerlock._refuse(sqlstate text, message text, hint text DEFAULT NULL,
                                               detail text DEFAULT NULL)
 RETURNS void
