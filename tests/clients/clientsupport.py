@@ -45,3 +45,10 @@ def configure_django() -> None:
         TIME_ZONE="UTC",
     )
     django.setup()
+
+
+def invoice_events(db: TestDatabase) -> list[tuple]:
+    """The audit trail of the invoice table: (operation, row_key, reason, whether under an override)."""
+    return db.owner().execute(
+        "SELECT operation, row_key, reason, override_id IS NOT NULL FROM ledgerlock.audit_log"
+        " WHERE table_name = 'invoice'::regclass ORDER BY seq").fetchall()

@@ -7,7 +7,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
-from clientsupport import LOCKED_DAY, OPEN_DAY, assert_gapless, configure_django, numbers
+from clientsupport import LOCKED_DAY, OPEN_DAY, assert_gapless, configure_django, invoice_events, numbers
 from django.db import DatabaseError, connections, transaction
 
 from ledgerlock.errors import FinalizedRowError, PeriodLockedError
@@ -120,6 +120,8 @@ def test_override_in_a_transaction_lets_a_controller_write_into_a_soft_locked_pe
         late = Invoice.objects.using("controller").create(company_id=1, issued_on=LOCKED_DAY, status="approved")
     assert late.number == "INV-2024-00001"
     assert Invoice.objects.filter(issued_on=LOCKED_DAY).count() == 1
+    writes = [e for e in invoice_events(django_erp) if e[0] == "INSERT"]
+    assert writes == [("INSERT", {"id": late.pk}, "supplier invoice received late", True)]  # audited with the reason
     with pytest.raises(DatabaseError) as info:  # the override ended with its transaction
         Invoice.objects.using("controller").create(company_id=1, issued_on=LOCKED_DAY)
     assert isinstance(ledgerlock_error(info), PeriodLockedError)
@@ -131,6 +133,7 @@ def test_a_refusal_inside_atomic_rolls_back_everything_and_the_number_is_given_b
         Invoice.objects.create(company_id=1, issued_on=LOCKED_DAY)
     assert isinstance(ledgerlock_error(info), PeriodLockedError)
     assert Invoice.objects.count() == 0
+    assert [e for e in invoice_events(django_erp) if e[0] == "INSERT"] == []  # no evidence of what never was
     assert Invoice.objects.create(company_id=1, issued_on=OPEN_DAY, status="approved").number == "INV-2024-00001"
     assert_gapless(django_erp)
 

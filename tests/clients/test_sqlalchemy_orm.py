@@ -7,7 +7,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
-from clientsupport import LOCKED_DAY, OPEN_DAY, assert_gapless, numbers
+from clientsupport import LOCKED_DAY, OPEN_DAY, assert_gapless, invoice_events, numbers
 from ll_erp_sqlalchemy import Invoice, InvoiceLine
 from sqlalchemy import event, func, select, text
 from sqlalchemy.exc import DBAPIError
@@ -122,6 +122,9 @@ def test_override_in_a_transaction_lets_a_controller_write_into_a_soft_locked_pe
         session.add(late)
         session.flush()
         assert late.number == "INV-2024-00001"
+        late_id = late.id
+    writes = [e for e in invoice_events(erp) if e[0] == "INSERT"]
+    assert writes == [("INSERT", {"id": late_id}, "supplier invoice received late", True)]  # audited with the reason
     with Session(engine) as session:  # the override ended with its transaction
         session.add(Invoice(company_id=1, issued_on=LOCKED_DAY))
         with pytest.raises(DBAPIError) as info:
@@ -138,6 +141,7 @@ def test_a_refused_flush_rolls_back_everything_and_the_number_is_given_back(erp,
             session.commit()
         assert isinstance(ledgerlock_error(info), PeriodLockedError)
         session.rollback()
+    assert [e for e in invoice_events(erp) if e[0] == "INSERT"] == []  # no evidence of what never was
     with Session(engine) as session, session.begin():
         assert session.scalar(select(func.count()).select_from(Invoice)) == 0
         again = Invoice(company_id=1, issued_on=OPEN_DAY, status="approved")
