@@ -132,6 +132,20 @@ def test_demo_refuses_a_non_superuser_up_front_and_leaves_no_database(cloud):
     assert res.returncode == 0, res.stderr
 
 
+def test_a_demo_that_fails_midway_leaves_no_database(cloud):
+    """New databases copy template1: an event trigger there refuses the demo's first table, after the demo
+    database was created."""
+    with psycopg.connect(cloud.conninfo("template1"), autocommit=True) as t1:
+        t1.execute("""CREATE FUNCTION refuse_tables() RETURNS event_trigger LANGUAGE plpgsql AS
+                      $$ BEGIN RAISE EXCEPTION 'no tables here' USING ERRCODE = '42501'; END $$""")
+        t1.execute("CREATE EVENT TRIGGER refuse_tables ON ddl_command_start WHEN TAG IN ('CREATE TABLE') "
+                   "EXECUTE FUNCTION refuse_tables()")
+    res = ledgerlock(cloud, "postgres", "demo", dbname="postgres")
+    assert res.returncode == 1 and "no tables here" in res.stderr and "Traceback" not in res.stderr
+    with psycopg.connect(cloud.conninfo(), autocommit=True) as su:
+        assert su.execute("SELECT count(*) FROM pg_database WHERE datname = 'ledgerlock_demo'").fetchone()[0] == 0
+
+
 def snapshot(conn: psycopg.Connection) -> dict:
     """What a migrate run could change: ledgerlock's relations and functions (by row version: a rolled-back
     CREATE OR REPLACE leaves the old one), its records of migrations and code, and yoyo's bookkeeping."""
