@@ -78,6 +78,8 @@ READS = [
     ("auditor", ["history"]),
     ("app", ["why", "invoice", "1"]),
     ("auditor", ["numbers", "check"]),
+    ("admin", ["numbers", "series"]),
+    ("auditor", ["audit", "log"]),
 ]
 WRITES = [
     ("owner", ["migrate"]),
