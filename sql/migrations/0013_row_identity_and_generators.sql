@@ -1,0 +1,16 @@
+-- ledgerlock 0013: one row-identity core, generated guard functions named without oids.
+--
+-- R4 named rows, read keys and checked tables through its own copies of the core's functions; callers use
+-- the core now (_key_columns, row_key, row_label, _exempt_columns, _check_guardable).
+DROP FUNCTION IF EXISTS ledgerlock._ref_key_columns(regclass);
+DROP FUNCTION IF EXISTS ledgerlock._ref_row_key(regclass, jsonb);
+DROP FUNCTION IF EXISTS ledgerlock._ref_label(regclass, jsonb);
+DROP FUNCTION IF EXISTS ledgerlock._ref_exempt_columns(regclass);
+DROP FUNCTION IF EXISTS ledgerlock._ref_check_table(regclass, text);
+-- R2's generated functions are named and filled by the table's name (a restored database has new oids):
+-- the oid-based name helper and relation check go, the generator takes no date kind (the core knows it).
+-- The functions generated under the old names are pruned by the next install (ledgerlock migrate runs it).
+DROP FUNCTION IF EXISTS ledgerlock._ll40_function(regclass, text);
+DROP FUNCTION IF EXISTS ledgerlock._ll40_check_relation(regclass, oid);
+DROP FUNCTION IF EXISTS ledgerlock._ll40_generate_functions(regclass, text, text);
+DROP FUNCTION IF EXISTS ledgerlock._ll40_drop_triggers(regclass);
