@@ -16,12 +16,16 @@
 -- * Counters are taken in a fixed order (table, series). A transaction that needs a counter that sorts
 --   before one it already holds waits for it at most 100 ms and then fails with 40001 (retry), instead of
 --   risking a deadlock.
--- * ll_40 runs after every other BEFORE trigger (name order): a row some other rule refuses never takes a
---   counter lock. The lock is held until commit, so finalize last in a transaction.
+-- * ll_40 runs after the other BEFORE row triggers (name order): a row R1 (ll_10) or R4 (ll_30) refuses, or
+--   a locked window skips (ll_20_period_skip), never takes a counter lock. R3's other checks (ll_20_period_*)
+--   are AFTER row triggers, which fire once the statement's rows are written: a row R3 refuses has taken
+--   its number and the counter lock already, and the refusal rolls both back with the statement (no
+--   number is lost; a concurrent finalizer of the series waits until the rollback). The lock is held until
+--   commit, so finalize last in a transaction.
 -- * Counters and configuration belong to the protected table, also when the row triggers run on one of
 --   its partitions (TG_RELID is then the partition): every partition numbers in the table's series.
 --
--- Why generated functions: each numbered table gets its own trigger functions (_ll40_t<oid>_final,
+-- Why generated functions: each numbered table gets its own trigger functions (_ll40_<table key>_final,
 -- _draft, _settle), written by _ll40_generate_functions from its configuration, so that columns are read
 -- and written directly (NEW.issued_on, not through jsonb) and the settle queries are static SQL whose plans
 -- PL/pgSQL keeps for the session. The generic versions (jsonb row access, dynamic EXECUTE planned on every
