@@ -323,6 +323,11 @@ BEGIN
     END IF;
     PERFORM ledgerlock._ddl_permit(tbl, true);  -- the DDL guard lets ledgerlock's own installers through
     EXECUTE pg_catalog.format('CREATE TRIGGER %I %s', trigger_name, definition);
+    -- the oid the guards of the protected table were made for (see ledgerlock._restored_tables)
+    INSERT INTO ledgerlock.guard_install AS g (tbl, relid)
+    SELECT r, r::oid FROM ledgerlock._rule_table(tbl) AS r WHERE r IS NOT NULL
+    ON CONFLICT ON CONSTRAINT guard_install_pkey DO UPDATE SET relid = EXCLUDED.relid
+    WHERE g.relid IS DISTINCT FROM EXCLUDED.relid;
     EXECUTE pg_catalog.format('ALTER TABLE %s ENABLE ALWAYS TRIGGER %I', tbl, trigger_name);
     SELECT pg_catalog.pg_get_triggerdef(t.oid) INTO tgdef
     FROM pg_catalog.pg_trigger t WHERE t.tgrelid = tbl AND t.tgname = trigger_name;
@@ -355,10 +360,29 @@ BEGIN
     LOOP
         EXECUTE pg_catalog.format('DROP TRIGGER %I ON %s', tg, rel);
     END LOOP;
+    IF prefix = 'll_' THEN  -- every rule's guards are gone (unprotect)
+        DELETE FROM ledgerlock.guard_install g WHERE g.tbl = _drop_guard_triggers.tbl;
+    END IF;
     PERFORM ledgerlock._ddl_permit(tbl, false);
 END
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._drop_guard_triggers(regclass, text) FROM PUBLIC;
+
+-- Protected tables whose guards were installed when the table had another oid (restored from a dump), or
+-- before ledgerlock recorded it: `ledgerlock migrate` installs their guards again.
+CREATE OR REPLACE FUNCTION ledgerlock._restored_tables()
+RETURNS SETOF regclass
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT p.tbl FROM ledgerlock.protected_table p
+    LEFT JOIN ledgerlock.guard_install g ON g.tbl = p.tbl
+    WHERE g.relid IS DISTINCT FROM p.tbl::oid
+    ORDER BY p.tbl::oid
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._restored_tables() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION ledgerlock._restored_tables() TO ledgerlock_admin, ledgerlock_auditor;
 
 -- ---------------------------------------------------------------------------------------------------
 -- Generated trigger functions (R2 numbering, R4 references): rendered from named templates, created and

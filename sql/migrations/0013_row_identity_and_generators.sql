@@ -14,3 +14,16 @@ DROP FUNCTION IF EXISTS ledgerlock._ll40_function(regclass, text);
 DROP FUNCTION IF EXISTS ledgerlock._ll40_check_relation(regclass, oid);
 DROP FUNCTION IF EXISTS ledgerlock._ll40_generate_functions(regclass, text, text);
 DROP FUNCTION IF EXISTS ledgerlock._ll40_drop_triggers(regclass);
+
+-- The oid each protected table had when its guards were last installed. Guard triggers may carry a table's
+-- oid in their arguments; after pg_dump/pg_restore the table has a new one (the regclass column follows
+-- the table by name, relid keeps the old number), so `ledgerlock migrate` sees which tables were restored
+-- and installs their guards again.
+CREATE TABLE ledgerlock.guard_install (
+    tbl     regclass    PRIMARY KEY,
+    relid   oid         NOT NULL
+);
+COMMENT ON TABLE ledgerlock.guard_install IS
+    'the oid of each protected table when its guards were installed; another oid means a restored table';
+REVOKE ALL ON ledgerlock.guard_install FROM PUBLIC;
+GRANT SELECT ON ledgerlock.guard_install TO ledgerlock_admin, ledgerlock_auditor;

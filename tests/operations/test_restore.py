@@ -12,6 +12,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from ledgerlock import migrate
 from lltest import Cluster, known_servers, refused, start_cluster, stop_cluster
 
 FORMAT = "INV-{YYYY}-{SEQ:5}"
@@ -86,11 +87,28 @@ def _assert_rules_hold(target: Cluster, name: str) -> None:
         assert (ok, problem) == (True, None)
 
 
+def _assert_migrate_installs_the_guards_again(target: Cluster, name: str) -> None:
+    """Guards that carry a table's oid (the audit capture's arguments) are made again by migrate, which says so."""
+    report = migrate.migrate(target.conninfo(name))
+    assert report.restored_tables == ["invoice", "payment"] and report.guards_reinstalled == 2
+    assert report.changed and not report.applied and not report.code_installed
+    with psycopg.connect(target.conninfo(name, "app"), autocommit=True) as app, \
+         psycopg.connect(target.conninfo(name), autocommit=True) as owner:
+        app.execute("UPDATE invoice SET reconciled = true WHERE id = 5")
+        last = owner.execute("SELECT table_name::text, row_key FROM ledgerlock.audit_log ORDER BY seq DESC LIMIT 1")
+        assert last.fetchone() == ("invoice", {"id": 5})  # the table_oid of the restored table
+        ok, problem = owner.execute("SELECT ok, problem FROM ledgerlock.verify_audit()").fetchone()
+        assert (ok, problem) == (True, None)
+    again = migrate.migrate(target.conninfo(name))
+    assert not again.changed and again.restored_tables == []
+
+
 def test_a_restore_into_a_new_database_of_the_same_server_keeps_every_rule(db, tmp_path):
     _populate(db)
     name = _restore(db.conninfo(), db.cluster, tmp_path)
     try:
         _assert_rules_hold(db.cluster, name)
+        _assert_migrate_installs_the_guards_again(db.cluster, name)
     finally:
         _drop(db.cluster, name)
 
@@ -100,5 +118,24 @@ def test_a_restore_into_another_server_of_the_newest_major_keeps_every_rule(db, 
     name = _restore(db.conninfo(), newest, tmp_path)
     try:
         _assert_rules_hold(newest, name)
+        _assert_migrate_installs_the_guards_again(newest, name)
     finally:
         _drop(newest, name)
+
+
+def test_a_renamed_numbered_table_is_refused_with_a_hint_that_works(db):
+    """Generated functions name their table: after a rename (no DDL guard) finalizing is refused until the
+    command the hint names has run, and then numbering continues."""
+    db.protect_invoice(number_column="number", number_format=FORMAT)
+    app = db.connect("app")
+    app.execute("INSERT INTO invoice (id, company_id, issued_on, status) VALUES (1, 1, '2026-03-02', 'approved')")
+    db.owner().execute("ALTER TABLE invoice RENAME TO sales_invoice")
+    with refused("LL009", r"^the numbering triggers of public\.sales_invoice were generated for public\.invoice") as e:
+        app.execute("INSERT INTO sales_invoice (id, company_id, issued_on, status) VALUES (2, 1, '2026-03-03', 'paid')")
+    assert "SELECT ledgerlock.reinstall_guards()" in e.value.diag.message_hint
+    db.connect("admin").execute("SELECT ledgerlock.reinstall_guards()")
+    app.execute("INSERT INTO sales_invoice (id, company_id, issued_on, status) VALUES (2, 1, '2026-03-03', 'paid')")
+    assert app.execute("SELECT number FROM sales_invoice WHERE id = 2").fetchone() == ("INV-2026-00002",)
+    leftovers = db.owner().execute("SELECT count(*) FROM pg_proc WHERE proname ~ '^_ll40_t[0-9a-f]+_' "
+                                   "AND NOT EXISTS (SELECT FROM pg_trigger t WHERE t.tgfoid = pg_proc.oid)")
+    assert leftovers.fetchone() == (0,)  # the old name's functions are pruned
