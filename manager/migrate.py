@@ -27,10 +27,11 @@ class MigrationReport:
     applied: list[str] = field(default_factory=list)
     code_installed: bool = False
     guards_reinstalled: int = 0
+    restored_tables: list[str] = field(default_factory=list)  # guards installed again after a restore
 
     @property
     def changed(self) -> bool:
-        return bool(self.applied or self.code_installed)
+        return bool(self.applied or self.code_installed or self.restored_tables)
 
 
 @dataclass
@@ -139,6 +140,11 @@ def migrate(conninfo: str) -> MigrationReport:
                 "SELECT count(*) FROM ledgerlock.protected_table"
             ).fetchone()[0]
             conn.execute("SELECT ledgerlock.reinstall_guards()")
+        else:
+            # a database restored from a dump: its tables have new oids, which guards may carry
+            report.restored_tables = [r[0] for r in conn.execute("SELECT t::text FROM ledgerlock._restored_tables() t")]
+            if report.restored_tables:
+                report.guards_reinstalled = conn.execute("SELECT ledgerlock.reinstall_guards()").fetchone()[0]
     _sync_yoyo(conninfo)
     return report
 

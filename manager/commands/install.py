@@ -28,12 +28,16 @@ def migrate(ctx: Context, as_json: bool) -> None:
         raise click.ClickException(str(exc)) from None
     if as_json:
         echo_json({"database": ctx.target.source, "applied": report.applied, "code_installed": report.code_installed,
-                   "guards_reinstalled": report.guards_reinstalled, "changed": report.changed})
+                   "guards_reinstalled": report.guards_reinstalled, "restored_tables": report.restored_tables,
+                   "changed": report.changed})
         return
     for mig in report.applied:
         click.echo(f"applied migration {mig}")
     if report.code_installed:
         click.echo(f"installed functions and triggers; refreshed guards on {report.guards_reinstalled} table(s)")
+    if report.restored_tables:
+        click.echo(f"installed the guards again on {len(report.restored_tables)} table(s) restored from a dump "
+                   f"(their oids changed): {', '.join(report.restored_tables)}")
     if not report.changed:
         click.echo("ledgerlock is up to date; nothing to apply")
 
