@@ -651,10 +651,12 @@ RETURNS TABLE(row_key jsonb, seq bigint, operation text, image jsonb, prio integ
 LANGUAGE sql
 STABLE
 AS $$
-    SELECT e.row_key, e.seq, e.operation, CASE WHEN e.operation NOT IN ('DELETE', 'STATE_DELETE') THEN e.new_row END, 1
+    SELECT e.row_key, e.seq, e.operation,
+           CASE WHEN e.operation NOT IN ('DELETE', 'STATE_DELETE') THEN e.new_row END, 1
     FROM ledgerlock.audit_event e
     WHERE e.table_oid = ANY (oids) AND e.table_name = tname AND e.row_key IS NOT NULL
-      AND (e.operation IN ('INSERT', 'UPDATE', 'DELETE', 'BASELINE', 'STATE_INSERT', 'STATE_UPDATE', 'STATE_DELETE')
+      AND (e.operation IN ('INSERT', 'UPDATE', 'DELETE', 'BASELINE',
+                           'STATE_INSERT', 'STATE_UPDATE', 'STATE_DELETE')
            OR tname = 'ledgerlock.lock_event')
     UNION ALL
     SELECT m.old_key, e.seq, e.operation, NULL, 0
@@ -831,7 +833,8 @@ AS $$
                (s.image ->> 'lock_id')::bigint AS lock_id
         FROM spans s WHERE s.image IS NOT NULL
     ), tables AS (
-        SELECT p.tbl, p.tbl::text AS tname, p.scope_column::text AS scope_column, p.date_column::text AS date_column, p.ledger,
+        SELECT p.tbl, p.tbl::text AS tname, p.scope_column::text AS scope_column,
+               p.date_column::text AS date_column, p.ledger,
                p.mutable_columns::text[] AS mutable_columns, ledgerlock._period_date_kind(p.tbl) AS date_kind
         FROM ledgerlock.protected_table p
     ), writes AS (
@@ -841,8 +844,9 @@ AS $$
         JOIN tables t ON t.tname = e.table_name
         CROSS JOIN LATERAL (
             SELECT coalesce(i.img ->> t.scope_column, '*') AS scope,
-                   CASE t.date_kind WHEN 'timestamptz' THEN ((i.img ->> t.date_column)::timestamptz AT TIME ZONE 'UTC')::date
-                                    ELSE (i.img ->> t.date_column)::date END AS day
+                   CASE t.date_kind
+                       WHEN 'timestamptz' THEN ((i.img ->> t.date_column)::timestamptz AT TIME ZONE 'UTC')::date
+                       ELSE (i.img ->> t.date_column)::date END AS day
             FROM (VALUES (e.old_row), (e.new_row)) AS i(img) WHERE i.img IS NOT NULL) r
         WHERE e.operation IN ('INSERT', 'UPDATE', 'DELETE')
           AND e.seq > (SELECT pg_catalog.min(w.from_seq) FROM windows w)
@@ -980,8 +984,7 @@ BEGIN
                  CASE WHEN d.live IS NULL THEN d.recorded END AS o, d.live AS r,
                  CASE WHEN scope_col IS NOT NULL THEN coalesce(d.live, d.recorded) ->> scope_col
                       WHEN protected THEN '*' END AS scope  -- as the capture files them
-          FROM ledgerlock._audit_row_diff(tbl, rel, all_facts) d
-          ORDER BY d.row_key) x;
+          FROM ledgerlock._audit_row_diff(tbl, rel, all_facts) d) x;
     GET DIAGNOSTICS n = ROW_COUNT;
     RETURN n;
 END

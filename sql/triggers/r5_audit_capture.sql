@@ -110,7 +110,8 @@ AS $$
            context, lock_id, override_id, NULL::jsonb,
            ledgerlock._audit_event_hash(seq, at, txid, tbl_name, x.row_key, x.scope, operation, o, r, session_user,
                                         actor, reason, context, lock_id, override_id, NULL)
-    FROM (SELECT CASE WHEN keys IS NULL THEN pg_catalog.jsonb_build_object(k1, coalesce(r, o) OPERATOR(pg_catalog.->) k1)
+    FROM (SELECT CASE WHEN keys IS NULL
+                      THEN pg_catalog.jsonb_build_object(k1, coalesce(r, o) OPERATOR(pg_catalog.->) k1)
                       ELSE (SELECT pg_catalog.jsonb_object_agg(k, coalesce(r, o) OPERATOR(pg_catalog.->) k)
                             FROM pg_catalog.unnest(keys) AS k)
                  END AS row_key,
@@ -137,9 +138,10 @@ DECLARE
     -- it belongs to, as ledgerlock._rule_table(TG_RELID) names it: resolved once, at install time, not per
     -- statement), the table's json columns (a text[] literal), then the primary-key columns. An oid that is
     -- neither the table's own nor its protected parent's comes from another cluster (the trigger was
-    -- restored from a dump): the table is then resolved here.
+    -- restored from a dump): the table is then resolved here. ledgerlock's state tables pass 0 (their own):
+    -- their trigger definitions are then the same in every database.
     scope_col text := TG_ARGV[0];
-    tbl oid := CASE WHEN TG_ARGV[1]::oid = TG_RELID THEN TG_RELID
+    tbl oid := CASE WHEN TG_ARGV[1]::oid IN (TG_RELID, 0) THEN TG_RELID
                     ELSE coalesce(ledgerlock._rule_table(TG_RELID), TG_RELID) END;
     json_cols text[] := nullif(TG_ARGV[2]::text[], '{}');  -- see ledgerlock._audit_image
     k1 text := TG_ARGV[3];
@@ -160,8 +162,8 @@ BEGIN
               FROM ll_new AS ll_n OFFSET 0) x
         CROSS JOIN LATERAL ledgerlock._audit_period_context(tbl, x.o, x.r, c.ov IS NOT NULL, c.unlocked_scopes,
                                                             scope_col, c.ov_reason, c.reason) w
-        CROSS JOIN LATERAL ledgerlock._audit_row_event(x.seq, tbl, op_prefix || 'INSERT', x.o, x.r, scope_col, k1, keys, c.at,
-            c.txid, c.tbl_name, c.actor, w.reason, c.context, w.lock_id, c.ov) ev;
+        CROSS JOIN LATERAL ledgerlock._audit_row_event(x.seq, tbl, op_prefix || 'INSERT', x.o, x.r, scope_col, k1, keys,
+            c.at, c.txid, c.tbl_name, c.actor, w.reason, c.context, w.lock_id, c.ov) ev;
     ELSIF TG_OP = 'UPDATE' THEN
         -- old and new transition rows paired by position: PostgreSQL appends them pairwise, so an update
         -- that changes the primary key is still paired right, where pairing by key would not be
@@ -183,8 +185,8 @@ BEGIN
               OFFSET 0) x
         CROSS JOIN LATERAL ledgerlock._audit_period_context(tbl, x.o, x.r, c.ov IS NOT NULL, c.unlocked_scopes,
                                                             scope_col, c.ov_reason, c.reason) w
-        CROSS JOIN LATERAL ledgerlock._audit_row_event(x.seq, tbl, op_prefix || 'UPDATE', x.o, x.r, scope_col, k1, keys, c.at,
-            c.txid, c.tbl_name, c.actor, w.reason, c.context, w.lock_id, c.ov) ev;
+        CROSS JOIN LATERAL ledgerlock._audit_row_event(x.seq, tbl, op_prefix || 'UPDATE', x.o, x.r, scope_col, k1, keys,
+            c.at, c.txid, c.tbl_name, c.actor, w.reason, c.context, w.lock_id, c.ov) ev;
     ELSE
         INSERT INTO ledgerlock.audit_event
         SELECT ev.*
@@ -196,8 +198,8 @@ BEGIN
               FROM ll_old AS ll_o OFFSET 0) x
         CROSS JOIN LATERAL ledgerlock._audit_period_context(tbl, x.o, x.r, c.ov IS NOT NULL, c.unlocked_scopes,
                                                             scope_col, c.ov_reason, c.reason) w
-        CROSS JOIN LATERAL ledgerlock._audit_row_event(x.seq, tbl, op_prefix || 'DELETE', x.o, x.r, scope_col, k1, keys, c.at,
-            c.txid, c.tbl_name, c.actor, w.reason, c.context, w.lock_id, c.ov) ev;
+        CROSS JOIN LATERAL ledgerlock._audit_row_event(x.seq, tbl, op_prefix || 'DELETE', x.o, x.r, scope_col, k1, keys,
+            c.at, c.txid, c.tbl_name, c.actor, w.reason, c.context, w.lock_id, c.ov) ev;
     END IF;
     RETURN NULL;
 END
@@ -205,22 +207,22 @@ $$;
 REVOKE ALL ON FUNCTION ledgerlock.audit_capture() FROM PUBLIC;
 
 -- The capture trigger arguments of a table: its scope column ('' when none), the oid its events are filed
--- under, its json columns, its key columns.
-CREATE OR REPLACE FUNCTION ledgerlock._audit_trigger_args(tbl regclass, scope_col text)
+-- under (filed_under; 0: the relation the trigger is on), its json columns, its key columns.
+CREATE OR REPLACE FUNCTION ledgerlock._audit_trigger_args(tbl regclass, filed_under oid, scope_col text)
 RETURNS text
 LANGUAGE sql
 STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT pg_catalog.concat_ws(', ', pg_catalog.quote_literal(coalesce(scope_col, '')),
-        pg_catalog.quote_literal(tbl::oid::text),
+        pg_catalog.quote_literal(filed_under::text),
         pg_catalog.quote_literal(ARRAY(SELECT a.attname::text FROM pg_catalog.pg_attribute a
                                        WHERE a.attrelid = tbl AND a.attnum > 0 AND NOT a.attisdropped
                                          AND a.atttypid = 'json'::regtype ORDER BY a.attnum)::text),
         (SELECT pg_catalog.string_agg(pg_catalog.quote_literal(k), ', ' ORDER BY o)
          FROM pg_catalog.unnest(ledgerlock._audit_key_columns(tbl)) WITH ORDINALITY AS u(k, o)))
 $$;
-REVOKE ALL ON FUNCTION ledgerlock._audit_trigger_args(regclass, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ledgerlock._audit_trigger_args(regclass, oid, text) FROM PUBLIC;
 
 -- Statement triggers are not passed on to partitions, and a statement that names a partition fires that
 -- partition's statement triggers only: every partition (at every level) gets its own capture triggers,
@@ -236,7 +238,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     cfg ledgerlock.protected_table := ledgerlock._config(tbl);
-    args text := ledgerlock._audit_trigger_args(cfg.tbl, cfg.scope_column::text);
+    args text := ledgerlock._audit_trigger_args(cfg.tbl, cfg.tbl, cfg.scope_column::text);
     rels regclass[] := ARRAY(SELECT p.relid FROM pg_catalog.pg_partition_tree(cfg.tbl) p
                              UNION ALL SELECT cfg.tbl WHERE pg_catalog.pg_partition_root(cfg.tbl) IS NULL);
     new_rels regclass[];
@@ -330,9 +332,9 @@ DECLARE
                                    AND g.tgname = 'll_90_audit_insert');
 BEGIN
     FOREACH t IN ARRAY ledgerlock._audit_state_tables() LOOP
-        args := ledgerlock._audit_trigger_args(t, (SELECT 'scope' FROM pg_catalog.pg_attribute a
-                                                   WHERE a.attrelid = t AND a.attname = 'scope'
-                                                     AND NOT a.attisdropped));
+        args := ledgerlock._audit_trigger_args(t, 0, (SELECT 'scope' FROM pg_catalog.pg_attribute a
+                                                      WHERE a.attrelid = t AND a.attname = 'scope'
+                                                        AND NOT a.attisdropped));
         EXECUTE pg_catalog.format('DROP TRIGGER IF EXISTS ll_90_audit_insert ON %s', t);
         EXECUTE pg_catalog.format('DROP TRIGGER IF EXISTS ll_90_audit_update ON %s', t);
         EXECUTE pg_catalog.format('DROP TRIGGER IF EXISTS ll_90_audit_delete ON %s', t);
@@ -350,7 +352,8 @@ BEGIN
     IF first_install THEN
         FOR t IN SELECT u.t FROM pg_catalog.unnest(ledgerlock._audit_state_tables()
                                                    || 'ledgerlock.lock_event'::regclass
-                                                   || ARRAY(SELECT p.tbl FROM ledgerlock.protected_table p)) AS u(t) LOOP
+                                                   || ARRAY(SELECT p.tbl FROM ledgerlock.protected_table p))
+                     AS u(t) LOOP
             PERFORM ledgerlock._audit_baseline(t, t, true);
         END LOOP;
     END IF;
