@@ -209,6 +209,10 @@ def test_a_mixed_load_with_overrides_unlocks_relocks_and_rollbacks_verifies(book
     hostile.execute("SET TimeZone = 'Pacific/Kiritimati'; SET extra_float_digits = -15; "
                     "SET IntervalStyle = 'sql_standard'; SET DateStyle = 'SQL, DMY'")
     hostile.execute("UPDATE invoice SET note = 'x' WHERE id = 33")
+    # timestamps of ledgerlock's own rows captured under another TimeZone (lock_event.at, period_lock.locked_at)
+    hostile_admin = books.connect("admin")
+    hostile_admin.execute("SET TimeZone = 'Pacific/Kiritimati'; SET IntervalStyle = 'sql_standard'")
+    hostile_admin.execute("SELECT ledgerlock.lock_period('2', '2024-01-01', '2024-01-31')")
     assert discrepancies(books) == []
     assert verdict(books)[:2] == (True, 0)
     assert cli_verify(books).exit_code == 0
