@@ -91,7 +91,7 @@ def test_a_dump_restored_into_another_cluster_verifies_and_new_writes_verify(tra
     with psycopg.connect(second_cluster.conninfo("restored", "auditor") + f" options='{READ_ONLY}'") as ro:
         ok, problems, problem, unsealed = ro.execute(
             "SELECT ok, problems, problem, unsealed FROM ledgerlock.verify_audit(%s)", (digest,)).fetchone()
-    assert (ok, problems, problem, unsealed) == (True, 0, None, 1), ro.execute("SELECT problem FROM ledgerlock._audit_discrepancies()").fetchall()
+    assert (ok, problems, problem, unsealed) == (True, 0, None, 1)
     assert verify()[:3] == (True, 0, None)
     with psycopg.connect(second_cluster.conninfo("restored", "app"), autocommit=True) as app:
         app.execute("UPDATE invoice SET amount = 96 WHERE id = 7")
