@@ -13,9 +13,8 @@ import json
 
 import psycopg
 import pytest
-from test_period_lock_races import Step, sqlstate, wait_until_waiting
 
-from lltest import refused
+from lltest import Background, refused, sqlstate
 
 LOCK = "SELECT ledgerlock.lock_period(%s, %s::date, %s::date, 'hard')"
 
@@ -87,8 +86,8 @@ def test_a_lock_raising_a_scope_mark_waits_for_that_scope_s_unchecked_writer(set
     assert gates_held(observer, writer.info.backend_pid) == []
     locker = db.connect("controller")
     locker.execute("SET lock_timeout = '20s'")
-    step = Step(lambda: locker.execute(LOCK, ("1", "2025-04-01", "2025-05-31")).fetchone())
-    wait_until_waiting(observer, locker.info.backend_pid)
+    step = Background(locker, LOCK, ("1", "2025-04-01", "2025-05-31"))
+    step.wait_until_blocked(observer)
     assert not step.done
     writer.commit()
     assert step.join().error is None, step.error
