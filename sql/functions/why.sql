@@ -1,9 +1,9 @@
 -- Explaining locks: ledgerlock.why_locked(tbl, key) answers "why will this row not change, and what is
--- the way back?" It gathers the rows of every hook ledgerlock._why_NN_<rule>(tbl regclass, key jsonb)
--- RETURNS TABLE(rule text, summary text, details jsonb, way_back text), in NN order. A reason that exists
--- because of another row (a payment referencing the invoice, the header of a line) names that row in
--- details->'because_of' = {"table": ..., "key": ...}; why_locked then explains that row too, one level
--- deeper, so the answer is the whole chain (invoice <- payment <- deposit <- reconciliation).
+-- the way back?" It gathers the rows of every why hook the rules list (ledgerlock._rules(): functions
+-- (tbl regclass, key jsonb) RETURNS TABLE(rule text, summary text, details jsonb, way_back text)), in NN
+-- order. A reason that exists because of another row (a payment referencing the invoice, the header of a
+-- line) names that row in details->'because_of' = {"table": ..., "key": ...}; why_locked then explains that
+-- row too, one level deeper, so the answer is the whole chain (invoice <- payment <- deposit <- reconciliation).
 
 -- R1: the row is final. Since when and by whom come from the audit trail (R5) when it is installed.
 CREATE OR REPLACE FUNCTION ledgerlock._why_10_final(tbl regclass, key jsonb)
@@ -205,7 +205,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     r jsonb := ledgerlock._ref_fetch(tbl, key);
-    hook regproc;
+    hook regprocedure;
     x record;
     nxt jsonb;
 BEGIN
@@ -213,14 +213,12 @@ BEGIN
         RETURN;
     END IF;
     FOR hook IN
-        SELECT p.oid::regproc FROM pg_catalog.pg_proc p
-        WHERE p.pronamespace = 'ledgerlock'::regnamespace AND p.proname ~ '^_why_[0-9]{2}_'
-          AND p.proargtypes = '2205 3802'::oidvector          -- (regclass, jsonb)
-          -- R1-R3 (NN < 30) apply to protected tables only; R4 also to tables that are not protected
-          AND (p.proname >= '_why_30' OR EXISTS (SELECT FROM ledgerlock.protected_table t WHERE t.tbl = _why_walk.tbl))
-        ORDER BY p.proname
+        SELECT h.fn FROM ledgerlock._rules() r CROSS JOIN LATERAL pg_catalog.unnest(r.why) WITH ORDINALITY AS h(fn, i)
+        -- a rule explains rows of protected tables, and of other tables too when it says so (R4)
+        WHERE r.why_unprotected OR EXISTS (SELECT FROM ledgerlock.protected_table t WHERE t.tbl = _why_walk.tbl)
+        ORDER BY r.nn, h.i
     LOOP
-        FOR x IN EXECUTE pg_catalog.format('SELECT * FROM %s($1, $2)', hook)
+        FOR x IN EXECUTE pg_catalog.format('SELECT * FROM %s($1, $2)', hook::oid::regproc)
                  USING tbl, ledgerlock._ref_row_key(tbl, r) LOOP
             depth := level;
             table_name := tbl;

@@ -444,7 +444,6 @@ END
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._ll40_drop_functions(regclass) FROM PUBLIC;
 
-DROP FUNCTION IF EXISTS ledgerlock._ll40_drop_triggers(regclass);  -- _drop_guard_triggers covers partitions
 
 CREATE OR REPLACE FUNCTION ledgerlock._install_40_numbering(tbl regclass)
 RETURNS void
