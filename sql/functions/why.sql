@@ -5,7 +5,7 @@
 -- line) names that row in details->'because_of' = {"table": ..., "key": ...}; why_locked then explains that
 -- row too, one level deeper, so the answer is the whole chain (invoice <- payment <- deposit <- reconciliation).
 
--- R1: the row is final. Since when and by whom come from the audit trail (R5) when it is installed.
+-- R1: the row is final. Since when and by whom come from the audit trail (R5).
 CREATE OR REPLACE FUNCTION ledgerlock._why_10_final(tbl regclass, key jsonb)
 RETURNS TABLE(rule text, summary text, details jsonb, way_back text)
 LANGUAGE plpgsql
@@ -34,20 +34,18 @@ BEGIN
     IF NOT coalesce(is_final, false) THEN
         RETURN;
     END IF;
-    IF pg_catalog.to_regclass('ledgerlock.audit_log') IS NOT NULL THEN
-        BEGIN  -- the last write that made the row final
-            EXECUTE pg_catalog.format(
-                'SELECT a.at, a.db_user::text, a.actor FROM ledgerlock.audit_log a '
-                'CROSS JOIN LATERAL pg_catalog.jsonb_populate_record(NULL::%1$s, a.new_row) AS ll_row '
-                'CROSS JOIN LATERAL pg_catalog.jsonb_populate_record(NULL::%1$s, a.old_row) AS ll_old '
-                'WHERE a.table_name = $1 AND a.row_key = $2 AND a.new_row IS NOT NULL AND coalesce((%2$s), false) '
-                'AND (a.old_row IS NULL OR NOT coalesce((%3$s), false)) ORDER BY a.seq DESC LIMIT 1',
-                tbl, cfg.final_when_sql, pg_catalog.replace(cfg.final_when_sql, 'll_row.', 'll_old.'))
-                INTO since, by_user, by_actor USING tbl, ledgerlock.row_key(tbl, r);
-        EXCEPTION WHEN undefined_column OR undefined_table OR datatype_mismatch THEN
-            since := NULL;  -- an audit trail of another shape: say unknown rather than fail
-        END;
-    END IF;
+    BEGIN  -- the last write that made the row final
+        EXECUTE pg_catalog.format(
+            'SELECT a.at, a.db_user::text, a.actor FROM ledgerlock.audit_log a '
+            'CROSS JOIN LATERAL pg_catalog.jsonb_populate_record(NULL::%1$s, a.new_row) AS ll_row '
+            'CROSS JOIN LATERAL pg_catalog.jsonb_populate_record(NULL::%1$s, a.old_row) AS ll_old '
+            'WHERE a.table_name = $1 AND a.row_key = $2 AND a.new_row IS NOT NULL AND coalesce((%2$s), false) '
+            'AND (a.old_row IS NULL OR NOT coalesce((%3$s), false)) ORDER BY a.seq DESC LIMIT 1',
+            tbl, cfg.final_when_sql, pg_catalog.replace(cfg.final_when_sql, 'll_row.', 'll_old.'))
+            INTO since, by_user, by_actor USING tbl, ledgerlock.row_key(tbl, r);
+    EXCEPTION WHEN undefined_column OR undefined_table OR datatype_mismatch THEN
+        since := NULL;  -- an audit trail of another shape: say unknown rather than fail
+    END;
     number := r ->> cfg.number_column::text;
     rule := 'final';
     summary := pg_catalog.format('final (%s) since %s by %s%s', cfg.final_when,
@@ -182,9 +180,8 @@ BEGIN
             RETURN true;
         END IF;
     END IF;
-    -- R3, once installed (a separate statement: the call is only parsed when the function exists)
-    IF pg_catalog.to_regprocedure('ledgerlock._locking_window(regclass,jsonb)') IS NOT NULL
-       AND EXISTS (SELECT FROM ledgerlock.protected_table p WHERE p.tbl = _ref_header_frozen.tbl) THEN
+    -- R3: a window locking the header's date
+    IF EXISTS (SELECT FROM ledgerlock.protected_table p WHERE p.tbl = _ref_header_frozen.tbl) THEN
         IF ledgerlock._locking_window(tbl, header) IS NOT NULL THEN
             RETURN true;
         END IF;
