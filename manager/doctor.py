@@ -32,10 +32,22 @@ class Finding:
 
 
 def code_drift(conn: psycopg.Connection) -> list[Finding]:
-    """Functions in schema ``ledgerlock`` that differ from what this package ships (body, SECURITY DEFINER,
-    pinned settings), or that it does not ship, by signature. Reads pg_proc and ledgerlock's fingerprints
-    only, so the auditor can run it; ``ledgerlock audit verify`` calls it too. Functions generated per table
-    or rule are judged in SQL, against what was recorded when they were generated."""
+    """Code drift, by function signature: every function in schema ``ledgerlock`` against the fingerprint
+    recorded when ledgerlock installed or generated it (``ledgerlock._doctor_code()``), and every shipped one
+    against this package. Reads the catalog and ledgerlock's fingerprints only, so the auditor can run it;
+    ``ledgerlock audit verify`` can call it as well as ``doctor``."""
+    return _merge([Finding(*r) for r in conn.execute("SELECT * FROM ledgerlock._doctor_code()")],
+                  _package_drift(conn))
+
+
+def _merge(first: list[Finding], more: list[Finding]) -> list[Finding]:
+    seen = {(f.check, f.object, f.finding) for f in first}
+    return first + [f for f in more if (f.check, f.object, f.finding) not in seen]
+
+
+def _package_drift(conn: psycopg.Connection) -> list[Finding]:
+    """The shipped functions against this package's SQL files: body, SECURITY DEFINER, pinned settings.
+    Functions generated per table or rule are judged in SQL, against what was recorded when generated."""
     if not _readable(conn, "ledgerlock.installed_code"):
         return [_not_this_version()]
     row = conn.execute("SELECT digest FROM ledgerlock.installed_code ORDER BY applied_at DESC LIMIT 1").fetchone()
@@ -79,9 +91,8 @@ def findings(conn: psycopg.Connection) -> list[Finding]:
     if not installed:
         return [Finding("critical", "install", "ledgerlock", "ledgerlock (with its doctor) is not installed here",
                         "no rule is enforced", "ledgerlock migrate")]
-    out = [Finding(*r) for r in conn.execute("SELECT * FROM ledgerlock.doctor_findings()")]
-    seen = {(f.check, f.object, f.finding) for f in out}
-    out += [f for f in code_drift(conn) if (f.check, f.object, f.finding) not in seen]
+    out = _merge([Finding(*r) for r in conn.execute("SELECT * FROM ledgerlock.doctor_findings()")],
+                 _package_drift(conn))
     return sorted(out, key=lambda f: SEVERITIES.index(f.severity))
 
 

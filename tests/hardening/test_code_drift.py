@@ -108,6 +108,9 @@ def test_a_generated_guard_function_replaced_with_a_no_op_is_critical_until_rein
     assert code == 3
     assert [(f["severity"], f["finding"]) for f in about(found, fn)] == [
         ("critical", f"{fn} differs from the function ledgerlock generated")]
+    with db.connect("auditor") as auditor:  # what `audit verify` calls
+        assert [(f.severity, f.finding) for f in checks.code_drift(auditor)] == [
+            ("critical", f"{fn} differs from the function ledgerlock generated")]
     owner.execute("SELECT ledgerlock.reinstall_guards()")
     _, found = doctor(db.conninfo("auditor"))
     assert found == before
