@@ -602,6 +602,10 @@ AS $$
     SELECT p.oid::regprocedure::text, 'generated', pg_catalog.md5(p.prosrc), p.prosecdef, p.proconfig
     FROM pg_catalog.pg_trigger t JOIN pg_catalog.pg_proc p ON p.oid = t.tgfoid
     WHERE t.tgrelid = tbl AND t.tgname = trigger_name AND p.pronamespace = 'ledgerlock'::regnamespace
+      -- a shipped function never reaches the conflict: its row would stay locked until commit, and every
+      -- installer creating a trigger on it would queue behind that
+      AND NOT EXISTS (SELECT FROM ledgerlock.code_fingerprint s
+                      WHERE s.fn = p.oid::regprocedure::text AND s.origin = 'shipped')
     ON CONFLICT ON CONSTRAINT code_fingerprint_pkey DO UPDATE SET
         body_md5 = EXCLUDED.body_md5, security_definer = EXCLUDED.security_definer, config = EXCLUDED.config,
         recorded_at = now(), recorded_by = session_user
