@@ -331,9 +331,7 @@ def unlock(ctx: Context, lock_id: int | None, reason: str | None, request_id: in
         else:
             if lock_id is None or reason is None:
                 raise click.UsageError("give LOCK_ID and --reason (or --approve / --withdraw REQUEST_ID, --pending)")
-            four_eyes = conn.execute(
-                "SELECT to_regprocedure('ledgerlock.four_eyes_required(bigint)') IS NOT NULL").fetchone()[0]
-            if four_eyes and conn.execute("SELECT ledgerlock.four_eyes_required(%s)", (lock_id,)).fetchone()[0]:
+            if conn.execute("SELECT ledgerlock.four_eyes_required(%s)", (lock_id,)).fetchone()[0]:
                 req = conn.execute("SELECT ledgerlock.request_unlock(%s, %s)", (lock_id, reason)).fetchone()[0]
                 _unlock_result(as_json, "requested",
                                f"filed unlock request #{req} for lock #{lock_id}; another admin approves it with:\n"

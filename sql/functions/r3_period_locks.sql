@@ -794,10 +794,8 @@ BEGIN
     IF lk.level = 'hard' THEN
         PERFORM ledgerlock._require_capability('admin', 'unlocking a hard lock');
     END IF;
-    -- the four-eyes gate of the close (issue 8), when installed: a hard unlock may need a second admin
-    IF pg_catalog.to_regprocedure('ledgerlock._assert_unlock_approved(bigint,text)') IS NOT NULL THEN
-        EXECUTE 'SELECT ledgerlock._assert_unlock_approved($1, $2)' USING lk.id, lk.level;
-    END IF;
+    -- the four-eyes gate of the close: a hard unlock may need a second admin
+    PERFORM ledgerlock._assert_unlock_approved(lk.id, lk.level);
     PERFORM ledgerlock._unlock(lk, why);
 END
 $$;

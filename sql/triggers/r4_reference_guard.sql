@@ -68,10 +68,8 @@ BEGIN
         PERFORM ledgerlock._refuse('LL001', what || ' is final; issue a correcting document instead',
             'the lines of a final document are part of it; correct it with a new document (credit memo, amendment)');
     END IF;
-    -- R3: the header's period, with the same overrides and fence as a write to the header itself. The
-    -- call is a statement of its own, parsed only once R3 is installed.
-    IF pg_catalog.to_regprocedure('ledgerlock._assert_period_open(regclass,jsonb,text)') IS NOT NULL
-       AND EXISTS (SELECT FROM ledgerlock.protected_table p WHERE p.tbl = r.parent) THEN
+    -- R3: the header's period, with the same overrides and fence as a write to the header itself.
+    IF EXISTS (SELECT FROM ledgerlock.protected_table p WHERE p.tbl = r.parent) THEN
         PERFORM ledgerlock._assert_period_open(r.parent, header_row, pg_catalog.format(
             'changed through its lines (%s %s)', ledgerlock.row_label(r.child, line_row),
             CASE WHEN is_target THEN 'cannot be moved to it' ELSE 'cannot be ' || verb END));
