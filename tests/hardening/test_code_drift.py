@@ -99,7 +99,7 @@ def test_a_changed_security_or_setting_with_the_same_body_is_drift(db, change):
 def test_a_generated_guard_function_replaced_with_a_no_op_is_critical_until_reinstalled(db):
     db.protect_invoice(number_column="number", number_format="INV-{YYYY}-{SEQ:5}")
     owner = db.owner()
-    fn = owner.execute("SELECT ledgerlock._ll40_function('invoice', 'final') || '()'").fetchone()[0]
+    fn = owner.execute("SELECT 'ledgerlock.' || ledgerlock._ll40_function_name('invoice', 'final') || '()'").fetchone()[0]
     _, before = doctor(db.conninfo("auditor"))
     assert about(before, fn) == []
     owner.execute(f"CREATE OR REPLACE FUNCTION {fn} RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER "

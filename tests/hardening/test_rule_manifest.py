@@ -86,8 +86,8 @@ def test_functions_generated_for_a_dropped_table_are_pruned_and_live_ones_stay(d
     owner.execute("CREATE TABLE scratch_doc (id int PRIMARY KEY, issued_on date NOT NULL, status text, number text)")
     owner.execute("SELECT ledgerlock.protect('scratch_doc', 'issued_on', final_when => $$status = 'final'$$, "
                   "number_column => 'number', number_format => 'S-{SEQ}')")
-    oid = owner.execute("SELECT 'scratch_doc'::regclass::oid").fetchone()[0]
-    invoice_fns = [f for (f,) in owner.execute(GENERATED) if f"_t{oid}_" not in f]
+    key = owner.execute("SELECT ledgerlock._table_key('scratch_doc')").fetchone()[0]
+    invoice_fns = [f for (f,) in owner.execute(GENERATED) if f"_{key}_" not in f]
     assert invoice_fns and len(owner.execute(GENERATED).fetchall()) > len(invoice_fns)
     owner.execute("DELETE FROM ledgerlock.protected_table WHERE tbl = 'scratch_doc'::regclass; DROP TABLE scratch_doc")
     guards = owner.execute(LIVE_GUARDS).fetchall()
