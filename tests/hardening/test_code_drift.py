@@ -99,7 +99,8 @@ def test_a_changed_security_or_setting_with_the_same_body_is_drift(db, change):
 def test_a_generated_guard_function_replaced_with_a_no_op_is_critical_until_reinstalled(db):
     db.protect_invoice(number_column="number", number_format="INV-{YYYY}-{SEQ:5}")
     owner = db.owner()
-    fn = owner.execute("SELECT 'ledgerlock.' || ledgerlock._ll40_function_name('invoice', 'final') || '()'").fetchone()[0]
+    fn = owner.execute(
+        "SELECT 'ledgerlock.' || ledgerlock._ll40_function_name('invoice', 'final') || '()'").fetchone()[0]
     _, before = doctor(db.conninfo("auditor"))
     assert about(before, fn) == []
     owner.execute(f"CREATE OR REPLACE FUNCTION {fn} RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER "
@@ -123,3 +124,24 @@ def test_a_dropped_ledgerlock_function_is_reported_missing(db):
     code, found = doctor(db.conninfo("auditor"))
     assert code == 3
     assert any(f["finding"] == "ledgerlock.why_locked(regclass,jsonb) is missing" for f in found), found
+
+
+def test_audit_verify_reports_a_replaced_guard_by_name_and_passes_once_it_is_restored(db):
+    db.protect_invoice()
+    owner = db.owner()
+    src = source(owner, GUARD)
+
+    def verify():
+        res = CliRunner().invoke(cli, ["--dsn", db.conninfo("auditor"), "audit", "verify", "--json"])
+        return res.exit_code, json.loads(res.stdout)
+
+    code, out = verify()
+    assert (code, out["ok"], out["code_drift"]) == (0, True, [])
+    owner.execute(NO_OP)  # the trail itself is intact: only the code that guards the books changed
+    code, out = verify()
+    assert code == 3 and out["ok"] is False
+    assert [d for d in out["code_drift"] if GUARD in d] == [f"{GUARD} differs from the shipped definition"]
+    owner.execute("CREATE OR REPLACE FUNCTION ledgerlock.guard_final_row() RETURNS trigger LANGUAGE plpgsql "
+                  "SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $ll$" + src + "$ll$")
+    code, out = verify()
+    assert (code, out["ok"], out["code_drift"]) == (0, True, [])
