@@ -757,8 +757,8 @@ REVOKE ALL ON FUNCTION ledgerlock.upgrade_lock(bigint, text, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION ledgerlock.upgrade_lock(bigint, text, text)
     TO ledgerlock_admin, ledgerlock_controller, ledgerlock_auditor;
 
--- Unlock a window whose permission was checked (unlock_period; the four-eyes approval of issue 8 will
--- call it too). The lock row stays, marked unlocked; its index entries go.
+-- Unlock a window whose permission was checked (unlock_period, and approve_unlock for a four-eyes
+-- request). The lock row stays, marked unlocked; its index entries go.
 CREATE OR REPLACE FUNCTION ledgerlock._unlock(lk ledgerlock.period_lock, reason text, details jsonb DEFAULT '{}')
 RETURNS void
 LANGUAGE plpgsql

@@ -6,7 +6,7 @@
 -- SQL in a PL/pgSQL function keeps its plan for the session (1.00x, within noise). The templates live here;
 -- the installer regenerates them from the rule on every install, so they never drift from their rule.
 --
--- Serialization (DESIGN §5): the foreign key's own check takes FOR KEY SHARE on the parent, which does not
+-- Serialization: the foreign key's own check takes FOR KEY SHARE on the parent, which does not
 -- conflict with a non-key UPDATE. So the child side takes FOR SHARE on the parent row before a matching child
 -- row is written: a concurrent UPDATE or DELETE of the parent waits for the child's transaction and then
 -- (READ COMMITTED re-reads the row and the trigger takes a fresh snapshot) sees the child and refuses; a child
