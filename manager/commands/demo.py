@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from .. import demo as tour
-from ..cli import Context, pass_context
+from ..context import Context, pass_context
 
 
 @click.command()
