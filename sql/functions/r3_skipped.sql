@@ -130,13 +130,16 @@ CREATE OR REPLACE FUNCTION ledgerlock.repost_skipped(skip_id bigint, new_date da
 RETURNS jsonb
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
-SET ledgerlock.on_locked = 'error'
 AS $$
 DECLARE
     claim record := ledgerlock._repost_claim(skip_id, new_date);
+    mode text := pg_catalog.current_setting('ledgerlock.on_locked', true);
     columns text;
     inserted jsonb;
 BEGIN
+    -- a re-post is refused in a locked window, never skipped again: error mode for this insert only (a
+    -- function SET clause would need a superuser to create it, the setting being a placeholder)
+    PERFORM pg_catalog.set_config('ledgerlock.on_locked', 'error', true);
     SELECT pg_catalog.string_agg(pg_catalog.quote_ident(a.attname), ', ' ORDER BY a.attnum) INTO columns
     FROM pg_catalog.pg_attribute a
     WHERE a.attrelid = claim.tbl AND a.attnum > 0 AND NOT a.attisdropped AND claim.image ? a.attname;
@@ -145,6 +148,7 @@ BEGIN
         'FROM pg_catalog.jsonb_populate_record(NULL::%1$s, $1) RETURNING pg_catalog.to_jsonb(ll_row)',
         claim.tbl, columns)
         INTO inserted USING claim.image;
+    PERFORM pg_catalog.set_config('ledgerlock.on_locked', coalesce(mode, ''), true);
     RETURN ledgerlock._repost_record(skip_id, claim.tbl, inserted, new_date);
 END
 $$;

@@ -108,3 +108,17 @@ def test_skipped_repost_text_names_the_row(db, skipped):
     res = run(db, "controller", "skipped", "repost", str(skipped))
     assert res.exit_code == 0, res.output
     assert res.stdout.strip() == f"re-posted skipped write #{skipped} as public.invoice id=7 (dated as recorded)"
+
+
+def test_a_repost_in_skip_mode_is_refused_not_skipped_again(db, skipped):
+    ctl = db.connect("controller")
+    with ctl.transaction():
+        ctl.execute("SET LOCAL ledgerlock.on_locked = 'skip'")
+        with refused("LL002"):
+            ctl.execute("SELECT ledgerlock.repost_skipped(%s)", (skipped,))
+    assert db.owner().execute("SELECT count(*) FROM ledgerlock.skipped_writes").fetchone()[0] == 1
+    with ctl.transaction():  # the caller's mode is back after a re-post
+        ctl.execute("SET LOCAL ledgerlock.on_locked = 'skip'")
+        ctl.execute("SELECT ledgerlock.repost_skipped(%s, '2025-04-01')", (skipped,))
+        assert ctl.execute("SELECT current_setting('ledgerlock.on_locked')").fetchone()[0] == "skip"
+    assert invoice(db, 7) == ("2025-04-01", 12, "approved")
