@@ -217,7 +217,8 @@ def skipped(ctx: Context, label: str | None, since: str | None, as_json: bool) -
 
     Recurring jobs and imports write in skip mode (SET LOCAL ledgerlock.on_locked = 'skip') with a
     context label (SET LOCAL ledgerlock.context = 'recurring:rent'); this is where nothing they skipped
-    goes unnoticed. The rows themselves are in the view ledgerlock.skipped_writes.
+    goes unnoticed (re-posted ones no longer count). The rows themselves: `ledgerlock skipped`; re-post one
+    with `ledgerlock skipped repost ID`.
     """
     with ctx.connect() as conn:
         counts = rows(conn, "SELECT * FROM ledgerlock.skipped_generations(%s, %s::timestamptz)", (label, since))
