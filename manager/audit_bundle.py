@@ -101,6 +101,18 @@ def event_hash(event: dict) -> str:
     return hashlib.sha256(("[" + ", ".join(parts) + "]").encode()).hexdigest()
 
 
+def same_seal(prev: dict, link: dict) -> bool:
+    """Whether two consecutive links agree on their seals, as verify_audit checks it: a link inside a seal
+    repeats its seal's fields; a link that starts a seal starts where the previous seal ended (or at 0, with
+    lower transaction ids: a new cluster's id space after a restore). The first link of a bundle is taken as
+    given for its hash only; this holds its other fields to the link after it."""
+    if link["batch"] != link["chain_seq"]:
+        return (prev["batch"], prev["txid_floor"], prev["sealed_below"]) == (
+            link["batch"], link["txid_floor"], link["sealed_below"])
+    return link["txid_floor"] == prev["sealed_below"] or (
+        link["txid_floor"] == "0" and int(link["sealed_below"]) < int(prev["sealed_below"]))
+
+
 def link_hash(prev_hash: str, link: dict) -> str:
     """sha256 of one chain link: what ledgerlock._audit_link_hash computes."""
     text = "|".join(["ll1", prev_hash, str(link["chain_seq"]), str(link["seq"]), link["event_hash"],
@@ -465,6 +477,9 @@ def verify_bundle(path: str, digest: str | None = None, *, max_member_bytes: int
                 elif link_hash(prev["chain_hash"], link) != link["chain_hash"]:
                     report.fail(f"chain link {link['chain_seq']} (event seq {link['seq']}) does not follow from "
                                 f"link {prev['chain_seq']}")
+                elif not same_seal(prev, link):
+                    report.fail(f"chain link {link['chain_seq']} (event seq {link['seq']}) does not follow from "
+                                f"link {prev['chain_seq']}: they disagree on the seal they belong to")
             elif link["chain_seq"] == 1 and link_hash(GENESIS, link) != link["chain_hash"]:
                 report.fail("chain link 1 does not follow from the genesis hash")
             links[link["chain_seq"]] = link

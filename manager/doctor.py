@@ -83,14 +83,15 @@ def _code_findings(conn: psycopg.Connection) -> list[Finding]:
     return out
 
 
-# Installers generate per-table or per-rule trigger functions (R4: _ll30_r<rule id>_*, R2: _ll40_t<table oid>_*):
-# their bodies come from templates, not from the shipped files, and reinstall_guards() recreates them.
-_GENERATED = re.compile(r"^_ll\d{2}_([rt]\d+)_")
+# Installers generate per-table or per-rule trigger functions (R4: _ll30_r<rule id>_*, R2: _ll40_<table key>_*,
+# the key from ledgerlock._table_key): their bodies come from templates, not from the shipped files, and
+# reinstall_guards() recreates them.
+_GENERATED = re.compile(r"^_ll\d{2}_([rt][0-9a-f]+)_")
 
 
 def _live_generated_owners(conn: psycopg.Connection) -> set[str]:
-    """The rule ids (r<id>) and protected tables (t<oid>) generated functions may belong to."""
-    owners = {f"t{oid}" for (oid,) in conn.execute("SELECT tbl::oid FROM ledgerlock.protected_table")}
+    """The rule ids (r<id>) and protected tables (their _table_key) generated functions may belong to."""
+    owners = {key for (key,) in conn.execute("SELECT ledgerlock._table_key(tbl) FROM ledgerlock.protected_table")}
     if conn.execute("SELECT to_regclass('ledgerlock.reference_rule') IS NOT NULL").fetchone()[0]:
         owners |= {f"r{rid}" for (rid,) in conn.execute("SELECT id FROM ledgerlock.reference_rule")}
     return owners

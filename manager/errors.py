@@ -74,7 +74,14 @@ BY_SQLSTATE: dict[str, type[LedgerlockError]] = {
 }
 
 
+# PostgreSQL's own SQLSTATEs that the manager explains in its own words.
+# 25006 read_only_sql_transaction: every writing command sent to a physical standby (or to a session with
+# default_transaction_read_only) ends here, whatever it was about to write.
+READ_ONLY = "server is a read-only standby (or the session is read-only); run this on the primary"
+OTHER_MEANINGS = {"25006": READ_ONLY}
+
+
 def describe(sqlstate: str | None) -> str:
     """The meaning of a SQLSTATE, for one-line CLI errors."""
     cls = BY_SQLSTATE.get(sqlstate or "")
-    return cls.meaning if cls else "database error"
+    return cls.meaning if cls else OTHER_MEANINGS.get(sqlstate or "", "database error")

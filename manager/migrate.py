@@ -1,9 +1,11 @@
 """Installing and upgrading ledgerlock in a database.
 
-``migrate`` applies the yoyo migrations (tables, roles, views) that are pending, then installs the
-functions and triggers when their text differs from what the database has (recorded by digest in
+``migrate`` applies the migrations (tables, roles, views) that are pending, then installs the functions and
+triggers when their text differs from what the database has (recorded by digest in
 ``ledgerlock.installed_code``), and finally re-runs every rule installer on the protected tables so their
-guard triggers match the installed code. A second run changes nothing and says so.
+guard triggers match the installed code — all in one transaction. A second run changes nothing and says so.
+``ledgerlock.installed_migration`` is the record of which migrations a database has (the one-file script
+keeps it too); yoyo's bookkeeping mirrors it after the commit, for yoyo's own tools.
 """
 
 from __future__ import annotations
@@ -25,10 +27,11 @@ class MigrationReport:
     applied: list[str] = field(default_factory=list)
     code_installed: bool = False
     guards_reinstalled: int = 0
+    restored_tables: list[str] = field(default_factory=list)  # guards installed again after a restore
 
     @property
     def changed(self) -> bool:
-        return bool(self.applied or self.code_installed)
+        return bool(self.applied or self.code_installed or self.restored_tables)
 
 
 @dataclass
@@ -55,46 +58,77 @@ def _migrations():
         yield read_migrations(tmp)
 
 
-def _ensure_schema(conn: psycopg.Connection) -> None:
-    conn.execute("CREATE SCHEMA IF NOT EXISTS ledgerlock")
+CAPABILITY_ROLES = ("ledgerlock_auditor", "ledgerlock_controller", "ledgerlock_admin")
 
 
-def _adopt_script_install(conninfo: str, backend, migrations) -> None:
-    """A database installed with `ledgerlock sql` has migrations yoyo never saw: mark them applied."""
-    with psycopg.connect(conninfo, autocommit=True) as conn:
-        if conn.execute("SELECT to_regclass('ledgerlock.installed_migration')").fetchone()[0] is None:
-            return
-        have = {r[0] for r in conn.execute("SELECT id FROM ledgerlock.installed_migration")}
-    known = [m for m in backend.to_apply(migrations) if m.id in have]
-    if known:
-        backend.mark_migrations(known)
+class MigrateError(RuntimeError):
+    """migrate cannot start here; the message says what is missing and who can provide it."""
 
 
-def migrate(conninfo: str) -> MigrationReport:
-    report = MigrationReport()
-    with psycopg.connect(conninfo, autocommit=True) as conn:
-        _ensure_schema(conn)
+def _check_roles(conn: psycopg.Connection) -> None:
+    """The capability roles are cluster-wide and need CREATEROLE to create: refuse in a sentence, before
+    anything is written, when they are missing and this session cannot create them."""
+    missing, can_create, who = conn.execute(
+        """SELECT array(SELECT r FROM unnest(%s::text[]) WITH ORDINALITY AS u(r, n)
+                        WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = r) ORDER BY n),
+                  (SELECT rolsuper OR rolcreaterole FROM pg_catalog.pg_roles WHERE rolname = current_user),
+                  CASE WHEN session_user = current_user THEN session_user::text
+                       ELSE pg_catalog.format('%%s acting as %%s', session_user, current_user) END""",
+        (list(CAPABILITY_ROLES),),
+    ).fetchone()
+    if missing and not can_create:
+        raise MigrateError(
+            f"the roles {', '.join(missing)} do not exist and {who} cannot create them (no CREATEROLE): have "
+            "a role with CREATEROLE run `ledgerlock sql --roles | psql` once for this cluster, then run migrate "
+            "again")
+
+
+def _applied(conn: psycopg.Connection) -> set[str]:
+    """The migrations this database has, from ledgerlock.installed_migration (both install paths keep it)."""
+    if conn.execute("SELECT to_regclass('ledgerlock.installed_migration')").fetchone()[0] is None:
+        return set()
+    return {r[0] for r in conn.execute("SELECT id FROM ledgerlock.installed_migration")}
+
+
+def _sync_yoyo(conninfo: str) -> None:
+    """Mirror installed_migration into yoyo's bookkeeping (for people who run yoyo's own tools). It follows
+    the commit and decides nothing: a run it misses is caught up by the next one."""
     backend = get_backend(_yoyo_uri(conninfo))
     try:
-        with _migrations() as migrations, backend.lock():
-            _adopt_script_install(conninfo, backend, migrations)
-            pending = backend.to_apply(migrations)
-            backend.apply_migrations(pending)
-            report.applied = [m.id for m in pending]
+        with _migrations() as migrations:
+            with psycopg.connect(conninfo, autocommit=True) as conn:
+                have = _applied(conn)
+            known = [m for m in backend.to_apply(migrations) if m.id in have]
+            if known:
+                backend.mark_migrations(known)
     finally:
         with contextlib.suppress(Exception):
             backend.connection.close()
 
+
+def migrate(conninfo: str) -> MigrationReport:
+    """Migrations, code and guards in one transaction: a failure anywhere (a missing privilege, a refused
+    guard refresh) rolls everything back, so the database is as it was and a re-run starts afresh."""
+    report = MigrationReport()
     digest = sqlfiles.code_digest()
-    with psycopg.connect(conninfo) as conn:  # one transaction: code and guards move together
-        # one installer at a time; a table lock, because any client could take an advisory key and stall it
-        conn.execute("LOCK TABLE ledgerlock.installed_code IN SHARE ROW EXCLUSIVE MODE")
+    with psycopg.connect(conninfo) as conn:
+        _check_roles(conn)
+        # one installer at a time; a table lock, because any client could take an advisory key and stall it.
+        # A first install has no table to lock: two at once collide on the schema, and one fails whole.
+        if conn.execute("SELECT to_regclass('ledgerlock.installed_code')").fetchone()[0] is not None:
+            conn.execute("LOCK TABLE ledgerlock.installed_code IN SHARE ROW EXCLUSIVE MODE")
+        have = _applied(conn)
+        for f in sqlfiles.migration_files():
+            mig = f.name.removesuffix(".sql")
+            if mig not in have:
+                conn.execute(f.read_text())
+                report.applied.append(mig)
         conn.cursor().executemany(
             "INSERT INTO ledgerlock.installed_migration (id, via) VALUES (%s, 'migrate') ON CONFLICT DO NOTHING",
             [(m,) for m in report.applied],
         )
-        have = conn.execute("SELECT 1 FROM ledgerlock.installed_code WHERE digest = %s", (digest,)).fetchone()
-        if have is None or report.applied:
+        current = conn.execute("SELECT 1 FROM ledgerlock.installed_code WHERE digest = %s", (digest,)).fetchone()
+        if current is None or report.applied:
             conn.execute(sqlfiles.code_script())
             conn.execute(
                 "INSERT INTO ledgerlock.installed_code (digest, version) VALUES (%s, %s) "
@@ -106,14 +140,22 @@ def migrate(conninfo: str) -> MigrationReport:
                 "SELECT count(*) FROM ledgerlock.protected_table"
             ).fetchone()[0]
             conn.execute("SELECT ledgerlock.reinstall_guards()")
+        else:
+            # a database restored from a dump: its tables have new oids, which guards may carry
+            report.restored_tables = [r[0] for r in conn.execute("SELECT t::text FROM ledgerlock._restored_tables() t")]
+            if report.restored_tables:
+                report.guards_reinstalled = conn.execute("SELECT ledgerlock.reinstall_guards()").fetchone()[0]
+    _sync_yoyo(conninfo)
     return report
 
 
 def status(conninfo: str) -> Status:
+    """Read-only (it serves a standby too): installed_code, installed_migration and the registry, which the
+    owner, ledgerlock_admin, ledgerlock_controller and ledgerlock_auditor may read."""
+    names = [f.name.removesuffix(".sql") for f in sqlfiles.migration_files()]
     with psycopg.connect(conninfo, autocommit=True) as conn:
         installed = conn.execute("SELECT to_regclass('ledgerlock.installed_code') IS NOT NULL").fetchone()[0]
         if not installed:
-            names = [f.name.removesuffix(".sql") for f in sqlfiles.migration_files()]
             return Status(None, False, [], names, [])
         row = conn.execute(
             "SELECT version, digest FROM ledgerlock.installed_code ORDER BY applied_at DESC LIMIT 1"
@@ -126,33 +168,11 @@ def status(conninfo: str) -> Status:
         cols = ["table", "date_column", "scope_column", "final_when", "number_column", "number_format",
                 "mutable_columns", "ledger"]
         protected = [dict(zip(cols, t, strict=True)) for t in tables]
-    try:
-        applied, pending = _yoyo_status(conninfo)
-    except psycopg.errors.InsufficientPrivilege:  # an admin or auditor: yoyo's own tables are the owner's
-        applied, pending = _recorded_status(conninfo)
+        have = _applied(conn)
     return Status(
         installed_version=row[0] if row else None,
         code_current=bool(row) and row[1] == sqlfiles.code_digest(),
-        applied=applied,
-        pending=pending,
+        applied=[n for n in names if n in have],
+        pending=[n for n in names if n not in have],
         protected_tables=protected,
     )
-
-
-def _yoyo_status(conninfo: str) -> tuple[list[str], list[str]]:
-    backend = get_backend(_yoyo_uri(conninfo))
-    try:
-        with _migrations() as migrations:
-            pending = [m.id for m in backend.to_apply(migrations)]
-            return [m.id for m in migrations if m.id not in pending], pending
-    finally:
-        with contextlib.suppress(Exception):
-            backend.connection.close()
-
-
-def _recorded_status(conninfo: str) -> tuple[list[str], list[str]]:
-    """Applied and pending migrations from ledgerlock.installed_migration, which both install paths keep."""
-    with psycopg.connect(conninfo, autocommit=True) as conn:
-        have = {r[0] for r in conn.execute("SELECT id FROM ledgerlock.installed_migration")}
-    names = [f.name.removesuffix(".sql") for f in sqlfiles.migration_files()]
-    return [n for n in names if n in have], [n for n in names if n not in have]

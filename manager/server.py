@@ -254,6 +254,24 @@ class LocalServer:
                 raise ServerError(f"the server did not start:\n{res.stdout}\n{res.stderr}\n{log}")
             self._wait_ready(timeout)
 
+    def make_standby(self, datadir: Path, timeout: float = 120) -> LocalServer:
+        """A physical streaming standby of this running server in ``datadir`` (``pg_basebackup -R``: it streams
+        from this server's socket), not started. Used by tests of what a standby serves."""
+        datadir.mkdir(parents=True)
+        if _running_as_root():
+            user = _ensure_service_user()
+            _make_traversable(datadir)
+            os.chown(datadir, user.pw_uid, user.pw_gid)
+        datadir.chmod(0o700)
+        res = self._run([self._binary("pg_basebackup"), "-D", str(datadir), "-R", "-X", "stream", "-c", "fast",
+                         "-h", str(self.socket_dir), "-p", str(self.port), "-U", SUPERUSER], timeout=timeout)
+        if res.returncode != 0:
+            raise ServerError(f"pg_basebackup failed:\n{res.stdout}\n{res.stderr}")
+        # the primary's socket lives in its data directory, so the copy holds its socket lock file
+        for lock in datadir.glob(".s.PGSQL.*.lock"):
+            lock.unlink()
+        return LocalServer(datadir=datadir, bindir=self.bindir, settings=dict(self.settings), port=self.port)
+
     def _wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -26,6 +26,8 @@ def _setup_tables(b: Bench, prefix: str, f: Features, rows: int) -> dict[str, st
              for v in ("plain", "enforced", "audited", "audit_floor", "naive_audit", "naive_lock")}
     if not f.audit:
         del names["audited"]
+    if prefix == "w_insert":
+        names["check_floor"] = f"{prefix}_check_floor"
     for variant, table in names.items():
         b.create_doc_table(table, rows=rows)
         if variant == "enforced":
@@ -40,6 +42,9 @@ def _setup_tables(b: Bench, prefix: str, f: Features, rows: int) -> dict[str, st
             naive_audit(b, table)
         elif variant == "naive_lock":
             naive_period_check(b, table)
+        elif variant == "check_floor":
+            b.execute(sql.SQL("CREATE TRIGGER floor_check AFTER INSERT OR UPDATE OR DELETE ON {} "
+                              "FOR EACH ROW EXECUTE FUNCTION floor_check()").format(sql.Identifier(table)))
     b.prepare_for_run(*names.values())
     return names
 
@@ -98,6 +103,12 @@ def _single_row(b: Bench, f: Features, verb: str) -> list[Result]:
                           note="an open day before the last locked day (2020-12-31): the period check runs in full; "
                                "rows dated after every window (insert_enforced, dated today) may skip it",
                           baseline_samples=s["plain"], value_samples=s["enforced_backdated"]))
+    if "check_floor" in s:
+        out.append(Result(f"{verb}_check_floor", f"single-row {verb_up}: the floor of a period check that runs",
+                          note="a plain table with an AFTER ROW trigger calling an empty SECURITY DEFINER function "
+                               "with a pinned search_path (floor_check in bench/sql/setup.sql): the least a check "
+                               f"made by a hardened trigger costs; for reading {verb}_enforced_backdated",
+                          baseline_samples=s["plain"], value_samples=s["check_floor"]))
     if f.audit:
         out.append(Result(f"{verb}_audited", f"single-row {verb_up} with audit ({c} clients)",
                           target=T_WRITE_AUDITED, note="enforcement + audit capture (full protect)",

@@ -133,3 +133,14 @@ BEGIN
     RETURN NULL;
 END
 $$;
+
+-- The floor of a period check that runs (not a usable implementation): an AFTER ROW trigger calling an empty
+-- SECURITY DEFINER function with a pinned search_path, as the hardening model requires of every guard. Any
+-- check made by such a trigger pays at least this call; it shows how much of the gap to the plain table a
+-- backdated write's check could close.
+CREATE FUNCTION floor_check() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    RETURN NULL;
+END
+$$;

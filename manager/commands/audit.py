@@ -162,10 +162,13 @@ def show(ctx: Context, seq: int, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 @pass_context
 def verify(ctx: Context, digest: str | None, bundle: str | None, as_json: bool) -> None:
-    """Recompute every event hash and chain link; exit 3 when anything was altered.
+    """Recompute every event hash and chain link, and check the books against the trail; exit 3 when
+    anything was altered.
 
-    Without --bundle it seals, then checks the database's whole trail (progress on stderr for large
-    chains). With --bundle it checks an auditor's bundle without connecting to any database.
+    Without --bundle it seals (unless the server is read-only, as a standby is: then it verifies what is
+    sealed and says how many events are not), then checks the database's whole trail, every row of every
+    protected table, and ledgerlock's own state (progress on stderr for large chains). With --bundle it
+    checks an auditor's bundle without connecting to any database.
     """
     if bundle:
         try:
@@ -185,25 +188,39 @@ def verify(ctx: Context, digest: str | None, bundle: str | None, as_json: bool) 
                 click.echo(f"  {p}", err=True)
         sys.exit(EXIT_OK if rep.ok else EXIT_EVIDENCE)
 
+    listed: list[str] = []
+
     def progress(diag: psycopg.errors.Diagnostic) -> None:
         msg = diag.message_primary or ""
         if msg.startswith("ll-progress "):
             done, total = (int(n) for n in msg.split()[1:3])
             show_progress(f"verified {done:,} of {total:,} chain links", done=done >= total)
+        elif msg.startswith("ll-problem "):
+            listed.append(msg.removeprefix("ll-problem "))
 
     with ctx.connect() as conn:
         conn.add_notice_handler(progress)
         with conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
             r = cur.execute("SELECT * FROM ledgerlock.verify_audit(%s)", (digest,)).fetchone()
     if as_json:
-        echo_json(r)
+        echo_json(r | {"problem_list": listed})
     elif r["ok"]:
         click.echo(f"audit trail intact: {r['events']:,} events, {r['sealed']:,} sealed, "
                    f"{r['unsealed']:,} not yet sealed; head {r['head']}")
+        click.echo("the books match the trail: every row of every protected table, the locks, grants, "
+                   "settings, registry and number counters")
         if digest:
             click.echo(f"the chain passes through {digest}")
+        if r["unsealed"]:
+            click.echo(f"{r['unsealed']:,} event(s) are not sealed yet and are covered by no digest "
+                       "(a read-only server cannot seal them)")
     else:
         click.echo(f"audit trail BROKEN: {r['problems']} problem(s); first: {r['problem']}", err=True)
+        for p in listed[1:]:
+            click.echo(f"  {p}", err=True)
+        if r["problems"] > len(listed):
+            click.echo(f"  ... and {r['problems'] - len(listed)} more (SELECT * FROM ledgerlock.audit_discrepancies())",
+                       err=True)
     sys.exit(EXIT_OK if r["ok"] else EXIT_EVIDENCE)
 
 

@@ -19,17 +19,25 @@ def migrate(ctx: Context, as_json: bool) -> None:
     """Install or upgrade ledgerlock in the database (idempotent).
 
     Applies pending migrations, installs changed functions and triggers, and refreshes the guards of
-    every protected table. Run it as the role that owns the tables to protect.
+    every protected table, in one transaction: a failure leaves the database as it was. Run it as the
+    role that owns the tables to protect (docs/hardening.md: self-hosted and managed services).
     """
-    report = migration.migrate(ctx.target.conninfo)
+    try:
+        report = migration.migrate(ctx.target.conninfo)
+    except migration.MigrateError as exc:
+        raise click.ClickException(str(exc)) from None
     if as_json:
         echo_json({"database": ctx.target.source, "applied": report.applied, "code_installed": report.code_installed,
-                   "guards_reinstalled": report.guards_reinstalled, "changed": report.changed})
+                   "guards_reinstalled": report.guards_reinstalled, "restored_tables": report.restored_tables,
+                   "changed": report.changed})
         return
     for mig in report.applied:
         click.echo(f"applied migration {mig}")
     if report.code_installed:
         click.echo(f"installed functions and triggers; refreshed guards on {report.guards_reinstalled} table(s)")
+    if report.restored_tables:
+        click.echo(f"installed the guards again on {len(report.restored_tables)} table(s) restored from a dump "
+                   f"(their oids changed): {', '.join(report.restored_tables)}")
     if not report.changed:
         click.echo("ledgerlock is up to date; nothing to apply")
 
@@ -58,14 +66,17 @@ def status(ctx: Context, as_json: bool) -> None:
 
 
 @click.command("sql")
-def sql_script() -> None:
+@click.option("--roles", is_flag=True, help="Print only the script that creates the ledgerlock_* roles, for a role "
+              "with CREATEROLE to run once per cluster (managed services: the installer cannot create roles).")
+def sql_script(roles: bool) -> None:
     """Print the one-file install script, for DBAs who apply SQL with psql.
 
     \b
     ledgerlock sql > ledgerlock.sql
     psql -v ON_ERROR_STOP=1 --single-transaction -f ledgerlock.sql
+    ledgerlock sql --roles | psql -v ON_ERROR_STOP=1    # as a role with CREATEROLE, once per cluster
     """
-    click.echo(sqlfiles.install_script(), nl=False)
+    click.echo((sqlfiles.sql_root() / "roles.sql").read_text() if roles else sqlfiles.install_script(), nl=False)
 
 
 def register(cli: click.Group) -> None:

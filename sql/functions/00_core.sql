@@ -3,6 +3,10 @@
 -- so that no schema, operator or temporary object a client creates can change what runs here.
 
 -- Raise a ledgerlock refusal: its own SQLSTATE, a message a person understands, and the way out.
+-- Call it, and every helper between a guard and it, as an expression (`refused := ledgerlock._refuse(...)` into a
+-- text variable, arguments without subqueries) rather than with PERFORM: PERFORM runs a query, whose text
+-- PostgreSQL adds to the error's CONTEXT, which ORMs print with the message; an expression adds one
+-- "PL/pgSQL function … line N" frame and no SQL.
 CREATE OR REPLACE FUNCTION ledgerlock._refuse(sqlstate text, message text, hint text DEFAULT NULL,
                                               detail text DEFAULT NULL)
 RETURNS void
@@ -135,20 +139,54 @@ END
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._config(regclass) FROM PUBLIC;
 
--- How a row is named in messages and the audit trail: its primary key, as jsonb and as text.
+-- ---------------------------------------------------------------------------------------------------
+-- Row identity: how every rule names a row, reads its condition, and knows which table it belongs to.
+
+-- The protected table a relation is, or is a partition of (null when neither), for callers that hold an
+-- oid (event triggers, pg_trigger rows).
+CREATE OR REPLACE FUNCTION ledgerlock._protected_root(rel oid)
+RETURNS regclass
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT ledgerlock._rule_table(rel::regclass)
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._protected_root(oid) FROM PUBLIC;
+
+-- The key columns of a table: from the registry when it is protected (or a partition of a protected
+-- table), else its primary key; null when it has neither. R4 guards tables that need not be protected.
+CREATE OR REPLACE FUNCTION ledgerlock._key_columns(tbl regclass)
+RETURNS name[]
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT coalesce(
+        (SELECT p.key_columns FROM ledgerlock.protected_table p WHERE p.tbl = ledgerlock._rule_table(_key_columns.tbl)),
+        (SELECT pg_catalog.array_agg(a.attname ORDER BY k.ord)
+         FROM pg_catalog.pg_index i
+         CROSS JOIN LATERAL pg_catalog.unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord)
+         JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+         WHERE i.indrelid = _key_columns.tbl AND i.indisprimary))
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._key_columns(regclass) FROM PUBLIC;
+
+-- How a row is named in messages and the audit trail: its key ({"id": 42}); the whole row when the table
+-- has no key at all.
 CREATE OR REPLACE FUNCTION ledgerlock.row_key(tbl regclass, r jsonb)
 RETURNS jsonb
 LANGUAGE sql
 STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT pg_catalog.jsonb_object_agg(k, r -> k)
-    FROM ledgerlock.protected_table p, pg_catalog.unnest(p.key_columns) AS k
-    WHERE p.tbl = ledgerlock._rule_table(row_key.tbl)
+    SELECT coalesce((SELECT pg_catalog.jsonb_object_agg(k, r -> k)
+                     FROM pg_catalog.unnest(ledgerlock._key_columns(tbl)) AS k), r)
 $$;
 REVOKE ALL ON FUNCTION ledgerlock.row_key(regclass, jsonb) FROM PUBLIC;
 
--- "invoice id=42 (INV-2026-00017)": table, key, and the final number when the table has one.
+-- "invoice id=42 (INV-2026-00017)": table, key, and the final number when the table has one; a table that
+-- is not protected is named by its primary key ("time_entry id=7"), or by every column when it has none.
 CREATE OR REPLACE FUNCTION ledgerlock.row_label(tbl regclass, r jsonb)
 RETURNS text
 LANGUAGE sql
@@ -156,15 +194,41 @@ STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT pg_catalog.format('%s %s', c.relname,
-               pg_catalog.string_agg(pg_catalog.format('%s=%s', k, r ->> k), ' ' ORDER BY o))
-           || coalesce(' (' || (r ->> p.number_column::text) || ')', '')
-    FROM ledgerlock.protected_table p
-    JOIN pg_catalog.pg_class c ON c.oid = p.tbl
-    CROSS JOIN LATERAL pg_catalog.unnest(p.key_columns) WITH ORDINALITY AS u(k, o)
-    WHERE p.tbl = ledgerlock._rule_table(row_label.tbl)
-    GROUP BY c.relname, p.number_column
+               pg_catalog.string_agg(pg_catalog.format('%s=%s', e.key, e.value #>> '{}'), ' ' ORDER BY e.ord, e.key))
+           || coalesce(' (' || (r ->> (SELECT p.number_column::text FROM ledgerlock.protected_table p
+                                       WHERE p.tbl = ledgerlock._rule_table(row_label.tbl))) || ')', '')
+    FROM pg_catalog.pg_class c
+    CROSS JOIN (SELECT ledgerlock._key_columns(row_label.tbl) AS cols) AS kc
+    CROSS JOIN LATERAL (SELECT k.key::text AS key, r -> k.key AS value, k.ord
+                        FROM pg_catalog.unnest(kc.cols) WITH ORDINALITY AS k(key, ord)
+                        UNION ALL
+                        SELECT j.key, j.value, 0 FROM pg_catalog.jsonb_each(r) AS j WHERE kc.cols IS NULL) AS e
+    WHERE c.oid = coalesce(ledgerlock._rule_table(row_label.tbl), row_label.tbl)
+    GROUP BY c.relname
 $$;
 REVOKE ALL ON FUNCTION ledgerlock.row_label(regclass, jsonb) FROM PUBLIC;
+
+-- A stored condition (final_when or child_condition, deparsed by PostgreSQL when it was declared, columns
+-- qualified as ll_row.<col>) over another alias: OLD, NEW, a query's alias, or '' for bare column names.
+-- Only qualifier tokens change: string literals and quoted identifiers are copied as they are, so a
+-- literal that contains "ll_row." keeps its value.
+CREATE OR REPLACE FUNCTION ledgerlock._condition_as(condition text, alias text)
+RETURNS text
+LANGUAGE sql
+IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    -- Tokens: a string literal ('it''s'; deparsed text doubles quotes, never escapes them), a quoted
+    -- identifier ("A b"), a word with the dot after it (ll_row.), or any other character. Of the
+    -- alternatives the longest match is taken, so a quote always starts a whole literal.
+    SELECT pg_catalog.string_agg(CASE WHEN m.tok[1] = 'll_row.'
+                                      THEN CASE WHEN alias = '' THEN '' ELSE alias || '.' END
+                                      ELSE m.tok[1] END, '' ORDER BY m.n)
+    FROM pg_catalog.regexp_matches(condition,
+             '(''(?:[^'']|'''')*''|"(?:[^"]|"")*"|[[:alpha:]_][[:alnum:]_$]*\.?|.)', 'g')
+         WITH ORDINALITY AS m(tok, n)
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._condition_as(text, text) FROM PUBLIC;
 
 -- The final_when condition of a table as a trigger WHEN clause over OLD or NEW.
 CREATE OR REPLACE FUNCTION ledgerlock._final_condition(tbl regclass, alias text)
@@ -182,13 +246,13 @@ BEGIN
     IF expr IS NULL THEN
         RETURN NULL;
     END IF;
-    RETURN pg_catalog.replace(expr, 'll_row.', alias || '.');
+    RETURN ledgerlock._condition_as(expr, alias);
 END
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._final_condition(regclass, text) FROM PUBLIC;
 
--- Columns a guard must not compare: the declared mutable ones, and generated columns (BEFORE triggers
--- see them unset in NEW).
+-- Columns a guard must not compare: the declared mutable ones (when the table is protected), and generated
+-- columns (BEFORE triggers see them unset in NEW).
 CREATE OR REPLACE FUNCTION ledgerlock._exempt_columns(tbl regclass)
 RETURNS name[]
 LANGUAGE sql
@@ -196,14 +260,57 @@ STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT ARRAY(
-        SELECT pg_catalog.unnest(p.mutable_columns)
+        SELECT pg_catalog.unnest(p.mutable_columns) FROM ledgerlock.protected_table p WHERE p.tbl = _exempt_columns.tbl
         UNION
         SELECT a.attname FROM pg_catalog.pg_attribute a
-        WHERE a.attrelid = p.tbl AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated <> ''
+        WHERE a.attrelid = _exempt_columns.tbl AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated <> ''
         ORDER BY 1)
-    FROM ledgerlock.protected_table p WHERE p.tbl = _exempt_columns.tbl
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._exempt_columns(regclass) FROM PUBLIC;
+
+-- How a protected table's date column turns into a day: 'date', 'timestamp' (its date part) or
+-- 'timestamptz' (its date in UTC, whatever the session's TimeZone).
+CREATE OR REPLACE FUNCTION ledgerlock._date_kind(tbl regclass)
+RETURNS text
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE a.atttypid WHEN 'date'::regtype THEN 'date'
+                           WHEN 'timestamp without time zone'::regtype THEN 'timestamp'
+                           ELSE 'timestamptz' END
+    FROM ledgerlock.protected_table p
+    JOIN pg_catalog.pg_attribute a ON a.attrelid = p.tbl AND a.attname = p.date_column AND NOT a.attisdropped
+    WHERE p.tbl = ledgerlock._rule_table(_date_kind.tbl)
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._date_kind(regclass) FROM PUBLIC;
+
+-- A table a rule may guard: an ordinary or partitioned table, not ledgerlock's or the system's, whose
+-- owner the installing role can act as (guards are created as that role).
+CREATE OR REPLACE FUNCTION ledgerlock._check_guardable(tbl regclass, parameter text)
+RETURNS void
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    rel record;
+BEGIN
+    SELECT c.relkind, c.relowner, n.nspname INTO rel
+    FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = tbl;
+    IF rel.relkind NOT IN ('r', 'p') OR rel.nspname IN ('ledgerlock', 'pg_catalog', 'information_schema') THEN
+        RAISE EXCEPTION USING ERRCODE = '42809',
+            MESSAGE = pg_catalog.format('%s: %s is not a table ledgerlock can guard', parameter, tbl);
+    END IF;
+    IF NOT pg_catalog.pg_has_role(current_user, rel.relowner, 'USAGE') THEN
+        RAISE EXCEPTION USING ERRCODE = '42501',
+            MESSAGE = pg_catalog.format('%s: %s is owned by %s; ledgerlock is installed as %s, which cannot create '
+                                        'its guards on it', parameter, tbl, rel.relowner::regrole, current_user),
+            HINT = pg_catalog.format('ALTER TABLE %s OWNER TO %I', tbl, current_user);
+    END IF;
+END
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._check_guardable(regclass, text) FROM PUBLIC;
 
 -- Every guard trigger is created here: ENABLE ALWAYS (session_replication_role = replica does not
 -- silence it) and commented with the hash of its definition, so drift is visible (ledgerlock doctor).
@@ -220,6 +327,11 @@ BEGIN
     END IF;
     PERFORM ledgerlock._ddl_permit(tbl, true);  -- the DDL guard lets ledgerlock's own installers through
     EXECUTE pg_catalog.format('CREATE TRIGGER %I %s', trigger_name, definition);
+    -- the oid the guards of the protected table were made for (see ledgerlock._restored_tables)
+    INSERT INTO ledgerlock.guard_install AS g (tbl, relid)
+    SELECT r, r::oid FROM ledgerlock._rule_table(tbl) AS r WHERE r IS NOT NULL
+    ON CONFLICT ON CONSTRAINT guard_install_pkey DO UPDATE SET relid = EXCLUDED.relid
+    WHERE g.relid IS DISTINCT FROM EXCLUDED.relid;
     EXECUTE pg_catalog.format('ALTER TABLE %s ENABLE ALWAYS TRIGGER %I', tbl, trigger_name);
     SELECT pg_catalog.pg_get_triggerdef(t.oid) INTO tgdef
     FROM pg_catalog.pg_trigger t WHERE t.tgrelid = tbl AND t.tgname = trigger_name;
@@ -252,10 +364,121 @@ BEGIN
     LOOP
         EXECUTE pg_catalog.format('DROP TRIGGER %I ON %s', tg, rel);
     END LOOP;
+    IF prefix = 'll_' THEN  -- every rule's guards are gone (unprotect)
+        DELETE FROM ledgerlock.guard_install g WHERE g.tbl = _drop_guard_triggers.tbl;
+    END IF;
     PERFORM ledgerlock._ddl_permit(tbl, false);
 END
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._drop_guard_triggers(regclass, text) FROM PUBLIC;
+
+-- Protected tables whose guards were installed when the table had another oid (restored from a dump), or
+-- before ledgerlock recorded it: `ledgerlock migrate` installs their guards again.
+CREATE OR REPLACE FUNCTION ledgerlock._restored_tables()
+RETURNS SETOF regclass
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT p.tbl FROM ledgerlock.protected_table p
+    LEFT JOIN ledgerlock.guard_install g ON g.tbl = p.tbl
+    WHERE g.relid IS DISTINCT FROM p.tbl::oid
+    ORDER BY p.tbl::oid
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._restored_tables() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION ledgerlock._restored_tables() TO ledgerlock_admin, ledgerlock_auditor;
+
+-- ---------------------------------------------------------------------------------------------------
+-- Generated trigger functions (R2 numbering, R4 references): rendered from named templates, created and
+-- dropped through one pair of helpers that hold the DDL permit on schema ledgerlock.
+
+-- A table's key in the names of the functions generated for it: 't' and 16 hex digits of the md5 of its
+-- schema-qualified name. Names survive pg_dump/pg_restore (oids do not); a renamed table gets new ones at
+-- its next install.
+CREATE OR REPLACE FUNCTION ledgerlock._table_key(tbl regclass)
+RETURNS text
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT 't' || pg_catalog."left"(pg_catalog.md5(pg_catalog.format('%I.%I', n.nspname, c.relname)), 16)
+    FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+    WHERE c.oid = tbl
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._table_key(regclass) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION ledgerlock._table_key(regclass) TO ledgerlock_admin, ledgerlock_auditor;
+
+-- The text of a template with its named placeholders filled in, in one pass (a value that contains a
+-- placeholder is not filled again): {{name}} takes the value as SQL text, {{name|L}} as a quoted literal,
+-- {{name|I}} as a quoted identifier. A placeholder without a value is an error, so a template never leaves
+-- a hole; a null value is one too, except that {{name|L}} writes NULL.
+CREATE OR REPLACE FUNCTION ledgerlock._template(body text, vals jsonb)
+RETURNS text
+LANGUAGE plpgsql
+IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    pattern constant text := '\{\{([a-z_][a-z0-9_]*)(\|[LI])?\}\}';
+    parts text[] := pg_catalog.regexp_split_to_array(body, pattern);
+    out text := parts[1];
+    m text[];
+    i integer := 1;
+    v text;
+BEGIN
+    FOR m IN SELECT x FROM pg_catalog.regexp_matches(body, pattern, 'g') AS x LOOP
+        IF NOT vals ? m[1] THEN
+            RAISE EXCEPTION 'template placeholder {{%}} has no value', m[1];
+        END IF;
+        v := vals ->> m[1];
+        v := CASE m[2] WHEN '|L' THEN pg_catalog.quote_nullable(v)
+                       WHEN '|I' THEN pg_catalog.quote_ident(v)
+                       ELSE v END;
+        IF v IS NULL THEN
+            RAISE EXCEPTION 'template placeholder {{%}} is null', m[1];
+        END IF;
+        i := i + 1;
+        out := out || v || parts[i];
+    END LOOP;
+    RETURN out;
+END
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._template(text, jsonb) FROM PUBLIC;
+
+-- Create (or replace) a generated trigger function ledgerlock.<fn>() from its PL/pgSQL body: SECURITY
+-- DEFINER (guards read ledgerlock's tables, which clients cannot), search_path pinned, no EXECUTE for PUBLIC.
+CREATE OR REPLACE FUNCTION ledgerlock._create_generated_function(fn name, body text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM ledgerlock._ddl_permit('ledgerlock'::regnamespace::oid, true);  -- the DDL guard lets it through
+    EXECUTE pg_catalog.format('CREATE OR REPLACE FUNCTION ledgerlock.%I() RETURNS trigger LANGUAGE plpgsql '
+                              'SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS %L', fn, body);
+    EXECUTE pg_catalog.format('REVOKE ALL ON FUNCTION ledgerlock.%I() FROM PUBLIC', fn);
+    PERFORM ledgerlock._ddl_permit('ledgerlock'::regnamespace::oid, false);
+END
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._create_generated_function(name, text) FROM PUBLIC;
+
+-- Drop generated trigger functions ledgerlock.<fn>() that exist (their triggers are gone first).
+CREATE OR REPLACE FUNCTION ledgerlock._drop_generated_functions(fns name[])
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    fn name;
+BEGIN
+    PERFORM ledgerlock._ddl_permit('ledgerlock'::regnamespace::oid, true);  -- the DDL guard lets it through
+    FOREACH fn IN ARRAY fns LOOP
+        EXECUTE pg_catalog.format('DROP FUNCTION IF EXISTS ledgerlock.%I()', fn);
+    END LOOP;
+    PERFORM ledgerlock._ddl_permit('ledgerlock'::regnamespace::oid, false);
+END
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._drop_generated_functions(name[]) FROM PUBLIC;
 
 -- Whether two versions of a row are the same in every column but the exempt ones, compared exactly: the
 -- stored bytes (record_image_eq), never text a client setting shapes (extra_float_digits rounds floats,

@@ -43,20 +43,6 @@ AS $$
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._ddl_permitted(oid) FROM PUBLIC;
 
--- The protected table a relation is, or is a partition of (null when neither).
-CREATE OR REPLACE FUNCTION ledgerlock._protected_root(rel oid)
-RETURNS regclass
-LANGUAGE sql
-STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT p.tbl FROM ledgerlock.protected_table p
-    WHERE p.tbl = rel::regclass
-       OR p.tbl IN (SELECT a.relid FROM pg_catalog.pg_partition_ancestors(rel::regclass) AS a)
-    LIMIT 1
-$$;
-REVOKE ALL ON FUNCTION ledgerlock._protected_root(oid) FROM PUBLIC;
-
 -- LL008 for DDL the guard refuses.
 CREATE OR REPLACE FUNCTION ledgerlock._refuse_ddl(what text, why text, hint text)
 RETURNS void

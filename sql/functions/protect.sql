@@ -81,7 +81,7 @@ BEGIN
     BEGIN
         EXECUTE pg_catalog.format('CREATE TABLE ledgerlock.%I (LIKE %s)', scratch, tbl);
         EXECUTE pg_catalog.format('CREATE INDEX ON ledgerlock.%I ((%s))', scratch,
-                                  pg_catalog.replace(expr, 'll_row.', ''));
+                                  ledgerlock._condition_as(expr, ''));
         EXECUTE pg_catalog.format('DROP TABLE ledgerlock.%I', scratch);
     EXCEPTION WHEN invalid_object_definition THEN  -- 42P17: functions in index expression must be IMMUTABLE
         RAISE EXCEPTION USING ERRCODE = '22023',

@@ -216,7 +216,7 @@ BEGIN
                                      'hand them out again', max(s.seq), min(s.last_value))
             FROM s WHERE s.seq > s.last_value GROUP BY s.series
             ORDER BY 2, 4, 3
-            $q$, cfg.number_column, key_expr, cfg.tbl, pg_catalog.replace(cfg.final_when_sql, 'll_row.', 't.'))
+            $q$, cfg.number_column, key_expr, cfg.tbl, ledgerlock._condition_as(cfg.final_when_sql, 't'))
         USING cfg.tbl;
     END LOOP;
 END

@@ -551,7 +551,7 @@ BEGIN
     RETURNING l.id INTO new_id;
     INSERT INTO ledgerlock.period_lock_span (scope, ledger, from_date, to_date, lock_id)
     SELECT scope, g, from_date, to_date, new_id FROM pg_catalog.unnest(coalesce(ledgers, '{*}')) AS g;
-    PERFORM ledgerlock._raise_period_marks(to_date, ledgers, new_id);
+    PERFORM ledgerlock._raise_period_marks(scope, to_date, ledgers);
     INSERT INTO ledgerlock.lock_event (kind, lock_id, scope, details)
     VALUES (kind, new_id, scope, pg_catalog.jsonb_build_object('from_date', from_date, 'to_date', to_date,
             'level', level, 'ledgers', ledgers, 'note', note, 'reviewer', reviewer, 'relock_of', relock_of));

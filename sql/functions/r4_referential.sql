@@ -6,52 +6,6 @@
 -- Neither table needs to be protect()ed itself (a project with time entries); rows are then named by the
 -- primary key found in the catalog.
 
--- The key columns of a table: from the registry when it is protected, else its primary key.
-CREATE OR REPLACE FUNCTION ledgerlock._ref_key_columns(tbl regclass)
-RETURNS name[]
-LANGUAGE sql
-STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT coalesce(
-        (SELECT p.key_columns FROM ledgerlock.protected_table p WHERE p.tbl = _ref_key_columns.tbl),
-        (SELECT pg_catalog.array_agg(a.attname ORDER BY k.ord)
-         FROM pg_catalog.pg_index i
-         CROSS JOIN LATERAL pg_catalog.unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord)
-         JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
-         WHERE i.indrelid = _ref_key_columns.tbl AND i.indisprimary))
-$$;
-REVOKE ALL ON FUNCTION ledgerlock._ref_key_columns(regclass) FROM PUBLIC;
-
--- The key of a row as jsonb ({"id": 42}); the whole row when the table has no primary key.
-CREATE OR REPLACE FUNCTION ledgerlock._ref_row_key(tbl regclass, r jsonb)
-RETURNS jsonb
-LANGUAGE sql
-STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT coalesce((SELECT pg_catalog.jsonb_object_agg(k, r -> k)
-                     FROM pg_catalog.unnest(ledgerlock._ref_key_columns(tbl)) AS k), r)
-$$;
-REVOKE ALL ON FUNCTION ledgerlock._ref_row_key(regclass, jsonb) FROM PUBLIC;
-
--- "invoice id=42 (INV-2026-00017)" for protected tables (row_label), "time_entry id=7" for the others.
-CREATE OR REPLACE FUNCTION ledgerlock._ref_label(tbl regclass, r jsonb)
-RETURNS text
-LANGUAGE sql
-STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT coalesce(
-        ledgerlock.row_label(tbl, r),
-        (SELECT pg_catalog.format('%s %s', c.relname,
-                    pg_catalog.string_agg(pg_catalog.format('%s=%s', e.key, e.value #>> '{}'), ' ' ORDER BY e.key))
-         FROM pg_catalog.pg_class c, pg_catalog.jsonb_each(ledgerlock._ref_row_key(tbl, r)) AS e
-         WHERE c.oid = tbl
-         GROUP BY c.relname))
-$$;
-REVOKE ALL ON FUNCTION ledgerlock._ref_label(regclass, jsonb) FROM PUBLIC;
-
 -- The row of tbl whose key is `key` (a jsonb object of key columns, or a bare value for a one-column
 -- key), as jsonb; null when there is none. One index probe on the key.
 CREATE OR REPLACE FUNCTION ledgerlock._ref_fetch(tbl regclass, key jsonb)
@@ -61,7 +15,7 @@ STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    cols name[] := ledgerlock._ref_key_columns(tbl);
+    cols name[] := ledgerlock._key_columns(tbl);
     r jsonb;
 BEGIN
     IF cols IS NULL THEN
@@ -162,33 +116,6 @@ END
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._ref_foreign_key(regclass, regclass, name[]) FROM PUBLIC;
 
--- A table the rule may guard: an ordinary or partitioned table, not ledgerlock's, whose owner the
--- installing role can act as (guards are created as that role).
-CREATE OR REPLACE FUNCTION ledgerlock._ref_check_table(tbl regclass, parameter text)
-RETURNS void
-LANGUAGE plpgsql
-STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    rel record;
-BEGIN
-    SELECT c.relkind, c.relowner, n.nspname INTO rel
-    FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = tbl;
-    IF rel.relkind NOT IN ('r', 'p') OR rel.nspname IN ('ledgerlock', 'pg_catalog', 'information_schema') THEN
-        RAISE EXCEPTION USING ERRCODE = '42809',
-            MESSAGE = pg_catalog.format('%s: %s is not a table ledgerlock can guard', parameter, tbl);
-    END IF;
-    IF NOT pg_catalog.pg_has_role(current_user, rel.relowner, 'USAGE') THEN
-        RAISE EXCEPTION USING ERRCODE = '42501',
-            MESSAGE = pg_catalog.format('%s: %s is owned by %s; ledgerlock is installed as %s, which cannot create '
-                                        'its guards on it', parameter, tbl, rel.relowner::regrole, current_user),
-            HINT = pg_catalog.format('ALTER TABLE %s OWNER TO %I', tbl, current_user);
-    END IF;
-END
-$$;
-REVOKE ALL ON FUNCTION ledgerlock._ref_check_table(regclass, text) FROM PUBLIC;
-
 -- Record a rule event in the audit trail when R5 is installed.
 CREATE OR REPLACE FUNCTION ledgerlock._ref_audit(operation text, tbl regclass, details jsonb)
 RETURNS void
@@ -217,8 +144,8 @@ DECLARE
     ops text[];
     rule_id integer;
 BEGIN
-    PERFORM ledgerlock._ref_check_table(parent, 'parent');
-    PERFORM ledgerlock._ref_check_table(child, 'child');
+    PERFORM ledgerlock._check_guardable(parent, 'parent');
+    PERFORM ledgerlock._check_guardable(child, 'child');
     fk := ledgerlock._ref_foreign_key(parent, child, fk_columns);
     ops := ARRAY(SELECT DISTINCT pg_catalog.lower(pg_catalog.btrim(o)) FROM pg_catalog.unnest(operations) o ORDER BY 1);
     IF pg_catalog.cardinality(ops) = 0 OR NOT ops <@ ARRAY['update', 'delete'] THEN

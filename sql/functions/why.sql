@@ -42,7 +42,7 @@ BEGIN
                 'CROSS JOIN LATERAL pg_catalog.jsonb_populate_record(NULL::%1$s, a.old_row) AS ll_old '
                 'WHERE a.table_name = $1 AND a.row_key = $2 AND a.new_row IS NOT NULL AND coalesce((%2$s), false) '
                 'AND (a.old_row IS NULL OR NOT coalesce((%3$s), false)) ORDER BY a.seq DESC LIMIT 1',
-                tbl, cfg.final_when_sql, pg_catalog.replace(cfg.final_when_sql, 'll_row.', 'll_old.'))
+                tbl, cfg.final_when_sql, ledgerlock._condition_as(cfg.final_when_sql, 'll_old'))
                 INTO since, by_user, by_actor USING tbl, ledgerlock.row_key(tbl, r);
         EXCEPTION WHEN undefined_column OR undefined_table OR datatype_mismatch THEN
             since := NULL;  -- an audit trail of another shape: say unknown rather than fail
@@ -88,7 +88,7 @@ BEGIN
     LOOP
         readable := pg_catalog.has_table_privilege(session_user, rr.child, 'SELECT');
         FOR c IN SELECT * FROM ledgerlock._ref_referencing(rr.id, r, 20) LOOP
-            label := CASE WHEN readable THEN ledgerlock._ref_label(rr.child, c)
+            label := CASE WHEN readable THEN ledgerlock.row_label(rr.child, c)
                           ELSE pg_catalog.format('a row of %s', rr.child) END;
             rule := 'referenced';
             summary := pg_catalog.format('referenced by %s%s', label,
@@ -96,9 +96,9 @@ BEGIN
             details := pg_catalog.jsonb_build_object(
                 'rule_id', rr.id, 'child_table', rr.child::text, 'foreign_key', rr.fk_name,
                 'child_condition', rr.child_condition, 'operations', rr.operations,
-                'child_key', CASE WHEN readable THEN ledgerlock._ref_row_key(rr.child, c) END,
+                'child_key', CASE WHEN readable THEN ledgerlock.row_key(rr.child, c) END,
                 'because_of', CASE WHEN readable THEN pg_catalog.jsonb_build_object(
-                    'table', rr.child::text, 'key', ledgerlock._ref_row_key(rr.child, c)) END);
+                    'table', rr.child::text, 'key', ledgerlock.row_key(rr.child, c)) END);
             way_back := pg_catalog.format('delete %s first', label)
                 || CASE WHEN rr.child_condition IS NOT NULL
                         THEN pg_catalog.format(', or change it so that it no longer matches: %s', rr.child_condition)
@@ -132,8 +132,8 @@ BEGIN
             (SELECT pg_catalog.jsonb_object_agg(p, line -> c::text)
              FROM ROWS FROM (pg_catalog.unnest(rr.child_columns), pg_catalog.unnest(rr.parent_columns)) AS u(c, p)));
         CONTINUE WHEN header IS NULL OR NOT ledgerlock._ref_header_frozen(rr.parent, header);
-        header_key := ledgerlock._ref_row_key(rr.parent, header);
-        label := ledgerlock._ref_label(rr.parent, header);
+        header_key := ledgerlock.row_key(rr.parent, header);
+        label := ledgerlock.row_label(rr.parent, header);
         rule := 'lines';
         summary := pg_catalog.format('a line of %s, which is frozen', label);
         details := pg_catalog.jsonb_build_object('rule_id', rr.id, 'header_table', rr.parent::text,
@@ -221,11 +221,11 @@ BEGIN
         ORDER BY p.proname
     LOOP
         FOR x IN EXECUTE pg_catalog.format('SELECT * FROM %s($1, $2)', hook)
-                 USING tbl, ledgerlock._ref_row_key(tbl, r) LOOP
+                 USING tbl, ledgerlock.row_key(tbl, r) LOOP
             depth := level;
             table_name := tbl;
-            row_key := ledgerlock._ref_row_key(tbl, r);
-            row_label := ledgerlock._ref_label(tbl, r);
+            row_key := ledgerlock.row_key(tbl, r);
+            row_label := ledgerlock.row_label(tbl, r);
             rule := x.rule;
             summary := x.summary;
             details := x.details;
@@ -267,7 +267,7 @@ BEGIN
             MESSAGE = pg_catalog.format('%s has no row with key %s', tbl, key);
     END IF;
     RETURN QUERY SELECT * FROM ledgerlock._why_walk(tbl, key, 0,
-        ARRAY[pg_catalog.jsonb_build_object('table', tbl::text, 'key', ledgerlock._ref_row_key(tbl, r))::text]);
+        ARRAY[pg_catalog.jsonb_build_object('table', tbl::text, 'key', ledgerlock.row_key(tbl, r))::text]);
 END
 $$;
 REVOKE ALL ON FUNCTION ledgerlock.why_locked(regclass, jsonb) FROM PUBLIC;

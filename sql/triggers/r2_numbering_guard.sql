@@ -16,12 +16,16 @@
 -- * Counters are taken in a fixed order (table, series). A transaction that needs a counter that sorts
 --   before one it already holds waits for it at most 100 ms and then fails with 40001 (retry), instead of
 --   risking a deadlock.
--- * ll_40 runs after every other BEFORE trigger (name order): a row some other rule refuses never takes a
---   counter lock. The lock is held until commit, so finalize last in a transaction.
+-- * ll_40 runs after the other BEFORE row triggers (name order): a row R1 (ll_10) or R4 (ll_30) refuses, or
+--   a locked window skips (ll_20_period_skip), never takes a counter lock. R3's other checks (ll_20_period_*)
+--   are AFTER row triggers, which fire once the statement's rows are written: a row R3 refuses has taken
+--   its number and the counter lock already, and the refusal rolls both back with the statement (no
+--   number is lost; a concurrent finalizer of the series waits until the rollback). The lock is held until
+--   commit, so finalize last in a transaction.
 -- * Counters and configuration belong to the protected table, also when the row triggers run on one of
 --   its partitions (TG_RELID is then the partition): every partition numbers in the table's series.
 --
--- Why generated functions: each numbered table gets its own trigger functions (_ll40_t<oid>_final,
+-- Why generated functions: each numbered table gets its own trigger functions (_ll40_<table key>_final,
 -- _draft, _settle), written by _ll40_generate_functions from its configuration, so that columns are read
 -- and written directly (NEW.issued_on, not through jsonb) and the settle queries are static SQL whose plans
 -- PL/pgSQL keeps for the session. The generic versions (jsonb row access, dynamic EXECUTE planned on every
@@ -63,40 +67,6 @@ BEGIN
 END
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._number_part_sql(text, boolean) FROM PUBLIC;
-
--- The generated functions of a table: ledgerlock._ll40_t<oid>_<part>.
-CREATE OR REPLACE FUNCTION ledgerlock._ll40_function(tbl regclass, part text)
-RETURNS text
-LANGUAGE sql
-IMMUTABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT pg_catalog.format('ledgerlock.%I', '_ll40_t' || tbl::oid || '_' || part)
-$$;
-REVOKE ALL ON FUNCTION ledgerlock._ll40_function(regclass, text) FROM PUBLIC;
-
--- A generated function runs on a relation it was not generated for: a partition created or attached since
--- (without the DDL guard, which would have regenerated them), or a table restored from a dump (new oids).
--- Such a partition may lack its settle triggers, so a range opened there might never be closed: refuse.
-CREATE OR REPLACE FUNCTION ledgerlock._ll40_check_relation(rel regclass, tbl oid)
-RETURNS void
-LANGUAGE plpgsql
-STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-    IF ledgerlock._rule_table(rel)::oid IS NOT DISTINCT FROM tbl THEN
-        PERFORM ledgerlock._refuse('LL009', pg_catalog.format(
-            'partition %s of %s was added after its numbering triggers were installed; it cannot number rows yet',
-            rel, tbl::regclass),
-            'run SELECT ledgerlock.reinstall_guards() (or ledgerlock migrate), or install the DDL guard');
-    END IF;
-    PERFORM ledgerlock._refuse('LL009', pg_catalog.format(
-        'the numbering triggers of %s were generated for another table (oid %s)', rel, tbl),
-        'run ledgerlock migrate (or SELECT ledgerlock.reinstall_guards()) to regenerate them');
-END
-$$;
-REVOKE ALL ON FUNCTION ledgerlock._ll40_check_relation(regclass, oid) FROM PUBLIC;
 
 -- A counter out of the fixed order: wait at most lock_timeout for it, then ask for a retry (40001).
 CREATE OR REPLACE FUNCTION ledgerlock._take_counter_out_of_order(tbl regclass, prefix text, suffix text,
@@ -156,40 +126,95 @@ END
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._refuse_numbering(regclass, bigint, bigint, text) FROM PUBLIC;
 
--- (Re)generate the three trigger functions of a numbered table from its configuration.
-CREATE OR REPLACE FUNCTION ledgerlock._ll40_generate_functions(tbl regclass, draft_format text, date_kind text)
+-- The generated function of a table for one part ('final', 'draft', 'settle'): ledgerlock._ll40_<key>_<part>,
+-- keyed by the table's name (_table_key), never its oid, so that a restored database runs them as they are.
+CREATE OR REPLACE FUNCTION ledgerlock._ll40_function_name(tbl regclass, part text)
+RETURNS name
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT ('_ll40_' || ledgerlock._table_key(tbl) || '_' || part)::name
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._ll40_function_name(regclass, text) FROM PUBLIC;
+
+-- A generated function runs on a relation it was not generated for: a partition created or attached since
+-- (without the DDL guard, which would have regenerated them), or a table renamed since. Such a partition
+-- may lack its settle triggers, so a range opened there might never be closed: refuse.
+CREATE OR REPLACE FUNCTION ledgerlock._ll40_check_relation(rel regclass, generated_for text)
 RETURNS void
 LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF ledgerlock._rule_table(rel) IS NOT DISTINCT FROM pg_catalog.to_regclass(generated_for) THEN
+        PERFORM ledgerlock._refuse('LL009', pg_catalog.format(
+            'partition %s of %s was added after its numbering triggers were installed; it cannot number rows yet',
+            rel, generated_for),
+            'have an admin run SELECT ledgerlock.reinstall_guards(), or install the DDL guard');
+    END IF;
+    PERFORM ledgerlock._refuse('LL009', pg_catalog.format(
+        'the numbering triggers of %s were generated for %s (renamed since?)', rel, generated_for),
+        'have an admin run SELECT ledgerlock.reinstall_guards() to generate them for its current name');
+END
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._ll40_check_relation(regclass, text) FROM PUBLIC;
+
+-- What every generated body of a table is filled with: the table as a regclass literal (resolved by name
+-- when the body is first run in a session), the check that the trigger fires on the table or one of the
+-- partitions it had at install time (by name: TG_TABLE_SCHEMA and TG_TABLE_NAME cost nothing), the keys
+-- of its position hints and of the counter order, and its date, scope and final_when over NEW / n / o.
+CREATE OR REPLACE FUNCTION ledgerlock._ll40_values(tbl regclass)
+RETURNS jsonb
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT pg_catalog.jsonb_build_object(
+        'tbl', pg_catalog.format('%L::regclass', q.name),
+        'rel_check', pg_catalog.format(
+            'IF (TG_TABLE_SCHEMA, TG_TABLE_NAME) NOT IN (%s) THEN '
+            'PERFORM ledgerlock._ll40_check_relation(TG_RELID, %L); END IF;', known.list, q.name),
+        -- the position hints of the table's series live in settings named after this key
+        'slot_key', ledgerlock._table_key(tbl) || E'\x1f',
+        -- counters are taken in (table, series) order; the table's part of that order
+        'order_key', q.name || E'\x1f',
+        'number_column', cfg.number_column,
+        'date_column', cfg.date_column,
+        'scope_column', cfg.scope_column,
+        'date_of', pg_catalog.format(CASE ledgerlock._date_kind(tbl) WHEN 'date' THEN 'NEW.%I'
+                                                                     WHEN 'timestamp' THEN 'NEW.%I::date'
+                                                                     ELSE '(NEW.%I AT TIME ZONE ''UTC'')::date' END,
+                                     cfg.date_column),
+        'scope_of', CASE WHEN cfg.scope_column IS NULL THEN 'NULL'
+                         ELSE pg_catalog.format('NEW.%I::text', cfg.scope_column) END,
+        'final_n', ledgerlock._condition_as(cfg.final_when_sql, 'n'),
+        'final_o', ledgerlock._condition_as(cfg.final_when_sql, 'o'),
+        'keys', (SELECT pg_catalog.string_agg(pg_catalog.quote_ident(k), ', ') FROM pg_catalog.unnest(cfg.key_columns) k))
+    FROM ledgerlock.protected_table cfg
+    CROSS JOIN LATERAL (SELECT pg_catalog.format('%I.%I', n.nspname, c.relname) AS name
+                        FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+                        WHERE c.oid = tbl) q
+    CROSS JOIN LATERAL (SELECT pg_catalog.string_agg(pg_catalog.format('(%L, %L)', n.nspname, c.relname), ', '
+                                                     ORDER BY c.oid) AS list
+                        FROM (SELECT p.relid FROM pg_catalog.pg_partition_tree(tbl) p UNION SELECT tbl) p
+                        JOIN pg_catalog.pg_class c ON c.oid = p.relid
+                        JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace) known
+    WHERE cfg.tbl = _ll40_values.tbl
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._ll40_values(regclass) FROM PUBLIC;
+
+-- BEFORE INSERT/UPDATE of a row becoming final: its number, from the statement's range of its series.
+-- Extra values: date_step and scope_step (the row's date and scope, refused when the format needs them
+-- and they are missing), prefix and suffix (PL/pgSQL expressions over ll_d and ll_scope), pad.
+CREATE OR REPLACE FUNCTION ledgerlock._ll40_final_body(v jsonb)
+RETURNS text
+LANGUAGE sql
+IMMUTABLE
 SET search_path = pg_catalog, pg_temp
 AS $fn$
-DECLARE
-    cfg ledgerlock.protected_table := ledgerlock._config(tbl);
-    final_fmt record := ledgerlock._number_format_parts(cfg.number_format, 'number_format', cfg.scope_column IS NOT NULL);
-    draft_fmt record := ledgerlock._number_format_parts(draft_format, 'draft_format', cfg.scope_column IS NOT NULL);
-    head text := 'RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS ';
-    known text;  -- the relations the functions were generated for: the table and its partitions
-    rel_check text;
-    num text := pg_catalog.quote_ident(cfg.number_column);
-    date_of text := pg_catalog.format(CASE date_kind WHEN 'date' THEN 'NEW.%I'
-                                                     WHEN 'timestamp' THEN 'NEW.%I::date'
-                                                     ELSE '(NEW.%I AT TIME ZONE ''UTC'')::date' END, cfg.date_column);
-    scope_of text := CASE WHEN cfg.scope_column IS NULL THEN 'NULL'
-                          ELSE pg_catalog.format('NEW.%I::text', cfg.scope_column) END;
-    f_new text := pg_catalog.replace(cfg.final_when_sql, 'll_row.', 'n.');
-    f_old text := pg_catalog.replace(cfg.final_when_sql, 'll_row.', 'o.');
-    keys text;
-    settle_query text;
-BEGIN
-    SELECT pg_catalog.string_agg(p.relid::oid::text, ', ') INTO known FROM pg_catalog.pg_partition_tree(tbl) p;
-    known := coalesce(known, tbl::oid::text);
-    rel_check := pg_catalog.format('IF TG_RELID NOT IN (%s) THEN PERFORM ledgerlock._ll40_check_relation(TG_RELID, %s); '
-                                   'END IF;', known, tbl::oid);
-    SELECT pg_catalog.string_agg(pg_catalog.quote_ident(k), ', ') INTO keys FROM pg_catalog.unnest(cfg.key_columns) k;
-    PERFORM ledgerlock._ddl_permit('ledgerlock'::regnamespace::oid, true);
-
-    -- BEFORE INSERT/UPDATE of a row becoming final: its number, from the statement's range of its series.
-    EXECUTE pg_catalog.format('CREATE OR REPLACE FUNCTION %s() ', ledgerlock._ll40_function(tbl, 'final'))
-        || head || pg_catalog.format($gen$$ll$
+    SELECT ledgerlock._template($ll$
 DECLARE
     ll_d date;
     ll_scope text;
@@ -205,13 +230,13 @@ DECLARE
     ll_held text;
     ll_seq text;
 BEGIN
-    %1$s
-    %2$s
-    %3$s
-    ll_prefix := %4$s;
-    ll_suffix := %5$s;
+    {{rel_check}}
+    {{date_step}}
+    {{scope_step}}
+    ll_prefix := {{prefix}};
+    ll_suffix := {{suffix}};
     -- Where this statement stands in its range of the series: "next,last,chunk" (a hint; see above).
-    ll_slot := 'ledgerlock.numbering_' || pg_catalog.md5(%6$L || ll_prefix || E'\x1f' || ll_suffix);
+    ll_slot := 'ledgerlock.numbering_' || pg_catalog.md5({{slot_key|L}} || ll_prefix || E'\x1f' || ll_suffix);
     ll_state := pg_catalog.current_setting(ll_slot, true);
     IF ll_state IS NULL OR ll_state = '' THEN
         ll_pos := 1; ll_top := 0; ll_chunk := 0;
@@ -225,10 +250,10 @@ BEGIN
         -- Fixed order, so two transactions cannot wait for each other: a counter that sorts before one this
         -- transaction already holds is only waited for briefly. (The setting is a hint: a client that changes
         -- it only risks an ordinary deadlock, which PostgreSQL detects.)
-        ll_key := %7$L || ll_prefix || E'\x1f' || ll_suffix;
+        ll_key := {{order_key|L}} || ll_prefix || E'\x1f' || ll_suffix;
         ll_held := pg_catalog.current_setting('ledgerlock.numbering_counters_held', true);
         IF ll_held IS NOT NULL AND ll_held <> '' AND ll_key COLLATE "C" < ll_held COLLATE "C" THEN
-            PERFORM ledgerlock._take_counter_out_of_order(%8$s, ll_prefix, ll_suffix, ll_key, ll_held);
+            PERFORM ledgerlock._take_counter_out_of_order({{tbl}}, ll_prefix, ll_suffix, ll_key, ll_held);
         END IF;
         LOOP
             UPDATE ledgerlock.number_counter AS c
@@ -236,10 +261,10 @@ BEGIN
                 open_from = coalesce(c.open_from, c.last_value),
                 open_kind = CASE WHEN c.open_kind IS NULL OR c.open_kind = pg_catalog.lower(TG_OP)
                                  THEN pg_catalog.lower(TG_OP) ELSE 'both' END
-            WHERE c.tbl = %8$s AND c.prefix = ll_prefix AND c.suffix = ll_suffix
+            WHERE c.tbl = {{tbl}} AND c.prefix = ll_prefix AND c.suffix = ll_suffix
             RETURNING c.last_value INTO ll_top;
             EXIT WHEN FOUND;
-            INSERT INTO ledgerlock.number_counter AS c (tbl, prefix, suffix) VALUES (%8$s, ll_prefix, ll_suffix)
+            INSERT INTO ledgerlock.number_counter AS c (tbl, prefix, suffix) VALUES ({{tbl}}, ll_prefix, ll_suffix)
             ON CONFLICT ON CONSTRAINT number_counter_pkey DO NOTHING;
         END LOOP;
         ll_pos := ll_top - ll_chunk + 1;
@@ -249,62 +274,56 @@ BEGIN
     END IF;
     ll_state := pg_catalog.set_config(ll_slot, (ll_pos + 1)::text || ',' || ll_top::text || ',' || ll_chunk::text, true);
     ll_seq := ll_pos::text;
-    IF pg_catalog.length(ll_seq) < %9$s THEN
-        ll_seq := pg_catalog.lpad(ll_seq, %9$s, '0');
+    IF pg_catalog.length(ll_seq) < {{pad}} THEN
+        ll_seq := pg_catalog.lpad(ll_seq, {{pad}}, '0');
     END IF;
-    NEW.%10$s := ll_prefix || ll_seq || ll_suffix;
+    NEW.{{number_column|I}} := ll_prefix || ll_seq || ll_suffix;
     RETURN NEW;
 END
-$ll$$gen$,
-        rel_check,
-        CASE WHEN final_fmt.uses_date THEN pg_catalog.format(
-            'll_d := %s; IF ll_d IS NULL OR NOT pg_catalog.isfinite(ll_d) THEN '
-            'PERFORM ledgerlock._refuse_unnumberable(%s::oid::regclass, pg_catalog.to_jsonb(NEW), %L, ''date''); END IF;',
-            date_of, tbl::oid, cfg.date_column) ELSE '' END,
-        CASE WHEN final_fmt.uses_scope THEN pg_catalog.format(
-            'll_scope := %s; IF ll_scope IS NULL THEN '
-            'PERFORM ledgerlock._refuse_unnumberable(%s::oid::regclass, pg_catalog.to_jsonb(NEW), %L, ''scope''); END IF;',
-            scope_of, tbl::oid, cfg.scope_column) ELSE '' END,
-        ledgerlock._number_part_sql(final_fmt.prefix_format, false),
-        ledgerlock._number_part_sql(final_fmt.suffix_format, false),
-        tbl::oid::text || E'\x1f',
-        pg_catalog.lpad(tbl::oid::text, 10, '0') || E'\x1f',
-        pg_catalog.format('%s::oid::regclass', tbl::oid),
-        final_fmt.pad,
-        num);
+$ll$, v)
+$fn$;
+REVOKE ALL ON FUNCTION ledgerlock._ll40_final_body(jsonb) FROM PUBLIC;
 
-    -- BEFORE INSERT of a draft with an empty number: a temporary number (gaps are fine).
-    EXECUTE pg_catalog.format('CREATE OR REPLACE FUNCTION %s() ', ledgerlock._ll40_function(tbl, 'draft'))
-        || head || pg_catalog.format($gen$$ll$
+-- BEFORE INSERT of a draft with an empty number: a temporary number (gaps are fine). Extra values: date_step,
+-- scope_step, prefix, suffix and pad of the draft format (a missing date or scope keeps its token).
+CREATE OR REPLACE FUNCTION ledgerlock._ll40_draft_body(v jsonb)
+RETURNS text
+LANGUAGE sql
+IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+    SELECT ledgerlock._template($ll$
 DECLARE
     ll_d date;
     ll_scope text;
     ll_seq text := pg_catalog.nextval('ledgerlock.draft_number')::text;
 BEGIN
-    %1$s
-    %2$s
-    IF pg_catalog.length(ll_seq) < %5$s THEN
-        ll_seq := pg_catalog.lpad(ll_seq, %5$s, '0');
+    {{date_step}}
+    {{scope_step}}
+    IF pg_catalog.length(ll_seq) < {{pad}} THEN
+        ll_seq := pg_catalog.lpad(ll_seq, {{pad}}, '0');
     END IF;
-    NEW.%6$s := %3$s || ll_seq || %4$s;
+    NEW.{{number_column|I}} := {{prefix}} || ll_seq || {{suffix}};
     RETURN NEW;
 END
-$ll$$gen$,
-        CASE WHEN draft_fmt.uses_date THEN pg_catalog.format('ll_d := %s;', date_of) ELSE '' END,
-        CASE WHEN draft_fmt.uses_scope THEN pg_catalog.format('ll_scope := %s;', scope_of) ELSE '' END,
-        ledgerlock._number_part_sql(draft_fmt.prefix_format, true),
-        ledgerlock._number_part_sql(draft_fmt.suffix_format, true),
-        draft_fmt.pad, num);
+$ll$, v)
+$fn$;
+REVOKE ALL ON FUNCTION ledgerlock._ll40_draft_body(jsonb) FROM PUBLIC;
 
-    -- AFTER INSERT/UPDATE, once per statement, with the statement's rows as transition tables ll_new (and
-    -- ll_old): checks the numbers the statement handed out and closes its ranges. One query does it all
-    -- (counts the rows that became final, reads their numbers back into the ranges the counters say this
-    -- statement opened, closes those ranges and resets their position hints), so a statement that numbers
-    -- nothing pays one small query, and one that numbers rows one more (it was five). The checks come after
-    -- the query: refusing raises an error, which undoes the closing together with the statement.
-    settle_query := pg_catalog.format($q$
+-- The one query of the settle step (see below), reading ll_new and, for an UPDATE, ll_old. Extra value:
+-- old_final, the count of rows that were final before the statement (0 for an INSERT).
+-- It counts the rows that became final, reads their numbers back into the ranges the counters say this
+-- statement opened, closes those ranges and resets their position hints, so a statement that numbers
+-- nothing pays one small query, and one that numbers rows one more.
+CREATE OR REPLACE FUNCTION ledgerlock._ll40_settle_query(v jsonb)
+RETURNS text
+LANGUAGE sql
+IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+    SELECT ledgerlock._template($q$
         WITH f AS MATERIALIZED (
-            SELECT (n.%2$s)::text COLLATE "C" AS num FROM ll_new AS n WHERE (%3$s) IS TRUE),
+            SELECT (n.{{number_column|I}})::text COLLATE "C" AS num FROM ll_new AS n WHERE ({{final_n}}) IS TRUE),
         r AS (
             SELECT c.prefix, c.suffix, c.open_from AS base, c.last_value AS top, c.open_kind,
                    pg_catalog.count(s.seq) AS cnt, pg_catalog.count(DISTINCT s.seq) AS distinct_cnt,
@@ -325,18 +344,18 @@ $ll$$gen$,
                             AND pg_catalog.length(f.num) > pg_catalog.length(c.prefix) + pg_catalog.length(c.suffix)
                          ) m OFFSET 0) d
                 WHERE d.seq > c.open_from AND d.seq <= c.last_value) s ON true
-            WHERE c.tbl = %1$s AND c.open_from IS NOT NULL AND c.open_kind IN (ll_kind, 'both')
+            WHERE c.tbl = {{tbl}} AND c.open_from IS NOT NULL AND c.open_kind IN (ll_kind, 'both')
             GROUP BY c.prefix, c.suffix, c.open_from, c.last_value, c.open_kind),
         u AS (
             UPDATE ledgerlock.number_counter AS c
             SET last_value = r.base + r.cnt, open_from = NULL, open_kind = NULL
             FROM r
-            WHERE c.tbl = %1$s AND c.prefix = r.prefix AND c.suffix = r.suffix
+            WHERE c.tbl = {{tbl}} AND c.prefix = r.prefix AND c.suffix = r.suffix
             RETURNING r.*, pg_catalog.set_config('ledgerlock.numbering_' || pg_catalog.md5(
-                %4$L || r.prefix || E'\x1f' || r.suffix), '', true) AS hint_reset)
+                {{slot_key|L}} || r.prefix || E'\x1f' || r.suffix), '', true) AS hint_reset)
         SELECT (SELECT pg_catalog.count(*) FROM f) AS new_final,
-               (SELECT pg_catalog.count(*) FROM ll_new AS n WHERE (%3$s) IS NOT TRUE) AS new_other,
-               %5$s AS old_final,
+               (SELECT pg_catalog.count(*) FROM ll_new AS n WHERE ({{final_n}}) IS NOT TRUE) AS new_other,
+               {{old_final}} AS old_final,
                pg_catalog.array_agg(u.prefix || '{SEQ}' || u.suffix ORDER BY u.prefix, u.suffix) AS series,
                pg_catalog.array_agg(u.base ORDER BY u.prefix, u.suffix) AS bases,
                pg_catalog.array_agg(u.cnt ORDER BY u.prefix, u.suffix) AS cnts,
@@ -344,10 +363,21 @@ $ll$$gen$,
                pg_catalog.array_agg(u.lo ORDER BY u.prefix, u.suffix) AS los,
                pg_catalog.array_agg(u.hi ORDER BY u.prefix, u.suffix) AS his,
                pg_catalog.bool_or(u.open_kind = 'both') AS mixed
-        FROM u$q$,
-        pg_catalog.format('%s::oid::regclass', tbl::oid), num, f_new, tbl::oid::text || E'\x1f', '@OLD_FINAL@');
-    EXECUTE pg_catalog.format('CREATE OR REPLACE FUNCTION %s() ', ledgerlock._ll40_function(tbl, 'settle'))
-        || head || pg_catalog.format($gen$$ll$
+        FROM u INTO ll_got$q$, v)
+$fn$;
+REVOKE ALL ON FUNCTION ledgerlock._ll40_settle_query(jsonb) FROM PUBLIC;
+
+-- AFTER INSERT/UPDATE, once per statement, with the statement's rows as transition tables ll_new (and
+-- ll_old): checks the numbers the statement handed out and closes its ranges. The checks come after the
+-- query: refusing raises an error, which undoes the closing together with the statement. Extra values:
+-- insert_query and update_query (_ll40_settle_query with old_final 0 and counted).
+CREATE OR REPLACE FUNCTION ledgerlock._ll40_settle_body(v jsonb)
+RETURNS text
+LANGUAGE sql
+IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+    SELECT ledgerlock._template($ll$
 DECLARE
     ll_kind text := pg_catalog.lower(TG_OP);
     ll_got record;
@@ -357,21 +387,21 @@ DECLARE
     ll_problem text;
     ll_i integer;
 BEGIN
-    %1$s
+    {{rel_check}}
     -- 0. Nothing to settle, the common case (drafts, edits of drafts): no row of the statement is final and
     --    no range of the table is open. Both facts come from state a client cannot touch.
-    IF NOT EXISTS (SELECT FROM ledgerlock.number_counter c WHERE c.tbl = %5$s AND c.open_from IS NOT NULL)
-       AND NOT EXISTS (SELECT FROM ll_new AS n WHERE (%2$s) IS TRUE) THEN
+    IF NOT EXISTS (SELECT FROM ledgerlock.number_counter c WHERE c.tbl = {{tbl}} AND c.open_from IS NOT NULL)
+       AND NOT EXISTS (SELECT FROM ll_new AS n WHERE ({{final_n}}) IS TRUE) THEN
         RETURN NULL;
     END IF;
     -- 1. What the statement did: from the transition tables and the counters alone (see above).
     IF TG_OP = 'INSERT' THEN
-        %9$s;
+        {{insert_query}};
     ELSE
-        %10$s;
+        {{update_query}};
         IF ll_got.old_final > 0 AND ll_got.new_other > 0 THEN  -- rows that stopped being final (final_when over a mutable column)
             SELECT pg_catalog.count(*) INTO ll_left_final
-            FROM ll_old AS o JOIN ll_new AS n USING (%4$s) WHERE (%3$s) IS TRUE AND (%2$s) IS NOT TRUE;
+            FROM ll_old AS o JOIN ll_new AS n USING ({{keys}}) WHERE ({{final_o}}) IS TRUE AND ({{final_n}}) IS NOT TRUE;
         END IF;
     END IF;
     ll_newly_final := ll_got.new_final - ll_got.old_final + ll_left_final;
@@ -379,72 +409,102 @@ BEGIN
     -- 2. The ranges this statement opened (for this kind of write), now closed: prove them.
     IF ll_got.mixed THEN
         PERFORM ledgerlock._refuse('LL009', pg_catalog.format(
-            'an INSERT ... ON CONFLICT DO UPDATE on %%s made rows final through both its INSERT and its UPDATE '
-            'part; ledgerlock cannot prove their final numbers gapless', %5$s),
+            'an INSERT ... ON CONFLICT DO UPDATE on %s made rows final through both its INSERT and its UPDATE '
+            'part; ledgerlock cannot prove their final numbers gapless', {{tbl}}),
             'insert the rows as drafts, then make them final with an UPDATE');
     END IF;
     IF ll_got.series IS NULL THEN
         IF ll_newly_final > 0 THEN
-            PERFORM ledgerlock._refuse_numbering(%5$s, ll_newly_final, 0, 'no numbers were taken from a counter');
+            PERFORM ledgerlock._refuse_numbering({{tbl}}, ll_newly_final, 0, 'no numbers were taken from a counter');
         END IF;
         RETURN NULL;
     END IF;
     FOR ll_i IN 1 .. pg_catalog.cardinality(ll_got.series) LOOP
         IF ll_got.cnts[ll_i] <> ll_got.distinct_cnts[ll_i] THEN
-            ll_problem := pg_catalog.format('series %%s: a number was handed out twice', ll_got.series[ll_i]);
+            ll_problem := pg_catalog.format('series %s: a number was handed out twice', ll_got.series[ll_i]);
         ELSIF ll_got.cnts[ll_i] > 0 AND (ll_got.los[ll_i] <> ll_got.bases[ll_i] + 1
                                         OR ll_got.his[ll_i] <> ll_got.bases[ll_i] + ll_got.cnts[ll_i]) THEN
-            ll_problem := pg_catalog.format('series %%s: the numbers handed out (%%s to %%s, %%s rows) leave a hole after %%s',
+            ll_problem := pg_catalog.format('series %s: the numbers handed out (%s to %s, %s rows) leave a hole after %s',
                                             ll_got.series[ll_i], ll_got.los[ll_i], ll_got.his[ll_i],
                                             ll_got.cnts[ll_i], ll_got.bases[ll_i]);
         END IF;
         IF ll_problem IS NOT NULL THEN
-            PERFORM ledgerlock._refuse_numbering(%5$s, ll_newly_final, ll_numbered, ll_problem);
+            PERFORM ledgerlock._refuse_numbering({{tbl}}, ll_newly_final, ll_numbered, ll_problem);
         END IF;
         ll_numbered := ll_numbered + ll_got.cnts[ll_i];
     END LOOP;
     IF ll_numbered <> ll_newly_final THEN
-        PERFORM ledgerlock._refuse_numbering(%5$s, ll_newly_final, ll_numbered,
+        PERFORM ledgerlock._refuse_numbering({{tbl}}, ll_newly_final, ll_numbered,
                                              'some final rows carry numbers that were not taken in this statement');
     END IF;
     RETURN NULL;
 END
-$ll$$gen$,
-        rel_check, f_new, f_old, keys, pg_catalog.format('%s::oid::regclass', tbl::oid), NULL, NULL, NULL,
-        pg_catalog.replace(settle_query, '@OLD_FINAL@', '0::bigint') || ' INTO ll_got',
-        pg_catalog.replace(settle_query, '@OLD_FINAL@', pg_catalog.format(
-            '(SELECT pg_catalog.count(*) FROM ll_old AS o WHERE (%s) IS TRUE)', f_old)) || ' INTO ll_got');
-
-    FOREACH known IN ARRAY ARRAY['final', 'draft', 'settle'] LOOP
-        EXECUTE pg_catalog.format('REVOKE ALL ON FUNCTION %s() FROM PUBLIC', ledgerlock._ll40_function(tbl, known));
-    END LOOP;
-    PERFORM ledgerlock._ddl_permit('ledgerlock'::regnamespace::oid, false);
-END
+$ll$, v)
 $fn$;
-REVOKE ALL ON FUNCTION ledgerlock._ll40_generate_functions(regclass, text, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ledgerlock._ll40_settle_body(jsonb) FROM PUBLIC;
 
--- Drop the generated functions of a table (its triggers are dropped first).
-CREATE OR REPLACE FUNCTION ledgerlock._ll40_drop_functions(tbl regclass)
+-- (Re)generate the three trigger functions of a numbered table from its configuration and draft format.
+CREATE OR REPLACE FUNCTION ledgerlock._ll40_generate_functions(tbl regclass, draft_format text)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    part text;
+    cfg ledgerlock.protected_table := ledgerlock._config(tbl);
+    v jsonb := ledgerlock._ll40_values(tbl);
+    fmt record;
 BEGIN
-    IF pg_catalog.to_regprocedure(ledgerlock._ll40_function(tbl, 'settle') || '()') IS NULL THEN
-        RETURN;
-    END IF;
-    PERFORM ledgerlock._ddl_permit('ledgerlock'::regnamespace::oid, true);
-    FOREACH part IN ARRAY ARRAY['final', 'draft', 'settle'] LOOP
-        EXECUTE pg_catalog.format('DROP FUNCTION IF EXISTS %s()', ledgerlock._ll40_function(tbl, part));
-    END LOOP;
-    PERFORM ledgerlock._ddl_permit('ledgerlock'::regnamespace::oid, false);
+    fmt := ledgerlock._number_format_parts(cfg.number_format, 'number_format', cfg.scope_column IS NOT NULL);
+    PERFORM ledgerlock._create_generated_function(ledgerlock._ll40_function_name(tbl, 'final'),
+        ledgerlock._ll40_final_body(v || pg_catalog.jsonb_build_object(
+            'date_step', CASE WHEN fmt.uses_date THEN ledgerlock._template(
+                'll_d := {{date_of}}; IF ll_d IS NULL OR NOT pg_catalog.isfinite(ll_d) THEN '
+                'PERFORM ledgerlock._refuse_unnumberable({{tbl}}, pg_catalog.to_jsonb(NEW), {{date_column|L}}, '
+                '''date''); END IF;', v) ELSE '' END,
+            'scope_step', CASE WHEN fmt.uses_scope THEN ledgerlock._template(
+                'll_scope := {{scope_of}}; IF ll_scope IS NULL THEN '
+                'PERFORM ledgerlock._refuse_unnumberable({{tbl}}, pg_catalog.to_jsonb(NEW), {{scope_column|L}}, '
+                '''scope''); END IF;', v) ELSE '' END,
+            'prefix', ledgerlock._number_part_sql(fmt.prefix_format, false),
+            'suffix', ledgerlock._number_part_sql(fmt.suffix_format, false),
+            'pad', fmt.pad)));
+
+    fmt := ledgerlock._number_format_parts(draft_format, 'draft_format', cfg.scope_column IS NOT NULL);
+    PERFORM ledgerlock._create_generated_function(ledgerlock._ll40_function_name(tbl, 'draft'),
+        ledgerlock._ll40_draft_body(v || pg_catalog.jsonb_build_object(
+            'date_step', CASE WHEN fmt.uses_date THEN ledgerlock._template('ll_d := {{date_of}};', v) ELSE '' END,
+            'scope_step', CASE WHEN fmt.uses_scope THEN ledgerlock._template('ll_scope := {{scope_of}};', v) ELSE '' END,
+            'prefix', ledgerlock._number_part_sql(fmt.prefix_format, true),
+            'suffix', ledgerlock._number_part_sql(fmt.suffix_format, true),
+            'pad', fmt.pad)));
+
+    PERFORM ledgerlock._create_generated_function(ledgerlock._ll40_function_name(tbl, 'settle'),
+        ledgerlock._ll40_settle_body(v || pg_catalog.jsonb_build_object(
+            'insert_query', ledgerlock._ll40_settle_query(v || '{"old_final": "0::bigint"}'),
+            'update_query', ledgerlock._ll40_settle_query(v || pg_catalog.jsonb_build_object('old_final',
+                ledgerlock._template('(SELECT pg_catalog.count(*) FROM ll_old AS o WHERE ({{final_o}}) IS TRUE)', v))))));
+END
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._ll40_generate_functions(regclass, text) FROM PUBLIC;
+
+-- Drop the generated functions of a table (its triggers are dropped first), and those no trigger runs any
+-- more: generated for a name the table no longer has, or for a table since unprotected.
+CREATE OR REPLACE FUNCTION ledgerlock._ll40_drop_functions(tbl regclass)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM ledgerlock._drop_generated_functions(ARRAY(
+        SELECT ledgerlock._ll40_function_name(tbl, part) FROM pg_catalog.unnest(ARRAY['final', 'draft', 'settle']) part
+        WHERE tbl IS NOT NULL
+        UNION
+        SELECT p.proname FROM pg_catalog.pg_proc p
+        WHERE p.pronamespace = 'ledgerlock'::regnamespace AND p.proname ~ '^_ll40_t[0-9a-f]+_(final|draft|settle)$'
+          AND NOT EXISTS (SELECT FROM pg_catalog.pg_trigger t WHERE t.tgfoid = p.oid)));
 END
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._ll40_drop_functions(regclass) FROM PUBLIC;
-
-DROP FUNCTION IF EXISTS ledgerlock._ll40_drop_triggers(regclass);  -- _drop_guard_triggers covers partitions
 
 CREATE OR REPLACE FUNCTION ledgerlock._install_40_numbering(tbl regclass)
 RETURNS void
@@ -457,7 +517,6 @@ DECLARE
     draft_fmt record;
     draft text;
     number_type regtype;
-    date_kind text;
     new_final text := ledgerlock._final_condition(tbl, 'NEW');
     old_final text := ledgerlock._final_condition(tbl, 'OLD');
     rel regclass;
@@ -492,10 +551,7 @@ BEGIN
                                         '(%L)', draft, cfg.number_format),
             HINT = 'give temporary numbers their own prefix, e.g. DRAFT-{SEQ}';
     END IF;
-    date_kind := CASE ledgerlock._column_type(tbl, cfg.date_column, 'date_column')
-                     WHEN 'date'::regtype THEN 'date'
-                     WHEN 'timestamp without time zone'::regtype THEN 'timestamp'
-                     ELSE 'timestamptz' END;
+    PERFORM ledgerlock._column_type(tbl, cfg.date_column, 'date_column');  -- a clear error when it is gone
 
     IF NOT EXISTS (SELECT FROM ledgerlock.number_format_history h
                    WHERE h.tbl = _install_40_numbering.tbl
@@ -506,27 +562,28 @@ BEGIN
         VALUES (tbl, cfg.number_format, draft);
     END IF;
 
-    PERFORM ledgerlock._ll40_generate_functions(tbl, draft, date_kind);
+    PERFORM ledgerlock._ll40_generate_functions(tbl, draft);
     PERFORM ledgerlock._create_guard_trigger(tbl, 'll_40_final_number_insert', pg_catalog.format(
-        'BEFORE INSERT ON %s FOR EACH ROW WHEN ((%s) IS TRUE) EXECUTE FUNCTION %s()',
-        tbl, new_final, ledgerlock._ll40_function(tbl, 'final')));
+        'BEFORE INSERT ON %s FOR EACH ROW WHEN ((%s) IS TRUE) EXECUTE FUNCTION ledgerlock.%I()',
+        tbl, new_final, ledgerlock._ll40_function_name(tbl, 'final')));
     PERFORM ledgerlock._create_guard_trigger(tbl, 'll_40_final_number_update', pg_catalog.format(
-        'BEFORE UPDATE ON %s FOR EACH ROW WHEN ((%s) IS TRUE AND (%s) IS NOT TRUE) EXECUTE FUNCTION %s()',
-        tbl, new_final, old_final, ledgerlock._ll40_function(tbl, 'final')));
+        'BEFORE UPDATE ON %s FOR EACH ROW WHEN ((%s) IS TRUE AND (%s) IS NOT TRUE) EXECUTE FUNCTION ledgerlock.%I()',
+        tbl, new_final, old_final, ledgerlock._ll40_function_name(tbl, 'final')));
     PERFORM ledgerlock._create_guard_trigger(tbl, 'll_40_draft_number', pg_catalog.format(
         'BEFORE INSERT ON %s FOR EACH ROW WHEN ((%s) IS NOT TRUE AND coalesce(NEW.%I::text, '''') = '''') '
-        'EXECUTE FUNCTION %s()', tbl, new_final, cfg.number_column, ledgerlock._ll40_function(tbl, 'draft')));
+        'EXECUTE FUNCTION ledgerlock.%I()', tbl, new_final, cfg.number_column, ledgerlock._ll40_function_name(tbl, 'draft')));
     -- Statement triggers are not passed on to partitions, and a statement on a partition fires only the
     -- partition's: every relation of the tree settles the statements run on it. New partitions get theirs
     -- from the DDL guard or ledgerlock.reinstall_guards(), like the TRUNCATE guard.
     FOR rel IN SELECT p.relid FROM pg_catalog.pg_partition_tree(tbl) p UNION SELECT tbl LOOP
         PERFORM ledgerlock._create_guard_trigger(rel, 'll_40_settle_insert', pg_catalog.format(
-            'AFTER INSERT ON %s REFERENCING NEW TABLE AS ll_new FOR EACH STATEMENT EXECUTE FUNCTION %s()',
-            rel, ledgerlock._ll40_function(tbl, 'settle')));
+            'AFTER INSERT ON %s REFERENCING NEW TABLE AS ll_new FOR EACH STATEMENT EXECUTE FUNCTION ledgerlock.%I()',
+            rel, ledgerlock._ll40_function_name(tbl, 'settle')));
         PERFORM ledgerlock._create_guard_trigger(rel, 'll_40_settle_update', pg_catalog.format(
             'AFTER UPDATE ON %s REFERENCING OLD TABLE AS ll_old NEW TABLE AS ll_new FOR EACH STATEMENT '
-            'EXECUTE FUNCTION %s()', rel, ledgerlock._ll40_function(tbl, 'settle')));
+            'EXECUTE FUNCTION ledgerlock.%I()', rel, ledgerlock._ll40_function_name(tbl, 'settle')));
     END LOOP;
+    PERFORM ledgerlock._ll40_drop_functions(NULL);  -- those no trigger runs any more (the table's old name)
 END
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._install_40_numbering(regclass) FROM PUBLIC;

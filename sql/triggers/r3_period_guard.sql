@@ -3,7 +3,7 @@
 -- the guards look the windows up (two backward index probes, whatever the number of windows).
 --
 -- Row triggers on a protected table (arguments: date column, date kind, scope column or '', ledger or '',
--- then the exempt columns for UPDATE) — row triggers, so partitions inherit them:
+-- the rest mark, the scope marks, then the exempt columns for UPDATE) — row triggers, so partitions inherit them:
 --   ll_20_period_skip    BEFORE INSERT, only when ledgerlock.on_locked = 'skip': a row in a locked window
 --                        is skipped and recorded (ledgerlock.skipped_writes)
 --   ll_20_period_insert  AFTER INSERT
@@ -11,13 +11,16 @@
 --   ll_20_period_delete  AFTER DELETE
 -- AFTER triggers see the row as stored (generated columns, changes made by other BEFORE triggers).
 --
--- The high-water mark: each trigger's WHEN clause compares the row's date with the last day of any active
--- window that applies to the table (`issued_on <= '2026-03-31'`), written into the trigger by the installer.
--- Rows dated after every window — today's documents, nearly every write — never call a function, so
--- single-row and bulk writes cost what they cost without ledgerlock. A lock that raises the mark re-installs
--- the guards of the tables it applies to, in its own transaction: CREATE TRIGGER waits for the table's open
--- writers and holds new ones until the lock commits, so no write judged by the old mark commits after the
--- lock. Unlocking leaves the mark where it is (a stricter filter only calls the function more often).
+-- The high-water marks, written into the triggers by the installer (docs/period-locks.md has the race
+-- argument). The table's mark is in each trigger's WHEN clause: the last day of any active window that
+-- applies to the table, in any scope (`issued_on <= '2026-03-31'`). Rows dated after it — today's documents,
+-- nearly every write — never call a function, so single-row and bulk writes cost what they cost without
+-- ledgerlock. The scopes' marks are in the arguments (ledgerlock._period_scope_marks): a side of a row dated
+-- after its scope's mark is not probed, so a lock in one scope does not make another scope's backdated writes
+-- pay the check. A lock that raises the mark the installed triggers give its scope re-installs the guards of
+-- the tables it applies to, in its own transaction: CREATE OR REPLACE TRIGGER waits for the table's open
+-- writers and holds new ones until the lock commits, so no write judged by the old marks commits after the
+-- lock. Unlocking leaves the marks where they are (a stricter filter only probes more often).
 
 -- 'skip' and 'error' (the default) are the only values of ledgerlock.on_locked; anything else is a mistake
 -- that must not pass silently.
@@ -39,7 +42,11 @@ REVOKE ALL ON FUNCTION ledgerlock._check_on_locked() FROM PUBLIC;
 
 -- The probe is written out inline (the scope gate, the fence and the query of ledgerlock._enter_scope and
 -- ledgerlock._window_covering): a nested call with a pinned search_path costs about as much as the probe.
--- BEFORE INSERT (skip mode), AFTER INSERT, AFTER UPDATE, AFTER DELETE.
+-- BEFORE INSERT (skip mode), AFTER INSERT, AFTER UPDATE, AFTER DELETE. Arguments: date column, date kind,
+-- scope column or '', ledger or '', the scope marks (see the top of this file), then the exempt columns.
+-- One loop visits the row's sides (new; old; old then new): each side whose day lies on or before its
+-- scope's mark enters the scope and looks its window up; the new side of an update that keeps scope and day
+-- reuses the old side's window.
 CREATE OR REPLACE FUNCTION ledgerlock.guard_period_row()
 RETURNS trigger
 LANGUAGE plpgsql
@@ -51,81 +58,87 @@ DECLARE
     date_kind text := TG_ARGV[1];
     scope_col text := nullif(TG_ARGV[2], '');
     tbl_ledger text := nullif(TG_ARGV[3], '');
+    rest_mark date := nullif(TG_ARGV[4], '')::date;  -- null: no scope marks, every side is probed
     on_locked text := pg_catalog.current_setting('ledgerlock.on_locked', true);
     fenced boolean := pg_catalog.current_setting('transaction_isolation') <> 'read committed';
     o jsonb;
     n jsonb;
+    r jsonb;
+    side text;
+    row_scope text;
+    row_day date;
+    entered text;  -- the scope whose gate this call holds
+    w bigint;
     old_scope text;
-    new_scope text;
     old_day date;
-    new_day date;
     wo bigint;
     wn bigint;
 BEGIN
     IF on_locked IS NOT NULL AND on_locked NOT IN ('', 'error', 'skip') THEN
         PERFORM ledgerlock._check_on_locked();
     END IF;
-    IF TG_OP <> 'INSERT' THEN
-        o := pg_catalog.to_jsonb(OLD);
-        old_day := CASE date_kind WHEN 'timestamptz' THEN ((o ->> date_col)::timestamptz AT TIME ZONE 'UTC')::date
-                                  ELSE (o ->> date_col)::date END;
-        IF old_day IS NOT NULL THEN
-            old_scope := coalesce(o ->> scope_col, '*');
-            EXECUTE 'LOCK TABLE ledgerlock.scope_gate_' || pg_catalog.lpad((pg_catalog.hashtext(old_scope) & 63)::text, 2, '0')
-                    || ' IN ROW EXCLUSIVE MODE';
-            IF fenced THEN
-                PERFORM FROM ledgerlock.period_fence f
-                WHERE f.bucket = pg_catalog.hashtext(old_scope) & 1023 FOR KEY SHARE;
-            END IF;
-            SELECT x.lock_id INTO wo
-            FROM ((SELECT s.lock_id, s.to_date FROM ledgerlock.period_lock_span s
-                   WHERE s.scope = old_scope AND s.ledger = '*' AND s.from_date <= old_day
-                   ORDER BY s.from_date DESC LIMIT 1)
-                  UNION ALL
-                  (SELECT s.lock_id, s.to_date FROM ledgerlock.period_lock_span s
-                   WHERE s.scope = old_scope AND s.ledger = tbl_ledger AND s.from_date <= old_day
-                   ORDER BY s.from_date DESC LIMIT 1)) AS x
-            WHERE x.to_date >= old_day
-            LIMIT 1;
+    FOREACH side IN ARRAY CASE TG_OP WHEN 'INSERT' THEN '{new}'::text[] WHEN 'DELETE' THEN '{old}'::text[]
+                                     ELSE '{old,new}'::text[] END LOOP
+        IF side = 'old' THEN
+            o := pg_catalog.to_jsonb(OLD);
+            r := o;
+        ELSE
+            n := pg_catalog.to_jsonb(NEW);
+            r := n;
         END IF;
-    END IF;
-    IF TG_OP <> 'DELETE' THEN
-        n := pg_catalog.to_jsonb(NEW);
-        new_day := CASE date_kind WHEN 'timestamptz' THEN ((n ->> date_col)::timestamptz AT TIME ZONE 'UTC')::date
-                                  ELSE (n ->> date_col)::date END;
-        IF new_day IS NOT NULL THEN
-            new_scope := coalesce(n ->> scope_col, '*');
-            IF new_scope IS DISTINCT FROM old_scope THEN
-                EXECUTE 'LOCK TABLE ledgerlock.scope_gate_' || pg_catalog.lpad((pg_catalog.hashtext(new_scope) & 63)::text, 2, '0')
+        row_day := CASE date_kind WHEN 'timestamptz' THEN ((r ->> date_col)::timestamptz AT TIME ZONE 'UTC')::date
+                                  ELSE (r ->> date_col)::date END;
+        row_scope := coalesce(r ->> scope_col, '*');
+        w := NULL;
+        IF row_day IS NULL THEN
+            NULL;  -- a row without a date lies in no window
+        ELSIF side = 'new' AND TG_OP = 'UPDATE' AND row_scope = old_scope AND row_day = old_day THEN
+            w := wo;  -- same scope and date: the same window
+        ELSIF rest_mark IS NULL OR row_day <= rest_mark
+              OR row_day <= (TG_ARGV[5]::jsonb ->> row_scope)::date THEN
+            IF entered IS DISTINCT FROM row_scope THEN
+                EXECUTE 'LOCK TABLE ledgerlock.scope_gate_' || pg_catalog.lpad((pg_catalog.hashtext(row_scope) & 63)::text, 2, '0')
                         || ' IN ROW EXCLUSIVE MODE';
                 IF fenced THEN
                     PERFORM FROM ledgerlock.period_fence f
-                    WHERE f.bucket = pg_catalog.hashtext(new_scope) & 1023 FOR KEY SHARE;
+                    WHERE f.bucket = pg_catalog.hashtext(row_scope) & 1023 FOR KEY SHARE;
                 END IF;
+                entered := row_scope;
             END IF;
-            IF new_day IS DISTINCT FROM old_day OR new_scope IS DISTINCT FROM old_scope THEN
-                SELECT x.lock_id INTO wn
+            IF tbl_ledger IS NULL THEN  -- an untagged table: windows on every ledger only
+                SELECT x.lock_id INTO w
+                FROM (SELECT s.lock_id, s.to_date FROM ledgerlock.period_lock_span s
+                      WHERE s.scope = row_scope AND s.ledger = '*' AND s.from_date <= row_day
+                      ORDER BY s.from_date DESC LIMIT 1) AS x
+                WHERE x.to_date >= row_day;
+            ELSE
+                SELECT x.lock_id INTO w
                 FROM ((SELECT s.lock_id, s.to_date FROM ledgerlock.period_lock_span s
-                       WHERE s.scope = new_scope AND s.ledger = '*' AND s.from_date <= new_day
+                       WHERE s.scope = row_scope AND s.ledger = '*' AND s.from_date <= row_day
                        ORDER BY s.from_date DESC LIMIT 1)
                       UNION ALL
                       (SELECT s.lock_id, s.to_date FROM ledgerlock.period_lock_span s
-                       WHERE s.scope = new_scope AND s.ledger = tbl_ledger AND s.from_date <= new_day
+                       WHERE s.scope = row_scope AND s.ledger = tbl_ledger AND s.from_date <= row_day
                        ORDER BY s.from_date DESC LIMIT 1)) AS x
-                WHERE x.to_date >= new_day
+                WHERE x.to_date >= row_day
                 LIMIT 1;
-            ELSE
-                wn := wo;  -- same scope and date: the same window
             END IF;
         END IF;
-    END IF;
+        IF side = 'old' THEN
+            old_scope := row_scope;
+            old_day := row_day;
+            wo := w;
+        ELSE
+            wn := w;
+        END IF;
+    END LOOP;
 
     IF TG_OP = 'INSERT' AND TG_WHEN = 'BEFORE' THEN  -- skip mode
         IF wn IS NULL OR ledgerlock._period_admits(TG_RELID::regclass, wn, n) THEN
             RETURN NEW;
         END IF;
         INSERT INTO ledgerlock.lock_event (kind, lock_id, scope, details)
-        VALUES ('skip', wn, new_scope, pg_catalog.jsonb_build_object(
+        VALUES ('skip', wn, row_scope, pg_catalog.jsonb_build_object(
             'table', TG_RELID::regclass::text, 'key', ledgerlock.row_key(TG_RELID::regclass, n), 'row', n));
         RETURN NULL;
     END IF;
@@ -134,7 +147,7 @@ BEGIN
         RETURN NULL;
     END IF;
     -- only mutable (or generated) columns changed: reconciling or paying a row in a locked period is fine
-    IF TG_OP = 'UPDATE' AND ledgerlock._same_except(OLD, NEW, TG_ARGV[4:]) THEN
+    IF TG_OP = 'UPDATE' AND ledgerlock._same_except(OLD, NEW, TG_ARGV[6:]) THEN
         RETURN NULL;
     END IF;
     IF wo IS NOT NULL THEN
@@ -176,9 +189,86 @@ AS $$
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._period_mark(text) FROM PUBLIC;
 
--- After a new window: re-install the guards of the tables whose mark it may raise (see the top of this
--- file). A table whose other windows already reach as far keeps its triggers untouched.
-CREATE OR REPLACE FUNCTION ledgerlock._raise_period_marks(to_date date, ledgers text[], lock_id bigint)
+-- The scope marks of a table with this ledger tag, passed to its guards as arguments: `rest`, the mark of
+-- every scope not listed, and `listed`, a JSON object giving the 64 scopes with the latest windows their own
+-- marks (each later than `rest`). A scope's mark is the last day of its active windows that apply to the
+-- table; a side of a row dated after its scope's mark needs no probe. Bounded so that the argument stays small
+-- whatever the number of scopes: the scopes past the 64th share `rest`, which is only ever too high.
+CREATE OR REPLACE FUNCTION ledgerlock._period_scope_marks(ledger text, OUT rest date, OUT listed jsonb)
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH m AS (
+        SELECT s.scope, pg_catalog.max(s.to_date) AS mark FROM ledgerlock.period_lock_span s
+        WHERE s.ledger = '*' OR s.ledger = _period_scope_marks.ledger
+        GROUP BY s.scope),
+    r AS (SELECT coalesce((SELECT m.mark FROM m ORDER BY m.mark DESC OFFSET 64 LIMIT 1), '-infinity'::date) AS rest)
+    SELECT r.rest, coalesce((SELECT pg_catalog.jsonb_object_agg(m.scope, ledgerlock._iso_date(m.mark))
+                             FROM m WHERE m.mark > r.rest), '{}'::jsonb)
+    FROM r
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._period_scope_marks(text) FROM PUBLIC;
+
+-- A date as text whatever the session's DateStyle ('2026-03-31', '-infinity'): trigger arguments and marks are
+-- read back by the guards under any client setting.
+CREATE OR REPLACE FUNCTION ledgerlock._iso_date(d date)
+RETURNS text
+LANGUAGE sql
+IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN pg_catalog.isfinite(d) THEN pg_catalog.to_char(d, 'YYYY-MM-DD') ELSE d::text END
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._iso_date(date) FROM PUBLIC;
+
+-- The arguments of a trigger (pg_trigger.tgargs: each argument followed by a zero byte).
+CREATE OR REPLACE FUNCTION ledgerlock._trigger_args(args bytea)
+RETURNS text[]
+LANGUAGE plpgsql
+IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    out text[] := '{}';
+    i integer;
+BEGIN
+    LOOP
+        i := pg_catalog.position(args, '\x00'::bytea);
+        EXIT WHEN i IS NULL OR i = 0;
+        out := out || pg_catalog.convert_from(pg_catalog.substr(args, 1, i - 1),
+                                              pg_catalog.getdatabaseencoding());
+        args := pg_catalog.substr(args, i + 1);
+    END LOOP;
+    RETURN out;
+END
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._trigger_args(bytea) FROM PUBLIC;
+
+-- The mark the installed guards of a table give a scope (null: no guard installed): the table's mark from the
+-- WHEN clause of ll_20_period_insert, lowered to the scope's own mark from its arguments. Read from the
+-- trigger itself, which is what decides which rows are checked.
+CREATE OR REPLACE FUNCTION ledgerlock._period_installed_mark(tbl regclass, scope text)
+RETURNS date
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN coalesce(a.args[5], '') = '' THEN w.top
+                ELSE least(w.top, coalesce((a.args[6]::jsonb ->> _period_installed_mark.scope)::date,
+                                           a.args[5]::date)) END
+    FROM pg_catalog.pg_trigger t
+    CROSS JOIN LATERAL (SELECT pg_catalog.substring(pg_catalog.pg_get_triggerdef(t.oid), '<= ''([-0-9a-z]+)''::date')::date
+                        AS top) w
+    CROSS JOIN LATERAL (SELECT ledgerlock._trigger_args(t.tgargs) AS args) a
+    WHERE t.tgrelid = _period_installed_mark.tbl AND t.tgname = 'll_20_period_insert'
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._period_installed_mark(regclass, text) FROM PUBLIC;
+
+-- After a new window of a scope: re-install the guards of the tables whose mark for that scope it raises
+-- (see the top of this file). A table whose installed mark for the scope already reaches as far keeps its
+-- triggers untouched.
+CREATE OR REPLACE FUNCTION ledgerlock._raise_period_marks(scope text, to_date date, ledgers text[])
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -189,16 +279,15 @@ BEGIN
     FOR t IN
         SELECT p.tbl FROM ledgerlock.protected_table p
         WHERE (_raise_period_marks.ledgers IS NULL OR p.ledger = ANY (_raise_period_marks.ledgers))
-          AND NOT EXISTS (SELECT FROM ledgerlock.period_lock_span s
-                          WHERE (s.ledger = '*' OR s.ledger = p.ledger) AND s.lock_id <> _raise_period_marks.lock_id
-                            AND s.to_date >= _raise_period_marks.to_date)
+          AND NOT coalesce(ledgerlock._period_installed_mark(p.tbl, _raise_period_marks.scope)
+                           >= _raise_period_marks.to_date, false)
         ORDER BY p.tbl::oid
     LOOP
         PERFORM ledgerlock._install_20_period(t);
     END LOOP;
 END
 $$;
-REVOKE ALL ON FUNCTION ledgerlock._raise_period_marks(date, text[], bigint) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ledgerlock._raise_period_marks(text, date, text[]) FROM PUBLIC;
 
 -- Like ledgerlock._create_guard_trigger, but CREATE OR REPLACE: raising the mark must not DROP a trigger
 -- (DROP TRIGGER takes an ACCESS EXCLUSIVE lock, which would block readers; CREATE OR REPLACE TRIGGER and
@@ -240,8 +329,8 @@ AS $$
 DECLARE
     cfg ledgerlock.protected_table := ledgerlock._config(tbl);
     kind text := ledgerlock._period_date_kind(tbl);
-    args text := pg_catalog.format('%L, %L, %L, %L', cfg.date_column, kind,
-                                   coalesce(cfg.scope_column::text, ''), coalesce(cfg.ledger, ''));
+    marks record;
+    args text;
     exempt text := (SELECT pg_catalog.string_agg(pg_catalog.quote_literal(c), ', ')
                     FROM pg_catalog.unnest(ledgerlock._exempt_columns(tbl)) AS c);
     mark text;
@@ -252,7 +341,10 @@ BEGIN
     -- The mark is computed after every concurrent window change has committed, and none can start before
     -- this transaction ends (ledgerlock._tick_mark_clock): a lock racing this install cannot leave it low.
     PERFORM ledgerlock._tick_mark_clock();
-    mark := pg_catalog.quote_literal(coalesce(ledgerlock._period_mark(cfg.ledger), '-infinity'::date)::text)
+    marks := ledgerlock._period_scope_marks(cfg.ledger);
+    args := pg_catalog.format('%L, %L, %L, %L, %L, %L', cfg.date_column, kind, coalesce(cfg.scope_column::text, ''),
+                              coalesce(cfg.ledger, ''), ledgerlock._iso_date(marks.rest), marks.listed);
+    mark := pg_catalog.quote_literal(ledgerlock._iso_date(coalesce(ledgerlock._period_mark(cfg.ledger), '-infinity')))
             || '::date';
     -- replaced in place (a stale ll_20_ trigger of an older version is dropped): see _replace_guard_trigger
     FOR stale IN
@@ -335,9 +427,9 @@ ALTER TABLE ledgerlock.lock_event ENABLE ALWAYS TRIGGER ll_20_lock_event_no_trun
 ALTER TABLE ledgerlock.period_lock ENABLE ALWAYS TRIGGER ll_20_period_lock_forward;
 ALTER TABLE ledgerlock.period_lock ENABLE ALWAYS TRIGGER ll_20_period_lock_no_truncate;
 
--- Every protected table whose installed high-water mark is below the mark its windows require (a write
--- dated between the two would not be checked): for ledgerlock doctor, which reports it as critical.
--- The installed mark is read back from the WHEN clause of ll_20_period_insert.
+-- Every protected table whose installed guards give a scope a mark below the last day of that scope's windows
+-- (a write dated between the two would not be checked): for ledgerlock doctor, which reports it as critical.
+-- One row per table, its scope with the latest such window.
 CREATE OR REPLACE FUNCTION ledgerlock._period_mark_problems()
 RETURNS TABLE (tbl regclass, installed date, required date)
 LANGUAGE sql
@@ -345,15 +437,15 @@ STABLE
 SECURITY DEFINER  -- reads the windows for the auditor's doctor
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT p.tbl, m.installed, r.required
-    FROM ledgerlock.protected_table p
-    CROSS JOIN LATERAL (SELECT ledgerlock._period_mark(p.ledger) AS required) r
-    LEFT JOIN LATERAL (
-        SELECT pg_catalog.substring(pg_catalog.pg_get_triggerdef(t.oid), '<= ''([-0-9a-z]+)''::date')::date
-               AS installed
-        FROM pg_catalog.pg_trigger t
-        WHERE t.tgrelid = p.tbl AND t.tgname = 'll_20_period_insert') m ON true
-    WHERE r.required IS NOT NULL AND (m.installed IS NULL OR m.installed < r.required)
+    SELECT DISTINCT ON (x.tbl) x.tbl, x.installed, x.required
+    FROM (SELECT p.tbl, ledgerlock._period_installed_mark(p.tbl, r.scope) AS installed, r.required
+          FROM ledgerlock.protected_table p
+          CROSS JOIN LATERAL (SELECT s.scope, pg_catalog.max(s.to_date) AS required
+                              FROM ledgerlock.period_lock_span s
+                              WHERE s.ledger = '*' OR s.ledger = p.ledger
+                              GROUP BY s.scope) r) x
+    WHERE x.installed IS NULL OR x.installed < x.required
+    ORDER BY x.tbl, x.required DESC
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._period_mark_problems() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION ledgerlock._period_mark_problems() TO ledgerlock_admin, ledgerlock_auditor;

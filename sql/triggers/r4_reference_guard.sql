@@ -13,23 +13,6 @@
 -- arriving second waits for the parent's transaction and then references the parent's new state. Lines take
 -- FOR SHARE on their header the same way, so a header cannot become final under a line being written.
 
--- Columns that may change on a referenced parent: its declared mutable columns (when it is protected) and
--- generated columns (BEFORE triggers see them unset in NEW).
-CREATE OR REPLACE FUNCTION ledgerlock._ref_exempt_columns(tbl regclass)
-RETURNS name[]
-LANGUAGE sql
-STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT ARRAY(
-        SELECT pg_catalog.unnest(p.mutable_columns) FROM ledgerlock.protected_table p WHERE p.tbl = _ref_exempt_columns.tbl
-        UNION
-        SELECT a.attname FROM pg_catalog.pg_attribute a
-        WHERE a.attrelid = _ref_exempt_columns.tbl AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated <> ''
-        ORDER BY 1)
-$$;
-REVOKE ALL ON FUNCTION ledgerlock._ref_exempt_columns(regclass) FROM PUBLIC;
-
 -- LL003 for an update or delete of a parent that a matching child references (the caller has checked
 -- that the update changes more than exempt columns).
 CREATE OR REPLACE FUNCTION ledgerlock._ref_refuse_referenced(rule_id integer, op text, old_row jsonb, new_row jsonb,
@@ -45,8 +28,8 @@ DECLARE
     mutable name[];
 BEGIN
     SELECT * INTO STRICT r FROM ledgerlock.reference_rule x WHERE x.id = rule_id;
-    child_label := ledgerlock._ref_label(r.child, child_row);
-    parent_label := ledgerlock._ref_label(r.parent, old_row);
+    child_label := ledgerlock.row_label(r.child, child_row);
+    parent_label := ledgerlock.row_label(r.parent, old_row);
     mutable := (SELECT p.mutable_columns FROM ledgerlock.protected_table p WHERE p.tbl = r.parent);
     PERFORM ledgerlock._refuse('LL003',
         pg_catalog.format('%s is referenced by %s and cannot be %s', parent_label, child_label,
@@ -77,8 +60,8 @@ DECLARE
     child_row jsonb;
 BEGIN
     SELECT * INTO STRICT r FROM ledgerlock.reference_rule x WHERE x.id = rule_id;
-    head := ledgerlock._ref_label(r.parent, header_row);
-    what := ledgerlock._ref_label(r.child, line_row) || CASE WHEN is_target
+    head := ledgerlock.row_label(r.parent, header_row);
+    what := ledgerlock.row_label(r.child, line_row) || CASE WHEN is_target
         THEN pg_catalog.format(' cannot be moved to %s: that header', head)
         ELSE pg_catalog.format(' cannot be %s: its header %s', verb, head) END;
     IF header_final THEN
@@ -90,7 +73,7 @@ BEGIN
     IF pg_catalog.to_regprocedure('ledgerlock._assert_period_open(regclass,jsonb,text)') IS NOT NULL
        AND EXISTS (SELECT FROM ledgerlock.protected_table p WHERE p.tbl = r.parent) THEN
         PERFORM ledgerlock._assert_period_open(r.parent, header_row, pg_catalog.format(
-            'changed through its lines (%s %s)', ledgerlock._ref_label(r.child, line_row),
+            'changed through its lines (%s %s)', ledgerlock.row_label(r.child, line_row),
             CASE WHEN is_target THEN 'cannot be moved to it' ELSE 'cannot be ' || verb END));
     END IF;
     FOR rr IN SELECT * FROM ledgerlock.reference_rule x
@@ -98,9 +81,9 @@ BEGIN
         SELECT c INTO child_row FROM ledgerlock._ref_referencing(rr.id, header_row, 1) AS c;
         IF child_row IS NOT NULL THEN
             PERFORM ledgerlock._refuse('LL003',
-                pg_catalog.format('%s is referenced by %s', what, ledgerlock._ref_label(rr.child, child_row)),
+                pg_catalog.format('%s is referenced by %s', what, ledgerlock.row_label(rr.child, child_row)),
                 pg_catalog.format('delete %s first; ledgerlock why shows the whole chain',
-                                  ledgerlock._ref_label(rr.child, child_row)));
+                                  ledgerlock.row_label(rr.child, child_row)));
         END IF;
     END LOOP;
 END
@@ -131,57 +114,62 @@ AS $$
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._ref_tuple(text, name[]) FROM PUBLIC;
 
--- (Re)generate the trigger functions of one rule from its row.
-CREATE OR REPLACE FUNCTION ledgerlock._ref_generate_functions(rule_id integer)
-RETURNS void
-LANGUAGE plpgsql
+-- Parent side of a 'referenced' rule: one index probe of the child on the foreign key; refuse when a
+-- matching child references the row. Values: child, match (child to OLD), condition, rule_id.
+CREATE OR REPLACE FUNCTION ledgerlock._ref_parent_body(v jsonb)
+RETURNS text
+LANGUAGE sql
+IMMUTABLE
 SET search_path = pg_catalog, pg_temp
 AS $fn$
-DECLARE
-    r ledgerlock.reference_rule;
-    header_final text;
-    head text := 'RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS ';
-BEGIN
-    SELECT * INTO STRICT r FROM ledgerlock.reference_rule x WHERE x.id = rule_id;
-    PERFORM ledgerlock._ddl_permit('ledgerlock'::regnamespace::oid, true);  -- generated functions, DDL guard
-    IF r.kind = 'referenced' THEN
-        -- Parent side: one index probe of the child on the foreign key.
-        EXECUTE pg_catalog.format('CREATE OR REPLACE FUNCTION ledgerlock.%I() ', '_ll30_r' || r.id || '_parent')
-            || head || pg_catalog.format($gen$$ll$
+    SELECT ledgerlock._template($ll$
 DECLARE
     ll_child jsonb;
 BEGIN
-    SELECT pg_catalog.to_jsonb(ll_row) INTO ll_child FROM %s AS ll_row WHERE %s AND (%s) LIMIT 1;
+    SELECT pg_catalog.to_jsonb(ll_row) INTO ll_child FROM {{child}} AS ll_row WHERE {{match}} AND ({{condition}}) LIMIT 1;
     IF ll_child IS NOT NULL THEN
         IF TG_OP = 'UPDATE' THEN
             IF ledgerlock._same_except(OLD, NEW, TG_ARGV) THEN  -- only exempt columns changed
                 RETURN NEW;
             END IF;
         END IF;
-        PERFORM ledgerlock._ref_refuse_referenced(%s, TG_OP, pg_catalog.to_jsonb(OLD),
+        PERFORM ledgerlock._ref_refuse_referenced({{rule_id}}, TG_OP, pg_catalog.to_jsonb(OLD),
             CASE TG_OP WHEN 'UPDATE' THEN pg_catalog.to_jsonb(NEW) END, ll_child, coalesce(TG_ARGV, '{}'));
     END IF;
     RETURN CASE TG_OP WHEN 'DELETE' THEN OLD ELSE NEW END;
 END
-$ll$$gen$, r.child, ledgerlock._ref_match('ll_row', r.child_columns, 'OLD', r.parent_columns),
-            coalesce(r.child_condition_sql, 'true'), r.id);
-        -- Child side: share-lock the parent row before a matching child row is written.
-        EXECUTE pg_catalog.format('CREATE OR REPLACE FUNCTION ledgerlock.%I() ', '_ll30_r' || r.id || '_child')
-            || head || pg_catalog.format($gen$$ll$
+$ll$, v)
+$fn$;
+REVOKE ALL ON FUNCTION ledgerlock._ref_parent_body(jsonb) FROM PUBLIC;
+
+-- Child side of a 'referenced' rule: share-lock the parent row before a matching child row is written.
+-- Values: parent, match (parent to NEW).
+CREATE OR REPLACE FUNCTION ledgerlock._ref_child_body(v jsonb)
+RETURNS text
+LANGUAGE sql
+IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+    SELECT ledgerlock._template($ll$
 BEGIN
-    PERFORM 1 FROM %s AS ll_parent WHERE %s FOR SHARE;
+    PERFORM 1 FROM {{parent}} AS ll_parent WHERE {{match}} FOR SHARE;
     RETURN NEW;
 END
-$ll$$gen$, r.parent, ledgerlock._ref_match('ll_parent', r.parent_columns, 'NEW', r.child_columns));
-        EXECUTE pg_catalog.format('REVOKE ALL ON FUNCTION ledgerlock.%I() FROM PUBLIC', '_ll30_r' || r.id || '_parent');
-        EXECUTE pg_catalog.format('REVOKE ALL ON FUNCTION ledgerlock.%I() FROM PUBLIC', '_ll30_r' || r.id || '_child');
-    ELSE
-        -- Lines: share-lock the header and read whether it is final in the same statement, then let
-        -- _ref_check_header decide (period and referenced headers).
-        header_final := coalesce((SELECT p.final_when_sql FROM ledgerlock.protected_table p WHERE p.tbl = r.parent),
-                                 'false');
-        EXECUTE pg_catalog.format('CREATE OR REPLACE FUNCTION ledgerlock.%I() ', '_ll30_r' || r.id || '_line')
-            || head || pg_catalog.format($gen$$ll$
+$ll$, v)
+$fn$;
+REVOKE ALL ON FUNCTION ledgerlock._ref_child_body(jsonb) FROM PUBLIC;
+
+-- Lines: share-lock the header and read whether it is final in the same statement, then let
+-- _ref_check_header decide (period and referenced headers). Values: parent, header_final (its final_when
+-- over ll_row, or false), new_tuple and old_tuple (the line's foreign key), match_old and match_new (the
+-- header to the line's OLD and NEW), rule_id.
+CREATE OR REPLACE FUNCTION ledgerlock._ref_line_body(v jsonb)
+RETURNS text
+LANGUAGE sql
+IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+    SELECT ledgerlock._template($ll$
 DECLARE
     ll_header jsonb;
     ll_final boolean;
@@ -192,37 +180,65 @@ BEGIN
         IF ledgerlock._same_except(OLD, NEW, TG_ARGV) THEN
             RETURN NEW;
         END IF;
-        IF %3$s IS DISTINCT FROM %4$s THEN
+        IF {{new_tuple}} IS DISTINCT FROM {{old_tuple}} THEN
             ll_verb := 'moved';
         END IF;
     END IF;
     IF TG_OP <> 'INSERT' THEN
-        SELECT pg_catalog.to_jsonb(ll_row), coalesce((%2$s), false) INTO ll_header, ll_final
-        FROM %1$s AS ll_row WHERE %5$s FOR SHARE;
+        SELECT pg_catalog.to_jsonb(ll_row), coalesce(({{header_final}}), false) INTO ll_header, ll_final
+        FROM {{parent}} AS ll_row WHERE {{match_old}} FOR SHARE;
         IF ll_header IS NOT NULL THEN
-            PERFORM ledgerlock._ref_check_header(%7$s, ll_verb, pg_catalog.to_jsonb(OLD), ll_header, ll_final, false);
+            PERFORM ledgerlock._ref_check_header({{rule_id}}, ll_verb, pg_catalog.to_jsonb(OLD), ll_header, ll_final, false);
         END IF;
     END IF;
     IF TG_OP = 'INSERT' OR ll_verb = 'moved' THEN
         ll_header := NULL;
-        SELECT pg_catalog.to_jsonb(ll_row), coalesce((%2$s), false) INTO ll_header, ll_final
-        FROM %1$s AS ll_row WHERE %6$s FOR SHARE;
+        SELECT pg_catalog.to_jsonb(ll_row), coalesce(({{header_final}}), false) INTO ll_header, ll_final
+        FROM {{parent}} AS ll_row WHERE {{match_new}} FOR SHARE;
         IF ll_header IS NOT NULL THEN
-            PERFORM ledgerlock._ref_check_header(%7$s, ll_verb, pg_catalog.to_jsonb(NEW), ll_header, ll_final,
+            PERFORM ledgerlock._ref_check_header({{rule_id}}, ll_verb, pg_catalog.to_jsonb(NEW), ll_header, ll_final,
                                                  ll_verb = 'moved');
         END IF;
     END IF;
     RETURN CASE TG_OP WHEN 'DELETE' THEN OLD ELSE NEW END;
 END
-$ll$$gen$, r.parent, header_final,
-            ledgerlock._ref_tuple('NEW', r.child_columns), ledgerlock._ref_tuple('OLD', r.child_columns),
-            ledgerlock._ref_match('ll_row', r.parent_columns, 'OLD', r.child_columns),
-            ledgerlock._ref_match('ll_row', r.parent_columns, 'NEW', r.child_columns), r.id);
-        EXECUTE pg_catalog.format('REVOKE ALL ON FUNCTION ledgerlock.%I() FROM PUBLIC', '_ll30_r' || r.id || '_line');
-    END IF;
-    PERFORM ledgerlock._ddl_permit('ledgerlock'::regnamespace::oid, false);
-END
+$ll$, v)
 $fn$;
+REVOKE ALL ON FUNCTION ledgerlock._ref_line_body(jsonb) FROM PUBLIC;
+
+-- (Re)generate the trigger functions of one rule from its row: _ll30_r<id>_parent and _child, or _line.
+CREATE OR REPLACE FUNCTION ledgerlock._ref_generate_functions(rule_id integer)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r ledgerlock.reference_rule;
+BEGIN
+    SELECT * INTO STRICT r FROM ledgerlock.reference_rule x WHERE x.id = rule_id;
+    IF r.kind = 'referenced' THEN
+        PERFORM ledgerlock._create_generated_function(('_ll30_r' || r.id || '_parent')::name,
+            ledgerlock._ref_parent_body(pg_catalog.jsonb_build_object(
+                'child', r.child::text, 'rule_id', r.id,
+                'match', ledgerlock._ref_match('ll_row', r.child_columns, 'OLD', r.parent_columns),
+                'condition', coalesce(r.child_condition_sql, 'true'))));
+        PERFORM ledgerlock._create_generated_function(('_ll30_r' || r.id || '_child')::name,
+            ledgerlock._ref_child_body(pg_catalog.jsonb_build_object(
+                'parent', r.parent::text,
+                'match', ledgerlock._ref_match('ll_parent', r.parent_columns, 'NEW', r.child_columns))));
+    ELSE
+        PERFORM ledgerlock._create_generated_function(('_ll30_r' || r.id || '_line')::name,
+            ledgerlock._ref_line_body(pg_catalog.jsonb_build_object(
+                'parent', r.parent::text, 'rule_id', r.id,
+                'header_final', coalesce((SELECT p.final_when_sql FROM ledgerlock.protected_table p
+                                          WHERE p.tbl = r.parent), 'false'),
+                'new_tuple', ledgerlock._ref_tuple('NEW', r.child_columns),
+                'old_tuple', ledgerlock._ref_tuple('OLD', r.child_columns),
+                'match_old', ledgerlock._ref_match('ll_row', r.parent_columns, 'OLD', r.child_columns),
+                'match_new', ledgerlock._ref_match('ll_row', r.parent_columns, 'NEW', r.child_columns))));
+    END IF;
+END
+$$;
 REVOKE ALL ON FUNCTION ledgerlock._ref_generate_functions(integer) FROM PUBLIC;
 
 CREATE OR REPLACE FUNCTION ledgerlock._ref_drop_functions(rule_ids integer[])
@@ -230,17 +246,10 @@ RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
-DECLARE
-    id integer;
-    part text;
 BEGIN
-    PERFORM ledgerlock._ddl_permit('ledgerlock'::regnamespace::oid, true);  -- generated functions, DDL guard
-    FOREACH id IN ARRAY rule_ids LOOP
-        FOREACH part IN ARRAY ARRAY['parent', 'child', 'line'] LOOP
-            EXECUTE pg_catalog.format('DROP FUNCTION IF EXISTS ledgerlock.%I()', '_ll30_r' || id || '_' || part);
-        END LOOP;
-    END LOOP;
-    PERFORM ledgerlock._ddl_permit('ledgerlock'::regnamespace::oid, false);
+    PERFORM ledgerlock._drop_generated_functions(ARRAY(
+        SELECT ('_ll30_r' || id || '_' || part)::name
+        FROM pg_catalog.unnest(rule_ids) AS id, pg_catalog.unnest(ARRAY['parent', 'child', 'line']) AS part));
 END
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._ref_drop_functions(integer[]) FROM PUBLIC;
@@ -265,7 +274,7 @@ BEGIN
         fn := 'ledgerlock._ll30_r' || r.id;
         IF r.kind = 'referenced' AND r.parent = tbl THEN
             args := (SELECT pg_catalog.string_agg(pg_catalog.quote_literal(c), ', ')
-                     FROM pg_catalog.unnest(ledgerlock._ref_exempt_columns(tbl)) AS c);
+                     FROM pg_catalog.unnest(ledgerlock._exempt_columns(tbl)) AS c);
             IF 'update' = ANY (r.operations) THEN
                 PERFORM ledgerlock._create_guard_trigger(tbl, ('ll_30_r' || r.id || '_parent_update')::name,
                     pg_catalog.format('BEFORE UPDATE ON %s FOR EACH ROW WHEN (%s) EXECUTE FUNCTION %s_parent(%s)',
@@ -279,8 +288,8 @@ BEGIN
         IF r.kind = 'referenced' AND r.child = tbl THEN
             -- Only a child row that references a parent and matches the condition freezes it, so only
             -- those take the lock: the key comparison and the condition are in the WHEN clause.
-            cond_new := coalesce(pg_catalog.replace(r.child_condition_sql, 'll_row.', 'NEW.'), 'true');
-            cond_old := coalesce(pg_catalog.replace(r.child_condition_sql, 'll_row.', 'OLD.'), 'true');
+            cond_new := coalesce(ledgerlock._condition_as(r.child_condition_sql, 'NEW'), 'true');
+            cond_old := coalesce(ledgerlock._condition_as(r.child_condition_sql, 'OLD'), 'true');
             not_null := (SELECT pg_catalog.string_agg(pg_catalog.format('NEW.%I IS NOT NULL', c), ' AND ')
                          FROM pg_catalog.unnest(r.child_columns) AS c);
             PERFORM ledgerlock._create_guard_trigger(tbl, ('ll_30_r' || r.id || '_child_insert')::name,

@@ -17,7 +17,7 @@
 -- and the override's reason; a write into an unlocked window carries that window and its unlock reason.
 -- Windows are looked up per row only when the statement has an override, or when the row's scope (old or
 -- new) has an unlocked window: an admin who reopens a month of one company does not slow every audited
--- write of every other company down (it did: 0.25x while any window anywhere was unlocked).
+-- write of every other company down.
 
 -- The period context of one written row: the lock window it was written into (through an override, or
 -- while the window is unlocked) and the reason that let it through. Windows are looked up only under an
@@ -68,6 +68,64 @@ AS $$
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._audit_image(anyelement, text[]) FROM PUBLIC;
 
+-- What every event of one statement shares: its time, transaction, table name, the client's labels, the
+-- override this transaction opened (read straight from R3's period_override, as current_override() does:
+-- that function is SECURITY DEFINER with a SET clause, so it cannot be inlined and would re-plan its query
+-- in every transaction) and the scopes that have an unlocked window. with_period false (ledgerlock's own
+-- state tables) skips the period lookups. One row; OFFSET 0 keeps it computed once per statement. No SET
+-- clause, so that PostgreSQL inlines it into the capture query.
+CREATE OR REPLACE FUNCTION ledgerlock._audit_write_context(tbl oid, with_period boolean)
+RETURNS TABLE(at timestamptz, txid xid8, tbl_name text, actor text, reason text, context text, ov bigint,
+              ov_reason text, unlocked_scopes text[])
+LANGUAGE sql
+STABLE
+AS $$
+    SELECT pg_catalog.now(), pg_catalog.pg_current_xact_id(), tbl::regclass::text,
+           nullif(pg_catalog.current_setting('ledgerlock.actor', true), ''),
+           nullif(pg_catalog.current_setting('ledgerlock.reason', true), ''),
+           nullif(pg_catalog.current_setting('ledgerlock.context', true), ''),
+           o.id, o.reason,
+           CASE WHEN with_period THEN (SELECT pg_catalog.array_agg(l.scope) FROM ledgerlock.period_lock l
+                                       WHERE l.status = 'unlocked' AND l.relocked_as IS NULL) END
+    FROM (SELECT) AS d
+    LEFT JOIN LATERAL (SELECT o.id, o.reason FROM ledgerlock.period_override o
+                       WHERE with_period AND o.txid = pg_catalog.pg_current_xact_id_if_assigned()
+                         AND o.db_user = session_user
+                       ORDER BY o.id DESC LIMIT 1) AS o ON true
+    OFFSET 0
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._audit_write_context(oid, boolean) FROM PUBLIC;
+
+-- One row's event, hash included: its key and scope come from the new row (the old one for a DELETE).
+-- No SET clause, so that PostgreSQL inlines it into the capture query.
+CREATE OR REPLACE FUNCTION ledgerlock._audit_row_event(seq bigint, tbl oid, operation text, o jsonb, r jsonb,
+                                                      scope_col text, k1 text, keys text[], at timestamptz,
+                                                      txid xid8, tbl_name text, actor text, reason text,
+                                                      context text, lock_id bigint, override_id bigint)
+RETURNS SETOF ledgerlock.audit_event
+LANGUAGE sql
+STABLE
+AS $$
+    SELECT seq, at, txid, tbl, tbl_name, x.row_key, x.scope, operation, o, r, session_user, actor, reason,
+           context, lock_id, override_id, NULL::jsonb,
+           ledgerlock._audit_event_hash(seq, at, txid, tbl_name, x.row_key, x.scope, operation, o, r, session_user,
+                                        actor, reason, context, lock_id, override_id, NULL)
+    FROM (SELECT CASE WHEN keys IS NULL
+                      THEN pg_catalog.jsonb_build_object(k1, coalesce(r, o) OPERATOR(pg_catalog.->) k1)
+                      ELSE (SELECT pg_catalog.jsonb_object_agg(k, coalesce(r, o) OPERATOR(pg_catalog.->) k)
+                            FROM pg_catalog.unnest(keys) AS k)
+                 END AS row_key,
+                 CASE WHEN scope_col <> '' THEN coalesce(r, o) OPERATOR(pg_catalog.->>) scope_col
+                      WHEN operation LIKE 'STATE%' THEN NULL  -- ledgerlock's own settings: table-level, like PROTECT
+                      ELSE '*' END AS scope
+         ) x
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._audit_row_event(bigint, oid, text, jsonb, jsonb, text, text, text[], timestamptz,
+    xid8, text, text, text, text, bigint, bigint) FROM PUBLIC;
+
+-- One statement per call, everything in it (one SPI execution, a plan cached for the session): the
+-- statement's context, one event per row of the transition table(s), its period context. The three
+-- branches differ only in where the rows come from (a transition table exists only for its event).
 CREATE OR REPLACE FUNCTION ledgerlock.audit_capture()
 RETURNS trigger
 LANGUAGE plpgsql
@@ -78,127 +136,101 @@ AS $$
 DECLARE
     -- TG_ARGV: the scope column ('' when none), the protected table's oid (a partition records the table
     -- it belongs to, as ledgerlock._rule_table(TG_RELID) names it: resolved once, at install time, not per
-    -- statement), the table's json columns (a text[] literal), then the primary-key columns.
+    -- statement), the table's json columns (a text[] literal), then the primary-key columns. An oid that is
+    -- neither the table's own nor its protected parent's comes from another cluster (the trigger was
+    -- restored from a dump): the table is then resolved here. ledgerlock's state tables pass 0 (their own):
+    -- their trigger definitions are then the same in every database.
     scope_col text := TG_ARGV[0];
-    tbl oid := TG_ARGV[1]::oid;
+    tbl oid := CASE WHEN TG_ARGV[1]::oid IN (TG_RELID, 0) THEN TG_RELID
+                    ELSE coalesce(ledgerlock._rule_table(TG_RELID), TG_RELID) END;
     json_cols text[] := nullif(TG_ARGV[2]::text[], '{}');  -- see ledgerlock._audit_image
     k1 text := TG_ARGV[3];
     keys text[] := CASE WHEN TG_NARGS > 4 THEN TG_ARGV[3:TG_NARGS - 1] END;  -- only for composite keys
+    period boolean := TG_TABLE_SCHEMA <> 'ledgerlock';  -- ledgerlock's own state has no lock windows
+    -- a change of ledgerlock's own state is a STATE_INSERT/UPDATE/DELETE: readers of the audit log who look
+    -- for data changes (INSERT, UPDATE, DELETE) do not get the lock tables' bookkeeping among them
+    op_prefix text := CASE WHEN period THEN '' ELSE 'STATE_' END;
 BEGIN
-    -- One statement per call, everything in it (one SPI execution, a plan cached for the session): the
-    -- event context, then one event per row. The period context (R3): the override this transaction opened
-    -- is read straight from R3's period_override, exactly as ledgerlock.current_override() does (that
-    -- function is SECURITY DEFINER with a SET clause, so it cannot be inlined: calling it re-plans its
-    -- query in every transaction, which was the largest single cost of an audited write); windows are
-    -- looked up per row only under an override or for rows of a scope with an unlocked window.
     IF TG_OP = 'INSERT' THEN
-        INSERT INTO ledgerlock.audit_event (seq, at, txid, table_oid, table_name, row_key, scope, operation,
-            old_row, new_row, db_user, actor, reason, context, lock_id, override_id, details, event_hash)
-        SELECT x.seq, c.at, c.txid, tbl, c.tbl_name, x.row_key, x.scope, 'INSERT', x.o, x.r, session_user,
-               c.actor, w.reason, c.context, w.lock_id, c.ov, NULL,
-               ledgerlock._audit_event_hash(x.seq, c.at, c.txid, c.tbl_name, x.row_key, x.scope, 'INSERT', x.o,
-                   x.r, session_user, c.actor, w.reason, c.context, w.lock_id, c.ov, NULL)
-        FROM (SELECT pg_catalog.now() AS at, pg_catalog.pg_current_xact_id() AS txid,
-                     tbl::regclass::text AS tbl_name,
-                     nullif(pg_catalog.current_setting('ledgerlock.actor', true), '') AS actor,
-                     nullif(pg_catalog.current_setting('ledgerlock.reason', true), '') AS reason,
-                     nullif(pg_catalog.current_setting('ledgerlock.context', true), '') AS context,
-                     o.id AS ov, o.reason AS ov_reason,
-                     (SELECT pg_catalog.array_agg(l.scope) FROM ledgerlock.period_lock l
-                      WHERE l.status = 'unlocked' AND l.relocked_as IS NULL) AS unlocked_scopes
-              FROM (SELECT) AS d
-              LEFT JOIN LATERAL (SELECT o.id, o.reason FROM ledgerlock.period_override o
-                                 WHERE o.txid = pg_catalog.pg_current_xact_id_if_assigned()
-                                   AND o.db_user = session_user
-                                 ORDER BY o.id DESC LIMIT 1) AS o ON true
-              OFFSET 0) c
+        INSERT INTO ledgerlock.audit_event
+        SELECT ev.*
+        FROM ledgerlock._audit_write_context(tbl, period) c
         CROSS JOIN LATERAL (
-              SELECT pg_catalog.nextval('ledgerlock.audit_event_seq') AS seq, t.o, t.r,
-                     CASE WHEN keys IS NULL THEN pg_catalog.jsonb_build_object(k1, t.r -> k1)
-                          ELSE (SELECT pg_catalog.jsonb_object_agg(k, t.r -> k) FROM pg_catalog.unnest(keys) AS k)
-                     END AS row_key,
-                     CASE WHEN scope_col = '' THEN '*' ELSE t.r ->> scope_col END AS scope
-              FROM (SELECT NULL::jsonb AS o, CASE WHEN json_cols IS NULL THEN pg_catalog.to_jsonb(ll_n.*) ELSE ledgerlock._audit_image(ll_n.*, json_cols) END AS r FROM ll_new AS ll_n) t
-              OFFSET 0) x
+              SELECT pg_catalog.nextval('ledgerlock.audit_event_seq') AS seq, NULL::jsonb AS o,
+                     CASE WHEN json_cols IS NULL THEN pg_catalog.to_jsonb(ll_n.*)
+                          ELSE ledgerlock._audit_image(ll_n.*, json_cols) END AS r
+              FROM ll_new AS ll_n OFFSET 0) x
         CROSS JOIN LATERAL ledgerlock._audit_period_context(tbl, x.o, x.r, c.ov IS NOT NULL, c.unlocked_scopes,
-                                                            scope_col, c.ov_reason, c.reason) w;
+                                                            scope_col, c.ov_reason, c.reason) w
+        CROSS JOIN LATERAL ledgerlock._audit_row_event(x.seq, tbl, op_prefix || 'INSERT', x.o, x.r, scope_col, k1, keys,
+            c.at, c.txid, c.tbl_name, c.actor, w.reason, c.context, w.lock_id, c.ov) ev;
     ELSIF TG_OP = 'UPDATE' THEN
-        INSERT INTO ledgerlock.audit_event (seq, at, txid, table_oid, table_name, row_key, scope, operation,
-            old_row, new_row, db_user, actor, reason, context, lock_id, override_id, details, event_hash)
-        SELECT x.seq, c.at, c.txid, tbl, c.tbl_name, x.row_key, x.scope, 'UPDATE', x.o, x.r, session_user,
-               c.actor, w.reason, c.context, w.lock_id, c.ov, NULL,
-               ledgerlock._audit_event_hash(x.seq, c.at, c.txid, c.tbl_name, x.row_key, x.scope, 'UPDATE', x.o,
-                   x.r, session_user, c.actor, w.reason, c.context, w.lock_id, c.ov, NULL)
-        FROM (SELECT pg_catalog.now() AS at, pg_catalog.pg_current_xact_id() AS txid,
-                     tbl::regclass::text AS tbl_name,
-                     nullif(pg_catalog.current_setting('ledgerlock.actor', true), '') AS actor,
-                     nullif(pg_catalog.current_setting('ledgerlock.reason', true), '') AS reason,
-                     nullif(pg_catalog.current_setting('ledgerlock.context', true), '') AS context,
-                     o.id AS ov, o.reason AS ov_reason,
-                     (SELECT pg_catalog.array_agg(l.scope) FROM ledgerlock.period_lock l
-                      WHERE l.status = 'unlocked' AND l.relocked_as IS NULL) AS unlocked_scopes
-              FROM (SELECT) AS d
-              LEFT JOIN LATERAL (SELECT o.id, o.reason FROM ledgerlock.period_override o
-                                 WHERE o.txid = pg_catalog.pg_current_xact_id_if_assigned()
-                                   AND o.db_user = session_user
-                                 ORDER BY o.id DESC LIMIT 1) AS o ON true
-              OFFSET 0) c
+        -- old and new transition rows paired by position: PostgreSQL appends them pairwise, so an update
+        -- that changes the primary key is still paired right, where pairing by key would not be
+        INSERT INTO ledgerlock.audit_event
+        SELECT ev.*
+        FROM ledgerlock._audit_write_context(tbl, period) c
         CROSS JOIN LATERAL (
-              SELECT pg_catalog.nextval('ledgerlock.audit_event_seq') AS seq, t.o, t.r,
-                     CASE WHEN keys IS NULL THEN pg_catalog.jsonb_build_object(k1, t.r -> k1)
-                          ELSE (SELECT pg_catalog.jsonb_object_agg(k, t.r -> k) FROM pg_catalog.unnest(keys) AS k)
-                     END AS row_key,
-                     CASE WHEN scope_col = '' THEN '*' ELSE t.r ->> scope_col END AS scope
+              SELECT pg_catalog.nextval('ledgerlock.audit_event_seq') AS seq, t.o, t.r
               FROM (SELECT o.r AS o, n.r
-                    FROM (SELECT pg_catalog.row_number() OVER () AS pos, CASE WHEN json_cols IS NULL THEN pg_catalog.to_jsonb(ll_o.*) ELSE ledgerlock._audit_image(ll_o.*, json_cols) END AS r
+                    FROM (SELECT pg_catalog.row_number() OVER () AS pos,
+                                 CASE WHEN json_cols IS NULL THEN pg_catalog.to_jsonb(ll_o.*)
+                                      ELSE ledgerlock._audit_image(ll_o.*, json_cols) END AS r
                           FROM ll_old AS ll_o) o
-                    JOIN (SELECT pg_catalog.row_number() OVER () AS pos, CASE WHEN json_cols IS NULL THEN pg_catalog.to_jsonb(ll_n.*) ELSE ledgerlock._audit_image(ll_n.*, json_cols) END AS r
+                    JOIN (SELECT pg_catalog.row_number() OVER () AS pos,
+                                 CASE WHEN json_cols IS NULL THEN pg_catalog.to_jsonb(ll_n.*)
+                                      ELSE ledgerlock._audit_image(ll_n.*, json_cols) END AS r
                           FROM ll_new AS ll_n) n ON n.pos = o.pos
                     ORDER BY o.pos) t
               OFFSET 0) x
         CROSS JOIN LATERAL ledgerlock._audit_period_context(tbl, x.o, x.r, c.ov IS NOT NULL, c.unlocked_scopes,
-                                                            scope_col, c.ov_reason, c.reason) w;
+                                                            scope_col, c.ov_reason, c.reason) w
+        CROSS JOIN LATERAL ledgerlock._audit_row_event(x.seq, tbl, op_prefix || 'UPDATE', x.o, x.r, scope_col, k1, keys,
+            c.at, c.txid, c.tbl_name, c.actor, w.reason, c.context, w.lock_id, c.ov) ev;
     ELSE
-        INSERT INTO ledgerlock.audit_event (seq, at, txid, table_oid, table_name, row_key, scope, operation,
-            old_row, new_row, db_user, actor, reason, context, lock_id, override_id, details, event_hash)
-        SELECT x.seq, c.at, c.txid, tbl, c.tbl_name, x.row_key, x.scope, 'DELETE', x.o, x.r, session_user,
-               c.actor, w.reason, c.context, w.lock_id, c.ov, NULL,
-               ledgerlock._audit_event_hash(x.seq, c.at, c.txid, c.tbl_name, x.row_key, x.scope, 'DELETE', x.o,
-                   x.r, session_user, c.actor, w.reason, c.context, w.lock_id, c.ov, NULL)
-        FROM (SELECT pg_catalog.now() AS at, pg_catalog.pg_current_xact_id() AS txid,
-                     tbl::regclass::text AS tbl_name,
-                     nullif(pg_catalog.current_setting('ledgerlock.actor', true), '') AS actor,
-                     nullif(pg_catalog.current_setting('ledgerlock.reason', true), '') AS reason,
-                     nullif(pg_catalog.current_setting('ledgerlock.context', true), '') AS context,
-                     o.id AS ov, o.reason AS ov_reason,
-                     (SELECT pg_catalog.array_agg(l.scope) FROM ledgerlock.period_lock l
-                      WHERE l.status = 'unlocked' AND l.relocked_as IS NULL) AS unlocked_scopes
-              FROM (SELECT) AS d
-              LEFT JOIN LATERAL (SELECT o.id, o.reason FROM ledgerlock.period_override o
-                                 WHERE o.txid = pg_catalog.pg_current_xact_id_if_assigned()
-                                   AND o.db_user = session_user
-                                 ORDER BY o.id DESC LIMIT 1) AS o ON true
-              OFFSET 0) c
+        INSERT INTO ledgerlock.audit_event
+        SELECT ev.*
+        FROM ledgerlock._audit_write_context(tbl, period) c
         CROSS JOIN LATERAL (
-              SELECT pg_catalog.nextval('ledgerlock.audit_event_seq') AS seq, t.o, t.r,
-                     CASE WHEN keys IS NULL THEN pg_catalog.jsonb_build_object(k1, t.o -> k1)
-                          ELSE (SELECT pg_catalog.jsonb_object_agg(k, t.o -> k) FROM pg_catalog.unnest(keys) AS k)
-                     END AS row_key,
-                     CASE WHEN scope_col = '' THEN '*' ELSE t.o ->> scope_col END AS scope
-              FROM (SELECT CASE WHEN json_cols IS NULL THEN pg_catalog.to_jsonb(ll_o.*) ELSE ledgerlock._audit_image(ll_o.*, json_cols) END AS o, NULL::jsonb AS r FROM ll_old AS ll_o) t
-              OFFSET 0) x
+              SELECT pg_catalog.nextval('ledgerlock.audit_event_seq') AS seq,
+                     CASE WHEN json_cols IS NULL THEN pg_catalog.to_jsonb(ll_o.*)
+                          ELSE ledgerlock._audit_image(ll_o.*, json_cols) END AS o, NULL::jsonb AS r
+              FROM ll_old AS ll_o OFFSET 0) x
         CROSS JOIN LATERAL ledgerlock._audit_period_context(tbl, x.o, x.r, c.ov IS NOT NULL, c.unlocked_scopes,
-                                                            scope_col, c.ov_reason, c.reason) w;
+                                                            scope_col, c.ov_reason, c.reason) w
+        CROSS JOIN LATERAL ledgerlock._audit_row_event(x.seq, tbl, op_prefix || 'DELETE', x.o, x.r, scope_col, k1, keys,
+            c.at, c.txid, c.tbl_name, c.actor, w.reason, c.context, w.lock_id, c.ov) ev;
     END IF;
     RETURN NULL;
 END
 $$;
 REVOKE ALL ON FUNCTION ledgerlock.audit_capture() FROM PUBLIC;
 
+-- The capture trigger arguments of a table: its scope column ('' when none), the oid its events are filed
+-- under (filed_under; 0: the relation the trigger is on), its json columns, its key columns.
+CREATE OR REPLACE FUNCTION ledgerlock._audit_trigger_args(tbl regclass, filed_under oid, scope_col text)
+RETURNS text
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT pg_catalog.concat_ws(', ', pg_catalog.quote_literal(coalesce(scope_col, '')),
+        pg_catalog.quote_literal(filed_under::text),
+        pg_catalog.quote_literal(ARRAY(SELECT a.attname::text FROM pg_catalog.pg_attribute a
+                                       WHERE a.attrelid = tbl AND a.attnum > 0 AND NOT a.attisdropped
+                                         AND a.atttypid = 'json'::regtype ORDER BY a.attnum)::text),
+        (SELECT pg_catalog.string_agg(pg_catalog.quote_literal(k), ', ' ORDER BY o)
+         FROM pg_catalog.unnest(ledgerlock._audit_key_columns(tbl)) WITH ORDINALITY AS u(k, o)))
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._audit_trigger_args(regclass, oid, text) FROM PUBLIC;
+
 -- Statement triggers are not passed on to partitions, and a statement that names a partition fires that
 -- partition's statement triggers only: every partition (at every level) gets its own capture triggers,
 -- recording the protected table (its oid is the second argument). New partitions get them from the DDL
 -- guard (which runs every installer when a partition is created or attached) or from reinstall_guards().
+-- A relation that had no capture triggers yet (the table is being protected, or a partition joins it)
+-- gets a baseline of the rows it already holds, so that verification accounts for every row; a
+-- reinstall over existing triggers records nothing (it must not absorb a change made behind the trail).
 CREATE OR REPLACE FUNCTION ledgerlock._install_90_audit(tbl regclass)
 RETURNS void
 LANGUAGE plpgsql
@@ -206,18 +238,17 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     cfg ledgerlock.protected_table := ledgerlock._config(tbl);
-    args text := pg_catalog.concat_ws(', ', pg_catalog.quote_literal(coalesce(cfg.scope_column::text, '')),
-        pg_catalog.quote_literal(cfg.tbl::oid::text),
-        pg_catalog.quote_literal(ARRAY(SELECT a.attname::text FROM pg_catalog.pg_attribute a
-                                       WHERE a.attrelid = cfg.tbl AND a.attnum > 0 AND NOT a.attisdropped
-                                         AND a.atttypid = 'json'::regtype ORDER BY a.attnum)::text),
-        (SELECT pg_catalog.string_agg(pg_catalog.quote_literal(k), ', ' ORDER BY o)
-         FROM pg_catalog.unnest(cfg.key_columns) WITH ORDINALITY AS u(k, o)));
+    args text := ledgerlock._audit_trigger_args(cfg.tbl, cfg.tbl, cfg.scope_column::text);
+    rels regclass[] := ARRAY(SELECT p.relid FROM pg_catalog.pg_partition_tree(cfg.tbl) p
+                             UNION ALL SELECT cfg.tbl WHERE pg_catalog.pg_partition_root(cfg.tbl) IS NULL);
+    new_rels regclass[];
     rel regclass;
 BEGIN
+    new_rels := ARRAY(SELECT r FROM pg_catalog.unnest(rels) AS r
+                      WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_trigger t
+                                        WHERE t.tgrelid = r AND t.tgname = 'll_90_audit_insert'));
     PERFORM ledgerlock._drop_guard_triggers(cfg.tbl, 'll_90_');
-    FOR rel IN SELECT p.relid FROM pg_catalog.pg_partition_tree(cfg.tbl) p
-               UNION ALL SELECT cfg.tbl WHERE pg_catalog.pg_partition_root(cfg.tbl) IS NULL LOOP
+    FOREACH rel IN ARRAY rels LOOP
         PERFORM ledgerlock._create_guard_trigger(rel, 'll_90_audit_insert', pg_catalog.format(
             'AFTER INSERT ON %s REFERENCING NEW TABLE AS ll_new FOR EACH STATEMENT '
             'EXECUTE FUNCTION ledgerlock.audit_capture(%s)', rel, args));
@@ -228,6 +259,13 @@ BEGIN
             'AFTER DELETE ON %s REFERENCING OLD TABLE AS ll_old FOR EACH STATEMENT '
             'EXECUTE FUNCTION ledgerlock.audit_capture(%s)', rel, args));
     END LOOP;
+    IF cfg.tbl = ANY (new_rels) THEN
+        PERFORM ledgerlock._audit_baseline(cfg.tbl, cfg.tbl, true);
+    ELSE
+        FOREACH rel IN ARRAY new_rels LOOP
+            PERFORM ledgerlock._audit_baseline(cfg.tbl, rel, false);
+        END LOOP;
+    END IF;
 END
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._install_90_audit(regclass) FROM PUBLIC;
@@ -237,7 +275,8 @@ DROP FUNCTION IF EXISTS ledgerlock._uninstall_90_audit(regclass);
 
 -- Lock events (R3) become audit events: operation = the kind in capitals (LOCK, ADVANCE, UPGRADE, UNLOCK,
 -- RELOCK, OVERRIDE, SKIP, GRANT_SCOPE, REVOKE_SCOPE…), the lock_event row as new_row. A skipped write is
--- filed under the table it was meant for, with the row that was not written.
+-- filed under the table it was meant for, with the row that was not written, and its lock_event row in the
+-- details (so that verification finds every lock_event row in the trail).
 CREATE OR REPLACE FUNCTION ledgerlock.audit_capture_lock_event()
 RETURNS trigger
 LANGUAGE plpgsql
@@ -252,9 +291,9 @@ BEGIN
     INSERT INTO ledgerlock.audit_event (seq, at, txid, table_oid, table_name, row_key, scope, operation,
         old_row, new_row, db_user, actor, reason, context, lock_id, override_id, details, event_hash)
     SELECT x.seq, ev_at, ev_txid, x.tbl, x.tbl_name, x.row_key, x.scope, x.operation, NULL, x.r, session_user,
-           x.actor, x.reason, x.context, x.lock_id, x.override_id, NULL,
+           x.actor, x.reason, x.context, x.lock_id, x.override_id, x.details,
            ledgerlock._audit_event_hash(x.seq, ev_at, ev_txid, x.tbl_name, x.row_key, x.scope, x.operation, NULL,
-               x.r, session_user, x.actor, x.reason, x.context, x.lock_id, x.override_id, NULL)
+               x.r, session_user, x.actor, x.reason, x.context, x.lock_id, x.override_id, x.details)
     FROM (SELECT pg_catalog.nextval('ledgerlock.audit_event_seq') AS seq,
                  pg_catalog.upper(e.kind) AS operation,
                  CASE WHEN e.kind = 'skip' THEN pg_catalog.to_regclass(e.details ->> 'table')
@@ -264,7 +303,9 @@ BEGIN
                       ELSE pg_catalog.jsonb_build_object('id', e.id) END AS row_key,
                  CASE WHEN e.kind = 'skip' THEN e.details -> 'row' ELSE pg_catalog.to_jsonb(e.*) END AS r,
                  e.scope, e.actor, e.reason, e.context, e.lock_id,
-                 (e.details ->> 'override_id')::bigint AS override_id
+                 (e.details ->> 'override_id')::bigint AS override_id,
+                 CASE WHEN e.kind = 'skip' THEN pg_catalog.jsonb_build_object('lock_event', pg_catalog.to_jsonb(e.*))
+                 END AS details
           FROM ll_new e ORDER BY e.id OFFSET 0) x;
     RETURN NULL;
 END
@@ -275,3 +316,46 @@ DROP TRIGGER IF EXISTS ll_90_audit_lock_event ON ledgerlock.lock_event;
 CREATE TRIGGER ll_90_audit_lock_event AFTER INSERT ON ledgerlock.lock_event
     REFERENCING NEW TABLE AS ll_new FOR EACH STATEMENT EXECUTE FUNCTION ledgerlock.audit_capture_lock_event();
 ALTER TABLE ledgerlock.lock_event ENABLE ALWAYS TRIGGER ll_90_audit_lock_event;
+
+-- ledgerlock's own state (the tables ledgerlock._audit_state_tables() lists) is captured like a protected
+-- table, so that verification can hold the live locks, spans, grants, settings and registry to the trail.
+-- ENABLE ALWAYS, like the other guards of ledgerlock's tables. The migrate that installs them first records
+-- a baseline of what the tables hold, and of the protected tables and the lock history (a database that
+-- was protected before its trail covered the data); a later migrate records none, which would absorb a
+-- change made behind the trail.
+DO $state$
+DECLARE
+    t regclass;
+    args text;
+    first_install boolean := NOT EXISTS (SELECT FROM pg_catalog.pg_trigger g
+                                 WHERE g.tgrelid = 'ledgerlock.close_setting'::regclass
+                                   AND g.tgname = 'll_90_audit_insert');
+BEGIN
+    FOREACH t IN ARRAY ledgerlock._audit_state_tables() LOOP
+        args := ledgerlock._audit_trigger_args(t, 0, (SELECT 'scope' FROM pg_catalog.pg_attribute a
+                                                      WHERE a.attrelid = t AND a.attname = 'scope'
+                                                        AND NOT a.attisdropped));
+        EXECUTE pg_catalog.format('DROP TRIGGER IF EXISTS ll_90_audit_insert ON %s', t);
+        EXECUTE pg_catalog.format('DROP TRIGGER IF EXISTS ll_90_audit_update ON %s', t);
+        EXECUTE pg_catalog.format('DROP TRIGGER IF EXISTS ll_90_audit_delete ON %s', t);
+        EXECUTE pg_catalog.format('CREATE TRIGGER ll_90_audit_insert AFTER INSERT ON %s REFERENCING NEW TABLE AS '
+                                  'll_new FOR EACH STATEMENT EXECUTE FUNCTION ledgerlock.audit_capture(%s)', t, args);
+        EXECUTE pg_catalog.format('CREATE TRIGGER ll_90_audit_update AFTER UPDATE ON %s REFERENCING OLD TABLE AS '
+                                  'll_old NEW TABLE AS ll_new FOR EACH STATEMENT '
+                                  'EXECUTE FUNCTION ledgerlock.audit_capture(%s)', t, args);
+        EXECUTE pg_catalog.format('CREATE TRIGGER ll_90_audit_delete AFTER DELETE ON %s REFERENCING OLD TABLE AS '
+                                  'll_old FOR EACH STATEMENT EXECUTE FUNCTION ledgerlock.audit_capture(%s)', t, args);
+        EXECUTE pg_catalog.format('ALTER TABLE %s ENABLE ALWAYS TRIGGER ll_90_audit_insert', t);
+        EXECUTE pg_catalog.format('ALTER TABLE %s ENABLE ALWAYS TRIGGER ll_90_audit_update', t);
+        EXECUTE pg_catalog.format('ALTER TABLE %s ENABLE ALWAYS TRIGGER ll_90_audit_delete', t);
+    END LOOP;
+    IF first_install THEN
+        FOR t IN SELECT u.t FROM pg_catalog.unnest(ledgerlock._audit_state_tables()
+                                                   || 'ledgerlock.lock_event'::regclass
+                                                   || ARRAY(SELECT p.tbl FROM ledgerlock.protected_table p))
+                     AS u(t) LOOP
+            PERFORM ledgerlock._audit_baseline(t, t, true);
+        END LOOP;
+    END IF;
+END
+$state$;

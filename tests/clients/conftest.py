@@ -1,0 +1,61 @@
+"""Fixtures for the ORM client tests: the demo invoice tables protected the way an application would use
+them (final once approved, numbered INV-YYYY-NNNNN, lines following their header, an auto-updated
+``updated`` column declared mutable) and January 2024 soft-locked for company 1. Each test points the ORM at
+its own fresh database, like every other test of the suite."""
+
+from __future__ import annotations
+
+import pytest
+from clientsupport import DJANGO_ALIASES, NUMBER_FORMAT, configure_django, conninfo_dict
+
+from lltest import TestDatabase
+
+
+@pytest.fixture
+def erp(db: TestDatabase) -> TestDatabase:
+    """The fresh database with invoice protected, its lines following it, and 2024-01 soft-locked."""
+    owner = db.owner()
+    owner.execute("ALTER TABLE invoice ADD COLUMN updated timestamptz NOT NULL DEFAULT now()")
+    db.protect_invoice(number_column="number", number_format=NUMBER_FORMAT,
+                       mutable_columns=["paid", "reconciled", "updated"])
+    owner.execute("SELECT ledgerlock.protect_lines('invoice_line', 'invoice')")
+    owner.execute("SELECT ledgerlock.lock_period('1', '2024-01-01', '2024-01-31', 'soft')")
+    return db
+
+
+@pytest.fixture
+def django_erp(erp: TestDatabase) -> TestDatabase:
+    """``erp`` with Django's connections pointed at it: ``default`` as the application login, ``controller``
+    as a member of ledgerlock_controller."""
+    configure_django()
+    from django.db import connections
+
+    for alias, role in DJANGO_ALIASES.items():
+        connections[alias].close()
+        params = conninfo_dict(erp, role)
+        connections.settings[alias].update(NAME=params["dbname"], USER=params["user"], HOST=params["host"],
+                                           PORT=params["port"],
+                                           OPTIONS={"options": params["options"]} if "options" in params else {})
+    yield erp
+    for alias in DJANGO_ALIASES:
+        connections[alias].close()
+
+
+@pytest.fixture
+def sqla(erp: TestDatabase):
+    """A function giving a SQLAlchemy engine (psycopg 3 driver) for a login role of ``erp``."""
+    import psycopg
+    from sqlalchemy import create_engine
+    from sqlalchemy.pool import NullPool
+
+    engines = []
+
+    def engine(role: str = "app"):
+        e = create_engine("postgresql+psycopg://", creator=lambda: psycopg.connect(erp.conninfo(role)),
+                          poolclass=NullPool)
+        engines.append(e)
+        return e
+
+    yield engine
+    for e in engines:
+        e.dispose()

@@ -1,0 +1,125 @@
+"""A physical streaming standby (pg_basebackup -R from the test server, started beside it): the read-only
+commands answer there, and every writing command says, in a sentence and with exit 1, that the server is a
+read-only standby. A session made read-only by a role setting (default_transaction_read_only) is told the same."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from ledgerlock.server import LocalServer
+
+VENV_BIN = Path(sys.executable).parent
+READ_ONLY = "server is a read-only standby (or the session is read-only); run this on the primary"
+
+
+def ledgerlock(dsn: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([str(VENV_BIN / "ledgerlock"), "--dsn", dsn, *args], capture_output=True, text=True,
+                          timeout=300, input="")
+
+
+def caught_up(primary: psycopg.Connection, standby: psycopg.Connection, timeout: float = 60) -> None:
+    """Wait (bounded) until the standby has replayed everything the primary has written so far."""
+    # the insert position: under synchronous_commit = off (the test servers) a commit may not be written yet
+    lsn = primary.execute("SELECT pg_current_wal_insert_lsn()").fetchone()[0]
+    deadline = time.monotonic() + timeout
+    while standby.execute("SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn", (lsn,)).fetchone()[0] is not True:
+        assert time.monotonic() < deadline, f"the standby did not replay {lsn} within {timeout}s"
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def books(db):
+    """A protected, numbered invoice table with final rows, a period lock and an audit trail."""
+    owner = db.owner()
+    db.protect_invoice(owner, number_column="number", number_format="INV-{YYYY}-{SEQ:5}")
+    app = db.connect("app")
+    for day in ("2025-03-10", "2025-03-12", "2025-04-02"):
+        app.execute("INSERT INTO invoice (company_id, issued_on, status) VALUES (1, %s, 'approved')", (day,))
+    db.connect("admin").execute("SELECT ledgerlock.lock_period('1', '2025-03-01', '2025-03-31')")
+    return db
+
+
+@pytest.fixture
+def standby(books, cluster):
+    root = Path(tempfile.mkdtemp(prefix="ll-standby-", dir="/tmp"))
+    server: LocalServer = cluster.server.make_standby(root / "data")
+    try:
+        server.start()
+        with psycopg.connect(books.conninfo(), autocommit=True) as primary, \
+                psycopg.connect(server.conninfo(books.name), autocommit=True) as replica:
+            assert replica.execute("SELECT pg_is_in_recovery()").fetchone()[0] is True
+            # a row written after the base backup reaches the standby by streaming
+            primary.execute("INSERT INTO invoice (company_id, issued_on, status) VALUES (1, '2025-04-03', 'approved')")
+            caught_up(primary, replica)
+            assert replica.execute("SELECT count(*) FROM invoice").fetchone()[0] == 4
+        yield server
+    finally:
+        server.destroy()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def on_standby(standby: LocalServer, books, role: str) -> str:
+    return standby.conninfo(books.name, "postgres" if role == "owner" else f"ll_{role}")
+
+
+READS = [
+    ("admin", ["status"]),
+    ("auditor", ["status"]),
+    ("admin", ["locks"]),
+    ("controller", ["locks", "1"]),
+    ("auditor", ["history"]),
+    ("app", ["why", "invoice", "1"]),
+    ("auditor", ["numbers", "check"]),
+    ("admin", ["numbers", "series"]),
+    ("auditor", ["audit", "log"]),
+]
+WRITES = [
+    ("owner", ["migrate"]),
+    ("admin", ["protect", "payment", "--date-column", "paid_on"]),
+    ("admin", ["lock", "1", "--from", "2025-05-01", "--to", "2025-05-31"]),
+    ("admin", ["upgrade", "1"]),
+    ("admin", ["unlock", "1", "--reason", "late supplier invoice"]),
+    ("admin", ["unprotect", "invoice", "--reason", "retired"]),
+]
+
+
+def test_a_standby_answers_reads_and_refuses_writes_in_a_sentence(standby, books):
+    """One test, because a standby costs a base backup and a start."""
+    for role, args in READS:
+        res = ledgerlock(on_standby(standby, books, role), *args)
+        assert res.returncode == 0, (role, args, res.stdout, res.stderr)
+        assert "Traceback" not in res.stderr
+    res = ledgerlock(on_standby(standby, books, "app"), "why", "invoice", "1")
+    assert "period lock" in res.stdout.lower() or "final" in res.stdout.lower()
+    for role, args in WRITES:
+        res = ledgerlock(on_standby(standby, books, role), *args)
+        assert res.returncode == 1, (role, args, res.stdout, res.stderr)
+        assert READ_ONLY in res.stderr, (role, args, res.stderr)
+        assert "Traceback" not in res.stderr
+    # the permitted neighbour: the same lock on the primary
+    res = ledgerlock(books.conninfo("admin"), "lock", "1", "--from", "2025-05-01", "--to", "2025-05-31")
+    assert res.returncode == 0, res.stderr
+
+
+def test_a_read_only_session_is_told_the_same(books):
+    owner = books.owner()
+    owner.execute(f'ALTER ROLE ll_admin IN DATABASE "{books.name}" SET default_transaction_read_only = on')
+    res = ledgerlock(books.conninfo("admin"), "lock", "1", "--from", "2025-05-01", "--to", "2025-05-31")
+    assert res.returncode == 1 and READ_ONLY in res.stderr and "Traceback" not in res.stderr
+    assert "error 25006" in res.stderr
+    res = ledgerlock(books.conninfo("admin"), "lock", "1", "--from", "2025-05-01", "--to", "2025-05-31", "--json")
+    assert res.returncode == 1 and '"sqlstate": "25006"' in res.stdout and READ_ONLY in res.stdout
+    # reads still answer for that role; a role without the setting still writes
+    for args in (["locks"], ["status"], ["history"]):
+        assert ledgerlock(books.conninfo("admin"), *args).returncode == 0
+    res = ledgerlock(books.conninfo("controller"), "lock", "1", "--from", "2025-05-01", "--to", "2025-05-31")
+    assert res.returncode == 0, res.stderr
+
