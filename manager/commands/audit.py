@@ -11,7 +11,7 @@ import click
 import psycopg
 
 from .. import audit_bundle
-from ..cli import Context, pass_context
+from ..context import Context, pass_context
 from ..doctor import code_drift
 from ..output import EXIT_EVIDENCE, EXIT_OK, _cell, echo_json, echo_rows
 from ..output import progress as show_progress
@@ -22,7 +22,7 @@ OPERATIONS = ("INSERT", "UPDATE", "DELETE", "PROTECT", "UNPROTECT", "NUMBER_FORM
               "PROTECT_LINES", "UNPROTECT_REFERENCED", "UNPROTECT_LINES", "LOCK", "ADVANCE", "UPGRADE", "UNLOCK",
               "RELOCK", "OVERRIDE", "SKIP", "GRANT_SCOPE", "REVOKE_SCOPE", "FISCAL_YEAR_START", "FOUR_EYES_SETTING",
               "CLOSE_TASK_ADD", "CLOSE_TASK_DONE", "UNLOCK_REQUEST", "UNLOCK_APPROVE", "UNLOCK_REFUSE",
-              "UNLOCK_REQUEST_EXPIRE", "UNLOCK_REQUEST_WITHDRAW")
+              "UNLOCK_REQUEST_EXPIRE", "UNLOCK_REQUEST_WITHDRAW", "REPOST")
 
 
 def _operation(ctx, param, value: str | None) -> str | None:
