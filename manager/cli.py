@@ -1,42 +1,41 @@
 """The ``ledgerlock`` manager: install, protect, lock, audit — for DBAs and admins.
 
-Command groups live in ``ledgerlock.commands``: every module there defines ``register(cli)`` and is
-picked up here, so a new group is one new file.
+Command groups live in ``ledgerlock.commands``, one module each with a ``register(cli)``; COMMAND_MODULES
+below lists them (a new group is one new module and one name there).
 """
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 import sys
-from dataclasses import dataclass, field
 
 import click
 import psycopg
 
-from . import __version__, commands
+from . import __version__
 from . import errors as ll_errors
-from .connection import Target, resolve
+from .commands import (
+    audit,
+    close,
+    console,
+    db,
+    demo,
+    doctor,
+    grants,
+    imports,
+    install,
+    locks,
+    numbers,
+    overrides,
+    refs,
+    tables,
+    why,
+)
+from .context import Context
 from .output import EXIT_FAILED, color_wanted, error_json
 from .server import ServerError
 
-
-@dataclass
-class Context:
-    dsn: str | None
-    _target: Target | None = field(default=None, repr=False)
-
-    @property
-    def target(self) -> Target:
-        if self._target is None:
-            self._target = resolve(self.dsn)
-        return self._target
-
-    def connect(self, **kw) -> psycopg.Connection:
-        return self.target.connect(**kw)
-
-
-pass_context = click.make_pass_decorator(Context)
+COMMAND_MODULES = (audit, close, console, db, demo, doctor, grants, imports, install, locks, numbers, overrides, refs,
+                   tables, why)
 
 
 def _wants_json(args: list[str]) -> bool:
@@ -107,8 +106,8 @@ def cli(ctx: click.Context, dsn: str | None) -> None:
     ctx.obj = Context(dsn=dsn)
 
 
-for _mod in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
-    importlib.import_module(f"{commands.__name__}.{_mod.name}").register(cli)
+for _module in COMMAND_MODULES:
+    _module.register(cli)
 
 
 def main() -> None:

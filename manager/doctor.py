@@ -1,13 +1,14 @@
 """``ledgerlock doctor``: what is still open in this database, and the command that closes it.
 
-The checks over the catalog live in SQL (``ledgerlock.doctor_findings()``, sql/functions/doctor.sql). This
-module adds what only the installed package knows: whether the functions in schema ``ledgerlock`` are the
-ones this version ships (a function redefined by hand is reported as drifted).
+The checks over the catalog live in SQL (``ledgerlock.doctor_findings()``, sql/functions/doctor.sql), code
+drift included: each function against the fingerprint ledgerlock recorded when it installed or generated it.
+This module adds what only the installed package knows: whether the functions in schema ``ledgerlock`` are
+the ones this package ships. A database superuser can rewrite a function and its recorded fingerprint
+alike; they cannot edit the auditor's package.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import asdict, dataclass
 
 import psycopg
@@ -15,9 +16,6 @@ import psycopg
 from . import sqlfiles
 
 SEVERITIES = ("critical", "warning", "info")
-
-_FUNCTION = re.compile(r"CREATE\s+OR\s+REPLACE\s+FUNCTION\s+ledgerlock\.(\w+)\s*\(", re.IGNORECASE)
-_BODY = re.compile(r"\bAS\s+(\$\w*\$)", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -33,68 +31,54 @@ class Finding:
         return asdict(self)
 
 
-def shipped_function_bodies() -> dict[str, set[str]]:
-    """Every ``ledgerlock.*`` function body in the shipped SQL files, by function name."""
-    bodies: dict[str, set[str]] = {}
-    for f in sqlfiles.code_files():
-        text = f.read_text()
-        for m in _FUNCTION.finditer(text):
-            body = _BODY.search(text, m.end())
-            if body is None:
-                continue
-            tag = body.group(1)
-            start = body.end()
-            end = text.find(tag, start)
-            if end >= 0:
-                bodies.setdefault(m.group(1), set()).add(text[start:end])
-    return bodies
+def code_drift(conn: psycopg.Connection) -> list[Finding]:
+    """Code drift, by function signature: every function in schema ``ledgerlock`` against the fingerprint
+    recorded when ledgerlock installed or generated it (``ledgerlock._doctor_code()``), and every shipped one
+    against this package. Reads the catalog and ledgerlock's fingerprints only, so the auditor can run it;
+    ``ledgerlock audit verify`` can call it as well as ``doctor``."""
+    return _merge([Finding(*r) for r in conn.execute("SELECT * FROM ledgerlock._doctor_code()")],
+                  _package_drift(conn))
 
 
-def _code_findings(conn: psycopg.Connection) -> list[Finding]:
-    row = conn.execute(
-        "SELECT digest FROM ledgerlock.installed_code ORDER BY applied_at DESC LIMIT 1"
-    ).fetchone() if _readable(conn, "ledgerlock.installed_code") else None
+def _merge(first: list[Finding], more: list[Finding]) -> list[Finding]:
+    seen = {(f.check, f.object, f.finding) for f in first}
+    return first + [f for f in more if (f.check, f.object, f.finding) not in seen]
+
+
+def _package_drift(conn: psycopg.Connection) -> list[Finding]:
+    """The shipped functions against this package's SQL files: body, SECURITY DEFINER, pinned settings.
+    Functions generated per table or rule are judged in SQL, against what was recorded when generated."""
+    if not _readable(conn, "ledgerlock.installed_code"):
+        return [_not_this_version()]
+    row = conn.execute("SELECT digest FROM ledgerlock.installed_code ORDER BY applied_at DESC LIMIT 1").fetchone()
     if row is None or row[0] != sqlfiles.code_digest():
-        return [Finding("warning", "code", "ledgerlock", "the installed functions are not this version's "
-                        "(or cannot be read by this role)", "drift can only be judged against the same version",
-                        "ledgerlock migrate  (as the installing role)")]
-    shipped = shipped_function_bodies()
-    live = _live_generated_owners(conn)
+        return [_not_this_version()]
+    shipped = sqlfiles.shipped_functions()
     out = []
-    for name, sig, src in conn.execute(
-        "SELECT proname, oid::regprocedure::text, prosrc FROM pg_proc "
-        "WHERE pronamespace = 'ledgerlock'::regnamespace ORDER BY 2"
+    for name, sig, md5, secdef, config in conn.execute(
+        """SELECT p.proname, p.oid::regprocedure::text, md5(p.prosrc), p.prosecdef, p.proconfig
+           FROM pg_catalog.pg_proc p
+           WHERE p.pronamespace = 'ledgerlock'::regnamespace
+             AND NOT EXISTS (SELECT FROM ledgerlock._rules() r WHERE starts_with(p.proname, r.generated_prefix))
+           ORDER BY 2"""
     ):
-        generated = _GENERATED.match(name)
-        if generated:
-            if generated.group(1) not in live:
-                out.append(Finding("warning", "function", sig, f"{sig} was generated for a rule that no longer exists",
-                                   "a leftover guard function is dead code with the owner's rights",
-                                   "SELECT ledgerlock.reinstall_guards()  (then drop it if it stays)"))
-        elif name not in shipped:
+        live = (md5, secdef, tuple(config) if config else None)
+        if name not in shipped:
             out.append(Finding("warning", "function", sig, f"{sig} is not part of ledgerlock",
                                "an object in schema ledgerlock that ledgerlock did not install runs with its rights "
                                "if anything calls it", f"DROP FUNCTION {sig}  -- after checking who created it"))
-        elif src not in shipped[name]:
+        elif live not in {(f.body_md5, f.security_definer, f.config) for f in shipped[name]}:
             out.append(Finding("critical", "function", sig, f"{sig} differs from the shipped definition",
                                "a rule redefined by hand may no longer enforce what it says",
-                               "ledgerlock migrate  (after SELECT ledgerlock.reinstall_guards() is not enough: "
-                               "DELETE FROM ledgerlock.installed_code first, so migrate reinstalls the code)"))
+                               "ledgerlock migrate  (after DELETE FROM ledgerlock.installed_code, so that it "
+                               "reinstalls the code)"))
     return out
 
 
-# Installers generate per-table or per-rule trigger functions (R4: _ll30_r<rule id>_*, R2: _ll40_<table key>_*,
-# the key from ledgerlock._table_key): their bodies come from templates, not from the shipped files, and
-# reinstall_guards() recreates them.
-_GENERATED = re.compile(r"^_ll\d{2}_([rt][0-9a-f]+)_")
-
-
-def _live_generated_owners(conn: psycopg.Connection) -> set[str]:
-    """The rule ids (r<id>) and protected tables (their _table_key) generated functions may belong to."""
-    owners = {key for (key,) in conn.execute("SELECT ledgerlock._table_key(tbl) FROM ledgerlock.protected_table")}
-    if conn.execute("SELECT to_regclass('ledgerlock.reference_rule') IS NOT NULL").fetchone()[0]:
-        owners |= {f"r{rid}" for (rid,) in conn.execute("SELECT id FROM ledgerlock.reference_rule")}
-    return owners
+def _not_this_version() -> Finding:
+    return Finding("warning", "code", "ledgerlock", "the installed functions are not this version's "
+                   "(or cannot be read by this role)", "drift can only be judged against the same version",
+                   "ledgerlock migrate  (as the installing role)")
 
 
 def _readable(conn: psycopg.Connection, rel: str) -> bool:
@@ -107,8 +91,8 @@ def findings(conn: psycopg.Connection) -> list[Finding]:
     if not installed:
         return [Finding("critical", "install", "ledgerlock", "ledgerlock (with its doctor) is not installed here",
                         "no rule is enforced", "ledgerlock migrate")]
-    out = [Finding(*r) for r in conn.execute("SELECT * FROM ledgerlock.doctor_findings()")]
-    out += _code_findings(conn)
+    out = _merge([Finding(*r) for r in conn.execute("SELECT * FROM ledgerlock.doctor_findings()")],
+                 _package_drift(conn))
     return sorted(out, key=lambda f: SEVERITIES.index(f.severity))
 
 

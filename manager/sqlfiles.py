@@ -10,6 +10,8 @@ Functions and triggers are applied in file-name order, after the migrations, by 
 from __future__ import annotations
 
 import hashlib
+import re
+from dataclasses import dataclass
 from importlib import resources
 from importlib.resources.abc import Traversable
 
@@ -37,13 +39,23 @@ def code_files() -> list[Traversable]:
     return files
 
 
+# The catalog rows of ledgerlock's functions before the script runs: the functions whose row changed are the
+# ones it created, which its last step fingerprints (ledgerlock._record_shipped_code, for `doctor`).
+_SNAPSHOT = """DROP TABLE IF EXISTS pg_temp.ll_code_before;
+CREATE TEMP TABLE ll_code_before AS
+    SELECT p.oid, p.xmin::text AS row_version FROM pg_catalog.pg_proc p
+    WHERE p.pronamespace = 'ledgerlock'::regnamespace;"""
+_RECORD = """SELECT ledgerlock._record_shipped_code();
+DROP TABLE pg_temp.ll_code_before;"""
+
+
 def code_script() -> str:
     """All function and trigger files, as one script. Function bodies are checked when they first run:
     plpgsql resolves names at run time, so the files need no dependency order among themselves."""
-    parts = ["SET check_function_bodies = off;"]
+    parts = ["SET check_function_bodies = off;", _SNAPSHOT]
     for f in code_files():
         parts.append(f"-- {f.parent.name}/{f.name}\n{f.read_text()}")
-    parts.append("RESET check_function_bodies;")
+    parts += [_RECORD, "RESET check_function_bodies;"]
     return "\n".join(parts)
 
 
@@ -73,3 +85,51 @@ def install_script() -> str:
         f"VALUES ('{code_digest()}', '{__version__}') ON CONFLICT DO NOTHING;"
     )
     return "\n".join(out) + "\n"
+
+
+@dataclass(frozen=True)
+class ShippedFunction:
+    """A ``ledgerlock.*`` function as the package's SQL text defines it, in pg_proc's terms: ``body_md5`` is
+    md5 of the text between the dollar quotes (pg_proc.prosrc), ``config`` the SET clauses as proconfig
+    lists them."""
+
+    name: str
+    body_md5: str
+    security_definer: bool
+    config: tuple[str, ...] | None
+
+
+_CREATE = re.compile(r"^CREATE\s+OR\s+REPLACE\s+FUNCTION\s+ledgerlock\.(\w+)\s*\(", re.IGNORECASE | re.MULTILINE)
+_BODY_START = re.compile(r"\bAS\s+(\$\w*\$)", re.IGNORECASE)
+_SET = re.compile(r"^\s*SET\s+(\w+)\s*(?:=|\bTO\b)\s*(.*?)\s*(?:--.*)?$", re.IGNORECASE | re.MULTILINE)
+
+
+def _config_item(name: str, value: str) -> str:
+    return f"{name}={value.strip().strip(chr(39))}"
+
+
+def shipped_functions() -> dict[str, list[ShippedFunction]]:
+    """Every ``ledgerlock.*`` function the package ships, by name (overloads share a name). Each definition
+    starts a line; its body runs to the closing dollar quote, so statements inside bodies are never read as
+    definitions."""
+    out: dict[str, list[ShippedFunction]] = {}
+    for f in code_files():
+        text = f.read_text()
+        pos = 0
+        while (m := _CREATE.search(text, pos)) is not None:
+            body = _BODY_START.search(text, m.end())
+            if body is None:
+                break
+            end = text.find(body.group(1), body.end())
+            if end < 0:
+                break
+            header = text[m.end():body.start()]
+            config = tuple(_config_item(n, v) for n, v in _SET.findall(header)) or None
+            out.setdefault(m.group(1), []).append(ShippedFunction(
+                name=m.group(1),
+                body_md5=hashlib.md5(text[body.end():end].encode()).hexdigest(),
+                security_definer=re.search(r"\bSECURITY\s+DEFINER\b", header, re.IGNORECASE) is not None,
+                config=config,
+            ))
+            pos = end + len(body.group(1))
+    return out

@@ -11,7 +11,8 @@ import click
 import psycopg
 
 from .. import audit_bundle
-from ..cli import Context, pass_context
+from ..context import Context, pass_context
+from ..doctor import code_drift
 from ..output import EXIT_EVIDENCE, EXIT_OK, _cell, echo_json, echo_rows
 from ..output import progress as show_progress
 
@@ -21,7 +22,7 @@ OPERATIONS = ("INSERT", "UPDATE", "DELETE", "PROTECT", "UNPROTECT", "NUMBER_FORM
               "PROTECT_LINES", "UNPROTECT_REFERENCED", "UNPROTECT_LINES", "LOCK", "ADVANCE", "UPGRADE", "UNLOCK",
               "RELOCK", "OVERRIDE", "SKIP", "GRANT_SCOPE", "REVOKE_SCOPE", "FISCAL_YEAR_START", "FOUR_EYES_SETTING",
               "CLOSE_TASK_ADD", "CLOSE_TASK_DONE", "UNLOCK_REQUEST", "UNLOCK_APPROVE", "UNLOCK_REFUSE",
-              "UNLOCK_REQUEST_EXPIRE", "UNLOCK_REQUEST_WITHDRAW")
+              "UNLOCK_REQUEST_EXPIRE", "UNLOCK_REQUEST_WITHDRAW", "REPOST")
 
 
 def _operation(ctx, param, value: str | None) -> str | None:
@@ -202,9 +203,12 @@ def verify(ctx: Context, digest: str | None, bundle: str | None, as_json: bool) 
         conn.add_notice_handler(progress)
         with conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
             r = cur.execute("SELECT * FROM ledgerlock.verify_audit(%s)", (digest,)).fetchone()
+        # the guards the trail relies on: a function replaced (even if restored later) is evidence too
+        drift = [f.finding for f in code_drift(conn) if f.severity == "critical"]
+    ok = r["ok"] and not drift
     if as_json:
-        echo_json(r | {"problem_list": listed})
-    elif r["ok"]:
+        echo_json(r | {"ok": ok, "problem_list": listed, "code_drift": drift})
+    elif ok:
         click.echo(f"audit trail intact: {r['events']:,} events, {r['sealed']:,} sealed, "
                    f"{r['unsealed']:,} not yet sealed; head {r['head']}")
         click.echo("the books match the trail: every row of every protected table, the locks, grants, "
@@ -215,13 +219,18 @@ def verify(ctx: Context, digest: str | None, bundle: str | None, as_json: bool) 
             click.echo(f"{r['unsealed']:,} event(s) are not sealed yet and are covered by no digest "
                        "(a read-only server cannot seal them)")
     else:
-        click.echo(f"audit trail BROKEN: {r['problems']} problem(s); first: {r['problem']}", err=True)
-        for p in listed[1:]:
-            click.echo(f"  {p}", err=True)
-        if r["problems"] > len(listed):
-            click.echo(f"  ... and {r['problems'] - len(listed)} more (SELECT * FROM ledgerlock.audit_discrepancies())",
-                       err=True)
-    sys.exit(EXIT_OK if r["ok"] else EXIT_EVIDENCE)
+        if not r["ok"]:
+            click.echo(f"audit trail BROKEN: {r['problems']} problem(s); first: {r['problem']}", err=True)
+            for p in listed[1:]:
+                click.echo(f"  {p}", err=True)
+            if r["problems"] > len(listed):
+                click.echo(f"  ... and {r['problems'] - len(listed)} more "
+                           "(SELECT * FROM ledgerlock.audit_discrepancies())", err=True)
+        if drift:
+            click.echo(f"installed code DRIFTED from this package: {len(drift)} function(s)", err=True)
+            for d in drift:
+                click.echo(f"  {d}", err=True)
+    sys.exit(EXIT_OK if ok else EXIT_EVIDENCE)
 
 
 @audit.command()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 import psycopg
 
-from ..cli import Context, pass_context
+from ..context import Context, pass_context, rows
 from ..output import echo_json, echo_rows
 from .locks import cli_hints
 
@@ -84,12 +84,12 @@ def task_list(ctx: Context, as_json: bool) -> None:
     scope, period = _scope_period()
     with ctx.connect() as conn:
         label = _label(conn, scope, period)
-        rows = _task_rows(conn, scope, period)
+        checklist = _task_rows(conn, scope, period)
     if as_json:
-        echo_json(rows)
+        echo_json(checklist)
         return
-    echo_rows(rows, TASK_COLUMNS, as_json=False, empty=f"(no tasks for scope {scope}, {label})")
-    _open_line(rows, scope, label)
+    echo_rows(checklist, TASK_COLUMNS, as_json=False, empty=f"(no tasks for scope {scope}, {label})")
+    _open_line(checklist, scope, label)
 
 
 @tasks.command("add")
@@ -99,7 +99,7 @@ def task_add(ctx: Context, task: tuple[str, ...]) -> None:
     """Add TASK to the checklist (controller)."""
     scope, period = _scope_period()
     text = " ".join(task)
-    with ctx.connect() as conn:
+    with ctx.connect_to_write() as conn:
         label = _label(conn, scope, period)
         task_id = _task_call(conn, "SELECT ledgerlock.add_close_task(%s, %s, %s)", (scope, period, text),
                              scope, period)[0]
@@ -113,7 +113,7 @@ def task_add(ctx: Context, task: tuple[str, ...]) -> None:
 def task_done(ctx: Context, ids: tuple[int, ...], note: str | None) -> None:
     """Mark tasks IDS of this scope and period done (controller); all or none."""
     scope, period = _scope_period()
-    with ctx.connect() as conn:
+    with ctx.connect_to_write() as conn:
         label = _label(conn, scope, period)
         known = {r["id"] for r in _task_rows(conn, scope, period)}
         stray = [i for i in ids if i not in known]
@@ -126,9 +126,9 @@ def task_done(ctx: Context, ids: tuple[int, ...], note: str | None) -> None:
         with conn.transaction():
             for task_id in ids:
                 _task_call(conn, "SELECT ledgerlock.complete_close_task(%s, %s)", (task_id, note), scope, period)
-        rows = _task_rows(conn, scope, period)
+        checklist = _task_rows(conn, scope, period)
     click.echo(f"done: {', '.join(f'#{i}' for i in ids)}")
-    _open_line(rows, scope, label)
+    _open_line(checklist, scope, label)
 
 
 def _label(conn, scope: str, period: str) -> str:
@@ -143,15 +143,14 @@ def _label(conn, scope: str, period: str) -> str:
         raise click.BadParameter(exc.diag.message_primary + hint, param_hint="PERIOD") from exc
 
 
-def _open_line(rows: list[dict], scope: str, label: str) -> None:
-    still_open = sum(1 for r in rows if r["status"] == "open")
-    click.echo(f"{still_open} of {len(rows)} task{'s' if len(rows) != 1 else ''} open for scope {scope}, {label}")
+def _open_line(checklist: list[dict], scope: str, label: str) -> None:
+    still_open = sum(1 for r in checklist if r["status"] == "open")
+    n = len(checklist)
+    click.echo(f"{still_open} of {n} task{'s' if n != 1 else ''} open for scope {scope}, {label}")
 
 
 def _task_rows(conn, scope: str, period: str) -> list[dict]:
-    cur = conn.execute("SELECT * FROM ledgerlock.close_tasks(%s, %s)", (scope, period))
-    names = [d.name for d in cur.description]
-    return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+    return rows(conn, "SELECT * FROM ledgerlock.close_tasks(%s, %s)", (scope, period))
 
 
 MONTHS = ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
@@ -170,6 +169,7 @@ def fiscal_year(ctx: Context, scope: str, start_month: int | None) -> None:
     """
     with ctx.connect() as conn:
         if start_month is not None:
+            ctx.target.announce(conn)
             conn.execute("SELECT ledgerlock.set_fiscal_year_start(%s, %s)", (scope, start_month))
         month = conn.execute("SELECT ledgerlock.fiscal_year_start_month(%s)", (scope,)).fetchone()[0]
     click.echo(f"the fiscal year of scope {scope} starts on 1 {MONTHS[month - 1]}")
@@ -185,17 +185,19 @@ def four_eyes(ctx: Context, state: str | None, ttl: str | None, reason: str | No
     """Show or set four-eyes unlocking of hard windows (admin).
 
     With four-eyes on, `ledgerlock unlock ID --reason R` on a hard window files a request that a different
-    admin approves (`ledgerlock unlock --approve REQUEST_ID`) before it expires. Turning it off again takes
+    admin approves (`ledgerlock unlock approve REQUEST_ID`) before it expires. Turning it off again takes
     a second admin, too: `off --reason R` files that request.
     """
     with ctx.connect() as conn:
         on = conn.execute("SELECT four_eyes_unlock FROM ledgerlock.close_setting").fetchone()[0]
+        if state is not None or ttl is not None:
+            ctx.target.announce(conn)
         if state == "off" and on:
             if not reason:
                 raise click.UsageError("four-eyes is on: turning it off files a request; give --reason")
             request_id = conn.execute("SELECT ledgerlock.request_four_eyes_off(%s)", (reason,)).fetchone()[0]
             click.echo(f"filed request #{request_id} to turn four-eyes off; a different admin approves it with:\n"
-                       f"  ledgerlock unlock --approve {request_id}")
+                       f"  ledgerlock unlock approve {request_id}")
         elif state is not None or ttl is not None:
             conn.execute("SELECT ledgerlock.set_four_eyes(%s, %s::interval)",
                          (state == "on" if state is not None else on, ttl))
@@ -215,19 +217,18 @@ def skipped(ctx: Context, label: str | None, since: str | None, as_json: bool) -
 
     Recurring jobs and imports write in skip mode (SET LOCAL ledgerlock.on_locked = 'skip') with a
     context label (SET LOCAL ledgerlock.context = 'recurring:rent'); this is where nothing they skipped
-    goes unnoticed. The rows themselves are in the view ledgerlock.skipped_writes.
+    goes unnoticed (re-posted ones no longer count). The rows themselves: `ledgerlock skipped`; re-post one
+    with `ledgerlock skipped repost ID`.
     """
     with ctx.connect() as conn:
-        cur = conn.execute("SELECT * FROM ledgerlock.skipped_generations(%s, %s::timestamptz)", (label, since))
-        names = [d.name for d in cur.description]
-        rows = [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+        counts = rows(conn, "SELECT * FROM ledgerlock.skipped_generations(%s, %s::timestamptz)", (label, since))
     if as_json:
-        echo_json(rows)
+        echo_json(counts)
         return
-    if not rows:
+    if not counts:
         click.echo("no skipped writes" + (f" for context {label}" if label else ""))
         return
-    for r in rows:
+    for r in counts:
         n = r["skipped"]
         locks = ", ".join(f"#{i}" for i in r["lock_ids"])
         click.echo(f"{r['context'] or '(no context)'}: {n} skipped generation{'s' if n != 1 else ''} "

@@ -8,8 +8,8 @@ import os
 import click
 from psycopg.conninfo import conninfo_to_dict
 
-from ..cli import Context, pass_context
 from ..connection import resolve, with_dbname
+from ..context import Context, pass_context
 from ..demo import DEMO_DB
 
 

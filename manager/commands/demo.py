@@ -9,8 +9,8 @@ import psycopg
 from psycopg import sql
 
 from .. import demo as tour
-from ..cli import Context, pass_context
 from ..connection import with_dbname
+from ..context import Context, pass_context
 
 
 def _refuse_without_superuser(conn: psycopg.Connection) -> None:

@@ -7,7 +7,7 @@ import sys
 import click
 
 from .. import doctor as checks
-from ..cli import Context, pass_context
+from ..context import Context, pass_context
 from ..output import EXIT_EVIDENCE, EXIT_FAILED, EXIT_OK, echo_json
 
 NOT_COVERED_WITHOUT_SUPERUSER = """\
@@ -55,7 +55,7 @@ def install_ddl_guard(ctx: Context, remove: bool) -> None:
     rewriting them, new triggers and rules on them, and changes to ledgerlock's own objects by anyone but a
     superuser running `ledgerlock migrate` -- except through ledgerlock.protect / unprotect.
     """
-    with ctx.connect() as conn:
+    with ctx.connect_to_write() as conn:
         is_super = conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()[0]
         if not is_super:
             click.echo("the DDL guard needs a superuser (PostgreSQL lets only superusers create event triggers); "

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from .. import importer
-from ..cli import Context, pass_context
+from ..context import Context, pass_context
 from ..output import echo_json
 
 PROGRESS_FROM = 4 << 20  # show a progress bar for files from 4 MiB

@@ -8,7 +8,7 @@ import click
 
 from .. import migrate as migration
 from .. import sqlfiles
-from ..cli import Context, pass_context
+from ..context import Context, pass_context
 from ..output import EXIT_FAILED, echo_json, table
 
 

@@ -16,7 +16,7 @@ import psycopg
 import psycopg.sql
 
 from .. import errors as ll_errors
-from ..cli import Context, pass_context
+from ..context import Context, pass_context, rows
 from ..output import echo_json, echo_rows
 
 DATE = click.DateTime(formats=["%Y-%m-%d"])
@@ -29,14 +29,8 @@ def period_text(from_date: str, to_date: str) -> str:
     return f"up to {to_date}" if from_date == "-infinity" else f"{from_date}..{to_date}"
 
 
-def _rows(conn, query: str, params=()) -> list[dict]:
-    cur = conn.execute(query, params)
-    names = [d.name for d in cur.description]
-    return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
-
-
 def _lock_row(conn, lock_id: int) -> dict:
-    row = _rows(conn, f"SELECT {LOCK_COLUMNS} FROM ledgerlock.period_locks WHERE id = %s", (lock_id,))[0]
+    row = rows(conn, f"SELECT {LOCK_COLUMNS} FROM ledgerlock.period_locks WHERE id = %s", (lock_id,))[0]
     row["period"] = period_text(row["from_date"], row["to_date"])
     return row
 
@@ -71,8 +65,9 @@ class ThroughDate(click.ParamType):
 _SQL_HINTS = [
     (r"(?:SELECT )?ledgerlock\.unlock_period\((\w+), [^)]*\)", r'ledgerlock unlock \1 --reason "..."'),
     (r"(?:SELECT )?ledgerlock\.request_unlock\((\w+), [^)]*\)", r'ledgerlock unlock \1 --reason "..."'),
-    (r"(?:SELECT )?ledgerlock\.approve_unlock\((\w+)\)", r"ledgerlock unlock --approve \1"),
-    (r"(?:SELECT )?ledgerlock\.withdraw_unlock\((\w+)\)", r"ledgerlock unlock --withdraw \1"),
+    (r"(?:SELECT )?ledgerlock\.approve_unlock\((\w+)\)", r"ledgerlock unlock approve \1"),
+    (r"(?:SELECT )?ledgerlock\.withdraw_unlock\((\w+)\)", r"ledgerlock unlock withdraw \1"),
+    (r"ledgerlock unlock --(approve|withdraw|pending)\b", r"ledgerlock unlock \1"),
     (r"(?:SELECT )?ledgerlock\.request_four_eyes_off\([^)]*\)", r'ledgerlock close four-eyes off --reason "..."'),
     (r"(?:SELECT )?ledgerlock\.relock\((\w+)\)", r"ledgerlock relock \1"),
     (r"(?:SELECT )?ledgerlock\.grant_scope\(role, scope\)", r"ledgerlock grant ROLE SCOPE"),
@@ -166,7 +161,7 @@ def lock(ctx: Context, scope: str, through, from_date, to_date, hard: bool, note
     if not through and not (from_date and to_date):
         raise click.UsageError("give --through DATE, or both --from D and --to D")
     level = "hard" if hard else "soft"
-    with ctx.connect() as conn:
+    with ctx.connect_to_write() as conn:
         _show_notices(conn)
         _check_scope_and_ledgers(conn, scope, ledgers)
         if through in PRESETS:
@@ -258,7 +253,7 @@ def _confirm_preset(conn, scope: str, preset: str, level: str, ledgers: list[str
 @cli_hints
 def upgrade(ctx: Context, lock_id: int, reviewer: str | None, as_json: bool) -> None:
     """Upgrade soft lock LOCK_ID to hard ("mark as reviewed"). One way: there is no downgrade."""
-    with ctx.connect() as conn:
+    with ctx.connect_to_write() as conn:
         _show_notices(conn)
         conn.execute("SELECT ledgerlock.upgrade_lock(%s, %s)", (lock_id, reviewer))
         row = _lock_row(conn, lock_id)
@@ -280,71 +275,109 @@ def _unlock_result(as_json: bool, action: str, text: str, lock: dict | None = No
         click.echo(text)
 
 
-@click.command()
-@click.argument("lock_id", type=int, required=False)
-@click.option("--reason", help="Why the period is reopened (required; kept in the lock history).")
-@click.option("--approve", "request_id", type=int, metavar="REQUEST_ID",
-              help="Approve another admin's unlock request (four-eyes unlocking of hard windows).")
-@click.option("--withdraw", "withdraw_id", type=int, metavar="REQUEST_ID",
-              help="Withdraw a pending unlock request (the admin who filed it).")
-@click.option("--pending", is_flag=True, help="List the unlock requests waiting for a second admin.")
-@click.option("--json", "as_json", is_flag=True,
-              help="Print JSON for scripts: {action, lock, request_id, requests}.")
-@pass_context
-@cli_hints
-def unlock(ctx: Context, lock_id: int | None, reason: str | None, request_id: int | None, withdraw_id: int | None,
-           pending: bool, as_json: bool) -> None:
-    """Unlock LOCK_ID: the window opens, its row stays (marked unlocked) and the reason is recorded.
+class UnlockGroup(click.Group):
+    """`unlock LOCK_ID --reason R` (anything that names no subcommand) runs the hidden subcommand `window`;
+    the flag spellings `--approve N`, `--withdraw N` and `--pending` name the subcommands of the same name."""
+
+    FLAGS = {"--approve": "approve", "--withdraw": "withdraw", "--pending": "pending"}
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        flags = [a for a in args if a in self.FLAGS]
+        if len(flags) > 1:
+            raise click.UsageError("give one of approve, withdraw, pending", ctx)
+        if flags:
+            at = args.index(flags[0])
+            args = [self.FLAGS[flags[0]], *args[:at], *args[at + 1:]]
+        elif args and args[0] not in self.commands and args[0] not in ctx.help_option_names:
+            args = ["window", *args]
+        return super().parse_args(ctx, args)
+
+
+@click.group(cls=UnlockGroup)
+def unlock() -> None:
+    """Unlock a window, or handle four-eyes unlock requests.
+
+    \b
+    ledgerlock unlock LOCK_ID --reason R     the window opens, its row stays (marked unlocked)
+    ledgerlock unlock pending                requests waiting for a second admin
+    ledgerlock unlock approve REQUEST_ID     a second admin approves a request
+    ledgerlock unlock withdraw REQUEST_ID    the admin who filed a request withdraws it
 
     A controller unlocks soft locks; a hard lock needs an admin — and, with four-eyes on
-    (ledgerlock close four-eyes), a request that a second admin approves with --approve (or that its
-    author withdraws with --withdraw).
+    (ledgerlock close four-eyes), a request that a second admin approves. Every form takes --json:
+    {action, lock, request_id, requests}.
     """
-    if sum(x is not None and x is not False for x in (request_id, withdraw_id, pending or None)) > 1:
-        raise click.UsageError("give one of --approve, --withdraw, --pending")
-    with ctx.connect() as conn:
-        if pending:
-            rows = _rows(conn, "SELECT * FROM ledgerlock.unlock_requests()")
-            if as_json:
-                _unlock_result(True, "pending", "", requests=rows)
-            else:
-                echo_rows(rows, REQUEST_COLUMNS, as_json=False, empty="(no pending unlock requests)")
+
+
+@unlock.command("window", hidden=True)
+@click.argument("lock_id", type=int)
+@click.option("--reason", required=True, help="Why the period is reopened (required; kept in the lock history).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts: {action, lock, request_id, requests}.")
+@pass_context
+@cli_hints
+def unlock_window(ctx: Context, lock_id: int, reason: str, as_json: bool) -> None:
+    """Unlock LOCK_ID: the window opens, its row stays (marked unlocked) and the reason is recorded."""
+    with ctx.connect_to_write() as conn:
+        if conn.execute("SELECT ledgerlock.four_eyes_required(%s)", (lock_id,)).fetchone()[0]:
+            req = conn.execute("SELECT ledgerlock.request_unlock(%s, %s)", (lock_id, reason)).fetchone()[0]
+            _unlock_result(as_json, "requested",
+                           f"filed unlock request #{req} for lock #{lock_id}; another admin approves it with:\n"
+                           f"  ledgerlock unlock approve {req}\n"
+                           f"withdraw it with: ledgerlock unlock withdraw {req}",
+                           lock=_lock_row(conn, lock_id), request_id=req)
             return
-        if withdraw_id is not None:
-            if lock_id is not None or reason:
-                raise click.UsageError("--withdraw REQUEST_ID takes no LOCK_ID and no --reason")
-            conn.execute("SELECT ledgerlock.withdraw_unlock(%s)", (withdraw_id,))
-            _unlock_result(as_json, "withdrawn", f"withdrew unlock request #{withdraw_id}", request_id=withdraw_id)
+        conn.execute("SELECT ledgerlock.unlock_period(%s, %s)", (lock_id, reason))
+        row = _lock_row(conn, lock_id)
+    _unlock_result(as_json, "unlocked", f"unlocked {_describe(row)}\nlock it again with: ledgerlock relock {lock_id}",
+                   lock=row)
+
+
+@unlock.command("approve")
+@click.argument("request_id", type=int)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts: {action, lock, request_id, requests}.")
+@pass_context
+@cli_hints
+def unlock_approve(ctx: Context, request_id: int, as_json: bool) -> None:
+    """Approve another admin's request REQUEST_ID: the window unlocks with the request's reason (or four-eyes
+    turns off). A refused approval is recorded in the lock history."""
+    with ctx.connect_to_write() as conn:
+        try:
+            lock_id = conn.execute("SELECT ledgerlock.approve_unlock(%s)", (request_id,)).fetchone()[0]
+        except (psycopg.errors.lookup("LL004"), psycopg.errors.lookup("LL005")):
+            # the refusal rolled back; record it in a transaction of its own (the function re-checks it)
+            conn.execute("SELECT ledgerlock.record_unlock_refusal(%s)", (request_id,))
+            raise
+        if lock_id is None:
+            _unlock_result(as_json, "approved", f"approved request #{request_id}", request_id=request_id)
             return
-        if request_id is not None:
-            if lock_id is not None or reason:
-                raise click.UsageError("--approve REQUEST_ID takes no LOCK_ID and no --reason")
-            try:
-                lock_id = conn.execute("SELECT ledgerlock.approve_unlock(%s)", (request_id,)).fetchone()[0]
-            except (psycopg.errors.lookup("LL004"), psycopg.errors.lookup("LL005")):
-                # the refusal rolled back; record it in a transaction of its own (the function re-checks it)
-                conn.execute("SELECT ledgerlock.record_unlock_refusal(%s)", (request_id,))
-                raise
-            if lock_id is None:
-                _unlock_result(as_json, "approved", f"approved request #{request_id}", request_id=request_id)
-                return
-        else:
-            if lock_id is None or reason is None:
-                raise click.UsageError("give LOCK_ID and --reason (or --approve / --withdraw REQUEST_ID, --pending)")
-            four_eyes = conn.execute(
-                "SELECT to_regprocedure('ledgerlock.four_eyes_required(bigint)') IS NOT NULL").fetchone()[0]
-            if four_eyes and conn.execute("SELECT ledgerlock.four_eyes_required(%s)", (lock_id,)).fetchone()[0]:
-                req = conn.execute("SELECT ledgerlock.request_unlock(%s, %s)", (lock_id, reason)).fetchone()[0]
-                _unlock_result(as_json, "requested",
-                               f"filed unlock request #{req} for lock #{lock_id}; another admin approves it with:\n"
-                               f"  ledgerlock unlock --approve {req}\n"
-                               f"withdraw it with: ledgerlock unlock --withdraw {req}",
-                               lock=_lock_row(conn, lock_id), request_id=req)
-                return
-            conn.execute("SELECT ledgerlock.unlock_period(%s, %s)", (lock_id, reason))
         row = _lock_row(conn, lock_id)
     _unlock_result(as_json, "unlocked", f"unlocked {_describe(row)}\nlock it again with: ledgerlock relock {lock_id}",
                    lock=row, request_id=request_id)
+
+
+@unlock.command("withdraw")
+@click.argument("request_id", type=int)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts: {action, lock, request_id, requests}.")
+@pass_context
+@cli_hints
+def unlock_withdraw(ctx: Context, request_id: int, as_json: bool) -> None:
+    """Withdraw your pending request REQUEST_ID."""
+    with ctx.connect_to_write() as conn:
+        conn.execute("SELECT ledgerlock.withdraw_unlock(%s)", (request_id,))
+    _unlock_result(as_json, "withdrawn", f"withdrew unlock request #{request_id}", request_id=request_id)
+
+
+@unlock.command("pending")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts: {action, lock, request_id, requests}.")
+@pass_context
+def unlock_pending(ctx: Context, as_json: bool) -> None:
+    """The unlock requests waiting for a second admin."""
+    with ctx.connect() as conn:
+        found = rows(conn, "SELECT * FROM ledgerlock.unlock_requests()")
+    if as_json:
+        _unlock_result(True, "pending", "", requests=found)
+    else:
+        echo_rows(found, REQUEST_COLUMNS, as_json=False, empty="(no pending unlock requests)")
 
 
 @click.command()
@@ -354,7 +387,7 @@ def unlock(ctx: Context, lock_id: int | None, reason: str | None, request_id: in
 @cli_hints
 def relock(ctx: Context, lock_id: int, as_json: bool) -> None:
     """Lock again the window of unlocked LOCK_ID (same dates, level, ledgers, note and reviewer)."""
-    with ctx.connect() as conn:
+    with ctx.connect_to_write() as conn:
         new_id = conn.execute("SELECT ledgerlock.relock(%s)", (lock_id,)).fetchone()[0]
         row = _lock_row(conn, new_id)
     if as_json:
@@ -371,22 +404,22 @@ def relock(ctx: Context, lock_id: int, as_json: bool) -> None:
 def locks(ctx: Context, scope: str | None, active: bool, as_json: bool) -> None:
     """List lock windows (of SCOPE), and the date the books are locked through."""
     with ctx.connect() as conn:
-        rows = _rows(conn, f"""SELECT {LOCK_COLUMNS} FROM ledgerlock.period_locks
+        found = rows(conn, f"""SELECT {LOCK_COLUMNS} FROM ledgerlock.period_locks
                                WHERE (%(scope)s::text IS NULL OR scope = %(scope)s)
                                  AND (NOT %(active)s OR status = 'active')
                                ORDER BY scope, from_date, id""", {"scope": scope, "active": active})
         through = conn.execute("SELECT ledgerlock.locked_through(%s)::text", (scope,)).fetchone()[0] \
             if scope is not None else None
-    for r in rows:
+    for r in found:
         r["period"] = period_text(r["from_date"], r["to_date"])
     if as_json:
         # one shape with or without SCOPE (without one, scope and locked_through are null)
-        echo_json({"scope": scope, "locked_through": through, "locks": rows})
+        echo_json({"scope": scope, "locked_through": through, "locks": found})
         return
-    echo_rows(rows, ["id", "scope", "period", "level", "ledgers", "status", "note", "reviewer", "locked_by",
+    echo_rows(found, ["id", "scope", "period", "level", "ledgers", "status", "note", "reviewer", "locked_by",
                      "unlock_reason"], as_json=False, empty="(no locks)")
     if scope is not None:
-        click.echo(f"\n{_through_line(scope, through, rows)}")
+        click.echo(f"\n{_through_line(scope, through, found)}")
 
 
 def _through_line(scope: str, through: str | None, rows: list[dict]) -> str:
@@ -409,13 +442,13 @@ def _through_line(scope: str, through: str | None, rows: list[dict]) -> str:
 def history(ctx: Context, scope: str | None, limit: int, as_json: bool) -> None:
     """The lock history (of SCOPE): lock, advance, upgrade, unlock, relock, override… oldest first."""
     with ctx.connect() as conn:
-        rows = _rows(conn, """SELECT * FROM (
+        found = rows(conn, """SELECT * FROM (
                                   SELECT id, at, kind, lock_id, scope, db_user, actor, reason, context, details
                                   FROM ledgerlock.lock_history
                                   WHERE %(scope)s::text IS NULL OR scope = %(scope)s
                                   ORDER BY id DESC LIMIT %(limit)s) h
                               ORDER BY id""", {"scope": scope, "limit": limit})
-    echo_rows(rows, ["id", "at", "kind", "lock_id", "scope", "db_user", "actor", "reason"], as_json=as_json,
+    echo_rows(found, ["id", "at", "kind", "lock_id", "scope", "db_user", "actor", "reason"], as_json=as_json,
               empty="(no lock events)")
 
 

@@ -10,17 +10,11 @@ import sys
 
 import click
 
-from ..cli import Context, pass_context
+from ..context import Context, pass_context, rows
 from ..output import EXIT_EVIDENCE, echo_json, echo_rows
 
 GAP_COLUMNS = ("table", "series", "kind", "first", "last", "detail")
 SERIES_COLUMNS = ("table", "series", "last_number", "created_at")
-
-
-def _rows(conn, query: str, params=()) -> list[dict]:
-    cur = conn.execute(query, params)
-    names = [d.name for d in cur.description]
-    return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
 
 
 @click.group()
@@ -40,7 +34,7 @@ def check(ctx: Context, table: str | None, as_json: bool) -> None:
     or admin role.
     """
     with ctx.connect() as conn:
-        rows = _rows(
+        found = rows(
             conn,
             """SELECT table_name::text AS "table", series, kind, first_number AS "first",
                       last_number AS "last", detail
@@ -53,14 +47,14 @@ def check(ctx: Context, table: str | None, as_json: bool) -> None:
             (table, table),
         ).fetchone()[0]
     if as_json:
-        echo_rows(rows, GAP_COLUMNS, as_json=True)
-    elif rows:
-        click.echo(f"{len(rows)} problem{'s' if len(rows) != 1 else ''} in the final numbers:")
-        echo_rows(rows, GAP_COLUMNS, as_json=False)
+        echo_rows(found, GAP_COLUMNS, as_json=True)
+    elif found:
+        click.echo(f"{len(found)} problem{'s' if len(found) != 1 else ''} in the final numbers:")
+        echo_rows(found, GAP_COLUMNS, as_json=False)
     else:
         click.echo(f"final numbers are continuous: no gap and no duplicate ({tables} numbered "
                    f"table{'s' if tables != 1 else ''} checked)")
-    if rows:
+    if found:
         sys.exit(EXIT_EVIDENCE)
 
 
@@ -76,7 +70,7 @@ def format_(ctx: Context, table: str, number_format: str, draft_format: str | No
 
     Only numbers handed out from now on follow it. Tokens: {SEQ} or {SEQ:n}, {YYYY}, {YY}, {MM}, {SCOPE}.
     """
-    with ctx.connect() as conn:
+    with ctx.connect_to_write() as conn:
         conn.execute("SELECT ledgerlock.set_number_format(%s::regclass, %s, %s)", (table, number_format, draft_format))
     if as_json:
         echo_json({"table": table, "number_format": number_format, "draft_format": draft_format})
@@ -92,14 +86,14 @@ def format_(ctx: Context, table: str, number_format: str, draft_format: str | No
 def series(ctx: Context, table: str | None, as_json: bool) -> None:
     """Every series and its last final number (auditor, controller or admin)."""
     with ctx.connect() as conn:
-        rows = _rows(
+        found = rows(
             conn,
             """SELECT table_name::text AS "table", series, last_value AS last_number, created_at
                FROM ledgerlock.number_series
                WHERE %s::regclass IS NULL OR table_name = %s::regclass ORDER BY 1, 2""",
             (table, table),
         )
-    echo_rows(rows, SERIES_COLUMNS, as_json=as_json, empty="(no final number handed out yet)")
+    echo_rows(found, SERIES_COLUMNS, as_json=as_json, empty="(no final number handed out yet)")
 
 
 def register(cli: click.Group) -> None:

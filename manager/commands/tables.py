@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from ..cli import Context, pass_context
+from ..context import Context, pass_context
 from ..output import echo_json
 
 
@@ -33,7 +33,7 @@ def protect(ctx: Context, table: str, date_column: str, scope_column: str | None
     the list of what would go, unless --weaken-reason says why. Loosening is refused outright while the table
     holds final rows, or rows in a hard-locked period. Requires an unrestricted ledgerlock_admin.
     """
-    with ctx.connect() as conn:
+    with ctx.connect_to_write() as conn:
         conn.execute(
             "SELECT ledgerlock.protect(%s::regclass, %s, %s, %s, %s, %s, %s::name[], %s, %s)",
             (table, date_column, scope_column, final_when, number_column, number_format,
@@ -55,7 +55,7 @@ def unprotect(ctx: Context, table: str, reason: str, as_json: bool) -> None:
 
     Refused while TABLE holds final rows, or rows in a hard-locked period (unlock the period first).
     """
-    with ctx.connect() as conn:
+    with ctx.connect_to_write() as conn:
         conn.execute("SELECT ledgerlock.unprotect(%s::regclass, %s)", (table, reason))
     if as_json:
         echo_json({"table": table, "protected": False})

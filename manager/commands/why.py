@@ -6,7 +6,7 @@ import json
 
 import click
 
-from ..cli import Context, pass_context
+from ..context import Context, pass_context, rows
 from ..output import echo_json
 
 RULE_NAMES = {"final": "final (R1)", "period_lock": "locked period (R3)", "referenced": "referenced (R4)",
@@ -74,13 +74,11 @@ def why(ctx: Context, table: str, key: str, as_json: bool) -> None:
     """
     key_json = parse_key(key)
     with ctx.connect() as conn:
-        cur = conn.execute(
-            "SELECT depth, table_name::text AS table_name, row_key, row_label, rule, summary, details, way_back "
+        found = rows(
+            conn, "SELECT depth, table_name::text AS table_name, row_key, row_label, rule, summary, details, way_back "
             "FROM ledgerlock.why_locked(%s::regclass, %s::jsonb)", (table, key_json))
-        cols = [d.name for d in cur.description]
-        rows = [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
-    label = rows[0]["row_label"] if rows else f"{table} {key}"
-    tree = build_tree(rows)
+    label = found[0]["row_label"] if found else f"{table} {key}"
+    tree = build_tree(found)
     if as_json:
         echo_json({"table": table, "key": json.loads(key_json), "frozen": bool(tree), "reasons": tree})
         return

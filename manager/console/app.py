@@ -23,7 +23,6 @@ from urllib.parse import urlencode
 
 import jinja2
 import psycopg
-from psycopg.rows import dict_row
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
@@ -34,6 +33,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
+from .. import context
 from .. import errors as ll_errors
 from . import csrf
 from .auth import LoginRefused, Person, SessionStore, connect_as, describe_person, login
@@ -79,8 +79,7 @@ class Refusal:
 # -- reading the database ----------------------------------------------------------------------------------
 
 def rows(conn: psycopg.Connection, name: str, params: dict | None = None) -> list[dict]:
-    with conn.cursor(row_factory=dict_row) as cur:
-        return cur.execute(query(name), params).fetchall()
+    return context.rows(conn, query(name), params)
 
 
 def one(conn: psycopg.Connection, name: str, params: dict | None = None) -> dict | None:
@@ -359,19 +358,29 @@ class Console:
 
         return await self.action(request, work, self._back_to_scope)
 
+    async def call_on_one(self, request: Request, *, field: str, label: str, call: str,
+                          said: Callable[[int, str | None], str], back: Callable[[Any], str],
+                          optional: tuple[str, str] | None = None) -> Response:
+        """A form that names one thing by its number (a lock, a task, a request) and maybe one optional text
+        (a reviewer, a note): one call of the SQL API with both, and the sentence saying what happened."""
+        def work(conn, person, form):
+            number = int_field(form, field, label)
+            extra = text_field(form, *optional, required=False) if optional else None
+            conn.execute(call, (number, extra) if optional else (number,))
+            return said(number, extra)
+
+        return await self.action(request, work, back)
+
     @staticmethod
     def _back_to_scope(form) -> str:
         scope = form.get("scope")
         return "/calendar?" + urlencode({"scope": scope}) if isinstance(scope, str) and scope else "/"
 
     async def upgrade(self, request: Request) -> Response:
-        def work(conn, person, form):
-            lock_id = int_field(form, "lock_id", "The lock number")
-            reviewer = text_field(form, "reviewer", "The reviewer", required=False)
-            conn.execute("SELECT ledgerlock.upgrade_lock(%s, reviewer => %s)", (lock_id, reviewer))
-            return f"Lock #{lock_id} is now hard (reviewed{' by ' + reviewer if reviewer else ''})."
-
-        return await self.action(request, work, self._back_to_scope)
+        return await self.call_on_one(
+            request, field="lock_id", label="The lock number", optional=("reviewer", "The reviewer"),
+            call="SELECT ledgerlock.upgrade_lock(%s, reviewer => %s)", back=self._back_to_scope,
+            said=lambda lock_id, by: f"Lock #{lock_id} is now hard (reviewed{' by ' + by if by else ''}).")
 
     async def unlock(self, request: Request) -> Response:
         def work(conn, person, form):
@@ -421,10 +430,26 @@ class Console:
         return await self.action(request, work, lambda form: "/inbox")
 
     async def withdraw(self, request: Request) -> Response:
+        return await self.call_on_one(
+            request, field="request_id", label="The request number", call="SELECT ledgerlock.withdraw_unlock(%s)",
+            said=lambda request_id, _: f"Request #{request_id} withdrawn.", back=lambda form: "/inbox")
+
+    async def four_eyes(self, request: Request) -> Response:
+        """The four-eyes switch (an unrestricted admin): on at once; off, while on, files the request a
+        second admin approves in the inbox (ledgerlock.request_four_eyes_off), as `close four-eyes off`."""
         def work(conn, person, form):
-            request_id = int_field(form, "request_id", "The request number")
-            conn.execute("SELECT ledgerlock.withdraw_unlock(%s)", (request_id,))
-            return f"Request #{request_id} withdrawn."
+            state = text_field(form, "state", "The four-eyes setting")
+            if state not in ("on", "off"):
+                raise FormError(f"Four-eyes is turned on or off, not {state!r}.")
+            on = one(conn, "four_eyes")["four_eyes_unlock"]
+            if state == "off" and on:
+                reason = text_field(form, "reason", "A reason for turning four-eyes off")
+                request_id = scalar(conn, "SELECT ledgerlock.request_four_eyes_off(%s)", (reason,))
+                return (f"Request #{request_id} to turn four-eyes off is filed; a second admin approves it in the "
+                        "inbox.")
+            conn.execute("SELECT ledgerlock.set_four_eyes(%s)", (state == "on",))
+            return ("Four-eyes is on: unlocking a hard window now takes a second admin." if state == "on"
+                    else "Four-eyes is off: an admin unlocks hard windows alone.")
 
         return await self.action(request, work, lambda form: "/inbox")
 
@@ -455,13 +480,10 @@ class Console:
         return await self.action(request, work, self._checklist_back)
 
     async def complete_task(self, request: Request) -> Response:
-        def work(conn, person, form):
-            task_id = int_field(form, "task_id", "The task number")
-            note = text_field(form, "note", "The note", required=False)
-            conn.execute("SELECT ledgerlock.complete_close_task(%s, %s)", (task_id, note))
-            return f"Task #{task_id} is done."
-
-        return await self.action(request, work, self._checklist_back)
+        return await self.call_on_one(
+            request, field="task_id", label="The task number", optional=("note", "The note"),
+            call="SELECT ledgerlock.complete_close_task(%s, %s)", said=lambda task_id, _: f"Task #{task_id} is done.",
+            back=self._checklist_back)
 
     # -- evidence ------------------------------------------------------------------------------------------
     async def audit(self, request: Request) -> Response:
@@ -543,7 +565,7 @@ class Console:
 
     async def bundle(self, request: Request) -> Response:
         """The auditor bundle of one scope and fiscal year, as a download (audit_bundle.write_bundle)."""
-        from ..audit_bundle import write_bundle
+        from ..audit_bundle import NothingToBundle, write_bundle
 
         form = await request.form()
         if not csrf.valid(request, form):
@@ -560,7 +582,12 @@ class Console:
             span = one(conn, "fiscal_year", {"scope": scope, "label": label})
             with tempfile.TemporaryDirectory(prefix="ledgerlock-console-") as tmp:
                 path = os.path.join(tmp, "bundle.zip")
-                write_bundle(conn, scope, span["from_date"], span["to_date"], path)
+                try:
+                    write_bundle(conn, scope, span["from_date"], span["to_date"], path, allow_empty=False)
+                except NothingToBundle as exc:
+                    raise FormError(f"Nothing to bundle for scope {scope}, fiscal year {label}: {exc}. An empty "
+                                    "bundle would look like evidence of a quiet year; choose a year with "
+                                    "activity.") from None
                 data = Path(path).read_bytes()
             return data, f"ledgerlock-bundle-scope-{scope}-{label}.zip"
 
@@ -598,6 +625,7 @@ def create_app(conninfo: str, *, where: str = "PostgreSQL", secret_key: str | No
         Route("/inbox", console.inbox, methods=get),
         Route("/approve", console.approve, methods=post),
         Route("/withdraw", console.withdraw, methods=post),
+        Route("/four-eyes", console.four_eyes, methods=post),
         Route("/checklist", console.checklist, methods=get),
         Route("/checklist/add", console.add_task, methods=post),
         Route("/checklist/done", console.complete_task, methods=post),

@@ -23,6 +23,7 @@ from psycopg.types.datetime import DateLoader
 from psycopg.types.json import set_json_loads
 
 from .. import errors as _errors  # noqa: F401  (registers the LLxxx exception classes with psycopg)
+from ..context import rows
 
 
 class LoginRefused(Exception):
@@ -107,8 +108,7 @@ def connect_as(base: str, role: str, password: str | None) -> Iterator[psycopg.C
 def describe_person(conn: psycopg.Connection) -> Person:
     from .queries import query
 
-    with conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
-        row = cur.execute(query("whoami")).fetchone()
+    row = rows(conn, query("whoami"))[0]
     if row["superuser"]:
         raise LoginRefused(f"{row['role']} is a superuser: the console never works as a superuser. "
                            "Log in with a role that is a member of ledgerlock_admin, ledgerlock_controller "

@@ -2,6 +2,7 @@
 -- as findings a DBA can act on (severity, what, why it matters, the command that fixes it).
 -- Severity: critical (a rule can be bypassed now: the doctor exits non-zero), warning (a weakness to fix),
 -- info (worth knowing; nothing to fix here). Read-only, SECURITY INVOKER: it sees what its caller sees.
+-- One function per check, listed in order by ledgerlock._doctor_checks(); doctor_findings() runs them all.
 
 -- The functions PUBLIC may execute: the documented read API (DESIGN.md; the same list as
 -- tests/migration/test_install_paths.py).
@@ -31,7 +32,9 @@ $$;
 REVOKE ALL ON FUNCTION ledgerlock._guarded_relations() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION ledgerlock._guarded_relations() TO ledgerlock_admin, ledgerlock_auditor;
 
-CREATE OR REPLACE FUNCTION ledgerlock.doctor_findings()
+
+-- Who owns the protected tables: the owner can drop or disable any guard.
+CREATE OR REPLACE FUNCTION ledgerlock._doctor_table_owners()
 RETURNS TABLE(severity text, check_name text, object text, finding text, why text, fix text)
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -40,7 +43,6 @@ DECLARE
     r record;
     v record;
 BEGIN
-    -- 1. Who owns the protected tables: the owner can drop or disable any guard.
     FOR r IN
         SELECT g.rel, g.root, o.rolname AS owner, o.rolcanlogin, o.rolsuper
         FROM ledgerlock._guarded_relations() g
@@ -74,8 +76,20 @@ BEGIN
                 pg_catalog.format('REVOKE %I FROM %I', r.owner, v.rolname);
         END LOOP;
     END LOOP;
+END
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._doctor_table_owners() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION ledgerlock._doctor_table_owners() TO ledgerlock_admin, ledgerlock_auditor;
 
-    -- 2. Privileges on protected tables that reach around the row guards.
+-- Privileges on protected tables that reach around the row guards.
+CREATE OR REPLACE FUNCTION ledgerlock._doctor_table_privileges()
+RETURNS TABLE(severity text, check_name text, object text, finding text, why text, fix text)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r record;
+BEGIN
     FOR r IN
         SELECT g.rel, a.privilege_type, coalesce(gr.rolname, 'PUBLIC') AS grantee
         FROM ledgerlock._guarded_relations() g
@@ -97,8 +111,20 @@ BEGIN
                 pg_catalog.format('REVOKE TRUNCATE ON %s FROM %s', r.rel, r.grantee);
         END IF;
     END LOOP;
+END
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._doctor_table_privileges() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION ledgerlock._doctor_table_privileges() TO ledgerlock_admin, ledgerlock_auditor;
 
-    -- 3. Roles that can bypass, or hold ledgerlock powers they should not.
+-- Roles that can bypass the rules: superusers, BYPASSRLS, session_replication_role granted.
+CREATE OR REPLACE FUNCTION ledgerlock._doctor_bypass_roles()
+RETURNS TABLE(severity text, check_name text, object text, finding text, why text, fix text)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r record;
+BEGIN
     FOR r IN SELECT rolname FROM pg_catalog.pg_roles WHERE rolsuper AND rolcanlogin ORDER BY 1 LOOP
         RETURN QUERY SELECT 'info', 'bypass role', r.rolname::text,
             pg_catalog.format('%s is a superuser', r.rolname),
@@ -125,6 +151,20 @@ BEGIN
                                   r.grantee);
         END LOOP;
     END IF;
+END
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._doctor_bypass_roles() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION ledgerlock._doctor_bypass_roles() TO ledgerlock_admin, ledgerlock_auditor;
+
+-- ledgerlock's capability roles: groups nobody logs in as, held by people rather than the application.
+CREATE OR REPLACE FUNCTION ledgerlock._doctor_ledgerlock_roles()
+RETURNS TABLE(severity text, check_name text, object text, finding text, why text, fix text)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r record;
+BEGIN
     FOR r IN
         SELECT rolname FROM pg_catalog.pg_roles
         WHERE rolname IN ('ledgerlock_admin', 'ledgerlock_controller', 'ledgerlock_auditor') AND rolcanlogin
@@ -151,8 +191,22 @@ BEGIN
             pg_catalog.format('REVOKE %I FROM %I  -- grant it to the people who close the books', r.grp,
                               r.rolname);
     END LOOP;
+END
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._doctor_ledgerlock_roles() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION ledgerlock._doctor_ledgerlock_roles() TO ledgerlock_admin, ledgerlock_auditor;
 
-    -- 4. Guard triggers: present, ENABLE ALWAYS, definition matching its hash; none left orphaned.
+
+-- Guard triggers every protected relation must carry: the TRUNCATE guard, and the final-row guards
+-- where final_when is set.
+CREATE OR REPLACE FUNCTION ledgerlock._doctor_missing_guards()
+RETURNS TABLE(severity text, check_name text, object text, finding text, why text, fix text)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r record;
+BEGIN
     FOR r IN
         SELECT g.rel, g.root FROM ledgerlock._guarded_relations() g
         WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_trigger t WHERE t.tgrelid = g.rel AND t.tgname = 'll_00_truncate')
@@ -175,26 +229,35 @@ BEGIN
             'without it, final rows of the table can be changed or deleted',
             'ledgerlock migrate  (or: SELECT ledgerlock.reinstall_guards())';
     END LOOP;
+END
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._doctor_missing_guards() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION ledgerlock._doctor_missing_guards() TO ledgerlock_admin, ledgerlock_auditor;
+
+-- Every ll_NN_ trigger: accounted for by a rule (_orphan_guard_triggers), ENABLE ALWAYS, and its
+-- definition matching the hash ledgerlock commented it with.
+CREATE OR REPLACE FUNCTION ledgerlock._doctor_guard_triggers()
+RETURNS TABLE(severity text, check_name text, object text, finding text, why text, fix text)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r record;
+BEGIN
     FOR r IN
         SELECT t.tgrelid::regclass AS rel, t.tgname, t.tgenabled, t.tgparentid,
                pg_catalog.obj_description(t.oid, 'pg_trigger') AS hash,
                'ledgerlock:' || pg_catalog.md5(pg_catalog.pg_get_triggerdef(t.oid)) AS expected,
-               (SELECT g.root FROM ledgerlock._guarded_relations() g WHERE g.rel = t.tgrelid LIMIT 1) AS root,
                -- ledgerlock's own tables (append-only history) carry guards of their own
                (SELECT c.relnamespace = 'ledgerlock'::regnamespace FROM pg_catalog.pg_class c
                 WHERE c.oid = t.tgrelid) AS own,
-               -- an R4 guard of a rule the table (or a partitioned table above it) takes part in: its
-               -- parent and child need not be protected themselves
-               EXISTS (SELECT FROM ledgerlock.reference_rule x
-                       WHERE t.tgname::text ~ ('^ll_30_r' || x.id || '_')
-                         AND (t.tgrelid IN (x.parent, x.child)
-                              OR EXISTS (SELECT FROM pg_catalog.pg_partition_ancestors(t.tgrelid) a
-                                         WHERE a.relid IN (x.parent, x.child)))) AS referential
+               o.rel IS NOT NULL AS orphan
         FROM pg_catalog.pg_trigger t
+        LEFT JOIN ledgerlock._orphan_guard_triggers() o ON o.rel = t.tgrelid AND o.tgname = t.tgname
         WHERE t.tgname ~ '^ll_[0-9]{2}_' AND NOT t.tgisinternal
         ORDER BY 1, 2
     LOOP
-        IF r.root IS NULL AND NOT r.own AND NOT r.referential THEN
+        IF r.orphan THEN
             RETURN QUERY SELECT 'warning', 'guard trigger', r.rel::text,
                 pg_catalog.format('%s carries guard %s but is not protected (a detached partition, or a table '
                                   'whose protection was removed by hand)', r.rel, r.tgname),
@@ -215,7 +278,20 @@ BEGIN
                 'ledgerlock migrate  (or: SELECT ledgerlock.reinstall_guards())';
         END IF;
     END LOOP;
-    -- a trigger of the application's that fires after the guard can still change NEW
+END
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._doctor_guard_triggers() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION ledgerlock._doctor_guard_triggers() TO ledgerlock_admin, ledgerlock_auditor;
+
+-- A trigger of the application's that fires after the final-row guard can still change NEW.
+CREATE OR REPLACE FUNCTION ledgerlock._doctor_foreign_triggers()
+RETURNS TABLE(severity text, check_name text, object text, finding text, why text, fix text)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r record;
+BEGIN
     FOR r IN
         SELECT t.tgrelid::regclass AS rel, t.tgname FROM pg_catalog.pg_trigger t
         JOIN ledgerlock._guarded_relations() g ON g.rel = t.tgrelid
@@ -230,6 +306,20 @@ BEGIN
             'triggers fire in name order: this one may change a final row after the guard accepted the update',
             pg_catalog.format('ALTER TRIGGER %I ON %s RENAME TO <a name sorting before ll_>', r.tgname, r.rel);
     END LOOP;
+END
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._doctor_foreign_triggers() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION ledgerlock._doctor_foreign_triggers() TO ledgerlock_admin, ledgerlock_auditor;
+
+-- Protected relations that a crash empties.
+CREATE OR REPLACE FUNCTION ledgerlock._doctor_unlogged_tables()
+RETURNS TABLE(severity text, check_name text, object text, finding text, why text, fix text)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r record;
+BEGIN
     FOR r IN
         SELECT g.rel FROM ledgerlock._guarded_relations() g JOIN pg_catalog.pg_class c ON c.oid = g.rel
         WHERE c.relpersistence <> 'p' ORDER BY 1
@@ -238,9 +328,21 @@ BEGIN
             'an unlogged table is emptied by a crash and is not replicated: final rows would vanish',
             pg_catalog.format('ALTER TABLE %s SET LOGGED', r.rel);
     END LOOP;
+END
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._doctor_unlogged_tables() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION ledgerlock._doctor_unlogged_tables() TO ledgerlock_admin, ledgerlock_auditor;
 
-    -- 5. SECURITY DEFINER functions without a pinned search_path (ledgerlock's, and any trigger function
-    --    a protected table runs).
+-- SECURITY DEFINER functions without a pinned search_path (ledgerlock's, and any trigger function a
+-- protected table runs).
+CREATE OR REPLACE FUNCTION ledgerlock._doctor_definer_functions()
+RETURNS TABLE(severity text, check_name text, object text, finding text, why text, fix text)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r record;
+BEGIN
     FOR r IN
         SELECT DISTINCT p.oid::regprocedure AS fn FROM pg_catalog.pg_proc p
         WHERE p.prosecdef
@@ -257,8 +359,20 @@ BEGIN
             pg_catalog.format('ALTER FUNCTION %s SET search_path = pg_catalog, pg_temp  (or: ledgerlock migrate)',
                               r.fn);
     END LOOP;
+END
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._doctor_definer_functions() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION ledgerlock._doctor_definer_functions() TO ledgerlock_admin, ledgerlock_auditor;
 
-    -- 6. PUBLIC privileges on ledgerlock's objects.
+-- PUBLIC privileges on ledgerlock's objects.
+CREATE OR REPLACE FUNCTION ledgerlock._doctor_public_privileges()
+RETURNS TABLE(severity text, check_name text, object text, finding text, why text, fix text)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r record;
+BEGIN
     FOR r IN
         SELECT c.oid::regclass AS rel, a.privilege_type FROM pg_catalog.pg_class c
         CROSS JOIN LATERAL pg_catalog.aclexplode(c.relacl) a
@@ -289,8 +403,20 @@ BEGIN
             'only the documented read API is meant for every role; the rest checks nothing itself',
             pg_catalog.format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', r.fn);
     END LOOP;
+END
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._doctor_public_privileges() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION ledgerlock._doctor_public_privileges() TO ledgerlock_admin, ledgerlock_auditor;
 
-    -- 7. The DDL guard.
+-- The DDL guard: installed, and each of its event triggers ENABLE ALWAYS.
+CREATE OR REPLACE FUNCTION ledgerlock._doctor_ddl_guard()
+RETURNS TABLE(severity text, check_name text, object text, finding text, why text, fix text)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r record;
+BEGIN
     IF NOT EXISTS (SELECT FROM pg_catalog.pg_event_trigger e
                    JOIN ledgerlock.ddl_guard_events() d ON d.event_trigger = e.evtname) THEN
         RETURN QUERY SELECT 'info', 'ddl guard', current_database()::text,
@@ -312,10 +438,22 @@ BEGIN
                 'ledgerlock install-ddl-guard  (needs a superuser)';
         END LOOP;
     END IF;
+END
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._doctor_ddl_guard() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION ledgerlock._doctor_ddl_guard() TO ledgerlock_admin, ledgerlock_auditor;
 
-    -- 8. Prepared transactions that hold locks on ledgerlock's objects or on protected tables: they keep
-    --    them across disconnects and restarts (a counter row, a scope, a table) until someone ends them.
-    --    A prepared transaction's locks have no pid; its own transactionid lock names its virtualtransaction.
+-- Prepared transactions that hold locks on ledgerlock's objects or on protected tables: they keep
+-- them across disconnects and restarts (a counter row, a scope, a table) until someone ends them.
+-- A prepared transaction's locks have no pid; its own transactionid lock names its virtualtransaction.
+CREATE OR REPLACE FUNCTION ledgerlock._doctor_prepared_transactions()
+RETURNS TABLE(severity text, check_name text, object text, finding text, why text, fix text)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r record;
+BEGIN
     FOR r IN
         SELECT x.gid, pg_catalog.string_agg(DISTINCT l.relation::regclass::text, ', '
                                             ORDER BY l.relation::regclass::text) AS held
@@ -339,9 +477,21 @@ BEGIN
             'or writes that need them wait until someone ends it',
             pg_catalog.format('COMMIT PREPARED %L or ROLLBACK PREPARED %L', r.gid, r.gid);
     END LOOP;
+END
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._doctor_prepared_transactions() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION ledgerlock._doctor_prepared_transactions() TO ledgerlock_admin, ledgerlock_auditor;
 
-    -- 8b. R3 high-water marks: a table whose ll_20 triggers carry a mark below the last day of a window
-    --     that applies to it does not check writes dated between the two.
+-- R3 high-water marks: a table whose ll_20 triggers carry a mark below the last day of a window
+-- that applies to it does not check writes dated between the two.
+CREATE OR REPLACE FUNCTION ledgerlock._doctor_period_marks()
+RETURNS TABLE(severity text, check_name text, object text, finding text, why text, fix text)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r record;
+BEGIN
     FOR r IN SELECT m.tbl, m.installed, m.required FROM ledgerlock._period_mark_problems() m ORDER BY 1 LOOP
         RETURN QUERY SELECT 'critical', 'period mark', r.tbl::text,
             pg_catalog.format('the period guards of %s check rows dated up to %s, but a lock window ends on %s',
@@ -349,50 +499,216 @@ BEGIN
             'writes dated after the installed mark are not checked against the windows: a lock is not enforced',
             'ledgerlock migrate  (or SELECT ledgerlock.reinstall_guards() as an admin)';
     END LOOP;
+END
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._doctor_period_marks() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION ledgerlock._doctor_period_marks() TO ledgerlock_admin, ledgerlock_auditor;
 
-    -- 9. Evidence and numbering, from the rules that provide them.
-    IF pg_catalog.to_regprocedure('ledgerlock.verify_audit(text)') IS NULL THEN
-        RETURN QUERY SELECT 'info', 'audit chain', 'ledgerlock.verify_audit', 'the audit rule is not installed',
-            'without it, changes leave no evidence', 'ledgerlock migrate';
-    ELSE
-        BEGIN
-            FOR r IN EXECUTE 'SELECT * FROM ledgerlock.verify_audit()' LOOP
-                IF NOT r.ok THEN
-                    RETURN QUERY SELECT 'critical', 'audit chain', 'ledgerlock.audit_log',
-                        pg_catalog.format('the audit chain is broken: %s (%s problem(s))', r.problem, r.problems),
-                        'the evidence was altered or removed after it was written',
-                        'compare with your external digests (ledgerlock audit verify --digest ...) and investigate';
-                ELSIF r.unsealed > 0 THEN
-                    RETURN QUERY SELECT 'warning', 'audit chain', 'ledgerlock.audit_log',
-                        pg_catalog.format('%s event(s) are not sealed into the chain yet', r.unsealed),
-                        'events outside the chain are not covered by a digest',
-                        'ledgerlock audit verify  (seals and verifies)';
-                END IF;
-            END LOOP;
-        EXCEPTION WHEN insufficient_privilege THEN
-            RETURN QUERY SELECT 'warning', 'audit chain', 'ledgerlock.verify_audit',
-                'the audit chain could not be checked: ' || SQLERRM,
-                'doctor sees only what its caller may see', 'run ledgerlock doctor as a ledgerlock admin or auditor';
-        END;
-    END IF;
-    IF pg_catalog.to_regprocedure('ledgerlock.number_gaps(regclass)') IS NULL THEN
-        RETURN QUERY SELECT 'info', 'numbering', 'ledgerlock.number_gaps', 'the numbering rule is not installed',
-            'final numbers are not checked for gaps', 'ledgerlock migrate';
-    ELSE
-        BEGIN
-            FOR r IN EXECUTE 'SELECT * FROM ledgerlock.number_gaps(NULL)' LOOP
-                RETURN QUERY SELECT 'critical', 'numbering', r.table_name::text,
-                    pg_catalog.format('%s in series %s of %s: %s..%s %s', r.kind, r.series, r.table_name,
-                                      r.first_number, r.last_number, coalesce(r.detail, '')),
-                    'final numbers must run without gaps or duplicates',
-                    pg_catalog.format('ledgerlock numbers check  -- then investigate %s', r.table_name);
-            END LOOP;
-        EXCEPTION WHEN insufficient_privilege THEN
-            RETURN QUERY SELECT 'warning', 'numbering', 'ledgerlock.number_gaps',
-                'numbering could not be checked: ' || SQLERRM,
-                'doctor sees only what its caller may see', 'run ledgerlock doctor as a ledgerlock admin or auditor';
-        END;
-    END IF;
+-- The audit chain: intact, and every event sealed.
+CREATE OR REPLACE FUNCTION ledgerlock._doctor_audit_chain()
+RETURNS TABLE(severity text, check_name text, object text, finding text, why text, fix text)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r record;
+BEGIN
+    BEGIN
+        FOR r IN SELECT * FROM ledgerlock.verify_audit() LOOP
+            IF NOT r.ok THEN
+                RETURN QUERY SELECT 'critical', 'audit chain', 'ledgerlock.audit_log',
+                    pg_catalog.format('the audit chain is broken: %s (%s problem(s))', r.problem, r.problems),
+                    'the evidence was altered or removed after it was written',
+                    'compare with your external digests (ledgerlock audit verify --digest ...) and investigate';
+            ELSIF r.unsealed > 0 THEN
+                RETURN QUERY SELECT 'warning', 'audit chain', 'ledgerlock.audit_log',
+                    pg_catalog.format('%s event(s) are not sealed into the chain yet', r.unsealed),
+                    'events outside the chain are not covered by a digest',
+                    'ledgerlock audit verify  (seals and verifies)';
+            END IF;
+        END LOOP;
+    EXCEPTION WHEN insufficient_privilege THEN
+        RETURN QUERY SELECT 'warning', 'audit chain', 'ledgerlock.verify_audit',
+            'the audit chain could not be checked: ' || SQLERRM,
+            'doctor sees only what its caller may see', 'run ledgerlock doctor as a ledgerlock admin or auditor';
+    END;
+END
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._doctor_audit_chain() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION ledgerlock._doctor_audit_chain() TO ledgerlock_admin, ledgerlock_auditor;
+
+-- Final numbers: no gap, no duplicate in any series.
+CREATE OR REPLACE FUNCTION ledgerlock._doctor_numbering()
+RETURNS TABLE(severity text, check_name text, object text, finding text, why text, fix text)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r record;
+BEGIN
+    BEGIN
+        FOR r IN SELECT * FROM ledgerlock.number_gaps(NULL) LOOP
+            RETURN QUERY SELECT 'critical', 'numbering', r.table_name::text,
+                pg_catalog.format('%s in series %s of %s: %s..%s %s', r.kind, r.series, r.table_name,
+                                  r.first_number, r.last_number, coalesce(r.detail, '')),
+                'final numbers must run without gaps or duplicates',
+                pg_catalog.format('ledgerlock numbers check  -- then investigate %s', r.table_name);
+        END LOOP;
+    EXCEPTION WHEN insufficient_privilege THEN
+        RETURN QUERY SELECT 'warning', 'numbering', 'ledgerlock.number_gaps',
+            'numbering could not be checked: ' || SQLERRM,
+            'doctor sees only what its caller may see', 'run ledgerlock doctor as a ledgerlock admin or auditor';
+    END;
+END
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._doctor_numbering() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION ledgerlock._doctor_numbering() TO ledgerlock_admin, ledgerlock_auditor;
+
+-- A function's fingerprint, as the code check compares it: its body (md5 of pg_proc.prosrc, the text
+-- between the dollar quotes), whether it runs as its owner, and the settings it pins.
+-- Fingerprints of the functions the code script just created (those whose catalog row is not the one
+-- pg_temp.ll_code_before saw when the script began): sqlfiles.code_script() calls it as its last step.
+CREATE OR REPLACE FUNCTION ledgerlock._record_shipped_code()
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    n integer;
+BEGIN
+    DELETE FROM ledgerlock.code_fingerprint f WHERE f.origin = 'shipped';
+    INSERT INTO ledgerlock.code_fingerprint AS f (fn, origin, body_md5, security_definer, config)
+    SELECT p.oid::regprocedure::text, 'shipped', pg_catalog.md5(p.prosrc), p.prosecdef, p.proconfig
+    FROM pg_catalog.pg_proc p
+    WHERE p.pronamespace = 'ledgerlock'::regnamespace
+      AND NOT EXISTS (SELECT FROM pg_temp.ll_code_before b WHERE b.oid = p.oid AND b.row_version = p.xmin::text)
+    ON CONFLICT ON CONSTRAINT code_fingerprint_pkey DO UPDATE SET
+        origin = EXCLUDED.origin, body_md5 = EXCLUDED.body_md5, security_definer = EXCLUDED.security_definer,
+        config = EXCLUDED.config, recorded_at = now(), recorded_by = session_user;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n;
+END
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._record_shipped_code() FROM PUBLIC;
+
+-- Fingerprint of the function a guard trigger runs, when a rule generated it (it is not shipped):
+-- ledgerlock._create_guard_trigger calls it for every trigger it creates.
+CREATE OR REPLACE FUNCTION ledgerlock._record_generated_code(tbl regclass, trigger_name name)
+RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    INSERT INTO ledgerlock.code_fingerprint AS f (fn, origin, body_md5, security_definer, config)
+    SELECT p.oid::regprocedure::text, 'generated', pg_catalog.md5(p.prosrc), p.prosecdef, p.proconfig
+    FROM pg_catalog.pg_trigger t JOIN pg_catalog.pg_proc p ON p.oid = t.tgfoid
+    WHERE t.tgrelid = tbl AND t.tgname = trigger_name AND p.pronamespace = 'ledgerlock'::regnamespace
+      -- a shipped function never reaches the conflict: its row would stay locked until commit, and every
+      -- installer creating a trigger on it would queue behind that
+      AND NOT EXISTS (SELECT FROM ledgerlock.code_fingerprint s
+                      WHERE s.fn = p.oid::regprocedure::text AND s.origin = 'shipped')
+    ON CONFLICT ON CONSTRAINT code_fingerprint_pkey DO UPDATE SET
+        body_md5 = EXCLUDED.body_md5, security_definer = EXCLUDED.security_definer, config = EXCLUDED.config,
+        recorded_at = now(), recorded_by = session_user
+    WHERE f.origin = 'generated'
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._record_generated_code(regclass, name) FROM PUBLIC;
+
+-- Code drift: every function in schema ledgerlock against the fingerprint ledgerlock recorded when it
+-- installed (shipped) or generated it. The manager also checks the shipped ones against its own package
+-- (manager/doctor.py), which a database superuser cannot edit.
+CREATE OR REPLACE FUNCTION ledgerlock._doctor_code()
+RETURNS TABLE(severity text, check_name text, object text, finding text, why text, fix text)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r record;
+BEGIN
+    FOR r IN
+        SELECT p.oid::regprocedure::text AS fn, f.origin, o.fn IS NOT NULL AS orphan,
+               (f.body_md5, f.security_definer, f.config)
+                   IS DISTINCT FROM (pg_catalog.md5(p.prosrc), p.prosecdef, p.proconfig) AS drifted
+        FROM pg_catalog.pg_proc p
+        LEFT JOIN ledgerlock.code_fingerprint f ON f.fn = p.oid::regprocedure::text
+        LEFT JOIN ledgerlock._orphan_generated_functions() o(fn) ON o.fn = p.oid
+        WHERE p.pronamespace = 'ledgerlock'::regnamespace
+        ORDER BY 1
+    LOOP
+        IF r.orphan THEN
+            RETURN QUERY SELECT 'warning', 'function', r.fn,
+                pg_catalog.format('%s was generated for a rule that no longer exists', r.fn),
+                'a leftover guard function is dead code with the owner''s rights',
+                'SELECT ledgerlock.reinstall_guards()  (it drops what no rule uses)';
+        ELSIF r.origin IS NULL THEN
+            RETURN QUERY SELECT 'warning', 'function', r.fn, pg_catalog.format('%s is not part of ledgerlock', r.fn),
+                'an object in schema ledgerlock that ledgerlock did not install runs with its rights if anything '
+                'calls it', pg_catalog.format('DROP FUNCTION %s  -- after checking who created it', r.fn);
+        ELSIF r.drifted THEN
+            RETURN QUERY SELECT 'critical', 'function', r.fn,
+                pg_catalog.format(CASE r.origin WHEN 'shipped' THEN '%s differs from the shipped definition'
+                                  ELSE '%s differs from the function ledgerlock generated' END, r.fn),
+                'a rule redefined by hand may no longer enforce what it says',
+                CASE r.origin WHEN 'shipped'
+                    THEN 'ledgerlock migrate  (after DELETE FROM ledgerlock.installed_code, so that it reinstalls the code)'
+                    ELSE 'SELECT ledgerlock.reinstall_guards()  (it regenerates the guards)' END;
+        END IF;
+    END LOOP;
+    FOR r IN
+        SELECT f.fn FROM ledgerlock.code_fingerprint f
+        WHERE f.origin = 'shipped' AND pg_catalog.to_regprocedure(f.fn) IS NULL ORDER BY 1
+    LOOP
+        RETURN QUERY SELECT 'critical', 'function', r.fn, pg_catalog.format('%s is missing', r.fn),
+            'a rule whose function was dropped fails or no longer checks anything',
+            'ledgerlock migrate  (after DELETE FROM ledgerlock.installed_code, so that it reinstalls the code)';
+    END LOOP;
+END
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._doctor_code() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION ledgerlock._doctor_code() TO ledgerlock_admin, ledgerlock_auditor;
+
+-- The checks doctor_findings() runs, in the order it reports them. Each is a function () RETURNS
+-- TABLE(severity, check_name, object, finding, why, fix), SECURITY INVOKER, granted to the admin and the
+-- auditor (the documented monitoring role).
+CREATE OR REPLACE FUNCTION ledgerlock._doctor_checks()
+RETURNS TABLE(ord integer, check_function regprocedure)
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT c.i::integer, c.fn::regprocedure FROM pg_catalog.unnest(ARRAY[
+        'ledgerlock._doctor_table_owners()',
+        'ledgerlock._doctor_table_privileges()',
+        'ledgerlock._doctor_bypass_roles()',
+        'ledgerlock._doctor_ledgerlock_roles()',
+        'ledgerlock._doctor_missing_guards()',
+        'ledgerlock._doctor_guard_triggers()',
+        'ledgerlock._doctor_foreign_triggers()',
+        'ledgerlock._doctor_unlogged_tables()',
+        'ledgerlock._doctor_definer_functions()',
+        'ledgerlock._doctor_public_privileges()',
+        'ledgerlock._doctor_ddl_guard()',
+        'ledgerlock._doctor_prepared_transactions()',
+        'ledgerlock._doctor_period_marks()',
+        'ledgerlock._doctor_audit_chain()',
+        'ledgerlock._doctor_numbering()',
+        'ledgerlock._doctor_code()'
+    ]) WITH ORDINALITY AS c(fn, i)
+    ORDER BY c.i
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._doctor_checks() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION ledgerlock._doctor_checks() TO ledgerlock_admin, ledgerlock_auditor;
+
+CREATE OR REPLACE FUNCTION ledgerlock.doctor_findings()
+RETURNS TABLE(severity text, check_name text, object text, finding text, why text, fix text)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    fn regprocedure;
+BEGIN
+    FOR fn IN SELECT c.check_function FROM ledgerlock._doctor_checks() c ORDER BY c.ord LOOP
+        RETURN QUERY EXECUTE pg_catalog.format('SELECT * FROM %s()', fn::oid::regproc);
+    END LOOP;
 END
 $$;
 REVOKE ALL ON FUNCTION ledgerlock.doctor_findings() FROM PUBLIC;

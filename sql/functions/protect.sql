@@ -1,10 +1,44 @@
 -- Registering tables: protect, unprotect, and the installation of every rule's guards.
 --
--- A rule plugs in by defining ledgerlock._install_NN_<rule>(tbl regclass) (and, when it creates more than
--- triggers, ledgerlock._uninstall_NN_<rule>(tbl regclass)). protect() runs every installer in NN order, in
--- one transaction: an installer that refuses the configuration rolls the whole call back, so nothing is
--- ever half-installed. Installers drop and recreate their own ll_NN_ triggers, so calling protect again
--- reconfigures cleanly.
+-- The rules are listed by ledgerlock._rules(), each with its installer (and, when it creates more than
+-- triggers, its uninstaller). protect() runs every installer in NN order, in one transaction: an installer
+-- that refuses the configuration rolls the whole call back, so nothing is ever half-installed. Installers
+-- drop and recreate their own ll_NN_ triggers, so calling protect again reconfigures cleanly.
+
+-- The rules, in the order their guards fire (PostgreSQL fires triggers of one timing in name order, and
+-- ll_NN_ names them): number, name, the DESIGN rule, and the hooks protect, unprotect, reinstall_guards and
+-- why_locked call. why_unprotected: the why hooks also explain rows of tables that are not protected (R4
+-- freezes a parent that need not be protected itself). generated_prefix: the names of the trigger functions
+-- the rule generates per table or rule. A function rather than a table: the list is code, installed and
+-- fingerprinted with the hooks it names, and each name is resolved when it is read, so a missing hook fails
+-- the call (42883) instead of being skipped.
+CREATE OR REPLACE FUNCTION ledgerlock._rules()
+RETURNS TABLE(nn text, name text, design_rule text, install regprocedure, uninstall regprocedure,
+              refresh regprocedure, why regprocedure[], why_unprotected boolean, generated_prefix text)
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT r.nn, r.name, r.design_rule, r.install::regprocedure, r.uninstall::regprocedure,
+           r.refresh::regprocedure, r.why::regprocedure[], r.why_unprotected, r.generated_prefix
+    FROM (VALUES
+        ('00', 'truncate', 'all', 'ledgerlock._install_00_truncate(regclass)', NULL, NULL, '{}', false, NULL),
+        ('10', 'final', 'R1', 'ledgerlock._install_10_final(regclass)', NULL, NULL,
+         '{"ledgerlock._why_10_final(regclass,jsonb)"}', false, NULL),
+        ('20', 'period', 'R3', 'ledgerlock._install_20_period(regclass)', NULL, NULL,
+         '{"ledgerlock._why_20_period(regclass,jsonb)"}', false, NULL),
+        ('30', 'referential', 'R4', 'ledgerlock._install_30_referential(regclass)',
+         'ledgerlock._uninstall_30_referential(regclass)', 'ledgerlock._refresh_30_referential()',
+         '{"ledgerlock._why_30_referenced(regclass,jsonb)","ledgerlock._why_31_lines(regclass,jsonb)"}', true,
+         '_ll30_r'),
+        ('40', 'numbering', 'R2', 'ledgerlock._install_40_numbering(regclass)',
+         'ledgerlock._uninstall_40_numbering(regclass)', NULL, '{}', false, '_ll40_t'),
+        ('90', 'audit', 'R5', 'ledgerlock._install_90_audit(regclass)', NULL, NULL, '{}', false, NULL)
+    ) AS r(nn, name, design_rule, install, uninstall, refresh, why, why_unprotected, generated_prefix)
+    ORDER BY r.nn
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._rules() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION ledgerlock._rules() TO ledgerlock_admin, ledgerlock_auditor;
 
 -- Screen a condition (final_when, child_condition) that ledgerlock's definer code will run later
 -- (number_gaps, why_locked, the R4 guards): it may call only immutable PostgreSQL built-ins, so that it
@@ -174,23 +208,24 @@ END
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._column_type(regclass, name, text) FROM PUBLIC;
 
--- Run every rule's installer (or uninstaller) for one table, in NN order.
+-- Run every rule's installer (kind 'install') or uninstaller ('uninstall') for one table, in NN order.
 CREATE OR REPLACE FUNCTION ledgerlock._run_rule_hooks(tbl regclass, kind text)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    hook regproc;
+    hook regprocedure;
 BEGIN
+    IF kind NOT IN ('install', 'uninstall') THEN
+        RAISE EXCEPTION USING ERRCODE = '22023',
+            MESSAGE = pg_catalog.format('rule hooks are install or uninstall, not %L', kind);
+    END IF;
     FOR hook IN
-        SELECT p.oid::regproc FROM pg_catalog.pg_proc p
-        WHERE p.pronamespace = 'ledgerlock'::regnamespace
-          AND p.proname ~ ('^_' || kind || '_[0-9]{2}_')
-          AND p.proargtypes = '2205'::oidvector          -- (regclass)
-        ORDER BY p.proname
+        SELECT CASE kind WHEN 'install' THEN r.install ELSE r.uninstall END FROM ledgerlock._rules() r ORDER BY r.nn
     LOOP
-        EXECUTE pg_catalog.format('SELECT %s($1)', hook) USING tbl;
+        CONTINUE WHEN hook IS NULL;
+        EXECUTE pg_catalog.format('SELECT %s($1)', hook::oid::regproc) USING tbl;
     END LOOP;
 END
 $$;
@@ -509,10 +544,86 @@ REVOKE ALL ON FUNCTION ledgerlock.unprotect(regclass, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION ledgerlock.unprotect(regclass, text)
     TO ledgerlock_admin, ledgerlock_controller, ledgerlock_auditor;
 
--- Re-run every installer on every protected table, then every rule's refresh hook
--- (ledgerlock._refresh_NN_<rule>(), for guards a rule keeps on tables outside the registry, such as the
--- parent of a referential rule): `ledgerlock migrate` calls it after new code is installed, so guard
--- triggers always match the installed version. Returns the number of protected tables.
+-- Guard triggers no rule accounts for: an ll_NN_ trigger on a table that is neither protected (nor a
+-- partition of one), nor one of ledgerlock's own tables (their append-only guards), nor a table an R4 rule
+-- names under that rule's number (the parent and child of a referential rule need not be protected): a
+-- detached partition, a table whose registry row was removed by hand, a rule since removed.
+CREATE OR REPLACE FUNCTION ledgerlock._orphan_guard_triggers()
+RETURNS TABLE(rel regclass, tgname name)
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT t.tgrelid::regclass, t.tgname FROM pg_catalog.pg_trigger t
+    JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid
+    WHERE pg_catalog.starts_with(t.tgname, 'll_') AND t.tgname::text ~ '^ll_[0-9]{2}_'
+      AND NOT t.tgisinternal AND t.tgparentid = 0
+      AND c.relnamespace <> 'ledgerlock'::regnamespace
+      AND NOT EXISTS (SELECT FROM ledgerlock._guarded_relations() g WHERE g.rel = t.tgrelid)
+      AND NOT EXISTS (SELECT FROM ledgerlock.reference_rule x
+                      WHERE pg_catalog.starts_with(t.tgname, 'll_30_r' || x.id || '_')
+                        AND (t.tgrelid IN (x.parent, x.child)
+                             OR EXISTS (SELECT FROM pg_catalog.pg_partition_ancestors(t.tgrelid) a
+                                        WHERE a.relid IN (x.parent, x.child))))
+    ORDER BY 1, 2
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._orphan_guard_triggers() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION ledgerlock._orphan_guard_triggers() TO ledgerlock_admin, ledgerlock_auditor;
+
+-- Functions a rule generated (named with its generated_prefix, not shipped) that no trigger runs any more:
+-- their table was unprotected or dropped, or their rule removed.
+CREATE OR REPLACE FUNCTION ledgerlock._orphan_generated_functions()
+RETURNS SETOF regprocedure
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT p.oid::regprocedure FROM pg_catalog.pg_proc p
+    WHERE p.pronamespace = 'ledgerlock'::regnamespace
+      AND EXISTS (SELECT FROM ledgerlock._rules() r WHERE pg_catalog.starts_with(p.proname, r.generated_prefix))
+      AND NOT EXISTS (SELECT FROM ledgerlock.code_fingerprint f
+                      WHERE f.fn = p.oid::regprocedure::text AND f.origin = 'shipped')
+      AND NOT EXISTS (SELECT FROM pg_catalog.pg_trigger t WHERE t.tgfoid = p.oid)
+    ORDER BY 1
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._orphan_generated_functions() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION ledgerlock._orphan_generated_functions() TO ledgerlock_admin, ledgerlock_auditor;
+
+-- Drop what no rule accounts for any more (install-then-prune): orphaned guard triggers first, then the
+-- generated functions no trigger runs, with their fingerprints. Returns how many objects went.
+CREATE OR REPLACE FUNCTION ledgerlock._prune_guards()
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    o record;
+    fn regprocedure;
+    n integer := 0;
+BEGIN
+    FOR o IN SELECT * FROM ledgerlock._orphan_guard_triggers() LOOP
+        PERFORM ledgerlock._ddl_permit(o.rel, true);  -- the DDL guard lets ledgerlock's own installers through
+        EXECUTE pg_catalog.format('DROP TRIGGER %I ON %s', o.tgname, o.rel);
+        PERFORM ledgerlock._ddl_permit(o.rel, false);
+        n := n + 1;
+    END LOOP;
+    PERFORM ledgerlock._ddl_permit('ledgerlock'::regnamespace::oid, true);
+    FOR fn IN SELECT * FROM ledgerlock._orphan_generated_functions() LOOP
+        EXECUTE pg_catalog.format('DROP FUNCTION %s', fn);
+        n := n + 1;
+    END LOOP;
+    PERFORM ledgerlock._ddl_permit('ledgerlock'::regnamespace::oid, false);
+    DELETE FROM ledgerlock.code_fingerprint f
+    WHERE f.origin = 'generated' AND pg_catalog.to_regprocedure(f.fn) IS NULL;
+    RETURN n;
+END
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._prune_guards() FROM PUBLIC;
+
+-- Re-run every installer on every protected table, then every rule's refresh hook (for guards a rule keeps
+-- on tables outside the registry, such as the parent of a referential rule), then prune what no rule
+-- accounts for any more: `ledgerlock migrate` calls it after new code is installed, so guard triggers always
+-- match the installed version. Returns the number of protected tables.
 CREATE OR REPLACE FUNCTION ledgerlock.reinstall_guards()
 RETURNS integer
 LANGUAGE plpgsql
@@ -521,7 +632,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     t regclass;
-    hook regproc;
+    hook regprocedure;
     n integer := 0;
 BEGIN
     PERFORM ledgerlock._require_capability('admin', 'reinstall_guards');
@@ -532,14 +643,10 @@ BEGIN
         PERFORM ledgerlock._run_rule_hooks(t, 'install');
         n := n + 1;
     END LOOP;
-    FOR hook IN
-        SELECT p.oid::regproc FROM pg_catalog.pg_proc p
-        WHERE p.pronamespace = 'ledgerlock'::regnamespace AND p.proname ~ '^_refresh_[0-9]{2}_'
-          AND p.pronargs = 0
-        ORDER BY p.proname
-    LOOP
-        EXECUTE pg_catalog.format('SELECT %s()', hook);
+    FOR hook IN SELECT r.refresh FROM ledgerlock._rules() r WHERE r.refresh IS NOT NULL ORDER BY r.nn LOOP
+        EXECUTE pg_catalog.format('SELECT %s()', hook::oid::regproc);
     END LOOP;
+    PERFORM ledgerlock._prune_guards();
     RETURN n;
 END
 $$;

@@ -125,13 +125,9 @@ BEGIN
         ON CONFLICT ON CONSTRAINT number_setting_pkey DO UPDATE SET draft_format = EXCLUDED.draft_format;
     END IF;
     PERFORM ledgerlock._install_40_numbering(tbl);  -- validates both formats and reinstalls the triggers
-    IF pg_catalog.to_regprocedure('ledgerlock._audit_event(text,regclass,jsonb,text,jsonb,jsonb,jsonb)') IS NOT NULL
-    THEN
-        EXECUTE 'SELECT ledgerlock._audit_event($1, $2, NULL, NULL, $3, $4, NULL)'
-        USING 'NUMBER_FORMAT', tbl, before,
-              pg_catalog.jsonb_build_object('number_format', format, 'draft_format',
-                  (SELECT s.draft_format FROM ledgerlock.number_setting s WHERE s.tbl = set_number_format.tbl));
-    END IF;
+    PERFORM ledgerlock._audit_event('NUMBER_FORMAT', tbl, NULL, NULL, before,
+        pg_catalog.jsonb_build_object('number_format', format, 'draft_format',
+            (SELECT s.draft_format FROM ledgerlock.number_setting s WHERE s.tbl = set_number_format.tbl)), NULL);
 END
 $$;
 REVOKE ALL ON FUNCTION ledgerlock.set_number_format(regclass, text, text) FROM PUBLIC;

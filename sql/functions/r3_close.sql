@@ -1,5 +1,5 @@
--- Rule R3, the month-end and year-end close: fiscal years and lock presets, the close checklist,
--- and the count of skipped generations of recurring jobs (four-eyes unlocks are in r3_four_eyes.sql).
+-- Rule R3, the month-end and year-end close: fiscal years and lock presets, the close checklist
+-- (four-eyes unlocks are in r3_four_eyes.sql, skipped generations of recurring jobs in r3_skipped.sql).
 -- Tables are in migrations/0007_close.sql; they are written only here, by capability-checked functions.
 
 -- ---------------------------------------------------------------------------------------------------
@@ -352,31 +352,3 @@ AS $$
     VALUES (lock_id, scope, kind, reason, coalesce(details, '{}'))
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._close_event(text, text, bigint, text, jsonb) FROM PUBLIC;
-
--- ---------------------------------------------------------------------------------------------------
--- Recurring jobs: skipped generations
--- ---------------------------------------------------------------------------------------------------
-
--- A scheduler that generates entries (rent, depreciation, subscriptions) writes in skip mode with a
--- context label per job; a generation dated in a locked window is skipped and recorded, not lost. This is
--- the count to watch: per context label, table and scope, how many generations were skipped, when, and
--- into which windows. Reads ledgerlock.skipped_writes as the caller (its row-level security applies).
-CREATE OR REPLACE FUNCTION ledgerlock.skipped_generations(of_context text DEFAULT NULL,
-                                                          since timestamptz DEFAULT NULL)
-RETURNS TABLE(context text, table_name text, scope text, skipped bigint, first_at timestamptz,
-              last_at timestamptz, lock_ids bigint[])
-LANGUAGE sql
-STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT s.context, s.table_name, s.scope, pg_catalog.count(*), pg_catalog.min(s.at), pg_catalog.max(s.at),
-           pg_catalog.array_agg(DISTINCT s.lock_id ORDER BY s.lock_id)
-    FROM ledgerlock.skipped_writes s
-    WHERE (of_context IS NULL OR s.context = of_context)
-      AND (since IS NULL OR s.at >= since)
-    GROUP BY s.context, s.table_name, s.scope
-    ORDER BY s.context NULLS FIRST, s.table_name, s.scope
-$$;
-REVOKE ALL ON FUNCTION ledgerlock.skipped_generations(text, timestamptz) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION ledgerlock.skipped_generations(text, timestamptz)
-    TO ledgerlock_admin, ledgerlock_controller, ledgerlock_auditor;

@@ -757,8 +757,8 @@ REVOKE ALL ON FUNCTION ledgerlock.upgrade_lock(bigint, text, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION ledgerlock.upgrade_lock(bigint, text, text)
     TO ledgerlock_admin, ledgerlock_controller, ledgerlock_auditor;
 
--- Unlock a window whose permission was checked (unlock_period; the four-eyes approval of issue 8 will
--- call it too). The lock row stays, marked unlocked; its index entries go.
+-- Unlock a window whose permission was checked (unlock_period, and approve_unlock for a four-eyes
+-- request). The lock row stays, marked unlocked; its index entries go.
 CREATE OR REPLACE FUNCTION ledgerlock._unlock(lk ledgerlock.period_lock, reason text, details jsonb DEFAULT '{}')
 RETURNS void
 LANGUAGE plpgsql
@@ -794,10 +794,8 @@ BEGIN
     IF lk.level = 'hard' THEN
         PERFORM ledgerlock._require_capability('admin', 'unlocking a hard lock');
     END IF;
-    -- the four-eyes gate of the close (issue 8), when installed: a hard unlock may need a second admin
-    IF pg_catalog.to_regprocedure('ledgerlock._assert_unlock_approved(bigint,text)') IS NOT NULL THEN
-        EXECUTE 'SELECT ledgerlock._assert_unlock_approved($1, $2)' USING lk.id, lk.level;
-    END IF;
+    -- the four-eyes gate of the close: a hard unlock may need a second admin
+    PERFORM ledgerlock._assert_unlock_approved(lk.id, lk.level);
     PERFORM ledgerlock._unlock(lk, why);
 END
 $$;

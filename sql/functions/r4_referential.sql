@@ -123,10 +123,7 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    IF pg_catalog.to_regprocedure('ledgerlock._audit_event(text,regclass,jsonb,text,jsonb,jsonb,jsonb)') IS NOT NULL
-    THEN
-        PERFORM ledgerlock._audit_event(operation, tbl, NULL, NULL, NULL, NULL, details);
-    END IF;
+    PERFORM ledgerlock._audit_event(operation, tbl, NULL, NULL, NULL, NULL, details);
 END
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._ref_audit(text, regclass, jsonb) FROM PUBLIC;

@@ -236,7 +236,6 @@ GRANT EXECUTE ON FUNCTION ledgerlock.audit_digest() TO PUBLIC;
 -- built above it. No SET clause on purpose, like the hashing functions: a SET clause forbids inlining, and
 -- only inlined into verify_audit's query can the scan run in parallel. Every name is schema-qualified;
 -- only verify_audit (pinned search_path) executes it.
-DROP FUNCTION IF EXISTS ledgerlock._audit_chain_problems(bigint, bigint);  -- its row-by-row predecessor
 CREATE OR REPLACE FUNCTION ledgerlock._audit_link_problems(lo bigint, hi bigint, seq_lo bigint, seq_hi bigint)
 RETURNS TABLE(seq bigint, chain_seq bigint, k integer, code text, problem text)
 LANGUAGE sql

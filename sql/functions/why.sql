@@ -1,11 +1,11 @@
 -- Explaining locks: ledgerlock.why_locked(tbl, key) answers "why will this row not change, and what is
--- the way back?" It gathers the rows of every hook ledgerlock._why_NN_<rule>(tbl regclass, key jsonb)
--- RETURNS TABLE(rule text, summary text, details jsonb, way_back text), in NN order. A reason that exists
--- because of another row (a payment referencing the invoice, the header of a line) names that row in
--- details->'because_of' = {"table": ..., "key": ...}; why_locked then explains that row too, one level
--- deeper, so the answer is the whole chain (invoice <- payment <- deposit <- reconciliation).
+-- the way back?" It gathers the rows of every why hook the rules list (ledgerlock._rules(): functions
+-- (tbl regclass, key jsonb) RETURNS TABLE(rule text, summary text, details jsonb, way_back text)), in NN
+-- order. A reason that exists because of another row (a payment referencing the invoice, the header of a
+-- line) names that row in details->'because_of' = {"table": ..., "key": ...}; why_locked then explains that
+-- row too, one level deeper, so the answer is the whole chain (invoice <- payment <- deposit <- reconciliation).
 
--- R1: the row is final. Since when and by whom come from the audit trail (R5) when it is installed.
+-- R1: the row is final. Since when and by whom come from the audit trail (R5).
 CREATE OR REPLACE FUNCTION ledgerlock._why_10_final(tbl regclass, key jsonb)
 RETURNS TABLE(rule text, summary text, details jsonb, way_back text)
 LANGUAGE plpgsql
@@ -34,20 +34,18 @@ BEGIN
     IF NOT coalesce(is_final, false) THEN
         RETURN;
     END IF;
-    IF pg_catalog.to_regclass('ledgerlock.audit_log') IS NOT NULL THEN
-        BEGIN  -- the last write that made the row final
-            EXECUTE pg_catalog.format(
-                'SELECT a.at, a.db_user::text, a.actor FROM ledgerlock.audit_log a '
-                'CROSS JOIN LATERAL pg_catalog.jsonb_populate_record(NULL::%1$s, a.new_row) AS ll_row '
-                'CROSS JOIN LATERAL pg_catalog.jsonb_populate_record(NULL::%1$s, a.old_row) AS ll_old '
-                'WHERE a.table_name = $1 AND a.row_key = $2 AND a.new_row IS NOT NULL AND coalesce((%2$s), false) '
-                'AND (a.old_row IS NULL OR NOT coalesce((%3$s), false)) ORDER BY a.seq DESC LIMIT 1',
-                tbl, cfg.final_when_sql, ledgerlock._condition_as(cfg.final_when_sql, 'll_old'))
-                INTO since, by_user, by_actor USING tbl, ledgerlock.row_key(tbl, r);
-        EXCEPTION WHEN undefined_column OR undefined_table OR datatype_mismatch THEN
-            since := NULL;  -- an audit trail of another shape: say unknown rather than fail
-        END;
-    END IF;
+    BEGIN  -- the last write that made the row final
+        EXECUTE pg_catalog.format(
+            'SELECT a.at, a.db_user::text, a.actor FROM ledgerlock.audit_log a '
+            'CROSS JOIN LATERAL pg_catalog.jsonb_populate_record(NULL::%1$s, a.new_row) AS ll_row '
+            'CROSS JOIN LATERAL pg_catalog.jsonb_populate_record(NULL::%1$s, a.old_row) AS ll_old '
+            'WHERE a.table_name = $1 AND a.row_key = $2 AND a.new_row IS NOT NULL AND coalesce((%2$s), false) '
+            'AND (a.old_row IS NULL OR NOT coalesce((%3$s), false)) ORDER BY a.seq DESC LIMIT 1',
+            tbl, cfg.final_when_sql, ledgerlock._condition_as(cfg.final_when_sql, 'll_old'))
+            INTO since, by_user, by_actor USING tbl, ledgerlock.row_key(tbl, r);
+    EXCEPTION WHEN undefined_column OR undefined_table OR datatype_mismatch THEN
+        since := NULL;  -- an audit trail of another shape: say unknown rather than fail
+    END;
     number := r ->> cfg.number_column::text;
     rule := 'final';
     summary := pg_catalog.format('final (%s) since %s by %s%s', cfg.final_when,
@@ -182,9 +180,8 @@ BEGIN
             RETURN true;
         END IF;
     END IF;
-    -- R3, once installed (a separate statement: the call is only parsed when the function exists)
-    IF pg_catalog.to_regprocedure('ledgerlock._locking_window(regclass,jsonb)') IS NOT NULL
-       AND EXISTS (SELECT FROM ledgerlock.protected_table p WHERE p.tbl = _ref_header_frozen.tbl) THEN
+    -- R3: a window locking the header's date
+    IF EXISTS (SELECT FROM ledgerlock.protected_table p WHERE p.tbl = _ref_header_frozen.tbl) THEN
         IF ledgerlock._locking_window(tbl, header) IS NOT NULL THEN
             RETURN true;
         END IF;
@@ -205,7 +202,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     r jsonb := ledgerlock._ref_fetch(tbl, key);
-    hook regproc;
+    hook regprocedure;
     x record;
     nxt jsonb;
 BEGIN
@@ -213,14 +210,12 @@ BEGIN
         RETURN;
     END IF;
     FOR hook IN
-        SELECT p.oid::regproc FROM pg_catalog.pg_proc p
-        WHERE p.pronamespace = 'ledgerlock'::regnamespace AND p.proname ~ '^_why_[0-9]{2}_'
-          AND p.proargtypes = '2205 3802'::oidvector          -- (regclass, jsonb)
-          -- R1-R3 (NN < 30) apply to protected tables only; R4 also to tables that are not protected
-          AND (p.proname >= '_why_30' OR EXISTS (SELECT FROM ledgerlock.protected_table t WHERE t.tbl = _why_walk.tbl))
-        ORDER BY p.proname
+        SELECT h.fn FROM ledgerlock._rules() r CROSS JOIN LATERAL pg_catalog.unnest(r.why) WITH ORDINALITY AS h(fn, i)
+        -- a rule explains rows of protected tables, and of other tables too when it says so (R4)
+        WHERE r.why_unprotected OR EXISTS (SELECT FROM ledgerlock.protected_table t WHERE t.tbl = _why_walk.tbl)
+        ORDER BY r.nn, h.i
     LOOP
-        FOR x IN EXECUTE pg_catalog.format('SELECT * FROM %s($1, $2)', hook)
+        FOR x IN EXECUTE pg_catalog.format('SELECT * FROM %s($1, $2)', hook::oid::regproc)
                  USING tbl, ledgerlock.row_key(tbl, r) LOOP
             depth := level;
             table_name := tbl;

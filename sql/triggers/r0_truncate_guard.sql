@@ -42,4 +42,3 @@ $$;
 REVOKE ALL ON FUNCTION ledgerlock._install_00_truncate(regclass) FROM PUBLIC;
 
 -- (unprotect's _drop_guard_triggers(tbl, 'll_') reaches every partition: no uninstall hook is needed.)
-DROP FUNCTION IF EXISTS ledgerlock._uninstall_00_truncate(regclass);

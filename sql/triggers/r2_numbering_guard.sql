@@ -500,7 +500,8 @@ BEGIN
         WHERE tbl IS NOT NULL
         UNION
         SELECT p.proname FROM pg_catalog.pg_proc p
-        WHERE p.pronamespace = 'ledgerlock'::regnamespace AND p.proname ~ '^_ll40_t[0-9a-f]+_(final|draft|settle)$'
+        WHERE p.pronamespace = 'ledgerlock'::regnamespace AND pg_catalog.starts_with(p.proname, '_ll40_t')
+          AND p.proname LIKE ANY (ARRAY['%\_final', '%\_draft', '%\_settle'])
           AND NOT EXISTS (SELECT FROM pg_catalog.pg_trigger t WHERE t.tgfoid = p.oid)));
 END
 $$;

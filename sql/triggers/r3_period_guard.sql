@@ -298,25 +298,20 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    permit boolean := pg_catalog.to_regprocedure('ledgerlock._ddl_permit(oid,boolean)') IS NOT NULL;
     tgdef text;
 BEGIN
     IF NOT EXISTS (SELECT FROM pg_catalog.pg_trigger t WHERE t.tgrelid = tbl AND t.tgname = trigger_name) THEN
         PERFORM ledgerlock._create_guard_trigger(tbl, trigger_name, definition);
         RETURN;
     END IF;
-    IF permit THEN  -- the DDL guard (hardening) lets ledgerlock's own installers through
-        EXECUTE 'SELECT ledgerlock._ddl_permit($1, true)' USING tbl::oid;
-    END IF;
+    PERFORM ledgerlock._ddl_permit(tbl, true);  -- the DDL guard lets ledgerlock's own installers through
     EXECUTE pg_catalog.format('CREATE OR REPLACE TRIGGER %I %s', trigger_name, definition);
     EXECUTE pg_catalog.format('ALTER TABLE %s ENABLE ALWAYS TRIGGER %I', tbl, trigger_name);
     SELECT pg_catalog.pg_get_triggerdef(t.oid) INTO tgdef
     FROM pg_catalog.pg_trigger t WHERE t.tgrelid = tbl AND t.tgname = trigger_name;
     EXECUTE pg_catalog.format('COMMENT ON TRIGGER %I ON %s IS %L', trigger_name, tbl,
                               'ledgerlock:' || pg_catalog.md5(tgdef));
-    IF permit THEN
-        EXECUTE 'SELECT ledgerlock._ddl_permit($1, false)' USING tbl::oid;
-    END IF;
+    PERFORM ledgerlock._ddl_permit(tbl, false);
 END
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._replace_guard_trigger(regclass, name, text) FROM PUBLIC;

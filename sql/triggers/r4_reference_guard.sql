@@ -6,7 +6,7 @@
 -- SQL in a PL/pgSQL function keeps its plan for the session (1.00x, within noise). The templates live here;
 -- the installer regenerates them from the rule on every install, so they never drift from their rule.
 --
--- Serialization (DESIGN §5): the foreign key's own check takes FOR KEY SHARE on the parent, which does not
+-- Serialization: the foreign key's own check takes FOR KEY SHARE on the parent, which does not
 -- conflict with a non-key UPDATE. So the child side takes FOR SHARE on the parent row before a matching child
 -- row is written: a concurrent UPDATE or DELETE of the parent waits for the child's transaction and then
 -- (READ COMMITTED re-reads the row and the trigger takes a fresh snapshot) sees the child and refuses; a child
@@ -68,10 +68,8 @@ BEGIN
         PERFORM ledgerlock._refuse('LL001', what || ' is final; issue a correcting document instead',
             'the lines of a final document are part of it; correct it with a new document (credit memo, amendment)');
     END IF;
-    -- R3: the header's period, with the same overrides and fence as a write to the header itself. The
-    -- call is a statement of its own, parsed only once R3 is installed.
-    IF pg_catalog.to_regprocedure('ledgerlock._assert_period_open(regclass,jsonb,text)') IS NOT NULL
-       AND EXISTS (SELECT FROM ledgerlock.protected_table p WHERE p.tbl = r.parent) THEN
+    -- R3: the header's period, with the same overrides and fence as a write to the header itself.
+    IF EXISTS (SELECT FROM ledgerlock.protected_table p WHERE p.tbl = r.parent) THEN
         PERFORM ledgerlock._assert_period_open(r.parent, header_row, pg_catalog.format(
             'changed through its lines (%s %s)', ledgerlock.row_label(r.child, line_row),
             CASE WHEN is_target THEN 'cannot be moved to it' ELSE 'cannot be ' || verb END));

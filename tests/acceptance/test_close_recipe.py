@@ -121,7 +121,7 @@ def test_the_close_recipe_runs_as_written(cluster, demo_db, tmp_path, monkeypatc
         if argv[1:3] == ["locks", "2"] and "--active" not in argv:
             assert f"books of scope 2 locked through: {last_day}" in res.output
         if argv[1] == "upgrade":
-            assert res.output.startswith(f"upgraded lock #{words['LOCK_ID']}: scope 2 up to {last_day} (hard")
+            assert res.stdout.startswith(f"upgraded lock #{words['LOCK_ID']}: scope 2 up to {last_day} (hard")
         if argv[1:3] == ["import", "card-statement.csv"]:
             assert ("would load: 3" if "--dry-run" in argv else "3 rows read, inserted 3, skipped 0") in res.output
         if argv[1:3] == ["audit", "bundle"]:
@@ -130,8 +130,8 @@ def test_the_close_recipe_runs_as_written(cluster, demo_db, tmp_path, monkeypatc
             assert m and int(m.group(1)) > 0, res.output
         if argv[1:3] == ["audit", "verify"]:
             assert "intact" in res.output
-        if argv[1:3] == ["unlock", "--approve"] and "N" in words and argv[3] == words["N"]:
-            assert res.output.startswith(f"unlocked lock #{words['LOCK_ID']}: scope 2 up to {last_day}")
+        if argv[1:3] == ["unlock", "approve"] and "N" in words and argv[3] == words["N"]:
+            assert res.stdout.startswith(f"unlocked lock #{words['LOCK_ID']}: scope 2 up to {last_day}")
     assert ran >= 30 and {"BANK_TASK", "LOCK_ID", "N", "OFF_N", "SIGNOFF_TASK"} <= set(words)
     assert (tmp_path / f"digest-{month}.txt").read_text().startswith("ll1:")
     # every task of the recipe is done

@@ -161,6 +161,57 @@ def test_four_eyes_unlock_with_two_admins(db, new_page):
     assert second.get_attribute(f"tr[data-request='{request_id}']", "data-status") == "approved"
 
 
+def test_four_eyes_is_switched_on_and_off_from_the_inbox(db, new_page):
+    def four_eyes_on() -> bool:
+        return db.owner().execute("SELECT four_eyes_unlock FROM ledgerlock.close_setting").fetchone()[0]
+
+    page = new_page("ll_admin")
+    page.goto("/inbox")
+    page.click("#four-eyes button")
+    assert "Four-eyes is on: unlocking a hard window now takes a second admin." in flash_text(page)
+    assert four_eyes_on() and "Four-eyes is on" in page.inner_text("main")
+
+    # off takes a reason, then a second admin: the request waits in the inbox
+    page.click("#four-eyes button")
+    assert "A reason for turning four-eyes off is required." in flash_text(page)
+    page.fill("#four-eyes input[name=reason]", "year-end audit over")
+    page.click("#four-eyes button")
+    assert "Request #1 to turn four-eyes off is filed; a second admin approves it in the inbox." in flash_text(page)
+    assert four_eyes_on()
+    assert page.locator("tr[data-request='1'] button[name=approve]").count() == 0  # not by its author
+
+    # a controller gets no switch, and a forged post is the database's refusal
+    controller = new_page("ll_controller")
+    controller.goto("/inbox")
+    assert controller.locator("#four-eyes").count() == 0
+    expected = database_message(db.connect("controller"), "SELECT ledgerlock.set_four_eyes(true)")
+    response = controller.request.post("/four-eyes", form={"csrf_token": csrf_of(controller), "state": "on"})
+    assert response.ok and expected in response.text() and "Traceback" not in response.text()
+
+    second = new_page("ll_admin2")
+    second.goto("/inbox")
+    second.locator("tr[data-request='1'] button[name=approve]").click()
+    assert "Request #1 approved: four-eyes is off." in flash_text(second)
+    assert not four_eyes_on()
+    assert second.locator("#four-eyes button").inner_text() == "Turn four-eyes on"
+
+
+def test_the_bundle_of_a_year_without_events_is_refused_with_a_sentence(db, new_page, tmp_path):
+    db.connect("admin").execute("SELECT ledgerlock.lock_period('1', '2025-01-01', '2025-01-31')")
+    page = new_page("ll_auditor")
+    page.goto("/evidence")
+    page.fill("#bundle input[name=year]", "2019")
+    page.click("#bundle button")
+    assert page.url.endswith("/evidence")
+    assert ("Nothing to bundle for scope 1, fiscal year 2019: no audit event of scope 1 concerns a row dated "
+            "2019-01-01 to 2019-12-31 or a lock overlapping it." in flash_text(page))
+    page.fill("#bundle input[name=year]", "2025")  # the permitted neighbour: a year with its lock
+    with page.expect_download() as download:
+        page.click("#bundle button")
+    download.value.save_as(tmp_path / "bundle.zip")
+    assert zipfile.is_zipfile(tmp_path / "bundle.zip")
+
+
 def test_a_tenant_limited_to_scope_1_cannot_see_or_touch_scope_2(db, new_page):
     tenant = f"tenant_{uuid.uuid4().hex[:8]}"
     owner = db.owner()
@@ -221,7 +272,7 @@ def test_the_auditor_reads_the_diff_and_the_digest_but_gets_no_lock_forms(db, ne
     assert "verified" in page.inner_text("#verify")
     digest = page.input_value("#digest")
     assert re.fullmatch(r"ll1:\d+:[0-9a-f]{64}", digest)
-    page.fill("#bundle input[name=year]", str(dt.date.today().year))
+    page.fill("#bundle input[name=year]", "2025")  # the year the invoice and the lock are dated in
     with page.expect_download() as download:
         page.click("#bundle button")
     path = tmp_path / "bundle.zip"

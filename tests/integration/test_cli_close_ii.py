@@ -36,12 +36,12 @@ def test_done_refuses_a_task_of_another_scope_or_period_and_completes_its_own(db
     other_period = add(ll, "2", "2025-04", "Reconcile the bank")
     for stray in (other_scope, other_period):
         out = ll("close", "tasks", "2", "2025-03", "done", str(mine), str(stray), "--note", "x", code=1).output
-        assert out.splitlines()[0] == (f"error: close task #{stray} is not on the checklist of scope 2, "
+        assert out.splitlines()[1] == (f"error: close task #{stray} is not on the checklist of scope 2, "
                                        "2025-03; nothing was marked done")
         assert "LL004" not in out and "lock operation" not in out
         assert "ledgerlock close tasks 2 2025-03" in out
     assert (status(db, mine), status(db, other_scope), status(db, other_period)) == (False, False, False)
-    out = ll("close", "tasks", "2", "2025-03", "done", str(mine), "--note", "3 lines imported").output
+    out = ll("close", "tasks", "2", "2025-03", "done", str(mine), "--note", "3 lines imported").stdout
     assert out.splitlines()[0] == f"done: #{mine}"
     assert (status(db, mine), status(db, other_scope)) == (True, False)
 
@@ -49,8 +49,9 @@ def test_done_refuses_a_task_of_another_scope_or_period_and_completes_its_own(db
 def test_task_errors_have_their_own_wording(db, ll):
     mine = add(ll, "2", "2025-03", "Reconcile the bank")
     ll("close", "tasks", "2", "2025-03", "done", str(mine))
-    out = ll("close", "tasks", "2", "2025-03", "done", str(mine), code=1).output
-    assert out.startswith(f"error: close task: close task #{mine} (Reconcile the bank, 2025-03) was already done")
+    out = ll("close", "tasks", "2", "2025-03", "done", str(mine), code=1).stderr
+    assert out.splitlines()[1].startswith(
+        f"error: close task: close task #{mine} (Reconcile the bank, 2025-03) was already done")
     assert "LL004" not in out and "lock operation" not in out
     out = ll("close", "tasks", "2", "2025-03", "done", "abc", code=2).output
     assert "'abc' is not a valid integer" in out

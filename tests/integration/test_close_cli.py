@@ -31,14 +31,14 @@ def test_preset_shows_the_window_and_asks(db):
     through = preset(db, "1", "end-of-last-month")
     res = run("--dsn", dsn, "lock", "1", "--through", "end-of-last-month", input="n\n", ok=False)
     assert res.exit_code == 1
-    assert res.output.splitlines()[:2] == [
+    assert res.stdout.splitlines()[:2] == [
         f"end-of-last-month for scope 1: lock everything up to {through} (soft)",
         "Lock this window? [y/N]: n",
     ]
     assert active_locks(db) == []
     res = run("--dsn", dsn, "lock", "1", "--through", "end-of-last-month", input="y\n")
     assert active_locks(db) == [("1", "-infinity", str(through), "soft")]
-    assert res.output.splitlines()[-1].startswith("locked lock #1: scope 1 up to ")
+    assert res.stdout.splitlines()[-1].startswith("locked lock #1: scope 1 up to ")
 
 
 def test_preset_with_yes_for_scripts_advances_from_the_locked_span(db):
@@ -51,7 +51,7 @@ def test_preset_with_yes_for_scripts_advances_from_the_locked_span(db):
     res = run("--dsn", db.conninfo("controller"), "lock", "1", "--through", "end-of-last-fiscal-year", "--hard",
               "--yes")
     start = before.replace(day=1, month=4)  # the day after 31 March
-    assert res.output.splitlines()[0] == f"end-of-last-fiscal-year for scope 1: lock {start}..{last_fy_end} (hard)"
+    assert res.stdout.splitlines()[0] == f"end-of-last-fiscal-year for scope 1: lock {start}..{last_fy_end} (hard)"
     assert active_locks(db)[-1] == ("1", str(start), str(last_fy_end), "hard")
     # once there, the same preset has nothing left to lock
     res = run("--dsn", db.conninfo("controller"), "lock", "1", "--through", "end-of-last-fiscal-year", "--yes",
@@ -70,34 +70,34 @@ def test_locking_with_open_tasks_prints_the_warning_and_locks(db):
     dsn = db.conninfo("controller")
     run("--dsn", dsn, "close", "tasks", "1", "2025-03", "add", "Bank reconciliation")
     res = run("--dsn", dsn, "lock", "1", "--from", "2025-03-01", "--to", "2025-03-31")
-    assert res.output.splitlines() == [
+    assert res.stderr.splitlines()[1:] == [
         "warning: 1 close task is still open for scope 1 in 2025-03-01..2025-03-31: #1 Bank reconciliation (2025-03)",
         "hint: the lock stands; mark a task done with: ledgerlock close tasks 1 2025-03 done ID",
-        "locked lock #1: scope 1 2025-03-01..2025-03-31 (soft, active)",
     ]
+    assert res.stdout.splitlines() == ["locked lock #1: scope 1 2025-03-01..2025-03-31 (soft, active)"]
     res = run("--dsn", dsn, "upgrade", "1")
-    assert res.output.splitlines()[0].startswith("warning: 1 close task is still open")
+    assert res.stderr.splitlines()[1].startswith("warning: 1 close task is still open")
     assert active_locks(db) == [("1", "2025-03-01", "2025-03-31", "hard")]
 
 
 def test_four_eyes_from_the_command_line(db):
     admin, admin2 = db.conninfo("admin"), db.conninfo("admin2")
     run("--dsn", admin, "lock", "1", "--from", "2025-03-01", "--to", "2025-03-31", "--hard")
-    out = run("--dsn", admin, "close", "four-eyes", "on", "--ttl", "4 hours").output
+    out = run("--dsn", admin, "close", "four-eyes", "on", "--ttl", "4 hours").stdout
     assert out.strip() == "four-eyes unlocking of hard windows: on (requests expire after 04:00:00)"
-    out = run("--dsn", admin, "unlock", "1", "--reason", "late supplier invoice").output
+    out = run("--dsn", admin, "unlock", "1", "--reason", "late supplier invoice").stdout
     assert out.splitlines() == ["filed unlock request #1 for lock #1; another admin approves it with:",
-                                "  ledgerlock unlock --approve 1", "withdraw it with: ledgerlock unlock --withdraw 1"]
-    pending = json.loads(run("--dsn", admin2, "unlock", "--pending", "--json").output)["requests"]
+                                "  ledgerlock unlock approve 1", "withdraw it with: ledgerlock unlock withdraw 1"]
+    pending = json.loads(run("--dsn", admin2, "unlock", "pending", "--json").output)["requests"]
     assert [(p["id"], p["lock_id"], p["requested_by"], p["reason"]) for p in pending] == [
         (1, 1, "ll_admin", "late supplier invoice")]
-    res = run("--dsn", admin, "unlock", "--approve", "1", ok=False)
+    res = run("--dsn", admin, "unlock", "approve", "1", ok=False)
     assert res.exit_code == 1
-    assert res.output.splitlines()[0].startswith("error LL005 (the database user lacks the ledgerlock capability or "
+    assert res.stderr.splitlines()[1].startswith("error LL005 (the database user lacks the ledgerlock capability or "
                                                  "scope): request #1 (unlock lock #1) was filed by ll_admin, who")
-    out = run("--dsn", admin2, "unlock", "--approve", "1").output
+    out = run("--dsn", admin2, "unlock", "approve", "1").stdout
     assert out.splitlines()[0] == "unlocked lock #1: scope 1 2025-03-01..2025-03-31 (hard, unlocked)"
-    assert "(no pending unlock requests)" in run("--dsn", admin2, "unlock", "--pending").output
+    assert "(no pending unlock requests)" in run("--dsn", admin2, "unlock", "--pending").output  # the old spelling
     kinds = [e["kind"] for e in json.loads(run("--dsn", admin, "history", "1", "--json").output)]
     assert kinds == ["lock", "unlock_request", "unlock_refuse", "unlock_approve", "unlock"]
 
@@ -107,9 +107,9 @@ def test_four_eyes_off_takes_a_second_admin_from_the_command_line(db):
     run("--dsn", admin, "close", "four-eyes", "on")
     res = run("--dsn", admin, "close", "four-eyes", "off", ok=False)
     assert res.exit_code == 2 and "give --reason" in res.output
-    out = run("--dsn", admin, "close", "four-eyes", "off", "--reason", "audit over").output
+    out = run("--dsn", admin, "close", "four-eyes", "off", "--reason", "audit over").stdout
     assert out.splitlines()[:2] == ["filed request #1 to turn four-eyes off; a different admin approves it with:",
-                                    "  ledgerlock unlock --approve 1"]
-    assert run("--dsn", admin2, "unlock", "--approve", "1").output.strip() == "approved request #1"
+                                    "  ledgerlock unlock approve 1"]
+    assert run("--dsn", admin2, "unlock", "--approve", "1").stdout.strip() == "approved request #1"  # old spelling
     assert run("--dsn", admin, "close", "four-eyes").output.strip().startswith(
         "four-eyes unlocking of hard windows: off")

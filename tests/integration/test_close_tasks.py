@@ -160,13 +160,13 @@ def test_checklist_changes_are_in_the_lock_history(db):
 
 def test_cli_add_list_done(db):
     dsn = db.conninfo("controller")
-    out = run("--dsn", dsn, "close", "tasks", "1", "2026-03", "add", "Reconcile", "the", "bank").output
+    out = run("--dsn", dsn, "close", "tasks", "1", "2026-03", "add", "Reconcile", "the", "bank").stdout
     assert out.startswith("task #1 on the checklist of scope 1, 2026-03: Reconcile the bank")
     run("--dsn", dsn, "close", "tasks", "1", "2026-03", "add", "Accruals")
     listing = run("--dsn", dsn, "close", "tasks", "1", "2026-03").output
     assert "Reconcile the bank" in listing and "Accruals" in listing
     assert listing.rstrip().endswith("2 of 2 tasks open for scope 1, 2026-03")
-    done = run("--dsn", dsn, "close", "tasks", "1", "2026-03", "done", "1", "--note", "matched").output
+    done = run("--dsn", dsn, "close", "tasks", "1", "2026-03", "done", "1", "--note", "matched").stdout
     assert done.splitlines() == ["done: #1", "1 of 2 tasks open for scope 1, 2026-03"]
     data = json.loads(run("--dsn", dsn, "close", "tasks", "1", "2026-03", "list", "--json").output)
     assert [(t["id"], t["status"], t["done_note"]) for t in data] == [(1, "done", "matched"), (2, "open", None)]
@@ -176,7 +176,7 @@ def test_cli_add_list_done(db):
 def test_cli_errors_are_one_line(db):
     res = run("--dsn", db.conninfo("controller"), "close", "tasks", "1", "2026-03", "done", "7", ok=False)
     assert res.exit_code == 1
-    assert res.output.splitlines()[0] == (
+    assert res.stderr.splitlines()[1] == (
         "error: close task #7 is not on the checklist of scope 1, 2026-03; nothing was marked done")
     res = run("--dsn", db.conninfo("controller"), "close", "tasks", "1", "March", ok=False)
     assert res.exit_code == 2 and "Invalid value for PERIOD: 'March' is not a close period" in res.output
@@ -184,7 +184,7 @@ def test_cli_errors_are_one_line(db):
 
 
 def test_cli_fiscal_year(db):
-    assert run("--dsn", db.conninfo("admin"), "close", "fiscal-year", "1", "4").output.strip() == (
+    assert run("--dsn", db.conninfo("admin"), "close", "fiscal-year", "1", "4").stdout.strip() == (
         "the fiscal year of scope 1 starts on 1 April")
     assert run("--dsn", db.conninfo("controller"), "close", "fiscal-year", "2").output.strip() == (
         "the fiscal year of scope 2 starts on 1 January")

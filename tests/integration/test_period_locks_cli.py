@@ -28,13 +28,13 @@ def as_role(db):
 
 def test_lock_upgrade_unlock_relock_and_list(as_role):
     out = as_role("controller", "lock", "1", "--from", "2025-03-01", "--to", "2025-03-31", "--note", "VAT filed")
-    assert out.output.strip() == "locked lock #1: scope 1 2025-03-01..2025-03-31 (soft, active)"
+    assert out.stdout.strip() == "locked lock #1: scope 1 2025-03-01..2025-03-31 (soft, active)"
     out = as_role("controller", "upgrade", "1", "--reviewer", "Jane")
-    assert out.output.strip() == "upgraded lock #1: scope 1 2025-03-01..2025-03-31 (hard, active)"
+    assert out.stdout.strip() == "upgraded lock #1: scope 1 2025-03-01..2025-03-31 (hard, active)"
     out = as_role("admin", "unlock", "1", "--reason", "restatement")
-    assert out.output.splitlines()[0] == "unlocked lock #1: scope 1 2025-03-01..2025-03-31 (hard, unlocked)"
+    assert out.stdout.splitlines()[0] == "unlocked lock #1: scope 1 2025-03-01..2025-03-31 (hard, unlocked)"
     out = as_role("controller", "relock", "1")
-    assert out.output.strip() == "relocked lock #1 as lock #2: scope 1 2025-03-01..2025-03-31 (hard, active)"
+    assert out.stdout.strip() == "relocked lock #1 as lock #2: scope 1 2025-03-01..2025-03-31 (hard, active)"
     listing = as_role("auditor", "locks", "1").output
     assert "VAT filed" in listing and "restatement" in listing and "relocked" in listing
     assert "books of scope 1 locked through: 2025-03-31" in listing
@@ -50,27 +50,28 @@ def test_lock_upgrade_unlock_relock_and_list(as_role):
 
 def test_lock_through_and_ledgers(db, as_role):
     out = as_role("controller", "lock", "1", "--through", "2025-01-31", "--json")
-    row = json.loads(out.output)
+    row = json.loads(out.stdout)
     assert (row["from_date"], row["to_date"], row["period"]) == ("-infinity", "2025-01-31", "up to 2025-01-31")
     db.owner().execute("SELECT ledgerlock.protect('payment', 'paid_on', 'company_id', ledger => 'ap')")
     db.owner().execute("CREATE TABLE receipt (id int PRIMARY KEY, company_id int, received_on date)")
     db.owner().execute("SELECT ledgerlock.protect('receipt', 'received_on', 'company_id', ledger => 'ar')")
     out = as_role("controller", "lock", "1", "--through", "2025-02-28", "--hard", "--ledger", "ar", "--ledger", "ap")
-    assert out.output.strip() == "locked lock #2: scope 1 2025-02-01..2025-02-28 (hard, ledgers ap,ar, active)"
+    assert out.stdout.strip() == "locked lock #2: scope 1 2025-02-01..2025-02-28 (hard, ledgers ap,ar, active)"
 
 
 def test_errors_are_one_line_with_the_sqlstate_meaning(as_role):
     as_role("controller", "lock", "1", "--from", "2025-03-01", "--to", "2025-03-31")
     out = as_role("controller", "lock", "1", "--from", "2025-03-10", "--to", "2025-04-10", ok=False)
-    assert out.output.splitlines()[0] == (
+    assert out.stderr.splitlines()[1] == (
         "error LL004 (invalid lock operation (overlap, future end, downgrade, unknown id)): "
         "period 2025-03-10..2025-04-10 for scope 1 overlaps lock #1 (2025-03-01..2025-03-31, soft)")
     assert "Traceback" not in out.output
     out = as_role("controller", "unlock", "1", "--reason", " ", ok=False)
-    assert out.output.startswith("error LL007 (a non-blank reason is required): unlock_period requires a reason")
+    assert out.stderr.splitlines()[1].startswith(
+        "error LL007 (a non-blank reason is required): unlock_period requires a reason")
     out = as_role("auditor", "lock", "1", "--through", "2025-05-31", ok=False)
-    assert out.output.startswith("error LL005 (the database user lacks the ledgerlock capability or scope): "
-                                 "lock_through requires the ledgerlock_controller role")
+    assert out.stderr.splitlines()[1].startswith("error LL005 (the database user lacks the ledgerlock capability or "
+                                                 "scope): lock_through requires the ledgerlock_controller role")
     out = as_role("controller", "upgrade", "99", ok=False)
     assert "there is no lock #99" in out.output
     out = as_role("controller", "lock", "1", ok=False)
