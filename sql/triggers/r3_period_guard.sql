@@ -137,8 +137,7 @@ BEGIN
         IF wn IS NULL OR ledgerlock._period_admits(TG_RELID::regclass, wn, n) THEN
             RETURN NEW;
         END IF;
-        INSERT INTO ledgerlock.lock_event (kind, lock_id, scope, details)
-        VALUES ('skip', wn, row_scope, pg_catalog.jsonb_build_object(
+        PERFORM ledgerlock._lock_event('skip', row_scope, wn, NULL, pg_catalog.jsonb_build_object(
             'table', TG_RELID::regclass::text, 'key', ledgerlock.row_key(TG_RELID::regclass, n), 'row', n));
         RETURN NULL;
     END IF;
