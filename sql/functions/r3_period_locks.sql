@@ -252,6 +252,7 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
+    ll_refused text;  -- a refusal is called as an expression: see ledgerlock._refuse
     lk ledgerlock.period_lock;
     num text := (ledgerlock._config(tbl)).number_column;
 BEGIN
@@ -260,7 +261,7 @@ BEGIN
     IF verb = 'inserted' AND num IS NOT NULL THEN
         r := r - num;
     END IF;
-    PERFORM ledgerlock._refuse('LL002',
+    ll_refused := ledgerlock._refuse('LL002',
         pg_catalog.format('%s: %s cannot be %s', ledgerlock._lock_message(lk), ledgerlock.row_label(tbl, r), verb),
         CASE lk.level
             WHEN 'soft' THEN pg_catalog.format(
@@ -281,9 +282,11 @@ RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    ll_refused text;  -- a refusal is called as an expression: see ledgerlock._refuse
 BEGIN
     IF NOT ledgerlock._period_admits(tbl, lock_id, r) THEN
-        PERFORM ledgerlock._refuse_locked(tbl, lock_id, r, verb);
+        ll_refused := ledgerlock._refuse_locked(tbl, lock_id, r, verb);
     END IF;
 END
 $$;
@@ -319,6 +322,7 @@ AS $$
 DECLARE
     c record := ledgerlock._period_coordinates(tbl, r);
     w bigint;
+    ll_refused text;  -- a refusal is called as an expression: see ledgerlock._refuse
 BEGIN
     IF c.day IS NULL THEN
         RETURN;
@@ -326,7 +330,7 @@ BEGIN
     PERFORM ledgerlock._enter_scope(c.scope);
     w := ledgerlock._window_covering(c.scope, c.ledger, c.day, c.day);
     IF w IS NOT NULL THEN
-        PERFORM ledgerlock._check_window(tbl, w, r, verb);
+        ll_refused := ledgerlock._check_window(tbl, w, r, verb);
     END IF;
 END
 $$;

@@ -54,6 +54,7 @@ SECURITY DEFINER  -- reads ledgerlock's windows, which clients cannot
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
+    ll_refused text;  -- a refusal is called as an expression: see ledgerlock._refuse
     date_col text := TG_ARGV[0];
     date_kind text := TG_ARGV[1];
     scope_col text := nullif(TG_ARGV[2], '');
@@ -75,7 +76,7 @@ DECLARE
     wn bigint;
 BEGIN
     IF on_locked IS NOT NULL AND on_locked NOT IN ('', 'error', 'skip') THEN
-        PERFORM ledgerlock._check_on_locked();
+        ll_refused := ledgerlock._check_on_locked();
     END IF;
     FOREACH side IN ARRAY CASE TG_OP WHEN 'INSERT' THEN '{new}'::text[] WHEN 'DELETE' THEN '{old}'::text[]
                                      ELSE '{old,new}'::text[] END LOOP
@@ -150,11 +151,11 @@ BEGIN
         RETURN NULL;
     END IF;
     IF wo IS NOT NULL THEN
-        PERFORM ledgerlock._check_window(TG_RELID::regclass, wo, o,
+        ll_refused := ledgerlock._check_window(TG_RELID::regclass, wo, o,
                                          CASE TG_OP WHEN 'DELETE' THEN 'deleted' ELSE 'updated' END);
     END IF;
     IF wn IS NOT NULL AND wn IS DISTINCT FROM wo THEN
-        PERFORM ledgerlock._check_window(TG_RELID::regclass, wn, n,
+        ll_refused := ledgerlock._check_window(TG_RELID::regclass, wn, n,
                                          CASE TG_OP WHEN 'INSERT' THEN 'inserted' ELSE 'updated' END);
     END IF;
     RETURN NULL;
