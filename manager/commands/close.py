@@ -25,17 +25,19 @@ def close() -> None:
 
 
 class TaskError(click.ClickException):
-    """A refused close-task operation, in its own words (not the lock operations' LL004 label); exit 1."""
+    """A refused close-task operation, in its own words (not the lock operations' LL004 label, nor the
+    generic wording of a bad argument); exit 1."""
 
     def show(self, file=None) -> None:
         click.echo(self.message, err=True)
 
 
 def _task_call(conn, query: str, params: tuple, scope: str, period: str):
-    """Run a close-task function; its LL004 refusals become a task error with a hint in CLI terms."""
+    """Run a close-task function; its refusals (LL004: done already; 22023: no such task) become a task error
+    with a hint in CLI terms."""
     try:
         return conn.execute(query, params).fetchone()
-    except psycopg.errors.lookup("LL004") as exc:
+    except (psycopg.errors.lookup("LL004"), psycopg.errors.InvalidParameterValue) as exc:
         diag = exc.diag
         hint = f"\nhint: list the tasks with: ledgerlock close tasks {scope} {period}"
         raise TaskError(f"error: close task: {diag.message_primary}{hint}") from exc

@@ -532,6 +532,25 @@ $$;
 REVOKE ALL ON FUNCTION ledgerlock._row_changed_condition(regclass) FROM PUBLIC;
 
 -- ---------------------------------------------------------------------------------------------------
+-- The lock history
+-- ---------------------------------------------------------------------------------------------------
+
+-- Every lock event is written here (the audit chains them): windows locked, upgraded, unlocked and
+-- relocked, rows skipped and re-posted, scope grants, checklist changes, fiscal-year and four-eyes
+-- settings, unlock requests, approvals, expiries, withdrawals and recorded refusals. The one exception is
+-- the override event (_period_admits), written once per override and window with ON CONFLICT.
+CREATE OR REPLACE FUNCTION ledgerlock._lock_event(kind text, scope text, lock_id bigint, reason text,
+                                                  details jsonb)
+RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    INSERT INTO ledgerlock.lock_event (lock_id, scope, kind, reason, details)
+    VALUES (lock_id, scope, kind, reason, coalesce(details, '{}'))
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._lock_event(text, text, bigint, text, jsonb) FROM PUBLIC;
+
+-- ---------------------------------------------------------------------------------------------------
 -- Scope grants (RLS, the close, four-eyes and R3 all ask them)
 
 -- The scopes the session user is limited to, or null when it is not limited (no grant row names it or a
@@ -590,13 +609,13 @@ BEGIN
             'scope grants are managed by an admin who is not scope-limited');
     END IF;
     IF ledgerlock._visible_text(scope) IS NULL THEN
-        PERFORM ledgerlock._refuse('LL004', 'grant_scope requires a scope');
+        PERFORM ledgerlock._refuse('22023', 'grant_scope requires a scope');
     END IF;
     INSERT INTO ledgerlock.scope_grant AS g (grantee, scope) VALUES (grantee, scope)
     ON CONFLICT ON CONSTRAINT scope_grant_pkey DO NOTHING;
     IF FOUND THEN
-        INSERT INTO ledgerlock.lock_event (kind, scope, details)
-        VALUES ('grant_scope', scope, pg_catalog.jsonb_build_object('grantee', grantee::text));
+        PERFORM ledgerlock._lock_event('grant_scope', scope, NULL, NULL,
+                                       pg_catalog.jsonb_build_object('grantee', grantee::text));
     END IF;
 END
 $$;
@@ -621,8 +640,8 @@ BEGIN
     IF NOT FOUND THEN
         PERFORM ledgerlock._refuse('LL004', pg_catalog.format('%s has no grant on scope %s', grantee, scope));
     END IF;
-    INSERT INTO ledgerlock.lock_event (kind, scope, details)
-    VALUES ('revoke_scope', scope, pg_catalog.jsonb_build_object('grantee', grantee::text));
+    PERFORM ledgerlock._lock_event('revoke_scope', scope, NULL, NULL,
+                                   pg_catalog.jsonb_build_object('grantee', grantee::text));
 END
 $$;
 REVOKE ALL ON FUNCTION ledgerlock.revoke_scope(regrole, text) FROM PUBLIC;

@@ -52,7 +52,7 @@ BEGIN
     INSERT INTO ledgerlock.fiscal_year_start AS f (scope, start_month) VALUES (scope, start_month)
     ON CONFLICT ON CONSTRAINT fiscal_year_start_pkey DO UPDATE
         SET start_month = EXCLUDED.start_month, set_at = now(), set_by = session_user;
-    PERFORM ledgerlock._close_event('fiscal_year_start', scope, NULL, NULL,
+    PERFORM ledgerlock._lock_event('fiscal_year_start', scope, NULL, NULL,
         pg_catalog.jsonb_build_object('start_month', start_month, 'previous_start_month', before));
 END
 $$;
@@ -204,7 +204,7 @@ BEGIN
         SELECT t.id INTO task_id FROM ledgerlock.close_task t
         WHERE t.scope = add_close_task.scope AND t.dates = d AND t.task = pg_catalog.btrim(add_close_task.task);
     ELSE
-        PERFORM ledgerlock._close_event('close_task_add', scope, NULL, NULL,
+        PERFORM ledgerlock._lock_event('close_task_add', scope, NULL, NULL,
             pg_catalog.jsonb_build_object('task_id', task_id, 'period', ledgerlock.period_label(scope, period),
                                           'task', pg_catalog.btrim(task)));
     END IF;
@@ -228,7 +228,7 @@ BEGIN
     PERFORM ledgerlock._require_capability('controller', 'complete_close_task');
     SELECT * INTO t FROM ledgerlock.close_task c WHERE c.id = task_id FOR UPDATE;
     IF NOT FOUND THEN
-        PERFORM ledgerlock._refuse('LL004', pg_catalog.format('close task #%s does not exist', task_id),
+        PERFORM ledgerlock._refuse('22023', pg_catalog.format('close task #%s does not exist', task_id),
                                    'list the tasks with ledgerlock.close_tasks(scope, period)');
     END IF;
     PERFORM ledgerlock._require_scope(t.scope, 'complete_close_task');
@@ -240,7 +240,7 @@ BEGIN
     UPDATE ledgerlock.close_task c SET done_at = now(), done_by = session_user,
                                        done_note = nullif(pg_catalog.btrim(note), '')
     WHERE c.id = task_id;
-    PERFORM ledgerlock._close_event('close_task_done', t.scope, NULL, note,
+    PERFORM ledgerlock._lock_event('close_task_done', t.scope, NULL, note,
         pg_catalog.jsonb_build_object('task_id', t.id, 'period', t.period, 'task', t.task));
 END
 $$;
@@ -339,16 +339,3 @@ AS $$
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._lock_window_scope(bigint) FROM PUBLIC;
 
--- Every close event goes into the lock history (R3's lock_event, which the audit chains): checklist
--- changes, fiscal-year and four-eyes settings, unlock requests, approvals, expiries, withdrawals and
--- recorded refusals.
-CREATE OR REPLACE FUNCTION ledgerlock._close_event(kind text, scope text, lock_id bigint, reason text,
-                                                   details jsonb)
-RETURNS void
-LANGUAGE sql
-SET search_path = pg_catalog, pg_temp
-AS $$
-    INSERT INTO ledgerlock.lock_event (lock_id, scope, kind, reason, details)
-    VALUES (lock_id, scope, kind, reason, coalesce(details, '{}'))
-$$;
-REVOKE ALL ON FUNCTION ledgerlock._close_event(text, text, bigint, text, jsonb) FROM PUBLIC;

@@ -1,6 +1,6 @@
 -- Rule R3, four-eyes: unlocking a hard window (or turning four-eyes off) takes a request filed by one
 -- admin and approved by another before it expires. Tables are in migrations/0007_close.sql; they are
--- written only here, by capability-checked functions. Events go to the lock history (_close_event).
+-- written only here, by capability-checked functions. Events go to the lock history (_lock_event).
 
 -- ---------------------------------------------------------------------------------------------------
 -- Four-eyes unlock of hard windows
@@ -47,7 +47,7 @@ BEGIN
     UPDATE ledgerlock.close_setting c
     SET four_eyes_unlock = required, unlock_request_ttl = coalesce(request_ttl, c.unlock_request_ttl),
         changed_at = now(), changed_by = session_user;
-    PERFORM ledgerlock._close_event('four_eyes_setting', NULL, NULL, NULL,
+    PERFORM ledgerlock._lock_event('four_eyes_setting', NULL, NULL, NULL,
         pg_catalog.jsonb_build_object('four_eyes_unlock', required,
             'unlock_request_ttl', coalesce(request_ttl, s.unlock_request_ttl)::text,
             'previous', pg_catalog.jsonb_build_object('four_eyes_unlock', s.four_eyes_unlock,
@@ -130,7 +130,7 @@ BEGIN
         WHERE u.status = 'pending' AND u.expires_at <= pg_catalog.clock_timestamp()
         RETURNING u.*
     LOOP
-        PERFORM ledgerlock._close_event('unlock_request_expire', ledgerlock._lock_window_scope(r.lock_id),
+        PERFORM ledgerlock._lock_event('unlock_request_expire', ledgerlock._lock_window_scope(r.lock_id),
             r.lock_id, r.reason, ledgerlock._request_details(r));
         n := n + 1;
     END LOOP;
@@ -177,7 +177,7 @@ BEGIN
     INSERT INTO ledgerlock.unlock_request AS u (action, lock_id, reason, expires_at)
     VALUES (action, lock_id, reason, pg_catalog.clock_timestamp() + ttl)
     RETURNING u.* INTO r;
-    PERFORM ledgerlock._close_event('unlock_request', ledgerlock._lock_window_scope(lock_id), lock_id, reason,
+    PERFORM ledgerlock._lock_event('unlock_request', ledgerlock._lock_window_scope(lock_id), lock_id, reason,
                                     ledgerlock._request_details(r));
     RETURN r.id;
 END
@@ -199,7 +199,7 @@ BEGIN
     why := ledgerlock._require_reason(reason, 'request_unlock');
     level := ledgerlock._lock_window_level(lock_id);
     IF level IS NULL THEN
-        PERFORM ledgerlock._refuse('LL004',
+        PERFORM ledgerlock._refuse('22023',
             pg_catalog.format('request_unlock: lock #%s does not exist or is not active', lock_id),
             'list the active windows with: ledgerlock locks');
     END IF;
@@ -291,7 +291,7 @@ BEGIN
     PERFORM ledgerlock._require_capability('admin', 'approve_unlock');
     SELECT * INTO r FROM ledgerlock.unlock_request u WHERE u.id = request_id FOR UPDATE;
     IF NOT FOUND THEN
-        PERFORM ledgerlock._refuse('LL004', pg_catalog.format('unlock request #%s does not exist', request_id),
+        PERFORM ledgerlock._refuse('22023', pg_catalog.format('unlock request #%s does not exist', request_id),
                                    'list pending requests with: ledgerlock unlock --pending');
     END IF;
     IF r.lock_id IS NOT NULL THEN
@@ -310,7 +310,7 @@ BEGIN
         decided_txid = pg_catalog.pg_current_xact_id()
     WHERE u.id = r.id
     RETURNING u.* INTO r;
-    PERFORM ledgerlock._close_event('unlock_approve', ledgerlock._lock_window_scope(r.lock_id), r.lock_id,
+    PERFORM ledgerlock._lock_event('unlock_approve', ledgerlock._lock_window_scope(r.lock_id), r.lock_id,
                                     r.reason, ledgerlock._request_details(r));
     IF r.action = 'unlock' THEN
         PERFORM ledgerlock.unlock_period(r.lock_id, r.reason);
@@ -347,7 +347,7 @@ BEGIN
     IF refusal.sqlstate IS NULL THEN
         RETURN false;
     END IF;
-    PERFORM ledgerlock._close_event('unlock_refuse', ledgerlock._lock_window_scope(r.lock_id), r.lock_id,
+    PERFORM ledgerlock._lock_event('unlock_refuse', ledgerlock._lock_window_scope(r.lock_id), r.lock_id,
         r.reason, ledgerlock._request_details(r) || pg_catalog.jsonb_build_object(
             'refused_user', session_user, 'sqlstate', refusal.sqlstate, 'refusal', refusal.message));
     RETURN true;
@@ -381,7 +381,7 @@ BEGIN
     SET status = 'withdrawn', decided_at = pg_catalog.clock_timestamp(), decided_by = session_user
     WHERE u.id = r.id
     RETURNING u.* INTO r;
-    PERFORM ledgerlock._close_event('unlock_request_withdraw', ledgerlock._lock_window_scope(r.lock_id),
+    PERFORM ledgerlock._lock_event('unlock_request_withdraw', ledgerlock._lock_window_scope(r.lock_id),
                                     r.lock_id, r.reason, ledgerlock._request_details(r));
 END
 $$;

@@ -252,6 +252,7 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
+    ll_refused text;  -- a refusal is called as an expression: see ledgerlock._refuse
     lk ledgerlock.period_lock;
     num text := (ledgerlock._config(tbl)).number_column;
 BEGIN
@@ -260,7 +261,7 @@ BEGIN
     IF verb = 'inserted' AND num IS NOT NULL THEN
         r := r - num;
     END IF;
-    PERFORM ledgerlock._refuse('LL002',
+    ll_refused := ledgerlock._refuse('LL002',
         pg_catalog.format('%s: %s cannot be %s', ledgerlock._lock_message(lk), ledgerlock.row_label(tbl, r), verb),
         CASE lk.level
             WHEN 'soft' THEN pg_catalog.format(
@@ -281,9 +282,11 @@ RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    ll_refused text;  -- a refusal is called as an expression: see ledgerlock._refuse
 BEGIN
     IF NOT ledgerlock._period_admits(tbl, lock_id, r) THEN
-        PERFORM ledgerlock._refuse_locked(tbl, lock_id, r, verb);
+        ll_refused := ledgerlock._refuse_locked(tbl, lock_id, r, verb);
     END IF;
 END
 $$;
@@ -319,6 +322,7 @@ AS $$
 DECLARE
     c record := ledgerlock._period_coordinates(tbl, r);
     w bigint;
+    ll_refused text;  -- a refusal is called as an expression: see ledgerlock._refuse
 BEGIN
     IF c.day IS NULL THEN
         RETURN;
@@ -326,7 +330,7 @@ BEGIN
     PERFORM ledgerlock._enter_scope(c.scope);
     w := ledgerlock._window_covering(c.scope, c.ledger, c.day, c.day);
     IF w IS NOT NULL THEN
-        PERFORM ledgerlock._check_window(tbl, w, r, verb);
+        ll_refused := ledgerlock._check_window(tbl, w, r, verb);
     END IF;
 END
 $$;
@@ -484,7 +488,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     IF level IS NULL OR pg_catalog.lower(level) NOT IN ('soft', 'hard') THEN
-        PERFORM ledgerlock._refuse('LL004', pg_catalog.format('level must be soft or hard, not %s',
+        PERFORM ledgerlock._refuse('22023', pg_catalog.format('level must be soft or hard, not %s',
                                                                coalesce(level, 'null')));
     END IF;
     RETURN pg_catalog.lower(level);
@@ -508,7 +512,7 @@ BEGIN
     clean := ARRAY(SELECT DISTINCT pg_catalog.btrim(l) FROM pg_catalog.unnest(ledgers) AS l ORDER BY 1);
     IF pg_catalog.cardinality(clean) = 0 OR pg_catalog.array_position(clean, NULL) IS NOT NULL
        OR '' = ANY (clean) OR '*' = ANY (clean) THEN
-        PERFORM ledgerlock._refuse('LL004', pg_catalog.format('ledgers %s: pass null for every ledger, or '
+        PERFORM ledgerlock._refuse('22023', pg_catalog.format('ledgers %s: pass null for every ledger, or '
                                                                'a list of ledger tags', ledgers));
     END IF;
     RETURN clean;
@@ -552,9 +556,9 @@ BEGIN
     INSERT INTO ledgerlock.period_lock_span (scope, ledger, from_date, to_date, lock_id)
     SELECT scope, g, from_date, to_date, new_id FROM pg_catalog.unnest(coalesce(ledgers, '{*}')) AS g;
     PERFORM ledgerlock._raise_period_marks(scope, to_date, ledgers);
-    INSERT INTO ledgerlock.lock_event (kind, lock_id, scope, details)
-    VALUES (kind, new_id, scope, pg_catalog.jsonb_build_object('from_date', from_date, 'to_date', to_date,
-            'level', level, 'ledgers', ledgers, 'note', note, 'reviewer', reviewer, 'relock_of', relock_of));
+    PERFORM ledgerlock._lock_event(kind, scope, new_id, NULL, pg_catalog.jsonb_build_object(
+        'from_date', from_date, 'to_date', to_date, 'level', level, 'ledgers', ledgers, 'note', note,
+        'reviewer', reviewer, 'relock_of', relock_of));
     PERFORM ledgerlock._warn_open_close_tasks(scope, from_date, to_date);  -- the close checklist (r3_close.sql)
     RETURN new_id;
 END
@@ -603,13 +607,13 @@ DECLARE
 BEGIN
     PERFORM ledgerlock._require_capability('controller', 'lock_period');
     IF scope IS NULL OR from_date IS NULL OR to_date IS NULL THEN
-        PERFORM ledgerlock._refuse('LL004', 'lock_period requires a scope, a from date and a to date');
+        PERFORM ledgerlock._refuse('22023', 'lock_period requires a scope, a from date and a to date');
     END IF;
     PERFORM ledgerlock._require_scope(scope, 'lock_period');
     lvl := ledgerlock._lock_level(level);
     ldg := ledgerlock._lock_ledgers(ledgers);
     IF to_date < from_date THEN
-        PERFORM ledgerlock._refuse('LL004', pg_catalog.format('period %s..%s for scope %s ends before it starts',
+        PERFORM ledgerlock._refuse('22023', pg_catalog.format('period %s..%s for scope %s ends before it starts',
                                    pg_catalog.to_char(from_date, 'YYYY-MM-DD'), pg_catalog.to_char(to_date, 'YYYY-MM-DD'),
                                    scope));
     END IF;
@@ -667,7 +671,7 @@ DECLARE
 BEGIN
     PERFORM ledgerlock._require_capability('controller', 'lock_through');
     IF scope IS NULL OR through IS NULL THEN
-        PERFORM ledgerlock._refuse('LL004', 'lock_through requires a scope and a date');
+        PERFORM ledgerlock._refuse('22023', 'lock_through requires a scope and a date');
     END IF;
     PERFORM ledgerlock._require_scope(scope, 'lock_through');
     lvl := ledgerlock._lock_level(level);
@@ -702,7 +706,7 @@ DECLARE
 BEGIN
     SELECT * INTO lk FROM ledgerlock.period_lock l WHERE l.id = _lock_for_change.lock_id;
     IF NOT FOUND THEN
-        PERFORM ledgerlock._refuse('LL004', pg_catalog.format('%s: there is no lock #%s', action,
+        PERFORM ledgerlock._refuse('22023', pg_catalog.format('%s: there is no lock #%s', action,
                                                                coalesce(lock_id::text, 'null')),
                                    'ledgerlock locks (or the view ledgerlock.period_locks) lists them');
     END IF;
@@ -747,9 +751,8 @@ BEGIN
     SET level = 'hard', upgraded_at = now(), upgraded_by = session_user,
         reviewer = coalesce(ledgerlock._visible_text(upgrade_lock.reviewer), l.reviewer)
     WHERE l.id = lk.id;
-    INSERT INTO ledgerlock.lock_event (kind, lock_id, scope, details)
-    VALUES ('upgrade', lk.id, lk.scope, pg_catalog.jsonb_build_object('from_level', 'soft', 'to_level', 'hard',
-                                                                       'reviewer', reviewer));
+    PERFORM ledgerlock._lock_event('upgrade', lk.scope, lk.id, NULL, pg_catalog.jsonb_build_object(
+        'from_level', 'soft', 'to_level', 'hard', 'reviewer', reviewer));
     PERFORM ledgerlock._warn_open_close_tasks(lk.scope, lk.from_date, lk.to_date);  -- the close checklist
 END
 $$;
@@ -769,8 +772,8 @@ BEGIN
     SET status = 'unlocked', unlocked_at = now(), unlocked_by = session_user, unlock_reason = reason
     WHERE l.id = lk.id;
     DELETE FROM ledgerlock.period_lock_span s WHERE s.lock_id = lk.id;
-    INSERT INTO ledgerlock.lock_event (kind, lock_id, scope, reason, details)
-    VALUES ('unlock', lk.id, lk.scope, reason, details || pg_catalog.jsonb_build_object('level', lk.level));
+    PERFORM ledgerlock._lock_event('unlock', lk.scope, lk.id, reason,
+                                   details || pg_catalog.jsonb_build_object('level', lk.level));
 END
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._unlock(ledgerlock.period_lock, text, jsonb) FROM PUBLIC;

@@ -110,8 +110,7 @@ BEGIN
             MESSAGE = pg_catalog.format('%s has no row %s re-posted from skipped write #%s', tbl, key, skip_id);
     END IF;
     PERFORM ledgerlock._require_scope(skip.scope, 'repost_skipped');
-    INSERT INTO ledgerlock.lock_event (kind, lock_id, scope, details)
-    VALUES ('repost', skip.lock_id, skip.scope, pg_catalog.jsonb_build_object(
+    PERFORM ledgerlock._lock_event('repost', skip.scope, skip.lock_id, NULL, pg_catalog.jsonb_build_object(
         'skip_id', skip_id, 'table', tbl::text, 'key', key, 'new_date', new_date,
         'skipped_at', skip.at, 'skipped_by', skip.db_user, 'skipped_context', skip.context));
     RETURN key;

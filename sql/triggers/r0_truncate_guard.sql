@@ -8,8 +8,10 @@ LANGUAGE plpgsql
 SECURITY DEFINER  -- reads ledgerlock's registry, which clients cannot
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    ll_refused text;  -- a refusal is called as an expression: see ledgerlock._refuse
 BEGIN
-    PERFORM ledgerlock._refuse('LL008',
+    ll_refused := ledgerlock._refuse('LL008',
         pg_catalog.format('TRUNCATE of %s is refused: it is protected by ledgerlock', TG_RELID::regclass),
         'delete draft rows with DELETE, or have an admin run ledgerlock.unprotect(table, reason) first');
     RETURN NULL;

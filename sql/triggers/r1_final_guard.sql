@@ -12,13 +12,15 @@ LANGUAGE plpgsql
 SECURITY DEFINER  -- reads ledgerlock's registry, which clients cannot
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    ll_refused text;  -- a refusal is called as an expression: see ledgerlock._refuse
 BEGIN
     IF TG_OP = 'DELETE' THEN
-        PERFORM ledgerlock._refuse_final(TG_RELID, pg_catalog.to_jsonb(OLD), 'deleted');
+        ll_refused := ledgerlock._refuse_final(TG_RELID, pg_catalog.to_jsonb(OLD), 'deleted');
     -- the WHEN clause saw the stored row change; only exempt columns may have (TG_ARGV is NULL, not empty,
     -- when there are none, which _same_except reads as "no exempt columns")
     ELSIF NOT ledgerlock._same_except(OLD, NEW, TG_ARGV) THEN
-        PERFORM ledgerlock._refuse_final(TG_RELID, pg_catalog.to_jsonb(OLD), 'updated');
+        ll_refused := ledgerlock._refuse_final(TG_RELID, pg_catalog.to_jsonb(OLD), 'updated');
     END IF;
     RETURN CASE TG_OP WHEN 'DELETE' THEN OLD ELSE NEW END;
 END
@@ -32,10 +34,11 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
+    ll_refused text;  -- a refusal is called as an expression: see ledgerlock._refuse
     mutable name[] := (SELECT p.mutable_columns FROM ledgerlock.protected_table p
                        WHERE p.tbl = ledgerlock._rule_table(_refuse_final.tbl));  -- tbl may be a partition
 BEGIN
-    PERFORM ledgerlock._refuse('LL001',
+    ll_refused := ledgerlock._refuse('LL001',
         pg_catalog.format('%s is final and cannot be %s; issue a correcting document instead',
                           ledgerlock.row_label(tbl, old_row), verb),
         CASE WHEN verb = 'updated' AND pg_catalog.cardinality(mutable) > 0

@@ -54,6 +54,7 @@ SECURITY DEFINER  -- reads ledgerlock's windows, which clients cannot
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
+    ll_refused text;  -- a refusal is called as an expression: see ledgerlock._refuse
     date_col text := TG_ARGV[0];
     date_kind text := TG_ARGV[1];
     scope_col text := nullif(TG_ARGV[2], '');
@@ -75,7 +76,7 @@ DECLARE
     wn bigint;
 BEGIN
     IF on_locked IS NOT NULL AND on_locked NOT IN ('', 'error', 'skip') THEN
-        PERFORM ledgerlock._check_on_locked();
+        ll_refused := ledgerlock._check_on_locked();
     END IF;
     FOREACH side IN ARRAY CASE TG_OP WHEN 'INSERT' THEN '{new}'::text[] WHEN 'DELETE' THEN '{old}'::text[]
                                      ELSE '{old,new}'::text[] END LOOP
@@ -137,8 +138,7 @@ BEGIN
         IF wn IS NULL OR ledgerlock._period_admits(TG_RELID::regclass, wn, n) THEN
             RETURN NEW;
         END IF;
-        INSERT INTO ledgerlock.lock_event (kind, lock_id, scope, details)
-        VALUES ('skip', wn, row_scope, pg_catalog.jsonb_build_object(
+        PERFORM ledgerlock._lock_event('skip', row_scope, wn, NULL, pg_catalog.jsonb_build_object(
             'table', TG_RELID::regclass::text, 'key', ledgerlock.row_key(TG_RELID::regclass, n), 'row', n));
         RETURN NULL;
     END IF;
@@ -151,11 +151,11 @@ BEGIN
         RETURN NULL;
     END IF;
     IF wo IS NOT NULL THEN
-        PERFORM ledgerlock._check_window(TG_RELID::regclass, wo, o,
+        ll_refused := ledgerlock._check_window(TG_RELID::regclass, wo, o,
                                          CASE TG_OP WHEN 'DELETE' THEN 'deleted' ELSE 'updated' END);
     END IF;
     IF wn IS NOT NULL AND wn IS DISTINCT FROM wo THEN
-        PERFORM ledgerlock._check_window(TG_RELID::regclass, wn, n,
+        ll_refused := ledgerlock._check_window(TG_RELID::regclass, wn, n,
                                          CASE TG_OP WHEN 'INSERT' THEN 'inserted' ELSE 'updated' END);
     END IF;
     RETURN NULL;

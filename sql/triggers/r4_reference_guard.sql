@@ -22,6 +22,7 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
+    ll_refused text;  -- a refusal is called as an expression: see ledgerlock._refuse
     r ledgerlock.reference_rule;
     child_label text;
     parent_label text;
@@ -31,7 +32,7 @@ BEGIN
     child_label := ledgerlock.row_label(r.child, child_row);
     parent_label := ledgerlock.row_label(r.parent, old_row);
     mutable := (SELECT p.mutable_columns FROM ledgerlock.protected_table p WHERE p.tbl = r.parent);
-    PERFORM ledgerlock._refuse('LL003',
+    ll_refused := ledgerlock._refuse('LL003',
         pg_catalog.format('%s is referenced by %s and cannot be %s', parent_label, child_label,
                           CASE op WHEN 'DELETE' THEN 'deleted' ELSE 'updated' END),
         pg_catalog.format('delete %s first%s%s; ledgerlock why shows the whole chain', child_label,
@@ -53,6 +54,7 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
+    ll_refused text;  -- a refusal is called as an expression: see ledgerlock._refuse
     r ledgerlock.reference_rule;
     rr ledgerlock.reference_rule;
     head text;
@@ -65,7 +67,7 @@ BEGIN
         THEN pg_catalog.format(' cannot be moved to %s: that header', head)
         ELSE pg_catalog.format(' cannot be %s: its header %s', verb, head) END;
     IF header_final THEN
-        PERFORM ledgerlock._refuse('LL001', what || ' is final; issue a correcting document instead',
+        ll_refused := ledgerlock._refuse('LL001', what || ' is final; issue a correcting document instead',
             'the lines of a final document are part of it; correct it with a new document (credit memo, amendment)');
     END IF;
     -- R3: the header's period, with the same overrides and fence as a write to the header itself.
@@ -78,7 +80,7 @@ BEGIN
               WHERE x.kind = 'referenced' AND x.parent = r.parent AND 'update' = ANY (x.operations) ORDER BY x.id LOOP
         SELECT c INTO child_row FROM ledgerlock._ref_referencing(rr.id, header_row, 1) AS c;
         IF child_row IS NOT NULL THEN
-            PERFORM ledgerlock._refuse('LL003',
+            ll_refused := ledgerlock._refuse('LL003',
                 pg_catalog.format('%s is referenced by %s', what, ledgerlock.row_label(rr.child, child_row)),
                 pg_catalog.format('delete %s first; ledgerlock why shows the whole chain',
                                   ledgerlock.row_label(rr.child, child_row)));
@@ -123,6 +125,7 @@ AS $fn$
     SELECT ledgerlock._template($ll$
 DECLARE
     ll_child jsonb;
+    ll_refused text;
 BEGIN
     SELECT pg_catalog.to_jsonb(ll_row) INTO ll_child FROM {{child}} AS ll_row WHERE {{match}} AND ({{condition}}) LIMIT 1;
     IF ll_child IS NOT NULL THEN
@@ -131,7 +134,7 @@ BEGIN
                 RETURN NEW;
             END IF;
         END IF;
-        PERFORM ledgerlock._ref_refuse_referenced({{rule_id}}, TG_OP, pg_catalog.to_jsonb(OLD),
+        ll_refused := ledgerlock._ref_refuse_referenced({{rule_id}}, TG_OP, pg_catalog.to_jsonb(OLD),
             CASE TG_OP WHEN 'UPDATE' THEN pg_catalog.to_jsonb(NEW) END, ll_child, coalesce(TG_ARGV, '{}'));
     END IF;
     RETURN CASE TG_OP WHEN 'DELETE' THEN OLD ELSE NEW END;

@@ -57,6 +57,7 @@ def test_r1_refusal_in_django_names_table_key_number_and_the_mutable_columns(dja
         "invoice id=1 (INV-2024-00001) is final and cannot be updated; issue a correcting document instead")
     assert error.diag.message_hint == "only paid, reconciled, updated may still change on a final row"
     assert str(info.value).startswith(error.diag.message_primary + "\nHINT:  " + error.diag.message_hint)
+    assert internal_sql(str(info.value)) == []  # function frames only: no SQL of ledgerlock's internals
 
 
 def test_r3_refusal_in_sqlalchemy_names_period_scope_row_and_the_lock(erp, sqla):
@@ -72,6 +73,7 @@ def test_r3_refusal_in_sqlalchemy_names_period_scope_row_and_the_lock(erp, sqla)
                                               "ledgerlock.begin_override('<reason>') in the same transaction")
     assert error.diag.message_detail == "lock_id=1"
     assert error.diag.message_primary in str(info.value)
+    assert internal_sql(str(info.value)) == []
 
 
 @pytest.fixture

@@ -273,7 +273,7 @@ def predict(m: Model, role: str, op: tuple, override: bool) -> tuple[str, tuple,
         return sql_, params, no
     lk = m.locks.get(lock_id)
     if lk is None:
-        return sql_, params, refuse("LL004", f"there is no lock #{lock_id}")
+        return sql_, params, refuse("22023", f"there is no lock #{lock_id}")
     if role == "tenant" and lk.scope not in TENANT_SCOPES:
         return sql_, params, refuse("LL005", f"lock #{lock_id} is of scope {lk.scope}, not the tenant's")
     if kind == "upgrade":

@@ -109,7 +109,7 @@ def test_completing_twice_or_an_unknown_task_is_refused(db):
     c.execute("SELECT ledgerlock.complete_close_task(%s)", (t,))
     with refused("LL004", rf"^close task #{t} \(Accruals, 2026-03\) was already done by ll_controller at "):
         db.connect("admin").execute("SELECT ledgerlock.complete_close_task(%s)", (t,))
-    with refused("LL004", r"^close task #999 does not exist$"):
+    with refused("22023", r"^close task #999 does not exist$"):
         c.execute("SELECT ledgerlock.complete_close_task(999)")
 
 

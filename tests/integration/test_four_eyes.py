@@ -151,7 +151,7 @@ def test_request_refusals(db, hard_lock):
     admin = db.connect("admin")
     with refused("LL007", r"^request_unlock requires a reason$"):
         admin.execute("SELECT ledgerlock.request_unlock(%s, '  ')", (hard_lock,))
-    with refused("LL004", r"^request_unlock: lock #999 does not exist or is not active$"):
+    with refused("22023", r"^request_unlock: lock #999 does not exist or is not active$"):
         admin.execute("SELECT ledgerlock.request_unlock(999, 'x')")
     soft = admin.execute("SELECT ledgerlock.lock_period('1', '2025-04-01', '2025-04-30')").fetchone()[0]
     with refused("LL004", rf"^request_unlock: lock #{soft} is soft; only hard windows need a second admin$"):
@@ -165,7 +165,7 @@ def test_request_refusals(db, hard_lock):
         db.connect("admin2").execute("SELECT ledgerlock.request_unlock(%s, 'y')", (hard_lock,))
     with refused("LL005", r"^approve_unlock requires the ledgerlock_admin role; ll_controller"):
         db.connect("controller").execute("SELECT ledgerlock.approve_unlock(%s)", (first,))
-    with refused("LL004", r"^unlock request #999 does not exist$"):
+    with refused("22023", r"^unlock request #999 does not exist$"):
         admin.execute("SELECT ledgerlock.approve_unlock(999)")
 
 

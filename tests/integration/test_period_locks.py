@@ -243,11 +243,11 @@ def test_future_end_is_refused_unless_allowed(db):
 
 def test_end_before_start_and_bad_level_and_ledgers_are_refused(db):
     ctl = db.connect("controller")
-    with refused("LL004", r"^period 2025-03-31\.\.2025-03-01 for scope 1 ends before it starts$"):
+    with refused("22023", r"^period 2025-03-31\.\.2025-03-01 for scope 1 ends before it starts$"):
         lock(ctl, "1", "2025-03-31", "2025-03-01")
-    with refused("LL004", r"level must be soft or hard, not medium"):
+    with refused("22023", r"level must be soft or hard, not medium"):
         lock(ctl, level="medium")
-    with refused("LL004", r"ledgers"):
+    with refused("22023", r"ledgers"):
         lock(ctl, ledgers=[])
     lock(ctl, level="HARD", ledgers=["ar", " ar"])
     assert ctl.execute("SELECT level, ledgers FROM ledgerlock.period_locks").fetchone() == ("hard", ["ar"])
@@ -257,7 +257,7 @@ def test_unknown_lock_id_is_refused_with_ll004(db):
     admin = db.connect("admin")
     for stmt in ("SELECT ledgerlock.upgrade_lock(404)", "SELECT ledgerlock.unlock_period(404, 'why')",
                  "SELECT ledgerlock.relock(404)"):
-        with refused("LL004", r"there is no lock #404"):
+        with refused("22023", r"there is no lock #404"):
             admin.execute(stmt)
 
 
