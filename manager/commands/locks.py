@@ -44,7 +44,7 @@ def _day(value: dt.datetime | None) -> dt.date | None:
     return value.date() if value else None
 
 
-# --through presets (issue 8): the date comes from ledgerlock.preset_through, so the CLI and SQL agree
+# --through presets: the date comes from ledgerlock.preset_through, so the CLI and SQL agree
 PRESETS = ("end-of-last-month", "end-of-last-quarter", "end-of-last-fiscal-year")
 
 

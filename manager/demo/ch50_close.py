@@ -12,7 +12,7 @@ from psycopg import sql
 
 from .. import importer
 
-TITLE = "Month-end close: checklist, imports, presets, four-eyes (issue 8)"
+TITLE = "Month-end close: checklist, imports, presets, four-eyes"
 
 SCOPE = "3"  # a company of its own, so this chapter never meets another chapter's locks
 ADMINS = ("demo_alice", "demo_bob")  # cluster-wide roles: outside the ledgerlock_ prefix

@@ -70,23 +70,6 @@ END
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._number_format_parts(text, text, boolean) FROM PUBLIC;
 
--- Render the part of a format around {SEQ} for one row's date and scope. The trigger functions carry
--- the same few lines inline (they run once per row; a function call with a pinned search_path costs more
--- than the rendering).
-CREATE OR REPLACE FUNCTION ledgerlock._render_number_part(part text, d date, scope text)
-RETURNS text
-LANGUAGE sql
-IMMUTABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT pg_catalog.replace(pg_catalog.replace(pg_catalog.replace(pg_catalog.replace(part,
-               '{YYYY}', coalesce(pg_catalog.to_char(d, 'YYYY'), '{YYYY}')),
-               '{YY}', coalesce(pg_catalog.to_char(d, 'YY'), '{YY}')),
-               '{MM}', coalesce(pg_catalog.to_char(d, 'MM'), '{MM}')),
-               '{SCOPE}', coalesce(scope, '{SCOPE}'))
-$$;
-REVOKE ALL ON FUNCTION ledgerlock._render_number_part(text, date, text) FROM PUBLIC;
-
 -- Change a table's final number format (and optionally its temporary-number format). Only numbers handed
 -- out from now on follow it: numbers already given stay as they are. A format whose series (the text around
 -- {SEQ}) is unchanged continues its counter (a new padding, say); a new series starts at 1.
