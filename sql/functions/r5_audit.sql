@@ -705,6 +705,9 @@ DECLARE
     json_cols text[] := nullif(ARRAY(SELECT a.attname::text FROM pg_catalog.pg_attribute a
                                      WHERE a.attrelid = tbl AND a.attnum > 0 AND NOT a.attisdropped
                                        AND a.atttypid = 'json'::regtype ORDER BY a.attnum), '{}');
+    reg_cols text[] := nullif(ARRAY(SELECT a.attname::text FROM pg_catalog.pg_attribute a
+                                    WHERE a.attrelid = tbl AND a.attnum > 0 AND NOT a.attisdropped
+                                      AND a.atttypid = 'regclass'::regtype ORDER BY a.attnum), '{}');
 BEGIN
     IF keys IS NULL THEN
         RAISE EXCEPTION USING ERRCODE = '22023',
@@ -716,8 +719,7 @@ BEGIN
                         THEN pg_catalog.jsonb_build_object($1[1], i.img OPERATOR(pg_catalog.->) $1[1])
                         ELSE (SELECT pg_catalog.jsonb_object_agg(k, i.img OPERATOR(pg_catalog.->) k)
                               FROM pg_catalog.unnest($1) AS k) END AS row_key, i.img
-            FROM (SELECT CASE WHEN $2 IS NULL THEN pg_catalog.to_jsonb(t.*)
-                              ELSE ledgerlock._audit_image(t.*, $2) END AS img FROM %s AS t) i
+            FROM (SELECT %s AS img FROM %s AS t) i
         ), facts AS (
             SELECT DISTINCT ON (f.row_key) f.row_key, f.seq, f.operation, f.image
             FROM ledgerlock._audit_row_facts($3, $4, $1) f
@@ -726,11 +728,43 @@ BEGIN
         SELECT coalesce(l.row_key, f.row_key), f.seq, f.operation, l.img, f.image
         FROM live l %s JOIN facts f ON f.row_key OPERATOR(pg_catalog.=) l.row_key
         WHERE l.img::text IS DISTINCT FROM f.image::text
-        $q$, rel, CASE WHEN all_facts THEN 'FULL' ELSE 'LEFT' END)
-        USING keys, json_cols, tbl::text, ledgerlock._audit_table_oids(tbl::text);
+        $q$,
+        CASE WHEN reg_cols IS NULL
+             THEN 'CASE WHEN $2 IS NULL THEN pg_catalog.to_jsonb(t.*) ELSE ledgerlock._audit_image(t.*, $2) END'
+             ELSE 'ledgerlock._audit_dropped_names(CASE WHEN $2 IS NULL THEN pg_catalog.to_jsonb(t.*) '
+                  'ELSE ledgerlock._audit_image(t.*, $2) END, $5)' END,
+        rel, CASE WHEN all_facts THEN 'FULL' ELSE 'LEFT' END)
+        USING keys, json_cols, tbl::text, ledgerlock._audit_table_oids(tbl::text), reg_cols;
 END
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._audit_row_diff(regclass, regclass, boolean) FROM PUBLIC;
+
+-- A regclass column naming a table dropped since reads as the table's bare oid; the trail still knows the
+-- name (its events carry the table's oid), so the live image names it as the recorded image does. Only
+-- ledgerlock's own state tables (registry, counters, format history, rules) have regclass columns.
+CREATE OR REPLACE FUNCTION ledgerlock._audit_dropped_names(img jsonb, reg_cols text[])
+RETURNS jsonb
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    c text;
+    named text;
+BEGIN
+    FOREACH c IN ARRAY reg_cols LOOP
+        IF img ->> c ~ '^[0-9]+$' THEN
+            SELECT e.table_name INTO named FROM ledgerlock.audit_event e
+            WHERE e.table_oid = (img ->> c)::oid ORDER BY e.seq DESC LIMIT 1;
+            IF named IS NOT NULL THEN
+                img := pg_catalog.jsonb_set(img, ARRAY[c], pg_catalog.to_jsonb(named));
+            END IF;
+        END IF;
+    END LOOP;
+    RETURN img;
+END
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._audit_dropped_names(jsonb, text[]) FROM PUBLIC;
 
 -- "invoice id=42": a row as problems name it.
 CREATE OR REPLACE FUNCTION ledgerlock._audit_row_name(tbl regclass, row_key jsonb)
@@ -789,13 +823,25 @@ BEGIN
             problem := pg_catalog.format('%s exists, but event seq %s (%s) removed it', who, d.seq, d.operation);
             RETURN NEXT;
         ELSE
-            EXECUTE pg_catalog.format('SELECT pg_catalog.to_jsonb(pg_catalog.jsonb_populate_record(NULL::%1$s, $1)), '
-                                      'pg_catalog.to_jsonb(pg_catalog.jsonb_populate_record(NULL::%1$s, $2))', tbl)
-                INTO norm_live, norm_rec USING d.live, d.recorded;
+            BEGIN
+                EXECUTE pg_catalog.format(
+                    'SELECT pg_catalog.to_jsonb(pg_catalog.jsonb_populate_record(NULL::%1$s, $1)), '
+                    'pg_catalog.to_jsonb(pg_catalog.jsonb_populate_record(NULL::%1$s, $2))', tbl)
+                    INTO norm_live, norm_rec USING d.live, d.recorded;
+            EXCEPTION WHEN undefined_table OR undefined_object OR undefined_function OR invalid_text_representation
+            THEN
+                -- a recorded value that no longer converts (a regclass naming a dropped table): compare as stored
+                norm_live := d.live;
+                norm_rec := d.recorded;
+            END;
             code := 'row_changed';
             FOR k IN SELECT a.attname::text FROM pg_catalog.pg_attribute a
                      WHERE a.attrelid = tbl AND a.attnum > 0 AND NOT a.attisdropped
                        AND (norm_live -> a.attname::text)::text IS DISTINCT FROM (norm_rec -> a.attname::text)::text
+                       -- a regclass whose table was dropped since reads as its bare oid: the same reference
+                       AND NOT (a.atttypid = 'pg_catalog.regclass'::pg_catalog.regtype
+                                AND norm_live ->> a.attname::text ~ '^[0-9]+$'
+                                AND pg_catalog.to_regclass(norm_rec ->> a.attname::text) IS NULL)
                      ORDER BY a.attnum LOOP
                 column_name := k;
                 problem := pg_catalog.format('%s: %s is %s in the table, %s in event seq %s', who, k,
