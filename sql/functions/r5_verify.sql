@@ -1,0 +1,757 @@
+-- Rule R5: verification — the chain and digests (every event hash and link), and the books against the trail
+-- (every live row of every protected table and of ledgerlock's own state, lock windows, counters).
+-- Recording and sealing the events: r5_audit.sql.
+
+-- Every problem among chain links lo..hi and the events they seal, one row per problem (k = 1: the link,
+-- k = 2: its event): the link does not follow from the previous one (or a link is missing), the event is
+-- gone, its content no longer matches its hash, its hash differs from the one sealed, or it was sealed
+-- later than its transaction allows (inserted behind the sealer's back).
+-- Each link is paired with the previous link and with its event by joins restricted to the chunk's ranges
+-- (no window: a window needs the links in order in one process). The per-link work — both hashes — is
+-- done inside the OFFSET 0 subquery, so that a parallel plan computes it in the workers and the leader only
+-- sees the (rare) problems; the message of a missing link, which looks for the link before the gap, is
+-- built above it. No SET clause on purpose, like the hashing functions: a SET clause forbids inlining, and
+-- only inlined into verify_audit's query can the scan run in parallel. Every name is schema-qualified;
+-- only verify_audit (pinned search_path) executes it.
+CREATE OR REPLACE FUNCTION ledgerlock._audit_link_problems(lo bigint, hi bigint, seq_lo bigint, seq_hi bigint)
+RETURNS TABLE(seq bigint, chain_seq bigint, k integer, code text, problem text)
+LANGUAGE sql
+STABLE PARALLEL SAFE
+AS $$
+    SELECT l.seq, l.chain_seq, v.k, v.code, m.problem
+    FROM (SELECT c.seq, c.chain_seq, c.txid_floor, e.txid,
+                 c.chain_seq > 1 AND p.chain_seq IS NULL AS gap,
+                 CASE
+                     WHEN c.chain_seq > 1 AND p.chain_seq IS NULL THEN NULL  -- reported as a gap, above
+                     WHEN c.chain_hash IS DISTINCT FROM ledgerlock._audit_link_hash(
+                             CASE WHEN c.chain_seq = 1 THEN ledgerlock._audit_genesis() ELSE p.chain_hash END,
+                             c.chain_seq, c.seq, c.event_hash, c.batch, c.txid_floor, c.sealed_below) THEN
+                         'link_broken'
+                     WHEN c.batch <> c.chain_seq AND (c.batch IS DISTINCT FROM p.batch
+                                                      OR c.txid_floor IS DISTINCT FROM p.txid_floor
+                                                      OR c.sealed_below IS DISTINCT FROM p.sealed_below) THEN
+                         'link_foreign'
+                     WHEN c.batch = c.chain_seq AND c.txid_floor IS DISTINCT FROM coalesce(p.sealed_below, '0'::xid8)
+                          AND NOT (c.txid_floor = '0'::xid8 AND c.sealed_below < p.sealed_below) THEN
+                         'seal_gap'
+                 END AS link_code,
+                 CASE
+                     WHEN e.seq IS NULL THEN 'event_missing'
+                     WHEN e.event_hash IS DISTINCT FROM ledgerlock._audit_event_hash(e.seq, e.at, e.txid, e.table_name,
+                             e.row_key, e.scope, e.operation, e.old_row, e.new_row, e.db_user, e.actor, e.reason,
+                             e.context, e.lock_id, e.override_id, e.details) THEN 'event_modified'
+                     WHEN e.event_hash IS DISTINCT FROM c.event_hash THEN 'event_rewritten'
+                     WHEN e.txid < c.txid_floor THEN 'event_behind_sealer'
+                 END AS event_code
+          FROM ledgerlock.audit_chain c
+          LEFT JOIN ledgerlock.audit_chain p ON p.chain_seq = c.chain_seq - 1 AND p.chain_seq BETWEEN lo - 1 AND hi
+          LEFT JOIN ledgerlock.audit_event e ON e.seq = c.seq
+               AND e.seq BETWEEN seq_lo AND seq_hi
+          WHERE c.chain_seq BETWEEN lo AND hi
+          OFFSET 0) l
+    CROSS JOIN LATERAL (VALUES
+        (1, CASE WHEN l.gap THEN 'link_missing' ELSE l.link_code END),
+        (2, l.event_code)) AS v(k, code)
+    CROSS JOIN LATERAL (SELECT CASE v.code
+        WHEN 'link_missing' THEN pg_catalog.format(
+                 'chain link %s is missing: the chain jumps from link %s to link %s (links were deleted)',
+                 l.chain_seq - 1,
+                 coalesce((SELECT pg_catalog.max(q.chain_seq) FROM ledgerlock.audit_chain q
+                           WHERE q.chain_seq < l.chain_seq), 0),
+                 l.chain_seq)
+        WHEN 'link_broken' THEN pg_catalog.format(
+                 'chain link %s (event seq %s) is broken: it does not follow from link %s',
+                 l.chain_seq, l.seq, l.chain_seq - 1)
+        WHEN 'link_foreign' THEN pg_catalog.format(
+                 'chain link %s (event seq %s) does not belong to the seal it claims', l.chain_seq, l.seq)
+        WHEN 'seal_gap' THEN pg_catalog.format(
+                 'chain link %s (event seq %s) starts a seal that does not follow the previous one',
+                 l.chain_seq, l.seq)
+        WHEN 'event_missing' THEN pg_catalog.format(
+                 'event seq %s (chain link %s) is missing: it was deleted', l.seq, l.chain_seq)
+        WHEN 'event_modified' THEN pg_catalog.format(
+                 'event seq %s (chain link %s) was modified: its content does not match its hash', l.seq, l.chain_seq)
+        WHEN 'event_rewritten' THEN pg_catalog.format(
+                 'event seq %s was rewritten: its hash differs from the one sealed in chain link %s',
+                 l.seq, l.chain_seq)
+        WHEN 'event_behind_sealer' THEN pg_catalog.format(
+                 'event seq %s (chain link %s) was inserted behind the sealer: its transaction %s had ended '
+                 'before the previous seal', l.seq, l.chain_seq, l.txid)
+        END AS problem) AS m
+    WHERE (l.gap OR l.link_code IS NOT NULL OR l.event_code IS NOT NULL) AND v.code IS NOT NULL
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._audit_link_problems(bigint, bigint, bigint, bigint) FROM PUBLIC;
+
+-- Problems among events that are not in the chain: a modified unsealed event, or one whose transaction
+-- had ended before the last seal (it would have been sealed: it was inserted behind the sealer's back).
+-- recent_only: look only at transactions since the last seal (the index on txid); a full look is needed
+-- only when the counts say that older unsealed events exist. same_ids: the last seal's transaction ids
+-- are this cluster's (false after a restore into another cluster and before its first seal there), so
+-- comparing an event's transaction id with them means something.
+CREATE OR REPLACE FUNCTION ledgerlock._audit_unsealed_problems(last_below xid8, recent_only boolean, same_ids boolean)
+RETURNS TABLE(seq bigint, chain_seq bigint, problem text)
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT e.seq, NULL::bigint, CASE
+        WHEN e.event_hash IS DISTINCT FROM ledgerlock._audit_event_hash(e.seq, e.at, e.txid, e.table_name,
+                e.row_key, e.scope, e.operation, e.old_row, e.new_row, e.db_user, e.actor, e.reason, e.context,
+                e.lock_id, e.override_id, e.details) THEN
+            pg_catalog.format('event seq %s (not sealed yet) was modified: its content does not match its hash', e.seq)
+        WHEN same_ids AND e.txid < last_below THEN
+            pg_catalog.format('event seq %s was inserted behind the sealer: its transaction %s had ended before '
+                              'the last seal, which does not contain it', e.seq, e.txid)
+        END
+    FROM ledgerlock.audit_event e
+    WHERE (NOT recent_only OR NOT same_ids OR e.txid >= last_below)
+      AND NOT EXISTS (SELECT FROM ledgerlock.audit_chain c WHERE c.seq = e.seq)
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._audit_unsealed_problems(xid8, boolean, boolean) FROM PUBLIC;
+
+-- Whether transaction ids recorded by a seal with this sealed_below can be compared with this cluster's:
+-- a cluster's snapshot xmin never goes backwards, so a current xmin below it means the chain was sealed in
+-- another cluster (a dump restored here).
+CREATE OR REPLACE FUNCTION ledgerlock._audit_same_xid_space(sealed_below xid8)
+RETURNS boolean
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT sealed_below IS NULL OR pg_catalog.pg_snapshot_xmin(pg_catalog.pg_current_snapshot()) >= sealed_below
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._audit_same_xid_space(xid8) FROM PUBLIC;
+
+-- The chain part of the verification: every link and every event it seals, in chunks of `step` links,
+-- then the unsealed events. Returns the first problem (chain order, then unsealed events by seq), the
+-- number of problems, and how many events are not sealed. Large trails report progress as NOTICEs
+-- ("ll-progress done total").
+CREATE OR REPLACE FUNCTION ledgerlock._audit_verify_chain(
+    OUT events bigint, OUT sealed bigint, OUT unsealed bigint, OUT first_seq bigint, OUT first_chain_seq bigint,
+    OUT first_problem text, OUT problems bigint)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_custom_plan  -- each chunk planned with its own ranges (a generic plan guesses them)
+AS $$
+DECLARE
+    step constant bigint := 250000;
+    max_chain bigint;
+    last_below xid8;
+    same_ids boolean;
+    lo bigint := 1;
+    missing bigint := 0;
+    recent bigint;
+    p record;
+    c_seq bigint;
+    c_chain bigint;
+    c_problem text;
+    c_n bigint;
+    c_missing bigint;
+    seq_lo bigint;
+    seq_hi bigint;
+BEGIN
+    problems := 0;
+    SELECT c.chain_seq, c.sealed_below INTO max_chain, last_below
+    FROM ledgerlock.audit_chain c ORDER BY c.chain_seq DESC LIMIT 1;
+    max_chain := coalesce(max_chain, 0);
+    same_ids := ledgerlock._audit_same_xid_space(last_below);
+    last_below := coalesce(last_below, '0'::xid8);
+    sealed := (SELECT pg_catalog.count(*) FROM ledgerlock.audit_chain);
+    events := (SELECT pg_catalog.count(*) FROM ledgerlock.audit_event);
+
+    -- One query per chunk: the first problem in chain order (the link before its event) and the counts.
+    -- A SELECT INTO may run in parallel (a FOR loop's cursor may not).
+    WHILE lo <= max_chain LOOP
+        -- the events the chunk's links seal lie in this seq range (+ 0: read the chunk's links, rather than
+        -- walk the seq index from an end); with the values known, the plan probes a hash of the links with
+        -- a parallel range scan of the events, which are wide and read once
+        SELECT pg_catalog.min(c.seq + 0), pg_catalog.max(c.seq + 0) INTO seq_lo, seq_hi
+        FROM ledgerlock.audit_chain c WHERE c.chain_seq BETWEEN lo AND lo + step - 1;
+        SELECT x.seq, x.chain_seq, x.problem, pg_catalog.count(*) OVER (),
+               pg_catalog.count(*) FILTER (WHERE x.code = 'event_missing') OVER ()
+        INTO c_seq, c_chain, c_problem, c_n, c_missing
+        FROM ledgerlock._audit_link_problems(lo, lo + step - 1, seq_lo, seq_hi) x
+        ORDER BY x.chain_seq, x.k
+        LIMIT 1;
+        IF FOUND THEN
+            IF problems = 0 THEN
+                first_seq := c_seq; first_chain_seq := c_chain; first_problem := c_problem;
+            END IF;
+            problems := problems + c_n;
+            missing := missing + c_missing;
+        END IF;
+        lo := lo + step;
+        IF max_chain > step THEN
+            RAISE NOTICE 'll-progress % %', least(lo - 1, max_chain), max_chain;
+        END IF;
+    END LOOP;
+
+    -- events without a link: those of transactions since the last seal, unless the counts show others
+    unsealed := events - (sealed - missing);
+    recent := (SELECT pg_catalog.count(*) FROM ledgerlock.audit_event e
+               WHERE e.txid >= last_below AND NOT EXISTS (SELECT FROM ledgerlock.audit_chain c WHERE c.seq = e.seq));
+    FOR p IN SELECT * FROM ledgerlock._audit_unsealed_problems(last_below, recent = unsealed, same_ids) x
+             WHERE x.problem IS NOT NULL ORDER BY x.seq LOOP
+        problems := problems + 1;
+        IF problems = 1 THEN
+            first_seq := p.seq; first_chain_seq := p.chain_seq; first_problem := p.problem;
+        END IF;
+    END LOOP;
+END
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._audit_verify_chain() FROM PUBLIC;
+
+-- Whether the chain still passes through a kept digest: null when it does, else the problem.
+CREATE OR REPLACE FUNCTION ledgerlock._audit_digest_problem(digest text, OUT seq bigint, OUT chain_seq bigint,
+                                                           OUT problem text)
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    d_seq bigint;
+    d_hash text;
+    d_found text;
+BEGIN
+    IF digest !~ '^ll1:[0-9]+:[0-9a-f]{64}$' THEN
+        RAISE EXCEPTION USING ERRCODE = '22023',
+            MESSAGE = pg_catalog.format('%L is not a ledgerlock audit digest', digest),
+            HINT = 'a digest looks like ll1:<chain position>:<64 hex digits>, as audit_digest() returns it';
+    END IF;
+    d_seq := pg_catalog.split_part(digest, ':', 2)::bigint;
+    d_hash := pg_catalog.split_part(digest, ':', 3);
+    IF d_seq = 0 THEN
+        IF d_hash <> ledgerlock._audit_genesis() THEN
+            chain_seq := 0;
+            problem := 'the digest names an empty chain, but its hash is not the genesis hash';
+        END IF;
+        RETURN;
+    END IF;
+    SELECT c.chain_hash, c.seq INTO d_found, seq FROM ledgerlock.audit_chain c WHERE c.chain_seq = d_seq;
+    IF d_found IS DISTINCT FROM d_hash THEN
+        chain_seq := d_seq;
+        problem := CASE WHEN d_found IS NULL THEN pg_catalog.format(
+                            'the digest names chain link %s, which no longer exists: the chain was truncated', d_seq)
+                        ELSE pg_catalog.format('chain link %s differs from the digest: the chain was rewritten at '
+                                               'or before it', d_seq) END;
+    END IF;
+END
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._audit_digest_problem(text) FROM PUBLIC;
+
+-- Verify the whole trail and the books against it: seal (unless the transaction is read-only, as on a
+-- standby: then what is sealed is verified and `unsealed` says how many events wait for a seal),
+-- recompute every event hash and every link, given a digest prove the chain still passes through it, then
+-- check the live data and ledgerlock's own state against the trail (ledgerlock.audit_discrepancies).
+-- Reports the first problem and how many there are; the first 100 problems are also sent as NOTICEs
+-- ("ll-problem <text>") for the manager to list.
+CREATE OR REPLACE FUNCTION ledgerlock.verify_audit(digest text DEFAULT NULL)
+RETURNS TABLE(ok boolean, events bigint, sealed bigint, unsealed bigint, head text, first_broken_seq bigint,
+              first_broken_chain_seq bigint, problem text, problems bigint)
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    ch record;
+    dg_seq bigint;
+    dg_chain bigint;
+    dg_problem text;
+    dp record;
+    n_problems bigint;
+    shown integer := 0;
+BEGIN
+    PERFORM ledgerlock._require_capability('auditor', 'verify_audit');
+    IF digest IS NOT NULL THEN
+        PERFORM ledgerlock._audit_digest_problem(digest);  -- a malformed digest is refused before anything runs
+    END IF;
+    IF pg_catalog.current_setting('transaction_isolation') = 'read committed'
+       AND pg_catalog.current_setting('transaction_read_only') = 'off' THEN
+        PERFORM ledgerlock.audit_seal();
+    END IF;
+    IF digest IS NOT NULL THEN
+        SELECT x.seq, x.chain_seq, x.problem INTO dg_seq, dg_chain, dg_problem
+        FROM ledgerlock._audit_digest_problem(digest) x;  -- against the chain as sealed now
+    END IF;
+
+    ch := ledgerlock._audit_verify_chain();
+    events := ch.events; sealed := ch.sealed; unsealed := ch.unsealed;
+    n_problems := ch.problems;
+    first_broken_seq := ch.first_seq; first_broken_chain_seq := ch.first_chain_seq; problem := ch.first_problem;
+    IF ch.first_problem IS NOT NULL THEN
+        RAISE NOTICE 'll-problem %', ch.first_problem;
+        shown := 1;
+    END IF;
+    IF dg_problem IS NOT NULL THEN
+        n_problems := n_problems + 1;
+        RAISE NOTICE 'll-problem %', dg_problem;
+        shown := shown + 1;
+        IF n_problems = 1 THEN
+            first_broken_seq := dg_seq; first_broken_chain_seq := dg_chain; problem := dg_problem;
+        END IF;
+    END IF;
+    FOR dp IN SELECT * FROM ledgerlock._audit_discrepancies() LOOP
+        n_problems := n_problems + 1;
+        IF n_problems = 1 THEN
+            first_broken_seq := dp.seq; problem := dp.problem;
+        END IF;
+        IF shown < 100 THEN
+            RAISE NOTICE 'll-problem %', dp.problem;
+            shown := shown + 1;
+        END IF;
+    END LOOP;
+
+    ok := n_problems = 0;
+    head := ledgerlock._audit_head();
+    problems := n_problems;
+    RETURN NEXT;
+END
+$$;
+REVOKE ALL ON FUNCTION ledgerlock.verify_audit(text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION ledgerlock.verify_audit(text) TO ledgerlock_admin, ledgerlock_controller, ledgerlock_auditor;
+
+-- Append-only: no UPDATE, DELETE or TRUNCATE of events or links, for anyone, the owner included.
+-- ENABLE ALWAYS: session_replication_role = replica does not silence the guards. A superuser can still
+
+-- ---------------------------------------------------------------------------------------------------
+-- The books against the trail: every live row of every protected table, and of ledgerlock's own state
+-- tables, must be the image its latest event recorded; lock windows must have been respected; number
+-- counters must stand where the trail's numbers say.
+
+-- ledgerlock's own state whose rows the trail records like a protected table's (the capture triggers are
+-- installed on them by sql/triggers/r5_audit_capture.sql). number_counter is not among them (a counter
+-- moves on every finalization: it is checked against the numbers in the trail instead), nor the lock
+-- history (ledgerlock.lock_event has its own capture), nor bookkeeping that decides nothing (gates, fences,
+-- DDL permits).
+CREATE OR REPLACE FUNCTION ledgerlock._audit_state_tables()
+RETURNS regclass[]
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT ARRAY['ledgerlock.protected_table', 'ledgerlock.reference_rule', 'ledgerlock.number_setting',
+                 'ledgerlock.number_format_history', 'ledgerlock.period_lock', 'ledgerlock.period_lock_span',
+                 'ledgerlock.period_override', 'ledgerlock.scope_grant', 'ledgerlock.fiscal_year_start',
+                 'ledgerlock.close_task', 'ledgerlock.close_setting', 'ledgerlock.unlock_request']::regclass[]
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._audit_state_tables() FROM PUBLIC;
+
+-- The columns a table's events are keyed by: the registry's key columns for a protected table, the
+-- primary key for a state table.
+CREATE OR REPLACE FUNCTION ledgerlock._audit_key_columns(tbl regclass)
+RETURNS text[]
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT coalesce(
+        (SELECT p.key_columns::text[] FROM ledgerlock.protected_table p WHERE p.tbl = _audit_key_columns.tbl),
+        (SELECT pg_catalog.array_agg(a.attname::text ORDER BY u.o)
+         FROM pg_catalog.pg_index i
+         CROSS JOIN LATERAL pg_catalog.unnest(i.indkey::smallint[]) WITH ORDINALITY AS u(attnum, o)
+         JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = u.attnum
+         WHERE i.indrelid = _audit_key_columns.tbl AND i.indisprimary))
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._audit_key_columns(regclass) FROM PUBLIC;
+
+-- What the trail says about each row of a table, one fact per event: the image it left (null: the row is
+-- gone). An INSERT, UPDATE or BASELINE leaves its new row; a DELETE (and an UPDATE, under the key the row
+-- had before, when it moved the row to another key) leaves the row gone; STATE_… are the same for
+-- ledgerlock's own state tables. The lock history files every
+-- event under ledgerlock.lock_event, except a skipped import row, filed under the table it was meant for,
+-- whose lock_event row is in its details. prio orders the two facts of one event (the old key first).
+-- A table is known by the qualified name its events recorded (tname): an oid means nothing in another
+-- cluster, and a restored dump gives every table a new one. oids (the oids its events were filed under, see
+-- _audit_table_oids) only lets the index on table_oid do the search.
+-- No SET clause: inlined into the callers' queries; only ledgerlock's pinned functions execute it.
+CREATE OR REPLACE FUNCTION ledgerlock._audit_row_facts(tname text, oids oid[], keys text[])
+RETURNS TABLE(row_key jsonb, seq bigint, operation text, image jsonb, prio integer)
+LANGUAGE sql
+STABLE
+AS $$
+    SELECT e.row_key, e.seq, e.operation,
+           CASE WHEN e.operation NOT IN ('DELETE', 'STATE_DELETE') THEN e.new_row END, 1
+    FROM ledgerlock.audit_event e
+    WHERE e.table_oid = ANY (oids) AND e.table_name = tname AND e.row_key IS NOT NULL
+      AND (e.operation IN ('INSERT', 'UPDATE', 'DELETE', 'BASELINE',
+                           'STATE_INSERT', 'STATE_UPDATE', 'STATE_DELETE')
+           OR tname = 'ledgerlock.lock_event')
+    UNION ALL
+    SELECT m.old_key, e.seq, e.operation, NULL, 0
+    FROM ledgerlock.audit_event e
+    CROSS JOIN LATERAL (SELECT pg_catalog.jsonb_object_agg(k, e.old_row OPERATOR(pg_catalog.->) k) AS old_key
+                        FROM pg_catalog.unnest(keys) AS k) m
+    WHERE e.table_oid = ANY (oids) AND e.table_name = tname AND e.operation IN ('UPDATE', 'STATE_UPDATE')
+      AND (pg_catalog.cardinality(keys) > 1
+           OR e.old_row OPERATOR(pg_catalog.->) keys[1] IS DISTINCT FROM e.new_row OPERATOR(pg_catalog.->) keys[1])
+      AND m.old_key IS DISTINCT FROM e.row_key
+    UNION ALL
+    SELECT pg_catalog.jsonb_build_object('id', e.details OPERATOR(pg_catalog.->) 'lock_event'
+                                                OPERATOR(pg_catalog.->) 'id'),
+           e.seq, e.operation, e.details OPERATOR(pg_catalog.->) 'lock_event', 1
+    FROM ledgerlock.audit_event e
+    WHERE tname = 'ledgerlock.lock_event' AND e.operation = 'SKIP'
+      AND e.details OPERATOR(pg_catalog.?) 'lock_event'
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._audit_row_facts(text, oid[], text[]) FROM PUBLIC;
+
+-- The oids a table's events were filed under: its own, and those it had in the cluster a dump came from.
+CREATE OR REPLACE FUNCTION ledgerlock._audit_table_oids(tname text)
+RETURNS oid[]
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT ARRAY(SELECT DISTINCT e.table_oid FROM ledgerlock.audit_event e
+                 WHERE e.table_name = tname AND e.table_oid IS NOT NULL)
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._audit_table_oids(text) FROM PUBLIC;
+
+-- The rows of rel (tbl, or one of its partitions) whose stored text image differs from the latest fact of
+-- their key, and (all_facts) the facts of tbl that no row matches: (key, the latest event, live image,
+-- recorded image; a null image is an absent or deleted row). Both images are compared as text, exactly
+-- (1.0 and 1.00 differ); extra_float_digits is pinned as in the capture. Reading the rows and the trail in
+-- one query gives one snapshot.
+CREATE OR REPLACE FUNCTION ledgerlock._audit_row_diff(tbl regclass, rel regclass, all_facts boolean)
+RETURNS TABLE(row_key jsonb, seq bigint, operation text, live jsonb, recorded jsonb)
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, pg_temp
+SET extra_float_digits = '1'
+AS $$
+DECLARE
+    keys text[] := ledgerlock._audit_key_columns(tbl);
+    json_cols text[] := nullif(ARRAY(SELECT a.attname::text FROM pg_catalog.pg_attribute a
+                                     WHERE a.attrelid = tbl AND a.attnum > 0 AND NOT a.attisdropped
+                                       AND a.atttypid = 'json'::regtype ORDER BY a.attnum), '{}');
+    reg_cols text[] := nullif(ARRAY(SELECT a.attname::text FROM pg_catalog.pg_attribute a
+                                    WHERE a.attrelid = tbl AND a.attnum > 0 AND NOT a.attisdropped
+                                      AND a.atttypid = 'regclass'::regtype ORDER BY a.attnum), '{}');
+BEGIN
+    IF keys IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = '22023',
+            MESSAGE = pg_catalog.format('table %s has no key the audit trail can file its rows under', tbl);
+    END IF;
+    RETURN QUERY EXECUTE pg_catalog.format($q$
+        WITH live AS (
+            SELECT CASE WHEN pg_catalog.cardinality($1) = 1
+                        THEN pg_catalog.jsonb_build_object($1[1], i.img OPERATOR(pg_catalog.->) $1[1])
+                        ELSE (SELECT pg_catalog.jsonb_object_agg(k, i.img OPERATOR(pg_catalog.->) k)
+                              FROM pg_catalog.unnest($1) AS k) END AS row_key, i.img
+            FROM (SELECT %s AS img FROM %s AS t) i
+        ), facts AS (
+            SELECT DISTINCT ON (f.row_key) f.row_key, f.seq, f.operation, f.image
+            FROM ledgerlock._audit_row_facts($3, $4, $1) f
+            ORDER BY f.row_key, f.seq DESC, f.prio DESC
+        )
+        SELECT coalesce(l.row_key, f.row_key), f.seq, f.operation, l.img, f.image
+        FROM live l %s JOIN facts f ON f.row_key OPERATOR(pg_catalog.=) l.row_key
+        WHERE l.img::text IS DISTINCT FROM f.image::text
+        $q$,
+        CASE WHEN reg_cols IS NULL
+             THEN 'CASE WHEN $2 IS NULL THEN pg_catalog.to_jsonb(t.*) ELSE ledgerlock._audit_image(t.*, $2) END'
+             ELSE 'ledgerlock._audit_dropped_names(CASE WHEN $2 IS NULL THEN pg_catalog.to_jsonb(t.*) '
+                  'ELSE ledgerlock._audit_image(t.*, $2) END, $5)' END,
+        rel, CASE WHEN all_facts THEN 'FULL' ELSE 'LEFT' END)
+        USING keys, json_cols, tbl::text, ledgerlock._audit_table_oids(tbl::text), reg_cols;
+END
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._audit_row_diff(regclass, regclass, boolean) FROM PUBLIC;
+
+-- A regclass column naming a table dropped since reads as the table's bare oid; the trail still knows the
+-- name (its events carry the table's oid), so the live image names it as the recorded image does. Only
+-- ledgerlock's own state tables (registry, counters, format history, rules) have regclass columns.
+CREATE OR REPLACE FUNCTION ledgerlock._audit_dropped_names(img jsonb, reg_cols text[])
+RETURNS jsonb
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    c text;
+    named text;
+BEGIN
+    FOREACH c IN ARRAY reg_cols LOOP
+        IF img ->> c ~ '^[0-9]+$' THEN
+            SELECT e.table_name INTO named FROM ledgerlock.audit_event e
+            WHERE e.table_oid = (img ->> c)::oid ORDER BY e.seq DESC LIMIT 1;
+            IF named IS NOT NULL THEN
+                img := pg_catalog.jsonb_set(img, ARRAY[c], pg_catalog.to_jsonb(named));
+            END IF;
+        END IF;
+    END LOOP;
+    RETURN img;
+END
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._audit_dropped_names(jsonb, text[]) FROM PUBLIC;
+
+-- "invoice id=42": a row as problems name it.
+CREATE OR REPLACE FUNCTION ledgerlock._audit_row_name(tbl regclass, row_key jsonb)
+RETURNS text
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT pg_catalog.format('%s %s', (SELECT c.relname FROM pg_catalog.pg_class c WHERE c.oid = tbl),
+               (SELECT pg_catalog.string_agg(pg_catalog.format('%s=%s', u.k, row_key ->> u.k), ' ' ORDER BY u.o)
+                FROM pg_catalog.unnest(ledgerlock._audit_key_columns(tbl)) WITH ORDINALITY AS u(k, o)))
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._audit_row_name(regclass, jsonb) FROM PUBLIC;
+
+-- Every difference between a table's live rows and the trail, one row per problem: 'row_unrecorded' (a
+-- row no event wrote), 'row_missing' (a row the trail has, gone without an event), 'row_resurrected' (a
+-- row whose latest event removed it), 'row_changed' (one per column that differs). Images that differ
+-- as text are compared again column by column as values of the column's type, printed under pinned
+-- settings, so that a row written under another TimeZone, IntervalStyle or bytea_output is not taken for
+-- a change, while a changed value (1.00 against 1.0 included) is.
+CREATE OR REPLACE FUNCTION ledgerlock._audit_data_problems(tbl regclass)
+RETURNS TABLE(code text, table_name text, row_key jsonb, column_name text, seq bigint, problem text)
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, pg_temp
+SET extra_float_digits = '1'
+SET TimeZone = 'UTC'
+SET DateStyle = 'ISO, YMD'
+SET IntervalStyle = 'postgres'
+SET bytea_output = 'hex'
+AS $$
+DECLARE
+    d record;
+    who text;
+    norm_live jsonb;
+    norm_rec jsonb;
+    k text;
+BEGIN
+    table_name := tbl::text;
+    FOR d IN SELECT * FROM ledgerlock._audit_row_diff(tbl, tbl, true) LOOP
+        row_key := d.row_key;
+        seq := d.seq;
+        column_name := NULL;
+        who := ledgerlock._audit_row_name(tbl, d.row_key);
+        IF d.seq IS NULL THEN
+            code := 'row_unrecorded';
+            problem := pg_catalog.format('%s: the row has no audit event (it was written behind the trail)', who);
+            RETURN NEXT;
+        ELSIF d.live IS NULL THEN
+            code := 'row_missing';
+            problem := pg_catalog.format('%s is missing: event seq %s (%s) recorded it and no event deleted it',
+                                         who, d.seq, d.operation);
+            RETURN NEXT;
+        ELSIF d.recorded IS NULL THEN
+            code := 'row_resurrected';
+            problem := pg_catalog.format('%s exists, but event seq %s (%s) removed it', who, d.seq, d.operation);
+            RETURN NEXT;
+        ELSE
+            BEGIN
+                EXECUTE pg_catalog.format(
+                    'SELECT pg_catalog.to_jsonb(pg_catalog.jsonb_populate_record(NULL::%1$s, $1)), '
+                    'pg_catalog.to_jsonb(pg_catalog.jsonb_populate_record(NULL::%1$s, $2))', tbl)
+                    INTO norm_live, norm_rec USING d.live, d.recorded;
+            EXCEPTION WHEN undefined_table OR undefined_object OR undefined_function OR invalid_text_representation
+            THEN
+                -- a recorded value that no longer converts (a regclass naming a dropped table): compare as stored
+                norm_live := d.live;
+                norm_rec := d.recorded;
+            END;
+            code := 'row_changed';
+            FOR k IN SELECT a.attname::text FROM pg_catalog.pg_attribute a
+                     WHERE a.attrelid = tbl AND a.attnum > 0 AND NOT a.attisdropped
+                       AND (norm_live -> a.attname::text)::text IS DISTINCT FROM (norm_rec -> a.attname::text)::text
+                       -- a regclass whose table was dropped since reads as its bare oid: the same reference
+                       AND NOT (a.atttypid = 'pg_catalog.regclass'::pg_catalog.regtype
+                                AND norm_live ->> a.attname::text ~ '^[0-9]+$'
+                                AND pg_catalog.to_regclass(norm_rec ->> a.attname::text) IS NULL)
+                     ORDER BY a.attnum LOOP
+                column_name := k;
+                problem := pg_catalog.format('%s: %s is %s in the table, %s in event seq %s', who, k,
+                                             coalesce(norm_live ->> k, 'null'), coalesce(norm_rec ->> k, 'null'),
+                                             d.seq);
+                RETURN NEXT;
+            END LOOP;
+        END IF;
+    END LOOP;
+END
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._audit_data_problems(regclass) FROM PUBLIC;
+
+-- Writes the trail shows inside a lock window while the trail shows that window active: an event between
+-- the event that created the window's span and the one that removed it, on a row (old or new) of the
+-- window's scope, ledger and dates, neither through an override of a soft lock nor changing only mutable
+-- columns. The guards refuse such writes, so one in the trail means a guard was bypassed while the window
+-- was active (its span deleted and restored, say). The lock's level is the one the trail shows at the time.
+CREATE OR REPLACE FUNCTION ledgerlock._audit_window_problems()
+RETURNS TABLE(code text, table_name text, row_key jsonb, column_name text, seq bigint, problem text)
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH spans AS (
+        SELECT f.image, f.seq AS from_seq,
+               pg_catalog.lead(f.seq) OVER (PARTITION BY f.row_key ORDER BY f.seq, f.prio) AS to_seq
+        FROM ledgerlock._audit_row_facts('ledgerlock.period_lock_span',
+                                         ledgerlock._audit_table_oids('ledgerlock.period_lock_span'),
+                                         ARRAY['scope', 'ledger', 'from_date']) f
+    ), windows AS (
+        SELECT s.from_seq, s.to_seq, s.image ->> 'scope' AS scope, s.image ->> 'ledger' AS ledger,
+               (s.image ->> 'from_date')::date AS from_date, (s.image ->> 'to_date')::date AS to_date,
+               (s.image ->> 'lock_id')::bigint AS lock_id
+        FROM spans s WHERE s.image IS NOT NULL
+    ), tables AS (
+        SELECT p.tbl, p.tbl::text AS tname, p.scope_column::text AS scope_column,
+               p.date_column::text AS date_column, p.ledger,
+               p.mutable_columns::text[] AS mutable_columns, ledgerlock._period_date_kind(p.tbl) AS date_kind
+        FROM ledgerlock.protected_table p
+    ), writes AS (
+        SELECT e.seq, t.tbl AS table_oid, e.row_key, e.operation, e.old_row, e.new_row, e.override_id, t.ledger,
+               t.mutable_columns, r.scope, r.day
+        FROM ledgerlock.audit_event e
+        JOIN tables t ON t.tname = e.table_name
+        CROSS JOIN LATERAL (
+            SELECT coalesce(i.img ->> t.scope_column, '*') AS scope,
+                   CASE t.date_kind
+                       WHEN 'timestamptz' THEN ((i.img ->> t.date_column)::timestamptz AT TIME ZONE 'UTC')::date
+                       ELSE (i.img ->> t.date_column)::date END AS day
+            FROM (VALUES (e.old_row), (e.new_row)) AS i(img) WHERE i.img IS NOT NULL) r
+        WHERE e.operation IN ('INSERT', 'UPDATE', 'DELETE')
+          AND e.seq > (SELECT pg_catalog.min(w.from_seq) FROM windows w)
+    )
+    SELECT DISTINCT ON (x.seq) 'window_write', x.table_oid::regclass::text, x.row_key, NULL::text, x.seq,
+           pg_catalog.format('event seq %s wrote %s into %s of scope %s while lock #%s (%s) held it '
+                             '(its window was recorded at event seq %s): a guard was bypassed',
+                             x.seq, ledgerlock._audit_row_name(x.table_oid::regclass, x.row_key),
+                             ledgerlock._period_text(w.from_date, w.to_date), w.scope, w.lock_id,
+                             coalesce(lv.level, 'level unknown'), w.from_seq)
+    FROM writes x
+    JOIN windows w ON w.scope = x.scope AND (w.ledger = '*' OR w.ledger = x.ledger)
+                  AND x.day BETWEEN w.from_date AND w.to_date
+                  AND x.seq > w.from_seq AND (w.to_seq IS NULL OR x.seq < w.to_seq)
+    LEFT JOIN LATERAL (
+        SELECT l.new_row ->> 'level' AS level FROM ledgerlock.audit_event l
+        WHERE l.table_name = 'ledgerlock.period_lock'
+          AND l.row_key = pg_catalog.jsonb_build_object('id', w.lock_id) AND l.seq < x.seq AND l.new_row IS NOT NULL
+        ORDER BY l.seq DESC LIMIT 1) lv ON true
+    WHERE NOT (x.override_id IS NOT NULL AND lv.level = 'soft')
+      AND NOT (x.operation = 'UPDATE' AND NOT EXISTS (
+              SELECT FROM pg_catalog.jsonb_each(x.new_row) AS n
+              WHERE n.value IS DISTINCT FROM x.old_row -> n.key AND NOT n.key = ANY (x.mutable_columns)))
+    ORDER BY x.seq
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._audit_window_problems() FROM PUBLIC;
+
+-- Number counters against the trail: each series' counter must stand at the highest final number the
+-- trail shows issued in it (a counter wound back would issue a number twice; one ahead left a gap).
+CREATE OR REPLACE FUNCTION ledgerlock._audit_counter_problems()
+RETURNS TABLE(code text, table_name text, row_key jsonb, column_name text, seq bigint, problem text)
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT 'counter_mismatch', c.tbl::text, NULL::jsonb, p.number_column::text, m.seq,
+           pg_catalog.format('%s: the counter of series %s{SEQ}%s is at %s, the highest number the trail shows '
+                             'issued in it is %s%s', c.tbl, c.prefix, c.suffix, c.last_value, coalesce(m.issued, 0),
+                             ' (event seq ' || m.seq || ')')
+    FROM ledgerlock.number_counter c
+    JOIN ledgerlock.protected_table p ON p.tbl = c.tbl AND p.number_column IS NOT NULL
+    LEFT JOIN LATERAL (
+        SELECT d.n AS issued, d.seq
+        FROM (SELECT e.seq,
+                     CASE WHEN pg_catalog.substr(v.v, pg_catalog.length(c.prefix) + 1,
+                                                 pg_catalog.length(v.v) - pg_catalog.length(c.prefix)
+                                                 - pg_catalog.length(c.suffix)) ~ '^[0-9]{1,18}$'
+                          THEN pg_catalog.substr(v.v, pg_catalog.length(c.prefix) + 1,
+                                                 pg_catalog.length(v.v) - pg_catalog.length(c.prefix)
+                                                 - pg_catalog.length(c.suffix))::bigint END AS n
+              FROM ledgerlock.audit_event e
+              CROSS JOIN LATERAL (SELECT e.new_row ->> p.number_column::text AS v) v
+              WHERE e.table_name = c.tbl::text AND e.operation IN ('INSERT', 'UPDATE', 'BASELINE')
+                AND pg_catalog.left(v.v, pg_catalog.length(c.prefix)) = c.prefix
+                AND pg_catalog.right(v.v, pg_catalog.length(c.suffix)) = c.suffix) d
+        WHERE d.n IS NOT NULL
+        ORDER BY d.n DESC, d.seq LIMIT 1) m ON true
+    WHERE c.open_from IS NULL AND c.last_value <> coalesce(m.issued, 0)
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._audit_counter_problems() FROM PUBLIC;
+
+-- Every discrepancy between the books and the trail (data, ledgerlock's state, lock windows, counters),
+-- read in one snapshot (a STABLE function runs every query on its caller's snapshot).
+CREATE OR REPLACE FUNCTION ledgerlock._audit_discrepancies()
+RETURNS TABLE(code text, table_name text, row_key jsonb, column_name text, seq bigint, problem text)
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    t regclass;
+BEGIN
+    FOR t IN SELECT p.tbl FROM ledgerlock.protected_table p ORDER BY p.tbl::text LOOP
+        RETURN QUERY SELECT * FROM ledgerlock._audit_data_problems(t);
+    END LOOP;
+    FOR t IN SELECT u.t FROM pg_catalog.unnest(ledgerlock._audit_state_tables()
+                                               || 'ledgerlock.lock_event'::regclass) AS u(t) LOOP
+        RETURN QUERY SELECT * FROM ledgerlock._audit_data_problems(t);
+    END LOOP;
+    RETURN QUERY SELECT * FROM ledgerlock._audit_window_problems();
+    RETURN QUERY SELECT * FROM ledgerlock._audit_counter_problems();
+END
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._audit_discrepancies() FROM PUBLIC;
+
+-- The same, for people and scripts: every discrepancy with its code, table, key and column.
+CREATE OR REPLACE FUNCTION ledgerlock.audit_discrepancies()
+RETURNS TABLE(code text, table_name text, row_key jsonb, column_name text, seq bigint, problem text)
+LANGUAGE plpgsql
+STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM ledgerlock._require_capability('auditor', 'audit_discrepancies');
+    RETURN QUERY SELECT * FROM ledgerlock._audit_discrepancies();
+END
+$$;
+REVOKE ALL ON FUNCTION ledgerlock.audit_discrepancies() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION ledgerlock.audit_discrepancies()
+    TO ledgerlock_admin, ledgerlock_controller, ledgerlock_auditor;
+
+-- Account for the rows of rel (tbl or one of its partitions) that the trail does not: one BASELINE event
+-- per row whose image is not its latest fact (with all_facts, also one per fact whose row is gone, with
+-- the row as old_row). Run when a table becomes protected (rows already there), when a partition joins one,
+-- and once for tables protected before the trail covered data. Set-based, like the capture: one
+-- INSERT ... SELECT.
+CREATE OR REPLACE FUNCTION ledgerlock._audit_baseline(tbl regclass, rel regclass, all_facts boolean)
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+SET extra_float_digits = '1'
+AS $$
+DECLARE
+    scope_col text := coalesce(
+        (SELECT p.scope_column::text FROM ledgerlock.protected_table p WHERE p.tbl = _audit_baseline.tbl),
+        (SELECT 'scope' FROM pg_catalog.pg_attribute a
+         WHERE a.attrelid = tbl AND a.attname = 'scope' AND NOT a.attisdropped));
+    protected boolean := EXISTS (SELECT FROM ledgerlock.protected_table p WHERE p.tbl = _audit_baseline.tbl);
+    ev_at timestamptz := pg_catalog.now();
+    ev_txid xid8 := pg_catalog.pg_current_xact_id();
+    tbl_name text := tbl::text;
+    actor text := nullif(pg_catalog.current_setting('ledgerlock.actor', true), '');
+    reason text := nullif(pg_catalog.current_setting('ledgerlock.reason', true), '');
+    context text := nullif(pg_catalog.current_setting('ledgerlock.context', true), '');
+    n bigint;
+BEGIN
+    INSERT INTO ledgerlock.audit_event (seq, at, txid, table_oid, table_name, row_key, scope, operation,
+        old_row, new_row, db_user, actor, reason, context, lock_id, override_id, details, event_hash)
+    SELECT x.seq, ev_at, ev_txid, tbl, tbl_name, x.row_key, x.scope, 'BASELINE', x.o, x.r, session_user,
+           actor, reason, context, NULL, NULL, NULL,
+           ledgerlock._audit_event_hash(x.seq, ev_at, ev_txid, tbl_name, x.row_key, x.scope, 'BASELINE', x.o, x.r,
+                                        session_user, actor, reason, context, NULL, NULL, NULL)
+    FROM (SELECT pg_catalog.nextval('ledgerlock.audit_event_seq') AS seq, d.row_key,
+                 CASE WHEN d.live IS NULL THEN d.recorded END AS o, d.live AS r,
+                 CASE WHEN scope_col IS NOT NULL THEN coalesce(d.live, d.recorded) ->> scope_col
+                      WHEN protected THEN '*' END AS scope  -- as the capture files them
+          FROM ledgerlock._audit_row_diff(tbl, rel, all_facts) d) x;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n;
+END
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._audit_baseline(regclass, regclass, boolean) FROM PUBLIC;
+
