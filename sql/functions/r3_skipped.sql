@@ -82,9 +82,12 @@ $$;
 REVOKE ALL ON FUNCTION ledgerlock._repost_claim(bigint, date) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION ledgerlock._repost_claim(bigint, date) TO ledgerlock_admin, ledgerlock_controller;
 
--- The 'repost' event of a skip, once the row is back in its table, and the row's key: refused unless a
--- row with that key is there (so the event never claims a re-post that did not happen); the unique index
--- lock_event_repost_once keeps it to one per skip.
+-- The 'repost' event of a skip, once the row is back in its table, and the row's key: refused unless the
+-- row with that key is there and is the skipped row — every column of the recorded image (date moved as
+-- asked, generated columns left out) equal as a typed value, except the final number and the declared
+-- mutable columns, which may have been set since — so the event never claims a re-post that did not
+-- happen, not even against an unrelated row that shares the key; the unique index lock_event_repost_once
+-- keeps it to one per skip.
 CREATE OR REPLACE FUNCTION ledgerlock._repost_record(skip_id bigint, tbl regclass, inserted jsonb, new_date date)
 RETURNS jsonb
 LANGUAGE plpgsql
@@ -92,24 +95,35 @@ SECURITY DEFINER  -- writes ledgerlock's lock history, which clients cannot
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
+    claim record := ledgerlock._repost_claim(skip_id, new_date);  -- who asks, the skip, its image
     skip ledgerlock.lock_event;
-    key jsonb := ledgerlock.row_key(tbl, inserted);
+    cfg ledgerlock.protected_table;
+    key jsonb;
     there boolean;
 BEGIN
-    PERFORM ledgerlock._require_capability('controller', 'repost_skipped');
-    SELECT * INTO skip FROM ledgerlock.lock_event e WHERE e.id = skip_id AND e.kind = 'skip';
-    IF FOUND AND (skip.details ->> 'table')::regclass = tbl THEN
-        EXECUTE pg_catalog.format(
-            'SELECT EXISTS (SELECT FROM pg_catalog.jsonb_populate_record(NULL::%1$s, $1) AS k JOIN %1$s AS t ON %2$s)',
-            tbl, (SELECT pg_catalog.string_agg(pg_catalog.format('t.%1$I = k.%1$I', c), ' AND ')
-                  FROM pg_catalog.unnest((ledgerlock._config(tbl)).key_columns) AS c))
-            INTO there USING key;
+    IF claim.tbl IS DISTINCT FROM tbl THEN
+        RAISE EXCEPTION USING ERRCODE = '22023',
+            MESSAGE = pg_catalog.format('skipped write #%s was not a write to %s', skip_id, tbl);
     END IF;
+    cfg := ledgerlock._config(tbl);
+    key := ledgerlock.row_key(tbl, inserted);
+    EXECUTE pg_catalog.format(
+        'SELECT EXISTS (SELECT FROM pg_catalog.jsonb_populate_record(NULL::%1$s, $1) AS k '
+        'JOIN pg_catalog.jsonb_populate_record(NULL::%1$s, $2) AS i ON true JOIN %1$s AS t ON %2$s WHERE %3$s)',
+        tbl,
+        (SELECT pg_catalog.string_agg(pg_catalog.format('t.%1$I = k.%1$I', c), ' AND ')
+         FROM pg_catalog.unnest(ledgerlock._key_columns(tbl)) AS c),
+        coalesce((SELECT pg_catalog.string_agg(pg_catalog.format('t.%1$I IS NOT DISTINCT FROM i.%1$I', c), ' AND ')
+                  FROM pg_catalog.jsonb_object_keys(claim.image) AS c
+                  WHERE c::name <> ALL (ledgerlock._exempt_columns(tbl))
+                    AND c::name IS DISTINCT FROM cfg.number_column), 'true'))
+        INTO there USING key, claim.image;
     IF NOT coalesce(there, false) THEN
         RAISE EXCEPTION USING ERRCODE = '22023',
-            MESSAGE = pg_catalog.format('%s has no row %s re-posted from skipped write #%s', tbl, key, skip_id);
+            MESSAGE = pg_catalog.format('%s has no row %s re-posted from skipped write #%s', tbl, key, skip_id),
+            HINT = 'ledgerlock.repost_skipped inserts the recorded row and records its re-post';
     END IF;
-    PERFORM ledgerlock._require_scope(skip.scope, 'repost_skipped');
+    SELECT * INTO skip FROM ledgerlock.lock_event e WHERE e.id = skip_id;
     PERFORM ledgerlock._lock_event('repost', skip.scope, skip.lock_id, NULL, pg_catalog.jsonb_build_object(
         'skip_id', skip_id, 'table', tbl::text, 'key', key, 'new_date', new_date,
         'skipped_at', skip.at, 'skipped_by', skip.db_user, 'skipped_context', skip.context));

@@ -85,6 +85,29 @@ def test_repost_needs_a_controller_of_the_skips_scope(db, skipped):
     assert invoice(db, 7) == ("2025-04-01", 12, "approved")
 
 
+def test_a_repost_cannot_be_recorded_against_an_unrelated_row(db, skipped):
+    """_repost_record called alone: a row that merely shares the key is not the skipped row."""
+    ctl = db.connect("controller")
+    ctl.execute("SELECT ledgerlock.unlock_period(1, 'late rent')")
+    # invoice 8 (April, draft) is there, but it is not what the job skipped (invoice 7, March, approved)
+    with refused("22023", r"^public.invoice has no row \{\"id\": 8\} re-posted from skipped write"):
+        ctl.execute("SELECT ledgerlock._repost_record(%s, 'invoice', '{\"id\": 8}', null)", (skipped,))
+    # nor a row given the skipped key but other content
+    db.owner().execute("INSERT INTO invoice (id, company_id, issued_on, amount, status) "
+                       "VALUES (7, 1, '2025-04-06', 99, 'draft')")
+    with refused("22023", r"has no row \{\"id\": 7\} re-posted"):
+        ctl.execute("SELECT ledgerlock._repost_record(%s, 'invoice', '{\"id\": 7}', '2025-04-06')", (skipped,))
+    assert db.owner().execute("SELECT count(*) FROM ledgerlock.skipped_generations()").fetchone()[0] == 1
+    # the skipped row itself, inserted by hand through every rule, may be recorded as its re-post
+    db.owner().execute("DELETE FROM invoice WHERE id = 7")
+    db.connect("app").execute("INSERT INTO invoice (id, company_id, issued_on, amount, status) "
+                              "VALUES (7, 1, '2025-04-06', 12, 'approved')")
+    key = ctl.execute("SELECT ledgerlock._repost_record(%s, 'invoice', '{\"id\": 7}', '2025-04-06')",
+                      (skipped,)).fetchone()[0]
+    assert key == {"id": 7}
+    assert db.owner().execute("SELECT count(*) FROM ledgerlock.skipped_generations()").fetchone()[0] == 0
+
+
 def test_skipped_repost_from_the_command_line(db, skipped):
     res = run(db, "controller", "skipped", "repost", str(skipped))
     assert res.exit_code == 1, res.output
