@@ -213,13 +213,28 @@ AS $$
 DECLARE
     col text := (ledgerlock._config(tbl)).scope_column;
 BEGIN
-    IF col IS NULL OR r ? col THEN
+    IF col IS NULL OR r ? col OR pg_catalog.strpos(col, '.') = 0 THEN
         RETURN coalesce(r ->> col, '*');
     END IF;
     RETURN coalesce(ledgerlock._parent_scope(tbl, r, false), '*');
 END
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._row_scope(regclass, jsonb) FROM PUBLIC;
+
+-- The scope of a row image given the table's scope column as the audit capture holds it ('' when none):
+-- read inline for a column of the table, through ledgerlock._row_scope for a parent's. No SET clause, so that
+-- PostgreSQL inlines it into the capture query (a plain column costs no call); names are qualified.
+CREATE OR REPLACE FUNCTION ledgerlock._scope_in_image(tbl regclass, r jsonb, scope_col text)
+RETURNS text
+LANGUAGE sql
+STABLE
+AS $$
+    SELECT CASE WHEN scope_col = '' THEN '*'
+                WHEN r IS NULL OR r OPERATOR(pg_catalog.?) scope_col OR pg_catalog.strpos(scope_col, '.') = 0
+                THEN coalesce(r OPERATOR(pg_catalog.->>) scope_col, '*')
+                ELSE ledgerlock._row_scope(tbl, r) END
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._scope_in_image(regclass, jsonb, text) FROM PUBLIC;
 
 -- The protected tables whose scope comes from a row of this table (or of a table it is a partition of):
 -- for the guard that keeps the parent's scope column from moving their rows out of a locked window.

@@ -237,3 +237,23 @@ def test_why_locked_names_the_window_of_the_parents_scope(db):
     assert [(r[0], r[2]["scope"]) for r in rows] == [("period_lock", "1")]
     assert "ledger uuid=" in rows[0][2]["scope_from"]
     assert owner.execute("SELECT count(*) FROM ledgerlock.why_locked('je', '{\"id\": 2}')").fetchone()[0] == 0
+
+
+# --- evidence ----------------------------------------------------------------------------------------------
+
+
+def test_the_audit_trail_records_the_parents_scope_and_the_unlock_a_write_went_through(db):
+    owner = db.owner()
+    owner.execute(SCHEMA)
+    protect_je(owner)
+    app = db.connect("app")
+    insert_je(app, 1, LA, "2026-03-10")
+    insert_je(app, 2, LB, "2026-03-10")
+    admin = db.connect("admin")
+    lock_id = admin.execute("SELECT ledgerlock.lock_period('1', '2026-03-01', '2026-03-31')").fetchone()[0]
+    admin.execute("SELECT ledgerlock.unlock_period(%s, 'late invoice from the notary')", [lock_id])
+    app.execute("UPDATE je SET status = 'posted' WHERE id IN (1, 2)")
+    rows = owner.execute("SELECT row_key ->> 'id', scope, lock_id, reason FROM ledgerlock.audit_log "
+                         "WHERE table_name = 'je'::regclass AND operation = 'UPDATE' ORDER BY 1").fetchall()
+    assert rows == [("1", "1", lock_id, "late invoice from the notary"), ("2", "2", None, None)]
+    assert owner.execute("SELECT ok, problem FROM ledgerlock.verify_audit()").fetchone() == (True, None)
