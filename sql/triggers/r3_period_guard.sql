@@ -74,6 +74,7 @@ DECLARE
     old_day date;
     wo bigint;
     wn bigint;
+    num_col text;
 BEGIN
     IF on_locked IS NOT NULL AND on_locked NOT IN ('', 'error', 'skip') THEN
         ll_refused := ledgerlock._check_on_locked();
@@ -171,6 +172,13 @@ BEGIN
                                          CASE TG_OP WHEN 'DELETE' THEN 'deleted' ELSE 'updated' END);
     END IF;
     IF wn IS NOT NULL AND wn IS DISTINCT FROM wo THEN
+        IF TG_OP = 'UPDATE' THEN
+            -- a final number given in this statement goes back if it is refused: name the row by its old one
+            num_col := (ledgerlock._config(TG_RELID::regclass)).number_column;
+            IF num_col IS NOT NULL THEN
+                n := pg_catalog.jsonb_set(n, ARRAY[num_col], coalesce(o -> num_col, 'null'::jsonb));
+            END IF;
+        END IF;
         ll_refused := ledgerlock._check_window(TG_RELID::regclass, wn, n,
                                          CASE TG_OP WHEN 'INSERT' THEN 'inserted' ELSE 'updated' END);
     END IF;
