@@ -257,3 +257,20 @@ def test_the_audit_trail_records_the_parents_scope_and_the_unlock_a_write_went_t
                          "WHERE table_name = 'je'::regclass AND operation = 'UPDATE' ORDER BY 1").fetchall()
     assert rows == [("1", "1", lock_id, "late invoice from the notary"), ("2", "2", None, None)]
     assert owner.execute("SELECT ok, problem FROM ledgerlock.verify_audit()").fetchone() == (True, None)
+
+
+def test_the_lock_command_works_beside_a_table_whose_scope_comes_from_a_parent(db):
+    from click.testing import CliRunner
+
+    from ledgerlock.cli import cli
+
+    owner = db.owner()
+    owner.execute(SCHEMA)
+    protect_je(owner)
+    result = CliRunner().invoke(cli, ["--dsn", db.conninfo("controller"), "lock", "1", "--from", "2026-03-01",
+                                      "--to", "2026-03-31"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "locked lock #1: scope 1 2026-03-01..2026-03-31 (soft, active)" in result.stdout
+    app = db.connect("app")
+    with refused("LL002", r"for scope 1: je id=1 cannot be inserted"):
+        insert_je(app, 1, LA, "2026-03-10")
