@@ -169,34 +169,47 @@ AS $$
     LIMIT 1
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._scope_path(regclass, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION ledgerlock._scope_path(regclass, text) TO ledgerlock_admin, ledgerlock_auditor;  -- doctor's orphan check
 
--- The scope a row of a protected table takes from its parent row: '*' when its foreign key is null or the
--- parent's scope column is, null when no such parent row exists (a deferred foreign key, a parent deleted in
--- this transaction). for_share share-locks the parent row, so that its scope cannot move until the
--- caller's transaction ends (the period guard: a write and a move of its parent serialize).
+-- The query that reads the scope a row takes from its parent row ($1: the row as jsonb): '*' when its foreign
+-- key is null or the parent's scope column is, null when no such parent row exists (a deferred foreign key, a
+-- parent deleted in this transaction). for_share share-locks the parent row, so that its scope cannot move
+-- until the caller's transaction ends (the period guard: a write and a move of its parent serialize). Null
+-- when the table's scope is not a parent's. The period guard gets it as a trigger argument: resolved once,
+-- at install, not on every write.
+CREATE OR REPLACE FUNCTION ledgerlock._parent_scope_sql(tbl regclass, for_share boolean)
+RETURNS text
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT pg_catalog.format('SELECT CASE WHEN $1 ->> %L IS NULL THEN ''*'' ELSE (SELECT coalesce(pg_catalog.to_jsonb('
+                             'll_p.%I) #>> ''{}'', ''*'') FROM %s AS ll_p WHERE ll_p.%I = ($1 ->> %L)::%s%s) END',
+                             p.fk_column, p.parent_column, p.parent, p.parent_key, p.fk_column, p.parent_key_type,
+                             CASE WHEN for_share THEN ' FOR SHARE' ELSE '' END)
+    FROM ledgerlock._scope_path(tbl, (SELECT c.scope_column FROM ledgerlock.protected_table c
+                                      WHERE c.tbl = ledgerlock._rule_table(_parent_scope_sql.tbl))) p
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._parent_scope_sql(regclass, boolean) FROM PUBLIC;
+
+-- The scope a row takes from its parent row (see _parent_scope_sql), or a clear error when the declared
+-- foreign key is gone.
 CREATE OR REPLACE FUNCTION ledgerlock._parent_scope(tbl regclass, r jsonb, for_share boolean)
 RETURNS text
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    p record;
+    q text := ledgerlock._parent_scope_sql(tbl, for_share);
     s text;
 BEGIN
-    SELECT * INTO p FROM ledgerlock._scope_path(tbl, (ledgerlock._config(tbl)).scope_column);
-    IF p.parent IS NULL THEN
+    IF q IS NULL THEN
         RAISE EXCEPTION USING ERRCODE = '22023',
             MESSAGE = pg_catalog.format('the scope of %s comes from a parent row through %s, which is no longer a '
                                         'foreign key', tbl, (ledgerlock._config(tbl)).scope_column),
             HINT = 'restore the foreign key, or protect the table again with another scope_column';
     END IF;
-    IF r ->> p.fk_column IS NULL THEN
-        RETURN '*';
-    END IF;
-    EXECUTE pg_catalog.format('SELECT coalesce(pg_catalog.to_jsonb(ll_p.%I) #>> ''{}'', ''*'') FROM %s AS ll_p '
-                              'WHERE ll_p.%I = ($1 ->> %L)::%s%s', p.parent_column, p.parent, p.parent_key,
-                              p.fk_column, p.parent_key_type, CASE WHEN for_share THEN ' FOR SHARE' ELSE '' END)
-        INTO s USING r;
+    EXECUTE q INTO s USING r;
     RETURN s;
 END
 $$;
@@ -254,6 +267,7 @@ AS $$
     ORDER BY p.tbl::oid
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._scope_children(regclass) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION ledgerlock._scope_children(regclass) TO ledgerlock_admin, ledgerlock_auditor;  -- doctor's orphan check
 
 -- ---------------------------------------------------------------------------------------------------
 -- Row identity: how every rule names a row, reads its condition, and knows which table it belongs to.

@@ -571,6 +571,8 @@ BEGIN
         protected_at = now(), protected_by = session_user;
 
     PERFORM ledgerlock._run_rule_hooks(tbl, 'install');
+    -- a parent the table took its scope from before: its guards go when no child names it any more
+    PERFORM ledgerlock._install_20_scope_parent(sp.parent) FROM ledgerlock._scope_path(tbl, was.scope_column) sp;
     PERFORM ledgerlock._audit_event('PROTECT', tbl, NULL, NULL, before,
         (SELECT pg_catalog.to_jsonb(p) FROM ledgerlock.protected_table p WHERE p.tbl = protect.tbl),
         CASE WHEN why IS NOT NULL THEN pg_catalog.jsonb_build_object('reason', why,
@@ -611,6 +613,10 @@ BEGIN
         (SELECT pg_catalog.to_jsonb(p) FROM ledgerlock.protected_table p WHERE p.tbl = unprotect.tbl), NULL,
         pg_catalog.jsonb_build_object('reason', reason));
     DELETE FROM ledgerlock.protected_table p WHERE p.tbl = unprotect.tbl;
+    -- the parent the table took its scope from loses its guards if no other child names it; the table, if it
+    -- is itself such a parent, gets back the guards _drop_guard_triggers took
+    PERFORM ledgerlock._install_20_scope_parent(sp.parent) FROM ledgerlock._scope_path(tbl, cfg.scope_column) sp;
+    PERFORM ledgerlock._install_20_scope_parent(tbl);
 END
 $$;
 REVOKE ALL ON FUNCTION ledgerlock.unprotect(regclass, text) FROM PUBLIC;

@@ -3,7 +3,8 @@
 -- the guards look the windows up (two backward index probes, whatever the number of windows).
 --
 -- Row triggers on a protected table (arguments: date column, date kind, scope column or '', ledger or '',
--- the rest mark, the scope marks, then the exempt columns for UPDATE) — row triggers, so partitions inherit them:
+-- the rest mark, the scope marks, the query of a scope read from a parent row or '', then the exempt columns
+-- for UPDATE) — row triggers, so partitions inherit them:
 --   ll_20_period_skip    BEFORE INSERT, only when ledgerlock.on_locked = 'skip': a row in a locked window
 --                        is skipped and recorded (ledgerlock.skipped_writes)
 --   ll_20_period_insert  AFTER INSERT
@@ -43,7 +44,9 @@ REVOKE ALL ON FUNCTION ledgerlock._check_on_locked() FROM PUBLIC;
 -- The probe is written out inline (the scope gate, the fence and the query of ledgerlock._enter_scope and
 -- ledgerlock._window_covering): a nested call with a pinned search_path costs about as much as the probe.
 -- BEFORE INSERT (skip mode), AFTER INSERT, AFTER UPDATE, AFTER DELETE. Arguments: date column, date kind,
--- scope column or '', ledger or '', the scope marks (see the top of this file), then the exempt columns.
+-- scope column or '', ledger or '', the scope marks (see the top of this file), the parent's scope query
+-- (ledgerlock._parent_scope_sql: run only for a scope_column that is not a column of the row), then the
+-- exempt columns.
 -- One loop visits the row's sides (new; old; old then new): each side whose day lies on or before its
 -- scope's mark enters the scope and looks its window up; the new side of an update that keeps scope and day
 -- reuses the old side's window.
@@ -94,7 +97,7 @@ BEGIN
             row_scope := coalesce(r ->> scope_col, '*');
         ELSIF row_day IS NOT NULL THEN
             -- the scope comes from the parent row, share-locked so that it cannot move until this write ends
-            row_scope := ledgerlock._parent_scope(TG_RELID::regclass, r, true);
+            EXECUTE TG_ARGV[6] INTO row_scope USING r;
             IF row_scope IS NULL AND side = 'new' THEN
                 ll_refused := ledgerlock._refuse('23503',
                     pg_catalog.format('%s cannot be %s: its scope comes from the row %s references, which does not '
@@ -164,7 +167,7 @@ BEGIN
         RETURN NULL;
     END IF;
     -- only mutable (or generated) columns changed: reconciling or paying a row in a locked period is fine
-    IF TG_OP = 'UPDATE' AND ledgerlock._same_except(OLD, NEW, TG_ARGV[6:]) THEN
+    IF TG_OP = 'UPDATE' AND ledgerlock._same_except(OLD, NEW, TG_ARGV[7:]) THEN
         RETURN NULL;
     END IF;
     IF wo IS NOT NULL THEN
@@ -361,8 +364,9 @@ BEGIN
     -- this transaction ends (ledgerlock._tick_mark_clock): a lock racing this install cannot leave it low.
     PERFORM ledgerlock._tick_mark_clock();
     marks := ledgerlock._period_scope_marks(cfg.ledger);
-    args := pg_catalog.format('%L, %L, %L, %L, %L, %L', cfg.date_column, kind, coalesce(cfg.scope_column::text, ''),
-                              coalesce(cfg.ledger, ''), ledgerlock._iso_date(marks.rest), marks.listed);
+    args := pg_catalog.format('%L, %L, %L, %L, %L, %L, %L', cfg.date_column, kind, coalesce(cfg.scope_column::text, ''),
+                              coalesce(cfg.ledger, ''), ledgerlock._iso_date(marks.rest), marks.listed,
+                              coalesce(ledgerlock._parent_scope_sql(tbl, true), ''));
     mark := pg_catalog.quote_literal(ledgerlock._iso_date(coalesce(ledgerlock._period_mark(cfg.ledger), '-infinity')))
             || '::date';
     -- replaced in place (a stale ll_20_ trigger of an older version is dropped): see _replace_guard_trigger
@@ -447,8 +451,8 @@ $$;
 REVOKE ALL ON FUNCTION ledgerlock.guard_scope_parent() FROM PUBLIC;
 
 -- The parent's guards (see guard_scope_parent): on every change of a column some child takes its scope from,
--- and on every delete. Installed with each child's period guards; kept while a child names the parent
--- (ledgerlock._orphan_guard_triggers).
+-- and on every delete. Installed with each child's period guards, and re-run on the parent after protect or
+-- unprotect changes what names it: dropped once no child names the parent.
 CREATE OR REPLACE FUNCTION ledgerlock._install_20_scope_parent(parent regclass)
 RETURNS void
 LANGUAGE plpgsql
@@ -459,7 +463,8 @@ DECLARE
                                                                           c.parent_column, c.parent_column), ' OR ')
                    FROM ledgerlock._scope_children(parent) c);
 BEGIN
-    IF moved IS NULL THEN
+    IF moved IS NULL THEN  -- no child names the parent any more
+        PERFORM ledgerlock._drop_guard_triggers(parent, 'll_20_scope_parent_');
         RETURN;
     END IF;
     PERFORM ledgerlock._replace_guard_trigger(parent, 'll_20_scope_parent_update', pg_catalog.format(

@@ -209,17 +209,32 @@ def test_a_soft_lock_admits_a_parent_move_under_an_override(db):
     ctl.commit()
 
 
-def test_the_parent_guard_survives_reinstall_and_is_pruned_once_no_child_names_it(db):
+def test_the_parent_guard_survives_reinstall_and_goes_once_no_child_names_it(db):
     owner = db.owner()
     owner.execute(SCHEMA)
     protect_je(owner)
     admin = db.connect("admin")
     admin.execute("SELECT ledgerlock.reinstall_guards()")
     names = "SELECT tgname FROM pg_trigger WHERE tgrelid = 'ledger'::regclass AND tgname LIKE 'll_%' ORDER BY 1"
-    assert [r[0] for r in owner.execute(names)] == ["ll_20_scope_parent_delete", "ll_20_scope_parent_update"]
+    guards = ["ll_20_scope_parent_delete", "ll_20_scope_parent_update"]
+    assert [r[0] for r in owner.execute(names)] == guards
+    auditor = db.connect("auditor")
+    doctor = "SELECT check_name, object FROM ledgerlock.doctor_findings() WHERE object LIKE '%ledger%'"
+    assert auditor.execute(doctor).fetchall() == []  # the parent's guards are no orphans
+    # the parent protected and unprotected itself: its guards as a parent stay
+    owner.execute("ALTER TABLE ledger ADD COLUMN opened_on date")
+    owner.execute("SELECT ledgerlock.protect('ledger', 'opened_on')")
+    assert {"ll_20_scope_parent_delete", "ll_20_scope_parent_update"} <= {r[0] for r in owner.execute(names)}
+    owner.execute("SELECT ledgerlock.unprotect('ledger', 'test')")
+    assert [r[0] for r in owner.execute(names)] == guards
+    # the child no longer takes its scope from the ledger: the guards go
     owner.execute("SELECT ledgerlock.protect('je', 'posted_on', weaken_reason => 'one scope for all')")
-    admin.execute("SELECT ledgerlock.reinstall_guards()")
     assert [r[0] for r in owner.execute(names)] == []
+    protect_je(owner, weaken_reason="entities again")
+    assert [r[0] for r in owner.execute(names)] == guards
+    owner.execute("SELECT ledgerlock.unprotect('je', 'test')")
+    assert [r[0] for r in owner.execute(names)] == []
+    assert auditor.execute(doctor).fetchall() == []
 
 
 # --- explanations ----------------------------------------------------------------------------------------
