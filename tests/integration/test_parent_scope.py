@@ -289,3 +289,20 @@ def test_the_lock_command_works_beside_a_table_whose_scope_comes_from_a_parent(d
     app = db.connect("app")
     with refused("LL002", r"for scope 1: je id=1 cannot be inserted"):
         insert_je(app, 1, LA, "2026-03-10")
+
+
+def test_loosening_the_rules_over_a_hard_window_reads_the_parents_scope(db):
+    owner = db.owner()
+    owner.execute(SCHEMA)
+    protect_je(owner)
+    app = db.connect("app")
+    insert_je(app, 1, LA, "2026-02-10")  # scope 1, before its window
+    insert_je(app, 2, LB, "2026-03-10")  # scope 2
+    admin = db.connect("admin")
+    admin.execute("SELECT ledgerlock.lock_period('1', '2026-03-01', '2026-03-31', 'hard')")
+    loosen = ("SELECT ledgerlock.protect('je', 'posted_on', 'ledger_id.entity_id', mutable_columns => %s, "
+              "weaken_reason => 'memo is free text')")
+    lives_ok(admin, loosen, [["amount", "status"]])  # no row of scope 1 lies in its hard window
+    admin.execute("SELECT ledgerlock.lock_period('2', '2026-03-01', '2026-03-31', 'hard')")
+    with refused("LL002", r"locked \(hard\) for scope 2: je id=2 lies in it"):
+        admin.execute(loosen, [["amount", "status", "activity"]])
