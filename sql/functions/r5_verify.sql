@@ -122,12 +122,12 @@ AS $$
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._audit_same_xid_space(xid8) FROM PUBLIC;
 
--- The chain part of the verification: every link and every event it seals, in chunks of `step` links,
--- then the unsealed events. Returns the first problem (chain order, then unsealed events by seq), the
+-- The chain part of the verification: every link from from_link on and every event it seals, in chunks
+-- of `step` links, then the unsealed events (from_link > 1: those of transactions since the last seal). Returns the first problem (chain order, then unsealed events by seq), the
 -- number of problems, and how many events are not sealed. Large trails report progress as NOTICEs
 -- ("ll-progress done total").
 CREATE OR REPLACE FUNCTION ledgerlock._audit_verify_chain(
-    OUT events bigint, OUT sealed bigint, OUT unsealed bigint, OUT first_seq bigint, OUT first_chain_seq bigint,
+    from_link bigint, OUT events bigint, OUT sealed bigint, OUT unsealed bigint, OUT first_seq bigint, OUT first_chain_seq bigint,
     OUT first_problem text, OUT problems bigint)
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -138,7 +138,7 @@ DECLARE
     max_chain bigint;
     last_below xid8;
     same_ids boolean;
-    lo bigint := 1;
+    lo bigint := greatest(from_link, 1);
     missing bigint := 0;
     recent bigint;
     p record;
@@ -156,8 +156,10 @@ BEGIN
     max_chain := coalesce(max_chain, 0);
     same_ids := ledgerlock._audit_same_xid_space(last_below);
     last_below := coalesce(last_below, '0'::xid8);
-    sealed := (SELECT pg_catalog.count(*) FROM ledgerlock.audit_chain);
-    events := (SELECT pg_catalog.count(*) FROM ledgerlock.audit_event);
+    -- from a digest on, only the links after it are read: the counts are of those
+    sealed := CASE WHEN lo = 1 THEN (SELECT pg_catalog.count(*) FROM ledgerlock.audit_chain)
+                   ELSE greatest(max_chain - lo + 1, 0) END;
+    events := CASE WHEN lo = 1 THEN (SELECT pg_catalog.count(*) FROM ledgerlock.audit_event) END;
 
     -- One query per chunk: the first problem in chain order (the link before its event) and the counts.
     -- A SELECT INTO may run in parallel (a FOR loop's cursor may not).
@@ -181,15 +183,16 @@ BEGIN
             missing := missing + c_missing;
         END IF;
         lo := lo + step;
-        IF max_chain > step THEN
+        IF max_chain - from_link > step THEN
             RAISE NOTICE 'll-progress % %', least(lo - 1, max_chain), max_chain;
         END IF;
     END LOOP;
 
     -- events without a link: those of transactions since the last seal, unless the counts show others
-    unsealed := events - (sealed - missing);
     recent := (SELECT pg_catalog.count(*) FROM ledgerlock.audit_event e
                WHERE e.txid >= last_below AND NOT EXISTS (SELECT FROM ledgerlock.audit_chain c WHERE c.seq = e.seq));
+    unsealed := coalesce(events - (sealed - missing), recent);
+    events := coalesce(events, sealed + recent);
     FOR p IN SELECT * FROM ledgerlock._audit_unsealed_problems(last_below, recent = unsealed, same_ids) x
              WHERE x.problem IS NOT NULL ORDER BY x.seq LOOP
         problems := problems + 1;
@@ -199,7 +202,7 @@ BEGIN
     END LOOP;
 END
 $$;
-REVOKE ALL ON FUNCTION ledgerlock._audit_verify_chain() FROM PUBLIC;
+REVOKE ALL ON FUNCTION ledgerlock._audit_verify_chain(bigint) FROM PUBLIC;
 
 -- Whether the chain still passes through a kept digest: null when it does, else the problem.
 CREATE OR REPLACE FUNCTION ledgerlock._audit_digest_problem(digest text, OUT seq bigint, OUT chain_seq bigint,
@@ -245,14 +248,19 @@ REVOKE ALL ON FUNCTION ledgerlock._audit_digest_problem(text) FROM PUBLIC;
 -- check the live data and ledgerlock's own state against the trail (ledgerlock.audit_discrepancies).
 -- Reports the first problem and how many there are; the first 100 problems are also sent as NOTICEs
 -- ("ll-problem <text>") for the manager to list.
-CREATE OR REPLACE FUNCTION ledgerlock.verify_audit(digest text DEFAULT NULL)
+-- from_digest: the chain only from the digest's link on (the links up to it were proven when the digest
+-- was verified, and the digest fixes them), the events since the last seal, and the trail's window checks
+-- only for events after those links; the live rows, the state and the counters are checked in full.
+CREATE OR REPLACE FUNCTION ledgerlock._audit_verify(digest text, from_digest boolean)
 RETURNS TABLE(ok boolean, events bigint, sealed bigint, unsealed bigint, head text, first_broken_seq bigint,
               first_broken_chain_seq bigint, problem text, problems bigint)
 LANGUAGE plpgsql
-SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
+    d_link bigint := 0;
+    from_seq bigint := 0;
+    last_below xid8;
     ch record;
     dg_seq bigint;
     dg_chain bigint;
@@ -261,9 +269,11 @@ DECLARE
     n_problems bigint;
     shown integer := 0;
 BEGIN
-    PERFORM ledgerlock._require_capability('auditor', 'verify_audit');
     IF digest IS NOT NULL THEN
         PERFORM ledgerlock._audit_digest_problem(digest);  -- a malformed digest is refused before anything runs
+    ELSIF from_digest THEN
+        RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = 'verifying from a digest needs the digest',
+            HINT = 'pass a digest kept earlier (ll1:N:HASH), or call verify_audit() to verify everything';
     END IF;
     IF pg_catalog.current_setting('transaction_isolation') = 'read committed'
        AND pg_catalog.current_setting('transaction_read_only') = 'off' THEN
@@ -274,7 +284,18 @@ BEGIN
         FROM ledgerlock._audit_digest_problem(digest) x;  -- against the chain as sealed now
     END IF;
 
-    ch := ledgerlock._audit_verify_chain();
+    IF from_digest THEN
+        d_link := pg_catalog.split_part(digest, ':', 2)::bigint;
+        -- the first event not fixed by the digest: sealed after its link, or not sealed yet
+        SELECT c.sealed_below INTO last_below FROM ledgerlock.audit_chain c ORDER BY c.chain_seq DESC LIMIT 1;
+        from_seq := coalesce(least(
+            (SELECT pg_catalog.min(c.seq) FROM ledgerlock.audit_chain c WHERE c.chain_seq > d_link),
+            (SELECT pg_catalog.min(e.seq) FROM ledgerlock.audit_event e
+             WHERE e.txid >= coalesce(last_below, '0'::xid8)
+               AND NOT EXISTS (SELECT FROM ledgerlock.audit_chain c WHERE c.seq = e.seq))),
+            (SELECT pg_catalog.max(e.seq) + 1 FROM ledgerlock.audit_event e), 0);
+    END IF;
+    ch := ledgerlock._audit_verify_chain(d_link + 1);
     events := ch.events; sealed := ch.sealed; unsealed := ch.unsealed;
     n_problems := ch.problems;
     first_broken_seq := ch.first_seq; first_broken_chain_seq := ch.first_chain_seq; problem := ch.first_problem;
@@ -290,7 +311,7 @@ BEGIN
             first_broken_seq := dg_seq; first_broken_chain_seq := dg_chain; problem := dg_problem;
         END IF;
     END IF;
-    FOR dp IN SELECT * FROM ledgerlock._audit_discrepancies() LOOP
+    FOR dp IN SELECT * FROM ledgerlock._audit_discrepancies(from_seq) LOOP
         n_problems := n_problems + 1;
         IF n_problems = 1 THEN
             first_broken_seq := dp.seq; problem := dp.problem;
@@ -307,8 +328,41 @@ BEGIN
     RETURN NEXT;
 END
 $$;
+REVOKE ALL ON FUNCTION ledgerlock._audit_verify(text, boolean) FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION ledgerlock.verify_audit(digest text DEFAULT NULL)
+RETURNS TABLE(ok boolean, events bigint, sealed bigint, unsealed bigint, head text, first_broken_seq bigint,
+              first_broken_chain_seq bigint, problem text, problems bigint)
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM ledgerlock._require_capability('auditor', 'verify_audit');
+    RETURN QUERY SELECT * FROM ledgerlock._audit_verify(digest, false);
+END
+$$;
 REVOKE ALL ON FUNCTION ledgerlock.verify_audit(text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION ledgerlock.verify_audit(text) TO ledgerlock_admin, ledgerlock_controller, ledgerlock_auditor;
+
+-- The daily verification of a long trail: what verify_audit does, with the chain read only from a kept
+-- digest on (its cost follows what happened since the digest, not the trail's length); the books are
+-- checked in full (a row changed behind the trail leaves no event to start from).
+CREATE OR REPLACE FUNCTION ledgerlock.verify_audit_from(digest text)
+RETURNS TABLE(ok boolean, events bigint, sealed bigint, unsealed bigint, head text, first_broken_seq bigint,
+              first_broken_chain_seq bigint, problem text, problems bigint)
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM ledgerlock._require_capability('auditor', 'verify_audit_from');
+    RETURN QUERY SELECT * FROM ledgerlock._audit_verify(digest, true);
+END
+$$;
+REVOKE ALL ON FUNCTION ledgerlock.verify_audit_from(text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION ledgerlock.verify_audit_from(text)
+    TO ledgerlock_admin, ledgerlock_controller, ledgerlock_auditor;
 
 -- Append-only: no UPDATE, DELETE or TRUNCATE of events or links, for anyone, the owner included.
 -- ENABLE ALWAYS: session_replication_role = replica does not silence the guards. A superuser can still
@@ -713,7 +767,7 @@ REVOKE ALL ON FUNCTION ledgerlock._audit_data_problems(regclass) FROM PUBLIC;
 -- window's scope, ledger and dates, neither through an override of a soft lock nor changing only mutable
 -- columns. The guards refuse such writes, so one in the trail means a guard was bypassed while the window
 -- was active (its span deleted and restored, say). The lock's level is the one the trail shows at the time.
-CREATE OR REPLACE FUNCTION ledgerlock._audit_window_problems()
+CREATE OR REPLACE FUNCTION ledgerlock._audit_window_problems(from_seq bigint)
 RETURNS TABLE(code text, table_name text, row_key jsonb, column_name text, seq bigint, problem text)
 LANGUAGE sql
 STABLE
@@ -748,6 +802,7 @@ AS $$
             FROM (VALUES (e.old_row), (e.new_row)) AS i(img) WHERE i.img IS NOT NULL) r
         WHERE e.operation IN ('INSERT', 'UPDATE', 'DELETE')
           AND e.seq > (SELECT pg_catalog.min(w.from_seq) FROM windows w)
+          AND e.seq >= _audit_window_problems.from_seq
     )
     SELECT DISTINCT ON (x.seq) 'window_write', x.table_oid::regclass::text, x.row_key, NULL::text, x.seq,
            pg_catalog.format('event seq %s wrote %s into %s of scope %s while lock #%s (%s) held it '
@@ -770,7 +825,7 @@ AS $$
               WHERE n.value IS DISTINCT FROM x.old_row -> n.key AND NOT n.key = ANY (x.mutable_columns)))
     ORDER BY x.seq
 $$;
-REVOKE ALL ON FUNCTION ledgerlock._audit_window_problems() FROM PUBLIC;
+REVOKE ALL ON FUNCTION ledgerlock._audit_window_problems(bigint) FROM PUBLIC;
 
 -- Number counters against the trail: each series' counter must stand at the highest final number the
 -- trail shows issued in it (a counter wound back would issue a number twice; one ahead left a gap).
@@ -807,8 +862,9 @@ $$;
 REVOKE ALL ON FUNCTION ledgerlock._audit_counter_problems() FROM PUBLIC;
 
 -- Every discrepancy between the books and the trail (data, ledgerlock's state, lock windows, counters),
--- read in one snapshot (a STABLE function runs every query on its caller's snapshot).
-CREATE OR REPLACE FUNCTION ledgerlock._audit_discrepancies()
+-- read in one snapshot (a STABLE function runs every query on its caller's snapshot). Writes into lock
+-- windows are looked for among events from from_seq on (earlier ones are fixed by a verified digest).
+CREATE OR REPLACE FUNCTION ledgerlock._audit_discrepancies(from_seq bigint)
 RETURNS TABLE(code text, table_name text, row_key jsonb, column_name text, seq bigint, problem text)
 LANGUAGE plpgsql
 STABLE
@@ -824,11 +880,11 @@ BEGIN
                                                || 'ledgerlock.lock_event'::regclass) AS u(t) LOOP
         RETURN QUERY SELECT * FROM ledgerlock._audit_data_problems(t);
     END LOOP;
-    RETURN QUERY SELECT * FROM ledgerlock._audit_window_problems();
+    RETURN QUERY SELECT * FROM ledgerlock._audit_window_problems(from_seq);
     RETURN QUERY SELECT * FROM ledgerlock._audit_counter_problems();
 END
 $$;
-REVOKE ALL ON FUNCTION ledgerlock._audit_discrepancies() FROM PUBLIC;
+REVOKE ALL ON FUNCTION ledgerlock._audit_discrepancies(bigint) FROM PUBLIC;
 
 -- The same, for people and scripts: every discrepancy with its code, table, key and column.
 CREATE OR REPLACE FUNCTION ledgerlock.audit_discrepancies()
@@ -840,7 +896,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     PERFORM ledgerlock._require_capability('auditor', 'audit_discrepancies');
-    RETURN QUERY SELECT * FROM ledgerlock._audit_discrepancies();
+    RETURN QUERY SELECT * FROM ledgerlock._audit_discrepancies(0);
 END
 $$;
 REVOKE ALL ON FUNCTION ledgerlock.audit_discrepancies() FROM PUBLIC;
