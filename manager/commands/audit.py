@@ -183,9 +183,10 @@ def verify(ctx: Context, digest: str | None, from_digest: bool, bundle: str | No
             raise click.BadParameter(f"{bundle}: {exc}; nothing was checked", param_hint="--bundle") from None
         if as_json:
             echo_json({"ok": rep.ok, "digest": rep.digest, "events": rep.events, "links": rep.links,
-                       "problems": rep.problems})
+                       "rows": rep.rows, "problems": rep.problems})
         elif rep.ok:
-            click.echo(f"bundle intact: {rep.events} events, {rep.links} chain links, up to {rep.digest}")
+            click.echo(f"bundle intact: {rep.events} events, {rep.links} chain links, {rep.rows} row images "
+                       f"proven, up to {rep.digest}")
             if digest:
                 click.echo(f"the chain passes through {digest}")
         else:
