@@ -158,19 +158,21 @@ SELECT EXISTS (SELECT 1 FROM ledgerlock.audit_event e WHERE e.scope = %(scope)s 
 
 # The latest sealed event of each bundled row (the image the books check holds the live row to), and
 # whether the live row is that image now: the row's events after the digest, if any, and the books check
-# (audit_discrepancies, which compares as typed values) decide, in the bundle's snapshot.
+# (audit_discrepancies, which compares as typed values) decide, in the bundle's snapshot. The event's hash
+# is the one its link sealed when the event itself carries none.
 ROWS_SQL = """
 WITH d AS MATERIALIZED (SELECT d.table_name, d.row_key FROM ledgerlock.audit_discrepancies() d)
 SELECT r.table_name, r.row_key::text, e.seq, ledgerlock._audit_time(e.at), e.txid::text, e.table_name,
        e.row_key::text, e.scope, e.operation, e.old_row::text, e.new_row::text, e.db_user::text, e.actor,
-       e.reason, e.context, e.lock_id, e.override_id, e.details::text, e.event_hash, e.chain_seq, e.chain_hash,
+       e.reason, e.context, e.lock_id, e.override_id, e.details::text, coalesce(e.event_hash, e.sealed_hash),
+       e.chain_seq, e.chain_hash,
        NOT EXISTS (SELECT FROM ledgerlock.audit_event x
                    WHERE x.table_oid = e.table_oid AND x.row_key = r.row_key AND x.seq > e.seq
                      AND x.operation IN ('INSERT', 'UPDATE', 'DELETE', 'BASELINE'))
        AND NOT EXISTS (SELECT FROM d WHERE d.table_name = r.table_name AND d.row_key = r.row_key) AS live_matches
 FROM unnest(%(tables)s::text[], %(keys)s::jsonb[]) AS r(table_name, row_key)
 CROSS JOIN LATERAL (
-    SELECT x.*, c.chain_seq, c.chain_hash FROM ledgerlock.audit_event x
+    SELECT x.*, c.event_hash AS sealed_hash, c.chain_seq, c.chain_hash FROM ledgerlock.audit_event x
     JOIN ledgerlock.audit_chain c ON c.seq = x.seq AND c.chain_seq <= %(head)s
     WHERE x.table_oid = to_regclass(r.table_name) AND x.row_key = r.row_key AND x.table_name = r.table_name
       AND x.operation IN ('INSERT', 'UPDATE', 'DELETE', 'BASELINE')
