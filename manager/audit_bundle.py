@@ -156,6 +156,30 @@ SELECT EXISTS (SELECT 1 FROM ledgerlock.audit_event e WHERE e.scope = %(scope)s 
     OR EXISTS (SELECT 1 FROM ledgerlock.period_lock l WHERE l.scope = %(scope)s)
 """
 
+# The latest sealed event of each bundled row (the image the books check holds the live row to), and
+# whether the live row is that image now: the row's events after the digest, if any, and the books check
+# (audit_discrepancies, which compares as typed values) decide, in the bundle's snapshot. The event's hash
+# is the one its link sealed when the event itself carries none.
+ROWS_SQL = """
+WITH d AS MATERIALIZED (SELECT d.table_name, d.row_key FROM ledgerlock.audit_discrepancies() d)
+SELECT r.table_name, r.row_key::text, e.seq, ledgerlock._audit_time(e.at), e.txid::text, e.table_name,
+       e.row_key::text, e.scope, e.operation, e.old_row::text, e.new_row::text, e.db_user::text, e.actor,
+       e.reason, e.context, e.lock_id, e.override_id, e.details::text, coalesce(e.event_hash, e.sealed_hash),
+       e.chain_seq, e.chain_hash,
+       NOT EXISTS (SELECT FROM ledgerlock.audit_event x
+                   WHERE x.table_oid = e.table_oid AND x.row_key = r.row_key AND x.seq > e.seq
+                     AND x.operation IN ('INSERT', 'UPDATE', 'DELETE', 'BASELINE'))
+       AND NOT EXISTS (SELECT FROM d WHERE d.table_name = r.table_name AND d.row_key = r.row_key) AS live_matches
+FROM unnest(%(tables)s::text[], %(keys)s::jsonb[]) AS r(table_name, row_key)
+CROSS JOIN LATERAL (
+    SELECT x.*, c.event_hash AS sealed_hash, c.chain_seq, c.chain_hash FROM ledgerlock.audit_event x
+    JOIN ledgerlock.audit_chain c ON c.seq = x.seq AND c.chain_seq <= %(head)s
+    WHERE x.table_oid = to_regclass(r.table_name) AND x.row_key = r.row_key AND x.table_name = r.table_name
+      AND x.operation IN ('INSERT', 'UPDATE', 'DELETE', 'BASELINE')
+    ORDER BY x.seq DESC LIMIT 1) e
+ORDER BY r.table_name, e.seq
+"""
+
 FISCAL_YEAR_SQL = """
 SELECT lower(d), upper(d) - 1 FROM ledgerlock.period_dates(%(scope)s, 'FY' || %(year)s) AS d
 """
@@ -237,6 +261,22 @@ def _events_json(rows: list[tuple]) -> str:
     return "[\n" + ",\n".join(out) + "\n]\n"
 
 
+def _rows_json(rows: list[tuple]) -> str:
+    """The bundled rows' latest images: per row its table, key, the image (null: deleted), whether the live
+    row was that image when bundled, and the event that recorded it, every field as hashed."""
+    out = []
+    for r in rows:
+        table, key, event, matches = r[0], r[1], r[2:-1], r[-1]
+        ev = _events_json([event]).strip()[1:-1].strip()  # the event object, jsonb fields verbatim
+        image = dict(zip(EVENT_FIELDS, event, strict=True))
+        recorded = "null" if image["operation"] == "DELETE" else (image["new_row"] or "null")
+        out.append("  {\n" + ",\n".join([f'    "table_name": {_json_string(table)}', f'    "row_key": {key}',
+                                         f'    "image": {recorded}',
+                                         f'    "live_matches": {"true" if matches else "false"}',
+                                         '    "event": ' + ev.replace("\n", "\n  ")]) + "\n  }")
+    return "[\n" + ",\n".join(out) + "\n]\n"
+
+
 def _lock_rows(rows: list[tuple]) -> list[dict]:
     """Lock history entries: the lock_event rows the bundled lock events carry, with the event's seq."""
     out = []
@@ -273,9 +313,12 @@ def write_bundle(conn: psycopg.Connection, scope: str, date_from: dt.date, date_
         with conn.cursor() as cur:
             cur.execute(CHAIN_SQL, (max(first - 1, 1), head_seq))
             links = cur.fetchall()
+        touched = sorted({(r[3], r[4]) for r in rows if r[3] != "ledgerlock.lock_event" and r[4] is not None
+                          and r[6] in ("INSERT", "UPDATE", "DELETE", "BASELINE")})
+        row_images = conn.execute(ROWS_SQL, {"tables": [t for t, _ in touched], "keys": [k for _, k in touched],
+                                             "head": head_seq}).fetchall() if touched else []
     say(f"{len(rows)} events, {len(links)} chain links")
     locks = _lock_rows(rows)
-    touched = {(r[3], r[4]) for r in rows if r[3] != "ledgerlock.lock_event"}
     manifest = {
         "format": FORMAT,
         "scope": scope,
@@ -288,6 +331,7 @@ def write_bundle(conn: psycopg.Connection, scope: str, date_from: dt.date, date_
         "events": len(rows),
         "lock_events": len(locks),
         "rows": len(touched),
+        "row_images": len(row_images),
         "chain_from": links[0][0] if links else None,
         "chain_to": head_seq,
     }
@@ -307,6 +351,7 @@ def write_bundle(conn: psycopg.Connection, scope: str, date_from: dt.date, date_
                 for r in locks)))
             z.writestr("lock_history.json", "[" + ",\n ".join(jsonb_text(r) for r in locks) + "]\n")
             z.writestr("chain.csv", _csv_text(CHAIN_FIELDS, links))
+            z.writestr("rows.json", _rows_json(row_images))
         if force:
             os.replace(part, target)
         else:
@@ -326,6 +371,7 @@ class BundleReport:
     digest: str | None = None
     events: int = 0
     links: int = 0
+    rows: int = 0
     problems: list[str] = field(default_factory=list)
 
     def fail(self, message: str) -> None:
@@ -543,7 +589,22 @@ def verify_bundle(path: str, digest: str | None = None, *, max_member_bytes: int
             if cells != [row.get(k, "") for k in LOCK_FIELDS]:
                 report.fail(f"lock_history.csv differs from lock_history.json for entry {entry.get('id')}")
 
-        # 5. an external digest, kept by the auditor
+        # 5. the rows' latest images: each is its event's image, the event is intact and chained, no bundled
+        # event of the row is later, and the database found the live row equal to it when bundling
+        if "rows.json" in names:
+            try:
+                row_images = loads(z.read("rows.json").decode())
+            except (ValueError, UnicodeDecodeError) as exc:
+                report.fail(f"rows.json is malformed: {exc}")
+                row_images = []
+            report.rows = len(row_images)
+            _check_rows(report, row_images, by_seq, links)
+        elif manifest.get("row_images"):
+            report.fail(f"the bundle lacks rows.json, which its manifest says holds {manifest['row_images']} rows")
+        if "row_images" in manifest and manifest["row_images"] != report.rows:
+            report.fail(f"manifest.json says {manifest['row_images']} row images, rows.json holds {report.rows}")
+
+        # 6. an external digest, kept by the auditor
         if digest:
             try:
                 d_seq, d_hash = parse_digest(digest)
@@ -560,6 +621,42 @@ def verify_bundle(path: str, digest: str | None = None, *, max_member_bytes: int
                     report.fail(f"chain link {d_seq} differs from the digest: the chain was rewritten at or "
                                 "before it")
     return report
+
+
+ROW_OPERATIONS = ("INSERT", "UPDATE", "DELETE", "BASELINE")
+
+
+def _check_rows(report: BundleReport, row_images: list, by_seq: dict[int, dict], links: dict[int, dict]) -> None:
+    """Each entry of rows.json against its event, the chain and the bundled events."""
+    later: dict[tuple[str, str], int] = {}
+    for seq, ev in by_seq.items():
+        if ev.get("operation") in ROW_OPERATIONS and ev.get("row_key") is not None:
+            k = (str(ev.get("table_name")), jsonb_text(ev["row_key"]))
+            later[k] = max(later.get(k, seq), seq)
+    for entry in row_images:
+        try:
+            table, key, ev = entry["table_name"], jsonb_text(entry["row_key"]), entry["event"]
+            seq = int(ev["seq"])
+        except (KeyError, TypeError, ValueError):
+            report.fail(f"rows.json: an unreadable entry {str(entry)[:80]}")
+            continue
+        row = f"{table} {key}"
+        link = links.get(int(ev["chain_seq"])) if ev.get("chain_seq") is not None else None
+        recorded = None if ev.get("operation") == "DELETE" else ev.get("new_row")
+        if event_hash(ev) != ev.get("event_hash"):
+            report.fail(f"row {row}: its event seq {seq} was modified: its content does not match its hash")
+        elif link is None or link["seq"] != seq or link["event_hash"] != ev["event_hash"]:
+            report.fail(f"row {row}: its event seq {seq} is not in the bundle's chain")
+        elif ev.get("table_name") != table or jsonb_text(ev.get("row_key")) != key:
+            report.fail(f"row {row}: event seq {seq} records another row")
+        elif jsonb_text(entry.get("image")) != jsonb_text(recorded):
+            report.fail(f"row {row}: its image differs from the one event seq {seq} recorded")
+        elif later.get((table, key), seq) > seq:
+            report.fail(f"row {row}: bundled event seq {later[(table, key)]} is later than event seq {seq}, "
+                        "whose image it claims as the latest")
+        elif entry.get("live_matches") is not True:
+            report.fail(f"row {row}: the live row differed from event seq {seq} when the bundle was written "
+                        "(the books did not match the trail)")
 
 
 README = """ledgerlock audit bundle
@@ -584,6 +681,9 @@ lock_history.csv, .json   the lock events of the period (lock, advance, upgrade,
                           a tab, a carriage return or a quote carries one extra leading quote (').
 chain.csv                 the hash chain from just before the first event of this bundle to the digest:
                           every link, including events of other scopes (as hashes only).
+rows.json                 the latest image of every row the events touch, with the event that recorded it
+                          (its hash and chain link), and whether the database found the live row equal to
+                          it when the bundle was written.
 digest.txt                the chain head this bundle ends at.
 manifest.json             what was asked for, and counts.
 
@@ -592,7 +692,8 @@ Checking it
     ledgerlock audit verify --bundle THIS.zip [--digest DIGEST]
 
 needs no database. It recomputes the SHA-256 of every event from its content and every chain link from the
-previous one, up to the digest, and checks that the CSV and JSON copies agree. Any edit to an event, a
+previous one, up to the digest, checks that the CSV and JSON copies agree, and that each row's image is the
+one its latest event recorded in the chain. Any edit to an event, a
 link, or the order of either is reported.
 
 What it proves: every event in this bundle is, unchanged, in the chain that ends at the digest above. Keep

@@ -6,7 +6,7 @@ chain they verify holds every event the other scenarios wrote).
 
 from __future__ import annotations
 
-from . import audit, numbering, periods, referential, writes
+from . import audit, numbering, periods, referential, verify, writes
 
 MODULES = {
     "writes": writes,
@@ -14,4 +14,5 @@ MODULES = {
     "periods": periods,
     "referential": referential,
     "audit": audit,
+    "verify": verify,
 }

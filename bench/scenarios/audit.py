@@ -1,4 +1,4 @@
-"""R5 audit: verification speed, seal lag under load, and the manager's memory on large inputs."""
+"""R5 audit: seal lag under load, and the manager's memory on large inputs (verification: verify.py)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,6 @@ from ..harness import Bench
 from ..stats import Result, Target, not_available
 from ..tables import SIGNATURES, Features, protect
 
-T_VERIFY = Target(100_000, on="value", source="issue 6 (R5)")
 T_SEAL_LAG = Target(5.0, op="<=", on="value", source="issue 6 (R5)")
 T_FLAT = Target(2.0, op="<=", source="issue 3: flat memory (read as: within 2x of an idle manager command)")
 
@@ -81,36 +80,6 @@ def fill_chain(b: Bench, events: int) -> int:
            f"({len(chunks)} statements of up to {EVENT_CHUNK:,} rows, first {chunks[0]:.1f}s, slowest "
            f"{max(chunks):.1f}s)")
     return have
-
-
-def verify(b: Bench, f: Features) -> Result:
-    title = "audit verification speed (verify_audit over the whole chain)"
-    if not f.audit:
-        return not_available("audit_verify_rate", title, f.missing("audit"), T_VERIFY, unit="events/s")
-    events = fill_chain(b, b.profile.audit_events)
-    sealer_sql = _sealer_sql(b)
-    seal_note = ""
-    if sealer_sql:  # seal everything first, untimed: verification is what is measured
-        t0 = time.perf_counter()
-        b.execute(sealer_sql)
-        seal_note = f"; sealing them took {time.perf_counter() - t0:.1f}s before the runs"
-    samples = []
-    outcome = None
-    for _ in range(b.profile.reps):
-        b.execute("CHECKPOINT")
-        with b.connect() as conn:
-            t0 = time.perf_counter()
-            cur = conn.execute("SELECT * FROM ledgerlock.verify_audit()")
-            rows = cur.fetchall()
-            samples.append(events / (time.perf_counter() - t0))
-            names = [c.name for c in cur.description or []]
-            outcome = [dict(zip(names, r, strict=True)) for r in rows]
-    b.note("verify_audit: " + ", ".join(f"{x:,.0f}" for x in samples) + " events/s")
-    first = outcome[0] if outcome else {}
-    verdict = ", ".join(f"{k}={first[k]}" for k in ("ok", "events", "sealed", "problems") if k in first) or str(first)
-    return Result("audit_verify_rate", title, unit="events/s", baseline_label="-", target=T_VERIFY,
-                  note=f"{events:,} events{seal_note}; verify_audit: {verdict[:160]}",
-                  value_samples=samples)
 
 
 SEAL_EVERY = 1.0  # seconds between two seals: what docs/audit.md prescribes (`ledgerlock audit seal --every 1`)
@@ -283,4 +252,4 @@ def memory(b: Bench, f: Features) -> list[Result]:
     return [_memory_verify(b, f, idle_mb), _memory_import(b, f, idle_mb)]
 
 
-SCENARIOS = (seal_lag, verify, memory)
+SCENARIOS = (seal_lag, memory)  # verification speed: scenarios/verify.py, in a clean database

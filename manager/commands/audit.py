@@ -158,11 +158,14 @@ def show(ctx: Context, seq: int, as_json: bool) -> None:
 
 @audit.command()
 @click.option("--digest", help="A digest kept earlier (ll1:N:HASH): prove the chain still passes through it.")
+@click.option("--from-digest", "from_digest", is_flag=True,
+              help="With --digest: read the chain only from the digest on (a daily check of a long trail; the "
+                   "links up to it were proven when the digest was verified). The books are checked in full.")
 @click.option("--bundle", "bundle", type=click.Path(exists=True, dir_okay=False),
               help="Check this bundle offline (no database needed).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 @pass_context
-def verify(ctx: Context, digest: str | None, bundle: str | None, as_json: bool) -> None:
+def verify(ctx: Context, digest: str | None, from_digest: bool, bundle: str | None, as_json: bool) -> None:
     """Recompute every event hash and chain link, and check the books against the trail; exit 3 when
     anything was altered.
 
@@ -171,6 +174,8 @@ def verify(ctx: Context, digest: str | None, bundle: str | None, as_json: bool) 
     protected table, and ledgerlock's own state (progress on stderr for large chains). With --bundle it
     checks an auditor's bundle without connecting to any database.
     """
+    if from_digest and not digest:
+        raise click.UsageError("--from-digest needs --digest: the digest to start from")
     if bundle:
         try:
             rep = audit_bundle.verify_bundle(bundle, digest)
@@ -178,9 +183,10 @@ def verify(ctx: Context, digest: str | None, bundle: str | None, as_json: bool) 
             raise click.BadParameter(f"{bundle}: {exc}; nothing was checked", param_hint="--bundle") from None
         if as_json:
             echo_json({"ok": rep.ok, "digest": rep.digest, "events": rep.events, "links": rep.links,
-                       "problems": rep.problems})
+                       "rows": rep.rows, "problems": rep.problems})
         elif rep.ok:
-            click.echo(f"bundle intact: {rep.events} events, {rep.links} chain links, up to {rep.digest}")
+            click.echo(f"bundle intact: {rep.events} events, {rep.links} chain links, {rep.rows} row images "
+                       f"proven, up to {rep.digest}")
             if digest:
                 click.echo(f"the chain passes through {digest}")
         else:
@@ -202,7 +208,8 @@ def verify(ctx: Context, digest: str | None, bundle: str | None, as_json: bool) 
     with ctx.connect() as conn:
         conn.add_notice_handler(progress)
         with conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
-            r = cur.execute("SELECT * FROM ledgerlock.verify_audit(%s)", (digest,)).fetchone()
+            function = "verify_audit_from" if from_digest else "verify_audit"
+            r = cur.execute(f"SELECT * FROM ledgerlock.{function}(%s)", (digest,)).fetchone()
         # the guards the trail relies on: a function replaced (even if restored later) is evidence too
         drift = [f.finding for f in code_drift(conn) if f.severity == "critical"]
     ok = r["ok"] and not drift
@@ -214,7 +221,8 @@ def verify(ctx: Context, digest: str | None, bundle: str | None, as_json: bool) 
         click.echo("the books match the trail: every row of every protected table, the locks, grants, "
                    "settings, registry and number counters")
         if digest:
-            click.echo(f"the chain passes through {digest}")
+            click.echo(f"the chain passes through {digest}"
+                       + (f"; read from it on ({r['sealed']:,} links after it)" if from_digest else ""))
         if r["unsealed"]:
             click.echo(f"{r['unsealed']:,} event(s) are not sealed yet and are covered by no digest "
                        "(a read-only server cannot seal them)")

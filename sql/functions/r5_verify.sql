@@ -122,12 +122,12 @@ AS $$
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._audit_same_xid_space(xid8) FROM PUBLIC;
 
--- The chain part of the verification: every link and every event it seals, in chunks of `step` links,
--- then the unsealed events. Returns the first problem (chain order, then unsealed events by seq), the
+-- The chain part of the verification: every link from from_link on and every event it seals, in chunks
+-- of `step` links, then the unsealed events (from_link > 1: those of transactions since the last seal). Returns the first problem (chain order, then unsealed events by seq), the
 -- number of problems, and how many events are not sealed. Large trails report progress as NOTICEs
 -- ("ll-progress done total").
 CREATE OR REPLACE FUNCTION ledgerlock._audit_verify_chain(
-    OUT events bigint, OUT sealed bigint, OUT unsealed bigint, OUT first_seq bigint, OUT first_chain_seq bigint,
+    from_link bigint, OUT events bigint, OUT sealed bigint, OUT unsealed bigint, OUT first_seq bigint, OUT first_chain_seq bigint,
     OUT first_problem text, OUT problems bigint)
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -138,7 +138,7 @@ DECLARE
     max_chain bigint;
     last_below xid8;
     same_ids boolean;
-    lo bigint := 1;
+    lo bigint := greatest(from_link, 1);
     missing bigint := 0;
     recent bigint;
     p record;
@@ -156,8 +156,10 @@ BEGIN
     max_chain := coalesce(max_chain, 0);
     same_ids := ledgerlock._audit_same_xid_space(last_below);
     last_below := coalesce(last_below, '0'::xid8);
-    sealed := (SELECT pg_catalog.count(*) FROM ledgerlock.audit_chain);
-    events := (SELECT pg_catalog.count(*) FROM ledgerlock.audit_event);
+    -- from a digest on, only the links after it are read: the counts are of those
+    sealed := CASE WHEN lo = 1 THEN (SELECT pg_catalog.count(*) FROM ledgerlock.audit_chain)
+                   ELSE greatest(max_chain - lo + 1, 0) END;
+    events := CASE WHEN lo = 1 THEN (SELECT pg_catalog.count(*) FROM ledgerlock.audit_event) END;
 
     -- One query per chunk: the first problem in chain order (the link before its event) and the counts.
     -- A SELECT INTO may run in parallel (a FOR loop's cursor may not).
@@ -181,15 +183,16 @@ BEGIN
             missing := missing + c_missing;
         END IF;
         lo := lo + step;
-        IF max_chain > step THEN
+        IF max_chain - from_link > step THEN
             RAISE NOTICE 'll-progress % %', least(lo - 1, max_chain), max_chain;
         END IF;
     END LOOP;
 
     -- events without a link: those of transactions since the last seal, unless the counts show others
-    unsealed := events - (sealed - missing);
     recent := (SELECT pg_catalog.count(*) FROM ledgerlock.audit_event e
                WHERE e.txid >= last_below AND NOT EXISTS (SELECT FROM ledgerlock.audit_chain c WHERE c.seq = e.seq));
+    unsealed := coalesce(events - (sealed - missing), recent);
+    events := coalesce(events, sealed + recent);
     FOR p IN SELECT * FROM ledgerlock._audit_unsealed_problems(last_below, recent = unsealed, same_ids) x
              WHERE x.problem IS NOT NULL ORDER BY x.seq LOOP
         problems := problems + 1;
@@ -199,7 +202,7 @@ BEGIN
     END LOOP;
 END
 $$;
-REVOKE ALL ON FUNCTION ledgerlock._audit_verify_chain() FROM PUBLIC;
+REVOKE ALL ON FUNCTION ledgerlock._audit_verify_chain(bigint) FROM PUBLIC;
 
 -- Whether the chain still passes through a kept digest: null when it does, else the problem.
 CREATE OR REPLACE FUNCTION ledgerlock._audit_digest_problem(digest text, OUT seq bigint, OUT chain_seq bigint,
@@ -245,14 +248,19 @@ REVOKE ALL ON FUNCTION ledgerlock._audit_digest_problem(text) FROM PUBLIC;
 -- check the live data and ledgerlock's own state against the trail (ledgerlock.audit_discrepancies).
 -- Reports the first problem and how many there are; the first 100 problems are also sent as NOTICEs
 -- ("ll-problem <text>") for the manager to list.
-CREATE OR REPLACE FUNCTION ledgerlock.verify_audit(digest text DEFAULT NULL)
+-- from_digest: the chain only from the digest's link on (the links up to it were proven when the digest
+-- was verified, and the digest fixes them), the events since the last seal, and the trail's window checks
+-- only for events after those links; the live rows, the state and the counters are checked in full.
+CREATE OR REPLACE FUNCTION ledgerlock._audit_verify(digest text, from_digest boolean)
 RETURNS TABLE(ok boolean, events bigint, sealed bigint, unsealed bigint, head text, first_broken_seq bigint,
               first_broken_chain_seq bigint, problem text, problems bigint)
 LANGUAGE plpgsql
-SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
+    d_link bigint := 0;
+    from_seq bigint := 0;
+    last_below xid8;
     ch record;
     dg_seq bigint;
     dg_chain bigint;
@@ -261,9 +269,11 @@ DECLARE
     n_problems bigint;
     shown integer := 0;
 BEGIN
-    PERFORM ledgerlock._require_capability('auditor', 'verify_audit');
     IF digest IS NOT NULL THEN
         PERFORM ledgerlock._audit_digest_problem(digest);  -- a malformed digest is refused before anything runs
+    ELSIF from_digest THEN
+        RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = 'verifying from a digest needs the digest',
+            HINT = 'pass a digest kept earlier (ll1:N:HASH), or call verify_audit() to verify everything';
     END IF;
     IF pg_catalog.current_setting('transaction_isolation') = 'read committed'
        AND pg_catalog.current_setting('transaction_read_only') = 'off' THEN
@@ -274,7 +284,18 @@ BEGIN
         FROM ledgerlock._audit_digest_problem(digest) x;  -- against the chain as sealed now
     END IF;
 
-    ch := ledgerlock._audit_verify_chain();
+    IF from_digest THEN
+        d_link := pg_catalog.split_part(digest, ':', 2)::bigint;
+        -- the first event not fixed by the digest: sealed after its link, or not sealed yet
+        SELECT c.sealed_below INTO last_below FROM ledgerlock.audit_chain c ORDER BY c.chain_seq DESC LIMIT 1;
+        from_seq := coalesce(least(
+            (SELECT pg_catalog.min(c.seq) FROM ledgerlock.audit_chain c WHERE c.chain_seq > d_link),
+            (SELECT pg_catalog.min(e.seq) FROM ledgerlock.audit_event e
+             WHERE e.txid >= coalesce(last_below, '0'::xid8)
+               AND NOT EXISTS (SELECT FROM ledgerlock.audit_chain c WHERE c.seq = e.seq))),
+            (SELECT pg_catalog.max(e.seq) + 1 FROM ledgerlock.audit_event e), 0);
+    END IF;
+    ch := ledgerlock._audit_verify_chain(d_link + 1);
     events := ch.events; sealed := ch.sealed; unsealed := ch.unsealed;
     n_problems := ch.problems;
     first_broken_seq := ch.first_seq; first_broken_chain_seq := ch.first_chain_seq; problem := ch.first_problem;
@@ -290,7 +311,7 @@ BEGIN
             first_broken_seq := dg_seq; first_broken_chain_seq := dg_chain; problem := dg_problem;
         END IF;
     END IF;
-    FOR dp IN SELECT * FROM ledgerlock._audit_discrepancies() LOOP
+    FOR dp IN SELECT * FROM ledgerlock._audit_discrepancies(from_seq) LOOP
         n_problems := n_problems + 1;
         IF n_problems = 1 THEN
             first_broken_seq := dp.seq; problem := dp.problem;
@@ -307,8 +328,41 @@ BEGIN
     RETURN NEXT;
 END
 $$;
+REVOKE ALL ON FUNCTION ledgerlock._audit_verify(text, boolean) FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION ledgerlock.verify_audit(digest text DEFAULT NULL)
+RETURNS TABLE(ok boolean, events bigint, sealed bigint, unsealed bigint, head text, first_broken_seq bigint,
+              first_broken_chain_seq bigint, problem text, problems bigint)
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM ledgerlock._require_capability('auditor', 'verify_audit');
+    RETURN QUERY SELECT * FROM ledgerlock._audit_verify(digest, false);
+END
+$$;
 REVOKE ALL ON FUNCTION ledgerlock.verify_audit(text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION ledgerlock.verify_audit(text) TO ledgerlock_admin, ledgerlock_controller, ledgerlock_auditor;
+
+-- The daily verification of a long trail: what verify_audit does, with the chain read only from a kept
+-- digest on (its cost follows what happened since the digest, not the trail's length); the books are
+-- checked in full (a row changed behind the trail leaves no event to start from).
+CREATE OR REPLACE FUNCTION ledgerlock.verify_audit_from(digest text)
+RETURNS TABLE(ok boolean, events bigint, sealed bigint, unsealed bigint, head text, first_broken_seq bigint,
+              first_broken_chain_seq bigint, problem text, problems bigint)
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM ledgerlock._require_capability('auditor', 'verify_audit_from');
+    RETURN QUERY SELECT * FROM ledgerlock._audit_verify(digest, true);
+END
+$$;
+REVOKE ALL ON FUNCTION ledgerlock.verify_audit_from(text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION ledgerlock.verify_audit_from(text)
+    TO ledgerlock_admin, ledgerlock_controller, ledgerlock_auditor;
 
 -- Append-only: no UPDATE, DELETE or TRUNCATE of events or links, for anyone, the owner included.
 -- ENABLE ALWAYS: session_replication_role = replica does not silence the guards. A superuser can still
@@ -396,22 +450,118 @@ $$;
 REVOKE ALL ON FUNCTION ledgerlock._audit_row_facts(text, oid[], text[]) FROM PUBLIC;
 
 -- The oids a table's events were filed under: its own, and those it had in the cluster a dump came from.
+-- The distinct oids of the trail are read by skipping through the (table_oid, row_key, seq) index, one
+-- probe each, and an oid is the table's when its first event there names it (an oid reused by another
+-- table in a later cluster is then found through that table's own oid): no scan of the events.
 CREATE OR REPLACE FUNCTION ledgerlock._audit_table_oids(tname text)
 RETURNS oid[]
 LANGUAGE sql
 STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT ARRAY(SELECT DISTINCT e.table_oid FROM ledgerlock.audit_event e
-                 WHERE e.table_name = tname AND e.table_oid IS NOT NULL)
+    WITH RECURSIVE o(oid) AS (
+        SELECT pg_catalog.min(e.table_oid) FROM ledgerlock.audit_event e
+        UNION ALL
+        SELECT (SELECT pg_catalog.min(e.table_oid) FROM ledgerlock.audit_event e WHERE e.table_oid > o.oid)
+        FROM o WHERE o.oid IS NOT NULL
+    )
+    SELECT ARRAY(SELECT o.oid FROM o
+                 WHERE o.oid IS NOT NULL
+                   AND (o.oid = pg_catalog.to_regclass(tname)::oid
+                        OR (SELECT e.table_name FROM ledgerlock.audit_event e WHERE e.table_oid = o.oid
+                            ORDER BY e.table_oid, e.row_key, e.seq LIMIT 1) = tname))
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._audit_table_oids(text) FROM PUBLIC;
 
--- The rows of rel (tbl, or one of its partitions) whose stored text image differs from the latest fact of
--- their key, and (all_facts) the facts of tbl that no row matches: (key, the latest event, live image,
--- recorded image; a null image is an absent or deleted row). Both images are compared as text, exactly
--- (1.0 and 1.00 differ); extra_float_digits is pinned as in the capture. Reading the rows and the trail in
--- one query gives one snapshot.
+-- The columns of a table whose values two jsonb images can hold as equal numbers printed differently
+-- (1.0 and 1.00): an unconstrained numeric, jsonb, arrays, composites, domains, anything not listed. The
+-- books compare images with jsonb equality, exact for every other column (strings byte for byte, a
+-- numeric with a typmod always printed at its scale), and these columns again as text.
+CREATE OR REPLACE FUNCTION ledgerlock._audit_loose_columns(tbl regclass)
+RETURNS text[]
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT ARRAY(SELECT a.attname::text FROM pg_catalog.pg_attribute a
+                 WHERE a.attrelid = tbl AND a.attnum > 0 AND NOT a.attisdropped
+                   AND NOT (a.atttypid = ANY ('{bool,int2,int4,int8,float4,float8,oid,text,varchar,bpchar,name,char,
+                                               date,time,timetz,timestamp,timestamptz,interval,uuid,bytea,json,
+                                               inet,cidr,macaddr,money,regclass,xid8}'::regtype[])
+                            OR (a.atttypid = 'numeric'::regtype AND a.atttypmod <> -1))
+                 ORDER BY a.attnum)
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._audit_loose_columns(regclass) FROM PUBLIC;
+
+-- The final state of keys that updates moved rows into or out of, replayed in seq order: (key, the event
+-- that decided it, its operation, the image; null: no row). One UPDATE statement can move a row onto a
+-- key that another row of the same statement leaves later in the statement (SET id = id + 1 in ascending
+-- order, under a deferrable key), and the trail does not say where a statement ends; but a row can only
+-- be moved onto an occupied key when the occupant leaves within the same statement, so such an arrival
+-- marks the key's next departure as the occupant's, not the newcomer's.
+CREATE OR REPLACE FUNCTION ledgerlock._audit_moved_keys(tname text, oids oid[])
+RETURNS TABLE(row_key jsonb, seq bigint, operation text, image jsonb)
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    f record;
+    present boolean;
+    pending integer;
+BEGIN
+    FOR f IN
+        WITH moves AS (
+            SELECT e.seq, e.operation, e.row_key AS new_key,
+                   (SELECT pg_catalog.jsonb_object_agg(k, e.old_row -> k)
+                    FROM pg_catalog.jsonb_object_keys(e.row_key) AS k) AS old_key
+            FROM ledgerlock.audit_event e
+            WHERE e.table_oid = ANY (oids) AND e.operation IN ('UPDATE', 'STATE_UPDATE')
+              AND NOT (e.old_row @> e.row_key) AND e.table_name = tname
+        ), keys AS (
+            SELECT m.new_key AS k FROM moves m UNION SELECT m.old_key FROM moves m
+        )
+        SELECT e.row_key, e.seq, e.operation, 'in' AS kind,
+               CASE WHEN e.operation IN ('DELETE', 'STATE_DELETE') THEN NULL ELSE e.new_row END AS image,
+               EXISTS (SELECT FROM moves m WHERE m.seq = e.seq) AS moved_in
+        FROM ledgerlock.audit_event e
+        WHERE e.table_oid = ANY (oids) AND e.row_key IN (SELECT k FROM keys) AND e.table_name = tname
+          AND e.operation IN ('INSERT', 'UPDATE', 'DELETE', 'BASELINE', 'STATE_INSERT', 'STATE_UPDATE', 'STATE_DELETE')
+        UNION ALL
+        SELECT m.old_key, m.seq, m.operation, 'out', NULL, false FROM moves m
+        ORDER BY 1, 2
+    LOOP
+        IF row_key IS DISTINCT FROM f.row_key THEN
+            IF row_key IS NOT NULL THEN
+                RETURN NEXT;
+            END IF;
+            row_key := f.row_key; present := false; pending := 0;
+        END IF;
+        IF f.kind = 'out' AND pending > 0 THEN
+            pending := pending - 1;  -- the occupant left: the newcomer stays
+            CONTINUE;
+        END IF;
+        IF f.moved_in AND present THEN
+            pending := pending + 1;
+        END IF;
+        seq := f.seq; operation := f.operation; image := f.image; present := f.image IS NOT NULL;
+    END LOOP;
+    IF row_key IS NOT NULL THEN
+        RETURN NEXT;
+    END IF;
+END
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._audit_moved_keys(text, oid[]) FROM PUBLIC;
+
+-- The rows of rel (tbl, or one of its partitions) whose image differs from the latest fact of their key,
+-- and (all_facts) the facts of tbl that no row matches: (key, the latest event, live image, recorded
+-- image; a null image is an absent or deleted row). Set-based, in one query (one snapshot): the live rows
+-- (their key built from the key columns) are hash-joined with the latest event of each key, the one no
+-- later event of the key follows (an index probe of (table_oid, row_key, seq)); both sides can be read
+-- by parallel workers. Keys that updates moved rows into or out of come from _audit_moved_keys instead.
+-- Images are compared with jsonb equality and the loose columns (_audit_loose_columns) again as text, so
+-- that 1.0 and 1.00 differ; extra_float_digits is pinned as in the capture. The lock history's rows are
+-- few and some are filed under other tables (skipped writes): its facts come from _audit_row_facts.
 CREATE OR REPLACE FUNCTION ledgerlock._audit_row_diff(tbl regclass, rel regclass, all_facts boolean)
 RETURNS TABLE(row_key jsonb, seq bigint, operation text, live jsonb, recorded jsonb)
 LANGUAGE plpgsql
@@ -421,39 +571,77 @@ SET extra_float_digits = '1'
 AS $$
 DECLARE
     keys text[] := ledgerlock._audit_key_columns(tbl);
+    tname text := tbl::text;
+    oids oid[];
     json_cols text[] := nullif(ARRAY(SELECT a.attname::text FROM pg_catalog.pg_attribute a
                                      WHERE a.attrelid = tbl AND a.attnum > 0 AND NOT a.attisdropped
                                        AND a.atttypid = 'json'::regtype ORDER BY a.attnum), '{}');
     reg_cols text[] := nullif(ARRAY(SELECT a.attname::text FROM pg_catalog.pg_attribute a
                                     WHERE a.attrelid = tbl AND a.attnum > 0 AND NOT a.attisdropped
                                       AND a.atttypid = 'regclass'::regtype ORDER BY a.attnum), '{}');
+    moved jsonb[] := '{}';
+    m_seqs bigint[] := '{}';
+    m_ops text[] := '{}';
+    m_images jsonb[] := '{}';
+    facts text;
+    image text;
 BEGIN
     IF keys IS NULL THEN
         RAISE EXCEPTION USING ERRCODE = '22023',
             MESSAGE = pg_catalog.format('table %s has no key the audit trail can file its rows under', tbl);
     END IF;
+    oids := ledgerlock._audit_table_oids(tname);
+    image := CASE WHEN json_cols IS NULL THEN 'pg_catalog.to_jsonb(t.*)'
+                  ELSE 'ledgerlock._audit_image(t.*, $2)' END;
+    IF reg_cols IS NOT NULL THEN
+        image := pg_catalog.format('ledgerlock._audit_dropped_names(%s, $5)', image);
+    END IF;
+    IF tname = 'ledgerlock.lock_event' THEN
+        facts := 'SELECT DISTINCT ON (f.row_key) f.row_key, f.seq, f.operation, f.image '
+                 'FROM ledgerlock._audit_row_facts($4, $3, $1) f ORDER BY f.row_key, f.seq DESC, f.prio DESC';
+    ELSE
+        SELECT coalesce(pg_catalog.array_agg(m.row_key), '{}'), coalesce(pg_catalog.array_agg(m.seq), '{}'),
+               coalesce(pg_catalog.array_agg(m.operation), '{}'), coalesce(pg_catalog.array_agg(m.image), '{}')
+        INTO moved, m_seqs, m_ops, m_images
+        FROM ledgerlock._audit_moved_keys(tname, oids) m;
+        facts := $f$
+            SELECT e.row_key, e.seq, e.operation,
+                   CASE WHEN e.operation IN ('DELETE', 'STATE_DELETE') THEN NULL ELSE e.new_row END AS image
+            FROM ledgerlock.audit_event e
+            WHERE e.table_oid = ANY ($3) AND e.table_name = $4 AND e.row_key IS NOT NULL
+              AND e.operation IN ('INSERT', 'UPDATE', 'DELETE', 'BASELINE', 'STATE_INSERT', 'STATE_UPDATE',
+                                  'STATE_DELETE')
+              AND NOT e.row_key = ANY ($6)
+              AND NOT EXISTS (SELECT FROM ledgerlock.audit_event x
+                              WHERE x.table_oid = ANY ($3) AND x.row_key = e.row_key AND x.seq > e.seq
+                                AND x.table_name = $4
+                                AND x.operation IN ('INSERT', 'UPDATE', 'DELETE', 'BASELINE', 'STATE_INSERT',
+                                                    'STATE_UPDATE', 'STATE_DELETE'))
+            UNION ALL
+            SELECT u.k, u.s, u.o, u.i
+            FROM ROWS FROM (pg_catalog.unnest($6), pg_catalog.unnest($7), pg_catalog.unnest($8),
+                            pg_catalog.unnest($9)) AS u(k, s, o, i)
+            $f$;
+    END IF;
     RETURN QUERY EXECUTE pg_catalog.format($q$
         WITH live AS (
-            SELECT CASE WHEN pg_catalog.cardinality($1) = 1
-                        THEN pg_catalog.jsonb_build_object($1[1], i.img OPERATOR(pg_catalog.->) $1[1])
-                        ELSE (SELECT pg_catalog.jsonb_object_agg(k, i.img OPERATOR(pg_catalog.->) k)
-                              FROM pg_catalog.unnest($1) AS k) END AS row_key, i.img
-            FROM (SELECT %s AS img FROM %s AS t) i
-        ), facts AS (
-            SELECT DISTINCT ON (f.row_key) f.row_key, f.seq, f.operation, f.image
-            FROM ledgerlock._audit_row_facts($3, $4, $1) f
-            ORDER BY f.row_key, f.seq DESC, f.prio DESC
-        )
+            SELECT pg_catalog.jsonb_build_object(%s) AS row_key, i.ll_img AS img
+            FROM (SELECT t.*, %s AS ll_img FROM %s AS t) i
+        ), facts AS (%s)
         SELECT coalesce(l.row_key, f.row_key), f.seq, f.operation, l.img, f.image
         FROM live l %s JOIN facts f ON f.row_key OPERATOR(pg_catalog.=) l.row_key
-        WHERE l.img::text IS DISTINCT FROM f.image::text
+        WHERE l.img IS DISTINCT FROM f.image %s
         $q$,
-        CASE WHEN reg_cols IS NULL
-             THEN 'CASE WHEN $2 IS NULL THEN pg_catalog.to_jsonb(t.*) ELSE ledgerlock._audit_image(t.*, $2) END'
-             ELSE 'ledgerlock._audit_dropped_names(CASE WHEN $2 IS NULL THEN pg_catalog.to_jsonb(t.*) '
-                  'ELSE ledgerlock._audit_image(t.*, $2) END, $5)' END,
-        rel, CASE WHEN all_facts THEN 'FULL' ELSE 'LEFT' END)
-        USING keys, json_cols, tbl::text, ledgerlock._audit_table_oids(tbl::text), reg_cols;
+        -- the key from the key columns; from the image where a regclass column may name a dropped table
+        (SELECT pg_catalog.string_agg(CASE WHEN reg_cols IS NULL THEN pg_catalog.format('%L, i.%I', k, k)
+                                           ELSE pg_catalog.format('%1$L, i.ll_img OPERATOR(pg_catalog.->) %1$L', k) END,
+                                      ', ')
+         FROM pg_catalog.unnest(keys) AS k),
+        image, rel, facts, CASE WHEN all_facts THEN 'FULL' ELSE 'LEFT' END,
+        (SELECT pg_catalog.string_agg(pg_catalog.format(
+                    'OR (l.img -> %1$L)::text IS DISTINCT FROM (f.image -> %1$L)::text', c), ' ')
+         FROM pg_catalog.unnest(ledgerlock._audit_loose_columns(tbl)) AS c))
+        USING keys, json_cols, oids, tname, reg_cols, moved, m_seqs, m_ops, m_images;
 END
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._audit_row_diff(regclass, regclass, boolean) FROM PUBLIC;
@@ -579,7 +767,7 @@ REVOKE ALL ON FUNCTION ledgerlock._audit_data_problems(regclass) FROM PUBLIC;
 -- window's scope, ledger and dates, neither through an override of a soft lock nor changing only mutable
 -- columns. The guards refuse such writes, so one in the trail means a guard was bypassed while the window
 -- was active (its span deleted and restored, say). The lock's level is the one the trail shows at the time.
-CREATE OR REPLACE FUNCTION ledgerlock._audit_window_problems()
+CREATE OR REPLACE FUNCTION ledgerlock._audit_window_problems(from_seq bigint)
 RETURNS TABLE(code text, table_name text, row_key jsonb, column_name text, seq bigint, problem text)
 LANGUAGE sql
 STABLE
@@ -614,6 +802,7 @@ AS $$
             FROM (VALUES (e.old_row), (e.new_row)) AS i(img) WHERE i.img IS NOT NULL) r
         WHERE e.operation IN ('INSERT', 'UPDATE', 'DELETE')
           AND e.seq > (SELECT pg_catalog.min(w.from_seq) FROM windows w)
+          AND e.seq >= _audit_window_problems.from_seq
     )
     SELECT DISTINCT ON (x.seq) 'window_write', x.table_oid::regclass::text, x.row_key, NULL::text, x.seq,
            pg_catalog.format('event seq %s wrote %s into %s of scope %s while lock #%s (%s) held it '
@@ -636,7 +825,7 @@ AS $$
               WHERE n.value IS DISTINCT FROM x.old_row -> n.key AND NOT n.key = ANY (x.mutable_columns)))
     ORDER BY x.seq
 $$;
-REVOKE ALL ON FUNCTION ledgerlock._audit_window_problems() FROM PUBLIC;
+REVOKE ALL ON FUNCTION ledgerlock._audit_window_problems(bigint) FROM PUBLIC;
 
 -- Number counters against the trail: each series' counter must stand at the highest final number the
 -- trail shows issued in it (a counter wound back would issue a number twice; one ahead left a gap).
@@ -673,8 +862,9 @@ $$;
 REVOKE ALL ON FUNCTION ledgerlock._audit_counter_problems() FROM PUBLIC;
 
 -- Every discrepancy between the books and the trail (data, ledgerlock's state, lock windows, counters),
--- read in one snapshot (a STABLE function runs every query on its caller's snapshot).
-CREATE OR REPLACE FUNCTION ledgerlock._audit_discrepancies()
+-- read in one snapshot (a STABLE function runs every query on its caller's snapshot). Writes into lock
+-- windows are looked for among events from from_seq on (earlier ones are fixed by a verified digest).
+CREATE OR REPLACE FUNCTION ledgerlock._audit_discrepancies(from_seq bigint)
 RETURNS TABLE(code text, table_name text, row_key jsonb, column_name text, seq bigint, problem text)
 LANGUAGE plpgsql
 STABLE
@@ -690,11 +880,11 @@ BEGIN
                                                || 'ledgerlock.lock_event'::regclass) AS u(t) LOOP
         RETURN QUERY SELECT * FROM ledgerlock._audit_data_problems(t);
     END LOOP;
-    RETURN QUERY SELECT * FROM ledgerlock._audit_window_problems();
+    RETURN QUERY SELECT * FROM ledgerlock._audit_window_problems(from_seq);
     RETURN QUERY SELECT * FROM ledgerlock._audit_counter_problems();
 END
 $$;
-REVOKE ALL ON FUNCTION ledgerlock._audit_discrepancies() FROM PUBLIC;
+REVOKE ALL ON FUNCTION ledgerlock._audit_discrepancies(bigint) FROM PUBLIC;
 
 -- The same, for people and scripts: every discrepancy with its code, table, key and column.
 CREATE OR REPLACE FUNCTION ledgerlock.audit_discrepancies()
@@ -706,7 +896,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     PERFORM ledgerlock._require_capability('auditor', 'audit_discrepancies');
-    RETURN QUERY SELECT * FROM ledgerlock._audit_discrepancies();
+    RETURN QUERY SELECT * FROM ledgerlock._audit_discrepancies(0);
 END
 $$;
 REVOKE ALL ON FUNCTION ledgerlock.audit_discrepancies() FROM PUBLIC;

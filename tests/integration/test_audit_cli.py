@@ -88,7 +88,7 @@ def bundle(trail, tmp_path):
 def test_bundle_holds_the_scope_and_verifies_without_a_database(trail, bundle):
     with zipfile.ZipFile(bundle) as z:
         assert set(z.namelist()) == {"README.txt", "manifest.json", "digest.txt", "events.csv", "events.json",
-                                     "lock_history.csv", "lock_history.json", "chain.csv"}
+                                     "lock_history.csv", "lock_history.json", "chain.csv", "rows.json"}
         events = audit_bundle.loads(z.read("events.json").decode())
         locks = json.loads(z.read("lock_history.json"))
         digest = z.read("digest.txt").decode().strip()

@@ -123,3 +123,31 @@ def test_a_read_only_session_is_told_the_same(books):
     res = ledgerlock(books.conninfo("controller"), "lock", "1", "--from", "2025-05-01", "--to", "2025-05-31")
     assert res.returncode == 0, res.stderr
 
+
+
+def test_verify_and_doctor_answer_read_only_on_the_standby(standby, books):
+    """verify_audit and `audit verify` on the standby verify what is sealed and count what is not (the row
+    written after the base backup); `doctor` answers there: a write would be refused (25006), as sealing is."""
+    with psycopg.connect(books.conninfo(), autocommit=True) as primary:
+        primary.execute("SELECT ledgerlock.audit_digest()")  # seals the base backup's events and the new row
+        primary.execute("INSERT INTO invoice (company_id, issued_on, status) VALUES (1, '2025-04-04', 'draft')")
+        with psycopg.connect(on_standby(standby, books, "auditor"), autocommit=True) as replica:
+            caught_up(primary, replica)
+            # the neighbour a standby refuses: sealing writes
+            with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+                replica.execute("SELECT ledgerlock.audit_seal()")
+            ok, unsealed, problems = replica.execute(
+                "SELECT ok, unsealed, problems FROM ledgerlock.verify_audit()").fetchone()
+            assert (ok, unsealed, problems) == (True, 1, 0)
+            digest = primary.execute("SELECT ledgerlock._audit_head()").fetchone()[0]
+            ok, unsealed = replica.execute(
+                "SELECT ok, unsealed FROM ledgerlock.verify_audit_from(%s)", (digest,)).fetchone()
+            assert (ok, unsealed) == (True, 1)
+        for role in ("auditor", "admin"):
+            res = ledgerlock(on_standby(standby, books, role), "audit", "verify")
+            assert res.returncode == 0, (role, res.stdout, res.stderr)
+            assert "1 event(s) are not sealed yet" in res.stdout and "Traceback" not in res.stderr
+            res = ledgerlock(on_standby(standby, books, role), "doctor")
+            assert res.returncode in (0, 3), (role, res.stdout, res.stderr)
+            assert READ_ONLY not in res.stderr and "Traceback" not in res.stderr, res.stderr
+            assert "doctor" in res.stdout.lower() or res.stdout.strip(), res.stdout
