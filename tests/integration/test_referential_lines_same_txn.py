@@ -11,7 +11,7 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from lltest import refused
+from lltest import Background, refused
 
 LATE_LINE = r"^invoice_line id={line} cannot be inserted: its header invoice id={inv} is final; " \
             r"issue a correcting document instead$"
@@ -125,14 +125,21 @@ def test_savepoints_finalized_in_a_released_savepoint_counts_a_rolled_back_one_d
     assert lines_of(app, 8) == [81]
 
 
-def test_a_header_finalized_by_another_transaction_gives_no_exemption(db, app):
-    other = db.connect("app", autocommit=False)
-    other.execute("SET lock_timeout = '10s'")
+def test_a_line_written_while_another_transaction_finalizes_the_header_waits_and_is_refused(db, app):
+    """The mark is the finalizing transaction's alone: a concurrent line waits on the header's row lock and,
+    once the header is committed final, is refused; the finalizing transaction's own line goes in."""
     app.execute("UPDATE invoice SET status = 'approved' WHERE id = 2")
+    other = db.connect("app")
+    other.execute("SET lock_timeout = '20s'")
+    b = Background(other, "INSERT INTO invoice_line (id, invoice_id, description) VALUES (23, 2, 'concurrent')")
+    b.wait_until_blocked(db.owner())
+    app.execute("INSERT INTO invoice_line (id, invoice_id, description) VALUES (22, 2, 'own')")
     app.commit()
-    with refused("LL001", LATE_LINE.format(line=22, inv=2)):
-        other.execute("INSERT INTO invoice_line (id, invoice_id, description) VALUES (22, 2, 'late')")
-    other.rollback()
+    b.join()
+    assert b.error is not None and b.error.diag.sqlstate == "LL001", b.error
+    assert b.error.diag.message_primary.startswith("invoice_line id=23 cannot be inserted: its header invoice id=2 "
+                                                   "is final")
+    assert lines_of(app, 2) == [21, 22]
 
 
 def test_no_client_can_write_a_mark(db, app):
