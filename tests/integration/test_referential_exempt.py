@@ -55,3 +55,33 @@ def test_a_column_added_after_the_rule_counts_as_a_change(db, paid):
     paid.rollback()
     lives_ok(paid, "UPDATE invoice SET paid = true WHERE id = 1")
     paid.commit()
+
+
+def test_a_parent_with_a_generated_column(db):
+    """Generated columns are exempt (a BEFORE trigger does not see their new value): a mutable-only or
+    no-op update passes without a probe, any other column is still refused."""
+    db.owner().execute("""
+        CREATE TABLE g_doc (id integer PRIMARY KEY, issued_on date NOT NULL, amount numeric(12, 2) NOT NULL,
+                            paid boolean NOT NULL DEFAULT false,
+                            doubled numeric GENERATED ALWAYS AS (amount * 2) STORED);
+        CREATE TABLE g_pay (id integer PRIMARY KEY, doc_id integer NOT NULL REFERENCES g_doc);
+        CREATE INDEX ON g_pay (doc_id);
+        GRANT SELECT, INSERT, UPDATE, DELETE ON g_doc, g_pay TO ll_app;
+        SELECT ledgerlock.protect('g_doc', 'issued_on', mutable_columns => '{paid}');
+        SELECT ledgerlock.protect_referenced('g_doc', 'g_pay');
+    """)
+    app = db.connect("app", autocommit=False)
+    app.execute("INSERT INTO g_doc (id, issued_on, amount) VALUES (1, '2026-01-05', 10)")
+    app.execute("INSERT INTO g_pay VALUES (9, 1)")
+    app.commit()
+    before = app.execute("SELECT coalesce(idx_scan, 0) + coalesce(seq_scan, 0) FROM pg_stat_xact_user_tables "
+                         "WHERE relid = 'g_pay'::regclass").fetchone()[0]
+    lives_ok(app, "UPDATE g_doc SET paid = true WHERE id = 1")
+    lives_ok(app, "UPDATE g_doc SET amount = amount WHERE id = 1")
+    assert app.execute("SELECT coalesce(idx_scan, 0) + coalesce(seq_scan, 0) FROM pg_stat_xact_user_tables "
+                       "WHERE relid = 'g_pay'::regclass").fetchone()[0] == before
+    app.commit()
+    with refused("LL003", r"^g_doc id=1 is referenced by g_pay id=9 and cannot be updated$"):
+        app.execute("UPDATE g_doc SET amount = 11 WHERE id = 1")
+    app.rollback()
+    assert app.execute("SELECT paid, doubled FROM g_doc WHERE id = 1").fetchone() == (True, 20)
