@@ -90,6 +90,73 @@ END
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._ref_check_header(integer, text, jsonb, jsonb, boolean, boolean) FROM PUBLIC;
 
+-- A header's referenced key as a mark records it: a jsonb array of its key columns' values. Settings are
+-- pinned so that the text of a float or a timestamp key is exact and the same in every session: a rounded
+-- key (extra_float_digits = -15) could otherwise make one header's key equal another's.
+CREATE OR REPLACE FUNCTION ledgerlock._ref_header_key(header jsonb, cols name[])
+RETURNS jsonb
+LANGUAGE sql
+IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT pg_catalog.jsonb_agg(header OPERATOR(pg_catalog.->) c ORDER BY o)
+    FROM pg_catalog.unnest(cols) WITH ORDINALITY AS u(c, o)
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._ref_header_key(jsonb, name[]) FROM PUBLIC;
+
+-- The header's side of a lines rule: a header row became final in this transaction (inserted final, or
+-- updated from not final to final; the WHEN clauses decide). Record it for the lines guard, which admits
+-- line writes to that header until commit: a header and its lines committed together are one document.
+-- TG_ARGV: the rule id, then the header columns the lines reference. Marks of finished transactions (below
+-- every snapshot's xmin, or of an earlier server life) are pruned here, skipping any another pruner holds,
+-- so that no writer waits.
+CREATE OR REPLACE FUNCTION ledgerlock._ref_mark_final()
+RETURNS trigger
+LANGUAGE plpgsql
+SECURITY DEFINER  -- writes ledgerlock.header_final_mark, which clients cannot
+SET search_path = pg_catalog, pg_temp
+SET extra_float_digits = '3'
+SET TimeZone = 'UTC'
+SET IntervalStyle = 'iso_8601'
+AS $$
+BEGIN
+    DELETE FROM ledgerlock.header_final_mark m
+    WHERE m.ctid = ANY (ARRAY(
+        SELECT x.ctid FROM ledgerlock.header_final_mark x
+        WHERE x.txid < pg_catalog.pg_snapshot_xmin(pg_catalog.pg_current_snapshot())
+           OR x.started <> pg_catalog.pg_postmaster_start_time()
+        LIMIT 64 FOR UPDATE SKIP LOCKED));
+    INSERT INTO ledgerlock.header_final_mark (txid, started, rule_id, header_key)
+    VALUES (pg_catalog.pg_current_xact_id(), pg_catalog.pg_postmaster_start_time(), TG_ARGV[0]::integer,
+            ledgerlock._ref_header_key(pg_catalog.to_jsonb(NEW), TG_ARGV[1:]::name[]))
+    ON CONFLICT DO NOTHING;
+    RETURN NULL;
+END
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._ref_mark_final() FROM PUBLIC;
+
+-- Did this transaction make this final header final (a mark of _ref_mark_final for this transaction,
+-- this server's life, the rule and the header's key)? The lines guard asks only for a final header.
+-- Settings pinned as in _ref_mark_final, so that the key reads the same.
+CREATE OR REPLACE FUNCTION ledgerlock._ref_final_here(rule_id integer, header anyelement)
+RETURNS boolean
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+SET extra_float_digits = '3'
+SET TimeZone = 'UTC'
+SET IntervalStyle = 'iso_8601'
+AS $$
+    SELECT EXISTS (
+        SELECT FROM ledgerlock.header_final_mark m, ledgerlock.reference_rule r
+        WHERE r.id = _ref_final_here.rule_id
+          AND m.txid = pg_catalog.pg_current_xact_id_if_assigned()
+          AND m.started = pg_catalog.pg_postmaster_start_time()
+          AND m.rule_id = r.id
+          AND m.header_key = ledgerlock._ref_header_key(pg_catalog.to_jsonb(header), r.parent_columns))
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._ref_final_here(integer, anyelement) FROM PUBLIC;
+
 -- "ll_row.a = OLD.x AND ll_row.b = OLD.y": the join of one side's columns to a record's.
 CREATE OR REPLACE FUNCTION ledgerlock._ref_match(alias text, cols name[], rec text, rec_cols name[])
 RETURNS text
@@ -115,7 +182,12 @@ $$;
 REVOKE ALL ON FUNCTION ledgerlock._ref_tuple(text, name[]) FROM PUBLIC;
 
 -- Parent side of a 'referenced' rule: one index probe of the child on the foreign key; refuse when a
--- matching child references the row. Values: child, match (child to OLD), condition, rule_id.
+-- matching child references the row. An UPDATE that changes only exempt columns (mutable, generated)
+-- returns before the probe: no child can object to it. That test is generated (exempt_only), so it reads
+-- no catalog at run time: the new row with its exempt columns put back to their old values is compared
+-- with the old row whole and exactly (stored bytes), so a column added after generation still counts as
+-- a change. Values: child, match (child to OLD), condition, rule_id, exempt_only (empty when the table has
+-- no exempt columns).
 CREATE OR REPLACE FUNCTION ledgerlock._ref_parent_body(v jsonb)
 RETURNS text
 LANGUAGE sql
@@ -125,15 +197,11 @@ AS $fn$
     SELECT ledgerlock._template($ll$
 DECLARE
     ll_child jsonb;
+    ll_new record;
     ll_refused text;
-BEGIN
+BEGIN{{exempt_only}}
     SELECT pg_catalog.to_jsonb(ll_row) INTO ll_child FROM {{child}} AS ll_row WHERE {{match}} AND ({{condition}}) LIMIT 1;
     IF ll_child IS NOT NULL THEN
-        IF TG_OP = 'UPDATE' THEN
-            IF ledgerlock._same_except(OLD, NEW, TG_ARGV) THEN  -- only exempt columns changed
-                RETURN NEW;
-            END IF;
-        END IF;
         ll_refused := ledgerlock._ref_refuse_referenced({{rule_id}}, TG_OP, pg_catalog.to_jsonb(OLD),
             CASE TG_OP WHEN 'UPDATE' THEN pg_catalog.to_jsonb(NEW) END, ll_child, coalesce(TG_ARGV, '{}'));
     END IF;
@@ -142,6 +210,35 @@ END
 $ll$, v)
 $fn$;
 REVOKE ALL ON FUNCTION ledgerlock._ref_parent_body(jsonb) FROM PUBLIC;
+
+-- The generated test of _ref_parent_body: "only exempt columns changed, return". It first compares the
+-- exempt columns alone (one simple expression), so an update that leaves them as they were goes straight to
+-- the probe; only when one of them changed is the row copied and compared whole. Only the exempt columns
+-- that exist are named (a mutable column dropped since protect is not); empty when there are none.
+CREATE OR REPLACE FUNCTION ledgerlock._ref_exempt_only(tbl regclass)
+RETURNS text
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT coalesce((
+        SELECT pg_catalog.format($ll$
+    IF TG_OP = 'UPDATE' AND NOT pg_catalog.record_image_eq(ROW(%s), ROW(%s)) THEN
+        ll_new := NEW;%s
+        IF pg_catalog.record_image_eq(OLD, ll_new) THEN  -- only exempt columns changed
+            RETURN NEW;
+        END IF;
+    END IF;$ll$,
+            pg_catalog.string_agg(pg_catalog.format('OLD.%I', c), ', ' ORDER BY c),
+            pg_catalog.string_agg(pg_catalog.format('NEW.%I', c), ', ' ORDER BY c),
+            pg_catalog.string_agg(pg_catalog.format('
+        ll_new.%1$I := OLD.%1$I;', c), '' ORDER BY c))
+        FROM pg_catalog.unnest(ledgerlock._exempt_columns(tbl)) AS c
+        WHERE EXISTS (SELECT FROM pg_catalog.pg_attribute a
+                      WHERE a.attrelid = tbl AND a.attname = c AND a.attnum > 0 AND NOT a.attisdropped)
+        HAVING count(*) > 0), '')
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._ref_exempt_only(regclass) FROM PUBLIC;
 
 -- Child side of a 'referenced' rule: share-lock the parent row before a matching child row is written.
 -- Values: parent, match (parent to NEW).
@@ -161,8 +258,9 @@ $fn$;
 REVOKE ALL ON FUNCTION ledgerlock._ref_child_body(jsonb) FROM PUBLIC;
 
 -- Lines: share-lock the header and read whether it is final in the same statement, then let
--- _ref_check_header decide (period and referenced headers). Values: parent, header_final (its final_when
--- over ll_row, or false), new_tuple and old_tuple (the line's foreign key), match_old and match_new (the
+-- _ref_check_header decide (period and referenced headers). A final header whose finalization this
+-- transaction wrote (a mark of _ref_mark_final: this transaction, this server's life) is not final to its
+-- lines until commit. Values: parent, header_final (its final_when over ll_row, or false), new_tuple and old_tuple (the line's foreign key), match_old and match_new (the
 -- header to the line's OLD and NEW), rule_id.
 CREATE OR REPLACE FUNCTION ledgerlock._ref_line_body(v jsonb)
 RETURNS text
@@ -186,7 +284,10 @@ BEGIN
         END IF;
     END IF;
     IF TG_OP <> 'INSERT' THEN
-        SELECT pg_catalog.to_jsonb(ll_row), coalesce(({{header_final}}), false) INTO ll_header, ll_final
+        SELECT pg_catalog.to_jsonb(ll_row),
+               CASE WHEN coalesce(({{header_final}}), false) THEN NOT ledgerlock._ref_final_here({{rule_id}}, ll_row)
+                    ELSE false END
+        INTO ll_header, ll_final
         FROM {{parent}} AS ll_row WHERE {{match_old}} FOR SHARE;
         IF ll_header IS NOT NULL THEN
             PERFORM ledgerlock._ref_check_header({{rule_id}}, ll_verb, pg_catalog.to_jsonb(OLD), ll_header, ll_final, false);
@@ -194,7 +295,10 @@ BEGIN
     END IF;
     IF TG_OP = 'INSERT' OR ll_verb = 'moved' THEN
         ll_header := NULL;
-        SELECT pg_catalog.to_jsonb(ll_row), coalesce(({{header_final}}), false) INTO ll_header, ll_final
+        SELECT pg_catalog.to_jsonb(ll_row),
+               CASE WHEN coalesce(({{header_final}}), false) THEN NOT ledgerlock._ref_final_here({{rule_id}}, ll_row)
+                    ELSE false END
+        INTO ll_header, ll_final
         FROM {{parent}} AS ll_row WHERE {{match_new}} FOR SHARE;
         IF ll_header IS NOT NULL THEN
             PERFORM ledgerlock._ref_check_header({{rule_id}}, ll_verb, pg_catalog.to_jsonb(NEW), ll_header, ll_final,
@@ -222,7 +326,8 @@ BEGIN
             ledgerlock._ref_parent_body(pg_catalog.jsonb_build_object(
                 'child', r.child::text, 'rule_id', r.id,
                 'match', ledgerlock._ref_match('ll_row', r.child_columns, 'OLD', r.parent_columns),
-                'condition', coalesce(r.child_condition_sql, 'true'))));
+                'condition', coalesce(r.child_condition_sql, 'true'),
+                'exempt_only', ledgerlock._ref_exempt_only(r.parent))));
         PERFORM ledgerlock._create_generated_function(('_ll30_r' || r.id || '_child')::name,
             ledgerlock._ref_child_body(pg_catalog.jsonb_build_object(
                 'parent', r.parent::text,
@@ -302,6 +407,20 @@ BEGIN
                                   'EXECUTE FUNCTION %s_child()', tbl, not_null, cond_new,
                                   ledgerlock._ref_tuple('NEW', r.child_columns),
                                   ledgerlock._ref_tuple('OLD', r.child_columns), cond_old, fn));
+        END IF;
+        IF r.kind = 'lines' AND r.parent = tbl AND ledgerlock._final_condition(tbl, 'NEW') IS NOT NULL THEN
+            -- the header becoming final: inserted final, or updated from not final to final
+            args := (SELECT pg_catalog.string_agg(pg_catalog.quote_literal(c), ', ')
+                     FROM pg_catalog.unnest(r.parent_columns) AS c);
+            PERFORM ledgerlock._create_guard_trigger(tbl, ('ll_30_r' || r.id || '_header_insert')::name,
+                pg_catalog.format('AFTER INSERT ON %s FOR EACH ROW WHEN (coalesce((%s), false)) '
+                                  'EXECUTE FUNCTION ledgerlock._ref_mark_final(%L, %s)',
+                                  tbl, ledgerlock._final_condition(tbl, 'NEW'), r.id, args));
+            PERFORM ledgerlock._create_guard_trigger(tbl, ('ll_30_r' || r.id || '_header_final')::name,
+                pg_catalog.format('AFTER UPDATE ON %s FOR EACH ROW WHEN (coalesce((%s), false) AND NOT '
+                                  'coalesce((%s), false)) EXECUTE FUNCTION ledgerlock._ref_mark_final(%L, %s)',
+                                  tbl, ledgerlock._final_condition(tbl, 'NEW'), ledgerlock._final_condition(tbl, 'OLD'),
+                                  r.id, args));
         END IF;
         IF r.kind = 'lines' AND r.child = tbl THEN
             args := (SELECT pg_catalog.string_agg(pg_catalog.quote_literal(a.attname), ', ')
