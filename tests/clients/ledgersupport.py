@@ -1,0 +1,135 @@
+"""django-ledger 0.8.5 on a protected schema: its migrations run once per server into a template database
+(with one entity, its default chart of accounts and a ledger), and each test clones it, protects the
+journal tables the way docs/clients.md tells a user to, and points Django's connections at the clone."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import uuid
+from collections.abc import Iterator
+from decimal import Decimal
+
+import psycopg
+from clientsupport import configure_django, conninfo_dict
+from django_settings import DJANGO_ALIASES
+from psycopg import sql
+from pytest_postgresql.janitor import DatabaseJanitor
+
+from ledgerlock.server import SUPERUSER
+from lltest import DML_ROLES, Cluster, TestDatabase
+
+LEDGER_TEMPLATE = "dl_template"
+ENTITY_NAME = "Ledgerlock Demo Inc"
+JE = "django_ledger_journalentrymodel"
+TX = "django_ledger_transactionmodel"
+JE_NUMBER_FORMAT = "JE-{YYYY}-{SEQ:6}"
+
+# What docs/clients.md tells a django-ledger user to run once, as the owner of the tables: a journal entry is
+# final once posted and takes its final number then; `updated` (auto_now) may still move. Its transactions
+# (the lines) follow it, except the bank-reconciliation flags and their own `updated`.
+PROTECT = [
+    f"""SELECT ledgerlock.protect('{JE}', date_column => 'timestamp', final_when => 'posted',
+        number_column => 'je_number', number_format => '{JE_NUMBER_FORMAT}', mutable_columns => '{{updated}}')""",
+    f"SELECT ledgerlock.protect_lines('{TX}', '{JE}')",
+]
+
+BOOKS_MONTH = (2026, 10)  # a closed month in the past: django-ledger refuses closing entries dated in the future
+DAY = dt.datetime(2026, 10, 12, 9, 30, tzinfo=dt.UTC)
+
+
+def point_django_at(dbname: str, conninfo) -> None:
+    """Every Django alias on ``dbname`` as its role (``conninfo(role)`` gives the libpq parameters)."""
+    from django.db import connections
+
+    for alias, role in DJANGO_ALIASES.items():
+        connections[alias].close()
+        params = conninfo(role)
+        connections.settings[alias].update(NAME=dbname, USER=params["user"], HOST=params["host"], PORT=params["port"],
+                                           OPTIONS={"options": params["options"]} if "options" in params else {})
+
+
+def close_django() -> None:
+    from django.db import connections
+
+    for alias in DJANGO_ALIASES:
+        connections[alias].close()
+
+
+def build_ledger_template(cluster: Cluster) -> None:
+    """django-ledger's schema (``migrate``, as the owner), plain DML for the application logins, and one entity
+    with its chart of accounts and a ledger; then the database becomes a template."""
+    configure_django()
+    from django.core.management import call_command
+
+    with psycopg.connect(cluster.conninfo(), autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE ll_template").format(sql.Identifier(LEDGER_TEMPLATE)))
+    owner = psycopg.conninfo.conninfo_to_dict(cluster.conninfo(LEDGER_TEMPLATE))
+    point_django_at(LEDGER_TEMPLATE, lambda role: owner)
+    try:
+        call_command("migrate", database="owner", verbosity=0)
+        seed_entity()
+    finally:
+        close_django()
+    with psycopg.connect(cluster.conninfo(LEDGER_TEMPLATE), autocommit=True) as conn:
+        logins = sql.SQL(", ").join(sql.Identifier(f"ll_{r}") for r in DML_ROLES)
+        conn.execute(sql.SQL("GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {}")
+                     .format(logins))
+        conn.execute(sql.SQL("GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {}").format(logins))
+    with psycopg.connect(cluster.conninfo(), autocommit=True) as conn:
+        conn.execute(sql.SQL("ALTER DATABASE {} WITH is_template true").format(sql.Identifier(LEDGER_TEMPLATE)))
+
+
+def seed_entity() -> None:
+    from django.contrib.auth import get_user_model
+    from django_ledger.models import EntityModel
+
+    admin = get_user_model().objects.create_user(username="ledger-admin", password="unused-in-tests")
+    entity = EntityModel.create_entity(name=ENTITY_NAME, use_accrual_method=True, admin=admin, fy_start_month=1)
+    entity.create_chart_of_accounts(assign_as_default=True, commit=True)
+    entity.populate_default_coa(activate_accounts=True)
+    entity.create_ledger(name="General", posted=True)  # only posted ledgers count in the books
+
+
+@contextlib.contextmanager
+def ledger_database(cluster: Cluster) -> Iterator[TestDatabase]:
+    """A fresh clone of the django-ledger template."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    janitor = DatabaseJanitor(user=SUPERUSER, host=str(cluster.server.socket_dir), port=cluster.server.port,
+                              dbname=name, template_dbname=LEDGER_TEMPLATE)
+    janitor.init()
+    db = TestDatabase(cluster, name)
+    try:
+        yield db
+    finally:
+        close_django()
+        db.close_all()
+        janitor.drop()
+
+
+def use_django(db: TestDatabase) -> None:
+    point_django_at(db.name, lambda role: conninfo_dict(db, role))
+
+
+def books():
+    """The seeded entity, its ledger, and the accounts the tests post to: cash, capital, revenue."""
+    from django_ledger.io import roles
+    from django_ledger.models import AccountModel, EntityModel
+
+    entity = EntityModel.objects.get(name=ENTITY_NAME)
+    ledger = entity.ledgermodel_set.get(name="General")
+    accounts = AccountModel.objects.for_entity(entity_model=entity)
+
+    def account(role: str) -> AccountModel:
+        return accounts.filter(role=role).order_by("code").first()
+
+    return entity, ledger, account(roles.ASSET_CA_CASH), account(roles.EQUITY_CAPITAL), account(
+        roles.INCOME_OPERATIONAL)
+
+
+def txs(debit, credit, amount: str) -> list[dict]:
+    """The two sides of one balanced journal entry, as django-ledger's commit_txs takes them."""
+    return [
+        {"account": debit, "amount": Decimal(amount), "tx_type": "debit", "description": "debit"},
+        {"account": credit, "amount": Decimal(amount), "tx_type": "credit", "description": "credit"},
+    ]
