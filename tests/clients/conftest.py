@@ -64,10 +64,11 @@ def sqla(erp: TestDatabase):
 
 @pytest.fixture(scope="session")
 def ledger_template(cluster):
-    """django-ledger's schema, one entity, its chart of accounts and a ledger, in a template of this server."""
-    from ledgersupport import build_ledger_template
+    """django-ledger's schema, alone and with one entity, its chart of accounts and a ledger, in two templates of
+    this server."""
+    from ledgersupport import build_ledger_templates
 
-    build_ledger_template(cluster)
+    build_ledger_templates(cluster)
     return cluster
 
 
@@ -77,6 +78,19 @@ def ledger_db(ledger_template) -> TestDatabase:
     from ledgersupport import ledger_database, use_django
 
     with ledger_database(ledger_template) as db:
+        use_django(db)
+        yield db
+
+
+@pytest.fixture
+def empty_ledger(ledger_template) -> TestDatabase:
+    """A fresh clone of django-ledger's schema alone (no entity), protected, with Django pointed at it."""
+    from ledgersupport import LEDGER_SCHEMA, PROTECT, ledger_database, use_django
+
+    with ledger_database(ledger_template, LEDGER_SCHEMA) as db:
+        owner = db.owner()
+        for statement in PROTECT:
+            owner.execute(statement)
         use_django(db)
         yield db
 

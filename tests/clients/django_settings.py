@@ -11,6 +11,8 @@ SETTINGS = {
     "INSTALLED_APPS": [
         "django.contrib.contenttypes",
         "django.contrib.auth",
+        "django.contrib.sessions",
+        "django.contrib.messages",
         "ll_erp_django.apps.ErpConfig",
         "django_ledger",
     ],
@@ -21,4 +23,21 @@ SETTINGS = {
     # django-ledger caches closing-entry digests; a per-process memory cache keeps tests apart from each other
     "CACHES": {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}},
     "DEFAULT_AUTO_FIELD": "django.db.models.AutoField",
+    # what django-ledger's own tests need of a project: its views, behind a login
+    "ROOT_URLCONF": "ll_urls",
+    "MIDDLEWARE": [
+        "django.contrib.sessions.middleware.SessionMiddleware",
+        "django.contrib.auth.middleware.AuthenticationMiddleware",
+        "django.contrib.messages.middleware.MessageMiddleware",
+    ],
+    "TEMPLATES": [{
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "APP_DIRS": True,
+        "OPTIONS": {"context_processors": ["django.template.context_processors.request",
+                                           "django.contrib.auth.context_processors.auth",
+                                           "django.contrib.messages.context_processors.messages"]},
+    }],
+    "SECRET_KEY": "ledgerlock-client-tests-only",
+    "ALLOWED_HOSTS": ["testserver"],
+    "LOGIN_URL": "/ledger/auth/login/",
 }

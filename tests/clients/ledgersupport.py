@@ -19,6 +19,7 @@ from pytest_postgresql.janitor import DatabaseJanitor
 from ledgerlock.server import SUPERUSER
 from lltest import DML_ROLES, Cluster, TestDatabase
 
+LEDGER_SCHEMA = "dl_schema"
 LEDGER_TEMPLATE = "dl_template"
 ENTITY_NAME = "Ledgerlock Demo Inc"
 JE = "django_ledger_journalentrymodel"
@@ -56,28 +57,41 @@ def close_django() -> None:
         connections[alias].close()
 
 
-def build_ledger_template(cluster: Cluster) -> None:
-    """django-ledger's schema (``migrate``, as the owner), plain DML for the application logins, and one entity
-    with its chart of accounts and a ledger; then the database becomes a template."""
+def build_ledger_templates(cluster: Cluster) -> None:
+    """Two templates: LEDGER_SCHEMA, django-ledger's schema alone (``migrate`` as the owner, plain DML for the
+    application logins), for django-ledger's own tests, which expect an empty database; and LEDGER_TEMPLATE,
+    a copy with one entity, its chart of accounts and a ledger."""
     configure_django()
     from django.core.management import call_command
 
-    with psycopg.connect(cluster.conninfo(), autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE ll_template").format(sql.Identifier(LEDGER_TEMPLATE)))
-    owner = psycopg.conninfo.conninfo_to_dict(cluster.conninfo(LEDGER_TEMPLATE))
-    point_django_at(LEDGER_TEMPLATE, lambda role: owner)
+    def create(name: str, template: str) -> None:
+        with psycopg.connect(cluster.conninfo(), autocommit=True) as conn:
+            conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(name),
+                                                                          sql.Identifier(template)))
+
+    def seal(name: str) -> None:
+        with psycopg.connect(cluster.conninfo(), autocommit=True) as conn:
+            conn.execute(sql.SQL("ALTER DATABASE {} WITH is_template true").format(sql.Identifier(name)))
+
+    create(LEDGER_SCHEMA, "ll_template")
+    point_django_at(LEDGER_SCHEMA, lambda role: psycopg.conninfo.conninfo_to_dict(cluster.conninfo(LEDGER_SCHEMA)))
     try:
         call_command("migrate", database="owner", verbosity=0)
-        seed_entity()
     finally:
         close_django()
-    with psycopg.connect(cluster.conninfo(LEDGER_TEMPLATE), autocommit=True) as conn:
+    with psycopg.connect(cluster.conninfo(LEDGER_SCHEMA), autocommit=True) as conn:
         logins = sql.SQL(", ").join(sql.Identifier(f"ll_{r}") for r in DML_ROLES)
         conn.execute(sql.SQL("GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {}")
                      .format(logins))
         conn.execute(sql.SQL("GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {}").format(logins))
-    with psycopg.connect(cluster.conninfo(), autocommit=True) as conn:
-        conn.execute(sql.SQL("ALTER DATABASE {} WITH is_template true").format(sql.Identifier(LEDGER_TEMPLATE)))
+    seal(LEDGER_SCHEMA)
+    create(LEDGER_TEMPLATE, LEDGER_SCHEMA)
+    point_django_at(LEDGER_TEMPLATE, lambda role: psycopg.conninfo.conninfo_to_dict(cluster.conninfo(LEDGER_TEMPLATE)))
+    try:
+        seed_entity()
+    finally:
+        close_django()
+    seal(LEDGER_TEMPLATE)
 
 
 def seed_entity() -> None:
@@ -92,11 +106,11 @@ def seed_entity() -> None:
 
 
 @contextlib.contextmanager
-def ledger_database(cluster: Cluster) -> Iterator[TestDatabase]:
-    """A fresh clone of the django-ledger template."""
+def ledger_database(cluster: Cluster, template: str = LEDGER_TEMPLATE) -> Iterator[TestDatabase]:
+    """A fresh clone of a django-ledger template."""
     name = f"t_{uuid.uuid4().hex[:12]}"
     janitor = DatabaseJanitor(user=SUPERUSER, host=str(cluster.server.socket_dir), port=cluster.server.port,
-                              dbname=name, template_dbname=LEDGER_TEMPLATE)
+                              dbname=name, template_dbname=template)
     janitor.init()
     db = TestDatabase(cluster, name)
     try:
