@@ -22,6 +22,7 @@ from lltest import DML_ROLES, Cluster, TestDatabase
 LEDGER_SCHEMA = "dl_schema"
 LEDGER_TEMPLATE = "dl_template"
 ENTITY_NAME = "Ledgerlock Demo Inc"
+OTHER_ENTITY_NAME = "Other Books Ltd"  # a second entity: another scope
 JE = "django_ledger_journalentrymodel"
 TX = "django_ledger_transactionmodel"
 JE_NUMBER_FORMAT = "JE-{YYYY}-{SEQ:6}"
@@ -29,6 +30,12 @@ JE_NUMBER_FORMAT = "JE-{YYYY}-{SEQ:6}"
 # What docs/clients.md tells a django-ledger user to run once, as the owner of the tables: a journal entry is
 # final once posted and takes its final number then; `updated` (auto_now) may still move. Its transactions
 # (the lines) follow it, except the bank-reconciliation flags and their own `updated`.
+PROTECT_WITH_SCOPE = [  # the same, with the entity as the scope: a journal entry's ledger has it
+    f"""SELECT ledgerlock.protect('{JE}', date_column => 'timestamp', scope_column => 'ledger_id.entity_id',
+        final_when => 'posted', number_column => 'je_number', number_format => '{JE_NUMBER_FORMAT}',
+        mutable_columns => '{{updated}}')""",
+    f"SELECT ledgerlock.protect_lines('{TX}', '{JE}')",
+]
 PROTECT = [
     f"""SELECT ledgerlock.protect('{JE}', date_column => 'timestamp', final_when => 'posted',
         number_column => 'je_number', number_format => '{JE_NUMBER_FORMAT}', mutable_columns => '{{updated}}')""",
@@ -99,10 +106,11 @@ def seed_entity() -> None:
     from django_ledger.models import EntityModel
 
     admin = get_user_model().objects.create_user(username="ledger-admin", password="unused-in-tests")
-    entity = EntityModel.create_entity(name=ENTITY_NAME, use_accrual_method=True, admin=admin, fy_start_month=1)
-    entity.create_chart_of_accounts(assign_as_default=True, commit=True)
-    entity.populate_default_coa(activate_accounts=True)
-    entity.create_ledger(name="General", posted=True)  # only posted ledgers count in the books
+    for name in (ENTITY_NAME, OTHER_ENTITY_NAME):
+        entity = EntityModel.create_entity(name=name, use_accrual_method=True, admin=admin, fy_start_month=1)
+        entity.create_chart_of_accounts(assign_as_default=True, commit=True)
+        entity.populate_default_coa(activate_accounts=True)
+        entity.create_ledger(name="General", posted=True)  # only posted ledgers count in the books
 
 
 @contextlib.contextmanager
@@ -125,12 +133,12 @@ def use_django(db: TestDatabase) -> None:
     point_django_at(db.name, lambda role: conninfo_dict(db, role))
 
 
-def books():
-    """The seeded entity, its ledger, and the accounts the tests post to: cash, capital, revenue."""
+def books(name: str = ENTITY_NAME):
+    """A seeded entity, its ledger, and the accounts the tests post to: cash, capital, revenue."""
     from django_ledger.io import roles
     from django_ledger.models import AccountModel, EntityModel
 
-    entity = EntityModel.objects.get(name=ENTITY_NAME)
+    entity = EntityModel.objects.get(name=name)
     ledger = entity.ledgermodel_set.get(name="General")
     accounts = AccountModel.objects.for_entity(entity_model=entity)
 

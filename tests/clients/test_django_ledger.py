@@ -5,12 +5,13 @@ then their lines) commits as one document per entry."""
 
 from __future__ import annotations
 
+import psycopg
 import pytest
 from clientsupport import configure_django
 from django.db import DatabaseError, transaction
-from ledgersupport import BOOKS_MONTH, DAY, JE, books, txs
+from ledgersupport import BOOKS_MONTH, DAY, JE, OTHER_ENTITY_NAME, PROTECT_WITH_SCOPE, books, txs
 
-from ledgerlock.errors import FinalizedRowError
+from ledgerlock.errors import FinalizedRowError, PeriodLockedError
 from lltest import TestDatabase
 
 configure_django()  # before the models are imported
@@ -99,3 +100,25 @@ def test_closing_the_books_for_a_month_commits_posted_entries_with_their_lines(l
     with pytest.raises(DatabaseError) as info:  # once committed, a closing entry's lines are frozen
         TransactionModel.objects.filter(journal_entry__in=closing).update(amount=0)
     assert isinstance(ledgerlock_error(info), FinalizedRowError)
+
+
+def test_a_period_lock_of_one_entity_holds_its_journal_entries_through_their_ledger(ledger_db):
+    owner = ledger_db.owner()
+    for statement in PROTECT_WITH_SCOPE:
+        owner.execute(statement)
+    entity, ledger_model, cash, capital, _ = books()
+    owner.execute("SELECT ledgerlock.lock_period(%s, '2026-10-01', '2026-10-31', 'soft')", [str(entity.uuid)])
+    with pytest.raises(DatabaseError) as info:
+        entity.commit_txs(je_timestamp=DAY, je_txs=txs(cash, capital, "10.00"), je_posted=True,
+                          je_ledger_model=ledger_model)
+    error = ledgerlock_error(info)
+    assert isinstance(error, PeriodLockedError)
+    assert f"Period 2026-10-01..2026-10-31 is locked (soft) for scope {entity.uuid}" in error.diag.message_primary
+    assert not JournalEntryModel.objects.filter(ledger=ledger_model).exists()
+    other, other_ledger, other_cash, other_capital, _ = books(OTHER_ENTITY_NAME)
+    je, _ = other.commit_txs(je_timestamp=DAY, je_txs=txs(other_cash, other_capital, "10.00"), je_posted=True,
+                             je_ledger_model=other_ledger)  # another entity's books stay open that month
+    assert JournalEntryModel.objects.get(pk=je.pk).posted
+    reasons = owner.execute("SELECT rule, details FROM ledgerlock.why_locked(%s, %s)",
+                            [JE, psycopg.types.json.Jsonb(str(je.pk))]).fetchall()
+    assert [r[0] for r in reasons] == ["final"]  # final, but in no locked window of its own entity
