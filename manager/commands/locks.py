@@ -219,8 +219,8 @@ def _scope_seen(conn, scope: str) -> bool:
                 found, rows = conn.execute(
                     psycopg.sql.SQL("SELECT EXISTS (SELECT FROM {t} WHERE {c}::text = %s), EXISTS (SELECT FROM {t})")
                     .format(t=psycopg.sql.SQL(tbl), c=psycopg.sql.Identifier(col)), (scope,)).fetchone()
-        except psycopg.errors.InsufficientPrivilege:
-            return True
+        except (psycopg.errors.InsufficientPrivilege, psycopg.errors.UndefinedColumn):
+            return True  # unreadable, or a scope read from a parent row ('ledger_id.entity_id'): no evidence
         if found:
             return True
         any_rows = any_rows or rows

@@ -140,6 +140,136 @@ $$;
 REVOKE ALL ON FUNCTION ledgerlock._config(regclass) FROM PUBLIC;
 
 -- ---------------------------------------------------------------------------------------------------
+-- A row's scope. scope_column names a column of the table itself, or 'fk_column.parent_column': the scope
+-- is the parent_column of the row its foreign key fk_column references (one hop: journal entry -> ledger,
+-- whose entity_id is the scope). A column of the table whose name contains the dot wins.
+
+-- The parent a scope comes from, read from the catalog: the table's one single-column foreign key on
+-- fk_column, the parent's referenced column, and its scope column. No row when scope_column is null, a column
+-- of the table, or does not resolve (protect refuses such a declaration).
+CREATE OR REPLACE FUNCTION ledgerlock._scope_path(tbl regclass, scope_column text)
+RETURNS TABLE(fk_column name, parent regclass, parent_key name, parent_key_type regtype, parent_column name)
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT a.attname, c.confrelid::regclass, pa.attname, pa.atttypid::regtype, pc.attname
+    FROM (SELECT pg_catalog.split_part(_scope_path.scope_column, '.', 1) AS fk,
+                 pg_catalog.substr(_scope_path.scope_column, pg_catalog.strpos(_scope_path.scope_column, '.') + 1) AS pcol
+         ) d
+    JOIN pg_catalog.pg_attribute a ON a.attrelid = tbl AND a.attname = d.fk AND a.attnum > 0 AND NOT a.attisdropped
+    JOIN pg_catalog.pg_constraint c ON c.conrelid = tbl AND c.contype = 'f' AND c.conkey = ARRAY[a.attnum]
+    JOIN pg_catalog.pg_attribute pa ON pa.attrelid = c.confrelid AND pa.attnum = c.confkey[1]
+    JOIN pg_catalog.pg_attribute pc ON pc.attrelid = c.confrelid AND pc.attname = d.pcol AND pc.attnum > 0
+                                   AND NOT pc.attisdropped
+    WHERE pg_catalog.strpos(_scope_path.scope_column, '.') > 0
+      AND NOT EXISTS (SELECT FROM pg_catalog.pg_attribute x
+                      WHERE x.attrelid = tbl AND x.attname = _scope_path.scope_column AND NOT x.attisdropped)
+    ORDER BY c.oid
+    LIMIT 1
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._scope_path(regclass, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION ledgerlock._scope_path(regclass, text) TO ledgerlock_admin, ledgerlock_auditor;  -- doctor's orphan check
+
+-- The query that reads the scope a row takes from its parent row ($1: the row as jsonb): '*' when its foreign
+-- key is null or the parent's scope column is, null when no such parent row exists (a deferred foreign key, a
+-- parent deleted in this transaction). for_share share-locks the parent row, so that its scope cannot move
+-- until the caller's transaction ends (the period guard: a write and a move of its parent serialize). Null
+-- when the table's scope is not a parent's. The period guard gets it as a trigger argument: resolved once,
+-- at install, not on every write.
+CREATE OR REPLACE FUNCTION ledgerlock._parent_scope_sql(tbl regclass, for_share boolean)
+RETURNS text
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT pg_catalog.format('SELECT CASE WHEN $1 ->> %L IS NULL THEN ''*'' ELSE (SELECT coalesce(pg_catalog.to_jsonb('
+                             'll_p.%I) #>> ''{}'', ''*'') FROM %s AS ll_p WHERE ll_p.%I = ($1 ->> %L)::%s%s) END',
+                             p.fk_column, p.parent_column, p.parent, p.parent_key, p.fk_column, p.parent_key_type,
+                             CASE WHEN for_share THEN ' FOR SHARE' ELSE '' END)
+    FROM ledgerlock._scope_path(tbl, (SELECT c.scope_column FROM ledgerlock.protected_table c
+                                      WHERE c.tbl = ledgerlock._rule_table(_parent_scope_sql.tbl))) p
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._parent_scope_sql(regclass, boolean) FROM PUBLIC;
+
+-- The scope a row takes from its parent row (see _parent_scope_sql), or a clear error when the declared
+-- foreign key is gone.
+CREATE OR REPLACE FUNCTION ledgerlock._parent_scope(tbl regclass, r jsonb, for_share boolean)
+RETURNS text
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    q text := ledgerlock._parent_scope_sql(tbl, for_share);
+    s text;
+BEGIN
+    IF q IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = '22023',
+            MESSAGE = pg_catalog.format('the scope of %s comes from a parent row through %s, which is no longer a '
+                                        'foreign key', tbl, (ledgerlock._config(tbl)).scope_column),
+            HINT = 'restore the foreign key, or protect the table again with another scope_column';
+    END IF;
+    EXECUTE q INTO s USING r;
+    RETURN s;
+END
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._parent_scope(regclass, jsonb, boolean) FROM PUBLIC;
+
+-- The scope of a row of a protected table, as the period guard reads it: its scope column's value ('*' when
+-- the table has none or the value is null), or its parent's (ledgerlock._parent_scope; '*' when the parent
+-- row is missing). For explanations and evidence; the guards read it inline.
+CREATE OR REPLACE FUNCTION ledgerlock._row_scope(tbl regclass, r jsonb)
+RETURNS text
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    col text := (ledgerlock._config(tbl)).scope_column;
+BEGIN
+    IF col IS NULL OR r ? col OR pg_catalog.strpos(col, '.') = 0 THEN
+        RETURN coalesce(r ->> col, '*');
+    END IF;
+    RETURN coalesce(ledgerlock._parent_scope(tbl, r, false), '*');
+END
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._row_scope(regclass, jsonb) FROM PUBLIC;
+
+-- The scope of a row image given the table's scope column as the audit capture holds it ('' when none):
+-- read inline for a column of the table, through ledgerlock._row_scope for a parent's. No SET clause, so that
+-- PostgreSQL inlines it into the capture query (a plain column costs no call); names are qualified.
+CREATE OR REPLACE FUNCTION ledgerlock._scope_in_image(tbl regclass, r jsonb, scope_col text)
+RETURNS text
+LANGUAGE sql
+STABLE
+AS $$
+    SELECT CASE WHEN scope_col = '' THEN '*'
+                WHEN r IS NULL OR r OPERATOR(pg_catalog.?) scope_col OR pg_catalog.strpos(scope_col, '.') = 0
+                THEN coalesce(r OPERATOR(pg_catalog.->>) scope_col, '*')
+                ELSE ledgerlock._row_scope(tbl, r) END
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._scope_in_image(regclass, jsonb, text) FROM PUBLIC;
+
+-- The protected tables whose scope comes from a row of this table (or of a table it is a partition of):
+-- for the guard that keeps the parent's scope column from moving their rows out of a locked window.
+CREATE OR REPLACE FUNCTION ledgerlock._scope_children(parent regclass)
+RETURNS TABLE(child regclass, fk_column name, parent_key name, parent_column name, date_column name,
+              ledger text)
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT p.tbl, sp.fk_column, sp.parent_key, sp.parent_column, p.date_column, p.ledger
+    FROM ledgerlock.protected_table p
+    CROSS JOIN LATERAL ledgerlock._scope_path(p.tbl, p.scope_column) sp
+    WHERE pg_catalog.strpos(p.scope_column, '.') > 0
+      AND (sp.parent = _scope_children.parent
+           OR sp.parent IN (SELECT a.relid FROM pg_catalog.pg_partition_ancestors(_scope_children.parent) a))
+    ORDER BY p.tbl::oid
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._scope_children(regclass) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION ledgerlock._scope_children(regclass) TO ledgerlock_admin, ledgerlock_auditor;  -- doctor's orphan check
+
+-- ---------------------------------------------------------------------------------------------------
 -- Row identity: how every rule names a row, reads its condition, and knows which table it belongs to.
 
 -- The protected table a relation is, or is a partition of (null when neither), for callers that hold an

@@ -208,6 +208,74 @@ END
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._column_type(regclass, name, text) FROM PUBLIC;
 
+-- A scope_column: a column of the table, or 'fk_column.parent_column' (the scope is the parent_column of the
+-- row the foreign key on fk_column references: ledgerlock._scope_path). One hop: a parent's own parent is
+-- not followed, so that a write reads its scope with one index probe. The parent gets guards of its own
+-- (guard_scope_parent), so ledgerlock's installer must own it as it owns the table.
+CREATE OR REPLACE FUNCTION ledgerlock._check_scope_column(tbl regclass, scope_column name, number_format text)
+RETURNS void
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    fk name := pg_catalog.split_part(scope_column, '.', 1);
+    pcol text := pg_catalog.substr(scope_column, pg_catalog.strpos(scope_column, '.') + 1);
+    fks regclass[];
+    parent regclass;
+BEGIN
+    IF EXISTS (SELECT FROM pg_catalog.pg_attribute a
+               WHERE a.attrelid = tbl AND a.attname = scope_column AND a.attnum > 0 AND NOT a.attisdropped)
+       OR pg_catalog.strpos(scope_column, '.') = 0 THEN
+        PERFORM ledgerlock._column_type(tbl, scope_column, 'scope_column');
+        RETURN;
+    END IF;
+    IF pg_catalog.strpos(pcol, '.') > 0 THEN
+        RAISE EXCEPTION USING ERRCODE = '22023',
+            MESSAGE = pg_catalog.format('scope_column: %L follows more than one foreign key; a scope comes from '
+                                        'the table or from the row one foreign key references '
+                                        '(''fk_column.parent_column'')', scope_column);
+    END IF;
+    PERFORM ledgerlock._column_type(tbl, fk, 'scope_column');
+    SELECT pg_catalog.array_agg(c.confrelid::regclass ORDER BY c.oid) INTO fks
+    FROM pg_catalog.pg_constraint c JOIN pg_catalog.pg_attribute a ON a.attrelid = tbl AND a.attname = fk
+    WHERE c.conrelid = tbl AND c.contype = 'f' AND c.conkey = ARRAY[a.attnum];
+    IF fks IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = '22023',
+            MESSAGE = pg_catalog.format('scope_column: %s.%I is not a single-column foreign key, so %L names no '
+                                        'parent row to take the scope from', tbl, fk, scope_column),
+            HINT = pg_catalog.format('ALTER TABLE %s ADD FOREIGN KEY (%I) REFERENCES <parent>, or name a column of '
+                                     '%s', tbl, fk, tbl);
+    ELSIF pg_catalog.cardinality(fks) > 1 THEN
+        RAISE EXCEPTION USING ERRCODE = '22023',
+            MESSAGE = pg_catalog.format('scope_column: %s.%I has %s foreign keys (to %s); the scope must come from '
+                                        'one parent', tbl, fk, pg_catalog.cardinality(fks),
+                                        pg_catalog.array_to_string(fks, ', '));
+    END IF;
+    parent := fks[1];
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_attribute a
+                   WHERE a.attrelid = parent AND a.attname = pcol AND a.attnum > 0 AND NOT a.attisdropped) THEN
+        RAISE EXCEPTION USING ERRCODE = '22023',
+            MESSAGE = pg_catalog.format('scope_column: %I references %s, which has no column %I', fk, parent, pcol);
+    END IF;
+    IF NOT pg_catalog.pg_has_role(current_user, (SELECT c.relowner FROM pg_catalog.pg_class c WHERE c.oid = parent),
+                                  'USAGE') THEN
+        RAISE EXCEPTION USING ERRCODE = '42501',
+            MESSAGE = pg_catalog.format('scope_column: the scope of %s comes from %s, which ledgerlock (installed '
+                                        'as %s) does not own, so it cannot guard its scope column', tbl, parent,
+                                        current_user),
+            HINT = pg_catalog.format('ALTER TABLE %s OWNER TO %I', parent, current_user);
+    END IF;
+    IF pg_catalog.strpos(coalesce(number_format, ''), '{SCOPE') > 0 THEN
+        RAISE EXCEPTION USING ERRCODE = '22023',
+            MESSAGE = pg_catalog.format('number_format: {SCOPE} needs a scope column of %s itself; its scope comes '
+                                        'from %s', tbl, parent),
+            HINT = 'number the series without {SCOPE}, or add the scope column to the table';
+    END IF;
+END
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._check_scope_column(regclass, name, text) FROM PUBLIC;
+
 -- Run every rule's installer (kind 'install') or uninstaller ('uninstall') for one table, in NN order.
 CREATE OR REPLACE FUNCTION ledgerlock._run_rule_hooks(tbl regclass, kind text)
 RETURNS void
@@ -336,7 +404,11 @@ BEGIN
     LOOP
         EXECUTE pg_catalog.format('SELECT pg_catalog.to_jsonb(ll_row) FROM %s AS ll_row WHERE %s AND %s BETWEEN $2 AND $3 '
                                   'LIMIT 1', cfg.tbl,
-                                  CASE WHEN cfg.scope_column IS NULL THEN 'true' ELSE pg_catalog.format(
+                                  CASE WHEN cfg.scope_column IS NULL THEN 'true'
+                                       WHEN EXISTS (SELECT FROM ledgerlock._scope_path(cfg.tbl, cfg.scope_column))
+                                       THEN pg_catalog.format('ledgerlock._row_scope(%L, pg_catalog.to_jsonb(ll_row)) = $1',
+                                                              cfg.tbl)
+                                       ELSE pg_catalog.format(
                                       'coalesce(pg_catalog.to_jsonb(ll_row.%I) #>> ''{}'', ''*'') = $1',
                                       cfg.scope_column) END,
                                   day_expr)
@@ -436,14 +508,15 @@ BEGIN
                                         tbl, date_column, date_type);
     END IF;
     IF scope_column IS NOT NULL THEN
-        PERFORM ledgerlock._column_type(tbl, scope_column, 'scope_column');
+        PERFORM ledgerlock._check_scope_column(tbl, scope_column, number_format);
     END IF;
     IF number_column IS NOT NULL THEN
         PERFORM ledgerlock._column_type(tbl, number_column, 'number_column');
     END IF;
     FOREACH col IN ARRAY coalesce(mutable_columns, '{}') LOOP
         PERFORM ledgerlock._column_type(tbl, col, 'mutable_columns');
-        IF col = date_column OR col = scope_column OR col = number_column OR col = ANY (keys) THEN
+        IF col = date_column OR col = scope_column OR col = number_column OR col = ANY (keys)
+           OR col = (SELECT sp.fk_column FROM ledgerlock._scope_path(tbl, scope_column) sp) THEN
             RAISE EXCEPTION USING ERRCODE = '22023',
                 MESSAGE = pg_catalog.format('mutable_columns: %I cannot be mutable: it is the key, date, scope '
                                             'or number of the row', col);
@@ -498,6 +571,8 @@ BEGIN
         protected_at = now(), protected_by = session_user;
 
     PERFORM ledgerlock._run_rule_hooks(tbl, 'install');
+    -- a parent the table took its scope from before: its guards go when no child names it any more
+    PERFORM ledgerlock._install_20_scope_parent(sp.parent) FROM ledgerlock._scope_path(tbl, was.scope_column) sp;
     PERFORM ledgerlock._audit_event('PROTECT', tbl, NULL, NULL, before,
         (SELECT pg_catalog.to_jsonb(p) FROM ledgerlock.protected_table p WHERE p.tbl = protect.tbl),
         CASE WHEN why IS NOT NULL THEN pg_catalog.jsonb_build_object('reason', why,
@@ -538,6 +613,10 @@ BEGIN
         (SELECT pg_catalog.to_jsonb(p) FROM ledgerlock.protected_table p WHERE p.tbl = unprotect.tbl), NULL,
         pg_catalog.jsonb_build_object('reason', reason));
     DELETE FROM ledgerlock.protected_table p WHERE p.tbl = unprotect.tbl;
+    -- the parent the table took its scope from loses its guards if no other child names it; the table, if it
+    -- is itself such a parent, gets back the guards _drop_guard_triggers took
+    PERFORM ledgerlock._install_20_scope_parent(sp.parent) FROM ledgerlock._scope_path(tbl, cfg.scope_column) sp;
+    PERFORM ledgerlock._install_20_scope_parent(tbl);
 END
 $$;
 REVOKE ALL ON FUNCTION ledgerlock.unprotect(regclass, text) FROM PUBLIC;
@@ -560,6 +639,8 @@ AS $$
       AND NOT t.tgisinternal AND t.tgparentid = 0
       AND c.relnamespace <> 'ledgerlock'::regnamespace
       AND NOT EXISTS (SELECT FROM ledgerlock._guarded_relations() g WHERE g.rel = t.tgrelid)
+      AND NOT (t.tgname IN ('ll_20_scope_parent_update', 'll_20_scope_parent_delete')
+               AND EXISTS (SELECT FROM ledgerlock._scope_children(t.tgrelid::regclass)))
       AND NOT EXISTS (SELECT FROM ledgerlock.reference_rule x
                       WHERE pg_catalog.starts_with(t.tgname, 'll_30_r' || x.id || '_')
                         AND (t.tgrelid IN (x.parent, x.child)

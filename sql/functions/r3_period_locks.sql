@@ -168,7 +168,7 @@ AS $$
 DECLARE
     cfg ledgerlock.protected_table := ledgerlock._config(tbl);
 BEGIN
-    scope := coalesce(r ->> cfg.scope_column::text, '*');
+    scope := ledgerlock._row_scope(tbl, r);
     day := ledgerlock._period_date(r ->> cfg.date_column::text, ledgerlock._period_date_kind(tbl));
     ledger := cfg.ledger;
 END
@@ -391,6 +391,11 @@ BEGIN
     details := pg_catalog.jsonb_build_object('lock_id', lk.id, 'scope', lk.scope, 'from_date', lk.from_date,
         'to_date', lk.to_date, 'level', lk.level, 'ledgers', lk.ledgers, 'locked_at', lk.locked_at,
         'locked_by', lk.locked_by, 'note', lk.note, 'reviewer', lk.reviewer);
+    -- a scope read from the parent row names that row ("ledger uuid=…"), whose scope column moves it
+    details := details || coalesce((SELECT pg_catalog.jsonb_build_object('scope_from', pg_catalog.format(
+                                                '%s %s=%s (its %s)', sp.parent, sp.parent_key, r ->> sp.fk_column,
+                                                sp.parent_column))
+                                    FROM ledgerlock._scope_path(tbl, cfg.scope_column) sp), '{}');
     way_back := CASE lk.level
         WHEN 'soft' THEN pg_catalog.format('a controller writes under ledgerlock.begin_override(reason), or '
                                            'unlocks it: ledgerlock.unlock_period(%s, reason)', lk.id)

@@ -3,7 +3,8 @@
 -- the guards look the windows up (two backward index probes, whatever the number of windows).
 --
 -- Row triggers on a protected table (arguments: date column, date kind, scope column or '', ledger or '',
--- the rest mark, the scope marks, then the exempt columns for UPDATE) — row triggers, so partitions inherit them:
+-- the rest mark, the scope marks, the query of a scope read from a parent row or '', then the exempt columns
+-- for UPDATE) — row triggers, so partitions inherit them:
 --   ll_20_period_skip    BEFORE INSERT, only when ledgerlock.on_locked = 'skip': a row in a locked window
 --                        is skipped and recorded (ledgerlock.skipped_writes)
 --   ll_20_period_insert  AFTER INSERT
@@ -43,7 +44,9 @@ REVOKE ALL ON FUNCTION ledgerlock._check_on_locked() FROM PUBLIC;
 -- The probe is written out inline (the scope gate, the fence and the query of ledgerlock._enter_scope and
 -- ledgerlock._window_covering): a nested call with a pinned search_path costs about as much as the probe.
 -- BEFORE INSERT (skip mode), AFTER INSERT, AFTER UPDATE, AFTER DELETE. Arguments: date column, date kind,
--- scope column or '', ledger or '', the scope marks (see the top of this file), then the exempt columns.
+-- scope column or '', ledger or '', the scope marks (see the top of this file), the parent's scope query
+-- (ledgerlock._parent_scope_sql: run only for a scope_column that is not a column of the row), then the
+-- exempt columns.
 -- One loop visits the row's sides (new; old; old then new): each side whose day lies on or before its
 -- scope's mark enters the scope and looks its window up; the new side of an update that keeps scope and day
 -- reuses the old side's window.
@@ -74,6 +77,7 @@ DECLARE
     old_day date;
     wo bigint;
     wn bigint;
+    num_col text;
 BEGIN
     IF on_locked IS NOT NULL AND on_locked NOT IN ('', 'error', 'skip') THEN
         ll_refused := ledgerlock._check_on_locked();
@@ -89,10 +93,26 @@ BEGIN
         END IF;
         row_day := CASE date_kind WHEN 'timestamptz' THEN ((r ->> date_col)::timestamptz AT TIME ZONE 'UTC')::date
                                   ELSE (r ->> date_col)::date END;
-        row_scope := coalesce(r ->> scope_col, '*');
+        IF scope_col IS NULL OR r ? scope_col THEN
+            row_scope := coalesce(r ->> scope_col, '*');
+        ELSIF row_day IS NOT NULL THEN
+            -- the scope comes from the parent row, share-locked so that it cannot move until this write ends
+            EXECUTE TG_ARGV[6] INTO row_scope USING r;
+            IF row_scope IS NULL AND side = 'new' THEN
+                ll_refused := ledgerlock._refuse('23503',
+                    pg_catalog.format('%s cannot be %s: its scope comes from the row %s references, which does not '
+                                      'exist', ledgerlock.row_label(TG_RELID::regclass, r - coalesce(
+                                          (ledgerlock._config(TG_RELID::regclass)).number_column::text, '')),
+                                      CASE TG_OP WHEN 'INSERT' THEN 'inserted' ELSE 'updated' END,
+                                      pg_catalog.split_part(scope_col, '.', 1)),
+                    'write the parent row first: the period lock of the row is read from it');
+            END IF;
+        END IF;
         w := NULL;
         IF row_day IS NULL THEN
             NULL;  -- a row without a date lies in no window
+        ELSIF row_scope IS NULL THEN
+            NULL;  -- the old side of a row whose parent this transaction deleted: guard_scope_parent checked it
         ELSIF side = 'new' AND TG_OP = 'UPDATE' AND row_scope = old_scope AND row_day = old_day THEN
             w := wo;  -- same scope and date: the same window
         ELSIF rest_mark IS NULL OR row_day <= rest_mark
@@ -147,7 +167,7 @@ BEGIN
         RETURN NULL;
     END IF;
     -- only mutable (or generated) columns changed: reconciling or paying a row in a locked period is fine
-    IF TG_OP = 'UPDATE' AND ledgerlock._same_except(OLD, NEW, TG_ARGV[6:]) THEN
+    IF TG_OP = 'UPDATE' AND ledgerlock._same_except(OLD, NEW, TG_ARGV[7:]) THEN
         RETURN NULL;
     END IF;
     IF wo IS NOT NULL THEN
@@ -155,6 +175,13 @@ BEGIN
                                          CASE TG_OP WHEN 'DELETE' THEN 'deleted' ELSE 'updated' END);
     END IF;
     IF wn IS NOT NULL AND wn IS DISTINCT FROM wo THEN
+        IF TG_OP = 'UPDATE' THEN
+            -- a final number given in this statement goes back if it is refused: name the row by its old one
+            num_col := (ledgerlock._config(TG_RELID::regclass)).number_column;
+            IF num_col IS NOT NULL THEN
+                n := pg_catalog.jsonb_set(n, ARRAY[num_col], coalesce(o -> num_col, 'null'::jsonb));
+            END IF;
+        END IF;
         ll_refused := ledgerlock._check_window(TG_RELID::regclass, wn, n,
                                          CASE TG_OP WHEN 'INSERT' THEN 'inserted' ELSE 'updated' END);
     END IF;
@@ -337,15 +364,17 @@ BEGIN
     -- this transaction ends (ledgerlock._tick_mark_clock): a lock racing this install cannot leave it low.
     PERFORM ledgerlock._tick_mark_clock();
     marks := ledgerlock._period_scope_marks(cfg.ledger);
-    args := pg_catalog.format('%L, %L, %L, %L, %L, %L', cfg.date_column, kind, coalesce(cfg.scope_column::text, ''),
-                              coalesce(cfg.ledger, ''), ledgerlock._iso_date(marks.rest), marks.listed);
+    args := pg_catalog.format('%L, %L, %L, %L, %L, %L, %L', cfg.date_column, kind, coalesce(cfg.scope_column::text, ''),
+                              coalesce(cfg.ledger, ''), ledgerlock._iso_date(marks.rest), marks.listed,
+                              coalesce(ledgerlock._parent_scope_sql(tbl, true), ''));
     mark := pg_catalog.quote_literal(ledgerlock._iso_date(coalesce(ledgerlock._period_mark(cfg.ledger), '-infinity')))
             || '::date';
     -- replaced in place (a stale ll_20_ trigger of an older version is dropped): see _replace_guard_trigger
     FOR stale IN
         SELECT t.tgname FROM pg_catalog.pg_trigger t
         WHERE t.tgrelid = tbl AND NOT t.tgisinternal AND t.tgparentid = 0 AND pg_catalog.starts_with(t.tgname, 'll_20_')
-          AND t.tgname NOT IN ('ll_20_period_skip', 'll_20_period_insert', 'll_20_period_update', 'll_20_period_delete')
+          AND t.tgname NOT IN ('ll_20_period_skip', 'll_20_period_insert', 'll_20_period_update', 'll_20_period_delete',
+                               'll_20_scope_parent_update', 'll_20_scope_parent_delete')
     LOOP
         PERFORM ledgerlock._drop_guard_triggers(tbl, stale);
     END LOOP;
@@ -362,9 +391,89 @@ BEGIN
     PERFORM ledgerlock._replace_guard_trigger(tbl, 'll_20_period_delete', pg_catalog.format(
         'AFTER DELETE ON %s FOR EACH ROW WHEN (%s <= %s) EXECUTE FUNCTION ledgerlock.guard_period_row(%s)',
         tbl, old_day, mark, args));
+    PERFORM ledgerlock._install_20_scope_parent(sp.parent) FROM ledgerlock._scope_path(tbl, cfg.scope_column) sp;
 END
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._install_20_period(regclass) FROM PUBLIC;
+
+-- A parent row whose column is the scope of a protected table's rows (scope_column 'fk_column.parent_column'):
+-- moving it to another scope moves its children with it, and deleting it (a cascading foreign key) takes them
+-- out of their scope. Each child dated in an active window of the old or the new scope is checked against
+-- that window as a write of the child would be (an override admits a soft one), so the parent's scope column
+-- is frozen exactly while a child lies in a locked window of either scope. BEFORE UPDATE OR DELETE: a
+-- cascading delete is judged before the foreign key's action reaches the children. No arguments: the children
+-- are read from the registry (ledgerlock._scope_children), as the row is moved rarely.
+CREATE OR REPLACE FUNCTION ledgerlock.guard_scope_parent()
+RETURNS trigger
+LANGUAGE plpgsql
+SECURITY DEFINER  -- reads the children and ledgerlock's windows, which clients may not
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    ll_refused text;  -- a refusal is called as an expression: see ledgerlock._refuse
+    o jsonb := pg_catalog.to_jsonb(OLD);
+    n jsonb := CASE TG_OP WHEN 'UPDATE' THEN pg_catalog.to_jsonb(NEW) END;
+    c record;
+    s text;
+    verb text;
+    hit record;
+BEGIN
+    FOR c IN SELECT * FROM ledgerlock._scope_children(TG_RELID::regclass) LOOP
+        CONTINUE WHEN TG_OP = 'UPDATE' AND (o -> c.parent_column) IS NOT DISTINCT FROM (n -> c.parent_column);
+        verb := CASE TG_OP
+            WHEN 'UPDATE' THEN pg_catalog.format('moved from scope %s to scope %s with %s',
+                                                 coalesce(o ->> c.parent_column, '*'),
+                                                 coalesce(n ->> c.parent_column, '*'),
+                                                 ledgerlock.row_label(TG_RELID::regclass, o))
+            ELSE pg_catalog.format('taken out of scope %s by deleting %s', coalesce(o ->> c.parent_column, '*'),
+                                   ledgerlock.row_label(TG_RELID::regclass, o)) END;
+        FOREACH s IN ARRAY ARRAY[coalesce(o ->> c.parent_column, '*')]
+                           || CASE TG_OP WHEN 'UPDATE' THEN ARRAY[coalesce(n ->> c.parent_column, '*')] END LOOP
+            PERFORM ledgerlock._enter_scope(s);
+            FOR hit IN EXECUTE pg_catalog.format(
+                'SELECT pg_catalog.to_jsonb(ll_row) AS r, s.lock_id FROM %s AS ll_row '
+                'JOIN ledgerlock.period_lock_span s ON s.scope = $2 AND (s.ledger = ''*'' OR s.ledger = $3) '
+                'AND %s BETWEEN s.from_date AND s.to_date '
+                'WHERE ll_row.%I = ($1 ->> %L)::%s ORDER BY s.from_date, s.lock_id',
+                c.child, ledgerlock._period_day_sql('ll_row', c.date_column, ledgerlock._period_date_kind(c.child)),
+                c.fk_column, c.parent_key,
+                (SELECT a.atttypid::regtype FROM pg_catalog.pg_attribute a
+                 WHERE a.attrelid = c.child AND a.attname = c.fk_column))
+                USING o, s, c.ledger
+            LOOP
+                ll_refused := ledgerlock._check_window(c.child, hit.lock_id, hit.r, verb);
+            END LOOP;
+        END LOOP;
+    END LOOP;
+    RETURN CASE TG_OP WHEN 'DELETE' THEN OLD ELSE NEW END;
+END
+$$;
+REVOKE ALL ON FUNCTION ledgerlock.guard_scope_parent() FROM PUBLIC;
+
+-- The parent's guards (see guard_scope_parent): on every change of a column some child takes its scope from,
+-- and on every delete. Installed with each child's period guards, and re-run on the parent after protect or
+-- unprotect changes what names it: dropped once no child names the parent.
+CREATE OR REPLACE FUNCTION ledgerlock._install_20_scope_parent(parent regclass)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    moved text := (SELECT pg_catalog.string_agg(DISTINCT pg_catalog.format('OLD.%I IS DISTINCT FROM NEW.%I',
+                                                                          c.parent_column, c.parent_column), ' OR ')
+                   FROM ledgerlock._scope_children(parent) c);
+BEGIN
+    IF moved IS NULL THEN  -- no child names the parent any more
+        PERFORM ledgerlock._drop_guard_triggers(parent, 'll_20_scope_parent_');
+        RETURN;
+    END IF;
+    PERFORM ledgerlock._replace_guard_trigger(parent, 'll_20_scope_parent_update', pg_catalog.format(
+        'BEFORE UPDATE ON %s FOR EACH ROW WHEN (%s) EXECUTE FUNCTION ledgerlock.guard_scope_parent()', parent, moved));
+    PERFORM ledgerlock._replace_guard_trigger(parent, 'll_20_scope_parent_delete', pg_catalog.format(
+        'BEFORE DELETE ON %s FOR EACH ROW EXECUTE FUNCTION ledgerlock.guard_scope_parent()', parent));
+END
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._install_20_scope_parent(regclass) FROM PUBLIC;
 
 -- The lock tables themselves: lock_event is append-only, a period_lock row never disappears and only
 -- moves forward (soft to hard, active to unlocked, relocked once). ENABLE ALWAYS, as every guard.

@@ -90,6 +90,71 @@ END
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._ref_check_header(integer, text, jsonb, jsonb, boolean, boolean) FROM PUBLIC;
 
+-- A header's referenced key as a mark records it: a jsonb array of its key columns' values. Settings are
+-- pinned so that the text of a float or a timestamp key is exact and the same in every session: a rounded
+-- key (extra_float_digits = -15) could otherwise make one header's key equal another's.
+CREATE OR REPLACE FUNCTION ledgerlock._ref_header_key(header jsonb, cols name[])
+RETURNS jsonb
+LANGUAGE sql
+IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT pg_catalog.jsonb_agg(header OPERATOR(pg_catalog.->) c ORDER BY o)
+    FROM pg_catalog.unnest(cols) WITH ORDINALITY AS u(c, o)
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._ref_header_key(jsonb, name[]) FROM PUBLIC;
+
+-- The header's side of a lines rule: a header row became final in this transaction (inserted final, or
+-- updated from not final to final; the WHEN clauses decide). Record it for the lines guard, which admits
+-- line writes to that header until commit: a header and its lines committed together are one document.
+-- TG_ARGV: the rule id, then the header columns the lines reference. Marks of finished transactions (below
+-- every snapshot's xmin) are pruned here, skipping any another pruner holds, so that no writer waits.
+CREATE OR REPLACE FUNCTION ledgerlock._ref_mark_final()
+RETURNS trigger
+LANGUAGE plpgsql
+SECURITY DEFINER  -- writes ledgerlock.header_final_mark, which clients cannot
+SET search_path = pg_catalog, pg_temp
+SET extra_float_digits = '3'
+SET TimeZone = 'UTC'
+SET IntervalStyle = 'iso_8601'
+AS $$
+BEGIN
+    DELETE FROM ledgerlock.header_final_mark m
+    WHERE m.ctid = ANY (ARRAY(
+        SELECT x.ctid FROM ledgerlock.header_final_mark x
+        WHERE x.txid < pg_catalog.pg_snapshot_xmin(pg_catalog.pg_current_snapshot())
+        LIMIT 64 FOR UPDATE SKIP LOCKED));
+    INSERT INTO ledgerlock.header_final_mark (txid, started, rule_id, header_key)
+    VALUES (pg_catalog.pg_current_xact_id(), pg_catalog.pg_postmaster_start_time(), TG_ARGV[0]::integer,
+            ledgerlock._ref_header_key(pg_catalog.to_jsonb(NEW), TG_ARGV[1:]::name[]))
+    ON CONFLICT DO NOTHING;
+    RETURN NULL;
+END
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._ref_mark_final() FROM PUBLIC;
+
+-- Did this transaction make this final header final (a mark of _ref_mark_final for this transaction,
+-- this server's life, the rule and the header's key)? The lines guard asks only for a final header.
+-- Settings pinned as in _ref_mark_final, so that the key reads the same.
+CREATE OR REPLACE FUNCTION ledgerlock._ref_final_here(rule_id integer, header anyelement)
+RETURNS boolean
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+SET extra_float_digits = '3'
+SET TimeZone = 'UTC'
+SET IntervalStyle = 'iso_8601'
+AS $$
+    SELECT EXISTS (
+        SELECT FROM ledgerlock.header_final_mark m, ledgerlock.reference_rule r
+        WHERE r.id = _ref_final_here.rule_id
+          AND m.txid = pg_catalog.pg_current_xact_id_if_assigned()
+          AND m.started = pg_catalog.pg_postmaster_start_time()
+          AND m.rule_id = r.id
+          AND m.header_key = ledgerlock._ref_header_key(pg_catalog.to_jsonb(header), r.parent_columns))
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._ref_final_here(integer, anyelement) FROM PUBLIC;
+
 -- "ll_row.a = OLD.x AND ll_row.b = OLD.y": the join of one side's columns to a record's.
 CREATE OR REPLACE FUNCTION ledgerlock._ref_match(alias text, cols name[], rec text, rec_cols name[])
 RETURNS text
@@ -161,8 +226,9 @@ $fn$;
 REVOKE ALL ON FUNCTION ledgerlock._ref_child_body(jsonb) FROM PUBLIC;
 
 -- Lines: share-lock the header and read whether it is final in the same statement, then let
--- _ref_check_header decide (period and referenced headers). Values: parent, header_final (its final_when
--- over ll_row, or false), new_tuple and old_tuple (the line's foreign key), match_old and match_new (the
+-- _ref_check_header decide (period and referenced headers). A final header whose finalization this
+-- transaction wrote (a mark of _ref_mark_final: this transaction, this server's life) is not final to its
+-- lines until commit. Values: parent, header_final (its final_when over ll_row, or false), new_tuple and old_tuple (the line's foreign key), match_old and match_new (the
 -- header to the line's OLD and NEW), rule_id.
 CREATE OR REPLACE FUNCTION ledgerlock._ref_line_body(v jsonb)
 RETURNS text
@@ -186,7 +252,10 @@ BEGIN
         END IF;
     END IF;
     IF TG_OP <> 'INSERT' THEN
-        SELECT pg_catalog.to_jsonb(ll_row), coalesce(({{header_final}}), false) INTO ll_header, ll_final
+        SELECT pg_catalog.to_jsonb(ll_row),
+               CASE WHEN coalesce(({{header_final}}), false) THEN NOT ledgerlock._ref_final_here({{rule_id}}, ll_row)
+                    ELSE false END
+        INTO ll_header, ll_final
         FROM {{parent}} AS ll_row WHERE {{match_old}} FOR SHARE;
         IF ll_header IS NOT NULL THEN
             PERFORM ledgerlock._ref_check_header({{rule_id}}, ll_verb, pg_catalog.to_jsonb(OLD), ll_header, ll_final, false);
@@ -194,7 +263,10 @@ BEGIN
     END IF;
     IF TG_OP = 'INSERT' OR ll_verb = 'moved' THEN
         ll_header := NULL;
-        SELECT pg_catalog.to_jsonb(ll_row), coalesce(({{header_final}}), false) INTO ll_header, ll_final
+        SELECT pg_catalog.to_jsonb(ll_row),
+               CASE WHEN coalesce(({{header_final}}), false) THEN NOT ledgerlock._ref_final_here({{rule_id}}, ll_row)
+                    ELSE false END
+        INTO ll_header, ll_final
         FROM {{parent}} AS ll_row WHERE {{match_new}} FOR SHARE;
         IF ll_header IS NOT NULL THEN
             PERFORM ledgerlock._ref_check_header({{rule_id}}, ll_verb, pg_catalog.to_jsonb(NEW), ll_header, ll_final,
@@ -302,6 +374,20 @@ BEGIN
                                   'EXECUTE FUNCTION %s_child()', tbl, not_null, cond_new,
                                   ledgerlock._ref_tuple('NEW', r.child_columns),
                                   ledgerlock._ref_tuple('OLD', r.child_columns), cond_old, fn));
+        END IF;
+        IF r.kind = 'lines' AND r.parent = tbl AND ledgerlock._final_condition(tbl, 'NEW') IS NOT NULL THEN
+            -- the header becoming final: inserted final, or updated from not final to final
+            args := (SELECT pg_catalog.string_agg(pg_catalog.quote_literal(c), ', ')
+                     FROM pg_catalog.unnest(r.parent_columns) AS c);
+            PERFORM ledgerlock._create_guard_trigger(tbl, ('ll_30_r' || r.id || '_header_insert')::name,
+                pg_catalog.format('AFTER INSERT ON %s FOR EACH ROW WHEN (coalesce((%s), false)) '
+                                  'EXECUTE FUNCTION ledgerlock._ref_mark_final(%L, %s)',
+                                  tbl, ledgerlock._final_condition(tbl, 'NEW'), r.id, args));
+            PERFORM ledgerlock._create_guard_trigger(tbl, ('ll_30_r' || r.id || '_header_final')::name,
+                pg_catalog.format('AFTER UPDATE ON %s FOR EACH ROW WHEN (coalesce((%s), false) AND NOT '
+                                  'coalesce((%s), false)) EXECUTE FUNCTION ledgerlock._ref_mark_final(%L, %s)',
+                                  tbl, ledgerlock._final_condition(tbl, 'NEW'), ledgerlock._final_condition(tbl, 'OLD'),
+                                  r.id, args));
         END IF;
         IF r.kind = 'lines' AND r.child = tbl THEN
             args := (SELECT pg_catalog.string_agg(pg_catalog.quote_literal(a.attname), ', ')

@@ -38,10 +38,8 @@ AS $$
                     (SELECT l.unlock_reason FROM ledgerlock.period_lock l WHERE l.id = w.id AND l.status = 'unlocked'),
                     session_reason)
     FROM (SELECT CASE WHEN under_override OR (unlocked_scopes IS NOT NULL AND (
-                          CASE WHEN scope_col = '' THEN '*' ELSE coalesce(new_row ->> scope_col, '*') END
-                              = ANY (unlocked_scopes)
-                          OR CASE WHEN scope_col = '' THEN '*' ELSE coalesce(old_row ->> scope_col, '*') END
-                              = ANY (unlocked_scopes)))
+                          ledgerlock._scope_in_image(tbl, new_row, scope_col) = ANY (unlocked_scopes)
+                          OR ledgerlock._scope_in_image(tbl, old_row, scope_col) = ANY (unlocked_scopes)))
                       THEN coalesce(
                           ledgerlock._locking_window(tbl, new_row), ledgerlock._locking_window(tbl, old_row),
                           ledgerlock._unlocked_window(tbl, new_row), ledgerlock._unlocked_window(tbl, old_row))
@@ -114,7 +112,10 @@ AS $$
                       ELSE (SELECT pg_catalog.jsonb_object_agg(k, coalesce(r, o) OPERATOR(pg_catalog.->) k)
                             FROM pg_catalog.unnest(keys) AS k)
                  END AS row_key,
-                 CASE WHEN scope_col <> '' THEN coalesce(r, o) OPERATOR(pg_catalog.->>) scope_col
+                 CASE WHEN pg_catalog.strpos(scope_col, '.') > 0
+                           AND NOT coalesce(r, o) OPERATOR(pg_catalog.?) scope_col
+                      THEN ledgerlock._row_scope(tbl::regclass, coalesce(r, o))  -- the scope of a parent row
+                      WHEN scope_col <> '' THEN coalesce(r, o) OPERATOR(pg_catalog.->>) scope_col
                       WHEN operation LIKE 'STATE%' THEN NULL  -- ledgerlock's own settings: table-level, like PROTECT
                       ELSE '*' END AS scope
          ) x
