@@ -28,17 +28,16 @@ TX = "django_ledger_transactionmodel"
 JE_NUMBER_FORMAT = "JE-{YYYY}-{SEQ:6}"
 
 # What docs/clients.md tells a django-ledger user to run once, as the owner of the tables: a journal entry is
-# final once posted and takes its final number then; `updated` (auto_now) may still move. Its transactions
-# (the lines) follow it, except the bank-reconciliation flags and their own `updated`.
-PROTECT_WITH_SCOPE = [  # the same, with the entity as the scope: a journal entry's ledger has it
+# final once posted and takes its final number then; `updated` (auto_now) may still move; its scope is the
+# entity of its ledger. Its transactions (the lines) follow it, except their bank-reconciliation flags and
+# their own `updated`: the line table is protected for those (and for an audited trail of every line), with
+# its creation time as its date, since a line has none of its own and its header's period is what holds it.
+PROTECT = [
     f"""SELECT ledgerlock.protect('{JE}', date_column => 'timestamp', scope_column => 'ledger_id.entity_id',
         final_when => 'posted', number_column => 'je_number', number_format => '{JE_NUMBER_FORMAT}',
         mutable_columns => '{{updated}}')""",
-    f"SELECT ledgerlock.protect_lines('{TX}', '{JE}')",
-]
-PROTECT = [
-    f"""SELECT ledgerlock.protect('{JE}', date_column => 'timestamp', final_when => 'posted',
-        number_column => 'je_number', number_format => '{JE_NUMBER_FORMAT}', mutable_columns => '{{updated}}')""",
+    f"""SELECT ledgerlock.protect('{TX}', date_column => 'created',
+        mutable_columns => '{{cleared,reconciled,updated}}')""",
     f"SELECT ledgerlock.protect_lines('{TX}', '{JE}')",
 ]
 

@@ -9,7 +9,7 @@ import psycopg
 import pytest
 from clientsupport import configure_django
 from django.db import DatabaseError, transaction
-from ledgersupport import BOOKS_MONTH, DAY, JE, OTHER_ENTITY_NAME, PROTECT_WITH_SCOPE, books, txs
+from ledgersupport import BOOKS_MONTH, DAY, JE, OTHER_ENTITY_NAME, books, txs
 
 from ledgerlock.errors import FinalizedRowError, PeriodLockedError
 from lltest import TestDatabase
@@ -102,10 +102,8 @@ def test_closing_the_books_for_a_month_commits_posted_entries_with_their_lines(l
     assert isinstance(ledgerlock_error(info), FinalizedRowError)
 
 
-def test_a_period_lock_of_one_entity_holds_its_journal_entries_through_their_ledger(ledger_db):
-    owner = ledger_db.owner()
-    for statement in PROTECT_WITH_SCOPE:
-        owner.execute(statement)
+def test_a_period_lock_of_one_entity_holds_its_journal_entries_through_their_ledger(ledger):
+    owner = ledger.owner()
     entity, ledger_model, cash, capital, _ = books()
     owner.execute("SELECT ledgerlock.lock_period(%s, '2026-10-01', '2026-10-31', 'soft')", [str(entity.uuid)])
     with pytest.raises(DatabaseError) as info:
