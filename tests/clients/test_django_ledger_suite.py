@@ -13,9 +13,9 @@ from django_ledger.tests import test_closing_entry  # noqa: E402
 
 
 def smaller(case: type[unittest.TestCase]) -> type[unittest.TestCase]:
-    """The same tests on less generated data (django-ledger's class attributes): a quarter's worth of entries
+    """The same tests on less generated data (django-ledger's class attributes): a month's worth of entries
     instead of up to eighteen months', to keep the client tests a small part of the suite on three servers."""
-    return type(case.__name__, (case,), {"DAYS_FORWARD": 90, "TX_QUANTITY": 10, "__test__": False})
+    return type(case.__name__, (case,), {"DAYS_FORWARD": 30, "TX_QUANTITY": 4, "__test__": False})
 
 
 def run(case: type[unittest.TestCase]) -> unittest.TestResult:
