@@ -120,3 +120,16 @@ def test_a_period_lock_of_one_entity_holds_its_journal_entries_through_their_led
     reasons = owner.execute("SELECT rule, details FROM ledgerlock.why_locked(%s, %s)",
                             [JE, psycopg.types.json.Jsonb(str(je.pk))]).fetchall()
     assert [r[0] for r in reasons] == ["final"]  # final, but in no locked window of its own entity
+
+
+def test_closing_the_books_outside_a_transaction_commits_the_entries_and_refuses_their_lines(ledger):
+    entity, _, _, _, _ = books()
+    post_entry()
+    with pytest.raises(DatabaseError) as info:  # autocommit: each statement commits on its own
+        entity.close_books_for_month(year=BOOKS_MONTH[0], month=BOOKS_MONTH[1])
+    error = ledgerlock_error(info)
+    assert isinstance(error, FinalizedRowError)
+    assert "cannot be inserted: its header django_ledger_journalentrymodel" in error.diag.message_primary
+    closing = JournalEntryModel.objects.filter(is_closing_entry=True)
+    assert closing.exists() and all(je.posted for je in closing)  # why the recipe wraps it in atomic()
+    assert not TransactionModel.objects.filter(journal_entry__in=closing).exists()
