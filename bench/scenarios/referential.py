@@ -1,4 +1,6 @@
-"""R4 referenced rows: an UPDATE of an unreferenced parent, with the rule vs without (one index probe)."""
+"""R4 referenced rows: an UPDATE of an unreferenced parent, with the rule vs without (one index probe), the
+floor of that probe (a bare trigger that only probes), and an UPDATE of only the mutable column of a
+referenced parent (no probe at all)."""
 
 from __future__ import annotations
 
@@ -10,6 +12,19 @@ from ..tables import Features, protect
 from .common import Variant, pgbench_group
 
 T_REFERENCED = Target(0.90, source="issue 7 (R4)")
+T_MUTABLE = Target(0.90, source="issue 17 (R4: exempt columns skip the probe)")
+
+# The floor: the least any guard that probes the child can cost, a plain trigger (no SECURITY DEFINER, no
+# pinned search_path, no refusal path) doing the same index probe.
+FLOOR_PROBE = """
+CREATE OR REPLACE FUNCTION bench_floor_probe() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM 1 FROM r_child_floor WHERE parent_id = OLD.id LIMIT 1;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER floor_probe BEFORE UPDATE ON r_parent_floor FOR EACH ROW
+    WHEN (NOT record_image_eq(OLD, NEW)) EXECUTE FUNCTION bench_floor_probe();
+"""
 
 
 def _parent_and_child(b: Bench, name: str, rows: int) -> tuple[str, str]:
@@ -37,16 +52,29 @@ def referenced_parent_update(b: Bench, f: Features) -> list[Result]:
     rows = b.profile.prefill_rows
     plain_parent, plain_child = _parent_and_child(b, "without", rows)
     rule_parent, rule_child = _parent_and_child(b, "with", rows)
+    floor_parent, floor_child = _parent_and_child(b, "floor", rows)
+    b.execute(FLOOR_PROBE)
     b.execute("SELECT ledgerlock.protect_referenced(%s::regclass, %s::regclass)", (rule_parent, rule_child))
-    b.prepare_for_run(plain_parent, plain_child, rule_parent, rule_child)
+    b.prepare_for_run(plain_parent, plain_child, rule_parent, rule_child, floor_parent, floor_child)
     s = pgbench_group(b, {
         "without": Variant(b.script("update_even", table=plain_parent), variables={"rows": rows}),
         "with": Variant(b.script("update_even", table=rule_parent), variables={"rows": rows}),
+        "floor": Variant(b.script("update_even", table=floor_parent), variables={"rows": rows}),
+        "mutable_without": Variant(b.script("update_mutable_odd", table=plain_parent), variables={"rows": rows}),
+        "mutable_with": Variant(b.script("update_mutable_odd", table=rule_parent), variables={"rows": rows}),
     })
+    note = (f"{rows:,} parents, a child on every odd one, index on the foreign key; parents protected alike "
+            "(no audit triggers), protect_referenced on one")
     return [Result("referenced_parent_update", title, baseline_label="without the rule", target=T_REFERENCED,
-                   note=f"{rows:,} parents, a child on every odd one, index on the foreign key; both parents "
-                        "protected alike (no audit triggers), protect_referenced on one",
-                   baseline_samples=s["without"], value_samples=s["with"])]
+                   note=note, baseline_samples=s["without"], value_samples=s["with"]),
+            Result("referenced_probe_floor", f"the floor: a bare trigger that only probes the child ({c} clients)",
+                   baseline_label="without the rule", note="a plain PL/pgSQL trigger, same probe, same tables",
+                   baseline_samples=s["without"], value_samples=s["floor"]),
+            Result("referenced_parent_mutable_update",
+                   f"UPDATE of only the mutable column of a referenced parent, with the rule vs without ({c} clients)",
+                   baseline_label="without the rule", target=T_MUTABLE,
+                   note="odd ids, each with a child; paid is mutable, so no probe runs",
+                   baseline_samples=s["mutable_without"], value_samples=s["mutable_with"])]
 
 
 SCENARIOS = (referenced_parent_update,)

@@ -93,9 +93,11 @@ BEGIN
         END IF;
         row_day := CASE date_kind WHEN 'timestamptz' THEN ((r ->> date_col)::timestamptz AT TIME ZONE 'UTC')::date
                                   ELSE (r ->> date_col)::date END;
-        IF scope_col IS NULL OR r ? scope_col THEN
+        IF scope_col IS NULL OR r ? scope_col OR TG_ARGV[6] = '' THEN
             row_scope := coalesce(r ->> scope_col, '*');
-        ELSIF row_day IS NOT NULL THEN
+        ELSIF row_day IS NULL THEN
+            row_scope := NULL;  -- no window to find: the parent is not read
+        ELSE
             -- the scope comes from the parent row, share-locked so that it cannot move until this write ends
             EXECUTE TG_ARGV[6] INTO row_scope USING r;
             IF row_scope IS NULL AND side = 'new' THEN

@@ -180,7 +180,12 @@ $$;
 REVOKE ALL ON FUNCTION ledgerlock._ref_tuple(text, name[]) FROM PUBLIC;
 
 -- Parent side of a 'referenced' rule: one index probe of the child on the foreign key; refuse when a
--- matching child references the row. Values: child, match (child to OLD), condition, rule_id.
+-- matching child references the row. An UPDATE that changes only exempt columns (mutable, generated)
+-- returns before the probe: no child can object to it. That test is generated (exempt_only), so it reads
+-- no catalog at run time: the new row with its exempt columns put back to their old values is compared
+-- with the old row whole and exactly (stored bytes), so a column added after generation still counts as
+-- a change. Values: child, match (child to OLD), condition, rule_id, exempt_only (empty when the table has
+-- no exempt columns).
 CREATE OR REPLACE FUNCTION ledgerlock._ref_parent_body(v jsonb)
 RETURNS text
 LANGUAGE sql
@@ -190,15 +195,11 @@ AS $fn$
     SELECT ledgerlock._template($ll$
 DECLARE
     ll_child jsonb;
+    ll_new record;
     ll_refused text;
-BEGIN
+BEGIN{{exempt_only}}
     SELECT pg_catalog.to_jsonb(ll_row) INTO ll_child FROM {{child}} AS ll_row WHERE {{match}} AND ({{condition}}) LIMIT 1;
     IF ll_child IS NOT NULL THEN
-        IF TG_OP = 'UPDATE' THEN
-            IF ledgerlock._same_except(OLD, NEW, TG_ARGV) THEN  -- only exempt columns changed
-                RETURN NEW;
-            END IF;
-        END IF;
         ll_refused := ledgerlock._ref_refuse_referenced({{rule_id}}, TG_OP, pg_catalog.to_jsonb(OLD),
             CASE TG_OP WHEN 'UPDATE' THEN pg_catalog.to_jsonb(NEW) END, ll_child, coalesce(TG_ARGV, '{}'));
     END IF;
@@ -207,6 +208,35 @@ END
 $ll$, v)
 $fn$;
 REVOKE ALL ON FUNCTION ledgerlock._ref_parent_body(jsonb) FROM PUBLIC;
+
+-- The generated test of _ref_parent_body: "only exempt columns changed, return". It first compares the
+-- exempt columns alone (one simple expression), so an update that leaves them as they were goes straight to
+-- the probe; only when one of them changed is the row copied and compared whole. Only the exempt columns
+-- that exist are named (a mutable column dropped since protect is not); empty when there are none.
+CREATE OR REPLACE FUNCTION ledgerlock._ref_exempt_only(tbl regclass)
+RETURNS text
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT coalesce((
+        SELECT pg_catalog.format($ll$
+    IF TG_OP = 'UPDATE' AND NOT pg_catalog.record_image_eq(ROW(%s), ROW(%s)) THEN
+        ll_new := NEW;%s
+        IF pg_catalog.record_image_eq(OLD, ll_new) THEN  -- only exempt columns changed
+            RETURN NEW;
+        END IF;
+    END IF;$ll$,
+            pg_catalog.string_agg(pg_catalog.format('OLD.%I', c), ', ' ORDER BY c),
+            pg_catalog.string_agg(pg_catalog.format('NEW.%I', c), ', ' ORDER BY c),
+            pg_catalog.string_agg(pg_catalog.format('
+        ll_new.%1$I := OLD.%1$I;', c), '' ORDER BY c))
+        FROM pg_catalog.unnest(ledgerlock._exempt_columns(tbl)) AS c
+        WHERE EXISTS (SELECT FROM pg_catalog.pg_attribute a
+                      WHERE a.attrelid = tbl AND a.attname = c AND a.attnum > 0 AND NOT a.attisdropped)
+        HAVING count(*) > 0), '')
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._ref_exempt_only(regclass) FROM PUBLIC;
 
 -- Child side of a 'referenced' rule: share-lock the parent row before a matching child row is written.
 -- Values: parent, match (parent to NEW).
@@ -294,7 +324,8 @@ BEGIN
             ledgerlock._ref_parent_body(pg_catalog.jsonb_build_object(
                 'child', r.child::text, 'rule_id', r.id,
                 'match', ledgerlock._ref_match('ll_row', r.child_columns, 'OLD', r.parent_columns),
-                'condition', coalesce(r.child_condition_sql, 'true'))));
+                'condition', coalesce(r.child_condition_sql, 'true'),
+                'exempt_only', ledgerlock._ref_exempt_only(r.parent))));
         PERFORM ledgerlock._create_generated_function(('_ll30_r' || r.id || '_child')::name,
             ledgerlock._ref_child_body(pg_catalog.jsonb_build_object(
                 'parent', r.parent::text,

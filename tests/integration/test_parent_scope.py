@@ -306,3 +306,33 @@ def test_loosening_the_rules_over_a_hard_window_reads_the_parents_scope(db):
     admin.execute("SELECT ledgerlock.lock_period('2', '2026-03-01', '2026-03-31', 'hard')")
     with refused("LL002", r"locked \(hard\) for scope 2: je id=2 lies in it"):
         admin.execute(loosen, [["amount", "status", "activity"]])
+
+
+def test_a_parent_key_change_cascading_to_locked_children_is_refused_and_to_open_ones_passes(db):
+    owner = db.owner()
+    owner.execute(SCHEMA)
+    owner.execute("ALTER TABLE je DROP CONSTRAINT je_ledger_id_fkey, ADD CONSTRAINT je_ledger_id_fkey "
+                  "FOREIGN KEY (ledger_id) REFERENCES ledger ON UPDATE CASCADE")
+    protect_je(owner)
+    app = db.connect("app")
+    insert_je(app, 1, LA, "2026-03-10")  # scope 1, to be locked
+    insert_je(app, 2, LB, "2026-03-10")  # scope 2, open
+    db.connect("admin").execute("SELECT ledgerlock.lock_period('1', '2026-03-01', '2026-03-31', 'hard')")
+    with refused("LL002", r"for scope 1: je id=1 cannot be updated"):
+        app.execute("UPDATE ledger SET uuid = '00000000-0000-0000-0000-0000000000aa' WHERE uuid = %s", [LA])
+    lives_ok(app, "UPDATE ledger SET uuid = '00000000-0000-0000-0000-0000000000bb' WHERE uuid = %s", [LB])
+    assert app.execute("SELECT ledger_id::text FROM je WHERE id = 2").fetchone()[0].endswith("bb")
+
+
+def test_a_numbered_final_child_takes_its_number_and_a_locked_one_is_refused_without_one(db):
+    owner = db.owner()
+    owner.execute(SCHEMA)
+    protect_je(owner, final_when="status = 'posted'", number_column="number", number_format="JE-{YYYY}-{SEQ:4}")
+    db.connect("admin").execute("SELECT ledgerlock.lock_period('1', '2026-03-01', '2026-03-31', 'hard')")
+    app = db.connect("app")
+    with refused("LL002", r"for scope 1: je id=1 cannot be inserted$"):
+        app.execute("INSERT INTO je (id, ledger_id, posted_on, status) VALUES (1, %s, '2026-03-10', 'posted')", [LA])
+    assert lives_ok(app, "INSERT INTO je (id, ledger_id, posted_on, status) VALUES (2, %s, '2026-03-10', 'posted') "
+                         "RETURNING number", [LB]) == [("JE-2026-0001",)]
+    with refused("LL001", r"je id=2 \(JE-2026-0001\) is final"):
+        app.execute("UPDATE je SET ledger_id = %s WHERE id = 2", [LC])
