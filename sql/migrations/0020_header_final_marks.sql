@@ -8,7 +8,8 @@
 -- header's referenced key. An update of a header that was already final (a mutable column) writes no mark.
 -- Only ledgerlock's own code writes this table: no client setting or client write creates a mark, and a
 -- rolled-back savepoint takes its marks with it. Marks of finished transactions are pruned as new ones come.
-CREATE TABLE ledgerlock.header_final_mark (
+-- IF NOT EXISTS: an upgrade that failed midway re-runs its last migration.
+CREATE TABLE IF NOT EXISTS ledgerlock.header_final_mark (
     txid        xid8        NOT NULL,
     started     timestamptz NOT NULL,
     rule_id     integer     NOT NULL,

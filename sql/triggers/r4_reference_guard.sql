@@ -108,7 +108,8 @@ REVOKE ALL ON FUNCTION ledgerlock._ref_header_key(jsonb, name[]) FROM PUBLIC;
 -- updated from not final to final; the WHEN clauses decide). Record it for the lines guard, which admits
 -- line writes to that header until commit: a header and its lines committed together are one document.
 -- TG_ARGV: the rule id, then the header columns the lines reference. Marks of finished transactions (below
--- every snapshot's xmin) are pruned here, skipping any another pruner holds, so that no writer waits.
+-- every snapshot's xmin, or of an earlier server life) are pruned here, skipping any another pruner holds,
+-- so that no writer waits.
 CREATE OR REPLACE FUNCTION ledgerlock._ref_mark_final()
 RETURNS trigger
 LANGUAGE plpgsql
@@ -123,6 +124,7 @@ BEGIN
     WHERE m.ctid = ANY (ARRAY(
         SELECT x.ctid FROM ledgerlock.header_final_mark x
         WHERE x.txid < pg_catalog.pg_snapshot_xmin(pg_catalog.pg_current_snapshot())
+           OR x.started <> pg_catalog.pg_postmaster_start_time()
         LIMIT 64 FOR UPDATE SKIP LOCKED));
     INSERT INTO ledgerlock.header_final_mark (txid, started, rule_id, header_key)
     VALUES (pg_catalog.pg_current_xact_id(), pg_catalog.pg_postmaster_start_time(), TG_ARGV[0]::integer,
