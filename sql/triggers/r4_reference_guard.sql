@@ -275,7 +275,7 @@ DECLARE
     ll_verb text := CASE TG_OP WHEN 'INSERT' THEN 'inserted' WHEN 'DELETE' THEN 'deleted' ELSE 'updated' END;
 BEGIN
     IF TG_OP = 'UPDATE' THEN
-        -- exact comparison; TG_ARGV (generated columns) is null, not empty, when there are none
+        -- exact comparison; TG_ARGV (generated and mutable columns) is null, not empty, when there are none
         IF ledgerlock._same_except(OLD, NEW, TG_ARGV) THEN
             RETURN NEW;
         END IF;
@@ -423,9 +423,15 @@ BEGIN
                                   r.id, args));
         END IF;
         IF r.kind = 'lines' AND r.child = tbl THEN
-            args := (SELECT pg_catalog.string_agg(pg_catalog.quote_literal(a.attname), ', ')
-                     FROM pg_catalog.pg_attribute a
-                     WHERE a.attrelid = tbl AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated <> '');
+            -- Exempt from the header's freeze: generated columns, and the line table's own mutable columns when
+            -- it is protected (a journal line's reconciliation flag), never the key that ties it to its header.
+            args := (SELECT pg_catalog.string_agg(pg_catalog.quote_literal(c), ', ' ORDER BY c)
+                     FROM (SELECT a.attname AS c FROM pg_catalog.pg_attribute a
+                           WHERE a.attrelid = tbl AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated <> ''
+                           UNION
+                           SELECT m FROM ledgerlock.protected_table p, pg_catalog.unnest(p.mutable_columns) AS m
+                           WHERE p.tbl = _ref_install_table.tbl) AS exempt
+                     WHERE c <> ALL (r.child_columns));
             PERFORM ledgerlock._create_guard_trigger(tbl, ('ll_30_r' || r.id || '_lines')::name,
                 pg_catalog.format('BEFORE INSERT OR UPDATE OR DELETE ON %s FOR EACH ROW EXECUTE FUNCTION %s_line(%s)',
                                   tbl, fn, coalesce(args, '')));

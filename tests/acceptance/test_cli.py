@@ -112,10 +112,12 @@ def test_demo_runs_on_a_brand_new_server(tmp_path):
     import tempfile
     from pathlib import Path
 
-    from ledgerlock.server import THROWAWAY_SETTINGS, LocalServer, pgserver_bindir
+    from ledgerlock.connection import embedded_server
+    from ledgerlock.server import THROWAWAY_SETTINGS, LocalServer
 
     root = Path(tempfile.mkdtemp(prefix="ll-demo-", dir="/tmp"))  # short path: the socket lives in it
-    server = LocalServer(datadir=root / "data", bindir=pgserver_bindir(), settings=dict(THROWAWAY_SETTINGS))
+    server = LocalServer(datadir=root / "data", bindir=embedded_server().bindir,
+                         settings=dict(THROWAWAY_SETTINGS))
     try:
         server.start()
         res = run("--dsn", server.conninfo(), "demo")

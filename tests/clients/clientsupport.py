@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 
 import psycopg
+from django_settings import SETTINGS
 
 from lltest import TestDatabase
 
@@ -28,22 +29,13 @@ def conninfo_dict(db: TestDatabase, role: str) -> dict[str, str]:
     return psycopg.conninfo.conninfo_to_dict(db.conninfo(role))
 
 
-DJANGO_ALIASES = {"default": "app", "controller": "controller"}  # alias -> test login role
-
-
 def configure_django() -> None:
     import django
     from django.conf import settings
 
     if settings.configured:
         return
-    settings.configure(
-        INSTALLED_APPS=["ll_erp_django.apps.ErpConfig"],
-        # psycopg 3 is the driver (Django >= 4.2 picks it when installed): no psycopg2 build
-        DATABASES={alias: {"ENGINE": "django.db.backends.postgresql", "NAME": "unset"} for alias in DJANGO_ALIASES},
-        USE_TZ=True,
-        TIME_ZONE="UTC",
-    )
+    settings.configure(**SETTINGS)
     django.setup()
 
 

@@ -6,7 +6,8 @@ its own fresh database, like every other test of the suite."""
 from __future__ import annotations
 
 import pytest
-from clientsupport import DJANGO_ALIASES, NUMBER_FORMAT, configure_django, conninfo_dict
+from clientsupport import NUMBER_FORMAT, configure_django, conninfo_dict
+from django_settings import DJANGO_ALIASES
 
 from lltest import TestDatabase
 
@@ -59,3 +60,47 @@ def sqla(erp: TestDatabase):
     yield engine
     for e in engines:
         e.dispose()
+
+
+@pytest.fixture(scope="session")
+def ledger_template(cluster):
+    """django-ledger's schema, alone and with one entity, its chart of accounts and a ledger, in two templates of
+    this server."""
+    from ledgersupport import build_ledger_templates
+
+    build_ledger_templates(cluster)
+    return cluster
+
+
+@pytest.fixture
+def ledger_db(ledger_template) -> TestDatabase:
+    """A fresh clone of the django-ledger template, unprotected, with Django's connections pointed at it."""
+    from ledgersupport import ledger_database, use_django
+
+    with ledger_database(ledger_template) as db:
+        use_django(db)
+        yield db
+
+
+@pytest.fixture
+def empty_ledger(ledger_template) -> TestDatabase:
+    """A fresh clone of django-ledger's schema alone (no entity), protected, with Django pointed at it."""
+    from ledgersupport import LEDGER_SCHEMA, PROTECT, ledger_database, use_django
+
+    with ledger_database(ledger_template, LEDGER_SCHEMA) as db:
+        owner = db.owner()
+        for statement in PROTECT:
+            owner.execute(statement)
+        use_django(db)
+        yield db
+
+
+@pytest.fixture
+def ledger(ledger_db: TestDatabase) -> TestDatabase:
+    """``ledger_db`` with the journal tables protected as docs/clients.md tells a django-ledger user to."""
+    from ledgersupport import PROTECT
+
+    owner = ledger_db.owner()
+    for statement in PROTECT:
+        owner.execute(statement)
+    return ledger_db

@@ -14,8 +14,8 @@ import pytest
 from click.testing import CliRunner
 
 from ledgerlock.cli import cli
-from ledgerlock.connection import LIBPQ_VARIABLES
-from ledgerlock.server import LocalServer, pgserver_bindir
+from ledgerlock.connection import LIBPQ_VARIABLES, embedded_server
+from ledgerlock.server import LocalServer
 
 NO_TARGET = {v: None for v in (*LIBPQ_VARIABLES, "LEDGERLOCK_DSN", "DATABASE_URL")}
 
@@ -89,9 +89,10 @@ def test_the_embedded_server_says_so_and_prefers_the_demo_database(embedded_home
     res = CliRunner().invoke(cli, ["status"], env=env)
     assert res.exit_code == 1, res.output  # nothing installed on a brand-new embedded server: status says so
     assert "ledgerlock is not installed here" in res.output
+    embedded = embedded_server()  # pg16 (pgserver), or pg18 where pgserver has no wheel
     assert (f"ledgerlock: no --dsn, LEDGERLOCK_DSN, DATABASE_URL or PG* variable set: using the embedded "
-            f"PostgreSQL in {home / 'pg16'}, database postgres (no demo database yet") in res.stderr
-    server = LocalServer(datadir=home / "pg16", bindir=pgserver_bindir())
+            f"PostgreSQL in {home / embedded.datadir.name}, database postgres (no demo database yet") in res.stderr
+    server = LocalServer(datadir=home / embedded.datadir.name, bindir=embedded.bindir)
     with psycopg.connect(server.conninfo(), autocommit=True) as conn:
         conn.execute("CREATE DATABASE ledgerlock_demo")
     res = CliRunner().invoke(cli, ["status"], env=env)
