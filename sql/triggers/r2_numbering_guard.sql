@@ -99,8 +99,10 @@ RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    ll_refused text;  -- a refusal is called as an expression: see ledgerlock._refuse
 BEGIN
-    PERFORM ledgerlock._refuse('LL009', pg_catalog.format(
+    ll_refused := ledgerlock._refuse('LL009', pg_catalog.format(
         '%s cannot get a final number: its %I is %s, and the number format needs the %s',
         ledgerlock.row_label(tbl, r), col, coalesce(r ->> col, 'empty'), what),
         pg_catalog.format('set %I before the row becomes final', col));
@@ -115,8 +117,10 @@ RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    ll_refused text;  -- a refusal is called as an expression: see ledgerlock._refuse
 BEGIN
-    PERFORM ledgerlock._refuse('LL009', pg_catalog.format(
+    ll_refused := ledgerlock._refuse('LL009', pg_catalog.format(
         'final numbering of %s refused: %s rows became final, %s carry a number taken in this statement (%s)',
         tbl, newly_final, numbered, problem),
         'ledgerlock hands out final numbers itself; do not change ledgerlock.numbering_* settings, and do not '
@@ -147,14 +151,16 @@ LANGUAGE plpgsql
 STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    ll_refused text;  -- a refusal is called as an expression: see ledgerlock._refuse
 BEGIN
     IF ledgerlock._rule_table(rel) IS NOT DISTINCT FROM pg_catalog.to_regclass(generated_for) THEN
-        PERFORM ledgerlock._refuse('LL009', pg_catalog.format(
+        ll_refused := ledgerlock._refuse('LL009', pg_catalog.format(
             'partition %s of %s was added after its numbering triggers were installed; it cannot number rows yet',
             rel, generated_for),
             'have an admin run SELECT ledgerlock.reinstall_guards(), or install the DDL guard');
     END IF;
-    PERFORM ledgerlock._refuse('LL009', pg_catalog.format(
+    ll_refused := ledgerlock._refuse('LL009', pg_catalog.format(
         'the numbering triggers of %s were generated for %s (renamed since?)', rel, generated_for),
         'have an admin run SELECT ledgerlock.reinstall_guards() to generate them for its current name');
 END
@@ -175,7 +181,7 @@ AS $$
         'tbl', pg_catalog.format('%L::regclass', q.name),
         'rel_check', pg_catalog.format(
             'IF (TG_TABLE_SCHEMA, TG_TABLE_NAME) NOT IN (%s) THEN '
-            'PERFORM ledgerlock._ll40_check_relation(TG_RELID, %L); END IF;', known.list, q.name),
+            'll_refused := ledgerlock._ll40_check_relation(TG_RELID, %L); END IF;', known.list, q.name),
         -- the position hints of the table's series live in settings named after this key
         'slot_key', ledgerlock._table_key(tbl) || E'\x1f',
         -- counters are taken in (table, series) order; the table's part of that order
@@ -229,6 +235,7 @@ DECLARE
     ll_key text;
     ll_held text;
     ll_seq text;
+    ll_refused text;  -- refusals are called as expressions: see ledgerlock._refuse
 BEGIN
     {{rel_check}}
     {{date_step}}
@@ -253,7 +260,7 @@ BEGIN
         ll_key := {{order_key|L}} || ll_prefix || E'\x1f' || ll_suffix;
         ll_held := pg_catalog.current_setting('ledgerlock.numbering_counters_held', true);
         IF ll_held IS NOT NULL AND ll_held <> '' AND ll_key COLLATE "C" < ll_held COLLATE "C" THEN
-            PERFORM ledgerlock._take_counter_out_of_order({{tbl}}, ll_prefix, ll_suffix, ll_key, ll_held);
+            ll_refused := ledgerlock._take_counter_out_of_order({{tbl}}, ll_prefix, ll_suffix, ll_key, ll_held);
         END IF;
         LOOP
             UPDATE ledgerlock.number_counter AS c
@@ -386,6 +393,7 @@ DECLARE
     ll_numbered bigint := 0;
     ll_problem text;
     ll_i integer;
+    ll_refused text;  -- refusals are called as expressions: see ledgerlock._refuse
 BEGIN
     {{rel_check}}
     -- 0. Nothing to settle, the common case (drafts, edits of drafts): no row of the statement is final and
@@ -408,14 +416,14 @@ BEGIN
 
     -- 2. The ranges this statement opened (for this kind of write), now closed: prove them.
     IF ll_got.mixed THEN
-        PERFORM ledgerlock._refuse('LL009', pg_catalog.format(
+        ll_refused := ledgerlock._refuse('LL009', pg_catalog.format(
             'an INSERT ... ON CONFLICT DO UPDATE on %s made rows final through both its INSERT and its UPDATE '
             'part; ledgerlock cannot prove their final numbers gapless', {{tbl}}),
             'insert the rows as drafts, then make them final with an UPDATE');
     END IF;
     IF ll_got.series IS NULL THEN
         IF ll_newly_final > 0 THEN
-            PERFORM ledgerlock._refuse_numbering({{tbl}}, ll_newly_final, 0, 'no numbers were taken from a counter');
+            ll_refused := ledgerlock._refuse_numbering({{tbl}}, ll_newly_final, 0, 'no numbers were taken from a counter');
         END IF;
         RETURN NULL;
     END IF;
@@ -429,12 +437,12 @@ BEGIN
                                             ll_got.cnts[ll_i], ll_got.bases[ll_i]);
         END IF;
         IF ll_problem IS NOT NULL THEN
-            PERFORM ledgerlock._refuse_numbering({{tbl}}, ll_newly_final, ll_numbered, ll_problem);
+            ll_refused := ledgerlock._refuse_numbering({{tbl}}, ll_newly_final, ll_numbered, ll_problem);
         END IF;
         ll_numbered := ll_numbered + ll_got.cnts[ll_i];
     END LOOP;
     IF ll_numbered <> ll_newly_final THEN
-        PERFORM ledgerlock._refuse_numbering({{tbl}}, ll_newly_final, ll_numbered,
+        ll_refused := ledgerlock._refuse_numbering({{tbl}}, ll_newly_final, ll_numbered,
                                              'some final rows carry numbers that were not taken in this statement');
     END IF;
     RETURN NULL;
@@ -459,11 +467,11 @@ BEGIN
         ledgerlock._ll40_final_body(v || pg_catalog.jsonb_build_object(
             'date_step', CASE WHEN fmt.uses_date THEN ledgerlock._template(
                 'll_d := {{date_of}}; IF ll_d IS NULL OR NOT pg_catalog.isfinite(ll_d) THEN '
-                'PERFORM ledgerlock._refuse_unnumberable({{tbl}}, pg_catalog.to_jsonb(NEW), {{date_column|L}}, '
+                'll_refused := ledgerlock._refuse_unnumberable({{tbl}}, pg_catalog.to_jsonb(NEW), {{date_column|L}}, '
                 '''date''); END IF;', v) ELSE '' END,
             'scope_step', CASE WHEN fmt.uses_scope THEN ledgerlock._template(
                 'll_scope := {{scope_of}}; IF ll_scope IS NULL THEN '
-                'PERFORM ledgerlock._refuse_unnumberable({{tbl}}, pg_catalog.to_jsonb(NEW), {{scope_column|L}}, '
+                'll_refused := ledgerlock._refuse_unnumberable({{tbl}}, pg_catalog.to_jsonb(NEW), {{scope_column|L}}, '
                 '''scope''); END IF;', v) ELSE '' END,
             'prefix', ledgerlock._number_part_sql(fmt.prefix_format, false),
             'suffix', ledgerlock._number_part_sql(fmt.suffix_format, false),
