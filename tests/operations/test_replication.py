@@ -6,6 +6,7 @@ continues without gap or duplicate."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -18,8 +19,8 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from lltest import Cluster, TestDatabase, fresh_database, known_servers, refused
 from ledgerlock.server import THROWAWAY_SETTINGS, LocalServer
+from lltest import Cluster, TestDatabase, fresh_database, known_servers, refused
 
 FORMAT = "INV-{YYYY}-{SEQ:5}"
 VENV_BIN = Path(sys.executable).parent
@@ -30,7 +31,7 @@ def start_publisher(name: str) -> tuple[Cluster, Path]:
     """A second server of this major with wal_level = logical (a restart-only setting), set up like the test
     servers (ledgerlock template, login roles)."""
     root = Path(tempfile.mkdtemp(prefix=f"ll-{name}-", dir="/tmp"))
-    (root / "owner.pid").write_text(str(__import__("os").getpid()))
+    (root / "owner.pid").write_text(str(os.getpid()))
     settings = dict(THROWAWAY_SETTINGS) | {"wal_level": "logical", "max_replication_slots": "8",
                                             "max_wal_senders": "8"}
     server = LocalServer(datadir=root / "data", bindir=known_servers()[name], settings=settings)
@@ -156,7 +157,8 @@ def test_a_subscriber_applies_the_publishers_books_and_takes_over_at_cut_over(pa
     p_app.execute("UPDATE invoice SET status = 'approved' WHERE id = 3")
     p_app.execute("INSERT INTO invoice (id, company_id, issued_on, status) VALUES (5, 1, '2026-03-06', 'paid')")
     p_app.execute("UPDATE invoice SET paid = true WHERE id = 1")
-    p_app.execute("INSERT INTO invoice (id, company_id, issued_on, status, amount) VALUES (9, 1, '2026-03-09', 'draft', 90)")
+    p_app.execute("INSERT INTO invoice (id, company_id, issued_on, status, amount) "
+                  "VALUES (9, 1, '2026-03-09', 'draft', 90)")
     pub.connect("controller").execute("SELECT ledgerlock.lock_period('1', '2026-03-01', '2026-03-31')")
     p_ctl.execute("SELECT ledgerlock.begin_override('late credit note')")
     p_ctl.execute("UPDATE invoice SET amount = 91 WHERE id = 9")
@@ -216,3 +218,67 @@ def test_a_subscriber_applies_the_publishers_books_and_takes_over_at_cut_over(pa
     ok, problem = sub.connect("auditor").execute("SELECT ok, problem FROM ledgerlock.verify_audit(%s)",
                                                  (new_digest,)).fetchone()
     assert (ok, problem) == (True, None)
+
+
+def test_a_subscription_without_ledgerlocks_tables_is_named_by_doctor_in_a_sentence(cluster, publisher):
+    """Publishing the protected tables alone: doctor names the missing tables and the fix (exit 4, no traceback);
+    and become_subscriber refuses a database that keeps books of its own, in a sentence."""
+    with fresh_database(publisher) as pub, fresh_database(cluster) as sub:
+        populate(pub)
+        pub.owner().execute("CREATE PUBLICATION books FOR TABLE invoice, payment")
+        with refused("55000", r"^this database keeps books of its own"):
+            pub.connect("admin").execute("SELECT ledgerlock.become_subscriber()")
+        sub.connect("admin").execute("SELECT ledgerlock.become_subscriber()")
+        slot = f"books_{uuid.uuid4().hex[:8]}"
+        subscribe(sub, pub, slot)
+        try:
+            res = ledgerlock(sub.conninfo("auditor"), "doctor")
+            assert "Traceback" not in res.stderr
+            assert f"subscription {slot} does not replicate ledgerlock's tables ledgerlock.audit_chain" in res.stdout
+            assert "REFRESH PUBLICATION" in res.stdout
+            assert res.returncode != 0 and res.returncode != 1, (res.returncode, res.stdout, res.stderr)
+            # the permitted neighbour: the publication of every table ledgerlock lists satisfies doctor
+            tables = [r[0] for r in pub.owner().execute("SELECT t::text FROM ledgerlock.publication_tables() t")]
+            pub.owner().execute(sql.SQL("ALTER PUBLICATION books SET TABLE {}").format(
+                sql.SQL(", ").join(sql.SQL(t) for t in tables)))
+            sub.owner().execute(sql.SQL("ALTER SUBSCRIPTION {} REFRESH PUBLICATION WITH (copy_data = false)").format(
+                sql.Identifier(slot)))
+            res = ledgerlock(sub.conninfo("auditor"), "doctor")
+            assert "does not replicate" not in res.stdout and "Traceback" not in res.stderr
+            assert "this database is a ledgerlock subscriber" in res.stdout
+        finally:
+            drop_subscription(sub, slot)
+
+
+@pytest.fixture
+def other_major(cluster):
+    """A subscriber server of another major than the session's (the newest, or 16 when the session runs it)."""
+    servers = known_servers()
+    newest = max(servers, key=lambda n: int(n.removeprefix("pg")))
+    name = newest if newest != cluster.name else "pg16"
+    if name == cluster.name:
+        name = next(n for n in servers if n != cluster.name)
+    other, root = start_publisher(name)
+    yield other
+    other.server.destroy()
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def test_a_subscriber_of_another_major_applies_the_books_and_verifies(publisher, other_major):
+    """The upgrade path: a subscriber on another major keeps the publisher's numbers and verifies its digest."""
+    with fresh_database(publisher) as pub, fresh_database(other_major) as sub:
+        populate(pub)
+        publish(pub)
+        sub.connect("admin").execute("SELECT ledgerlock.become_subscriber()")
+        slot = f"books_{uuid.uuid4().hex[:8]}"
+        subscribe(sub, pub, slot)
+        try:
+            pub.connect("app").execute("UPDATE invoice SET status = 'paid' WHERE id = 3")
+            digest = pub.connect("auditor").execute("SELECT ledgerlock.audit_digest()").fetchone()[0]
+            in_sync(pub.owner(), sub.owner())
+            assert sub.owner().execute("SELECT number FROM invoice WHERE id = 3").fetchone() == ("INV-2026-00003",)
+            ok, problem = sub.connect("auditor").execute("SELECT ok, problem FROM ledgerlock.verify_audit(%s)",
+                                                         (digest,)).fetchone()
+            assert (ok, problem) == (True, None)
+        finally:
+            drop_subscription(sub, slot)
