@@ -238,7 +238,10 @@ def test_a_subscription_without_ledgerlocks_tables_is_named_by_doctor_in_a_sente
             assert "Traceback" not in res.stderr
             assert f"subscription {slot} does not replicate ledgerlock's tables ledgerlock.audit_chain" in res.stdout
             assert "REFRESH PUBLICATION" in res.stdout
-            assert res.returncode != 0 and res.returncode != 1, (res.returncode, res.stdout, res.stderr)
+            assert res.returncode == 3, (res.returncode, res.stdout, res.stderr)
+            res = ledgerlock(sub.conninfo("auditor"), "replication", "status")
+            assert res.returncode == 3 and "Traceback" not in res.stderr, (res.stdout, res.stderr)
+            assert f"subscription {slot} does not replicate ledgerlock's tables" in res.stdout
             # the permitted neighbour: the publication of every table ledgerlock lists satisfies doctor
             tables = [r[0] for r in pub.owner().execute("SELECT t::text FROM ledgerlock.publication_tables() t")]
             pub.owner().execute(sql.SQL("ALTER PUBLICATION books SET TABLE {}").format(
@@ -248,8 +251,25 @@ def test_a_subscription_without_ledgerlocks_tables_is_named_by_doctor_in_a_sente
             res = ledgerlock(sub.conninfo("auditor"), "doctor")
             assert "does not replicate" not in res.stdout and "Traceback" not in res.stderr
             assert "this database is a ledgerlock subscriber" in res.stdout
+            res = ledgerlock(sub.conninfo("auditor"), "replication", "status")
+            assert res.returncode == 0 and res.stdout.startswith("this database is a subscriber"), res.stdout
         finally:
             drop_subscription(sub, slot)
+
+
+def test_a_database_without_ledgerlock_is_told_what_a_subscriber_needs(cluster):
+    name = f"bare_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(cluster.conninfo(), autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(name)))
+    try:
+        for args in (["replication", "status"], ["replication", "subscribe"], ["replication", "tables"]):
+            res = ledgerlock(cluster.conninfo(name), *args)
+            assert res.returncode == 1 and "Traceback" not in res.stderr, (args, res.stdout, res.stderr)
+            assert f"ledgerlock is not installed in database {name}: a subscriber needs ledgerlock's tables" \
+                in res.stderr
+    finally:
+        with psycopg.connect(cluster.conninfo(), autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 @pytest.fixture
