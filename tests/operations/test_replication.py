@@ -253,8 +253,34 @@ def test_a_subscription_without_ledgerlocks_tables_is_named_by_doctor_in_a_sente
             assert "this database is a ledgerlock subscriber" in res.stdout
             res = ledgerlock(sub.conninfo("auditor"), "replication", "status")
             assert res.returncode == 0 and res.stdout.startswith("this database is a subscriber"), res.stdout
+            # a writing command on the subscriber answers in a sentence too
+            res = ledgerlock(sub.conninfo("admin"), "lock", "1", "--from", "2026-05-01", "--to", "2026-05-31")
+            assert res.returncode == 1 and "Traceback" not in res.stderr, (res.stdout, res.stderr)
+            assert "INSERT of ledgerlock.period_lock is refused on a subscriber" in res.stderr
+            assert "ledgerlock.promote_subscriber()" in res.stderr
         finally:
             drop_subscription(sub, slot)
+
+
+LOCAL_TABLES = {  # ledgerlock's tables each database keeps for itself (docs/replication.md)
+    "installed_code", "installed_migration", "code_fingerprint", "guard_install", "ddl_permit",
+    "period_mark_clock", "period_fence", "replication_role",
+}
+
+
+def test_every_table_of_ledgerlock_is_either_replicated_or_kept_local_by_decision(db):
+    """A new table of ledgerlock must be added to _replicated_own_tables() or to the local list above."""
+    owner = db.owner()
+    tables = {r[0] for r in owner.execute(
+        "SELECT c.relname FROM pg_class c WHERE c.relnamespace = 'ledgerlock'::regnamespace AND c.relkind = 'r' "
+        "AND c.relname !~ '^(scope_gate_[0-9]+|_?yoyo_.*)$'")}
+    replicated = {r[0] for r in owner.execute(
+        "SELECT t::regclass::text FROM unnest(ledgerlock._replicated_own_tables()) t")}
+    assert {t.removeprefix("ledgerlock.") for t in replicated} | LOCAL_TABLES == tables
+    # each replicated table has a primary key: without one, the publisher's own UPDATE and DELETE would fail
+    keyless = owner.execute("SELECT t::regclass::text FROM unnest(ledgerlock._replicated_own_tables()) t "
+                            "WHERE NOT EXISTS (SELECT FROM pg_index i WHERE i.indrelid = t AND i.indisprimary)")
+    assert keyless.fetchall() == []
 
 
 def test_a_database_without_ledgerlock_is_told_what_a_subscriber_needs(cluster):
