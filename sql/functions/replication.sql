@@ -81,10 +81,12 @@ REVOKE ALL ON FUNCTION ledgerlock.publication_tables() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION ledgerlock.publication_tables() TO ledgerlock_admin, ledgerlock_auditor;
 
 -- A local write to a replicated table of a subscriber (a protected table, or one of ledgerlock's book tables,
--- which every local lock, protect or grant writes): on a protected table the rules have passed it (there
--- this AFTER row trigger sorts after the ll_NN_ guards), but it would fork the books from the publisher's (its number, counter, lock id
--- and audit event would collide with the next replicated ones). Not an ll_NN_ guard: it belongs to
--- the subscriber role, not to a rule, and promote_subscriber() drops it.
+-- which every local lock, protect or grant writes) would fork the books from the publisher's: its number,
+-- counter, lock id and audit event would collide with the next replicated ones, and apply would stall. On a
+-- protected table this trigger is AFTER ROW, so it sorts after the ll_NN_ guards and the rules refuse first;
+-- on ledgerlock's tables it is BEFORE ROW, ahead of any key conflict. Not an ll_NN_ guard: it belongs to the
+-- subscriber role, not to a rule, and promote_subscriber() drops it. ledgerlock's own installers pass
+-- (ledgerlock._subscriber_permit).
 CREATE OR REPLACE FUNCTION ledgerlock.guard_subscriber_write()
 RETURNS trigger
 LANGUAGE plpgsql
