@@ -129,6 +129,7 @@ DECLARE
     want "char" := ledgerlock._guard_tgenabled();
     r record;
 BEGIN
+    PERFORM ledgerlock._ddl_permit('ledgerlock'::regnamespace, true);  -- the DDL guard: ledgerlock's own tables
     FOR r IN
         SELECT t.tgrelid::regclass AS rel, t.tgname FROM pg_catalog.pg_trigger t
         WHERE t.tgname ~ '^ll_[0-9]{2}_' AND NOT t.tgisinternal AND t.tgparentid = 0 AND t.tgenabled <> want
@@ -163,6 +164,7 @@ BEGIN
             PERFORM ledgerlock._ddl_permit(r.rel, false);
         END LOOP;
     END IF;
+    PERFORM ledgerlock._ddl_permit('ledgerlock'::regnamespace, false);
 END
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._sync_guard_enable_mode() FROM PUBLIC;
@@ -199,11 +201,13 @@ BEGIN
     END LOOP;
     -- the trail goes last (emptying the settings above was recorded in it); its append-only guards step
     -- aside for this one statement each, in this transaction
+    PERFORM ledgerlock._ddl_permit('ledgerlock'::regnamespace, true);  -- the DDL guard: ledgerlock's own tables
     FOREACH t IN ARRAY ARRAY['ledgerlock.audit_chain', 'ledgerlock.audit_event']::regclass[] LOOP
         EXECUTE pg_catalog.format('ALTER TABLE %s DISABLE TRIGGER ll_90_append_only', t);
         EXECUTE pg_catalog.format('DELETE FROM %s', t);
         EXECUTE pg_catalog.format('ALTER TABLE %s ENABLE ALWAYS TRIGGER ll_90_append_only', t);
     END LOOP;
+    PERFORM ledgerlock._ddl_permit('ledgerlock'::regnamespace, false);
     INSERT INTO ledgerlock.replication_role (role) VALUES ('subscriber');
     PERFORM ledgerlock._sync_guard_enable_mode();
 END

@@ -116,6 +116,8 @@ def pair(cluster, publisher):
     with fresh_database(publisher) as pub, fresh_database(cluster) as sub:
         populate(pub)
         publish(pub)
+        # under the DDL guard: the admin's subscriber and cut-over steps change guards through ledgerlock's code
+        sub.owner().execute("SELECT ledgerlock.install_ddl_guard()")
         sub.connect("admin").execute("SELECT ledgerlock.become_subscriber()")
         slot = f"books_{uuid.uuid4().hex[:8]}"
         subscribe(sub, pub, slot)
