@@ -27,6 +27,7 @@ from .commands import (
     numbers,
     overrides,
     refs,
+    replication,
     tables,
     why,
 )
@@ -35,7 +36,7 @@ from .output import EXIT_FAILED, color_wanted, error_json
 from .server import ServerError
 
 COMMAND_MODULES = (audit, close, console, db, demo, doctor, grants, imports, install, locks, numbers, overrides, refs,
-                   tables, why)
+                   replication, tables, why)
 
 
 def _wants_json(args: list[str]) -> bool:

@@ -462,7 +462,8 @@ BEGIN
     SELECT r, r::oid FROM ledgerlock._rule_table(tbl) AS r WHERE r IS NOT NULL
     ON CONFLICT ON CONSTRAINT guard_install_pkey DO UPDATE SET relid = EXCLUDED.relid
     WHERE g.relid IS DISTINCT FROM EXCLUDED.relid;
-    EXECUTE pg_catalog.format('ALTER TABLE %s ENABLE ALWAYS TRIGGER %I', tbl, trigger_name);
+    -- ENABLE ALWAYS; ENABLE (origin) on a logical-replication subscriber (sql/functions/replication.sql)
+    EXECUTE pg_catalog.format('ALTER TABLE %s %s TRIGGER %I', tbl, ledgerlock._guard_enable_clause(), trigger_name);
     SELECT pg_catalog.pg_get_triggerdef(t.oid) INTO tgdef
     FROM pg_catalog.pg_trigger t WHERE t.tgrelid = tbl AND t.tgname = trigger_name;
     EXECUTE pg_catalog.format('COMMENT ON TRIGGER %I ON %s IS %L', trigger_name, tbl,

@@ -117,11 +117,11 @@ BEGIN
                 pg_catalog.format('%s is protected by ledgerlock, and a rule could redirect its writes', root),
                 hint);
         END IF;
-        -- Guard triggers stay ENABLE ALWAYS, on the table and on every partition.
+        -- Guard triggers stay ENABLE ALWAYS (ENABLE on a subscriber), on the table and on every partition.
         SELECT t.tgrelid::regclass AS tbl, t.tgname INTO bad
         FROM pg_catalog.pg_trigger t
         WHERE (t.tgrelid = rel OR t.tgrelid IN (SELECT p.relid FROM pg_catalog.pg_partition_tree(rel::regclass) p))
-          AND t.tgname ~ '^ll_[0-9]{2}_' AND t.tgenabled <> 'A'
+          AND t.tgname ~ '^ll_[0-9]{2}_' AND t.tgenabled <> ledgerlock._guard_tgenabled()
         LIMIT 1;
         IF FOUND THEN
             PERFORM ledgerlock._refuse_ddl(pg_catalog.format('disabling trigger %I on %s', bad.tgname, bad.tbl),

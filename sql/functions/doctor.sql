@@ -263,7 +263,7 @@ BEGIN
                                   'whose protection was removed by hand)', r.rel, r.tgname),
                 'its rows look guarded to a reader of the catalog but no rule is configured for them',
                 pg_catalog.format('protect it again (ledgerlock protect %s ...) or drop the leftover trigger', r.rel);
-        ELSIF r.tgenabled <> 'A' THEN
+        ELSIF r.tgenabled <> ledgerlock._guard_tgenabled() THEN  -- 'O' on a subscriber (_doctor_replication)
             RETURN QUERY SELECT 'critical', 'guard trigger', r.rel::text,
                 pg_catalog.format('guard %s on %s is %s, not ENABLE ALWAYS', r.tgname, r.rel,
                                   CASE r.tgenabled WHEN 'D' THEN 'disabled' WHEN 'R' THEN 'ENABLE REPLICA'
@@ -691,6 +691,7 @@ AS $$
         'ledgerlock._doctor_period_marks()',
         'ledgerlock._doctor_audit_chain()',
         'ledgerlock._doctor_numbering()',
+        'ledgerlock._doctor_replication()',
         'ledgerlock._doctor_code()'
     ]) WITH ORDINALITY AS c(fn, i)
     ORDER BY c.i

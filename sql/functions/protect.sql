@@ -718,6 +718,7 @@ DECLARE
 BEGIN
     PERFORM ledgerlock._require_capability('admin', 'reinstall_guards');
     PERFORM ledgerlock._require_unrestricted('reinstall_guards');
+    PERFORM ledgerlock._subscriber_permit(true);  -- on a subscriber, installers still write ledgerlock's tables
     -- the mark clock before any table lock, in the order lock operations take them (no deadlock with one)
     PERFORM ledgerlock._tick_mark_clock();
     FOR t IN SELECT p.tbl FROM ledgerlock.protected_table p ORDER BY p.tbl::oid LOOP
@@ -728,6 +729,8 @@ BEGIN
         EXECUTE pg_catalog.format('SELECT %s()', hook::oid::regproc);
     END LOOP;
     PERFORM ledgerlock._prune_guards();
+    PERFORM ledgerlock._sync_guard_enable_mode();  -- ENABLE ALWAYS, or ENABLE on a subscriber
+    PERFORM ledgerlock._subscriber_permit(false);
     RETURN n;
 END
 $$;

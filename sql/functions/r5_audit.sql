@@ -152,6 +152,9 @@ BEGIN
     IF NOT (ledgerlock.has_capability('auditor') OR ledgerlock.has_capability('controller')) THEN
         PERFORM ledgerlock._require_capability('auditor', 'audit_seal');
     END IF;
+    IF ledgerlock._is_subscriber() THEN
+        RETURN 0;  -- a subscriber's chain is the publisher's, replicated link by link
+    END IF;
     IF pg_catalog.current_setting('transaction_isolation') <> 'read committed' THEN
         RAISE EXCEPTION USING ERRCODE = '25001',
             MESSAGE = 'sealing the audit chain needs a READ COMMITTED transaction',

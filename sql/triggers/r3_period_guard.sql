@@ -206,14 +206,16 @@ $$;
 REVOKE ALL ON FUNCTION ledgerlock._period_day_sql(text, name, text) FROM PUBLIC;
 
 -- The high-water mark of a table with this ledger tag: the last day of any active window that applies to
--- it, in any scope (null when there is none).
+-- it, in any scope (null when there is none). On a subscriber, 'infinity': its windows arrive by replication,
+-- which raises no mark, so its guards probe every row.
 CREATE OR REPLACE FUNCTION ledgerlock._period_mark(ledger text)
 RETURNS date
 LANGUAGE sql
 STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT pg_catalog.max(s.to_date) FROM ledgerlock.period_lock_span s
+    SELECT CASE WHEN ledgerlock._is_subscriber() THEN 'infinity'::date ELSE pg_catalog.max(s.to_date) END
+    FROM ledgerlock.period_lock_span s
     WHERE s.ledger = '*' OR s.ledger = _period_mark.ledger
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._period_mark(text) FROM PUBLIC;
@@ -232,7 +234,9 @@ AS $$
         SELECT s.scope, pg_catalog.max(s.to_date) AS mark FROM ledgerlock.period_lock_span s
         WHERE s.ledger = '*' OR s.ledger = _period_scope_marks.ledger
         GROUP BY s.scope),
-    r AS (SELECT coalesce((SELECT m.mark FROM m ORDER BY m.mark DESC OFFSET 64 LIMIT 1), '-infinity'::date) AS rest)
+    r AS (SELECT CASE WHEN ledgerlock._is_subscriber() THEN 'infinity'::date  -- see _period_mark
+                 ELSE coalesce((SELECT m.mark FROM m ORDER BY m.mark DESC OFFSET 64 LIMIT 1), '-infinity'::date)
+                 END AS rest)
     SELECT r.rest, coalesce((SELECT pg_catalog.jsonb_object_agg(m.scope, ledgerlock._iso_date(m.mark))
                              FROM m WHERE m.mark > r.rest), '{}'::jsonb)
     FROM r
@@ -335,7 +339,7 @@ BEGIN
     END IF;
     PERFORM ledgerlock._ddl_permit(tbl, true);  -- the DDL guard lets ledgerlock's own installers through
     EXECUTE pg_catalog.format('CREATE OR REPLACE TRIGGER %I %s', trigger_name, definition);
-    EXECUTE pg_catalog.format('ALTER TABLE %s ENABLE ALWAYS TRIGGER %I', tbl, trigger_name);
+    EXECUTE pg_catalog.format('ALTER TABLE %s %s TRIGGER %I', tbl, ledgerlock._guard_enable_clause(), trigger_name);
     SELECT pg_catalog.pg_get_triggerdef(t.oid) INTO tgdef
     FROM pg_catalog.pg_trigger t WHERE t.tgrelid = tbl AND t.tgname = trigger_name;
     EXECUTE pg_catalog.format('COMMENT ON TRIGGER %I ON %s IS %L', trigger_name, tbl,
