@@ -120,7 +120,8 @@ def test_a_forward_dated_forged_event_is_reported(trail):
         "'ll_admin') RETURNING seq").fetchone()[0]
     seal(trail)
     ok, _n, problem = verify(trail)
-    assert not ok and problem.startswith(f"event seq {seq} ") and "after the seal that contains it was closed" in problem
+    assert not ok and problem.startswith(f"event seq {seq} ")
+    assert "after the seal that contains it was closed" in problem
 
 
 def test_a_forged_seal_event_is_reported(trail):
