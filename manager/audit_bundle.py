@@ -137,7 +137,7 @@ def parse_digest(digest: str) -> tuple[int, str]:
 EVENTS_SQL = """
 SELECT e.seq, ledgerlock._audit_time(e.at), e.txid::text, e.table_name, e.row_key::text, e.scope,
        e.operation, e.old_row::text, e.new_row::text, e.db_user::text, e.actor, e.reason, e.context,
-       e.lock_id, e.override_id, e.details::text, e.event_hash, c.chain_seq, c.chain_hash
+       e.lock_id, e.override_id, e.details::text, coalesce(e.event_hash, c.event_hash), c.chain_seq, c.chain_hash
 FROM ledgerlock.audit_event e
 LEFT JOIN ledgerlock.audit_chain c ON c.seq = e.seq
 LEFT JOIN ledgerlock.protected_table p ON p.tbl = e.table_oid

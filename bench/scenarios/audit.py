@@ -1,4 +1,5 @@
-"""R5 audit: seal lag under load, and the manager's memory on large inputs (verification: verify.py)."""
+"""R5 audit: what capture costs with the sealer running, seal lag under load, and the manager's memory on
+large inputs (verification speed: verify.py, in a clean database)."""
 
 from __future__ import annotations
 
@@ -15,9 +16,12 @@ from psycopg import sql
 
 from ..harness import Bench
 from ..stats import Result, Target, not_available
-from ..tables import SIGNATURES, Features, protect
+from ..tables import SIGNATURES, Features, naive_audit, protect
+from .common import Variant, pgbench_group, timed_group
 
 T_SEAL_LAG = Target(5.0, op="<=", on="value", source="issue 6 (R5)")
+T_CAPTURE_VS_NAIVE = Target(1.0, source="issue 15 (R5): capture costs no more than a naive audit trigger")
+T_BULK_AUDITED = Target(0.5, source="issue 15 (R5): bulk audited INSERT")
 T_FLAT = Target(2.0, op="<=", source="issue 3: flat memory (read as: within 2x of an idle manager command)")
 
 EVENT_CHUNK = 100_000
@@ -252,4 +256,75 @@ def memory(b: Bench, f: Features) -> list[Result]:
     return [_memory_verify(b, f, idle_mb), _memory_import(b, f, idle_mb)]
 
 
-SCENARIOS = (seal_lag, memory)  # verification speed: scenarios/verify.py, in a clean database
+def _capture_single_row(b: Bench, verb: str) -> list[Result]:
+    rows = b.profile.prefill_rows if verb == "update" else 0
+    tables = {v: f"a_capture_{verb}_{v}" for v in ("plain", "naive", "audited")}
+    for variant, table in tables.items():
+        b.create_doc_table(table, rows=rows)
+        if variant == "naive":
+            naive_audit(b, table)
+        elif variant == "audited":
+            protect(b, table, audit=True)
+    b.prepare_for_run(*tables.values())
+    s = pgbench_group(b, {v: Variant(b.script(verb, table=t), tables=(t,), variables={"scope": 1, "rows": rows})
+                          for v, t in tables.items()})
+    up = verb.upper()
+    return [
+        Result(f"capture_{verb}_vs_naive", f"single-row {up}: ledgerlock audit vs naive trigger, sealer running",
+               baseline_label="naive to_jsonb trigger", target=T_CAPTURE_VS_NAIVE,
+               note="full protect (R1 + R3 + capture) against an AFTER ROW trigger inserting to_jsonb(OLD/NEW) "
+                    "into one table, both measured while the sealer runs as docs/audit.md prescribes",
+               baseline_samples=s["naive"], value_samples=s["audited"]),
+        Result(f"capture_{verb}_vs_plain", f"single-row {up}: ledgerlock audit vs plain table, sealer running",
+               note="for context", baseline_samples=s["plain"], value_samples=s["audited"]),
+    ]
+
+
+def _capture_bulk(b: Bench) -> Result:
+    n = b.profile.bulk_rows
+    stmt = ("INSERT INTO {} (company_id, issued_on, amount, note) "
+            "SELECT 1, current_date, (g %% 1000)::numeric, 'bulk' FROM generate_series(1, %s) g")
+    counter = {"round": 0}
+
+    def variant(kind: str):
+        def run() -> float:
+            counter["round"] += 1
+            table = f"a_capture_bulk_{kind}_{counter['round']}"
+            b.create_doc_table(table)
+            if kind == "audited":
+                protect(b, table, audit=True)
+            b.execute("CHECKPOINT")
+            seconds = b.timed(sql.SQL(stmt).format(sql.Identifier(table)), (n,), role="app")
+            b.drop_table(table)
+            return n / seconds
+        return run
+
+    s = timed_group(b, {k: variant(k) for k in ("plain", "audited")})
+    return Result("capture_bulk_vs_plain", f"bulk INSERT ... SELECT of {n:,} rows with audit, sealer running",
+                  unit="rows/s", target=T_BULK_AUDITED, note="full protect against a plain table",
+                  baseline_samples=s["plain"], value_samples=s["audited"])
+
+
+def capture(b: Bench, f: Features) -> list[Result]:
+    """What an audited write costs, with the sealer running as docs/audit.md prescribes during every
+    measurement (the sealer hashes the events: its work belongs to the price of capture)."""
+    names = [("capture_insert_vs_naive", T_CAPTURE_VS_NAIVE), ("capture_update_vs_naive", T_CAPTURE_VS_NAIVE),
+             ("capture_bulk_vs_plain", T_BULK_AUDITED)]
+    sealer_sql = _sealer_sql(b)
+    if not f.audit or sealer_sql is None:
+        return [not_available(n, n.replace("_", " "), f.missing("audit"), t) for n, t in names]
+    b.execute(sealer_sql)
+    sealer = _Sealer(b, sealer_sql)
+    sealer.start()
+    try:
+        out = _capture_single_row(b, "insert") + _capture_single_row(b, "update") + [_capture_bulk(b)]
+    finally:
+        sealer.stop()
+    if sealer.errors:
+        raise RuntimeError("the sealer failed: " + "; ".join(sealer.errors))
+    for r in out:
+        r.note += f"; sealer: {sealer.how}"
+    return out
+
+
+SCENARIOS = (capture, seal_lag, memory)  # verification speed: scenarios/verify.py, in a clean database

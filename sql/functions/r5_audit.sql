@@ -1,9 +1,11 @@
 -- Rule R5: the audit trail — event hashes, recording events, sealing the chain, digests (verification: r5_verify.sql).
 --
 -- Evidence model (docs/audit.md):
--- * every event gets its own sha256 when it is written (the writer knows nothing about other writers);
--- * a sealer links committed events into one chain, in seal order: only events of transactions visible
---   to its snapshot, in seq order, appended after the current head. Sealers serialize on a table lock
+-- * writers store events unhashed (a hash computed at write time adds nothing an attacker cannot recompute
+--   before the seal); events written by older releases keep the hash they were written with;
+-- * a sealer hashes committed events and links them into one chain, in seal order: only events of
+--   transactions visible to its snapshot, in seq order, appended after the current head, closed by a SEAL
+--   event (its time, the earliest start a later event may have, the code in force). Sealers serialize on a table lock
 --   of ledgerlock.audit_chain (no client can take it); writers never wait for them;
 -- * audit_digest() seals and returns the head ("ll1:<chain_seq>:<chain_hash>"), to be kept outside the
 --   database; verify_audit() recomputes every event hash and every link, and proves a digest.
@@ -103,9 +105,7 @@ BEGIN
     e.lock_id := (d ->> 'lock_id')::bigint;
     e.override_id := coalesce((d ->> 'override_id')::bigint, ledgerlock.current_override());
     e.details := nullif(d - '{reason,actor,context,lock_id,override_id}'::text[], '{}'::jsonb);
-    e.event_hash := ledgerlock._audit_event_hash(e.seq, e.at, e.txid, e.table_name, e.row_key, e.scope,
-        e.operation, e.old_row, e.new_row, e.db_user, e.actor, e.reason, e.context, e.lock_id, e.override_id,
-        e.details);
+    -- e.event_hash stays null: the sealer hashes the event when it links it
     INSERT INTO ledgerlock.audit_event SELECT e.*;
     RETURN e.seq;
 END
@@ -126,9 +126,67 @@ AS $$
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._audit_head() FROM PUBLIC;
 
--- Seal: append every committed, unsealed event to the chain, in seq order, after the current head.
--- Returns the number of events sealed. Sealers serialize on a lock of ledgerlock.audit_chain (clients cannot take it); writers never wait.
--- Run it every second or so (`ledgerlock audit seal --every 1s`); audit_digest and verify_audit call it.
+-- The earliest start a transaction whose events the next seals may contain can have: every transaction
+-- still open now, or started from now on (a transaction's events carry its start, now()). Read before the
+-- sealer's snapshot, so a transaction that snapshot cannot see is either open now or starts later. Null when
+-- the owner cannot see every backend's transaction start (no pg_read_all_stats) or a prepared transaction
+-- (whose start is not listed) exists: then the next seals carry no lower bound. The margin of one second
+-- covers a transaction that has started but not yet published its start.
+CREATE OR REPLACE FUNCTION ledgerlock._audit_open_since()
+RETURNS timestamptz
+LANGUAGE sql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN pg_catalog.pg_has_role(current_user, 'pg_read_all_stats', 'USAGE')
+                     AND NOT EXISTS (SELECT FROM pg_catalog.pg_prepared_xacts x
+                                     WHERE x.database = pg_catalog.current_database())
+                THEN LEAST(pg_catalog.clock_timestamp(),
+                           (SELECT pg_catalog.min(a.xact_start) FROM pg_catalog.pg_stat_activity a
+                            WHERE a.datname = pg_catalog.current_database()))
+                     - interval '1 second'
+           END
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._audit_open_since() FROM PUBLIC;
+
+-- The code in force, as a seal records it: a digest of every function of schema ledgerlock (body,
+-- SECURITY DEFINER, pinned settings: what the code fingerprints hold), the newest transaction that wrote
+-- a shipped one (a function replaced and then restored between two seals leaves a newer one, though its
+-- body is back), where the code lives (database and schema oids: a restore writes every function anew),
+-- and the code release installed (a migrate legitimately rewrites the functions). The caller has a
+-- transaction id: row writers' ids are read relative to it.
+CREATE OR REPLACE FUNCTION ledgerlock._audit_code_state()
+RETURNS jsonb
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT pg_catalog.jsonb_build_object(
+        'code_digest', pg_catalog.md5(pg_catalog.string_agg(pg_catalog.concat_ws(':', p.oid::regprocedure::text,
+                           pg_catalog.md5(p.prosrc), p.prosecdef, p.proconfig::text), ',' ORDER BY p.oid::regprocedure::text)),
+        'code_xid', pg_catalog.max(x.full_xid) FILTER (WHERE NOT EXISTS (
+                        SELECT FROM ledgerlock._rules() r WHERE pg_catalog.starts_with(p.proname, r.generated_prefix))),
+        'code_home', pg_catalog.concat_ws('/', (SELECT d.oid FROM pg_catalog.pg_database d
+                                               WHERE d.datname = pg_catalog.current_database()),
+                                          'ledgerlock'::regnamespace::oid),
+        'installed', (SELECT i.digest || '@' || ledgerlock._audit_time(i.applied_at) FROM ledgerlock.installed_code i
+                      ORDER BY i.applied_at DESC LIMIT 1))
+    FROM pg_catalog.pg_proc p
+    -- the 64-bit id of the row's writer, from its 32-bit xmin and ours (a frozen row, xmin 2, counts as none)
+    CROSS JOIN LATERAL (SELECT pg_catalog.pg_current_xact_id()::text::bigint AS me, p.xmin::text::bigint AS xmin) i
+    CROSS JOIN LATERAL (SELECT CASE WHEN i.xmin > 2
+                                    THEN i.me - ((i.me % 4294967296) - i.xmin + 4294967296) % 4294967296
+                               END AS full_xid) x
+    WHERE p.pronamespace = 'ledgerlock'::regnamespace
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._audit_code_state() FROM PUBLIC;
+
+-- Seal: hash every committed, unsealed event and append it to the chain, in seq order, after the current
+-- head; then a SEAL event closes the seal (its last link): when it was closed, the earliest start an event
+-- sealed later may have, and the code in force (ledgerlock._audit_code_state). Returns the number of events
+-- sealed (the SEAL event aside). Sealers serialize on a lock of ledgerlock.audit_chain (clients cannot take
+-- it); writers never wait. Run it every second (`ledgerlock audit seal --every 1`); audit_digest and
+-- verify_audit call it. An event written before hashing moved here keeps the hash it was written with.
 CREATE OR REPLACE FUNCTION ledgerlock.audit_seal()
 RETURNS bigint
 LANGUAGE plpgsql
@@ -137,6 +195,8 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     snap pg_catalog.pg_snapshot;
+    closed_at timestamptz;
+    open_since timestamptz;
     below xid8;
     floor_txid xid8;
     mine xid8 := pg_catalog.pg_current_xact_id_if_assigned();
@@ -145,6 +205,7 @@ DECLARE
     n bigint;
     batch_start bigint;
     ev record;
+    seal ledgerlock.audit_event;
     seqs bigint[] := '{}';
     ev_hashes text[] := '{}';
     links text[] := '{}';
@@ -162,6 +223,9 @@ BEGIN
     END IF;
     -- one sealer at a time; a table lock, because any client could take an advisory key and stall sealing
     LOCK TABLE ledgerlock.audit_chain IN SHARE ROW EXCLUSIVE MODE;
+    -- Read before the snapshot (a fresh read of the activity, not one cached earlier in this transaction).
+    PERFORM pg_catalog.pg_stat_clear_snapshot();
+    open_since := ledgerlock._audit_open_since();
     -- Taken after the lock: this sealer sees the head its predecessor committed, and seals exactly the
     -- events of transactions that had committed when this snapshot was taken.
     snap := pg_catalog.pg_current_snapshot();
@@ -181,7 +245,10 @@ BEGIN
     batch_start := head_seq + 1;
 
     FOR ev IN
-        SELECT e.seq, e.event_hash FROM ledgerlock.audit_event e
+        SELECT e.seq, coalesce(e.event_hash, ledgerlock._audit_event_hash(e.seq, e.at, e.txid, e.table_name,
+                   e.row_key, e.scope, e.operation, e.old_row, e.new_row, e.db_user, e.actor, e.reason, e.context,
+                   e.lock_id, e.override_id, e.details)) AS event_hash
+        FROM ledgerlock.audit_event e
         WHERE e.txid >= floor_txid
           -- committed before the snapshot; or an id this cluster has not reached: an event restored from
           -- another cluster (its row is visible, so it committed)
@@ -196,14 +263,35 @@ BEGIN
         ev_hashes := ev_hashes || ev.event_hash;
         links := links || h;
     END LOOP;
-
-    IF n > head_seq THEN
-        INSERT INTO ledgerlock.audit_chain (chain_seq, seq, event_hash, batch, txid_floor, sealed_below, chain_hash)
-        SELECT head_seq + u.ord, u.seq, u.event_hash, batch_start, floor_txid, below, u.link
-        FROM ROWS FROM (pg_catalog.unnest(seqs), pg_catalog.unnest(ev_hashes), pg_catalog.unnest(links))
-             WITH ORDINALITY AS u(seq, event_hash, link, ord);
+    -- every event sealed here committed before the query above read it: none can be dated later than this
+    closed_at := pg_catalog.clock_timestamp();
+    IF n = head_seq THEN
+        RETURN 0;
     END IF;
-    RETURN n - head_seq;
+
+    -- the seal's own event, written and linked by this transaction (its id is above this seal's snapshot)
+    seal.seq := pg_catalog.nextval('ledgerlock.audit_event_seq');
+    seal.at := pg_catalog.now();
+    seal.txid := pg_catalog.pg_current_xact_id();
+    seal.operation := 'SEAL';
+    seal.db_user := session_user;
+    seal.details := ledgerlock._audit_code_state() || pg_catalog.jsonb_build_object(
+        'batch', batch_start, 'events', n - head_seq, 'closed_at', ledgerlock._audit_time(closed_at),
+        'open_since', ledgerlock._audit_time(open_since));
+    INSERT INTO ledgerlock.audit_event SELECT seal.*;
+    n := n + 1;
+    seqs := seqs || seal.seq;
+    ev_hashes := ev_hashes || ledgerlock._audit_event_hash(seal.seq, seal.at, seal.txid, NULL, NULL, NULL,
+        seal.operation, NULL, NULL, seal.db_user, NULL, NULL, NULL, NULL, NULL, seal.details);
+    h := ledgerlock._audit_link_hash(h, n, seal.seq, ev_hashes[pg_catalog.cardinality(ev_hashes)], batch_start,
+                                     floor_txid, below);
+    links := links || h;
+
+    INSERT INTO ledgerlock.audit_chain (chain_seq, seq, event_hash, batch, txid_floor, sealed_below, chain_hash)
+    SELECT head_seq + u.ord, u.seq, u.event_hash, batch_start, floor_txid, below, u.link
+    FROM ROWS FROM (pg_catalog.unnest(seqs), pg_catalog.unnest(ev_hashes), pg_catalog.unnest(links))
+         WITH ORDINALITY AS u(seq, event_hash, link, ord);
+    RETURN n - head_seq - 1;
 END
 $$;
 REVOKE ALL ON FUNCTION ledgerlock.audit_seal() FROM PUBLIC;
@@ -273,7 +361,8 @@ SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT e.seq, ledgerlock._audit_time(e.at), e.txid::text, e.table_name, e.row_key::text, e.scope,
            e.operation, e.old_row::text, e.new_row::text, e.db_user::text, e.actor, e.reason, e.context,
-           e.lock_id, e.override_id, e.details::text, e.event_hash, c.chain_seq, c.chain_hash
+           e.lock_id, e.override_id, e.details::text, coalesce(e.event_hash, c.event_hash), c.chain_seq,
+           c.chain_hash
     FROM ledgerlock.audit_event e
     LEFT JOIN ledgerlock.audit_chain c ON c.seq = e.seq
     WHERE e.scope = audit_export.scope

@@ -4,8 +4,9 @@
 
 -- Every problem among chain links lo..hi and the events they seal, one row per problem (k = 1: the link,
 -- k = 2: its event): the link does not follow from the previous one (or a link is missing), the event is
--- gone, its content no longer matches its hash, its hash differs from the one sealed, or it was sealed
--- later than its transaction allows (inserted behind the sealer's back).
+-- gone, its content no longer matches its hash (the one it was written with, else the one sealed), the
+-- hash it was written with differs from the one sealed, or it was sealed later than its transaction allows
+-- (inserted behind the sealer's back).
 -- Each link is paired with the previous link and with its event by joins restricted to the chunk's ranges
 -- (no window: a window needs the links in order in one process). The per-link work — both hashes — is
 -- done inside the OFFSET 0 subquery, so that a parallel plan computes it in the workers and the leader only
@@ -37,10 +38,12 @@ AS $$
                  END AS link_code,
                  CASE
                      WHEN e.seq IS NULL THEN 'event_missing'
-                     WHEN e.event_hash IS DISTINCT FROM ledgerlock._audit_event_hash(e.seq, e.at, e.txid, e.table_name,
-                             e.row_key, e.scope, e.operation, e.old_row, e.new_row, e.db_user, e.actor, e.reason,
-                             e.context, e.lock_id, e.override_id, e.details) THEN 'event_modified'
-                     WHEN e.event_hash IS DISTINCT FROM c.event_hash THEN 'event_rewritten'
+                     WHEN coalesce(e.event_hash, c.event_hash) IS DISTINCT FROM ledgerlock._audit_event_hash(e.seq,
+                             e.at, e.txid, e.table_name, e.row_key, e.scope, e.operation, e.old_row, e.new_row,
+                             e.db_user, e.actor, e.reason, e.context, e.lock_id, e.override_id, e.details) THEN
+                         'event_modified'
+                     WHEN e.event_hash IS NOT NULL AND e.event_hash IS DISTINCT FROM c.event_hash THEN
+                         'event_rewritten'
                      WHEN e.txid < c.txid_floor THEN 'event_behind_sealer'
                  END AS event_code
           FROM ledgerlock.audit_chain c
@@ -82,8 +85,9 @@ AS $$
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._audit_link_problems(bigint, bigint, bigint, bigint) FROM PUBLIC;
 
--- Problems among events that are not in the chain: a modified unsealed event, or one whose transaction
--- had ended before the last seal (it would have been sealed: it was inserted behind the sealer's back).
+-- Problems among events that are not in the chain: a modified unsealed event (one written with its hash:
+-- an unhashed event has nothing to differ from until it is sealed), or one whose transaction had ended
+-- before the last seal (it would have been sealed: it was inserted behind the sealer's back).
 -- recent_only: look only at transactions since the last seal (the index on txid); a full look is needed
 -- only when the counts say that older unsealed events exist. same_ids: the last seal's transaction ids
 -- are this cluster's (false after a restore into another cluster and before its first seal there), so
@@ -95,7 +99,7 @@ STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT e.seq, NULL::bigint, CASE
-        WHEN e.event_hash IS DISTINCT FROM ledgerlock._audit_event_hash(e.seq, e.at, e.txid, e.table_name,
+        WHEN e.event_hash IS NOT NULL AND e.event_hash IS DISTINCT FROM ledgerlock._audit_event_hash(e.seq, e.at, e.txid, e.table_name,
                 e.row_key, e.scope, e.operation, e.old_row, e.new_row, e.db_user, e.actor, e.reason, e.context,
                 e.lock_id, e.override_id, e.details) THEN
             pg_catalog.format('event seq %s (not sealed yet) was modified: its content does not match its hash', e.seq)
@@ -108,6 +112,72 @@ AS $$
       AND NOT EXISTS (SELECT FROM ledgerlock.audit_chain c WHERE c.seq = e.seq)
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._audit_unsealed_problems(xid8, boolean, boolean) FROM PUBLIC;
+
+-- Problems the seals reveal, through the SEAL event that closes each seal (ledgerlock.audit_seal):
+-- * a SEAL event that does not close its seal: it was forged among the events;
+-- * an event dated after the seal that links it was closed, or before the earliest start the seal before it
+--   allowed (no transaction that old was still open then: the event was back-dated);
+-- * the code in force changing between two seals of one database with no migrate between them: a shipped
+--   function rewritten (even if restored since), or the functions differing with no migrate, protect or
+--   state change between the two seals to account for it.
+-- Seals written before SEAL events existed carry none of this: their events are checked by hash only.
+CREATE OR REPLACE FUNCTION ledgerlock._audit_seal_problems()
+RETURNS TABLE(seq bigint, chain_seq bigint, problem text)
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH seal AS (
+        SELECT c.chain_seq, c.batch, e.seq, e.details AS d,
+               NOT EXISTS (SELECT FROM ledgerlock.audit_chain q WHERE q.chain_seq = c.chain_seq + 1
+                                                                  AND q.batch = c.batch)
+               AND (e.details ->> 'batch') = c.batch::text AS genuine
+        FROM ledgerlock.audit_event e
+        JOIN ledgerlock.audit_chain c ON c.seq = e.seq
+        WHERE e.operation = 'SEAL' AND e.table_name IS NULL
+    ), genuine AS (
+        SELECT s.chain_seq, s.batch, s.seq, s.d, pg_catalog.lag(s.d) OVER w AS prev,
+               pg_catalog.lag(s.chain_seq) OVER w AS prev_chain_seq
+        FROM seal s WHERE s.genuine
+        WINDOW w AS (ORDER BY s.chain_seq)
+    )
+    SELECT s.seq, s.chain_seq, pg_catalog.format(
+               'event seq %s (chain link %s) claims to close a seal but does not: it was forged', s.seq, s.chain_seq)
+    FROM seal s WHERE NOT s.genuine
+    UNION ALL
+    SELECT e.seq, c.chain_seq, CASE
+        WHEN e.at > (g.d ->> 'closed_at')::timestamptz THEN pg_catalog.format(
+            'event seq %s (chain link %s) is dated %s, after the seal that contains it was closed (%s): its time '
+            'was forged', e.seq, c.chain_seq, ledgerlock._audit_time(e.at), g.d ->> 'closed_at')
+        ELSE pg_catalog.format(
+            'event seq %s (chain link %s) is dated %s, but the seal before it (chain link %s) had seen every '
+            'transaction started before %s: it was back-dated', e.seq, c.chain_seq, ledgerlock._audit_time(e.at),
+            g.prev_chain_seq, g.prev ->> 'open_since') END
+    FROM genuine g
+    JOIN ledgerlock.audit_chain c ON c.chain_seq BETWEEN g.batch AND g.chain_seq - 1
+    JOIN ledgerlock.audit_event e ON e.seq = c.seq
+    WHERE e.at > (g.d ->> 'closed_at')::timestamptz OR e.at < (g.prev ->> 'open_since')::timestamptz
+    UNION ALL
+    SELECT g.seq, g.chain_seq, CASE
+        WHEN (g.d ->> 'code_xid')::bigint > (g.prev ->> 'code_xid')::bigint THEN pg_catalog.format(
+            'a shipped ledgerlock function was rewritten between the seals closed by chain links %s and %s, with '
+            'no migrate between them: a guard was replaced (and perhaps restored) behind the trail',
+            g.prev_chain_seq, g.chain_seq)
+        ELSE pg_catalog.format(
+            'the ledgerlock functions differ between the seals closed by chain links %s and %s, with no migrate, '
+            'protect or state change between them', g.prev_chain_seq, g.chain_seq) END
+    FROM genuine g
+    WHERE g.prev IS NOT NULL
+      AND g.d ->> 'code_home' = g.prev ->> 'code_home'
+      AND g.d ->> 'installed' IS NOT DISTINCT FROM g.prev ->> 'installed'
+      AND ((g.d ->> 'code_xid')::bigint > (g.prev ->> 'code_xid')::bigint
+           OR (g.d ->> 'code_digest' <> g.prev ->> 'code_digest'
+               AND NOT EXISTS (SELECT FROM ledgerlock.audit_chain c
+                               JOIN ledgerlock.audit_event e ON e.seq = c.seq
+                               WHERE c.chain_seq BETWEEN g.prev_chain_seq AND g.chain_seq
+                                 AND (e.operation IN ('PROTECT', 'UNPROTECT') OR e.operation LIKE 'STATE%'))))
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._audit_seal_problems() FROM PUBLIC;
 
 -- Whether transaction ids recorded by a seal with this sealed_below can be compared with this cluster's:
 -- a cluster's snapshot xmin never goes backwards, so a current xmin below it means the chain was sealed in
@@ -185,6 +255,14 @@ BEGIN
         lo := lo + step;
         IF max_chain - from_link > step THEN
             RAISE NOTICE 'll-progress % %', least(lo - 1, max_chain), max_chain;
+        END IF;
+    END LOOP;
+
+    -- what the seals' own events reveal: forged seals, back-dated events, code changed behind the trail
+    FOR p IN SELECT * FROM ledgerlock._audit_seal_problems() x ORDER BY x.chain_seq, x.seq LOOP
+        problems := problems + 1;
+        IF problems = 1 THEN
+            first_seq := p.seq; first_chain_seq := p.chain_seq; first_problem := p.problem;
         END IF;
     END LOOP;
 

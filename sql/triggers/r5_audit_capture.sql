@@ -3,16 +3,17 @@
 -- skip, scope grants).
 --
 -- Statement-level AFTER triggers with transition tables: one call per statement, and one set-based
--- INSERT … SELECT that writes every row's event, hash included (a bulk statement costs one trigger
--- call, not one per row). UPDATE pairs the old and new transition rows by position: PostgreSQL appends
+-- INSERT … SELECT that writes every row's event (a bulk statement costs one trigger call, not one per row).
+-- Events are stored unhashed: a hash computed here adds nothing an attacker who can rewrite the event
+-- cannot recompute before the next seal, so the sealer hashes each event when it links it (r5_audit.sql). UPDATE pairs the old and new transition rows by position: PostgreSQL appends
 -- them pairwise, so an update that changes the primary key (UPDATE … SET id = id + 1) is still paired
 -- right, where pairing by key would not be.
 -- Trigger arguments: the scope column ('' when none), then the primary-key columns.
 -- Rows are read as to_jsonb(alias.*): a bare alias would be taken for a column of the same name.
 -- extra_float_digits is pinned so that float columns are captured exactly whatever the client set; other
 -- settings cannot lose information in to_jsonb (timestamps carry their offset), json columns are kept as
--- their text (ledgerlock._audit_image, called only for tables that have some), and the hash is computed
--- over the stored text, so verification never depends on settings.
+-- their text (ledgerlock._audit_image, called only for tables that have some), and the sealer hashes the
+-- stored text, so verification never depends on settings.
 -- Period context (R3): under an override, the event carries the override id, the window written into
 -- and the override's reason; a write into an unlocked window carries that window and its unlock reason.
 -- Windows are looked up per row only when the statement has an override, or when the row's scope (old or
@@ -93,7 +94,7 @@ AS $$
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._audit_write_context(oid, boolean) FROM PUBLIC;
 
--- One row's event, hash included: its key and scope come from the new row (the old one for a DELETE).
+-- One row's event (not hashed: the sealer hashes it): its key and scope come from the new row (the old one for a DELETE).
 -- No SET clause, so that PostgreSQL inlines it into the capture query.
 CREATE OR REPLACE FUNCTION ledgerlock._audit_row_event(seq bigint, tbl oid, operation text, o jsonb, r jsonb,
                                                       scope_col text, k1 text, keys text[], at timestamptz,
@@ -104,9 +105,7 @@ LANGUAGE sql
 STABLE
 AS $$
     SELECT seq, at, txid, tbl, tbl_name, x.row_key, x.scope, operation, o, r, session_user, actor, reason,
-           context, lock_id, override_id, NULL::jsonb,
-           ledgerlock._audit_event_hash(seq, at, txid, tbl_name, x.row_key, x.scope, operation, o, r, session_user,
-                                        actor, reason, context, lock_id, override_id, NULL)
+           context, lock_id, override_id, NULL::jsonb, NULL::text  -- hashed by the sealer, off the write path
     FROM (SELECT CASE WHEN keys IS NULL
                       THEN pg_catalog.jsonb_build_object(k1, coalesce(r, o) OPERATOR(pg_catalog.->) k1)
                       ELSE (SELECT pg_catalog.jsonb_object_agg(k, coalesce(r, o) OPERATOR(pg_catalog.->) k)
@@ -290,9 +289,7 @@ BEGIN
     INSERT INTO ledgerlock.audit_event (seq, at, txid, table_oid, table_name, row_key, scope, operation,
         old_row, new_row, db_user, actor, reason, context, lock_id, override_id, details, event_hash)
     SELECT x.seq, ev_at, ev_txid, x.tbl, x.tbl_name, x.row_key, x.scope, x.operation, NULL, x.r, session_user,
-           x.actor, x.reason, x.context, x.lock_id, x.override_id, x.details,
-           ledgerlock._audit_event_hash(x.seq, ev_at, ev_txid, x.tbl_name, x.row_key, x.scope, x.operation, NULL,
-               x.r, session_user, x.actor, x.reason, x.context, x.lock_id, x.override_id, x.details)
+           x.actor, x.reason, x.context, x.lock_id, x.override_id, x.details, NULL  -- hashed by the sealer
     FROM (SELECT pg_catalog.nextval('ledgerlock.audit_event_seq') AS seq,
                  pg_catalog.upper(e.kind) AS operation,
                  CASE WHEN e.kind = 'skip' THEN pg_catalog.to_regclass(e.details ->> 'table')

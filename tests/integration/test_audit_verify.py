@@ -155,12 +155,15 @@ def test_swapped_links_are_caught(trail):
     assert not ok and chain == 3 and "is broken" in problem
 
 
-def test_a_modified_unsealed_event_is_caught(trail):
+def test_a_modified_unsealed_event_written_with_its_hash_is_caught(trail):
+    # an event written with its hash (by a release that hashed at write time); a new event is hashed by the
+    # sealer, and one changed before the seal is sealed as it stands (docs/audit.md: what stays undetectable)
     trail.connect("app").execute("INSERT INTO invoice (id, company_id) VALUES (50, 1)")
     su = trail.owner()
     seq = su.execute("SELECT max(seq) FROM ledgerlock.audit_event").fetchone()[0]
     assert su.execute("SELECT count(*) FROM ledgerlock.audit_chain WHERE seq = %s", (seq,)).fetchone()[0] == 0
     with guards_off(su):
+        su.execute(f"UPDATE ledgerlock.audit_event SET event_hash = {HASH} WHERE seq = %s", (seq,))
         su.execute("UPDATE ledgerlock.audit_event SET db_user = 'll_admin' WHERE seq = %s", (seq,))
     # verify seals first, then checks: the altered event is reported either way
     ok, _n, first, _chain, problem, *_ = verify(trail)
@@ -186,11 +189,12 @@ def test_a_digest_proves_the_chain_up_to_it_and_catches_a_rewrite_or_truncation(
         su.execute("ALTER TABLE ledgerlock.audit_chain ENABLE ALWAYS TRIGGER ll_90_no_truncate")
     su.execute("SELECT ledgerlock.audit_seal()")
     ok, problems, _first, _chain, problem, *_ = verify(trail)
-    # without a digest, the rewritten chain is consistent (that is why digests exist); the rows are not
-    assert not ok and problems == 1 and problem.startswith("invoice id=5: amount is 50")
-    ok, _n, _first, chain, problem, *_ = verify(trail, digest)
-    assert not ok and "differs from the digest" in problem
-    assert cli_verify(trail, "--digest", digest).exit_code == 3
+    # without a digest, the rewritten chain is consistent (that is why digests exist); the rows are not, and
+    # the seals' own events (two) now sit inside the one rebuilt seal instead of closing theirs
+    assert not ok and problems == 3 and "claims to close a seal but does not" in problem
+    ok, *_ = verify(trail, digest)
+    res = cli_verify(trail, "--digest", digest)
+    assert not ok and res.exit_code == 3 and "differs from the digest" in res.output
     # truncation of the tail past the digest's link
     with guards_off(su):
         su.execute("DELETE FROM ledgerlock.audit_chain WHERE chain_seq >= %s", (int(digest.split(":")[1]),))
@@ -215,7 +219,7 @@ def test_digest_for_the_application_is_the_sealed_head_and_seals_for_ledgerlock_
     trail.connect("app").execute("INSERT INTO invoice (id, company_id) VALUES (70, 1)")
     before = trail.connect("app").execute("SELECT ledgerlock.audit_digest()").fetchone()[0]
     after = trail.connect("auditor").execute("SELECT ledgerlock.audit_digest()").fetchone()[0]
-    assert int(after.split(":")[1]) == int(before.split(":")[1]) + 1
+    assert int(after.split(":")[1]) == int(before.split(":")[1]) + 2  # the event, and the seal's own event
 
 
 def test_verify_inside_an_open_transaction_ignores_its_own_unsealed_events(trail):
