@@ -5,11 +5,18 @@ its own fresh database, like every other test of the suite."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from clientsupport import NUMBER_FORMAT, configure_django, conninfo_dict
 from django_settings import DJANGO_ALIASES
 
 from lltest import TestDatabase
+
+# The console tests drive Chromium through an asyncio loop in the same pytest worker; a loop left behind in
+# the main thread makes Django refuse every query as "called from an async context". These tests are
+# synchronous: tell Django so.
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
 
 @pytest.fixture
