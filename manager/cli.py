@@ -74,7 +74,7 @@ class ManagerGroup(click.Group):
             diag = getattr(exc, "diag", None)
             state = diag.sqlstate if diag else None
             message = (diag.message_primary if diag and diag.message_primary else str(exc)).strip()
-            meaning = ll_errors.describe(state) if state else (
+            meaning = ll_errors.describe(state, message) if state else (
                 "could not connect" if isinstance(exc, psycopg.OperationalError) else "database error")
             _fail(as_json, EXIT_FAILED, state, meaning, message, diag.message_hint if diag else None)
         except ServerError as exc:

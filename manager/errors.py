@@ -79,9 +79,16 @@ BY_SQLSTATE: dict[str, type[LedgerlockError]] = {
 # default_transaction_read_only) ends here, whatever it was about to write.
 READ_ONLY = "server is a read-only standby (or the session is read-only); run this on the primary"
 OTHER_MEANINGS = {"25006": READ_ONLY}
+# A logical-replication subscriber's write barrier (ledgerlock.guard_subscriber_write) raises 25006 as well:
+# the database is writable, its replicated books are not, until cut-over. Its message says so.
+SUBSCRIBER_MESSAGE = "is refused on a subscriber"
+SUBSCRIBER = "this database is a logical-replication subscriber: write on the publisher until cut-over"
 
 
-def describe(sqlstate: str | None) -> str:
-    """The meaning of a SQLSTATE, for one-line CLI errors."""
+def describe(sqlstate: str | None, message: str | None = None) -> str:
+    """The meaning of a SQLSTATE (and, where one SQLSTATE has two causes, of its message), for one-line CLI
+    errors."""
+    if sqlstate == "25006" and message and SUBSCRIBER_MESSAGE in message:
+        return SUBSCRIBER
     cls = BY_SQLSTATE.get(sqlstate or "")
     return cls.meaning if cls else OTHER_MEANINGS.get(sqlstate or "", "database error")

@@ -100,7 +100,7 @@ class DatabaseRefusal(click.ClickException):
         diag = exc.diag
         self.sqlstate = diag.sqlstate
         message = (diag.message_primary or str(exc)).strip()
-        super().__init__(f"error {diag.sqlstate} ({ll_errors.describe(diag.sqlstate)}): {message}")
+        super().__init__(f"error {diag.sqlstate} ({ll_errors.describe(diag.sqlstate, message)}): {message}")
         self.hint = cli_hint(diag.message_hint)
 
     def show(self, file=None) -> None:

@@ -64,7 +64,7 @@ class Refusal:
 
     @property
     def meaning(self) -> str | None:
-        return ll_errors.describe(self.sqlstate) if self.sqlstate else None
+        return ll_errors.describe(self.sqlstate, self.message) if self.sqlstate else None
 
     @classmethod
     def of(cls, exc: psycopg.Error) -> Refusal:

@@ -259,6 +259,8 @@ def test_a_subscription_without_ledgerlocks_tables_is_named_by_doctor_in_a_sente
             res = ledgerlock(sub.conninfo("admin"), "lock", "1", "--from", "2026-05-01", "--to", "2026-05-31")
             assert res.returncode == 1 and "Traceback" not in res.stderr, (res.stdout, res.stderr)
             assert "INSERT of ledgerlock.period_lock is refused on a subscriber" in res.stderr
+            assert "logical-replication subscriber: write on the publisher" in res.stderr
+            assert "standby" not in res.stderr, res.stderr  # the database is writable; its books are not
             assert "ledgerlock.promote_subscriber()" in res.stderr
         finally:
             drop_subscription(sub, slot)
