@@ -39,6 +39,21 @@ def embedded_server() -> LocalServer:
         return LocalServer(datadir=data_home() / "pg18", bindir=embedded_pg18_bindir())
 
 
+# How the manager's own session prints values, whatever the role, database or PGOPTIONS set: psycopg parses
+# dates and intervals only in these styles, and floats only round-trip with extra_float_digits >= 1. What a
+# guard decides never depends on them (the rules pin their own); this is the client reading its results.
+CLIENT_SETTINGS = {"DateStyle": "ISO, YMD", "IntervalStyle": "postgres", "extra_float_digits": "1"}
+
+
+def client_session(conn: psycopg.Connection) -> psycopg.Connection:
+    """The connection, with the manager's CLIENT_SETTINGS in force for the session."""
+    for name, value in CLIENT_SETTINGS.items():
+        conn.execute("SELECT pg_catalog.set_config(%s, %s, false)", (name, value))
+    if not conn.autocommit:
+        conn.commit()
+    return conn
+
+
 @dataclass(frozen=True)
 class Target:
     conninfo: str
@@ -46,7 +61,7 @@ class Target:
 
     def connect(self, **kw) -> psycopg.Connection:
         kw.setdefault("autocommit", True)
-        return psycopg.connect(self.conninfo, **kw)
+        return client_session(psycopg.connect(self.conninfo, **kw))
 
     def describe(self, conn: psycopg.Connection | None = None) -> str:
         """``<host or socket directory>:<port>/<database> as <user>``, as the server connected to reports it."""

@@ -23,6 +23,7 @@ from psycopg.types.datetime import DateLoader
 from psycopg.types.json import set_json_loads
 
 from .. import errors as _errors  # noqa: F401  (registers the LLxxx exception classes with psycopg)
+from ..connection import client_session
 from ..context import rows
 
 
@@ -98,7 +99,8 @@ class _OpenEndedDateLoader(DateLoader):
 
 @contextlib.contextmanager
 def connect_as(base: str, role: str, password: str | None) -> Iterator[psycopg.Connection]:
-    with psycopg.connect(role_conninfo(base, role, password), autocommit=True, connect_timeout=10) as conn:
+    with client_session(psycopg.connect(role_conninfo(base, role, password), autocommit=True,
+                                        connect_timeout=10)) as conn:
         conn.adapters.register_loader("date", _OpenEndedDateLoader)
         # row images keep their numbers digit for digit (100.00 stays 100.00 in the audit diff)
         set_json_loads(functools.partial(json.loads, parse_float=decimal.Decimal), context=conn)

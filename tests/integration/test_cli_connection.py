@@ -111,3 +111,25 @@ def test_migrate_installs_where_the_pg_variables_point(db):
     res = CliRunner().invoke(cli, ["migrate"], env=env)
     assert res.exit_code == 0, res.output
     assert "ledgerlock is up to date" in res.stdout and "embedded" not in res.output
+
+
+def test_the_manager_reads_its_results_whatever_styles_the_database_or_role_sets(db):
+    """DateStyle, IntervalStyle and extra_float_digits set for the database and the role (as a DBA of another
+    locale would): the manager's session reads dates, timestamps and amounts as they are, instead of failing to
+    parse '27/11/2026 12:24:09 +14'. What a guard decides does not depend on them; what the manager shows does."""
+    owner = db.owner()
+    owner.execute(f"ALTER DATABASE {db.name} SET DateStyle = 'SQL, DMY'")
+    owner.execute(f"ALTER DATABASE {db.name} SET IntervalStyle = 'sql_standard'")
+    owner.execute("ALTER ROLE ll_controller IN DATABASE " + db.name + " SET extra_float_digits = -15")
+    dsn = db.conninfo("controller")
+    with psycopg.connect(dsn) as plain:  # what any client of this database gets by default
+        assert plain.execute("SHOW DateStyle").fetchone()[0] == "SQL, DMY"
+    res = CliRunner().invoke(cli, ["--dsn", dsn, "lock", "1", "--from", "2026-03-01", "--to", "2026-03-31"])
+    assert res.exit_code == 0, res.output
+    assert "scope 1 2026-03-01..2026-03-31 (soft, active)" in res.stdout
+    res = CliRunner().invoke(cli, ["--dsn", dsn, "locks", "--json"])
+    assert res.exit_code == 0, res.output
+    assert '"2026-03-01"' in res.stdout and '"2026-03-31"' in res.stdout
+    res = CliRunner().invoke(cli, ["--dsn", db.conninfo("auditor"), "audit", "log", "--limit", "5"])
+    assert res.exit_code == 0, res.output
+    assert "Traceback" not in res.output and "can't parse" not in res.output
