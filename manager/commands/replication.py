@@ -43,7 +43,9 @@ def status(ctx: Context, as_json: bool) -> None:
         _require_installed(conn)
         subscriber = conn.execute("SELECT ledgerlock._is_subscriber()").fetchone()[0]
         subs = rows(conn, "SELECT s.subname::text AS name, s.subenabled AS enabled, "
-                          "(SELECT count(*) FROM pg_subscription_rel r WHERE r.srsubid = s.oid) AS tables "
+                          "(SELECT count(*) FROM pg_subscription_rel r WHERE r.srsubid = s.oid) AS tables, "
+                          "(SELECT count(*) FROM pg_subscription_rel r WHERE r.srsubid = s.oid "
+                          " AND r.srsubstate <> 'r') AS copying "
                           "FROM pg_subscription s JOIN pg_database d ON d.oid = s.subdbid "
                           "WHERE d.datname = current_database() ORDER BY 1")
         found = rows(conn, "SELECT severity, object, finding, fix FROM ledgerlock._doctor_replication() "
@@ -57,7 +59,8 @@ def status(ctx: Context, as_json: bool) -> None:
                                                     else ""))
         for s in subs:
             click.echo(f"subscription {s['name']}: {'enabled' if s['enabled'] else 'disabled'}, "
-                       f"{s['tables']} table(s)")
+                       f"{s['tables']} table(s)" + (f", {s['copying']} still in their initial copy (install the "
+                                                   "guards and promote once none is)" if s['copying'] else ""))
         for f in found:
             click.echo(f"[{f['severity']}] {f['finding']}")
             click.echo(f"    fix: {f['fix']}")

@@ -118,6 +118,40 @@ AS $$
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._subscriber_permit(boolean) FROM PUBLIC;
 
+-- Refuse (55000) while a subscription of this database has not finished its initial copy of every table
+-- (pg_subscription_rel.srsubstate other than 'r', ready): guards installed from a registry still being copied
+-- would miss the rules not yet arrived, silently, and a promoted half-copy would number after missing rows.
+-- Each table is copied by its own table-sync worker, in no fixed order, so the protected rows being there
+-- says nothing of the registry.
+CREATE OR REPLACE FUNCTION ledgerlock._require_initial_copy_done(action text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    pending text;
+    sub name;
+BEGIN
+    SELECT pg_catalog.string_agg(pg_catalog.format('%s (%s)', sr.srrelid::regclass,
+                                     CASE sr.srsubstate WHEN 'i' THEN 'not started' WHEN 'd' THEN 'copying'
+                                          ELSE 'catching up' END), ', ' ORDER BY sr.srrelid::regclass::text),
+           pg_catalog.min(s.subname)
+    INTO pending, sub
+    FROM pg_catalog.pg_subscription_rel sr
+    JOIN pg_catalog.pg_subscription s ON s.oid = sr.srsubid
+    WHERE s.subdbid = (SELECT d.oid FROM pg_catalog.pg_database d WHERE d.datname = pg_catalog.current_database())
+      AND sr.srsubstate <> 'r';
+    IF pending IS NOT NULL THEN
+        RAISE EXCEPTION USING ERRCODE = '55000',
+            MESSAGE = pg_catalog.format('%s waits for the initial copy of subscription %s: %s', action, sub,
+                                        pending),
+            HINT = 'run it again when every table of the subscription is ready (SELECT srrelid::regclass, '
+                   'srsubstate FROM pg_subscription_rel: all ''r''); ledgerlock replication status lists them';
+    END IF;
+END
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._require_initial_copy_done(text) FROM PUBLIC;
+
 -- Give every guard the state this database's role asks for (ledgerlock.reinstall_guards() ends with it, so
 -- guards re-created by migrate keep it), and keep the subscriber's write barrier on exactly the replicated
 -- tables (ledgerlock.publication_tables()) while it is a subscriber.
@@ -130,6 +164,9 @@ DECLARE
     want "char" := ledgerlock._guard_tgenabled();
     r record;
 BEGIN
+    IF want = 'O' THEN  -- a subscriber: the guards are being installed from the replicated registry
+        PERFORM ledgerlock._require_initial_copy_done('installing the guards of a subscriber');
+    END IF;
     PERFORM ledgerlock._ddl_permit('ledgerlock'::regnamespace, true);  -- the DDL guard: ledgerlock's own tables
     FOR r IN
         SELECT t.tgrelid::regclass AS rel, t.tgname FROM pg_catalog.pg_trigger t
@@ -248,6 +285,7 @@ BEGIN
             HINT = pg_catalog.format('stop writes on the publisher, wait until the subscriber has caught up, then '
                                      'ALTER SUBSCRIPTION %I DISABLE (or DROP SUBSCRIPTION %I) and promote', sub, sub);
     END IF;
+    PERFORM ledgerlock._require_initial_copy_done('promote_subscriber');
     DELETE FROM ledgerlock.replication_role;
     PERFORM ledgerlock.reinstall_guards();  -- ends with _sync_guard_enable_mode(): ENABLE ALWAYS again
     SELECT pg_catalog.max(e.seq) INTO top FROM ledgerlock.audit_event e;

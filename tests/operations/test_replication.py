@@ -105,6 +105,16 @@ def in_sync(pub: psycopg.Connection, sub: psycopg.Connection) -> list:
     return want
 
 
+def copied(sub: psycopg.Connection) -> None:
+    """Wait (bounded) until every table of the subscriptions has finished its initial copy (docs/replication.md,
+    step 4): each table has its own sync worker, so the books being equal says nothing of the registry."""
+    deadline = time.monotonic() + SYNC_TIMEOUT
+    while (pending := sub.execute("SELECT srrelid::regclass::text, srsubstate::text FROM pg_subscription_rel "
+                                  "WHERE srsubstate <> 'r' ORDER BY 1").fetchall()):
+        assert time.monotonic() < deadline, pending
+        time.sleep(0.1)  # a poll interval: the loop ends on the subscription's state
+
+
 def ledgerlock(dsn: str, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([str(VENV_BIN / "ledgerlock"), "--dsn", dsn, *args], capture_output=True, text=True,
                           timeout=300, input="")
@@ -123,6 +133,7 @@ def pair(cluster, publisher):
         subscribe(sub, pub, slot)
         try:
             in_sync(pub.owner(), sub.owner())
+            copied(sub.owner())
             # the guards of the replicated registry, installed ENABLE (origin): what local sessions meet
             sub.connect("admin").execute("SELECT ledgerlock.reinstall_guards()")
             yield pub, sub, slot
@@ -262,6 +273,44 @@ def test_a_subscription_without_ledgerlocks_tables_is_named_by_doctor_in_a_sente
             assert "logical-replication subscriber: write on the publisher" in res.stderr
             assert "standby" not in res.stderr, res.stderr  # the database is writable; its books are not
             assert "ledgerlock.promote_subscriber()" in res.stderr
+        finally:
+            drop_subscription(sub, slot)
+
+
+def test_guards_wait_for_the_initial_copy_of_the_registry(cluster, publisher):
+    """Installing the subscriber's guards (and promoting it) before the initial copy is done would install the
+    rules of a half-copied registry, silently: refused in a sentence naming the tables, and the CLI's status
+    says how many are still copying; once every table is ready, the same call installs them."""
+    with fresh_database(publisher) as pub, fresh_database(cluster) as sub:
+        populate(pub)
+        publish(pub)
+        sub.connect("admin").execute("SELECT ledgerlock.become_subscriber()")
+        slot = f"books_{uuid.uuid4().hex[:8]}"
+        name = sql.Identifier(slot)
+        conninfo = pub.cluster.server.conninfo(pub.name)
+        sub.owner().execute(sql.SQL("CREATE SUBSCRIPTION {} CONNECTION {} PUBLICATION books "
+                                    "WITH (enabled = false)").format(name, sql.Literal(conninfo)))
+        try:
+            admin = sub.connect("admin")
+            with refused("55000", r"^installing the guards of a subscriber waits for the initial copy of "
+                                  rf"subscription {slot}: .*ledgerlock\.reference_rule \(not started\)"):
+                admin.execute("SELECT ledgerlock.reinstall_guards()")
+            with refused("55000", rf"^promote_subscriber waits for the initial copy of subscription {slot}"):
+                admin.execute("SELECT ledgerlock.promote_subscriber()")
+            res = ledgerlock(sub.conninfo("auditor"), "replication", "status")
+            assert res.returncode == 0, (res.stdout, res.stderr)
+            assert "still in their initial copy" in res.stdout
+            # the permitted neighbour: once the copy is done, the guards of the whole registry are installed
+            sub.owner().execute(sql.SQL("ALTER SUBSCRIPTION {} ENABLE").format(name))
+            copied(sub.owner())
+            admin.execute("SELECT ledgerlock.reinstall_guards()")
+            guards = sub.owner().execute("SELECT tgname::text FROM pg_trigger WHERE tgrelid = 'invoice'::regclass "
+                                         "AND tgname ~ '^ll_30_'").fetchall()
+            assert guards, "the referential guards of the copied registry"
+            with refused("LL003", r"^invoice id=6 \(DRAFT-\d+\) is referenced by payment id=1"):
+                sub.connect("app").execute("DELETE FROM invoice WHERE id = 6")
+            res = ledgerlock(sub.conninfo("auditor"), "replication", "status")
+            assert "still in their initial copy" not in res.stdout, res.stdout
         finally:
             drop_subscription(sub, slot)
 
