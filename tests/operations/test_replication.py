@@ -377,6 +377,7 @@ def test_a_subscriber_of_another_major_applies_the_books_and_verifies(publisher,
             pub.connect("app").execute("UPDATE invoice SET status = 'paid' WHERE id = 3")
             digest = pub.connect("auditor").execute("SELECT ledgerlock.audit_digest()").fetchone()[0]
             in_sync(pub.owner(), sub.owner())
+            copied(sub.owner())  # the registry and settings verify_audit checks, not only the books
             assert sub.owner().execute("SELECT number FROM invoice WHERE id = 3").fetchone() == ("INV-2026-00003",)
             ok, problem = sub.connect("auditor").execute("SELECT ok, problem FROM ledgerlock.verify_audit(%s)",
                                                          (digest,)).fetchone()
