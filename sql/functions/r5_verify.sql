@@ -92,12 +92,16 @@ REVOKE ALL ON FUNCTION ledgerlock._audit_link_problems(bigint, bigint, bigint, b
 -- only when the counts say that older unsealed events exist. same_ids: the last seal's transaction ids
 -- are this cluster's (false after a restore into another cluster and before its first seal there), so
 -- comparing an event's transaction id with them means something.
+-- Planned with the flags known, so that recent_only reads the index on txid.
 CREATE OR REPLACE FUNCTION ledgerlock._audit_unsealed_problems(last_below xid8, recent_only boolean, same_ids boolean)
 RETURNS TABLE(seq bigint, chain_seq bigint, problem text)
-LANGUAGE sql
+LANGUAGE plpgsql
 STABLE
 SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_custom_plan
 AS $$
+BEGIN
+    RETURN QUERY
     SELECT e.seq, NULL::bigint, CASE
         WHEN e.event_hash IS NOT NULL AND e.event_hash IS DISTINCT FROM ledgerlock._audit_event_hash(e.seq, e.at, e.txid, e.table_name,
                 e.row_key, e.scope, e.operation, e.old_row, e.new_row, e.db_user, e.actor, e.reason, e.context,
@@ -109,7 +113,8 @@ AS $$
         END
     FROM ledgerlock.audit_event e
     WHERE (NOT recent_only OR NOT same_ids OR e.txid >= last_below)
-      AND NOT EXISTS (SELECT FROM ledgerlock.audit_chain c WHERE c.seq = e.seq)
+      AND NOT EXISTS (SELECT FROM ledgerlock.audit_chain c WHERE c.seq = e.seq);
+END
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._audit_unsealed_problems(xid8, boolean, boolean) FROM PUBLIC;
 
@@ -121,28 +126,32 @@ REVOKE ALL ON FUNCTION ledgerlock._audit_unsealed_problems(xid8, boolean, boolea
 -- * the code in force changing between two seals of one database with no migrate between them: a shipped
 --   function rewritten (even if restored since), or the functions differing with no migrate, protect or
 --   state change between the two seals to account for it.
--- The seals are found through the chain's links from the one that closed the seal before from_link's (the
--- link before its batch: each seal is compared with the one before it), so that from a digest only the
+-- The seals are found through the chain's links from the one that closed the seal before from_link's batch
+-- (each seal is compared with the one before it), so that from a digest only the
 -- links after it and their events are read. The times and code facts are read out of each SEAL event once,
 -- not once per event of its seal.
 -- Seals written before SEAL events existed carry none of this: their events are checked by hash only.
 CREATE OR REPLACE FUNCTION ledgerlock._audit_seal_problems(from_link bigint)
 RETURNS TABLE(seq bigint, chain_seq bigint, problem text)
-LANGUAGE sql
+LANGUAGE plpgsql
 STABLE
 SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_custom_plan  -- planned with the bounds known: from a digest, a few links by index
 AS $$
-    WITH bound AS (
-        SELECT coalesce((SELECT c.batch - 1 FROM ledgerlock.audit_chain c
-                         WHERE c.chain_seq = greatest(from_link, 1) - 1), 1) AS lo
-    ), seal AS (
+DECLARE
+    -- the link that closed the seal before from_link's batch (the link before that batch's first)
+    lo bigint := greatest(coalesce((SELECT c.batch - 1 FROM ledgerlock.audit_chain c
+                                    WHERE c.chain_seq = greatest(from_link, 1)), from_link), 1);
+BEGIN
+    RETURN QUERY
+    WITH seal AS (
         SELECT c.chain_seq, c.batch, e.seq, e.details AS d,
                NOT EXISTS (SELECT FROM ledgerlock.audit_chain q WHERE q.chain_seq = c.chain_seq + 1
                                                                   AND q.batch = c.batch)
                AND (e.details ->> 'batch') = c.batch::text AS genuine
         FROM ledgerlock.audit_chain c
         JOIN ledgerlock.audit_event e ON e.seq = c.seq
-        WHERE c.chain_seq >= (SELECT b.lo FROM bound b)
+        WHERE c.chain_seq >= lo
           AND e.operation = 'SEAL' AND e.table_name IS NULL
     ), genuine AS (
         SELECT s.chain_seq, s.batch, s.seq, s.d, pg_catalog.lag(s.d) OVER w AS prev,
@@ -168,6 +177,7 @@ AS $$
             g.prev_chain_seq, g.prev ->> 'open_since') END
     FROM checked g
     JOIN ledgerlock.audit_chain c ON c.chain_seq BETWEEN g.batch AND g.chain_seq - 1
+         AND c.chain_seq >= lo  -- implied; tells the planner how few links a digest leaves
     JOIN ledgerlock.audit_event e ON e.seq = c.seq
     WHERE e.at > g.closed_at OR e.at < g.open_since
     UNION ALL
@@ -188,7 +198,8 @@ AS $$
                AND NOT EXISTS (SELECT FROM ledgerlock.audit_chain c
                                JOIN ledgerlock.audit_event e ON e.seq = c.seq
                                WHERE c.chain_seq BETWEEN g.prev_chain_seq AND g.chain_seq
-                                 AND (e.operation IN ('PROTECT', 'UNPROTECT') OR e.operation LIKE 'STATE%'))))
+                                 AND (e.operation IN ('PROTECT', 'UNPROTECT') OR e.operation LIKE 'STATE%'))));
+END
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._audit_seal_problems(bigint) FROM PUBLIC;
 
