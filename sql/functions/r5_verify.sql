@@ -217,12 +217,14 @@ $$;
 REVOKE ALL ON FUNCTION ledgerlock._audit_same_xid_space(xid8) FROM PUBLIC;
 
 -- The chain part of the verification: every link from from_link on and every event it seals, in chunks
--- of `step` links, then the unsealed events (from_link > 1: those of transactions since the last seal). Returns the first problem (chain order, then unsealed events by seq), the
--- number of problems, and how many events are not sealed. Large trails report progress as NOTICEs
--- ("ll-progress done total").
+-- of `step` links, what the seals from there on reveal, then the unsealed events (from_link > 1: those of
+-- transactions since the last seal). Returns the first problem (chain order, then seal problems, then
+-- unsealed events by seq), the number of problems, how many events are not sealed, and from_seq: the
+-- first event the links before from_link do not fix (sealed from from_link on, or not sealed yet), from
+-- which the books' trail checks look. Large trails report progress as NOTICEs ("ll-progress done total").
 CREATE OR REPLACE FUNCTION ledgerlock._audit_verify_chain(
-    from_link bigint, OUT events bigint, OUT sealed bigint, OUT unsealed bigint, OUT first_seq bigint, OUT first_chain_seq bigint,
-    OUT first_problem text, OUT problems bigint)
+    from_link bigint, OUT events bigint, OUT sealed bigint, OUT unsealed bigint, OUT first_seq bigint,
+    OUT first_chain_seq bigint, OUT first_problem text, OUT problems bigint, OUT from_seq bigint)
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 SET plan_cache_mode = force_custom_plan  -- each chunk planned with its own ranges (a generic plan guesses them)
@@ -235,6 +237,7 @@ DECLARE
     lo bigint := greatest(from_link, 1);
     missing bigint := 0;
     recent bigint;
+    recent_min bigint;
     p record;
     c_seq bigint;
     c_chain bigint;
@@ -263,6 +266,7 @@ BEGIN
         -- a parallel range scan of the events, which are wide and read once
         SELECT pg_catalog.min(c.seq + 0), pg_catalog.max(c.seq + 0) INTO seq_lo, seq_hi
         FROM ledgerlock.audit_chain c WHERE c.chain_seq BETWEEN lo AND lo + step - 1;
+        from_seq := least(from_seq, seq_lo);
         SELECT x.seq, x.chain_seq, x.problem, pg_catalog.count(*) OVER (),
                pg_catalog.count(*) FILTER (WHERE x.code = 'event_missing') OVER ()
         INTO c_seq, c_chain, c_problem, c_n, c_missing
@@ -282,21 +286,23 @@ BEGIN
         END IF;
     END LOOP;
 
-    -- what the seals' own events reveal: forged seals, back-dated events, code changed behind the trail
-    FOR p IN SELECT * FROM ledgerlock._audit_seal_problems(from_link) x ORDER BY x.chain_seq, x.seq LOOP
-        problems := problems + 1;
-        IF problems = 1 THEN
-            first_seq := p.seq; first_chain_seq := p.chain_seq; first_problem := p.problem;
-        END IF;
-    END LOOP;
-
     -- events without a link: those of transactions since the last seal, unless the counts show others
-    recent := (SELECT pg_catalog.count(*) FROM ledgerlock.audit_event e
-               WHERE e.txid >= last_below AND NOT EXISTS (SELECT FROM ledgerlock.audit_chain c WHERE c.seq = e.seq));
+    SELECT pg_catalog.count(*), pg_catalog.min(e.seq) INTO recent, recent_min
+    FROM ledgerlock.audit_event e
+    WHERE e.txid >= last_below AND NOT EXISTS (SELECT FROM ledgerlock.audit_chain c WHERE c.seq = e.seq);
     unsealed := coalesce(events - (sealed - missing), recent);
     events := coalesce(events, sealed + recent);
-    FOR p IN SELECT * FROM ledgerlock._audit_unsealed_problems(last_below, recent = unsealed, same_ids) x
-             WHERE x.problem IS NOT NULL ORDER BY x.seq LOOP
+    from_seq := coalesce(least(from_seq, recent_min), (SELECT pg_catalog.max(e.seq) + 1 FROM ledgerlock.audit_event e),
+                         0);
+
+    -- what the seals' own events reveal (forged seals, back-dated events, code changed behind the trail),
+    -- then the unsealed events' problems
+    FOR p IN SELECT x.seq, x.chain_seq, x.problem
+             FROM (SELECT 1 AS part, s.* FROM ledgerlock._audit_seal_problems(from_link) s
+                   UNION ALL
+                   SELECT 2, u.* FROM ledgerlock._audit_unsealed_problems(last_below, recent = unsealed, same_ids) u
+                   WHERE u.problem IS NOT NULL) x
+             ORDER BY x.part, x.chain_seq, x.seq LOOP
         problems := problems + 1;
         IF problems = 1 THEN
             first_seq := p.seq; first_chain_seq := p.chain_seq; first_problem := p.problem;
@@ -361,8 +367,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     d_link bigint := 0;
-    from_seq bigint := 0;
-    last_below xid8;
+    from_seq bigint;
     ch record;
     dg_seq bigint;
     dg_chain bigint;
@@ -388,16 +393,10 @@ BEGIN
 
     IF from_digest THEN
         d_link := pg_catalog.split_part(digest, ':', 2)::bigint;
-        -- the first event not fixed by the digest: sealed after its link, or not sealed yet
-        SELECT c.sealed_below INTO last_below FROM ledgerlock.audit_chain c ORDER BY c.chain_seq DESC LIMIT 1;
-        from_seq := coalesce(least(
-            (SELECT pg_catalog.min(c.seq) FROM ledgerlock.audit_chain c WHERE c.chain_seq > d_link),
-            (SELECT pg_catalog.min(e.seq) FROM ledgerlock.audit_event e
-             WHERE e.txid >= coalesce(last_below, '0'::xid8)
-               AND NOT EXISTS (SELECT FROM ledgerlock.audit_chain c WHERE c.seq = e.seq))),
-            (SELECT pg_catalog.max(e.seq) + 1 FROM ledgerlock.audit_event e), 0);
     END IF;
     ch := ledgerlock._audit_verify_chain(d_link + 1);
+    -- from a digest, the trail checks of the books start at the first event its links do not fix
+    from_seq := CASE WHEN from_digest THEN ch.from_seq ELSE 0 END;
     events := ch.events; sealed := ch.sealed; unsealed := ch.unsealed;
     n_problems := ch.problems;
     first_broken_seq := ch.first_seq; first_broken_chain_seq := ch.first_chain_seq; problem := ch.first_problem;
