@@ -23,6 +23,7 @@ import datetime as dt
 import errno
 import hashlib
 import io
+import itertools
 import json
 import os
 import re
@@ -156,29 +157,60 @@ SELECT EXISTS (SELECT 1 FROM ledgerlock.audit_event e WHERE e.scope = %(scope)s 
     OR EXISTS (SELECT 1 FROM ledgerlock.period_lock l WHERE l.scope = %(scope)s)
 """
 
-# The latest sealed event of each bundled row (the image the books check holds the live row to), and
-# whether the live row is that image now: the row's events after the digest, if any, and the books check
-# (audit_discrepancies, which compares as typed values) decide, in the bundle's snapshot. The event's hash
-# is the one its link sealed when the event itself carries none.
+# Every fact of each bundled row's key, in seq order, for latest_facts to replay: each event filed under the
+# key (kind 'in'; moved_in when it is an UPDATE that brought the row from another key), and each UPDATE that
+# moved the row away from it (kind 'out': filed under the new key, its old image holds this key). sealed:
+# linked at or before the digest's head (only those can be proven); a fact after it means the live row may
+# have moved on. in_books: the books check (audit_discrepancies, which compares as typed values) finds the
+# key as the trail says, in the bundle's snapshot. The event's hash is the one its link sealed when the
+# event itself carries none.
 ROWS_SQL = """
 WITH d AS MATERIALIZED (SELECT d.table_name, d.row_key FROM ledgerlock.audit_discrepancies() d)
 SELECT r.table_name, r.row_key::text, e.seq, ledgerlock._audit_time(e.at), e.txid::text, e.table_name,
        e.row_key::text, e.scope, e.operation, e.old_row::text, e.new_row::text, e.db_user::text, e.actor,
-       e.reason, e.context, e.lock_id, e.override_id, e.details::text, coalesce(e.event_hash, e.sealed_hash),
-       e.chain_seq, e.chain_hash,
-       NOT EXISTS (SELECT FROM ledgerlock.audit_event x
-                   WHERE x.table_oid = e.table_oid AND x.row_key = r.row_key AND x.seq > e.seq
-                     AND x.operation IN ('INSERT', 'UPDATE', 'DELETE', 'BASELINE'))
-       AND NOT EXISTS (SELECT FROM d WHERE d.table_name = r.table_name AND d.row_key = r.row_key) AS live_matches
+       e.reason, e.context, e.lock_id, e.override_id, e.details::text, coalesce(e.event_hash, c.event_hash),
+       c.chain_seq, c.chain_hash, e.kind, e.moved_in, c.chain_seq IS NOT NULL AND c.chain_seq <= %(head)s,
+       NOT EXISTS (SELECT FROM d WHERE d.table_name = r.table_name AND d.row_key = r.row_key)
 FROM unnest(%(tables)s::text[], %(keys)s::jsonb[]) AS r(table_name, row_key)
 CROSS JOIN LATERAL (
-    SELECT x.*, c.event_hash AS sealed_hash, c.chain_seq, c.chain_hash FROM ledgerlock.audit_event x
-    JOIN ledgerlock.audit_chain c ON c.seq = x.seq AND c.chain_seq <= %(head)s
+    SELECT x.*, 'in' AS kind, x.operation = 'UPDATE' AND NOT (x.old_row @> x.row_key) AS moved_in
+    FROM ledgerlock.audit_event x
     WHERE x.table_oid = to_regclass(r.table_name) AND x.row_key = r.row_key AND x.table_name = r.table_name
       AND x.operation IN ('INSERT', 'UPDATE', 'DELETE', 'BASELINE')
-    ORDER BY x.seq DESC LIMIT 1) e
-ORDER BY r.table_name, e.seq
+    UNION ALL
+    SELECT x.*, 'out', false FROM ledgerlock.audit_event x
+    WHERE x.table_oid = to_regclass(r.table_name) AND x.table_name = r.table_name
+      AND x.operation = 'UPDATE' AND NOT (x.old_row @> x.row_key) AND x.old_row @> r.row_key) e
+LEFT JOIN ledgerlock.audit_chain c ON c.seq = e.seq
+ORDER BY r.table_name, r.row_key, e.seq, e.kind DESC
 """
+
+
+def latest_facts(facts: list[tuple]) -> list[tuple]:
+    """The fact that decides each key (rows of ROWS_SQL, grouped by key in seq order, 'out' before 'in' of
+    one event), as the books check replays them (ledgerlock._audit_moved_keys): one UPDATE statement can move
+    a row onto a key that another row of the same statement leaves later, and the trail does not say where
+    a statement ends; but a row can only arrive at an occupied key when the occupant leaves within the same
+    statement, so such an arrival marks the key's next departure as the occupant's. Each result is the
+    deciding event's row with live_matches last (no fact after the digest, and the books agree)."""
+    out = []
+    for _key, group in itertools.groupby(facts, key=lambda f: (f[0], f[1])):
+        group = list(group)
+        decided, present, pending = None, False, 0
+        for f in group:
+            kind, moved_in, sealed = f[21], f[22], f[23]
+            if not sealed:
+                continue
+            if kind == "out" and pending > 0:
+                pending -= 1  # the occupant left: the newcomer stays
+                continue
+            if moved_in and present:
+                pending += 1
+            decided, present = f, kind == "in" and f[8] != "DELETE"
+        if decided is not None:
+            out.append(decided[:21] + (decided[21], all(f[23] for f in group) and decided[24]))
+    return out
+
 
 FISCAL_YEAR_SQL = """
 SELECT lower(d), upper(d) - 1 FROM ledgerlock.period_dates(%(scope)s, 'FY' || %(year)s) AS d
@@ -266,10 +298,11 @@ def _rows_json(rows: list[tuple]) -> str:
     row was that image when bundled, and the event that recorded it, every field as hashed."""
     out = []
     for r in rows:
-        table, key, event, matches = r[0], r[1], r[2:-1], r[-1]
+        table, key, event, kind, matches = r[0], r[1], r[2:21], r[21], r[22]
         ev = _events_json([event]).strip()[1:-1].strip()  # the event object, jsonb fields verbatim
         image = dict(zip(EVENT_FIELDS, event, strict=True))
-        recorded = "null" if image["operation"] == "DELETE" else (image["new_row"] or "null")
+        # no image: deleted, or moved to another key (the UPDATE is filed under that key)
+        recorded = "null" if image["operation"] == "DELETE" or kind == "out" else (image["new_row"] or "null")
         out.append("  {\n" + ",\n".join([f'    "table_name": {_json_string(table)}', f'    "row_key": {key}',
                                          f'    "image": {recorded}',
                                          f'    "live_matches": {"true" if matches else "false"}',
@@ -315,8 +348,9 @@ def write_bundle(conn: psycopg.Connection, scope: str, date_from: dt.date, date_
             links = cur.fetchall()
         touched = sorted({(r[3], r[4]) for r in rows if r[3] != "ledgerlock.lock_event" and r[4] is not None
                           and r[6] in ("INSERT", "UPDATE", "DELETE", "BASELINE")})
-        row_images = conn.execute(ROWS_SQL, {"tables": [t for t, _ in touched], "keys": [k for _, k in touched],
-                                             "head": head_seq}).fetchall() if touched else []
+        row_images = latest_facts(conn.execute(ROWS_SQL, {
+            "tables": [t for t, _ in touched], "keys": [k for _, k in touched], "head": head_seq}).fetchall()
+            if touched else [])
     say(f"{len(rows)} events, {len(links)} chain links")
     locks = _lock_rows(rows)
     manifest = {
@@ -626,13 +660,27 @@ def verify_bundle(path: str, digest: str | None = None, *, max_member_bytes: int
 ROW_OPERATIONS = ("INSERT", "UPDATE", "DELETE", "BASELINE")
 
 
+def _moved_from(ev: dict) -> str | None:
+    """The key (as jsonb text) an UPDATE moved its row away from, or None when it is no such move."""
+    key, old = ev.get("row_key"), ev.get("old_row")
+    if ev.get("operation") != "UPDATE" or not isinstance(key, dict) or not isinstance(old, dict):
+        return None
+    before = {k: old.get(k) for k in key}
+    return None if jsonb_text(before) == jsonb_text(key) else jsonb_text(before)
+
+
 def _check_rows(report: BundleReport, row_images: list, by_seq: dict[int, dict], links: dict[int, dict]) -> None:
     """Each entry of rows.json against its event, the chain and the bundled events."""
-    later: dict[tuple[str, str], int] = {}
+    later: dict[tuple[str, str], int] = {}  # the latest bundled event filed under each key
+    left: dict[tuple[str, str], int] = {}  # the latest bundled move of a row away from each key
     for seq, ev in by_seq.items():
         if ev.get("operation") in ROW_OPERATIONS and ev.get("row_key") is not None:
             k = (str(ev.get("table_name")), jsonb_text(ev["row_key"]))
             later[k] = max(later.get(k, seq), seq)
+            gone = _moved_from(ev)
+            if gone is not None:
+                k = (str(ev.get("table_name")), gone)
+                left[k] = max(left.get(k, seq), seq)
     for entry in row_images:
         try:
             table, key, ev = entry["table_name"], jsonb_text(entry["row_key"]), entry["event"]
@@ -642,18 +690,22 @@ def _check_rows(report: BundleReport, row_images: list, by_seq: dict[int, dict],
             continue
         row = f"{table} {key}"
         link = links.get(int(ev["chain_seq"])) if ev.get("chain_seq") is not None else None
-        recorded = None if ev.get("operation") == "DELETE" else ev.get("new_row")
+        moved_away = jsonb_text(ev.get("row_key")) != key and _moved_from(ev) == key
+        recorded = None if ev.get("operation") == "DELETE" or moved_away else ev.get("new_row")
+        # a departure after the claimed event supersedes it, unless that event moved a row onto an occupied
+        # key, whose occupant's departure follows within the statement (the books check's replay)
+        departed = left.get((table, key), seq) if _moved_from(ev) is None or moved_away else seq
         if event_hash(ev) != ev.get("event_hash"):
             report.fail(f"row {row}: its event seq {seq} was modified: its content does not match its hash")
         elif link is None or link["seq"] != seq or link["event_hash"] != ev["event_hash"]:
             report.fail(f"row {row}: its event seq {seq} is not in the bundle's chain")
-        elif ev.get("table_name") != table or jsonb_text(ev.get("row_key")) != key:
+        elif ev.get("table_name") != table or (jsonb_text(ev.get("row_key")) != key and not moved_away):
             report.fail(f"row {row}: event seq {seq} records another row")
         elif jsonb_text(entry.get("image")) != jsonb_text(recorded):
             report.fail(f"row {row}: its image differs from the one event seq {seq} recorded")
-        elif later.get((table, key), seq) > seq:
-            report.fail(f"row {row}: bundled event seq {later[(table, key)]} is later than event seq {seq}, "
-                        "whose image it claims as the latest")
+        elif max(later.get((table, key), seq), departed) > seq:
+            report.fail(f"row {row}: bundled event seq {max(later.get((table, key), seq), departed)} is later "
+                        f"than event seq {seq}, whose image it claims as the latest")
         elif entry.get("live_matches") is not True:
             report.fail(f"row {row}: the live row differed from event seq {seq} when the bundle was written "
                         "(the books did not match the trail)")

@@ -92,12 +92,16 @@ REVOKE ALL ON FUNCTION ledgerlock._audit_link_problems(bigint, bigint, bigint, b
 -- only when the counts say that older unsealed events exist. same_ids: the last seal's transaction ids
 -- are this cluster's (false after a restore into another cluster and before its first seal there), so
 -- comparing an event's transaction id with them means something.
+-- Planned with the flags known, so that recent_only reads the index on txid.
 CREATE OR REPLACE FUNCTION ledgerlock._audit_unsealed_problems(last_below xid8, recent_only boolean, same_ids boolean)
 RETURNS TABLE(seq bigint, chain_seq bigint, problem text)
-LANGUAGE sql
+LANGUAGE plpgsql
 STABLE
 SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_custom_plan
 AS $$
+BEGIN
+    RETURN QUERY
     SELECT e.seq, NULL::bigint, CASE
         WHEN e.event_hash IS NOT NULL AND e.event_hash IS DISTINCT FROM ledgerlock._audit_event_hash(e.seq, e.at, e.txid, e.table_name,
                 e.row_key, e.scope, e.operation, e.old_row, e.new_row, e.db_user, e.actor, e.reason, e.context,
@@ -109,54 +113,73 @@ AS $$
         END
     FROM ledgerlock.audit_event e
     WHERE (NOT recent_only OR NOT same_ids OR e.txid >= last_below)
-      AND NOT EXISTS (SELECT FROM ledgerlock.audit_chain c WHERE c.seq = e.seq)
+      AND NOT EXISTS (SELECT FROM ledgerlock.audit_chain c WHERE c.seq = e.seq);
+END
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._audit_unsealed_problems(xid8, boolean, boolean) FROM PUBLIC;
 
--- Problems the seals reveal, through the SEAL event that closes each seal (ledgerlock.audit_seal):
+-- Problems the seals reveal, through the SEAL event that closes each seal (ledgerlock.audit_seal), for the
+-- seals closed at or after link from_link (1: every seal):
 -- * a SEAL event that does not close its seal: it was forged among the events;
 -- * an event dated after the seal that links it was closed, or before the earliest start the seal before it
 --   allowed (no transaction that old was still open then: the event was back-dated);
 -- * the code in force changing between two seals of one database with no migrate between them: a shipped
 --   function rewritten (even if restored since), or the functions differing with no migrate, protect or
 --   state change between the two seals to account for it.
+-- The seals are found through the chain's links from the one that closed the seal before from_link's batch
+-- (each seal is compared with the one before it), so that from a digest only the
+-- links after it and their events are read. The times and code facts are read out of each SEAL event once,
+-- not once per event of its seal.
 -- Seals written before SEAL events existed carry none of this: their events are checked by hash only.
-CREATE OR REPLACE FUNCTION ledgerlock._audit_seal_problems()
+CREATE OR REPLACE FUNCTION ledgerlock._audit_seal_problems(from_link bigint)
 RETURNS TABLE(seq bigint, chain_seq bigint, problem text)
-LANGUAGE sql
+LANGUAGE plpgsql
 STABLE
 SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_custom_plan  -- planned with the bounds known: from a digest, a few links by index
 AS $$
+DECLARE
+    -- the link that closed the seal before from_link's batch (the link before that batch's first)
+    lo bigint := greatest(coalesce((SELECT c.batch - 1 FROM ledgerlock.audit_chain c
+                                    WHERE c.chain_seq = greatest(from_link, 1)), from_link), 1);
+BEGIN
+    RETURN QUERY
     WITH seal AS (
         SELECT c.chain_seq, c.batch, e.seq, e.details AS d,
                NOT EXISTS (SELECT FROM ledgerlock.audit_chain q WHERE q.chain_seq = c.chain_seq + 1
                                                                   AND q.batch = c.batch)
                AND (e.details ->> 'batch') = c.batch::text AS genuine
-        FROM ledgerlock.audit_event e
-        JOIN ledgerlock.audit_chain c ON c.seq = e.seq
-        WHERE e.operation = 'SEAL' AND e.table_name IS NULL
+        FROM ledgerlock.audit_chain c
+        JOIN ledgerlock.audit_event e ON e.seq = c.seq
+        WHERE c.chain_seq >= lo
+          AND e.operation = 'SEAL' AND e.table_name IS NULL
     ), genuine AS (
         SELECT s.chain_seq, s.batch, s.seq, s.d, pg_catalog.lag(s.d) OVER w AS prev,
-               pg_catalog.lag(s.chain_seq) OVER w AS prev_chain_seq
+               pg_catalog.lag(s.chain_seq) OVER w AS prev_chain_seq,
+               (s.d ->> 'closed_at')::timestamptz AS closed_at,
+               (pg_catalog.lag(s.d) OVER w ->> 'open_since')::timestamptz AS open_since
         FROM seal s WHERE s.genuine
         WINDOW w AS (ORDER BY s.chain_seq)
+    ), checked AS (
+        SELECT g.* FROM genuine g WHERE g.chain_seq >= from_link
     )
     SELECT s.seq, s.chain_seq, pg_catalog.format(
                'event seq %s (chain link %s) claims to close a seal but does not: it was forged', s.seq, s.chain_seq)
-    FROM seal s WHERE NOT s.genuine
+    FROM seal s WHERE NOT s.genuine AND s.chain_seq >= from_link
     UNION ALL
     SELECT e.seq, c.chain_seq, CASE
-        WHEN e.at > (g.d ->> 'closed_at')::timestamptz THEN pg_catalog.format(
+        WHEN e.at > g.closed_at THEN pg_catalog.format(
             'event seq %s (chain link %s) is dated %s, after the seal that contains it was closed (%s): its time '
             'was forged', e.seq, c.chain_seq, ledgerlock._audit_time(e.at), g.d ->> 'closed_at')
         ELSE pg_catalog.format(
             'event seq %s (chain link %s) is dated %s, but the seal before it (chain link %s) had seen every '
             'transaction started before %s: it was back-dated', e.seq, c.chain_seq, ledgerlock._audit_time(e.at),
             g.prev_chain_seq, g.prev ->> 'open_since') END
-    FROM genuine g
+    FROM checked g
     JOIN ledgerlock.audit_chain c ON c.chain_seq BETWEEN g.batch AND g.chain_seq - 1
+         AND c.chain_seq >= lo  -- implied; tells the planner how few links a digest leaves
     JOIN ledgerlock.audit_event e ON e.seq = c.seq
-    WHERE e.at > (g.d ->> 'closed_at')::timestamptz OR e.at < (g.prev ->> 'open_since')::timestamptz
+    WHERE e.at > g.closed_at OR e.at < g.open_since
     UNION ALL
     SELECT g.seq, g.chain_seq, CASE
         WHEN (g.d ->> 'code_xid')::bigint > (g.prev ->> 'code_xid')::bigint THEN pg_catalog.format(
@@ -166,7 +189,7 @@ AS $$
         ELSE pg_catalog.format(
             'the ledgerlock functions differ between the seals closed by chain links %s and %s, with no migrate, '
             'protect or state change between them', g.prev_chain_seq, g.chain_seq) END
-    FROM genuine g
+    FROM checked g
     WHERE g.prev IS NOT NULL
       AND g.d ->> 'code_home' = g.prev ->> 'code_home'
       AND g.d ->> 'installed' IS NOT DISTINCT FROM g.prev ->> 'installed'
@@ -175,9 +198,10 @@ AS $$
                AND NOT EXISTS (SELECT FROM ledgerlock.audit_chain c
                                JOIN ledgerlock.audit_event e ON e.seq = c.seq
                                WHERE c.chain_seq BETWEEN g.prev_chain_seq AND g.chain_seq
-                                 AND (e.operation IN ('PROTECT', 'UNPROTECT') OR e.operation LIKE 'STATE%'))))
+                                 AND (e.operation IN ('PROTECT', 'UNPROTECT') OR e.operation LIKE 'STATE%'))));
+END
 $$;
-REVOKE ALL ON FUNCTION ledgerlock._audit_seal_problems() FROM PUBLIC;
+REVOKE ALL ON FUNCTION ledgerlock._audit_seal_problems(bigint) FROM PUBLIC;
 
 -- Whether transaction ids recorded by a seal with this sealed_below can be compared with this cluster's:
 -- a cluster's snapshot xmin never goes backwards, so a current xmin below it means the chain was sealed in
@@ -193,12 +217,14 @@ $$;
 REVOKE ALL ON FUNCTION ledgerlock._audit_same_xid_space(xid8) FROM PUBLIC;
 
 -- The chain part of the verification: every link from from_link on and every event it seals, in chunks
--- of `step` links, then the unsealed events (from_link > 1: those of transactions since the last seal). Returns the first problem (chain order, then unsealed events by seq), the
--- number of problems, and how many events are not sealed. Large trails report progress as NOTICEs
--- ("ll-progress done total").
+-- of `step` links, what the seals from there on reveal, then the unsealed events (from_link > 1: those of
+-- transactions since the last seal). Returns the first problem (chain order, then seal problems, then
+-- unsealed events by seq), the number of problems, how many events are not sealed, and from_seq: the
+-- first event the links before from_link do not fix (sealed from from_link on, or not sealed yet), from
+-- which the books' trail checks look. Large trails report progress as NOTICEs ("ll-progress done total").
 CREATE OR REPLACE FUNCTION ledgerlock._audit_verify_chain(
-    from_link bigint, OUT events bigint, OUT sealed bigint, OUT unsealed bigint, OUT first_seq bigint, OUT first_chain_seq bigint,
-    OUT first_problem text, OUT problems bigint)
+    from_link bigint, OUT events bigint, OUT sealed bigint, OUT unsealed bigint, OUT first_seq bigint,
+    OUT first_chain_seq bigint, OUT first_problem text, OUT problems bigint, OUT from_seq bigint)
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 SET plan_cache_mode = force_custom_plan  -- each chunk planned with its own ranges (a generic plan guesses them)
@@ -211,6 +237,7 @@ DECLARE
     lo bigint := greatest(from_link, 1);
     missing bigint := 0;
     recent bigint;
+    recent_min bigint;
     p record;
     c_seq bigint;
     c_chain bigint;
@@ -239,6 +266,7 @@ BEGIN
         -- a parallel range scan of the events, which are wide and read once
         SELECT pg_catalog.min(c.seq + 0), pg_catalog.max(c.seq + 0) INTO seq_lo, seq_hi
         FROM ledgerlock.audit_chain c WHERE c.chain_seq BETWEEN lo AND lo + step - 1;
+        from_seq := least(from_seq, seq_lo);
         SELECT x.seq, x.chain_seq, x.problem, pg_catalog.count(*) OVER (),
                pg_catalog.count(*) FILTER (WHERE x.code = 'event_missing') OVER ()
         INTO c_seq, c_chain, c_problem, c_n, c_missing
@@ -258,21 +286,23 @@ BEGIN
         END IF;
     END LOOP;
 
-    -- what the seals' own events reveal: forged seals, back-dated events, code changed behind the trail
-    FOR p IN SELECT * FROM ledgerlock._audit_seal_problems() x ORDER BY x.chain_seq, x.seq LOOP
-        problems := problems + 1;
-        IF problems = 1 THEN
-            first_seq := p.seq; first_chain_seq := p.chain_seq; first_problem := p.problem;
-        END IF;
-    END LOOP;
-
     -- events without a link: those of transactions since the last seal, unless the counts show others
-    recent := (SELECT pg_catalog.count(*) FROM ledgerlock.audit_event e
-               WHERE e.txid >= last_below AND NOT EXISTS (SELECT FROM ledgerlock.audit_chain c WHERE c.seq = e.seq));
+    SELECT pg_catalog.count(*), pg_catalog.min(e.seq) INTO recent, recent_min
+    FROM ledgerlock.audit_event e
+    WHERE e.txid >= last_below AND NOT EXISTS (SELECT FROM ledgerlock.audit_chain c WHERE c.seq = e.seq);
     unsealed := coalesce(events - (sealed - missing), recent);
     events := coalesce(events, sealed + recent);
-    FOR p IN SELECT * FROM ledgerlock._audit_unsealed_problems(last_below, recent = unsealed, same_ids) x
-             WHERE x.problem IS NOT NULL ORDER BY x.seq LOOP
+    from_seq := coalesce(least(from_seq, recent_min), (SELECT pg_catalog.max(e.seq) + 1 FROM ledgerlock.audit_event e),
+                         0);
+
+    -- what the seals' own events reveal (forged seals, back-dated events, code changed behind the trail),
+    -- then the unsealed events' problems
+    FOR p IN SELECT x.seq, x.chain_seq, x.problem
+             FROM (SELECT 1 AS part, s.* FROM ledgerlock._audit_seal_problems(from_link) s
+                   UNION ALL
+                   SELECT 2, u.* FROM ledgerlock._audit_unsealed_problems(last_below, recent = unsealed, same_ids) u
+                   WHERE u.problem IS NOT NULL) x
+             ORDER BY x.part, x.chain_seq, x.seq LOOP
         problems := problems + 1;
         IF problems = 1 THEN
             first_seq := p.seq; first_chain_seq := p.chain_seq; first_problem := p.problem;
@@ -337,8 +367,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     d_link bigint := 0;
-    from_seq bigint := 0;
-    last_below xid8;
+    from_seq bigint;
     ch record;
     dg_seq bigint;
     dg_chain bigint;
@@ -364,16 +393,10 @@ BEGIN
 
     IF from_digest THEN
         d_link := pg_catalog.split_part(digest, ':', 2)::bigint;
-        -- the first event not fixed by the digest: sealed after its link, or not sealed yet
-        SELECT c.sealed_below INTO last_below FROM ledgerlock.audit_chain c ORDER BY c.chain_seq DESC LIMIT 1;
-        from_seq := coalesce(least(
-            (SELECT pg_catalog.min(c.seq) FROM ledgerlock.audit_chain c WHERE c.chain_seq > d_link),
-            (SELECT pg_catalog.min(e.seq) FROM ledgerlock.audit_event e
-             WHERE e.txid >= coalesce(last_below, '0'::xid8)
-               AND NOT EXISTS (SELECT FROM ledgerlock.audit_chain c WHERE c.seq = e.seq))),
-            (SELECT pg_catalog.max(e.seq) + 1 FROM ledgerlock.audit_event e), 0);
     END IF;
     ch := ledgerlock._audit_verify_chain(d_link + 1);
+    -- from a digest, the trail checks of the books start at the first event its links do not fix
+    from_seq := CASE WHEN from_digest THEN ch.from_seq ELSE 0 END;
     events := ch.events; sealed := ch.sealed; unsealed := ch.unsealed;
     n_problems := ch.problems;
     first_broken_seq := ch.first_seq; first_broken_chain_seq := ch.first_chain_seq; problem := ch.first_problem;
@@ -845,6 +868,8 @@ REVOKE ALL ON FUNCTION ledgerlock._audit_data_problems(regclass) FROM PUBLIC;
 -- window's scope, ledger and dates, neither through an override of a soft lock nor changing only mutable
 -- columns. The guards refuse such writes, so one in the trail means a guard was bypassed while the window
 -- was active (its span deleted and restored, say). The lock's level is the one the trail shows at the time.
+-- A row's scope is read from its image; for a table scoped by a parent row, it is the scope the capture
+-- recorded on the event (the parent's at the time of the write).
 CREATE OR REPLACE FUNCTION ledgerlock._audit_window_problems(from_seq bigint)
 RETURNS TABLE(code text, table_name text, row_key jsonb, column_name text, seq bigint, problem text)
 LANGUAGE sql
@@ -864,6 +889,7 @@ AS $$
         FROM spans s WHERE s.image IS NOT NULL
     ), tables AS (
         SELECT p.tbl, p.tbl::text AS tname, p.scope_column::text AS scope_column,
+               pg_catalog.split_part(p.scope_column::text, '.', 1) AS fk_column,
                p.date_column::text AS date_column, p.ledger,
                p.mutable_columns::text[] AS mutable_columns, ledgerlock._period_date_kind(p.tbl) AS date_kind
         FROM ledgerlock.protected_table p
@@ -873,11 +899,20 @@ AS $$
         FROM ledgerlock.audit_event e
         JOIN tables t ON t.tname = e.table_name
         CROSS JOIN LATERAL (
-            SELECT coalesce(i.img ->> t.scope_column, '*') AS scope,
+            SELECT CASE WHEN t.scope_column IS NULL THEN '*'
+                        WHEN pg_catalog.strpos(t.scope_column, '.') = 0 OR i.img ? t.scope_column
+                        THEN coalesce(i.img ->> t.scope_column, '*')
+                        -- a parent's scope: the one the capture recorded on the event, for the image it was
+                        -- taken from (own) and for an old image that references the same parent; else the
+                        -- parent's scope now
+                        WHEN i.own OR (i.img -> t.fk_column) IS NOT DISTINCT FROM (e.new_row -> t.fk_column)
+                        THEN coalesce(e.scope, ledgerlock._row_scope(t.tbl, i.img))
+                        ELSE ledgerlock._row_scope(t.tbl, i.img) END AS scope,
                    CASE t.date_kind
                        WHEN 'timestamptz' THEN ((i.img ->> t.date_column)::timestamptz AT TIME ZONE 'UTC')::date
                        ELSE (i.img ->> t.date_column)::date END AS day
-            FROM (VALUES (e.old_row), (e.new_row)) AS i(img) WHERE i.img IS NOT NULL) r
+            FROM (VALUES (e.old_row, e.new_row IS NULL), (e.new_row, true)) AS i(img, own)
+            WHERE i.img IS NOT NULL) r
         WHERE e.operation IN ('INSERT', 'UPDATE', 'DELETE')
           AND e.seq > (SELECT pg_catalog.min(w.from_seq) FROM windows w)
           AND e.seq >= _audit_window_problems.from_seq
@@ -905,39 +940,77 @@ AS $$
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._audit_window_problems(bigint) FROM PUBLIC;
 
+-- The number of a series that a numbered column's value carries (null: not of this series, or no number).
+-- No SET clause: inlined into the callers' queries; only ledgerlock's pinned functions execute it.
+CREATE OR REPLACE FUNCTION ledgerlock._audit_series_number(v text, prefix text, suffix text)
+RETURNS bigint
+LANGUAGE sql
+IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT CASE WHEN pg_catalog.left(v, pg_catalog.length(prefix)) OPERATOR(pg_catalog.=) prefix
+                 AND pg_catalog.right(v, pg_catalog.length(suffix)) OPERATOR(pg_catalog.=) suffix
+                 AND pg_catalog.substr(v, pg_catalog.length(prefix) + 1,
+                                       pg_catalog.length(v) - pg_catalog.length(prefix) - pg_catalog.length(suffix))
+                     OPERATOR(pg_catalog.~) '^[0-9]{1,18}$'
+                THEN pg_catalog.substr(v, pg_catalog.length(prefix) + 1,
+                                       pg_catalog.length(v) - pg_catalog.length(prefix)
+                                       - pg_catalog.length(suffix))::bigint END
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._audit_series_number(text, text, text) FROM PUBLIC;
+
 -- Number counters against the trail: each series' counter must stand at the highest final number the
 -- trail shows issued in it (a counter wound back would issue a number twice; one ahead left a gap).
-CREATE OR REPLACE FUNCTION ledgerlock._audit_counter_problems()
+-- from_seq > 0 (from a digest, whose verification found every counter right): a counter that stands at
+-- the highest number among the live rows (which the books check proves are their latest images) and the
+-- events from from_seq on is right, with no look at older events; any other is checked against the whole
+-- trail, as from_seq = 0 checks every counter.
+CREATE OR REPLACE FUNCTION ledgerlock._audit_counter_problems(from_seq bigint)
 RETURNS TABLE(code text, table_name text, row_key jsonb, column_name text, seq bigint, problem text)
-LANGUAGE sql
+LANGUAGE plpgsql
 STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT 'counter_mismatch', c.tbl::text, NULL::jsonb, p.number_column::text, m.seq,
-           pg_catalog.format('%s: the counter of series %s{SEQ}%s is at %s, the highest number the trail shows '
-                             'issued in it is %s%s', c.tbl, c.prefix, c.suffix, c.last_value, coalesce(m.issued, 0),
-                             ' (event seq ' || m.seq || ')')
-    FROM ledgerlock.number_counter c
-    JOIN ledgerlock.protected_table p ON p.tbl = c.tbl AND p.number_column IS NOT NULL
-    LEFT JOIN LATERAL (
-        SELECT d.n AS issued, d.seq
-        FROM (SELECT e.seq,
-                     CASE WHEN pg_catalog.substr(v.v, pg_catalog.length(c.prefix) + 1,
-                                                 pg_catalog.length(v.v) - pg_catalog.length(c.prefix)
-                                                 - pg_catalog.length(c.suffix)) ~ '^[0-9]{1,18}$'
-                          THEN pg_catalog.substr(v.v, pg_catalog.length(c.prefix) + 1,
-                                                 pg_catalog.length(v.v) - pg_catalog.length(c.prefix)
-                                                 - pg_catalog.length(c.suffix))::bigint END AS n
+DECLARE
+    c record;
+    live bigint;
+    recent bigint;
+    issued bigint;
+    issued_seq bigint;
+BEGIN
+    FOR c IN SELECT n.tbl, n.prefix, n.suffix, n.last_value, p.number_column::text AS col
+             FROM ledgerlock.number_counter n
+             JOIN ledgerlock.protected_table p ON p.tbl = n.tbl AND p.number_column IS NOT NULL
+             WHERE n.open_from IS NULL
+             ORDER BY n.tbl::text, n.prefix, n.suffix LOOP
+        IF from_seq > 0 THEN
+            EXECUTE pg_catalog.format('SELECT pg_catalog.max(ledgerlock._audit_series_number(t.%I::text, $1, $2)) '
+                                      'FROM %s AS t', c.col, c.tbl)
+                INTO live USING c.prefix, c.suffix;
+            recent := (SELECT pg_catalog.max(ledgerlock._audit_series_number(e.new_row ->> c.col, c.prefix, c.suffix))
+                       FROM ledgerlock.audit_event e
+                       WHERE e.seq >= from_seq AND e.table_name = c.tbl::text
+                         AND e.operation IN ('INSERT', 'UPDATE', 'BASELINE'));
+            CONTINUE WHEN c.last_value = coalesce(greatest(live, recent), 0);
+        END IF;
+        SELECT d.n, d.seq INTO issued, issued_seq
+        FROM (SELECT e.seq, ledgerlock._audit_series_number(e.new_row ->> c.col, c.prefix, c.suffix) AS n
               FROM ledgerlock.audit_event e
-              CROSS JOIN LATERAL (SELECT e.new_row ->> p.number_column::text AS v) v
-              WHERE e.table_name = c.tbl::text AND e.operation IN ('INSERT', 'UPDATE', 'BASELINE')
-                AND pg_catalog.left(v.v, pg_catalog.length(c.prefix)) = c.prefix
-                AND pg_catalog.right(v.v, pg_catalog.length(c.suffix)) = c.suffix) d
+              WHERE e.table_name = c.tbl::text AND e.operation IN ('INSERT', 'UPDATE', 'BASELINE')) d
         WHERE d.n IS NOT NULL
-        ORDER BY d.n DESC, d.seq LIMIT 1) m ON true
-    WHERE c.open_from IS NULL AND c.last_value <> coalesce(m.issued, 0)
+        ORDER BY d.n DESC, d.seq LIMIT 1;
+        IF NOT FOUND THEN
+            issued := NULL; issued_seq := NULL;
+        END IF;
+        CONTINUE WHEN c.last_value = coalesce(issued, 0);
+        code := 'counter_mismatch'; table_name := c.tbl::text; column_name := c.col; seq := issued_seq;
+        problem := pg_catalog.format('%s: the counter of series %s{SEQ}%s is at %s, the highest number the trail '
+                                     'shows issued in it is %s%s', c.tbl, c.prefix, c.suffix, c.last_value,
+                                     coalesce(issued, 0), ' (event seq ' || issued_seq || ')');
+        RETURN NEXT;
+    END LOOP;
+END
 $$;
-REVOKE ALL ON FUNCTION ledgerlock._audit_counter_problems() FROM PUBLIC;
+REVOKE ALL ON FUNCTION ledgerlock._audit_counter_problems(bigint) FROM PUBLIC;
 
 -- Every discrepancy between the books and the trail (data, ledgerlock's state, lock windows, counters),
 -- read in one snapshot (a STABLE function runs every query on its caller's snapshot). Writes into lock
@@ -959,7 +1032,7 @@ BEGIN
         RETURN QUERY SELECT * FROM ledgerlock._audit_data_problems(t);
     END LOOP;
     RETURN QUERY SELECT * FROM ledgerlock._audit_window_problems(from_seq);
-    RETURN QUERY SELECT * FROM ledgerlock._audit_counter_problems();
+    RETURN QUERY SELECT * FROM ledgerlock._audit_counter_problems(from_seq);
 END
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._audit_discrepancies(bigint) FROM PUBLIC;

@@ -95,3 +95,37 @@ def test_a_row_changed_behind_the_trail_is_reported_by_the_bundle(books, tmp_pat
         f'row public.invoice {{"id": 4}}: the live row differed from event seq '
         f'{next(r["event"]["seq"] for r in rows if r["row_key"]["id"] == 4)} when the bundle was written '
         "(the books did not match the trail)"]
+
+
+def test_rows_moved_to_other_keys_are_bundled_under_both_keys(books, tmp_path):
+    """An UPDATE that changes the key: the old key's latest fact is that the row left it (no image, the
+    UPDATE recorded it), the new key's is the moved row; a shift of every key by one in one statement leaves
+    each key with the row that arrived there (its occupant left within the statement)."""
+    app = books.connect("app")
+    app.execute("UPDATE invoice SET id = 40 WHERE id = 4")
+    app.execute("UPDATE invoice SET id = id + 100 WHERE id IN (1, 2)")
+    app.execute("UPDATE invoice SET id = id - 1 WHERE id IN (101, 102)")  # 101 -> 100, then 102 -> 101
+    path = bundle(books, tmp_path / "march.zip")
+    with zipfile.ZipFile(path) as z:
+        rows = audit_bundle.loads(z.read("rows.json").decode())
+    by_id = {int(r["row_key"]["id"]): r for r in rows}
+    assert sorted(by_id) == [1, 2, 3, 4, 5, 6, 40, 100, 101, 102]
+    move = by_id[4]["event"]
+    assert by_id[4]["image"] is None and move["operation"] == "UPDATE" and int(move["row_key"]["id"]) == 40
+    assert int(by_id[40]["image"]["id"]) == 40 and by_id[40]["event"]["seq"] == move["seq"]
+    assert by_id[100]["image"]["amount"] == "10.00" and by_id[101]["image"]["amount"] == "21.00"
+    assert by_id[102]["image"] is None and by_id[1]["image"] is None and by_id[2]["image"] is None
+    assert all(r["live_matches"] is True for r in rows), [r for r in rows if not r["live_matches"]]
+    rep = audit_bundle.verify_bundle(str(path))
+    assert rep.ok and rep.rows == 10, rep.problems
+    # a forger who claims the row is still at its old key is caught by the move in the bundle
+    with zipfile.ZipFile(path) as z:
+        insert = next(e for e in audit_bundle.loads(z.read("events.json").decode())
+                      if e["operation"] == "INSERT" and int(e["row_key"]["id"]) == 4)
+    forged = rewrite(path, "rows.json", lambda t: audit_bundle.jsonb_text([
+        r | {"image": insert["new_row"], "event": insert} if int(r["row_key"]["id"]) == 4 else r
+        for r in audit_bundle.loads(t)]))
+    rep = audit_bundle.verify_bundle(str(forged))
+    assert not rep.ok and rep.problems == [
+        f'row public.invoice {{"id": 4}}: bundled event seq {move["seq"]} is later than event seq {insert["seq"]}, '
+        "whose image it claims as the latest"], rep.problems

@@ -5,9 +5,14 @@ moved behind the trail is still reported."""
 
 from __future__ import annotations
 
+import zipfile
+
 import pytest
+from click.testing import CliRunner
 from test_tampering import triggers_off
 
+from ledgerlock import audit_bundle
+from ledgerlock.cli import cli
 from lltest import lives_ok
 
 
@@ -70,3 +75,25 @@ def test_a_row_deleted_or_moved_behind_the_trail_after_a_shift_is_reported(ledge
     assert found == {("row_missing", 3), ("row_missing", 6), ("row_unrecorded", 7)}
     ok, n, _ = verdict(ledger)
     assert not ok and n == 3
+
+
+@pytest.mark.parametrize("order", ["ascending", "descending"])
+def test_a_shift_of_every_key_is_bundled_with_each_keys_new_row_and_proven_offline(ledger, order, tmp_path):
+    """rows.json replays the moves as the books check does: after SET id = id + 1 (visited in either order)
+    each key holds the row that arrived there, key 1 none, and the bundle verifies offline."""
+    app = ledger.connect("app")
+    if order == "descending":
+        app.execute("DELETE FROM entry")
+        app.execute("INSERT INTO entry SELECT g, 1, date '2025-06-01' + g, g * 10 FROM generate_series(5, 1, -1) g")
+    app.execute("UPDATE entry SET id = id + 1")
+    path = tmp_path / "june.zip"
+    res = CliRunner().invoke(cli, ["--dsn", ledger.conninfo("auditor"), "audit", "bundle", "--scope", "1",
+                                   "--from", "2025-06-01", "--to", "2025-06-30", "-o", str(path)])
+    assert res.exit_code == 0, res.output
+    with zipfile.ZipFile(path) as z:
+        rows = audit_bundle.loads(z.read("rows.json").decode())
+    images = {int(r["row_key"]["id"]): r["image"] and str(r["image"]["amount"]) for r in rows}
+    assert images == {1: None, 2: "10.00", 3: "20.00", 4: "30.00", 5: "40.00", 6: "50.00"}
+    assert all(r["live_matches"] is True for r in rows)
+    rep = audit_bundle.verify_bundle(str(path))
+    assert rep.ok and rep.rows == 6, rep.problems

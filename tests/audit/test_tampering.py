@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from ledgerlock.cli import cli
-from lltest import refused
+from lltest import lives_ok, refused
 
 FORMAT = "INV-{YYYY}-{SEQ:5}"
 
@@ -216,3 +216,42 @@ def test_a_mixed_load_with_overrides_unlocks_relocks_and_rollbacks_verifies(book
     assert discrepancies(books) == []
     assert verdict(books)[:2] == (True, 0)
     assert cli_verify(books).exit_code == 0
+
+
+PARENT_SCOPED = """
+CREATE TABLE entity (id integer PRIMARY KEY);
+CREATE TABLE ledger (id integer PRIMARY KEY, entity_id integer REFERENCES entity);
+CREATE TABLE je (id integer PRIMARY KEY, ledger_id integer REFERENCES ledger, posted_on date NOT NULL,
+                 amount numeric NOT NULL DEFAULT 0);
+INSERT INTO entity VALUES (1), (2);
+INSERT INTO ledger VALUES (10, 1), (20, 2);
+GRANT SELECT, INSERT, UPDATE, DELETE ON entity, ledger, je TO ll_app;
+"""
+
+
+def test_a_write_into_a_window_of_a_table_scoped_by_its_parent_is_reported_in_the_parents_scope(db):
+    """A table whose scope is its parent's (scope_column 'ledger_id.entity_id'): a write made while the span of
+    entity 1's lock was deleted is reported in scope 1 (the scope the capture recorded), and the same write
+    for entity 2, which no lock holds, is not."""
+    su = db.owner()
+    su.execute(PARENT_SCOPED)
+    su.execute("SELECT ledgerlock.protect('je', date_column => 'posted_on', scope_column => 'ledger_id.entity_id')")
+    lock = db.connect("admin").execute(
+        "SELECT ledgerlock.lock_period('1', '2025-03-01', '2025-03-31', 'hard')").fetchone()[0]
+    db.digest = db.connect("auditor").execute("SELECT ledgerlock.audit_digest()").fetchone()[0]
+    app = db.connect("app")
+    span = su.execute("SELECT * FROM ledgerlock.period_lock_span WHERE lock_id = %s", (lock,)).fetchone()
+    with triggers_off(su, "ledgerlock.period_lock_span"):
+        su.execute("DELETE FROM ledgerlock.period_lock_span WHERE lock_id = %s", (lock,))
+    app.execute("INSERT INTO je (id, ledger_id, posted_on) VALUES (1, 10, '2025-03-15'), (2, 20, '2025-03-15')")
+    with triggers_off(su, "ledgerlock.period_lock_span"):
+        su.execute("INSERT INTO ledgerlock.period_lock_span VALUES (%s, %s, %s, %s, %s)", span)
+    with refused("LL002", r"is locked \(hard\)"):
+        app.execute("INSERT INTO je (id, ledger_id, posted_on) VALUES (3, 10, '2025-03-16')")
+    lives_ok(app, "INSERT INTO je (id, ledger_id, posted_on) VALUES (4, 20, '2025-03-16')")
+    seq = event_seq(db, "je", {"id": 1}, "INSERT")
+    assert_reported(db, "window_write", "public.je", {"id": 1},
+                    f"event seq {seq} wrote je id=1 into 2025-03-01..2025-03-31 of scope 1 while lock #{lock} "
+                    f"(hard) held it")
+    assert [d for d in discrepancies(db) if d[0] == "window_write"] == [
+        d for d in discrepancies(db) if d[0] == "window_write" and d[2] == {"id": 1}]

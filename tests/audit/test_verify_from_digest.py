@@ -82,3 +82,58 @@ def test_a_rewritten_chain_and_a_missing_digest_are_refused_or_reported(trail):
         trail.connect("app").execute("SELECT * FROM ledgerlock.verify_audit_from(%s)", (trail.digest,))
     res = CliRunner().invoke(cli, ["--dsn", trail.conninfo("auditor"), "audit", "verify", "--from-digest"])
     assert res.exit_code == 2 and "--from-digest needs --digest" in res.output
+
+
+@pytest.fixture
+def numbered(db):
+    """Numbered invoices, three of them final (INV-2025-00001..3), the digest kept; then two more writes, sealed."""
+    db.protect_invoice(number_column="number", number_format="INV-{YYYY}-{SEQ:5}")
+    app = db.connect("app")
+    app.execute("INSERT INTO invoice (id, company_id, issued_on, amount) "
+                "SELECT g, 1, date '2025-01-01' + g, g FROM generate_series(1, 10) g")
+    app.execute("UPDATE invoice SET status = 'approved' WHERE id <= 3")
+    db.digest = db.connect("auditor").execute("SELECT ledgerlock.audit_digest()").fetchone()[0]
+    app.execute("UPDATE invoice SET amount = amount + 1 WHERE id IN (8, 9)")
+    db.connect("auditor").execute("SELECT ledgerlock.audit_digest()")
+    return db
+
+
+def test_a_counter_wound_back_after_the_digest_is_reported_from_it(numbered):
+    assert from_digest(numbered)[:5] == (True, 3, 3, 0, 0)
+    su = numbered.owner()
+    with triggers_off(su, "ledgerlock.number_counter"):
+        su.execute("UPDATE ledgerlock.number_counter SET last_value = 2 WHERE tbl = 'invoice'::regclass")
+    ok, *_, problems, problem = from_digest(numbered)
+    assert not ok and problems == 1
+    assert ("the counter of series INV-2025-{SEQ} is at 2, the highest number the trail shows issued in it is 3"
+            in problem)
+    # a number finalized after the digest counts as well: the counter one behind it is reported
+    with triggers_off(su, "ledgerlock.number_counter"):
+        su.execute("UPDATE ledgerlock.number_counter SET last_value = 3 WHERE tbl = 'invoice'::regclass")
+    numbered.connect("app").execute("UPDATE invoice SET status = 'approved' WHERE id = 4")
+    assert from_digest(numbered)[:5] == (True, 5, 5, 0, 0)
+    with triggers_off(su, "invoice", "ledgerlock.number_counter"):
+        su.execute("UPDATE ledgerlock.number_counter SET last_value = 3 WHERE tbl = 'invoice'::regclass")
+    ok, *_, problems, problem = from_digest(numbered)
+    assert not ok and problems == 1 and "is at 3, the highest number the trail shows issued in it is 4" in problem
+
+
+def test_a_forged_seal_and_a_back_dated_event_after_the_digest_are_reported_from_it(numbered):
+    su, auditor = numbered.owner(), numbered.connect("auditor")
+    forged = su.execute(
+        "INSERT INTO ledgerlock.audit_event (seq, operation, db_user, details) "
+        "VALUES (nextval('ledgerlock.audit_event_seq'), 'SEAL', 'll_auditor', '{\"batch\": 1}') "
+        "RETURNING seq").fetchone()[0]
+    auditor.execute("SELECT ledgerlock.audit_seal()")
+    ok, *_, problems, problem = from_digest(numbered)
+    assert not ok and problems == 1 and problem.startswith(f"event seq {forged} ") and "it was forged" in problem
+    su.execute(
+        "INSERT INTO ledgerlock.audit_event (seq, at, table_name, row_key, scope, operation, new_row, db_user, reason) "
+        "VALUES (nextval('ledgerlock.audit_event_seq'), now() - interval '30 days', 'ledgerlock.lock_event', "
+        "'{\"id\": 9}', '1', 'UNLOCK', '{\"id\": 9}', 'll_admin', 'forged')")
+    auditor.execute("SELECT ledgerlock.audit_seal()")
+    ok, *_, problems, problem = from_digest(numbered)
+    assert not ok and problems == 2
+    out = CliRunner().invoke(cli, ["--dsn", numbered.conninfo("auditor"), "audit", "verify", "--digest",
+                                   numbered.digest, "--from-digest"])
+    assert out.exit_code == 3 and "2 problem(s)" in out.output
