@@ -31,6 +31,16 @@ T_EVENTS = Target(200_000, on="value", source="issue 15 (R5)")
 T_ROWS = Target(200_000, on="value", source="issue 15 (R5)")
 T_FROM_DIGEST = Target(100, on="ratio", source="issue 15 (R5): from a digest, the cost follows the events after it")
 
+# Floors: every event's hash and every chain link's hash recomputed (the canonical texts and their sha256,
+# joined by seq, nothing compared), and every live row turned into the jsonb image it is compared with
+# (nothing read from the trail). A verification that proves each event, each link and each row cannot do less.
+HASH_FLOOR = """SELECT count(ledgerlock._audit_event_hash(e.seq, e.at, e.txid, e.table_name, e.row_key, e.scope,
+    e.operation, e.old_row, e.new_row, e.db_user, e.actor, e.reason, e.context, e.lock_id, e.override_id,
+    e.details)), count(ledgerlock._audit_link_hash(c.chain_hash, c.chain_seq, c.seq, c.event_hash, c.batch,
+    c.txid_floor, c.sealed_below))
+    FROM ledgerlock.audit_event e JOIN ledgerlock.audit_chain c ON c.seq = e.seq"""
+IMAGE_FLOOR = "SELECT count(pg_catalog.to_jsonb(t)) FROM v_invoice t"
+
 VERIFY_DB = "ledgerlock_bench_verify"
 CHUNK = 100_000
 TABLE = """
@@ -131,6 +141,13 @@ def verify(b: Bench, f: Features) -> list[Result]:
         conn.execute("SET max_parallel_workers_per_gather = 0")
         _, cpu_all, _ = timed(conn, "SELECT ok FROM ledgerlock.verify_audit()")
         _, cpu_books, _ = timed(conn, "SELECT count(*) FROM ledgerlock.audit_discrepancies()")
+        # the floors, in the same process and run: what any verification must at least do
+        hash_walls, row_walls = [], []
+        for _ in range(b.profile.reps):
+            wall, cpu_hash, _ = timed(conn, HASH_FLOOR)
+            hash_walls.append(wall)
+            wall, cpu_image, _ = timed(conn, IMAGE_FLOOR)
+            row_walls.append(wall)
         conn.execute("RESET max_parallel_workers_per_gather")
         b.note("verify_audit: " + ", ".join(f"{x:,.0f}" for x in ev_rates) + " events/s; books: "
                + ", ".join(f"{x:,.0f}" for x in row_rates) + f" rows/s; serial backend CPU: verify "
@@ -174,6 +191,14 @@ def verify(b: Bench, f: Features) -> list[Result]:
         Result("verify_rows_rate", title_rows, unit="rows/s", baseline_label="-", target=T_ROWS,
                note=f"{rows:,} live rows; serial backend CPU {cpu_books or 0:.1f}s = {_rate(rows, cpu_books)}",
                value_samples=row_rates),
+        Result("verify_hash_floor", "floor: every event's and link's hash recomputed, nothing compared (events/s)",
+               unit="events/s", baseline_label="-",
+               note=f"serial backend CPU {cpu_hash or 0:.1f}s = {_rate(events, cpu_hash)}: verify_audit() cannot "
+                    f"go faster than this in one process", value_samples=[events / w for w in hash_walls]),
+        Result("verify_image_floor", "floor: every live row turned into its jsonb image (rows/s)",
+               unit="rows/s", baseline_label="-",
+               note=f"serial backend CPU {cpu_image or 0:.1f}s = {_rate(rows, cpu_image)}",
+               value_samples=[rows / w for w in row_walls]),
         Result("verify_from_digest", title_from, unit="runs/s", baseline_label="whole chain", target=T_FROM_DIGEST,
                note=f"{new:,} events after the digest of {events:,}; ratio = time of the whole chain / time of "
                     f"the trail part from the digest (0.1 % of the events: 1000x if the cost follows them); "
