@@ -916,6 +916,17 @@ AS $$
         WHERE e.operation IN ('INSERT', 'UPDATE', 'DELETE')
           AND e.seq > (SELECT pg_catalog.min(w.from_seq) FROM windows w)
           AND e.seq >= _audit_window_problems.from_seq
+    ), months AS (
+        -- each window under every month in which its scope has writes (the month of a write's day, an
+        -- infinite day being its own month): writes are then joined by (scope, month), so a write meets the
+        -- few windows of its month, not every window of its scope (10,000 one-day windows in one scope made
+        -- that join quadratic)
+        SELECT w.*, m.month
+        FROM windows w
+        JOIN (SELECT DISTINCT x.scope, pg_catalog.date_trunc('month', x.day::timestamp)::date AS month
+              FROM writes x) m
+          ON m.scope = w.scope
+         AND m.month BETWEEN pg_catalog.date_trunc('month', w.from_date::timestamp)::date AND w.to_date
     )
     SELECT DISTINCT ON (x.seq) 'window_write', x.table_oid::regclass::text, x.row_key, NULL::text, x.seq,
            pg_catalog.format('event seq %s wrote %s into %s of scope %s while lock #%s (%s) held it '
@@ -924,7 +935,8 @@ AS $$
                              ledgerlock._period_text(w.from_date, w.to_date), w.scope, w.lock_id,
                              coalesce(lv.level, 'level unknown'), w.from_seq)
     FROM writes x
-    JOIN windows w ON w.scope = x.scope AND (w.ledger = '*' OR w.ledger = x.ledger)
+    JOIN months w ON w.scope = x.scope AND w.month = pg_catalog.date_trunc('month', x.day::timestamp)::date
+                  AND (w.ledger = '*' OR w.ledger = x.ledger)
                   AND x.day BETWEEN w.from_date AND w.to_date
                   AND x.seq > w.from_seq AND (w.to_seq IS NULL OR x.seq < w.to_seq)
     LEFT JOIN LATERAL (

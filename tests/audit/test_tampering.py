@@ -147,6 +147,33 @@ def test_a_write_while_a_lock_span_was_deleted_then_restored_is_reported(books):
                     f"#{books.hard} (hard) held it")
 
 
+def test_writes_behind_a_lock_through_window_and_a_crowded_scope_are_reported_by_their_month(db):
+    """The window check meets each write with the windows of its month: a lock-through window (from
+    -infinity) still holds writes of any earlier day, an infinite day included, and one-day windows of a
+    crowded scope each hold only their own day. The permitted neighbours (a day between two windows, a
+    day after the lock-through) are not reported."""
+    db.protect_invoice()
+    admin = db.connect("admin")
+    through = admin.execute("SELECT ledgerlock.lock_through('1', '2024-12-31', 'hard')").fetchone()[0]
+    admin.execute("SELECT count(ledgerlock.lock_period('2', d::date, d::date, 'hard')) "
+                  "FROM generate_series(date '2025-01-01', date '2025-03-31', interval '2 days') d")
+    su = db.owner()
+    su.execute("CREATE TEMP TABLE kept_span AS SELECT * FROM ledgerlock.period_lock_span")
+    with triggers_off(su, "ledgerlock.period_lock_span"):  # the windows gone while the app writes
+        su.execute("DELETE FROM ledgerlock.period_lock_span")
+    db.connect("app").execute("""INSERT INTO invoice (id, company_id, issued_on, amount) VALUES
+                                 (1, 1, '1999-05-01', 5), (2, 1, '-infinity', 5), (3, 1, '2025-01-02', 5),
+                                 (4, 2, '2025-02-04', 5), (5, 2, '2025-02-05', 5), (6, 2, '2025-03-30', 5)""")
+    with triggers_off(su, "ledgerlock.period_lock_span"):
+        su.execute("INSERT INTO ledgerlock.period_lock_span SELECT * FROM kept_span")
+    reported = {d[2]["id"]: d[5] for d in discrepancies(db) if d[0] == "window_write"}
+    assert sorted(reported) == [1, 2, 4, 6], reported
+    assert f"into up to 2024-12-31 of scope 1 while lock #{through} (hard)" in reported[1]
+    assert "into up to 2024-12-31 of scope 1" in reported[2]
+    assert "into 2025-02-04..2025-02-04 of scope 2" in reported[4]
+    assert "into 2025-03-30..2025-03-30 of scope 2" in reported[6]
+
+
 def test_an_edited_lock_history_row_is_reported(books):
     ev = books.owner().execute("SELECT id FROM ledgerlock.lock_event WHERE lock_id = %s", (books.hard,)).fetchone()[0]
     with triggers_off(books.owner(), "ledgerlock.lock_event") as su:
