@@ -1,0 +1,187 @@
+"""A table's date from a referenced parent row: date_column => 'fk_column.parent_column' (a journal line whose
+date is its entry's). Declared and validated at protect time, enforced by the period guard on the child (the
+parent's date read only when a window could apply) and by the parent's own guard, explained by why_locked."""
+
+from __future__ import annotations
+
+import pytest
+
+from lltest import lives_ok, refused
+
+SCHEMA = """
+CREATE TABLE header (id integer PRIMARY KEY, entity_id integer, posted_on date, memo text);
+CREATE TABLE line (
+    id        integer PRIMARY KEY,
+    header_id integer REFERENCES header ON DELETE CASCADE,
+    entity_id integer,
+    account   text NOT NULL DEFAULT '1000',
+    amount    numeric NOT NULL DEFAULT 0,
+    reconciled boolean NOT NULL DEFAULT false,
+    at        timestamptz,
+    number    text
+);
+INSERT INTO header VALUES (1, 1, '2026-03-10'), (2, 1, '2026-04-10'), (3, 2, '2026-03-10'), (4, 1, NULL);
+GRANT SELECT, INSERT, UPDATE, DELETE ON header, line TO ll_app, ll_controller;
+"""
+
+
+def protect_line(owner, date_column="header_id.posted_on", scope_column="entity_id", **extra):
+    args = "".join(f", {k} => %({k})s" for k in extra)
+    owner.execute("SELECT ledgerlock.protect('line', date_column => %(d)s, scope_column => %(s)s, "
+                  "mutable_columns => '{reconciled}'" + args + ")", {"d": date_column, "s": scope_column} | extra)
+
+
+@pytest.fixture
+def books(db):
+    owner = db.owner()
+    owner.execute(SCHEMA)
+    protect_line(owner)
+    return db
+
+
+def lock(db, scope="1", level="hard"):
+    db.connect("admin").execute("SELECT ledgerlock.lock_period(%s, '2026-03-01', '2026-03-31', %s)", [scope, level])
+
+
+# --- declaration ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("date_column", "scope_column", "sqlstate", "match"),
+    [
+        ("header_id.posted_on.x", "entity_id", "22023", r"date_column: 'header_id\.posted_on\.x' follows more than "
+                                                       r"one foreign key"),
+        ("account.posted_on", "entity_id", "22023", r"line\.account is not a single-column foreign key"),
+        ("header_id.nope", "entity_id", "22023", r"header_id references (public\.)?header, which has no column nope"),
+        ("header_id.memo", "entity_id", "42804", r"date_column: (public\.)?header\.memo is of type text; it must be "
+                                                 r"a date or a timestamp"),
+        ("nope.posted_on", "entity_id", "42703", r"date_column: table (public\.)?line has no column nope"),
+    ],
+)
+def test_a_bad_parent_date_declaration_is_refused_with_a_sentence(db, date_column, scope_column, sqlstate, match):
+    owner = db.owner()
+    owner.execute(SCHEMA)
+    with refused(sqlstate, match):
+        protect_line(owner, date_column, scope_column)
+    lives_ok(owner, "SELECT ledgerlock.protect('line', date_column => 'header_id.posted_on', scope_column => "
+                    "'entity_id')")
+    assert owner.execute("SELECT date_column FROM ledgerlock.protected_table WHERE tbl = 'line'::regclass"
+                         ).fetchone()[0] == "header_id.posted_on"
+
+
+def test_a_numbered_table_and_two_parents_are_refused(db):
+    owner = db.owner()
+    owner.execute(SCHEMA)
+    owner.execute("CREATE TABLE entity (id integer PRIMARY KEY); INSERT INTO entity VALUES (1), (2);"
+                  "ALTER TABLE line ADD FOREIGN KEY (entity_id) REFERENCES entity")
+    with refused("22023", r"number_column: the date of (public\.)?line comes from (public\.)?header; a numbered table "
+                          r"keeps its date on itself"):
+        protect_line(owner, number_column="number", final_when="number IS NOT NULL")
+    with refused("22023", r"scope_column and date_column: the scope of (public\.)?line comes through entity_id and "
+                          r"its date through header_id; both must come through the same foreign key"):
+        protect_line(owner, scope_column="entity_id.id")
+    lives_ok(owner, "SELECT ledgerlock.protect('line', date_column => 'header_id.posted_on', "
+                    "scope_column => 'header_id.entity_id')")
+    lives_ok(owner, "SELECT ledgerlock.protect('line', date_column => 'at', scope_column => 'entity_id', "
+                    "number_column => 'number', final_when => 'number IS NOT NULL', weaken_reason => 'own date')")
+
+
+# --- the child's writes ------------------------------------------------------------------------------------
+
+
+def test_a_child_of_a_locked_parent_date_is_refused_and_its_neighbours_pass(books):
+    lock(books)
+    app = books.connect("app")
+    with refused("LL002", r"locked \(hard\) for scope 1: line id=1 cannot be inserted"):
+        app.execute("INSERT INTO line (id, header_id, entity_id) VALUES (1, 1, 1)")
+    lives_ok(app, "INSERT INTO line (id, header_id, entity_id) VALUES (2, 2, 1)")  # header dated in April
+    lives_ok(app, "INSERT INTO line (id, header_id, entity_id) VALUES (3, 1, 2)")  # another scope
+    lives_ok(app, "INSERT INTO line (id, header_id, entity_id) VALUES (4, 4, 1)")  # an undated header
+    lives_ok(app, "INSERT INTO line (id, header_id, entity_id) VALUES (5, NULL, 1)")  # no header
+
+
+def test_a_locked_child_cannot_be_changed_repointed_or_deleted_but_its_mutable_column_can(books):
+    app = books.connect("app")
+    app.execute("INSERT INTO line (id, header_id, entity_id) VALUES (1, 1, 1), (2, 2, 1)")
+    lock(books)
+    with refused("LL002", r"for scope 1: line id=1 cannot be updated"):
+        app.execute("UPDATE line SET amount = 5 WHERE id = 1")
+    with refused("LL002", r"for scope 1: line id=1 cannot be updated"):  # out of the window
+        app.execute("UPDATE line SET header_id = 2 WHERE id = 1")
+    with refused("LL002", r"for scope 1: line id=2 cannot be updated"):  # into the window
+        app.execute("UPDATE line SET header_id = 1 WHERE id = 2")
+    with refused("LL002", r"for scope 1: line id=1 cannot be deleted"):
+        app.execute("DELETE FROM line WHERE id = 1")
+    lives_ok(app, "UPDATE line SET reconciled = true WHERE id = 1")
+    lives_ok(app, "UPDATE line SET header_id = 4 WHERE id = 2")
+    lives_ok(app, "DELETE FROM line WHERE id = 2")
+
+
+def test_scope_and_date_from_the_same_parent(db):
+    owner = db.owner()
+    owner.execute(SCHEMA)
+    protect_line(owner, scope_column="header_id.entity_id")
+    lock(db, "2")
+    app = db.connect("app")
+    with refused("LL002", r"for scope 2: line id=1 cannot be inserted"):
+        app.execute("INSERT INTO line (id, header_id) VALUES (1, 3)")
+    lives_ok(app, "INSERT INTO line (id, header_id) VALUES (2, 1)")  # same day, scope 1
+
+
+# --- the parent's date column -------------------------------------------------------------------------------
+
+
+def test_moving_a_parent_date_into_or_out_of_a_locked_window_is_refused_while_children_follow(books):
+    app = books.connect("app")
+    app.execute("INSERT INTO line (id, header_id, entity_id) VALUES (1, 1, 1), (2, 2, 1), (3, 3, 2)")
+    lock(books)
+    with refused("LL002", r"locked \(hard\) for scope 1: line id=1 cannot be moved from 2026-03-10 to 2026-04-01 "
+                          r"with header id=1"):
+        app.execute("UPDATE header SET posted_on = '2026-04-01' WHERE id = 1")
+    with refused("LL002", r"for scope 1: line id=2 cannot be moved from 2026-04-10 to 2026-03-31 with header id=2"):
+        app.execute("UPDATE header SET posted_on = '2026-03-31' WHERE id = 2")
+    with refused("LL002", r"for scope 1: line id=1 cannot be taken out of 2026-03-10 by deleting header id=1"):
+        app.execute("DELETE FROM header WHERE id = 1")
+    # neighbours: the parent's other columns, a move that keeps every child outside the window, another scope
+    lives_ok(app, "UPDATE header SET memo = 'm' WHERE id = 1")
+    lives_ok(app, "UPDATE header SET posted_on = '2026-05-01' WHERE id = 2")
+    lives_ok(app, "UPDATE header SET posted_on = '2026-03-11' WHERE id = 3")  # its child is in scope 2
+    lives_ok(app, "UPDATE header SET posted_on = '2026-03-12' WHERE id = 4")  # no children
+    lives_ok(app, "DELETE FROM header WHERE id = 2")
+    assert app.execute("SELECT count(*) FROM line WHERE id = 2").fetchone()[0] == 0
+
+
+def test_a_soft_lock_admits_a_parent_date_move_under_an_override(books):
+    app = books.connect("app")
+    app.execute("INSERT INTO line (id, header_id, entity_id) VALUES (1, 1, 1)")
+    lock(books, level="soft")
+    with refused("LL002", r"line id=1 cannot be moved from 2026-03-10 to 2026-04-01"):
+        app.execute("UPDATE header SET posted_on = '2026-04-01' WHERE id = 1")
+    ctl = books.connect("controller", autocommit=False)
+    ctl.execute("SELECT ledgerlock.begin_override('late correction of the entry date')")
+    lives_ok(ctl, "UPDATE header SET posted_on = '2026-04-01' WHERE id = 1")
+    ctl.commit()
+
+
+def test_the_parent_guard_goes_once_no_child_takes_its_date(books):
+    owner = books.owner()
+    names = ("SELECT array_agg(tgname ORDER BY tgname) FROM pg_trigger WHERE tgrelid = 'header'::regclass "
+             "AND tgname LIKE 'll_%%'")
+    assert owner.execute(names).fetchone()[0] == ["ll_20_scope_parent_delete", "ll_20_scope_parent_update"]
+    owner.execute("SELECT ledgerlock.protect('line', date_column => 'at', scope_column => 'entity_id', "
+                  "mutable_columns => '{reconciled}', weaken_reason => 'own date')")
+    assert owner.execute(names).fetchone()[0] is None
+
+
+# --- explanations ----------------------------------------------------------------------------------------
+
+
+def test_why_locked_names_the_window_of_the_parents_date(books):
+    app = books.connect("app")
+    app.execute("INSERT INTO line (id, header_id, entity_id) VALUES (1, 1, 1), (2, 2, 1)")
+    lock(books)
+    owner = books.owner()
+    rows = owner.execute("SELECT rule, summary, details FROM ledgerlock.why_locked('line', '{\"id\": 1}')").fetchall()
+    assert [(r[0], r[2]["date"]) for r in rows] == [("period_lock", "2026-03-10")]
+    assert "header id=1" in rows[0][2]["date_from"]
+    assert owner.execute("SELECT count(*) FROM ledgerlock.why_locked('line', '{\"id\": 2}')").fetchone()[0] == 0
