@@ -185,3 +185,29 @@ def test_why_locked_names_the_window_of_the_parents_date(books):
     assert [(r[0], r[2]["date"]) for r in rows] == [("period_lock", "2026-03-10")]
     assert "header id=1" in rows[0][2]["date_from"]
     assert owner.execute("SELECT count(*) FROM ledgerlock.why_locked('line', '{\"id\": 2}')").fetchone()[0] == 0
+
+
+# --- the DDL guard ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("stmt", "match"), [
+    ("ALTER TABLE header DISABLE TRIGGER ll_20_scope_parent_update",
+     r"^disabling trigger ll_20_scope_parent_update on (public\.)?header is refused"),
+    ("CREATE TRIGGER zz BEFORE UPDATE ON header FOR EACH ROW EXECUTE FUNCTION suppress_redundant_updates_trigger()",
+     r"^CREATE TRIGGER zz on public\.header is refused"),
+    ("ALTER TABLE header DROP COLUMN posted_on CASCADE", r"^(DROP table column public\.header\.posted_on|dropping "
+                                                         r"trigger ll_20_scope_parent_update on public\.header) is "
+                                                         r"refused"),
+    ("ALTER TABLE header DROP COLUMN entity_id CASCADE", None),  # the child keeps its scope on itself: passes
+])
+def test_the_ddl_guard_covers_the_parent_a_date_comes_from(books, stmt, match):
+    """(Retyping the parent's date column is refused by PostgreSQL itself: its guard's WHEN clause names it.)"""
+    owner = books.owner()
+    owner.execute("SELECT ledgerlock.install_ddl_guard()")
+    if match is None:
+        lives_ok(owner, stmt)
+    else:
+        with refused("LL008", match):
+            owner.execute(stmt)
+    lives_ok(owner, "ALTER TABLE header DROP COLUMN memo")  # the neighbour: a column no child reads
+    lives_ok(owner, "ALTER TABLE header ADD COLUMN note text")
