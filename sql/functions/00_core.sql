@@ -360,6 +360,25 @@ $$;
 REVOKE ALL ON FUNCTION ledgerlock._period_children(regclass) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION ledgerlock._period_children(regclass) TO ledgerlock_admin, ledgerlock_auditor;  -- doctor
 
+-- Every parent some protected table takes its scope or date from, with one such child: for doctor, which
+-- checks the parent's owner, privileges and guards as it checks a protected table's.
+CREATE OR REPLACE FUNCTION ledgerlock._period_parents()
+RETURNS TABLE(parent regclass, child regclass)
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT DISTINCT ON (x.parent) x.parent, x.child
+    FROM (SELECT sp.parent, p.tbl AS child FROM ledgerlock.protected_table p
+          CROSS JOIN LATERAL ledgerlock._scope_path(p.tbl, p.scope_column) sp
+          UNION ALL
+          SELECT dp.parent, p.tbl FROM ledgerlock.protected_table p
+          CROSS JOIN LATERAL ledgerlock._scope_path(p.tbl, p.date_column) dp) x
+    ORDER BY x.parent, x.child::oid
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._period_parents() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION ledgerlock._period_parents() TO ledgerlock_admin, ledgerlock_auditor;  -- doctor
+
 -- ---------------------------------------------------------------------------------------------------
 -- Row identity: how every rule names a row, reads its condition, and knows which table it belongs to.
 

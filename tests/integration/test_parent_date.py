@@ -211,3 +211,25 @@ def test_the_ddl_guard_covers_the_parent_a_date_comes_from(books, stmt, match):
             owner.execute(stmt)
     lives_ok(owner, "ALTER TABLE header DROP COLUMN memo")  # the neighbour: a column no child reads
     lives_ok(owner, "ALTER TABLE header ADD COLUMN note text")
+
+
+# --- doctor ------------------------------------------------------------------------------------------------
+
+FINDINGS = "SELECT finding FROM ledgerlock.doctor_findings() WHERE severity = 'critical' AND object LIKE '%%header%%'"
+
+
+def test_doctor_checks_the_parent_a_date_comes_from_as_it_checks_the_table(books):
+    owner = books.owner()
+    assert owner.execute(FINDINGS).fetchall() == []  # the neighbour: as installed, nothing to report
+    owner.execute("DROP TRIGGER ll_20_scope_parent_delete ON header")
+    owner.execute("GRANT TRIGGER ON header TO ll_controller")
+    owner.execute("ALTER TABLE header OWNER TO ll_app")
+    found = [r[0] for r in owner.execute(FINDINGS).fetchall()]
+    assert any("has no guard ll_20_scope_parent_delete, though" in f and "line takes its scope or date" in f
+               for f in found), found
+    assert any("may create triggers on" in f for f in found), found
+    assert any("is owned by ll_app, a role that can log in" in f for f in found), found
+    owner.execute("ALTER TABLE header OWNER TO CURRENT_USER")
+    owner.execute("REVOKE TRIGGER ON header FROM ll_controller")
+    owner.execute("SELECT ledgerlock.reinstall_guards()")
+    assert owner.execute(FINDINGS).fetchall() == []
