@@ -558,6 +558,9 @@ CREATE OR REPLACE FUNCTION ledgerlock._create_guard_trigger(tbl regclass, trigge
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+SET DateStyle = 'ISO, YMD'  -- pg_get_triggerdef prints the WHEN clause's constants in the session's styles
+SET IntervalStyle = 'postgres'
+SET extra_float_digits = 1
 AS $$
 DECLARE
     tgdef text;

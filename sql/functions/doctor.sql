@@ -254,6 +254,9 @@ CREATE OR REPLACE FUNCTION ledgerlock._doctor_guard_triggers()
 RETURNS TABLE(severity text, check_name text, object text, finding text, why text, fix text)
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+SET DateStyle = 'ISO, YMD'  -- pg_get_triggerdef prints the WHEN clause's constants in the session's styles
+SET IntervalStyle = 'postgres'
+SET extra_float_digits = 1
 AS $$
 DECLARE
     r record;

@@ -310,6 +310,9 @@ RETURNS date
 LANGUAGE sql
 STABLE
 SET search_path = pg_catalog, pg_temp
+SET DateStyle = 'ISO, YMD'  -- pg_get_triggerdef prints the WHEN clause's constants in the session's styles
+SET IntervalStyle = 'postgres'
+SET extra_float_digits = 1
 AS $$
     SELECT CASE WHEN coalesce(a.args[5], '') = '' THEN w.top
                 ELSE least(w.top, coalesce((a.args[6]::jsonb ->> _period_installed_mark.scope)::date,
@@ -353,6 +356,9 @@ CREATE OR REPLACE FUNCTION ledgerlock._replace_guard_trigger(tbl regclass, trigg
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+SET DateStyle = 'ISO, YMD'  -- pg_get_triggerdef prints the WHEN clause's constants in the session's styles
+SET IntervalStyle = 'postgres'
+SET extra_float_digits = 1
 AS $$
 DECLARE
     tgdef text;

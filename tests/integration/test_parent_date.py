@@ -215,11 +215,13 @@ def test_the_ddl_guard_covers_the_parent_a_date_comes_from(books, stmt, match):
 
 # --- doctor ------------------------------------------------------------------------------------------------
 
-FINDINGS = "SELECT finding FROM ledgerlock.doctor_findings() WHERE severity = 'critical' AND object LIKE '%%header%%'"
+FINDINGS = ("SELECT finding FROM ledgerlock.doctor_findings() WHERE severity = 'critical' "
+            "AND (object LIKE '%%header%%' OR object LIKE '%%line%%')")
 
 
 def test_doctor_checks_the_parent_a_date_comes_from_as_it_checks_the_table(books):
     owner = books.owner()
+    lock(books)  # the child's guards read the mark from their WHEN clause as a plain table's do
     assert owner.execute(FINDINGS).fetchall() == []  # the neighbour: as installed, nothing to report
     owner.execute("DROP TRIGGER ll_20_scope_parent_delete ON header")
     owner.execute("GRANT TRIGGER ON header TO ll_controller")
@@ -233,3 +235,20 @@ def test_doctor_checks_the_parent_a_date_comes_from_as_it_checks_the_table(books
     owner.execute("REVOKE TRIGGER ON header FROM ll_controller")
     owner.execute("SELECT ledgerlock.reinstall_guards()")
     assert owner.execute(FINDINGS).fetchall() == []
+
+
+def test_a_lock_taken_under_another_date_style_leaves_guards_doctor_accepts(db):
+    """The guards' WHEN clause holds the mark as a date constant, which pg_get_triggerdef prints in the session's
+    DateStyle: the hash ledgerlock comments a guard with, and the mark read back from it, use ISO whoever locks."""
+    owner = db.owner()
+    owner.execute(SCHEMA)
+    owner.execute("SELECT ledgerlock.protect('header', 'posted_on', 'entity_id')")
+    admin = db.connect("admin")
+    admin.execute("SET DateStyle = 'SQL, DMY'")
+    admin.execute("SELECT ledgerlock.lock_period('1', '2026-03-01', '2026-03-31', 'hard')")
+    assert owner.execute("SELECT ledgerlock._period_installed_mark('header', '1')").fetchone()[0].isoformat() \
+        == "2026-03-31"
+    assert owner.execute(FINDINGS).fetchall() == []
+    with refused("LL002", r"for scope 1: header id=5 cannot be inserted"):
+        db.connect("app").execute("INSERT INTO header VALUES (5, 1, '2026-03-15')")
+    lives_ok(db.connect("app"), "INSERT INTO header VALUES (6, 1, '2026-04-15')")
