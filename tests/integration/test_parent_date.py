@@ -252,3 +252,20 @@ def test_a_lock_taken_under_another_date_style_leaves_guards_doctor_accepts(db):
     with refused("LL002", r"for scope 1: header id=5 cannot be inserted"):
         db.connect("app").execute("INSERT INTO header VALUES (5, 1, '2026-03-15')")
     lives_ok(db.connect("app"), "INSERT INTO header VALUES (6, 1, '2026-04-15')")
+
+
+# --- evidence ----------------------------------------------------------------------------------------------
+
+
+def test_the_audit_trail_records_the_unlock_a_write_dated_by_its_parent_went_through(books):
+    app = books.connect("app")
+    app.execute("INSERT INTO line (id, header_id, entity_id) VALUES (1, 1, 1), (2, 2, 1)")
+    admin = books.connect("admin")
+    lock_id = admin.execute("SELECT ledgerlock.lock_period('1', '2026-03-01', '2026-03-31')").fetchone()[0]
+    admin.execute("SELECT ledgerlock.unlock_period(%s, 'late invoice from the notary')", [lock_id])
+    app.execute("UPDATE line SET amount = 3 WHERE id IN (1, 2)")
+    owner = books.owner()
+    rows = owner.execute("SELECT row_key ->> 'id', lock_id, reason FROM ledgerlock.audit_log "
+                         "WHERE table_name = 'line'::regclass AND operation = 'UPDATE' ORDER BY 1").fetchall()
+    assert rows == [("1", lock_id, "late invoice from the notary"), ("2", None, None)]  # line 2: April
+    assert owner.execute("SELECT ok, problem FROM ledgerlock.verify_audit()").fetchone() == (True, None)
