@@ -81,6 +81,7 @@ DECLARE
     wn bigint;
     num_col text;
     day_text text;
+    old_read boolean := false;  -- the old side read its parent's date (an update keeping the parent reuses it)
 BEGIN
     IF on_locked IS NOT NULL AND on_locked NOT IN ('', 'error', 'skip') THEN
         ll_refused := ledgerlock._check_on_locked();
@@ -97,7 +98,7 @@ BEGIN
         IF TG_ARGV[7] = '' OR r ? date_col THEN
             row_day := CASE date_kind WHEN 'timestamptz' THEN ((r ->> date_col)::timestamptz AT TIME ZONE 'UTC')::date
                                       ELSE (r ->> date_col)::date END;
-        ELSIF side = 'new' AND TG_OP = 'UPDATE'
+        ELSIF side = 'new' AND TG_OP = 'UPDATE' AND old_read
               AND (o -> pg_catalog.split_part(date_col, '.', 1)) = (n -> pg_catalog.split_part(date_col, '.', 1)) THEN
             row_day := old_day;  -- the same parent: the same day
         ELSIF rest_mark IS NULL OR rest_mark > '-infinity'::date OR TG_ARGV[6] <> ''
@@ -114,6 +115,7 @@ BEGIN
                     'write the parent row first: the period lock of the row is read from it');
             END IF;
             row_day := nullif(day_text, '')::date;
+            old_read := side = 'old';
         ELSE
             row_day := NULL;  -- no window in the row's scope: the parent is not read
         END IF;

@@ -102,10 +102,12 @@ def test_a_child_of_a_locked_parent_date_is_refused_and_its_neighbours_pass(book
 
 def test_a_locked_child_cannot_be_changed_repointed_or_deleted_but_its_mutable_column_can(books):
     app = books.connect("app")
-    app.execute("INSERT INTO line (id, header_id, entity_id) VALUES (1, 1, 1), (2, 2, 1)")
+    app.execute("INSERT INTO line (id, header_id, entity_id) VALUES (1, 1, 1), (2, 2, 1), (3, 1, 2)")
     lock(books)
     with refused("LL002", r"for scope 1: line id=1 cannot be updated"):
         app.execute("UPDATE line SET amount = 5 WHERE id = 1")
+    with refused("LL002", r"for scope 1: line id=3 cannot be updated"):  # into the locked scope, same parent
+        app.execute("UPDATE line SET entity_id = 1 WHERE id = 3")
     with refused("LL002", r"for scope 1: line id=1 cannot be updated"):  # out of the window
         app.execute("UPDATE line SET header_id = 2 WHERE id = 1")
     with refused("LL002", r"for scope 1: line id=2 cannot be updated"):  # into the window
@@ -115,6 +117,7 @@ def test_a_locked_child_cannot_be_changed_repointed_or_deleted_but_its_mutable_c
     lives_ok(app, "UPDATE line SET reconciled = true WHERE id = 1")
     lives_ok(app, "UPDATE line SET header_id = 4 WHERE id = 2")
     lives_ok(app, "DELETE FROM line WHERE id = 2")
+    lives_ok(app, "UPDATE line SET amount = 4 WHERE id = 3")  # scope 2 is open
 
 
 def test_scope_and_date_from_the_same_parent(db):
