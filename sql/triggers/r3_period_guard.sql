@@ -18,9 +18,9 @@
 -- nearly every write — never call a function, so single-row and bulk writes cost what they cost without
 -- ledgerlock. A table whose date comes from a parent row cannot name it in the WHEN clause: its triggers
 -- fire on every write once any window applies to it, and the parent's date is read (one index probe, the
--- parent row share-locked) only for a row whose scope has a window. The scopes' marks are in the arguments (ledgerlock._period_scope_marks): a side of a row dated
--- after its scope's mark is not probed, so a lock in one scope does not make another scope's backdated writes
--- pay the check. A lock that raises the mark the installed triggers give its scope re-installs the guards of
+-- parent row share-locked) only for a row whose scope has a window. The scopes' marks are in the arguments
+-- (ledgerlock._period_scope_marks): a side of a row dated after its scope's mark is not probed, so a lock
+-- in one scope does not make another scope's backdated writes pay the check. A lock that raises the mark the installed triggers give its scope re-installs the guards of
 -- the tables it applies to, in its own transaction: CREATE OR REPLACE TRIGGER waits for the table's open
 -- writers and holds new ones until the lock commits, so no write judged by the old marks commits after the
 -- lock. Unlocking leaves the marks where they are (a stricter filter only probes more often).
@@ -475,8 +475,9 @@ DECLARE
     to_text text;
 BEGIN
     FOR c IN SELECT * FROM ledgerlock._period_children(TG_RELID::regclass) LOOP
-        CONTINUE WHEN TG_OP = 'UPDATE' AND (c.scope_from IS NULL OR (o -> c.scope_from) IS NOT DISTINCT FROM (n -> c.scope_from))
-                                       AND (c.date_from IS NULL OR (o -> c.date_from) IS NOT DISTINCT FROM (n -> c.date_from));
+        CONTINUE WHEN TG_OP = 'UPDATE'
+                      AND (c.scope_from IS NULL OR (o -> c.scope_from) IS NOT DISTINCT FROM (n -> c.scope_from))
+                      AND (c.date_from IS NULL OR (o -> c.date_from) IS NOT DISTINCT FROM (n -> c.date_from));
         kind := ledgerlock._period_date_kind(c.child);
         -- how the parent placed its children, before and after: its scope and day, or what it changes
         from_text := pg_catalog.concat_ws(' on ', CASE WHEN c.scope_from IS NOT NULL
@@ -484,14 +485,16 @@ BEGIN
                                           CASE WHEN c.date_from IS NOT NULL
                                                     AND (TG_OP = 'DELETE' OR c.scope_from IS NULL
                                                          OR (o -> c.date_from) IS DISTINCT FROM (n -> c.date_from))
-                                               THEN coalesce(ledgerlock._iso_date(ledgerlock._period_date(o ->> c.date_from, kind)),
+                                               THEN coalesce(ledgerlock._iso_date(
+                                                                 ledgerlock._period_date(o ->> c.date_from, kind)),
                                                              'no date') END);
         to_text := pg_catalog.concat_ws(' on ', CASE WHEN c.scope_from IS NOT NULL
                                                      THEN 'scope ' || coalesce(n ->> c.scope_from, '*') END,
                                         CASE WHEN c.date_from IS NOT NULL
                                                   AND (c.scope_from IS NULL
                                                        OR (o -> c.date_from) IS DISTINCT FROM (n -> c.date_from))
-                                             THEN coalesce(ledgerlock._iso_date(ledgerlock._period_date(n ->> c.date_from, kind)),
+                                             THEN coalesce(ledgerlock._iso_date(
+                                                               ledgerlock._period_date(n ->> c.date_from, kind)),
                                                            'no date') END);
         verb := CASE TG_OP
             WHEN 'UPDATE' THEN pg_catalog.format('moved from %s to %s with %s', from_text, to_text,
