@@ -12,18 +12,18 @@
 --   ll_20_period_delete  AFTER DELETE
 -- AFTER triggers see the row as stored (generated columns, changes made by other BEFORE triggers).
 --
--- The high-water marks, written into the triggers by the installer (docs/period-locks.md has the race
--- argument). The table's mark is in each trigger's WHEN clause: the last day of any active window that
--- applies to the table, in any scope (`issued_on <= '2026-03-31'`). Rows dated after it — today's documents,
--- nearly every write — never call a function, so single-row and bulk writes cost what they cost without
--- ledgerlock. A table whose date comes from a parent row cannot name it in the WHEN clause: its triggers
--- fire on every write once any window applies to it, and the parent's date is read (one index probe, the
--- parent row share-locked) only for a row whose scope has a window. The scopes' marks are in the arguments
--- (ledgerlock._period_scope_marks): a side of a row dated after its scope's mark is not probed, so a lock
--- in one scope does not make another scope's backdated writes pay the check. A lock that raises the mark the installed triggers give its scope re-installs the guards of
--- the tables it applies to, in its own transaction: CREATE OR REPLACE TRIGGER waits for the table's open
--- writers and holds new ones until the lock commits, so no write judged by the old marks commits after the
--- lock. Unlocking leaves the marks where they are (a stricter filter only probes more often).
+-- The high-water marks, written into the triggers by the installer (docs/period-locks.md has the race argument). The
+-- table's mark is in each trigger's WHEN clause: the last day of any active window that applies to the table, in any
+-- scope (`issued_on <= '2026-03-31'`). Rows dated after it — today's documents, nearly every write — never call a
+-- function, so single-row and bulk writes cost what they cost without ledgerlock. A table whose date comes from a
+-- parent row cannot name it in the WHEN clause: its triggers fire on every write once any window applies to it, and the
+-- parent's date is read (one index probe, the parent row share-locked) only for a row whose scope has a window. The
+-- scopes' marks are in the arguments (ledgerlock._period_scope_marks): a side of a row dated after its scope's mark is
+-- not probed, so a lock in one scope does not make another scope's backdated writes pay the check. A lock that raises
+-- the mark the installed triggers give its scope re-installs the guards of the tables it applies to, in its own
+-- transaction: CREATE OR REPLACE TRIGGER waits for the table's open writers and holds new ones until the lock commits,
+-- so no write judged by the old marks commits after the lock. Unlocking leaves the marks where they are (a stricter
+-- filter only probes more often).
 
 -- 'skip' and 'error' (the default) are the only values of ledgerlock.on_locked; anything else is a mistake
 -- that must not pass silently.
