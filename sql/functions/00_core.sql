@@ -269,6 +269,116 @@ $$;
 REVOKE ALL ON FUNCTION ledgerlock._scope_children(regclass) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION ledgerlock._scope_children(regclass) TO ledgerlock_admin, ledgerlock_auditor;  -- doctor's orphan check
 
+-- A row's date may come from its parent the same way: date_column 'fk_column.parent_column' (a journal line
+-- dated by its entry), through the same foreign key as a parent scope when both do (protect checks it).
+
+-- A date or timestamp column of a row aliased `alias` as the day the period guard reads (timestamptz in UTC).
+CREATE OR REPLACE FUNCTION ledgerlock._day_sql(alias text, col name, typ regtype)
+RETURNS text
+LANGUAGE sql
+IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE typ WHEN 'date'::regtype THEN pg_catalog.format('%s.%I', alias, col)
+                    WHEN 'timestamp with time zone'::regtype
+                    THEN pg_catalog.format('((%s.%I) AT TIME ZONE ''UTC'')::date', alias, col)
+                    ELSE pg_catalog.format('(%s.%I)::date', alias, col) END
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._day_sql(text, name, regtype) FROM PUBLIC;
+
+-- The query that reads the day a row takes from its parent row ($1: the row as jsonb), as ISO text: '' when
+-- its foreign key is null or the parent's date is, null when no such parent row exists. for_share
+-- share-locks the parent row (see _parent_scope_sql). Null when the table's date is not a parent's.
+CREATE OR REPLACE FUNCTION ledgerlock._parent_date_sql(tbl regclass, for_share boolean)
+RETURNS text
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT pg_catalog.format('SELECT CASE WHEN $1 ->> %L IS NULL THEN '''' ELSE (SELECT coalesce(pg_catalog.to_jsonb('
+                             '%s) #>> ''{}'', '''') FROM %s AS ll_p WHERE ll_p.%I = ($1 ->> %L)::%s%s) END',
+                             p.fk_column, ledgerlock._day_sql('ll_p', p.parent_column, a.atttypid::regtype),
+                             p.parent, p.parent_key, p.fk_column, p.parent_key_type,
+                             CASE WHEN for_share THEN ' FOR SHARE' ELSE '' END)
+    FROM ledgerlock._scope_path(tbl, (SELECT c.date_column FROM ledgerlock.protected_table c
+                                      WHERE c.tbl = ledgerlock._rule_table(_parent_date_sql.tbl))) p
+    JOIN pg_catalog.pg_attribute a ON a.attrelid = p.parent AND a.attname = p.parent_column
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._parent_date_sql(regclass, boolean) FROM PUBLIC;
+
+-- The day of a row of a protected table, as the period guard reads it: its date column's (null when null),
+-- or its parent's (null when the parent row or its date is missing). For explanations and evidence.
+CREATE OR REPLACE FUNCTION ledgerlock._row_day(tbl regclass, r jsonb)
+RETURNS date
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    col text := (ledgerlock._config(tbl)).date_column;
+    q text;
+    d text;
+BEGIN
+    IF r ? col OR pg_catalog.strpos(col, '.') = 0 THEN
+        RETURN ledgerlock._period_date(r ->> col, ledgerlock._period_date_kind(tbl));
+    END IF;
+    q := ledgerlock._parent_date_sql(tbl, false);
+    IF q IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = '22023',
+            MESSAGE = pg_catalog.format('the date of %s comes from a parent row through %s, which is no longer a '
+                                        'foreign key', tbl, col),
+            HINT = 'restore the foreign key, or protect the table again with another date_column';
+    END IF;
+    EXECUTE q INTO d USING r;
+    RETURN nullif(d, '')::date;
+END
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._row_day(regclass, jsonb) FROM PUBLIC;
+
+-- The protected tables whose scope or date (or both, through one foreign key) comes from a row of this table
+-- (or of a table it is a partition of), for the parent's guard: scope_from and date_from name the parent's
+-- columns (null when the child keeps that on itself; own_scope and own_date then name the child's column).
+CREATE OR REPLACE FUNCTION ledgerlock._period_children(parent regclass)
+RETURNS TABLE(child regclass, fk_column name, fk_type regtype, parent_key name, scope_from name, date_from name,
+              own_scope text, own_date text, ledger text)
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT p.tbl, coalesce(ss.fk_column, ds.fk_column), fa.atttypid::regtype, coalesce(ss.parent_key, ds.parent_key),
+           ss.parent_column, ds.parent_column,
+           CASE WHEN ss.fk_column IS NULL THEN p.scope_column::text END,
+           CASE WHEN ds.fk_column IS NULL THEN p.date_column::text END, p.ledger
+    FROM ledgerlock.protected_table p
+    LEFT JOIN LATERAL ledgerlock._scope_path(p.tbl, p.scope_column) ss ON true
+    LEFT JOIN LATERAL ledgerlock._scope_path(p.tbl, p.date_column) ds ON true
+    JOIN pg_catalog.pg_attribute fa ON fa.attrelid = p.tbl AND fa.attname = coalesce(ss.fk_column, ds.fk_column)
+    WHERE coalesce(ss.parent, ds.parent) = _period_children.parent
+       OR coalesce(ss.parent, ds.parent) IN (SELECT a.relid
+                                             FROM pg_catalog.pg_partition_ancestors(_period_children.parent) a)
+    ORDER BY p.tbl::oid
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._period_children(regclass) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION ledgerlock._period_children(regclass) TO ledgerlock_admin, ledgerlock_auditor;  -- doctor
+
+-- Every parent some protected table takes its scope or date from, with one such child: for doctor, which
+-- checks the parent's owner, privileges and guards as it checks a protected table's.
+CREATE OR REPLACE FUNCTION ledgerlock._period_parents()
+RETURNS TABLE(parent regclass, child regclass)
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT DISTINCT ON (x.parent) x.parent, x.child
+    FROM (SELECT sp.parent, p.tbl AS child FROM ledgerlock.protected_table p
+          CROSS JOIN LATERAL ledgerlock._scope_path(p.tbl, p.scope_column) sp
+          UNION ALL
+          SELECT dp.parent, p.tbl FROM ledgerlock.protected_table p
+          CROSS JOIN LATERAL ledgerlock._scope_path(p.tbl, p.date_column) dp) x
+    ORDER BY x.parent, x.child::oid
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._period_parents() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION ledgerlock._period_parents() TO ledgerlock_admin, ledgerlock_auditor;  -- doctor
+
 -- ---------------------------------------------------------------------------------------------------
 -- Row identity: how every rule names a row, reads its condition, and knows which table it belongs to.
 
@@ -448,6 +558,9 @@ CREATE OR REPLACE FUNCTION ledgerlock._create_guard_trigger(tbl regclass, trigge
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+SET DateStyle = 'ISO, YMD'  -- pg_get_triggerdef prints the WHEN clause's constants in the session's styles
+SET IntervalStyle = 'postgres'
+SET extra_float_digits = 1
 AS $$
 DECLARE
     tgdef text;

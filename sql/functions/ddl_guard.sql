@@ -104,6 +104,28 @@ BEGIN
         END IF;
         root := ledgerlock._protected_root(rel);
         IF root IS NULL THEN
+            -- a parent a protected table takes its scope or date from: its own guards stay on, and no trigger
+            -- or rule of its own may move that column behind them
+            SELECT c.child INTO root FROM ledgerlock._period_children(rel::regclass) c LIMIT 1;
+            IF root IS NULL THEN
+                CONTINUE;
+            END IF;
+            hint := pg_catalog.format('have an admin unprotect %s (or protect it with columns of its own) first',
+                                      root);
+            IF cmd.classid IN ('pg_catalog.pg_trigger'::regclass, 'pg_catalog.pg_rewrite'::regclass) THEN
+                PERFORM ledgerlock._refuse_ddl(pg_catalog.format('%s %s', cmd.command_tag, cmd.object_identity),
+                    pg_catalog.format('protected table %s takes its scope or date from %s, and a trigger or rule '
+                                      'of its own could move them after ledgerlock has checked it', root,
+                                      rel::regclass), hint);
+            END IF;
+            SELECT t.tgname INTO bad FROM pg_catalog.pg_trigger t
+            WHERE t.tgrelid = rel AND t.tgname ~ '^ll_[0-9]{2}_' AND t.tgenabled <> ledgerlock._guard_tgenabled()
+            LIMIT 1;
+            IF FOUND THEN
+                PERFORM ledgerlock._refuse_ddl(pg_catalog.format('disabling trigger %I on %s', bad.tgname,
+                                                                 rel::regclass),
+                    pg_catalog.format('it guards the scope or date protected table %s takes from it', root), hint);
+            END IF;
             CONTINUE;
         END IF;
         hint := pg_catalog.format('have an admin run ledgerlock.unprotect(%L, reason) first (audited), '
@@ -178,6 +200,17 @@ BEGIN
            AND NOT ledgerlock._ddl_permitted(obj.objid) THEN
             PERFORM ledgerlock._refuse_ddl(pg_catalog.format('DROP %s %s', obj.object_type, obj.object_identity),
                 'the table is protected by ledgerlock', hint);
+        END IF;
+        -- the column of a parent row a protected table takes its scope or date from
+        IF obj.object_type = 'table column' AND NOT ledgerlock._ddl_permitted(obj.objid)
+           AND EXISTS (SELECT FROM ledgerlock.protected_table p
+                       JOIN pg_catalog.pg_constraint c ON c.conrelid = p.tbl AND c.contype = 'f'
+                                                      AND c.confrelid = obj.objid
+                                                      AND pg_catalog.cardinality(c.conkey) = 1
+                       JOIN pg_catalog.pg_attribute a ON a.attrelid = p.tbl AND a.attnum = c.conkey[1]
+                       WHERE a.attname || '.' || obj.address_names[3] IN (p.scope_column, p.date_column)) THEN
+            PERFORM ledgerlock._refuse_ddl(pg_catalog.format('DROP %s %s', obj.object_type, obj.object_identity),
+                'a protected table takes its scope or date from it', hint);
         END IF;
         IF obj.object_type = 'trigger' AND obj.address_names[3] ~ '^ll_[0-9]{2}_'
            AND obj.address_names[1] <> 'ledgerlock' THEN  -- ledgerlock's own tables: the rule above

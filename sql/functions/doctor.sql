@@ -45,7 +45,8 @@ DECLARE
 BEGIN
     FOR r IN
         SELECT g.rel, g.root, o.rolname AS owner, o.rolcanlogin, o.rolsuper
-        FROM ledgerlock._guarded_relations() g
+        FROM (SELECT * FROM ledgerlock._guarded_relations()  -- and the parents children read scopes or dates from
+              UNION SELECT * FROM ledgerlock._period_parents()) g
         JOIN pg_catalog.pg_class c ON c.oid = g.rel
         JOIN pg_catalog.pg_roles o ON o.oid = c.relowner
         ORDER BY 1
@@ -92,7 +93,8 @@ DECLARE
 BEGIN
     FOR r IN
         SELECT g.rel, a.privilege_type, coalesce(gr.rolname, 'PUBLIC') AS grantee
-        FROM ledgerlock._guarded_relations() g
+        FROM (SELECT * FROM ledgerlock._guarded_relations()  -- and the parents children read scopes or dates from
+              UNION SELECT * FROM ledgerlock._period_parents()) g
         JOIN pg_catalog.pg_class c ON c.oid = g.rel
         CROSS JOIN LATERAL pg_catalog.aclexplode(c.relacl) a
         LEFT JOIN pg_catalog.pg_roles gr ON gr.oid = a.grantee
@@ -229,6 +231,18 @@ BEGIN
             'without it, final rows of the table can be changed or deleted',
             'ledgerlock migrate  (or: SELECT ledgerlock.reinstall_guards())';
     END LOOP;
+    FOR r IN
+        SELECT pp.parent, pp.child, n.tgname FROM ledgerlock._period_parents() pp
+        CROSS JOIN (VALUES ('ll_20_scope_parent_update'::name), ('ll_20_scope_parent_delete'::name)) n(tgname)
+        WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_trigger t WHERE t.tgrelid = pp.parent AND t.tgname = n.tgname)
+        ORDER BY 1, 3
+    LOOP
+        RETURN QUERY SELECT 'critical', 'guard trigger', r.parent::text,
+            pg_catalog.format('%s has no guard %s, though %s takes its scope or date from it', r.parent, r.tgname,
+                              r.child),
+            'without it, moving or deleting the parent row moves its children out of a locked period unchecked',
+            'ledgerlock migrate  (or: SELECT ledgerlock.reinstall_guards())';
+    END LOOP;
 END
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._doctor_missing_guards() FROM PUBLIC;
@@ -240,6 +254,9 @@ CREATE OR REPLACE FUNCTION ledgerlock._doctor_guard_triggers()
 RETURNS TABLE(severity text, check_name text, object text, finding text, why text, fix text)
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+SET DateStyle = 'ISO, YMD'  -- pg_get_triggerdef prints the WHEN clause's constants in the session's styles
+SET IntervalStyle = 'postgres'
+SET extra_float_digits = 1
 AS $$
 DECLARE
     r record;
@@ -294,7 +311,8 @@ DECLARE
 BEGIN
     FOR r IN
         SELECT t.tgrelid::regclass AS rel, t.tgname FROM pg_catalog.pg_trigger t
-        JOIN ledgerlock._guarded_relations() g ON g.rel = t.tgrelid
+        JOIN (SELECT * FROM ledgerlock._guarded_relations()
+              UNION SELECT * FROM ledgerlock._period_parents()) g ON g.rel = t.tgrelid
         WHERE NOT t.tgisinternal AND t.tgname !~ '^ll_[0-9]{2}_'
           AND t.tgname::text COLLATE "C" > 'll_10'
           AND (t.tgtype & 2) <> 0 AND (t.tgtype & 1) <> 0 AND (t.tgtype & 16) <> 0  -- BEFORE ROW UPDATE

@@ -276,6 +276,89 @@ END
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._check_scope_column(regclass, name, text) FROM PUBLIC;
 
+-- A date column of the table, or 'fk_column.parent_column': the date of the row the foreign key on fk_column
+-- references (a journal line dated by its entry), validated as a parent scope is (_check_scope_column). A
+-- numbered table keeps its date on itself (its number's year is written when the row is), and a scope and a
+-- date that both come from a parent come through one foreign key (one parent row share-locked per write).
+CREATE OR REPLACE FUNCTION ledgerlock._check_date_column(tbl regclass, date_column name, scope_column name,
+                                                         number_column name)
+RETURNS void
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    fk name := pg_catalog.split_part(date_column, '.', 1);
+    pcol text := pg_catalog.substr(date_column, pg_catalog.strpos(date_column, '.') + 1);
+    dp record;
+    sp record;
+    date_type regtype;
+BEGIN
+    IF EXISTS (SELECT FROM pg_catalog.pg_attribute a
+               WHERE a.attrelid = tbl AND a.attname = date_column AND a.attnum > 0 AND NOT a.attisdropped)
+       OR pg_catalog.strpos(date_column, '.') = 0 THEN
+        date_type := ledgerlock._column_type(tbl, date_column, 'date_column');
+        IF date_type NOT IN ('date'::regtype, 'timestamp without time zone'::regtype,
+                             'timestamp with time zone'::regtype) THEN
+            RAISE EXCEPTION USING ERRCODE = '42804',
+                MESSAGE = pg_catalog.format('date_column: %s.%I is of type %s; it must be a date or a timestamp',
+                                            tbl, date_column, date_type);
+        END IF;
+        RETURN;
+    END IF;
+    IF pg_catalog.strpos(pcol, '.') > 0 THEN
+        RAISE EXCEPTION USING ERRCODE = '22023',
+            MESSAGE = pg_catalog.format('date_column: %L follows more than one foreign key; a date comes from the '
+                                        'table or from the row one foreign key references '
+                                        '(''fk_column.parent_column'')', date_column);
+    END IF;
+    PERFORM ledgerlock._column_type(tbl, fk, 'date_column');
+    SELECT * INTO dp FROM ledgerlock._scope_path(tbl, date_column);
+    IF NOT FOUND THEN
+        -- the same sentences as a parent scope's (which foreign key, which column is missing)
+        BEGIN
+            PERFORM ledgerlock._check_scope_column(tbl, date_column, NULL);
+        EXCEPTION WHEN invalid_parameter_value THEN
+            DECLARE
+                m text;
+                h text;
+            BEGIN
+                GET STACKED DIAGNOSTICS m = MESSAGE_TEXT, h = PG_EXCEPTION_HINT;
+                RAISE EXCEPTION USING ERRCODE = '22023',
+                    MESSAGE = pg_catalog.regexp_replace(pg_catalog.regexp_replace(m, '^scope_column:', 'date_column:'),
+                                                        'the scope', 'the date'),
+                    HINT = h;
+            END;
+        END;
+        RAISE EXCEPTION USING ERRCODE = '22023',
+            MESSAGE = pg_catalog.format('date_column: %L names no parent row of %s', date_column, tbl);
+    END IF;
+    PERFORM ledgerlock._check_scope_column(tbl, date_column, NULL);  -- one foreign key, an owned parent
+    date_type := (SELECT a.atttypid::regtype FROM pg_catalog.pg_attribute a
+                  WHERE a.attrelid = dp.parent AND a.attname = dp.parent_column);
+    IF date_type NOT IN ('date'::regtype, 'timestamp without time zone'::regtype,
+                         'timestamp with time zone'::regtype) THEN
+        RAISE EXCEPTION USING ERRCODE = '42804',
+            MESSAGE = pg_catalog.format('date_column: %s.%I is of type %s; it must be a date or a timestamp',
+                                        dp.parent, dp.parent_column, date_type);
+    END IF;
+    IF number_column IS NOT NULL THEN
+        RAISE EXCEPTION USING ERRCODE = '22023',
+            MESSAGE = pg_catalog.format('number_column: the date of %s comes from %s; a numbered table keeps its '
+                                        'date on itself', tbl, dp.parent),
+            HINT = 'add the date column to the table, or number the parent instead';
+    END IF;
+    SELECT * INTO sp FROM ledgerlock._scope_path(tbl, scope_column);
+    IF FOUND AND sp.fk_column <> dp.fk_column THEN
+        RAISE EXCEPTION USING ERRCODE = '22023',
+            MESSAGE = pg_catalog.format('scope_column and date_column: the scope of %s comes through %I and its '
+                                        'date through %I; both must come through the same foreign key', tbl,
+                                        sp.fk_column, dp.fk_column);
+    END IF;
+END
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._check_date_column(regclass, name, name, name) FROM PUBLIC;
+
 -- Run every rule's installer (kind 'install') or uninstaller ('uninstall') for one table, in NN order.
 CREATE OR REPLACE FUNCTION ledgerlock._run_rule_hooks(tbl regclass, kind text)
 RETURNS void
@@ -391,10 +474,12 @@ BEGIN
         END IF;
     END IF;
     -- The row's accounting date as the guards compute it (ledgerlock._period_date), as an expression.
-    day_expr := CASE ledgerlock._period_date_kind(cfg.tbl)
+    day_expr := CASE WHEN EXISTS (SELECT FROM ledgerlock._scope_path(cfg.tbl, cfg.date_column))
+        THEN pg_catalog.format('ledgerlock._row_day(%L, pg_catalog.to_jsonb(ll_row))', cfg.tbl)
+        ELSE CASE ledgerlock._period_date_kind(cfg.tbl)
         WHEN 'date' THEN pg_catalog.format('ll_row.%I', cfg.date_column)
         WHEN 'timestamptz' THEN pg_catalog.format('(ll_row.%I AT TIME ZONE ''UTC'')::date', cfg.date_column)
-        ELSE pg_catalog.format('ll_row.%I::date', cfg.date_column) END;
+        ELSE pg_catalog.format('ll_row.%I::date', cfg.date_column) END END;
     FOR lk IN
         SELECT * FROM ledgerlock.period_lock l
         WHERE l.status = 'active' AND l.level = 'hard'
@@ -449,7 +534,6 @@ AS $$
 DECLARE
     rel record;
     keys name[];
-    date_type regtype;
     col name;
     final_sql text;
     was ledgerlock.protected_table;
@@ -500,23 +584,18 @@ BEGIN
             HINT = pg_catalog.format('ALTER TABLE %s ADD PRIMARY KEY (...)', tbl);
     END IF;
 
-    date_type := ledgerlock._column_type(tbl, date_column, 'date_column');
-    IF date_type NOT IN ('date'::regtype, 'timestamp without time zone'::regtype,
-                         'timestamp with time zone'::regtype) THEN
-        RAISE EXCEPTION USING ERRCODE = '42804',
-            MESSAGE = pg_catalog.format('date_column: %s.%I is of type %s; it must be a date or a timestamp',
-                                        tbl, date_column, date_type);
-    END IF;
     IF scope_column IS NOT NULL THEN
         PERFORM ledgerlock._check_scope_column(tbl, scope_column, number_format);
     END IF;
+    PERFORM ledgerlock._check_date_column(tbl, date_column, scope_column, number_column);
     IF number_column IS NOT NULL THEN
         PERFORM ledgerlock._column_type(tbl, number_column, 'number_column');
     END IF;
     FOREACH col IN ARRAY coalesce(mutable_columns, '{}') LOOP
         PERFORM ledgerlock._column_type(tbl, col, 'mutable_columns');
         IF col = date_column OR col = scope_column OR col = number_column OR col = ANY (keys)
-           OR col = (SELECT sp.fk_column FROM ledgerlock._scope_path(tbl, scope_column) sp) THEN
+           OR col = (SELECT sp.fk_column FROM ledgerlock._scope_path(tbl, scope_column) sp)
+           OR col = (SELECT dp.fk_column FROM ledgerlock._scope_path(tbl, date_column) dp) THEN
             RAISE EXCEPTION USING ERRCODE = '22023',
                 MESSAGE = pg_catalog.format('mutable_columns: %I cannot be mutable: it is the key, date, scope '
                                             'or number of the row', col);
@@ -573,6 +652,7 @@ BEGIN
     PERFORM ledgerlock._run_rule_hooks(tbl, 'install');
     -- a parent the table took its scope from before: its guards go when no child names it any more
     PERFORM ledgerlock._install_20_scope_parent(sp.parent) FROM ledgerlock._scope_path(tbl, was.scope_column) sp;
+    PERFORM ledgerlock._install_20_scope_parent(dp.parent) FROM ledgerlock._scope_path(tbl, was.date_column) dp;
     PERFORM ledgerlock._audit_event('PROTECT', tbl, NULL, NULL, before,
         (SELECT pg_catalog.to_jsonb(p) FROM ledgerlock.protected_table p WHERE p.tbl = protect.tbl),
         CASE WHEN why IS NOT NULL THEN pg_catalog.jsonb_build_object('reason', why,
@@ -616,6 +696,7 @@ BEGIN
     -- the parent the table took its scope from loses its guards if no other child names it; the table, if it
     -- is itself such a parent, gets back the guards _drop_guard_triggers took
     PERFORM ledgerlock._install_20_scope_parent(sp.parent) FROM ledgerlock._scope_path(tbl, cfg.scope_column) sp;
+    PERFORM ledgerlock._install_20_scope_parent(dp.parent) FROM ledgerlock._scope_path(tbl, cfg.date_column) dp;
     PERFORM ledgerlock._install_20_scope_parent(tbl);
 END
 $$;
@@ -640,7 +721,7 @@ AS $$
       AND c.relnamespace <> 'ledgerlock'::regnamespace
       AND NOT EXISTS (SELECT FROM ledgerlock._guarded_relations() g WHERE g.rel = t.tgrelid)
       AND NOT (t.tgname IN ('ll_20_scope_parent_update', 'll_20_scope_parent_delete')
-               AND EXISTS (SELECT FROM ledgerlock._scope_children(t.tgrelid::regclass)))
+               AND EXISTS (SELECT FROM ledgerlock._period_children(t.tgrelid::regclass)))
       AND NOT EXISTS (SELECT FROM ledgerlock.reference_rule x
                       WHERE pg_catalog.starts_with(t.tgname, 'll_30_r' || x.id || '_')
                         AND (t.tgrelid IN (x.parent, x.child)

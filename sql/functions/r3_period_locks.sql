@@ -141,7 +141,8 @@ AS $$
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._period_date(text, text) FROM PUBLIC;
 
--- 'date', 'timestamp' or 'timestamptz': how the guard reads the date column of a protected table.
+-- 'date', 'timestamp' or 'timestamptz': how the guard reads the date column of a protected table (the
+-- parent's column when the date comes from a parent row).
 CREATE OR REPLACE FUNCTION ledgerlock._period_date_kind(tbl regclass)
 RETURNS text
 LANGUAGE sql
@@ -152,7 +153,9 @@ AS $$
                            WHEN 'timestamp with time zone'::regtype THEN 'timestamptz'
                            ELSE 'timestamp' END
     FROM ledgerlock.protected_table p
-    JOIN pg_catalog.pg_attribute a ON a.attrelid = p.tbl AND a.attname = p.date_column
+    LEFT JOIN LATERAL ledgerlock._scope_path(p.tbl, p.date_column) dp ON true
+    JOIN pg_catalog.pg_attribute a ON a.attrelid = coalesce(dp.parent, p.tbl)
+                                  AND a.attname = coalesce(dp.parent_column, p.date_column)
     WHERE p.tbl = _period_date_kind.tbl
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._period_date_kind(regclass) FROM PUBLIC;
@@ -169,7 +172,7 @@ DECLARE
     cfg ledgerlock.protected_table := ledgerlock._config(tbl);
 BEGIN
     scope := ledgerlock._row_scope(tbl, r);
-    day := ledgerlock._period_date(r ->> cfg.date_column::text, ledgerlock._period_date_kind(tbl));
+    day := ledgerlock._row_day(tbl, r);
     ledger := cfg.ledger;
 END
 $$;
@@ -396,6 +399,11 @@ BEGIN
                                                 '%s %s=%s (its %s)', sp.parent, sp.parent_key, r ->> sp.fk_column,
                                                 sp.parent_column))
                                     FROM ledgerlock._scope_path(tbl, cfg.scope_column) sp), '{}');
+    -- so does a date read from the parent row, whose date column moves it
+    details := details || coalesce((SELECT pg_catalog.jsonb_build_object('date', ledgerlock._row_day(tbl, r),
+                                                'date_from', pg_catalog.format('%s %s=%s (its %s)', dp.parent,
+                                                dp.parent_key, r ->> dp.fk_column, dp.parent_column))
+                                    FROM ledgerlock._scope_path(tbl, cfg.date_column) dp), '{}');
     way_back := CASE lk.level
         WHEN 'soft' THEN pg_catalog.format('a controller writes under ledgerlock.begin_override(reason), or '
                                            'unlocks it: ledgerlock.unlock_period(%s, reason)', lk.id)

@@ -3,8 +3,8 @@
 -- the guards look the windows up (two backward index probes, whatever the number of windows).
 --
 -- Row triggers on a protected table (arguments: date column, date kind, scope column or '', ledger or '',
--- the rest mark, the scope marks, the query of a scope read from a parent row or '', then the exempt columns
--- for UPDATE) — row triggers, so partitions inherit them:
+-- the rest mark, the scope marks, the query of a scope read from a parent row or '', the query of a date read
+-- from a parent row or '', then the exempt columns for UPDATE) — row triggers, so partitions inherit them:
 --   ll_20_period_skip    BEFORE INSERT, only when ledgerlock.on_locked = 'skip': a row in a locked window
 --                        is skipped and recorded (ledgerlock.skipped_writes)
 --   ll_20_period_insert  AFTER INSERT
@@ -12,16 +12,18 @@
 --   ll_20_period_delete  AFTER DELETE
 -- AFTER triggers see the row as stored (generated columns, changes made by other BEFORE triggers).
 --
--- The high-water marks, written into the triggers by the installer (docs/period-locks.md has the race
--- argument). The table's mark is in each trigger's WHEN clause: the last day of any active window that
--- applies to the table, in any scope (`issued_on <= '2026-03-31'`). Rows dated after it — today's documents,
--- nearly every write — never call a function, so single-row and bulk writes cost what they cost without
--- ledgerlock. The scopes' marks are in the arguments (ledgerlock._period_scope_marks): a side of a row dated
--- after its scope's mark is not probed, so a lock in one scope does not make another scope's backdated writes
--- pay the check. A lock that raises the mark the installed triggers give its scope re-installs the guards of
--- the tables it applies to, in its own transaction: CREATE OR REPLACE TRIGGER waits for the table's open
--- writers and holds new ones until the lock commits, so no write judged by the old marks commits after the
--- lock. Unlocking leaves the marks where they are (a stricter filter only probes more often).
+-- The high-water marks, written into the triggers by the installer (docs/period-locks.md has the race argument). The
+-- table's mark is in each trigger's WHEN clause: the last day of any active window that applies to the table, in any
+-- scope (`issued_on <= '2026-03-31'`). Rows dated after it — today's documents, nearly every write — never call a
+-- function, so single-row and bulk writes cost what they cost without ledgerlock. A table whose date comes from a
+-- parent row cannot name it in the WHEN clause: its triggers fire on every write once any window applies to it, and the
+-- parent's date is read (one index probe, the parent row share-locked) only for a row whose scope has a window. The
+-- scopes' marks are in the arguments (ledgerlock._period_scope_marks): a side of a row dated after its scope's mark is
+-- not probed, so a lock in one scope does not make another scope's backdated writes pay the check. A lock that raises
+-- the mark the installed triggers give its scope re-installs the guards of the tables it applies to, in its own
+-- transaction: CREATE OR REPLACE TRIGGER waits for the table's open writers and holds new ones until the lock commits,
+-- so no write judged by the old marks commits after the lock. Unlocking leaves the marks where they are (a stricter
+-- filter only probes more often).
 
 -- 'skip' and 'error' (the default) are the only values of ledgerlock.on_locked; anything else is a mistake
 -- that must not pass silently.
@@ -45,8 +47,8 @@ REVOKE ALL ON FUNCTION ledgerlock._check_on_locked() FROM PUBLIC;
 -- ledgerlock._window_covering): a nested call with a pinned search_path costs about as much as the probe.
 -- BEFORE INSERT (skip mode), AFTER INSERT, AFTER UPDATE, AFTER DELETE. Arguments: date column, date kind,
 -- scope column or '', ledger or '', the scope marks (see the top of this file), the parent's scope query
--- (ledgerlock._parent_scope_sql: run only for a scope_column that is not a column of the row), then the
--- exempt columns.
+-- (ledgerlock._parent_scope_sql: run only for a scope_column that is not a column of the row), the parent's
+-- date query (ledgerlock._parent_date_sql, likewise), then the exempt columns.
 -- One loop visits the row's sides (new; old; old then new): each side whose day lies on or before its
 -- scope's mark enters the scope and looks its window up; the new side of an update that keeps scope and day
 -- reuses the old side's window.
@@ -78,6 +80,8 @@ DECLARE
     wo bigint;
     wn bigint;
     num_col text;
+    day_text text;
+    old_read boolean := false;  -- the old side read its parent's date (an update keeping the parent reuses it)
 BEGIN
     IF on_locked IS NOT NULL AND on_locked NOT IN ('', 'error', 'skip') THEN
         ll_refused := ledgerlock._check_on_locked();
@@ -91,8 +95,30 @@ BEGIN
             n := pg_catalog.to_jsonb(NEW);
             r := n;
         END IF;
-        row_day := CASE date_kind WHEN 'timestamptz' THEN ((r ->> date_col)::timestamptz AT TIME ZONE 'UTC')::date
-                                  ELSE (r ->> date_col)::date END;
+        IF TG_ARGV[7] = '' OR r ? date_col THEN
+            row_day := CASE date_kind WHEN 'timestamptz' THEN ((r ->> date_col)::timestamptz AT TIME ZONE 'UTC')::date
+                                      ELSE (r ->> date_col)::date END;
+        ELSIF side = 'new' AND TG_OP = 'UPDATE' AND old_read
+              AND (o -> pg_catalog.split_part(date_col, '.', 1)) = (n -> pg_catalog.split_part(date_col, '.', 1)) THEN
+            row_day := old_day;  -- the same parent: the same day
+        ELSIF rest_mark IS NULL OR rest_mark > '-infinity'::date OR TG_ARGV[6] <> ''
+              OR TG_ARGV[5]::jsonb ? coalesce(r ->> scope_col, '*') THEN
+            -- the date comes from the parent row, share-locked so that it cannot move until this write ends;
+            -- read only when the row's scope has a window (or the scope is the parent's too)
+            EXECUTE TG_ARGV[7] INTO day_text USING r;
+            IF day_text IS NULL AND side = 'new' THEN
+                ll_refused := ledgerlock._refuse('23503',
+                    pg_catalog.format('%s cannot be %s: its date comes from the row %s references, which does not '
+                                      'exist', ledgerlock.row_label(TG_RELID::regclass, r),
+                                      CASE TG_OP WHEN 'INSERT' THEN 'inserted' ELSE 'updated' END,
+                                      pg_catalog.split_part(date_col, '.', 1)),
+                    'write the parent row first: the period lock of the row is read from it');
+            END IF;
+            row_day := nullif(day_text, '')::date;
+            old_read := side = 'old';
+        ELSE
+            row_day := NULL;  -- no window in the row's scope: the parent is not read
+        END IF;
         IF scope_col IS NULL OR r ? scope_col OR TG_ARGV[6] = '' THEN
             row_scope := coalesce(r ->> scope_col, '*');
         ELSIF row_day IS NULL THEN
@@ -169,7 +195,7 @@ BEGIN
         RETURN NULL;
     END IF;
     -- only mutable (or generated) columns changed: reconciling or paying a row in a locked period is fine
-    IF TG_OP = 'UPDATE' AND ledgerlock._same_except(OLD, NEW, TG_ARGV[7:]) THEN
+    IF TG_OP = 'UPDATE' AND ledgerlock._same_except(OLD, NEW, TG_ARGV[8:]) THEN
         RETURN NULL;
     END IF;
     IF wo IS NOT NULL THEN
@@ -286,6 +312,9 @@ RETURNS date
 LANGUAGE sql
 STABLE
 SET search_path = pg_catalog, pg_temp
+SET DateStyle = 'ISO, YMD'  -- pg_get_triggerdef prints the WHEN clause's constants in the session's styles
+SET IntervalStyle = 'postgres'
+SET extra_float_digits = 1
 AS $$
     SELECT CASE WHEN coalesce(a.args[5], '') = '' THEN w.top
                 ELSE least(w.top, coalesce((a.args[6]::jsonb ->> _period_installed_mark.scope)::date,
@@ -329,6 +358,9 @@ CREATE OR REPLACE FUNCTION ledgerlock._replace_guard_trigger(tbl regclass, trigg
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+SET DateStyle = 'ISO, YMD'  -- pg_get_triggerdef prints the WHEN clause's constants in the session's styles
+SET IntervalStyle = 'postgres'
+SET extra_float_digits = 1
 AS $$
 DECLARE
     tgdef text;
@@ -362,6 +394,7 @@ DECLARE
     exempt text := (SELECT pg_catalog.string_agg(pg_catalog.quote_literal(c), ', ')
                     FROM pg_catalog.unnest(ledgerlock._exempt_columns(tbl)) AS c);
     mark text;
+    parent_day text := ledgerlock._parent_date_sql(tbl, true);
     old_day text := ledgerlock._period_day_sql('OLD', cfg.date_column, kind);
     new_day text := ledgerlock._period_day_sql('NEW', cfg.date_column, kind);
     stale name;
@@ -370,11 +403,20 @@ BEGIN
     -- this transaction ends (ledgerlock._tick_mark_clock): a lock racing this install cannot leave it low.
     PERFORM ledgerlock._tick_mark_clock();
     marks := ledgerlock._period_scope_marks(cfg.ledger);
-    args := pg_catalog.format('%L, %L, %L, %L, %L, %L, %L', cfg.date_column, kind, coalesce(cfg.scope_column::text, ''),
-                              coalesce(cfg.ledger, ''), ledgerlock._iso_date(marks.rest), marks.listed,
-                              coalesce(ledgerlock._parent_scope_sql(tbl, true), ''));
+    args := pg_catalog.format('%L, %L, %L, %L, %L, %L, %L, %L', cfg.date_column, kind,
+                              coalesce(cfg.scope_column::text, ''), coalesce(cfg.ledger, ''),
+                              ledgerlock._iso_date(marks.rest), marks.listed,
+                              coalesce(ledgerlock._parent_scope_sql(tbl, true), ''), coalesce(parent_day, ''));
     mark := pg_catalog.quote_literal(ledgerlock._iso_date(coalesce(ledgerlock._period_mark(cfg.ledger), '-infinity')))
             || '::date';
+    IF parent_day IS NOT NULL THEN  -- the date is the parent's: the WHEN clause only knows whether a window applies
+        old_day := '''-infinity''::date';
+        new_day := old_day;
+        mark := pg_catalog.format('%s AND %s < %s', mark, old_day, mark);  -- false when no window applies
+    ELSIF pg_catalog.strpos(cfg.date_column, '.') > 0 AND NOT EXISTS (
+            SELECT FROM pg_catalog.pg_attribute a WHERE a.attrelid = tbl AND a.attname = cfg.date_column) THEN
+        PERFORM ledgerlock._row_day(tbl, '{}');  -- the foreign key is gone: a clear error
+    END IF;
     -- replaced in place (a stale ll_20_ trigger of an older version is dropped): see _replace_guard_trigger
     FOR stale IN
         SELECT t.tgname FROM pg_catalog.pg_trigger t
@@ -398,17 +440,19 @@ BEGIN
         'AFTER DELETE ON %s FOR EACH ROW WHEN (%s <= %s) EXECUTE FUNCTION ledgerlock.guard_period_row(%s)',
         tbl, old_day, mark, args));
     PERFORM ledgerlock._install_20_scope_parent(sp.parent) FROM ledgerlock._scope_path(tbl, cfg.scope_column) sp;
+    PERFORM ledgerlock._install_20_scope_parent(dp.parent) FROM ledgerlock._scope_path(tbl, cfg.date_column) dp;
 END
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._install_20_period(regclass) FROM PUBLIC;
 
--- A parent row whose column is the scope of a protected table's rows (scope_column 'fk_column.parent_column'):
--- moving it to another scope moves its children with it, and deleting it (a cascading foreign key) takes them
--- out of their scope. Each child dated in an active window of the old or the new scope is checked against
--- that window as a write of the child would be (an override admits a soft one), so the parent's scope column
--- is frozen exactly while a child lies in a locked window of either scope. BEFORE UPDATE OR DELETE: a
--- cascading delete is judged before the foreign key's action reaches the children. No arguments: the children
--- are read from the registry (ledgerlock._scope_children), as the row is moved rarely.
+-- A parent row whose column is the scope or the date of a protected table's rows (scope_column or
+-- date_column 'fk_column.parent_column'): moving it to another scope or day moves its children with it, and
+-- deleting it (a cascading foreign key) takes them out of their scope and day. Each child lying in an active
+-- window before or after is checked against that window as a write of the child would be (an override admits
+-- a soft one), so the parent's column is frozen exactly while a child lies in a locked window on either side.
+-- BEFORE UPDATE OR DELETE: a cascading delete is judged before the foreign key's action reaches the children.
+-- No arguments: the children are read from the registry (ledgerlock._period_children), as the row is moved
+-- rarely. Longer than most: one loop over children, sides and the scopes they enter.
 CREATE OR REPLACE FUNCTION ledgerlock.guard_scope_parent()
 RETURNS trigger
 LANGUAGE plpgsql
@@ -420,32 +464,69 @@ DECLARE
     o jsonb := pg_catalog.to_jsonb(OLD);
     n jsonb := CASE TG_OP WHEN 'UPDATE' THEN pg_catalog.to_jsonb(NEW) END;
     c record;
+    img jsonb;
     s text;
+    scope_expr text;
+    day_expr text;
+    kind text;
     verb text;
     hit record;
+    from_text text;
+    to_text text;
 BEGIN
-    FOR c IN SELECT * FROM ledgerlock._scope_children(TG_RELID::regclass) LOOP
-        CONTINUE WHEN TG_OP = 'UPDATE' AND (o -> c.parent_column) IS NOT DISTINCT FROM (n -> c.parent_column);
+    FOR c IN SELECT * FROM ledgerlock._period_children(TG_RELID::regclass) LOOP
+        CONTINUE WHEN TG_OP = 'UPDATE'
+                      AND (c.scope_from IS NULL OR (o -> c.scope_from) IS NOT DISTINCT FROM (n -> c.scope_from))
+                      AND (c.date_from IS NULL OR (o -> c.date_from) IS NOT DISTINCT FROM (n -> c.date_from));
+        kind := ledgerlock._period_date_kind(c.child);
+        -- how the parent placed its children, before and after: its scope and day, or what it changes
+        from_text := pg_catalog.concat_ws(' on ', CASE WHEN c.scope_from IS NOT NULL
+                                                       THEN 'scope ' || coalesce(o ->> c.scope_from, '*') END,
+                                          CASE WHEN c.date_from IS NOT NULL
+                                                    AND (TG_OP = 'DELETE' OR c.scope_from IS NULL
+                                                         OR (o -> c.date_from) IS DISTINCT FROM (n -> c.date_from))
+                                               THEN coalesce(ledgerlock._iso_date(
+                                                                 ledgerlock._period_date(o ->> c.date_from, kind)),
+                                                             'no date') END);
+        to_text := pg_catalog.concat_ws(' on ', CASE WHEN c.scope_from IS NOT NULL
+                                                     THEN 'scope ' || coalesce(n ->> c.scope_from, '*') END,
+                                        CASE WHEN c.date_from IS NOT NULL
+                                                  AND (c.scope_from IS NULL
+                                                       OR (o -> c.date_from) IS DISTINCT FROM (n -> c.date_from))
+                                             THEN coalesce(ledgerlock._iso_date(
+                                                               ledgerlock._period_date(n ->> c.date_from, kind)),
+                                                           'no date') END);
         verb := CASE TG_OP
-            WHEN 'UPDATE' THEN pg_catalog.format('moved from scope %s to scope %s with %s',
-                                                 coalesce(o ->> c.parent_column, '*'),
-                                                 coalesce(n ->> c.parent_column, '*'),
+            WHEN 'UPDATE' THEN pg_catalog.format('moved from %s to %s with %s', from_text, to_text,
                                                  ledgerlock.row_label(TG_RELID::regclass, o))
-            ELSE pg_catalog.format('taken out of scope %s by deleting %s', coalesce(o ->> c.parent_column, '*'),
+            ELSE pg_catalog.format('taken out of %s by deleting %s', from_text,
                                    ledgerlock.row_label(TG_RELID::regclass, o)) END;
-        FOREACH s IN ARRAY ARRAY[coalesce(o ->> c.parent_column, '*')]
-                           || CASE TG_OP WHEN 'UPDATE' THEN ARRAY[coalesce(n ->> c.parent_column, '*')] END LOOP
-            PERFORM ledgerlock._enter_scope(s);
+        scope_expr := CASE WHEN c.scope_from IS NOT NULL THEN '$2'
+                           WHEN c.own_scope IS NULL THEN '''*'''
+                           ELSE pg_catalog.format('coalesce(pg_catalog.to_jsonb(ll_row.%I) #>> ''{}'', ''*'')',
+                                                  c.own_scope) END;
+        FOREACH img IN ARRAY ARRAY[o] || CASE TG_OP WHEN 'UPDATE' THEN ARRAY[n] END LOOP
+            day_expr := CASE WHEN c.date_from IS NOT NULL THEN '$4'
+                             ELSE ledgerlock._period_day_sql('ll_row', c.own_date::name, kind) END;
+            s := CASE WHEN c.scope_from IS NOT NULL THEN coalesce(img ->> c.scope_from, '*') END;
+            -- enter the gates of the scopes the children lie in, so that a lock change of those scopes waits
+            IF s IS NOT NULL THEN
+                PERFORM ledgerlock._enter_scope(s);
+            ELSE
+                FOR s IN EXECUTE pg_catalog.format('SELECT DISTINCT %s FROM %s AS ll_row WHERE ll_row.%I = '
+                                                   '($1 ->> %L)::%s ORDER BY 1', scope_expr, c.child, c.fk_column,
+                                                   c.parent_key, c.fk_type) USING o LOOP
+                    PERFORM ledgerlock._enter_scope(s);
+                END LOOP;
+                s := NULL;
+            END IF;
             FOR hit IN EXECUTE pg_catalog.format(
                 'SELECT pg_catalog.to_jsonb(ll_row) AS r, s.lock_id FROM %s AS ll_row '
-                'JOIN ledgerlock.period_lock_span s ON s.scope = $2 AND (s.ledger = ''*'' OR s.ledger = $3) '
+                'JOIN ledgerlock.period_lock_span s ON s.scope = %s AND (s.ledger = ''*'' OR s.ledger = $3) '
                 'AND %s BETWEEN s.from_date AND s.to_date '
                 'WHERE ll_row.%I = ($1 ->> %L)::%s ORDER BY s.from_date, s.lock_id',
-                c.child, ledgerlock._period_day_sql('ll_row', c.date_column, ledgerlock._period_date_kind(c.child)),
-                c.fk_column, c.parent_key,
-                (SELECT a.atttypid::regtype FROM pg_catalog.pg_attribute a
-                 WHERE a.attrelid = c.child AND a.attname = c.fk_column))
-                USING o, s, c.ledger
+                c.child, scope_expr, day_expr, c.fk_column, c.parent_key, c.fk_type)
+                USING o, s, c.ledger, ledgerlock._period_date(img ->> c.date_from, kind)
             LOOP
                 ll_refused := ledgerlock._check_window(c.child, hit.lock_id, hit.r, verb);
             END LOOP;
@@ -456,18 +537,20 @@ END
 $$;
 REVOKE ALL ON FUNCTION ledgerlock.guard_scope_parent() FROM PUBLIC;
 
--- The parent's guards (see guard_scope_parent): on every change of a column some child takes its scope from,
--- and on every delete. Installed with each child's period guards, and re-run on the parent after protect or
--- unprotect changes what names it: dropped once no child names the parent.
+-- The parent's guards (see guard_scope_parent): on every change of a column some child takes its scope or
+-- date from, and on every delete. Installed with each child's period guards, and re-run on the parent after
+-- protect or unprotect changes what names it: dropped once no child names the parent.
 CREATE OR REPLACE FUNCTION ledgerlock._install_20_scope_parent(parent regclass)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    moved text := (SELECT pg_catalog.string_agg(DISTINCT pg_catalog.format('OLD.%I IS DISTINCT FROM NEW.%I',
-                                                                          c.parent_column, c.parent_column), ' OR ')
-                   FROM ledgerlock._scope_children(parent) c);
+    moved text := (SELECT pg_catalog.string_agg(DISTINCT pg_catalog.format('OLD.%I IS DISTINCT FROM NEW.%I', x.col,
+                                                                          x.col), ' OR ')
+                   FROM ledgerlock._period_children(parent) c
+                   CROSS JOIN LATERAL (VALUES (c.scope_from), (c.date_from)) AS x(col)
+                   WHERE x.col IS NOT NULL);
 BEGIN
     IF moved IS NULL THEN  -- no child names the parent any more
         PERFORM ledgerlock._drop_guard_triggers(parent, 'll_20_scope_parent_');

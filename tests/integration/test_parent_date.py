@@ -1,0 +1,274 @@
+"""A table's date from a referenced parent row: date_column => 'fk_column.parent_column' (a journal line whose
+date is its entry's). Declared and validated at protect time, enforced by the period guard on the child (the
+parent's date read only when a window could apply) and by the parent's own guard, explained by why_locked."""
+
+from __future__ import annotations
+
+import pytest
+
+from lltest import lives_ok, refused
+
+SCHEMA = """
+CREATE TABLE header (id integer PRIMARY KEY, entity_id integer, posted_on date, memo text);
+CREATE TABLE line (
+    id        integer PRIMARY KEY,
+    header_id integer REFERENCES header ON DELETE CASCADE,
+    entity_id integer,
+    account   text NOT NULL DEFAULT '1000',
+    amount    numeric NOT NULL DEFAULT 0,
+    reconciled boolean NOT NULL DEFAULT false,
+    at        timestamptz,
+    number    text
+);
+INSERT INTO header VALUES (1, 1, '2026-03-10'), (2, 1, '2026-04-10'), (3, 2, '2026-03-10'), (4, 1, NULL);
+GRANT SELECT, INSERT, UPDATE, DELETE ON header, line TO ll_app, ll_controller;
+"""
+
+
+def protect_line(owner, date_column="header_id.posted_on", scope_column="entity_id", **extra):
+    args = "".join(f", {k} => %({k})s" for k in extra)
+    owner.execute("SELECT ledgerlock.protect('line', date_column => %(d)s, scope_column => %(s)s, "
+                  "mutable_columns => '{reconciled}'" + args + ")", {"d": date_column, "s": scope_column} | extra)
+
+
+@pytest.fixture
+def books(db):
+    owner = db.owner()
+    owner.execute(SCHEMA)
+    protect_line(owner)
+    return db
+
+
+def lock(db, scope="1", level="hard"):
+    db.connect("admin").execute("SELECT ledgerlock.lock_period(%s, '2026-03-01', '2026-03-31', %s)", [scope, level])
+
+
+# --- declaration ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("date_column", "scope_column", "sqlstate", "match"),
+    [
+        ("header_id.posted_on.x", "entity_id", "22023", r"date_column: 'header_id\.posted_on\.x' follows more than "
+                                                       r"one foreign key"),
+        ("account.posted_on", "entity_id", "22023", r"line\.account is not a single-column foreign key"),
+        ("header_id.nope", "entity_id", "22023", r"header_id references (public\.)?header, which has no column nope"),
+        ("header_id.memo", "entity_id", "42804", r"date_column: (public\.)?header\.memo is of type text; it must be "
+                                                 r"a date or a timestamp"),
+        ("nope.posted_on", "entity_id", "42703", r"date_column: table (public\.)?line has no column nope"),
+    ],
+)
+def test_a_bad_parent_date_declaration_is_refused_with_a_sentence(db, date_column, scope_column, sqlstate, match):
+    owner = db.owner()
+    owner.execute(SCHEMA)
+    with refused(sqlstate, match):
+        protect_line(owner, date_column, scope_column)
+    lives_ok(owner, "SELECT ledgerlock.protect('line', date_column => 'header_id.posted_on', scope_column => "
+                    "'entity_id')")
+    assert owner.execute("SELECT date_column FROM ledgerlock.protected_table WHERE tbl = 'line'::regclass"
+                         ).fetchone()[0] == "header_id.posted_on"
+
+
+def test_a_numbered_table_and_two_parents_are_refused(db):
+    owner = db.owner()
+    owner.execute(SCHEMA)
+    owner.execute("CREATE TABLE entity (id integer PRIMARY KEY); INSERT INTO entity VALUES (1), (2);"
+                  "ALTER TABLE line ADD FOREIGN KEY (entity_id) REFERENCES entity")
+    with refused("22023", r"number_column: the date of (public\.)?line comes from (public\.)?header; a numbered table "
+                          r"keeps its date on itself"):
+        protect_line(owner, number_column="number", final_when="number IS NOT NULL")
+    with refused("22023", r"scope_column and date_column: the scope of (public\.)?line comes through entity_id and "
+                          r"its date through header_id; both must come through the same foreign key"):
+        protect_line(owner, scope_column="entity_id.id")
+    lives_ok(owner, "SELECT ledgerlock.protect('line', date_column => 'header_id.posted_on', "
+                    "scope_column => 'header_id.entity_id')")
+    lives_ok(owner, "SELECT ledgerlock.protect('line', date_column => 'at', scope_column => 'entity_id', "
+                    "number_column => 'number', final_when => 'number IS NOT NULL', weaken_reason => 'own date')")
+
+
+# --- the child's writes ------------------------------------------------------------------------------------
+
+
+def test_a_child_of_a_locked_parent_date_is_refused_and_its_neighbours_pass(books):
+    lock(books)
+    app = books.connect("app")
+    with refused("LL002", r"locked \(hard\) for scope 1: line id=1 cannot be inserted"):
+        app.execute("INSERT INTO line (id, header_id, entity_id) VALUES (1, 1, 1)")
+    lives_ok(app, "INSERT INTO line (id, header_id, entity_id) VALUES (2, 2, 1)")  # header dated in April
+    lives_ok(app, "INSERT INTO line (id, header_id, entity_id) VALUES (3, 1, 2)")  # another scope
+    lives_ok(app, "INSERT INTO line (id, header_id, entity_id) VALUES (4, 4, 1)")  # an undated header
+    lives_ok(app, "INSERT INTO line (id, header_id, entity_id) VALUES (5, NULL, 1)")  # no header
+
+
+def test_a_locked_child_cannot_be_changed_repointed_or_deleted_but_its_mutable_column_can(books):
+    app = books.connect("app")
+    app.execute("INSERT INTO line (id, header_id, entity_id) VALUES (1, 1, 1), (2, 2, 1), (3, 1, 2)")
+    lock(books)
+    with refused("LL002", r"for scope 1: line id=1 cannot be updated"):
+        app.execute("UPDATE line SET amount = 5 WHERE id = 1")
+    with refused("LL002", r"for scope 1: line id=3 cannot be updated"):  # into the locked scope, same parent
+        app.execute("UPDATE line SET entity_id = 1 WHERE id = 3")
+    with refused("LL002", r"for scope 1: line id=1 cannot be updated"):  # out of the window
+        app.execute("UPDATE line SET header_id = 2 WHERE id = 1")
+    with refused("LL002", r"for scope 1: line id=2 cannot be updated"):  # into the window
+        app.execute("UPDATE line SET header_id = 1 WHERE id = 2")
+    with refused("LL002", r"for scope 1: line id=1 cannot be deleted"):
+        app.execute("DELETE FROM line WHERE id = 1")
+    lives_ok(app, "UPDATE line SET reconciled = true WHERE id = 1")
+    lives_ok(app, "UPDATE line SET header_id = 4 WHERE id = 2")
+    lives_ok(app, "DELETE FROM line WHERE id = 2")
+    lives_ok(app, "UPDATE line SET amount = 4 WHERE id = 3")  # scope 2 is open
+
+
+def test_scope_and_date_from_the_same_parent(db):
+    owner = db.owner()
+    owner.execute(SCHEMA)
+    protect_line(owner, scope_column="header_id.entity_id")
+    lock(db, "2")
+    app = db.connect("app")
+    with refused("LL002", r"for scope 2: line id=1 cannot be inserted"):
+        app.execute("INSERT INTO line (id, header_id) VALUES (1, 3)")
+    lives_ok(app, "INSERT INTO line (id, header_id) VALUES (2, 1)")  # same day, scope 1
+
+
+# --- the parent's date column -------------------------------------------------------------------------------
+
+
+def test_moving_a_parent_date_into_or_out_of_a_locked_window_is_refused_while_children_follow(books):
+    app = books.connect("app")
+    app.execute("INSERT INTO line (id, header_id, entity_id) VALUES (1, 1, 1), (2, 2, 1), (3, 3, 2)")
+    lock(books)
+    with refused("LL002", r"locked \(hard\) for scope 1: line id=1 cannot be moved from 2026-03-10 to 2026-04-01 "
+                          r"with header id=1"):
+        app.execute("UPDATE header SET posted_on = '2026-04-01' WHERE id = 1")
+    with refused("LL002", r"for scope 1: line id=2 cannot be moved from 2026-04-10 to 2026-03-31 with header id=2"):
+        app.execute("UPDATE header SET posted_on = '2026-03-31' WHERE id = 2")
+    with refused("LL002", r"for scope 1: line id=1 cannot be taken out of 2026-03-10 by deleting header id=1"):
+        app.execute("DELETE FROM header WHERE id = 1")
+    # neighbours: the parent's other columns, a move that keeps every child outside the window, another scope
+    lives_ok(app, "UPDATE header SET memo = 'm' WHERE id = 1")
+    lives_ok(app, "UPDATE header SET posted_on = '2026-05-01' WHERE id = 2")
+    lives_ok(app, "UPDATE header SET posted_on = '2026-03-11' WHERE id = 3")  # its child is in scope 2
+    lives_ok(app, "UPDATE header SET posted_on = '2026-03-12' WHERE id = 4")  # no children
+    lives_ok(app, "DELETE FROM header WHERE id = 2")
+    assert app.execute("SELECT count(*) FROM line WHERE id = 2").fetchone()[0] == 0
+
+
+def test_a_soft_lock_admits_a_parent_date_move_under_an_override(books):
+    app = books.connect("app")
+    app.execute("INSERT INTO line (id, header_id, entity_id) VALUES (1, 1, 1)")
+    lock(books, level="soft")
+    with refused("LL002", r"line id=1 cannot be moved from 2026-03-10 to 2026-04-01"):
+        app.execute("UPDATE header SET posted_on = '2026-04-01' WHERE id = 1")
+    ctl = books.connect("controller", autocommit=False)
+    ctl.execute("SELECT ledgerlock.begin_override('late correction of the entry date')")
+    lives_ok(ctl, "UPDATE header SET posted_on = '2026-04-01' WHERE id = 1")
+    ctl.commit()
+
+
+def test_the_parent_guard_goes_once_no_child_takes_its_date(books):
+    owner = books.owner()
+    names = ("SELECT array_agg(tgname ORDER BY tgname) FROM pg_trigger WHERE tgrelid = 'header'::regclass "
+             "AND tgname LIKE 'll_%%'")
+    assert owner.execute(names).fetchone()[0] == ["ll_20_scope_parent_delete", "ll_20_scope_parent_update"]
+    owner.execute("SELECT ledgerlock.protect('line', date_column => 'at', scope_column => 'entity_id', "
+                  "mutable_columns => '{reconciled}', weaken_reason => 'own date')")
+    assert owner.execute(names).fetchone()[0] is None
+
+
+# --- explanations ----------------------------------------------------------------------------------------
+
+
+def test_why_locked_names_the_window_of_the_parents_date(books):
+    app = books.connect("app")
+    app.execute("INSERT INTO line (id, header_id, entity_id) VALUES (1, 1, 1), (2, 2, 1)")
+    lock(books)
+    owner = books.owner()
+    rows = owner.execute("SELECT rule, summary, details FROM ledgerlock.why_locked('line', '{\"id\": 1}')").fetchall()
+    assert [(r[0], r[2]["date"]) for r in rows] == [("period_lock", "2026-03-10")]
+    assert "header id=1" in rows[0][2]["date_from"]
+    assert owner.execute("SELECT count(*) FROM ledgerlock.why_locked('line', '{\"id\": 2}')").fetchone()[0] == 0
+
+
+# --- the DDL guard ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("stmt", "match"), [
+    ("ALTER TABLE header DISABLE TRIGGER ll_20_scope_parent_update",
+     r"^disabling trigger ll_20_scope_parent_update on (public\.)?header is refused"),
+    ("CREATE TRIGGER zz BEFORE UPDATE ON header FOR EACH ROW EXECUTE FUNCTION suppress_redundant_updates_trigger()",
+     r"^CREATE TRIGGER zz on public\.header is refused"),
+    ("ALTER TABLE header DROP COLUMN posted_on CASCADE", r"^(DROP table column public\.header\.posted_on|dropping "
+                                                         r"trigger ll_20_scope_parent_update on public\.header) is "
+                                                         r"refused"),
+    ("ALTER TABLE header DROP COLUMN entity_id CASCADE", None),  # the child keeps its scope on itself: passes
+])
+def test_the_ddl_guard_covers_the_parent_a_date_comes_from(books, stmt, match):
+    """(Retyping the parent's date column is refused by PostgreSQL itself: its guard's WHEN clause names it.)"""
+    owner = books.owner()
+    owner.execute("SELECT ledgerlock.install_ddl_guard()")
+    if match is None:
+        lives_ok(owner, stmt)
+    else:
+        with refused("LL008", match):
+            owner.execute(stmt)
+    lives_ok(owner, "ALTER TABLE header DROP COLUMN memo")  # the neighbour: a column no child reads
+    lives_ok(owner, "ALTER TABLE header ADD COLUMN note text")
+
+
+# --- doctor ------------------------------------------------------------------------------------------------
+
+FINDINGS = ("SELECT finding FROM ledgerlock.doctor_findings() WHERE severity = 'critical' "
+            "AND (object LIKE '%%header%%' OR object LIKE '%%line%%')")
+
+
+def test_doctor_checks_the_parent_a_date_comes_from_as_it_checks_the_table(books):
+    owner = books.owner()
+    lock(books)  # the child's guards read the mark from their WHEN clause as a plain table's do
+    assert owner.execute(FINDINGS).fetchall() == []  # the neighbour: as installed, nothing to report
+    owner.execute("DROP TRIGGER ll_20_scope_parent_delete ON header")
+    owner.execute("GRANT TRIGGER ON header TO ll_controller")
+    owner.execute("ALTER TABLE header OWNER TO ll_app")
+    found = [r[0] for r in owner.execute(FINDINGS).fetchall()]
+    assert any("has no guard ll_20_scope_parent_delete, though" in f and "line takes its scope or date" in f
+               for f in found), found
+    assert any("may create triggers on" in f for f in found), found
+    assert any("is owned by ll_app, a role that can log in" in f for f in found), found
+    owner.execute("ALTER TABLE header OWNER TO CURRENT_USER")
+    owner.execute("REVOKE TRIGGER ON header FROM ll_controller")
+    owner.execute("SELECT ledgerlock.reinstall_guards()")
+    assert owner.execute(FINDINGS).fetchall() == []
+
+
+def test_a_lock_taken_under_another_date_style_leaves_guards_doctor_accepts(db):
+    """The guards' WHEN clause holds the mark as a date constant, which pg_get_triggerdef prints in the session's
+    DateStyle: the hash ledgerlock comments a guard with, and the mark read back from it, use ISO whoever locks."""
+    owner = db.owner()
+    owner.execute(SCHEMA)
+    owner.execute("SELECT ledgerlock.protect('header', 'posted_on', 'entity_id')")
+    admin = db.connect("admin")
+    admin.execute("SET DateStyle = 'SQL, DMY'")
+    admin.execute("SELECT ledgerlock.lock_period('1', '2026-03-01', '2026-03-31', 'hard')")
+    assert owner.execute("SELECT ledgerlock._period_installed_mark('header', '1')").fetchone()[0].isoformat() \
+        == "2026-03-31"
+    assert owner.execute(FINDINGS).fetchall() == []
+    with refused("LL002", r"for scope 1: header id=5 cannot be inserted"):
+        db.connect("app").execute("INSERT INTO header VALUES (5, 1, '2026-03-15')")
+    lives_ok(db.connect("app"), "INSERT INTO header VALUES (6, 1, '2026-04-15')")
+
+
+# --- evidence ----------------------------------------------------------------------------------------------
+
+
+def test_the_audit_trail_records_the_unlock_a_write_dated_by_its_parent_went_through(books):
+    app = books.connect("app")
+    app.execute("INSERT INTO line (id, header_id, entity_id) VALUES (1, 1, 1), (2, 2, 1)")
+    admin = books.connect("admin")
+    lock_id = admin.execute("SELECT ledgerlock.lock_period('1', '2026-03-01', '2026-03-31')").fetchone()[0]
+    admin.execute("SELECT ledgerlock.unlock_period(%s, 'late invoice from the notary')", [lock_id])
+    app.execute("UPDATE line SET amount = 3 WHERE id IN (1, 2)")
+    owner = books.owner()
+    rows = owner.execute("SELECT row_key ->> 'id', lock_id, reason FROM ledgerlock.audit_log "
+                         "WHERE table_name = 'line'::regclass AND operation = 'UPDATE' ORDER BY 1").fetchall()
+    assert rows == [("1", lock_id, "late invoice from the notary"), ("2", None, None)]  # line 2: April
+    assert owner.execute("SELECT ok, problem FROM ledgerlock.verify_audit()").fetchone() == (True, None)
