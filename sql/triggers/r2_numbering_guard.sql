@@ -374,10 +374,50 @@ AS $fn$
 $fn$;
 REVOKE ALL ON FUNCTION ledgerlock._ll40_settle_query(jsonb) FROM PUBLIC;
 
+-- The settle step of a one-row statement that made its row final (every single-row finalization), in one
+-- UPDATE: the statement wrote exactly one row, it became final, the table has exactly one range open for
+-- this kind of write, holding exactly one number, and the row carries that number. That is what the full
+-- query and checks below would prove for such a statement, from the same state a client cannot touch, so
+-- the range is closed (last_value already equals open_from + 1) and its hint reset. When any of it does
+-- not hold, no row is updated and the full settle runs as before. Extra value: old_none, for an UPDATE
+-- that its one row was not final before.
+CREATE OR REPLACE FUNCTION ledgerlock._ll40_settle_one_query(v jsonb)
+RETURNS text
+LANGUAGE sql
+IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+    SELECT ledgerlock._template($q$
+        UPDATE ledgerlock.number_counter AS c
+        SET open_from = NULL, open_kind = NULL
+        FROM (SELECT (n.{{number_column|I}})::text COLLATE "C" AS num FROM ll_new AS n
+              WHERE ({{final_n}}) IS TRUE
+                AND (SELECT pg_catalog.count(*) FROM (SELECT FROM ll_new LIMIT 2) AS two) = 1
+                AND {{old_none}}) AS f
+        WHERE c.tbl = {{tbl}} AND c.open_from IS NOT NULL AND c.open_kind = ll_kind
+          AND c.last_value = c.open_from + 1
+          AND pg_catalog."left"(f.num, pg_catalog.length(c.prefix)) = c.prefix
+          AND pg_catalog."right"(f.num, pg_catalog.length(c.suffix)) = c.suffix
+          AND pg_catalog.length(f.num) - pg_catalog.length(c.prefix) - pg_catalog.length(c.suffix) BETWEEN 1 AND 18
+          AND pg_catalog.ltrim(pg_catalog.substr(f.num, pg_catalog.length(c.prefix) + 1,
+                                                 pg_catalog.length(f.num) - pg_catalog.length(c.prefix)
+                                                 - pg_catalog.length(c.suffix)), '0123456789') = ''
+          AND pg_catalog.substr(f.num, pg_catalog.length(c.prefix) + 1,
+                                pg_catalog.length(f.num) - pg_catalog.length(c.prefix)
+                                - pg_catalog.length(c.suffix))::bigint = c.last_value
+          AND NOT EXISTS (SELECT FROM ledgerlock.number_counter AS o
+                          WHERE o.tbl = {{tbl}} AND o.open_from IS NOT NULL AND o.open_kind IN (ll_kind, 'both')
+                            AND (o.prefix, o.suffix) <> (c.prefix, c.suffix))
+        RETURNING pg_catalog.set_config('ledgerlock.numbering_' || pg_catalog.md5(
+            {{slot_key|L}} || c.prefix || E'\x1f' || c.suffix), '', true) INTO ll_reset$q$, v)
+$fn$;
+REVOKE ALL ON FUNCTION ledgerlock._ll40_settle_one_query(jsonb) FROM PUBLIC;
+
 -- AFTER INSERT/UPDATE, once per statement, with the statement's rows as transition tables ll_new (and
 -- ll_old): checks the numbers the statement handed out and closes its ranges. The checks come after the
 -- query: refusing raises an error, which undoes the closing together with the statement. Extra values:
--- insert_query and update_query (_ll40_settle_query with old_final 0 and counted).
+-- insert_one_query and update_one_query (_ll40_settle_one_query), insert_query and update_query (_ll40_settle_query
+-- with old_final 0 and counted).
 CREATE OR REPLACE FUNCTION ledgerlock._ll40_settle_body(v jsonb)
 RETURNS text
 LANGUAGE sql
@@ -388,6 +428,7 @@ AS $fn$
 DECLARE
     ll_kind text := pg_catalog.lower(TG_OP);
     ll_got record;
+    ll_reset text;
     ll_left_final bigint := 0;
     ll_newly_final bigint;
     ll_numbered bigint := 0;
@@ -400,6 +441,16 @@ BEGIN
     --    no range of the table is open. Both facts come from state a client cannot touch.
     IF NOT EXISTS (SELECT FROM ledgerlock.number_counter c WHERE c.tbl = {{tbl}} AND c.open_from IS NOT NULL)
        AND NOT EXISTS (SELECT FROM ll_new AS n WHERE ({{final_n}}) IS TRUE) THEN
+        RETURN NULL;
+    END IF;
+    -- 0b. One row made final, one number taken for it: proven and closed in one UPDATE (see
+    --     _ll40_settle_one_query); anything else goes through the full query and checks.
+    IF TG_OP = 'INSERT' THEN
+        {{insert_one_query}};
+    ELSE
+        {{update_one_query}};
+    END IF;
+    IF FOUND THEN
         RETURN NULL;
     END IF;
     -- 1. What the statement did: from the transition tables and the counters alone (see above).
@@ -488,6 +539,9 @@ BEGIN
 
     PERFORM ledgerlock._create_generated_function(ledgerlock._ll40_function_name(tbl, 'settle'),
         ledgerlock._ll40_settle_body(v || pg_catalog.jsonb_build_object(
+            'insert_one_query', ledgerlock._ll40_settle_one_query(v || '{"old_none": "true"}'),
+            'update_one_query', ledgerlock._ll40_settle_one_query(v || pg_catalog.jsonb_build_object('old_none',
+                ledgerlock._template('NOT EXISTS (SELECT FROM ll_old AS o WHERE ({{final_o}}) IS TRUE)', v))),
             'insert_query', ledgerlock._ll40_settle_query(v || '{"old_final": "0::bigint"}'),
             'update_query', ledgerlock._ll40_settle_query(v || pg_catalog.jsonb_build_object('old_final',
                 ledgerlock._template('(SELECT pg_catalog.count(*) FROM ll_old AS o WHERE ({{final_o}}) IS TRUE)', v))))));

@@ -113,3 +113,48 @@ def test_a_later_before_trigger_renumbering_rows_is_caught(db, app):
     owner.execute("DROP TRIGGER zz_renumber ON invoice")
     app.execute("UPDATE invoice SET status = 'approved' WHERE id = 1")
     assert state(db)[:2] == ([(1, "INV-2026-00001")], [("INV-2026-{SEQ}", 1)])
+
+
+# One-row statements are proven by a shorter path (one UPDATE that closes the range only when the row carries
+# the one number the statement took); these attacks must still fall through to the full checks and be refused.
+
+def test_a_claimed_range_on_a_one_row_insert_or_update_is_refused(db, app):
+    app.execute("SELECT set_config(%s, '1,100,1', false)", (slot(db),))
+    with refused("LL009", r"1 rows became final, 0 carry a number taken in this statement"):
+        app.execute("UPDATE invoice SET status = 'approved' WHERE id = 1")
+    with refused("LL009", r"1 rows became final, 0 carry a number taken in this statement"):
+        app.execute("INSERT INTO invoice (id, company_id, status, issued_on) VALUES (30, 1, 'approved', '2026-02-01')")
+    assert state(db) == ([], [], 0)
+    app.execute("RESET ALL")
+    lives_ok(app, "UPDATE invoice SET status = 'approved' WHERE id = 1")  # the permitted neighbours
+    lives_ok(app, "INSERT INTO invoice (id, company_id, status, issued_on) VALUES (30, 1, 'approved', '2026-02-01')")
+    assert state(db) == ([(1, "INV-2026-00001"), (30, "INV-2026-00002")], [("INV-2026-{SEQ}", 2)], 0)
+
+
+def test_a_one_row_statement_replaying_the_last_number_of_its_transaction_is_refused(db, app):
+    """The number the hint replays is the counter's last value: only the range the statement opened proves it."""
+    app.execute("BEGIN")
+    app.execute("UPDATE invoice SET status = 'approved' WHERE id = 1")
+    app.execute("SELECT set_config(%s, '1,1,1', true)", (slot(db),))  # "1 is still mine"
+    with refused("LL009", r"1 rows became final, 0 carry a number taken in this statement"):
+        app.execute("UPDATE invoice SET status = 'approved' WHERE id = 2")
+    app.execute("ROLLBACK")
+    assert state(db) == ([], [], 0)
+
+
+def test_one_row_statements_in_savepoints_and_in_two_series_stay_gapless(db, app):
+    app.execute("UPDATE invoice SET issued_on = '2025-03-01' WHERE id IN (5, 6)")
+    app.execute("BEGIN")
+    app.execute("UPDATE invoice SET status = 'approved' WHERE id = 1")
+    app.execute("SAVEPOINT s")
+    app.execute("UPDATE invoice SET status = 'approved' WHERE id = 2")
+    app.execute("UPDATE invoice SET status = 'approved' WHERE id = 5")
+    app.execute("ROLLBACK TO SAVEPOINT s")
+    app.execute("UPDATE invoice SET status = 'approved' WHERE id = 3")
+    app.execute("UPDATE invoice SET status = 'approved' WHERE id = 6")
+    app.execute("UPDATE invoice SET status = 'approved' WHERE id IN (2, 5)")  # two series in one statement
+    app.execute("COMMIT")
+    assert state(db) == ([(1, "INV-2026-00001"), (2, "INV-2026-00003"), (3, "INV-2026-00002"),
+                          (5, "INV-2025-00002"), (6, "INV-2025-00001")],
+                         [("INV-2025-{SEQ}", 2), ("INV-2026-{SEQ}", 3)], 0)
+    assert db.owner().execute("SELECT count(*) FROM ledgerlock.number_gaps(NULL)").fetchone()[0] == 0
