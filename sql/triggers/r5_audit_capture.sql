@@ -94,6 +94,48 @@ AS $$
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._audit_write_context(oid, boolean) FROM PUBLIC;
 
+-- The key an event is filed under, from the row image: {"k1": value}, or every key column of a composite
+-- key (ledgerlock._audit_composite_key). No SET clause and no subquery, so that PostgreSQL inlines it into
+-- the capture query (a function that is not inlined is parsed and planned again in every statement).
+CREATE OR REPLACE FUNCTION ledgerlock._audit_key(r jsonb, k1 text, keys text[])
+RETURNS jsonb
+LANGUAGE sql
+STABLE
+AS $$
+    SELECT CASE WHEN keys IS NULL THEN pg_catalog.jsonb_build_object(k1, r OPERATOR(pg_catalog.->) k1)
+                ELSE ledgerlock._audit_composite_key(r, keys) END
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._audit_key(jsonb, text, text[]) FROM PUBLIC;
+
+-- The key of a row of a table with a composite primary key: every key column, from the row image.
+CREATE OR REPLACE FUNCTION ledgerlock._audit_composite_key(r jsonb, keys text[])
+RETURNS jsonb
+LANGUAGE sql
+IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT pg_catalog.jsonb_object_agg(k, r OPERATOR(pg_catalog.->) k) FROM pg_catalog.unnest(keys) AS k
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._audit_composite_key(jsonb, text[]) FROM PUBLIC;
+
+-- The scope an event is filed under, from the row image: its scope column, the scope of its parent row
+-- (parent_scope: scope_col names a foreign key path), '*' without a scope, none for ledgerlock's own
+-- settings (period false: table-level, like PROTECT). No SET clause, so that PostgreSQL inlines it; VOLATILE
+-- like ledgerlock._row_scope, which it calls (a STABLE function calling a volatile one is not inlined).
+CREATE OR REPLACE FUNCTION ledgerlock._audit_scope(tbl oid, r jsonb, scope_col text, parent_scope boolean,
+                                                   period boolean)
+RETURNS text
+LANGUAGE sql
+VOLATILE
+AS $$
+    SELECT CASE WHEN parent_scope AND NOT r OPERATOR(pg_catalog.?) scope_col
+                THEN ledgerlock._row_scope(tbl::regclass, r)
+                WHEN scope_col <> '' THEN r OPERATOR(pg_catalog.->>) scope_col
+                WHEN period THEN '*'
+           END
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._audit_scope(oid, jsonb, text, boolean, boolean) FROM PUBLIC;
+
 -- One row's event (not hashed: the sealer hashes it): its key and scope come from the new row (the old one for a DELETE).
 -- No SET clause, so that PostgreSQL inlines it into the capture query.
 CREATE OR REPLACE FUNCTION ledgerlock._audit_row_event(seq bigint, tbl oid, operation text, o jsonb, r jsonb,
@@ -122,9 +164,14 @@ $$;
 REVOKE ALL ON FUNCTION ledgerlock._audit_row_event(bigint, oid, text, jsonb, jsonb, text, text, text[], timestamptz,
     xid8, text, text, text, text, bigint, bigint) FROM PUBLIC;
 
--- One statement per call, everything in it (one SPI execution, a plan cached for the session): the
--- statement's context, one event per row of the transition table(s), its period context. The three
+-- One statement per call. First the statement's context (one query: time, transaction, labels, the
+-- override this transaction opened, the scopes with an unlocked window). When there is neither override
+-- nor unlocked window, which is every write outside a reopened period, no event carries a lock, so each
+-- row's event is written straight from the transition table(s) without any period lookup (one INSERT …
+-- SELECT, plan cached for the session). Otherwise every row's period context is looked up too. The
 -- branches differ only in where the rows come from (a transition table exists only for its event).
+-- Long because each of the three operations has its two forms, written out so that each is one plain
+-- query PostgreSQL plans once.
 CREATE OR REPLACE FUNCTION ledgerlock.audit_capture()
 RETURNS trigger
 LANGUAGE plpgsql
@@ -148,29 +195,67 @@ DECLARE
     period boolean := TG_TABLE_SCHEMA <> 'ledgerlock';  -- ledgerlock's own state has no lock windows
     -- a change of ledgerlock's own state is a STATE_INSERT/UPDATE/DELETE: readers of the audit log who look
     -- for data changes (INSERT, UPDATE, DELETE) do not get the lock tables' bookkeeping among them
-    op_prefix text := CASE WHEN period THEN '' ELSE 'STATE_' END;
+    op text := CASE WHEN period THEN '' ELSE 'STATE_' END || TG_OP;
+    parent_scope boolean := pg_catalog.strpos(scope_col, '.') > 0;  -- a scope read from a parent row
+    c record;
 BEGIN
-    IF TG_OP = 'INSERT' THEN
+    SELECT * INTO c FROM ledgerlock._audit_write_context(tbl, period);
+    IF c.ov IS NULL AND c.unlocked_scopes IS NULL THEN
+        -- no event of this statement carries a lock window: reason is the client's label, no lock id. OFFSET 0
+    -- keeps each row image a column computed once (flattened, it would be computed for the key, the scope
+    -- and the image, and would keep _audit_scope from being inlined)
+        IF TG_OP = 'INSERT' THEN
+            INSERT INTO ledgerlock.audit_event (seq, at, txid, table_oid, table_name, row_key, scope, operation,
+                                                old_row, new_row, db_user, actor, reason, context)
+            SELECT pg_catalog.nextval('ledgerlock.audit_event_seq'), c.at, c.txid, tbl, c.tbl_name,
+                   ledgerlock._audit_key(x.r, k1, keys), ledgerlock._audit_scope(tbl, x.r, scope_col, parent_scope, period),
+                   op, NULL, x.r, session_user, c.actor, c.reason, c.context
+            FROM (SELECT CASE WHEN json_cols IS NULL THEN pg_catalog.to_jsonb(ll_n.*)
+                              ELSE ledgerlock._audit_image(ll_n.*, json_cols) END AS r
+                  FROM ll_new AS ll_n OFFSET 0) x;
+        ELSIF TG_OP = 'UPDATE' THEN
+            -- old and new transition rows paired by position: PostgreSQL appends them pairwise, so an update
+            -- that changes the primary key is still paired right, where pairing by key would not be
+            INSERT INTO ledgerlock.audit_event (seq, at, txid, table_oid, table_name, row_key, scope, operation,
+                                                old_row, new_row, db_user, actor, reason, context)
+            SELECT pg_catalog.nextval('ledgerlock.audit_event_seq'), c.at, c.txid, tbl, c.tbl_name,
+                   ledgerlock._audit_key(x.r, k1, keys), ledgerlock._audit_scope(tbl, x.r, scope_col, parent_scope, period),
+                   op, x.o, x.r, session_user, c.actor, c.reason, c.context
+            FROM (SELECT o.r AS o, n.r
+                  FROM (SELECT pg_catalog.row_number() OVER () AS pos,
+                               CASE WHEN json_cols IS NULL THEN pg_catalog.to_jsonb(ll_o.*)
+                                    ELSE ledgerlock._audit_image(ll_o.*, json_cols) END AS r
+                        FROM ll_old AS ll_o) o
+                  JOIN (SELECT pg_catalog.row_number() OVER () AS pos,
+                               CASE WHEN json_cols IS NULL THEN pg_catalog.to_jsonb(ll_n.*)
+                                    ELSE ledgerlock._audit_image(ll_n.*, json_cols) END AS r
+                        FROM ll_new AS ll_n) n ON n.pos = o.pos
+                  ORDER BY o.pos OFFSET 0) x;
+        ELSE
+            INSERT INTO ledgerlock.audit_event (seq, at, txid, table_oid, table_name, row_key, scope, operation,
+                                                old_row, new_row, db_user, actor, reason, context)
+            SELECT pg_catalog.nextval('ledgerlock.audit_event_seq'), c.at, c.txid, tbl, c.tbl_name,
+                   ledgerlock._audit_key(x.o, k1, keys), ledgerlock._audit_scope(tbl, x.o, scope_col, parent_scope, period),
+                   op, x.o, NULL, session_user, c.actor, c.reason, c.context
+            FROM (SELECT CASE WHEN json_cols IS NULL THEN pg_catalog.to_jsonb(ll_o.*)
+                              ELSE ledgerlock._audit_image(ll_o.*, json_cols) END AS o
+                  FROM ll_old AS ll_o OFFSET 0) x;
+        END IF;
+    ELSIF TG_OP = 'INSERT' THEN
         INSERT INTO ledgerlock.audit_event
         SELECT ev.*
-        FROM ledgerlock._audit_write_context(tbl, period) c
-        CROSS JOIN LATERAL (
-              SELECT pg_catalog.nextval('ledgerlock.audit_event_seq') AS seq, NULL::jsonb AS o,
+        FROM (SELECT pg_catalog.nextval('ledgerlock.audit_event_seq') AS seq, NULL::jsonb AS o,
                      CASE WHEN json_cols IS NULL THEN pg_catalog.to_jsonb(ll_n.*)
                           ELSE ledgerlock._audit_image(ll_n.*, json_cols) END AS r
               FROM ll_new AS ll_n OFFSET 0) x
         CROSS JOIN LATERAL ledgerlock._audit_period_context(tbl, x.o, x.r, c.ov IS NOT NULL, c.unlocked_scopes,
                                                             scope_col, c.ov_reason, c.reason) w
-        CROSS JOIN LATERAL ledgerlock._audit_row_event(x.seq, tbl, op_prefix || 'INSERT', x.o, x.r, scope_col, k1, keys,
+        CROSS JOIN LATERAL ledgerlock._audit_row_event(x.seq, tbl, op, x.o, x.r, scope_col, k1, keys,
             c.at, c.txid, c.tbl_name, c.actor, w.reason, c.context, w.lock_id, c.ov) ev;
     ELSIF TG_OP = 'UPDATE' THEN
-        -- old and new transition rows paired by position: PostgreSQL appends them pairwise, so an update
-        -- that changes the primary key is still paired right, where pairing by key would not be
         INSERT INTO ledgerlock.audit_event
         SELECT ev.*
-        FROM ledgerlock._audit_write_context(tbl, period) c
-        CROSS JOIN LATERAL (
-              SELECT pg_catalog.nextval('ledgerlock.audit_event_seq') AS seq, t.o, t.r
+        FROM (SELECT pg_catalog.nextval('ledgerlock.audit_event_seq') AS seq, t.o, t.r
               FROM (SELECT o.r AS o, n.r
                     FROM (SELECT pg_catalog.row_number() OVER () AS pos,
                                  CASE WHEN json_cols IS NULL THEN pg_catalog.to_jsonb(ll_o.*)
@@ -184,20 +269,18 @@ BEGIN
               OFFSET 0) x
         CROSS JOIN LATERAL ledgerlock._audit_period_context(tbl, x.o, x.r, c.ov IS NOT NULL, c.unlocked_scopes,
                                                             scope_col, c.ov_reason, c.reason) w
-        CROSS JOIN LATERAL ledgerlock._audit_row_event(x.seq, tbl, op_prefix || 'UPDATE', x.o, x.r, scope_col, k1, keys,
+        CROSS JOIN LATERAL ledgerlock._audit_row_event(x.seq, tbl, op, x.o, x.r, scope_col, k1, keys,
             c.at, c.txid, c.tbl_name, c.actor, w.reason, c.context, w.lock_id, c.ov) ev;
     ELSE
         INSERT INTO ledgerlock.audit_event
         SELECT ev.*
-        FROM ledgerlock._audit_write_context(tbl, period) c
-        CROSS JOIN LATERAL (
-              SELECT pg_catalog.nextval('ledgerlock.audit_event_seq') AS seq,
+        FROM (SELECT pg_catalog.nextval('ledgerlock.audit_event_seq') AS seq,
                      CASE WHEN json_cols IS NULL THEN pg_catalog.to_jsonb(ll_o.*)
                           ELSE ledgerlock._audit_image(ll_o.*, json_cols) END AS o, NULL::jsonb AS r
               FROM ll_old AS ll_o OFFSET 0) x
         CROSS JOIN LATERAL ledgerlock._audit_period_context(tbl, x.o, x.r, c.ov IS NOT NULL, c.unlocked_scopes,
                                                             scope_col, c.ov_reason, c.reason) w
-        CROSS JOIN LATERAL ledgerlock._audit_row_event(x.seq, tbl, op_prefix || 'DELETE', x.o, x.r, scope_col, k1, keys,
+        CROSS JOIN LATERAL ledgerlock._audit_row_event(x.seq, tbl, op, x.o, x.r, scope_col, k1, keys,
             c.at, c.txid, c.tbl_name, c.actor, w.reason, c.context, w.lock_id, c.ov) ev;
     END IF;
     RETURN NULL;

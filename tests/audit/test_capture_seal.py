@@ -185,3 +185,39 @@ def test_no_client_can_hold_the_sealers_lock(trail):
         controller = trail.connect("controller")
         controller.execute("SET lock_timeout = '5s'")
         assert controller.execute("SELECT ledgerlock.audit_seal()").fetchone()[0] == 1
+
+
+def test_an_event_is_the_same_whether_or_not_a_window_is_reopened_somewhere(trail):
+    """A statement looks windows up only when some window is unlocked or it runs under an override: the events
+    it writes otherwise carry exactly the fields they carry when the lookup runs and finds nothing."""
+    app, admin = trail.connect("app"), trail.connect("admin")
+    cols = ("table_name, row_key, scope, operation, old_row - '{id,number}'::text[], "
+            "new_row - '{id,number}'::text[], db_user, actor, reason, context, lock_id, override_id, details")
+
+    def write(first_id: int) -> list[tuple]:
+        with app.transaction():
+            app.execute("SET LOCAL ledgerlock.actor = 'jane'")
+            app.execute("SET LOCAL ledgerlock.reason = 'month end'")
+            app.execute("INSERT INTO invoice (id, company_id, issued_on, amount) VALUES (%s, 2, '2025-03-02', 5), "
+                        "(%s, 2, '2025-03-03', 6)", (first_id, first_id + 1))
+            app.execute("UPDATE invoice SET amount = amount + 1 WHERE id IN (%s, %s)", (first_id, first_id + 1))
+            app.execute("DELETE FROM invoice WHERE id = %s", (first_id + 1,))
+        return [(r[0], {"id": r[1]["id"] - first_id}, *r[2:]) for r in trail.owner().execute(
+            f"SELECT {cols} FROM ledgerlock.audit_event WHERE table_oid = 'invoice'::regclass "
+            "AND (row_key ->> 'id')::int IN (%s, %s) ORDER BY seq", (first_id, first_id + 1)).fetchall()]
+
+    quiet = write(100)
+    lock = admin.execute("SELECT ledgerlock.lock_period('1', '2025-02-01', '2025-02-28')").fetchone()[0]
+    admin.execute("SELECT ledgerlock.unlock_period(%s, 'late supplier invoice')", (lock,))
+    assert trail.owner().execute("SELECT count(*) FROM ledgerlock.period_lock WHERE status = 'unlocked'"
+                                 ).fetchone()[0] == 1
+    looked_up = write(200)
+    assert quiet == looked_up
+    assert [r[3] for r in quiet] == ["INSERT", "INSERT", "UPDATE", "UPDATE", "DELETE"]
+    assert {(r[2], r[6], r[7], r[8], r[10], r[11]) for r in quiet} == {("2", "ll_app", "jane", "month end", None,
+                                                                        None)}
+    # a write into the unlocked window of scope 1 still carries the window and its unlock reason
+    app.execute("INSERT INTO invoice (id, company_id, issued_on, amount) VALUES (300, 1, '2025-02-10', 1)")
+    assert trail.owner().execute("SELECT lock_id, reason FROM ledgerlock.audit_event "
+                                 "WHERE row_key = '{\"id\": 300}'").fetchone() == (lock, "late supplier invoice")
+    assert verify(trail)[0]
