@@ -869,7 +869,8 @@ REVOKE ALL ON FUNCTION ledgerlock._audit_data_problems(regclass) FROM PUBLIC;
 -- columns. The guards refuse such writes, so one in the trail means a guard was bypassed while the window
 -- was active (its span deleted and restored, say). The lock's level is the one the trail shows at the time.
 -- A row's scope is read from its image; for a table scoped by a parent row, it is the scope the capture
--- recorded on the event (the parent's at the time of the write).
+-- recorded on the event (the parent's at the time of the write). A row dated by its parent takes the
+-- parent's date as it is now.
 CREATE OR REPLACE FUNCTION ledgerlock._audit_window_problems(from_seq bigint)
 RETURNS TABLE(code text, table_name text, row_key jsonb, column_name text, seq bigint, problem text)
 LANGUAGE sql
@@ -908,9 +909,13 @@ AS $$
                         WHEN i.own OR (i.img -> t.fk_column) IS NOT DISTINCT FROM (e.new_row -> t.fk_column)
                         THEN coalesce(e.scope, ledgerlock._row_scope(t.tbl, i.img))
                         ELSE ledgerlock._row_scope(t.tbl, i.img) END AS scope,
-                   CASE t.date_kind
-                       WHEN 'timestamptz' THEN ((i.img ->> t.date_column)::timestamptz AT TIME ZONE 'UTC')::date
-                       ELSE (i.img ->> t.date_column)::date END AS day
+                   CASE WHEN pg_catalog.strpos(t.date_column, '.') > 0 AND NOT i.img ? t.date_column
+                        -- a date from a parent row: the parent's date now (its guard froze it while this
+                        -- row lay in a locked window)
+                        THEN ledgerlock._row_day(t.tbl, i.img)
+                        WHEN t.date_kind = 'timestamptz'
+                        THEN ((i.img ->> t.date_column)::timestamptz AT TIME ZONE 'UTC')::date
+                        ELSE (i.img ->> t.date_column)::date END AS day
             FROM (VALUES (e.old_row, e.new_row IS NULL), (e.new_row, true)) AS i(img, own)
             WHERE i.img IS NOT NULL) r
         WHERE e.operation IN ('INSERT', 'UPDATE', 'DELETE')

@@ -282,3 +282,39 @@ def test_a_write_into_a_window_of_a_table_scoped_by_its_parent_is_reported_in_th
                     f"(hard) held it")
     assert [d for d in discrepancies(db) if d[0] == "window_write"] == [
         d for d in discrepancies(db) if d[0] == "window_write" and d[2] == {"id": 1}]
+
+
+PARENT_DATED = """
+CREATE TABLE entry (id integer PRIMARY KEY, entity_id integer NOT NULL, posted_on date NOT NULL);
+CREATE TABLE entry_line (id integer PRIMARY KEY, entry_id integer NOT NULL REFERENCES entry,
+                         entity_id integer NOT NULL, amount numeric NOT NULL DEFAULT 0);
+INSERT INTO entry VALUES (1, 1, '2025-03-15'), (2, 1, '2025-04-15');
+GRANT SELECT, INSERT, UPDATE, DELETE ON entry, entry_line TO ll_app;
+"""
+
+
+def test_a_write_into_a_window_of_a_table_dated_by_its_parent_is_reported_by_the_parents_date(db):
+    """A table whose date is its parent's (date_column 'entry_id.posted_on'): a line written into entry 1
+    (dated in the locked March) while the lock's span was deleted is reported; a line of entry 2 (April), the
+    permitted neighbour, is not."""
+    su = db.owner()
+    su.execute(PARENT_DATED)
+    su.execute("SELECT ledgerlock.protect('entry_line', date_column => 'entry_id.posted_on', "
+                "scope_column => 'entity_id')")
+    lock = db.connect("admin").execute(
+        "SELECT ledgerlock.lock_period('1', '2025-03-01', '2025-03-31', 'hard')").fetchone()[0]
+    db.digest = db.connect("auditor").execute("SELECT ledgerlock.audit_digest()").fetchone()[0]
+    app = db.connect("app")
+    su.execute("CREATE TEMP TABLE kept_span AS SELECT * FROM ledgerlock.period_lock_span")
+    with triggers_off(su, "ledgerlock.period_lock_span"):
+        su.execute("DELETE FROM ledgerlock.period_lock_span")
+    app.execute("INSERT INTO entry_line (id, entry_id, entity_id) VALUES (1, 1, 1), (2, 2, 1)")
+    with triggers_off(su, "ledgerlock.period_lock_span"):
+        su.execute("INSERT INTO ledgerlock.period_lock_span SELECT * FROM kept_span")
+    with refused("LL002", r"is locked \(hard\)"):
+        app.execute("INSERT INTO entry_line (id, entry_id, entity_id) VALUES (3, 1, 1)")
+    seq = event_seq(db, "entry_line", {"id": 1}, "INSERT")
+    assert_reported(db, "window_write", "public.entry_line", {"id": 1},
+                    f"event seq {seq} wrote entry_line id=1 into 2025-03-01..2025-03-31 of scope 1 while lock "
+                    f"#{lock} (hard) held it")
+    assert [d[2] for d in discrepancies(db) if d[0] == "window_write"] == [{"id": 1}]
