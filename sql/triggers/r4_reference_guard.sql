@@ -104,12 +104,34 @@ AS $$
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._ref_header_key(jsonb, name[]) FROM PUBLIC;
 
+-- Write the mark of a header made final in this transaction (rule, key), for _ref_mark_final and the
+-- generated _ll30_r<id>_mark functions; called from their SECURITY DEFINER context. Marks of finished
+-- transactions (below every snapshot's xmin, or of an earlier server life) are pruned first, skipping any
+-- another pruner holds, so that no writer waits.
+CREATE OR REPLACE FUNCTION ledgerlock._ref_write_mark(rule_id integer, header_key jsonb)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    DELETE FROM ledgerlock.header_final_mark m
+    WHERE m.ctid = ANY (ARRAY(
+        SELECT x.ctid FROM ledgerlock.header_final_mark x
+        WHERE x.txid < pg_catalog.pg_snapshot_xmin(pg_catalog.pg_current_snapshot())
+           OR x.started <> pg_catalog.pg_postmaster_start_time()
+        LIMIT 64 FOR UPDATE SKIP LOCKED));
+    INSERT INTO ledgerlock.header_final_mark (txid, started, rule_id, header_key)
+    VALUES (pg_catalog.pg_current_xact_id(), pg_catalog.pg_postmaster_start_time(), _ref_write_mark.rule_id,
+            _ref_write_mark.header_key)
+    ON CONFLICT DO NOTHING;
+END
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._ref_write_mark(integer, jsonb) FROM PUBLIC;
+
 -- The header's side of a lines rule: a header row became final in this transaction (inserted final, or
 -- updated from not final to final; the WHEN clauses decide). Record it for the lines guard, which admits
 -- line writes to that header until commit: a header and its lines committed together are one document.
--- TG_ARGV: the rule id, then the header columns the lines reference. Marks of finished transactions (below
--- every snapshot's xmin, or of an earlier server life) are pruned here, skipping any another pruner holds,
--- so that no writer waits.
+-- TG_ARGV: the rule id, then the header columns the lines reference.
 CREATE OR REPLACE FUNCTION ledgerlock._ref_mark_final()
 RETURNS trigger
 LANGUAGE plpgsql
@@ -120,16 +142,8 @@ SET TimeZone = 'UTC'
 SET IntervalStyle = 'iso_8601'
 AS $$
 BEGIN
-    DELETE FROM ledgerlock.header_final_mark m
-    WHERE m.ctid = ANY (ARRAY(
-        SELECT x.ctid FROM ledgerlock.header_final_mark x
-        WHERE x.txid < pg_catalog.pg_snapshot_xmin(pg_catalog.pg_current_snapshot())
-           OR x.started <> pg_catalog.pg_postmaster_start_time()
-        LIMIT 64 FOR UPDATE SKIP LOCKED));
-    INSERT INTO ledgerlock.header_final_mark (txid, started, rule_id, header_key)
-    VALUES (pg_catalog.pg_current_xact_id(), pg_catalog.pg_postmaster_start_time(), TG_ARGV[0]::integer,
-            ledgerlock._ref_header_key(pg_catalog.to_jsonb(NEW), TG_ARGV[1:]::name[]))
-    ON CONFLICT DO NOTHING;
+    PERFORM ledgerlock._ref_write_mark(TG_ARGV[0]::integer,
+                                       ledgerlock._ref_header_key(pg_catalog.to_jsonb(NEW), TG_ARGV[1:]::name[]));
     RETURN NULL;
 END
 $$;
@@ -147,15 +161,7 @@ SET search_path = pg_catalog, pg_temp
 AS $fn$
     SELECT ledgerlock._template($ll$
 BEGIN
-    DELETE FROM ledgerlock.header_final_mark m
-    WHERE m.ctid = ANY (ARRAY(
-        SELECT x.ctid FROM ledgerlock.header_final_mark x
-        WHERE x.txid < pg_catalog.pg_snapshot_xmin(pg_catalog.pg_current_snapshot())
-           OR x.started <> pg_catalog.pg_postmaster_start_time()
-        LIMIT 64 FOR UPDATE SKIP LOCKED));
-    INSERT INTO ledgerlock.header_final_mark (txid, started, rule_id, header_key)
-    VALUES (pg_catalog.pg_current_xact_id(), pg_catalog.pg_postmaster_start_time(), {{rule_id}}, {{key}})
-    ON CONFLICT DO NOTHING;
+    PERFORM ledgerlock._ref_write_mark({{rule_id}}, {{key}});
     RETURN NULL;
 END
 $ll$, v)
