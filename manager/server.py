@@ -33,6 +33,8 @@ THROWAWAY_SETTINGS = {
     "fsync": "off",
     "synchronous_commit": "off",
     "full_page_writes": "off",
+    # tests keep their servers on tmpfs (tests/lltest.py): checkpoint often enough that WAL stays small there
+    "max_wal_size": "256MB",
 }
 
 

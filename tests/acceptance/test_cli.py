@@ -109,13 +109,12 @@ def test_dsn_precedence(monkeypatch):
 def test_demo_runs_on_a_brand_new_server(tmp_path):
     """The README's first command meets a server where ledgerlock never ran (no ledgerlock_* roles yet)."""
     import shutil
-    import tempfile
-    from pathlib import Path
 
     from ledgerlock.connection import embedded_server
     from ledgerlock.server import THROWAWAY_SETTINGS, LocalServer
+    from lltest import scratch_dir
 
-    root = Path(tempfile.mkdtemp(prefix="ll-demo-", dir="/tmp"))  # short path: the socket lives in it
+    root = scratch_dir("ll-demo-")  # short path: the socket lives in it
     server = LocalServer(datadir=root / "data", bindir=embedded_server().bindir,
                          settings=dict(THROWAWAY_SETTINGS))
     try:

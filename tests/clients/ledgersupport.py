@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import uuid
 from collections.abc import Iterator
 from decimal import Decimal
 
@@ -14,10 +13,8 @@ import psycopg
 from clientsupport import configure_django, conninfo_dict
 from django_settings import DJANGO_ALIASES
 from psycopg import sql
-from pytest_postgresql.janitor import DatabaseJanitor
 
-from ledgerlock.server import SUPERUSER
-from lltest import DML_ROLES, Cluster, TestDatabase
+from lltest import DML_ROLES, Cluster, TestDatabase, fresh_database
 
 LEDGER_SCHEMA = "dl_schema"
 LEDGER_TEMPLATE = "dl_template"
@@ -148,17 +145,11 @@ def seed_entity() -> None:
 @contextlib.contextmanager
 def ledger_database(cluster: Cluster, template: str = LEDGER_TEMPLATE) -> Iterator[TestDatabase]:
     """A fresh clone of a django-ledger template."""
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    janitor = DatabaseJanitor(user=SUPERUSER, host=str(cluster.server.socket_dir), port=cluster.server.port,
-                              dbname=name, template_dbname=template)
-    janitor.init()
-    db = TestDatabase(cluster, name)
-    try:
-        yield db
-    finally:
-        close_django()
-        db.close_all()
-        janitor.drop()
+    with fresh_database(cluster, template=template) as db:
+        try:
+            yield db
+        finally:
+            close_django()
 
 
 def use_django(db: TestDatabase) -> None:

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import tempfile
-from pathlib import Path
 
 import psycopg
 import pytest
@@ -16,6 +14,7 @@ from click.testing import CliRunner
 from ledgerlock import migrate, sqlfiles
 from ledgerlock.cli import cli
 from ledgerlock.server import SUPERUSER, LocalServer
+from lltest import scratch_dir
 
 NOT_PROTECTED = "but is not protected"
 
@@ -114,7 +113,7 @@ def prepared_cluster(cluster):
         with psycopg.connect(cluster.conninfo(), autocommit=True) as conn:
             conn.execute("DROP DATABASE prepared_xacts WITH (FORCE)")
         return
-    root = Path(tempfile.mkdtemp(prefix="ll-prepared-", dir="/tmp"))
+    root = scratch_dir("ll-prepared-")
     server = LocalServer(datadir=root / "data", bindir=cluster.server.bindir,
                          settings={"max_prepared_transactions": "5", "fsync": "off"})
     try:

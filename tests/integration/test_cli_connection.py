@@ -6,7 +6,6 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import psycopg
@@ -16,6 +15,7 @@ from click.testing import CliRunner
 from ledgerlock.cli import cli
 from ledgerlock.connection import LIBPQ_VARIABLES, embedded_server
 from ledgerlock.server import LocalServer
+from lltest import scratch_dir
 
 NO_TARGET = {v: None for v in (*LIBPQ_VARIABLES, "LEDGERLOCK_DSN", "DATABASE_URL")}
 
@@ -77,7 +77,7 @@ def test_pg_variables_pointing_nowhere_fail_instead_of_falling_back(tmp_path):
 @pytest.fixture
 def embedded_home():
     """A private embedded server (short path: the socket lives in it), stopped afterwards."""
-    home = Path(tempfile.mkdtemp(prefix="llh", dir="/tmp"))
+    home = scratch_dir("llh")
     env = {**NO_TARGET, "LEDGERLOCK_HOME": str(home)}
     yield home, env
     CliRunner().invoke(cli, ["db", "stop"], env=env)

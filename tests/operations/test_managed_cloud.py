@@ -10,7 +10,6 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 from urllib.parse import quote
 
@@ -20,7 +19,7 @@ from psycopg import sql
 
 from ledgerlock import sqlfiles
 from ledgerlock.server import THROWAWAY_SETTINGS, LocalServer
-from lltest import known_servers, refused, selected_servers
+from lltest import known_servers, refused, scratch_dir, selected_servers
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "hardening.md"
 SECTION = "## Managed services without a superuser"
@@ -32,7 +31,7 @@ VENV_BIN = Path(sys.executable).parent
 def cloud(request):
     """A fresh server (roles are cluster-wide: the shared test cluster already has ledgerlock's, made by a
     superuser) where a superuser has done only what a cloud provider does: a CREATEROLE CREATEDB admin login."""
-    root = Path(tempfile.mkdtemp(prefix=f"ll-cloud-{request.param}-", dir="/tmp"))
+    root = scratch_dir(f"ll-cloud-{request.param}-")
     server = LocalServer(datadir=root / "data", bindir=known_servers()[request.param],
                          settings=dict(THROWAWAY_SETTINGS))
     try:

@@ -10,7 +10,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -20,7 +19,7 @@ import pytest
 from psycopg import sql
 
 from ledgerlock.server import THROWAWAY_SETTINGS, LocalServer
-from lltest import Cluster, TestDatabase, fresh_database, known_servers, refused
+from lltest import Cluster, TestDatabase, fresh_database, known_servers, refused, scratch_dir
 
 FORMAT = "INV-{YYYY}-{SEQ:5}"
 VENV_BIN = Path(sys.executable).parent
@@ -30,7 +29,7 @@ SYNC_TIMEOUT = 60.0
 def start_publisher(name: str) -> tuple[Cluster, Path]:
     """A second server of this major with wal_level = logical (a restart-only setting), set up like the test
     servers (ledgerlock template, login roles)."""
-    root = Path(tempfile.mkdtemp(prefix=f"ll-{name}-", dir="/tmp"))
+    root = scratch_dir(f"ll-{name}-")
     (root / "owner.pid").write_text(str(os.getpid()))
     settings = dict(THROWAWAY_SETTINGS) | {"wal_level": "logical", "max_replication_slots": "8",
                                             "max_wal_senders": "8"}

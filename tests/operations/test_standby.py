@@ -7,7 +7,6 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import psycopg
 import pytest
 
 from ledgerlock.server import LocalServer
+from lltest import scratch_dir
 
 VENV_BIN = Path(sys.executable).parent
 READ_ONLY = "server is a read-only standby (or the session is read-only); run this on the primary"
@@ -49,7 +49,7 @@ def books(db):
 
 @pytest.fixture
 def standby(books, cluster):
-    root = Path(tempfile.mkdtemp(prefix="ll-standby-", dir="/tmp"))
+    root = scratch_dir("ll-standby-")
     server: LocalServer = cluster.server.make_standby(root / "data")
     try:
         server.start()
