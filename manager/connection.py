@@ -47,8 +47,8 @@ CLIENT_SETTINGS = {"DateStyle": "ISO, YMD", "IntervalStyle": "postgres", "extra_
 
 def client_session(conn: psycopg.Connection) -> psycopg.Connection:
     """The connection, with the manager's CLIENT_SETTINGS in force for the session."""
-    for name, value in CLIENT_SETTINGS.items():
-        conn.execute("SELECT pg_catalog.set_config(%s, %s, false)", (name, value))
+    calls = ", ".join("pg_catalog.set_config(%s, %s, false)" for _ in CLIENT_SETTINGS)  # one round trip
+    conn.execute(f"SELECT {calls}", [v for pair in CLIENT_SETTINGS.items() for v in pair])
     if not conn.autocommit:
         conn.commit()
     return conn
