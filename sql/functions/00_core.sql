@@ -249,26 +249,6 @@ AS $$
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._scope_in_image(regclass, jsonb, text) FROM PUBLIC;
 
--- The protected tables whose scope comes from a row of this table (or of a table it is a partition of):
--- for the guard that keeps the parent's scope column from moving their rows out of a locked window.
-CREATE OR REPLACE FUNCTION ledgerlock._scope_children(parent regclass)
-RETURNS TABLE(child regclass, fk_column name, parent_key name, parent_column name, date_column name,
-              ledger text)
-LANGUAGE sql
-STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT p.tbl, sp.fk_column, sp.parent_key, sp.parent_column, p.date_column, p.ledger
-    FROM ledgerlock.protected_table p
-    CROSS JOIN LATERAL ledgerlock._scope_path(p.tbl, p.scope_column) sp
-    WHERE pg_catalog.strpos(p.scope_column, '.') > 0
-      AND (sp.parent = _scope_children.parent
-           OR sp.parent IN (SELECT a.relid FROM pg_catalog.pg_partition_ancestors(_scope_children.parent) a))
-    ORDER BY p.tbl::oid
-$$;
-REVOKE ALL ON FUNCTION ledgerlock._scope_children(regclass) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION ledgerlock._scope_children(regclass) TO ledgerlock_admin, ledgerlock_auditor;  -- doctor's orphan check
-
 -- A row's date may come from its parent the same way: date_column 'fk_column.parent_column' (a journal line
 -- dated by its entry), through the same foreign key as a parent scope when both do (protect checks it).
 
