@@ -755,6 +755,46 @@ AS $$
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._row_changed_condition(regclass) FROM PUBLIC;
 
+-- The WHEN of an update guard that lets exempt columns change (R1's final rows, R4's referenced parents): the
+-- row changed, and not only in its exempt columns, so that an update of only mutable columns (paid,
+-- reconciled, an ORM's auto-updated timestamp) does not even call the guard. The new row with its exempt
+-- columns put back to their old values (jsonb_populate_record, all in C) is compared with the old row whole
+-- and exactly, so a column added after the trigger still counts as a change. It can only err towards calling
+-- the guard: a value whose trip through jsonb is not exact (a float's -0) leaves the rows unequal, and the
+-- guard's own test of its exempt columns decides. Exempt columns of a type not known to make that trip
+-- without an error keep the plain condition, and so do tables with generated columns (the condition is
+-- 'true' there: NEW's generated columns are not computed yet in a BEFORE trigger). An update that leaves the
+-- exempt columns as they were is told apart first, by one cheap comparison.
+CREATE OR REPLACE FUNCTION ledgerlock._row_changed_beyond_exempt(tbl regclass)
+RETURNS text
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH changed AS (SELECT ledgerlock._row_changed_condition(tbl) AS cond),
+    ex AS (
+        SELECT a.attname AS c, coalesce(b.oid, t.oid) IN (
+                   'int2'::regtype, 'int4'::regtype, 'int8'::regtype, 'numeric'::regtype, 'float4'::regtype,
+                   'float8'::regtype, 'text'::regtype, 'varchar'::regtype, 'bpchar'::regtype, 'uuid'::regtype,
+                   'date'::regtype, 'timestamp'::regtype, 'timestamptz'::regtype, 'bool'::regtype) AS plain
+        FROM pg_catalog.unnest(ledgerlock._exempt_columns(tbl)) AS e(c)
+        JOIN pg_catalog.pg_attribute a ON a.attrelid = tbl AND a.attname = e.c AND a.attnum > 0
+                                       AND NOT a.attisdropped
+        JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
+        LEFT JOIN pg_catalog.pg_type b ON b.oid = t.typbasetype)
+    SELECT CASE WHEN changed.cond = 'true' OR NOT coalesce((SELECT pg_catalog.bool_and(plain) FROM ex), false)
+                THEN changed.cond
+                ELSE pg_catalog.format(
+                    '%s AND (pg_catalog.record_image_eq(ROW(%s), ROW(%s)) OR NOT pg_catalog.record_image_eq(OLD, '
+                    'pg_catalog.jsonb_populate_record(NEW, pg_catalog.jsonb_build_object(%s))))', changed.cond,
+                    (SELECT pg_catalog.string_agg(pg_catalog.format('OLD.%I', c), ', ' ORDER BY c) FROM ex),
+                    (SELECT pg_catalog.string_agg(pg_catalog.format('NEW.%I', c), ', ' ORDER BY c) FROM ex),
+                    (SELECT pg_catalog.string_agg(pg_catalog.format('%L, OLD.%I', c, c), ', ' ORDER BY c) FROM ex))
+           END
+    FROM changed
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._row_changed_beyond_exempt(regclass) FROM PUBLIC;
+
 -- ---------------------------------------------------------------------------------------------------
 -- The lock history
 -- ---------------------------------------------------------------------------------------------------

@@ -1,8 +1,9 @@
 -- Rule R1: finalized rows are permanent.
 -- The trigger fires only for rows whose stored (OLD) version satisfies final_when: the condition is
 -- compiled into the trigger's WHEN clause, so draft rows never pay for a function call. An UPDATE fires it
--- only when the row's stored bytes change (record_image_eq): exact whatever the session's settings, and
--- an UPDATE that rewrites the same values costs nothing.
+-- only when the row's stored bytes change beyond its exempt columns (ledgerlock._row_changed_beyond_exempt):
+-- exact whatever the session's settings; an UPDATE that rewrites the same values, or changes only what may
+-- still change on a final row, costs nothing.
 -- Trigger arguments: the columns that may still change on a final row (declared mutable columns and
 -- generated columns).
 
@@ -65,7 +66,7 @@ BEGIN
     END IF;
     PERFORM ledgerlock._create_guard_trigger(tbl, 'll_10_final_update', pg_catalog.format(
         'BEFORE UPDATE ON %s FOR EACH ROW WHEN ((%s) AND %s) EXECUTE FUNCTION ledgerlock.guard_final_row(%s)',
-        tbl, is_final, ledgerlock._row_changed_condition(tbl), coalesce(exempt, '')));
+        tbl, is_final, ledgerlock._row_changed_beyond_exempt(tbl), coalesce(exempt, '')));
     PERFORM ledgerlock._create_guard_trigger(tbl, 'll_10_final_delete', pg_catalog.format(
         'BEFORE DELETE ON %s FOR EACH ROW WHEN (%s) EXECUTE FUNCTION ledgerlock.guard_final_row()',
         tbl, is_final));

@@ -446,7 +446,7 @@ BEGIN
             IF 'update' = ANY (r.operations) THEN
                 PERFORM ledgerlock._create_guard_trigger(tbl, ('ll_30_r' || r.id || '_parent_update')::name,
                     pg_catalog.format('BEFORE UPDATE ON %s FOR EACH ROW WHEN (%s) EXECUTE FUNCTION %s_parent(%s)',
-                                      tbl, ledgerlock._row_changed_condition(tbl), fn, coalesce(args, '')));
+                                      tbl, ledgerlock._row_changed_beyond_exempt(tbl), fn, coalesce(args, '')));
             END IF;
             IF 'delete' = ANY (r.operations) THEN
                 PERFORM ledgerlock._create_guard_trigger(tbl, ('ll_30_r' || r.id || '_parent_delete')::name,

@@ -155,3 +155,26 @@ def test_message_names_the_final_number_when_the_table_has_one(db):
     number = owner.execute("SELECT number FROM invoice WHERE id = 5").fetchone()[0]
     with refused("LL001", rf"^invoice id=5 \({number}\) is final"):
         app.execute("DELETE FROM invoice WHERE id = 5")
+
+
+def test_a_mutable_only_update_of_a_final_row_does_not_call_the_guard(db):
+    """The WHEN clause tells a mutable-only update of a final row apart in C: guard_final_row is not called.
+    A column added after protect still counts as a change, so the guard is called and refuses."""
+    db.owner().execute(f"ALTER DATABASE {db.name} SET track_functions = 'pl'")
+    db.protect_invoice()
+    app = db.connect("app", autocommit=False)
+    app.execute("INSERT INTO invoice (id, company_id, amount, status) VALUES (1, 1, 100, 'approved')")
+    app.commit()
+
+    def calls() -> int:
+        return app.execute("SELECT coalesce(sum(calls), 0) FROM pg_stat_xact_user_functions "
+                           "WHERE schemaname = 'ledgerlock' AND funcname = 'guard_final_row'").fetchone()[0]
+
+    lives_ok(app, "UPDATE invoice SET paid = true, reconciled = true WHERE id = 1")
+    assert calls() == 0
+    app.commit()
+    db.owner().execute("ALTER TABLE invoice ADD COLUMN memo text")
+    with refused("LL001", r"^invoice id=1 is final and cannot be updated"):
+        app.execute("UPDATE invoice SET paid = false, memo = 'x' WHERE id = 1")
+    app.rollback()
+    assert app.execute("SELECT paid, reconciled, memo FROM invoice WHERE id = 1").fetchone() == (True, True, None)

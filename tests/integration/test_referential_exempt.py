@@ -85,3 +85,58 @@ def test_a_parent_with_a_generated_column(db):
         app.execute("UPDATE g_doc SET amount = 11 WHERE id = 1")
     app.rollback()
     assert app.execute("SELECT paid, doubled FROM g_doc WHERE id = 1").fetchone() == (True, 20)
+
+
+def guard_calls(conn, function: str) -> int:
+    """Calls of a guard function in this transaction, before it ends (track_functions = 'pl' in the test
+    database): an update the trigger's WHEN clause lets by never calls it."""
+    return conn.execute("SELECT coalesce(sum(calls), 0) FROM pg_stat_xact_user_functions "
+                        "WHERE schemaname = 'ledgerlock' AND funcname = %s", (function,)).fetchone()[0]
+
+
+def test_a_mutable_only_update_of_a_referenced_parent_does_not_call_the_guard(db):
+    """The WHEN clause tells a mutable-only update apart in C (the new row with its exempt columns put back,
+    compared whole and exactly with the old one): the guard is not called; any other column still calls it
+    and is refused."""
+    db.owner().execute(f"ALTER DATABASE {db.name} SET track_functions = 'pl'")
+    db.protect_invoice()
+    db.owner().execute("SELECT ledgerlock.protect_referenced('invoice', 'payment')")
+    guard = db.owner().execute("SELECT proname FROM pg_proc WHERE proname ~ '^_ll30_r[0-9]+_parent$'").fetchone()[0]
+    app = db.connect("app", autocommit=False)
+    app.execute("INSERT INTO invoice (id, company_id, amount) VALUES (1, 1, 100)")
+    app.execute("INSERT INTO payment (id, company_id, invoice_id, amount) VALUES (9, 1, 1, 50)")
+    app.commit()
+    lives_ok(app, "UPDATE invoice SET paid = true, reconciled = true WHERE id = 1")
+    assert guard_calls(app, guard) == 0
+    app.commit()
+    with refused("LL003", r"^invoice id=1 is referenced by payment id=9 and cannot be updated$"):
+        app.execute("UPDATE invoice SET paid = false, amount = 101 WHERE id = 1")
+    app.rollback()
+    assert app.execute("SELECT paid, reconciled, amount FROM invoice WHERE id = 1").fetchone() == (True, True, 100)
+
+
+def test_a_mutable_value_that_jsonb_cannot_carry_exactly_is_decided_by_the_guard(db):
+    """float8 -0 comes back from jsonb as 0: the WHEN clause cannot tell that the rest of the row stayed, so
+    it calls the guard, whose own comparison is exact and lets the update through."""
+    db.owner().execute(f"""
+        ALTER DATABASE {db.name} SET track_functions = 'pl';
+        CREATE TABLE f_doc (id integer PRIMARY KEY, issued_on date NOT NULL, amount numeric NOT NULL,
+                            rate float8 NOT NULL DEFAULT '-0');
+        CREATE TABLE f_pay (id integer PRIMARY KEY, doc_id integer NOT NULL REFERENCES f_doc);
+        CREATE INDEX ON f_pay (doc_id);
+        GRANT SELECT, INSERT, UPDATE, DELETE ON f_doc, f_pay TO ll_app;
+        SELECT ledgerlock.protect('f_doc', 'issued_on', mutable_columns => '{{rate}}');
+        SELECT ledgerlock.protect_referenced('f_doc', 'f_pay');
+    """)
+    guard = db.owner().execute("SELECT proname FROM pg_proc WHERE proname ~ '^_ll30_r[0-9]+_parent$'").fetchone()[0]
+    app = db.connect("app", autocommit=False)
+    app.execute("INSERT INTO f_doc (id, issued_on, amount) VALUES (1, '2026-01-05', 10)")
+    app.execute("INSERT INTO f_pay VALUES (9, 1)")
+    app.commit()
+    lives_ok(app, "UPDATE f_doc SET rate = 1 WHERE id = 1")  # the old -0 does not survive jsonb
+    assert guard_calls(app, guard) == 1
+    lives_ok(app, "UPDATE f_doc SET rate = 2 WHERE id = 1")  # the old 1 does (under every extra_float_digits)
+    assert guard_calls(app, guard) == 1
+    app.commit()
+    with refused("LL003", r"^f_doc id=1 is referenced by f_pay id=9 and cannot be updated$"):
+        app.execute("UPDATE f_doc SET rate = 3, amount = 11 WHERE id = 1")
