@@ -1,5 +1,6 @@
 """R4 referenced rows: an UPDATE of an unreferenced parent, with the rule vs without (one index probe), the
-floor of that probe (a bare trigger that only probes), and an UPDATE of only the mutable column of a
+floor of that probe (a bare trigger that only probes), the same floor called the way the hardening model
+calls every guard (SECURITY DEFINER, pinned search_path), and an UPDATE of only the mutable column of a
 referenced parent (no probe at all)."""
 
 from __future__ import annotations
@@ -24,6 +25,18 @@ BEGIN
 END $$;
 CREATE TRIGGER floor_probe BEFORE UPDATE ON r_parent_floor FOR EACH ROW
     WHEN (NOT record_image_eq(OLD, NEW)) EXECUTE FUNCTION bench_floor_probe();
+"""
+# The same probe as a guard must be called: as its owner (the child may be invisible to the writer) with the
+# search_path pinned (no writer's setting may resolve a name in it). What a hardened guard pays at least.
+FLOOR_PROBE_HARDENED = """
+CREATE OR REPLACE FUNCTION bench_floor_probe_hardened() RETURNS trigger LANGUAGE plpgsql
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    PERFORM 1 FROM public.r_child_hardened WHERE parent_id OPERATOR(pg_catalog.=) OLD.id LIMIT 1;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER floor_probe BEFORE UPDATE ON r_parent_hardened FOR EACH ROW
+    WHEN (NOT record_image_eq(OLD, NEW)) EXECUTE FUNCTION bench_floor_probe_hardened();
 """
 
 
@@ -53,13 +66,17 @@ def referenced_parent_update(b: Bench, f: Features) -> list[Result]:
     plain_parent, plain_child = _parent_and_child(b, "without", rows)
     rule_parent, rule_child = _parent_and_child(b, "with", rows)
     floor_parent, floor_child = _parent_and_child(b, "floor", rows)
+    hardened_parent, hardened_child = _parent_and_child(b, "hardened", rows)
     b.execute(FLOOR_PROBE)
+    b.execute(FLOOR_PROBE_HARDENED)
     b.execute("SELECT ledgerlock.protect_referenced(%s::regclass, %s::regclass)", (rule_parent, rule_child))
-    b.prepare_for_run(plain_parent, plain_child, rule_parent, rule_child, floor_parent, floor_child)
+    b.prepare_for_run(plain_parent, plain_child, rule_parent, rule_child, floor_parent, floor_child,
+                      hardened_parent, hardened_child)
     s = pgbench_group(b, {
         "without": Variant(b.script("update_even", table=plain_parent), variables={"rows": rows}),
         "with": Variant(b.script("update_even", table=rule_parent), variables={"rows": rows}),
         "floor": Variant(b.script("update_even", table=floor_parent), variables={"rows": rows}),
+        "hardened": Variant(b.script("update_even", table=hardened_parent), variables={"rows": rows}),
         "mutable_without": Variant(b.script("update_mutable_odd", table=plain_parent), variables={"rows": rows}),
         "mutable_with": Variant(b.script("update_mutable_odd", table=rule_parent), variables={"rows": rows}),
     })
@@ -70,6 +87,10 @@ def referenced_parent_update(b: Bench, f: Features) -> list[Result]:
             Result("referenced_probe_floor", f"the floor: a bare trigger that only probes the child ({c} clients)",
                    baseline_label="without the rule", note="a plain PL/pgSQL trigger, same probe, same tables",
                    baseline_samples=s["without"], value_samples=s["floor"]),
+            Result("referenced_probe_floor_hardened",
+                   f"the floor called as a guard is: SECURITY DEFINER, pinned search_path ({c} clients)",
+                   baseline_label="without the rule", note="the same probe; what the hardening model adds to it",
+                   baseline_samples=s["without"], value_samples=s["hardened"]),
             Result("referenced_parent_mutable_update",
                    f"UPDATE of only the mutable column of a referenced parent, with the rule vs without ({c} clients)",
                    baseline_label="without the rule", target=T_MUTABLE,
