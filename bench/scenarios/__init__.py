@@ -6,10 +6,11 @@ chain they verify holds every event the other scenarios wrote).
 
 from __future__ import annotations
 
-from . import audit, numbering, periods, referential, verify, writes
+from . import audit, final_rows, numbering, periods, referential, verify, writes
 
 MODULES = {
     "writes": writes,
+    "final": final_rows,
     "numbering": numbering,
     "periods": periods,
     "referential": referential,
