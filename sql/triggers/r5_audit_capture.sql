@@ -5,9 +5,10 @@
 -- Statement-level AFTER triggers with transition tables: one call per statement, and one set-based
 -- INSERT … SELECT that writes every row's event (a bulk statement costs one trigger call, not one per row).
 -- Events are stored unhashed: a hash computed here adds nothing an attacker who can rewrite the event
--- cannot recompute before the next seal, so the sealer hashes each event when it links it (r5_audit.sql). UPDATE pairs the old and new transition rows by position: PostgreSQL appends
--- them pairwise, so an update that changes the primary key (UPDATE … SET id = id + 1) is still paired
--- right, where pairing by key would not be.
+-- cannot recompute before the next seal, so the sealer hashes each event when it links it (r5_audit.sql).
+-- UPDATE pairs the old and new transition rows by position: PostgreSQL appends them pairwise, so an update
+-- that changes the primary key (UPDATE … SET id = id + 1) is still paired right, where pairing by key
+-- would not be.
 -- Trigger arguments: the scope column ('' when none), then the primary-key columns.
 -- Rows are read as to_jsonb(alias.*): a bare alias would be taken for a column of the same name.
 -- extra_float_digits is pinned so that float columns are captured exactly whatever the client set; other
@@ -41,14 +42,14 @@ AS $$
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._audit_window(regclass, jsonb, jsonb, boolean, text[], text) FROM PUBLIC;
 
--- The unlock reason of a window a row was written into while it is unlocked. STRICT: a row written into no
--- window (lock_id null) calls nothing. Not inlined (it reads a table), so the capture query does not set up
--- the lookup in statements that never need it.
+-- The unlock reason of a window a row was written into while it is unlocked; called only for a row written
+-- into a window. Not inlined (it reads a table), so the capture query does not set up the lookup in
+-- statements that never need it. Not STRICT: the planner would fold a call with a null argument away
+-- without checking the caller's EXECUTE privilege.
 CREATE OR REPLACE FUNCTION ledgerlock._audit_unlock_reason(lock_id bigint)
 RETURNS text
 LANGUAGE sql
 STABLE
-STRICT
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT l.unlock_reason FROM ledgerlock.period_lock l WHERE l.id = lock_id AND l.status = 'unlocked'
@@ -72,12 +73,12 @@ AS $$
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._audit_image(anyelement, text[]) FROM PUBLIC;
 
--- The reason of an override this transaction opened. STRICT: a statement without override calls nothing.
+-- The reason of an override this transaction opened; called only when there is one (not STRICT, like
+-- ledgerlock._audit_unlock_reason).
 CREATE OR REPLACE FUNCTION ledgerlock._audit_override_reason(override_id bigint)
 RETURNS text
 LANGUAGE sql
 STABLE
-STRICT
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT o.reason FROM ledgerlock.period_override o WHERE o.id = override_id
@@ -89,7 +90,7 @@ REVOKE ALL ON FUNCTION ledgerlock._audit_override_reason(bigint) FROM PUBLIC;
 -- that function is SECURITY DEFINER with a SET clause, so it cannot be inlined and would re-plan its query
 -- in every transaction) and the scopes that have an unlocked window (null when none). with_period false
 -- (ledgerlock's own state tables) skips the period lookups. The override's reason is read only when there
--- is an override (ledgerlock._audit_override_reason is STRICT). One row; OFFSET 0 keeps it computed once per
+-- is an override. One row; OFFSET 0 keeps it computed once per
 -- statement. No SET clause, so that PostgreSQL inlines it into the capture query.
 CREATE OR REPLACE FUNCTION ledgerlock._audit_write_context(tbl oid, with_period boolean)
 RETURNS TABLE(at timestamptz, txid xid8, tbl_name text, actor text, reason text, context text, ov bigint,
@@ -101,7 +102,7 @@ AS $$
            nullif(pg_catalog.current_setting('ledgerlock.actor', true), ''),
            nullif(pg_catalog.current_setting('ledgerlock.reason', true), ''),
            nullif(pg_catalog.current_setting('ledgerlock.context', true), ''),
-           o.ov, ledgerlock._audit_override_reason(o.ov),
+           o.ov, CASE WHEN o.ov IS NOT NULL THEN ledgerlock._audit_override_reason(o.ov) END,
            CASE WHEN with_period THEN nullif(ARRAY(SELECT l.scope FROM ledgerlock.period_lock l
                                                    WHERE l.status = 'unlocked' AND l.relocked_as IS NULL), '{}') END
     FROM (SELECT CASE WHEN with_period THEN (SELECT pg_catalog.max(o.id) FROM ledgerlock.period_override o
@@ -173,7 +174,8 @@ AS $$
                ledgerlock._audit_key(coalesce(r, o), k1, keys),
                ledgerlock._audit_scope(tbl, coalesce(r, o), scope_col, pg_catalog.strpos(scope_col, '.') > 0, period),
                operation, o, r, session_user, actor,
-               coalesce(override_reason, ledgerlock._audit_unlock_reason(lock_id), reason),
+               coalesce(override_reason,
+                        CASE WHEN lock_id IS NOT NULL THEN ledgerlock._audit_unlock_reason(lock_id) END, reason),
                context, lock_id, override_id, NULL::jsonb, NULL::text  -- hashed by the sealer, off the write path
            )::ledgerlock.audit_event
 $$;
