@@ -5,9 +5,10 @@
 -- Statement-level AFTER triggers with transition tables: one call per statement, and one set-based
 -- INSERT … SELECT that writes every row's event (a bulk statement costs one trigger call, not one per row).
 -- Events are stored unhashed: a hash computed here adds nothing an attacker who can rewrite the event
--- cannot recompute before the next seal, so the sealer hashes each event when it links it (r5_audit.sql). UPDATE pairs the old and new transition rows by position: PostgreSQL appends
--- them pairwise, so an update that changes the primary key (UPDATE … SET id = id + 1) is still paired
--- right, where pairing by key would not be.
+-- cannot recompute before the next seal, so the sealer hashes each event when it links it (r5_audit.sql).
+-- UPDATE pairs the old and new transition rows by position: PostgreSQL appends them pairwise, so an update
+-- that changes the primary key (UPDATE … SET id = id + 1) is still paired right, where pairing by key
+-- would not be.
 -- Trigger arguments: the scope column ('' when none), then the primary-key columns.
 -- Rows are read as to_jsonb(alias.*): a bare alias would be taken for a column of the same name.
 -- extra_float_digits is pinned so that float columns are captured exactly whatever the client set; other
@@ -20,34 +21,40 @@
 -- new) has an unlocked window: an admin who reopens a month of one company does not slow every audited
 -- write of every other company down.
 
--- The period context of one written row: the lock window it was written into (through an override, or
--- while the window is unlocked) and the reason that let it through. Windows are looked up only under an
--- override or when the row's scope, old or new, is one of unlocked_scopes (the scopes with an unlocked
--- window, collected once per statement); otherwise this costs nothing.
--- No SET clause so that PostgreSQL inlines it into the capture query (a SET clause would cost a function
--- call per row); it only runs inside audit_capture, whose search_path is pinned, and names are qualified.
-CREATE OR REPLACE FUNCTION ledgerlock._audit_period_context(tbl regclass, old_row jsonb, new_row jsonb,
-                                                           under_override boolean, unlocked_scopes text[],
-                                                           scope_col text, override_reason text,
-                                                           session_reason text)
-RETURNS TABLE(lock_id bigint, reason text)
+-- The lock window a written row went into, when the statement's context says one may exist: under an
+-- override (the window it opens), or when the row's scope, old or new, is one of unlocked_scopes (the scopes
+-- with an unlocked window, collected once per statement); otherwise null at no cost, which is every write
+-- outside a reopened period. VOLATILE and without SET clause, so that PostgreSQL inlines it into the capture
+-- query (the functions it calls are volatile; a STABLE function calling them would not be inlined, and would
+-- be planned again in every statement); it only runs inside audit_capture, whose search_path is pinned.
+CREATE OR REPLACE FUNCTION ledgerlock._audit_window(tbl regclass, old_row jsonb, new_row jsonb,
+                                                   under_override boolean, unlocked_scopes text[], scope_col text)
+RETURNS bigint
+LANGUAGE sql
+VOLATILE
+AS $$
+    SELECT CASE WHEN under_override OR (unlocked_scopes IS NOT NULL AND (
+                         ledgerlock._scope_in_image(tbl, new_row, scope_col) = ANY (unlocked_scopes)
+                         OR ledgerlock._scope_in_image(tbl, old_row, scope_col) = ANY (unlocked_scopes)))
+                THEN coalesce(ledgerlock._locking_window(tbl, new_row), ledgerlock._locking_window(tbl, old_row),
+                              ledgerlock._unlocked_window(tbl, new_row), ledgerlock._unlocked_window(tbl, old_row))
+           END
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._audit_window(regclass, jsonb, jsonb, boolean, text[], text) FROM PUBLIC;
+
+-- The unlock reason of a window a row was written into while it is unlocked; called only for a row written
+-- into a window. Not inlined (it reads a table), so the capture query does not set up the lookup in
+-- statements that never need it. Not STRICT: the planner would fold a call with a null argument away
+-- without checking the caller's EXECUTE privilege.
+CREATE OR REPLACE FUNCTION ledgerlock._audit_unlock_reason(lock_id bigint)
+RETURNS text
 LANGUAGE sql
 STABLE
+SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT w.id,
-           coalesce(override_reason,
-                    (SELECT l.unlock_reason FROM ledgerlock.period_lock l WHERE l.id = w.id AND l.status = 'unlocked'),
-                    session_reason)
-    FROM (SELECT CASE WHEN under_override OR (unlocked_scopes IS NOT NULL AND (
-                          ledgerlock._scope_in_image(tbl, new_row, scope_col) = ANY (unlocked_scopes)
-                          OR ledgerlock._scope_in_image(tbl, old_row, scope_col) = ANY (unlocked_scopes)))
-                      THEN coalesce(
-                          ledgerlock._locking_window(tbl, new_row), ledgerlock._locking_window(tbl, old_row),
-                          ledgerlock._unlocked_window(tbl, new_row), ledgerlock._unlocked_window(tbl, old_row))
-                 END AS id) w
+    SELECT l.unlock_reason FROM ledgerlock.period_lock l WHERE l.id = lock_id AND l.status = 'unlocked'
 $$;
-REVOKE ALL ON FUNCTION ledgerlock._audit_period_context(regclass, jsonb, jsonb, boolean, text[], text, text, text)
-    FROM PUBLIC;
+REVOKE ALL ON FUNCTION ledgerlock._audit_unlock_reason(bigint) FROM PUBLIC;
 
 -- The image of a row in the trail: to_jsonb, except that a json column is kept as its exact text (a jsonb
 -- string): jsonb would drop duplicate keys and reorder, so rewriting '{"a": 1}' as '{"a": 2, "a": 1}' would
@@ -66,12 +73,25 @@ AS $$
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._audit_image(anyelement, text[]) FROM PUBLIC;
 
+-- The reason of an override this transaction opened; called only when there is one (not STRICT, like
+-- ledgerlock._audit_unlock_reason).
+CREATE OR REPLACE FUNCTION ledgerlock._audit_override_reason(override_id bigint)
+RETURNS text
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT o.reason FROM ledgerlock.period_override o WHERE o.id = override_id
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._audit_override_reason(bigint) FROM PUBLIC;
+
 -- What every event of one statement shares: its time, transaction, table name, the client's labels, the
 -- override this transaction opened (read straight from R3's period_override, as current_override() does:
 -- that function is SECURITY DEFINER with a SET clause, so it cannot be inlined and would re-plan its query
--- in every transaction) and the scopes that have an unlocked window. with_period false (ledgerlock's own
--- state tables) skips the period lookups. One row; OFFSET 0 keeps it computed once per statement. No SET
--- clause, so that PostgreSQL inlines it into the capture query.
+-- in every transaction) and the scopes that have an unlocked window (null when none). with_period false
+-- (ledgerlock's own state tables) skips the period lookups. The override's reason is read only when there
+-- is an override. One row; OFFSET 0 keeps it computed once per
+-- statement. No SET clause, so that PostgreSQL inlines it into the capture query.
 CREATE OR REPLACE FUNCTION ledgerlock._audit_write_context(tbl oid, with_period boolean)
 RETURNS TABLE(at timestamptz, txid xid8, tbl_name text, actor text, reason text, context text, ov bigint,
               ov_reason text, unlocked_scopes text[])
@@ -82,14 +102,13 @@ AS $$
            nullif(pg_catalog.current_setting('ledgerlock.actor', true), ''),
            nullif(pg_catalog.current_setting('ledgerlock.reason', true), ''),
            nullif(pg_catalog.current_setting('ledgerlock.context', true), ''),
-           o.id, o.reason,
-           CASE WHEN with_period THEN (SELECT pg_catalog.array_agg(l.scope) FROM ledgerlock.period_lock l
-                                       WHERE l.status = 'unlocked' AND l.relocked_as IS NULL) END
-    FROM (SELECT) AS d
-    LEFT JOIN LATERAL (SELECT o.id, o.reason FROM ledgerlock.period_override o
-                       WHERE with_period AND o.txid = pg_catalog.pg_current_xact_id_if_assigned()
-                         AND o.db_user = session_user
-                       ORDER BY o.id DESC LIMIT 1) AS o ON true
+           o.ov, CASE WHEN o.ov IS NOT NULL THEN ledgerlock._audit_override_reason(o.ov) END,
+           CASE WHEN with_period THEN nullif(ARRAY(SELECT l.scope FROM ledgerlock.period_lock l
+                                                   WHERE l.status = 'unlocked' AND l.relocked_as IS NULL), '{}') END
+    FROM (SELECT CASE WHEN with_period THEN (SELECT pg_catalog.max(o.id) FROM ledgerlock.period_override o
+                                             WHERE o.txid = pg_catalog.pg_current_xact_id_if_assigned()
+                                               AND o.db_user = session_user) END AS ov
+          OFFSET 0) o
     OFFSET 0
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._audit_write_context(oid, boolean) FROM PUBLIC;
@@ -136,42 +155,39 @@ AS $$
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._audit_scope(oid, jsonb, text, boolean, boolean) FROM PUBLIC;
 
--- One row's event (not hashed: the sealer hashes it): its key and scope come from the new row (the old one for a DELETE).
--- No SET clause, so that PostgreSQL inlines it into the capture query.
-CREATE OR REPLACE FUNCTION ledgerlock._audit_row_event(seq bigint, tbl oid, operation text, o jsonb, r jsonb,
-                                                      scope_col text, k1 text, keys text[], at timestamptz,
+-- One row's event, not hashed (the sealer hashes it): its key and scope come from the new row (the old one
+-- for a DELETE); its reason is the override's, else the unlock reason of the window it was written into,
+-- else the client's label. The one place where an event is made from a written row: the capture's three
+-- queries (INSERT, UPDATE, DELETE) differ only in where their rows come from. A row value, VOLATILE (it
+-- takes the event's seq) and without SET clause, so that PostgreSQL inlines it: (…).* then reads each
+-- field straight from its expression, and nextval is evaluated once per row.
+CREATE OR REPLACE FUNCTION ledgerlock._audit_event_row(tbl oid, operation text, o jsonb, r jsonb, scope_col text,
+                                                      k1 text, keys text[], period boolean, at timestamptz,
                                                       txid xid8, tbl_name text, actor text, reason text,
-                                                      context text, lock_id bigint, override_id bigint)
-RETURNS SETOF ledgerlock.audit_event
+                                                      context text, override_id bigint, override_reason text,
+                                                      lock_id bigint)
+RETURNS ledgerlock.audit_event
 LANGUAGE sql
-STABLE
+VOLATILE
 AS $$
-    SELECT seq, at, txid, tbl, tbl_name, x.row_key, x.scope, operation, o, r, session_user, actor, reason,
-           context, lock_id, override_id, NULL::jsonb, NULL::text  -- hashed by the sealer, off the write path
-    FROM (SELECT CASE WHEN keys IS NULL
-                      THEN pg_catalog.jsonb_build_object(k1, coalesce(r, o) OPERATOR(pg_catalog.->) k1)
-                      ELSE (SELECT pg_catalog.jsonb_object_agg(k, coalesce(r, o) OPERATOR(pg_catalog.->) k)
-                            FROM pg_catalog.unnest(keys) AS k)
-                 END AS row_key,
-                 CASE WHEN pg_catalog.strpos(scope_col, '.') > 0
-                           AND NOT coalesce(r, o) OPERATOR(pg_catalog.?) scope_col
-                      THEN ledgerlock._row_scope(tbl::regclass, coalesce(r, o))  -- the scope of a parent row
-                      WHEN scope_col <> '' THEN coalesce(r, o) OPERATOR(pg_catalog.->>) scope_col
-                      WHEN operation LIKE 'STATE%' THEN NULL  -- ledgerlock's own settings: table-level, like PROTECT
-                      ELSE '*' END AS scope
-         ) x
+    SELECT ROW(pg_catalog.nextval('ledgerlock.audit_event_seq'), at, txid, tbl, tbl_name,
+               ledgerlock._audit_key(coalesce(r, o), k1, keys),
+               ledgerlock._audit_scope(tbl, coalesce(r, o), scope_col, pg_catalog.strpos(scope_col, '.') > 0, period),
+               operation, o, r, session_user, actor,
+               coalesce(override_reason,
+                        CASE WHEN lock_id IS NOT NULL THEN ledgerlock._audit_unlock_reason(lock_id) END, reason),
+               context, lock_id, override_id, NULL::jsonb, NULL::text  -- hashed by the sealer, off the write path
+           )::ledgerlock.audit_event
 $$;
-REVOKE ALL ON FUNCTION ledgerlock._audit_row_event(bigint, oid, text, jsonb, jsonb, text, text, text[], timestamptz,
-    xid8, text, text, text, text, bigint, bigint) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ledgerlock._audit_event_row(oid, text, jsonb, jsonb, text, text, text[], boolean, timestamptz,
+    xid8, text, text, text, text, bigint, text, bigint) FROM PUBLIC;
 
--- One statement per call. First the statement's context (one query: time, transaction, labels, the
--- override this transaction opened, the scopes with an unlocked window). When there is neither override
--- nor unlocked window, which is every write outside a reopened period, no event carries a lock, so each
--- row's event is written straight from the transition table(s) without any period lookup (one INSERT …
--- SELECT, plan cached for the session). Otherwise every row's period context is looked up too. The
--- branches differ only in where the rows come from (a transition table exists only for its event).
--- Long because each of the three operations has its two forms, written out so that each is one plain
--- query PostgreSQL plans once.
+-- One statement per call, one query: the statement's context (time, transaction, labels, the override this
+-- transaction opened, the scopes with an unlocked window: one row, computed once), every written row's
+-- image, the lock window each row went into (looked up only when that context says one may exist), and the
+-- event made of them (ledgerlock._audit_event_row). The three branches differ only in where the rows come
+-- from (a transition table exists only for its event); each is one plain query PostgreSQL plans once per
+-- session.
 CREATE OR REPLACE FUNCTION ledgerlock.audit_capture()
 RETURNS trigger
 LANGUAGE plpgsql
@@ -196,31 +212,34 @@ DECLARE
     -- a change of ledgerlock's own state is a STATE_INSERT/UPDATE/DELETE: readers of the audit log who look
     -- for data changes (INSERT, UPDATE, DELETE) do not get the lock tables' bookkeeping among them
     op text := CASE WHEN period THEN '' ELSE 'STATE_' END || TG_OP;
-    parent_scope boolean := pg_catalog.strpos(scope_col, '.') > 0;  -- a scope read from a parent row
-    c record;
 BEGIN
-    SELECT * INTO c FROM ledgerlock._audit_write_context(tbl, period);
-    IF c.ov IS NULL AND c.unlocked_scopes IS NULL THEN
-        -- no event of this statement carries a lock window: reason is the client's label, no lock id. OFFSET 0
-    -- keeps each row image a column computed once (flattened, it would be computed for the key, the scope
-    -- and the image, and would keep _audit_scope from being inlined)
-        IF TG_OP = 'INSERT' THEN
-            INSERT INTO ledgerlock.audit_event (seq, at, txid, table_oid, table_name, row_key, scope, operation,
-                                                old_row, new_row, db_user, actor, reason, context)
-            SELECT pg_catalog.nextval('ledgerlock.audit_event_seq'), c.at, c.txid, tbl, c.tbl_name,
-                   ledgerlock._audit_key(x.r, k1, keys), ledgerlock._audit_scope(tbl, x.r, scope_col, parent_scope, period),
-                   op, NULL, x.r, session_user, c.actor, c.reason, c.context
-            FROM (SELECT CASE WHEN json_cols IS NULL THEN pg_catalog.to_jsonb(ll_n.*)
+    -- OFFSET 0 keeps each row's images (x) and then its window (w) computed once: flattened, an image would
+    -- be computed for the key, the scope, the image and the window, and the window for its id and its
+    -- reason, and neither helper would be inlined (PostgreSQL does not inline a function whose argument is
+    -- costly and used more than once)
+    IF TG_OP = 'INSERT' THEN
+        INSERT INTO ledgerlock.audit_event
+        SELECT (ledgerlock._audit_event_row(tbl, op, w.o, w.r, scope_col, k1, keys, period, c.at, c.txid,
+                    c.tbl_name, c.actor, c.reason, c.context, c.ov, c.ov_reason, w.lock_id)).*
+        FROM ledgerlock._audit_write_context(tbl, period) c
+        CROSS JOIN LATERAL (
+            SELECT x.o, x.r, ledgerlock._audit_window(tbl, x.o, x.r, c.ov IS NOT NULL, c.unlocked_scopes,
+                                                      scope_col) AS lock_id
+            FROM (SELECT NULL::jsonb AS o,
+                         CASE WHEN json_cols IS NULL THEN pg_catalog.to_jsonb(ll_n.*)
                               ELSE ledgerlock._audit_image(ll_n.*, json_cols) END AS r
-                  FROM ll_new AS ll_n OFFSET 0) x;
-        ELSIF TG_OP = 'UPDATE' THEN
-            -- old and new transition rows paired by position: PostgreSQL appends them pairwise, so an update
-            -- that changes the primary key is still paired right, where pairing by key would not be
-            INSERT INTO ledgerlock.audit_event (seq, at, txid, table_oid, table_name, row_key, scope, operation,
-                                                old_row, new_row, db_user, actor, reason, context)
-            SELECT pg_catalog.nextval('ledgerlock.audit_event_seq'), c.at, c.txid, tbl, c.tbl_name,
-                   ledgerlock._audit_key(x.r, k1, keys), ledgerlock._audit_scope(tbl, x.r, scope_col, parent_scope, period),
-                   op, x.o, x.r, session_user, c.actor, c.reason, c.context
+                  FROM ll_new AS ll_n OFFSET 0) x
+            OFFSET 0) w;
+    ELSIF TG_OP = 'UPDATE' THEN
+        -- old and new transition rows paired by position: PostgreSQL appends them pairwise, so an update
+        -- that changes the primary key is still paired right, where pairing by key would not be
+        INSERT INTO ledgerlock.audit_event
+        SELECT (ledgerlock._audit_event_row(tbl, op, w.o, w.r, scope_col, k1, keys, period, c.at, c.txid,
+                    c.tbl_name, c.actor, c.reason, c.context, c.ov, c.ov_reason, w.lock_id)).*
+        FROM ledgerlock._audit_write_context(tbl, period) c
+        CROSS JOIN LATERAL (
+            SELECT x.o, x.r, ledgerlock._audit_window(tbl, x.o, x.r, c.ov IS NOT NULL, c.unlocked_scopes,
+                                                      scope_col) AS lock_id
             FROM (SELECT o.r AS o, n.r
                   FROM (SELECT pg_catalog.row_number() OVER () AS pos,
                                CASE WHEN json_cols IS NULL THEN pg_catalog.to_jsonb(ll_o.*)
@@ -230,58 +249,21 @@ BEGIN
                                CASE WHEN json_cols IS NULL THEN pg_catalog.to_jsonb(ll_n.*)
                                     ELSE ledgerlock._audit_image(ll_n.*, json_cols) END AS r
                         FROM ll_new AS ll_n) n ON n.pos = o.pos
-                  ORDER BY o.pos OFFSET 0) x;
-        ELSE
-            INSERT INTO ledgerlock.audit_event (seq, at, txid, table_oid, table_name, row_key, scope, operation,
-                                                old_row, new_row, db_user, actor, reason, context)
-            SELECT pg_catalog.nextval('ledgerlock.audit_event_seq'), c.at, c.txid, tbl, c.tbl_name,
-                   ledgerlock._audit_key(x.o, k1, keys), ledgerlock._audit_scope(tbl, x.o, scope_col, parent_scope, period),
-                   op, x.o, NULL, session_user, c.actor, c.reason, c.context
-            FROM (SELECT CASE WHEN json_cols IS NULL THEN pg_catalog.to_jsonb(ll_o.*)
-                              ELSE ledgerlock._audit_image(ll_o.*, json_cols) END AS o
-                  FROM ll_old AS ll_o OFFSET 0) x;
-        END IF;
-    ELSIF TG_OP = 'INSERT' THEN
-        INSERT INTO ledgerlock.audit_event
-        SELECT ev.*
-        FROM (SELECT pg_catalog.nextval('ledgerlock.audit_event_seq') AS seq, NULL::jsonb AS o,
-                     CASE WHEN json_cols IS NULL THEN pg_catalog.to_jsonb(ll_n.*)
-                          ELSE ledgerlock._audit_image(ll_n.*, json_cols) END AS r
-              FROM ll_new AS ll_n OFFSET 0) x
-        CROSS JOIN LATERAL ledgerlock._audit_period_context(tbl, x.o, x.r, c.ov IS NOT NULL, c.unlocked_scopes,
-                                                            scope_col, c.ov_reason, c.reason) w
-        CROSS JOIN LATERAL ledgerlock._audit_row_event(x.seq, tbl, op, x.o, x.r, scope_col, k1, keys,
-            c.at, c.txid, c.tbl_name, c.actor, w.reason, c.context, w.lock_id, c.ov) ev;
-    ELSIF TG_OP = 'UPDATE' THEN
-        INSERT INTO ledgerlock.audit_event
-        SELECT ev.*
-        FROM (SELECT pg_catalog.nextval('ledgerlock.audit_event_seq') AS seq, t.o, t.r
-              FROM (SELECT o.r AS o, n.r
-                    FROM (SELECT pg_catalog.row_number() OVER () AS pos,
-                                 CASE WHEN json_cols IS NULL THEN pg_catalog.to_jsonb(ll_o.*)
-                                      ELSE ledgerlock._audit_image(ll_o.*, json_cols) END AS r
-                          FROM ll_old AS ll_o) o
-                    JOIN (SELECT pg_catalog.row_number() OVER () AS pos,
-                                 CASE WHEN json_cols IS NULL THEN pg_catalog.to_jsonb(ll_n.*)
-                                      ELSE ledgerlock._audit_image(ll_n.*, json_cols) END AS r
-                          FROM ll_new AS ll_n) n ON n.pos = o.pos
-                    ORDER BY o.pos) t
-              OFFSET 0) x
-        CROSS JOIN LATERAL ledgerlock._audit_period_context(tbl, x.o, x.r, c.ov IS NOT NULL, c.unlocked_scopes,
-                                                            scope_col, c.ov_reason, c.reason) w
-        CROSS JOIN LATERAL ledgerlock._audit_row_event(x.seq, tbl, op, x.o, x.r, scope_col, k1, keys,
-            c.at, c.txid, c.tbl_name, c.actor, w.reason, c.context, w.lock_id, c.ov) ev;
+                  ORDER BY o.pos OFFSET 0) x
+            OFFSET 0) w;
     ELSE
         INSERT INTO ledgerlock.audit_event
-        SELECT ev.*
-        FROM (SELECT pg_catalog.nextval('ledgerlock.audit_event_seq') AS seq,
-                     CASE WHEN json_cols IS NULL THEN pg_catalog.to_jsonb(ll_o.*)
-                          ELSE ledgerlock._audit_image(ll_o.*, json_cols) END AS o, NULL::jsonb AS r
-              FROM ll_old AS ll_o OFFSET 0) x
-        CROSS JOIN LATERAL ledgerlock._audit_period_context(tbl, x.o, x.r, c.ov IS NOT NULL, c.unlocked_scopes,
-                                                            scope_col, c.ov_reason, c.reason) w
-        CROSS JOIN LATERAL ledgerlock._audit_row_event(x.seq, tbl, op, x.o, x.r, scope_col, k1, keys,
-            c.at, c.txid, c.tbl_name, c.actor, w.reason, c.context, w.lock_id, c.ov) ev;
+        SELECT (ledgerlock._audit_event_row(tbl, op, w.o, w.r, scope_col, k1, keys, period, c.at, c.txid,
+                    c.tbl_name, c.actor, c.reason, c.context, c.ov, c.ov_reason, w.lock_id)).*
+        FROM ledgerlock._audit_write_context(tbl, period) c
+        CROSS JOIN LATERAL (
+            SELECT x.o, x.r, ledgerlock._audit_window(tbl, x.o, x.r, c.ov IS NOT NULL, c.unlocked_scopes,
+                                                      scope_col) AS lock_id
+            FROM (SELECT CASE WHEN json_cols IS NULL THEN pg_catalog.to_jsonb(ll_o.*)
+                              ELSE ledgerlock._audit_image(ll_o.*, json_cols) END AS o,
+                         NULL::jsonb AS r
+                  FROM ll_old AS ll_o OFFSET 0) x
+            OFFSET 0) w;
     END IF;
     RETURN NULL;
 END

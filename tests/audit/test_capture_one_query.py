@@ -1,0 +1,107 @@
+"""The capture writes a statement's events with one query whatever its period context: the event of a row is
+made in one place (ledgerlock._audit_event_row, inlined into that query), and the lock window a row went
+into is looked up only when an override or an unlocked window may apply. These tests hold what that query
+records on the paths where a lookup runs, and that the event is made once per row."""
+
+from __future__ import annotations
+
+import pytest
+
+MARCH = ("2026-03-01", "2026-03-31")
+COLS = "operation, row_key ->> 'id', lock_id, override_id, reason"
+
+
+def events(db, where: str, params=None) -> list[tuple]:
+    return db.connect("auditor").execute(
+        f"SELECT {COLS} FROM ledgerlock.audit_event WHERE table_oid = 'invoice'::regclass AND row_key IS NOT NULL "
+        f"AND {where} ORDER BY seq",
+        params).fetchall()
+
+
+@pytest.fixture
+def app(db):
+    db.protect_invoice()
+    return db.connect("app")
+
+
+def test_a_statement_takes_one_seq_per_row(db, app):
+    """The row event is inlined: each field is read from its own expression and the event's seq is taken once
+    per row (were it called as a function, (…).* would call it once per field and burn a seq each time)."""
+    owner = db.owner()
+
+    def seqs_taken(statement: str) -> int:
+        before = owner.execute("SELECT last_value FROM ledgerlock.audit_event_seq").fetchone()[0]
+        app.execute(statement)
+        return owner.execute("SELECT last_value FROM ledgerlock.audit_event_seq").fetchone()[0] - before
+
+    assert seqs_taken("INSERT INTO invoice (id, company_id, issued_on) "
+                      "SELECT g, 1, date '2026-04-01' + g FROM generate_series(1, 3) g") == 3
+    assert seqs_taken("UPDATE invoice SET amount = amount + 1 WHERE id <= 3") == 3
+    assert seqs_taken("DELETE FROM invoice WHERE id IN (1, 2)") == 2
+    rows = owner.execute("SELECT seq, operation FROM ledgerlock.audit_event "
+                         "WHERE table_oid = 'invoice'::regclass AND operation <> 'PROTECT' ORDER BY seq").fetchall()
+    assert [r[1] for r in rows] == ["INSERT"] * 3 + ["UPDATE"] * 3 + ["DELETE"] * 2
+    assert [r[0] for r in rows] == list(range(rows[0][0], rows[0][0] + 8))
+
+
+def test_under_an_override_every_row_carries_it_and_only_rows_in_a_window_carry_the_window(db, app):
+    ctl = db.connect("controller")
+    lock_id = ctl.execute("SELECT ledgerlock.lock_period('1', %s, %s)", MARCH).fetchone()[0]
+    with ctl.transaction():
+        ctl.execute("SET LOCAL ledgerlock.reason = 'client label'")
+        ov = ctl.execute("SELECT ledgerlock.begin_override('bank fee booked late')").fetchone()[0]
+        ctl.execute("INSERT INTO invoice (id, company_id, issued_on) VALUES (1, 1, '2026-03-10'), "
+                    "(2, 1, '2026-04-10'), (3, 2, '2026-03-10')")
+        ctl.execute("UPDATE invoice SET issued_on = '2026-04-11' WHERE id = 1")  # out of the window
+        ctl.execute("DELETE FROM invoice WHERE id = 3")
+    assert events(db, "true") == [
+        ("INSERT", "1", lock_id, ov, "bank fee booked late"),
+        ("INSERT", "2", None, ov, "bank fee booked late"),
+        ("INSERT", "3", None, ov, "bank fee booked late"),
+        ("UPDATE", "1", lock_id, ov, "bank fee booked late"),  # the window it left
+        ("DELETE", "3", None, ov, "bank fee booked late")]
+    # the next transaction has no override: the client's label again, no window, no override
+    app.execute("SET ledgerlock.reason = 'routine entry'")
+    app.execute("INSERT INTO invoice (id, company_id, issued_on) VALUES (4, 1, '2026-04-12')")
+    assert events(db, "row_key ->> 'id' = '4'") == [("INSERT", "4", None, None, "routine entry")]
+
+
+def test_the_latest_override_of_the_transaction_is_the_one_recorded(db, app):
+    ctl = db.connect("controller")
+    lock_id = ctl.execute("SELECT ledgerlock.lock_period('1', %s, %s)", MARCH).fetchone()[0]
+    with ctl.transaction():
+        first = ctl.execute("SELECT ledgerlock.begin_override('first reason')").fetchone()[0]
+        ctl.execute("INSERT INTO invoice (id, company_id, issued_on) VALUES (1, 1, '2026-03-10')")
+        second = ctl.execute("SELECT ledgerlock.begin_override('second reason')").fetchone()[0]
+        ctl.execute("INSERT INTO invoice (id, company_id, issued_on) VALUES (2, 1, '2026-03-11')")
+    assert first != second
+    assert events(db, "true") == [("INSERT", "1", lock_id, first, "first reason"),
+                                  ("INSERT", "2", lock_id, second, "second reason")]
+
+
+def test_an_override_rolled_back_to_a_savepoint_is_not_recorded(db, app):
+    """The override is read from the database in each statement, never remembered: one rolled back with its
+    savepoint no longer marks the transaction's later writes (which the guard then lets through only outside
+    locked windows)."""
+    ctl = db.connect("controller")
+    ctl.execute("SELECT ledgerlock.lock_period('1', %s, %s)", MARCH)
+    with ctl.transaction():
+        ctl.execute("SET LOCAL ledgerlock.reason = 'client label'")
+        ctl.execute("SAVEPOINT s")
+        ctl.execute("SELECT ledgerlock.begin_override('abandoned')")
+        ctl.execute("ROLLBACK TO SAVEPOINT s")
+        ctl.execute("INSERT INTO invoice (id, company_id, issued_on) VALUES (1, 1, '2026-04-10')")
+    assert events(db, "true") == [("INSERT", "1", None, None, "client label")]
+
+
+def test_a_window_unlocked_later_in_the_transaction_is_recorded_from_then_on(db, app):
+    """Nothing about the period context is cached across statements: a window unlocked in the middle of a
+    transaction marks the writes made after it."""
+    admin = db.connect("admin")
+    lock_id = admin.execute("SELECT ledgerlock.lock_period('1', %s, %s)", MARCH).fetchone()[0]
+    with admin.transaction():
+        admin.execute("INSERT INTO invoice (id, company_id, issued_on) VALUES (1, 1, '2026-04-10')")
+        admin.execute("SELECT ledgerlock.unlock_period(%s, 'late supplier invoice')", (lock_id,))
+        admin.execute("INSERT INTO invoice (id, company_id, issued_on) VALUES (2, 1, '2026-03-10')")
+    assert events(db, "true") == [("INSERT", "1", None, None, None),
+                                  ("INSERT", "2", lock_id, None, "late supplier invoice")]
