@@ -82,7 +82,8 @@ def finalize_statement(b: Bench, f: Features) -> Result:
                 protect(b, table, audit=False, numbered=True)
             if floor:
                 b.execute(sql.SQL("CREATE TRIGGER floor_statement_number BEFORE UPDATE ON {} FOR EACH ROW "
-                                  "WHEN (NEW.status IN ('approved', 'paid') AND OLD.status NOT IN ('approved', 'paid')) "
+                                  "WHEN (NEW.status IN ('approved', 'paid') "
+                                  "AND OLD.status NOT IN ('approved', 'paid')) "
                                   "EXECUTE FUNCTION floor_statement_number()").format(sql.Identifier(table)))
             b.prepare_for_run(table)
             seconds = b.timed(sql.SQL("UPDATE {} SET status = 'approved'").format(sql.Identifier(table)),
