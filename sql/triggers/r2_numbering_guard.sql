@@ -545,7 +545,10 @@ BEGIN
     -- the settle step reads each final row back into the series of its own date and scope
     -- the settle step reads each final row back into the series of its own date and scope: the digits
     -- between the prefix and the suffix of that series (NULL when the number does not have them)
+    -- (a format without {SCOPE} never reads the scope column, which may be a path through a parent)
     v := v || pg_catalog.jsonb_build_object(
+        'date_n', CASE WHEN fmt.uses_date THEN v ->> 'date_n' ELSE 'NULL::date' END,
+        'scope_n', CASE WHEN fmt.uses_scope THEN v ->> 'scope_n' ELSE 'NULL::text' END,
         'prefix_n', ledgerlock._number_part_sql(fmt.prefix_format, false),
         'suffix_n', ledgerlock._number_part_sql(fmt.suffix_format, false),
         'digits_of_x', CASE WHEN fmt.suffix_format = ''
