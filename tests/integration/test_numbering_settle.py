@@ -101,3 +101,31 @@ def test_one_statement_over_many_scopes_closes_every_range_exactly(db):
     assert len(got) == 40 and {v for _, v in got} == {10}
     assert app.execute("SELECT count(DISTINCT number) FROM invoice").fetchone()[0] == 400
     assert gaps(db) == []
+
+
+PARENT_SCHEMA = """
+CREATE TABLE entity (id integer PRIMARY KEY);
+CREATE TABLE ledger (id integer PRIMARY KEY, entity_id integer REFERENCES entity);
+CREATE TABLE je (id integer PRIMARY KEY, ledger_id integer REFERENCES ledger, posted_on date NOT NULL,
+                 status text NOT NULL DEFAULT 'draft', number text);
+INSERT INTO entity VALUES (1), (2);
+INSERT INTO ledger VALUES (10, 1), (20, 2);
+GRANT SELECT, INSERT, UPDATE, DELETE ON entity, ledger, je TO ll_app;
+"""
+
+
+@pytest.mark.parametrize("rows", [1, 3], ids=["one row", "three rows"])
+def test_a_table_scoped_through_its_parent_is_numbered_by_its_date_alone(db, rows):
+    """The scope column is a path (ledger_id.entity_id), no column of the row: a format without {SCOPE}
+    never reads it, in the row trigger or in the settle step."""
+    owner = db.owner()
+    owner.execute(PARENT_SCHEMA)
+    owner.execute("SELECT ledgerlock.protect('je', date_column => 'posted_on', scope_column => 'ledger_id.entity_id', "
+                  "final_when => 'status = ''posted''', number_column => 'number', "
+                  "number_format => 'JE-{YYYY}-{SEQ:4}')")
+    app = db.connect("app")
+    app.execute("INSERT INTO je (id, ledger_id, posted_on, status) "
+                "SELECT g, 10 * (1 + g %% 2), '2026-03-10', 'posted' FROM generate_series(1, %s) g", (rows,))
+    got = [r[0] for r in app.execute("SELECT number FROM je ORDER BY id")]
+    assert got == [f"JE-2026-{i:04}" for i in range(1, rows + 1)]
+    assert owner.execute("SELECT count(*) FROM ledgerlock.number_gaps('je')").fetchone()[0] == 0
