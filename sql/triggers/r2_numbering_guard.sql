@@ -416,7 +416,8 @@ AS $fn$
                           WHERE ({{final_n}}) IS TRUE
                             AND (SELECT pg_catalog.count(*) FROM (SELECT FROM ll_new LIMIT 2) AS two) = 1
                             AND {{old_none}}) AS x) AS y) AS f
-        WHERE c.tbl = {{tbl}} AND c.prefix = f.prefix AND c.suffix = f.suffix  -- the series of the row's own date and scope
+        -- the counter of the series of the row's own date and scope, by its key
+        WHERE c.tbl = {{tbl}} AND c.prefix = f.prefix AND c.suffix = f.suffix
           AND c.open_from IS NOT NULL AND c.open_kind = ll_kind
           AND c.last_value = c.open_from + 1 AND f.seq = c.last_value
           AND NOT EXISTS (SELECT FROM ledgerlock.number_counter AS o
@@ -542,7 +543,6 @@ BEGIN
             'suffix', ledgerlock._number_part_sql(fmt.suffix_format, false),
             'pad', fmt.pad)));
 
-    -- the settle step reads each final row back into the series of its own date and scope
     -- the settle step reads each final row back into the series of its own date and scope: the digits
     -- between the prefix and the suffix of that series (NULL when the number does not have them)
     -- (a format without {SCOPE} never reads the scope column, which may be a path through a parent)
