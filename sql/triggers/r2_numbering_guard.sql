@@ -195,6 +195,13 @@ AS $$
                                      cfg.date_column),
         'scope_of', CASE WHEN cfg.scope_column IS NULL THEN 'NULL'
                          ELSE pg_catalog.format('NEW.%I::text', cfg.scope_column) END,
+        -- the same over a row n of the settle step's transition tables
+        'date_n', pg_catalog.format(CASE ledgerlock._date_kind(tbl) WHEN 'date' THEN 'n.%I'
+                                                                    WHEN 'timestamp' THEN 'n.%I::date'
+                                                                    ELSE '(n.%I AT TIME ZONE ''UTC'')::date' END,
+                                    cfg.date_column),
+        'scope_n', CASE WHEN cfg.scope_column IS NULL THEN 'NULL::text'
+                        ELSE pg_catalog.format('n.%I::text', cfg.scope_column) END,
         'final_n', ledgerlock._condition_as(cfg.final_when_sql, 'n'),
         'final_o', ledgerlock._condition_as(cfg.final_when_sql, 'o'),
         'keys', (SELECT pg_catalog.string_agg(pg_catalog.quote_ident(k), ', ') FROM pg_catalog.unnest(cfg.key_columns) k))
@@ -319,9 +326,10 @@ REVOKE ALL ON FUNCTION ledgerlock._ll40_draft_body(jsonb) FROM PUBLIC;
 
 -- The one query of the settle step (see below), reading ll_new and, for an UPDATE, ll_old. Extra value:
 -- old_final, the count of rows that were final before the statement (0 for an INSERT).
--- It counts the rows that became final, reads their numbers back into the ranges the counters say this
--- statement opened, closes those ranges and resets their position hints, so a statement that numbers
--- nothing pays one small query, and one that numbers rows one more.
+-- It counts the rows that became final, reads each number back once into the series of its row (the
+-- series ll_40 numbered the row in), matches those against the ranges the counters say this statement
+-- opened, closes the ranges and resets their position hints: one pass over the rows, whatever the number
+-- of series.
 CREATE OR REPLACE FUNCTION ledgerlock._ll40_settle_query(v jsonb)
 RETURNS text
 LANGUAGE sql
@@ -329,28 +337,34 @@ IMMUTABLE
 SET search_path = pg_catalog, pg_temp
 AS $fn$
     SELECT ledgerlock._template($q$
+        -- Each final row read back once: the series its own date and scope give (what ll_40 numbered it in)
+        -- and the sequence number in its number, when the number has that series' shape (digits only, 1 to
+        -- 18 of them). A number of any other shape counts as not taken in this statement.
         WITH f AS MATERIALIZED (
-            SELECT (n.{{number_column|I}})::text COLLATE "C" AS num FROM ll_new AS n WHERE ({{final_n}}) IS TRUE),
+            SELECT y.prefix, y.suffix,
+                   CASE WHEN pg_catalog.octet_length(y.d) BETWEEN 1 AND 18 AND pg_catalog.ltrim(y.d, '0123456789') = ''
+                        THEN y.d::bigint END AS seq
+            FROM (SELECT x.prefix, x.suffix, {{digits_of_x}} AS d
+                  FROM (SELECT ({{prefix_n}}) COLLATE "C" AS prefix, ({{suffix_n}}) COLLATE "C" AS suffix,
+                               (n.{{number_column|I}})::text COLLATE "C" AS num
+                        FROM ll_new AS n
+                        CROSS JOIN LATERAL (SELECT {{date_n}} AS ll_d, {{scope_n}} AS ll_scope) AS ll_v
+                        WHERE ({{final_n}}) IS TRUE) AS x
+                  OFFSET 0) AS y),  -- OFFSET 0: the digits are cut out once per row, not once per use
+        -- Per range this statement opened: how many of its rows carry a number of the range, how many
+        -- distinct numbers, the lowest and the highest. The rows are grouped by number first (hashed, no sort)
+        -- and joined to the table's open counters by series, so the cost grows with the rows, not rows x ranges.
+        g AS (SELECT f.prefix, f.suffix, f.seq, pg_catalog.count(*) AS k FROM f WHERE f.seq IS NOT NULL
+              GROUP BY f.prefix, f.suffix, f.seq),
         r AS (
             SELECT c.prefix, c.suffix, c.open_from AS base, c.last_value AS top, c.open_kind,
-                   pg_catalog.count(s.seq) AS cnt, pg_catalog.count(DISTINCT s.seq) AS distinct_cnt,
-                   pg_catalog.min(s.seq) AS lo, pg_catalog.max(s.seq) AS hi
+                   coalesce(pg_catalog.sum(g.k) FILTER (WHERE g.seq > c.open_from AND g.seq <= c.last_value), 0)::bigint
+                       AS cnt,
+                   pg_catalog.count(g.seq) FILTER (WHERE g.seq > c.open_from AND g.seq <= c.last_value) AS distinct_cnt,
+                   pg_catalog.min(g.seq) FILTER (WHERE g.seq > c.open_from AND g.seq <= c.last_value) AS lo,
+                   pg_catalog.max(g.seq) FILTER (WHERE g.seq > c.open_from AND g.seq <= c.last_value) AS hi
             FROM ledgerlock.number_counter c
-            LEFT JOIN LATERAL (
-                SELECT d.seq FROM (
-                    -- digits only, 1 to 18 of them (what the regex ^[0-9]{1,18}$ says, at a third of its cost)
-                    SELECT CASE WHEN pg_catalog.length(m.digits) BETWEEN 1 AND 18
-                                     AND pg_catalog.ltrim(m.digits, '0123456789') = ''
-                                THEN m.digits::bigint END AS seq
-                    FROM (SELECT pg_catalog.substr(f.num, pg_catalog.length(c.prefix) + 1,
-                                                   pg_catalog.length(f.num) - pg_catalog.length(c.prefix)
-                                                   - pg_catalog.length(c.suffix)) AS digits
-                          FROM f
-                          WHERE pg_catalog."left"(f.num, pg_catalog.length(c.prefix)) = c.prefix
-                            AND pg_catalog."right"(f.num, pg_catalog.length(c.suffix)) = c.suffix
-                            AND pg_catalog.length(f.num) > pg_catalog.length(c.prefix) + pg_catalog.length(c.suffix)
-                         ) m OFFSET 0) d
-                WHERE d.seq > c.open_from AND d.seq <= c.last_value) s ON true
+            LEFT JOIN g ON g.prefix = c.prefix AND g.suffix = c.suffix
             WHERE c.tbl = {{tbl}} AND c.open_from IS NOT NULL AND c.open_kind IN (ll_kind, 'both')
             GROUP BY c.prefix, c.suffix, c.open_from, c.last_value, c.open_kind),
         u AS (
@@ -376,7 +390,8 @@ REVOKE ALL ON FUNCTION ledgerlock._ll40_settle_query(jsonb) FROM PUBLIC;
 
 -- The settle step of a one-row statement that made its row final (every single-row finalization), in one
 -- UPDATE: the statement wrote exactly one row, it became final, the table has exactly one range open for
--- this kind of write, holding exactly one number, and the row carries that number. That is what the full
+-- this kind of write, holding exactly one number, and the row carries that number in the series of its own
+-- date and scope (found through the counter's key, not by trying every open range). That is what the full
 -- query and checks below would prove for such a statement, from the same state a client cannot touch, so
 -- the range is closed (last_value already equals open_from + 1) and its hint reset. When any of it does
 -- not hold, no row is updated and the full settle runs as before. Extra value: old_none, for an UPDATE
@@ -390,21 +405,21 @@ AS $fn$
     SELECT ledgerlock._template($q$
         UPDATE ledgerlock.number_counter AS c
         SET open_from = NULL, open_kind = NULL
-        FROM (SELECT (n.{{number_column|I}})::text COLLATE "C" AS num FROM ll_new AS n
-              WHERE ({{final_n}}) IS TRUE
-                AND (SELECT pg_catalog.count(*) FROM (SELECT FROM ll_new LIMIT 2) AS two) = 1
-                AND {{old_none}}) AS f
-        WHERE c.tbl = {{tbl}} AND c.open_from IS NOT NULL AND c.open_kind = ll_kind
-          AND c.last_value = c.open_from + 1
-          AND pg_catalog."left"(f.num, pg_catalog.length(c.prefix)) = c.prefix
-          AND pg_catalog."right"(f.num, pg_catalog.length(c.suffix)) = c.suffix
-          AND pg_catalog.length(f.num) - pg_catalog.length(c.prefix) - pg_catalog.length(c.suffix) BETWEEN 1 AND 18
-          AND pg_catalog.ltrim(pg_catalog.substr(f.num, pg_catalog.length(c.prefix) + 1,
-                                                 pg_catalog.length(f.num) - pg_catalog.length(c.prefix)
-                                                 - pg_catalog.length(c.suffix)), '0123456789') = ''
-          AND pg_catalog.substr(f.num, pg_catalog.length(c.prefix) + 1,
-                                pg_catalog.length(f.num) - pg_catalog.length(c.prefix)
-                                - pg_catalog.length(c.suffix))::bigint = c.last_value
+        FROM (SELECT y.prefix, y.suffix,
+                     CASE WHEN pg_catalog.octet_length(y.d) BETWEEN 1 AND 18
+                               AND pg_catalog.ltrim(y.d, '0123456789') = '' THEN y.d::bigint END AS seq
+              FROM (SELECT x.prefix, x.suffix, {{digits_of_x}} AS d
+                    FROM (SELECT ({{prefix_n}}) COLLATE "C" AS prefix, ({{suffix_n}}) COLLATE "C" AS suffix,
+                                 (n.{{number_column|I}})::text COLLATE "C" AS num
+                          FROM ll_new AS n
+                          CROSS JOIN LATERAL (SELECT {{date_n}} AS ll_d, {{scope_n}} AS ll_scope) AS ll_v
+                          WHERE ({{final_n}}) IS TRUE
+                            AND (SELECT pg_catalog.count(*) FROM (SELECT FROM ll_new LIMIT 2) AS two) = 1
+                            AND {{old_none}}) AS x) AS y) AS f
+        -- the counter of the series of the row's own date and scope, by its key
+        WHERE c.tbl = {{tbl}} AND c.prefix = f.prefix AND c.suffix = f.suffix
+          AND c.open_from IS NOT NULL AND c.open_kind = ll_kind
+          AND c.last_value = c.open_from + 1 AND f.seq = c.last_value
           AND NOT EXISTS (SELECT FROM ledgerlock.number_counter AS o
                           WHERE o.tbl = {{tbl}} AND o.open_from IS NOT NULL AND o.open_kind IN (ll_kind, 'both')
                             AND (o.prefix, o.suffix) <> (c.prefix, c.suffix))
@@ -527,6 +542,23 @@ BEGIN
             'prefix', ledgerlock._number_part_sql(fmt.prefix_format, false),
             'suffix', ledgerlock._number_part_sql(fmt.suffix_format, false),
             'pad', fmt.pad)));
+
+    -- the settle step reads each final row back into the series of its own date and scope: the digits
+    -- between the prefix and the suffix of that series (NULL when the number does not have them)
+    -- (a format without {SCOPE} never reads the scope column, which may be a path through a parent)
+    v := v || pg_catalog.jsonb_build_object(
+        'date_n', CASE WHEN fmt.uses_date THEN v ->> 'date_n' ELSE 'NULL::date' END,
+        'scope_n', CASE WHEN fmt.uses_scope THEN v ->> 'scope_n' ELSE 'NULL::text' END,
+        'prefix_n', ledgerlock._number_part_sql(fmt.prefix_format, false),
+        'suffix_n', ledgerlock._number_part_sql(fmt.suffix_format, false),
+        'digits_of_x', CASE WHEN fmt.suffix_format = ''
+            THEN 'CASE WHEN pg_catalog.starts_with(x.num, x.prefix) '
+                 'THEN pg_catalog.substr(x.num, pg_catalog.length(x.prefix) + 1) END'
+            ELSE 'CASE WHEN pg_catalog.starts_with(x.num, x.prefix) '
+                 'AND pg_catalog."right"(x.num, pg_catalog.length(x.suffix)) = x.suffix '
+                 'AND pg_catalog.length(x.num) > pg_catalog.length(x.prefix) + pg_catalog.length(x.suffix) '
+                 'THEN pg_catalog.substr(x.num, pg_catalog.length(x.prefix) + 1, pg_catalog.length(x.num) '
+                 '- pg_catalog.length(x.prefix) - pg_catalog.length(x.suffix)) END' END);
 
     fmt := ledgerlock._number_format_parts(draft_format, 'draft_format', cfg.scope_column IS NOT NULL);
     PERFORM ledgerlock._create_generated_function(ledgerlock._ll40_function_name(tbl, 'draft'),

@@ -1,0 +1,131 @@
+"""R2: the settle step reads each final row back into the series of its own date and scope, once, and proves
+the numbers there; a row whose number belongs to another series than its final date or scope is refused."""
+
+from __future__ import annotations
+
+import pytest
+
+from lltest import lives_ok, refused
+
+
+def protect(db, fmt):
+    db.protect_invoice(number_column="number", number_format=fmt)
+
+
+def series(db):
+    return db.owner().execute("SELECT series, last_value FROM ledgerlock.number_series ORDER BY 1").fetchall()
+
+
+def numbers(conn):
+    return [r[0] for r in conn.execute("SELECT number FROM invoice WHERE status = 'approved' ORDER BY id")]
+
+
+def gaps(db):
+    return db.owner().execute("SELECT * FROM ledgerlock.number_gaps(NULL)").fetchall()
+
+
+def redate_after_ll40(db):
+    """The table owner adds a BEFORE trigger that fires after ll_40 and moves the row into another year."""
+    owner = db.owner()
+    owner.execute("""CREATE FUNCTION public.redate() RETURNS trigger LANGUAGE plpgsql AS
+                     $$ BEGIN NEW.issued_on := '2025-06-01'; RETURN NEW; END $$""")
+    owner.execute("CREATE TRIGGER zz_redate BEFORE INSERT OR UPDATE ON invoice FOR EACH ROW "
+                  "EXECUTE FUNCTION public.redate()")
+    return owner
+
+
+@pytest.mark.parametrize("ids", [(1,), (1, 2)], ids=["one row", "two rows"])
+def test_a_row_moved_to_another_series_after_its_number_is_refused(db, ids):
+    protect(db, "INV-{YYYY}-{SEQ:5}")
+    app = db.connect("app")
+    app.execute("INSERT INTO invoice (id, company_id, issued_on) "
+                "SELECT g, 1, '2026-02-01' FROM generate_series(1, 3) g")
+    owner = redate_after_ll40(db)
+    with refused("LL009", rf"{len(ids)} rows became final, 0 carry a number taken in this statement"):
+        app.execute("UPDATE invoice SET status = 'approved' WHERE id = ANY(%s)", (list(ids),))
+    assert series(db) == [] and numbers(app) == []
+    owner.execute("DROP TRIGGER zz_redate ON invoice")
+    lives_ok(app, "UPDATE invoice SET status = 'approved' WHERE id IN (1, 2)")  # the permitted neighbour
+    assert numbers(app) == ["INV-2026-00001", "INV-2026-00002"] and series(db) == [("INV-2026-{SEQ}", 2)]
+
+
+def test_a_row_inserted_final_and_moved_to_another_series_is_refused(db):
+    protect(db, "INV-{YYYY}-{SEQ:5}")
+    app = db.connect("app")
+    owner = redate_after_ll40(db)
+    with refused("LL009", r"1 rows became final, 0 carry a number taken in this statement"):
+        app.execute("INSERT INTO invoice (id, company_id, issued_on, status) VALUES (1, 1, '2026-02-01', 'approved')")
+    owner.execute("DROP TRIGGER zz_redate ON invoice")
+    lives_ok(app, "INSERT INTO invoice (id, company_id, issued_on, status) VALUES (1, 1, '2026-02-01', 'approved')")
+    assert numbers(app) == ["INV-2026-00001"] and series(db) == [("INV-2026-{SEQ}", 1)]
+
+
+def test_a_format_with_a_suffix_numbers_one_and_many_rows_in_each_series(db):
+    protect(db, "{SEQ:4}/{YYYY}")
+    app = db.connect("app")
+    app.execute("""INSERT INTO invoice (id, company_id, issued_on, status)
+                   SELECT g, 1, make_date(2020 + g % 3, 1, 1), 'approved' FROM generate_series(1, 300) g""")
+    app.execute("INSERT INTO invoice (id, company_id, issued_on, status) VALUES (301, 1, '2021-05-01', 'approved')")
+    assert series(db) == [("{SEQ}/2020", 100), ("{SEQ}/2021", 101), ("{SEQ}/2022", 100)]
+    assert numbers(app)[:3] == ["0001/2021", "0001/2022", "0001/2020"] and numbers(app)[-1] == "0101/2021"
+    assert gaps(db) == []
+
+
+def test_a_suffix_format_renumbered_to_a_number_outside_the_range_is_refused(db):
+    protect(db, "{SEQ:4}/{YYYY}")
+    app = db.connect("app")
+    owner = db.owner()
+    owner.execute("""CREATE FUNCTION public.renumber() RETURNS trigger LANGUAGE plpgsql AS
+                     $$ BEGIN NEW.number := '0042/2026'; RETURN NEW; END $$""")
+    owner.execute("CREATE TRIGGER zz_renumber BEFORE INSERT ON invoice FOR EACH ROW EXECUTE FUNCTION public.renumber()")
+    with refused("LL009", r"1 rows became final, 0 carry a number taken in this statement"):
+        app.execute("INSERT INTO invoice (id, company_id, issued_on, status) VALUES (1, 1, '2026-02-01', 'approved')")
+    with refused("LL009", r"2 rows became final, 0 carry a number taken in this statement"):
+        app.execute("""INSERT INTO invoice (id, company_id, issued_on, status) VALUES
+                       (1, 1, '2026-02-01', 'approved'), (2, 1, '2026-02-01', 'approved')""")
+    owner.execute("DROP TRIGGER zz_renumber ON invoice")
+    lives_ok(app, """INSERT INTO invoice (id, company_id, issued_on, status) VALUES
+                     (1, 1, '2026-02-01', 'approved'), (2, 1, '2026-02-01', 'approved')""")
+    assert numbers(app) == ["0001/2026", "0002/2026"] and series(db) == [("{SEQ}/2026", 2)]
+
+
+def test_one_statement_over_many_scopes_closes_every_range_exactly(db):
+    protect(db, "INV-{SCOPE}-{SEQ:3}")
+    app = db.connect("app")
+    db.owner().execute("INSERT INTO company (id, name) SELECT g, 'c' || g FROM generate_series(2, 40) g "
+                       "ON CONFLICT DO NOTHING")
+    app.execute("""INSERT INTO invoice (id, company_id, issued_on)
+                   SELECT g, 1 + g % 40, '2026-02-01' FROM generate_series(1, 400) g""")
+    app.execute("UPDATE invoice SET status = 'approved'")
+    got = series(db)
+    assert len(got) == 40 and {v for _, v in got} == {10}
+    assert app.execute("SELECT count(DISTINCT number) FROM invoice").fetchone()[0] == 400
+    assert gaps(db) == []
+
+
+PARENT_SCHEMA = """
+CREATE TABLE entity (id integer PRIMARY KEY);
+CREATE TABLE ledger (id integer PRIMARY KEY, entity_id integer REFERENCES entity);
+CREATE TABLE je (id integer PRIMARY KEY, ledger_id integer REFERENCES ledger, posted_on date NOT NULL,
+                 status text NOT NULL DEFAULT 'draft', number text);
+INSERT INTO entity VALUES (1), (2);
+INSERT INTO ledger VALUES (10, 1), (20, 2);
+GRANT SELECT, INSERT, UPDATE, DELETE ON entity, ledger, je TO ll_app;
+"""
+
+
+@pytest.mark.parametrize("rows", [1, 3], ids=["one row", "three rows"])
+def test_a_table_scoped_through_its_parent_is_numbered_by_its_date_alone(db, rows):
+    """The scope column is a path (ledger_id.entity_id), no column of the row: a format without {SCOPE}
+    never reads it, in the row trigger or in the settle step."""
+    owner = db.owner()
+    owner.execute(PARENT_SCHEMA)
+    owner.execute("SELECT ledgerlock.protect('je', date_column => 'posted_on', scope_column => 'ledger_id.entity_id', "
+                  "final_when => 'status = ''posted''', number_column => 'number', "
+                  "number_format => 'JE-{YYYY}-{SEQ:4}')")
+    app = db.connect("app")
+    app.execute("INSERT INTO je (id, ledger_id, posted_on, status) "
+                "SELECT g, 10 * (1 + g %% 2), '2026-03-10', 'posted' FROM generate_series(1, %s) g", (rows,))
+    got = [r[0] for r in app.execute("SELECT number FROM je ORDER BY id")]
+    assert got == [f"JE-2026-{i:04}" for i in range(1, rows + 1)]
+    assert owner.execute("SELECT count(*) FROM ledgerlock.number_gaps('je')").fetchone()[0] == 0
