@@ -659,10 +659,13 @@ REVOKE ALL ON FUNCTION ledgerlock._audit_moved_keys(text, oid[]) FROM PUBLIC;
 -- image; a null image is an absent or deleted row). Set-based, in one query (one snapshot): the live rows
 -- (their key built from the key columns) are hash-joined with the latest event of each key: the first of
 -- its key in a backward walk of the (table_oid, row_key, seq) index, or, for a table whose events lie
--- under several oids, the one no later event of the key follows (an anti-join). Keys that updates moved rows into or out of come from _audit_moved_keys instead.
+-- under several oids, the one no later event of the key follows (an anti-join). Keys that updates moved
+-- rows into or out of come from _audit_moved_keys instead.
 -- Images are compared with jsonb equality and the loose columns (_audit_loose_columns) again as text, so
 -- that 1.0 and 1.00 differ; extra_float_digits is pinned as in the capture. The lock history's rows are
 -- few and some are filed under other tables (skipped writes): its facts come from _audit_row_facts.
+-- Long because it assembles one query for the table's shape (key columns, json and regclass columns, one
+-- oid or several, moved keys), so that the query is planned with that table's own columns and index.
 CREATE OR REPLACE FUNCTION ledgerlock._audit_row_diff(tbl regclass, rel regclass, all_facts boolean)
 RETURNS TABLE(row_key jsonb, seq bigint, operation text, live jsonb, recorded jsonb)
 LANGUAGE plpgsql
