@@ -5,6 +5,9 @@ is written through the capture, so the figures are those of a clean verification
 - full: ``verify_audit()`` over the whole trail (events/s) and the books check alone
   (``audit_discrepancies()``, live rows/s), in wall time with the server's parallel workers, and once in
   backend CPU time with parallelism off (the machine may be shared: CPU time does not depend on the load);
+- the floors, in the same process: every event's and link's hash (``verify_hash_floor``, and again with the
+  server's parallel workers, ``verify_hash_floor_parallel``: what the machine's cores allow), every live row's
+  image (``verify_image_floor``); the serial CPU of each check is in the notes;
 - from a digest: ``verify_audit_from(digest)`` after 0.1 % more events (1,000 after 1M), whose trail part
   (chain, seals, unsealed events, counters, lock windows) reads only what follows the digest: its time
   against the full chain's shows the cost follows the new events; the books are checked in full, and
@@ -40,6 +43,16 @@ HASH_FLOOR = """SELECT count(ledgerlock._audit_event_hash(e.seq, e.at, e.txid, e
     c.txid_floor, c.sealed_below))
     FROM ledgerlock.audit_event e JOIN ledgerlock.audit_chain c ON c.seq = e.seq"""
 IMAGE_FLOOR = "SELECT count(pg_catalog.to_jsonb(t)) FROM v_invoice t"
+
+# The checks of verify_audit() one by one, for the serial CPU breakdown (the chain's includes the seals and
+# the unsealed events; counters and lock windows read only the series and windows there are).
+CHECKS = {
+    "chain": "SELECT problems FROM ledgerlock._audit_verify_chain(1)",
+    "seals": "SELECT count(*) FROM ledgerlock._audit_seal_problems(1)",
+    "counters": "SELECT count(*) FROM ledgerlock._audit_counter_problems(0)",
+    "windows": "SELECT count(*) FROM ledgerlock._audit_window_problems(0)",
+    "books": "SELECT count(*) FROM ledgerlock.audit_discrepancies()",
+}
 
 VERIFY_DB = "ledgerlock_bench_verify"
 CHUNK = 100_000
@@ -115,6 +128,15 @@ def _rate(n: int, seconds: float | None) -> str:
     return f"{n / seconds:,.0f}/s" if seconds else "n/a"
 
 
+def _parts(parts: dict[str, float]) -> str:
+    return ", ".join(f"{name} {cpu:.2f}s" for name, cpu in parts.items())
+
+
+def _workers_launched(node: dict) -> int:
+    """The most parallel workers any Gather of an EXPLAIN (FORMAT JSON) plan started."""
+    return max([node.get("Workers Launched", 0)] + [_workers_launched(c) for c in node.get("Plans", [])])
+
+
 def verify(b: Bench, f: Features) -> list[Result]:
     title_events = "verify_audit() over the whole trail, clean database (events/s)"
     title_rows = "books check: every live row against its latest event (live rows/s)"
@@ -137,10 +159,12 @@ def verify(b: Bench, f: Features) -> list[Result]:
             wall, _, out = timed(conn, "SELECT count(*) FROM ledgerlock.audit_discrepancies()")
             row_rates.append(rows / wall)
             verdicts.append((out[0][0] == 0, out[0][0], None))
-        # the same work in one process, measured in CPU time: what the load of the machine cannot change
+        # the same work in one process, measured in CPU time: what the load of the machine cannot change;
+        # and where it goes, check by check (the chain's figure includes the seal and unsealed-event checks)
         conn.execute("SET max_parallel_workers_per_gather = 0")
         _, cpu_all, _ = timed(conn, "SELECT ok FROM ledgerlock.verify_audit()")
         _, cpu_books, _ = timed(conn, "SELECT count(*) FROM ledgerlock.audit_discrepancies()")
+        parts = {name: timed(conn, statement)[1] or 0 for name, statement in CHECKS.items()}
         # the floors, in the same process and run: what any verification must at least do
         hash_walls, row_walls = [], []
         for _ in range(b.profile.reps):
@@ -149,10 +173,18 @@ def verify(b: Bench, f: Features) -> list[Result]:
             wall, cpu_image, _ = timed(conn, IMAGE_FLOOR)
             row_walls.append(wall)
         conn.execute("RESET max_parallel_workers_per_gather")
+        # the hash floor again with the server's parallel workers (a partial aggregate in each): what this
+        # machine's cores give the chain, in wall time, and how many workers the server could start
+        par_walls, launched = [], 0
+        for _ in range(b.profile.reps):
+            t0 = time.perf_counter()
+            plan = conn.execute("EXPLAIN (ANALYZE, TIMING OFF, FORMAT JSON) " + HASH_FLOOR).fetchone()[0]
+            par_walls.append(time.perf_counter() - t0)
+            launched = max(launched, _workers_launched(plan[0]["Plan"]))
         b.note("verify_audit: " + ", ".join(f"{x:,.0f}" for x in ev_rates) + " events/s; books: "
                + ", ".join(f"{x:,.0f}" for x in row_rates) + f" rows/s; serial backend CPU: verify "
                f"{cpu_all or 0:.1f}s ({_rate(events, cpu_all)}), books {cpu_books or 0:.1f}s "
-               f"({_rate(rows, cpu_books)}); load {os.getloadavg()[0]:.1f}")
+               f"({_rate(rows, cpu_books)}); by check: {_parts(parts)}; load {os.getloadavg()[0]:.1f}")
         bad = [v for v in verdicts if not v[0]]
         verdict_note = "every run ok" if not bad else f"NOT ok: {bad[0][1]} problem(s), e.g. {bad[0][2]}"
 
@@ -195,6 +227,11 @@ def verify(b: Bench, f: Features) -> list[Result]:
                unit="events/s", baseline_label="-",
                note=f"serial backend CPU {cpu_hash or 0:.1f}s = {_rate(events, cpu_hash)}: verify_audit() cannot "
                     f"go faster than this in one process", value_samples=[events / w for w in hash_walls]),
+        Result("verify_hash_floor_parallel", "floor with the server's parallel workers, wall time (events/s)",
+               unit="events/s", baseline_label="-",
+               note=f"the hash floor's query with max_parallel_workers_per_gather at the server's setting: "
+                    f"{launched} worker(s) launched besides the leader, on {os.cpu_count()} cores; {load}",
+               value_samples=[events / w for w in par_walls]),
         Result("verify_image_floor", "floor: every live row turned into its jsonb image (rows/s)",
                unit="rows/s", baseline_label="-",
                note=f"serial backend CPU {cpu_image or 0:.1f}s = {_rate(rows, cpu_image)}",

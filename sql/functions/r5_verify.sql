@@ -657,18 +657,24 @@ REVOKE ALL ON FUNCTION ledgerlock._audit_moved_keys(text, oid[]) FROM PUBLIC;
 -- The rows of rel (tbl, or one of its partitions) whose image differs from the latest fact of their key,
 -- and (all_facts) the facts of tbl that no row matches: (key, the latest event, live image, recorded
 -- image; a null image is an absent or deleted row). Set-based, in one query (one snapshot): the live rows
--- (their key built from the key columns) are hash-joined with the latest event of each key, the one no
--- later event of the key follows (an index probe of (table_oid, row_key, seq)); both sides can be read
--- by parallel workers. Keys that updates moved rows into or out of come from _audit_moved_keys instead.
+-- (their key built from the key columns) are hash-joined with the latest event of each key: the first of
+-- its key in a backward walk of the (table_oid, row_key, seq) index, or, for a table whose events lie
+-- under several oids, the one no later event of the key follows (an anti-join). Keys that updates moved
+-- rows into or out of come from _audit_moved_keys instead.
 -- Images are compared with jsonb equality and the loose columns (_audit_loose_columns) again as text, so
 -- that 1.0 and 1.00 differ; extra_float_digits is pinned as in the capture. The lock history's rows are
 -- few and some are filed under other tables (skipped writes): its facts come from _audit_row_facts.
+-- Long because it assembles one query for the table's shape (key columns, json and regclass columns, one
+-- oid or several, moved keys), so that the query is planned with that table's own columns and index.
 CREATE OR REPLACE FUNCTION ledgerlock._audit_row_diff(tbl regclass, rel regclass, all_facts boolean)
 RETURNS TABLE(row_key jsonb, seq bigint, operation text, live jsonb, recorded jsonb)
 LANGUAGE plpgsql
 STABLE
 SET search_path = pg_catalog, pg_temp
 SET extra_float_digits = '1'
+-- the latest events come in key order, and a merge join would sort every live row by its jsonb key to
+-- meet them (spilling to disk past work_mem): a hash join reads each side once
+SET enable_mergejoin = off
 AS $$
 DECLARE
     keys text[] := ledgerlock._audit_key_columns(tbl);
@@ -705,19 +711,37 @@ BEGIN
                coalesce(pg_catalog.array_agg(m.operation), '{}'), coalesce(pg_catalog.array_agg(m.image), '{}')
         INTO moved, m_seqs, m_ops, m_images
         FROM ledgerlock._audit_moved_keys(tname, oids) m;
-        facts := $f$
-            SELECT e.row_key, e.seq, e.operation,
-                   CASE WHEN e.operation IN ('DELETE', 'STATE_DELETE') THEN NULL ELSE e.new_row END AS image
-            FROM ledgerlock.audit_event e
-            WHERE e.table_oid = ANY ($3) AND e.table_name = $4 AND e.row_key IS NOT NULL
-              AND e.operation IN ('INSERT', 'UPDATE', 'DELETE', 'BASELINE', 'STATE_INSERT', 'STATE_UPDATE',
-                                  'STATE_DELETE')
-              AND NOT e.row_key = ANY ($6)
-              AND NOT EXISTS (SELECT FROM ledgerlock.audit_event x
-                              WHERE x.table_oid = ANY ($3) AND x.row_key = e.row_key AND x.seq > e.seq
-                                AND x.table_name = $4
-                                AND x.operation IN ('INSERT', 'UPDATE', 'DELETE', 'BASELINE', 'STATE_INSERT',
-                                                    'STATE_UPDATE', 'STATE_DELETE'))
+        IF pg_catalog.cardinality(oids) = 1 THEN
+            -- the usual case, one oid: the latest event of each key is the first of its key in a backward
+            -- walk of the (table_oid, row_key, seq) index, read once (an anti-join reads the events twice)
+            facts := $f$
+                (SELECT DISTINCT ON (e.row_key) e.row_key, e.seq, e.operation,
+                        CASE WHEN e.operation IN ('DELETE', 'STATE_DELETE') THEN NULL ELSE e.new_row END AS image
+                 FROM ledgerlock.audit_event e
+                 WHERE e.table_oid = ($3)[1] AND e.table_name = $4 AND e.row_key IS NOT NULL
+                   AND e.operation IN ('INSERT', 'UPDATE', 'DELETE', 'BASELINE', 'STATE_INSERT', 'STATE_UPDATE',
+                                       'STATE_DELETE')
+                   AND NOT e.row_key = ANY ($6)
+                 ORDER BY e.row_key DESC, e.seq DESC)
+                $f$;
+        ELSE
+            -- events filed under several oids (a restored dump): the index no longer orders a key's events
+            facts := $f$
+                SELECT e.row_key, e.seq, e.operation,
+                       CASE WHEN e.operation IN ('DELETE', 'STATE_DELETE') THEN NULL ELSE e.new_row END AS image
+                FROM ledgerlock.audit_event e
+                WHERE e.table_oid = ANY ($3) AND e.table_name = $4 AND e.row_key IS NOT NULL
+                  AND e.operation IN ('INSERT', 'UPDATE', 'DELETE', 'BASELINE', 'STATE_INSERT', 'STATE_UPDATE',
+                                      'STATE_DELETE')
+                  AND NOT e.row_key = ANY ($6)
+                  AND NOT EXISTS (SELECT FROM ledgerlock.audit_event x
+                                  WHERE x.table_oid = ANY ($3) AND x.row_key = e.row_key AND x.seq > e.seq
+                                    AND x.table_name = $4
+                                    AND x.operation IN ('INSERT', 'UPDATE', 'DELETE', 'BASELINE', 'STATE_INSERT',
+                                                        'STATE_UPDATE', 'STATE_DELETE'))
+                $f$;
+        END IF;
+        facts := facts || $f$
             UNION ALL
             SELECT u.k, u.s, u.o, u.i
             FROM ROWS FROM (pg_catalog.unnest($6), pg_catalog.unnest($7), pg_catalog.unnest($8),
