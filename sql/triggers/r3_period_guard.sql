@@ -447,17 +447,21 @@ REVOKE ALL ON FUNCTION ledgerlock._ll20_function_name(regclass) FROM PUBLIC;
 
 -- (Re)generate the INSERT check of a table and return its name, or return null when the table
 -- does not qualify (see the top of this section): its inserts are then checked by guard_period_row.
-CREATE OR REPLACE FUNCTION ledgerlock._ll20_generate_insert(tbl regclass)
+-- from_parent: the date or the scope is read from a parent row; kind: ledgerlock._period_date_kind (both
+-- computed by the installer already). A function that already has this body and its recorded fingerprint is
+-- left alone: a lock that raises a mark re-runs the installer, and needs no new function.
+CREATE OR REPLACE FUNCTION ledgerlock._ll20_generate_insert(tbl regclass, kind text, from_parent boolean)
 RETURNS name
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     cfg ledgerlock.protected_table := ledgerlock._config(tbl);
-    fn name := ledgerlock._ll20_function_name(tbl);
+    gen name := ledgerlock._ll20_function_name(tbl);
     probe text;
+    body text;
 BEGIN
-    IF ledgerlock._parent_date_sql(tbl, true) IS NOT NULL OR ledgerlock._parent_scope_sql(tbl, true) IS NOT NULL
+    IF from_parent
        OR NOT EXISTS (SELECT FROM pg_catalog.pg_attribute a WHERE a.attrelid = tbl AND a.attname = cfg.date_column
                                                                AND NOT a.attisdropped)
        OR (cfg.scope_column IS NOT NULL AND NOT EXISTS (
@@ -486,15 +490,23 @@ BEGIN
            ORDER BY s.from_date DESC LIMIT 1)) AS x
     WHERE x.to_date >= ll_day
     LIMIT 1;$q$, cfg.ledger) END;
-    PERFORM ledgerlock._create_generated_function(fn, ledgerlock._ll20_insert_body(pg_catalog.jsonb_build_object(
-        'day', ledgerlock._period_day_sql('NEW', cfg.date_column, ledgerlock._period_date_kind(tbl)),
+    body := ledgerlock._ll20_insert_body(pg_catalog.jsonb_build_object(
+        'day', ledgerlock._period_day_sql('NEW', cfg.date_column, kind),
         'scope', CASE WHEN cfg.scope_column IS NULL THEN '''*'''
                       ELSE pg_catalog.format('coalesce(NEW.%I::text, ''*'')', cfg.scope_column) END,
-        'probe', probe)));
-    RETURN fn;
+        'probe', probe));
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_proc p
+                   JOIN ledgerlock.code_fingerprint f ON f.fn = p.oid::regprocedure::text AND f.origin = 'generated'
+                   WHERE p.pronamespace = 'ledgerlock'::regnamespace AND p.proname = gen AND p.pronargs = 0
+                     AND p.prosrc = body
+                     AND (f.body_md5, f.security_definer, f.config)
+                         IS NOT DISTINCT FROM (pg_catalog.md5(p.prosrc), p.prosecdef, p.proconfig)) THEN
+        PERFORM ledgerlock._create_generated_function(gen, body);
+    END IF;
+    RETURN gen;
 END
 $$;
-REVOKE ALL ON FUNCTION ledgerlock._ll20_generate_insert(regclass) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ledgerlock._ll20_generate_insert(regclass, text, boolean) FROM PUBLIC;
 
 -- unprotect: the rule's triggers, then its generated function.
 CREATE OR REPLACE FUNCTION ledgerlock._uninstall_20_period(tbl regclass)
@@ -523,6 +535,7 @@ DECLARE
                     FROM pg_catalog.unnest(ledgerlock._exempt_columns(tbl)) AS c);
     mark text;
     parent_day text := ledgerlock._parent_date_sql(tbl, true);
+    parent_scope text := ledgerlock._parent_scope_sql(tbl, true);
     old_day text := ledgerlock._period_day_sql('OLD', cfg.date_column, kind);
     new_day text := ledgerlock._period_day_sql('NEW', cfg.date_column, kind);
     stale name;
@@ -535,7 +548,7 @@ BEGIN
     args := pg_catalog.format('%L, %L, %L, %L, %L, %L, %L, %L', cfg.date_column, kind,
                               coalesce(cfg.scope_column::text, ''), coalesce(cfg.ledger, ''),
                               ledgerlock._iso_date(marks.rest), marks.listed,
-                              coalesce(ledgerlock._parent_scope_sql(tbl, true), ''), coalesce(parent_day, ''));
+                              coalesce(parent_scope, ''), coalesce(parent_day, ''));
     mark := pg_catalog.quote_literal(ledgerlock._iso_date(coalesce(ledgerlock._period_mark(cfg.ledger), '-infinity')))
             || '::date';
     IF parent_day IS NOT NULL THEN  -- the date is the parent's: the WHEN clause only knows whether a window applies
@@ -558,7 +571,8 @@ BEGIN
     PERFORM ledgerlock._replace_guard_trigger(tbl, 'll_20_period_skip', pg_catalog.format(
         'BEFORE INSERT ON %s FOR EACH ROW WHEN (%s <= %s AND pg_catalog.current_setting(%L, true) = %L) '
         'EXECUTE FUNCTION ledgerlock.guard_period_row(%s)', tbl, new_day, mark, 'ledgerlock.on_locked', 'skip', args));
-    insert_fn := coalesce(pg_catalog.quote_ident(ledgerlock._ll20_generate_insert(tbl)), 'guard_period_row');
+    insert_fn := coalesce(pg_catalog.quote_ident(ledgerlock._ll20_generate_insert(
+                              tbl, kind, parent_day IS NOT NULL OR parent_scope IS NOT NULL)), 'guard_period_row');
     PERFORM ledgerlock._replace_guard_trigger(tbl, 'll_20_period_insert', pg_catalog.format(
         'AFTER INSERT ON %s FOR EACH ROW WHEN (%s <= %s) EXECUTE FUNCTION ledgerlock.%s(%s)',
         tbl, new_day, mark, insert_fn, args));
@@ -572,8 +586,11 @@ BEGIN
     IF insert_fn = 'guard_period_row' THEN
         PERFORM ledgerlock._drop_generated_functions(ARRAY[ledgerlock._ll20_function_name(tbl)]);
     END IF;
-    PERFORM ledgerlock._install_20_scope_parent(sp.parent) FROM ledgerlock._scope_path(tbl, cfg.scope_column) sp;
-    PERFORM ledgerlock._install_20_scope_parent(dp.parent) FROM ledgerlock._scope_path(tbl, cfg.date_column) dp;
+    -- a parent's guards, for a scope or date read from it (a column name without a dot names no parent)
+    PERFORM ledgerlock._install_20_scope_parent(sp.parent) FROM ledgerlock._scope_path(tbl, cfg.scope_column) sp
+    WHERE pg_catalog.strpos(cfg.scope_column, '.') > 0;
+    PERFORM ledgerlock._install_20_scope_parent(dp.parent) FROM ledgerlock._scope_path(tbl, cfg.date_column) dp
+    WHERE pg_catalog.strpos(cfg.date_column, '.') > 0;
 END
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._install_20_period(regclass) FROM PUBLIC;
