@@ -7,7 +7,7 @@
 -- from a parent row or '', then the exempt columns for UPDATE) — row triggers, so partitions inherit them:
 --   ll_20_period_skip    BEFORE INSERT, only when ledgerlock.on_locked = 'skip': a row in a locked window
 --                        is skipped and recorded (ledgerlock.skipped_writes)
---   ll_20_period_insert  AFTER INSERT
+--   ll_20_period_insert  AFTER INSERT (the table's generated check where it qualifies: see _ll20_insert_body)
 --   ll_20_period_update  AFTER UPDATE: old and new date; a change of mutable columns only passes
 --   ll_20_period_delete  AFTER DELETE
 -- AFTER triggers see the row as stored (generated columns, changes made by other BEFORE triggers).
@@ -385,16 +385,16 @@ REVOKE ALL ON FUNCTION ledgerlock._replace_guard_trigger(regclass, name, text) F
 -- The INSERT check generated per table (ledgerlock._ll20_<table key>_insert), for a table whose date and
 -- scope are columns of its own and whose scope prints the same under every session setting (integers, text,
 -- uuid): it reads NEW's columns directly instead of copying the row to jsonb and walking guard_period_row's
--- loop over the sides of a row, and probes the windows with a query written for the table's ledger. It decides exactly what guard_period_row decides for an
--- insert: the same scope marks (still the trigger's arguments, so a lock that raises them still replaces the
--- trigger), gate, fence and probe; a row it finds in a window goes to the same _check_window. Every other
--- write (UPDATE, DELETE, skip mode, dates or scopes read from a parent row) runs guard_period_row.
+-- loop over the sides of a row, and probes the windows with a query written for the table's ledger. It
+-- decides exactly what guard_period_row decides for an insert: the same scope marks (still the trigger's
+-- arguments, so a lock that raises them still replaces the trigger), gate, fence and probe; a row it finds in
+-- a window goes to the same _check_window. Every other write (UPDATE, DELETE, skip mode, dates or scopes read
+-- from a parent row) runs guard_period_row.
 
 -- The body of the generated INSERT check. Values: day (the row's date as an expression over NEW), scope
 -- (its scope as text), probe (the window lookup into ll_w). The gate stays a LOCK built as text: a static
 -- LOCK per bucket in a tree of IFs measured no cheaper (each IF is an expression prepared per transaction).
--- The trigger's
--- arguments are guard_period_row's: [4] the mark of unlisted scopes, [5] the listed scopes' marks.
+-- The trigger's arguments are guard_period_row's: [4] the mark of unlisted scopes, [5] the listed scopes' marks.
 CREATE OR REPLACE FUNCTION ledgerlock._ll20_insert_body(v jsonb)
 RETURNS text
 LANGUAGE sql
