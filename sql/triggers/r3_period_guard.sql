@@ -7,7 +7,7 @@
 -- from a parent row or '', then the exempt columns for UPDATE) — row triggers, so partitions inherit them:
 --   ll_20_period_skip    BEFORE INSERT, only when ledgerlock.on_locked = 'skip': a row in a locked window
 --                        is skipped and recorded (ledgerlock.skipped_writes)
---   ll_20_period_insert  AFTER INSERT
+--   ll_20_period_insert  AFTER INSERT (the table's generated check where it qualifies: see _ll20_insert_body)
 --   ll_20_period_update  AFTER UPDATE: old and new date; a change of mutable columns only passes
 --   ll_20_period_delete  AFTER DELETE
 -- AFTER triggers see the row as stored (generated columns, changes made by other BEFORE triggers).
@@ -376,10 +376,150 @@ BEGIN
     FROM pg_catalog.pg_trigger t WHERE t.tgrelid = tbl AND t.tgname = trigger_name;
     EXECUTE pg_catalog.format('COMMENT ON TRIGGER %I ON %s IS %L', trigger_name, tbl,
                               'ledgerlock:' || pg_catalog.md5(tgdef));
+    PERFORM ledgerlock._record_generated_code(tbl, trigger_name);  -- what doctor compares the function with
     PERFORM ledgerlock._ddl_permit(tbl, false);
 END
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._replace_guard_trigger(regclass, name, text) FROM PUBLIC;
+
+-- The INSERT check generated per table (ledgerlock._ll20_<table key>_insert), for a table whose date and
+-- scope are columns of its own and whose scope prints the same under every session setting (integers, text,
+-- uuid): it reads NEW's columns directly instead of copying the row to jsonb and walking guard_period_row's
+-- loop over the sides of a row, and probes the windows with a query written for the table's ledger. It
+-- decides exactly what guard_period_row decides for an insert: the same scope marks (still the trigger's
+-- arguments, so a lock that raises them still replaces the trigger), gate, fence and probe; a row it finds in
+-- a window goes to the same _check_window. Every other write (UPDATE, DELETE, skip mode, dates or scopes read
+-- from a parent row) runs guard_period_row.
+
+-- The body of the generated INSERT check. Values: day (the row's date as an expression over NEW), scope
+-- (its scope as text), probe (the window lookup into ll_w). The gate stays a LOCK built as text: a static
+-- LOCK per bucket in a tree of IFs measured no cheaper (each IF is an expression prepared per transaction).
+-- The trigger's arguments are guard_period_row's: [4] the mark of unlisted scopes, [5] the listed scopes' marks.
+CREATE OR REPLACE FUNCTION ledgerlock._ll20_insert_body(v jsonb)
+RETURNS text
+LANGUAGE sql
+IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+    SELECT ledgerlock._template($ll$
+DECLARE
+    ll_refused text;  -- a refusal is called as an expression: see ledgerlock._refuse
+    ll_on_locked text := pg_catalog.current_setting('ledgerlock.on_locked', true);
+    ll_day date := {{day}};
+    ll_scope text := {{scope}};
+    ll_rest date := nullif(TG_ARGV[4], '')::date;
+    ll_w bigint;
+BEGIN
+    IF ll_on_locked IS NOT NULL AND ll_on_locked NOT IN ('', 'error', 'skip') THEN
+        ll_refused := ledgerlock._check_on_locked();
+    END IF;
+    -- a row without a date lies in no window; one dated after its scope's mark needs no probe
+    IF ll_day IS NULL OR NOT coalesce(ll_rest IS NULL OR ll_day <= ll_rest
+                                      OR ll_day <= (TG_ARGV[5]::jsonb ->> ll_scope)::date, false) THEN
+        RETURN NULL;
+    END IF;
+    EXECUTE 'LOCK TABLE ledgerlock.scope_gate_' || pg_catalog.lpad((pg_catalog.hashtext(ll_scope) & 63)::text, 2, '0')
+            || ' IN ROW EXCLUSIVE MODE';
+    IF pg_catalog.current_setting('transaction_isolation') <> 'read committed' THEN
+        PERFORM FROM ledgerlock.period_fence f
+        WHERE f.bucket = pg_catalog.hashtext(ll_scope) & 1023 FOR KEY SHARE;
+    END IF;
+{{probe}}
+    IF ll_w IS NOT NULL THEN
+        ll_refused := ledgerlock._check_window(TG_RELID::regclass, ll_w, pg_catalog.to_jsonb(NEW), 'inserted');
+    END IF;
+    RETURN NULL;
+END
+$ll$, v)
+$fn$;
+REVOKE ALL ON FUNCTION ledgerlock._ll20_insert_body(jsonb) FROM PUBLIC;
+
+-- The name of the generated INSERT check of a table.
+CREATE OR REPLACE FUNCTION ledgerlock._ll20_function_name(tbl regclass)
+RETURNS name
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT ('_ll20_' || ledgerlock._table_key(tbl) || '_insert')::name
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._ll20_function_name(regclass) FROM PUBLIC;
+
+-- (Re)generate the INSERT check of a table and return its name, or return null when the table
+-- does not qualify (see the top of this section): its inserts are then checked by guard_period_row.
+-- from_parent: the date or the scope is read from a parent row; kind: ledgerlock._period_date_kind (both
+-- computed by the installer already). A function that already has this body and its recorded fingerprint is
+-- left alone: a lock that raises a mark re-runs the installer, and needs no new function.
+CREATE OR REPLACE FUNCTION ledgerlock._ll20_generate_insert(tbl regclass, kind text, from_parent boolean)
+RETURNS name
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    cfg ledgerlock.protected_table := ledgerlock._config(tbl);
+    gen name := ledgerlock._ll20_function_name(tbl);
+    probe text;
+    body text;
+BEGIN
+    IF from_parent
+       OR NOT EXISTS (SELECT FROM pg_catalog.pg_attribute a WHERE a.attrelid = tbl AND a.attname = cfg.date_column
+                                                               AND NOT a.attisdropped)
+       OR (cfg.scope_column IS NOT NULL AND NOT EXISTS (
+               SELECT FROM pg_catalog.pg_attribute a
+               JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
+               LEFT JOIN pg_catalog.pg_type b ON b.oid = t.typbasetype
+               WHERE a.attrelid = tbl AND a.attname = cfg.scope_column AND NOT a.attisdropped
+                 AND coalesce(b.oid, t.oid) IN ('int2'::regtype, 'int4'::regtype, 'int8'::regtype, 'text'::regtype,
+                                                'varchar'::regtype, 'uuid'::regtype))) THEN
+        RETURN NULL;  -- the installer drops a function generated before, once no trigger runs it
+    END IF;
+    probe := CASE WHEN cfg.ledger IS NULL THEN $q$
+    SELECT x.lock_id INTO ll_w
+    FROM (SELECT s.lock_id, s.to_date FROM ledgerlock.period_lock_span s
+          WHERE s.scope = ll_scope AND s.ledger = '*' AND s.from_date <= ll_day
+          ORDER BY s.from_date DESC LIMIT 1) AS x
+    WHERE x.to_date >= ll_day;$q$
+    ELSE pg_catalog.format($q$
+    SELECT x.lock_id INTO ll_w
+    FROM ((SELECT s.lock_id, s.to_date FROM ledgerlock.period_lock_span s
+           WHERE s.scope = ll_scope AND s.ledger = '*' AND s.from_date <= ll_day
+           ORDER BY s.from_date DESC LIMIT 1)
+          UNION ALL
+          (SELECT s.lock_id, s.to_date FROM ledgerlock.period_lock_span s
+           WHERE s.scope = ll_scope AND s.ledger = %L AND s.from_date <= ll_day
+           ORDER BY s.from_date DESC LIMIT 1)) AS x
+    WHERE x.to_date >= ll_day
+    LIMIT 1;$q$, cfg.ledger) END;
+    body := ledgerlock._ll20_insert_body(pg_catalog.jsonb_build_object(
+        'day', ledgerlock._period_day_sql('NEW', cfg.date_column, kind),
+        'scope', CASE WHEN cfg.scope_column IS NULL THEN '''*'''
+                      ELSE pg_catalog.format('coalesce(NEW.%I::text, ''*'')', cfg.scope_column) END,
+        'probe', probe));
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_proc p
+                   JOIN ledgerlock.code_fingerprint f ON f.fn = p.oid::regprocedure::text AND f.origin = 'generated'
+                   WHERE p.pronamespace = 'ledgerlock'::regnamespace AND p.proname = gen AND p.pronargs = 0
+                     AND p.prosrc = body
+                     AND (f.body_md5, f.security_definer, f.config)
+                         IS NOT DISTINCT FROM (pg_catalog.md5(p.prosrc), p.prosecdef, p.proconfig)) THEN
+        PERFORM ledgerlock._create_generated_function(gen, body);
+    END IF;
+    RETURN gen;
+END
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._ll20_generate_insert(regclass, text, boolean) FROM PUBLIC;
+
+-- unprotect: the rule's triggers, then its generated function.
+CREATE OR REPLACE FUNCTION ledgerlock._uninstall_20_period(tbl regclass)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM ledgerlock._drop_guard_triggers(tbl, 'll_20_period_');
+    PERFORM ledgerlock._drop_generated_functions(ARRAY[ledgerlock._ll20_function_name(tbl)]);
+END
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._uninstall_20_period(regclass) FROM PUBLIC;
 
 CREATE OR REPLACE FUNCTION ledgerlock._install_20_period(tbl regclass)
 RETURNS void
@@ -395,9 +535,11 @@ DECLARE
                     FROM pg_catalog.unnest(ledgerlock._exempt_columns(tbl)) AS c);
     mark text;
     parent_day text := ledgerlock._parent_date_sql(tbl, true);
+    parent_scope text := ledgerlock._parent_scope_sql(tbl, true);
     old_day text := ledgerlock._period_day_sql('OLD', cfg.date_column, kind);
     new_day text := ledgerlock._period_day_sql('NEW', cfg.date_column, kind);
     stale name;
+    insert_fn text;
 BEGIN
     -- The mark is computed after every concurrent window change has committed, and none can start before
     -- this transaction ends (ledgerlock._tick_mark_clock): a lock racing this install cannot leave it low.
@@ -406,7 +548,7 @@ BEGIN
     args := pg_catalog.format('%L, %L, %L, %L, %L, %L, %L, %L', cfg.date_column, kind,
                               coalesce(cfg.scope_column::text, ''), coalesce(cfg.ledger, ''),
                               ledgerlock._iso_date(marks.rest), marks.listed,
-                              coalesce(ledgerlock._parent_scope_sql(tbl, true), ''), coalesce(parent_day, ''));
+                              coalesce(parent_scope, ''), coalesce(parent_day, ''));
     mark := pg_catalog.quote_literal(ledgerlock._iso_date(coalesce(ledgerlock._period_mark(cfg.ledger), '-infinity')))
             || '::date';
     IF parent_day IS NOT NULL THEN  -- the date is the parent's: the WHEN clause only knows whether a window applies
@@ -429,9 +571,11 @@ BEGIN
     PERFORM ledgerlock._replace_guard_trigger(tbl, 'll_20_period_skip', pg_catalog.format(
         'BEFORE INSERT ON %s FOR EACH ROW WHEN (%s <= %s AND pg_catalog.current_setting(%L, true) = %L) '
         'EXECUTE FUNCTION ledgerlock.guard_period_row(%s)', tbl, new_day, mark, 'ledgerlock.on_locked', 'skip', args));
+    insert_fn := coalesce(pg_catalog.quote_ident(ledgerlock._ll20_generate_insert(
+                              tbl, kind, parent_day IS NOT NULL OR parent_scope IS NOT NULL)), 'guard_period_row');
     PERFORM ledgerlock._replace_guard_trigger(tbl, 'll_20_period_insert', pg_catalog.format(
-        'AFTER INSERT ON %s FOR EACH ROW WHEN (%s <= %s) EXECUTE FUNCTION ledgerlock.guard_period_row(%s)',
-        tbl, new_day, mark, args));
+        'AFTER INSERT ON %s FOR EACH ROW WHEN (%s <= %s) EXECUTE FUNCTION ledgerlock.%s(%s)',
+        tbl, new_day, mark, insert_fn, args));
     PERFORM ledgerlock._replace_guard_trigger(tbl, 'll_20_period_update', pg_catalog.format(
         'AFTER UPDATE ON %s FOR EACH ROW WHEN ((%s <= %s OR %s <= %s) AND NOT pg_catalog.record_image_eq(OLD, NEW)) '
         'EXECUTE FUNCTION ledgerlock.guard_period_row(%s%s)', tbl, old_day, mark, new_day, mark, args,
@@ -439,8 +583,14 @@ BEGIN
     PERFORM ledgerlock._replace_guard_trigger(tbl, 'll_20_period_delete', pg_catalog.format(
         'AFTER DELETE ON %s FOR EACH ROW WHEN (%s <= %s) EXECUTE FUNCTION ledgerlock.guard_period_row(%s)',
         tbl, old_day, mark, args));
-    PERFORM ledgerlock._install_20_scope_parent(sp.parent) FROM ledgerlock._scope_path(tbl, cfg.scope_column) sp;
-    PERFORM ledgerlock._install_20_scope_parent(dp.parent) FROM ledgerlock._scope_path(tbl, cfg.date_column) dp;
+    IF insert_fn = 'guard_period_row' THEN
+        PERFORM ledgerlock._drop_generated_functions(ARRAY[ledgerlock._ll20_function_name(tbl)]);
+    END IF;
+    -- a parent's guards, for a scope or date read from it (a column name without a dot names no parent)
+    PERFORM ledgerlock._install_20_scope_parent(sp.parent) FROM ledgerlock._scope_path(tbl, cfg.scope_column) sp
+    WHERE pg_catalog.strpos(cfg.scope_column, '.') > 0;
+    PERFORM ledgerlock._install_20_scope_parent(dp.parent) FROM ledgerlock._scope_path(tbl, cfg.date_column) dp
+    WHERE pg_catalog.strpos(cfg.date_column, '.') > 0;
 END
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._install_20_period(regclass) FROM PUBLIC;

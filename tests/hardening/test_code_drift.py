@@ -145,3 +145,20 @@ def test_audit_verify_reports_a_replaced_guard_by_name_and_passes_once_it_is_res
                   "SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $ll$" + src + "$ll$")
     code, out = verify()
     assert (code, out["ok"], out["code_drift"]) == (0, True, [])
+
+
+def test_a_generated_period_check_replaced_with_a_no_op_is_critical_until_reinstalled(db):
+    db.protect_invoice()
+    owner = db.owner()
+    fn = owner.execute("SELECT 'ledgerlock.' || ledgerlock._ll20_function_name('invoice') || '()'").fetchone()[0]
+    _, before = doctor(db.conninfo("auditor"))
+    assert about(before, fn) == []
+    owner.execute(f"CREATE OR REPLACE FUNCTION {fn} RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER "
+                  "SET search_path = pg_catalog, pg_temp AS $$ BEGIN RETURN NULL; END $$")
+    code, found = doctor(db.conninfo("auditor"))
+    assert code == 3
+    assert [(f["severity"], f["finding"]) for f in about(found, fn)] == [
+        ("critical", f"{fn} differs from the function ledgerlock generated")]
+    owner.execute("SELECT ledgerlock.reinstall_guards()")
+    _, found = doctor(db.conninfo("auditor"))
+    assert found == before

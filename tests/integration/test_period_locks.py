@@ -590,3 +590,72 @@ def test_public_read_functions_are_callable_by_the_application(app):
     assert through == (dt.date(2025, 3, 31), dt.date(2025, 3, 31), None)
     with pytest.raises(psycopg.errors.InsufficientPrivilege):
         app.execute("SELECT ledgerlock._window_covering('1', NULL, current_date, current_date)")
+
+
+# ---------------------------------------------------------------------------------------------------
+# The INSERT check generated per table (own date and scope columns): the same answers as guard_period_row
+
+INSERT_CHECK = ("SELECT tgfoid::regproc::text FROM pg_trigger "
+                "WHERE tgrelid = %s::regclass AND tgname = 'll_20_period_insert'")
+
+
+def test_insert_check_of_a_table_with_its_own_date_and_scope_is_generated_and_refuses_with_ll002(app, db):
+    fn = count(db.owner(), INSERT_CHECK, ("invoice",))
+    assert fn.startswith("ledgerlock._ll20_t") and fn.endswith("_insert")
+    with refused("LL002", LOCKED_MSG + r"invoice id=10 cannot be inserted$"):
+        app.execute("INSERT INTO invoice (id, company_id, issued_on) VALUES (10, 1, '2025-03-01')")
+    with refused("22023", "ledgerlock.on_locked must be 'error' or 'skip', not 'skipp'"):
+        with app.transaction():
+            app.execute("SET LOCAL ledgerlock.on_locked = 'skipp'")
+            app.execute("INSERT INTO invoice (id, company_id, issued_on) VALUES (10, 1, '2025-03-01')")
+    lives_ok(app, "INSERT INTO invoice (id, company_id, issued_on) VALUES (11, 1, '2025-04-01')")  # day after
+    lives_ok(app, "INSERT INTO invoice (id, company_id, issued_on) VALUES (12, 2, '2025-03-01')")  # other scope
+    assert count(app, "SELECT count(*) FROM invoice WHERE id >= 10") == 2
+
+
+def test_a_scope_that_may_print_differently_keeps_the_generic_check_and_gives_the_same_answers(db):
+    owner = db.owner()
+    owner.execute("CREATE TABLE ticket (id int PRIMARY KEY, branch numeric NOT NULL, on_day date NOT NULL)")
+    owner.execute("GRANT SELECT, INSERT, UPDATE, DELETE ON ticket TO ll_app")
+    owner.execute("SELECT ledgerlock.protect('ticket', 'on_day', 'branch')")
+    assert count(owner, INSERT_CHECK, ("ticket",)) == "ledgerlock.guard_period_row"
+    lock(db.connect("controller"), scope="1.5")
+    app = db.connect("app")
+    with refused("LL002", r"^Period 2025-03-01\.\.2025-03-31 is locked \(soft\) for scope 1\.5: ticket id=1 "
+                          r"cannot be inserted$"):
+        app.execute("INSERT INTO ticket VALUES (1, 1.5, '2025-03-31')")
+    lives_ok(app, "INSERT INTO ticket VALUES (2, 1.25, '2025-03-31')")
+    assert count(app, "SELECT count(*) FROM ticket") == 1
+
+
+def test_reprotecting_with_a_scope_that_does_not_qualify_drops_the_generated_check(db):
+    owner = db.owner()
+    owner.execute("CREATE TABLE ticket (id int PRIMARY KEY, branch int NOT NULL, region numeric, on_day date)")
+    owner.execute("GRANT SELECT, INSERT, UPDATE, DELETE ON ticket TO ll_app")
+    owner.execute("SELECT ledgerlock.protect('ticket', 'on_day', 'branch')")
+    fn = count(owner, INSERT_CHECK, ("ticket",))
+    assert fn.startswith("ledgerlock._ll20_t")
+    owner.execute("SELECT ledgerlock.protect('ticket', 'on_day', 'region', weaken_reason => 'test: by region')")
+    assert count(owner, INSERT_CHECK, ("ticket",)) == "ledgerlock.guard_period_row"
+    assert count(owner, "SELECT to_regproc(%s)", (fn,)) is None
+    lock(db.connect("controller"), scope="*")
+    app = db.connect("app")
+    with refused("LL002", r"^Period 2025-03-01\.\.2025-03-31 is locked \(soft\) for scope \*: ticket id=1 "
+                          r"cannot be inserted$"):
+        app.execute("INSERT INTO ticket VALUES (1, 7, NULL, '2025-03-31')")  # no region: scope '*'
+    lives_ok(app, "INSERT INTO ticket VALUES (2, 7, 4, '2025-03-31')")
+    owner.execute("SELECT ledgerlock.protect('ticket', 'on_day', 'branch', weaken_reason => 'test: by branch')")
+    assert count(owner, INSERT_CHECK, ("ticket",)) == fn
+
+
+def test_unprotect_drops_the_generated_insert_check(db):
+    owner = db.owner()
+    owner.execute("CREATE TABLE ticket (id int PRIMARY KEY, branch int NOT NULL, on_day date)")
+    owner.execute("SELECT ledgerlock.protect('ticket', 'on_day', 'branch')")
+    fn = count(owner, INSERT_CHECK, ("ticket",))
+    assert count(owner, "SELECT count(*) FROM ledgerlock.code_fingerprint WHERE fn = %s AND origin = 'generated'",
+                 (fn + "()",)) == 1
+    with db.connect("admin") as admin:
+        admin.execute("SELECT ledgerlock.unprotect('ticket', 'test: no longer a ledger table')")
+    assert count(owner, "SELECT to_regproc(%s)", (fn,)) is None
+    assert count(owner, "SELECT count(*) FROM ledgerlock._orphan_generated_functions()") == 0
