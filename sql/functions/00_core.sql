@@ -763,15 +763,17 @@ REVOKE ALL ON FUNCTION ledgerlock._row_changed_condition(regclass) FROM PUBLIC;
 -- the guard: a value whose trip through jsonb is not exact (a float's -0) leaves the rows unequal, and the
 -- guard's own test of its exempt columns decides. Exempt columns of a type not known to make that trip
 -- without an error keep the plain condition, and so do tables with generated columns (the condition is
--- 'true' there: NEW's generated columns are not computed yet in a BEFORE trigger). An update that leaves the
--- exempt columns as they were is told apart first, by one cheap comparison.
-CREATE OR REPLACE FUNCTION ledgerlock._row_changed_beyond_exempt(tbl regclass)
+-- 'true' there: NEW's generated columns are not computed yet in a BEFORE trigger; an AFTER trigger, R3's,
+-- sees them). An update that leaves the exempt columns as they were is told apart first, by one cheap
+-- comparison.
+CREATE OR REPLACE FUNCTION ledgerlock._row_changed_beyond_exempt(tbl regclass, after_trigger boolean DEFAULT false)
 RETURNS text
 LANGUAGE sql
 STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    WITH changed AS (SELECT ledgerlock._row_changed_condition(tbl) AS cond),
+    WITH changed AS (SELECT CASE WHEN after_trigger THEN 'NOT pg_catalog.record_image_eq(OLD, NEW)'
+                                 ELSE ledgerlock._row_changed_condition(tbl) END AS cond),
     ex AS (
         SELECT a.attname AS c, coalesce(b.oid, t.oid) IN (
                    'int2'::regtype, 'int4'::regtype, 'int8'::regtype, 'numeric'::regtype, 'float4'::regtype,
@@ -793,7 +795,7 @@ AS $$
            END
     FROM changed
 $$;
-REVOKE ALL ON FUNCTION ledgerlock._row_changed_beyond_exempt(regclass) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ledgerlock._row_changed_beyond_exempt(regclass, boolean) FROM PUBLIC;
 
 -- ---------------------------------------------------------------------------------------------------
 -- The lock history

@@ -8,7 +8,8 @@
 --   ll_20_period_skip    BEFORE INSERT, only when ledgerlock.on_locked = 'skip': a row in a locked window
 --                        is skipped and recorded (ledgerlock.skipped_writes)
 --   ll_20_period_insert  AFTER INSERT (the table's generated check where it qualifies: see _ll20_insert_body)
---   ll_20_period_update  AFTER UPDATE: old and new date; a change of mutable columns only passes
+--   ll_20_period_update  AFTER UPDATE: old and new date; a change of mutable columns only passes, without a
+--                        call (its WHEN clause: ledgerlock._row_changed_beyond_exempt)
 --   ll_20_period_delete  AFTER DELETE
 -- AFTER triggers see the row as stored (generated columns, changes made by other BEFORE triggers).
 --
@@ -577,9 +578,9 @@ BEGIN
         'AFTER INSERT ON %s FOR EACH ROW WHEN (%s <= %s) EXECUTE FUNCTION ledgerlock.%s(%s)',
         tbl, new_day, mark, insert_fn, args));
     PERFORM ledgerlock._replace_guard_trigger(tbl, 'll_20_period_update', pg_catalog.format(
-        'AFTER UPDATE ON %s FOR EACH ROW WHEN ((%s <= %s OR %s <= %s) AND NOT pg_catalog.record_image_eq(OLD, NEW)) '
-        'EXECUTE FUNCTION ledgerlock.guard_period_row(%s%s)', tbl, old_day, mark, new_day, mark, args,
-        ', ' || exempt));
+        'AFTER UPDATE ON %s FOR EACH ROW WHEN ((%s <= %s OR %s <= %s) AND %s) '
+        'EXECUTE FUNCTION ledgerlock.guard_period_row(%s%s)', tbl, old_day, mark, new_day, mark,
+        ledgerlock._row_changed_beyond_exempt(tbl, true), args, ', ' || exempt));
     PERFORM ledgerlock._replace_guard_trigger(tbl, 'll_20_period_delete', pg_catalog.format(
         'AFTER DELETE ON %s FOR EACH ROW WHEN (%s <= %s) EXECUTE FUNCTION ledgerlock.guard_period_row(%s)',
         tbl, old_day, mark, args));

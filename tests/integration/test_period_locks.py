@@ -74,6 +74,25 @@ def test_update_of_row_in_window_is_refused_and_mutable_columns_stay_writable(ap
         app.execute("UPDATE invoice SET reconciled = false, note = 'x' WHERE id = 1")
 
 
+def test_recording_a_payment_on_a_row_in_a_window_calls_no_guard(db, app):
+    """The WHEN clause of the update check tells a mutable-only update apart in C (the new row with its exempt
+    columns put back, compared whole and exactly): the period check is not called; any other column is."""
+    db.owner().execute(f"ALTER DATABASE {db.name} SET track_functions = 'pl'")
+    tx = db.connect("app", autocommit=False)
+
+    def calls() -> int:
+        return tx.execute("SELECT coalesce(sum(calls), 0) FROM pg_stat_xact_user_functions "
+                          "WHERE schemaname = 'ledgerlock' AND funcname = 'guard_period_row'").fetchone()[0]
+
+    lives_ok(tx, "UPDATE invoice SET paid = true WHERE id = 1")
+    assert calls() == 0
+    tx.commit()
+    with refused("LL002", LOCKED_MSG + r"invoice id=1 cannot be updated$"):
+        tx.execute("UPDATE invoice SET paid = false, amount = 1 WHERE id = 1")
+    tx.rollback()
+    assert tx.execute("SELECT amount, paid FROM invoice WHERE id = 1").fetchone() == (100, True)
+
+
 def test_moving_a_row_into_or_out_of_the_window_is_refused(app):
     with refused("LL002", LOCKED_MSG + r"invoice id=2 cannot be updated$"):
         app.execute("UPDATE invoice SET issued_on = '2025-03-20' WHERE id = 2")  # new date inside
