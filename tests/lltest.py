@@ -221,6 +221,14 @@ def lives_ok(conn: psycopg.Connection, statement: str | sql.Composable, params=N
     return cur.fetchall() if cur.description else []
 
 
+def guard_calls(conn: psycopg.Connection, function: str) -> int:
+    """Calls of the ledgerlock function ``function`` in this connection's open transaction, before it ends
+    (pg_stat_xact_user_functions; the test database needs track_functions = 'pl'): a write that a trigger's
+    WHEN clause lets by never calls its guard."""
+    return conn.execute("SELECT coalesce(sum(calls), 0) FROM pg_stat_xact_user_functions "
+                        "WHERE schemaname = 'ledgerlock' AND funcname = %s", (function,)).fetchone()[0]
+
+
 def sqlstate(exc: BaseException | None) -> str | None:
     """The SQLSTATE of a database error (None for no error, or another exception)."""
     return exc.diag.sqlstate if isinstance(exc, psycopg.Error) else None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 import ledgerlock.errors as lle
-from lltest import lives_ok, refused
+from lltest import guard_calls, lives_ok, refused
 
 
 @pytest.fixture
@@ -165,13 +165,8 @@ def test_a_mutable_only_update_of_a_final_row_does_not_call_the_guard(db):
     app = db.connect("app", autocommit=False)
     app.execute("INSERT INTO invoice (id, company_id, amount, status) VALUES (1, 1, 100, 'approved')")
     app.commit()
-
-    def calls() -> int:
-        return app.execute("SELECT coalesce(sum(calls), 0) FROM pg_stat_xact_user_functions "
-                           "WHERE schemaname = 'ledgerlock' AND funcname = 'guard_final_row'").fetchone()[0]
-
     lives_ok(app, "UPDATE invoice SET paid = true, reconciled = true WHERE id = 1")
-    assert calls() == 0
+    assert guard_calls(app, "guard_final_row") == 0
     app.commit()
     db.owner().execute("ALTER TABLE invoice ADD COLUMN memo text")
     with refused("LL001", r"^invoice id=1 is final and cannot be updated"):

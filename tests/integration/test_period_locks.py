@@ -12,7 +12,7 @@ import psycopg
 import pytest
 
 import ledgerlock.errors as lle
-from lltest import lives_ok, refused
+from lltest import guard_calls, lives_ok, refused
 
 MARCH = ("2025-03-01", "2025-03-31")
 LOCKED_MSG = r"^Period 2025-03-01\.\.2025-03-31 is locked \(soft\) for scope 1: "
@@ -79,13 +79,8 @@ def test_recording_a_payment_on_a_row_in_a_window_calls_no_guard(db, app):
     columns put back, compared whole and exactly): the period check is not called; any other column is."""
     db.owner().execute(f"ALTER DATABASE {db.name} SET track_functions = 'pl'")
     tx = db.connect("app", autocommit=False)
-
-    def calls() -> int:
-        return tx.execute("SELECT coalesce(sum(calls), 0) FROM pg_stat_xact_user_functions "
-                          "WHERE schemaname = 'ledgerlock' AND funcname = 'guard_period_row'").fetchone()[0]
-
     lives_ok(tx, "UPDATE invoice SET paid = true WHERE id = 1")
-    assert calls() == 0
+    assert guard_calls(tx, "guard_period_row") == 0
     tx.commit()
     with refused("LL002", LOCKED_MSG + r"invoice id=1 cannot be updated$"):
         tx.execute("UPDATE invoice SET paid = false, amount = 1 WHERE id = 1")

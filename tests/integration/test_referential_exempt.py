@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from lltest import lives_ok, refused
+from lltest import guard_calls, lives_ok, refused
 
 
 @pytest.fixture
@@ -85,13 +85,6 @@ def test_a_parent_with_a_generated_column(db):
         app.execute("UPDATE g_doc SET amount = 11 WHERE id = 1")
     app.rollback()
     assert app.execute("SELECT paid, doubled FROM g_doc WHERE id = 1").fetchone() == (True, 20)
-
-
-def guard_calls(conn, function: str) -> int:
-    """Calls of a guard function in this transaction, before it ends (track_functions = 'pl' in the test
-    database): an update the trigger's WHEN clause lets by never calls it."""
-    return conn.execute("SELECT coalesce(sum(calls), 0) FROM pg_stat_xact_user_functions "
-                        "WHERE schemaname = 'ledgerlock' AND funcname = %s", (function,)).fetchone()[0]
 
 
 def test_a_mutable_only_update_of_a_referenced_parent_does_not_call_the_guard(db):
