@@ -532,9 +532,11 @@ END
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._check_guardable(regclass, text) FROM PUBLIC;
 
--- Every guard trigger is created here: ENABLE ALWAYS (session_replication_role = replica does not
--- silence it) and commented with the hash of its definition, so drift is visible (ledgerlock doctor).
-CREATE OR REPLACE FUNCTION ledgerlock._create_guard_trigger(tbl regclass, trigger_name name, definition text)
+-- What every guard trigger gets once created or replaced (by _create_guard_trigger, or R3's
+-- _replace_guard_trigger), inside the installer's DDL permit: ENABLE ALWAYS (ENABLE, origin, on a
+-- logical-replication subscriber: sql/functions/replication.sql), its definition's hash as its comment, and
+-- the fingerprint of the generated function it calls.
+CREATE OR REPLACE FUNCTION ledgerlock._finish_guard_trigger(tbl regclass, trigger_name name)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -544,6 +546,24 @@ SET extra_float_digits = 1
 AS $$
 DECLARE
     tgdef text;
+BEGIN
+    EXECUTE pg_catalog.format('ALTER TABLE %s %s TRIGGER %I', tbl, ledgerlock._guard_enable_clause(), trigger_name);
+    SELECT pg_catalog.pg_get_triggerdef(t.oid) INTO tgdef
+    FROM pg_catalog.pg_trigger t WHERE t.tgrelid = tbl AND t.tgname = trigger_name;
+    EXECUTE pg_catalog.format('COMMENT ON TRIGGER %I ON %s IS %L', trigger_name, tbl,
+                              'ledgerlock:' || pg_catalog.md5(tgdef));
+    PERFORM ledgerlock._record_generated_code(tbl, trigger_name);  -- what doctor compares the function with
+END
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._finish_guard_trigger(regclass, name) FROM PUBLIC;
+
+-- Every guard trigger is created here: ENABLE ALWAYS (session_replication_role = replica does not
+-- silence it) and commented with the hash of its definition, so drift is visible (ledgerlock doctor).
+CREATE OR REPLACE FUNCTION ledgerlock._create_guard_trigger(tbl regclass, trigger_name name, definition text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
 BEGIN
     IF trigger_name !~ '^ll_[0-9]{2}_' THEN
         RAISE EXCEPTION 'guard trigger names start with ll_NN_, not %', trigger_name;
@@ -555,13 +575,7 @@ BEGIN
     SELECT r, r::oid FROM ledgerlock._rule_table(tbl) AS r WHERE r IS NOT NULL
     ON CONFLICT ON CONSTRAINT guard_install_pkey DO UPDATE SET relid = EXCLUDED.relid
     WHERE g.relid IS DISTINCT FROM EXCLUDED.relid;
-    -- ENABLE ALWAYS; ENABLE (origin) on a logical-replication subscriber (sql/functions/replication.sql)
-    EXECUTE pg_catalog.format('ALTER TABLE %s %s TRIGGER %I', tbl, ledgerlock._guard_enable_clause(), trigger_name);
-    SELECT pg_catalog.pg_get_triggerdef(t.oid) INTO tgdef
-    FROM pg_catalog.pg_trigger t WHERE t.tgrelid = tbl AND t.tgname = trigger_name;
-    EXECUTE pg_catalog.format('COMMENT ON TRIGGER %I ON %s IS %L', trigger_name, tbl,
-                              'ledgerlock:' || pg_catalog.md5(tgdef));
-    PERFORM ledgerlock._record_generated_code(tbl, trigger_name);  -- what doctor compares the function with
+    PERFORM ledgerlock._finish_guard_trigger(tbl, trigger_name);
     PERFORM ledgerlock._ddl_permit(tbl, false);
 END
 $$;

@@ -359,12 +359,7 @@ CREATE OR REPLACE FUNCTION ledgerlock._replace_guard_trigger(tbl regclass, trigg
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
-SET DateStyle = 'ISO, YMD'  -- pg_get_triggerdef prints the WHEN clause's constants in the session's styles
-SET IntervalStyle = 'postgres'
-SET extra_float_digits = 1
 AS $$
-DECLARE
-    tgdef text;
 BEGIN
     IF NOT EXISTS (SELECT FROM pg_catalog.pg_trigger t WHERE t.tgrelid = tbl AND t.tgname = trigger_name) THEN
         PERFORM ledgerlock._create_guard_trigger(tbl, trigger_name, definition);
@@ -372,12 +367,7 @@ BEGIN
     END IF;
     PERFORM ledgerlock._ddl_permit(tbl, true);  -- the DDL guard lets ledgerlock's own installers through
     EXECUTE pg_catalog.format('CREATE OR REPLACE TRIGGER %I %s', trigger_name, definition);
-    EXECUTE pg_catalog.format('ALTER TABLE %s %s TRIGGER %I', tbl, ledgerlock._guard_enable_clause(), trigger_name);
-    SELECT pg_catalog.pg_get_triggerdef(t.oid) INTO tgdef
-    FROM pg_catalog.pg_trigger t WHERE t.tgrelid = tbl AND t.tgname = trigger_name;
-    EXECUTE pg_catalog.format('COMMENT ON TRIGGER %I ON %s IS %L', trigger_name, tbl,
-                              'ledgerlock:' || pg_catalog.md5(tgdef));
-    PERFORM ledgerlock._record_generated_code(tbl, trigger_name);  -- what doctor compares the function with
+    PERFORM ledgerlock._finish_guard_trigger(tbl, trigger_name);
     PERFORM ledgerlock._ddl_permit(tbl, false);
 END
 $$;
