@@ -769,17 +769,20 @@ AS $$
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._row_changed_condition(regclass) FROM PUBLIC;
 
--- The WHEN of an update guard that lets exempt columns change (R1's final rows, R4's referenced parents): the
--- row changed, and not only in its exempt columns, so that an update of only mutable columns (paid,
--- reconciled, an ORM's auto-updated timestamp) does not even call the guard. The new row with its exempt
--- columns put back to their old values (jsonb_populate_record, all in C) is compared with the old row whole
--- and exactly, so a column added after the trigger still counts as a change. It can only err towards calling
--- the guard: a value whose trip through jsonb is not exact (a float's -0) leaves the rows unequal, and the
--- guard's own test of its exempt columns decides. Exempt columns of a type not known to make that trip
--- without an error keep the plain condition, and so do tables with generated columns (the condition is
--- 'true' there: NEW's generated columns are not computed yet in a BEFORE trigger; an AFTER trigger, R3's,
--- sees them). An update that leaves the exempt columns as they were is told apart first, by one cheap
--- comparison.
+-- The WHEN of an update guard that lets exempt columns change (R1's final rows, R3's locked windows, R4's
+-- referenced parents): the row changed, and not only in its exempt columns, so that an update of only
+-- mutable columns (paid, reconciled, an ORM's auto-updated timestamp), or of nothing, does not even call the
+-- guard. The new row with its exempt columns put back to their old values (jsonb_populate_record, all in C)
+-- is compared with the old row whole and exactly, so a column added after the trigger still counts as a
+-- change. It can only err towards calling the guard: a value whose trip through jsonb is not exact (a
+-- float's -0) leaves the rows unequal, and the guard's own test of its exempt columns decides. Exempt columns
+-- of a type not known to make that trip without an error keep the plain condition, and so do tables with
+-- generated columns (the condition is 'true' there: NEW's generated columns are not computed yet in a BEFORE
+-- trigger; an AFTER trigger, R3's, sees them).
+-- One comparison, nothing before it: PostgreSQL prepares a trigger's WHEN again for every statement that
+-- fires the trigger, whatever its first conjunct decides, and a shortcut for the common case (the exempt
+-- columns unchanged, compared as ROW()s) cost every UPDATE of the table ~3 µs more to prepare than it ever
+-- saved (docs/performance.md, "Enforcement only").
 CREATE OR REPLACE FUNCTION ledgerlock._row_changed_beyond_exempt(tbl regclass, after_trigger boolean DEFAULT false)
 RETURNS text
 LANGUAGE sql
@@ -801,10 +804,8 @@ AS $$
     SELECT CASE WHEN changed.cond = 'true' OR NOT coalesce((SELECT pg_catalog.bool_and(plain) FROM ex), false)
                 THEN changed.cond
                 ELSE pg_catalog.format(
-                    '%s AND (pg_catalog.record_image_eq(ROW(%s), ROW(%s)) OR NOT pg_catalog.record_image_eq(OLD, '
-                    'pg_catalog.jsonb_populate_record(NEW, pg_catalog.jsonb_build_object(%s))))', changed.cond,
-                    (SELECT pg_catalog.string_agg(pg_catalog.format('OLD.%I', c), ', ' ORDER BY c) FROM ex),
-                    (SELECT pg_catalog.string_agg(pg_catalog.format('NEW.%I', c), ', ' ORDER BY c) FROM ex),
+                    'NOT pg_catalog.record_image_eq(OLD, pg_catalog.jsonb_populate_record(NEW, '
+                    'pg_catalog.jsonb_build_object(%s)))',
                     (SELECT pg_catalog.string_agg(pg_catalog.format('%L, OLD.%I', c, c), ', ' ORDER BY c) FROM ex))
            END
     FROM changed
