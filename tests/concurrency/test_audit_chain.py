@@ -1,5 +1,5 @@
-"""R5 under concurrency: the chain verifies after any interleaving of writers, rollbacks, sealers and a
-crash, no committed change lacks its event, and writers never wait for the sealer."""
+"""R5 under concurrency: the chain verifies after any interleaving of writers, rollbacks, overrides, unlocks,
+relocks, sealers and a crash, no committed change lacks its event, and writers never wait for the sealer."""
 
 from __future__ import annotations
 
@@ -112,7 +112,7 @@ def test_concurrent_sealers_and_writers_keep_one_chain(db):
     assert n_events == n_links and n_inserts == 4 * WRITES
 
 
-# -- 8 writers, random rollbacks, a sealer, and kill -9 of the postmaster ----------------------------------
+# -- 8 writers, rollbacks, overrides, unlocks and relocks, a sealer, and kill -9 of the postmaster --------
 
 WRITERS = 8
 TRANSACTIONS = 2000  # the bound on each writer's transactions (the crash comes long before)
@@ -161,6 +161,44 @@ def _writer(conninfo: str, k: int, stop: threading.Event, acked: dict, rolled_ba
         return  # the server went away: this transaction's outcome is unknown, and that is fine
 
 
+def _overrider(conninfo: str, stop: threading.Event, counts: dict):
+    """A controller posting late credits into company 1's soft-locked 2019 under overrides, some rolled back."""
+    rnd = random.Random(100)
+    try:
+        with psycopg.connect(conninfo) as c:
+            while not stop.is_set():
+                c.execute("SELECT ledgerlock.begin_override('late supplier credit')")
+                c.execute("UPDATE invoice SET amount = amount + 1 WHERE id = %s", (rnd.randrange(2, 41, 2),))
+                if rnd.random() < 0.3:
+                    c.rollback()
+                    continue
+                c.commit()
+                counts["overrides"] += 1
+    except psycopg.Error:
+        return
+
+
+def _reopener(admin: str, app: str, stop: threading.Event, lock_id: int, counts: dict):
+    """An admin reopening company 2's hard-locked 2019 for one write and locking it again, over and over; the
+    application's write into it once relocked is refused."""
+    rnd = random.Random(101)
+    try:
+        with psycopg.connect(admin, autocommit=True) as a, psycopg.connect(app, autocommit=True) as w:
+            while not stop.is_set():
+                a.execute("SELECT ledgerlock.unlock_period(%s, 'reopened for an adjustment')", (lock_id,))
+                w.execute("UPDATE invoice SET amount = amount + 1 WHERE id = %s", (rnd.randrange(1, 41, 2),))
+                lock_id = a.execute("SELECT ledgerlock.relock(%s)", (lock_id,)).fetchone()[0]
+                counts["relocks"] += 1
+                try:
+                    w.execute("UPDATE invoice SET amount = amount + 1 WHERE id = %s", (rnd.randrange(1, 41, 2),))
+                except psycopg.Error as exc:
+                    if exc.sqlstate != "LL002":
+                        raise
+                    counts["refused"] += 1
+    except psycopg.Error:
+        return
+
+
 def _sealer(conninfo: str, stop: threading.Event):
     try:
         with psycopg.connect(conninfo, autocommit=True) as c:
@@ -183,6 +221,14 @@ def test_eight_writers_with_rollbacks_and_a_crash_leave_a_verifiable_complete_tr
             c.execute("SELECT pg_reload_conf()")
         with fresh_database(cluster) as db:
             db.protect_invoice()
+            # 2019 of both companies: 20 invoices each; company 1's year soft-locked (overrides), company 2's
+            # hard-locked (unlocked and relocked during the load)
+            db.connect("app").execute("INSERT INTO invoice (id, company_id, issued_on, amount) "
+                                      "SELECT g, 1 + g % 2, date '2019-06-01', g FROM generate_series(1, 40) g")
+            admin = db.connect("admin")
+            admin.execute("SELECT ledgerlock.lock_period('1', '2019-01-01', '2019-12-31', 'soft')")
+            hard = admin.execute("SELECT ledgerlock.lock_period('2', '2019-01-01', '2019-12-31', 'hard')").fetchone()[0]
+            counts = {"overrides": 0, "relocks": 0, "refused": 0}
             acked: dict[str, tuple] = {}
             rolled_back: set[str] = set()
             lock = threading.Lock()
@@ -192,9 +238,15 @@ def test_eight_writers_with_rollbacks_and_a_crash_leave_a_verifiable_complete_tr
                                         args=(db.conninfo("app"), k, stop, acked, rolled_back, lock, under_way))
                        for k in range(WRITERS)]
             threads.append(threading.Thread(target=_sealer, args=(db.conninfo("auditor"), stop)))
+            threads.append(threading.Thread(target=_overrider, args=(db.conninfo("controller"), stop, counts)))
+            threads.append(threading.Thread(target=_reopener,
+                                            args=(db.conninfo("admin"), db.conninfo("app"), stop, hard, counts)))
             for t in threads:
                 t.start()
-            under_way.wait(120)  # bounded; a load that never got there fails on the counts below
+            deadline = time.monotonic() + 120  # bounded; a load that never got there fails on the counts below
+            while time.monotonic() < deadline and not (
+                    under_way.is_set() and counts["overrides"] >= 3 and counts["relocks"] >= 3 and counts["refused"]):
+                time.sleep(0.05)
             cluster.server.kill()  # kill -9 of the postmaster, writers and sealer mid-flight
             stop.set()
             for t in threads:
@@ -209,6 +261,7 @@ def test_eight_writers_with_rollbacks_and_a_crash_leave_a_verifiable_complete_tr
                         raise
                     time.sleep(0.5)
             assert len(acked) >= UNDER_WAY and rolled_back
+            assert counts["overrides"] >= 3 and counts["relocks"] >= 3 and counts["refused"] >= 1
 
             owner = db.owner()
             # The writers' transaction ids, read before anything after the restart takes one: PostgreSQL
@@ -238,8 +291,12 @@ def test_eight_writers_with_rollbacks_and_a_crash_leave_a_verifiable_complete_tr
                 WHERE (i.id IS NULL) <> (last.operation = 'DELETE')
                    OR (i.id IS NOT NULL AND last.new_row IS DISTINCT FROM to_jsonb(i.*))""").fetchone()[0]
             assert mismatched == 0
+            # the overrides, unlocks and relocks are in the trail as lock events
+            kinds = dict(owner.execute("SELECT operation, count(*) FROM ledgerlock.audit_event "
+                                       "WHERE operation IN ('OVERRIDE', 'UNLOCK', 'RELOCK') GROUP BY 1").fetchall())
+            assert kinds.get("OVERRIDE", 0) >= 1 and kinds.get("UNLOCK", 0) >= 3 and kinds.get("RELOCK", 0) >= 3
             # the trail keeps working after the crash
-            db.connect("app").execute("INSERT INTO invoice (id, company_id) VALUES (1, 1)")
+            db.connect("app").execute("INSERT INTO invoice (id, company_id) VALUES (999, 1)")
             assert verified(owner) == (True, None)
             unsealed = owner.execute(
                 "SELECT e.seq, e.txid::text, e.operation, e.row_key, (SELECT max(sealed_below)::text FROM "
