@@ -711,8 +711,11 @@ DECLARE
     fn name;
 BEGIN
     PERFORM ledgerlock._ddl_permit('ledgerlock'::regnamespace::oid, true);  -- the DDL guard lets it through
-    FOREACH fn IN ARRAY fns LOOP
-        EXECUTE pg_catalog.format('DROP FUNCTION IF EXISTS ledgerlock.%I()', fn);
+    -- only those that exist: DROP ... IF EXISTS would send a NOTICE per missing one to whoever called
+    -- reinstall_guards() or migrate (three per table that is not numbered)
+    FOR fn IN SELECT p.proname FROM pg_catalog.pg_proc p
+              WHERE p.pronamespace = 'ledgerlock'::regnamespace AND p.proname = ANY (fns) AND p.pronargs = 0 LOOP
+        EXECUTE pg_catalog.format('DROP FUNCTION ledgerlock.%I()', fn);
     END LOOP;
     PERFORM ledgerlock._ddl_permit('ledgerlock'::regnamespace::oid, false);
 END

@@ -673,3 +673,16 @@ def test_unprotect_drops_the_generated_insert_check(db):
         admin.execute("SELECT ledgerlock.unprotect('ticket', 'test: no longer a ledger table')")
     assert count(owner, "SELECT to_regproc(%s)", (fn,)) is None
     assert count(owner, "SELECT count(*) FROM ledgerlock._orphan_generated_functions()") == 0
+
+
+def test_reinstall_guards_and_unprotect_send_no_notices(db):
+    """Regenerating a table's guards drops the generated functions it no longer needs; a table that never had
+    them (not numbered) must not make reinstall_guards() or unprotect() print a NOTICE per missing function."""
+    owner = db.owner()
+    db.protect_invoice()
+    notices: list[str] = []
+    owner.add_notice_handler(lambda d: notices.append(d.message_primary))
+    assert owner.execute("SELECT ledgerlock.reinstall_guards()").fetchone()[0] >= 1
+    owner.execute("SELECT ledgerlock.unprotect('invoice', 'module retired')")
+    assert notices == []
+    assert owner.execute("SELECT count(*) FROM pg_proc WHERE proname LIKE '\\_ll40\\_t%'").fetchone()[0] == 0
