@@ -14,6 +14,7 @@ T_1_SERIES = Target(0.70, source="issue 4 (R2): one counter is bounded by the co
 T_STATEMENT = Target(0.50, source="issue 4 (R2)")
 
 NOTE = "protect with number_format INV-{SCOPE}-{SEQ:5} (a series per scope), without the audit triggers"
+OTHER_SERIES = 1000  # series of the many-series table that the measured writes never touch
 
 
 def finalization(b: Bench, f: Features) -> list[Result]:
@@ -21,10 +22,14 @@ def finalization(b: Bench, f: Features) -> list[Result]:
     b.create_doc_table("f_commit")
     variants = {"commit_1": Variant(b.script("insert", table="f_commit"), variables={"scope": 1}, clients=1)}
     if f.numbering:
-        for t in ("f_nextval", "f_floor", "f_numbered_8", "f_numbered_1"):
+        for t in ("f_nextval", "f_floor", "f_numbered_8", "f_numbered_1", "f_numbered_many"):
             b.create_doc_table(t)
-        for t in ("f_numbered_8", "f_numbered_1"):
+        for t in ("f_numbered_8", "f_numbered_1", "f_numbered_many"):
             protect(b, t, audit=False, numbered=True)
+        # a table that has numbered in many series (a series per company and year, say): one final row in
+        # each of OTHER_SERIES scopes the measured writes never use
+        b.execute("INSERT INTO f_numbered_many (company_id, status, issued_on, amount) "
+                  "SELECT g, 'approved', CURRENT_DATE, 1 FROM generate_series(1001, 1000 + %s) g", (OTHER_SERIES,))
         b.execute("CREATE TRIGGER floor_number BEFORE INSERT ON f_floor FOR EACH ROW "
                   "WHEN (NEW.status IN ('approved', 'paid')) EXECUTE FUNCTION floor_number()")
         variants |= {
@@ -33,8 +38,10 @@ def finalization(b: Bench, f: Features) -> list[Result]:
             "floor_1": Variant(b.script("finalize_insert", table="f_floor"), variables={"series": 1}),
             "numbered_8": Variant(b.script("finalize_insert", table="f_numbered_8"), variables={"series": 8}),
             "numbered_1": Variant(b.script("finalize_insert", table="f_numbered_1"), variables={"series": 1}),
+            "numbered_many": Variant(b.script("finalize_insert", table="f_numbered_many"), variables={"series": 8}),
         }
-    b.prepare_for_run(*(t for t in ("f_commit", "f_nextval", "f_floor", "f_numbered_8", "f_numbered_1")
+    b.prepare_for_run(*(t for t in ("f_commit", "f_nextval", "f_floor", "f_numbered_8", "f_numbered_1",
+                                    "f_numbered_many")
                         if b.has_relation(t)))
     s = pgbench_group(b, variants)
     out = [Result("commit_rate", "single-client commit rate (one-row INSERT, plain table)",
@@ -52,6 +59,11 @@ def finalization(b: Bench, f: Features) -> list[Result]:
                note=f"{NOTE}; {check}", baseline_samples=s["nextval_8"], value_samples=s["numbered_8"]),
         Result("finalize_1_series", t1, baseline_label="1-client commit rate", target=T_1_SERIES,
                note=f"{NOTE}; {check}", baseline_samples=s["commit_1"], value_samples=s["numbered_1"]),
+        Result("finalize_8_series_many", f"finalization, {c} clients on 8 series of a table with {OTHER_SERIES:,} "
+               "more", baseline_label="same, 8 series in all",
+               note=f"{NOTE}; the same writes as finalize_8_series into a table holding {OTHER_SERIES:,} other "
+                    "series: what the series a write does not touch cost it",
+               baseline_samples=s["numbered_8"], value_samples=s["numbered_many"]),
         Result("counter_floor_8_series", f"the floor: a bare counter trigger, {c} clients on 8 series vs nextval()",
                baseline_label="nextval() per series",
                note="a BEFORE trigger that only takes the next value of a per-series counter row (bench/sql/"

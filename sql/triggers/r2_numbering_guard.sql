@@ -389,13 +389,17 @@ $fn$;
 REVOKE ALL ON FUNCTION ledgerlock._ll40_settle_query(jsonb) FROM PUBLIC;
 
 -- The settle step of a one-row statement that made its row final (every single-row finalization), in one
--- UPDATE: the statement wrote exactly one row, it became final, the table has exactly one range open for
--- this kind of write, holding exactly one number, and the row carries that number in the series of its own
--- date and scope (found through the counter's key, not by trying every open range). That is what the full
--- query and checks below would prove for such a statement, from the same state a client cannot touch, so
--- the range is closed (last_value already equals open_from + 1) and its hint reset. When any of it does
--- not hold, no row is updated and the full settle runs as before. Extra value: old_none, for an UPDATE
--- that its one row was not final before.
+-- UPDATE: the statement wrote exactly one row, it became final, the range open for this kind of write in the
+-- series of the row's own date and scope holds exactly one number, and the row carries that number (the
+-- counter found by its key, not by trying every open range). That is what the full query and checks below
+-- would prove for the range, from the same state a client cannot touch, so it is closed (last_value already
+-- equals open_from + 1) and its hint reset. When any of it does not hold, no row is updated and the full
+-- settle runs. Other ranges of the table are not looked at (that read every counter of the table, as many
+-- as it has series): a one-row statement opens at most one range, in the series it numbered the row in, so
+-- another open range was opened by an enclosing statement (a trigger's write nested in it), whose own
+-- settle step proves it afterwards; a row moved to another series after ll_40 carries a number of the
+-- first series, which the second series' counter does not match. Extra value: old_none, for an UPDATE that
+-- its one row was not final before.
 CREATE OR REPLACE FUNCTION ledgerlock._ll40_settle_one_query(v jsonb)
 RETURNS text
 LANGUAGE sql
@@ -420,9 +424,6 @@ AS $fn$
         WHERE c.tbl = {{tbl}} AND c.prefix = f.prefix AND c.suffix = f.suffix
           AND c.open_from IS NOT NULL AND c.open_kind = ll_kind
           AND c.last_value = c.open_from + 1 AND f.seq = c.last_value
-          AND NOT EXISTS (SELECT FROM ledgerlock.number_counter AS o
-                          WHERE o.tbl = {{tbl}} AND o.open_from IS NOT NULL AND o.open_kind IN (ll_kind, 'both')
-                            AND (o.prefix, o.suffix) <> (c.prefix, c.suffix))
         RETURNING pg_catalog.set_config('ledgerlock.numbering_' || pg_catalog.md5(
             {{slot_key|L}} || c.prefix || E'\x1f' || c.suffix), '', true) INTO ll_reset$q$, v)
 $fn$;
@@ -454,8 +455,10 @@ BEGIN
     {{rel_check}}
     -- 0. Nothing to settle, the common case (drafts, edits of drafts): no row of the statement is final and
     --    no range of the table is open. Both facts come from state a client cannot touch.
-    IF NOT EXISTS (SELECT FROM ledgerlock.number_counter c WHERE c.tbl = {{tbl}} AND c.open_from IS NOT NULL)
-       AND NOT EXISTS (SELECT FROM ll_new AS n WHERE ({{final_n}}) IS TRUE) THEN
+    --    The statement's rows are looked at first: a statement that made a row final goes on without reading
+    --    the counters, which are as many as the table has series.
+    IF NOT EXISTS (SELECT FROM ll_new AS n WHERE ({{final_n}}) IS TRUE)
+       AND NOT EXISTS (SELECT FROM ledgerlock.number_counter c WHERE c.tbl = {{tbl}} AND c.open_from IS NOT NULL) THEN
         RETURN NULL;
     END IF;
     -- 0b. One row made final, one number taken for it: proven and closed in one UPDATE (see

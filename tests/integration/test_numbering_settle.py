@@ -129,3 +129,47 @@ def test_a_table_scoped_through_its_parent_is_numbered_by_its_date_alone(db, row
     got = [r[0] for r in app.execute("SELECT number FROM je ORDER BY id")]
     assert got == [f"JE-2026-{i:04}" for i in range(1, rows + 1)]
     assert owner.execute("SELECT count(*) FROM ledgerlock.number_gaps('je')").fetchone()[0] == 0
+
+
+def nested_credit_note(db, hint: str | None = None):
+    """The table owner's AFTER ROW trigger: every final invoice of company 1 gets a final twin in company 2,
+    inserted by a statement that runs inside the first one's, before the first one settles. With `hint`, the
+    trigger first writes that position hint for series INV-1- (a client forging where company 1 stands)."""
+    owner = db.owner()
+    forge = "" if hint is None else (
+        f"PERFORM set_config(name, '{hint}', true) FROM pg_settings WHERE name LIKE 'ledgerlock.numbering\\_%' "
+        "AND name <> 'ledgerlock.numbering_counters_held';")
+    owner.execute(f"""CREATE FUNCTION public.twin() RETURNS trigger LANGUAGE plpgsql AS
+                      $$ BEGIN {forge}
+                         INSERT INTO invoice (id, company_id, status) VALUES (NEW.id + 100, {1 if hint else 2},
+                                                                              'approved');
+                         RETURN NULL; END $$""")
+    owner.execute("CREATE TRIGGER zz_twin AFTER INSERT ON invoice FOR EACH ROW WHEN (NEW.company_id = 1 "
+                  "AND NEW.id < 100) EXECUTE FUNCTION public.twin()")
+    return owner
+
+
+def test_a_final_row_inserted_by_a_trigger_while_its_statement_finalizes_another_is_numbered_too(db):
+    """Each statement settles its own range: the nested one closes its series' range, the outer one then its
+    own, and both series stay gapless (it used to be refused: the nested settle closed the outer range)."""
+    protect(db, "INV-{SCOPE}-{SEQ:3}")
+    nested_credit_note(db)
+    app = db.connect("app")
+    for i in (1, 2):
+        lives_ok(app, "INSERT INTO invoice (id, company_id, status) VALUES (%s, 1, 'approved')", (i,))
+    assert dict(app.execute("SELECT id, number FROM invoice ORDER BY id").fetchall()) == {
+        1: "INV-1-001", 2: "INV-1-002", 101: "INV-2-001", 102: "INV-2-002"}
+    assert series(db) == [("INV-1-{SEQ}", 2), ("INV-2-{SEQ}", 2)] and gaps(db) == []
+
+
+def test_a_nested_statement_given_a_forged_position_in_the_outer_range_is_refused(db):
+    """The nested statement writes a company-1 row after forging the position hint so that it reuses the
+    number its enclosing statement took: the nested settle accepts its one row in that one-wide range and
+    closes it, and the enclosing statement's settle then finds its row's number in no range: refused whole."""
+    protect(db, "INV-{SCOPE}-{SEQ:3}")
+    lives_ok(db.connect("app"), "INSERT INTO invoice (id, company_id, status) VALUES (50, 1, 'approved')")
+    nested_credit_note(db, hint="2,2,1")
+    app = db.connect("app")
+    with refused("LL009"):
+        app.execute("INSERT INTO invoice (id, company_id, status) VALUES (1, 1, 'approved')")
+    assert numbers(app) == ["INV-1-001"] and series(db) == [("INV-1-{SEQ}", 1)] and gaps(db) == []
