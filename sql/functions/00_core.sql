@@ -647,6 +647,19 @@ $$;
 REVOKE ALL ON FUNCTION ledgerlock._table_key(regclass) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION ledgerlock._table_key(regclass) TO ledgerlock_admin, ledgerlock_auditor;
 
+-- The name of a function generated for a table by one rule for one part: ledgerlock._<rule>_<key>_<part>
+-- (R2: _ll40_<key>_final, _draft, _settle; R3: _ll20_<key>_insert), keyed by the table's name, never its oid,
+-- so that a restored database runs them as they are.
+CREATE OR REPLACE FUNCTION ledgerlock._generated_name(tbl regclass, rule text, part text)
+RETURNS name
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT ('_' || rule || '_' || ledgerlock._table_key(tbl) || '_' || part)::name
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._generated_name(regclass, text, text) FROM PUBLIC;
+
 -- The text of a template with its named placeholders filled in, in one pass (a value that contains a
 -- placeholder is not filled again): {{name}} takes the value as SQL text, {{name|L}} as a quoted literal,
 -- {{name|I}} as a quoted identifier. A placeholder without a value is an error, so a template never leaves

@@ -130,18 +130,6 @@ END
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._refuse_numbering(regclass, bigint, bigint, text) FROM PUBLIC;
 
--- The generated function of a table for one part ('final', 'draft', 'settle'): ledgerlock._ll40_<key>_<part>,
--- keyed by the table's name (_table_key), never its oid, so that a restored database runs them as they are.
-CREATE OR REPLACE FUNCTION ledgerlock._ll40_function_name(tbl regclass, part text)
-RETURNS name
-LANGUAGE sql
-STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT ('_ll40_' || ledgerlock._table_key(tbl) || '_' || part)::name
-$$;
-REVOKE ALL ON FUNCTION ledgerlock._ll40_function_name(regclass, text) FROM PUBLIC;
-
 -- A generated function runs on a relation it was not generated for: a partition created or attached since
 -- (without the DDL guard, which would have regenerated them), or a table renamed since. Such a partition
 -- may lack its settle triggers, so a range opened there might never be closed: refuse.
@@ -532,7 +520,7 @@ DECLARE
     fmt record;
 BEGIN
     fmt := ledgerlock._number_format_parts(cfg.number_format, 'number_format', cfg.scope_column IS NOT NULL);
-    PERFORM ledgerlock._create_generated_function(ledgerlock._ll40_function_name(tbl, 'final'),
+    PERFORM ledgerlock._create_generated_function(ledgerlock._generated_name(tbl, 'll40', 'final'),
         ledgerlock._ll40_final_body(v || pg_catalog.jsonb_build_object(
             'date_step', CASE WHEN fmt.uses_date THEN ledgerlock._template(
                 'll_d := {{date_of}}; IF ll_d IS NULL OR NOT pg_catalog.isfinite(ll_d) THEN '
@@ -564,7 +552,7 @@ BEGIN
                  '- pg_catalog.length(x.prefix) - pg_catalog.length(x.suffix)) END' END);
 
     fmt := ledgerlock._number_format_parts(draft_format, 'draft_format', cfg.scope_column IS NOT NULL);
-    PERFORM ledgerlock._create_generated_function(ledgerlock._ll40_function_name(tbl, 'draft'),
+    PERFORM ledgerlock._create_generated_function(ledgerlock._generated_name(tbl, 'll40', 'draft'),
         ledgerlock._ll40_draft_body(v || pg_catalog.jsonb_build_object(
             'date_step', CASE WHEN fmt.uses_date THEN ledgerlock._template('ll_d := {{date_of}};', v) ELSE '' END,
             'scope_step', CASE WHEN fmt.uses_scope THEN ledgerlock._template('ll_scope := {{scope_of}};', v) ELSE '' END,
@@ -572,7 +560,7 @@ BEGIN
             'suffix', ledgerlock._number_part_sql(fmt.suffix_format, true),
             'pad', fmt.pad)));
 
-    PERFORM ledgerlock._create_generated_function(ledgerlock._ll40_function_name(tbl, 'settle'),
+    PERFORM ledgerlock._create_generated_function(ledgerlock._generated_name(tbl, 'll40', 'settle'),
         ledgerlock._ll40_settle_body(v || pg_catalog.jsonb_build_object(
             'insert_one_query', ledgerlock._ll40_settle_one_query(v || '{"old_none": "true"}'),
             'update_one_query', ledgerlock._ll40_settle_one_query(v || pg_catalog.jsonb_build_object('old_none',
@@ -593,7 +581,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     PERFORM ledgerlock._drop_generated_functions(ARRAY(
-        SELECT ledgerlock._ll40_function_name(tbl, part) FROM pg_catalog.unnest(ARRAY['final', 'draft', 'settle']) part
+        SELECT ledgerlock._generated_name(tbl, 'll40', part) FROM pg_catalog.unnest(ARRAY['final', 'draft', 'settle']) part
         WHERE tbl IS NOT NULL
         UNION
         SELECT p.proname FROM pg_catalog.pg_proc p
@@ -663,23 +651,23 @@ BEGIN
     PERFORM ledgerlock._ll40_generate_functions(tbl, draft);
     PERFORM ledgerlock._create_guard_trigger(tbl, 'll_40_final_number_insert', pg_catalog.format(
         'BEFORE INSERT ON %s FOR EACH ROW WHEN ((%s) IS TRUE) EXECUTE FUNCTION ledgerlock.%I()',
-        tbl, new_final, ledgerlock._ll40_function_name(tbl, 'final')));
+        tbl, new_final, ledgerlock._generated_name(tbl, 'll40', 'final')));
     PERFORM ledgerlock._create_guard_trigger(tbl, 'll_40_final_number_update', pg_catalog.format(
         'BEFORE UPDATE ON %s FOR EACH ROW WHEN ((%s) IS TRUE AND (%s) IS NOT TRUE) EXECUTE FUNCTION ledgerlock.%I()',
-        tbl, new_final, old_final, ledgerlock._ll40_function_name(tbl, 'final')));
+        tbl, new_final, old_final, ledgerlock._generated_name(tbl, 'll40', 'final')));
     PERFORM ledgerlock._create_guard_trigger(tbl, 'll_40_draft_number', pg_catalog.format(
         'BEFORE INSERT ON %s FOR EACH ROW WHEN ((%s) IS NOT TRUE AND coalesce(NEW.%I::text, '''') = '''') '
-        'EXECUTE FUNCTION ledgerlock.%I()', tbl, new_final, cfg.number_column, ledgerlock._ll40_function_name(tbl, 'draft')));
+        'EXECUTE FUNCTION ledgerlock.%I()', tbl, new_final, cfg.number_column, ledgerlock._generated_name(tbl, 'll40', 'draft')));
     -- Statement triggers are not passed on to partitions, and a statement on a partition fires only the
     -- partition's: every relation of the tree settles the statements run on it. New partitions get theirs
     -- from the DDL guard or ledgerlock.reinstall_guards(), like the TRUNCATE guard.
     FOR rel IN SELECT p.relid FROM pg_catalog.pg_partition_tree(tbl) p UNION SELECT tbl LOOP
         PERFORM ledgerlock._create_guard_trigger(rel, 'll_40_settle_insert', pg_catalog.format(
             'AFTER INSERT ON %s REFERENCING NEW TABLE AS ll_new FOR EACH STATEMENT EXECUTE FUNCTION ledgerlock.%I()',
-            rel, ledgerlock._ll40_function_name(tbl, 'settle')));
+            rel, ledgerlock._generated_name(tbl, 'll40', 'settle')));
         PERFORM ledgerlock._create_guard_trigger(rel, 'll_40_settle_update', pg_catalog.format(
             'AFTER UPDATE ON %s REFERENCING OLD TABLE AS ll_old NEW TABLE AS ll_new FOR EACH STATEMENT '
-            'EXECUTE FUNCTION ledgerlock.%I()', rel, ledgerlock._ll40_function_name(tbl, 'settle')));
+            'EXECUTE FUNCTION ledgerlock.%I()', rel, ledgerlock._generated_name(tbl, 'll40', 'settle')));
     END LOOP;
     PERFORM ledgerlock._ll40_drop_functions(NULL);  -- those no trigger runs any more (the table's old name)
 END

@@ -425,17 +425,6 @@ $ll$, v)
 $fn$;
 REVOKE ALL ON FUNCTION ledgerlock._ll20_insert_body(jsonb) FROM PUBLIC;
 
--- The name of the generated INSERT check of a table.
-CREATE OR REPLACE FUNCTION ledgerlock._ll20_function_name(tbl regclass)
-RETURNS name
-LANGUAGE sql
-STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT ('_ll20_' || ledgerlock._table_key(tbl) || '_insert')::name
-$$;
-REVOKE ALL ON FUNCTION ledgerlock._ll20_function_name(regclass) FROM PUBLIC;
-
 -- (Re)generate the INSERT check of a table and return its name, or return null when the table
 -- does not qualify (see the top of this section): its inserts are then checked by guard_period_row.
 -- from_parent: the date or the scope is read from a parent row; kind: ledgerlock._period_date_kind (both
@@ -448,7 +437,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     cfg ledgerlock.protected_table := ledgerlock._config(tbl);
-    gen name := ledgerlock._ll20_function_name(tbl);
+    gen name := ledgerlock._generated_name(tbl, 'll20', 'insert');
     probe text;
     body text;
 BEGIN
@@ -507,7 +496,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     PERFORM ledgerlock._drop_guard_triggers(tbl, 'll_20_period_');
-    PERFORM ledgerlock._drop_generated_functions(ARRAY[ledgerlock._ll20_function_name(tbl)]);
+    PERFORM ledgerlock._drop_generated_functions(ARRAY[ledgerlock._generated_name(tbl, 'll20', 'insert')]);
 END
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._uninstall_20_period(regclass) FROM PUBLIC;
@@ -575,7 +564,7 @@ BEGIN
         'AFTER DELETE ON %s FOR EACH ROW WHEN (%s <= %s) EXECUTE FUNCTION ledgerlock.guard_period_row(%s)',
         tbl, old_day, mark, args));
     IF insert_fn = 'guard_period_row' THEN
-        PERFORM ledgerlock._drop_generated_functions(ARRAY[ledgerlock._ll20_function_name(tbl)]);
+        PERFORM ledgerlock._drop_generated_functions(ARRAY[ledgerlock._generated_name(tbl, 'll20', 'insert')]);
     END IF;
     -- a parent's guards, for a scope or date read from it (a column name without a dot names no parent)
     PERFORM ledgerlock._install_20_scope_parent(sp.parent) FROM ledgerlock._scope_path(tbl, cfg.scope_column) sp

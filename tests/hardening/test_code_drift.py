@@ -100,7 +100,7 @@ def test_a_generated_guard_function_replaced_with_a_no_op_is_critical_until_rein
     db.protect_invoice(number_column="number", number_format="INV-{YYYY}-{SEQ:5}")
     owner = db.owner()
     fn = owner.execute(
-        "SELECT 'ledgerlock.' || ledgerlock._ll40_function_name('invoice', 'final') || '()'").fetchone()[0]
+        "SELECT 'ledgerlock.' || ledgerlock._generated_name('invoice', 'll40', 'final') || '()'").fetchone()[0]
     _, before = doctor(db.conninfo("auditor"))
     assert about(before, fn) == []
     owner.execute(f"CREATE OR REPLACE FUNCTION {fn} RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER "
@@ -150,7 +150,8 @@ def test_audit_verify_reports_a_replaced_guard_by_name_and_passes_once_it_is_res
 def test_a_generated_period_check_replaced_with_a_no_op_is_critical_until_reinstalled(db):
     db.protect_invoice()
     owner = db.owner()
-    fn = owner.execute("SELECT 'ledgerlock.' || ledgerlock._ll20_function_name('invoice') || '()'").fetchone()[0]
+    fn = owner.execute(
+        "SELECT 'ledgerlock.' || ledgerlock._generated_name('invoice', 'll20', 'insert') || '()'").fetchone()[0]
     _, before = doctor(db.conninfo("auditor"))
     assert about(before, fn) == []
     owner.execute(f"CREATE OR REPLACE FUNCTION {fn} RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER "
