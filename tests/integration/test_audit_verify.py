@@ -265,9 +265,18 @@ def test_the_verdict_is_the_same_with_or_without_parallel_workers(trail):
     must not depend on the plan."""
     su = trail.owner()
     a, b = seq_of(trail, "INSERT", 1), seq_of(trail, "UPDATE", 3)
+    # an event dated a month back, sealed as genuine: found by the same chunk query, from its time
+    su.execute("SELECT ledgerlock.audit_seal()")
+    forged = su.execute(
+        "INSERT INTO ledgerlock.audit_event (seq, at, table_name, operation, db_user) "
+        "VALUES (nextval('ledgerlock.audit_event_seq'), now() - interval '30 days', 'public.invoice', 'NOTE', "
+        "'ll_admin') RETURNING seq").fetchone()[0]
+    su.execute("SELECT ledgerlock.audit_seal()")
+    actors = su.execute("SELECT seq, actor FROM ledgerlock.audit_event WHERE seq IN (%s, %s)", (a, b)).fetchall()
+    seq_7 = seq_of(trail, "INSERT", 7)
     with guards_off(su):
         su.execute("UPDATE ledgerlock.audit_event SET actor = 'x' WHERE seq IN (%s, %s)", (a, b))
-        su.execute("DELETE FROM ledgerlock.audit_event WHERE seq = %s", (seq_of(trail, "INSERT", 7),))
+        su.execute("DELETE FROM ledgerlock.audit_event WHERE seq = %s", (seq_7,))
     serial = trail.connect("auditor")
     serial.execute("SET max_parallel_workers_per_gather = 0")
     parallel = trail.connect("auditor")
@@ -275,8 +284,16 @@ def test_the_verdict_is_the_same_with_or_without_parallel_workers(trail):
         parallel.execute(setting)
         su.execute(setting)
     plan = "\n".join(r[0] for r in su.execute(
-        "EXPLAIN SELECT * FROM ledgerlock._audit_link_problems(1, 100, 1, 100000)").fetchall())
+        "EXPLAIN SELECT * FROM ledgerlock._audit_link_problems(1, 100, 1, 100000, '{1}', '{100}', "
+        "'{infinity}', '{-infinity}', '{}', '{}', '{0}')").fetchall())
     assert "Workers Planned" in plan  # the check below compares two different plans
     one, other = serial.execute(VERDICT).fetchone(), parallel.execute(VERDICT).fetchone()
     assert one == other
-    assert not one[0] and one[4] == a and one[7] == 4  # 3 in the chain, and invoice 7 without its event
+    # 3 in the chain, the back-dated event, and invoice 7 without its event
+    assert not one[0] and one[4] == a and one[7] == 5
+    with guards_off(su):  # the modified events put back: the deleted event, the back-dated one and invoice 7 left
+        for seq, actor in actors:
+            su.execute("UPDATE ledgerlock.audit_event SET actor = %s WHERE seq = %s", (actor, seq))
+    one, other = serial.execute(VERDICT).fetchone(), parallel.execute(VERDICT).fetchone()
+    assert one == other
+    assert one[7] == 3 and one[4] == seq_7 < forged, one[6]
