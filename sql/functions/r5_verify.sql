@@ -313,7 +313,9 @@ BEGIN
     events := CASE WHEN lo = 1 THEN (SELECT pg_catalog.count(*) FROM ledgerlock.audit_event) END;
 
     -- One query per chunk: the first problem in chain order (the link before its event) and the counts.
-    -- A SELECT INTO may run in parallel (a FOR loop's cursor may not).
+    -- EXECUTE … INTO, which runs in parallel on every supported server: on PostgreSQL 18 a static SELECT INTO
+    -- of PL/pgSQL ran the same plan serially (2.1 s instead of 1.1 s per chunk on 2 cores); a FOR loop's
+    -- cursor never runs in parallel.
     WHILE lo <= max_chain LOOP
         -- the events the chunk's links seal lie in this seq range (+ 0: read the chunk's links, rather than
         -- walk the seq index from an end); with the values known, the plan probes a hash of the links with
@@ -321,14 +323,15 @@ BEGIN
         SELECT pg_catalog.min(c.seq + 0), pg_catalog.max(c.seq + 0) INTO seq_lo, seq_hi
         FROM ledgerlock.audit_chain c WHERE c.chain_seq BETWEEN lo AND lo + step - 1;
         from_seq := least(from_seq, seq_lo);
-        SELECT x.seq, x.chain_seq, x.problem, pg_catalog.count(*) OVER (),
-               pg_catalog.count(*) FILTER (WHERE x.code = 'event_missing') OVER ()
+        EXECUTE $q$
+            SELECT x.seq, x.chain_seq, x.problem, pg_catalog.count(*) OVER (),
+                   pg_catalog.count(*) FILTER (WHERE x.code = 'event_missing') OVER ()
+            FROM ledgerlock._audit_link_problems($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) x
+            ORDER BY x.chain_seq, x.k
+            LIMIT 1$q$
         INTO c_seq, c_chain, c_problem, c_n, c_missing
-        FROM ledgerlock._audit_link_problems(lo, lo + step - 1, seq_lo, seq_hi, s_batch, s_chain, s_closed, s_open,
-                                             s_closed_text, s_open_text, s_prev) x
-        ORDER BY x.chain_seq, x.k
-        LIMIT 1;
-        IF FOUND THEN
+        USING lo, lo + step - 1, seq_lo, seq_hi, s_batch, s_chain, s_closed, s_open, s_closed_text, s_open_text, s_prev;
+        IF c_n IS NOT NULL THEN  -- a problem was found (EXECUTE leaves FOUND alone)
             IF problems = 0 THEN
                 first_seq := c_seq; first_chain_seq := c_chain; first_problem := c_problem;
             END IF;
