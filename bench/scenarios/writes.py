@@ -24,7 +24,8 @@ def _enforced_note(f: Features) -> str:
 
 def _setup_tables(b: Bench, prefix: str, f: Features, rows: int) -> dict[str, str]:
     names = {v: f"{prefix}_{v}"
-             for v in ("plain", "enforced", "when_floor", "audited", "audit_floor", "naive_audit", "naive_lock")}
+             for v in ("plain", "enforced", "when_floor", "when_floor_2", "audited", "audit_floor", "naive_audit",
+                       "naive_lock")}
     if not f.audit:
         del names["audited"]
     if prefix == "w_insert":
@@ -43,11 +44,17 @@ def _setup_tables(b: Bench, prefix: str, f: Features, rows: int) -> dict[str, st
             naive_audit(b, table)
         elif variant == "naive_lock":
             naive_period_check(b, table)
-        elif variant == "when_floor":
-            # the least any trigger-made rule costs a write it lets by: one row trigger whose WHEN is false
+        elif variant in ("when_floor", "when_floor_2"):
+            # the least any trigger-made rule costs a write it lets by: one row trigger whose WHEN is false;
+            # when_floor_2 adds a BEFORE one, as enforcement has (R1 and R3 on UPDATE, R3's skip and check on
+            # INSERT)
             b.execute(sql.SQL("CREATE TRIGGER floor_when AFTER INSERT OR UPDATE ON {} FOR EACH ROW "
                               "WHEN (NEW.issued_on < date '1900-01-01') EXECUTE FUNCTION floor_check()")
                       .format(sql.Identifier(table)))
+            if variant == "when_floor_2":
+                b.execute(sql.SQL("CREATE TRIGGER floor_when_before BEFORE INSERT OR UPDATE ON {} FOR EACH ROW "
+                                  "WHEN (NEW.issued_on < date '1900-01-01') EXECUTE FUNCTION floor_before()")
+                          .format(sql.Identifier(table)))
         elif variant == "check_floor":
             b.execute(sql.SQL("CREATE TRIGGER floor_check AFTER INSERT OR UPDATE OR DELETE ON {} "
                               "FOR EACH ROW EXECUTE FUNCTION floor_check()").format(sql.Identifier(table)))
@@ -109,6 +116,12 @@ def _single_row(b: Bench, f: Features, verb: str) -> list[Result]:
                            f"so no trigger-made rule costs less; for reading {verb}_enforced, which needs two "
                            "(R1 and R3 on UPDATE, R3's skip and check on INSERT)",
                       baseline_samples=s["plain"], value_samples=s["when_floor"]))
+    out.append(Result(f"{verb}_two_when_floor",
+                      f"single-row {verb_up}: the floor of enforcement's two triggers that let the write by",
+                      note="a plain table with a BEFORE and an AFTER ROW trigger whose WHEN clauses are false for "
+                           f"the row (floor_when_before, floor_when): the least {verb}_enforced can cost with the "
+                           "two triggers each rule path has",
+                      baseline_samples=s["plain"], value_samples=s["when_floor_2"]))
     if "enforced_backdated" in s:
         out.append(Result(f"{verb}_enforced_backdated", f"single-row {verb_up}, enforcement only, dated {BACKDATED}",
                           target=T_INSERT_ENFORCED,

@@ -144,3 +144,12 @@ BEGIN
     RETURN NULL;
 END
 $$;
+
+-- The BEFORE half of the two-trigger floor (bench/scenarios/writes.py, when_floor_2): never called, its WHEN
+-- is false; a BEFORE row trigger must return the row it lets by.
+CREATE FUNCTION floor_before() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    RETURN NEW;
+END
+$$;
