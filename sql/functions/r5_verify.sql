@@ -12,9 +12,10 @@
 -- recorded; from ledgerlock._audit_seals), joined by batch: each event is read once, for its hash and its
 -- time.
 -- Each link is paired with the previous link and with its event by joins restricted to the chunk's ranges
--- (no window: a window needs the links in order in one process). The test of each link and event — both
--- hashes — is the join's filter, so that a parallel plan runs it in the workers and only the (rare)
--- problem links reach the leader, where they are classified again and named. No SET clause on purpose,
+-- (no window: a window needs the links in order in one process). The layer that keeps only problem links
+-- is flattened into the join, so its test of each link and event — both hashes — is the join's filter: a
+-- parallel plan runs it in the workers, and only the (rare) problem links reach the leader (OFFSET 0 keeps
+-- the naming of problems above). No SET clause on purpose,
 -- like the hashing functions: a SET clause forbids inlining, and only inlined into the caller's query can
 -- the scan run in parallel. Every name is schema-qualified; only verify_audit (pinned search_path)
 -- executes it.
@@ -28,7 +29,8 @@ LANGUAGE sql
 STABLE PARALLEL SAFE
 AS $$
     SELECT l.seq, l.chain_seq, v.k, v.code, m.problem
-    FROM (SELECT c.seq, c.chain_seq, e.txid, e.at, g.closed_text, g.open_text, g.prev,
+    FROM (SELECT * FROM (
+          SELECT c.seq, c.chain_seq, e.txid, e.at, g.closed_text, g.open_text, g.prev,
                  c.chain_seq > 1 AND p.chain_seq IS NULL AS gap,
                  CASE
                      WHEN c.chain_seq > 1 AND p.chain_seq IS NULL THEN NULL  -- reported as a gap, above
@@ -65,23 +67,8 @@ AS $$
                                pg_catalog.unnest(s_open_text), pg_catalog.unnest(s_prev))
                     AS g(batch, chain_seq, closed_at, open_since, closed_text, open_text, prev)
                ON g.batch = c.batch AND c.chain_seq < g.chain_seq
-          WHERE c.chain_seq BETWEEN lo AND hi
-            AND ((c.chain_seq > 1 AND p.chain_seq IS NULL)
-                 OR c.chain_hash IS DISTINCT FROM ledgerlock._audit_link_hash(
-                        CASE WHEN c.chain_seq = 1 THEN ledgerlock._audit_genesis() ELSE p.chain_hash END,
-                        c.chain_seq, c.seq, c.event_hash, c.batch, c.txid_floor, c.sealed_below)
-                 OR (c.batch <> c.chain_seq AND (c.batch IS DISTINCT FROM p.batch
-                                                 OR c.txid_floor IS DISTINCT FROM p.txid_floor
-                                                 OR c.sealed_below IS DISTINCT FROM p.sealed_below))
-                 OR (c.batch = c.chain_seq AND c.txid_floor IS DISTINCT FROM coalesce(p.sealed_below, '0'::xid8)
-                     AND NOT (c.txid_floor = '0'::xid8 AND c.sealed_below < p.sealed_below))
-                 OR e.seq IS NULL
-                 OR coalesce(e.event_hash, c.event_hash) IS DISTINCT FROM ledgerlock._audit_event_hash(e.seq,
-                        e.at, e.txid, e.table_name, e.row_key, e.scope, e.operation, e.old_row, e.new_row,
-                        e.db_user, e.actor, e.reason, e.context, e.lock_id, e.override_id, e.details)
-                 OR (e.event_hash IS NOT NULL AND e.event_hash IS DISTINCT FROM c.event_hash)
-                 OR e.txid < c.txid_floor
-                 OR e.at > g.closed_at OR e.at < g.open_since)
+          WHERE c.chain_seq BETWEEN lo AND hi) AS x
+          WHERE x.gap OR x.link_code IS NOT NULL OR x.event_code IS NOT NULL
           OFFSET 0) l
     CROSS JOIN LATERAL (VALUES
         (1, CASE WHEN l.gap THEN 'link_missing' ELSE l.link_code END),
@@ -119,7 +106,7 @@ AS $$
                  'transaction started before %s: it was back-dated', l.seq, l.chain_seq,
                  ledgerlock._audit_time(l.at), l.prev, l.open_text)
         END AS problem) AS m
-    WHERE (l.gap OR l.link_code IS NOT NULL OR l.event_code IS NOT NULL) AND v.code IS NOT NULL
+    WHERE v.code IS NOT NULL
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._audit_link_problems(bigint, bigint, bigint, bigint, bigint[], bigint[],
                                                       timestamptz[], timestamptz[], text[], text[], bigint[])
