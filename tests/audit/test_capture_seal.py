@@ -112,6 +112,16 @@ def test_a_back_dated_forged_event_is_reported_and_a_long_open_transaction_is_no
     assert not ok and problem.startswith(f"event seq {seq} ") and "it was back-dated" in problem
 
 
+def forge_dated_event(db, at: str) -> int:
+    """A NOTE event dated `at` (an SQL expression), written now by a superuser and sealed as genuine."""
+    seq = db.owner().execute(
+        f"INSERT INTO ledgerlock.audit_event (seq, at, table_name, operation, db_user) "
+        f"VALUES (nextval('ledgerlock.audit_event_seq'), {at}, 'public.invoice', 'NOTE', 'll_admin') "
+        f"RETURNING seq").fetchone()[0]
+    seal(db)
+    return seq
+
+
 HOSTILE = ("SET TimeZone = 'Pacific/Kiritimati'", "SET DateStyle = 'SQL, DMY'", "SET extra_float_digits = -15",
            "SET IntervalStyle = 'sql_standard'", "SET search_path = pg_temp, public", "SET work_mem = '64kB'",
            "SET parallel_tuple_cost = 1000000", "SET max_parallel_workers_per_gather = 0")
@@ -125,24 +135,14 @@ def test_the_auditors_session_settings_change_no_time_verdict(trail):
         hostile.execute(setting)
     statement = "SELECT ok, problems, problem FROM ledgerlock.verify_audit()"
     assert hostile.execute(statement).fetchone()[:2] == (True, 0)  # permitted: a clean trail stays clean
-    su = trail.owner()
-    seq = su.execute(
-        "INSERT INTO ledgerlock.audit_event (seq, at, table_name, operation, db_user) "
-        "VALUES (nextval('ledgerlock.audit_event_seq'), now() - interval '30 days', 'public.invoice', 'NOTE', "
-        "'ll_admin') RETURNING seq").fetchone()[0]
-    seal(trail)
+    seq = forge_dated_event(trail, "now() - interval '30 days'")
     plain = verify(trail)
     assert not plain[0] and plain[2].startswith(f"event seq {seq} ") and "it was back-dated" in plain[2]
     assert hostile.execute(statement).fetchone() == plain
 
 
 def test_a_forward_dated_forged_event_is_reported(trail):
-    su = trail.owner()
-    seq = su.execute(
-        "INSERT INTO ledgerlock.audit_event (seq, at, table_name, operation, db_user) "
-        "VALUES (nextval('ledgerlock.audit_event_seq'), now() + interval '1 day', 'public.invoice', 'NOTE', "
-        "'ll_admin') RETURNING seq").fetchone()[0]
-    seal(trail)
+    seq = forge_dated_event(trail, "now() + interval '1 day'")
     ok, _n, problem = verify(trail)
     assert not ok and problem.startswith(f"event seq {seq} ")
     assert "after the seal that contains it was closed" in problem
