@@ -113,9 +113,15 @@ def migrate(conninfo: str) -> MigrationReport:
     digest = sqlfiles.code_digest()
     with psycopg.connect(conninfo) as conn:
         _check_roles(conn)
-        # one installer at a time; a table lock, because any client could take an advisory key and stall it.
-        # A first install has no table to lock: two at once collide on the schema, and one fails whole.
-        if conn.execute("SELECT to_regclass('ledgerlock.installed_code')").fetchone()[0] is not None:
+        # one installer at a time; a gate no client can name (migration 0035), because any client could take an
+        # advisory key, or hold a lock on a table of schema ledgerlock through PREPARE, and stall it. Before 0035
+        # the installers met on installed_code. A first install has no table to lock: two at once collide on
+        # the schema, and one fails whole.
+        gate, before_0035 = conn.execute("SELECT to_regclass('ledgerlock_gate.installer'), "
+                                         "to_regclass('ledgerlock.installed_code')").fetchone()
+        if gate is not None:
+            conn.execute("LOCK TABLE ledgerlock_gate.installer IN SHARE ROW EXCLUSIVE MODE")
+        elif before_0035 is not None:
             conn.execute("LOCK TABLE ledgerlock.installed_code IN SHARE ROW EXCLUSIVE MODE")
         have = _applied(conn)
         for f in sqlfiles.migration_files():

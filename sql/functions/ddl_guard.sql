@@ -88,7 +88,7 @@ DECLARE
     hint text;
 BEGIN
     FOR cmd IN SELECT * FROM pg_catalog.pg_event_trigger_ddl_commands() LOOP
-        IF cmd.schema_name = 'ledgerlock' THEN
+        IF cmd.schema_name IN ('ledgerlock', 'ledgerlock_gate') THEN
             PERFORM ledgerlock._ddl_guard_own_object(pg_catalog.format('%s %s', cmd.command_tag,
                                                                        cmd.object_identity));
         END IF;
@@ -191,7 +191,7 @@ DECLARE
     hint text := 'have an admin run ledgerlock.unprotect(table, reason) first (audited)';
 BEGIN
     FOR obj IN SELECT * FROM pg_catalog.pg_event_trigger_dropped_objects() LOOP
-        IF obj.schema_name = 'ledgerlock' AND NOT obj.is_temporary THEN
+        IF obj.schema_name IN ('ledgerlock', 'ledgerlock_gate') AND NOT obj.is_temporary THEN
             PERFORM ledgerlock._ddl_guard_own_object(pg_catalog.format('DROP %s %s', obj.object_type,
                                                                        obj.object_identity));
         END IF;

@@ -394,7 +394,8 @@ BEGIN
     FOR r IN
         SELECT c.oid::regclass AS rel, a.privilege_type FROM pg_catalog.pg_class c
         CROSS JOIN LATERAL pg_catalog.aclexplode(c.relacl) a
-        WHERE c.relnamespace = 'ledgerlock'::regnamespace AND a.grantee = 0 ORDER BY 1, 2
+        WHERE c.relnamespace IN ('ledgerlock'::regnamespace, 'ledgerlock_gate'::regnamespace) AND a.grantee = 0
+        ORDER BY 1, 2
     LOOP
         RETURN QUERY SELECT 'critical', 'public privilege', r.rel::text,
             pg_catalog.format('PUBLIC holds %s on %s', r.privilege_type, r.rel),
@@ -407,6 +408,19 @@ BEGIN
             'anyone could plant a function or table next to ledgerlock''s own',
             'REVOKE CREATE ON SCHEMA ledgerlock FROM PUBLIC';
     END IF;
+    -- a role that can name a gate can hold it: PREPARE locks what it names before any privilege is checked
+    FOR r IN
+        SELECT DISTINCT CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE a.grantee::regrole::text END AS who
+        FROM pg_catalog.pg_namespace n CROSS JOIN LATERAL pg_catalog.aclexplode(n.nspacl) a
+        WHERE n.nspname = 'ledgerlock_gate' AND a.grantee <> n.nspowner
+        ORDER BY 1
+    LOOP
+        RETURN QUERY SELECT 'critical', 'public privilege', 'ledgerlock_gate',
+            pg_catalog.format('%s may use schema ledgerlock_gate', r.who),
+            'a role that can name a gate can hold a lock on it (PREPARE locks every table it names) and stall lock '
+            'changes, sealing or migrate',
+            pg_catalog.format('REVOKE ALL ON SCHEMA ledgerlock_gate FROM %s', r.who);
+    END LOOP;
     FOR r IN
         SELECT p.oid::regprocedure AS fn, p.proname FROM pg_catalog.pg_proc p
         WHERE p.pronamespace = 'ledgerlock'::regnamespace
@@ -484,7 +498,7 @@ BEGIN
                                       WHERE d.datname = pg_catalog.current_database())
         JOIN pg_catalog.pg_class c ON c.oid = l.relation
         WHERE x.database = pg_catalog.current_database()
-          AND (c.relnamespace = 'ledgerlock'::regnamespace
+          AND (c.relnamespace IN ('ledgerlock'::regnamespace, 'ledgerlock_gate'::regnamespace)
                OR l.relation IN (SELECT g.rel FROM ledgerlock._guarded_relations() g))
         GROUP BY x.gid
         ORDER BY 1

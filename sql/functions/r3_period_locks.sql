@@ -9,8 +9,8 @@
 -- the end of their transaction; every change to the windows of a scope takes SHARE ROW EXCLUSIVE on the
 -- gate first. So a lock change waits for the open writers of its scope, and a writer waits for a lock change
 -- in progress (the lock queue is fair: a waiting locker is not overtaken by new writers). The gates are
--- relations that clients hold no privilege on, so no client can take them (an advisory key could be taken
--- by anyone). In READ COMMITTED the writer's next statement sees the committed change; in REPEATABLE READ
+-- relations in schema ledgerlock_gate, which no client may use, so no client can take them, not even through
+-- the locks PREPARE holds on what it names (an advisory key could be taken by anyone; migration 0035). In READ COMMITTED the writer's next statement sees the committed change; in REPEATABLE READ
 -- and SERIALIZABLE its snapshot may predate it, which the fence rows turn into 40001.
 
 -- "2026-03-01..2026-03-31", or "up to 2026-03-31" for a lock-through window that starts at -infinity.
@@ -42,14 +42,14 @@ REVOKE ALL ON FUNCTION ledgerlock._lock_message(ledgerlock.period_lock) FROM PUB
 -- ---------------------------------------------------------------------------------------------------
 -- The scope fence (see the paragraph at the top)
 
--- The gate of a scope: ledgerlock.scope_gate_00 .. scope_gate_63.
+-- The gate of a scope: ledgerlock_gate.scope_gate_00 .. scope_gate_63.
 CREATE OR REPLACE FUNCTION ledgerlock._scope_gate(scope text)
 RETURNS text
 LANGUAGE sql
 IMMUTABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT 'ledgerlock.scope_gate_' || pg_catalog.lpad((pg_catalog.hashtext(scope) & 63)::text, 2, '0')
+    SELECT 'ledgerlock_gate.scope_gate_' || pg_catalog.lpad((pg_catalog.hashtext(scope) & 63)::text, 2, '0')
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._scope_gate(text) FROM PUBLIC;
 

@@ -221,8 +221,9 @@ BEGIN
             MESSAGE = 'sealing the audit chain needs a READ COMMITTED transaction',
             HINT = 'call audit_seal() or audit_digest() outside REPEATABLE READ / SERIALIZABLE transactions';
     END IF;
-    -- one sealer at a time; a table lock, because any client could take an advisory key and stall sealing
-    LOCK TABLE ledgerlock.audit_chain IN SHARE ROW EXCLUSIVE MODE;
+    -- one sealer at a time; a gate no client can name (migration 0035), because any client could take an
+    -- advisory key, or hold a lock on audit_chain through PREPARE, and stall sealing
+    LOCK TABLE ledgerlock_gate.sealer IN SHARE ROW EXCLUSIVE MODE;
     -- Read before the snapshot (a fresh read of the activity, not one cached earlier in this transaction).
     PERFORM pg_catalog.pg_stat_clear_snapshot();
     open_since := ledgerlock._audit_open_since();

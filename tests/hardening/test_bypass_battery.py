@@ -150,21 +150,22 @@ def test_no_direct_dml_on_any_ledgerlock_relation(db, invoices):
     owner = db.owner()
     rels = owner.execute(
         """SELECT c.oid::regclass::text, c.relkind FROM pg_class c
-           WHERE c.relnamespace = 'ledgerlock'::regnamespace AND c.relkind IN ('r', 'p', 'v', 'm', 'S')
+           WHERE c.relnamespace IN ('ledgerlock'::regnamespace, 'ledgerlock_gate'::regnamespace)
+             AND c.relkind IN ('r', 'p', 'v', 'm', 'S')
            ORDER BY 1"""
     ).fetchall()
-    assert any(r[0] == "ledgerlock.protected_table" for r in rels)
+    assert {"ledgerlock.protected_table", "ledgerlock_gate.sealer"} <= {r[0] for r in rels}
     before = {r[0]: owner.execute(f"SELECT count(*) FROM {r[0]}").fetchone()[0] for r in rels if r[1] != "S"}
     allowed = []
     for rel, kind in rels:
         col = plain_column(owner, rel)
         stmts = [f"INSERT INTO {rel} DEFAULT VALUES", f"DELETE FROM {rel}"]
-        if col is not None:  # the scope gates have no column: they exist to be locked
+        if col is not None:  # the gates have no column: they exist to be locked
             stmts.append(f"UPDATE {rel} SET {col} = {col}")
         if kind == "S":
             stmts = [f"SELECT nextval('{rel}')", f"SELECT setval('{rel}', 1)"]
         elif kind in ("r", "p"):
-            # no lock a client can take on ledgerlock's tables (the scope gates, the audit chain) either
+            # no lock a client can take on ledgerlock's tables (the gates, the audit chain) either
             stmts += [f"TRUNCATE {rel}", f"LOCK TABLE {rel} IN ROW EXCLUSIVE MODE",
                       f"LOCK TABLE {rel} IN ACCESS EXCLUSIVE MODE"]
         # a view that is not updatable says so before privileges are checked: still no way in

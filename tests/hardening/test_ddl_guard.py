@@ -136,6 +136,8 @@ def test_a_member_of_the_owner_role_cannot_change_ledgerlock_itself(healthy):
                              "LANGUAGE sql AS $$ SELECT true $$")
             with refused("LL008", r"ledgerlock's own code"):
                 conn.execute("DROP FUNCTION ledgerlock.guard_truncate() CASCADE")
+            with refused("LL008", r"^DROP table ledgerlock_gate\.sealer is refused"):
+                conn.execute("DROP TABLE ledgerlock_gate.sealer")
             with refused("LL008", r"^dropping trigger ll_10_final_update"):
                 conn.execute("DROP TRIGGER ll_10_final_update ON invoice")
             conn.execute("CREATE TABLE scratch (x int)")  # the neighbour: DDL outside ledgerlock

@@ -55,6 +55,11 @@ def test_a_ledgerlock_admin_or_auditor_can_run_it_but_not_the_application(db):
      "PUBLIC holds INSERT on ledgerlock.protected_table"),
     ("GRANT EXECUTE ON FUNCTION ledgerlock._refuse(text, text, text, text) TO PUBLIC", "public privilege",
      "PUBLIC may execute ledgerlock._refuse"),
+    ("GRANT USAGE ON SCHEMA ledgerlock_gate TO PUBLIC", "public privilege",
+     "PUBLIC may use schema ledgerlock_gate"),
+    ("GRANT USAGE ON SCHEMA ledgerlock_gate TO ll_app", "public privilege", "ll_app may use schema ledgerlock_gate"),
+    ("GRANT SELECT ON ledgerlock_gate.sealer TO PUBLIC", "public privilege",
+     "PUBLIC holds SELECT on ledgerlock_gate.sealer"),
     ("DROP TRIGGER ll_10_final_delete ON invoice", "guard trigger", "has no final-row guard ll_10_final_delete"),
     ("DROP TRIGGER ll_10_final_update ON invoice; CREATE TRIGGER ll_10_final_update BEFORE UPDATE ON invoice "
      "FOR EACH ROW WHEN (false) EXECUTE FUNCTION ledgerlock.guard_final_row(); "
