@@ -252,19 +252,34 @@ REVOKE ALL ON FUNCTION ledgerlock._scope_in_image(regclass, jsonb, text) FROM PU
 -- A row's date may come from its parent the same way: date_column 'fk_column.parent_column' (a journal line
 -- dated by its entry), through the same foreign key as a parent scope when both do (protect checks it).
 
--- A date or timestamp column of a row aliased `alias` as the day the period guard reads (timestamptz in UTC).
-CREATE OR REPLACE FUNCTION ledgerlock._day_sql(alias text, col name, typ regtype)
+-- How the rules read a date column of type typ as a day: 'date', 'timestamp' (its date part) or 'timestamptz'
+-- (its date in UTC, whatever the session's TimeZone). protect accepts no other type for a date_column.
+CREATE OR REPLACE FUNCTION ledgerlock._date_kind_of(typ regtype)
 RETURNS text
 LANGUAGE sql
 IMMUTABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT CASE typ WHEN 'date'::regtype THEN pg_catalog.format('%s.%I', alias, col)
-                    WHEN 'timestamp with time zone'::regtype
-                    THEN pg_catalog.format('((%s.%I) AT TIME ZONE ''UTC'')::date', alias, col)
-                    ELSE pg_catalog.format('(%s.%I)::date', alias, col) END
+    SELECT CASE typ WHEN 'date'::regtype THEN 'date'
+                    WHEN 'timestamp with time zone'::regtype THEN 'timestamptz'
+                    ELSE 'timestamp' END
 $$;
-REVOKE ALL ON FUNCTION ledgerlock._day_sql(text, name, regtype) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ledgerlock._date_kind_of(regtype) FROM PUBLIC;
+
+-- The day of the date column col of a row aliased `alias` (OLD, NEW, a transition row, a parent row), as SQL
+-- for a trigger's WHEN clause or a generated function; kind: ledgerlock._date_kind_of. The one place that
+-- says how a row's date becomes its day: the numbering, the period guards and protect's checks all use it.
+CREATE OR REPLACE FUNCTION ledgerlock._day_sql(alias text, col name, kind text)
+RETURNS text
+LANGUAGE sql
+IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE kind WHEN 'date' THEN pg_catalog.format('%s.%I', alias, col)
+                     WHEN 'timestamp' THEN pg_catalog.format('(%s.%I)::date', alias, col)
+                     ELSE pg_catalog.format('((%s.%I) AT TIME ZONE ''UTC'')::date', alias, col) END
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._day_sql(text, name, text) FROM PUBLIC;
 
 -- The query that reads the day a row takes from its parent row ($1: the row as jsonb), as ISO text: '' when
 -- its foreign key is null or the parent's date is, null when no such parent row exists. for_share
@@ -277,7 +292,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT pg_catalog.format('SELECT CASE WHEN $1 ->> %L IS NULL THEN '''' ELSE (SELECT coalesce(pg_catalog.to_jsonb('
                              '%s) #>> ''{}'', '''') FROM %s AS ll_p WHERE ll_p.%I = ($1 ->> %L)::%s%s) END',
-                             p.fk_column, ledgerlock._day_sql('ll_p', p.parent_column, a.atttypid::regtype),
+                             p.fk_column, ledgerlock._day_sql('ll_p', p.parent_column, ledgerlock._date_kind_of(a.atttypid)),
                              p.parent, p.parent_key, p.fk_column, p.parent_key_type,
                              CASE WHEN for_share THEN ' FOR SHARE' ELSE '' END)
     FROM ledgerlock._scope_path(tbl, (SELECT c.date_column FROM ledgerlock.protected_table c
@@ -488,22 +503,6 @@ AS $$
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._exempt_columns(regclass) FROM PUBLIC;
 
--- How a protected table's date column turns into a day: 'date', 'timestamp' (its date part) or
--- 'timestamptz' (its date in UTC, whatever the session's TimeZone).
-CREATE OR REPLACE FUNCTION ledgerlock._date_kind(tbl regclass)
-RETURNS text
-LANGUAGE sql
-STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT CASE a.atttypid WHEN 'date'::regtype THEN 'date'
-                           WHEN 'timestamp without time zone'::regtype THEN 'timestamp'
-                           ELSE 'timestamptz' END
-    FROM ledgerlock.protected_table p
-    JOIN pg_catalog.pg_attribute a ON a.attrelid = p.tbl AND a.attname = p.date_column AND NOT a.attisdropped
-    WHERE p.tbl = ledgerlock._rule_table(_date_kind.tbl)
-$$;
-REVOKE ALL ON FUNCTION ledgerlock._date_kind(regclass) FROM PUBLIC;
 
 -- A table a rule may guard: an ordinary or partitioned table, not ledgerlock's or the system's, whose
 -- owner the installing role can act as (guards are created as that role).

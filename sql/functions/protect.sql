@@ -476,10 +476,7 @@ BEGIN
     -- The row's accounting date as the guards compute it (ledgerlock._period_date), as an expression.
     day_expr := CASE WHEN EXISTS (SELECT FROM ledgerlock._scope_path(cfg.tbl, cfg.date_column))
         THEN pg_catalog.format('ledgerlock._row_day(%L, pg_catalog.to_jsonb(ll_row))', cfg.tbl)
-        ELSE CASE ledgerlock._period_date_kind(cfg.tbl)
-        WHEN 'date' THEN pg_catalog.format('ll_row.%I', cfg.date_column)
-        WHEN 'timestamptz' THEN pg_catalog.format('(ll_row.%I AT TIME ZONE ''UTC'')::date', cfg.date_column)
-        ELSE pg_catalog.format('ll_row.%I::date', cfg.date_column) END END;
+        ELSE ledgerlock._day_sql('ll_row', cfg.date_column, ledgerlock._period_date_kind(cfg.tbl)) END;
     FOR lk IN
         SELECT * FROM ledgerlock.period_lock l
         WHERE l.status = 'active' AND l.level = 'hard'

@@ -141,22 +141,20 @@ AS $$
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._period_date(text, text) FROM PUBLIC;
 
--- 'date', 'timestamp' or 'timestamptz': how the guard reads the date column of a protected table (the
--- parent's column when the date comes from a parent row).
+-- ledgerlock._date_kind_of the date column of a protected table (or of the protected table a partition
+-- belongs to; the parent's column when the date comes from a parent row).
 CREATE OR REPLACE FUNCTION ledgerlock._period_date_kind(tbl regclass)
 RETURNS text
 LANGUAGE sql
 STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT CASE a.atttypid WHEN 'date'::regtype THEN 'date'
-                           WHEN 'timestamp with time zone'::regtype THEN 'timestamptz'
-                           ELSE 'timestamp' END
+    SELECT ledgerlock._date_kind_of(a.atttypid)
     FROM ledgerlock.protected_table p
     LEFT JOIN LATERAL ledgerlock._scope_path(p.tbl, p.date_column) dp ON true
     JOIN pg_catalog.pg_attribute a ON a.attrelid = coalesce(dp.parent, p.tbl)
-                                  AND a.attname = coalesce(dp.parent_column, p.date_column)
-    WHERE p.tbl = _period_date_kind.tbl
+                                  AND a.attname = coalesce(dp.parent_column, p.date_column) AND NOT a.attisdropped
+    WHERE p.tbl = ledgerlock._rule_table(_period_date_kind.tbl)
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._period_date_kind(regclass) FROM PUBLIC;
 

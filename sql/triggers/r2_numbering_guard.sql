@@ -177,17 +177,11 @@ AS $$
         'number_column', cfg.number_column,
         'date_column', cfg.date_column,
         'scope_column', cfg.scope_column,
-        'date_of', pg_catalog.format(CASE ledgerlock._date_kind(tbl) WHEN 'date' THEN 'NEW.%I'
-                                                                     WHEN 'timestamp' THEN 'NEW.%I::date'
-                                                                     ELSE '(NEW.%I AT TIME ZONE ''UTC'')::date' END,
-                                     cfg.date_column),
+        'date_of', ledgerlock._day_sql('NEW', cfg.date_column, ledgerlock._period_date_kind(tbl)),
         'scope_of', CASE WHEN cfg.scope_column IS NULL THEN 'NULL'
                          ELSE pg_catalog.format('NEW.%I::text', cfg.scope_column) END,
         -- the same over a row n of the settle step's transition tables
-        'date_n', pg_catalog.format(CASE ledgerlock._date_kind(tbl) WHEN 'date' THEN 'n.%I'
-                                                                    WHEN 'timestamp' THEN 'n.%I::date'
-                                                                    ELSE '(n.%I AT TIME ZONE ''UTC'')::date' END,
-                                    cfg.date_column),
+        'date_n', ledgerlock._day_sql('n', cfg.date_column, ledgerlock._period_date_kind(tbl)),
         'scope_n', CASE WHEN cfg.scope_column IS NULL THEN 'NULL::text'
                         ELSE pg_catalog.format('n.%I::text', cfg.scope_column) END,
         'final_n', ledgerlock._condition_as(cfg.final_when_sql, 'n'),

@@ -219,19 +219,6 @@ END
 $$;
 REVOKE ALL ON FUNCTION ledgerlock.guard_period_row() FROM PUBLIC;
 
--- The row's date as a trigger WHEN expression over OLD or NEW (as the guard reads it: timestamptz in UTC).
-CREATE OR REPLACE FUNCTION ledgerlock._period_day_sql(alias text, date_column name, date_kind text)
-RETURNS text
-LANGUAGE sql
-IMMUTABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT CASE date_kind WHEN 'date' THEN pg_catalog.format('%s.%I', alias, date_column)
-                          WHEN 'timestamp' THEN pg_catalog.format('(%s.%I)::date', alias, date_column)
-                          ELSE pg_catalog.format('((%s.%I) AT TIME ZONE ''UTC'')::date', alias, date_column) END
-$$;
-REVOKE ALL ON FUNCTION ledgerlock._period_day_sql(text, name, text) FROM PUBLIC;
-
 -- The high-water mark of a table with this ledger tag: the last day of any active window that applies to
 -- it, in any scope (null when there is none). On a subscriber, 'infinity': its windows arrive by replication,
 -- which raises no mark, so its guards probe every row.
@@ -471,7 +458,7 @@ BEGIN
     WHERE x.to_date >= ll_day
     LIMIT 1;$q$, cfg.ledger) END;
     body := ledgerlock._ll20_insert_body(pg_catalog.jsonb_build_object(
-        'day', ledgerlock._period_day_sql('NEW', cfg.date_column, kind),
+        'day', ledgerlock._day_sql('NEW', cfg.date_column, kind),
         'scope', CASE WHEN cfg.scope_column IS NULL THEN '''*'''
                       ELSE pg_catalog.format('coalesce(NEW.%I::text, ''*'')', cfg.scope_column) END,
         'probe', probe));
@@ -516,8 +503,8 @@ DECLARE
     mark text;
     parent_day text := ledgerlock._parent_date_sql(tbl, true);
     parent_scope text := ledgerlock._parent_scope_sql(tbl, true);
-    old_day text := ledgerlock._period_day_sql('OLD', cfg.date_column, kind);
-    new_day text := ledgerlock._period_day_sql('NEW', cfg.date_column, kind);
+    old_day text := ledgerlock._day_sql('OLD', cfg.date_column, kind);
+    new_day text := ledgerlock._day_sql('NEW', cfg.date_column, kind);
     stale name;
     insert_fn text;
 BEGIN
@@ -637,7 +624,7 @@ BEGIN
                                                   c.own_scope) END;
         FOREACH img IN ARRAY ARRAY[o] || CASE TG_OP WHEN 'UPDATE' THEN ARRAY[n] END LOOP
             day_expr := CASE WHEN c.date_from IS NOT NULL THEN '$4'
-                             ELSE ledgerlock._period_day_sql('ll_row', c.own_date::name, kind) END;
+                             ELSE ledgerlock._day_sql('ll_row', c.own_date::name, kind) END;
             s := CASE WHEN c.scope_from IS NOT NULL THEN coalesce(img ->> c.scope_from, '*') END;
             -- enter the gates of the scopes the children lie in, so that a lock change of those scopes waits
             IF s IS NOT NULL THEN

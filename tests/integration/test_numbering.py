@@ -270,3 +270,29 @@ def test_application_cannot_touch_counters(db, app):
         with refused("42501"):
             app.execute(stmt)
     assert db.connect("auditor").execute("SELECT last_value FROM ledgerlock.number_series").fetchone()[0] == 1
+
+
+@pytest.mark.parametrize(("column_type", "month"), [("timestamptz", "2025-03"), ("timestamp", "2025-04"),
+                                                    ("date", "2025-04")])
+def test_the_number_takes_its_period_from_the_day_the_period_guard_reads(db, column_type, month):
+    """A timestamptz is read as its UTC date by every rule, numbering too: 2025-04-01 05:00 in Kiritimati
+    (UTC+14) is still March in UTC, so the March series numbers it, whatever the client's TimeZone; a
+    timestamp and a date are read as written."""
+    owner = db.owner()
+    owner.execute(f"CREATE TABLE booking (id int PRIMARY KEY, company_id int NOT NULL, number text, "
+                  f"status text NOT NULL DEFAULT 'draft', booked_at {column_type} NOT NULL)")
+    owner.execute("GRANT SELECT, INSERT, UPDATE ON booking TO ll_app")
+    owner.execute("SELECT ledgerlock.protect('booking', date_column => 'booked_at', scope_column => 'company_id', "
+                  "final_when => $$status = 'approved'$$, number_column => 'number', "
+                  "number_format => 'B-{YYYY}-{MM}-{SEQ:3}')")
+    app = db.connect("app")
+    app.execute("SET TimeZone = 'Pacific/Kiritimati'")
+    app.execute("INSERT INTO booking (id, company_id, booked_at) VALUES (1, 1, '2025-04-01 05:00')")
+    app.execute("UPDATE booking SET status = 'approved' WHERE id = 1")
+    assert app.execute("SELECT number FROM booking").fetchone()[0] == f"B-{month}-001"
+    # the same row read by the period guard: locking the month the number names refuses its change
+    db.connect("admin").execute("SELECT ledgerlock.lock_period('1', d, (d + interval '1 month - 1 day')::date) "
+                                "FROM (SELECT %s::date AS d) m", (f"{month}-01",))
+    with refused("LL002", r"is locked"):
+        app.execute("INSERT INTO booking (id, company_id, booked_at) VALUES (2, 1, '2025-04-01 05:00')")
+    lives_ok(app, "INSERT INTO booking (id, company_id, booked_at) VALUES (3, 1, '2025-06-01 05:00')")
