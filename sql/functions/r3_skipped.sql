@@ -143,6 +143,12 @@ CREATE OR REPLACE FUNCTION ledgerlock.repost_skipped(skip_id bigint, new_date da
 RETURNS jsonb
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+-- the skipped row's image is read back as it was made (sql/triggers/r5_audit_capture.sql)
+SET extra_float_digits = '1'
+SET DateStyle = 'ISO, YMD'
+SET IntervalStyle = 'postgres'
+SET bytea_output = 'hex'
+SET lc_monetary = 'C'
 AS $$
 DECLARE
     claim record := ledgerlock._repost_claim(skip_id, new_date);

@@ -707,7 +707,7 @@ REVOKE ALL ON FUNCTION ledgerlock._audit_moved_keys(text, oid[]) FROM PUBLIC;
 -- under several oids, the one no later event of the key follows (an anti-join). Keys that updates moved
 -- rows into or out of come from _audit_moved_keys instead.
 -- Images are compared with jsonb equality and the loose columns (_audit_loose_columns) again as text, so
--- that 1.0 and 1.00 differ; extra_float_digits is pinned as in the capture. The lock history's rows are
+-- that 1.0 and 1.00 differ; the live images are made under the capture's pinned output settings. The lock history's rows are
 -- few and some are filed under other tables (skipped writes): its facts come from _audit_row_facts.
 -- Long because it assembles one query for the table's shape (key columns, json and regclass columns, one
 -- oid or several, moved keys), so that the query is planned with that table's own columns and index.
@@ -717,6 +717,10 @@ LANGUAGE plpgsql
 STABLE
 SET search_path = pg_catalog, pg_temp
 SET extra_float_digits = '1'
+SET DateStyle = 'ISO, YMD'
+SET IntervalStyle = 'postgres'
+SET bytea_output = 'hex'
+SET lc_monetary = 'C'
 -- the latest events come in key order, and a merge join would sort every live row by its jsonb key to
 -- meet them (spilling to disk past work_mem): a hash join reads each side once
 SET enable_mergejoin = off
@@ -878,10 +882,11 @@ LANGUAGE plpgsql
 STABLE
 SET search_path = pg_catalog, pg_temp
 SET extra_float_digits = '1'
-SET TimeZone = 'UTC'
 SET DateStyle = 'ISO, YMD'
 SET IntervalStyle = 'postgres'
 SET bytea_output = 'hex'
+SET lc_monetary = 'C'
+SET TimeZone = 'UTC'
 AS $$
 DECLARE
     d record;
@@ -915,9 +920,9 @@ BEGIN
                     'SELECT pg_catalog.to_jsonb(pg_catalog.jsonb_populate_record(NULL::%1$s, $1)), '
                     'pg_catalog.to_jsonb(pg_catalog.jsonb_populate_record(NULL::%1$s, $2))', tbl)
                     INTO norm_live, norm_rec USING d.live, d.recorded;
-            EXCEPTION WHEN undefined_table OR undefined_object OR undefined_function OR invalid_text_representation
-            THEN
-                -- a recorded value that no longer converts (a regclass naming a dropped table): compare as stored
+            EXCEPTION WHEN undefined_table OR undefined_object OR undefined_function OR data_exception THEN
+                -- a recorded value that no longer converts (a regclass naming a dropped table; a range an
+                -- older release captured under the writer's DateStyle): compare as stored
                 norm_live := d.live;
                 norm_rec := d.recorded;
             END;
@@ -1160,6 +1165,10 @@ RETURNS bigint
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 SET extra_float_digits = '1'
+SET DateStyle = 'ISO, YMD'
+SET IntervalStyle = 'postgres'
+SET bytea_output = 'hex'
+SET lc_monetary = 'C'
 AS $$
 DECLARE
     scope_col text := coalesce(

@@ -188,7 +188,8 @@ BEGIN
             RETURN NEW;
         END IF;
         PERFORM ledgerlock._lock_event('skip', row_scope, wn, NULL, pg_catalog.jsonb_build_object(
-            'table', TG_RELID::regclass::text, 'key', ledgerlock.row_key(TG_RELID::regclass, n), 'row', n));
+            'table', TG_RELID::regclass::text, 'key', ledgerlock.row_key(TG_RELID::regclass, n),
+            'row', ledgerlock._audit_row_image(NEW)));
         RETURN NULL;
     END IF;
 

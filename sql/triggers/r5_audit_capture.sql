@@ -11,10 +11,15 @@
 -- would not be.
 -- Trigger arguments: the scope column ('' when none), then the primary-key columns.
 -- Rows are read as to_jsonb(alias.*): a bare alias would be taken for a column of the same name.
--- extra_float_digits is pinned so that float columns are captured exactly whatever the client set; other
--- settings cannot lose information in to_jsonb (timestamps carry their offset), json columns are kept as
--- their text (ledgerlock._audit_image, called only for tables that have some), and the sealer hashes the
--- stored text, so verification never depends on settings.
+-- Images are made under pinned output settings, the same wherever ledgerlock makes or reads a row image
+-- (the capture, a skipped write's row and its re-post, the baseline, the books check; a test checks
+-- the list): extra_float_digits = 1, so that float columns are captured exactly whatever the client set;
+-- DateStyle 'ISO, YMD', IntervalStyle postgres, bytea_output hex and lc_monetary C, because to_jsonb
+-- writes every type JSON has no form for (ranges, intervals, bytea, money) as its text output, which those
+-- settings change: a date range written under 'SQL, DMY' could not be read back by verification, and an
+-- interval written under sql_standard would read back as another value. TimeZone is not pinned: timestamps
+-- carry their offset. json columns are kept as their text (ledgerlock._audit_image, called only for tables
+-- that have some), and the sealer hashes the stored text, so verification never depends on settings.
 -- Period context (R3): under an override, the event carries the override id, the window written into
 -- and the override's reason; a write into an unlocked window carries that window and its unlock reason.
 -- Windows are looked up per row only when the statement has an override, or when the row's scope (old or
@@ -72,6 +77,24 @@ AS $$
            END
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._audit_image(anyelement, text[]) FROM PUBLIC;
+
+-- A row's image made outside the capture (a write skipped in a locked window keeps its row in its lock
+-- event, and ledgerlock.repost_skipped reads it back): to_jsonb under the capture's pinned output settings
+-- (see the top of this file).
+CREATE OR REPLACE FUNCTION ledgerlock._audit_row_image(r anyelement)
+RETURNS jsonb
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+SET extra_float_digits = '1'
+SET DateStyle = 'ISO, YMD'
+SET IntervalStyle = 'postgres'
+SET bytea_output = 'hex'
+SET lc_monetary = 'C'
+AS $$
+    SELECT pg_catalog.to_jsonb(r)
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._audit_row_image(anyelement) FROM PUBLIC;
 
 -- The reason of an override this transaction opened; called only when there is one (not STRICT, like
 -- ledgerlock._audit_unlock_reason).
@@ -194,6 +217,10 @@ LANGUAGE plpgsql
 SECURITY DEFINER  -- writes ledgerlock.audit_event, which clients cannot
 SET search_path = pg_catalog, pg_temp
 SET extra_float_digits = '1'
+SET DateStyle = 'ISO, YMD'
+SET IntervalStyle = 'postgres'
+SET bytea_output = 'hex'
+SET lc_monetary = 'C'
 AS $$
 DECLARE
     -- TG_ARGV: the scope column ('' when none), the protected table's oid (a partition records the table
@@ -346,6 +373,10 @@ LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 SET extra_float_digits = '1'
+SET DateStyle = 'ISO, YMD'
+SET IntervalStyle = 'postgres'
+SET bytea_output = 'hex'
+SET lc_monetary = 'C'
 AS $$
 DECLARE
     ev_at timestamptz := pg_catalog.now();

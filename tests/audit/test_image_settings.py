@@ -1,0 +1,119 @@
+"""A row's image in the trail does not depend on the session that wrote it.
+
+to_jsonb writes numbers, dates and timestamps in JSON's own form, but every other type as its text output,
+and some of those depend on the session: a date range on DateStyle ('[01/03/2025,15/03/2025)' under
+'SQL, DMY'), an interval on IntervalStyle ('-1 2:03:04' under sql_standard means -1 day -02:03:04, and
+under the default style -1 day +02:03:04), bytea on bytea_output, money on lc_monetary. Any client may set
+them. Before images were made under pinned settings, one row written by the application under
+DateStyle 'SQL, DMY' made every later verification fail with 22008, for every auditor, and an interval
+written under sql_standard was reported as changed though nobody changed it.
+"""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+from test_tampering import discrepancies, event_seq, triggers_off
+
+from lltest import lives_ok
+
+# what a client may set that changes the text output of a value (lc_monetary: only C exists on test servers)
+WRITER = {"DateStyle": "SQL, DMY", "IntervalStyle": "sql_standard", "bytea_output": "escape",
+          "TimeZone": "Pacific/Kiritimati", "extra_float_digits": "-15", "lc_monetary": "C"}
+AUDITORS = {
+    "plain": {},
+    "German": {"DateStyle": "German", "IntervalStyle": "iso_8601", "TimeZone": "America/St_Johns"},
+    "as the writer": WRITER,
+}
+ROWS = [  # id, during, span, delay, blob, price, at
+    (1, "[2025-03-01,2025-03-15)", "[2025-03-31 23:00:00+00,2025-04-01 05:00:00+00)", "-1 day -02:03:04",
+     b"\x00\xff\\", "1000.25", "2025-03-31 23:00:00.123456+00"),
+    (2, "[2025-12-24,2026-01-02]", "(,2025-01-01 00:00:00+00]", "-1 year -2 mons +3 days 04:05:06.789",
+     b"", "-3.50", "2025-01-01 00:00:00+00"),
+    (3, "empty", "[2025-06-01 12:00:00+00,)", "P1Y2M3DT4H5M6S", b"abc", "0", "2025-06-30 22:59:59+00"),
+]
+
+
+def session(db, role: str, settings: dict[str, str]) -> psycopg.Connection:
+    conn = db.connect(role)
+    for name, value in settings.items():
+        conn.execute("SELECT set_config(%s, %s, false)", (name, value))
+    return conn
+
+
+@pytest.fixture
+def odd(db):
+    """A protected table whose columns print differently in different sessions, written by the application
+    under settings that change every one of them: inserts, an update, a skipped write and its re-post."""
+    owner = db.owner()
+    owner.execute("""CREATE TABLE booking (
+        id int PRIMARY KEY, company_id int NOT NULL DEFAULT 1, booked_on date NOT NULL,
+        during daterange, span tstzrange, delay interval, blob bytea, price money, at timestamptz,
+        delays interval[], spans tstzmultirange)""")
+    owner.execute("GRANT SELECT, INSERT, UPDATE, DELETE ON booking TO ll_app, ll_admin")
+    owner.execute("SELECT ledgerlock.protect('booking', date_column => 'booked_on', scope_column => 'company_id')")
+    app = session(db, "app", WRITER)
+    for r in ROWS:
+        app.execute("INSERT INTO booking (id, booked_on, during, span, delay, blob, price, at, delays, spans) "
+                    "VALUES (%s, '2025-06-01', %s, %s, %s::interval, %s, %s::numeric::money, %s, "
+                    "ARRAY[%s::interval], tstzmultirange(%s::tstzrange))",
+                    (r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[3], r[2]))
+    app.execute("UPDATE booking SET delay = delay * 2, during = daterange('2025-02-01', '2025-02-28') WHERE id = 2")
+    # a write skipped in a locked window keeps its row; an admin re-posts it into an open day
+    db.connect("admin").execute("SELECT ledgerlock.lock_period('1', '2025-01-01', '2025-01-31', 'hard')")
+    app.execute("SET ledgerlock.on_locked = 'skip'")
+    app.execute("INSERT INTO booking (id, booked_on, during, delay, price) "
+                "VALUES (4, '2025-01-15', '[2025-01-10,2025-01-20)', '-2 days -01:00:00', '12.34')")
+    app.execute("RESET ledgerlock.on_locked")
+    assert owner.execute("SELECT count(*) FROM booking WHERE id = 4").fetchone()[0] == 0
+    skip_id = owner.execute("SELECT max(id) FROM ledgerlock.skipped_writes").fetchone()[0]
+    session(db, "admin", {"DateStyle": "ISO, MDY", "IntervalStyle": "postgres"}).execute(
+        "SELECT ledgerlock.repost_skipped(%s, '2025-06-02')", (skip_id,))
+    return db
+
+
+def test_rows_written_under_other_settings_verify_under_any_settings(odd):
+    assert odd.owner().execute(
+        "SELECT during::text, delay::text FROM booking WHERE id = 4").fetchone() == ("[2025-01-10,2025-01-20)",
+                                                                                      "-2 days -01:00:00")
+    for label, settings in AUDITORS.items():
+        auditor = session(odd, "auditor", settings)
+        [(ok, problems)] = lives_ok(auditor, "SELECT ok, problems FROM ledgerlock.verify_audit()")
+        found = auditor.execute("SELECT problem FROM ledgerlock.audit_discrepancies()").fetchall()
+        assert (ok, problems, found) == (True, 0, []), label
+
+
+@pytest.mark.parametrize(("column", "changed", "shown"), [
+    ("during", "'[2025-03-01,2025-03-16)'", "[2025-03-01,2025-03-16)"),
+    ("delay", "'-1 day -02:03:05'", "-1 days -02:03:05"),
+    ("blob", r"'\x00ff5d'", r"\x00ff5d"),
+    ("price", "1000.26::numeric::money", "$1,000.26"),
+    ("span", "'[2025-03-31 23:00:00+00,2025-04-01 05:00:01+00)'", "2025-04-01 05:00:01+00"),
+])
+def test_a_changed_value_of_such_a_column_is_still_reported(odd, column, changed, shown):
+    seq = event_seq(odd, "booking", {"id": 1}, "INSERT")
+    with triggers_off(odd.owner(), "booking") as su:
+        su.execute(f"UPDATE booking SET {column} = {changed} WHERE id = 1")
+    for label, settings in AUDITORS.items():
+        auditor = session(odd, "auditor", settings)
+        found = auditor.execute("SELECT code, row_key, column_name, seq, problem "
+                                "FROM ledgerlock.audit_discrepancies()").fetchall()
+        assert [f[:4] for f in found] == [("row_changed", {"id": 1}, column, seq)], label
+        assert f"booking id=1: {column} is " in found[0][4] and shown in found[0][4], (label, found[0][4])
+    # the permitted neighbour: the other rows, written under the same settings, are not reported
+    assert [d[2] for d in discrepancies(odd)] == [{"id": 1}]
+
+
+def test_every_function_that_makes_or_reads_a_row_image_pins_the_same_output_settings(db):
+    """One list of settings, carried by each function (PostgreSQL pins settings per function): a function that
+    reads an image under other settings than it was made under could read another value."""
+    pinned = {"extra_float_digits=1", "DateStyle=ISO, YMD", "IntervalStyle=postgres", "bytea_output=hex",
+              "lc_monetary=C"}
+    functions = ["ledgerlock.audit_capture()", "ledgerlock.audit_capture_lock_event()",
+                 "ledgerlock._audit_row_image(anyelement)", "ledgerlock.repost_skipped(bigint,date)",
+                 "ledgerlock._audit_baseline(regclass,regclass,boolean)",
+                 "ledgerlock._audit_row_diff(regclass,regclass,boolean)", "ledgerlock._audit_data_problems(regclass)"]
+    for fn in functions:
+        config = set(db.owner().execute("SELECT proconfig FROM pg_proc WHERE oid = %s::regprocedure",
+                                        (fn,)).fetchone()[0] or [])
+        assert pinned <= config, (fn, pinned - config)
