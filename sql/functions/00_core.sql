@@ -292,7 +292,8 @@ SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT pg_catalog.format('SELECT CASE WHEN $1 ->> %L IS NULL THEN '''' ELSE (SELECT coalesce(pg_catalog.to_jsonb('
                              '%s) #>> ''{}'', '''') FROM %s AS ll_p WHERE ll_p.%I = ($1 ->> %L)::%s%s) END',
-                             p.fk_column, ledgerlock._day_sql('ll_p', p.parent_column, ledgerlock._date_kind_of(a.atttypid)),
+                             p.fk_column,
+                             ledgerlock._day_sql('ll_p', p.parent_column, ledgerlock._date_kind_of(a.atttypid)),
                              p.parent, p.parent_key, p.fk_column, p.parent_key_type,
                              CASE WHEN for_share THEN ' FOR SHARE' ELSE '' END)
     FROM ledgerlock._scope_path(tbl, (SELECT c.date_column FROM ledgerlock.protected_table c
@@ -502,7 +503,6 @@ AS $$
         ORDER BY 1)
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._exempt_columns(regclass) FROM PUBLIC;
-
 
 -- A table a rule may guard: an ordinary or partitioned table, not ledgerlock's or the system's, whose
 -- owner the installing role can act as (guards are created as that role).

@@ -10,8 +10,9 @@
 -- gate first. So a lock change waits for the open writers of its scope, and a writer waits for a lock change
 -- in progress (the lock queue is fair: a waiting locker is not overtaken by new writers). The gates are
 -- relations in schema ledgerlock_gate, which no client may use, so no client can take them, not even through
--- the locks PREPARE holds on what it names (an advisory key could be taken by anyone; migration 0035). In READ COMMITTED the writer's next statement sees the committed change; in REPEATABLE READ
--- and SERIALIZABLE its snapshot may predate it, which the fence rows turn into 40001.
+-- the locks PREPARE holds on what it names (an advisory key could be taken by anyone; migration 0035). In
+-- READ COMMITTED the writer's next statement sees the committed change; in REPEATABLE READ and SERIALIZABLE
+-- its snapshot may predate it, which the fence rows turn into 40001.
 
 -- "2026-03-01..2026-03-31", or "up to 2026-03-31" for a lock-through window that starts at -infinity.
 CREATE OR REPLACE FUNCTION ledgerlock._period_text(from_date date, to_date date)

@@ -707,10 +707,11 @@ REVOKE ALL ON FUNCTION ledgerlock._audit_moved_keys(text, oid[]) FROM PUBLIC;
 -- under several oids, the one no later event of the key follows (an anti-join). Keys that updates moved
 -- rows into or out of come from _audit_moved_keys instead.
 -- Images are compared with jsonb equality and the loose columns (_audit_loose_columns) again as text, so
--- that 1.0 and 1.00 differ; the live images are made under the capture's pinned output settings. The lock history's rows are
--- few and some are filed under other tables (skipped writes): its facts come from _audit_row_facts.
--- Long because it assembles one query for the table's shape (key columns, json and regclass columns, one
--- oid or several, moved keys), so that the query is planned with that table's own columns and index.
+-- that 1.0 and 1.00 differ; the live images are made under the capture's pinned output settings. The lock
+-- history's rows are few and some are filed under other tables (skipped writes): its facts come from
+-- _audit_row_facts. Long because it assembles one query for the table's shape (key columns, json and
+-- regclass columns, one oid or several, moved keys), so that the query is planned with that table's own
+-- columns and index.
 CREATE OR REPLACE FUNCTION ledgerlock._audit_row_diff(tbl regclass, rel regclass, all_facts boolean)
 RETURNS TABLE(row_key jsonb, seq bigint, operation text, live jsonb, recorded jsonb)
 LANGUAGE plpgsql

@@ -18,7 +18,8 @@ DO $$
 BEGIN
     FOR b IN 0..63 LOOP
         IF to_regclass(format('ledgerlock.%I', 'scope_gate_' || lpad(b::text, 2, '0'))) IS NOT NULL THEN
-            EXECUTE format('ALTER TABLE ledgerlock.%I SET SCHEMA ledgerlock_gate', 'scope_gate_' || lpad(b::text, 2, '0'));
+            EXECUTE format('ALTER TABLE ledgerlock.%I SET SCHEMA ledgerlock_gate',
+                           'scope_gate_' || lpad(b::text, 2, '0'));
         END IF;
     END LOOP;
 END

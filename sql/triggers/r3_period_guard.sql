@@ -147,8 +147,8 @@ BEGIN
         ELSIF rest_mark IS NULL OR row_day <= rest_mark
               OR row_day <= (TG_ARGV[5]::jsonb ->> row_scope)::date THEN
             IF entered IS DISTINCT FROM row_scope THEN
-                EXECUTE 'LOCK TABLE ledgerlock_gate.scope_gate_' || pg_catalog.lpad((pg_catalog.hashtext(row_scope) & 63)::text, 2, '0')
-                        || ' IN ROW EXCLUSIVE MODE';
+                EXECUTE 'LOCK TABLE ledgerlock_gate.scope_gate_'
+                        || pg_catalog.lpad((pg_catalog.hashtext(row_scope) & 63)::text, 2, '0') || ' IN ROW EXCLUSIVE MODE';
                 IF fenced THEN
                     PERFORM FROM ledgerlock.period_fence f
                     WHERE f.bucket = pg_catalog.hashtext(row_scope) & 1023 FOR KEY SHARE;
@@ -397,8 +397,8 @@ BEGIN
                                       OR ll_day <= (TG_ARGV[5]::jsonb ->> ll_scope)::date, false) THEN
         RETURN NULL;
     END IF;
-    EXECUTE 'LOCK TABLE ledgerlock_gate.scope_gate_' || pg_catalog.lpad((pg_catalog.hashtext(ll_scope) & 63)::text, 2, '0')
-            || ' IN ROW EXCLUSIVE MODE';
+    EXECUTE 'LOCK TABLE ledgerlock_gate.scope_gate_'
+            || pg_catalog.lpad((pg_catalog.hashtext(ll_scope) & 63)::text, 2, '0') || ' IN ROW EXCLUSIVE MODE';
     IF pg_catalog.current_setting('transaction_isolation') <> 'read committed' THEN
         PERFORM FROM ledgerlock.period_fence f
         WHERE f.bucket = pg_catalog.hashtext(ll_scope) & 1023 FOR KEY SHARE;
