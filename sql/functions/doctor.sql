@@ -698,6 +698,31 @@ $$;
 REVOKE ALL ON FUNCTION ledgerlock._doctor_code() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION ledgerlock._doctor_code() TO ledgerlock_admin, ledgerlock_auditor;
 
+-- Protected tables whose scope column cannot hold a scope (ledgerlock._scope_type_problem): protected
+-- before protect refused such columns, or the column's type changed since (without the DDL guard).
+CREATE OR REPLACE FUNCTION ledgerlock._doctor_scope_columns()
+RETURNS TABLE(severity text, check_name text, object text, finding text, why text, fix text)
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT 'critical', 'table', p.tbl::text,
+           pg_catalog.format('the scope column %s.%I of %s is of type %s', coalesce(sp.parent, p.tbl),
+                             coalesce(sp.parent_column, p.scope_column), p.tbl, a.atttypid::regtype),
+           pg_catalog.format('a scope is compared as text with the scopes locks name, and %s: a client can write a '
+                             'row of a locked scope under a text no lock names',
+                             ledgerlock._scope_type_problem(a.atttypid)),
+           pg_catalog.format('scope %s by an integer, text or uuid column, then protect it again', p.tbl)
+    FROM ledgerlock.protected_table p
+    LEFT JOIN LATERAL ledgerlock._scope_path(p.tbl, p.scope_column) sp ON true
+    JOIN pg_catalog.pg_attribute a ON a.attrelid = coalesce(sp.parent, p.tbl)
+                                  AND a.attname = coalesce(sp.parent_column, p.scope_column) AND NOT a.attisdropped
+    WHERE p.scope_column IS NOT NULL AND ledgerlock._scope_type_problem(a.atttypid) IS NOT NULL
+    ORDER BY 3
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._doctor_scope_columns() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION ledgerlock._doctor_scope_columns() TO ledgerlock_admin, ledgerlock_auditor;
+
 -- The checks doctor_findings() runs, in the order it reports them. Each is a function () RETURNS
 -- TABLE(severity, check_name, object, finding, why, fix), SECURITY INVOKER, granted to the admin and the
 -- auditor (the documented monitoring role).
@@ -716,6 +741,7 @@ AS $$
         'ledgerlock._doctor_guard_triggers()',
         'ledgerlock._doctor_foreign_triggers()',
         'ledgerlock._doctor_unlogged_tables()',
+        'ledgerlock._doctor_scope_columns()',
         'ledgerlock._doctor_definer_functions()',
         'ledgerlock._doctor_public_privileges()',
         'ledgerlock._doctor_ddl_guard()',

@@ -208,6 +208,69 @@ END
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._column_type(regclass, name, text) FROM PUBLIC;
 
+-- Why a column of type typ cannot hold a scope, or null when it can. A scope is compared as text with the
+-- scopes that lock windows and scope grants name, so one value must print one way whatever the session:
+-- integers, text, varchar and uuids do, and domains over them. A float prints by the client's
+-- extra_float_digits (1.5 as '2' under -15), two equal numerics print differently ('1.5', '1.50'), a char(n)
+-- keeps its padding in the row's image ('B1  ', which a lock of 'B1' does not name), and other types print
+-- by DateStyle, TimeZone, IntervalStyle or bytea_output: a client could write a row of a locked scope under a
+-- text no lock names. protect refuses such a column; doctor reports one already there.
+CREATE OR REPLACE FUNCTION ledgerlock._scope_type_problem(typ regtype)
+RETURNS text
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH RECURSIVE d AS (SELECT t.oid, t.typbasetype FROM pg_catalog.pg_type t WHERE t.oid = typ
+                         UNION ALL
+                         SELECT t.oid, t.typbasetype FROM d JOIN pg_catalog.pg_type t ON t.oid = d.typbasetype)
+    SELECT CASE WHEN b.oid IN ('int2'::regtype, 'int4'::regtype, 'int8'::regtype, 'text'::regtype,
+                               'varchar'::regtype, 'uuid'::regtype) THEN NULL
+                WHEN b.oid IN ('float4'::regtype, 'float8'::regtype)
+                THEN 'a float prints by the client''s extra_float_digits'
+                WHEN b.oid = 'numeric'::regtype THEN 'equal numbers print differently (1.5 and 1.50)'
+                WHEN b.oid = 'bpchar'::regtype
+                THEN 'a char(n) keeps its padding in the row''s image (''B1  '', which a lock of ''B1'' does not name)'
+                ELSE 'its text can depend on the client''s settings' END
+    FROM d AS b WHERE b.typbasetype = 0
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._scope_type_problem(regtype) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION ledgerlock._scope_type_problem(regtype) TO ledgerlock_admin, ledgerlock_auditor;  -- doctor
+
+-- 42804 for a scope_column (a column of tbl, or the parent's column it names; its path already checked by
+-- _check_scope_column) that cannot hold a scope.
+CREATE OR REPLACE FUNCTION ledgerlock._check_scope_type(tbl regclass, scope_column name)
+RETURNS void
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    sp record;
+    rel regclass := tbl;
+    col name := scope_column;
+    typ regtype;
+    problem text;
+BEGIN
+    SELECT * INTO sp FROM ledgerlock._scope_path(tbl, scope_column);
+    IF FOUND THEN
+        rel := sp.parent;
+        col := sp.parent_column;
+    END IF;
+    typ := (SELECT a.atttypid FROM pg_catalog.pg_attribute a
+            WHERE a.attrelid = rel AND a.attname = col AND a.attnum > 0 AND NOT a.attisdropped);
+    problem := ledgerlock._scope_type_problem(typ);
+    IF problem IS NOT NULL THEN
+        RAISE EXCEPTION USING ERRCODE = '42804',
+            MESSAGE = pg_catalog.format('scope_column: %s.%I is of type %s; a scope must be an integer, text or '
+                                        'uuid column', rel, col, typ),
+            DETAIL = pg_catalog.format('a scope is compared as text with the scopes locks name, and %s', problem),
+            HINT = 'scope by an integer, text or uuid column (a company id or code)';
+    END IF;
+END
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._check_scope_type(regclass, name) FROM PUBLIC;
+
 -- A scope_column: a column of the table, or 'fk_column.parent_column' (the scope is the parent_column of the
 -- row the foreign key on fk_column references: ledgerlock._scope_path). One hop: a parent's own parent is
 -- not followed, so that a write reads its scope with one index probe. The parent gets guards of its own
@@ -583,6 +646,7 @@ BEGIN
 
     IF scope_column IS NOT NULL THEN
         PERFORM ledgerlock._check_scope_column(tbl, scope_column, number_format);
+        PERFORM ledgerlock._check_scope_type(tbl, scope_column);
     END IF;
     PERFORM ledgerlock._check_date_column(tbl, date_column, scope_column, number_column);
     IF number_column IS NOT NULL THEN

@@ -158,3 +158,21 @@ def test_functions_generated_by_installers_are_not_foreign_and_orphans_are_repor
     _, found = doctor(db.conninfo())
     assert any(f["object"] == "ledgerlock._ll30_r999999_parent()" and "no longer exists" in f["finding"]
                for f in problems(found, "warning"))
+
+
+def test_a_scope_column_that_cannot_hold_a_scope_is_reported(db):
+    """Protected when its scope was an integer, then retyped without the DDL guard (or protected by a release
+    that accepted any type): doctor names the column and why a lock of its scope can be walked past."""
+    owner = db.owner()
+    owner.execute("CREATE TABLE ticket (id int PRIMARY KEY, branch int NOT NULL, on_day date NOT NULL)")
+    owner.execute("SELECT ledgerlock.protect('ticket', 'on_day', 'branch')")
+    _, before = doctor(db.conninfo())
+    assert not any(f["object"] == "public.ticket" and f["check"] == "table" for f in before)
+    owner.execute("ALTER TABLE ticket ALTER COLUMN branch TYPE numeric")
+    code, found = doctor(db.conninfo())
+    assert code == 3
+    [f] = [f for f in problems(found) if f["object"] == "public.ticket" and f["check"] == "table"]
+    assert f["severity"] == "critical"
+    assert f["finding"] == "the scope column public.ticket.branch of public.ticket is of type numeric"
+    assert "equal numbers print differently (1.5 and 1.50)" in f["why"] and "protect it again" in f["fix"]
+

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from lltest import refused
@@ -128,3 +130,49 @@ def test_protect_refuses_when_ledgerlock_owner_cannot_own_the_guards(db):
     finally:
         owner.execute("DROP TABLE IF EXISTS foreign_owned")
         owner.execute("DROP ROLE ll_other_owner")
+
+
+SCOPE_TYPES_REFUSED = [
+    ("float8", "a float prints by the client's extra_float_digits"),
+    ("numeric", r"equal numbers print differently \(1\.5 and 1\.50\)"),
+    ("numeric(6,2)", r"equal numbers print differently \(1\.5 and 1\.50\)"),
+    ("char(4)", r"a char\(n\) keeps its padding in the row's image \('B1  ', which a lock of 'B1' does not name\)"),
+    ("timestamptz", "its text can depend on the client's settings"),
+    ("interval", "its text can depend on the client's settings"),
+]
+
+
+@pytest.mark.parametrize(("typ", "why"), SCOPE_TYPES_REFUSED)
+def test_a_scope_column_that_prints_two_ways_for_one_value_is_refused(db, typ, why):
+    """A scope is compared as text with the scopes locks name. Before this was refused, a client with
+    extra_float_digits -15 wrote a float8 branch 1.5 into scope '2', past the lock of scope '1.5', and a numeric
+    1.50 passed a lock of 1.5 without any setting at all."""
+    owner = db.owner()
+    owner.execute(f"CREATE TABLE ticket (id int PRIMARY KEY, branch {typ}, on_day date NOT NULL)")
+    with refused("42804", r"^scope_column: public\.ticket\.branch is of type .*; a scope must be an integer, text or "
+                          r"uuid column$") as info:
+        owner.execute("SELECT ledgerlock.protect('ticket', 'on_day', 'branch')")
+    assert re.search(rf"^a scope is compared as text with the scopes locks name, and {why}$",
+                     info.value.diag.message_detail)
+    assert owner.execute("SELECT count(*) FROM ledgerlock.protected_table").fetchone()[0] == 0
+
+
+def test_a_parent_scope_column_is_held_to_the_same_rule(db):
+    owner = db.owner()
+    owner.execute("CREATE TABLE branch (id int PRIMARY KEY, code numeric NOT NULL)")
+    owner.execute("CREATE TABLE ticket (id int PRIMARY KEY, branch_id int REFERENCES branch, on_day date NOT NULL)")
+    with refused("42804", r"^scope_column: public\.branch\.code is of type numeric"):
+        owner.execute("SELECT ledgerlock.protect('ticket', 'on_day', 'branch_id.code')")
+    owner.execute("ALTER TABLE branch ALTER COLUMN code TYPE text")
+    owner.execute("SELECT ledgerlock.protect('ticket', 'on_day', 'branch_id.code')")  # the neighbour
+
+
+@pytest.mark.parametrize("typ", ["int", "bigint", "smallint", "text", "varchar(10)", "uuid",
+                                 "company_code", "company_ref"])
+def test_integer_text_and_uuid_scope_columns_and_their_domains_are_accepted(db, typ):
+    owner = db.owner()
+    owner.execute("CREATE DOMAIN company_code AS varchar(8) CHECK (VALUE <> '')")
+    owner.execute("CREATE DOMAIN company_ref AS company_code")  # a domain over a domain
+    owner.execute(f"CREATE TABLE ticket (id int PRIMARY KEY, branch {typ}, on_day date NOT NULL)")
+    owner.execute("SELECT ledgerlock.protect('ticket', 'on_day', 'branch')")
+    assert owner.execute("SELECT scope_column FROM ledgerlock.protected_table").fetchone()[0] == "branch"
