@@ -467,10 +467,14 @@ BEGIN
 
     -- 2. The ranges this statement opened (for this kind of write), now closed: prove them.
     IF ll_got.mixed THEN
+        -- (the INSERT and UPDATE events of one query share one settle step: an upsert, a MERGE, or a query
+        -- whose WITH clauses insert and update)
         ll_refused := ledgerlock._refuse('LL009', pg_catalog.format(
-            'an INSERT ... ON CONFLICT DO UPDATE on %s made rows final through both its INSERT and its UPDATE '
-            'part; ledgerlock cannot prove their final numbers gapless', {{tbl}}),
-            'insert the rows as drafts, then make them final with an UPDATE');
+            'one statement on %s made rows final both by inserting and by updating them (an INSERT ... ON '
+            'CONFLICT DO UPDATE, a MERGE, or a query whose WITH clauses insert and update); ledgerlock cannot '
+            'prove their final numbers gapless', {{tbl}}),
+            'make rows final by inserting them in one statement and by updating them in another, or insert them '
+            'as drafts and make them final with an UPDATE');
     END IF;
     IF ll_got.series IS NULL THEN
         IF ll_newly_final > 0 THEN

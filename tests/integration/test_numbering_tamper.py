@@ -94,12 +94,40 @@ def test_upsert_finalizing_through_its_update_part_is_numbered(db, app):
     assert state(db)[:2] == ([(1, "INV-2026-00001")], [("INV-2026-{SEQ}", 1)])
 
 
+BOTH_WAYS = (r"^one statement on public\.invoice made rows final both by inserting and by updating them \(an INSERT "
+             r"\.\.\. ON CONFLICT DO UPDATE, a MERGE, or a query whose WITH clauses insert and update\); ledgerlock "
+             r"cannot prove their final numbers gapless$")
+
+
 def test_upsert_finalizing_through_both_parts_is_refused(db, app):
-    with refused("LL009", r"through both its INSERT and its UPDATE part"):
+    with refused("LL009", BOTH_WAYS):
         app.execute("""INSERT INTO invoice (id, company_id, status, issued_on) VALUES
                        (1, 1, 'approved', '2026-02-01'), (20, 1, 'approved', '2026-02-01')
                        ON CONFLICT (id) DO UPDATE SET status = 'approved'""")
     assert state(db) == ([], [], 0)
+
+
+@pytest.mark.parametrize("statement", [
+    """MERGE INTO invoice t USING (VALUES (1, 'approved'), (30, 'approved')) AS s(id, st) ON t.id = s.id
+       WHEN MATCHED THEN UPDATE SET status = s.st
+       WHEN NOT MATCHED THEN INSERT (id, company_id, issued_on, status) VALUES (s.id, 1, '2026-02-03', s.st)""",
+    """WITH i AS (INSERT INTO invoice (id, company_id, issued_on, status) VALUES (30, 1, '2026-02-03', 'approved')
+               RETURNING id)
+       UPDATE invoice SET status = 'approved' WHERE id = 1""",
+])
+def test_a_merge_or_a_writable_cte_finalizing_by_inserting_and_updating_is_refused_by_name(db, app, statement):
+    """Such a query's inserted and updated rows share one settle step, as an upsert's do: the same refusal,
+    and a message that names what the application ran."""
+    with refused("LL009", BOTH_WAYS) as info:
+        app.execute(statement)
+    assert info.value.diag.message_hint.startswith("make rows final by inserting them in one statement")
+    assert state(db) == ([], [], 0)
+    # the permitted neighbours: the same query making rows final one way only
+    lives_ok(app, """MERGE INTO invoice t USING (VALUES (1, 'approved'), (30, 'draft')) AS s(id, st) ON t.id = s.id
+                     WHEN MATCHED THEN UPDATE SET status = s.st
+                     WHEN NOT MATCHED THEN INSERT (id, company_id, issued_on, status)
+                                           VALUES (s.id, 1, '2026-02-03', s.st)""")
+    assert state(db)[0] == [(1, "INV-2026-00001")]
 
 
 def test_a_later_before_trigger_renumbering_rows_is_caught(db, app):
