@@ -517,7 +517,8 @@ DECLARE
 BEGIN
     SELECT c.relkind, c.relowner, n.nspname INTO rel
     FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = tbl;
-    IF rel.relkind NOT IN ('r', 'p') OR rel.nspname IN ('ledgerlock', 'pg_catalog', 'information_schema') THEN
+    IF rel.relkind NOT IN ('r', 'p')
+       OR rel.nspname IN ('ledgerlock', 'ledgerlock_gate', 'pg_catalog', 'information_schema') THEN
         RAISE EXCEPTION USING ERRCODE = '42809',
             MESSAGE = pg_catalog.format('%s: %s is not a table ledgerlock can guard', parameter, tbl);
     END IF;

@@ -620,7 +620,7 @@ BEGIN
             MESSAGE = pg_catalog.format('protect: %s is a partition of protected table %s, whose rules it follows',
                                         tbl, ledgerlock._rule_table(tbl));
     END IF;
-    IF rel.nspname IN ('ledgerlock', 'pg_catalog', 'information_schema') THEN
+    IF rel.nspname IN ('ledgerlock', 'ledgerlock_gate', 'pg_catalog', 'information_schema') THEN
         RAISE EXCEPTION USING ERRCODE = '42809',
             MESSAGE = pg_catalog.format('protect: %s is a system or ledgerlock table', tbl);
     END IF;

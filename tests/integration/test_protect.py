@@ -62,6 +62,12 @@ def test_table_without_primary_key_is_refused(db):
         owner.execute("SELECT ledgerlock.protect('nokey', 'd')")
 
 
+@pytest.mark.parametrize("table", ["ledgerlock.period_lock", "ledgerlock_gate.sealer"])
+def test_ledgerlock_s_own_tables_are_not_tables_it_guards(db, table):
+    with refused("42809", rf"^protect: {table.replace('.', '[.]')} is a system or ledgerlock table$"):
+        db.owner().execute("SELECT ledgerlock.protect(%s, 'from_date')", (table,))
+
+
 def test_view_is_not_a_table(db):
     owner = db.owner()
     owner.execute("CREATE VIEW v_invoice AS SELECT * FROM invoice")
