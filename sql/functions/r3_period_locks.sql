@@ -534,6 +534,58 @@ REVOKE ALL ON FUNCTION ledgerlock._lock_ledgers(text[]) FROM PUBLIC;
 
 -- Create an active window. The caller holds the scope (_change_scope) and checked the capability, the
 -- scope grant and the arguments; this refuses an overlap with an active window whose ledgers intersect.
+-- A lock's scope is compared as text with each row's scope, which prints one way per value
+-- (ledgerlock._scope_type_problem). A scope that no protected table's scope column prints ('07' or ' 7'
+-- where every scope column is an integer, an upper-case uuid) covers no row: the lock stands, and the
+-- controller is told so, with the text the column would print when the scope reads as one of its values.
+-- Nothing to say for '*' or before any table with a scope column is protected. Returns whether it warned.
+CREATE OR REPLACE FUNCTION ledgerlock._warn_unheld_scope(scope text)
+RETURNS boolean
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    c record;
+    printed text;
+    meant text;
+    types text[] := '{}';
+BEGIN
+    IF scope = '*' THEN
+        RETURN false;
+    END IF;
+    FOR c IN
+        SELECT DISTINCT a.atttypid::regtype AS typ
+        FROM ledgerlock.protected_table p
+        LEFT JOIN LATERAL ledgerlock._scope_path(p.tbl, p.scope_column) sp ON true
+        JOIN pg_catalog.pg_attribute a ON a.attrelid = coalesce(sp.parent, p.tbl)
+                                      AND a.attname = coalesce(sp.parent_column, p.scope_column) AND NOT a.attisdropped
+        WHERE p.scope_column IS NOT NULL
+    LOOP
+        BEGIN
+            EXECUTE pg_catalog.format('SELECT ($1::%s)::text', c.typ) INTO printed USING scope;
+        EXCEPTION WHEN data_exception OR integrity_constraint_violation THEN
+            printed := NULL;  -- not a value of the column's type (or of its domain)
+        END;
+        IF printed = scope THEN
+            RETURN false;
+        END IF;
+        meant := coalesce(meant, printed);
+        types := types || c.typ::text;
+    END LOOP;
+    IF pg_catalog.cardinality(types) = 0 THEN
+        RETURN false;
+    END IF;
+    RAISE WARNING USING
+        MESSAGE = pg_catalog.format('scope %L is not a scope any protected table prints (their scope columns are '
+                                    '%s), so this lock covers no row', scope, pg_catalog.array_to_string(types, ', ')),
+        HINT = CASE WHEN meant IS NOT NULL
+                    THEN pg_catalog.format('did you mean scope %L? A scope is compared as text', meant)
+                    ELSE 'a scope is compared as text with the scope columns as they print their values' END;
+    RETURN true;
+END
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._warn_unheld_scope(text) FROM PUBLIC;
+
 CREATE OR REPLACE FUNCTION ledgerlock._create_window(scope text, from_date date, to_date date, level text,
                                                      note text, reviewer text, ledgers text[], kind text,
                                                      relock_of bigint DEFAULT NULL)
@@ -572,6 +624,7 @@ BEGIN
         'from_date', from_date, 'to_date', to_date, 'level', level, 'ledgers', ledgers, 'note', note,
         'reviewer', reviewer, 'relock_of', relock_of));
     PERFORM ledgerlock._warn_open_close_tasks(scope, from_date, to_date);  -- the close checklist (r3_close.sql)
+    PERFORM ledgerlock._warn_unheld_scope(scope);
     RETURN new_id;
 END
 $$;

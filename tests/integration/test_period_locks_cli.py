@@ -78,3 +78,25 @@ def test_errors_are_one_line_with_the_sqlstate_meaning(as_role):
     assert "give --through DATE, or both --from D and --to D" in out.output
     out = as_role("controller", "lock", "1", "--through", "2025-05-31", "--from", "2025-05-01", ok=False)
     assert "not both" in out.output
+
+
+def test_a_lock_of_a_scope_no_protected_table_prints_says_it_covers_no_row(db, as_role):
+    """invoice.company_id is an integer: it prints 1, never '01', so a lock of '01' covers none of its rows. The
+    lock stands (scopes are free text), and the controller is told, with the scope that was probably meant."""
+    out = as_role("controller", "lock", "01", "--from", "2025-03-01", "--to", "2025-03-31")
+    assert out.stdout.strip() == "locked lock #1: scope 01 2025-03-01..2025-03-31 (soft, active)"
+    assert ("warning: scope '01' is not a scope any protected table prints (their scope columns are integer), "
+            "so this lock covers no row") in out.stderr
+    assert "hint: did you mean scope '1'? A scope is compared as text" in out.stderr
+    app = db.connect("app")
+    app.execute("INSERT INTO invoice (company_id, issued_on) VALUES (1, '2025-03-15')")  # not covered, as said
+    # the permitted neighbours: scope 1, and '*' (rows without a scope), say nothing
+    for scope in ("1", "*"):
+        out = as_role("controller", "lock", scope, "--from", "2025-04-01", "--to", "2025-04-30")
+        assert "covers no row" not in out.stderr, out.stderr
+    # a table scoped by text can print any scope: nothing to say once there is one
+    owner = db.owner()
+    owner.execute("CREATE TABLE memo (id int PRIMARY KEY, office text, on_day date NOT NULL)")
+    owner.execute("SELECT ledgerlock.protect('memo', 'on_day', 'office')")
+    out = as_role("controller", "lock", "08", "--from", "2025-05-01", "--to", "2025-05-31")
+    assert "covers no row" not in out.stderr, out.stderr
