@@ -224,8 +224,9 @@ def verify(ctx: Context, digest: str | None, from_digest: bool, bundle: str | No
             click.echo(f"the chain passes through {digest}"
                        + (f"; read from it on ({r['sealed']:,} links after it)" if from_digest else ""))
         if r["unsealed"]:
-            click.echo(f"{r['unsealed']:,} event(s) are not sealed yet and are covered by no digest "
-                       "(a read-only server cannot seal them)")
+            click.echo(f"{r['unsealed']:,} event(s) are not sealed yet and are covered by no digest: this "
+                       "session could not seal them (a standby, a read-only session, or one whose transactions are "
+                       "not READ COMMITTED); `ledgerlock audit seal` on the primary seals them")
     else:
         if not r["ok"]:
             click.echo(f"audit trail BROKEN: {r['problems']} problem(s); first: {r['problem']}", err=True)

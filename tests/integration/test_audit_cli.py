@@ -77,6 +77,22 @@ def test_digest_and_seal(trail):
     assert seq == trail.owner().execute("SELECT count(*) FROM ledgerlock.audit_chain").fetchone()[0]
 
 
+@pytest.mark.parametrize("options", ["-c default_transaction_isolation=serializable",
+                                     "-c default_transaction_read_only=on"])
+def test_verify_in_a_session_that_cannot_seal_says_why_the_newest_events_are_unsealed(trail, options):
+    """An auditor whose tool opens serializable or read-only transactions verifies what is sealed and says the
+    rest is not, and why; the permitted neighbour, a plain session, seals them first and has nothing to say."""
+    dsn = trail.conninfo("auditor") + f" options='{options}'"
+    res = CliRunner().invoke(cli, ["--dsn", dsn, "audit", "verify"])
+    assert res.exit_code == 0, res.output
+    assert "audit trail intact" in res.output
+    assert ("event(s) are not sealed yet and are covered by no digest: this session could not seal them (a "
+            "standby, a read-only session, or one whose transactions are not READ COMMITTED); `ledgerlock audit "
+            "seal` on the primary seals them") in res.output
+    res = run(trail, "verify")
+    assert res.exit_code == 0 and "not sealed yet" not in res.output, res.output
+
+
 @pytest.fixture
 def bundle(trail, tmp_path):
     path = tmp_path / "scope1.zip"
