@@ -707,17 +707,13 @@ STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT 'critical', 'table', p.tbl::text,
-           pg_catalog.format('the scope column %s.%I of %s is of type %s', coalesce(sp.parent, p.tbl),
-                             coalesce(sp.parent_column, p.scope_column), p.tbl, a.atttypid::regtype),
+           pg_catalog.format('the scope column %s.%I of %s is of type %s', s.rel, s.col, p.tbl, s.typ),
            pg_catalog.format('a scope is compared as text with the scopes locks name, and %s: a client can write a '
-                             'row of a locked scope under a text no lock names',
-                             ledgerlock._scope_type_problem(a.atttypid)),
+                             'row of a locked scope under a text no lock names', ledgerlock._scope_type_problem(s.typ)),
            pg_catalog.format('scope %s by an integer, text or uuid column, then protect it again', p.tbl)
     FROM ledgerlock.protected_table p
-    LEFT JOIN LATERAL ledgerlock._scope_path(p.tbl, p.scope_column) sp ON true
-    JOIN pg_catalog.pg_attribute a ON a.attrelid = coalesce(sp.parent, p.tbl)
-                                  AND a.attname = coalesce(sp.parent_column, p.scope_column) AND NOT a.attisdropped
-    WHERE p.scope_column IS NOT NULL AND ledgerlock._scope_type_problem(a.atttypid) IS NOT NULL
+    CROSS JOIN LATERAL ledgerlock._scope_source(p.tbl, p.scope_column) s
+    WHERE p.scope_column IS NOT NULL AND ledgerlock._scope_type_problem(s.typ) IS NOT NULL
     ORDER BY 3
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._doctor_scope_columns() FROM PUBLIC;

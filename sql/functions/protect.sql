@@ -237,8 +237,25 @@ $$;
 REVOKE ALL ON FUNCTION ledgerlock._scope_type_problem(regtype) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION ledgerlock._scope_type_problem(regtype) TO ledgerlock_admin, ledgerlock_auditor;  -- doctor
 
--- 42804 for a scope_column (a column of tbl, or the parent's column it names; its path already checked by
--- _check_scope_column) that cannot hold a scope.
+-- Where a scope_column's values live: the column of tbl, or the parent's column it names
+-- (ledgerlock._scope_path), with its type. No row for a column that does not exist.
+CREATE OR REPLACE FUNCTION ledgerlock._scope_source(tbl regclass, scope_column text)
+RETURNS TABLE(rel regclass, col name, typ regtype)
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT a.attrelid::regclass, a.attname, a.atttypid::regtype
+    FROM (SELECT 1) AS one
+    LEFT JOIN LATERAL ledgerlock._scope_path(tbl, scope_column) sp ON true
+    JOIN pg_catalog.pg_attribute a ON a.attrelid = coalesce(sp.parent, tbl)
+                                  AND a.attname = coalesce(sp.parent_column, scope_column)
+                                  AND a.attnum > 0 AND NOT a.attisdropped
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._scope_source(regclass, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION ledgerlock._scope_source(regclass, text) TO ledgerlock_admin, ledgerlock_auditor;  -- doctor
+
+-- 42804 for a scope_column (its path already checked by _check_scope_column) that cannot hold a scope.
 CREATE OR REPLACE FUNCTION ledgerlock._check_scope_type(tbl regclass, scope_column name)
 RETURNS void
 LANGUAGE plpgsql
@@ -246,24 +263,13 @@ STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    sp record;
-    rel regclass := tbl;
-    col name := scope_column;
-    typ regtype;
-    problem text;
+    s record := ledgerlock._scope_source(tbl, scope_column);
+    problem text := ledgerlock._scope_type_problem(s.typ);
 BEGIN
-    SELECT * INTO sp FROM ledgerlock._scope_path(tbl, scope_column);
-    IF FOUND THEN
-        rel := sp.parent;
-        col := sp.parent_column;
-    END IF;
-    typ := (SELECT a.atttypid FROM pg_catalog.pg_attribute a
-            WHERE a.attrelid = rel AND a.attname = col AND a.attnum > 0 AND NOT a.attisdropped);
-    problem := ledgerlock._scope_type_problem(typ);
     IF problem IS NOT NULL THEN
         RAISE EXCEPTION USING ERRCODE = '42804',
             MESSAGE = pg_catalog.format('scope_column: %s.%I is of type %s; a scope must be an integer, text or '
-                                        'uuid column', rel, col, typ),
+                                        'uuid column', s.rel, s.col, s.typ),
             DETAIL = pg_catalog.format('a scope is compared as text with the scopes locks name, and %s', problem),
             HINT = 'scope by an integer, text or uuid column (a company id or code)';
     END IF;

@@ -554,11 +554,8 @@ BEGIN
         RETURN false;
     END IF;
     FOR c IN
-        SELECT DISTINCT a.atttypid::regtype AS typ
-        FROM ledgerlock.protected_table p
-        LEFT JOIN LATERAL ledgerlock._scope_path(p.tbl, p.scope_column) sp ON true
-        JOIN pg_catalog.pg_attribute a ON a.attrelid = coalesce(sp.parent, p.tbl)
-                                      AND a.attname = coalesce(sp.parent_column, p.scope_column) AND NOT a.attisdropped
+        SELECT DISTINCT s.typ
+        FROM ledgerlock.protected_table p CROSS JOIN LATERAL ledgerlock._scope_source(p.tbl, p.scope_column) s
         WHERE p.scope_column IS NOT NULL
     LOOP
         BEGIN
