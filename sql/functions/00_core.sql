@@ -504,6 +504,22 @@ AS $$
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._exempt_columns(regclass) FROM PUBLIC;
 
+-- The type a domain is built on, through domains over domains; any other type itself. A value prints as its
+-- base type does, and casting to the base type runs no domain CHECK (which is the column owner's code).
+CREATE OR REPLACE FUNCTION ledgerlock._base_type(typ regtype)
+RETURNS regtype
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH RECURSIVE d AS (SELECT t.oid, t.typbasetype FROM pg_catalog.pg_type t WHERE t.oid = typ
+                         UNION ALL
+                         SELECT t.oid, t.typbasetype FROM d JOIN pg_catalog.pg_type t ON t.oid = d.typbasetype)
+    SELECT d.oid::regtype FROM d WHERE d.typbasetype = 0
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._base_type(regtype) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION ledgerlock._base_type(regtype) TO ledgerlock_admin, ledgerlock_auditor;  -- doctor
+
 -- A table a rule may guard: an ordinary or partitioned table, not ledgerlock's or the system's, whose
 -- owner the installing role can act as (guards are created as that role).
 CREATE OR REPLACE FUNCTION ledgerlock._check_guardable(tbl regclass, parameter text)

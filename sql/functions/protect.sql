@@ -221,18 +221,15 @@ LANGUAGE sql
 STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    WITH RECURSIVE d AS (SELECT t.oid, t.typbasetype FROM pg_catalog.pg_type t WHERE t.oid = typ
-                         UNION ALL
-                         SELECT t.oid, t.typbasetype FROM d JOIN pg_catalog.pg_type t ON t.oid = d.typbasetype)
-    SELECT CASE WHEN b.oid IN ('int2'::regtype, 'int4'::regtype, 'int8'::regtype, 'text'::regtype,
-                               'varchar'::regtype, 'uuid'::regtype) THEN NULL
-                WHEN b.oid IN ('float4'::regtype, 'float8'::regtype)
+    SELECT CASE WHEN b IN ('int2'::regtype, 'int4'::regtype, 'int8'::regtype, 'text'::regtype, 'varchar'::regtype,
+                           'uuid'::regtype) THEN NULL
+                WHEN b IN ('float4'::regtype, 'float8'::regtype)
                 THEN 'a float prints by the client''s extra_float_digits'
-                WHEN b.oid = 'numeric'::regtype THEN 'equal numbers print differently (1.5 and 1.50)'
-                WHEN b.oid = 'bpchar'::regtype
+                WHEN b = 'numeric'::regtype THEN 'equal numbers print differently (1.5 and 1.50)'
+                WHEN b = 'bpchar'::regtype
                 THEN 'a char(n) keeps its padding in the row''s image (''B1  '', which a lock of ''B1'' does not name)'
                 ELSE 'its text can depend on the client''s settings' END
-    FROM d AS b WHERE b.typbasetype = 0
+    FROM (SELECT ledgerlock._base_type(typ) AS b) AS base
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._scope_type_problem(regtype) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION ledgerlock._scope_type_problem(regtype) TO ledgerlock_admin, ledgerlock_auditor;  -- doctor

@@ -689,3 +689,21 @@ def test_reinstall_guards_and_unprotect_send_no_notices(db):
     owner.execute("SELECT ledgerlock.unprotect('invoice', 'module retired')")
     assert notices == []
     assert owner.execute("SELECT count(*) FROM pg_proc WHERE proname LIKE '\\_ll40\\_t%'").fetchone()[0] == 0
+
+
+def test_locking_a_scope_runs_no_check_of_the_scope_column_s_domain(db):
+    """lock_period runs as ledgerlock's owner and reads the scope the controller typed against each scope
+    column's type, to say when no table prints it; it reads it as the domain's base type, so a domain's CHECK,
+    the column owner's code, never runs there on the controller's text."""
+    owner = db.owner()
+    owner.execute("CREATE FUNCTION branch_ok(v text) RETURNS boolean LANGUAGE plpgsql AS "
+                  "$$ BEGIN RAISE EXCEPTION 'the domain check ran on %', v; END $$")
+    owner.execute("CREATE DOMAIN branch_code AS text CHECK (branch_ok(VALUE))")
+    owner.execute("CREATE TABLE ticket (id int PRIMARY KEY, branch branch_code, on_day date NOT NULL)")
+    owner.execute("SELECT ledgerlock.protect('ticket', 'on_day', 'branch')")
+    ctl = db.connect("controller")
+    notices = []
+    ctl.add_notice_handler(lambda d: notices.append(d.message_primary))
+    [(lock_id,)] = lives_ok(ctl, "SELECT ledgerlock.lock_period('B7', '2025-03-01', '2025-03-31')")
+    assert count(owner, "SELECT scope FROM ledgerlock.period_locks WHERE id = %s", (lock_id,)) == "B7"
+    assert not any("covers no row" in n for n in notices), notices  # a text column prints 'B7'
