@@ -100,7 +100,8 @@ def test_the_gates_cannot_be_named_by_the_application(db):
         "ORDER BY 1")]
     assert len(gates) == 66 and "ledgerlock_gate.sealer" in gates and "ledgerlock_gate.installer" in gates
     assert db.owner().execute("SELECT ledgerlock._scope_gate('1')").fetchone()[0] in gates
-    for role in ("app", "controller", "admin", "auditor"):
+    db.owner().execute("SELECT ledgerlock.grant_scope('ll_admin2', '2')")  # a tenant admin, limited to scope 2
+    for role in ("app", "controller", "admin", "admin2", "auditor"):
         conn = db.connect(role)
         for gate in gates[::13] + ["ledgerlock_gate.sealer", "ledgerlock_gate.installer"]:
             for stmt in (f"PREPARE ll_gate AS INSERT INTO {gate} DEFAULT VALUES",
