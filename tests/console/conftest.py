@@ -113,8 +113,18 @@ def login(page, role: str, password: str = "") -> None:
     page.goto("/login")
     page.fill("input[name=role]", role)
     page.fill("input[name=password]", password)
-    page.click("button:has-text('Log in')")
+    click_through(page, "button:has-text('Log in')")
     page.wait_for_url(re.compile(r"/$"))
+
+
+def click_through(page, target) -> None:
+    """Click a link or a form's button and wait until the page it leads to has loaded.
+
+    Playwright's click returns once the navigation has started; a locator counted right after it may read a document
+    the browser has not finished parsing (CI saw `#diff tr.changed` counted 0 on /audit/5 that way)."""
+    locator = page.locator(target) if isinstance(target, str) else target
+    with page.expect_navigation(wait_until="load"):
+        locator.click()
 
 
 def flash_text(page) -> str:

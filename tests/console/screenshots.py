@@ -15,7 +15,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent)]
 
-from conftest import CHROMIUM_ARGS, login  # noqa: E402
+from conftest import CHROMIUM_ARGS, click_through, login  # noqa: E402
 
 from lltest import fresh_database, known_servers, start_cluster, stop_cluster  # noqa: E402
 
@@ -95,7 +95,7 @@ def main() -> None:
                         page.screenshot(path=str(OUT / f"{name}.png"))
                     if role == "ll_auditor":
                         page.goto("/audit?table=invoice&operation=UPDATE")
-                        page.locator("#events a.op").first.click()
+                        click_through(page, page.locator("#events a.op").first)
                         page.screenshot(path=str(OUT / "audit-diff.png"))
                     ctx.close()
                 browser.close()

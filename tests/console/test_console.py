@@ -10,7 +10,7 @@ import zipfile
 
 import psycopg
 import pytest
-from conftest import CHROMIUM, flash_text, login
+from conftest import CHROMIUM, click_through, flash_text, login
 
 from lltest import refused
 
@@ -50,14 +50,14 @@ def test_month_end_close_end_to_end_as_admin(db, new_page):
     for task in ("Reconcile the bank account", "Review open invoices"):
         page.fill("#add-task input[name=task]", task)
         page.fill("#add-task input[name=scope]", "1")
-        page.click("#add-task button")
+        click_through(page, "#add-task button")
         assert "is on the checklist of scope 1" in flash_text(page)
     assert page.inner_text("#progress p") == "0 of 2 tasks done"
 
     # lock through the end of last month (the pre-selected preset): soft, with the open tasks as a warning
     page.goto("/calendar?scope=1")
     assert page.inner_text("#badge") == "Nothing locked"
-    page.click("#lock-form button[type=submit]")
+    click_through(page, "#lock-form button[type=submit]")
     flashes = flash_text(page)
     assert f"locked through {month_end} (soft)" in flashes
     assert "2 close tasks are still open for scope 1" in flashes
@@ -70,13 +70,13 @@ def test_month_end_close_end_to_end_as_admin(db, new_page):
     while page.locator("form[action='/checklist/done']").count():
         form = page.locator("form[action='/checklist/done']").first
         form.locator("input[name=note]").fill("checked")
-        form.locator("button").click()
+        click_through(page, form.locator("button"))
         assert re.search(r"Task #\d+ is done", flash_text(page))
     assert page.inner_text("#progress p") == "2 of 2 tasks done"
 
     # the reviewer marks it reviewed: hard
     page.goto("/calendar?scope=1")
-    page.click("form[action='/upgrade'] button")
+    click_through(page, "form[action='/upgrade'] button")
     assert "is now hard" in flash_text(page)
     assert "hard" in page.get_attribute("#badge", "class")
     assert page.get_attribute(f"[data-month='{month_end:%Y-%m}']", "data-state") == "hard"
@@ -104,24 +104,24 @@ def test_a_refused_action_is_shown_with_its_sentence(db, new_page):
     page.goto("/calendar?scope=1")
     row = page.locator(f"tr[data-lock='{hard}']")
     row.locator("input[name=reason]").fill("late supplier invoice")
-    row.locator("button[name=unlock]").click()
+    click_through(page, row.locator("button[name=unlock]"))
     error = page.inner_text(".flash.error")
     assert expected in error and "Traceback" not in page.content()
     assert lock_row(db, hard)[:2] == ("active", "hard")
 
     # bad input is a sentence too, and nothing is sent: a blank reason
-    page.locator(f"tr[data-lock='{soft}'] button[name=unlock]").click()
+    click_through(page, page.locator(f"tr[data-lock='{soft}'] button[name=unlock]"))
     assert "A reason for the unlock is required." in page.inner_text(".flash.error")
     assert lock_row(db, soft)[0] == "active"
 
     # the permitted neighbour: the controller unlocks the soft window
     row = page.locator(f"tr[data-lock='{soft}']")
     row.locator("input[name=reason]").fill("reclassification")
-    row.locator("button[name=unlock]").click()
+    click_through(page, row.locator("button[name=unlock]"))
     assert f"Lock #{soft} is unlocked: reclassification" in flash_text(page)
     assert lock_row(db, soft) == ("unlocked", "soft", "ll_controller", "reclassification")
     # …and relocks it, pre-filled with the unlocked window
-    page.locator(f"tr[data-lock='{soft}'] button[name=relock]").click()
+    click_through(page, page.locator(f"tr[data-lock='{soft}'] button[name=relock]"))
     assert "Relocked" in flash_text(page)
     assert lock_row(db, soft)[0] == "relocked"
 
@@ -136,7 +136,7 @@ def test_four_eyes_unlock_with_two_admins(db, new_page):
     row = first.locator(f"tr[data-lock='{hard}']")
     assert row.locator("button[name=unlock]").inner_text() == "Request unlock"
     row.locator("input[name=reason]").fill("auditor adjustment 12")
-    row.locator("button[name=unlock]").click()
+    click_through(first, row.locator("button[name=unlock]"))
     match = re.search(r"unlock request #(\d+) for lock #\d+ is filed", flash_text(first))
     assert match, flash_text(first)
     request_id = int(match.group(1))
@@ -155,7 +155,7 @@ def test_four_eyes_unlock_with_two_admins(db, new_page):
     second = new_page("ll_admin2")
     second.goto("/inbox")
     assert "expires in" in second.inner_text(f"tr[data-request='{request_id}']")
-    second.locator(f"tr[data-request='{request_id}'] button[name=approve]").click()
+    click_through(second, second.locator(f"tr[data-request='{request_id}'] button[name=approve]"))
     assert f"Request #{request_id} approved: lock #{hard} is unlocked." in flash_text(second)
     assert lock_row(db, hard) == ("unlocked", "hard", "ll_admin2", "auditor adjustment 12")
     assert second.get_attribute(f"tr[data-request='{request_id}']", "data-status") == "approved"
@@ -167,15 +167,15 @@ def test_four_eyes_is_switched_on_and_off_from_the_inbox(db, new_page):
 
     page = new_page("ll_admin")
     page.goto("/inbox")
-    page.click("#four-eyes button")
+    click_through(page, "#four-eyes button")
     assert "Four-eyes is on: unlocking a hard window now takes a second admin." in flash_text(page)
     assert four_eyes_on() and "Four-eyes is on" in page.inner_text("main")
 
     # off takes a reason, then a second admin: the request waits in the inbox
-    page.click("#four-eyes button")
+    click_through(page, "#four-eyes button")
     assert "A reason for turning four-eyes off is required." in flash_text(page)
     page.fill("#four-eyes input[name=reason]", "year-end audit over")
-    page.click("#four-eyes button")
+    click_through(page, "#four-eyes button")
     assert "Request #1 to turn four-eyes off is filed; a second admin approves it in the inbox." in flash_text(page)
     assert four_eyes_on()
     assert page.locator("tr[data-request='1'] button[name=approve]").count() == 0  # not by its author
@@ -190,7 +190,7 @@ def test_four_eyes_is_switched_on_and_off_from_the_inbox(db, new_page):
 
     second = new_page("ll_admin2")
     second.goto("/inbox")
-    second.locator("tr[data-request='1'] button[name=approve]").click()
+    click_through(second, second.locator("tr[data-request='1'] button[name=approve]"))
     assert "Request #1 approved: four-eyes is off." in flash_text(second)
     assert not four_eyes_on()
     assert second.locator("#four-eyes button").inner_text() == "Turn four-eyes on"
@@ -201,7 +201,7 @@ def test_the_bundle_of_a_year_without_events_is_refused_with_a_sentence(db, new_
     page = new_page("ll_auditor")
     page.goto("/evidence")
     page.fill("#bundle input[name=year]", "2019")
-    page.click("#bundle button")
+    click_through(page, "#bundle button")
     assert page.url.endswith("/evidence")
     assert ("Nothing to bundle for scope 1, fiscal year 2019: no audit event of scope 1 concerns a row dated "
             "2019-01-01 to 2019-12-31 or a lock overlapping it." in flash_text(page))
@@ -240,7 +240,7 @@ def test_a_tenant_limited_to_scope_1_cannot_see_or_touch_scope_2(db, new_page):
 
     # the permitted neighbour: its own scope
     page.goto("/calendar?scope=1")
-    page.click("#lock-form button[type=submit]")
+    click_through(page, "#lock-form button[type=submit]")
     assert f"locked through {last_month_end()}" in flash_text(page)
 
 
@@ -260,7 +260,7 @@ def test_the_auditor_reads_the_diff_and_the_digest_but_gets_no_lock_forms(db, ne
     assert page.locator("#lock-form").count() == 0 and page.locator("form[action='/unlock']").count() == 0
 
     page.goto("/audit?table=invoice&operation=update")
-    page.locator("#events a.op").first.click()
+    click_through(page, page.locator("#events a.op").first)
     changed = page.locator("#diff tr.changed")
     assert changed.count() == 1 and changed.get_attribute("data-column") == "amount"
     assert changed.locator("td.before").inner_text() == "100.00"
@@ -311,7 +311,7 @@ def test_logins_the_console_refuses(db, new_page):
                            ("nobody_here", "The database refused this role name and password.")):
         page.goto("/login")
         page.fill("input[name=role]", role)
-        page.click("button:has-text('Log in')")
+        click_through(page, "button:has-text('Log in')")
         assert sentence in page.inner_text(".flash.error"), role
         assert page.url.endswith("/login")
     page.goto("/")
