@@ -607,6 +607,40 @@ class Console:
                         headers={"Content-Disposition": f'attachment; filename="{safe}"'})
 
 
+# What every response tells the browser: run no script at all (the console has none), load styles and images
+# from the console only, send forms only to it, never show it in a frame (an unlock button under someone else's
+# page), never guess a content type, send no referrer, and keep no copy of a page that shows the books.
+SECURITY_HEADERS = [
+    (b"content-security-policy", b"default-src 'none'; style-src 'self'; style-src-attr 'unsafe-inline'; "
+                                 b"img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"),
+    (b"x-frame-options", b"DENY"),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+]
+NO_STORE = (b"cache-control", b"no-store")
+
+
+class SecurityHeaders:
+    """ASGI middleware adding SECURITY_HEADERS to every response (and no-store to all but /static)."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        extra = SECURITY_HEADERS + ([] if scope["path"].startswith("/static/") else [NO_STORE])
+
+        async def send_with_headers(message):
+            if message["type"] == "http.response.start":
+                names = {name.lower() for name, _ in extra}
+                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() not in names]
+                message = {**message, "headers": headers + extra}
+            await send(message)
+
+        return await self.app(scope, receive, send_with_headers)
+
+
 def create_app(conninfo: str, *, where: str = "PostgreSQL", secret_key: str | None = None) -> Starlette:
     """The console for the database ``conninfo`` names (its user and password are never used: people log
     in as their own roles). The session secret is random per process unless given."""
@@ -637,7 +671,8 @@ def create_app(conninfo: str, *, where: str = "PostgreSQL", secret_key: str | No
         Route("/evidence/bundle", console.bundle, methods=post),
         Mount("/static", app=StaticFiles(directory=str(HERE / "static")), name="static"),
     ]
-    middleware = [Middleware(SessionMiddleware, secret_key=secret_key or secrets.token_urlsafe(48),
+    middleware = [Middleware(SecurityHeaders),
+                  Middleware(SessionMiddleware, secret_key=secret_key or secrets.token_urlsafe(48),
                              session_cookie="ledgerlock_console", same_site="strict", max_age=12 * 3600)]
     app = Starlette(routes=routes, middleware=middleware)
     app.state.console = console

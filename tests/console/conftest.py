@@ -127,5 +127,9 @@ def click_through(page, target) -> None:
         locator.click()
 
 
+def csrf_of(page) -> str:
+    return page.locator("input[name=csrf_token]").first.input_value()
+
+
 def flash_text(page) -> str:
     return " ".join(page.locator(".flash").all_inner_texts())

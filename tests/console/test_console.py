@@ -10,7 +10,7 @@ import zipfile
 
 import psycopg
 import pytest
-from conftest import CHROMIUM, click_through, flash_text, login
+from conftest import CHROMIUM, click_through, csrf_of, flash_text, login
 
 from lltest import refused
 
@@ -32,10 +32,6 @@ def database_message(conn: psycopg.Connection, statement: str, params=()) -> str
 def lock_row(db, lock_id: int):
     return db.owner().execute("SELECT status, level, unlocked_by, unlock_reason FROM ledgerlock.period_locks "
                               "WHERE id = %s", (lock_id,)).fetchone()
-
-
-def csrf_of(page) -> str:
-    return page.locator("input[name=csrf_token]").first.input_value()
 
 
 def test_month_end_close_end_to_end_as_admin(db, new_page):

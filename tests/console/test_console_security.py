@@ -1,0 +1,127 @@
+"""The console against hostile content and hostile pages: what the application, a client's labels or a person
+typed (an invoice note, `ledgerlock.actor`, an unlock reason, a close task) is shown as text and never runs, and
+no page of the console can be framed by another site or kept in the browser's cache."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import CHROMIUM, click_through, csrf_of, flash_text
+
+pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium "
+                                "(apt-get install chromium); CI installs it")
+
+# Each one would change the page's title if the browser ran it; the console has no script of its own.
+HOSTILE = [
+    "<script>document.title = 'pwned'</script>",
+    "<img src=x onerror=\"document.title = 'pwned'\">",
+    "\"><svg onload=\"document.title = 'pwned'\">",
+]
+
+
+def assert_shown_as_text(page, where: str) -> None:
+    """Every hostile string is in the page's text, verbatim, and none of them became an element."""
+    text = page.inner_text("main")
+    for html in HOSTILE:
+        assert html in text, (where, html)
+    assert page.title() != "pwned", where
+    assert page.locator("main script, main img, main svg").count() == 0, where
+
+
+def test_what_the_application_and_people_wrote_is_shown_as_text_never_run(db, new_page):
+    db.protect_invoice()
+    dialogs = []
+    hostile = " ".join(HOSTILE)
+    app = db.connect("app")
+    app.execute("SELECT set_config('ledgerlock.actor', %s, false), set_config('ledgerlock.context', %s, false)",
+                (hostile, hostile))
+    invoice = app.execute("INSERT INTO invoice (company_id, issued_on, amount, note) VALUES (1, '2025-05-10', 100, "
+                          "'first') RETURNING id").fetchone()[0]
+    app.execute("UPDATE invoice SET note = %s WHERE id = %s", (hostile, invoice))
+    admin = db.connect("admin")
+    soft = admin.execute("SELECT ledgerlock.lock_period('1', '2025-01-01', '2025-01-31')").fetchone()[0]
+    admin.execute("SELECT ledgerlock.unlock_period(%s, %s)", (soft, hostile))
+
+    auditor = new_page("ll_auditor")
+    auditor.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    auditor.goto("/audit?table=invoice&operation=update")
+    assert_shown_as_text(auditor, "the audit log")
+    click_through(auditor, auditor.locator("#events a.op").first)
+    assert_shown_as_text(auditor, "the audit event")
+    changed = auditor.locator("#diff tr.changed[data-column='note']")
+    assert changed.locator("td.before").inner_text() == "first"
+    assert changed.locator("td.after").inner_text() == hostile
+
+    page = new_page("ll_admin")
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    page.goto("/history?scope=1")
+    assert_shown_as_text(page, "the history")
+    page.goto("/calendar?scope=1")
+    assert_shown_as_text(page, "the calendar")
+    # a close task typed into the console's own form
+    page.goto("/checklist?scope=1")
+    page.fill("#add-task input[name=task]", hostile)
+    page.fill("#add-task input[name=scope]", "1")
+    click_through(page, "#add-task button")
+    assert "is on the checklist of scope 1" in flash_text(page)
+    assert_shown_as_text(page, "the checklist")
+    assert dialogs == []
+    # the permitted neighbour: the same page does show ordinary text, and the database holds the strings as typed
+    assert db.owner().execute("SELECT task FROM ledgerlock.close_task").fetchone()[0] == hostile
+    assert db.owner().execute("SELECT unlock_reason FROM ledgerlock.period_locks WHERE id = %s",
+                              (soft,)).fetchone()[0] == hostile
+
+
+def test_every_response_forbids_scripts_frames_and_caching(db, new_page):
+    page = new_page("ll_admin")
+    page.goto("/calendar?scope=1")
+    responses = {
+        "login page": page.request.get("/login"),
+        "a page": page.request.get("/calendar?scope=1"),
+        "a refusal": page.request.post("/lock", form={"scope": "1", "preset": "end-of-last-month"},
+                                       max_redirects=0),  # no CSRF token: 403 before the database
+        "a redirect": page.request.post("/logout", form={"csrf_token": csrf_of(page)}, max_redirects=0),
+        "the stylesheet": page.request.get("/static/console.css"),
+    }
+    assert responses["a refusal"].status == 403 and responses["a redirect"].status == 303
+    assert responses["the stylesheet"].ok and responses["a page"].ok
+    for what, response in responses.items():
+        headers = response.headers
+        policy = headers.get("content-security-policy", "")
+        assert "default-src 'none'" in policy and "frame-ancestors 'none'" in policy, what
+        assert "form-action 'self'" in policy and "script-src" not in policy, what
+        assert headers.get("x-frame-options") == "DENY", what
+        assert headers.get("x-content-type-options") == "nosniff", what
+        assert headers.get("referrer-policy") == "no-referrer", what
+        if what != "the stylesheet":
+            assert headers.get("cache-control") == "no-store", what
+
+
+def test_no_page_can_frame_the_console_not_even_its_own(db, new_page, console):
+    db.connect("admin").execute("SELECT ledgerlock.lock_period('1', '2025-01-01', '2025-01-31')")
+    page = new_page("ll_admin")
+    # A page that frames the calendar, with its unlock buttons, under content of its own. It is written into a
+    # page of the console's origin, so the logged-in session goes along with the frame: all that stops it is the
+    # console's answer (frame-ancestors 'none', X-Frame-Options DENY), which another site's page gets too.
+    page.goto("/")
+    page.set_content('<p>Win a prize: click the red button!</p>'
+                     '<iframe id="c" src="/calendar?scope=1" width="900" height="600"></iframe>', wait_until="load")
+    frame = page.frame_locator("#c")
+    assert page.locator("#c").count() == 1
+    assert frame.locator("form").count() == 0 and frame.locator("#locks").count() == 0
+    # the permitted neighbour: the same page, opened by the browser itself, shows its lock and its button
+    page.goto("/calendar?scope=1")
+    assert page.locator("#locks tr[data-lock] button[name=unlock]").count() == 1
+
+
+def test_the_consoles_own_pages_break_none_of_its_policy(db, new_page):
+    db.protect_invoice()
+    db.connect("app").execute("INSERT INTO invoice (company_id, issued_on, amount) VALUES (1, '2025-05-10', 100)")
+    page = new_page("ll_admin")
+    violations = []
+    page.on("console", lambda m: violations.append(m.text) if "Content Security Policy" in m.text else None)
+    for path in ("/", "/calendar?scope=1", "/history?scope=1", "/inbox", "/checklist?scope=1", "/audit",
+                 "/audit/1", "/why?table=invoice", "/numbers", "/evidence"):
+        page.goto(path)
+        # the stylesheet applied: the page is laid out by console.css, not the browser's defaults
+        assert page.evaluate("getComputedStyle(document.body).fontFamily").startswith("system-ui"), path
+    assert violations == []
