@@ -123,6 +123,13 @@ def int_field(form, name: str, label: str) -> int:
     return number
 
 
+def year_value(value: str, label: str) -> int:
+    """A year like 2026: ASCII digits only (str.isdigit() also takes '²', which int() then refuses)."""
+    if not (value.isascii() and value.isdigit() and len(value) == 4 and 1900 < int(value) < 2200):
+        raise FormError(f"{label} must be a year like 2026, not {value!r}.")
+    return int(value)
+
+
 def date_value(value: str | None, label: str) -> dt.date | None:
     if not value:
         return None
@@ -323,9 +330,7 @@ class Console:
             summary = one(conn, "scope_summary", {"scope": scope})
             start_month = summary["fiscal_start"]
             if year_param:
-                if not year_param.isdigit() or not 1900 < int(year_param) < 2200:
-                    raise FormError(f"The year must be a year like 2026, not {year_param!r}.")
-                year = int(year_param)
+                year = year_value(year_param, "The year")
             else:
                 year = fiscal_year_of(dt.date.today(), start_month)
             months = rows(conn, "calendar", {"scope": scope, "start": dt.date(year, start_month, 1)})
@@ -499,7 +504,7 @@ class Console:
                 raise FormError(f"The first date ({date_from}) is after the last date ({date_to}).")
             if table and scalar(conn, "SELECT to_regclass(%s)", (table,)) is None:
                 raise FormError(f"There is no table named {table!r}.")
-            if before and not before.isdigit():
+            if before and not (before.isascii() and before.isdigit() and len(before) <= 18):
                 raise FormError(f"'before' must be an event number, not {before!r}.")
             events = rows(conn, "audit_events", {"table": table, "operation": operation, "from": date_from,
                                                  "to": date_to, "before": before, "limit": 100})
@@ -575,8 +580,7 @@ class Console:
         def work(conn, person):
             scope = text_field(form, "scope", "The scope")
             year = text_field(form, "year", "The fiscal year")
-            if not year.isdigit() or not 1900 < int(year) < 2200:
-                raise FormError(f"The fiscal year must be a year like 2025, not {year!r}.")
+            year = str(year_value(year, "The fiscal year"))
             start_month = scalar(conn, "SELECT ledgerlock.fiscal_year_start_month(%s)", (scope,))
             label = f"FY{year}" if start_month != 1 else year
             span = one(conn, "fiscal_year", {"scope": scope, "label": label})
@@ -602,7 +606,7 @@ class Console:
             refusal = Refusal.of(exc)
             self.flash(request, "error", refusal.message, refusal.hint)
             return RedirectResponse("/evidence", status_code=303)
-        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+        safe = "".join(c if (c.isascii() and c.isalnum()) or c in "-_." else "_" for c in name)  # a header is latin-1
         return Response(data, media_type="application/zip",
                         headers={"Content-Disposition": f'attachment; filename="{safe}"'})
 

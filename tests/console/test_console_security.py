@@ -125,3 +125,70 @@ def test_the_consoles_own_pages_break_none_of_its_policy(db, new_page):
         # the stylesheet applied: the page is laid out by console.css, not the browser's defaults
         assert page.evaluate("getComputedStyle(document.body).fontFamily").startswith("system-ui"), path
     assert violations == []
+
+
+# Values a person, a bookmarklet or a script may put in any field: empty, blank, zero, negative, past bigint,
+# digits Python calls digits and int() refuses, a NUL, an impossible date, quotes, markup, 10,000 characters.
+HOSTILE_VALUES = ["", "   ", "0", "-1", "99999999999999999999", "²", "٣", "1\x00", "2025-02-30", "2025-13-01",
+                  "x' OR '1'='1", "<b>bold</b>", "Ⅻ", "end-of-last-month\n", "9" * 10_000]
+FORMS = {  # every POST route and the fields its form sends
+    "/lock": ["scope", "preset", "level", "note", "reviewer", "through"],
+    "/upgrade": ["scope", "lock_id"],
+    "/unlock": ["scope", "lock_id", "reason"],
+    "/relock": ["scope", "lock_id"],
+    "/approve": ["request_id"],
+    "/withdraw": ["request_id"],
+    "/four-eyes": ["state", "reason"],
+    "/checklist/add": ["scope", "period", "task"],
+    "/checklist/done": ["scope", "period", "task_id", "note"],
+    "/evidence/bundle": ["scope", "year"],
+}
+PAGES = {  # every GET page and its query parameters
+    "/calendar": ["scope", "year"],
+    "/history": ["scope"],
+    "/checklist": ["scope", "period"],
+    "/audit": ["table", "operation", "from", "to", "before"],
+    "/why": ["table", "key"],
+    "/numbers": ["table"],
+}
+
+
+def assert_answered_with_a_sentence(response, what) -> None:
+    body = response.text() if "text/html" in response.headers.get("content-type", "") else ""
+    assert response.status < 500, (what, response.status, body[:500])
+    assert "Traceback" not in body and "Internal Server Error" not in body, what
+
+
+def test_no_input_makes_the_console_fail_or_write(db, new_page):
+    """Every form and page, each field in turn set to each hostile value (the others valid), as an admin with a
+    valid token: an answer below 500 with no trace, and nothing written that the inputs did not ask for."""
+    db.protect_invoice()
+    admin = db.connect("admin")
+    lock = admin.execute("SELECT ledgerlock.lock_period('1', '2025-01-01', '2025-01-31')").fetchone()[0]
+    page = new_page("ll_admin")
+    page.goto("/calendar?scope=1")
+    token = page.locator("input[name=csrf_token]").first.input_value()
+    valid = {"scope": "1", "preset": "end-of-last-month", "level": "soft", "lock_id": str(lock), "reason": "r",
+             "request_id": "1", "state": "on", "period": "2025-01", "task": "t", "task_id": "1", "note": "n",
+             "year": "2025", "table": "invoice", "operation": "UPDATE", "from": "2025-01-01", "to": "2025-12-31",
+             "before": "10", "key": "1", "reviewer": "", "through": ""}
+    for path, fields in FORMS.items():
+        for field in fields:
+            for value in HOSTILE_VALUES:
+                form = {f: valid[f] for f in fields} | {field: value, "csrf_token": token}
+                response = page.request.post(path, form=form, max_redirects=0)
+                assert_answered_with_a_sentence(response, (path, field, value[:20]))
+    for path, params in PAGES.items():
+        for param in params:
+            for value in HOSTILE_VALUES:
+                response = page.request.get(path, params={p: valid[p] for p in params} | {param: value})
+                assert_answered_with_a_sentence(response, (path, param, value[:20]))
+    for seq in ("0", "99999999999999999999", "-1"):
+        assert_answered_with_a_sentence(page.request.get(f"/audit/{seq}"), seq)
+    # An admin may lock any scope, so some of these went through: each exactly as sent (stripped), none cut short
+    # or changed on the way.
+    owner = db.owner()
+    sent = {v.strip() for v in HOSTILE_VALUES} | {"1"}
+    for table, column in (("period_locks", "scope"), ("close_task", "scope"), ("close_task", "task")):
+        written = {v for (v,) in owner.execute(f"SELECT DISTINCT {column} FROM ledgerlock.{table}")}
+        assert written <= sent | {"t"}, (table, column, written - sent)
