@@ -32,7 +32,7 @@ from .commands import (
     why,
 )
 from .context import Context
-from .output import EXIT_FAILED, color_wanted, error_json
+from .output import EXIT_FAILED, EXIT_USAGE, color_wanted, error_json
 from .server import ServerError
 
 COMMAND_MODULES = (audit, close, console, db, demo, doctor, grants, imports, install, locks, numbers, overrides, refs,
@@ -63,6 +63,9 @@ class ManagerGroup(click.Group):
         if args is None:
             args = sys.argv[1:]
         self._as_json = _wants_json(list(args))
+        if any("\x00" in arg for arg in args):  # no shell can pass one; the Python API can, and open() raises
+            _fail(self._as_json, EXIT_USAGE, None, "usage error",
+                  "an argument contains a NUL byte, which no value or file name may hold", None)
         kw.setdefault("color", color_wanted())
         return super().main(list(args), *a, **kw)
 

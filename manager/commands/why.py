@@ -19,12 +19,12 @@ def parse_key(key: str) -> str:
     if text.startswith("{"):
         try:
             value = json.loads(text)
-        except json.JSONDecodeError as exc:
+        except ValueError as exc:  # not JSON, or a number past int()'s 4,300 digits
             raise click.BadParameter(f"not a JSON object: {exc}", param_hint="KEY") from exc
         return json.dumps(value)
     try:
         return json.dumps(json.loads(text))  # 42, "INV-7"
-    except json.JSONDecodeError:
+    except ValueError:
         return json.dumps(text)  # a bare string key
 
 

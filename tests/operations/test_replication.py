@@ -235,7 +235,7 @@ def test_a_subscriber_applies_the_publishers_books_and_takes_over_at_cut_over(pa
 
 
 def test_a_subscription_without_ledgerlocks_tables_is_named_by_doctor_in_a_sentence(cluster, publisher):
-    """Publishing the protected tables alone: doctor names the missing tables and the fix (exit 4, no traceback);
+    """Publishing the protected tables alone: doctor names the missing tables and the fix (exit 3, no traceback);
     and become_subscriber refuses a database that keeps books of its own, in a sentence."""
     with fresh_database(publisher) as pub, fresh_database(cluster) as sub:
         populate(pub)
