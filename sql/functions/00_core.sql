@@ -101,6 +101,22 @@ END
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._require_reason(text, text) FROM PUBLIC;
 
+-- An argument a call cannot do without: "approve_unlock requires the id of an unlock request" (22023), instead
+-- of a message with a hole where the null was printed ("unlock request # does not exist").
+CREATE OR REPLACE FUNCTION ledgerlock._require_value(present boolean, action text, what text)
+RETURNS void
+LANGUAGE plpgsql
+IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF present IS NOT TRUE THEN
+        PERFORM ledgerlock._refuse('22023', pg_catalog.format('%s requires %s', action, what));
+    END IF;
+END
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._require_value(boolean, text, text) FROM PUBLIC;
+
 -- The protected table a relation stands for: itself, or the protected partitioned table it is a partition
 -- of. Row triggers on a partitioned table run on the leaf partition (TG_RELID is the partition), so every
 -- registry lookup from a trigger goes through here.
@@ -944,6 +960,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     PERFORM ledgerlock._require_capability('admin', 'revoke_scope');
+    PERFORM ledgerlock._require_value(grantee IS NOT NULL AND scope IS NOT NULL, 'revoke_scope', 'a role and a scope');
     IF ledgerlock._granted_scopes() IS NOT NULL THEN
         PERFORM ledgerlock._refuse('LL005',
             pg_catalog.format('revoke_scope: %s is itself limited to some scopes', session_user),

@@ -608,6 +608,7 @@ DECLARE
 BEGIN
     PERFORM ledgerlock._require_capability('admin', 'protect');
     PERFORM ledgerlock._require_unrestricted('protect');
+    PERFORM ledgerlock._require_value(tbl IS NOT NULL, 'protect', 'a table');
     -- the mark clock before any table lock, in the order lock operations take them (no deadlock with one)
     PERFORM ledgerlock._tick_mark_clock();
 

@@ -84,6 +84,7 @@ DECLARE
     before jsonb;
 BEGIN
     PERFORM ledgerlock._require_capability('admin', 'set_number_format');
+    PERFORM ledgerlock._require_value(tbl IS NOT NULL, 'set_number_format', 'a table');
     PERFORM ledgerlock._require_unrestricted('set_number_format');
     IF format IS NULL OR pg_catalog.btrim(format) = '' THEN
         -- numbering off is a weakening: protect(..., number_column => NULL, weaken_reason => ...) says so

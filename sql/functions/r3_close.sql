@@ -226,6 +226,7 @@ DECLARE
     t ledgerlock.close_task;
 BEGIN
     PERFORM ledgerlock._require_capability('controller', 'complete_close_task');
+    PERFORM ledgerlock._require_value(task_id IS NOT NULL, 'complete_close_task', 'the id of a close task');
     SELECT * INTO t FROM ledgerlock.close_task c WHERE c.id = task_id FOR UPDATE;
     IF NOT FOUND THEN
         PERFORM ledgerlock._refuse('22023', pg_catalog.format('close task #%s does not exist', task_id),

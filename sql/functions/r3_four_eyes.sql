@@ -289,6 +289,7 @@ DECLARE
     refusal record;
 BEGIN
     PERFORM ledgerlock._require_capability('admin', 'approve_unlock');
+    PERFORM ledgerlock._require_value(request_id IS NOT NULL, 'approve_unlock', 'the id of an unlock request');
     SELECT * INTO r FROM ledgerlock.unlock_request u WHERE u.id = request_id FOR UPDATE;
     IF NOT FOUND THEN
         PERFORM ledgerlock._refuse('22023', pg_catalog.format('unlock request #%s does not exist', request_id),
@@ -368,6 +369,7 @@ DECLARE
     r ledgerlock.unlock_request;
 BEGIN
     PERFORM ledgerlock._require_capability('admin', 'withdraw_unlock');
+    PERFORM ledgerlock._require_value(request_id IS NOT NULL, 'withdraw_unlock', 'the id of an unlock request');
     SELECT * INTO r FROM ledgerlock.unlock_request u WHERE u.id = request_id FOR UPDATE;
     IF NOT FOUND OR r.status <> 'pending' THEN
         PERFORM ledgerlock._refuse('LL004',

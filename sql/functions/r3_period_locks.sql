@@ -768,6 +768,7 @@ AS $$
 DECLARE
     lk ledgerlock.period_lock;
 BEGIN
+    PERFORM ledgerlock._require_value(lock_id IS NOT NULL, action, 'the id of a lock');
     SELECT * INTO lk FROM ledgerlock.period_lock l WHERE l.id = _lock_for_change.lock_id;
     IF NOT FOUND THEN
         PERFORM ledgerlock._refuse('22023', pg_catalog.format('%s: there is no lock #%s', action,

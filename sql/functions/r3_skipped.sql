@@ -50,6 +50,7 @@ DECLARE
     kind text;
 BEGIN
     PERFORM ledgerlock._require_capability('controller', 'repost_skipped');
+    PERFORM ledgerlock._require_value(skip_id IS NOT NULL, 'repost_skipped', 'the id of a skipped write');
     SELECT * INTO skip FROM ledgerlock.lock_event e WHERE e.id = skip_id AND e.kind = 'skip' FOR UPDATE;
     IF NOT FOUND THEN
         RAISE EXCEPTION USING ERRCODE = '22023',

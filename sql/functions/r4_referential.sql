@@ -141,6 +141,9 @@ DECLARE
     ops text[];
     rule_id integer;
 BEGIN
+    PERFORM ledgerlock._require_value(parent IS NOT NULL AND child IS NOT NULL,
+                                      CASE kind WHEN 'lines' THEN 'protect_lines' ELSE 'protect_referenced' END,
+                                      'a parent table and a child table');
     PERFORM ledgerlock._check_guardable(parent, 'parent');
     PERFORM ledgerlock._check_guardable(child, 'child');
     fk := ledgerlock._ref_foreign_key(parent, child, fk_columns);

@@ -252,6 +252,7 @@ AS $$
 DECLARE
     r jsonb;
 BEGIN
+    PERFORM ledgerlock._require_value(tbl IS NOT NULL AND key IS NOT NULL, 'why_locked', 'a table and a row''s key');
     IF NOT pg_catalog.has_table_privilege(session_user, tbl, 'SELECT') THEN
         RAISE EXCEPTION USING ERRCODE = '42501',
             MESSAGE = pg_catalog.format('permission denied: %s may not read %s', session_user, tbl);
