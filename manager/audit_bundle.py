@@ -36,7 +36,7 @@ import psycopg
 
 FORMAT = "ledgerlock-audit-bundle/1"
 GENESIS = "0" * 64
-DIGEST_RE = re.compile(r"^ll1:(\d+):([0-9a-f]{64})$")
+DIGEST_RE = re.compile(r"^ll1:([0-9]{1,18}):([0-9a-f]{64})$")  # as the database reads one: ASCII, a bigint
 
 EVENT_FIELDS = ["seq", "at", "txid", "table_name", "row_key", "scope", "operation", "old_row", "new_row",
                 "db_user", "actor", "reason", "context", "lock_id", "override_id", "details", "event_hash",

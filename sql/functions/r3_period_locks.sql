@@ -500,8 +500,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     IF level IS NULL OR pg_catalog.lower(level) NOT IN ('soft', 'hard') THEN
-        PERFORM ledgerlock._refuse('22023', pg_catalog.format('level must be soft or hard, not %s',
-                                                               coalesce(level, 'null')));
+        PERFORM ledgerlock._refuse('22023', pg_catalog.format('level must be soft or hard, not %L', level));
     END IF;
     RETURN pg_catalog.lower(level);
 END
@@ -650,7 +649,9 @@ AS $$
 BEGIN
     PERFORM ledgerlock._refuse('LL004',
         pg_catalog.format('a lock for scope %s cannot end in the future (%s is after today, %s)', scope,
-                          pg_catalog.to_char(to_date, 'YYYY-MM-DD'), pg_catalog.to_char(ledgerlock._today(), 'YYYY-MM-DD')),
+                          CASE WHEN pg_catalog.isfinite(to_date) THEN pg_catalog.to_char(to_date, 'YYYY-MM-DD')
+                               ELSE to_date::text END,  -- to_char prints infinity as nothing
+                          pg_catalog.to_char(ledgerlock._today(), 'YYYY-MM-DD')),
         'pass allow_future => true (ledgerlock lock --allow-future) to lock ahead on purpose');
 END
 $$;
@@ -670,8 +671,10 @@ DECLARE
     ldg text[];
 BEGIN
     PERFORM ledgerlock._require_capability('controller', 'lock_period');
-    IF scope IS NULL OR from_date IS NULL OR to_date IS NULL THEN
-        PERFORM ledgerlock._refuse('22023', 'lock_period requires a scope, a from date and a to date');
+    -- a blank scope is an unset variable in a script far more often than a company: a lock of it holds no row
+    IF ledgerlock._visible_text(scope) IS NULL OR from_date IS NULL OR to_date IS NULL THEN
+        PERFORM ledgerlock._refuse('22023', 'lock_period requires a scope, a from date and a to date',
+                                   'a scope is the company (entity, ledger…) the rows carry in their scope column, e.g. ''7''; ''*'' is the scope of tables without one');
     END IF;
     PERFORM ledgerlock._require_scope(scope, 'lock_period');
     lvl := ledgerlock._lock_level(level);
@@ -734,8 +737,8 @@ DECLARE
     start date;
 BEGIN
     PERFORM ledgerlock._require_capability('controller', 'lock_through');
-    IF scope IS NULL OR through IS NULL THEN
-        PERFORM ledgerlock._refuse('22023', 'lock_through requires a scope and a date');
+    IF ledgerlock._visible_text(scope) IS NULL OR through IS NULL THEN  -- blank: see lock_period
+        PERFORM ledgerlock._refuse('22023', 'lock_through requires a scope and a date', 'a scope is the company (entity, ledger…) the rows carry in their scope column, e.g. ''7''; ''*'' is the scope of tables without one');
     END IF;
     PERFORM ledgerlock._require_scope(scope, 'lock_through');
     lvl := ledgerlock._lock_level(level);

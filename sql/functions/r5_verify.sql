@@ -369,7 +369,7 @@ DECLARE
     d_hash text;
     d_found text;
 BEGIN
-    IF digest !~ '^ll1:[0-9]+:[0-9a-f]{64}$' THEN
+    IF digest !~ '^ll1:[0-9]{1,18}:[0-9a-f]{64}$' THEN  -- a chain position is a bigint
         RAISE EXCEPTION USING ERRCODE = '22023',
             MESSAGE = pg_catalog.format('%L is not a ledgerlock audit digest', digest),
             HINT = 'a digest looks like ll1:<chain position>:<64 hex digits>, as audit_digest() returns it';

@@ -213,6 +213,9 @@ def test_verification_needs_the_auditor_capability(trail):
 def test_a_malformed_digest_is_refused_clearly(trail):
     with refused("22023", r"is not a ledgerlock audit digest"):
         verify(trail, "abc")
+    # a chain position past bigint is not a digest either (it was 22003, "out of range for type bigint")
+    with refused("22023", r"is not a ledgerlock audit digest"):
+        verify(trail, "ll1:99999999999999999999:" + "a" * 64)
 
 
 def test_digest_for_the_application_is_the_sealed_head_and_seals_for_ledgerlock_roles(trail):

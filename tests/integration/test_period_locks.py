@@ -254,15 +254,36 @@ def test_future_end_is_refused_unless_allowed(db):
     with refused("LL004", r"cannot end in the future"):
         lock(ctl, "1", str(today), str(later))
     lock(ctl, "1", str(today), str(today))  # today itself is not the future
+    with refused("LL004", r"^a lock for scope 1 cannot end in the future \(infinity is after today, "):
+        lock(ctl, "1", "2030-01-01", "infinity")  # named, not printed as nothing
     lock(ctl, "1", str(today + dt.timedelta(days=1)), str(later), allow_future=True)
+
+
+def test_a_blank_scope_is_refused_like_a_missing_one(db):
+    """A blank scope is an unset variable in a script (`ledgerlock lock "$COMPANY"`) far more often than a
+    company, and a lock of it holds no row: refused, as grant_scope refuses it."""
+    ctl = db.connect("controller")
+    for scope in ("", "   ", "\u200b"):
+        with refused("22023", r"^lock_period requires a scope, a from date and a to date$") as info:
+            lock(ctl, scope)
+        assert "scope column" in info.value.diag.message_hint
+        with refused("22023", r"^lock_through requires a scope and a date$"):
+            ctl.execute("SELECT ledgerlock.lock_through(%s, '2025-03-31')", (scope,))
+    assert count(ctl, "SELECT count(*) FROM ledgerlock.period_locks") == 0
+    # the permitted neighbours: a company, and '*', the scope of tables without a scope column
+    lock(ctl, "1")
+    ctl.execute("SELECT ledgerlock.lock_through('*', '2025-03-31')")
+    assert count(ctl, "SELECT count(*) FROM ledgerlock.period_locks") == 2
 
 
 def test_end_before_start_and_bad_level_and_ledgers_are_refused(db):
     ctl = db.connect("controller")
     with refused("22023", r"^period 2025-03-31\.\.2025-03-01 for scope 1 ends before it starts$"):
         lock(ctl, "1", "2025-03-31", "2025-03-01")
-    with refused("22023", r"level must be soft or hard, not medium"):
+    with refused("22023", r"^level must be soft or hard, not 'medium'$"):
         lock(ctl, level="medium")
+    with refused("22023", r"^level must be soft or hard, not ' soft '$"):  # quoted: the spaces show
+        lock(ctl, level=" soft ")
     with refused("22023", r"ledgers"):
         lock(ctl, ledgers=[])
     lock(ctl, level="HARD", ledgers=["ar", " ar"])
