@@ -113,6 +113,30 @@ BEGIN
                 pg_catalog.format('REVOKE TRUNCATE ON %s FROM %s', r.rel, r.grantee);
         END IF;
     END LOOP;
+    -- CREATE in a schema of the books, for a role that owns none of its protected tables (PUBLIC holds it on
+    -- schema public of every database made before PostgreSQL 15): the rules do not care, they pin their
+    -- search_path, but an admin's psql session or script does.
+    FOR r IN
+        SELECT DISTINCT n.nspname, coalesce(gr.rolname, 'PUBLIC') AS grantee
+        FROM (SELECT * FROM ledgerlock._guarded_relations() UNION SELECT * FROM ledgerlock._period_parents()) g
+        JOIN pg_catalog.pg_class c ON c.oid = g.rel
+        JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+        CROSS JOIN LATERAL pg_catalog.aclexplode(n.nspacl) a
+        LEFT JOIN pg_catalog.pg_roles gr ON gr.oid = a.grantee
+        WHERE a.privilege_type = 'CREATE' AND a.grantee <> n.nspowner AND gr.rolsuper IS NOT TRUE
+          AND NOT EXISTS (SELECT FROM pg_catalog.pg_class o WHERE o.relnamespace = n.oid AND o.relowner = a.grantee
+                            AND o.oid IN (SELECT x.rel FROM ledgerlock._guarded_relations() x))
+        ORDER BY 1, 2
+    LOOP
+        RETURN QUERY SELECT 'warning', 'schema privilege', r.nspname::text,
+            pg_catalog.format('%s may create objects in schema %s, which holds protected tables', r.grantee,
+                              r.nspname),
+            'a function or operator planted there is what an admin''s unqualified SQL (psql, scripts) may run, '
+            'with the admin''s rights, instead of the built-in it meant (CVE-2018-1058); ledgerlock''s own '
+            'functions pin search_path and are not affected',
+            pg_catalog.format('REVOKE CREATE ON SCHEMA %I FROM %s', r.nspname,
+                              CASE r.grantee WHEN 'PUBLIC' THEN 'PUBLIC' ELSE pg_catalog.quote_ident(r.grantee) END);
+    END LOOP;
 END
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._doctor_table_privileges() FROM PUBLIC;

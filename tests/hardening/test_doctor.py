@@ -83,6 +83,35 @@ def test_a_weakened_setup_is_caught_with_a_non_zero_exit(db, weaken, check, find
         owner.execute("ALTER ROLE ledgerlock_auditor NOLOGIN")  # roles are cluster-wide
 
 
+def test_a_role_that_may_create_in_the_schema_of_the_books_is_a_warning(db):
+    """PUBLIC held CREATE on schema public before PostgreSQL 15, and upgraded databases keep it: whoever can
+    create there can plant a function or operator that an admin's unqualified SQL runs (CVE-2018-1058)."""
+    db.protect_invoice()
+    owner = db.owner()
+    _, before = doctor(db.conninfo())
+    assert not [f for f in before if f["check"] == "schema privilege"]
+    for grantee, name in (("PUBLIC", "PUBLIC"), ("ll_app", "ll_app")):
+        owner.execute(f"GRANT CREATE ON SCHEMA public TO {grantee}")
+        try:
+            code, found = doctor(db.conninfo("auditor"))
+            mine = [f for f in found if f["check"] == "schema privilege"]
+            assert [(f["severity"], f["object"], f["finding"], f["fix"]) for f in mine] == [
+                ("warning", "public", f"{name} may create objects in schema public, which holds protected tables",
+                 f"REVOKE CREATE ON SCHEMA public FROM {name}")]
+            assert "CVE-2018-1058" in mine[0]["why"] and code == 0  # a warning: the rules are not weakened
+        finally:
+            owner.execute(f"REVOKE CREATE ON SCHEMA public FROM {grantee}")
+    # the permitted neighbour: the role that owns the protected tables may create beside them
+    owner.execute("CREATE ROLE ll_books_owner; GRANT CREATE ON SCHEMA public TO ll_books_owner; "
+                  "ALTER TABLE invoice OWNER TO ll_books_owner")
+    try:
+        _, found = doctor(db.conninfo())
+        assert not [f for f in found if f["check"] == "schema privilege"], found
+    finally:
+        owner.execute("REASSIGN OWNED BY ll_books_owner TO CURRENT_USER; DROP OWNED BY ll_books_owner; "
+                      "DROP ROLE ll_books_owner")
+
+
 def test_a_function_redefined_by_hand_is_reported_as_drifted(db):
     migrate.migrate(db.conninfo())  # the installed code is the version on disk
     owner = db.owner()
