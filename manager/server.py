@@ -15,6 +15,7 @@ import contextlib
 import fcntl
 import os
 import pwd
+import re
 import shutil
 import stat
 import subprocess
@@ -137,7 +138,7 @@ class LocalServer:
             kw["user"] = SERVICE_USER
             kw["group"] = _ensure_service_user().pw_gid
             kw["extra_groups"] = []
-            kw["cwd"] = "/"
+            kw.setdefault("cwd", "/")
         return subprocess.run(args, **kw)
 
     def _binary(self, name: str) -> str:
@@ -181,7 +182,7 @@ class LocalServer:
     def is_running(self) -> bool:
         return self.pid() is not None
 
-    def _initdb(self) -> None:
+    def _initdb(self, *options: str) -> None:
         self.datadir.mkdir(parents=True, exist_ok=True)
         if _running_as_root():
             user = _ensure_service_user()
@@ -201,6 +202,7 @@ class LocalServer:
                 "--auth=trust",
                 "--encoding=UTF8",
                 "--locale=C",
+                *options,
             ]
         )
         if res.returncode != 0:
@@ -273,6 +275,31 @@ class LocalServer:
         for lock in datadir.glob(".s.PGSQL.*.lock"):
             lock.unlink()
         return LocalServer(datadir=datadir, bindir=self.bindir, settings=dict(self.settings), port=self.port)
+
+    def upgraded_to(self, datadir: Path, bindir: Path, timeout: float = 600) -> LocalServer:
+        """This stopped cluster upgraded with ``pg_upgrade`` (the copy mode) into a new cluster in ``datadir``, made
+        with the binaries in ``bindir`` (the same or a newer major), not started; returns pg_upgrade's output in
+        the error when it fails. The new cluster is initialised like this one, data checksums included (initdb of
+        18 turns them on by default, and pg_upgrade refuses a mismatch). Used by tests of a major upgrade."""
+        if self.is_running():
+            raise ServerError(f"stop the server in {self.datadir} before upgrading it")
+        checksums = self._run([self._binary("pg_controldata"), "-D", str(self.datadir)])
+        on = any(line.startswith("Data page checksum version:") and not line.rstrip().endswith(" 0")
+                 for line in checksums.stdout.splitlines())
+        new = LocalServer(datadir=datadir, bindir=bindir, settings=dict(self.settings), port=self.port)
+        major = int(re.search(r"\(PostgreSQL\) (\d+)", new.version()).group(1))  # "postgres (PostgreSQL) 18.6"
+        new._initdb(*(["--data-checksums"] if on else ["--no-data-checksums"] if major >= 18 else []))
+        work = datadir.parent / f"{datadir.name}.upgrade"  # pg_upgrade writes its scripts and sockets there
+        work.mkdir()
+        if _running_as_root():
+            user = _ensure_service_user()
+            os.chown(work, user.pw_uid, user.pw_gid)
+        res = new._run([new._binary("pg_upgrade"), "-b", str(self.bindir), "-B", str(bindir),
+                        "-d", str(self.datadir), "-D", str(datadir), "-U", SUPERUSER, "-s", str(work)],
+                       cwd=str(work), timeout=timeout)
+        if res.returncode != 0:
+            raise ServerError(f"pg_upgrade failed:\n{res.stdout[-4000:]}\n{res.stderr[-2000:]}")
+        return new
 
     def _wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout

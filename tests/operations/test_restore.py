@@ -1,9 +1,11 @@
 """Operations: a protected database dumped with pg_dump and restored with pg_restore keeps every rule and its
 numbering with no step by hand — into a new database of the same server, and into another server (the newest
-PostgreSQL here), with the target server's own pg_dump and pg_restore, as a DBA moving to a new major does."""
+PostgreSQL here), with the target server's own pg_dump and pg_restore, as a DBA moving to a new major does.
+The other way to a new major, pg_upgrade of the whole cluster in place, keeps them too, and the evidence."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import uuid
 from pathlib import Path
@@ -13,15 +15,29 @@ import pytest
 from psycopg import sql
 
 from ledgerlock import migrate
-from lltest import Cluster, known_servers, refused, start_cluster, stop_cluster
+from lltest import (
+    TEMPLATE,
+    Cluster,
+    TestDatabase,
+    known_servers,
+    refused,
+    scratch_dir,
+    selected_servers,
+    start_cluster,
+    stop_cluster,
+)
 
 FORMAT = "INV-{YYYY}-{SEQ:5}"
+
+
+def newest_server() -> str:
+    return max(known_servers(), key=lambda n: int(n.removeprefix("pg")))
 
 
 @pytest.fixture(scope="module")
 def newest(cluster) -> Cluster:
     """A second server of the newest PostgreSQL found (pg18 where installed): the target of a major upgrade."""
-    name = max(known_servers(), key=lambda n: int(n.removeprefix("pg")))
+    name = newest_server()
     target, root = start_cluster(name, known_servers()[name])
     yield target
     stop_cluster(target, root)
@@ -139,3 +155,56 @@ def test_a_renamed_numbered_table_is_refused_with_a_hint_that_works(db):
     leftovers = db.owner().execute("SELECT count(*) FROM pg_proc WHERE proname ~ '^_ll40_t[0-9a-f]+_' "
                                    "AND NOT EXISTS (SELECT FROM pg_trigger t WHERE t.tgfoid = pg_proc.oid)")
     assert leftovers.fetchone() == (0,)  # the old name's functions are pruned
+
+
+def upgrade_sources() -> list[str]:
+    """pg_upgrade from the oldest server of the run to the newest one found: the longest jump, once per run (two
+    servers and an upgrade cost half a minute)."""
+    oldest = min(selected_servers(), key=lambda n: int(n.removeprefix("pg")))
+    return [oldest] if oldest != newest_server() else []
+
+
+@pytest.mark.parametrize("source", upgrade_sources())
+def test_pg_upgrade_to_the_newest_major_keeps_every_rule_and_the_evidence(source, tmp_path):
+    """A server with ledgerlock in use (the DDL guard installed, a digest kept by the auditor) upgraded in place by
+    pg_upgrade: the rules hold, numbering continues, the kept digest verifies, migrate has nothing to do, doctor
+    finds nothing critical and the DDL guard still refuses."""
+    old, old_root = start_cluster(source, known_servers()[source])
+    new_root = scratch_dir("ll-upgraded-")
+    new = None
+    try:
+        old.maintain(sql.SQL("CREATE DATABASE books TEMPLATE {}").format(sql.Identifier(TEMPLATE)))
+        books = TestDatabase(old, "books")
+        _populate(books)
+        books.owner().execute("SELECT ledgerlock.install_ddl_guard()")
+        auditor = books.connect("auditor")
+        auditor.execute("SELECT ledgerlock.audit_seal()")
+        digest = auditor.execute("SELECT ledgerlock.audit_digest()").fetchone()[0]
+        books.close_all()
+        old.close()
+        old.server.stop()
+
+        new_server = old.server.upgraded_to(new_root / "data", known_servers()[newest_server()])
+        new_server.start()
+        new = Cluster(newest_server(), new_server)
+        with psycopg.connect(new.conninfo("books"), autocommit=True) as owner:
+            major = owner.execute("SHOW server_version_num").fetchone()[0][:2]
+            assert major == newest_server().removeprefix("pg")
+        report = migrate.migrate(new.conninfo("books"))  # the same oids, the same code: nothing to do
+        assert not report.changed and report.restored_tables == [], report
+        with psycopg.connect(new.conninfo("books", "auditor"), autocommit=True) as auditor:
+            ok, problem = auditor.execute("SELECT ok, problem FROM ledgerlock.verify_audit(%s)", (digest,)).fetchone()
+            assert (ok, problem) == (True, None)
+            critical = auditor.execute("SELECT object, finding FROM ledgerlock.doctor_findings() "
+                                       "WHERE severity = 'critical'").fetchall()
+            assert critical == []
+        _assert_rules_hold(new, "books")  # R1-R5, numbering continued, the chain and books verified again
+        with psycopg.connect(new.conninfo("books"), autocommit=True) as owner:
+            with refused("LL008", r"^dropping trigger ll_10_final_update on public\.invoice"):
+                owner.execute("DROP TRIGGER ll_10_final_update ON invoice")
+    finally:
+        if new is not None:
+            new.close()
+            new.server.destroy()
+        shutil.rmtree(new_root, ignore_errors=True)
+        stop_cluster(old, old_root)
