@@ -276,6 +276,12 @@ class LocalServer:
             lock.unlink()
         return LocalServer(datadir=datadir, bindir=self.bindir, settings=dict(self.settings), port=self.port)
 
+    def promote(self, timeout: float = 60) -> None:
+        """Promote this running standby to a primary (``pg_ctl promote``), waiting until it accepts writes."""
+        res = self._run([self._binary("pg_ctl"), "-D", str(self.datadir), "-w", "-t", str(int(timeout)), "promote"])
+        if res.returncode != 0:
+            raise ServerError(f"pg_ctl promote failed:\n{res.stdout}\n{res.stderr}")
+
     def upgraded_to(self, datadir: Path, bindir: Path, timeout: float = 600) -> LocalServer:
         """This stopped cluster upgraded with ``pg_upgrade`` (the copy mode) into a new cluster in ``datadir``, made
         with the binaries in ``bindir`` (the same or a newer major), not started; returns pg_upgrade's output in

@@ -1,20 +1,33 @@
 """A physical streaming standby (pg_basebackup -R from the test server, started beside it): the read-only
 commands answer there, and every writing command says, in a sentence and with exit 1, that the server is a
-read-only standby. A session made read-only by a role setting (default_transaction_read_only) is told the same."""
+read-only standby. A session made read-only by a role setting (default_transaction_read_only) is told the same.
+And a failover: the primary killed under load, the standby promoted, keeps the books and the evidence."""
 
 from __future__ import annotations
 
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import psycopg
 import pytest
+from psycopg import sql
 
 from ledgerlock.server import LocalServer
-from lltest import scratch_dir
+from lltest import (
+    TEMPLATE,
+    Cluster,
+    TestDatabase,
+    known_servers,
+    refused,
+    scratch_dir,
+    selected_servers,
+    start_cluster,
+    stop_cluster,
+)
 
 VENV_BIN = Path(sys.executable).parent
 READ_ONLY = "server is a read-only standby (or the session is read-only); run this on the primary"
@@ -151,3 +164,83 @@ def test_verify_and_doctor_answer_read_only_on_the_standby(standby, books):
             assert res.returncode in (0, 3), (role, res.stdout, res.stderr)
             assert READ_ONLY not in res.stderr and "Traceback" not in res.stderr, res.stderr
             assert "doctor" in res.stdout.lower() or res.stdout.strip(), res.stdout
+
+
+def failover_servers() -> list[str]:
+    """One server: the failover is PostgreSQL's; what ledgerlock must keep through it does not vary by version."""
+    return [max(selected_servers(), key=lambda n: int(n.removeprefix("pg")))]
+
+
+@pytest.mark.parametrize("server_name", failover_servers())
+def test_a_standby_promoted_after_the_primary_crashed_keeps_the_books_and_the_evidence(server_name):
+    """Four writers finalize numbered invoices on the primary; the auditor keeps a digest; the primary is killed
+    (SIGKILL of the postmaster) in the middle of the load and the standby promoted. There, with what reached it:
+    the kept digest verifies and so do the books, the numbers run without a gap, the sealer resumes, the lock
+    still refuses, and new finalizations take the next numbers."""
+    primary, root = start_cluster(server_name, known_servers()[server_name])
+    standby_root = scratch_dir("ll-failover-")
+    standby = None
+    try:
+        primary.maintain(sql.SQL("CREATE DATABASE books TEMPLATE {}").format(sql.Identifier(TEMPLATE)))
+        books = TestDatabase(primary, "books")
+        books.protect_invoice(number_column="number", number_format="INV-{SEQ:5}")
+        books.connect("admin").execute("SELECT ledgerlock.lock_period('1', '2025-03-01', '2025-03-31', 'hard')")
+        books.connect("app").execute("INSERT INTO invoice (company_id, issued_on, status) VALUES (1, '2025-04-01', "
+                                     "'approved')")
+        digest = books.connect("auditor").execute("SELECT ledgerlock.audit_digest()").fetchone()[0]
+        standby = primary.server.make_standby(standby_root / "data")
+        standby.start()
+
+        committed = []  # acknowledged, not necessarily durable: the test servers run synchronous_commit = off
+        lock, under_way = threading.Lock(), threading.Event()
+
+        def write(worker: int) -> None:
+            with psycopg.connect(books.conninfo("app"), autocommit=True) as app:
+                for n in range(400):  # bounded: the kill comes long before
+                    try:
+                        app.execute("INSERT INTO invoice (company_id, issued_on, status, amount) "
+                                    "VALUES (1, '2025-04-02', 'approved', %s)", (worker * 1000 + n,))
+                    except psycopg.OperationalError:
+                        return  # the primary went away
+                    with lock:
+                        committed.append(worker * 1000 + n)
+                        if len(committed) >= 100:
+                            under_way.set()
+
+        writers = [threading.Thread(target=write, args=(w,)) for w in range(4)]
+        for w in writers:
+            w.start()
+        assert under_way.wait(120), "the load never got under way"
+        primary.server.kill()
+        for w in writers:
+            w.join(60)
+        standby.promote()
+
+        new = TestDatabase(Cluster(server_name, standby), "books")
+        owner = new.owner()
+        assert owner.execute("SELECT pg_is_in_recovery()").fetchone()[0] is False
+        finals = owner.execute("SELECT count(*), max(substr(number, 5)::int) FROM invoice "
+                               "WHERE status = 'approved'").fetchone()
+        assert finals[0] > 1 and finals[0] == finals[1]  # 1..n, each once: what reached the standby, no gap
+        assert owner.execute("SELECT * FROM ledgerlock.number_gaps()").fetchall() == []
+        auditor = new.connect("auditor")
+        ok, problem, unsealed = auditor.execute("SELECT ok, problem, unsealed FROM ledgerlock.verify_audit(%s)",
+                                                (digest,)).fetchone()
+        assert (ok, problem) == (True, None) and unsealed >= 0
+        auditor.execute("SELECT ledgerlock.audit_seal()")  # the sealer resumes on the new primary
+        ok, unsealed, problems = auditor.execute("SELECT ok, unsealed, problems FROM ledgerlock.verify_audit(%s)",
+                                                 (digest,)).fetchone()
+        assert (ok, unsealed, problems) == (True, 0, 0)
+        app = new.connect("app")
+        with refused("LL002", r"^Period 2025-03-01\.\.2025-03-31 is locked \(hard\) for scope 1"):
+            app.execute("INSERT INTO invoice (company_id, issued_on) VALUES (1, '2025-03-15')")
+        number = app.execute("INSERT INTO invoice (company_id, issued_on, status) VALUES (1, '2025-04-03', "
+                             "'approved') RETURNING number").fetchone()[0]
+        assert number == f"INV-{finals[0] + 1:05d}"
+        new.close_all()
+        books.close_all()
+    finally:
+        if standby is not None:
+            standby.destroy()
+        shutil.rmtree(standby_root, ignore_errors=True)
+        stop_cluster(primary, root)
