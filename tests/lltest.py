@@ -96,6 +96,11 @@ def selected_servers() -> list[str]:
     return names
 
 
+def major(name: str) -> int:
+    """The major version of a server name: 15 for pg15 (to sort servers: `max(selected_servers(), key=major)`)."""
+    return int(name.removeprefix("pg"))
+
+
 @dataclass
 class Cluster:
     """One running test server with the login roles and the template database."""

@@ -19,7 +19,7 @@ import pytest
 from psycopg import sql
 
 from ledgerlock.server import THROWAWAY_SETTINGS, LocalServer
-from lltest import Cluster, TestDatabase, fresh_database, known_servers, refused, scratch_dir
+from lltest import Cluster, TestDatabase, fresh_database, known_servers, major, refused, scratch_dir
 
 FORMAT = "INV-{YYYY}-{SEQ:5}"
 VENV_BIN = Path(sys.executable).parent
@@ -354,7 +354,7 @@ def test_a_database_without_ledgerlock_is_told_what_a_subscriber_needs(cluster):
 def other_major(cluster):
     """A subscriber server of another major than the session's (the newest, or 16 when the session runs it)."""
     servers = known_servers()
-    newest = max(servers, key=lambda n: int(n.removeprefix("pg")))
+    newest = max(servers, key=major)
     name = newest if newest != cluster.name else "pg16"
     if name == cluster.name:
         name = next(n for n in servers if n != cluster.name)

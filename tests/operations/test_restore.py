@@ -20,6 +20,7 @@ from lltest import (
     Cluster,
     TestDatabase,
     known_servers,
+    major,
     refused,
     scratch_dir,
     selected_servers,
@@ -31,7 +32,7 @@ FORMAT = "INV-{YYYY}-{SEQ:5}"
 
 
 def newest_server() -> str:
-    return max(known_servers(), key=lambda n: int(n.removeprefix("pg")))
+    return max(known_servers(), key=major)
 
 
 @pytest.fixture(scope="module")
@@ -160,7 +161,7 @@ def test_a_renamed_numbered_table_is_refused_with_a_hint_that_works(db):
 def upgrade_sources() -> list[str]:
     """pg_upgrade from the oldest server of the run to the newest one found: the longest jump, once per run (two
     servers and an upgrade cost half a minute)."""
-    oldest = min(selected_servers(), key=lambda n: int(n.removeprefix("pg")))
+    oldest = min(selected_servers(), key=major)
     return [oldest] if oldest != newest_server() else []
 
 
@@ -188,8 +189,8 @@ def test_pg_upgrade_to_the_newest_major_keeps_every_rule_and_the_evidence(source
         new_server.start()
         new = Cluster(newest_server(), new_server)
         with psycopg.connect(new.conninfo("books"), autocommit=True) as owner:
-            major = owner.execute("SHOW server_version_num").fetchone()[0][:2]
-            assert major == newest_server().removeprefix("pg")
+            version = owner.execute("SHOW server_version_num").fetchone()[0][:2]
+            assert version == str(major(newest_server()))
         report = migrate.migrate(new.conninfo("books"))  # the same oids, the same code: nothing to do
         assert not report.changed and report.restored_tables == [], report
         with psycopg.connect(new.conninfo("books", "auditor"), autocommit=True) as auditor:

@@ -22,6 +22,7 @@ from lltest import (
     Cluster,
     TestDatabase,
     known_servers,
+    major,
     refused,
     scratch_dir,
     selected_servers,
@@ -168,7 +169,7 @@ def test_verify_and_doctor_answer_read_only_on_the_standby(standby, books):
 
 def failover_servers() -> list[str]:
     """One server: the failover is PostgreSQL's; what ledgerlock must keep through it does not vary by version."""
-    return [max(selected_servers(), key=lambda n: int(n.removeprefix("pg")))]
+    return [max(selected_servers(), key=major)]
 
 
 @pytest.mark.parametrize("server_name", failover_servers())
