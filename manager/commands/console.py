@@ -37,8 +37,11 @@ def _is_loopback(host: str) -> bool:
 @click.option("--port", default=8470, show_default=True, type=click.IntRange(1, 65535), help="Port to listen on.")
 @click.option("--dbname", metavar="NAME",
               help=f"Database to open. Default: the one --dsn names, else the embedded demo database ({DEMO_DB}).")
+@click.option("--idle-timeout", "idle_minutes", default=30, show_default=True, type=click.IntRange(1, 720),
+              metavar="MINUTES", help="Log a person out after this long without a request; the console then "
+              "forgets their password. No session lasts more than 12 hours.")
 @pass_context
-def console(ctx: Context, host: str, port: int, dbname: str | None) -> None:
+def console(ctx: Context, host: str, port: int, dbname: str | None, idle_minutes: int) -> None:
     """Serve the web console: lock calendar, history, four-eyes inbox, close checklist, audit diff, evidence.
 
     People log in with their database role and password (role name only on a server that trusts local
@@ -64,7 +67,8 @@ def console(ctx: Context, host: str, port: int, dbname: str | None) -> None:
                     "TLS (a reverse proxy) so that passwords never cross it in clear", fg="yellow", err=True)
     click.echo(f"ledgerlock console for {where}")
     click.echo(f"open http://{'[' + host + ']' if ':' in host else host}:{port}/ and log in as your database role")
-    uvicorn.run(create_app(conninfo, where=where), host=host, port=port, log_level="warning")
+    uvicorn.run(create_app(conninfo, where=where, idle_minutes=idle_minutes), host=host, port=port,
+                log_level="warning")
 
 
 def register(cli: click.Group) -> None:

@@ -204,7 +204,7 @@ class Console:
         if not sid or not role:
             raise NeedLogin()
         known, password = self.sessions.password(sid)
-        if not known:  # the console restarted: passwords never outlive the process
+        if not known:  # idle too long, or the console restarted: passwords never outlive either
             raise NeedLogin("Your session ended; please log in again.")
         return role, password
 
@@ -645,10 +645,13 @@ class SecurityHeaders:
         return await self.app(scope, receive, send_with_headers)
 
 
-def create_app(conninfo: str, *, where: str = "PostgreSQL", secret_key: str | None = None) -> Starlette:
+def create_app(conninfo: str, *, where: str = "PostgreSQL", secret_key: str | None = None,
+               idle_minutes: float = 30) -> Starlette:
     """The console for the database ``conninfo`` names (its user and password are never used: people log
-    in as their own roles). The session secret is random per process unless given."""
+    in as their own roles). The session secret is random per process unless given; a session idle for
+    ``idle_minutes`` ends, and none outlives the cookie's 12 hours."""
     console = Console(conninfo, where)
+    console.sessions.idle = idle_minutes * 60
     get, post = ["GET"], ["POST"]
     routes = [
         Route("/login", console.login_page, methods=["GET", "POST"]),

@@ -14,7 +14,8 @@ import functools
 import json
 import secrets
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import psycopg
@@ -50,27 +51,49 @@ class Person:
 
 
 class SessionStore:
-    """Passwords of logged-in people, in memory, by session id."""
+    """Passwords of logged-in people, in memory, by session id, for as long as the person uses the console: a
+    session idle for ``idle`` seconds, or older than ``lifetime`` (the cookie's own limit), is forgotten, its
+    password with it, so a browser closed without logging out does not leave a password in the process.
+    ``clock`` is time.monotonic; tests give their own."""
 
-    def __init__(self) -> None:
-        self._passwords: dict[str, str | None] = {}
+    def __init__(self, idle: float = 30 * 60, lifetime: float = 12 * 3600,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.idle, self.lifetime, self.clock = idle, lifetime, clock
+        self._sessions: dict[str, tuple[str | None, float, float]] = {}  # sid: password, opened, last used
         self._lock = threading.Lock()
+
+    def _forget_expired(self, now: float) -> None:
+        for sid, (_, opened, used) in list(self._sessions.items()):
+            if now - used > self.idle or now - opened > self.lifetime:
+                del self._sessions[sid]
 
     def open(self, password: str | None) -> str:
         sid = secrets.token_urlsafe(32)
         with self._lock:
-            self._passwords[sid] = password
+            now = self.clock()
+            self._forget_expired(now)
+            self._sessions[sid] = (password, now, now)
         return sid
 
     def password(self, sid: str) -> tuple[bool, str | None]:
+        """(True, the password) for a live session, whose idle time starts again; (False, None) otherwise."""
         with self._lock:
-            if sid in self._passwords:
-                return True, self._passwords[sid]
+            now = self.clock()
+            self._forget_expired(now)
+            if sid in self._sessions:
+                password, opened, _ = self._sessions[sid]
+                self._sessions[sid] = (password, opened, now)
+                return True, password
         return False, None
 
     def close(self, sid: str) -> None:
         with self._lock:
-            self._passwords.pop(sid, None)
+            self._sessions.pop(sid, None)
+
+    def __len__(self) -> int:
+        with self._lock:
+            self._forget_expired(self.clock())
+            return len(self._sessions)
 
 
 def role_conninfo(base: str, role: str, password: str | None) -> str:

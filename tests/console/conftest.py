@@ -49,6 +49,7 @@ def pytest_collection_modifyitems(config, items):
 class Console:
     url: str
     db: TestDatabase
+    sessions: object  # the app's SessionStore: a test may give it its own clock
 
 
 @pytest.fixture
@@ -70,7 +71,7 @@ def console(db) -> Iterator[Console]:
         time.sleep(0.02)
     port = server.servers[0].sockets[0].getsockname()[1]
     try:
-        yield Console(f"http://127.0.0.1:{port}", db)
+        yield Console(f"http://127.0.0.1:{port}", db, app.state.console.sessions)
     finally:
         server.should_exit = True
         thread.join(timeout=15)

@@ -192,3 +192,39 @@ def test_no_input_makes_the_console_fail_or_write(db, new_page):
     for table, column in (("period_locks", "scope"), ("close_task", "scope"), ("close_task", "task")):
         written = {v for (v,) in owner.execute(f"SELECT DISTINCT {column} FROM ledgerlock.{table}")}
         assert written <= sent | {"t"}, (table, column, written - sent)
+
+
+class Clock:
+    """A clock the test moves: expiry is asserted on what the console does, never on a wait."""
+
+    def __init__(self) -> None:
+        self.now = 1_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_an_idle_session_ends_and_the_console_forgets_its_password(db, new_page, console):
+    clock = Clock()
+    console.sessions.clock = clock
+    page = new_page("ll_admin")
+    idle, lifetime = console.sessions.idle, console.sessions.lifetime
+    assert (idle, lifetime) == (30 * 60, 12 * 3600)  # the defaults `ledgerlock console --help` states
+    assert len(console.sessions) == 1
+    # used within the idle time: it lives on, and each request starts the idle time again
+    for _ in range(3):
+        clock.now += idle - 1
+        page.goto("/calendar?scope=1")
+        assert page.url.endswith("/calendar?scope=1") and page.locator("#lock-form").count() == 1
+    # idle for longer: the next request lands on the login page with the reason, and the password is gone
+    clock.now += idle + 1
+    assert len(console.sessions) == 0
+    page.goto("/calendar?scope=1")
+    assert page.url.endswith("/login")
+    assert "Your session ended; please log in again." in flash_text(page)
+    # however busy, no session outlives the cookie's 12 hours
+    other = new_page("ll_auditor")
+    for _ in range(lifetime // (idle - 60) + 1):
+        clock.now += idle - 60
+        other.goto("/evidence")
+    assert other.url.endswith("/login") and len(console.sessions) == 0
