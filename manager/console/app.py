@@ -36,7 +36,7 @@ from starlette.templating import Jinja2Templates
 from .. import context
 from .. import errors as ll_errors
 from . import csrf
-from .auth import LoginRefused, Person, SessionStore, connect_as, describe_person, login
+from .auth import LoginRefused, LoginThrottle, Person, SessionStore, connect_as, describe_person, login
 from .queries import query
 
 HERE = Path(__file__).parent
@@ -193,6 +193,7 @@ class Console:
         self.conninfo = conninfo
         self.where = where
         self.sessions = SessionStore()
+        self.logins = LoginThrottle()
         env = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True)
         self.templates = Jinja2Templates(env=env)
         env.filters.update(shown=shown, when=when, duration=duration, urlencode_params=urlencode)
@@ -299,11 +300,19 @@ class Console:
                 "try again."))
         role = (form.get("role") or "").strip()
         password = form.get("password") or None
+        address = request.client.host if request.client else "?"
+        wait = self.logins.wait(address, role)
+        if wait:
+            self.flash(request, "error", f"Too many refused logins as {role} from this address: try again in "
+                                         f"{-(-int(wait) // 60)} min.")  # rounded up
+            return self.render(request, "login.html", None, status=429, role_typed=role)
         try:
             await run_in_threadpool(login, self.conninfo, role, password)
         except LoginRefused as exc:
+            self.logins.refused(address, role)
             self.flash(request, "error", str(exc))
             return self.render(request, "login.html", None, status=401, role_typed=role)
+        self.logins.succeeded(address, role)
         self._logout(request)
         request.session.update(sid=self.sessions.open(password), role=role, csrf_token=secrets.token_urlsafe(32))
         return RedirectResponse("/", status_code=303)

@@ -96,6 +96,42 @@ class SessionStore:
             return len(self._sessions)
 
 
+class LoginThrottle:
+    """Refused logins by (client address, role name): after ``limit`` of them within ``window`` seconds, that
+    address may not try that role again until ``window`` seconds after the last one, and the database is not
+    asked (a console on the network must not be a password-guessing machine for the database). Keyed by address
+    too, so nobody can lock a colleague out from elsewhere. ``clock`` is time.monotonic; tests give their own."""
+
+    def __init__(self, limit: int = 5, window: float = 15 * 60, clock: Callable[[], float] = time.monotonic):
+        self.limit, self.window, self.clock = limit, window, clock
+        self._refused: dict[tuple[str, str], list[float]] = {}
+        self._lock = threading.Lock()
+
+    def _recent(self, key: tuple[str, str], now: float) -> list[float]:
+        times = [t for t in self._refused.get(key, []) if now - t < self.window]
+        if times:
+            self._refused[key] = times
+        else:
+            self._refused.pop(key, None)
+        return times
+
+    def wait(self, address: str, role: str) -> float:
+        """Seconds before this address may try this role again (0: now)."""
+        with self._lock:
+            now = self.clock()
+            times = self._recent((address, role), now)
+            return self.window - (now - times[-1]) if len(times) >= self.limit else 0.0
+
+    def refused(self, address: str, role: str) -> None:
+        with self._lock:
+            now = self.clock()
+            self._refused[(address, role)] = [*self._recent((address, role), now), now]
+
+    def succeeded(self, address: str, role: str) -> None:
+        with self._lock:
+            self._refused.pop((address, role), None)
+
+
 def role_conninfo(base: str, role: str, password: str | None) -> str:
     """The configured server and database, as this role: the base's own user and password are dropped, and
     no password file is read, so a login succeeds only with what the person typed (or trust auth)."""

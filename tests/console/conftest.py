@@ -50,6 +50,7 @@ class Console:
     url: str
     db: TestDatabase
     sessions: object  # the app's SessionStore: a test may give it its own clock
+    logins: object  # the app's LoginThrottle, likewise
 
 
 @pytest.fixture
@@ -71,7 +72,7 @@ def console(db) -> Iterator[Console]:
         time.sleep(0.02)
     port = server.servers[0].sockets[0].getsockname()[1]
     try:
-        yield Console(f"http://127.0.0.1:{port}", db, app.state.console.sessions)
+        yield Console(f"http://127.0.0.1:{port}", db, app.state.console.sessions, app.state.console.logins)
     finally:
         server.should_exit = True
         thread.join(timeout=15)

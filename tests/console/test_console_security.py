@@ -5,7 +5,7 @@ no page of the console can be framed by another site or kept in the browser's ca
 from __future__ import annotations
 
 import pytest
-from conftest import CHROMIUM, click_through, csrf_of, flash_text
+from conftest import CHROMIUM, click_through, csrf_of, flash_text, login
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium "
                                 "(apt-get install chromium); CI installs it")
@@ -228,3 +228,33 @@ def test_an_idle_session_ends_and_the_console_forgets_its_password(db, new_page,
         clock.now += idle - 60
         other.goto("/evidence")
     assert other.url.endswith("/login") and len(console.sessions) == 0
+
+
+def try_login(page, role: str) -> str:
+    page.goto("/login")
+    page.fill("input[name=role]", role)
+    click_through(page, "button:has-text('Log in')")
+    return page.inner_text(".flash.error") if page.locator(".flash.error").count() else ""
+
+
+def test_five_refused_logins_stop_that_role_from_that_address_for_a_while(db, new_page, console):
+    clock = Clock()
+    console.logins.clock = clock
+    db.owner().execute("CREATE ROLE ll_locked_out NOLOGIN IN ROLE ledgerlock_controller")
+    try:
+        page = new_page(None)
+        for _ in range(5):  # refused by the database: the role may not log in
+            assert "is not allowed to log in (NOLOGIN)" in try_login(page, "ll_locked_out")
+        db.owner().execute("ALTER ROLE ll_locked_out LOGIN")  # the database would now let it in…
+        assert "Too many refused logins as ll_locked_out from this address: try again in 15 min." in \
+            try_login(page, "ll_locked_out")  # …but the console does not ask it
+        assert page.url.endswith("/login")
+        # the neighbours: another role from the same address, and the same role once the time has passed
+        login(page, "ll_auditor")
+        assert page.locator("#scopes").count() == 1
+        clock.now += 15 * 60 - 1
+        assert "try again in 1 min" in try_login(page, "ll_locked_out")
+        clock.now += 2
+        assert try_login(page, "ll_locked_out") == "" and page.url.endswith("/")
+    finally:
+        db.owner().execute("DROP ROLE IF EXISTS ll_locked_out")
