@@ -251,23 +251,50 @@ def digest(ctx: Context) -> None:
 
 
 @audit.command()
-@click.option("--every", "every", type=float, help="Keep sealing every SECONDS (e.g. 1) until interrupted.")
+@click.option("--every", "every", type=click.FloatRange(0.1, 3600), metavar="SECONDS",
+              help="Keep sealing every SECONDS (e.g. 1) until interrupted; a lost connection (a restart, a "
+                   "failover) is retried, waiting up to 30 s between tries.")
 @pass_context
 def seal(ctx: Context, every: float | None) -> None:
     """Link committed events into the chain. Run with --every 1 as a service so digests stay fresh."""
-    with ctx.connect() as conn:
-        ctx.target.announce(conn)
+    if every is None:
+        with ctx.connect() as conn:
+            ctx.target.announce(conn)
+            click.echo(f"sealed {conn.execute('SELECT ledgerlock.audit_seal()').fetchone()[0]} event(s)")
+        return
+    conn: psycopg.Connection | None = ctx.connect()  # a first connection that fails is an error: exit 1
+    ctx.target.announce(conn)
+    wait = every
+    try:
         while True:
-            n = conn.execute("SELECT ledgerlock.audit_seal()").fetchone()[0]
-            if every is None:
-                click.echo(f"sealed {n} event(s)")
-                return
-            if n:
-                click.echo(f"{dt.datetime.now().isoformat(timespec='seconds')} sealed {n} event(s)")
             try:
-                time.sleep(every)
-            except KeyboardInterrupt:
-                return
+                if conn is None:
+                    conn = ctx.connect()
+                    click.echo(f"{_now()} sealer: connected again", err=True)
+                n = conn.execute("SELECT ledgerlock.audit_seal()").fetchone()[0]
+                wait = every
+                if n:
+                    click.echo(f"{_now()} sealed {n} event(s)")
+            except (psycopg.OperationalError, psycopg.errors.ReadOnlySqlTransaction) as exc:
+                # the server restarted, the connection broke, or (after a failover) it now reaches a standby
+                reason = (str(exc).strip().splitlines() or ["connection lost"])[-1]
+                click.echo(f"{_now()} sealer: {reason}; trying again in {wait:g} s", err=True)
+                if conn is not None:
+                    conn.close()
+                conn = None
+                time.sleep(wait)
+                wait = min(wait * 2, 30.0)
+                continue
+            time.sleep(every)
+    except KeyboardInterrupt:
+        return
+    finally:
+        if conn is not None:
+            conn.close()
+
+
+def _now() -> str:
+    return dt.datetime.now().isoformat(timespec="seconds")
 
 
 @audit.command()

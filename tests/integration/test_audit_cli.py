@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
+import signal
+import subprocess
+import sys
+import time
 import zipfile
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -223,3 +229,42 @@ def test_the_hash_does_not_depend_on_session_settings(db):
                     "SET IntervalStyle = 'sql_standard'", "SET extra_float_digits = -15"):
         owner.execute(setting)
         assert owner.execute(q).fetchone()[0] == first
+
+
+def unsealed(db) -> int:
+    return db.owner().execute("SELECT count(*) FROM ledgerlock.audit_event e WHERE NOT EXISTS "
+                              "(SELECT FROM ledgerlock.audit_chain c WHERE c.seq = e.seq)").fetchone()[0]
+
+
+def wait_for(condition, what: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"{what} within {timeout}s"
+        time.sleep(0.05)
+
+
+def test_the_sealer_service_survives_a_lost_connection_and_refuses_a_busy_loop(trail):
+    """`audit seal --every` is a service: when its backend is terminated (a restart, a failover), it says so,
+    connects again and seals what was written meanwhile, instead of exiting."""
+    res = run(trail, "seal", "--every", "0")
+    assert res.exit_code == 2 and "0.0 is not in the range 0.1<=x<=3600" in res.output  # no busy loop
+    sealer = subprocess.Popen([str(Path(sys.executable).parent / "ledgerlock"), "--dsn", trail.conninfo("auditor"),
+                               "audit", "seal", "--every", "0.1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True)
+    try:
+        wait_for(lambda: unsealed(trail) == 0, "the sealer sealed the trail")
+        owner = trail.owner()
+        terminated = owner.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                                   "WHERE datname = current_database() AND usename = 'll_auditor'").fetchone()[0]
+        assert terminated == 1
+        trail.connect("app").execute("INSERT INTO invoice (id, company_id, amount) VALUES (9, 1, 9)")
+        wait_for(lambda: unsealed(trail) == 0, "the sealer sealed the new event after its backend was terminated")
+        assert sealer.poll() is None  # still running
+    finally:
+        sealer.send_signal(signal.SIGINT)
+        out, err = sealer.communicate(timeout=30)
+    assert sealer.returncode == 0, err
+    # PostgreSQL's reason ("terminating connection due to administrator command", or the closed socket)
+    assert re.search(r"sealer: .+; trying again in 0\.1 s", err), err
+    assert "sealer: connected again" in err and "Traceback" not in err
+    assert "sealed 1 event(s)" in out
