@@ -813,7 +813,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT CASE WHEN EXISTS (SELECT FROM pg_catalog.pg_attribute a
                              WHERE a.attrelid = tbl AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated <> '')
-                THEN 'true' ELSE 'NOT pg_catalog.record_image_eq(OLD, NEW)' END
+                THEN 'true' ELSE 'NOT pg_catalog.record_image_eq(OLD.*, NEW.*)' END
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._row_changed_condition(regclass) FROM PUBLIC;
 
@@ -837,7 +837,7 @@ LANGUAGE sql
 STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    WITH changed AS (SELECT CASE WHEN after_trigger THEN 'NOT pg_catalog.record_image_eq(OLD, NEW)'
+    WITH changed AS (SELECT CASE WHEN after_trigger THEN 'NOT pg_catalog.record_image_eq(OLD.*, NEW.*)'
                                  ELSE ledgerlock._row_changed_condition(tbl) END AS cond),
     ex AS (
         SELECT a.attname AS c, coalesce(b.oid, t.oid) IN (
@@ -852,7 +852,7 @@ AS $$
     SELECT CASE WHEN changed.cond = 'true' OR NOT coalesce((SELECT pg_catalog.bool_and(plain) FROM ex), false)
                 THEN changed.cond
                 ELSE pg_catalog.format(
-                    'NOT pg_catalog.record_image_eq(OLD, pg_catalog.jsonb_populate_record(NEW, '
+                    'NOT pg_catalog.record_image_eq(OLD.*, pg_catalog.jsonb_populate_record(NEW.*, '
                     'pg_catalog.jsonb_build_object(%s)))',
                     (SELECT pg_catalog.string_agg(pg_catalog.format('%L, OLD.%I', c, c), ', ' ORDER BY c) FROM ex))
            END

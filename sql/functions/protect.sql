@@ -173,7 +173,8 @@ BEGIN
             HINT = 'write a condition such as: status in (''approved'', ''paid'')';
     END IF;
     expr := pg_catalog.substring(view_def,
-        '^\s*SELECT\s+(.*)\s+AS v\s+FROM\s+\S+\s+ll_row,\s+\(\s*VALUES \(1\)\) ll_unused\(x\);?\s*$');
+        -- the table's name may hold spaces ("Doc Header"): anything up to the alias
+        '^\s*SELECT\s+(.*)\s+AS v\s+FROM\s+.+\s+ll_row,\s+\(\s*VALUES \(1\)\) ll_unused\(x\);?\s*$');
     IF expr IS NULL THEN
         RAISE EXCEPTION USING ERRCODE = '22023',
             MESSAGE = pg_catalog.format('%s %L must be one condition over the columns of %s', parameter, condition,
@@ -529,7 +530,7 @@ BEGIN
     END IF;
     EXECUTE pg_catalog.format('LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE', cfg.tbl);
     IF cfg.final_when_sql IS NOT NULL THEN
-        EXECUTE pg_catalog.format('SELECT pg_catalog.to_jsonb(ll_row) FROM %s AS ll_row WHERE (%s) IS TRUE LIMIT 1',
+        EXECUTE pg_catalog.format('SELECT pg_catalog.to_jsonb(ll_row.*) FROM %s AS ll_row WHERE (%s) IS TRUE LIMIT 1',
                                   cfg.tbl, cfg.final_when_sql) INTO r;
         IF r IS NOT NULL THEN
             PERFORM ledgerlock._refuse('LL001',
@@ -541,7 +542,7 @@ BEGIN
     END IF;
     -- The row's accounting date as the guards compute it (ledgerlock._period_date), as an expression.
     day_expr := CASE WHEN EXISTS (SELECT FROM ledgerlock._scope_path(cfg.tbl, cfg.date_column))
-        THEN pg_catalog.format('ledgerlock._row_day(%L, pg_catalog.to_jsonb(ll_row))', cfg.tbl)
+        THEN pg_catalog.format('ledgerlock._row_day(%L, pg_catalog.to_jsonb(ll_row.*))', cfg.tbl)
         ELSE ledgerlock._day_sql('ll_row', cfg.date_column, ledgerlock._period_date_kind(cfg.tbl)) END;
     FOR lk IN
         SELECT * FROM ledgerlock.period_lock l
@@ -550,11 +551,11 @@ BEGIN
           AND (cfg.scope_column IS NOT NULL OR l.scope = '*')
         ORDER BY l.id
     LOOP
-        EXECUTE pg_catalog.format('SELECT pg_catalog.to_jsonb(ll_row) FROM %s AS ll_row WHERE %s AND %s BETWEEN $2 AND $3 '
+        EXECUTE pg_catalog.format('SELECT pg_catalog.to_jsonb(ll_row.*) FROM %s AS ll_row WHERE %s AND %s BETWEEN $2 AND $3 '
                                   'LIMIT 1', cfg.tbl,
                                   CASE WHEN cfg.scope_column IS NULL THEN 'true'
                                        WHEN EXISTS (SELECT FROM ledgerlock._scope_path(cfg.tbl, cfg.scope_column))
-                                       THEN pg_catalog.format('ledgerlock._row_scope(%L, pg_catalog.to_jsonb(ll_row)) = $1',
+                                       THEN pg_catalog.format('ledgerlock._row_scope(%L, pg_catalog.to_jsonb(ll_row.*)) = $1',
                                                               cfg.tbl)
                                        ELSE pg_catalog.format(
                                       'coalesce(pg_catalog.to_jsonb(ll_row.%I) #>> ''{}'', ''*'') = $1',

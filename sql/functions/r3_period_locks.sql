@@ -375,7 +375,7 @@ DECLARE
     w bigint;
     lk ledgerlock.period_lock;
 BEGIN
-    EXECUTE pg_catalog.format('SELECT pg_catalog.to_jsonb(t) FROM %s t, pg_catalog.jsonb_populate_record(NULL::%s, $1) k '
+    EXECUTE pg_catalog.format('SELECT pg_catalog.to_jsonb(t.*) FROM %s t, pg_catalog.jsonb_populate_record(NULL::%s, $1) k '
                               'WHERE %s', tbl, tbl,
                               (SELECT pg_catalog.string_agg(pg_catalog.format('t.%1$I = k.%1$I', c), ' AND ')
                                FROM pg_catalog.unnest(cfg.key_columns) AS c))

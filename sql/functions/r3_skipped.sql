@@ -165,7 +165,7 @@ BEGIN
     WHERE a.attrelid = claim.tbl AND a.attnum > 0 AND NOT a.attisdropped AND claim.image ? a.attname;
     EXECUTE pg_catalog.format(
         'INSERT INTO %1$s AS ll_row (%2$s) OVERRIDING SYSTEM VALUE SELECT %2$s '
-        'FROM pg_catalog.jsonb_populate_record(NULL::%1$s, $1) RETURNING pg_catalog.to_jsonb(ll_row)',
+        'FROM pg_catalog.jsonb_populate_record(NULL::%1$s, $1) RETURNING pg_catalog.to_jsonb(ll_row.*)',
         claim.tbl, columns)
         INTO inserted USING claim.image;
     PERFORM pg_catalog.set_config('ledgerlock.on_locked', coalesce(mode, ''), true);

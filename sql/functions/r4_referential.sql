@@ -31,7 +31,7 @@ BEGIN
         key := pg_catalog.jsonb_build_object(cols[1], key);
     END IF;
     EXECUTE pg_catalog.format(
-        'SELECT pg_catalog.to_jsonb(t) FROM pg_catalog.jsonb_populate_record(NULL::%s, $1) AS k JOIN %s AS t ON %s',
+        'SELECT pg_catalog.to_jsonb(t.*) FROM pg_catalog.jsonb_populate_record(NULL::%s, $1) AS k JOIN %s AS t ON %s',
         tbl, tbl,
         (SELECT pg_catalog.string_agg(pg_catalog.format('t.%1$I = k.%1$I', c), ' AND ') FROM pg_catalog.unnest(cols) c))
         INTO r USING key;
@@ -53,7 +53,7 @@ DECLARE
 BEGIN
     SELECT * INTO STRICT r FROM ledgerlock.reference_rule x WHERE x.id = rule_id;
     RETURN QUERY EXECUTE pg_catalog.format(
-        'SELECT pg_catalog.to_jsonb(ll_row) FROM pg_catalog.jsonb_populate_record(NULL::%s, $1) AS ll_parent '
+        'SELECT pg_catalog.to_jsonb(ll_row.*) FROM pg_catalog.jsonb_populate_record(NULL::%s, $1) AS ll_parent '
         'JOIN %s AS ll_row ON %s WHERE %s LIMIT $2',
         r.parent, r.child,
         (SELECT pg_catalog.string_agg(pg_catalog.format('ll_row.%I = ll_parent.%I', c, p), ' AND ')

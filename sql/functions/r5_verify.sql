@@ -811,17 +811,20 @@ BEGIN
     RETURN QUERY EXECUTE pg_catalog.format($q$
         WITH live AS (
             SELECT pg_catalog.jsonb_build_object(%s) AS row_key, i.ll_img AS img
-            FROM (SELECT t.*, %s AS ll_img FROM %s AS t) i
+            FROM (SELECT %s, %s AS ll_img FROM %s AS t) i
         ), facts AS (%s)
         SELECT coalesce(l.row_key, f.row_key), f.seq, f.operation, l.img, f.image
         FROM live l %s JOIN facts f ON f.row_key OPERATOR(pg_catalog.=) l.row_key
         WHERE l.img IS DISTINCT FROM f.image %s
         $q$,
-        -- the key from the key columns; from the image where a regclass column may name a dropped table
-        (SELECT pg_catalog.string_agg(CASE WHEN reg_cols IS NULL THEN pg_catalog.format('%L, i.%I', k, k)
+        -- the key from the key columns; from the image where a regclass column may name a dropped table. The
+        -- key columns leave the subquery under names of ours (ll_key_1…): the table may have a column ll_img.
+        (SELECT pg_catalog.string_agg(CASE WHEN reg_cols IS NULL THEN pg_catalog.format('%L, i.ll_key_%s', k, n)
                                            ELSE pg_catalog.format('%1$L, i.ll_img OPERATOR(pg_catalog.->) %1$L', k) END,
-                                      ', ')
-         FROM pg_catalog.unnest(keys) AS k),
+                                      ', ' ORDER BY n)
+         FROM pg_catalog.unnest(keys) WITH ORDINALITY AS x(k, n)),
+        (SELECT pg_catalog.string_agg(pg_catalog.format('t.%I AS ll_key_%s', k, n), ', ' ORDER BY n)
+         FROM pg_catalog.unnest(keys) WITH ORDINALITY AS x(k, n)),
         image, rel, facts, CASE WHEN all_facts THEN 'FULL' ELSE 'LEFT' END,
         (SELECT pg_catalog.string_agg(pg_catalog.format(
                     'OR (l.img -> %1$L)::text IS DISTINCT FROM (f.image -> %1$L)::text', c), ' ')

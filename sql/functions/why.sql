@@ -155,7 +155,7 @@ DECLARE
     r jsonb;
 BEGIN
     EXECUTE pg_catalog.format(
-        'SELECT pg_catalog.to_jsonb(t) FROM pg_catalog.jsonb_populate_record(NULL::%s, $1) AS k JOIN %s AS t ON %s',
+        'SELECT pg_catalog.to_jsonb(t.*) FROM pg_catalog.jsonb_populate_record(NULL::%s, $1) AS k JOIN %s AS t ON %s',
         tbl, tbl, ledgerlock._ref_match('t', cols, 'k', cols)) INTO r USING vals;
     RETURN r;
 END

@@ -327,10 +327,13 @@ AS $fn$
                    CASE WHEN pg_catalog.octet_length(y.d) BETWEEN 1 AND 18 AND pg_catalog.ltrim(y.d, '0123456789') = ''
                         THEN y.d::bigint END AS seq
             FROM (SELECT x.prefix, x.suffix, {{digits_of_x}} AS d
-                  FROM (SELECT ({{prefix_n}}) COLLATE "C" AS prefix, ({{suffix_n}}) COLLATE "C" AS suffix,
-                               (n.{{number_column|I}})::text COLLATE "C" AS num
+                  FROM (SELECT ll_v.prefix, ll_v.suffix, (n.{{number_column|I}})::text COLLATE "C" AS num
                         FROM ll_new AS n
-                        CROSS JOIN LATERAL (SELECT {{date_n}} AS ll_d, {{scope_n}} AS ll_scope) AS ll_v
+                        -- the series of the row: ll_d and ll_scope are read at the innermost level, where no
+                        -- column of the table (which may have its own ll_scope) can be meant
+                        CROSS JOIN LATERAL (SELECT ({{prefix_n}}) COLLATE "C" AS prefix,
+                                                   ({{suffix_n}}) COLLATE "C" AS suffix
+                                            FROM (SELECT {{date_n}} AS ll_d, {{scope_n}} AS ll_scope) AS ll_p) AS ll_v
                         WHERE ({{final_n}}) IS TRUE) AS x
                   OFFSET 0) AS y),  -- OFFSET 0: the digits are cut out once per row, not once per use
         -- Per range this statement opened: how many of its rows carry a number of the range, how many
@@ -395,10 +398,11 @@ AS $fn$
                      CASE WHEN pg_catalog.octet_length(y.d) BETWEEN 1 AND 18
                                AND pg_catalog.ltrim(y.d, '0123456789') = '' THEN y.d::bigint END AS seq
               FROM (SELECT x.prefix, x.suffix, {{digits_of_x}} AS d
-                    FROM (SELECT ({{prefix_n}}) COLLATE "C" AS prefix, ({{suffix_n}}) COLLATE "C" AS suffix,
-                                 (n.{{number_column|I}})::text COLLATE "C" AS num
+                    FROM (SELECT ll_v.prefix, ll_v.suffix, (n.{{number_column|I}})::text COLLATE "C" AS num
                           FROM ll_new AS n
-                          CROSS JOIN LATERAL (SELECT {{date_n}} AS ll_d, {{scope_n}} AS ll_scope) AS ll_v
+                          CROSS JOIN LATERAL (SELECT ({{prefix_n}}) COLLATE "C" AS prefix,  -- see _ll40_settle_query
+                                                     ({{suffix_n}}) COLLATE "C" AS suffix
+                                              FROM (SELECT {{date_n}} AS ll_d, {{scope_n}} AS ll_scope) AS ll_p) AS ll_v
                           WHERE ({{final_n}}) IS TRUE
                             AND (SELECT pg_catalog.count(*) FROM (SELECT FROM ll_new LIMIT 2) AS two) = 1
                             AND {{old_none}}) AS x) AS y) AS f

@@ -639,7 +639,7 @@ BEGIN
                 s := NULL;
             END IF;
             FOR hit IN EXECUTE pg_catalog.format(
-                'SELECT pg_catalog.to_jsonb(ll_row) AS r, s.lock_id FROM %s AS ll_row '
+                'SELECT pg_catalog.to_jsonb(ll_row.*) AS r, s.lock_id FROM %s AS ll_row '
                 'JOIN ledgerlock.period_lock_span s ON s.scope = %s AND (s.ledger = ''*'' OR s.ledger = $3) '
                 'AND %s BETWEEN s.from_date AND s.to_date '
                 'WHERE ll_row.%I = ($1 ->> %L)::%s ORDER BY s.from_date, s.lock_id',

@@ -257,7 +257,7 @@ DECLARE
     ll_new record;
     ll_refused text;
 BEGIN{{exempt_only}}
-    SELECT pg_catalog.to_jsonb(ll_row) INTO ll_child FROM {{child}} AS ll_row WHERE {{match}} AND ({{condition}}) LIMIT 1;
+    SELECT pg_catalog.to_jsonb(ll_row.*) INTO ll_child FROM {{child}} AS ll_row WHERE {{match}} AND ({{condition}}) LIMIT 1;
     IF ll_child IS NOT NULL THEN
         ll_refused := ledgerlock._ref_refuse_referenced({{rule_id}}, TG_OP, pg_catalog.to_jsonb(OLD),
             CASE TG_OP WHEN 'UPDATE' THEN pg_catalog.to_jsonb(NEW) END, ll_child, coalesce(TG_ARGV, '{}'));
@@ -341,8 +341,8 @@ BEGIN
         END IF;
     END IF;
     IF TG_OP <> 'INSERT' THEN
-        SELECT pg_catalog.to_jsonb(ll_row),
-               CASE WHEN coalesce(({{header_final}}), false) THEN NOT ledgerlock._ref_final_here({{rule_id}}, ll_row)
+        SELECT pg_catalog.to_jsonb(ll_row.*),
+               CASE WHEN coalesce(({{header_final}}), false) THEN NOT ledgerlock._ref_final_here({{rule_id}}, ll_row.*)
                     ELSE false END
         INTO ll_header, ll_final
         FROM {{parent}} AS ll_row WHERE {{match_old}} FOR SHARE;
@@ -352,8 +352,8 @@ BEGIN
     END IF;
     IF TG_OP = 'INSERT' OR ll_verb = 'moved' THEN
         ll_header := NULL;
-        SELECT pg_catalog.to_jsonb(ll_row),
-               CASE WHEN coalesce(({{header_final}}), false) THEN NOT ledgerlock._ref_final_here({{rule_id}}, ll_row)
+        SELECT pg_catalog.to_jsonb(ll_row.*),
+               CASE WHEN coalesce(({{header_final}}), false) THEN NOT ledgerlock._ref_final_here({{rule_id}}, ll_row.*)
                     ELSE false END
         INTO ll_header, ll_final
         FROM {{parent}} AS ll_row WHERE {{match_new}} FOR SHARE;
