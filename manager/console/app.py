@@ -620,12 +620,14 @@ class Console:
                         headers={"Content-Disposition": f'attachment; filename="{safe}"'})
 
 
-# What every response tells the browser: run no script at all (the console has none), load styles and images
-# from the console only, send forms only to it, never show it in a frame (an unlock button under someone else's
-# page), never guess a content type, send no referrer, and keep no copy of a page that shows the books.
+# What every response tells the browser: run no script but the console's own file (static/console.js; no
+# inline script, so nothing a page shows can run), load styles and images from the console only, send forms only
+# to it, never show it in a frame (an unlock button under someone else's page), never guess a content type,
+# send no referrer, and keep no copy of a page that shows the books.
 SECURITY_HEADERS = [
-    (b"content-security-policy", b"default-src 'none'; style-src 'self'; style-src-attr 'unsafe-inline'; "
-                                 b"img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"),
+    (b"content-security-policy", b"default-src 'none'; script-src 'self'; style-src 'self'; "
+                                 b"style-src-attr 'unsafe-inline'; img-src 'self'; form-action 'self'; "
+                                 b"frame-ancestors 'none'; base-uri 'none'"),
     (b"x-frame-options", b"DENY"),
     (b"x-content-type-options", b"nosniff"),
     (b"referrer-policy", b"no-referrer"),

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 from conftest import CHROMIUM, click_through, csrf_of, flash_text, login
+from playwright.sync_api import expect
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium "
                                 "(apt-get install chromium); CI installs it")
@@ -88,7 +89,8 @@ def test_every_response_forbids_scripts_frames_and_caching(db, new_page):
         headers = response.headers
         policy = headers.get("content-security-policy", "")
         assert "default-src 'none'" in policy and "frame-ancestors 'none'" in policy, what
-        assert "form-action 'self'" in policy and "script-src" not in policy, what
+        assert "form-action 'self'" in policy and "script-src 'self';" in policy and "unsafe-inline'; img" in policy
+        assert "'unsafe-inline'" not in policy.split("style-src-attr")[0], what  # no inline script, ever
         assert headers.get("x-frame-options") == "DENY", what
         assert headers.get("x-content-type-options") == "nosniff", what
         assert headers.get("referrer-policy") == "no-referrer", what
@@ -124,6 +126,11 @@ def test_the_consoles_own_pages_break_none_of_its_policy(db, new_page):
         page.goto(path)
         # the stylesheet applied: the page is laid out by console.css, not the browser's defaults
         assert page.evaluate("getComputedStyle(document.body).fontFamily").startswith("system-ui"), path
+    # the one script works under the policy: the evidence page's Copy button copies the digest
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"])
+    page.click("button[data-copy=digest]")
+    expect(page.locator("button[data-copy=digest]")).to_have_text("Copied")
+    assert page.evaluate("navigator.clipboard.readText()") == page.input_value("#digest")
     assert violations == []
 
 
