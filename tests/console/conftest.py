@@ -51,6 +51,7 @@ class Console:
     db: TestDatabase
     sessions: object  # the app's SessionStore: a test may give it its own clock
     logins: object  # the app's LoginThrottle, likewise
+    app: object  # the app's Console (manager/console/app.py)
 
 
 @pytest.fixture
@@ -72,7 +73,8 @@ def console(db) -> Iterator[Console]:
         time.sleep(0.02)
     port = server.servers[0].sockets[0].getsockname()[1]
     try:
-        yield Console(f"http://127.0.0.1:{port}", db, app.state.console.sessions, app.state.console.logins)
+        yield Console(f"http://127.0.0.1:{port}", db, app.state.console.sessions, app.state.console.logins,
+                      app.state.console)
     finally:
         server.should_exit = True
         thread.join(timeout=15)

@@ -4,6 +4,8 @@ no page of the console can be framed by another site or kept in the browser's ca
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
 from conftest import CHROMIUM, click_through, csrf_of, flash_text, login
 from playwright.sync_api import expect
@@ -265,3 +267,33 @@ def test_five_refused_logins_stop_that_role_from_that_address_for_a_while(db, ne
         assert try_login(page, "ll_locked_out") == "" and page.url.endswith("/")
     finally:
         db.owner().execute("DROP ROLE IF EXISTS ll_locked_out")
+
+
+def test_verification_runs_when_asked_one_at_a_time_and_finds_a_change_behind_the_trail(db, new_page, console):
+    """A verification reads every event and row: the evidence page runs none on a view, one when asked, and
+    not two at once (a second person is told who started the running one); its result stays for the session."""
+    db.protect_invoice()
+    db.connect("app").execute("INSERT INTO invoice (id, company_id, issued_on, amount) VALUES (1, 1, '2025-05-10', 1)")
+    owner = db.owner()
+    owner.execute("ALTER TABLE invoice DISABLE TRIGGER USER")
+    owner.execute("UPDATE invoice SET amount = 2 WHERE id = 1")  # behind the trail
+    page = new_page("ll_auditor")
+    page.goto("/evidence")
+    assert "does not verify" not in page.inner_text("main") and page.locator("#verify button").inner_text() == \
+        "Verify now"
+    # someone else's verification is running: this one is not started
+    assert console.app.verifying.acquire(blocking=False)
+    try:
+        console.app.verifying_since = (dt.datetime(2026, 11, 27, 9, 30, 5), "ll_admin")
+        click_through(page, "#verify button")
+        assert "A verification started by ll_admin at 09:30:05 is still running" in flash_text(page)
+        assert "does not verify" not in page.inner_text("#verify")
+    finally:
+        console.app.verifying.release()
+    # the permitted neighbour: now it runs, and reports the change with its row
+    click_through(page, "#verify button")
+    text = page.inner_text("#verify")
+    assert "The evidence does not verify" in text and "invoice id=1: amount is 2.00 in the table" in text
+    assert page.locator("#verify button").inner_text() == "Verify again"
+    page.goto("/evidence")  # kept for the session, not run again
+    assert "The evidence does not verify" in page.inner_text("#verify")
