@@ -42,7 +42,10 @@ def embedded_server() -> LocalServer:
 # How the manager's own session prints values, whatever the role, database or PGOPTIONS set: psycopg parses
 # dates and intervals only in these styles, and floats only round-trip with extra_float_digits >= 1. What a
 # guard decides never depends on them (the rules pin their own); this is the client reading its results.
-CLIENT_SETTINGS = {"DateStyle": "ISO, YMD", "IntervalStyle": "postgres", "extra_float_digits": "1"}
+# client_encoding UTF8: in a LATIN1, EUC_JP or SQL_ASCII database a reason or scope the server cannot store is
+# its refusal (22P05, a sentence), not a Python UnicodeEncodeError, and SQL_ASCII takes any text at all.
+CLIENT_SETTINGS = {"DateStyle": "ISO, YMD", "IntervalStyle": "postgres", "extra_float_digits": "1",
+                   "client_encoding": "UTF8"}
 
 
 def client_session(conn: psycopg.Connection) -> psycopg.Connection:

@@ -46,7 +46,13 @@ class Status:
 def _yoyo_uri(conninfo: str) -> str:
     params = {k: v for k, v in psycopg.conninfo.conninfo_to_dict(conninfo).items() if v is not None}
     params["schema"] = "ledgerlock"
+    params.setdefault("client_encoding", "UTF8")  # see _connect
     return "postgresql+psycopg://?" + urlencode(params)
+
+
+def _connect(conninfo: str, **kw) -> psycopg.Connection:
+    """In UTF8 whatever the database's encoding: psycopg sends text as bytea to a SQL_ASCII database otherwise."""
+    return psycopg.connect(conninfo, client_encoding="UTF8", **kw)
 
 
 @contextlib.contextmanager
@@ -96,7 +102,7 @@ def _sync_yoyo(conninfo: str) -> None:
     backend = get_backend(_yoyo_uri(conninfo))
     try:
         with _migrations() as migrations:
-            with psycopg.connect(conninfo, autocommit=True) as conn:
+            with _connect(conninfo, autocommit=True) as conn:
                 have = _applied(conn)
             known = [m for m in backend.to_apply(migrations) if m.id in have]
             if known:
@@ -111,7 +117,7 @@ def migrate(conninfo: str) -> MigrationReport:
     guard refresh) rolls everything back, so the database is as it was and a re-run starts afresh."""
     report = MigrationReport()
     digest = sqlfiles.code_digest()
-    with psycopg.connect(conninfo) as conn:
+    with _connect(conninfo) as conn:
         _check_roles(conn)
         # one installer at a time; a gate no client can name (migration 0035), because any client could take an
         # advisory key, or hold a lock on a table of schema ledgerlock through PREPARE, and stall it. Before 0035
@@ -159,7 +165,7 @@ def status(conninfo: str) -> Status:
     """Read-only (it serves a standby too): installed_code, installed_migration and the registry, which the
     owner, ledgerlock_admin, ledgerlock_controller and ledgerlock_auditor may read."""
     names = [f.name.removesuffix(".sql") for f in sqlfiles.migration_files()]
-    with psycopg.connect(conninfo, autocommit=True) as conn:
+    with _connect(conninfo, autocommit=True) as conn:
         installed = conn.execute("SELECT to_regclass('ledgerlock.installed_code') IS NOT NULL").fetchone()[0]
         if not installed:
             return Status(None, False, [], names, [])

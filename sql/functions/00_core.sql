@@ -6,7 +6,7 @@
 -- Call it, and every helper between a guard and it, as an expression (`refused := ledgerlock._refuse(...)` into a
 -- text variable, arguments without subqueries) rather than with PERFORM: PERFORM runs a query, whose text
 -- PostgreSQL adds to the error's CONTEXT, which ORMs print with the message; an expression adds one
--- "PL/pgSQL function … line N" frame and no SQL.
+-- "PL/pgSQL function ... line N" frame and no SQL.
 CREATE OR REPLACE FUNCTION ledgerlock._refuse(sqlstate text, message text, hint text DEFAULT NULL,
                                               detail text DEFAULT NULL)
 RETURNS void
@@ -66,7 +66,7 @@ REVOKE ALL ON FUNCTION ledgerlock._require_capability(text, text) FROM PUBLIC;
 
 -- Text trimmed of invisible characters at both ends, or null when it has no visible character. Invisible:
 -- whitespace of every Unicode kind (tab, newlines, NBSP, U+2000..U+200A, U+2028/2029, U+202F, U+205F,
--- U+3000…), control characters (C0, DEL, C1) and format characters (zero-width space and joiners, U+2060..,
+-- U+3000...), control characters (C0, DEL, C1) and format characters (zero-width space and joiners, U+2060..,
 -- BOM, soft hyphen, bidi marks, tags). Listed by code point, so the database's locale does not change it.
 CREATE OR REPLACE FUNCTION ledgerlock._visible_text(t text)
 RETURNS text
@@ -829,7 +829,7 @@ REVOKE ALL ON FUNCTION ledgerlock._row_changed_condition(regclass) FROM PUBLIC;
 -- trigger; an AFTER trigger, R3's, sees them).
 -- One comparison, nothing before it: PostgreSQL prepares a trigger's WHEN again for every statement that
 -- fires the trigger, whatever its first conjunct decides, and a shortcut for the common case (the exempt
--- columns unchanged, compared as ROW()s) cost every UPDATE of the table ~3 µs more to prepare than it ever
+-- columns unchanged, compared as ROW()s) cost every UPDATE of the table ~3 us more to prepare than it ever
 -- saved (docs/performance.md, "Enforcement only").
 CREATE OR REPLACE FUNCTION ledgerlock._row_changed_beyond_exempt(tbl regclass, after_trigger boolean DEFAULT false)
 RETURNS text

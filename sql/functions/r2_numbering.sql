@@ -1,4 +1,4 @@
--- Rule R2: gapless final numbering — formats, set_number_format, number_gaps.
+-- Rule R2: gapless final numbering - formats, set_number_format, number_gaps.
 -- The triggers that hand out numbers, and the installer, are in sql/triggers/r2_numbering_guard.sql.
 --
 -- A format is text with tokens: {SEQ} or {SEQ:5} (the sequence number, zero-padded to 5 digits), {YYYY},

@@ -283,7 +283,7 @@ GRANT EXECUTE ON FUNCTION ledgerlock.close_tasks(text, text)
     TO ledgerlock_admin, ledgerlock_controller, ledgerlock_auditor;
 
 -- Called when a window is locked (or upgraded to hard): a NOTICE listing the open tasks of the scope
--- whose period overlaps the window. It warns, it never blocks — the lock stands.
+-- whose period overlaps the window. It warns, it never blocks - the lock stands.
 CREATE OR REPLACE FUNCTION ledgerlock._warn_open_close_tasks(scope text, from_date date, to_date date)
 RETURNS integer
 LANGUAGE plpgsql

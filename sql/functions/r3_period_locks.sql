@@ -315,7 +315,7 @@ $$;
 REVOKE ALL ON FUNCTION ledgerlock._locking_window(regclass, jsonb) FROM PUBLIC;
 
 -- Raise LL002 when the row lies in an active window (that no override of this transaction opens), exactly
--- as the guards do, fence included. verb completes "<row> cannot be …".
+-- as the guards do, fence included. verb completes "<row> cannot be ...".
 CREATE OR REPLACE FUNCTION ledgerlock._assert_period_open(tbl regclass, r jsonb, verb text)
 RETURNS void
 LANGUAGE plpgsql
@@ -393,7 +393,7 @@ BEGIN
     details := pg_catalog.jsonb_build_object('lock_id', lk.id, 'scope', lk.scope, 'from_date', lk.from_date,
         'to_date', lk.to_date, 'level', lk.level, 'ledgers', lk.ledgers, 'locked_at', lk.locked_at,
         'locked_by', lk.locked_by, 'note', lk.note, 'reviewer', lk.reviewer);
-    -- a scope read from the parent row names that row ("ledger uuid=…"), whose scope column moves it
+    -- a scope read from the parent row names that row ("ledger uuid=..."), whose scope column moves it
     details := details || coalesce((SELECT pg_catalog.jsonb_build_object('scope_from', pg_catalog.format(
                                                 '%s %s=%s (its %s)', sp.parent, sp.parent_key, r ->> sp.fk_column,
                                                 sp.parent_column))
@@ -413,7 +413,7 @@ $$;
 REVOKE ALL ON FUNCTION ledgerlock._why_20_period(regclass, jsonb) FROM PUBLIC;
 
 -- ---------------------------------------------------------------------------------------------------
--- Reading the locks (anyone: forms warn before saving, reports print "Books locked through …")
+-- Reading the locks (anyone: forms warn before saving, reports print "Books locked through ...")
 
 -- The end of the contiguous run of active windows that starts at the earliest window applying to the
 -- ledger (null: untagged tables, windows on every ledger only), unlocked (not relocked) windows included:
@@ -674,7 +674,8 @@ BEGIN
     -- a blank scope is an unset variable in a script far more often than a company: a lock of it holds no row
     IF ledgerlock._visible_text(scope) IS NULL OR from_date IS NULL OR to_date IS NULL THEN
         PERFORM ledgerlock._refuse('22023', 'lock_period requires a scope, a from date and a to date',
-                                   'a scope is the company (entity, ledger…) the rows carry in their scope column, e.g. ''7''; ''*'' is the scope of tables without one');
+                                   'a scope is the company (entity, ledger...) the rows carry in their scope column, '
+                                   'e.g. ''7''; ''*'' is the scope of tables without one');
     END IF;
     PERFORM ledgerlock._require_scope(scope, 'lock_period');
     lvl := ledgerlock._lock_level(level);
@@ -738,7 +739,9 @@ DECLARE
 BEGIN
     PERFORM ledgerlock._require_capability('controller', 'lock_through');
     IF ledgerlock._visible_text(scope) IS NULL OR through IS NULL THEN  -- blank: see lock_period
-        PERFORM ledgerlock._refuse('22023', 'lock_through requires a scope and a date', 'a scope is the company (entity, ledger…) the rows carry in their scope column, e.g. ''7''; ''*'' is the scope of tables without one');
+        PERFORM ledgerlock._refuse('22023', 'lock_through requires a scope and a date',
+                                   'a scope is the company (entity, ledger...) the rows carry in their scope column, '
+                                   'e.g. ''7''; ''*'' is the scope of tables without one');
     END IF;
     PERFORM ledgerlock._require_scope(scope, 'lock_through');
     lvl := ledgerlock._lock_level(level);

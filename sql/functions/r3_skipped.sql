@@ -84,9 +84,9 @@ REVOKE ALL ON FUNCTION ledgerlock._repost_claim(bigint, date) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION ledgerlock._repost_claim(bigint, date) TO ledgerlock_admin, ledgerlock_controller;
 
 -- The 'repost' event of a skip, once the row is back in its table, and the row's key: refused unless the
--- row with that key is there and is the skipped row — every column of the recorded image (date moved as
+-- row with that key is there and is the skipped row - every column of the recorded image (date moved as
 -- asked, generated columns left out) equal as a typed value, except the final number and the declared
--- mutable columns, which may have been set since — so the event never claims a re-post that did not
+-- mutable columns, which may have been set since - so the event never claims a re-post that did not
 -- happen, not even against an unrelated row that shares the key; the unique index lock_event_repost_once
 -- keeps it to one per skip.
 CREATE OR REPLACE FUNCTION ledgerlock._repost_record(skip_id bigint, tbl regclass, inserted jsonb, new_date date)
@@ -136,9 +136,9 @@ GRANT EXECUTE ON FUNCTION ledgerlock._repost_record(bigint, regclass, jsonb, dat
     TO ledgerlock_admin, ledgerlock_controller;
 
 -- Re-post skipped write skip_id: insert its recorded row again, with its date (once its window is
--- unlocked) or with new_date (a date of an open period). The insert runs as the caller — the caller's
+-- unlocked) or with new_date (a date of an open period). The insert runs as the caller - the caller's
 -- privileges on the table, and every rule, apply as to any insert (a date still locked is refused with
--- LL002, never skipped again) — and returns the new row's key. A controller or admin of the skip's scope;
+-- LL002, never skipped again) - and returns the new row's key. A controller or admin of the skip's scope;
 -- once per skip (LL004).
 CREATE OR REPLACE FUNCTION ledgerlock.repost_skipped(skip_id bigint, new_date date DEFAULT NULL)
 RETURNS jsonb

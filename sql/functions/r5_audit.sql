@@ -1,4 +1,4 @@
--- Rule R5: the audit trail — event hashes, recording events, sealing the chain, digests (verification: r5_verify.sql).
+-- Rule R5: the audit trail - event hashes, recording events, sealing the chain, digests (verification: r5_verify.sql).
 --
 -- Evidence model (docs/audit.md):
 -- * writers store events unhashed (a hash computed at write time adds nothing an attacker cannot recompute
@@ -112,7 +112,7 @@ END
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._audit_event(text, regclass, jsonb, text, jsonb, jsonb, jsonb) FROM PUBLIC;
 
--- The digest of the chain head: "ll1:<chain_seq>:<chain_hash>" ("ll1:0:000…" for an empty chain).
+-- The digest of the chain head: "ll1:<chain_seq>:<chain_hash>" ("ll1:0:000..." for an empty chain).
 CREATE OR REPLACE FUNCTION ledgerlock._audit_head()
 RETURNS text
 LANGUAGE sql

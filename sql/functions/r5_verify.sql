@@ -1,4 +1,4 @@
--- Rule R5: verification — the chain and digests (every event hash and link), and the books against the trail
+-- Rule R5: verification - the chain and digests (every event hash and link), and the books against the trail
 -- (every live row of every protected table and of ledgerlock's own state, lock windows, counters).
 -- Recording and sealing the events: r5_audit.sql.
 
@@ -13,7 +13,7 @@
 -- time.
 -- Each link is paired with the previous link and with its event by joins restricted to the chunk's ranges
 -- (no window: a window needs the links in order in one process). The layer that keeps only problem links
--- is flattened into the join, so its test of each link and event — both hashes — is the join's filter: a
+-- is flattened into the join, so its test of each link and event - both hashes - is the join's filter: a
 -- parallel plan runs it in the workers, and only the (rare) problem links reach the leader (OFFSET 0 keeps
 -- the naming of problems above). No SET clause on purpose,
 -- like the hashing functions: a SET clause forbids inlining, and only inlined into the caller's query can
@@ -300,7 +300,7 @@ BEGIN
     events := CASE WHEN lo = 1 THEN (SELECT pg_catalog.count(*) FROM ledgerlock.audit_event) END;
 
     -- One query per chunk: the first problem in chain order (the link before its event) and the counts.
-    -- EXECUTE … INTO, which runs in parallel on every supported server: on PostgreSQL 18 a static SELECT INTO
+    -- EXECUTE ... INTO, which runs in parallel on every supported server: on PostgreSQL 18 a static SELECT INTO
     -- of PL/pgSQL ran the same plan serially (2.1 s instead of 1.1 s per chunk on 2 cores); a FOR loop's
     -- cursor never runs in parallel.
     WHILE lo <= max_chain LOOP
@@ -556,7 +556,7 @@ REVOKE ALL ON FUNCTION ledgerlock._audit_key_columns(regclass) FROM PUBLIC;
 
 -- What the trail says about each row of a table, one fact per event: the image it left (null: the row is
 -- gone). An INSERT, UPDATE or BASELINE leaves its new row; a DELETE (and an UPDATE, under the key the row
--- had before, when it moved the row to another key) leaves the row gone; STATE_… are the same for
+-- had before, when it moved the row to another key) leaves the row gone; STATE_... are the same for
 -- ledgerlock's own state tables. The lock history files every
 -- event under ledgerlock.lock_event, except a skipped import row, filed under the table it was meant for,
 -- whose lock_event row is in its details. prio orders the two facts of one event (the old key first).
@@ -818,7 +818,7 @@ BEGIN
         WHERE l.img IS DISTINCT FROM f.image %s
         $q$,
         -- the key from the key columns; from the image where a regclass column may name a dropped table. The
-        -- key columns leave the subquery under names of ours (ll_key_1…): the table may have a column ll_img.
+        -- key columns leave the subquery under names of ours (ll_key_1...): the table may have a column ll_img.
         (SELECT pg_catalog.string_agg(CASE WHEN reg_cols IS NULL THEN pg_catalog.format('%L, i.ll_key_%s', k, n)
                                            ELSE pg_catalog.format('%1$L, i.ll_img OPERATOR(pg_catalog.->) %1$L', k) END,
                                       ', ' ORDER BY n)

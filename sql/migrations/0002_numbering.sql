@@ -1,4 +1,4 @@
--- ledgerlock 0002: gapless final numbering (R2) — per-series counters, temporary numbers, format history.
+-- ledgerlock 0002: gapless final numbering (R2) - per-series counters, temporary numbers, format history.
 -- The trigger functions and the installer live in sql/triggers/r2_numbering_guard.sql, the public functions
 -- (set_number_format, number_gaps) in sql/functions/r2_numbering.sql.
 

@@ -1,4 +1,4 @@
--- ledgerlock 0003: period locks (R3) — lock windows, their index, overrides, scope grants, lock history.
+-- ledgerlock 0003: period locks (R3) - lock windows, their index, overrides, scope grants, lock history.
 -- Tables only: the functions that write them live in sql/functions/r3_period_locks.sql and
 -- sql/triggers/r3_period_guard.sql (docs/period-locks.md explains the model).
 
@@ -26,11 +26,11 @@ CREATE TABLE ledgerlock.period_lock (
     CONSTRAINT period_lock_unlock_recorded CHECK ((status = 'unlocked') = (unlocked_at IS NOT NULL))
 );
 CREATE INDEX period_lock_scope ON ledgerlock.period_lock (scope, from_date);
--- Unlocked (and not relocked) windows, for the audit's "written while unlocked, because …".
+-- Unlocked (and not relocked) windows, for the audit's "written while unlocked, because ...".
 CREATE INDEX period_lock_unlocked ON ledgerlock.period_lock (scope, from_date)
     WHERE status = 'unlocked' AND relocked_as IS NULL;
 
--- The active windows, one row per (lock, ledger) — ledger '*' for a lock on every ledger. Overlapping
+-- The active windows, one row per (lock, ledger) - ledger '*' for a lock on every ledger. Overlapping
 -- active windows whose ledgers intersect are refused, so the windows that apply to one table (ledger '*'
 -- plus its own tag) never overlap: the check of a row is a backward probe of at most two index entries,
 -- whatever the number of windows.

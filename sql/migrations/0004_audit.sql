@@ -1,4 +1,4 @@
--- ledgerlock 0004: the audit trail (R5) — append-only events, and the hash chain that seals them.
+-- ledgerlock 0004: the audit trail (R5) - append-only events, and the hash chain that seals them.
 --
 -- Writers only ever INSERT into audit_event (each event carries its own hash, computed when written);
 -- a sealer later appends links to audit_chain in seal order. No row is ever updated, so no writer waits

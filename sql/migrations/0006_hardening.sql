@@ -1,4 +1,4 @@
--- ledgerlock 0006: hardening — the DDL permit that lets ledgerlock's own code (and nothing else) change
+-- ledgerlock 0006: hardening - the DDL permit that lets ledgerlock's own code (and nothing else) change
 -- guard triggers while the DDL guard (`ledgerlock install-ddl-guard`) is installed.
 --
 -- A permit is a row for the current transaction and one object (a protected table, or schema ledgerlock

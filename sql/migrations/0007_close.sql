@@ -1,4 +1,4 @@
--- ledgerlock 0007: month-end and year-end close — fiscal years, the close checklist, four-eyes unlocks.
+-- ledgerlock 0007: month-end and year-end close - fiscal years, the close checklist, four-eyes unlocks.
 -- Functions live in sql/functions/r3_close.sql and r3_four_eyes.sql. Every table here is written only through those functions
 -- (SECURITY DEFINER, capability-checked); clients get SELECT where they may read, nothing more.
 

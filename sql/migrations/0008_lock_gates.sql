@@ -1,4 +1,4 @@
--- ledgerlock 0008: locks no client can take — the scope gates that order period-lock changes against the
+-- ledgerlock 0008: locks no client can take - the scope gates that order period-lock changes against the
 -- writers of a scope, and the mark clock that orders every computation of R3's high-water marks.
 --
 -- Advisory lock keys are one global space: any client can take any key, so a writer/locker protocol built

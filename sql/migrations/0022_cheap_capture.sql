@@ -1,4 +1,4 @@
--- ledgerlock 0022: cheap capture — writers store an event without hashing it; the sealer hashes it when it
+-- ledgerlock 0022: cheap capture - writers store an event without hashing it; the sealer hashes it when it
 -- links it into the chain (audit_chain.event_hash is then the event's hash of record).
 --
 -- Events written before this migration keep the hash computed when they were written: verification still

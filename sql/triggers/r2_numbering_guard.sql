@@ -1,4 +1,4 @@
--- Rule R2: gapless final numbering — the triggers that hand out numbers, and their installer.
+-- Rule R2: gapless final numbering - the triggers that hand out numbers, and their installer.
 --
 -- The model (docs/numbering.md):
 -- * A row gets its final number when it becomes final (UPDATE into final_when, or INSERT/COPY of a row

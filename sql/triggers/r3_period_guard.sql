@@ -4,7 +4,7 @@
 --
 -- Row triggers on a protected table (arguments: date column, date kind, scope column or '', ledger or '',
 -- the rest mark, the scope marks, the query of a scope read from a parent row or '', the query of a date read
--- from a parent row or '', then the exempt columns for UPDATE) — row triggers, so partitions inherit them:
+-- from a parent row or '', then the exempt columns for UPDATE) - row triggers, so partitions inherit them:
 --   ll_20_period_skip    BEFORE INSERT, only when ledgerlock.on_locked = 'skip': a row in a locked window
 --                        is skipped and recorded (ledgerlock.skipped_writes)
 --   ll_20_period_insert  AFTER INSERT (the table's generated check where it qualifies: see _ll20_insert_body)
@@ -15,7 +15,7 @@
 --
 -- The high-water marks, written into the triggers by the installer (docs/period-locks.md has the race argument). The
 -- table's mark is in each trigger's WHEN clause: the last day of any active window that applies to the table, in any
--- scope (`issued_on <= '2026-03-31'`). Rows dated after it — today's documents, nearly every write — never call a
+-- scope (`issued_on <= '2026-03-31'`). Rows dated after it - today's documents, nearly every write - never call a
 -- function, so single-row and bulk writes cost what they cost without ledgerlock. A table whose date comes from a
 -- parent row cannot name it in the WHEN clause: its triggers fire on every write once any window applies to it, and the
 -- parent's date is read (one index probe, the parent row share-locked) only for a row whose scope has a window. The

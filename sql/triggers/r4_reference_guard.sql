@@ -226,7 +226,7 @@ AS $$
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._ref_match(text, name[], text, name[]) FROM PUBLIC;
 
--- "(NEW.a, NEW.b)" — a row of a record's columns, for IS DISTINCT FROM.
+-- "(NEW.a, NEW.b)" - a row of a record's columns, for IS DISTINCT FROM.
 CREATE OR REPLACE FUNCTION ledgerlock._ref_tuple(rec text, cols name[])
 RETURNS text
 LANGUAGE sql
@@ -528,7 +528,7 @@ $$;
 REVOKE ALL ON FUNCTION ledgerlock._install_30_referential(regclass) FROM PUBLIC;
 
 -- Hook run by reinstall_guards() (and so by `ledgerlock migrate`): the guards of every table in a rule that
--- is not protected itself — protected tables were just refreshed through _install_30_referential.
+-- is not protected itself - protected tables were just refreshed through _install_30_referential.
 CREATE OR REPLACE FUNCTION ledgerlock._refresh_30_referential()
 RETURNS void
 LANGUAGE plpgsql

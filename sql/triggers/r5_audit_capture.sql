@@ -3,11 +3,11 @@
 -- skip, scope grants).
 --
 -- Statement-level AFTER triggers with transition tables: one call per statement, and one set-based
--- INSERT … SELECT that writes every row's event (a bulk statement costs one trigger call, not one per row).
+-- INSERT ... SELECT that writes every row's event (a bulk statement costs one trigger call, not one per row).
 -- Events are stored unhashed: a hash computed here adds nothing an attacker who can rewrite the event
 -- cannot recompute before the next seal, so the sealer hashes each event when it links it (r5_audit.sql).
 -- UPDATE pairs the old and new transition rows by position: PostgreSQL appends them pairwise, so an update
--- that changes the primary key (UPDATE … SET id = id + 1) is still paired right, where pairing by key
+-- that changes the primary key (UPDATE ... SET id = id + 1) is still paired right, where pairing by key
 -- would not be.
 -- Trigger arguments: the scope column ('' when none), then the primary-key columns.
 -- Rows are read as to_jsonb(alias.*): a bare alias would be taken for a column of the same name.
@@ -182,7 +182,7 @@ REVOKE ALL ON FUNCTION ledgerlock._audit_scope(oid, jsonb, text, boolean, boolea
 -- for a DELETE); its reason is the override's, else the unlock reason of the window it was written into,
 -- else the client's label. The one place where an event is made from a written row: the capture's three
 -- queries (INSERT, UPDATE, DELETE) differ only in where their rows come from. A row value, VOLATILE (it
--- takes the event's seq) and without SET clause, so that PostgreSQL inlines it: (…).* then reads each
+-- takes the event's seq) and without SET clause, so that PostgreSQL inlines it: (...).* then reads each
 -- field straight from its expression, and nextval is evaluated once per row.
 CREATE OR REPLACE FUNCTION ledgerlock._audit_event_row(tbl oid, operation text, o jsonb, r jsonb, scope_col text,
                                                       k1 text, keys text[], period boolean, at timestamptz,
@@ -364,7 +364,7 @@ REVOKE ALL ON FUNCTION ledgerlock._install_90_audit(regclass) FROM PUBLIC;
 -- (unprotect's _drop_guard_triggers(tbl, 'll_') reaches every partition's capture triggers.)
 
 -- Lock events (R3) become audit events: operation = the kind in capitals (LOCK, ADVANCE, UPGRADE, UNLOCK,
--- RELOCK, OVERRIDE, SKIP, GRANT_SCOPE, REVOKE_SCOPE…), the lock_event row as new_row. A skipped write is
+-- RELOCK, OVERRIDE, SKIP, GRANT_SCOPE, REVOKE_SCOPE...), the lock_event row as new_row. A skipped write is
 -- filed under the table it was meant for, with the row that was not written, and its lock_event row in the
 -- details (so that verification finds every lock_event row in the trail).
 CREATE OR REPLACE FUNCTION ledgerlock.audit_capture_lock_event()
