@@ -1,4 +1,5 @@
-"""Databases that are not UTF8: legacy ERPs keep their books in LATIN1, WIN1252, EUC_JP or even SQL_ASCII. ledgerlock
+"""Databases that are not UTF8: legacy ERPs keep their books in LATIN1, WIN1252, EUC_JP or even SQL_ASCII (and, where
+the server has ICU, a UTF8 database with a German ICU collation). ledgerlock
 installs into each (its SQL is ASCII: an em dash in a comment made migrate fail there), numbers, refuses in a
 sentence, and its evidence verifies in the database and offline: the hashes are taken over the UTF8 form of the
 text whatever the database's encoding, as the offline check computes them."""
@@ -23,7 +24,7 @@ SQL = Path(__file__).resolve().parents[2] / "sql"
 
 # a note each encoding can store, with characters outside ASCII
 NOTES = {"LATIN1": "Café Müller, 5 £", "WIN1252": "Café Müller, 5 €", "EUC_JP": "請求書 第一号",
-         "SQL_ASCII": "Café Müller, 5 €"}
+         "SQL_ASCII": "Café Müller, 5 €", "UTF8 ICU de-DE": "Straße Ärger, 5 €"}
 
 
 def test_every_shipped_sql_file_is_ascii():
@@ -35,10 +36,17 @@ def test_every_shipped_sql_file_is_ascii():
 
 @pytest.mark.parametrize("encoding", list(NOTES))
 def test_a_database_in_another_encoding_keeps_every_rule_and_its_evidence(cluster, encoding, tmp_path):
-    name = f"enc_{encoding.lower()}_{uuid.uuid4().hex[:8]}"
+    name = f"enc_{encoding.split()[0].lower()}_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(cluster.conninfo(), autocommit=True) as owner:
-        owner.execute(sql.SQL("CREATE DATABASE {} ENCODING {} LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0")
-                      .format(sql.Identifier(name), sql.Literal(encoding)))
+        if encoding == "UTF8 ICU de-DE":  # a collation that sorts ß, Ä and € its own way (PostgreSQL 15+, with ICU)
+            try:
+                owner.execute(sql.SQL("CREATE DATABASE {} LOCALE_PROVIDER icu ICU_LOCALE 'de-DE' LOCALE 'C' "
+                                      "TEMPLATE template0").format(sql.Identifier(name)))
+            except psycopg.errors.FeatureNotSupported:
+                pytest.skip(f"the {cluster.name} build has no ICU (Debian's PostgreSQL has it)")
+        else:
+            owner.execute(sql.SQL("CREATE DATABASE {} ENCODING {} LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0")
+                          .format(sql.Identifier(name), sql.Literal(encoding)))
     db = TestDatabase(cluster, name)
     try:
         migrate.migrate(db.conninfo())
