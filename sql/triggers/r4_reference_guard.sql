@@ -47,6 +47,21 @@ REVOKE ALL ON FUNCTION ledgerlock._ref_refuse_referenced(integer, text, jsonb, j
 -- The header of a line is frozen when it is final (header_final, computed under the row lock), lies in a
 -- locked period (R3), or is referenced by a matching child of a rule that freezes updates. Refuse then,
 -- naming the line, the header and why.
+-- "invoice_line id=7 cannot be updated: its header invoice id=3 (INV-2026-00012)" (or "... cannot be moved to
+-- invoice id=4: that header"): the subject of a refusal of a line's write because of its header.
+CREATE OR REPLACE FUNCTION ledgerlock._ref_refusal_subject(r ledgerlock.reference_rule, verb text, line_row jsonb,
+                                                           header_row jsonb, is_target boolean)
+RETURNS text
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT ledgerlock.row_label(r.child, line_row) || CASE WHEN is_target
+        THEN pg_catalog.format(' cannot be moved to %s: that header', ledgerlock.row_label(r.parent, header_row))
+        ELSE pg_catalog.format(' cannot be %s: its header %s', verb, ledgerlock.row_label(r.parent, header_row)) END
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._ref_refusal_subject(ledgerlock.reference_rule, text, jsonb, jsonb, boolean) FROM PUBLIC;
+
 CREATE OR REPLACE FUNCTION ledgerlock._ref_check_header(rule_id integer, verb text, line_row jsonb, header_row jsonb,
                                                         header_final boolean, is_target boolean)
 RETURNS void
@@ -57,31 +72,33 @@ DECLARE
     ll_refused text;  -- a refusal is called as an expression: see ledgerlock._refuse
     r ledgerlock.reference_rule;
     rr ledgerlock.reference_rule;
-    head text;
-    what text;
+    w bigint;
     child_row jsonb;
 BEGIN
     SELECT * INTO STRICT r FROM ledgerlock.reference_rule x WHERE x.id = rule_id;
-    head := ledgerlock.row_label(r.parent, header_row);
-    what := ledgerlock.row_label(r.child, line_row) || CASE WHEN is_target
-        THEN pg_catalog.format(' cannot be moved to %s: that header', head)
-        ELSE pg_catalog.format(' cannot be %s: its header %s', verb, head) END;
+    -- the words of a refusal (row labels read the catalog) are built only when there is one: _ref_refusal_subject
     IF header_final THEN
-        ll_refused := ledgerlock._refuse('LL001', what || ' is final; issue a correcting document instead',
+        ll_refused := ledgerlock._refuse('LL001',
+            ledgerlock._ref_refusal_subject(r, verb, line_row, header_row, is_target)
+                || ' is final; issue a correcting document instead',
             'the lines of a final document are part of it; correct it with a new document (credit memo, amendment)');
     END IF;
     -- R3: the header's period, with the same overrides and fence as a write to the header itself.
     IF EXISTS (SELECT FROM ledgerlock.protected_table p WHERE p.tbl = r.parent) THEN
-        PERFORM ledgerlock._assert_period_open(r.parent, header_row, pg_catalog.format(
-            'changed through its lines (%s %s)', ledgerlock.row_label(r.child, line_row),
-            CASE WHEN is_target THEN 'cannot be moved to it' ELSE 'cannot be ' || verb END));
+        w := ledgerlock._entered_window(r.parent, header_row);
+        IF w IS NOT NULL THEN
+            ll_refused := ledgerlock._check_window(r.parent, w, header_row, pg_catalog.format(
+                'changed through its lines (%s %s)', ledgerlock.row_label(r.child, line_row),
+                CASE WHEN is_target THEN 'cannot be moved to it' ELSE 'cannot be ' || verb END));
+        END IF;
     END IF;
     FOR rr IN SELECT * FROM ledgerlock.reference_rule x
               WHERE x.kind = 'referenced' AND x.parent = r.parent AND 'update' = ANY (x.operations) ORDER BY x.id LOOP
         SELECT c INTO child_row FROM ledgerlock._ref_referencing(rr.id, header_row, 1) AS c;
         IF child_row IS NOT NULL THEN
             ll_refused := ledgerlock._refuse('LL003',
-                pg_catalog.format('%s is referenced by %s', what, ledgerlock.row_label(rr.child, child_row)),
+                pg_catalog.format('%s is referenced by %s', ledgerlock._ref_refusal_subject(r, verb, line_row,
+                                  header_row, is_target), ledgerlock.row_label(rr.child, child_row)),
                 pg_catalog.format('delete %s first; ledgerlock why shows the whole chain',
                                   ledgerlock.row_label(rr.child, child_row)));
         END IF;

@@ -611,12 +611,15 @@ def test_why_locked_names_the_window(db, app):
                        " WHERE rule = 'period_lock'").fetchone()[0] == 0
 
 
-def test_assert_period_open_is_the_guards_check_for_other_rules(db, app):
+def test_entered_window_and_check_window_are_the_guards_check_for_other_rules(db, app):
+    """R4 checks a header's period through its lines this way: the window covering the row (its scope entered),
+    then _check_window with the words of the refusal, built only when there is a window."""
     owner = db.owner()
+    window = "SELECT ledgerlock._entered_window('invoice', to_jsonb(i)) FROM invoice i WHERE id = %s"
+    assert count(owner, window, (1,)) is not None and count(owner, window, (2,)) is None
     with refused("LL002", LOCKED_MSG + r"invoice id=1 cannot be given new lines$"):
-        owner.execute("SELECT ledgerlock._assert_period_open('invoice', to_jsonb(i), 'given new lines') "
-                      "FROM invoice i WHERE id = 1")
-    owner.execute("SELECT ledgerlock._assert_period_open('invoice', to_jsonb(i), 'x') FROM invoice i WHERE id = 2")
+        owner.execute("SELECT ledgerlock._check_window('invoice', ledgerlock._entered_window('invoice', to_jsonb(i)), "
+                      "to_jsonb(i), 'given new lines') FROM invoice i WHERE id = 1")
 
 
 def test_public_read_functions_are_callable_by_the_application(app):
