@@ -1,7 +1,8 @@
 """R4 referenced rows: an UPDATE of an unreferenced parent, with the rule vs without (one index probe), the
 floor of that probe (a bare trigger that only probes), the same floor called the way the hardening model
 calls every guard (SECURITY DEFINER, pinned search_path), and an UPDATE of only the mutable column of a
-referenced parent (no probe at all)."""
+referenced parent (no probe at all). And an INSERT of a line under protect_lines (the header's finality and
+period checked through the line) against the same child without the rule."""
 
 from __future__ import annotations
 
@@ -98,4 +99,24 @@ def referenced_parent_update(b: Bench, f: Features) -> list[Result]:
                    baseline_samples=s["mutable_without"], value_samples=s["mutable_with"])]
 
 
-SCENARIOS = (referenced_parent_update,)
+def line_insert(b: Bench, f: Features) -> list[Result]:
+    c = b.profile.clients
+    title = f"INSERT of a line under a draft header, protect_lines vs without ({c} clients)"
+    if not f.referential:
+        return [not_available("line_insert", title, f.missing("referential"), None)]
+    rows = b.profile.prefill_rows
+    plain_parent, plain_child = _parent_and_child(b, "lines_without", rows)
+    rule_parent, rule_child = _parent_and_child(b, "lines_with", rows)
+    b.execute("SELECT ledgerlock.protect_lines(%s::regclass, %s::regclass)", (rule_child, rule_parent))
+    b.prepare_for_run(plain_parent, plain_child, rule_parent, rule_child)
+    s = pgbench_group(b, {
+        "without": Variant(b.script("insert_line", table=plain_child), variables={"rows": rows}),
+        "with": Variant(b.script("insert_line", table=rule_child), variables={"rows": rows}),
+    })
+    note = (f"{rows:,} draft headers dated today, protected alike (no audit triggers); the header is read FOR "
+            "SHARE, its finality and its period checked (docs/performance.md, 'Writes through a line')")
+    return [Result("line_insert", title, baseline_label="without the rule", note=note,
+                   baseline_samples=s["without"], value_samples=s["with"])]
+
+
+SCENARIOS = (referenced_parent_update, line_insert)

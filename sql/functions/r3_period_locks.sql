@@ -44,13 +44,14 @@ REVOKE ALL ON FUNCTION ledgerlock._lock_message(ledgerlock.period_lock) FROM PUB
 -- The scope fence (see the paragraph at the top)
 
 -- The gate of a scope: ledgerlock_gate.scope_gate_00 .. scope_gate_63.
+-- No SET clause (see ledgerlock._date_kind_of): qualified, not callable by PUBLIC.
 CREATE OR REPLACE FUNCTION ledgerlock._scope_gate(scope text)
 RETURNS text
 LANGUAGE sql
 IMMUTABLE
-SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT 'ledgerlock_gate.scope_gate_' || pg_catalog.lpad((pg_catalog.hashtext(scope) & 63)::text, 2, '0')
+    SELECT 'ledgerlock_gate.scope_gate_' OPERATOR(pg_catalog.||)
+           pg_catalog.lpad((pg_catalog.hashtext(scope) OPERATOR(pg_catalog.&) 63)::pg_catalog.text, 2, '0')
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._scope_gate(text) FROM PUBLIC;
 
@@ -131,14 +132,16 @@ REVOKE ALL ON FUNCTION ledgerlock._window_covering(text, text, date, date) FROM 
 
 -- The accounting date of a row of a protected table, as the guards compute it: a date as is, a timestamp's
 -- date, a timestamptz's date in UTC (fixed, so that no client TimeZone can move a row out of a window).
+-- No SET clause (see ledgerlock._date_kind_of): qualified, not callable by PUBLIC. STABLE, as reading a
+-- timestamptz is: an IMMUTABLE function whose body is not is never inlined.
 CREATE OR REPLACE FUNCTION ledgerlock._period_date(value text, date_kind text)
 RETURNS date
 LANGUAGE sql
-IMMUTABLE
-SET search_path = pg_catalog, pg_temp
+STABLE
 AS $$
-    SELECT CASE date_kind WHEN 'timestamptz' THEN (value::timestamptz AT TIME ZONE 'UTC')::date
-                          ELSE value::date END
+    SELECT CASE WHEN date_kind OPERATOR(pg_catalog.=) 'timestamptz'
+                THEN pg_catalog.timezone('UTC', value::pg_catalog.timestamptz)::pg_catalog.date
+                ELSE value::pg_catalog.date END
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._period_date(text, text) FROM PUBLIC;
 
@@ -155,13 +158,17 @@ STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    rel regclass := ledgerlock._rule_table(tbl);
+    rel regclass := tbl;
     col text;
     parent regclass;
     parent_col name;
     typ oid;
 BEGIN
-    SELECT p.date_column INTO col FROM ledgerlock.protected_table p WHERE p.tbl = rel;
+    SELECT p.date_column INTO col FROM ledgerlock.protected_table p WHERE p.tbl = rel;  -- the table first: _config
+    IF NOT FOUND THEN  -- a partition: its protected table's
+        rel := ledgerlock._rule_table(tbl);
+        SELECT p.date_column INTO col FROM ledgerlock.protected_table p WHERE p.tbl = rel;
+    END IF;
     IF col IS NULL THEN
         RETURN NULL;
     END IF;
