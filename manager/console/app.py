@@ -42,6 +42,10 @@ from .queries import query
 
 HERE = Path(__file__).parent
 PRESETS = ("end-of-last-month", "end-of-last-quarter", "end-of-last-fiscal-year")
+# The checks that read everything they prove (Console.run_check): kind -> (what it is called in a sentence,
+# its query in queries.sql, whether that returns rows, the page that shows its result).
+CHECKS = {"verify": ("verification", "verify", False, "/evidence#verify"),
+          "numbers": ("check of the final numbers", "number_gaps", True, "/numbers#check")}
 MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
 
 
@@ -195,9 +199,9 @@ class Console:
         self.where = where
         self.sessions = SessionStore()
         self.logins = LoginThrottle()
-        self.verifications: dict[str, dict] = {}  # sid: the session's last verification (see verify)
-        self.verifying = threading.Lock()
-        self.verifying_since: tuple[dt.datetime, str | None] = (dt.datetime.now(), None)
+        self.checks: dict[tuple[str, str], dict] = {}  # (sid, kind): the session's last check (see run_check)
+        self.checking = threading.Lock()
+        self.checking_since: tuple[dt.datetime, str | None, str] = (dt.datetime.now(), None, "")
         env = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True)
         self.templates = Jinja2Templates(env=env)
         env.filters.update(shown=shown, when=when, duration=duration, urlencode_params=urlencode)
@@ -217,7 +221,8 @@ class Console:
         sid = request.session.get("sid")
         if sid:
             self.sessions.close(sid)
-            self.verifications.pop(sid, None)
+            for kind in CHECKS:
+                self.checks.pop((sid, kind), None)
         request.session.clear()
 
     def flash(self, request: Request, kind: str, text: str, hint: str | None = None) -> None:
@@ -568,8 +573,9 @@ class Console:
         return await self.page(request, "why.html", work)
 
     async def numbers(self, request: Request) -> Response:
+        """The series, and this session's last check of every final number (run_check: it reads them all)."""
         return await self.page(request, "numbers.html", lambda conn, person: {
-            "series": rows(conn, "number_series"), "gaps": rows(conn, "number_gaps")})
+            "series": rows(conn, "number_series"), "checked": self.checks.get((request.session.get("sid"), "numbers"))})
 
     async def evidence(self, request: Request) -> Response:
         """The digest, the bundle form, and this session's last verification: a verification reads every event
@@ -577,39 +583,47 @@ class Console:
         def work(conn, person):
             digest, digest_refused = attempt(lambda: one(conn, "digest")["digest"])
             scopes = [s["scope"] for s in rows(conn, "scopes")]
-            last = self.verifications.get(request.session.get("sid"))
+            last = self.checks.get((request.session.get("sid"), "verify"))
             return {"verified": last, "digest": digest, "digest_refused": digest_refused, "scopes": scopes,
                     "last_fy": fiscal_year_of(dt.date.today(), 1) - 1}
 
         return await self.page(request, "evidence.html", work)
 
     async def verify(self, request: Request) -> Response:
-        """Verify the trail and the books now, one verification at a time per console (each may take minutes
-        on a large trail): the result is kept for this session and shown on the evidence page."""
+        return await self.run_check(request, "verify")
+
+    async def check_numbers(self, request: Request) -> Response:
+        return await self.run_check(request, "numbers")
+
+    async def run_check(self, request: Request, kind: str) -> Response:
+        """Run a check that reads every event and row (verify) or every final number (numbers) now: seconds per
+        million, so when asked, never on a page view, and one at a time per console (a second person is told who
+        started the running one). The result is kept for this session and shown on the check's page."""
+        label, query, many, page = CHECKS[kind]
         form = await request.form()
         if not csrf.valid(request, form):
             return self.render(request, "refused.html", None, status=403, refusal=Refusal(
                 "This form was refused: its security token is missing or out of date."))
-        if not self.verifying.acquire(blocking=False):
-            started, who = self.verifying_since
-            self.flash(request, "error", f"A verification started by {who} at {started:%H:%M:%S} is still running; "
+        if not self.checking.acquire(blocking=False):
+            started, who, what = self.checking_since
+            self.flash(request, "error", f"A {what} started by {who} at {started:%H:%M:%S} is still running; "
                                          "try again when it has finished.")
-            return RedirectResponse("/evidence", status_code=303)
+            return RedirectResponse(page.split("#")[0], status_code=303)
         try:
-            self.verifying_since = (dt.datetime.now(), request.session.get("role"))
+            self.checking_since = (dt.datetime.now(), request.session.get("role"), label)
 
             def work(conn, person):
-                result, refused = attempt(lambda: one(conn, "verify"))
+                result, refused = attempt(lambda: rows(conn, query) if many else one(conn, query))
                 return {"at": dt.datetime.now(), "result": result, "refused": refused}
 
             try:
                 last, _, _ = await self.with_db(request, work)
             except NeedLogin as exc:
                 return self._to_login(request, exc)
-            self.verifications[request.session.get("sid")] = last
+            self.checks[(request.session.get("sid"), kind)] = last
         finally:
-            self.verifying.release()
-        return RedirectResponse("/evidence#verify", status_code=303)
+            self.checking.release()
+        return RedirectResponse(page, status_code=303)
 
     async def bundle(self, request: Request) -> Response:
         """The auditor bundle of one scope and fiscal year, as a download (audit_bundle.write_bundle)."""
@@ -722,6 +736,7 @@ def create_app(conninfo: str, *, where: str = "PostgreSQL", secret_key: str | No
         Route("/evidence", console.evidence, methods=get),
         Route("/evidence/bundle", console.bundle, methods=post),
         Route("/evidence/verify", console.verify, methods=post),
+        Route("/numbers/check", console.check_numbers, methods=post),
         Mount("/static", app=StaticFiles(directory=str(HERE / "static")), name="static"),
     ]
     middleware = [Middleware(SecurityHeaders),

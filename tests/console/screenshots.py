@@ -91,8 +91,8 @@ def main() -> None:
                     login(page, role)
                     for name, path in pages:
                         page.goto(path)
-                        if name == "evidence":  # a verification runs when asked; its result stays on the page
-                            click_through(page, "#verify button")
+                        if name in ("evidence", "numbers"):  # these checks run when asked; the result stays
+                            click_through(page, "#verify button" if name == "evidence" else "#check button")
                             page.goto(path)
                         shots[name] = page
                         page.screenshot(path=str(OUT / f"{name}.png"))

@@ -282,14 +282,14 @@ def test_verification_runs_when_asked_one_at_a_time_and_finds_a_change_behind_th
     assert "does not verify" not in page.inner_text("main") and page.locator("#verify button").inner_text() == \
         "Verify now"
     # someone else's verification is running: this one is not started
-    assert console.app.verifying.acquire(blocking=False)
+    assert console.app.checking.acquire(blocking=False)
     try:
-        console.app.verifying_since = (dt.datetime(2026, 11, 27, 9, 30, 5), "ll_admin")
+        console.app.checking_since = (dt.datetime(2026, 11, 27, 9, 30, 5), "ll_admin", "verification")
         click_through(page, "#verify button")
         assert "A verification started by ll_admin at 09:30:05 is still running" in flash_text(page)
         assert "does not verify" not in page.inner_text("#verify")
     finally:
-        console.app.verifying.release()
+        console.app.checking.release()
     # the permitted neighbour: now it runs, and reports the change with its row
     click_through(page, "#verify button")
     text = page.inner_text("#verify")
@@ -297,3 +297,36 @@ def test_verification_runs_when_asked_one_at_a_time_and_finds_a_change_behind_th
     assert page.locator("#verify button").inner_text() == "Verify again"
     page.goto("/evidence")  # kept for the session, not run again
     assert "The evidence does not verify" in page.inner_text("#verify")
+
+
+def test_the_numbering_proof_checks_every_final_number_when_asked(db, new_page, console):
+    """number_gaps() reads every final row (5 us each): the page lists the series on a view, and checks them when
+    asked, one check at a time per console; a number removed behind the trail is then found."""
+    db.protect_invoice(number_column="number", number_format="F-{SEQ:3}")
+    db.connect("app").execute("INSERT INTO invoice (id, company_id, issued_on, status) SELECT g, 1, '2025-05-01', "
+                              "'approved' FROM generate_series(1, 3) g")
+    page = new_page("ll_auditor")
+    page.goto("/numbers")
+    assert "Not checked in this session yet." in page.inner_text("#check")
+    assert "not checked" in page.inner_text("#series")
+    # the permitted neighbour first: a clean series
+    click_through(page, "#check button")
+    assert page.url.endswith("/numbers#check")
+    assert "no gap, no duplicate in any series, checked at" in page.inner_text("#check")
+    # a final row removed behind the trail leaves a hole: found by the next check, not by a view
+    owner = db.owner()
+    owner.execute("ALTER TABLE invoice DISABLE TRIGGER USER; DELETE FROM invoice WHERE id = 2")
+    page.goto("/numbers")
+    assert "no gap, no duplicate in any series" in page.inner_text("#check")  # the session's last check
+    # while another check runs, this one is not started
+    assert console.app.checking.acquire(blocking=False)
+    try:
+        console.app.checking_since = (dt.datetime(2026, 11, 27, 9, 30, 5), "ll_admin", "verification")
+        click_through(page, "#check button")
+        assert "A verification started by ll_admin at 09:30:05 is still running" in flash_text(page)
+    finally:
+        console.app.checking.release()
+    click_through(page, "#check button")
+    assert "1 problem in the final numbers" in page.inner_text("#check")
+    assert page.locator("#gaps tbody tr").all_inner_texts() == ["invoice\tF-{SEQ}\tgap\t2\tnumber 2 is missing"]
+    assert "1 problem" in page.inner_text("#series")
