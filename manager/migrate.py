@@ -20,6 +20,7 @@ import psycopg
 from yoyo import get_backend, read_migrations
 
 from . import __version__, sqlfiles
+from .connection import CLIENT_SETTINGS, client_session
 
 
 @dataclass
@@ -46,13 +47,14 @@ class Status:
 def _yoyo_uri(conninfo: str) -> str:
     params = {k: v for k, v in psycopg.conninfo.conninfo_to_dict(conninfo).items() if v is not None}
     params["schema"] = "ledgerlock"
-    params.setdefault("client_encoding", "UTF8")  # see _connect
+    params.setdefault("client_encoding", CLIENT_SETTINGS["client_encoding"])  # yoyo's own connection: see _connect
     return "postgresql+psycopg://?" + urlencode(params)
 
 
 def _connect(conninfo: str, **kw) -> psycopg.Connection:
-    """In UTF8 whatever the database's encoding: psycopg sends text as bytea to a SQL_ASCII database otherwise."""
-    return psycopg.connect(conninfo, client_encoding="UTF8", **kw)
+    """With the manager's session settings (connection.CLIENT_SETTINGS: UTF8 whatever the database's encoding,
+    or psycopg sends text to a SQL_ASCII database as bytea)."""
+    return client_session(psycopg.connect(conninfo, **kw))
 
 
 @contextlib.contextmanager

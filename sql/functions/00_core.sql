@@ -152,12 +152,7 @@ AS $$
 DECLARE
     cfg ledgerlock.protected_table;
 BEGIN
-    -- the table itself first: comparing with a call of _rule_table cost 80 us a call on PostgreSQL 16, and
-    -- this is read on the write path (R4's line checks, the generic R3 guard); 5 us this way
-    SELECT * INTO cfg FROM ledgerlock.protected_table p WHERE p.tbl = _config.tbl;
-    IF NOT FOUND THEN  -- a partition: the protected table it belongs to
-        SELECT * INTO cfg FROM ledgerlock.protected_table p WHERE p.tbl = ledgerlock._rule_table(_config.tbl);
-    END IF;
+    SELECT * INTO cfg FROM ledgerlock.protected_table p WHERE p.tbl = ledgerlock._rule_table(_config.tbl);
     IF NOT FOUND THEN
         RAISE EXCEPTION USING ERRCODE = '22023',
             MESSAGE = pg_catalog.format('table %s is not protected by ledgerlock', tbl),
@@ -449,7 +444,6 @@ STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT coalesce(
-        (SELECT p.key_columns FROM ledgerlock.protected_table p WHERE p.tbl = _key_columns.tbl),  -- see _config
         (SELECT p.key_columns FROM ledgerlock.protected_table p WHERE p.tbl = ledgerlock._rule_table(_key_columns.tbl)),
         (SELECT pg_catalog.array_agg(a.attname ORDER BY k.ord)
          FROM pg_catalog.pg_index i

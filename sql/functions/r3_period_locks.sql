@@ -158,17 +158,13 @@ STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    rel regclass := tbl;
+    rel regclass := ledgerlock._rule_table(tbl);
     col text;
     parent regclass;
     parent_col name;
     typ oid;
 BEGIN
-    SELECT p.date_column INTO col FROM ledgerlock.protected_table p WHERE p.tbl = rel;  -- the table first: _config
-    IF NOT FOUND THEN  -- a partition: its protected table's
-        rel := ledgerlock._rule_table(tbl);
-        SELECT p.date_column INTO col FROM ledgerlock.protected_table p WHERE p.tbl = rel;
-    END IF;
+    SELECT p.date_column INTO col FROM ledgerlock.protected_table p WHERE p.tbl = rel;
     IF col IS NULL THEN
         RETURN NULL;
     END IF;
