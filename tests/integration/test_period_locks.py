@@ -269,6 +269,11 @@ def test_a_blank_scope_is_refused_like_a_missing_one(db):
         assert "scope column" in info.value.diag.message_hint
         with refused("22023", r"^lock_through requires a scope and a date$"):
             ctl.execute("SELECT ledgerlock.lock_through(%s, '2025-03-31')", (scope,))
+    # an admin, and a tenant admin (limited to scope 2), are told the same before any scope grant is looked at
+    db.connect("admin").execute("SELECT ledgerlock.grant_scope('ll_admin2', '2')")
+    for role in ("admin", "admin2"):
+        with refused("22023", r"^lock_period requires a scope, a from date and a to date$"):
+            lock(db.connect(role), " ")
     assert count(ctl, "SELECT count(*) FROM ledgerlock.period_locks") == 0
     # the permitted neighbours: a company, and '*', the scope of tables without a scope column
     lock(ctl, "1")
