@@ -134,6 +134,25 @@ BEGIN
 END
 $$;
 
+-- The floor of an audited bulk statement (not a usable implementation): a statement trigger writing one event
+-- per written row from the transition table in one INSERT ... SELECT (sequence, time, transaction, table, key,
+-- scope, operation, the row image, user; the same table and indexes as floor_audit_event), with no hash: the
+-- sealer hashes, off the write path, as in ledgerlock. No period context, no settings, no protection of the
+-- log. Any design that keeps one indexed event with the row's image per written row pays at least this.
+CREATE TABLE floor_bulk_event (LIKE floor_audit_event INCLUDING ALL);
+ALTER TABLE floor_bulk_event DROP COLUMN event_hash;
+
+CREATE FUNCTION floor_bulk_audit() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public AS $$
+BEGIN
+    INSERT INTO public.floor_bulk_event (seq, at, txid, table_oid, row_key, scope, operation, old_row, new_row, db_user)
+    SELECT nextval('public.floor_audit_seq'), now(), pg_current_xact_id(), TG_RELID,
+           jsonb_build_object('id', n.id), n.company_id::text, TG_OP, NULL, to_jsonb(n), session_user
+    FROM floor_new n;
+    RETURN NULL;
+END
+$$;
+
 -- The floor of a period check that runs (not a usable implementation): an AFTER ROW trigger calling an empty
 -- SECURITY DEFINER function with a pinned search_path, as the hardening model requires of every guard. Any
 -- check made by such a trigger pays at least this call; it shows how much of the gap to the plain table a
