@@ -105,3 +105,18 @@ def test_a_window_unlocked_later_in_the_transaction_is_recorded_from_then_on(db,
         admin.execute("INSERT INTO invoice (id, company_id, issued_on) VALUES (2, 1, '2026-03-10')")
     assert events(db, "true") == [("INSERT", "1", None, None, None),
                                   ("INSERT", "2", lock_id, None, "late supplier invoice")]
+
+
+def test_the_capture_query_is_planned_once_per_session_whatever_the_client_set(db, app):
+    """The capture's query plan does not depend on its trigger's arguments, so it is generic from the first
+    call: a session's first audited writes (a connection per web request) do not plan it again each time, and a
+    client's plan_cache_mode cannot make every write re-plan it. The events of such a session are the same."""
+    config = db.owner().execute("SELECT proconfig FROM pg_proc WHERE oid = 'ledgerlock.audit_capture()'::regprocedure"
+                                ).fetchone()[0]
+    assert "plan_cache_mode=force_generic_plan" in config
+    app.execute("SET plan_cache_mode = force_custom_plan")
+    for i in (1, 2, 3):
+        app.execute("INSERT INTO invoice (id, company_id, issued_on) VALUES (%s, 1, date '2026-04-01')", (i,))
+    app.execute("UPDATE invoice SET amount = 5 WHERE id = 2")
+    assert events(db, "true") == [("INSERT", "1", None, None, None), ("INSERT", "2", None, None, None),
+                                  ("INSERT", "3", None, None, None), ("UPDATE", "2", None, None, None)]
