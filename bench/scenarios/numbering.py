@@ -12,6 +12,7 @@ from .common import Variant, pgbench_group, timed_group
 T_8_SERIES = Target(0.80, source="issue 4 (R2)")
 T_1_SERIES = Target(0.70, source="issue 4 (R2): one counter is bounded by the commit rate")
 T_STATEMENT = Target(0.50, source="issue 4 (R2)")
+T_VS_FLOOR = Target(0.90, source="issue 17: single-row finalization at 0.9x of the bare-counter floor")
 
 NOTE = "protect with number_format INV-{SCOPE}-{SEQ:5} (a series per scope), without the audit triggers"
 OTHER_SERIES = 1000  # series of the many-series table that the measured writes never touch
@@ -22,7 +23,7 @@ def finalization(b: Bench, f: Features) -> list[Result]:
     b.create_doc_table("f_commit")
     variants = {"commit_1": Variant(b.script("insert", table="f_commit"), variables={"scope": 1}, clients=1)}
     if f.numbering:
-        for t in ("f_nextval", "f_floor", "f_numbered_8", "f_numbered_1", "f_numbered_many"):
+        for t in ("f_nextval", "f_floor", "f_floor_settled", "f_numbered_8", "f_numbered_1", "f_numbered_many"):
             b.create_doc_table(t)
         for t in ("f_numbered_8", "f_numbered_1", "f_numbered_many"):
             protect(b, t, audit=False, numbered=True)
@@ -32,16 +33,22 @@ def finalization(b: Bench, f: Features) -> list[Result]:
                   "SELECT g, 'approved', CURRENT_DATE, 1 FROM generate_series(1001, 1000 + %s) g", (OTHER_SERIES,))
         b.execute("CREATE TRIGGER floor_number BEFORE INSERT ON f_floor FOR EACH ROW "
                   "WHEN (NEW.status IN ('approved', 'paid')) EXECUTE FUNCTION floor_number()")
+        b.execute("CREATE TRIGGER floor_number BEFORE INSERT ON f_floor_settled FOR EACH ROW "
+                  "WHEN (NEW.status IN ('approved', 'paid')) EXECUTE FUNCTION floor_number()")
+        b.execute("CREATE TRIGGER floor_settle AFTER INSERT ON f_floor_settled REFERENCING NEW TABLE AS floor_new "
+                  "FOR EACH STATEMENT EXECUTE FUNCTION floor_settle()")
         variants |= {
             "nextval_8": Variant(b.script("finalize_nextval", table="f_nextval"), variables={"series": 8}),
             "floor_8": Variant(b.script("finalize_insert", table="f_floor"), variables={"series": 8}),
             "floor_1": Variant(b.script("finalize_insert", table="f_floor"), variables={"series": 1}),
+            "settled_8": Variant(b.script("finalize_insert", table="f_floor_settled"), variables={"series": 8}),
+            "settled_1": Variant(b.script("finalize_insert", table="f_floor_settled"), variables={"series": 1}),
             "numbered_8": Variant(b.script("finalize_insert", table="f_numbered_8"), variables={"series": 8}),
             "numbered_1": Variant(b.script("finalize_insert", table="f_numbered_1"), variables={"series": 1}),
             "numbered_many": Variant(b.script("finalize_insert", table="f_numbered_many"), variables={"series": 8}),
         }
-    b.prepare_for_run(*(t for t in ("f_commit", "f_nextval", "f_floor", "f_numbered_8", "f_numbered_1",
-                                    "f_numbered_many")
+    b.prepare_for_run(*(t for t in ("f_commit", "f_nextval", "f_floor", "f_floor_settled", "f_numbered_8",
+                                    "f_numbered_1", "f_numbered_many")
                         if b.has_relation(t)))
     s = pgbench_group(b, variants)
     out = [Result("commit_rate", "single-client commit rate (one-row INSERT, plain table)",
@@ -73,6 +80,24 @@ def finalization(b: Bench, f: Features) -> list[Result]:
                "single-client commit rate", baseline_label="1-client commit rate",
                note="the same bare counter trigger, every client on one counter: for reading finalize_1_series",
                baseline_samples=s["commit_1"], value_samples=s["floor_1"]),
+        Result("settled_floor_8_series", f"the floor of a proven BEFORE-trigger numbering, {c} clients on 8 series",
+               baseline_label="the bare counter floor",
+               note="the bare counter trigger plus an empty-handed statement-level proof (floor_settle in bench/sql/"
+                    "setup.sql: a hardened statement trigger reading the transition table once), which a number "
+                    "taken in a BEFORE row trigger needs because INSERT ... ON CONFLICT DO NOTHING can skip the "
+                    "row afterwards: the share of the bare floor any design of this family can reach",
+               baseline_samples=s["floor_8"], value_samples=s["settled_8"]),
+        Result("settled_floor_1_series", f"the floor of a proven BEFORE-trigger numbering, {c} clients on 1 series",
+               baseline_label="the bare counter floor", note="as settled_floor_8_series, every client on one counter",
+               baseline_samples=s["floor_1"], value_samples=s["settled_1"]),
+        Result("finalize_8_series_vs_floor", f"finalization, {c} clients on 8 series vs the bare counter floor",
+               baseline_label="the bare counter floor", target=T_VS_FLOOR,
+               note="issue 17's measure: ledgerlock's finalization against the floor measured in the same run",
+               baseline_samples=s["floor_8"], value_samples=s["numbered_8"]),
+        Result("finalize_1_series_vs_floor", f"finalization, {c} clients on 1 series vs the bare counter floor",
+               baseline_label="the bare counter floor", target=T_VS_FLOOR,
+               note="issue 17's measure: ledgerlock's finalization against the floor measured in the same run",
+               baseline_samples=s["floor_1"], value_samples=s["numbered_1"]),
     ]
 
 

@@ -94,6 +94,20 @@ BEGIN
 END
 $$;
 
+-- The floor of the design family ledgerlock's numbering belongs to (not a usable implementation): the bare
+-- counter trigger above, plus the least a statement-level proof costs: a SECURITY DEFINER statement trigger with
+-- a pinned search_path reading the statement's transition table once. Any design that takes the number in a
+-- BEFORE row trigger needs some such proof, because a row can be skipped after its BEFORE triggers ran (INSERT
+-- ... ON CONFLICT DO NOTHING) and its number would be lost; designs that need none read the last number through
+-- an index of the user's table instead (docs/numbering.md, "What would remove the settle step").
+CREATE FUNCTION floor_settle() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    PERFORM FROM floor_new n WHERE n.status IN ('approved', 'paid') LIMIT 1;
+    RETURN NULL;
+END
+$$;
+
 -- The floor of a tamper-evident audit write (not a usable implementation): a row trigger that stores one
 -- event like ledgerlock's (sequence, time, transaction, table, key, scope, operation, old and new row, user,
 -- the same three indexes) and the event's sha256, nothing else: no period context, no actor/reason/context
