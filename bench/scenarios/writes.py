@@ -156,14 +156,14 @@ def _single_row(b: Bench, f: Features, verb: str) -> list[Result]:
                                "during this variant's runs; relocked after each run",
                           baseline_samples=s["audited"], value_samples=s["audited_unlocked"]))
     out.append(Result(f"{verb}_audit_floor", f"single-row {verb_up}: the floor of a tamper-evident audit write",
-                      note="enforcement + a bare row trigger storing one hashed event like ledgerlock's (floor_audit "
+                      note="enforcement + a bare row trigger storing one unhashed event like ledgerlock's (floor_audit "
                            "in bench/sql/setup.sql): the least an audited write costs; for reading "
                            f"{verb}_audited",
                       baseline_samples=s["plain"], value_samples=s["audit_floor"]))
     out.append(Result(f"{verb}_audit_floor_vs_naive", f"single-row {verb_up}: the audit floor vs the naive trigger",
                       baseline_label="naive to_jsonb trigger",
                       note=f"for reading {verb}_audited_vs_naive: the floor does everything the naive trigger does, "
-                           "and hashes and indexes its event, and runs the checks",
+                           "and indexes its event by key and transaction, and runs the checks",
                       baseline_samples=s["naive_audit"], value_samples=s["audit_floor"]))
     out.append(Result(f"{verb}_naive_audit", f"single-row {verb_up}, naive to_jsonb audit trigger (reference)",
                       note="what the naive audit costs against a plain table",

@@ -110,10 +110,11 @@ $$;
 
 -- The floor of a tamper-evident audit write (not a usable implementation): a row trigger that stores one
 -- event like ledgerlock's (sequence, time, transaction, table, key, scope, operation, old and new row, user,
--- the same three indexes) and the event's sha256, nothing else: no period context, no actor/reason/context
--- settings, no canonical time format, no set-based path for bulk statements, no protection of the log.
--- Put on a table protected without audit (ledgerlock's audited write always includes its checks), it is
--- the least such a write costs; it shows how much of the gap to the plain table any design could close.
+-- the same three indexes), unhashed as ledgerlock stores it (its sealer hashes, off the write path), nothing
+-- else: no period context, no actor/reason/context settings, no canonical time format, no set-based path for
+-- bulk statements, no protection of the log. Put on a table protected without audit (ledgerlock's audited
+-- write always includes its checks), it is the least such a write costs; it shows how much of the gap to the
+-- plain table any design could close. (Until 2026-11-27 it also hashed each event, as the capture did then.)
 CREATE SEQUENCE floor_audit_seq;
 CREATE TABLE floor_audit_event (
     seq         bigint PRIMARY KEY,
@@ -126,7 +127,7 @@ CREATE TABLE floor_audit_event (
     old_row     jsonb,
     new_row     jsonb,
     db_user     name NOT NULL,
-    event_hash  text NOT NULL
+    event_hash  text
 );
 CREATE INDEX ON floor_audit_event (table_oid, row_key);
 CREATE INDEX ON floor_audit_event (txid);
@@ -136,22 +137,18 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public AS $$
 DECLARE
     old_row jsonb := CASE WHEN TG_OP <> 'INSERT' THEN to_jsonb(OLD) END;
     new_row jsonb := CASE WHEN TG_OP <> 'DELETE' THEN to_jsonb(NEW) END;
-    seq bigint := nextval('public.floor_audit_seq');
-    row_key jsonb := jsonb_build_object('id', coalesce(new_row, old_row) -> 'id');
 BEGIN
     INSERT INTO public.floor_audit_event
-    VALUES (seq, now(), pg_current_xact_id(), TG_RELID, row_key, coalesce(new_row, old_row) ->> 'company_id', TG_OP,
-            old_row, new_row, session_user,
-            encode(sha256(convert_to(json_build_array(seq, now(), TG_RELID, row_key, TG_OP, old_row, new_row,
-                                                      session_user)::text, 'UTF8')), 'hex'));
+    VALUES (nextval('public.floor_audit_seq'), now(), pg_current_xact_id(), TG_RELID,
+            jsonb_build_object('id', coalesce(new_row, old_row) -> 'id'), coalesce(new_row, old_row) ->> 'company_id',
+            TG_OP, old_row, new_row, session_user, NULL);
     RETURN NULL;
 END
 $$;
 
 -- The floor of an audited bulk statement (not a usable implementation): a statement trigger writing one event
 -- per written row from the transition table in one INSERT ... SELECT (sequence, time, transaction, table, key,
--- scope, operation, the row image, user; the same table and indexes as floor_audit_event), with no hash: the
--- sealer hashes, off the write path, as in ledgerlock. No period context, no settings, no protection of the
+-- scope, operation, the row image, user; the same table and indexes as floor_audit_event), unhashed like it. No period context, no settings, no protection of the
 -- log. Any design that keeps one indexed event with the row's image per written row pays at least this.
 CREATE TABLE floor_bulk_event (LIKE floor_audit_event INCLUDING ALL);
 ALTER TABLE floor_bulk_event DROP COLUMN event_hash;
