@@ -114,9 +114,13 @@ def test_the_capture_query_is_planned_once_per_session_whatever_the_client_set(d
     config = db.owner().execute("SELECT proconfig FROM pg_proc WHERE oid = 'ledgerlock.audit_capture()'::regprocedure"
                                 ).fetchone()[0]
     assert "plan_cache_mode=force_generic_plan" in config
-    app.execute("SET plan_cache_mode = force_custom_plan")
+    admin = db.connect("admin")
+    for writer in (app, admin):
+        writer.execute("SET plan_cache_mode = force_custom_plan")
     for i in (1, 2, 3):
         app.execute("INSERT INTO invoice (id, company_id, issued_on) VALUES (%s, 1, date '2026-04-01')", (i,))
     app.execute("UPDATE invoice SET amount = 5 WHERE id = 2")
+    admin.execute("UPDATE invoice SET amount = 6 WHERE id = 3")
     assert events(db, "true") == [("INSERT", "1", None, None, None), ("INSERT", "2", None, None, None),
-                                  ("INSERT", "3", None, None, None), ("UPDATE", "2", None, None, None)]
+                                  ("INSERT", "3", None, None, None), ("UPDATE", "2", None, None, None),
+                                  ("UPDATE", "3", None, None, None)]
