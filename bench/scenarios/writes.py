@@ -30,6 +30,7 @@ def _setup_tables(b: Bench, prefix: str, f: Features, rows: int) -> dict[str, st
         del names["audited"]
     if prefix == "w_insert":
         names["check_floor"] = f"{prefix}_check_floor"
+        names["probe_floor"] = f"{prefix}_probe_floor"
     for variant, table in names.items():
         b.create_doc_table(table, rows=rows)
         if variant == "enforced":
@@ -58,6 +59,9 @@ def _setup_tables(b: Bench, prefix: str, f: Features, rows: int) -> dict[str, st
         elif variant == "check_floor":
             b.execute(sql.SQL("CREATE TRIGGER floor_check AFTER INSERT OR UPDATE OR DELETE ON {} "
                               "FOR EACH ROW EXECUTE FUNCTION floor_check()").format(sql.Identifier(table)))
+        elif variant == "probe_floor":
+            b.execute(sql.SQL("CREATE TRIGGER floor_check_probe AFTER INSERT ON {} "
+                              "FOR EACH ROW EXECUTE FUNCTION floor_check_probe()").format(sql.Identifier(table)))
     b.prepare_for_run(*names.values())
     return names
 
@@ -97,6 +101,9 @@ def _single_row(b: Bench, f: Features, verb: str) -> list[Result]:
         assert_open(b, "1", BACKDATED)
         variants["enforced_backdated"] = Variant(b.script("insert_dated", table=tables["enforced"]),
                                                  variables={"scope": 1, "day": BACKDATED})
+    if "probe_floor" in tables:
+        variants["probe_floor"] = Variant(b.script("insert_dated", table=tables["probe_floor"]),
+                                          tables=(tables["probe_floor"],), variables={"scope": 1, "day": BACKDATED})
     if verb == "insert" and f.audit and f.periods:
         variants["audited_unlocked"] = _with_unlocked_window_elsewhere(b, variants["audited"])
     s = pgbench_group(b, variants)
@@ -134,6 +141,14 @@ def _single_row(b: Bench, f: Features, verb: str) -> list[Result]:
                                "with a pinned search_path (floor_check in bench/sql/setup.sql): the least a check "
                                f"made by a hardened trigger costs; for reading {verb}_enforced_backdated",
                           baseline_samples=s["plain"], value_samples=s["check_floor"]))
+    if "probe_floor" in s:
+        out.append(Result(f"{verb}_probe_floor",
+                          f"single-row {verb_up}: the floor of a period check that reads the windows",
+                          note=f"{verb}_check_floor's trigger plus one backward index probe of a table of windows "
+                               "(floor_check_probe in bench/sql/setup.sql), dated like "
+                               f"{verb}_enforced_backdated: the least a check that looks the row's windows up "
+                               "costs, before anything that makes the lookup safe against a concurrent lock",
+                          baseline_samples=s["plain"], value_samples=s["probe_floor"]))
     if f.audit:
         out.append(Result(f"{verb}_audited", f"single-row {verb_up} with audit ({c} clients)",
                           target=T_WRITE_AUDITED, note="enforcement + audit capture (full protect)",

@@ -175,6 +175,39 @@ BEGIN
 END
 $$;
 
+-- The floor of a period check that reads the windows (not a usable implementation): floor_check plus the one
+-- lookup any check of a row that may lie in a window makes - a backward probe of an index of the scope's
+-- windows (the shape of ledgerlock.period_lock_span: key (scope, ledger, from_date) including to_date), one
+-- locked year per scope like the bench's. No gate, no fence, no settings: nothing that makes the lookup safe
+-- against a lock committed concurrently, so it is less than any correct check does. For reading
+-- insert_enforced_backdated, whose row lies before its scope's window, as this floor's does.
+CREATE TABLE floor_window (
+    scope     text NOT NULL,
+    ledger    text NOT NULL,
+    from_date date NOT NULL,
+    to_date   date NOT NULL,
+    lock_id   bigint NOT NULL,
+    PRIMARY KEY (scope, ledger, from_date) INCLUDE (to_date, lock_id)
+);
+INSERT INTO floor_window SELECT g::text, '*', date '2020-01-01', date '2020-12-31', g FROM generate_series(1, 10) g;
+
+CREATE FUNCTION floor_check_probe() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    w bigint;
+BEGIN
+    SELECT x.lock_id INTO w
+    FROM (SELECT s.lock_id, s.to_date FROM public.floor_window s
+          WHERE s.scope = NEW.company_id::text AND s.ledger = '*' AND s.from_date <= NEW.issued_on
+          ORDER BY s.from_date DESC LIMIT 1) AS x
+    WHERE x.to_date >= NEW.issued_on;
+    IF w IS NOT NULL THEN
+        RAISE EXCEPTION 'floor_check_probe: % lies in window %', NEW.issued_on, w;
+    END IF;
+    RETURN NULL;
+END
+$$;
+
 -- The BEFORE half of the two-trigger floor (bench/scenarios/writes.py, when_floor_2): never called, its WHEN
 -- is false; a BEFORE row trigger must return the row it lets by.
 CREATE FUNCTION floor_before() RETURNS trigger

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from lltest import lives_ok, refused
+from lltest import guard_calls, lives_ok, refused
 
 SCHEMA = """
 CREATE TABLE header (id integer PRIMARY KEY, entity_id integer, posted_on date, memo text);
@@ -98,6 +98,33 @@ def test_a_child_of_a_locked_parent_date_is_refused_and_its_neighbours_pass(book
     lives_ok(app, "INSERT INTO line (id, header_id, entity_id) VALUES (3, 1, 2)")  # another scope
     lives_ok(app, "INSERT INTO line (id, header_id, entity_id) VALUES (4, 4, 1)")  # an undated header
     lives_ok(app, "INSERT INTO line (id, header_id, entity_id) VALUES (5, NULL, 1)")  # no header
+
+
+def test_skip_mode_skips_a_child_of_a_locked_parent_date_and_only_in_skip_mode(books):
+    """A date read from the parent leaves the skip trigger's date test always true, so its WHEN keeps the
+    mode's test: in the default mode it is not called at all; in skip mode the child in the window is
+    skipped and recorded, its neighbour inserted."""
+    lock(books)
+    owner = books.owner()
+    owner.execute(f"ALTER DATABASE {books.name} SET track_functions = 'pl'")
+    when = owner.execute("SELECT pg_get_triggerdef(oid) FROM pg_trigger "
+                         "WHERE tgrelid = 'line'::regclass AND tgname = 'll_20_period_skip'").fetchone()[0]
+    assert "current_setting('ledgerlock.on_locked'::text, true) = 'skip'::text" in when
+    tx = books.connect("app", autocommit=False)
+    lives_ok(tx, "INSERT INTO line (id, header_id, entity_id) VALUES (2, 2, 1)")  # header dated in April
+    # one call: the AFTER check (the date is the parent's); the skip trigger was not called
+    assert guard_calls(tx, "guard_period_row") == 1
+    tx.execute("SET LOCAL ledgerlock.on_locked = 'skip'")
+    cur = tx.execute("INSERT INTO line (id, header_id, entity_id) VALUES (1, 1, 1), (3, 2, 1)")
+    assert cur.rowcount == 1
+    tx.commit()
+    app = books.connect("app")
+    assert [r[0] for r in app.execute("SELECT id FROM line ORDER BY id")] == [2, 3]
+    skipped = books.connect("controller").execute(
+        "SELECT table_name, row_key, scope FROM ledgerlock.skipped_writes").fetchall()
+    assert skipped == [("public.line", {"id": 1}, "1")]
+    with refused("LL002", r"line id=1 cannot be inserted"):
+        app.execute("INSERT INTO line (id, header_id, entity_id) VALUES (1, 1, 1)")
 
 
 def test_a_locked_child_cannot_be_changed_repointed_or_deleted_but_its_mutable_column_can(books):

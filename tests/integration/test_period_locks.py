@@ -494,6 +494,29 @@ def test_skip_mode_skips_locked_rows_and_records_them(db, app):
         app.execute("INSERT INTO invoice (id, company_id, issued_on) VALUES (73, 1, '2025-03-30')")
 
 
+def test_outside_skip_mode_the_skip_guard_hands_a_backdated_row_to_the_check(db, app):
+    """The skip trigger's WHEN tests the date only (the mode's test made every INSERT pay to prepare it): a
+    backdated row in the default mode calls it, and it hands the row on. The row in the window is refused,
+    its open neighbour before the mark lands, a row dated after the mark calls nothing, and nothing is skipped."""
+    owner = db.owner()
+    owner.execute(f"ALTER DATABASE {db.name} SET track_functions = 'pl'")
+    when = count(owner, "SELECT pg_get_triggerdef(oid) FROM pg_trigger "
+                        "WHERE tgrelid = 'invoice'::regclass AND tgname = 'll_20_period_skip'")
+    assert "issued_on <= '2025-03-31'::date" in when and "current_setting" not in when
+    tx = db.connect("app", autocommit=False)
+    with refused("LL002", LOCKED_MSG + r"invoice id=10 cannot be inserted$"):
+        tx.execute("INSERT INTO invoice (id, company_id, issued_on) VALUES (10, 1, '2025-03-31')")
+    tx.rollback()
+    calls = guard_calls(tx, "guard_period_row")  # pending counts may still hold the refused statement's
+    lives_ok(tx, "INSERT INTO invoice (id, company_id, issued_on) VALUES (11, 1, '2025-02-28')")  # open, before
+    assert guard_calls(tx, "guard_period_row") == calls + 1  # the skip trigger, handing the row on
+    lives_ok(tx, "INSERT INTO invoice (id, company_id, issued_on) VALUES (12, 1, '2025-04-01')")  # after the mark
+    assert guard_calls(tx, "guard_period_row") == calls + 1
+    tx.commit()
+    assert [r[0] for r in app.execute("SELECT id FROM invoice WHERE id >= 10 ORDER BY id")] == [11, 12]
+    assert count(db.connect("controller"), "SELECT count(*) FROM ledgerlock.skipped_writes") == 0
+
+
 def test_skip_mode_never_loosens_anything(app):
     with app.transaction():
         app.execute("SET LOCAL ledgerlock.on_locked = 'skip'")
