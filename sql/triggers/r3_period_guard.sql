@@ -511,6 +511,7 @@ DECLARE
     args text;
     exempt text := (SELECT pg_catalog.string_agg(pg_catalog.quote_literal(c), ', ')
                     FROM pg_catalog.unnest(ledgerlock._exempt_columns(tbl)) AS c);
+    mark_day date;
     mark text;
     parent_day text := ledgerlock._parent_date_sql(tbl, true);
     parent_scope text := ledgerlock._parent_scope_sql(tbl, true);
@@ -527,7 +528,8 @@ BEGIN
                               coalesce(cfg.scope_column::text, ''), coalesce(cfg.ledger, ''),
                               ledgerlock._iso_date(marks.rest), marks.listed,
                               coalesce(parent_scope, ''), coalesce(parent_day, ''));
-    mark := pg_catalog.quote_literal(ledgerlock._iso_date(coalesce(ledgerlock._period_mark(cfg.ledger), '-infinity')))
+    mark_day := coalesce(ledgerlock._period_mark(cfg.ledger), '-infinity');
+    mark := pg_catalog.quote_literal(ledgerlock._iso_date(mark_day))
             || '::date';
     IF parent_day IS NOT NULL THEN  -- the date is the parent's: the WHEN clause only knows whether a window applies
         old_day := '''-infinity''::date';
@@ -548,12 +550,13 @@ BEGIN
     END LOOP;
     -- The skip trigger's WHEN leaves the mode out where the date test can say no: PostgreSQL prepares the clause
     -- again for every INSERT statement, dated today or not, and the mode's test (a current_setting call) made
-    -- every INSERT pay ~1.5 us to spare the rare backdated row outside skip mode a call that returns at once.
-    -- A date read from a parent row leaves the date test always true: there the mode stays in the clause.
+    -- every INSERT pay ~2 us to spare the rare backdated row outside skip mode a call that returns at once.
+    -- Where the date test is always true, the mode stays in the clause: a date read from a parent row, and a
+    -- subscriber (its mark is 'infinity': see _period_mark).
     PERFORM ledgerlock._replace_guard_trigger(tbl, 'll_20_period_skip', pg_catalog.format(
         'BEFORE INSERT ON %s FOR EACH ROW WHEN (%s <= %s%s) EXECUTE FUNCTION ledgerlock.guard_period_row(%s)',
         tbl, new_day, mark,
-        CASE WHEN parent_day IS NOT NULL
+        CASE WHEN parent_day IS NOT NULL OR mark_day = 'infinity'
              THEN pg_catalog.format(' AND pg_catalog.current_setting(%L, true) = %L', 'ledgerlock.on_locked', 'skip')
              ELSE '' END,
         args));
