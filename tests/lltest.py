@@ -234,6 +234,12 @@ def guard_calls(conn: psycopg.Connection, function: str) -> int:
                         "WHERE schemaname = 'ledgerlock' AND funcname = %s", (function,)).fetchone()[0]
 
 
+def trigger_def(conn: psycopg.Connection, table: str, trigger: str) -> str:
+    """The definition of one trigger as PostgreSQL prints it (pg_get_triggerdef): its WHEN clause and arguments."""
+    return conn.execute("SELECT pg_get_triggerdef(oid) FROM pg_trigger WHERE tgrelid = %s::regclass AND tgname = %s",
+                        (table, trigger)).fetchone()[0]
+
+
 def sqlstate(exc: BaseException | None) -> str | None:
     """The SQLSTATE of a database error (None for no error, or another exception)."""
     return exc.diag.sqlstate if isinstance(exc, psycopg.Error) else None

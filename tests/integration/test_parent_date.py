@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from lltest import guard_calls, lives_ok, refused
+from lltest import guard_calls, lives_ok, refused, trigger_def
 
 SCHEMA = """
 CREATE TABLE header (id integer PRIMARY KEY, entity_id integer, posted_on date, memo text);
@@ -107,8 +107,7 @@ def test_skip_mode_skips_a_child_of_a_locked_parent_date_and_only_in_skip_mode(b
     lock(books)
     owner = books.owner()
     owner.execute(f"ALTER DATABASE {books.name} SET track_functions = 'pl'")
-    when = owner.execute("SELECT pg_get_triggerdef(oid) FROM pg_trigger "
-                         "WHERE tgrelid = 'line'::regclass AND tgname = 'll_20_period_skip'").fetchone()[0]
+    when = trigger_def(owner, "line", "ll_20_period_skip")
     assert "current_setting('ledgerlock.on_locked'::text, true) = 'skip'::text" in when
     tx = books.connect("app", autocommit=False)
     lives_ok(tx, "INSERT INTO line (id, header_id, entity_id) VALUES (2, 2, 1)")  # header dated in April

@@ -12,7 +12,7 @@ import psycopg
 import pytest
 
 import ledgerlock.errors as lle
-from lltest import guard_calls, lives_ok, refused
+from lltest import guard_calls, lives_ok, refused, trigger_def
 
 MARCH = ("2025-03-01", "2025-03-31")
 LOCKED_MSG = r"^Period 2025-03-01\.\.2025-03-31 is locked \(soft\) for scope 1: "
@@ -500,20 +500,22 @@ def test_outside_skip_mode_the_skip_guard_hands_a_backdated_row_to_the_check(db,
     its open neighbour before the mark lands, a row dated after the mark calls nothing, and nothing is skipped."""
     owner = db.owner()
     owner.execute(f"ALTER DATABASE {db.name} SET track_functions = 'pl'")
-    when = count(owner, "SELECT pg_get_triggerdef(oid) FROM pg_trigger "
-                        "WHERE tgrelid = 'invoice'::regclass AND tgname = 'll_20_period_skip'")
+    when = trigger_def(owner, "invoice", "ll_20_period_skip")
     assert "issued_on <= '2025-03-31'::date" in when and "current_setting" not in when
-    tx = db.connect("app", autocommit=False)
-    with refused("LL002", LOCKED_MSG + r"invoice id=10 cannot be inserted$"):
-        tx.execute("INSERT INTO invoice (id, company_id, issued_on) VALUES (10, 1, '2025-03-31')")
-    tx.rollback()
-    calls = guard_calls(tx, "guard_period_row")  # pending counts may still hold the refused statement's
-    lives_ok(tx, "INSERT INTO invoice (id, company_id, issued_on) VALUES (11, 1, '2025-02-28')")  # open, before
-    assert guard_calls(tx, "guard_period_row") == calls + 1  # the skip trigger, handing the row on
-    lives_ok(tx, "INSERT INTO invoice (id, company_id, issued_on) VALUES (12, 1, '2025-04-01')")  # after the mark
-    assert guard_calls(tx, "guard_period_row") == calls + 1
-    tx.commit()
-    assert [r[0] for r in app.execute("SELECT id FROM invoice WHERE id >= 10 ORDER BY id")] == [11, 12]
+    owner.execute("SELECT ledgerlock.grant_scope('ll_admin2', '1')")  # a tenant admin, limited to scope 1
+    for base, role in ((10, "app"), (20, "admin2"), (30, "admin")):  # no role's write gets past the check
+        tx = db.connect(role, autocommit=False)
+        with refused("LL002", LOCKED_MSG + rf"invoice id={base} cannot be inserted$"):
+            tx.execute("INSERT INTO invoice (id, company_id, issued_on) VALUES (%s, 1, '2025-03-31')", (base,))
+        tx.rollback()
+        calls = guard_calls(tx, "guard_period_row")  # pending counts may still hold the refused statement's
+        lives_ok(tx, f"INSERT INTO invoice (id, company_id, issued_on) VALUES ({base + 1}, 1, '2025-02-28')")
+        assert guard_calls(tx, "guard_period_row") == calls + 1, role  # the skip trigger, handing the row on
+        lives_ok(tx, f"INSERT INTO invoice (id, company_id, issued_on) VALUES ({base + 2}, 1, '2025-04-01')")
+        assert guard_calls(tx, "guard_period_row") == calls + 1, role  # after the mark: nothing called
+        tx.commit()
+    assert [r[0] for r in app.execute("SELECT id FROM invoice WHERE id >= 10 ORDER BY id")] == [
+        11, 12, 21, 22, 31, 32]
     assert count(db.connect("controller"), "SELECT count(*) FROM ledgerlock.skipped_writes") == 0
 
 

@@ -19,7 +19,7 @@ import pytest
 from psycopg import sql
 
 from ledgerlock.server import THROWAWAY_SETTINGS, LocalServer
-from lltest import Cluster, TestDatabase, fresh_database, known_servers, major, refused, scratch_dir
+from lltest import Cluster, TestDatabase, fresh_database, known_servers, major, refused, scratch_dir, trigger_def
 
 FORMAT = "INV-{YYYY}-{SEQ:5}"
 VENV_BIN = Path(sys.executable).parent
@@ -154,11 +154,6 @@ def drop_subscription(sub: TestDatabase, slot: str) -> None:
     sub.close_all()
 
 
-def skip_trigger(owner) -> str:
-    return owner.execute("SELECT pg_get_triggerdef(oid) FROM pg_trigger "
-                         "WHERE tgrelid = 'invoice'::regclass AND tgname = 'll_20_period_skip'").fetchone()[0]
-
-
 def test_a_subscriber_applies_the_publishers_books_and_takes_over_at_cut_over(pair):
     pub, sub, slot = pair
     p_owner, s_owner = pub.owner(), sub.owner()
@@ -169,8 +164,8 @@ def test_a_subscriber_applies_the_publishers_books_and_takes_over_at_cut_over(pa
     guards = s_owner.execute("SELECT DISTINCT tgenabled::text FROM pg_trigger WHERE tgname ~ '^ll_[0-9]{2}_'")
     assert guards.fetchall() == [("O",)]
     # a subscriber's guards probe every row (its mark is 'infinity'), so its skip trigger keeps the mode's test
-    assert "current_setting('ledgerlock.on_locked'" in skip_trigger(s_owner)
-    assert "current_setting" not in skip_trigger(p_owner)
+    assert "current_setting('ledgerlock.on_locked'" in trigger_def(s_owner, "invoice", "ll_20_period_skip")
+    assert "current_setting" not in trigger_def(p_owner, "invoice", "ll_20_period_skip")
 
     # streamed: finalizations, a mutable column of a final row, an override write under a soft lock
     p_app, p_ctl = pub.connect("app"), pub.connect("controller", autocommit=False)
@@ -223,7 +218,8 @@ def test_a_subscriber_applies_the_publishers_books_and_takes_over_at_cut_over(pa
         "SELECT max(seq) FROM ledgerlock.audit_event").fetchone()[0]
     guards = s_owner.execute("SELECT DISTINCT tgenabled::text FROM pg_trigger WHERE tgname ~ '^ll_[0-9]{2}_'")
     assert guards.fetchall() == [("A",)]
-    assert "current_setting" not in skip_trigger(s_owner)  # its own marks now, as on the publisher
+    # its own marks now, as on the publisher
+    assert "current_setting" not in trigger_def(s_owner, "invoice", "ll_20_period_skip")
     s_app = sub.connect("app")
     s_app.execute("INSERT INTO invoice (id, company_id, issued_on, status) VALUES (7, 1, '2026-04-02', 'paid')")
     s_app.execute("INSERT INTO invoice (id, company_id, issued_on, status) VALUES (8, 1, '2026-04-03', 'draft')")
