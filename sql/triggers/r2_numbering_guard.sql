@@ -9,7 +9,8 @@
 --   ends, ll_40_settle_* reads the rows it wrote (transition tables), checks that the final rows it
 --   numbered carry exactly the numbers from the start of the range on, each once, gives the unused tail
 --   back and closes the range.
--- * Between rows, the position in the range is kept in a transaction-local setting. A client can change
+-- * Between rows, the position in the range is kept in a transaction-local setting (a statement that
+--   numbers one row keeps none: its range of one number is used up). A client can change
 --   settings (even in the middle of a statement), so that position is only a hint: the settle step checks
 --   the result against the counter and the transition tables, which a client cannot touch, and refuses
 --   the statement (LL009) when they disagree. No number is ever decided by client-settable state alone.
@@ -220,7 +221,7 @@ DECLARE
     ll_pos bigint;
     ll_top bigint;
     ll_chunk bigint;
-    ll_n bigint;
+    ll_from bigint;
     ll_key text;
     ll_held text;
     ll_seq text;
@@ -258,7 +259,7 @@ BEGIN
                 open_kind = CASE WHEN c.open_kind IS NULL OR c.open_kind = pg_catalog.lower(TG_OP)
                                  THEN pg_catalog.lower(TG_OP) ELSE 'both' END
             WHERE c.tbl = {{tbl}} AND c.prefix = ll_prefix AND c.suffix = ll_suffix
-            RETURNING c.last_value INTO ll_top;
+            RETURNING c.last_value, c.open_from INTO ll_top, ll_from;
             EXIT WHEN FOUND;
             INSERT INTO ledgerlock.number_counter AS c (tbl, prefix, suffix) VALUES ({{tbl}}, ll_prefix, ll_suffix)
             ON CONFLICT ON CONSTRAINT number_counter_pkey DO NOTHING;
@@ -268,7 +269,12 @@ BEGIN
             ll_held := pg_catalog.set_config('ledgerlock.numbering_counters_held', ll_key, true);
         END IF;
     END IF;
-    ll_state := pg_catalog.set_config(ll_slot, (ll_pos + 1)::text || ',' || ll_top::text || ',' || ll_chunk::text, true);
+    -- A range opened just now for this one number needs no position kept: a one-row statement (nearly every
+    -- finalization) writes no setting. A second row of the statement finds the range open already (ll_from
+    -- is not its own start) and keeps one from then on.
+    IF ll_chunk > 1 OR ll_from IS DISTINCT FROM ll_top - 1 THEN
+        ll_state := pg_catalog.set_config(ll_slot, (ll_pos + 1)::text || ',' || ll_top::text || ',' || ll_chunk::text, true);
+    END IF;
     ll_seq := ll_pos::text;
     IF pg_catalog.length(ll_seq) < {{pad}} THEN
         ll_seq := pg_catalog.lpad(ll_seq, {{pad}}, '0');
@@ -373,53 +379,37 @@ AS $fn$
 $fn$;
 REVOKE ALL ON FUNCTION ledgerlock._ll40_settle_query(jsonb) FROM PUBLIC;
 
--- The settle step of a one-row statement that made its row final (every single-row finalization), in one
--- UPDATE: the statement wrote exactly one row, it became final, the range open for this kind of write in the
--- series of the row's own date and scope holds exactly one number, and the row carries that number (the
--- counter found by its key, not by trying every open range). That is what the full query and checks below
--- would prove for the range, from the same state a client cannot touch, so it is closed (last_value already
--- equals open_from + 1) and its hint reset. When any of it does not hold, no row is updated and the full
--- settle runs. Other ranges of the table are not looked at (that read every counter of the table, as many
--- as it has series): a one-row statement opens at most one range, in the series it numbered the row in, so
--- another open range was opened by an enclosing statement (a trigger's write nested in it), whose own
--- settle step proves it afterwards; a row moved to another series after ll_40 carries a number of the
--- first series, which the second series' counter does not match. Extra value: old_none, for an UPDATE that
--- its one row was not final before.
-CREATE OR REPLACE FUNCTION ledgerlock._ll40_settle_one_query(v jsonb)
+-- The settle step's look at the first row of a statement that may have made rows final, one read of the
+-- transition tables into ll_written, ll_became_final, ll_num, ll_prefix and ll_suffix: how many rows the
+-- statement wrote (0, 1, or 2 for more), whether its first row became final (final now and, for an UPDATE,
+-- no row final before: the extra value old_none), and that row's number and series (its date and scope are
+-- read only then: either may be read from a parent row).
+CREATE OR REPLACE FUNCTION ledgerlock._ll40_settle_first_row(v jsonb)
 RETURNS text
 LANGUAGE sql
 IMMUTABLE
 SET search_path = pg_catalog, pg_temp
 AS $fn$
     SELECT ledgerlock._template($q$
-        UPDATE ledgerlock.number_counter AS c
-        SET open_from = NULL, open_kind = NULL
-        FROM (SELECT y.prefix, y.suffix,
-                     CASE WHEN pg_catalog.octet_length(y.d) BETWEEN 1 AND 18
-                               AND pg_catalog.ltrim(y.d, '0123456789') = '' THEN y.d::bigint END AS seq
-              FROM (SELECT x.prefix, x.suffix, {{digits_of_x}} AS d
-                    FROM (SELECT ll_v.prefix, ll_v.suffix, (n.{{number_column|I}})::text COLLATE "C" AS num
-                          FROM ll_new AS n
-                          CROSS JOIN LATERAL (SELECT ({{prefix_n}}) COLLATE "C" AS prefix,  -- see _ll40_settle_query
-                                                     ({{suffix_n}}) COLLATE "C" AS suffix
-                                              FROM (SELECT {{date_n}} AS ll_d, {{scope_n}} AS ll_scope) AS ll_p) AS ll_v
-                          WHERE ({{final_n}}) IS TRUE
-                            AND (SELECT pg_catalog.count(*) FROM (SELECT FROM ll_new LIMIT 2) AS two) = 1
-                            AND {{old_none}}) AS x) AS y) AS f
-        -- the counter of the series of the row's own date and scope, by its key
-        WHERE c.tbl = {{tbl}} AND c.prefix = f.prefix AND c.suffix = f.suffix
-          AND c.open_from IS NOT NULL AND c.open_kind = ll_kind
-          AND c.last_value = c.open_from + 1 AND f.seq = c.last_value
-        RETURNING pg_catalog.set_config('ledgerlock.numbering_' || pg_catalog.md5(
-            {{slot_key|L}} || c.prefix || E'\x1f' || c.suffix), '', true) INTO ll_reset$q$, v)
+        SELECT x.written, x.became_final, x.num, ll_v.prefix, ll_v.suffix
+        INTO ll_written, ll_became_final, ll_num, ll_prefix, ll_suffix
+        FROM ll_new AS n
+        CROSS JOIN LATERAL (SELECT (SELECT pg_catalog.count(*) FROM (SELECT FROM ll_new LIMIT 2) AS two) AS written,
+                                   ({{final_n}}) IS TRUE AND {{old_none}} AS became_final,
+                                   (n.{{number_column|I}})::text AS num) AS x
+        -- the series of the row, as in _ll40_settle_query
+        CROSS JOIN LATERAL (SELECT ({{prefix_n}}) COLLATE "C" AS prefix, ({{suffix_n}}) COLLATE "C" AS suffix
+                            FROM (SELECT CASE WHEN x.became_final THEN {{date_n}} END AS ll_d,
+                                         CASE WHEN x.became_final THEN {{scope_n}} END AS ll_scope) AS ll_p) AS ll_v
+        LIMIT 1$q$, v)
 $fn$;
-REVOKE ALL ON FUNCTION ledgerlock._ll40_settle_one_query(jsonb) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ledgerlock._ll40_settle_first_row(jsonb) FROM PUBLIC;
 
 -- AFTER INSERT/UPDATE, once per statement, with the statement's rows as transition tables ll_new (and
 -- ll_old): checks the numbers the statement handed out and closes its ranges. The checks come after the
 -- query: refusing raises an error, which undoes the closing together with the statement. Extra values:
--- insert_one_query and update_one_query (_ll40_settle_one_query), insert_query and update_query (_ll40_settle_query
--- with old_final 0 and counted).
+-- insert_first_row and update_first_row (_ll40_settle_first_row), pad (of the final format), insert_query
+-- and update_query (_ll40_settle_query with old_final 0 and counted).
 CREATE OR REPLACE FUNCTION ledgerlock._ll40_settle_body(v jsonb)
 RETURNS text
 LANGUAGE sql
@@ -429,8 +419,12 @@ AS $fn$
     SELECT ledgerlock._template($ll$
 DECLARE
     ll_kind text := pg_catalog.lower(TG_OP);
+    ll_written bigint;
+    ll_became_final boolean;
+    ll_num text;
+    ll_prefix text;
+    ll_suffix text;
     ll_got record;
-    ll_reset text;
     ll_left_final bigint := 0;
     ll_newly_final bigint;
     ll_numbered bigint := 0;
@@ -440,22 +434,48 @@ DECLARE
 BEGIN
     {{rel_check}}
     -- 0. Nothing to settle, the common case (drafts, edits of drafts): no row of the statement is final and
-    --    no range of the table is open. Both facts come from state a client cannot touch.
-    --    The statement's rows are looked at first: a statement that made a row final goes on without reading
-    --    the counters, which are as many as the table has series.
+    --    no range of the table is open. Both facts come from state a client cannot touch. The statement's
+    --    rows are looked at first: a statement that made a row final goes on without reading the counters,
+    --    which are as many as the table has series. (One small query: a draft's statement leaves after it.)
     IF NOT EXISTS (SELECT FROM ll_new AS n WHERE ({{final_n}}) IS TRUE)
        AND NOT EXISTS (SELECT FROM ledgerlock.number_counter c WHERE c.tbl = {{tbl}} AND c.open_from IS NOT NULL) THEN
         RETURN NULL;
     END IF;
-    -- 0b. One row made final, one number taken for it: proven and closed in one UPDATE (see
-    --     _ll40_settle_one_query); anything else goes through the full query and checks.
+    -- The statement's first row: did the one row it wrote become final?
     IF TG_OP = 'INSERT' THEN
-        {{insert_one_query}};
+        {{insert_first_row}};
     ELSE
-        {{update_one_query}};
+        {{update_first_row}};
     END IF;
-    IF FOUND THEN
-        RETURN NULL;
+    IF ll_written = 1 THEN
+        IF ll_became_final THEN
+            -- 0a. The one row written became final, the common finalization: proven and closed in one UPDATE of
+            --     the counter of the series of the row's own date and scope (found by its key), when that counter
+            --     has a range open for this kind of write holding exactly one number and the row carries that
+            --     number as ll_40 writes it. That is what the full query and checks prove for the range, from the
+            --     same state a client cannot touch (the full checks also accept the number's digits written
+            --     another way, so a row this misses goes on to them). Other ranges of the table are not looked
+            --     at: a one-row statement opens at most one range, in the series it numbered the row in, so
+            --     another open range was opened by an enclosing statement (a trigger's write nested in it), whose
+            --     own settle step proves it afterwards; a row moved to another series after ll_40 carries a
+            --     number of the first series, which the second series' counter does not match. When any of it
+            --     does not hold, nothing is closed and the full query and checks run. (The row trigger kept no
+            --     position for a range of one number, so there is none to reset.)
+            UPDATE ledgerlock.number_counter AS c
+            SET open_from = NULL, open_kind = NULL
+            WHERE c.tbl = {{tbl}} AND c.prefix = ll_prefix AND c.suffix = ll_suffix
+              AND c.open_from IS NOT NULL AND c.open_kind = ll_kind AND c.last_value = c.open_from + 1
+              AND ll_num COLLATE "C" = ll_prefix || CASE WHEN pg_catalog.length(c.last_value::text) < {{pad}}
+                                                        THEN pg_catalog.lpad(c.last_value::text, {{pad}}, '0')
+                                                        ELSE c.last_value::text END || ll_suffix;
+            IF FOUND THEN
+                RETURN NULL;
+            END IF;
+        ELSIF NOT EXISTS (SELECT FROM ledgerlock.number_counter c WHERE c.tbl = {{tbl}} AND c.open_from IS NOT NULL) THEN
+            -- 0b. One row that was final already and stays so (a final row marked paid): nothing became final
+            --     and no range of the table is open, so there is nothing to prove.
+            RETURN NULL;
+        END IF;
     END IF;
     -- 1. What the statement did: from the transition tables and the counters alone (see above).
     IF TG_OP = 'INSERT' THEN
@@ -544,6 +564,7 @@ BEGIN
         'scope_n', CASE WHEN fmt.uses_scope THEN v ->> 'scope_n' ELSE 'NULL::text' END,
         'prefix_n', ledgerlock._number_part_sql(fmt.prefix_format, false),
         'suffix_n', ledgerlock._number_part_sql(fmt.suffix_format, false),
+        'pad', fmt.pad,
         'digits_of_x', CASE WHEN fmt.suffix_format = ''
             THEN 'CASE WHEN pg_catalog.starts_with(x.num, x.prefix) '
                  'THEN pg_catalog.substr(x.num, pg_catalog.length(x.prefix) + 1) END'
@@ -564,8 +585,8 @@ BEGIN
 
     PERFORM ledgerlock._create_generated_function(ledgerlock._generated_name(tbl, 'll40', 'settle'),
         ledgerlock._ll40_settle_body(v || pg_catalog.jsonb_build_object(
-            'insert_one_query', ledgerlock._ll40_settle_one_query(v || '{"old_none": "true"}'),
-            'update_one_query', ledgerlock._ll40_settle_one_query(v || pg_catalog.jsonb_build_object('old_none',
+            'insert_first_row', ledgerlock._ll40_settle_first_row(v || '{"old_none": "true"}'),
+            'update_first_row', ledgerlock._ll40_settle_first_row(v || pg_catalog.jsonb_build_object('old_none',
                 ledgerlock._template('NOT EXISTS (SELECT FROM ll_old AS o WHERE ({{final_o}}) IS TRUE)', v))),
             'insert_query', ledgerlock._ll40_settle_query(v || '{"old_final": "0::bigint"}'),
             'update_query', ledgerlock._ll40_settle_query(v || pg_catalog.jsonb_build_object('old_final',

@@ -186,3 +186,32 @@ def test_one_row_statements_in_savepoints_and_in_two_series_stay_gapless(db, app
                           (5, "INV-2025-00002"), (6, "INV-2025-00001")],
                          [("INV-2025-{SEQ}", 2), ("INV-2026-{SEQ}", 3)], 0)
     assert db.owner().execute("SELECT count(*) FROM ledgerlock.number_gaps(NULL)").fetchone()[0] == 0
+
+
+def test_a_one_row_statement_keeps_no_position_and_one_set_behind_it_is_refused_next(db, app):
+    """A one-row finalization keeps no position (its range of one number is used up) and its settle step resets
+    none. A position the client sets after the row took its number, in RETURNING (which runs before the
+    statement's settle step), is therefore left behind: the next statement that follows it replays a number
+    and is refused."""
+    hint = "SELECT current_setting(%s, true)"
+    app.execute("BEGIN")
+    app.execute("UPDATE invoice SET status = 'approved' WHERE id = 1")
+    assert app.execute(hint, (slot(db),)).fetchone()[0] in (None, "")
+    app.execute("UPDATE invoice SET status = 'approved' WHERE id IN (2, 3)")  # several rows keep one, then reset it
+    assert app.execute(hint, (slot(db),)).fetchone()[0] == ""
+    app.execute("INSERT INTO invoice (id, company_id, status, issued_on) VALUES (30, 1, 'approved', '2026-02-01') "
+                "RETURNING set_config(%s, '4,4,1', true)", (slot(db),))  # "4 is still mine"
+    assert app.execute(hint, (slot(db),)).fetchone()[0] == "4,4,1"
+    with refused("LL009", r"1 rows became final, 0 carry a number taken in this statement"):
+        app.execute("UPDATE invoice SET status = 'approved' WHERE id = 4")
+    app.execute("ROLLBACK")
+    assert state(db) == ([], [], 0)
+    app.execute("BEGIN")  # the permitted neighbour: the same statements without the setting
+    app.execute("UPDATE invoice SET status = 'approved' WHERE id = 1")
+    app.execute("UPDATE invoice SET status = 'approved' WHERE id IN (2, 3)")
+    app.execute("INSERT INTO invoice (id, company_id, status, issued_on) VALUES (30, 1, 'approved', '2026-02-01')")
+    app.execute("UPDATE invoice SET status = 'approved' WHERE id = 4")
+    app.execute("COMMIT")
+    assert state(db) == ([(1, "INV-2026-00001"), (2, "INV-2026-00002"), (3, "INV-2026-00003"), (4, "INV-2026-00005"),
+                          (30, "INV-2026-00004")], [("INV-2026-{SEQ}", 5)], 0)
+    assert db.owner().execute("SELECT count(*) FROM ledgerlock.number_gaps(NULL)").fetchone()[0] == 0
