@@ -1082,6 +1082,26 @@ DECLARE
     issued bigint;
     issued_seq bigint;
 BEGIN
+    -- A committed counter has no open range (a statement's settle step closes every range it opened before
+    -- the statement ends) and is not below 0. Nothing but ledgerlock's numbering writes counters, and it
+    -- writes them so; the table has no CHECK constraints for it, because PostgreSQL would prepare them again
+    -- in every finalization (migration 0038). Anything else was written past the numbering.
+    FOR c IN SELECT n.tbl, n.prefix, n.suffix, n.last_value, n.open_from, n.open_kind, p.number_column::text AS col
+             FROM ledgerlock.number_counter n
+             LEFT JOIN ledgerlock.protected_table p ON p.tbl = n.tbl
+             WHERE n.open_from IS NOT NULL OR n.open_kind IS NOT NULL OR n.last_value < 0
+             ORDER BY n.tbl::text, n.prefix, n.suffix LOOP
+        code := 'counter_state'; table_name := c.tbl::text; column_name := c.col; seq := NULL;
+        problem := pg_catalog.format('%s: the counter of series %s{SEQ}%s is at %s%s, which no finalization leaves '
+                                     'behind: it was written past ledgerlock''s numbering', c.tbl, c.prefix,
+                                     c.suffix, c.last_value,
+                                     CASE WHEN c.open_from IS NOT NULL OR c.open_kind IS NOT NULL
+                                          THEN pg_catalog.format(' with a range open from %s (%s)',
+                                                                 coalesce(c.open_from::text, 'nowhere'),
+                                                                 coalesce(c.open_kind, 'no kind'))
+                                          ELSE '' END);
+        RETURN NEXT;
+    END LOOP;
     FOR c IN SELECT n.tbl, n.prefix, n.suffix, n.last_value, p.number_column::text AS col
              FROM ledgerlock.number_counter n
              JOIN ledgerlock.protected_table p ON p.tbl = n.tbl AND p.number_column IS NOT NULL

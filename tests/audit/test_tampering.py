@@ -122,6 +122,32 @@ def test_the_newest_final_row_deleted_and_its_counter_wound_back_are_both_report
                     "is 5", column="number")
 
 
+def test_a_counter_left_with_an_open_range_or_below_zero_is_reported(books):
+    """No finalization commits a counter with an open range or below 0 (the counter table has no CHECK
+    constraints for it: they would be prepared again in every finalization)."""
+    su = books.owner()
+    with triggers_off(su, "ledgerlock.number_counter"):
+        su.execute("UPDATE ledgerlock.number_counter SET open_from = last_value - 1, open_kind = 'insert' "
+                   "WHERE tbl = 'invoice'::regclass AND prefix = 'INV-2025-'")
+    assert_reported(books, "counter_state", "public.invoice", None,
+                    "the counter of series INV-2025-{SEQ} is at 5 with a range open from 4 (insert), which no "
+                    "finalization leaves behind", column="number")
+    with triggers_off(su, "ledgerlock.number_counter"):
+        su.execute("UPDATE ledgerlock.number_counter SET open_from = NULL, open_kind = NULL, last_value = -1 "
+                   "WHERE tbl = 'invoice'::regclass AND prefix = 'INV-2025-'")
+    assert_reported(books, "counter_state", "public.invoice", None,
+                    "the counter of series INV-2025-{SEQ} is at -1, which no finalization leaves behind",
+                    column="number")
+    with triggers_off(su, "ledgerlock.number_counter"):  # put back as it was: the book verifies again
+        su.execute("UPDATE ledgerlock.number_counter SET last_value = 5 "
+                   "WHERE tbl = 'invoice'::regclass AND prefix = 'INV-2025-'")
+    assert discrepancies(books) == []
+    assert verdict(books)[:2] == (True, 0)
+    app = books.connect("app")  # and the series numbers on from where it was
+    app.execute("UPDATE invoice SET status = 'approved' WHERE id = 35")  # company 2: no lock
+    assert app.execute("SELECT number FROM invoice WHERE id = 35").fetchone()[0] == "INV-2025-00006"
+
+
 def test_a_hard_lock_quietly_made_soft_is_reported(books):
     with triggers_off(books.owner(), "ledgerlock.period_lock") as su:
         su.execute("UPDATE ledgerlock.period_lock SET level = 'soft' WHERE id = %s", (books.hard,))
