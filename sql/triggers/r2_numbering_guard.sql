@@ -433,12 +433,21 @@ DECLARE
     ll_refused text;  -- refusals are called as expressions: see ledgerlock._refuse
 BEGIN
     {{rel_check}}
-    -- 0. Nothing to settle, the common case (drafts, edits of drafts): no row of the statement is final and
-    --    no range of the table is open. Both facts come from state a client cannot touch. The statement's
-    --    rows are looked at first: a statement that made a row final goes on without reading the counters,
-    --    which are as many as the table has series. (One small query: a draft's statement leaves after it.)
-    IF NOT EXISTS (SELECT FROM ll_new AS n WHERE ({{final_n}}) IS TRUE)
-       AND NOT EXISTS (SELECT FROM ledgerlock.number_counter c WHERE c.tbl = {{tbl}} AND c.open_from IS NOT NULL) THEN
+    -- 0. Nothing to settle, the common case (drafts, edits of drafts, final rows marked paid): no row of the
+    --    statement became final and no range of the table is open. Both facts come from state a client cannot
+    --    touch. No row became final when none is final now, or, for an UPDATE, when every row was final
+    --    before (then the rows that are final now are at most the rows that were: the full checks below
+    --    would count no row newly final). The statement's rows are looked at first: a statement that made
+    --    a row final goes on without reading the counters, which are as many as the table has series. (One
+    --    small query: such a statement leaves after it.)
+    IF TG_OP = 'INSERT' THEN
+        IF NOT EXISTS (SELECT FROM ll_new AS n WHERE ({{final_n}}) IS TRUE)
+           AND NOT EXISTS (SELECT FROM ledgerlock.number_counter c WHERE c.tbl = {{tbl}} AND c.open_from IS NOT NULL) THEN
+            RETURN NULL;
+        END IF;
+    ELSIF (NOT EXISTS (SELECT FROM ll_new AS n WHERE ({{final_n}}) IS TRUE)
+           OR NOT EXISTS (SELECT FROM ll_old AS o WHERE ({{final_o}}) IS NOT TRUE))
+          AND NOT EXISTS (SELECT FROM ledgerlock.number_counter c WHERE c.tbl = {{tbl}} AND c.open_from IS NOT NULL) THEN
         RETURN NULL;
     END IF;
     -- The statement's first row: did the one row it wrote become final?
@@ -447,33 +456,27 @@ BEGIN
     ELSE
         {{update_first_row}};
     END IF;
-    IF ll_written = 1 THEN
-        IF ll_became_final THEN
-            -- 0a. The one row written became final, the common finalization: proven and closed in one UPDATE of
-            --     the counter of the series of the row's own date and scope (found by its key), when that counter
-            --     has a range open for this kind of write holding exactly one number and the row carries that
-            --     number as ll_40 writes it. That is what the full query and checks prove for the range, from the
-            --     same state a client cannot touch (the full checks also accept the number's digits written
-            --     another way, so a row this misses goes on to them). Other ranges of the table are not looked
-            --     at: a one-row statement opens at most one range, in the series it numbered the row in, so
-            --     another open range was opened by an enclosing statement (a trigger's write nested in it), whose
-            --     own settle step proves it afterwards; a row moved to another series after ll_40 carries a
-            --     number of the first series, which the second series' counter does not match. When any of it
-            --     does not hold, nothing is closed and the full query and checks run. (The row trigger kept no
-            --     position for a range of one number, so there is none to reset.)
-            UPDATE ledgerlock.number_counter AS c
-            SET open_from = NULL, open_kind = NULL
-            WHERE c.tbl = {{tbl}} AND c.prefix = ll_prefix AND c.suffix = ll_suffix
-              AND c.open_from IS NOT NULL AND c.open_kind = ll_kind AND c.last_value = c.open_from + 1
-              AND ll_num COLLATE "C" = ll_prefix || CASE WHEN pg_catalog.length(c.last_value::text) < {{pad}}
-                                                        THEN pg_catalog.lpad(c.last_value::text, {{pad}}, '0')
-                                                        ELSE c.last_value::text END || ll_suffix;
-            IF FOUND THEN
-                RETURN NULL;
-            END IF;
-        ELSIF NOT EXISTS (SELECT FROM ledgerlock.number_counter c WHERE c.tbl = {{tbl}} AND c.open_from IS NOT NULL) THEN
-            -- 0b. One row that was final already and stays so (a final row marked paid): nothing became final
-            --     and no range of the table is open, so there is nothing to prove.
+    IF ll_written = 1 AND ll_became_final THEN
+        -- 0a. The one row written became final, the common finalization: proven and closed in one UPDATE of
+        --     the counter of the series of the row's own date and scope (found by its key), when that counter
+        --     has a range open for this kind of write holding exactly one number and the row carries that
+        --     number as ll_40 writes it. That is what the full query and checks prove for the range, from the
+        --     same state a client cannot touch (the full checks also accept the number's digits written
+        --     another way, so a row this misses goes on to them). Other ranges of the table are not looked
+        --     at: a one-row statement opens at most one range, in the series it numbered the row in, so
+        --     another open range was opened by an enclosing statement (a trigger's write nested in it), whose
+        --     own settle step proves it afterwards; a row moved to another series after ll_40 carries a
+        --     number of the first series, which the second series' counter does not match. When any of it
+        --     does not hold, nothing is closed and the full query and checks run. (The row trigger kept no
+        --     position for a range of one number, so there is none to reset.)
+        UPDATE ledgerlock.number_counter AS c
+        SET open_from = NULL, open_kind = NULL
+        WHERE c.tbl = {{tbl}} AND c.prefix = ll_prefix AND c.suffix = ll_suffix
+          AND c.open_from IS NOT NULL AND c.open_kind = ll_kind AND c.last_value = c.open_from + 1
+          AND ll_num COLLATE "C" = ll_prefix || CASE WHEN pg_catalog.length(c.last_value::text) < {{pad}}
+                                                    THEN pg_catalog.lpad(c.last_value::text, {{pad}}, '0')
+                                                    ELSE c.last_value::text END || ll_suffix;
+        IF FOUND THEN
             RETURN NULL;
         END IF;
     END IF;

@@ -173,3 +173,27 @@ def test_a_nested_statement_given_a_forged_position_in_the_outer_range_is_refuse
     with refused("LL009"):
         app.execute("INSERT INTO invoice (id, company_id, status) VALUES (1, 1, 'approved')")
     assert numbers(app) == ["INV-1-001"] and series(db) == [("INV-1-{SEQ}", 1)] and gaps(db) == []
+
+
+def test_final_rows_marked_paid_keep_their_numbers_and_the_series_numbers_on(db):
+    """An UPDATE whose rows were all final before (marking invoices paid, one or several) has nothing to settle:
+    no number moves and no counter moves; a finalization after it in the same transaction numbers on, and one
+    that marks paid and finalizes at once is still numbered and proven."""
+    protect(db, "INV-{YYYY}-{SEQ:5}")
+    app = db.connect("app")
+    app.execute("INSERT INTO invoice (id, company_id, issued_on) "
+                "SELECT g, 1, '2026-03-01' FROM generate_series(1, 6) g")
+    app.execute("UPDATE invoice SET status = 'approved' WHERE id IN (1, 2, 3)")
+    app.execute("BEGIN")
+    lives_ok(app, "UPDATE invoice SET paid = true WHERE id = 2")
+    lives_ok(app, "UPDATE invoice SET paid = true WHERE id IN (1, 3)")
+    assert series(db) == [("INV-2026-{SEQ}", 3)]
+    app.execute("UPDATE invoice SET status = 'approved' WHERE id = 4")
+    app.execute("UPDATE invoice SET paid = NOT paid, status = 'approved' WHERE id IN (1, 5)")  # one was final
+    app.execute("COMMIT")
+    assert app.execute("SELECT id, number, paid FROM invoice WHERE status = 'approved' ORDER BY id").fetchall() == [
+        (1, "INV-2026-00001", False), (2, "INV-2026-00002", True), (3, "INV-2026-00003", True),
+        (4, "INV-2026-00004", False), (5, "INV-2026-00005", True)]
+    assert series(db) == [("INV-2026-{SEQ}", 5)] and gaps(db) == []
+    open_ranges = "SELECT count(*) FROM ledgerlock.number_counter WHERE open_from IS NOT NULL"
+    assert db.owner().execute(open_ranges).fetchone()[0] == 0
