@@ -69,6 +69,20 @@ END
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._number_part_sql(text, boolean) FROM PUBLIC;
 
+-- The number's digits as text, zero-padded to at least pad digits (never cut): a SQL expression over the
+-- text expression digits, which it reads up to three times. The one place a number's digits are written,
+-- for the final number (ll_40), the temporary one, and the settle step that compares a row with its counter.
+CREATE OR REPLACE FUNCTION ledgerlock._number_digits_sql(digits text, pad integer)
+RETURNS text
+LANGUAGE sql
+IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT pg_catalog.format('CASE WHEN pg_catalog.length(%1$s) < %2$s THEN pg_catalog.lpad(%1$s, %2$s, ''0'') '
+                             'ELSE %1$s END', digits, pad)
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._number_digits_sql(text, integer) FROM PUBLIC;
+
 -- A counter out of the fixed order: wait at most lock_timeout for it, then ask for a retry (40001).
 CREATE OR REPLACE FUNCTION ledgerlock._take_counter_out_of_order(tbl regclass, prefix text, suffix text,
                                                                 order_key text, held text)
@@ -203,7 +217,8 @@ REVOKE ALL ON FUNCTION ledgerlock._ll40_values(regclass) FROM PUBLIC;
 
 -- BEFORE INSERT/UPDATE of a row becoming final: its number, from the statement's range of its series.
 -- Extra values: date_step and scope_step (the row's date and scope, refused when the format needs them
--- and they are missing), prefix and suffix (PL/pgSQL expressions over ll_d and ll_scope), pad.
+-- and they are missing), prefix and suffix (PL/pgSQL expressions over ll_d and ll_scope), digits_of_pos
+-- (the position's digits, padded: ledgerlock._number_digits_sql).
 CREATE OR REPLACE FUNCTION ledgerlock._ll40_final_body(v jsonb)
 RETURNS text
 LANGUAGE sql
@@ -224,7 +239,6 @@ DECLARE
     ll_from bigint;
     ll_key text;
     ll_held text;
-    ll_seq text;
     ll_refused text;  -- refusals are called as expressions: see ledgerlock._refuse
 BEGIN
     {{rel_check}}
@@ -275,11 +289,7 @@ BEGIN
     IF ll_chunk > 1 OR ll_from IS DISTINCT FROM ll_top - 1 THEN
         ll_state := pg_catalog.set_config(ll_slot, (ll_pos + 1)::text || ',' || ll_top::text || ',' || ll_chunk::text, true);
     END IF;
-    ll_seq := ll_pos::text;
-    IF pg_catalog.length(ll_seq) < {{pad}} THEN
-        ll_seq := pg_catalog.lpad(ll_seq, {{pad}}, '0');
-    END IF;
-    NEW.{{number_column|I}} := ll_prefix || ll_seq || ll_suffix;
+    NEW.{{number_column|I}} := ll_prefix || {{digits_of_pos}} || ll_suffix;
     RETURN NEW;
 END
 $ll$, v)
@@ -287,7 +297,7 @@ $fn$;
 REVOKE ALL ON FUNCTION ledgerlock._ll40_final_body(jsonb) FROM PUBLIC;
 
 -- BEFORE INSERT of a draft with an empty number: a temporary number (gaps are fine). Extra values: date_step,
--- scope_step, prefix, suffix and pad of the draft format (a missing date or scope keeps its token).
+-- scope_step, prefix, suffix and digits_of_seq of the draft format (a missing date or scope keeps its token).
 CREATE OR REPLACE FUNCTION ledgerlock._ll40_draft_body(v jsonb)
 RETURNS text
 LANGUAGE sql
@@ -302,10 +312,7 @@ DECLARE
 BEGIN
     {{date_step}}
     {{scope_step}}
-    IF pg_catalog.length(ll_seq) < {{pad}} THEN
-        ll_seq := pg_catalog.lpad(ll_seq, {{pad}}, '0');
-    END IF;
-    NEW.{{number_column|I}} := {{prefix}} || ll_seq || {{suffix}};
+    NEW.{{number_column|I}} := {{prefix}} || {{digits_of_seq}} || {{suffix}};
     RETURN NEW;
 END
 $ll$, v)
@@ -408,8 +415,8 @@ REVOKE ALL ON FUNCTION ledgerlock._ll40_settle_first_row(jsonb) FROM PUBLIC;
 -- AFTER INSERT/UPDATE, once per statement, with the statement's rows as transition tables ll_new (and
 -- ll_old): checks the numbers the statement handed out and closes its ranges. The checks come after the
 -- query: refusing raises an error, which undoes the closing together with the statement. Extra values:
--- insert_first_row and update_first_row (_ll40_settle_first_row), pad (of the final format), insert_query
--- and update_query (_ll40_settle_query with old_final 0 and counted).
+-- insert_first_row and update_first_row (_ll40_settle_first_row), digits_of_last (the counter's last value
+-- as ll_40 writes it), insert_query and update_query (_ll40_settle_query with old_final 0 and counted).
 CREATE OR REPLACE FUNCTION ledgerlock._ll40_settle_body(v jsonb)
 RETURNS text
 LANGUAGE sql
@@ -473,9 +480,7 @@ BEGIN
         SET open_from = NULL, open_kind = NULL
         WHERE c.tbl = {{tbl}} AND c.prefix = ll_prefix AND c.suffix = ll_suffix
           AND c.open_from IS NOT NULL AND c.open_kind = ll_kind AND c.last_value = c.open_from + 1
-          AND ll_num COLLATE "C" = ll_prefix || CASE WHEN pg_catalog.length(c.last_value::text) < {{pad}}
-                                                    THEN pg_catalog.lpad(c.last_value::text, {{pad}}, '0')
-                                                    ELSE c.last_value::text END || ll_suffix;
+          AND ll_num COLLATE "C" = ll_prefix || {{digits_of_last}} || ll_suffix;
         IF FOUND THEN
             RETURN NULL;
         END IF;
@@ -557,7 +562,7 @@ BEGIN
                 '''scope''); END IF;', v) ELSE '' END,
             'prefix', ledgerlock._number_part_sql(fmt.prefix_format, false),
             'suffix', ledgerlock._number_part_sql(fmt.suffix_format, false),
-            'pad', fmt.pad)));
+            'digits_of_pos', ledgerlock._number_digits_sql('ll_pos::text', fmt.pad))));
 
     -- the settle step reads each final row back into the series of its own date and scope: the digits
     -- between the prefix and the suffix of that series (NULL when the number does not have them)
@@ -567,7 +572,7 @@ BEGIN
         'scope_n', CASE WHEN fmt.uses_scope THEN v ->> 'scope_n' ELSE 'NULL::text' END,
         'prefix_n', ledgerlock._number_part_sql(fmt.prefix_format, false),
         'suffix_n', ledgerlock._number_part_sql(fmt.suffix_format, false),
-        'pad', fmt.pad,
+        'digits_of_last', ledgerlock._number_digits_sql('c.last_value::text', fmt.pad),
         'digits_of_x', CASE WHEN fmt.suffix_format = ''
             THEN 'CASE WHEN pg_catalog.starts_with(x.num, x.prefix) '
                  'THEN pg_catalog.substr(x.num, pg_catalog.length(x.prefix) + 1) END'
@@ -584,7 +589,7 @@ BEGIN
             'scope_step', CASE WHEN fmt.uses_scope THEN ledgerlock._template('ll_scope := {{scope_of}};', v) ELSE '' END,
             'prefix', ledgerlock._number_part_sql(fmt.prefix_format, true),
             'suffix', ledgerlock._number_part_sql(fmt.suffix_format, true),
-            'pad', fmt.pad)));
+            'digits_of_seq', ledgerlock._number_digits_sql('ll_seq', fmt.pad))));
 
     PERFORM ledgerlock._create_generated_function(ledgerlock._generated_name(tbl, 'll40', 'settle'),
         ledgerlock._ll40_settle_body(v || pg_catalog.jsonb_build_object(
