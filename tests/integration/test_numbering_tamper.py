@@ -215,3 +215,23 @@ def test_a_one_row_statement_keeps_no_position_and_one_set_behind_it_is_refused_
     assert state(db) == ([(1, "INV-2026-00001"), (2, "INV-2026-00002"), (3, "INV-2026-00003"), (4, "INV-2026-00005"),
                           (30, "INV-2026-00004")], [("INV-2026-{SEQ}", 5)], 0)
     assert db.owner().execute("SELECT count(*) FROM ledgerlock.number_gaps(NULL)").fetchone()[0] == 0
+
+
+def test_every_role_numbers_one_row_at_a_time_and_none_gets_a_forged_position_through(db, app):
+    """The one-row path as the application, a tenant admin (limited to scope 1) and an admin: each takes the
+    next number, marks it paid without touching the counter, and is refused when it replays a number through
+    a position it set itself; the counter never keeps a range open."""
+    db.owner().execute("SELECT ledgerlock.grant_scope('ll_admin2', '1')")
+    for n, (row, role) in enumerate(((1, "app"), (2, "admin2"), (3, "admin")), start=1):
+        conn = app if role == "app" else db.connect(role)
+        lives_ok(conn, f"UPDATE invoice SET status = 'approved' WHERE id = {row}")
+        lives_ok(conn, f"UPDATE invoice SET paid = true WHERE id = {row}")
+        assert state(db)[1:] == ([("INV-2026-{SEQ}", n)], 0), role
+        conn.execute("BEGIN")
+        conn.execute("SELECT set_config(%s, %s, true)", (slot(db), f"{n},{n},1"))  # "the last number is mine"
+        with refused("LL009", r"1 rows became final, 0 carry a number taken in this statement"):
+            conn.execute(f"UPDATE invoice SET status = 'approved' WHERE id = {row + 3}")
+        conn.execute("ROLLBACK")
+    assert state(db) == ([(1, "INV-2026-00001"), (2, "INV-2026-00002"), (3, "INV-2026-00003")],
+                         [("INV-2026-{SEQ}", 3)], 0)
+    assert db.owner().execute("SELECT count(*) FROM ledgerlock.number_gaps(NULL)").fetchone()[0] == 0
