@@ -286,7 +286,8 @@ BEGIN
                                      FROM ll_old AS ll_o LIMIT pair_cap + 1) AS o,
                                ARRAY(SELECT CASE WHEN json_cols IS NULL THEN pg_catalog.to_jsonb(ll_n.*)
                                                  ELSE ledgerlock._audit_image(ll_n.*, json_cols) END
-                                     FROM ll_new AS ll_n LIMIT pair_cap + 1) AS r) a
+                                     FROM ll_new AS ll_n LIMIT pair_cap + 1) AS r
+                        OFFSET 0) a  -- each array made once: flattened, the test and the zip would make it twice
                   CROSS JOIN ROWS FROM (pg_catalog.unnest(a.o), pg_catalog.unnest(a.r)) AS p(o, r)
                   WHERE pg_catalog.cardinality(a.o) <= pair_cap
                   OFFSET 0) x
