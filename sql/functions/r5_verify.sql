@@ -1098,8 +1098,10 @@ DECLARE
 BEGIN
     -- source: a query of (seq, v) rows, put together by the caller from names it quoted
     EXECUTE pg_catalog.format($q$
-        SELECT pg_catalog.jsonb_object_agg(y.k, pg_catalog.jsonb_build_array(y.n, y.seq))
-        FROM (SELECT DISTINCT ON (x.k) x.k, x.n, x.seq
+        SELECT pg_catalog.jsonb_object_agg(y.k, pg_catalog.jsonb_build_array(y.m[1], -y.m[2]))
+        -- per series, the highest number and, of the events that carried it, the first: the greatest of
+        -- [number, -seq], hashed by series (no sort of the values)
+        FROM (SELECT x.k, pg_catalog.max(ARRAY[x.n, -x.seq]) AS m
               FROM (SELECT s.seq,
                            ledgerlock._audit_series_key(pg_catalog.left(s.v, sh.lp),
                                                         pg_catalog.right(s.v, sh.ls)) AS k,
@@ -1110,7 +1112,7 @@ BEGIN
                     CROSS JOIN ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2)) AS sh(lp, ls)
                     WHERE s.v IS NOT NULL) x
               WHERE x.n IS NOT NULL
-              ORDER BY x.k, x.n DESC, x.seq) y
+              GROUP BY x.k) y
         $q$, source)
         INTO maxima USING lps, lss;
     RETURN coalesce(maxima, '{}');

@@ -200,8 +200,7 @@ AS $$
         'scope_n', CASE WHEN cfg.scope_column IS NULL THEN 'NULL::text'
                         ELSE pg_catalog.format('n.%I::text', cfg.scope_column) END,
         'final_n', ledgerlock._condition_as(cfg.final_when_sql, 'n'),
-        'final_o', ledgerlock._condition_as(cfg.final_when_sql, 'o'),
-        'keys', (SELECT pg_catalog.string_agg(pg_catalog.quote_ident(k), ', ') FROM pg_catalog.unnest(cfg.key_columns) k))
+        'final_o', ledgerlock._condition_as(cfg.final_when_sql, 'o'))
     FROM ledgerlock.protected_table cfg
     CROSS JOIN LATERAL (SELECT pg_catalog.format('%I.%I', n.nspname, c.relname) AS name
                         FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
@@ -500,9 +499,16 @@ BEGIN
         {{insert_query}};
     ELSE
         {{update_query}};
-        IF ll_got.old_final > 0 AND ll_got.new_other > 0 THEN  -- rows that stopped being final (final_when over a mutable column)
+        -- rows that stopped being final (a final_when over a mutable column, registered before protect refused
+        -- one), looked for when the statement wrote final rows and others (marking a company's invoices
+        -- reconciled, final and draft alike): the old and new rows paired by position, as PostgreSQL appends
+        -- them, two arrays of booleans zipped; a join of the two transition tables would be planned once per
+        -- session, for the rows of its first statement, and pair a later bulk statement in N x N steps
+        IF ll_got.old_final > 0 AND ll_got.new_other > 0 THEN
             SELECT pg_catalog.count(*) INTO ll_left_final
-            FROM ll_old AS o JOIN ll_new AS n USING ({{keys}}) WHERE ({{final_o}}) IS TRUE AND ({{final_n}}) IS NOT TRUE;
+            FROM ROWS FROM (pg_catalog.unnest(ARRAY(SELECT ({{final_o}}) IS TRUE FROM ll_old AS o)),
+                            pg_catalog.unnest(ARRAY(SELECT ({{final_n}}) IS NOT TRUE FROM ll_new AS n))) AS p(was, isnt)
+            WHERE p.was AND p.isnt;
         END IF;
     END IF;
     ll_newly_final := ll_got.new_final - ll_got.old_final + ll_left_final;

@@ -197,3 +197,28 @@ def test_final_rows_marked_paid_keep_their_numbers_and_the_series_numbers_on(db)
     assert series(db) == [("INV-2026-{SEQ}", 5)] and gaps(db) == []
     open_ranges = "SELECT count(*) FROM ledgerlock.number_counter WHERE open_from IS NOT NULL"
     assert db.owner().execute(open_ranges).fetchone()[0] == 0
+
+
+def test_a_bulk_update_of_final_and_draft_rows_after_a_small_one_is_one_pass(db):
+    """Marking every invoice of the book reconciled touches final rows and drafts alike; the settle step then
+    looks for rows that stopped being final. It used to pair the old and new rows by a join, planned once per
+    session for the rows of the first statement that got there: after a two-row update, a 30,000-row one would
+    have compared every old row with every new one. The bound is a wait with a limit: one pass takes about a
+    second."""
+    protect(db, "INV-{YYYY}-{SEQ:5}")
+    app = db.connect("app")
+    app.execute("INSERT INTO invoice (id, company_id, issued_on) "
+                "SELECT g, 1 + g %% 2, '2026-03-01' FROM generate_series(1, %s) g", (30_000,))
+    app.execute("UPDATE invoice SET status = 'approved' WHERE id % 3 = 0")  # 10,000 final, numbered
+    app.execute("UPDATE invoice SET reconciled = true WHERE id IN (2, 3)")  # a draft and a final row
+    app.execute("SET statement_timeout = '10s'")
+    app.execute("UPDATE invoice SET reconciled = true")
+    app.execute("RESET statement_timeout")
+    assert app.execute("SELECT count(*) FILTER (WHERE reconciled), count(number) FILTER (WHERE status = 'approved'), "
+                       "max(number) FILTER (WHERE status = 'approved') FROM invoice").fetchone() == (
+        30_000, 10_000, "INV-2026-10000")
+    assert series(db) == [("INV-2026-{SEQ}", 10_000)] and gaps(db) == []
+    # and a statement that finalizes drafts while it marks final rows numbers on from there
+    app.execute("UPDATE invoice SET reconciled = false, status = 'approved' WHERE id IN (1, 3, 4)")
+    assert app.execute("SELECT id, number FROM invoice WHERE id IN (1, 3, 4) ORDER BY id").fetchall() == [
+        (1, "INV-2026-10001"), (3, "INV-2026-00001"), (4, "INV-2026-10002")]
