@@ -742,6 +742,7 @@ DECLARE
     parallel_full boolean := pg_catalog.current_setting('server_version_num')::integer >= 160000
                              AND pg_catalog.current_setting('max_parallel_workers_per_gather')::integer > 0;
     moved jsonb[] := '{}';
+    moved_filter text;
     m_seqs bigint[] := '{}';
     m_ops text[] := '{}';
     m_images jsonb[] := '{}';
@@ -766,41 +767,44 @@ BEGIN
                coalesce(pg_catalog.array_agg(m.operation), '{}'), coalesce(pg_catalog.array_agg(m.image), '{}')
         INTO moved, m_seqs, m_ops, m_images
         FROM ledgerlock._audit_moved_keys(tname, oids) m;
+        -- keys moved by an UPDATE are left out of the walk (their facts come from _audit_moved_keys) by a
+        -- hashed subplan, only when there are some: a test against the array itself ran through the array
+        -- for each event on 16 (8,000 keys moved by one UPDATE: 7 s), and the subplan costs a hash lookup per
+        -- event. The key is never null here, so NOT IN is NOT EXISTS.
+        moved_filter := CASE WHEN pg_catalog.cardinality(moved) > 0
+                             THEN 'AND e.row_key NOT IN (SELECT pg_catalog.unnest($6))' ELSE '' END;
         IF pg_catalog.cardinality(oids) = 1 AND NOT parallel_full THEN
             -- one oid, in one process: the latest event of each key is the first of its key in a backward
             -- walk of the (table_oid, row_key, seq) index, read once (an anti-join reads the events twice)
-            facts := $f$
+            facts := pg_catalog.format($f$
                 (SELECT DISTINCT ON (e.row_key) e.row_key, e.seq, e.operation,
                         CASE WHEN e.operation IN ('DELETE', 'STATE_DELETE') THEN NULL ELSE e.new_row END AS image
                  FROM ledgerlock.audit_event e
                  WHERE e.table_oid = ($3)[1] AND e.table_name = $4 AND e.row_key IS NOT NULL
                    AND e.operation IN ('INSERT', 'UPDATE', 'DELETE', 'BASELINE', 'STATE_INSERT', 'STATE_UPDATE',
                                        'STATE_DELETE')
-                   -- moved keys: a hashed subplan; a test against the array itself ran through the array for
-                   -- each event on 16 (8,000 keys moved by one UPDATE: 7 s). The key is never null here, so
-                   -- NOT IN is NOT EXISTS.
-                   AND e.row_key NOT IN (SELECT pg_catalog.unnest($6))
+                   %1$s
                  ORDER BY e.row_key DESC, e.seq DESC)
-                $f$;
+                $f$, moved_filter);
         ELSE
             -- events filed under several oids (a restored dump), where the index no longer orders a key's
             -- events; or with parallel workers and a server that runs a full join in parallel (16 on): the
             -- anti-join and the full join then run in the workers, and the live rows' images are made there
             -- too (1M rows: 4.7 s -> 3.3 s on 2 cores), where the index walk above runs in one process
-            facts := $f$
+            facts := pg_catalog.format($f$
                 SELECT e.row_key, e.seq, e.operation,
                        CASE WHEN e.operation IN ('DELETE', 'STATE_DELETE') THEN NULL ELSE e.new_row END AS image
                 FROM ledgerlock.audit_event e
                 WHERE e.table_oid = ANY ($3) AND e.table_name = $4 AND e.row_key IS NOT NULL
                   AND e.operation IN ('INSERT', 'UPDATE', 'DELETE', 'BASELINE', 'STATE_INSERT', 'STATE_UPDATE',
                                       'STATE_DELETE')
-                  AND e.row_key NOT IN (SELECT pg_catalog.unnest($6))  -- moved keys, as above
+                  %1$s
                   AND NOT EXISTS (SELECT FROM ledgerlock.audit_event x
                                   WHERE x.table_oid = ANY ($3) AND x.row_key = e.row_key AND x.seq > e.seq
                                     AND x.table_name = $4
                                     AND x.operation IN ('INSERT', 'UPDATE', 'DELETE', 'BASELINE', 'STATE_INSERT',
                                                         'STATE_UPDATE', 'STATE_DELETE'))
-                $f$;
+                $f$, moved_filter);
         END IF;
         -- the moved keys' facts, when there are any: a branch of them, even empty, keeps the full join out of
         -- the parallel workers (an Append with a part that cannot be split among them)
