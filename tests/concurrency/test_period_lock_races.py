@@ -219,7 +219,7 @@ def test_two_overlapping_locks_race_and_one_is_refused(setup):
 WRITERS = 8
 IN_SWING = 200  # rows committed before the lock is asked for
 REFUSALS = 10  # March refusals after which a writer stops
-WRITES = 1000  # the bound on each writer's inserts (it stops at its REFUSALS long before)
+WRITES = 1000  # the bound on each writer's inserts after the lock (it stops at its REFUSALS long before)
 
 
 def test_a_lock_completes_while_eight_writers_hammer_the_scope(setup):
@@ -234,14 +234,21 @@ def test_a_lock_completes_while_eight_writers_hammer_the_scope(setup):
     admin = db.connect("admin")
     admin.execute("SET lock_timeout = '5s'")
 
+    locked = threading.Event()  # set once the lock is granted (or the test gave up on it)
+
     def hammer(i: int) -> None:
         conn = psycopg.connect(db.conninfo("app"), autocommit=True)
         conn.execute("SET lock_timeout = '20s'")
         refusals = 0
+        after_lock = 0
+        n = 0
         try:
-            for n in range(WRITES):
-                if refusals == REFUSALS:
-                    return
+            # WRITES bounds the writes after the lock: a fast writer on a loaded machine could make all its
+            # writes before the lock was granted, and then never meet the lock at all
+            while refusals < REFUSALS and after_lock < WRITES:
+                n += 1
+                if locked.is_set():
+                    after_lock += 1
                 day = "2025-03-15" if n % 2 else "2025-04-15"
                 try:
                     conn.execute("INSERT INTO invoice (company_id, issued_on, note) VALUES (1, %s, %s)",
@@ -270,6 +277,7 @@ def test_a_lock_completes_while_eight_writers_hammer_the_scope(setup):
         admin.execute(LOCK_MARCH)  # must not time out
         march_at_lock = admin.execute("SELECT count(*) FROM invoice WHERE issued_on = '2025-03-15'").fetchone()[0]
     finally:
+        locked.set()
         for t in threads:
             t.join(60)
     assert not any(t.is_alive() for t in threads)

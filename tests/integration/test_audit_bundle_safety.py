@@ -5,7 +5,6 @@ members, names that climb out of a directory) with exit code 2 before reading th
 from __future__ import annotations
 
 import csv
-import datetime as dt
 import io
 import os
 import re
@@ -19,7 +18,12 @@ from click.testing import CliRunner
 from ledgerlock import audit_bundle
 from ledgerlock.cli import cli
 
-TODAY = dt.date.today().isoformat()
+
+def today(db) -> str:
+    """The database's date now: the rows were dated by it (current_date), and a run that crosses midnight
+    must still bundle them (a date taken when the module was imported would then end the day before)."""
+    return db.owner().execute("SELECT current_date").fetchone()[0].isoformat()
+
 FORMULAS = ["=HYPERLINK(\"http://evil\",\"x\")", "+1+cmd|' /C calc'!A0", "-2+3", "@SUM(A1:A9)", "\tTAB",
             "\rCR", "'already quoted"]
 
@@ -43,7 +47,7 @@ def hostile_bundle(db, tmp_path):
     ctl.execute("SELECT ledgerlock.lock_period('1', '2020-01-01', '2020-12-31')")
     path = tmp_path / "hostile.zip"
     res = CliRunner().invoke(cli, ["--dsn", db.conninfo("auditor"), "audit", "bundle", "--scope", "1",
-                                   "--from", "2020-01-01", "--to", TODAY, "-o", str(path)])
+                                   "--from", "2020-01-01", "--to", today(db), "-o", str(path)])
     assert res.exit_code == 0, res.output
     return path
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import re
 import signal
@@ -18,7 +17,12 @@ from click.testing import CliRunner
 from ledgerlock import audit_bundle
 from ledgerlock.cli import cli
 
-TODAY = dt.date.today().isoformat()
+
+def today(db) -> str:
+    """The database's date now: the rows were dated by it (current_date), and a run that crosses midnight
+    must still bundle them (a date taken when the module was imported would then end the day before)."""
+    return db.owner().execute("SELECT current_date").fetchone()[0].isoformat()
+
 
 
 def run(db, *args, role="auditor"):
@@ -102,7 +106,7 @@ def test_verify_in_a_session_that_cannot_seal_says_why_the_newest_events_are_uns
 @pytest.fixture
 def bundle(trail, tmp_path):
     path = tmp_path / "scope1.zip"
-    res = run(trail, "bundle", "--scope", "1", "--from", "2020-01-01", "--to", TODAY, "-o", str(path))
+    res = run(trail, "bundle", "--scope", "1", "--from", "2020-01-01", "--to", today(trail), "-o", str(path))
     assert res.exit_code == 0, res.output
     return path
 
