@@ -293,10 +293,12 @@ BEGIN
                   OFFSET 0) x
             OFFSET 0) w;
         GET DIAGNOSTICS paired = ROW_COUNT;
-        IF paired = 0 THEN
-            -- more than pair_cap rows (or none): a FULL JOIN, which PostgreSQL cannot run as a nested loop,
-            -- is a hash or merge join whatever the counts it was planned with (both sides have the same
-            -- number of rows, so it pairs them as an inner join would)
+        -- nothing paired: more than pair_cap rows, or none (an UPDATE that matched no row, as Django's save()
+        -- tries before it inserts: the look at ll_old spares it the join, 47 -> 32 us)
+        IF paired = 0 AND EXISTS (SELECT FROM ll_old) THEN
+            -- a FULL JOIN, which PostgreSQL cannot run as a nested loop, is a hash or merge join whatever the
+            -- counts it was planned with (both sides have the same number of rows, so it pairs them as an
+            -- inner join would)
             INSERT INTO ledgerlock.audit_event
             SELECT (ledgerlock._audit_event_row(tbl, op, w.o, w.r, scope_col, k1, keys, period, c.at, c.txid,
                         c.tbl_name, c.actor, c.reason, c.context, c.ov, c.ov_reason, w.lock_id)).*

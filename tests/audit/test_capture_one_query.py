@@ -38,6 +38,7 @@ def test_a_statement_takes_one_seq_per_row(db, app):
                       "SELECT g, 1, date '2026-04-01' + g FROM generate_series(1, 3) g") == 3
     assert seqs_taken("UPDATE invoice SET amount = amount + 1 WHERE id <= 3") == 3
     assert seqs_taken("DELETE FROM invoice WHERE id IN (1, 2)") == 2
+    assert seqs_taken("UPDATE invoice SET amount = 0 WHERE id = -1") == 0  # matched no row: no event
     rows = owner.execute("SELECT seq, operation FROM ledgerlock.audit_event "
                          "WHERE table_oid = 'invoice'::regclass AND operation <> 'PROTECT' ORDER BY seq").fetchall()
     assert [r[1] for r in rows] == ["INSERT"] * 3 + ["UPDATE"] * 3 + ["DELETE"] * 2
