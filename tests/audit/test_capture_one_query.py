@@ -163,6 +163,37 @@ def test_a_bulk_update_after_a_one_row_update_in_the_same_session_pairs_every_ro
     assert auditor.execute("SELECT ok, problems FROM ledgerlock.verify_audit()").fetchone() == (False, 1)
 
 
+
+def test_while_a_window_of_another_company_is_unlocked_the_capture_calls_no_sql_helper(db, app):
+    """The capture's SQL helpers are inlined into its one query, also when a window is unlocked somewhere and
+    the capture tests every row's scope against the unlocked ones. ledgerlock._scope_in_image, which makes that
+    test, was STABLE while its body calls the volatile _row_scope, and PostgreSQL does not inline such a
+    function: two SQL function calls per row as soon as any company had a window unlocked (an audited one-row
+    INSERT of another company 49 -> 80 us of server CPU on 16). Counted by pg_stat_xact_user_functions."""
+    owner = db.owner()
+    owner.execute(f"ALTER DATABASE {db.name} SET track_functions = 'all'")
+    admin = db.connect("admin")
+    lock_id = admin.execute("SELECT ledgerlock.lock_period('2', %s, %s)", MARCH).fetchone()[0]
+    admin.execute("SELECT ledgerlock.unlock_period(%s, 'late supplier invoice')", (lock_id,))
+    writer = db.connect("app", autocommit=False)  # a session opened after track_functions was set
+    writer.execute("INSERT INTO invoice (id, company_id, issued_on) VALUES (1, 1, '2026-03-10'), (2, 1, '2026-04-10')")
+    writer.execute("UPDATE invoice SET amount = 5")
+    writer.execute("DELETE FROM invoice WHERE id = 1")
+    calls = writer.execute(
+        "SELECT f.funcname, p.prolang = (SELECT oid FROM pg_language WHERE lanname = 'sql'), f.calls "
+        "FROM pg_stat_xact_user_functions f JOIN pg_proc p ON p.oid = f.funcid "
+        "WHERE f.schemaname = 'ledgerlock' ORDER BY 1").fetchall()
+    writer.commit()
+    assert [c for c in calls if c[1]] == []  # no SQL function was called: each one was inlined
+    assert ("audit_capture", False, 3) in calls
+    # the permitted neighbour: a row of the company whose window is unlocked, written into it, is looked up
+    writer.execute("INSERT INTO invoice (id, company_id, issued_on) VALUES (3, 2, '2026-03-10')")
+    writer.commit()
+    assert events(db, "row_key ->> 'id' = '3'") == [("INSERT", "3", lock_id, None, "late supplier invoice")]
+    assert events(db, "row_key ->> 'id' IN ('1', '2')") == [
+        ("INSERT", "1", None, None, None), ("INSERT", "2", None, None, None), ("UPDATE", "1", None, None, None),
+        ("UPDATE", "2", None, None, None), ("DELETE", "1", None, None, None)]
+
 WINDOWS = 4_000  # companies with a reopened March (unlocked, not locked again)
 ROWS = 60_000
 
