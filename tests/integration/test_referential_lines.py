@@ -94,6 +94,32 @@ def test_header_in_a_locked_period_freezes_its_lines(db):
     app.execute("INSERT INTO invoice_line (id, invoice_id, description) VALUES (22, 2, 'april is open')")
 
 
+def test_a_header_dated_by_a_timestamptz_is_read_in_utc_through_its_lines_whatever_the_client_time_zone(db):
+    """A line's check reads its header's date as the header's own guard does: a timestamptz column's day in UTC.
+    The header's coordinates are read inline for a column of the header itself (one registry read, not five);
+    this holds that inline read to the guard's rule at both edges of a window, under time zones that put each
+    header on the other side of midnight."""
+    owner = db.owner()
+    owner.execute("CREATE TABLE booking (id int PRIMARY KEY, company_id int NOT NULL, at timestamptz NOT NULL); "
+                  "CREATE TABLE booking_line (id int PRIMARY KEY, booking_id int NOT NULL REFERENCES booking, "
+                  "amount numeric NOT NULL DEFAULT 0); "
+                  "GRANT SELECT, INSERT, UPDATE, DELETE ON booking, booking_line TO ll_app")
+    owner.execute("SELECT ledgerlock.protect('booking', date_column => 'at', scope_column => 'company_id')")
+    owner.execute("SELECT ledgerlock.protect_lines('booking_line', 'booking')")
+    app = db.connect("app")
+    app.execute("INSERT INTO booking VALUES (1, 1, '2025-03-31 23:30+00'), (2, 1, '2025-04-01 00:30+00'), "
+                "(3, 1, '2025-02-28 23:30+00')")
+    db.connect("controller").execute("SELECT ledgerlock.lock_period('1', '2025-03-01', '2025-03-31', 'hard')")
+    app.execute("SET TimeZone = 'Pacific/Kiritimati'")  # +14: booking 1 is on April 1st there, still March in UTC
+    with refused("LL002", r"^Period 2025-03-01\.\.2025-03-31 is locked \(hard\) for scope 1: booking id=1 cannot be "
+                          r"changed through its lines \(booking_line id=11 cannot be inserted\)$"):
+        app.execute("INSERT INTO booking_line (id, booking_id) VALUES (11, 1)")
+    app.execute("SET TimeZone = 'America/Los_Angeles'")  # -7: booking 2 is on March 31st there, April in UTC
+    app.execute("INSERT INTO booking_line (id, booking_id) VALUES (21, 2)")
+    app.execute("SET TimeZone = 'Pacific/Kiritimati'")  # booking 3 is on March 1st there, February in UTC
+    app.execute("INSERT INTO booking_line (id, booking_id) VALUES (31, 3)")
+    assert owner.execute("SELECT array_agg(id ORDER BY id) FROM booking_line").fetchone()[0] == [21, 31]
+
 def test_cascade_from_a_draft_header_deletes_its_lines(lines):
     lines.execute("DELETE FROM invoice WHERE id = 2")
     assert count_lines(lines, 2) == 0
