@@ -42,10 +42,15 @@ LANGUAGE sql
 VOLATILE
 AS $$
     SELECT CASE WHEN under_override OR (unlocked_scopes IS NOT NULL AND (
-                    unlocked_scopes OPERATOR(pg_catalog.?) ledgerlock._scope_in_image(tbl, new_row, scope_col)
-                    OR unlocked_scopes OPERATOR(pg_catalog.?) ledgerlock._scope_in_image(tbl, old_row, scope_col)))
-                THEN coalesce(ledgerlock._locking_window(tbl, new_row), ledgerlock._locking_window(tbl, old_row),
-                              ledgerlock._unlocked_window(tbl, new_row), ledgerlock._unlocked_window(tbl, old_row))
+                    (new_row IS NOT NULL AND unlocked_scopes OPERATOR(pg_catalog.?)
+                                             ledgerlock._scope_in_image(tbl, new_row, scope_col))
+                    OR (old_row IS NOT NULL AND unlocked_scopes OPERATOR(pg_catalog.?)
+                                                ledgerlock._scope_in_image(tbl, old_row, scope_col))))
+                -- the side an INSERT or a DELETE has not (its image is null) lies in no window: not looked up
+                THEN coalesce(CASE WHEN new_row IS NOT NULL THEN ledgerlock._locking_window(tbl, new_row) END,
+                              CASE WHEN old_row IS NOT NULL THEN ledgerlock._locking_window(tbl, old_row) END,
+                              CASE WHEN new_row IS NOT NULL THEN ledgerlock._unlocked_window(tbl, new_row) END,
+                              CASE WHEN old_row IS NOT NULL THEN ledgerlock._unlocked_window(tbl, old_row) END)
            END
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._audit_window(regclass, jsonb, jsonb, boolean, jsonb, text) FROM PUBLIC;

@@ -186,9 +186,13 @@ def test_while_a_window_of_another_company_is_unlocked_the_capture_calls_no_sql_
     writer.commit()
     assert [c for c in calls if c[1]] == []  # no SQL function was called: each one was inlined
     assert ("audit_capture", False, 3) in calls
-    # the permitted neighbour: a row of the company whose window is unlocked, written into it, is looked up
+    # the permitted neighbour: a row of the company whose window is unlocked, written into it, is looked up,
+    # once for each window kind: an INSERT has no old image to look up
     writer.execute("INSERT INTO invoice (id, company_id, issued_on) VALUES (3, 2, '2026-03-10')")
+    lookups = writer.execute("SELECT funcname, calls FROM pg_stat_xact_user_functions WHERE schemaname = 'ledgerlock' "
+                             "AND funcname IN ('_locking_window', '_unlocked_window') ORDER BY 1").fetchall()
     writer.commit()
+    assert lookups == [("_locking_window", 1), ("_unlocked_window", 1)]
     assert events(db, "row_key ->> 'id' = '3'") == [("INSERT", "3", lock_id, None, "late supplier invoice")]
     assert events(db, "row_key ->> 'id' IN ('1', '2')") == [
         ("INSERT", "1", None, None, None), ("INSERT", "2", None, None, None), ("UPDATE", "1", None, None, None),
