@@ -306,25 +306,33 @@ END
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._row_scope(regclass, jsonb) FROM PUBLIC;
 
--- The scope of a row image given the table's scope column as the audit capture holds it ('' when none):
--- read inline for a column of the table; for a parent's, from parent_scopes, the statement's map of its
+-- The scope of a row image given the table's scope column as the audit capture holds it ('' when none): its
+-- column's value for a column of the table; for a parent's, from parent_scopes, the statement's map of its
 -- foreign key values to their parents' scopes (ledgerlock._parent_scope_map_sql), or through
--- ledgerlock._row_scope when there is none. No SET clause, so that PostgreSQL inlines it into the capture
--- query (a plain column costs no call); names are qualified. VOLATILE like ledgerlock._row_scope, which it
--- calls: PostgreSQL does not inline a STABLE function whose body calls a volatile one, and called, it cost two
--- SQL function calls per row (~12 us each on 16) whenever any window of any scope was unlocked (an audited
--- one-row INSERT 49 -> 80 us).
+-- ledgerlock._row_scope when there is none. Called by the capture query only for a row it must place: when
+-- some window is unlocked, or for the event's scope of a parent-scoped table. PL/pgSQL (its plan kept for the
+-- session), so that the capture query holds one call, not its body: inlined (a SQL function), it made the
+-- query's expressions larger, which PostgreSQL sets up again in every statement (+5.6 us on every one-row
+-- audited write, PG 16); as a SQL function that is not inlined (STABLE over the volatile _row_scope) it was
+-- planned again at each call (two calls per row whenever any window of any scope was unlocked: a one-row
+-- audited INSERT 49 -> 80 us).
 CREATE OR REPLACE FUNCTION ledgerlock._scope_in_image(tbl regclass, r jsonb, scope_col text, parent_scopes jsonb)
 RETURNS text
-LANGUAGE sql
-VOLATILE
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT CASE WHEN scope_col = '' THEN '*'
-                WHEN r IS NULL OR r OPERATOR(pg_catalog.?) scope_col OR pg_catalog.strpos(scope_col, '.') = 0
-                THEN coalesce(r OPERATOR(pg_catalog.->>) scope_col, '*')
-                WHEN parent_scopes IS NULL THEN ledgerlock._row_scope(tbl, r)
-                ELSE coalesce(parent_scopes OPERATOR(pg_catalog.->>)
-                              (r OPERATOR(pg_catalog.->>) pg_catalog.split_part(scope_col, '.', 1)), '*') END
+BEGIN
+    IF scope_col = '' THEN
+        RETURN '*';
+    END IF;
+    IF r IS NULL OR r ? scope_col OR pg_catalog.strpos(scope_col, '.') = 0 THEN
+        RETURN coalesce(r ->> scope_col, '*');
+    END IF;
+    IF parent_scopes IS NULL THEN
+        RETURN ledgerlock._row_scope(tbl, r);
+    END IF;
+    RETURN coalesce(parent_scopes ->> (r ->> pg_catalog.split_part(scope_col, '.', 1)), '*');
+END
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._scope_in_image(regclass, jsonb, text, jsonb) FROM PUBLIC;
 

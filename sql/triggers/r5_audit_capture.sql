@@ -175,7 +175,7 @@ REVOKE ALL ON FUNCTION ledgerlock._audit_composite_key(jsonb, text[]) FROM PUBLI
 -- (parent_scope: scope_col names a foreign key path; ledgerlock._scope_in_image reads it from the
 -- statement's parent_scopes), '*' without a scope, none for ledgerlock's own settings (period false:
 -- table-level, like PROTECT). No SET clause, so that PostgreSQL inlines it; VOLATILE like
--- ledgerlock._scope_in_image (a STABLE function calling a volatile one is not inlined).
+-- ledgerlock._scope_in_image, which it calls (a STABLE function calling a volatile one is not inlined).
 CREATE OR REPLACE FUNCTION ledgerlock._audit_scope(tbl oid, r jsonb, scope_col text, parent_scope boolean,
                                                    period boolean, parent_scopes jsonb)
 RETURNS text
