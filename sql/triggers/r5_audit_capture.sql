@@ -121,10 +121,9 @@ REVOKE ALL ON FUNCTION ledgerlock._audit_override_reason(bigint) FROM PUBLIC;
 -- override this transaction opened (read straight from R3's period_override, as current_override() does:
 -- that function is SECURITY DEFINER with a SET clause, so it cannot be inlined and would re-plan its query
 -- in every transaction) and the scopes that have an unlocked window (the keys of a jsonb object; null when
--- none). with_period false
--- (ledgerlock's own state tables) skips the period lookups. The override's reason is read only when there
--- is an override. One row; OFFSET 0 keeps it computed once per
--- statement. No SET clause, so that PostgreSQL inlines it into the capture query.
+-- none). with_period false (ledgerlock's own state tables) skips the period lookups. The override's reason
+-- is read only when there is an override. One row; OFFSET 0 keeps it computed once per statement. No SET
+-- clause, so that PostgreSQL inlines it into the capture query.
 CREATE OR REPLACE FUNCTION ledgerlock._audit_write_context(tbl oid, with_period boolean)
 RETURNS TABLE(at timestamptz, txid xid8, tbl_name text, actor text, reason text, context text, ov bigint,
               ov_reason text, unlocked_scopes jsonb)
