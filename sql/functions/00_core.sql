@@ -201,6 +201,20 @@ $$;
 REVOKE ALL ON FUNCTION ledgerlock._scope_path(regclass, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION ledgerlock._scope_path(regclass, text) TO ledgerlock_admin, ledgerlock_auditor;  -- doctor's orphan check
 
+-- The foreign key path a protected table's scope takes from its parent row (no row when its scope is its
+-- own): what _parent_scope_sql and _parent_scope_map_sql build their queries from. A SQL function without a
+-- SET clause, so that PostgreSQL inlines it into their query (qualified, not callable by PUBLIC).
+CREATE OR REPLACE FUNCTION ledgerlock._parent_scope_path(tbl regclass)
+RETURNS TABLE(fk_column name, parent regclass, parent_key name, parent_key_type regtype, parent_column name)
+LANGUAGE sql
+STABLE
+AS $$
+    SELECT * FROM ledgerlock._scope_path(tbl, (
+        SELECT c.scope_column FROM ledgerlock.protected_table c  -- c.tbl would shadow the argument: qualified
+        WHERE c.tbl OPERATOR(pg_catalog.=) ledgerlock._rule_table(_parent_scope_path.tbl)))
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._parent_scope_path(regclass) FROM PUBLIC;
+
 -- The query that reads the scope a row takes from its parent row ($1: the row as jsonb): '*' when its foreign
 -- key is null or the parent's scope column is, null when no such parent row exists (a deferred foreign key, a
 -- parent deleted in this transaction). for_share share-locks the parent row, so that its scope cannot move
@@ -216,8 +230,7 @@ AS $$
 DECLARE
     p record;
 BEGIN
-    SELECT * INTO p FROM ledgerlock._scope_path(tbl, (SELECT c.scope_column FROM ledgerlock.protected_table c
-                                                      WHERE c.tbl = ledgerlock._rule_table(_parent_scope_sql.tbl)));
+    SELECT * INTO p FROM ledgerlock._parent_scope_path(tbl);
     IF NOT FOUND THEN
         RETURN NULL;
     END IF;
@@ -245,8 +258,7 @@ DECLARE
     p record;
     keys text;
 BEGIN
-    SELECT * INTO p FROM ledgerlock._scope_path(tbl, (SELECT c.scope_column FROM ledgerlock.protected_table c
-                                                      WHERE c.tbl = ledgerlock._rule_table(_parent_scope_map_sql.tbl)));
+    SELECT * INTO p FROM ledgerlock._parent_scope_path(tbl);
     IF NOT FOUND THEN
         RETURN NULL;
     END IF;
