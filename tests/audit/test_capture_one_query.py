@@ -164,6 +164,35 @@ def test_a_bulk_update_after_a_one_row_update_in_the_same_session_pairs_every_ro
 
 
 
+def test_a_one_row_update_pairs_its_own_old_and_new_rows_whoever_writes_and_whatever_it_changes(db, app):
+    """A one-row UPDATE, the common write, pairs its old and new images by a cross join of its two one-row
+    transition tables, not through the arrays a bulk UPDATE is zipped from (81 -> 77 us of server CPU, PG 16).
+    Its event is the same: a moved key, a write into an unlocked window (with the window and its reason), the
+    application's and an admin's; an UPDATE that matched no row records nothing; two rows are still paired
+    each with its own."""
+    app.execute("INSERT INTO invoice (id, company_id, issued_on, amount) VALUES "
+                "(1, 1, '2026-04-10', 1), (2, 1, '2026-03-10', 2), (3, 1, '2026-04-12', 3)")
+    admin = db.connect("admin")
+    lock_id = admin.execute("SELECT ledgerlock.lock_period('1', %s, %s)", MARCH).fetchone()[0]
+    admin.execute("SELECT ledgerlock.unlock_period(%s, 'late supplier invoice')", (lock_id,))
+    app.execute("UPDATE invoice SET id = 10, amount = 7 WHERE id = 1")
+    app.execute("UPDATE invoice SET amount = 8 WHERE id = 2")
+    admin.execute("UPDATE invoice SET note = 'checked' WHERE id = 3")
+    app.execute("UPDATE invoice SET amount = 0 WHERE id = -1")
+    app.execute("UPDATE invoice SET amount = amount + 1 WHERE id IN (3, 10)")
+    updates = db.connect("auditor").execute(
+        "SELECT row_key ->> 'id', old_row ->> 'id', new_row ->> 'id', old_row ->> 'amount', new_row ->> 'amount', "
+        "       new_row ->> 'note', lock_id, reason, db_user = 'll_admin' "
+        "FROM ledgerlock.audit_event WHERE table_oid = 'invoice'::regclass AND operation = 'UPDATE' "
+        "ORDER BY seq").fetchall()
+    assert updates[:3] == [("10", "1", "10", "1.00", "7.00", None, None, None, False),
+                           ("2", "2", "2", "2.00", "8.00", None, lock_id, "late supplier invoice", False),
+                           ("3", "3", "3", "3.00", "3.00", "checked", None, None, True)]
+    assert sorted(updates[3:]) == [("10", "10", "10", "7.00", "8.00", None, None, None, False),
+                                   ("3", "3", "3", "3.00", "4.00", "checked", None, None, False)]
+    assert db.connect("auditor").execute("SELECT ok, problems FROM ledgerlock.verify_audit()").fetchone() == (True, 0)
+
+
 def test_while_a_window_of_another_company_is_unlocked_the_capture_calls_no_sql_helper(db, app):
     """The capture's SQL helpers are inlined into its one query, also when a window is unlocked somewhere and
     the capture tests every row's scope against the unlocked ones. ledgerlock._scope_in_image, which makes that
