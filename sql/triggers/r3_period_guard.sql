@@ -371,17 +371,22 @@ END
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._replace_guard_trigger(regclass, name, text) FROM PUBLIC;
 
--- The INSERT check generated per table (ledgerlock._ll20_<table key>_insert), for a table whose date and
--- scope are columns of its own and whose scope prints the same under every session setting (integers, text,
--- uuid): it reads NEW's columns directly instead of copying the row to jsonb and walking guard_period_row's
--- loop over the sides of a row, and probes the windows with a query written for the table's ledger. It
--- decides exactly what guard_period_row decides for an insert: the same scope marks (still the trigger's
--- arguments, so a lock that raises them still replaces the trigger), gate, fence and probe; a row it finds in
--- a window goes to the same _check_window. Every other write (UPDATE, DELETE, skip mode, dates or scopes read
--- from a parent row) runs guard_period_row.
+-- The INSERT check generated per table (ledgerlock._ll20_<table key>_insert), for a table whose scope is a
+-- column of its own that prints the same under every session setting (integers, text, uuid), or none, and
+-- whose date is a column of its own or its parent row's (date_column 'fk.column'): it reads NEW's columns
+-- directly instead of copying the row to jsonb and walking guard_period_row's loop over the sides of a row,
+-- reads a parent's date with a static query (a plan the session keeps, where guard_period_row runs the
+-- parent's query as dynamic SQL, planned again for every row: ~25 us a row), and probes the windows with a
+-- query written for the table's ledger. It decides exactly what guard_period_row decides for an insert: the
+-- same scope marks (still the trigger's arguments, so a lock that raises them still replaces the trigger),
+-- the parent read only when the row's scope has a window and share-locked, the same refusal of a missing
+-- parent, gate, fence and probe; a row it finds in a window goes to the same _check_window. Every other write
+-- (UPDATE, DELETE, skip mode, a scope read from a parent row) runs guard_period_row.
 
--- The body of the generated INSERT check. Values: day (the row's date as an expression over NEW), scope
--- (its scope as text), probe (the window lookup into ll_w). The gate stays a LOCK built as text: a static
+-- The body of the generated INSERT check. Values: day_init (' := ' and the row's date as an expression over
+-- NEW; empty for a date read from the parent row), read_day (empty, or the statements that read the parent's
+-- date: see _ll20_parent_day), scope (its scope as text), probe (the window lookup into ll_w). The gate stays
+-- a LOCK built as text: a static
 -- LOCK per bucket in a tree of IFs measured no cheaper (each IF is an expression prepared per transaction).
 -- The trigger's arguments are guard_period_row's: [4] the mark of unlisted scopes, [5] the listed scopes' marks.
 CREATE OR REPLACE FUNCTION ledgerlock._ll20_insert_body(v jsonb)
@@ -394,14 +399,14 @@ AS $fn$
 DECLARE
     ll_refused text;  -- a refusal is called as an expression: see ledgerlock._refuse
     ll_on_locked text := pg_catalog.current_setting('ledgerlock.on_locked', true);
-    ll_day date := {{day}};
+    ll_day date{{day_init}};
     ll_scope text := {{scope}};
     ll_rest date := nullif(TG_ARGV[4], '')::date;
     ll_w bigint;
 BEGIN
     IF ll_on_locked IS NOT NULL AND ll_on_locked NOT IN ('', 'error', 'skip') THEN
         ll_refused := ledgerlock._check_on_locked();
-    END IF;
+    END IF;{{read_day}}
     -- a row without a date lies in no window; one dated after its scope's mark needs no probe
     IF ll_day IS NULL OR NOT coalesce(ll_rest IS NULL OR ll_day <= ll_rest
                                       OR ll_day <= (TG_ARGV[5]::jsonb ->> ll_scope)::date, false) THEN
@@ -423,6 +428,44 @@ $ll$, v)
 $fn$;
 REVOKE ALL ON FUNCTION ledgerlock._ll20_insert_body(jsonb) FROM PUBLIC;
 
+-- The statements of a generated INSERT check that read the row's day from its parent row (the value of
+-- read_day in _ll20_insert_body), as guard_period_row reads it through _parent_date_sql: only when the row's
+-- scope has a window (its scope mark, or the mark of every unlisted scope, is not -infinity); a null foreign
+-- key is no day; the parent row share-locked, so that its date cannot move until this write ends; a parent
+-- that does not exist (a deferred foreign key) refused. Null when the table's date is not a parent's.
+CREATE OR REPLACE FUNCTION ledgerlock._ll20_parent_day(tbl regclass, kind text)
+RETURNS text
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    p record;
+BEGIN
+    SELECT * INTO p FROM ledgerlock._scope_path(tbl, (ledgerlock._config(tbl)).date_column);
+    IF NOT FOUND THEN
+        RETURN NULL;
+    END IF;
+    RETURN pg_catalog.format($q$
+    -- the day is the parent row's: read only when the row's scope has a window
+    IF NOT coalesce(ll_rest IS NULL OR ll_rest > '-infinity'::date OR TG_ARGV[5]::jsonb ? ll_scope, false) THEN
+        RETURN NULL;
+    END IF;
+    IF NEW.%1$I IS NOT NULL THEN
+        SELECT %2$s INTO ll_day FROM %3$s AS ll_p WHERE ll_p.%4$I = NEW.%1$I::%5$s FOR SHARE;
+        IF NOT FOUND THEN
+            ll_refused := ledgerlock._refuse('23503',
+                pg_catalog.format('%%s cannot be inserted: its date comes from the row %%s references, which does '
+                                  'not exist', ledgerlock.row_label(TG_RELID::regclass, pg_catalog.to_jsonb(NEW)),
+                                  %6$L),
+                'write the parent row first: the period lock of the row is read from it');
+        END IF;
+    END IF;$q$, p.fk_column, ledgerlock._day_sql('ll_p', p.parent_column, kind), p.parent, p.parent_key,
+        p.parent_key_type, p.fk_column);
+END
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._ll20_parent_day(regclass, text) FROM PUBLIC;
+
 -- (Re)generate the INSERT check of a table and return its name, or return null when the table
 -- does not qualify (see the top of this section): its inserts are then checked by guard_period_row.
 -- from_parent: the date or the scope is read from a parent row; kind: ledgerlock._period_date_kind (both
@@ -436,12 +479,14 @@ AS $$
 DECLARE
     cfg ledgerlock.protected_table := ledgerlock._config(tbl);
     gen name := ledgerlock._generated_name(tbl, 'll20', 'insert');
+    parent_day text := CASE WHEN from_parent THEN ledgerlock._ll20_parent_day(tbl, kind) END;
     probe text;
     body text;
 BEGIN
-    IF from_parent
-       OR NOT EXISTS (SELECT FROM pg_catalog.pg_attribute a WHERE a.attrelid = tbl AND a.attname = cfg.date_column
-                                                               AND NOT a.attisdropped)
+    IF (from_parent AND (parent_day IS NULL OR ledgerlock._parent_scope_sql(tbl, false) IS NOT NULL))
+       OR (NOT from_parent AND NOT EXISTS (SELECT FROM pg_catalog.pg_attribute a
+                                           WHERE a.attrelid = tbl AND a.attname = cfg.date_column
+                                             AND NOT a.attisdropped))
        OR (cfg.scope_column IS NOT NULL AND NOT EXISTS (
                SELECT FROM pg_catalog.pg_attribute a
                JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
@@ -469,7 +514,9 @@ BEGIN
     WHERE x.to_date >= ll_day
     LIMIT 1;$q$, cfg.ledger) END;
     body := ledgerlock._ll20_insert_body(pg_catalog.jsonb_build_object(
-        'day', ledgerlock._day_sql('NEW', cfg.date_column, kind),
+        'day_init', CASE WHEN parent_day IS NULL THEN ' := ' || ledgerlock._day_sql('NEW', cfg.date_column, kind)
+                         ELSE '' END,
+        'read_day', coalesce(parent_day, ''),
         'scope', CASE WHEN cfg.scope_column IS NULL THEN '''*'''
                       ELSE pg_catalog.format('coalesce(NEW.%I::text, ''*'')', cfg.scope_column) END,
         'probe', probe));

@@ -100,6 +100,101 @@ def test_a_child_of_a_locked_parent_date_is_refused_and_its_neighbours_pass(book
     lives_ok(app, "INSERT INTO line (id, header_id, entity_id) VALUES (5, NULL, 1)")  # no header
 
 
+
+def insert_check(owner) -> str:
+    """The function the child's AFTER INSERT check calls, as its trigger names it."""
+    return trigger_def(owner, "line", "ll_20_period_insert").split("EXECUTE FUNCTION ledgerlock.")[1].split("(")[0]
+
+
+def test_an_insert_dated_by_its_parent_is_checked_by_a_generated_check_that_plans_the_parent_read_once(books):
+    """The child's INSERT check is generated for the table, with the parent's date read by a static query (a
+    plan the session keeps), not by guard_period_row's dynamic query, planned again for every row (~25 us a
+    row: a 20,000-row INSERT took 0.50 s against 0.02 s with a date of its own, PG 16). It decides the same:
+    a row dated in the window is refused, its neighbours pass, a row of a scope without a window does not
+    read its parent."""
+    lock(books)
+    owner = books.owner()
+    owner.execute(f"ALTER DATABASE {books.name} SET track_functions = 'pl'")
+    check = insert_check(owner)
+    assert check.startswith("_ll20_") and check.endswith("_insert")
+    tx = books.connect("app", autocommit=False)
+    tx.execute("INSERT INTO line (id, header_id, entity_id) "
+               "SELECT g, 2 + 2 * (g % 2), 1 FROM generate_series(1, 400) g")  # April and undated headers
+    tx.execute("INSERT INTO line (id, header_id, entity_id) SELECT g, 1, 2 FROM generate_series(401, 800) g")
+    assert guard_calls(tx, "guard_period_row") == 0
+    assert guard_calls(tx, check) == 800
+    with refused("LL002", r"^Period 2026-03-01\.\.2026-03-31 is locked \(hard\) for scope 1: line id=801 "
+                          r"cannot be inserted"):
+        tx.execute("INSERT INTO line (id, header_id, entity_id) VALUES (801, 1, 1)")
+    tx.rollback()
+    # the parent's row is share-locked until the child's write ends: its date cannot move meanwhile
+    tx.execute("INSERT INTO line (id, header_id, entity_id) VALUES (1, 2, 1)")
+    mover = books.connect("app")
+    mover.execute("SET lock_timeout = '200ms'")  # a bounded wait: the row lock is held until tx ends
+    with refused("55P03", r"lock timeout"):
+        mover.execute("UPDATE header SET posted_on = '2026-04-11' WHERE id = 2")
+    lives_ok(mover, "UPDATE header SET posted_on = '2026-04-11' WHERE id = 3")  # a header no write has read
+    tx.commit()
+
+
+def test_a_generated_parent_date_check_reads_a_timestamptz_parent_in_utc_whatever_the_client_time_zone(db):
+    """A parent dated by a timestamptz: the day is its UTC date, as guard_period_row reads it, whatever time
+    zone the client set (+14 sees 2026-04-01 for 2026-03-31 23:30 UTC, -07 sees 2026-03-31 for 2026-04-01
+    00:30 UTC)."""
+    owner = db.owner()
+    owner.execute(SCHEMA.replace("posted_on date", "posted_on timestamptz"))
+    owner.execute("UPDATE header SET posted_on = '2026-03-31 23:30+00' WHERE id = 1")
+    owner.execute("UPDATE header SET posted_on = '2026-04-01 00:30+00' WHERE id = 2")
+    protect_line(owner)
+    assert insert_check(owner).startswith("_ll20_")
+    lock(db)
+    ahead, behind = db.connect("app"), db.connect("app")
+    ahead.execute("SET TimeZone = 'Pacific/Kiritimati'")
+    behind.execute("SET TimeZone = 'America/Phoenix'")
+    with refused("LL002", r"for scope 1: line id=1 cannot be inserted"):
+        ahead.execute("INSERT INTO line (id, header_id, entity_id) VALUES (1, 1, 1)")
+    lives_ok(behind, "INSERT INTO line (id, header_id, entity_id) VALUES (2, 2, 1)")
+
+
+def test_a_generated_parent_date_check_refuses_a_child_whose_parent_does_not_exist_yet(db):
+    """A deferred foreign key lets a child be written before its parent: its day cannot be read, so it is
+    refused (23503) in a scope with a window, as guard_period_row refuses it; once the parent exists, the
+    child is written."""
+    owner = db.owner()
+    owner.execute(SCHEMA)
+    owner.execute("ALTER TABLE line DROP CONSTRAINT line_header_id_fkey, ADD CONSTRAINT line_header_id_fkey "
+                  "FOREIGN KEY (header_id) REFERENCES header ON DELETE CASCADE DEFERRABLE INITIALLY DEFERRED")
+    protect_line(owner)
+    assert insert_check(owner).startswith("_ll20_")
+    lock(db)
+    app = db.connect("app", autocommit=False)
+    with refused("23503", r"^line id=1 cannot be inserted: its date comes from the row header_id references, "
+                          r"which does not exist"):
+        app.execute("INSERT INTO line (id, header_id, entity_id) VALUES (1, 9, 1)")
+    app.rollback()
+    lives_ok(app, "INSERT INTO line (id, header_id, entity_id) VALUES (1, 9, 2)")  # a scope without a window
+    app.execute("INSERT INTO header VALUES (9, 1, '2026-04-02')")
+    lives_ok(app, "INSERT INTO line (id, header_id, entity_id) VALUES (2, 9, 1)")
+    app.commit()
+
+
+def test_a_table_whose_scope_is_its_parents_keeps_the_generic_insert_check(db):
+    """A scope read from the parent row is not generated: its inserts go to guard_period_row, and the
+    generated function of a table protected before with a scope of its own is dropped when it is protected
+    again with its parent's."""
+    owner = db.owner()
+    owner.execute(SCHEMA)
+    protect_line(owner)
+    generated = insert_check(owner)
+    protect_line(owner, scope_column="header_id.entity_id", weaken_reason="the scope is the entry's")
+    assert insert_check(owner) == "guard_period_row"
+    assert owner.execute("SELECT count(*) FROM pg_proc WHERE proname = %s", [generated]).fetchone()[0] == 0
+    lock(db)
+    app = db.connect("app")
+    with refused("LL002", r"for scope 1: line id=1 cannot be inserted"):
+        app.execute("INSERT INTO line (id, header_id) VALUES (1, 1)")
+    lives_ok(app, "INSERT INTO line (id, header_id) VALUES (2, 2)")
+
 def test_skip_mode_skips_a_child_of_a_locked_parent_date_and_only_in_skip_mode(books):
     """A date read from the parent leaves the skip trigger's date test always true, so its WHEN keeps the
     mode's test: in the default mode it is not called at all; in skip mode the child in the window is
@@ -112,7 +207,8 @@ def test_skip_mode_skips_a_child_of_a_locked_parent_date_and_only_in_skip_mode(b
     tx = books.connect("app", autocommit=False)
     lives_ok(tx, "INSERT INTO line (id, header_id, entity_id) VALUES (2, 2, 1)")  # header dated in April
     # one call: the AFTER check (the date is the parent's); the skip trigger was not called
-    assert guard_calls(tx, "guard_period_row") == 1
+    assert guard_calls(tx, insert_check(owner)) == 1
+    assert guard_calls(tx, "guard_period_row") == 0
     tx.execute("SET LOCAL ledgerlock.on_locked = 'skip'")
     cur = tx.execute("INSERT INTO line (id, header_id, entity_id) VALUES (1, 1, 1), (3, 2, 1)")
     assert cur.rowcount == 1
