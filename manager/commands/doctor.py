@@ -17,6 +17,8 @@ as long as it does not own the tables; see docs/hardening.md):
   - DROP TABLE, ALTER TABLE ... DETACH PARTITION (a detached partition loses its final-row guards);
   - ALTER TABLE ... ALTER COLUMN ... TYPE ... USING, SET UNLOGGED, DROP COLUMN (no row trigger fires);
   - CREATE TRIGGER / CREATE RULE on a protected table (a later BEFORE trigger can change a final row);
+  - ALTER TABLE ... RENAME [COLUMN] / SET SCHEMA of a protected table (its audit trail, filed by name, no longer
+    verifies) or of a parent its scope or date is read from (its checks fail);
   - TRUNCATE of a partition created after protect, until `ledgerlock migrate` or reinstall_guards() runs.
 `ledgerlock doctor` reports each of these once it has happened."""
 

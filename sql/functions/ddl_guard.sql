@@ -73,6 +73,70 @@ END
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._ddl_guard_own_object(text) FROM PUBLIC;
 
+-- What a rename of a table or of one of its columns (ALTER TABLE ... RENAME [COLUMN], SET SCHEMA: attnum 0
+-- for the table) would break, as (what, why, hint) for LL008; no row when nothing reads the old name.
+-- ledgerlock reads by name what it guards: the audit trail files a protected table's events under its
+-- qualified name (so that a dump restored with new oids still verifies) and keeps its rows as images keyed
+-- by column name, so a renamed table's or column's rows would all read as written behind the trail, for good
+-- (reinstall_guards does not change the events); the guards and generated checks name the table, its columns
+-- and the parent rows a scope or date is read from. A rename of the table is seen in its guards: their
+-- recorded fingerprints (the md5 of pg_get_triggerdef, which names the table) no longer match. On a parent
+-- some protected table takes its scope or date from, the foreign key's referenced column and the column
+-- the child's path names are read by name too (a generated check holds ll_p.<key> and ll_p.<column>).
+CREATE OR REPLACE FUNCTION ledgerlock._ddl_renamed(rel oid, attnum integer)
+RETURNS TABLE(what text, why text, hint text)
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT pg_catalog.format('renaming a column of %s (to %I)', rel::regclass, a.attname),
+           pg_catalog.format('protected table %s keeps its rows in the audit trail as images keyed by column '
+                             'name: every row would read as changed behind the trail', r.root),
+           pg_catalog.format('have an admin run ledgerlock.unprotect(%L, reason) first (audited), then protect '
+                             'the table again', r.root::text)
+    FROM (SELECT ledgerlock._protected_root(rel) AS root) r
+    JOIN pg_catalog.pg_attribute a ON a.attrelid = rel AND a.attnum = _ddl_renamed.attnum
+    WHERE r.root IS NOT NULL AND _ddl_renamed.attnum > 0
+    UNION ALL
+    SELECT pg_catalog.format('ALTER TABLE %s', t.tgrelid::regclass),
+           pg_catalog.format('guard %s no longer matches the definition ledgerlock installed, which names the '
+                             'table (renamed, or moved to another schema)%s', t.tgname,
+                             CASE WHEN r.root IS NOT NULL
+                                  THEN pg_catalog.format(', and the audit trail files the rows of protected table '
+                                                         '%s under its name: they would all read as written '
+                                                         'behind the trail', r.root)
+                                  ELSE ', and the checks of the tables that take their scope or date from it read '
+                                       'it by name' END),
+           'rename it back (to rename a protected table, have an admin unprotect it first, audited, then protect '
+           'it again); a guard changed by hand before: SELECT ledgerlock.reinstall_guards()'
+    FROM pg_catalog.pg_trigger t
+    CROSS JOIN (SELECT ledgerlock._protected_root(rel) AS root) r
+    WHERE _ddl_renamed.attnum = 0 AND t.tgrelid = rel AND t.tgparentid = 0 AND NOT t.tgisinternal
+      AND t.tgname ~ '^ll_[0-9]{2}_'
+      AND pg_catalog.obj_description(t.oid, 'pg_trigger') IS NOT NULL
+      AND pg_catalog.obj_description(t.oid, 'pg_trigger')
+          IS DISTINCT FROM 'ledgerlock:' || pg_catalog.md5(pg_catalog.pg_get_triggerdef(t.oid))
+    UNION ALL
+    SELECT pg_catalog.format('renaming a column of %s (to %I)', rel::regclass, a.attname),
+           pg_catalog.format('protected table %s takes its %s from %s through %s', p.tbl,
+                             CASE WHEN u.path = p.scope_column::text THEN 'scope' ELSE 'date' END,
+                             rel::regclass, u.path),
+           pg_catalog.format('have an admin unprotect %s (or protect it with columns of its own) first', p.tbl)
+    FROM ledgerlock.protected_table p
+    CROSS JOIN LATERAL pg_catalog.unnest(ARRAY[p.scope_column::text, p.date_column::text]) AS u(path)
+    JOIN pg_catalog.pg_attribute fa ON fa.attrelid = p.tbl AND fa.attname = pg_catalog.split_part(u.path, '.', 1)
+                                   AND NOT fa.attisdropped
+    JOIN pg_catalog.pg_constraint c ON c.conrelid = p.tbl AND c.contype = 'f' AND c.conkey = ARRAY[fa.attnum]
+                                   AND c.confrelid = rel
+    JOIN pg_catalog.pg_attribute a ON a.attrelid = rel AND a.attnum = _ddl_renamed.attnum
+    WHERE _ddl_renamed.attnum > 0 AND pg_catalog.strpos(u.path, '.') > 0
+      AND (c.confkey[1] = _ddl_renamed.attnum
+           OR NOT EXISTS (SELECT FROM pg_catalog.pg_attribute pc
+                          WHERE pc.attrelid = rel AND NOT pc.attisdropped
+                            AND pc.attname = pg_catalog.substr(u.path, pg_catalog.strpos(u.path, '.') + 1)))
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._ddl_renamed(oid, integer) FROM PUBLIC;
+
 -- ddl_command_end: CREATE/ALTER on protected tables and their partitions, and on ledgerlock's objects.
 CREATE OR REPLACE FUNCTION ledgerlock._ddl_guard_command_end()
 RETURNS event_trigger
@@ -101,6 +165,14 @@ BEGIN
         END;
         IF rel IS NULL OR ledgerlock._ddl_permitted(rel) THEN
             CONTINUE;
+        END IF;
+        -- ALTER TABLE ... RENAME TO, SET SCHEMA ('table') and RENAME COLUMN ('table column', objsubid: the
+        -- column; no other ALTER TABLE reports a column)
+        IF cmd.command_tag = 'ALTER TABLE' AND cmd.object_type IN ('table', 'table column') THEN
+            SELECT * INTO bad FROM ledgerlock._ddl_renamed(rel, cmd.objsubid) LIMIT 1;
+            IF FOUND THEN
+                PERFORM ledgerlock._refuse_ddl(bad.what, bad.why, bad.hint);
+            END IF;
         END IF;
         root := ledgerlock._protected_root(rel);
         IF root IS NULL THEN

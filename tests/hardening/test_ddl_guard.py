@@ -56,6 +56,18 @@ def test_install_needs_a_superuser_and_says_what_stays_open(db):
     ("CREATE RULE r AS ON UPDATE TO invoice DO INSTEAD NOTHING", r"^CREATE RULE r on public\.invoice is refused"),
     ("ALTER TRIGGER ll_10_final_update ON invoice RENAME TO ll_10_renamed", r"^ALTER TRIGGER .* is refused"),
     ("COMMENT ON TRIGGER ll_10_final_update ON invoice IS 'ledgerlock:forged'", r"^COMMENT .* is refused"),
+    # renames: the trail files the rows under the table's name and keeps them keyed by column name, so each row
+    # would read as written behind the trail for good (verify_audit failed after ALTER TABLE invoice RENAME TO)
+    ("ALTER TABLE invoice RENAME TO sales_invoice", r"^ALTER TABLE public\.sales_invoice is refused: guard ll_\d\d_"
+                                                   r"\w+ no longer matches the definition ledgerlock installed, which "
+                                                   r"names the table \(renamed, or moved to another schema\), and the "
+                                                   r"audit trail files the rows of protected table public\.sales_"
+                                                   r"invoice under its name"),
+    ("ALTER TABLE invoice RENAME COLUMN note TO remark",
+     r"^renaming a column of public\.invoice \(to remark\) is refused: protected table public\.invoice keeps its "
+     r"rows in the audit trail as images keyed by column name"),
+    ("ALTER TABLE invoice RENAME COLUMN id TO invoice_id", r"^renaming a column of public\.invoice \(to invoice_id\)"),
+    ("ALTER TABLE invoice RENAME issued_on TO booked_on", r"^renaming a column of public\.invoice \(to booked_on\)"),
 ])
 def test_the_owning_application_cannot_switch_the_guards_off(app_owns_invoice, unchanged, stmt, match):
     unchanged(FINAL_ROW)
@@ -63,6 +75,16 @@ def test_the_owning_application_cannot_switch_the_guards_off(app_owns_invoice, u
         app_owns_invoice.execute(stmt)
     with refused("LL001"):
         app_owns_invoice.execute("UPDATE invoice SET amount = 0 WHERE id = 1")
+
+
+def test_moving_a_protected_table_to_another_schema_is_refused_and_its_rows_still_verify(db, app_owns_invoice):
+    """SET SCHEMA renames the table as the trail knows it (its qualified name): refused like RENAME TO, and the
+    trail still verifies."""
+    db.owner().execute("CREATE SCHEMA archive AUTHORIZATION ll_app")
+    with refused("LL008", r"^ALTER TABLE archive\.invoice is refused: guard ll_\d\d_\w+ no longer matches"):
+        app_owns_invoice.execute("ALTER TABLE invoice SET SCHEMA archive")
+    app_owns_invoice.execute("ALTER TABLE quote SET SCHEMA archive")  # the neighbour: not protected
+    assert db.connect("auditor").execute("SELECT ok, problems FROM ledgerlock.verify_audit()").fetchone() == (True, 0)
 
 
 def test_unlogged_is_refused(db, ddl_guard, unchanged):
@@ -75,12 +97,16 @@ def test_unlogged_is_refused(db, ddl_guard, unchanged):
 def test_ordinary_ddl_still_works(app_owns_invoice):
     """The neighbours: harmless DDL on the protected table, anything on tables ledgerlock does not protect."""
     app_owns_invoice.execute("ALTER TABLE invoice ADD COLUMN memo text")
+    app_owns_invoice.execute("ALTER TABLE invoice RENAME CONSTRAINT invoice_pkey TO invoice_pk")
+    app_owns_invoice.execute("ALTER INDEX invoice_pk RENAME TO invoice_key")
     app_owns_invoice.execute("CREATE INDEX ON invoice (issued_on)")
     app_owns_invoice.execute("ALTER TABLE quote DISABLE TRIGGER USER")
     app_owns_invoice.execute("CREATE TRIGGER zz BEFORE UPDATE ON quote FOR EACH ROW "
                              "EXECUTE FUNCTION suppress_redundant_updates_trigger()")
     app_owns_invoice.execute("ALTER TABLE quote ALTER COLUMN amount TYPE numeric(14, 2)")
-    app_owns_invoice.execute("DROP TABLE quote")
+    app_owns_invoice.execute("ALTER TABLE quote RENAME COLUMN amount TO total")  # not protected: renamed
+    app_owns_invoice.execute("ALTER TABLE quote RENAME TO offer")
+    app_owns_invoice.execute("DROP TABLE offer")
 
 
 def test_even_a_superuser_in_replica_mode_is_stopped(db, invoices, ddl_guard, unchanged):

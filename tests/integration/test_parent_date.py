@@ -324,6 +324,18 @@ def test_why_locked_names_the_window_of_the_parents_date(books):
                                                          r"trigger ll_20_scope_parent_update on public\.header) is "
                                                          r"refused"),
     ("ALTER TABLE header DROP COLUMN entity_id CASCADE", None),  # the child keeps its scope on itself: passes
+    # the child's checks read the parent by name (its table, its key, its date column): a rename would make every
+    # insert of a child in a scope with a window fail
+    ("ALTER TABLE header RENAME TO entry", r"^ALTER TABLE public\.entry is refused: guard ll_20_scope_parent_\w+ no "
+                                           r"longer matches the definition ledgerlock installed, which names the table "
+                                           r"\(renamed, or moved to another schema\), and the checks of the tables "
+                                           r"that take their scope or date from it read it by name"),
+    ("ALTER TABLE header RENAME COLUMN posted_on TO booked_on",
+     r"^renaming a column of public\.header \(to booked_on\) is refused: protected table public\.line takes its date "
+     r"from public\.header through header_id\.posted_on"),
+    ("ALTER TABLE header RENAME COLUMN id TO header_no", r"^renaming a column of public\.header \(to header_no\) is "
+                                                         r"refused: protected table public\.line takes its date"),
+    ("ALTER TABLE header RENAME COLUMN entity_id TO company_id", None),  # the child's scope is its own: passes
 ])
 def test_the_ddl_guard_covers_the_parent_a_date_comes_from(books, stmt, match):
     """(Retyping the parent's date column is refused by PostgreSQL itself: its guard's WHEN clause names it.)"""
@@ -336,6 +348,12 @@ def test_the_ddl_guard_covers_the_parent_a_date_comes_from(books, stmt, match):
             owner.execute(stmt)
     lives_ok(owner, "ALTER TABLE header DROP COLUMN memo")  # the neighbour: a column no child reads
     lives_ok(owner, "ALTER TABLE header ADD COLUMN note text")
+    lives_ok(owner, "ALTER TABLE header RENAME COLUMN note TO remark")
+    lock(books)  # and the child's checks still read the parent
+    app = books.connect("app")
+    with refused("LL002", r"for scope 1: line id=1 cannot be inserted"):
+        app.execute("INSERT INTO line (id, header_id, entity_id) VALUES (1, 1, 1)")
+    lives_ok(app, "INSERT INTO line (id, header_id, entity_id) VALUES (2, 2, 1)")
 
 
 # --- doctor ------------------------------------------------------------------------------------------------
