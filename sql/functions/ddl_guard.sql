@@ -105,8 +105,7 @@ AS $$
                                   THEN pg_catalog.format(', and the audit trail files the rows of protected table '
                                                          '%s under its name: they would all read as written '
                                                          'behind the trail', r.root)
-                                  ELSE ', and the checks of the tables that take their scope or date from it read '
-                                       'it by name' END),
+                                  ELSE ', and ledgerlock''s checks that read it name it' END),
            'rename it back (to rename a protected table, have an admin unprotect it first, audited, then protect '
            'it again); a guard changed by hand before: SELECT ledgerlock.reinstall_guards()'
     FROM pg_catalog.pg_trigger t
@@ -134,6 +133,30 @@ AS $$
            OR NOT EXISTS (SELECT FROM pg_catalog.pg_attribute pc
                           WHERE pc.attrelid = rel AND NOT pc.attisdropped
                             AND pc.attname = pg_catalog.substr(u.path, pg_catalog.strpos(u.path, '.') + 1)))
+    UNION ALL
+    -- a referential rule (R4) names its foreign key's columns on both sides, and the child condition's columns
+    -- (ll_row.<column> in its deparsed form): renamed, every write the rule checks would fail
+    SELECT pg_catalog.format('renaming a column of %s (to %I)', rel::regclass, a.attname),
+           pg_catalog.format('the %s rule of %s and %s reads it by name', r.kind, r.parent, r.child),
+           pg_catalog.format('have an admin remove the rule first (ledgerlock.unprotect_%s, audited), then define '
+                             'it again', r.kind)
+    FROM ledgerlock.reference_rule r
+    JOIN pg_catalog.pg_attribute a ON a.attrelid = rel AND a.attnum = _ddl_renamed.attnum
+    WHERE _ddl_renamed.attnum > 0 AND rel IN (r.parent, r.child)
+      AND (EXISTS (SELECT FROM pg_catalog.unnest(r.child_columns) AS c(n)
+                   WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_attribute x
+                                     WHERE x.attrelid = r.child AND x.attname = c.n AND NOT x.attisdropped))
+           OR EXISTS (SELECT FROM pg_catalog.unnest(r.parent_columns) AS c(n)
+                      WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_attribute x
+                                        WHERE x.attrelid = r.parent AND x.attname = c.n AND NOT x.attisdropped))
+           OR EXISTS (SELECT FROM pg_catalog.regexp_matches(coalesce(r.child_condition_sql, ''),
+                                                           'll_row\.("(?:[^"]|"")+"|[A-Za-z_][A-Za-z0-9_$]*)', 'g') AS m
+                      WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_attribute x
+                                        WHERE x.attrelid = r.child AND NOT x.attisdropped
+                                          AND x.attname = CASE WHEN pg_catalog.left(m[1], 1) = '"'
+                                                               THEN pg_catalog.replace(pg_catalog.substr(m[1], 2, pg_catalog.length(m[1]) - 2),
+                                                                                       '""', '"')
+                                                               ELSE m[1] END)))
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._ddl_renamed(oid, integer) FROM PUBLIC;
 

@@ -328,8 +328,8 @@ def test_why_locked_names_the_window_of_the_parents_date(books):
     # insert of a child in a scope with a window fail
     ("ALTER TABLE header RENAME TO entry", r"^ALTER TABLE public\.entry is refused: guard ll_20_scope_parent_\w+ no "
                                            r"longer matches the definition ledgerlock installed, which names the table "
-                                           r"\(renamed, or moved to another schema\), and the checks of the tables "
-                                           r"that take their scope or date from it read it by name"),
+                                           r"\(renamed, or moved to another schema\), and ledgerlock's checks that "
+                                           r"read it name it"),
     ("ALTER TABLE header RENAME COLUMN posted_on TO booked_on",
      r"^renaming a column of public\.header \(to booked_on\) is refused: protected table public\.line takes its date "
      r"from public\.header through header_id\.posted_on"),
