@@ -4,7 +4,11 @@ parent's date read only when a window could apply) and by the parent's own guard
 
 from __future__ import annotations
 
+import uuid
+
+import psycopg
 import pytest
+from psycopg import sql
 
 from lltest import guard_calls, lives_ok, refused, trigger_def
 
@@ -177,6 +181,41 @@ def test_a_generated_parent_date_check_refuses_a_child_whose_parent_does_not_exi
     lives_ok(app, "INSERT INTO line (id, header_id, entity_id) VALUES (2, 9, 1)")
     app.commit()
 
+
+
+def test_a_soft_lock_admits_a_child_dated_by_its_parent_only_under_an_override_in_a_granted_scope(books):
+    """The generated check sends a child it finds in a window to the same decision as every other write: the
+    application is refused with the way out, a tenant admin limited to scope 1 writes into scope 1's window
+    under an override (recorded on the event) and is still refused in scope 2's."""
+    admin = books.connect("admin")
+    for scope in ("1", "2"):
+        admin.execute("SELECT ledgerlock.lock_period(%s, '2026-03-01', '2026-03-31', 'soft')", [scope])
+    with refused("LL002", r"^Period 2026-03-01\.\.2026-03-31 is locked \(soft\) for scope 1: line id=1 cannot be "
+                          r"inserted"):
+        books.connect("app").execute("INSERT INTO line (id, header_id, entity_id) VALUES (1, 1, 1)")
+    name = f"ll_tenant_{uuid.uuid4().hex[:8]}"
+    owner = books.owner()
+    owner.execute(sql.SQL("CREATE ROLE {} LOGIN IN ROLE ledgerlock_admin").format(sql.Identifier(name)))
+    try:
+        owner.execute(sql.SQL("GRANT SELECT, INSERT, UPDATE, DELETE ON header, line TO {}").format(
+            sql.Identifier(name)))
+        admin.execute("SELECT ledgerlock.grant_scope(%s::regrole, '1')", [name])
+        with psycopg.connect(books.cluster.server.conninfo(dbname=books.name, user=name)) as tenant:
+            tenant.execute("SELECT ledgerlock.begin_override('a late line of entry 3')")
+            with refused("LL002", r"locked \(soft\) for scope 2: line id=3 cannot be inserted"):
+                tenant.execute("INSERT INTO line (id, header_id, entity_id) VALUES (3, 3, 2)")
+            tenant.rollback()
+            override = tenant.execute("SELECT ledgerlock.begin_override('a late line of entry 1')").fetchone()[0]
+            tenant.execute("INSERT INTO line (id, header_id, entity_id) VALUES (1, 1, 1)")
+            tenant.commit()
+        events = books.connect("auditor").execute(
+            "SELECT row_key ->> 'id', override_id, reason FROM ledgerlock.audit_event "
+            "WHERE table_oid = 'line'::regclass AND operation = 'INSERT'").fetchall()
+        assert events == [("1", override, "a late line of entry 1")]
+    finally:
+        books.close_all()
+        with psycopg.connect(books.conninfo(), autocommit=True) as cleanup:
+            cleanup.execute(sql.SQL("DROP OWNED BY {0}; DROP ROLE {0}").format(sql.Identifier(name)))
 
 def test_a_table_whose_scope_is_its_parents_keeps_the_generic_insert_check(db):
     """A scope read from the parent row is not generated: its inserts go to guard_period_row, and the
