@@ -907,8 +907,23 @@ DECLARE
     norm_live jsonb;
     norm_rec jsonb;
     k text;
+    filed_as text;
 BEGIN
     table_name := tbl::text;
+    -- A table renamed (or moved to another schema) after its events were written: the trail files events
+    -- under the table's qualified name as well as its oid (so that a dump restored with new oids still
+    -- verifies), so every row would read as written behind the trail. One problem that says so, and how to
+    -- undo it, instead of one per row. (Two index probes; the DDL guard refuses such a rename.)
+    filed_as := (SELECT e.table_name FROM ledgerlock.audit_event e WHERE e.table_oid = tbl
+                 ORDER BY e.table_oid, e.row_key, e.seq LIMIT 1);
+    IF filed_as IS DISTINCT FROM tbl::text AND filed_as IS NOT NULL
+       AND NOT EXISTS (SELECT FROM ledgerlock.audit_event e WHERE e.table_oid = tbl AND e.table_name = tbl::text) THEN
+        code := 'table_renamed';
+        problem := pg_catalog.format('%s was renamed since the trail recorded it: its events are filed under %s, so '
+                                     'its rows cannot be held to them; rename it back to %s', tbl, filed_as, filed_as);
+        RETURN NEXT;
+        RETURN;
+    END IF;
     FOR d IN SELECT * FROM ledgerlock._audit_row_diff(tbl, tbl, true) LOOP
         row_key := d.row_key;
         seq := d.seq;
