@@ -73,6 +73,25 @@ END
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._ddl_guard_own_object(text) FROM PUBLIC;
 
+-- The first of a relation's guards whose definition no longer matches the fingerprint ledgerlock recorded
+-- when it installed it (the md5 of pg_get_triggerdef, which names the table: a rename or a new schema shows
+-- here), or null. Guards of ledgerlock's own tables carry no fingerprint and are left out.
+CREATE OR REPLACE FUNCTION ledgerlock._drifted_guard(rel oid)
+RETURNS name
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT t.tgname FROM pg_catalog.pg_trigger t
+    WHERE t.tgrelid = rel AND t.tgparentid = 0 AND NOT t.tgisinternal AND t.tgname ~ '^ll_[0-9]{2}_'
+      AND pg_catalog.obj_description(t.oid, 'pg_trigger') IS NOT NULL
+      AND pg_catalog.obj_description(t.oid, 'pg_trigger')
+          IS DISTINCT FROM 'ledgerlock:' || pg_catalog.md5(pg_catalog.pg_get_triggerdef(t.oid))
+    ORDER BY t.tgname
+    LIMIT 1
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._drifted_guard(oid) FROM PUBLIC;
+
 -- What a rename of a table or of one of its columns (ALTER TABLE ... RENAME [COLUMN], SET SCHEMA: attnum 0
 -- for the table) would break, as (what, why, hint) for LL008; no row when nothing reads the old name.
 -- ledgerlock reads by name what it guards: the audit trail files a protected table's events under its
@@ -98,9 +117,9 @@ AS $$
     JOIN pg_catalog.pg_attribute a ON a.attrelid = rel AND a.attnum = _ddl_renamed.attnum
     WHERE r.root IS NOT NULL AND _ddl_renamed.attnum > 0
     UNION ALL
-    SELECT pg_catalog.format('ALTER TABLE %s', t.tgrelid::regclass),
+    SELECT pg_catalog.format('ALTER TABLE %s', rel::regclass),
            pg_catalog.format('guard %s no longer matches the definition ledgerlock installed, which names the '
-                             'table (renamed, or moved to another schema)%s', t.tgname,
+                             'table (renamed, or moved to another schema)%s', g.tgname,
                              CASE WHEN r.root IS NOT NULL
                                   THEN pg_catalog.format(', and the audit trail files the rows of protected table '
                                                          '%s under its name: they would all read as written '
@@ -108,13 +127,11 @@ AS $$
                                   ELSE ', and ledgerlock''s checks that read it name it' END),
            'rename it back (to rename a protected table, have an admin unprotect it first, audited, then protect '
            'it again); a guard changed by hand before: SELECT ledgerlock.reinstall_guards()'
-    FROM pg_catalog.pg_trigger t
+    FROM (SELECT ledgerlock._drifted_guard(rel) AS tgname) g
     CROSS JOIN (SELECT ledgerlock._protected_root(rel) AS root) r
-    WHERE _ddl_renamed.attnum = 0 AND t.tgrelid = rel AND t.tgparentid = 0 AND NOT t.tgisinternal
-      AND t.tgname ~ '^ll_[0-9]{2}_'
-      AND pg_catalog.obj_description(t.oid, 'pg_trigger') IS NOT NULL
-      AND pg_catalog.obj_description(t.oid, 'pg_trigger')
-          IS DISTINCT FROM 'ledgerlock:' || pg_catalog.md5(pg_catalog.pg_get_triggerdef(t.oid))
+    -- a partition is left out: its rows are filed under the table it belongs to (its guards are installed
+    -- again instead: see _ddl_guard_command_end)
+    WHERE _ddl_renamed.attnum = 0 AND g.tgname IS NOT NULL AND (r.root IS NULL OR r.root = rel)
     UNION ALL
     SELECT pg_catalog.format('renaming a column of %s (to %I)', rel::regclass, a.attname),
            pg_catalog.format('protected table %s takes its %s from %s through %s', p.tbl,
@@ -198,6 +215,12 @@ BEGIN
             END IF;
         END IF;
         root := ledgerlock._protected_root(rel);
+        -- a partition renamed or moved to another schema: nothing reads its name but its own guards' recorded
+        -- definitions, so they are installed again (its rows are filed under the protected table's name)
+        IF root IS NOT NULL AND root <> rel AND cmd.command_tag = 'ALTER TABLE' AND cmd.object_type = 'table'
+           AND ledgerlock._drifted_guard(rel) IS NOT NULL THEN
+            PERFORM ledgerlock._run_rule_hooks(root, 'install');
+        END IF;
         IF root IS NULL THEN
             -- a parent a protected table takes its scope or date from: its own guards stay on, and no trigger
             -- or rule of its own may move that column behind them

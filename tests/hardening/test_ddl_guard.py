@@ -87,6 +87,22 @@ def test_moving_a_protected_table_to_another_schema_is_refused_and_its_rows_stil
     assert db.connect("auditor").execute("SELECT ok, problems FROM ledgerlock.verify_audit()").fetchone() == (True, 0)
 
 
+def test_renaming_a_partition_installs_its_guards_again_and_its_rules_hold(db, journal, ddl_guard):
+    """A partition's rows are filed under the table it belongs to, so its name matters only to its own guards'
+    recorded definitions: renamed (or moved), its guards are installed again, doctor finds nothing, the final
+    rows stay final and the trail verifies."""
+    owner = db.owner()
+    owner.execute("ALTER TABLE ledger_entry_2025 RENAME TO ledger_entry_y2025")
+    assert owner.execute("SELECT count(*) FROM ledgerlock.doctor_findings() WHERE severity = 'critical'"
+                         ).fetchone() == (0,)
+    with refused("LL001", r"^ledger_entry(_y2025)? id=1 posted_on=2025-03-01 is final and cannot be updated"):
+        journal.execute("UPDATE ledger_entry_y2025 SET amount = 0 WHERE id = 1")
+    journal.execute("UPDATE ledger_entry_y2025 SET amount = 21 WHERE id = 2")
+    with refused("LL008"):
+        journal.execute("TRUNCATE ledger_entry_y2025")
+    assert db.connect("auditor").execute("SELECT ok, problems FROM ledgerlock.verify_audit()").fetchone() == (True, 0)
+
+
 def test_unlogged_is_refused(db, ddl_guard, unchanged):
     owner = db.owner()
     owner.execute("SELECT ledgerlock.protect('journal_entry', 'posted_on')")
