@@ -380,14 +380,16 @@ REVOKE ALL ON FUNCTION ledgerlock._replace_guard_trigger(regclass, name, text) F
 -- query written for the table's ledger. It decides exactly what guard_period_row decides for an insert: the
 -- same scope marks (still the trigger's arguments, so a lock that raises them still replaces the trigger),
 -- the parent read only when the row's scope has a window and share-locked, the same refusal of a missing
--- parent, gate, fence and probe; a row it finds in a window goes to the same _check_window. Every other write
--- (UPDATE, DELETE, skip mode, a scope read from a parent row) runs guard_period_row.
+-- parent, gate, fence and probe; a row it finds in a window goes to the same _check_window. A table dated by
+-- its parent gets an UPDATE and DELETE check generated the same way (_ll20_<key>_change): its WHEN clauses
+-- cannot test the date, so every change calls it. Every other write (UPDATE and DELETE of a table with a date
+-- of its own, which its WHEN clauses filter to the backdated ones; skip mode; a scope read from a parent row)
+-- runs guard_period_row.
 
 -- The body of the generated INSERT check. Values: day_init (' := ' and the row's date as an expression over
 -- NEW; empty for a date read from the parent row), read_day (empty, or the statements that read the parent's
--- date: see _ll20_parent_day), scope (its scope as text), probe (the window lookup into ll_w). The gate stays
--- a LOCK built as text: a static
--- LOCK per bucket in a tree of IFs measured no cheaper (each IF is an expression prepared per transaction).
+-- date: see _ll20_parent_read_sql), scope (its scope as text), gate (_ll20_gate_sql), probe (the window lookup
+-- into ll_w: _ll20_probe_sql).
 -- The trigger's arguments are guard_period_row's: [4] the mark of unlisted scopes, [5] the listed scopes' marks.
 CREATE OR REPLACE FUNCTION ledgerlock._ll20_insert_body(v jsonb)
 RETURNS text
@@ -412,12 +414,7 @@ BEGIN
                                       OR ll_day <= (TG_ARGV[5]::jsonb ->> ll_scope)::date, false) THEN
         RETURN NULL;
     END IF;
-    EXECUTE 'LOCK TABLE ledgerlock_gate.scope_gate_'
-            || pg_catalog.lpad((pg_catalog.hashtext(ll_scope) & 63)::text, 2, '0') || ' IN ROW EXCLUSIVE MODE';
-    IF pg_catalog.current_setting('transaction_isolation') <> 'read committed' THEN
-        PERFORM FROM ledgerlock.period_fence f
-        WHERE f.bucket = pg_catalog.hashtext(ll_scope) & 1023 FOR KEY SHARE;
-    END IF;
+{{gate}}
 {{probe}}
     IF ll_w IS NOT NULL THEN
         ll_refused := ledgerlock._check_window(TG_RELID::regclass, ll_w, pg_catalog.to_jsonb(NEW), 'inserted');
@@ -428,12 +425,143 @@ $ll$, v)
 $fn$;
 REVOKE ALL ON FUNCTION ledgerlock._ll20_insert_body(jsonb) FROM PUBLIC;
 
--- The statements of a generated INSERT check that read the row's day from its parent row (the value of
--- read_day in _ll20_insert_body), as guard_period_row reads it through _parent_date_sql: only when the row's
--- scope has a window (its scope mark, or the mark of every unlisted scope, is not -infinity); a null foreign
--- key is no day; the parent row share-locked, so that its date cannot move until this write ends; a parent
--- that does not exist (a deferred foreign key) refused. Null when the table's date is not a parent's.
-CREATE OR REPLACE FUNCTION ledgerlock._ll20_parent_day(tbl regclass, kind text)
+-- The body of the generated UPDATE and DELETE check of a table dated by its parent row (the WHEN clause of
+-- such a table cannot test the date, so every change of a non-exempt column calls it once any window applies).
+-- It decides what guard_period_row decides for these writes: the old side's day read from its parent (share-
+-- locked) only when the old scope has a window; the new side's reused when the foreign key did not change, else
+-- read the same way (a missing parent refused); each side probed after entering its scope's gate (once for
+-- both when they share it); a change of exempt columns only lets through; a window found goes to
+-- _check_window. Values: old_scope, new_scope (the scopes as text), read_old, read_new (_ll20_parent_read_sql
+-- into ll_od, ll_nd), same_parent (whether the foreign key kept its value), gate_old, gate_new, probe_old,
+-- probe_new. The trigger's arguments are guard_period_row's ([8:]: the exempt columns, for an UPDATE).
+CREATE OR REPLACE FUNCTION ledgerlock._ll20_change_body(v jsonb)
+RETURNS text
+LANGUAGE sql
+IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+    SELECT ledgerlock._template($ll$
+DECLARE
+    ll_refused text;  -- a refusal is called as an expression: see ledgerlock._refuse
+    ll_on_locked text := pg_catalog.current_setting('ledgerlock.on_locked', true);
+    ll_rest date := nullif(TG_ARGV[4], '')::date;
+    ll_os text := {{old_scope}};
+    ll_ns text;
+    ll_od date;
+    ll_nd date;
+    ll_wo bigint;
+    ll_wn bigint;
+    ll_read boolean := false;
+    ll_entered text;  -- the scope whose gate this call holds
+BEGIN
+    IF ll_on_locked IS NOT NULL AND ll_on_locked NOT IN ('', 'error', 'skip') THEN
+        ll_refused := ledgerlock._check_on_locked();
+    END IF;
+    -- the old side: its parent's day, read only when its scope has a window
+    IF coalesce(ll_rest IS NULL OR ll_rest > '-infinity'::date OR TG_ARGV[5]::jsonb ? ll_os, false) THEN
+        ll_read := true;
+{{read_old}}
+        IF ll_od IS NOT NULL AND coalesce(ll_rest IS NULL OR ll_od <= ll_rest
+                                          OR ll_od <= (TG_ARGV[5]::jsonb ->> ll_os)::date, false) THEN
+{{gate_old}}
+            ll_entered := ll_os;
+{{probe_old}}
+        END IF;
+    END IF;
+    IF TG_OP = 'UPDATE' THEN
+        ll_ns := {{new_scope}};
+        IF ll_read AND {{same_parent}} THEN
+            ll_nd := ll_od;  -- the same parent: the same day
+        ELSIF coalesce(ll_rest IS NULL OR ll_rest > '-infinity'::date OR TG_ARGV[5]::jsonb ? ll_ns, false) THEN
+{{read_new}}
+        END IF;
+        IF ll_nd IS NULL THEN
+            NULL;  -- a row without a date lies in no window
+        ELSIF ll_ns = ll_os AND ll_nd = ll_od THEN
+            ll_wn := ll_wo;  -- same scope and date: the same window
+        ELSIF coalesce(ll_rest IS NULL OR ll_nd <= ll_rest OR ll_nd <= (TG_ARGV[5]::jsonb ->> ll_ns)::date, false) THEN
+            IF ll_entered IS DISTINCT FROM ll_ns THEN
+{{gate_new}}
+            END IF;
+{{probe_new}}
+        END IF;
+    END IF;
+    IF ll_wo IS NULL AND ll_wn IS NULL THEN
+        RETURN NULL;
+    END IF;
+    -- only mutable (or generated) columns changed: reconciling or paying a row in a locked period is fine
+    IF TG_OP = 'UPDATE' AND ledgerlock._same_except(OLD, NEW, TG_ARGV[8:]) THEN
+        RETURN NULL;
+    END IF;
+    IF ll_wo IS NOT NULL THEN
+        ll_refused := ledgerlock._check_window(TG_RELID::regclass, ll_wo, pg_catalog.to_jsonb(OLD),
+                                               CASE TG_OP WHEN 'DELETE' THEN 'deleted' ELSE 'updated' END);
+    END IF;
+    IF ll_wn IS NOT NULL AND ll_wn IS DISTINCT FROM ll_wo THEN
+        ll_refused := ledgerlock._check_window(TG_RELID::regclass, ll_wn, pg_catalog.to_jsonb(NEW), 'updated');
+    END IF;
+    RETURN NULL;
+END
+$ll$, v)
+$fn$;
+REVOKE ALL ON FUNCTION ledgerlock._ll20_change_body(jsonb) FROM PUBLIC;
+
+-- A generated check's entry into the gate of the scope in scope_var (every window change of that scope holds
+-- the gate, so the probe that follows sees every window committed before it), and under REPEATABLE READ or
+-- SERIALIZABLE the scope's fence. The gate stays a LOCK built as text: a static LOCK per bucket in a tree of
+-- IFs measured no cheaper (each IF is an expression prepared per transaction).
+CREATE OR REPLACE FUNCTION ledgerlock._ll20_gate_sql(scope_var text)
+RETURNS text
+LANGUAGE sql
+IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+    SELECT pg_catalog.replace($q$    EXECUTE 'LOCK TABLE ledgerlock_gate.scope_gate_'
+            || pg_catalog.lpad((pg_catalog.hashtext(ll_scope) & 63)::text, 2, '0') || ' IN ROW EXCLUSIVE MODE';
+    IF pg_catalog.current_setting('transaction_isolation') <> 'read committed' THEN
+        PERFORM FROM ledgerlock.period_fence f
+        WHERE f.bucket = pg_catalog.hashtext(ll_scope) & 1023 FOR KEY SHARE;
+    END IF;$q$, 'll_scope', scope_var)
+$fn$;
+REVOKE ALL ON FUNCTION ledgerlock._ll20_gate_sql(text) FROM PUBLIC;
+
+-- A generated check's window lookup: the active window of the scope in scope_var covering the day in day_var,
+-- into into_var, written for the table's ledger (null: windows on every ledger only).
+CREATE OR REPLACE FUNCTION ledgerlock._ll20_probe_sql(ledger text, scope_var text, day_var text, into_var text)
+RETURNS text
+LANGUAGE sql
+IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+    SELECT pg_catalog.replace(pg_catalog.replace(pg_catalog.replace(
+        CASE WHEN ledger IS NULL THEN $q$
+    SELECT x.lock_id INTO ll_w
+    FROM (SELECT s.lock_id, s.to_date FROM ledgerlock.period_lock_span s
+          WHERE s.scope = ll_scope AND s.ledger = '*' AND s.from_date <= ll_day
+          ORDER BY s.from_date DESC LIMIT 1) AS x
+    WHERE x.to_date >= ll_day;$q$
+        ELSE pg_catalog.format($q$
+    SELECT x.lock_id INTO ll_w
+    FROM ((SELECT s.lock_id, s.to_date FROM ledgerlock.period_lock_span s
+           WHERE s.scope = ll_scope AND s.ledger = '*' AND s.from_date <= ll_day
+           ORDER BY s.from_date DESC LIMIT 1)
+          UNION ALL
+          (SELECT s.lock_id, s.to_date FROM ledgerlock.period_lock_span s
+           WHERE s.scope = ll_scope AND s.ledger = %L AND s.from_date <= ll_day
+           ORDER BY s.from_date DESC LIMIT 1)) AS x
+    WHERE x.to_date >= ll_day
+    LIMIT 1;$q$, ledger) END,
+        'll_w', into_var), 'll_scope', scope_var), 'll_day', day_var)
+$fn$;
+REVOKE ALL ON FUNCTION ledgerlock._ll20_probe_sql(text, text, text, text) FROM PUBLIC;
+
+-- A generated check's read of a row's day from its parent row, as guard_period_row reads it through
+-- _parent_date_sql: rec (NEW or OLD) names the row, into_var the variable; a null foreign key is no day; the
+-- parent row share-locked, so that its date cannot move until this write ends; verb (inserted, updated) refuses
+-- a parent that does not exist (a deferred foreign key), null leaves the day null (the old side of a row whose
+-- parent this transaction deleted). Null when the table's date is not a parent's.
+CREATE OR REPLACE FUNCTION ledgerlock._ll20_parent_read_sql(tbl regclass, kind text, rec text, into_var text,
+                                                          verb text)
 RETURNS text
 LANGUAGE plpgsql
 STABLE
@@ -447,79 +575,61 @@ BEGIN
         RETURN NULL;
     END IF;
     RETURN pg_catalog.format($q$
-    -- the day is the parent row's: read only when the row's scope has a window
-    IF NOT coalesce(ll_rest IS NULL OR ll_rest > '-infinity'::date OR TG_ARGV[5]::jsonb ? ll_scope, false) THEN
-        RETURN NULL;
-    END IF;
-    IF NEW.%1$I IS NOT NULL THEN
-        SELECT %2$s INTO ll_day FROM %3$s AS ll_p WHERE ll_p.%4$I = NEW.%1$I::%5$s FOR SHARE;
+    IF %1$s.%2$I IS NOT NULL THEN
+        SELECT %3$s INTO %4$s FROM %5$s AS ll_p WHERE ll_p.%6$I = %1$s.%2$I::%7$s FOR SHARE;%8$s
+    END IF;$q$, rec, p.fk_column, ledgerlock._day_sql('ll_p', p.parent_column, kind), into_var, p.parent,
+        p.parent_key, p.parent_key_type,
+        CASE WHEN verb IS NOT NULL THEN pg_catalog.format($q$
         IF NOT FOUND THEN
             ll_refused := ledgerlock._refuse('23503',
-                pg_catalog.format('%%s cannot be inserted: its date comes from the row %%s references, which does '
-                                  'not exist', ledgerlock.row_label(TG_RELID::regclass, pg_catalog.to_jsonb(NEW)),
-                                  %6$L),
+                pg_catalog.format('%%s cannot be %1$s: its date comes from the row %%s references, which does '
+                                  'not exist', ledgerlock.row_label(TG_RELID::regclass, pg_catalog.to_jsonb(%2$s)),
+                                  %3$L),
                 'write the parent row first: the period lock of the row is read from it');
-        END IF;
-    END IF;$q$, p.fk_column, ledgerlock._day_sql('ll_p', p.parent_column, kind), p.parent, p.parent_key,
-        p.parent_key_type, p.fk_column);
+        END IF;$q$, verb, rec, p.fk_column) ELSE '' END);
 END
 $$;
-REVOKE ALL ON FUNCTION ledgerlock._ll20_parent_day(regclass, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ledgerlock._ll20_parent_read_sql(regclass, text, text, text, text) FROM PUBLIC;
 
--- (Re)generate the INSERT check of a table and return its name, or return null when the table
--- does not qualify (see the top of this section): its inserts are then checked by guard_period_row.
--- from_parent: the date or the scope is read from a parent row; kind: ledgerlock._period_date_kind (both
--- computed by the installer already). A function that already has this body and its recorded fingerprint is
--- left alone: a lock that raises a mark re-runs the installer, and needs no new function.
-CREATE OR REPLACE FUNCTION ledgerlock._ll20_generate_insert(tbl regclass, kind text, from_parent boolean)
-RETURNS name
+-- Whether a table's period checks can be generated (see the top of this section): its scope is a column of
+-- its own that prints the same under every session setting, or none; its date a column of its own, or its
+-- parent's (date_from_parent: the installer knows) when the scope is not read from a parent too.
+CREATE OR REPLACE FUNCTION ledgerlock._ll20_generated(tbl regclass, date_from_parent boolean)
+RETURNS boolean
 LANGUAGE plpgsql
+STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     cfg ledgerlock.protected_table := ledgerlock._config(tbl);
-    gen name := ledgerlock._generated_name(tbl, 'll20', 'insert');
-    parent_day text := CASE WHEN from_parent THEN ledgerlock._ll20_parent_day(tbl, kind) END;
-    probe text;
-    body text;
 BEGIN
-    IF (from_parent AND (parent_day IS NULL OR ledgerlock._parent_scope_sql(tbl, false) IS NOT NULL))
-       OR (NOT from_parent AND NOT EXISTS (SELECT FROM pg_catalog.pg_attribute a
-                                           WHERE a.attrelid = tbl AND a.attname = cfg.date_column
-                                             AND NOT a.attisdropped))
-       OR (cfg.scope_column IS NOT NULL AND NOT EXISTS (
-               SELECT FROM pg_catalog.pg_attribute a
-               JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
-               LEFT JOIN pg_catalog.pg_type b ON b.oid = t.typbasetype
-               WHERE a.attrelid = tbl AND a.attname = cfg.scope_column AND NOT a.attisdropped
-                 AND coalesce(b.oid, t.oid) IN ('int2'::regtype, 'int4'::regtype, 'int8'::regtype, 'text'::regtype,
-                                                'varchar'::regtype, 'uuid'::regtype))) THEN
-        RETURN NULL;  -- the installer drops a function generated before, once no trigger runs it
+    IF ledgerlock._parent_scope_sql(tbl, false) IS NOT NULL THEN
+        RETURN false;
     END IF;
-    probe := CASE WHEN cfg.ledger IS NULL THEN $q$
-    SELECT x.lock_id INTO ll_w
-    FROM (SELECT s.lock_id, s.to_date FROM ledgerlock.period_lock_span s
-          WHERE s.scope = ll_scope AND s.ledger = '*' AND s.from_date <= ll_day
-          ORDER BY s.from_date DESC LIMIT 1) AS x
-    WHERE x.to_date >= ll_day;$q$
-    ELSE pg_catalog.format($q$
-    SELECT x.lock_id INTO ll_w
-    FROM ((SELECT s.lock_id, s.to_date FROM ledgerlock.period_lock_span s
-           WHERE s.scope = ll_scope AND s.ledger = '*' AND s.from_date <= ll_day
-           ORDER BY s.from_date DESC LIMIT 1)
-          UNION ALL
-          (SELECT s.lock_id, s.to_date FROM ledgerlock.period_lock_span s
-           WHERE s.scope = ll_scope AND s.ledger = %L AND s.from_date <= ll_day
-           ORDER BY s.from_date DESC LIMIT 1)) AS x
-    WHERE x.to_date >= ll_day
-    LIMIT 1;$q$, cfg.ledger) END;
-    body := ledgerlock._ll20_insert_body(pg_catalog.jsonb_build_object(
-        'day_init', CASE WHEN parent_day IS NULL THEN ' := ' || ledgerlock._day_sql('NEW', cfg.date_column, kind)
-                         ELSE '' END,
-        'read_day', coalesce(parent_day, ''),
-        'scope', CASE WHEN cfg.scope_column IS NULL THEN '''*'''
-                      ELSE pg_catalog.format('coalesce(NEW.%I::text, ''*'')', cfg.scope_column) END,
-        'probe', probe));
+    IF NOT date_from_parent AND NOT EXISTS (SELECT FROM pg_catalog.pg_attribute a
+                                            WHERE a.attrelid = tbl AND a.attname = cfg.date_column
+                                              AND NOT a.attisdropped) THEN
+        RETURN false;
+    END IF;
+    RETURN cfg.scope_column IS NULL OR EXISTS (
+        SELECT FROM pg_catalog.pg_attribute a
+        JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
+        LEFT JOIN pg_catalog.pg_type b ON b.oid = t.typbasetype
+        WHERE a.attrelid = tbl AND a.attname = cfg.scope_column AND NOT a.attisdropped
+          AND coalesce(b.oid, t.oid) IN ('int2'::regtype, 'int4'::regtype, 'int8'::regtype, 'text'::regtype,
+                                         'varchar'::regtype, 'uuid'::regtype));
+END
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._ll20_generated(regclass, boolean) FROM PUBLIC;
+
+-- Create the generated function gen with body, unless it already has that body and its recorded fingerprint:
+-- a lock that raises a mark re-runs the installer, and needs no new function.
+CREATE OR REPLACE FUNCTION ledgerlock._ll20_put(gen name, body text)
+RETURNS name
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
     IF NOT EXISTS (SELECT FROM pg_catalog.pg_proc p
                    JOIN ledgerlock.code_fingerprint f ON f.fn = p.oid::regprocedure::text AND f.origin = 'generated'
                    WHERE p.pronamespace = 'ledgerlock'::regnamespace AND p.proname = gen AND p.pronargs = 0
@@ -531,7 +641,75 @@ BEGIN
     RETURN gen;
 END
 $$;
+REVOKE ALL ON FUNCTION ledgerlock._ll20_put(name, text) FROM PUBLIC;
+
+-- (Re)generate the INSERT check of a table and return its name, or return null when the table
+-- does not qualify (_ll20_generated): its inserts are then checked by guard_period_row.
+-- from_parent: the date or the scope is read from a parent row; kind: ledgerlock._period_date_kind (both
+-- computed by the installer already).
+CREATE OR REPLACE FUNCTION ledgerlock._ll20_generate_insert(tbl regclass, kind text, from_parent boolean)
+RETURNS name
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    cfg ledgerlock.protected_table := ledgerlock._config(tbl);
+    read_day text := CASE WHEN from_parent THEN ledgerlock._ll20_parent_read_sql(tbl, kind, 'NEW', 'll_day',
+                                                                               'inserted') END;
+BEGIN
+    IF (from_parent AND read_day IS NULL) OR NOT ledgerlock._ll20_generated(tbl, from_parent) THEN
+        RETURN NULL;  -- the installer drops a function generated before, once no trigger runs it
+    END IF;
+    RETURN ledgerlock._ll20_put(ledgerlock._generated_name(tbl, 'll20', 'insert'),
+        ledgerlock._ll20_insert_body(pg_catalog.jsonb_build_object(
+            'day_init', CASE WHEN read_day IS NULL THEN ' := ' || ledgerlock._day_sql('NEW', cfg.date_column, kind)
+                             ELSE '' END,
+            'read_day', CASE WHEN read_day IS NULL THEN '' ELSE $q$
+    -- the day is the parent row's: read only when the row's scope has a window
+    IF NOT coalesce(ll_rest IS NULL OR ll_rest > '-infinity'::date OR TG_ARGV[5]::jsonb ? ll_scope, false) THEN
+        RETURN NULL;
+    END IF;$q$ || read_day END,
+            'scope', CASE WHEN cfg.scope_column IS NULL THEN '''*'''
+                          ELSE pg_catalog.format('coalesce(NEW.%I::text, ''*'')', cfg.scope_column) END,
+            'gate', ledgerlock._ll20_gate_sql('ll_scope'),
+            'probe', ledgerlock._ll20_probe_sql(cfg.ledger, 'll_scope', 'll_day', 'll_w'))));
+END
+$$;
 REVOKE ALL ON FUNCTION ledgerlock._ll20_generate_insert(regclass, text, boolean) FROM PUBLIC;
+
+-- (Re)generate the UPDATE and DELETE check of a table dated by its parent row and return its name, or return
+-- null (a date of its own: its WHEN clauses test the date, and the few writes that pass go to
+-- guard_period_row; a table that does not qualify: guard_period_row).
+CREATE OR REPLACE FUNCTION ledgerlock._ll20_generate_change(tbl regclass, kind text, date_from_parent boolean)
+RETURNS name
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    cfg ledgerlock.protected_table := ledgerlock._config(tbl);
+    read_old text := CASE WHEN date_from_parent THEN ledgerlock._ll20_parent_read_sql(tbl, kind, 'OLD', 'll_od',
+                                                                                     NULL) END;
+    fk name := (SELECT p.fk_column FROM ledgerlock._scope_path(tbl, cfg.date_column) p);
+BEGIN
+    IF read_old IS NULL OR NOT ledgerlock._ll20_generated(tbl, true) THEN
+        RETURN NULL;
+    END IF;
+    RETURN ledgerlock._ll20_put(ledgerlock._generated_name(tbl, 'll20', 'change'),
+        ledgerlock._ll20_change_body(pg_catalog.jsonb_build_object(
+            'old_scope', CASE WHEN cfg.scope_column IS NULL THEN '''*'''
+                              ELSE pg_catalog.format('coalesce(OLD.%I::text, ''*'')', cfg.scope_column) END,
+            'new_scope', CASE WHEN cfg.scope_column IS NULL THEN '''*'''
+                              ELSE pg_catalog.format('coalesce(NEW.%I::text, ''*'')', cfg.scope_column) END,
+            'read_old', read_old,
+            'read_new', ledgerlock._ll20_parent_read_sql(tbl, kind, 'NEW', 'll_nd', 'updated'),
+            'same_parent', pg_catalog.format('NEW.%1$I IS NOT DISTINCT FROM OLD.%1$I', fk),
+            'gate_old', ledgerlock._ll20_gate_sql('ll_os'),
+            'gate_new', ledgerlock._ll20_gate_sql('ll_ns'),
+            'probe_old', ledgerlock._ll20_probe_sql(cfg.ledger, 'll_os', 'll_od', 'll_wo'),
+            'probe_new', ledgerlock._ll20_probe_sql(cfg.ledger, 'll_ns', 'll_nd', 'll_wn'))));
+END
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._ll20_generate_change(regclass, text, boolean) FROM PUBLIC;
 
 -- unprotect: the rule's triggers, then its generated function.
 CREATE OR REPLACE FUNCTION ledgerlock._uninstall_20_period(tbl regclass)
@@ -541,7 +719,8 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     PERFORM ledgerlock._drop_guard_triggers(tbl, 'll_20_period_');
-    PERFORM ledgerlock._drop_generated_functions(ARRAY[ledgerlock._generated_name(tbl, 'll20', 'insert')]);
+    PERFORM ledgerlock._drop_generated_functions(ARRAY[ledgerlock._generated_name(tbl, 'll20', 'insert'),
+                                                       ledgerlock._generated_name(tbl, 'll20', 'change')]);
 END
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._uninstall_20_period(regclass) FROM PUBLIC;
@@ -566,6 +745,7 @@ DECLARE
     new_day text := ledgerlock._day_sql('NEW', cfg.date_column, kind);
     stale name;
     insert_fn text;
+    change_fn text;
 BEGIN
     -- The mark is computed after every concurrent window change has committed, and none can start before
     -- this transaction ends (ledgerlock._tick_mark_clock): a lock racing this install cannot leave it low.
@@ -609,18 +789,23 @@ BEGIN
         args));
     insert_fn := coalesce(pg_catalog.quote_ident(ledgerlock._ll20_generate_insert(
                               tbl, kind, parent_day IS NOT NULL OR parent_scope IS NOT NULL)), 'guard_period_row');
+    change_fn := coalesce(pg_catalog.quote_ident(ledgerlock._ll20_generate_change(tbl, kind, parent_day IS NOT NULL)),
+                          'guard_period_row');
     PERFORM ledgerlock._replace_guard_trigger(tbl, 'll_20_period_insert', pg_catalog.format(
         'AFTER INSERT ON %s FOR EACH ROW WHEN (%s <= %s) EXECUTE FUNCTION ledgerlock.%s(%s)',
         tbl, new_day, mark, insert_fn, args));
     PERFORM ledgerlock._replace_guard_trigger(tbl, 'll_20_period_update', pg_catalog.format(
         'AFTER UPDATE ON %s FOR EACH ROW WHEN ((%s <= %s OR %s <= %s) AND %s) '
-        'EXECUTE FUNCTION ledgerlock.guard_period_row(%s%s)', tbl, old_day, mark, new_day, mark,
-        ledgerlock._row_changed_beyond_exempt(tbl, true), args, ', ' || exempt));
+        'EXECUTE FUNCTION ledgerlock.%s(%s%s)', tbl, old_day, mark, new_day, mark,
+        ledgerlock._row_changed_beyond_exempt(tbl, true), change_fn, args, ', ' || exempt));
     PERFORM ledgerlock._replace_guard_trigger(tbl, 'll_20_period_delete', pg_catalog.format(
-        'AFTER DELETE ON %s FOR EACH ROW WHEN (%s <= %s) EXECUTE FUNCTION ledgerlock.guard_period_row(%s)',
-        tbl, old_day, mark, args));
+        'AFTER DELETE ON %s FOR EACH ROW WHEN (%s <= %s) EXECUTE FUNCTION ledgerlock.%s(%s)',
+        tbl, old_day, mark, change_fn, args));
     IF insert_fn = 'guard_period_row' THEN
         PERFORM ledgerlock._drop_generated_functions(ARRAY[ledgerlock._generated_name(tbl, 'll20', 'insert')]);
+    END IF;
+    IF change_fn = 'guard_period_row' THEN
+        PERFORM ledgerlock._drop_generated_functions(ARRAY[ledgerlock._generated_name(tbl, 'll20', 'change')]);
     END IF;
     -- a parent's guards, for a scope or date read from it (a column name without a dot names no parent)
     PERFORM ledgerlock._install_20_scope_parent(sp.parent) FROM ledgerlock._scope_path(tbl, cfg.scope_column) sp

@@ -217,6 +217,66 @@ def test_a_soft_lock_admits_a_child_dated_by_its_parent_only_under_an_override_i
         with psycopg.connect(books.conninfo(), autocommit=True) as cleanup:
             cleanup.execute(sql.SQL("DROP OWNED BY {0}; DROP ROLE {0}").format(sql.Identifier(name)))
 
+
+def change_check(owner) -> str:
+    """The function the child's AFTER UPDATE and AFTER DELETE checks call, as their triggers name it."""
+    names = {trigger_def(owner, "line", t).split("EXECUTE FUNCTION ledgerlock.")[1].split("(")[0]
+             for t in ("ll_20_period_update", "ll_20_period_delete")}
+    assert len(names) == 1
+    return names.pop()
+
+
+def test_updates_and_deletes_dated_by_the_parent_are_checked_by_a_generated_check(books):
+    """The child's UPDATE and DELETE checks are generated too (its WHEN clauses cannot test the parent's date, so
+    every change of a non-exempt column calls them): the parent's date is read by a static query, once for both
+    sides when the foreign key keeps its value, not by guard_period_row's dynamic query per side and row. They
+    decide the same: a change in the window, a move into it, a delete in it are refused; the mutable column,
+    rows outside it and moves between open days pass."""
+    lock(books)
+    owner = books.owner()
+    owner.execute(f"ALTER DATABASE {books.name} SET track_functions = 'pl'")
+    check = change_check(owner)
+    assert check.startswith("_ll20_") and check.endswith("_change")
+    owner.execute("INSERT INTO header VALUES (5, 1, '2026-04-20'), (6, 1, '2026-03-20')")
+    app = books.connect("app")
+    tx = books.connect("app", autocommit=False)
+    tx.execute("INSERT INTO line (id, header_id, entity_id) SELECT g, 2, 1 FROM generate_series(1, 300) g")
+    tx.execute("INSERT INTO line (id, header_id, entity_id) SELECT g, 3, 2 FROM generate_series(301, 400) g")
+    tx.commit()
+    tx.execute("UPDATE line SET amount = amount + 1")  # April, and another scope's March: pass
+    tx.execute("UPDATE line SET header_id = 5 WHERE id <= 10")  # April to April
+    tx.execute("DELETE FROM line WHERE id > 390")
+    assert guard_calls(tx, "guard_period_row") == 0
+    assert guard_calls(tx, check) == 400 + 10 + 10
+    tx.commit()
+    with refused("LL002", r"^Period 2026-03-01\.\.2026-03-31 is locked \(hard\) for scope 1: line id=11 cannot be "
+                          r"updated"):
+        app.execute("UPDATE line SET header_id = 6 WHERE id = 11")  # into the window
+    lives_ok(app, "UPDATE line SET reconciled = true WHERE id = 12")
+
+
+def test_a_generated_change_check_refuses_a_move_to_a_parent_that_does_not_exist_yet(db):
+    """Re-pointing a child to a parent a deferred foreign key lets it name before it exists: in a scope with a
+    window its day cannot be read, so it is refused (23503), as guard_period_row refuses it."""
+    owner = db.owner()
+    owner.execute(SCHEMA)
+    owner.execute("ALTER TABLE line DROP CONSTRAINT line_header_id_fkey, ADD CONSTRAINT line_header_id_fkey "
+                  "FOREIGN KEY (header_id) REFERENCES header ON DELETE CASCADE DEFERRABLE INITIALLY DEFERRED")
+    protect_line(owner)
+    assert change_check(owner).endswith("_change")
+    lock(db)
+    app = db.connect("app", autocommit=False)
+    app.execute("INSERT INTO line (id, header_id, entity_id) VALUES (1, 2, 1), (2, 2, 2)")
+    app.commit()
+    with refused("23503", r"^line id=1 cannot be updated: its date comes from the row header_id references, "
+                          r"which does not exist"):
+        app.execute("UPDATE line SET header_id = 9 WHERE id = 1")
+    app.rollback()
+    lives_ok(app, "UPDATE line SET header_id = 9 WHERE id = 2")  # a scope without a window
+    app.execute("INSERT INTO header VALUES (9, 1, '2026-04-02')")
+    app.commit()
+
+
 def test_a_table_whose_scope_is_its_parents_keeps_the_generic_insert_check(db):
     """A scope read from the parent row is not generated: its inserts go to guard_period_row, and the
     generated function of a table protected before with a scope of its own is dropped when it is protected
@@ -227,6 +287,7 @@ def test_a_table_whose_scope_is_its_parents_keeps_the_generic_insert_check(db):
     generated = insert_check(owner)
     protect_line(owner, scope_column="header_id.entity_id", weaken_reason="the scope is the entry's")
     assert insert_check(owner) == "guard_period_row"
+    assert change_check(owner) == "guard_period_row"
     assert owner.execute("SELECT count(*) FROM pg_proc WHERE proname = %s", [generated]).fetchone()[0] == 0
     lock(db)
     app = db.connect("app")
