@@ -160,17 +160,24 @@ def test_a_generated_parent_date_check_reads_a_timestamptz_parent_in_utc_whateve
     lives_ok(behind, "INSERT INTO line (id, header_id, entity_id) VALUES (2, 2, 1)")
 
 
-def test_a_generated_parent_date_check_refuses_a_child_whose_parent_does_not_exist_yet(db):
-    """A deferred foreign key lets a child be written before its parent: its day cannot be read, so it is
-    refused (23503) in a scope with a window, as guard_period_row refuses it; once the parent exists, the
-    child is written."""
+def deferred_books(db):
+    """The books with a deferred foreign key from line to header (a child may name its parent before the parent
+    exists, within the transaction), line protected, scope 1's March hard-locked; returns the owner's
+    connection."""
     owner = db.owner()
     owner.execute(SCHEMA)
     owner.execute("ALTER TABLE line DROP CONSTRAINT line_header_id_fkey, ADD CONSTRAINT line_header_id_fkey "
                   "FOREIGN KEY (header_id) REFERENCES header ON DELETE CASCADE DEFERRABLE INITIALLY DEFERRED")
     protect_line(owner)
-    assert insert_check(owner).startswith("_ll20_")
     lock(db)
+    return owner
+
+def test_a_generated_parent_date_check_refuses_a_child_whose_parent_does_not_exist_yet(db):
+    """A deferred foreign key lets a child be written before its parent: its day cannot be read, so it is
+    refused (23503) in a scope with a window, as guard_period_row refuses it; once the parent exists, the
+    child is written."""
+    owner = deferred_books(db)
+    assert insert_check(owner).startswith("_ll20_")
     app = db.connect("app", autocommit=False)
     with refused("23503", r"^line id=1 cannot be inserted: its date comes from the row header_id references, "
                           r"which does not exist"):
@@ -258,13 +265,8 @@ def test_updates_and_deletes_dated_by_the_parent_are_checked_by_a_generated_chec
 def test_a_generated_change_check_refuses_a_move_to_a_parent_that_does_not_exist_yet(db):
     """Re-pointing a child to a parent a deferred foreign key lets it name before it exists: in a scope with a
     window its day cannot be read, so it is refused (23503), as guard_period_row refuses it."""
-    owner = db.owner()
-    owner.execute(SCHEMA)
-    owner.execute("ALTER TABLE line DROP CONSTRAINT line_header_id_fkey, ADD CONSTRAINT line_header_id_fkey "
-                  "FOREIGN KEY (header_id) REFERENCES header ON DELETE CASCADE DEFERRABLE INITIALLY DEFERRED")
-    protect_line(owner)
+    owner = deferred_books(db)
     assert change_check(owner).endswith("_change")
-    lock(db)
     app = db.connect("app", autocommit=False)
     app.execute("INSERT INTO line (id, header_id, entity_id) VALUES (1, 2, 1), (2, 2, 2)")
     app.commit()
