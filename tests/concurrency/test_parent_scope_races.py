@@ -4,6 +4,8 @@ first; a move of the parent's date and a lock of the children's scope serialize 
 
 from __future__ import annotations
 
+import pytest
+
 from lltest import Background, lives_ok, refused, sqlstate
 
 SCHEMA = """
@@ -118,3 +120,41 @@ def test_a_line_write_holds_its_parent_so_a_date_move_waits_and_then_sees_it(db)
     assert sqlstate(move.error) == "LL002", move.error
     assert "line id=3 cannot be moved from 2026-04-20 to 2026-03-10" in move.error.diag.message_primary
     lives_ok(mover, "UPDATE header SET posted_on = '2026-04-21' WHERE id = 3")  # the neighbour: after the window
+
+
+@pytest.mark.parametrize("isolation", ["READ COMMITTED", "REPEATABLE READ"])
+@pytest.mark.parametrize("statement", [
+    "INSERT INTO line VALUES (5, 2, 1)",  # header 2 is dated 2026-02-10
+    "UPDATE line SET header_id = 2 WHERE id = 1",  # moved from April into February
+    "DELETE FROM line WHERE id = 2",
+])
+def test_a_child_write_dated_by_its_parent_waits_for_an_open_lock_and_then_is_refused(db, isolation, statement):
+    """The generated checks of a table dated by its parent (INSERT, and UPDATE and DELETE) enter the scope's gate
+    as guard_period_row does: a write into a window being locked waits for the lock, then is refused (LL002, or
+    40001 where its snapshot predates the lock); the same write after a rolled-back lock passes."""
+    owner = dated_books(db)
+    # March first: the February lock below then lies under the scope's mark and re-creates no trigger, so what
+    # the write waits for is the scope's gate
+    db.connect("admin").execute("SELECT ledgerlock.lock_period('1', '2026-03-01', '2026-03-31', 'hard')")
+    assert "_change(" in owner.execute("SELECT pg_get_triggerdef(oid) FROM pg_trigger WHERE tgname = "
+                                       "'ll_20_period_update' AND tgrelid = 'line'::regclass").fetchone()[0]
+    for outcome in ("rollback", "commit"):
+        admin = db.connect("admin", autocommit=False)
+        admin.execute("SELECT ledgerlock.lock_period('1', '2026-02-01', '2026-02-28', 'hard')")  # uncommitted
+        writer = db.connect("app", autocommit=False)
+        writer.execute(f"SET TRANSACTION ISOLATION LEVEL {isolation}")
+        writer.execute("SET lock_timeout = '30s'")
+        write = Background(writer, statement)
+        assert write.wait_until_blocked(owner) == "relation"
+        getattr(admin, outcome)()
+        write.join()
+        if outcome == "rollback":
+            assert write.error is None, write.error
+            writer.rollback()  # the neighbour passed; leave the books as they were for the lock that commits
+        else:
+            expected = {"LL002"} if isolation == "READ COMMITTED" else {"LL002", "40001"}
+            assert sqlstate(write.error) in expected, write.error
+            writer.rollback()
+    assert owner.execute("SELECT id, header_id FROM line ORDER BY id").fetchall() == [(1, 1), (2, 2)]
+    with refused("LL002", r"locked \(hard\) for scope 1: line id=5 cannot be inserted"):
+        db.connect("app").execute("INSERT INTO line VALUES (5, 2, 1)")
