@@ -382,6 +382,33 @@ AS $$
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._day_sql(text, name, text) FROM PUBLIC;
 
+-- How a row of a protected table dated by its parent row reads that day: the foreign key column (fk), the
+-- day as an expression over the parent row ll_p (day_sql: its UTC date for a timestamptz), and the rest of
+-- the query, "FROM <parent> AS ll_p WHERE ll_p.<key> = <the row's foreign key>", the row given as rec: '$1'
+-- (the row as jsonb, for a dynamic query) or a record (NEW, OLD, in generated code). for_share share-locks
+-- the parent row, so that its date cannot move until the caller's transaction ends. No row when the table's
+-- date is not a parent's. The one place both the generic guard's query (_parent_date_sql) and the generated
+-- checks' (_ll20_parent_read_sql) are built from.
+CREATE OR REPLACE FUNCTION ledgerlock._parent_day_source(tbl regclass, rec text, for_share boolean)
+RETURNS TABLE(fk name, day_sql text, from_sql text)
+LANGUAGE plpgsql  -- see _rule_table: _row_day reads it for a row at a time
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RETURN QUERY
+    SELECT p.fk_column, ledgerlock._day_sql('ll_p', p.parent_column, ledgerlock._date_kind_of(a.atttypid)),
+           pg_catalog.format('FROM %s AS ll_p WHERE ll_p.%I = %s::%s%s', p.parent, p.parent_key,
+                             CASE WHEN rec = '$1' THEN pg_catalog.format('($1 ->> %L)', p.fk_column)
+                                  ELSE pg_catalog.format('%s.%I', rec, p.fk_column) END,
+                             p.parent_key_type, CASE WHEN for_share THEN ' FOR SHARE' ELSE '' END)
+    FROM ledgerlock._scope_path(tbl, (SELECT c.date_column FROM ledgerlock.protected_table c
+                                      WHERE c.tbl = ledgerlock._rule_table(_parent_day_source.tbl))) p
+    JOIN pg_catalog.pg_attribute a ON a.attrelid = p.parent AND a.attname = p.parent_column;
+END
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._parent_day_source(regclass, text, boolean) FROM PUBLIC;
+
 -- The query that reads the day a row takes from its parent row ($1: the row as jsonb), as ISO text: '' when
 -- its foreign key is null or the parent's date is, null when no such parent row exists. for_share
 -- share-locks the parent row (see _parent_scope_sql). Null when the table's date is not a parent's.
@@ -391,20 +418,10 @@ LANGUAGE plpgsql  -- see _rule_table
 STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-DECLARE
-    q text;
 BEGIN
-    SELECT pg_catalog.format('SELECT CASE WHEN $1 ->> %L IS NULL THEN '''' ELSE (SELECT coalesce(pg_catalog.to_jsonb('
-                             '%s) #>> ''{}'', '''') FROM %s AS ll_p WHERE ll_p.%I = ($1 ->> %L)::%s%s) END',
-                             p.fk_column,
-                             ledgerlock._day_sql('ll_p', p.parent_column, ledgerlock._date_kind_of(a.atttypid)),
-                             p.parent, p.parent_key, p.fk_column, p.parent_key_type,
-                             CASE WHEN for_share THEN ' FOR SHARE' ELSE '' END)
-    INTO q
-    FROM ledgerlock._scope_path(tbl, (SELECT c.date_column FROM ledgerlock.protected_table c
-                                      WHERE c.tbl = ledgerlock._rule_table(_parent_date_sql.tbl))) p
-    JOIN pg_catalog.pg_attribute a ON a.attrelid = p.parent AND a.attname = p.parent_column;
-    RETURN q;
+    RETURN (SELECT pg_catalog.format('SELECT CASE WHEN $1 ->> %L IS NULL THEN '''' ELSE (SELECT coalesce('
+                                     'pg_catalog.to_jsonb(%s) #>> ''{}'', '''') %s) END', d.fk, d.day_sql, d.from_sql)
+            FROM ledgerlock._parent_day_source(tbl, '$1', for_share) d);
 END
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._parent_date_sql(regclass, boolean) FROM PUBLIC;

@@ -555,30 +555,29 @@ AS $fn$
 $fn$;
 REVOKE ALL ON FUNCTION ledgerlock._ll20_probe_sql(text, text, text, text) FROM PUBLIC;
 
--- A generated check's read of a row's day from its parent row, as guard_period_row reads it through
--- _parent_date_sql: rec (NEW or OLD) names the row, into_var the variable; a null foreign key is no day; the
--- parent row share-locked, so that its date cannot move until this write ends; verb (inserted, updated) refuses
--- a parent that does not exist (a deferred foreign key), null leaves the day null (the old side of a row whose
--- parent this transaction deleted). Null when the table's date is not a parent's.
-CREATE OR REPLACE FUNCTION ledgerlock._ll20_parent_read_sql(tbl regclass, kind text, rec text, into_var text,
-                                                          verb text)
+-- A generated check's read of a row's day from its parent row, the query guard_period_row runs through
+-- _parent_date_sql (both built by _parent_day_source): rec (NEW or OLD) names the row, into_var the variable;
+-- a null foreign key is no day; the parent row share-locked, so that its date cannot move until this write
+-- ends; verb (inserted, updated) refuses a parent that does not exist (a deferred foreign key), null leaves the
+-- day null (the old side of a row whose parent this transaction deleted). Null when the table's date is not a
+-- parent's.
+CREATE OR REPLACE FUNCTION ledgerlock._ll20_parent_read_sql(tbl regclass, rec text, into_var text, verb text)
 RETURNS text
 LANGUAGE plpgsql
 STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    p record;
+    d record;
 BEGIN
-    SELECT * INTO p FROM ledgerlock._scope_path(tbl, (ledgerlock._config(tbl)).date_column);
+    SELECT * INTO d FROM ledgerlock._parent_day_source(tbl, rec, true);
     IF NOT FOUND THEN
         RETURN NULL;
     END IF;
     RETURN pg_catalog.format($q$
     IF %1$s.%2$I IS NOT NULL THEN
-        SELECT %3$s INTO %4$s FROM %5$s AS ll_p WHERE ll_p.%6$I = %1$s.%2$I::%7$s FOR SHARE;%8$s
-    END IF;$q$, rec, p.fk_column, ledgerlock._day_sql('ll_p', p.parent_column, kind), into_var, p.parent,
-        p.parent_key, p.parent_key_type,
+        SELECT %3$s INTO %4$s %5$s;%6$s
+    END IF;$q$, rec, d.fk, d.day_sql, into_var, d.from_sql,
         CASE WHEN verb IS NOT NULL THEN pg_catalog.format($q$
         IF NOT FOUND THEN
             ll_refused := ledgerlock._refuse('23503',
@@ -586,10 +585,10 @@ BEGIN
                                   'not exist', ledgerlock.row_label(TG_RELID::regclass, pg_catalog.to_jsonb(%2$s)),
                                   %3$L),
                 'write the parent row first: the period lock of the row is read from it');
-        END IF;$q$, verb, rec, p.fk_column) ELSE '' END);
+        END IF;$q$, verb, rec, d.fk) ELSE '' END);
 END
 $$;
-REVOKE ALL ON FUNCTION ledgerlock._ll20_parent_read_sql(regclass, text, text, text, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ledgerlock._ll20_parent_read_sql(regclass, text, text, text) FROM PUBLIC;
 
 -- Whether a table's period checks can be generated (see the top of this section): its scope is a column of
 -- its own that prints the same under every session setting, or none; its date a column of its own, or its
@@ -654,8 +653,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     cfg ledgerlock.protected_table := ledgerlock._config(tbl);
-    read_day text := CASE WHEN from_parent THEN ledgerlock._ll20_parent_read_sql(tbl, kind, 'NEW', 'll_day',
-                                                                               'inserted') END;
+    read_day text := CASE WHEN from_parent THEN ledgerlock._ll20_parent_read_sql(tbl, 'NEW', 'll_day', 'inserted') END;
 BEGIN
     IF (from_parent AND read_day IS NULL) OR NOT ledgerlock._ll20_generated(tbl, from_parent) THEN
         RETURN NULL;  -- the installer drops a function generated before, once no trigger runs it
@@ -680,16 +678,15 @@ REVOKE ALL ON FUNCTION ledgerlock._ll20_generate_insert(regclass, text, boolean)
 -- (Re)generate the UPDATE and DELETE check of a table dated by its parent row and return its name, or return
 -- null (a date of its own: its WHEN clauses test the date, and the few writes that pass go to
 -- guard_period_row; a table that does not qualify: guard_period_row).
-CREATE OR REPLACE FUNCTION ledgerlock._ll20_generate_change(tbl regclass, kind text, date_from_parent boolean)
+CREATE OR REPLACE FUNCTION ledgerlock._ll20_generate_change(tbl regclass, date_from_parent boolean)
 RETURNS name
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     cfg ledgerlock.protected_table := ledgerlock._config(tbl);
-    read_old text := CASE WHEN date_from_parent THEN ledgerlock._ll20_parent_read_sql(tbl, kind, 'OLD', 'll_od',
-                                                                                     NULL) END;
-    fk name := (SELECT p.fk_column FROM ledgerlock._scope_path(tbl, cfg.date_column) p);
+    read_old text := CASE WHEN date_from_parent THEN ledgerlock._ll20_parent_read_sql(tbl, 'OLD', 'll_od', NULL) END;
+    fk name := (SELECT d.fk FROM ledgerlock._parent_day_source(tbl, 'OLD', true) d);
 BEGIN
     IF read_old IS NULL OR NOT ledgerlock._ll20_generated(tbl, true) THEN
         RETURN NULL;
@@ -701,7 +698,7 @@ BEGIN
             'new_scope', CASE WHEN cfg.scope_column IS NULL THEN '''*'''
                               ELSE pg_catalog.format('coalesce(NEW.%I::text, ''*'')', cfg.scope_column) END,
             'read_old', read_old,
-            'read_new', ledgerlock._ll20_parent_read_sql(tbl, kind, 'NEW', 'll_nd', 'updated'),
+            'read_new', ledgerlock._ll20_parent_read_sql(tbl, 'NEW', 'll_nd', 'updated'),
             'same_parent', pg_catalog.format('NEW.%1$I IS NOT DISTINCT FROM OLD.%1$I', fk),
             'gate_old', ledgerlock._ll20_gate_sql('ll_os'),
             'gate_new', ledgerlock._ll20_gate_sql('ll_ns'),
@@ -709,7 +706,7 @@ BEGIN
             'probe_new', ledgerlock._ll20_probe_sql(cfg.ledger, 'll_ns', 'll_nd', 'll_wn'))));
 END
 $$;
-REVOKE ALL ON FUNCTION ledgerlock._ll20_generate_change(regclass, text, boolean) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ledgerlock._ll20_generate_change(regclass, boolean) FROM PUBLIC;
 
 -- unprotect: the rule's triggers, then its generated function.
 CREATE OR REPLACE FUNCTION ledgerlock._uninstall_20_period(tbl regclass)
@@ -789,7 +786,7 @@ BEGIN
         args));
     insert_fn := coalesce(pg_catalog.quote_ident(ledgerlock._ll20_generate_insert(
                               tbl, kind, parent_day IS NOT NULL OR parent_scope IS NOT NULL)), 'guard_period_row');
-    change_fn := coalesce(pg_catalog.quote_ident(ledgerlock._ll20_generate_change(tbl, kind, parent_day IS NOT NULL)),
+    change_fn := coalesce(pg_catalog.quote_ident(ledgerlock._ll20_generate_change(tbl, parent_day IS NOT NULL)),
                           'guard_period_row');
     PERFORM ledgerlock._replace_guard_trigger(tbl, 'll_20_period_insert', pg_catalog.format(
         'AFTER INSERT ON %s FOR EACH ROW WHEN (%s <= %s) EXECUTE FUNCTION ledgerlock.%s(%s)',
