@@ -272,6 +272,59 @@ $$;
 REVOKE ALL ON FUNCTION ledgerlock._doctor_missing_guards() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION ledgerlock._doctor_missing_guards() TO ledgerlock_admin, ledgerlock_auditor;
 
+-- The name a protected table had when ledgerlock installed its guards, when the table has been renamed or
+-- moved to another schema since (the DDL guard refuses that; without it, the owner can); null otherwise, and
+-- for a partition (its rows are filed under the protected table: reinstall_guards puts its guards right).
+-- The candidates are the names the audit trail knows the table by: the one its own events are filed under
+-- (an audited table), and the registry's rows, whose keys print the table's name (every protected table).
+-- A candidate is the old name when it turns the TRUNCATE guard, which every protected table carries, back
+-- into the definition whose fingerprint ledgerlock recorded when it installed it.
+CREATE OR REPLACE FUNCTION ledgerlock._renamed_from(rel regclass)
+RETURNS text
+LANGUAGE sql
+STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT c.name
+    FROM pg_catalog.pg_trigger t
+    CROSS JOIN LATERAL ((SELECT e.table_name AS name FROM ledgerlock.audit_event e
+                         WHERE e.table_oid = rel ORDER BY e.table_oid, e.row_key, e.seq LIMIT 1)
+                        UNION
+                        SELECT e.row_key ->> 'tbl' FROM ledgerlock.audit_event e
+                        WHERE e.table_oid = 'ledgerlock.protected_table'::regclass) AS c
+    WHERE t.tgrelid = rel AND t.tgname = 'll_00_truncate' AND t.tgparentid = 0
+      AND EXISTS (SELECT FROM ledgerlock.protected_table p WHERE p.tbl = rel)
+      AND c.name IS DISTINCT FROM rel::text
+      AND pg_catalog.obj_description(t.oid, 'pg_trigger')
+          = 'ledgerlock:' || pg_catalog.md5(pg_catalog.replace(pg_catalog.pg_get_triggerdef(t.oid),
+                                                               ' ON ' || rel::text || ' ', ' ON ' || c.name || ' '))
+    LIMIT 1
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._renamed_from(regclass) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION ledgerlock._renamed_from(regclass) TO ledgerlock_admin, ledgerlock_auditor;
+
+-- What takes a table back to the name ledgerlock protected it under (_renamed_from): a SET SCHEMA when
+-- it moved, a RENAME when its name changed.
+CREATE OR REPLACE FUNCTION ledgerlock._rename_back_sql(rel regclass, old_name text)
+RETURNS text
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT pg_catalog.concat_ws('; ',
+               CASE WHEN o.parts[1] <> n.nspname
+                    THEN pg_catalog.format('ALTER TABLE %s SET SCHEMA %I', rel, o.parts[1]) END,
+               CASE WHEN o.parts[2] <> c.relname
+                    THEN pg_catalog.format('ALTER TABLE %I.%I RENAME TO %I', o.parts[1], c.relname, o.parts[2]) END)
+    FROM pg_catalog.pg_class c
+    JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+    CROSS JOIN (SELECT pg_catalog.parse_ident(old_name) AS parts) o
+    WHERE c.oid = rel
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._rename_back_sql(regclass, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION ledgerlock._rename_back_sql(regclass, text) TO ledgerlock_admin, ledgerlock_auditor;
+
 -- Every ll_NN_ trigger: accounted for by a rule (_orphan_guard_triggers), ENABLE ALWAYS, and its
 -- definition matching the hash ledgerlock commented it with.
 CREATE OR REPLACE FUNCTION ledgerlock._doctor_guard_triggers()
@@ -284,6 +337,8 @@ SET extra_float_digits = 1
 AS $$
 DECLARE
     r record;
+    old_name text;
+    renamed regclass[] := '{}';  -- reported once, as a rename, instead of once per guard
 BEGIN
     FOR r IN
         SELECT t.tgrelid::regclass AS rel, t.tgname, t.tgenabled, t.tgparentid,
@@ -312,6 +367,24 @@ BEGIN
                 'a disabled guard enforces nothing; an ENABLE (origin) guard is silenced by '
                 'session_replication_role = replica',
                 pg_catalog.format('ALTER TABLE %s ENABLE ALWAYS TRIGGER %I', r.rel, r.tgname);
+        ELSIF r.tgparentid = 0 AND r.hash IS DISTINCT FROM r.expected AND NOT (r.own AND r.hash IS NULL)
+              AND r.rel = ANY (renamed) THEN
+            NULL;  -- reported with the rename below
+        ELSIF r.tgparentid = 0 AND r.hash IS DISTINCT FROM r.expected AND NOT (r.own AND r.hash IS NULL)
+              AND (SELECT ledgerlock._renamed_from(r.rel)) IS NOT NULL THEN
+            -- every guard names the table, so all of them read as changed; reinstalling them would not help:
+            -- the trail files the table's rows, and its registry row, under the old name
+            old_name := ledgerlock._renamed_from(r.rel);
+            renamed := renamed || r.rel;
+            RETURN QUERY SELECT 'critical', 'renamed table', r.rel::text,
+                pg_catalog.format('%s was renamed: ledgerlock protected it as %s, and its guards still name %s',
+                                  r.rel, old_name, old_name),
+                pg_catalog.format('the audit trail files its rows and its registry entry under %s, so verification '
+                                  'reports it until it has that name again; reinstall_guards would not change that '
+                                  '(to rename a protected table, unprotect it first, audited, then protect it again)',
+                                  old_name),
+                ledgerlock._rename_back_sql(r.rel, old_name)
+                || '  (then run doctor again: a guard also changed by hand shows only then)';
         ELSIF r.tgparentid = 0 AND r.hash IS DISTINCT FROM r.expected AND NOT (r.own AND r.hash IS NULL) THEN
             RETURN QUERY SELECT 'critical', 'guard trigger', r.rel::text,
                 pg_catalog.format('guard %s on %s differs from the definition ledgerlock installed', r.tgname, r.rel),
@@ -575,7 +648,11 @@ BEGIN
                 RETURN QUERY SELECT 'critical', 'audit chain', 'ledgerlock.audit_log',
                     pg_catalog.format('the audit chain is broken: %s (%s problem(s))', r.problem, r.problems),
                     'the evidence was altered or removed after it was written',
-                    'compare with your external digests (ledgerlock audit verify --digest ...) and investigate';
+                    CASE WHEN EXISTS (SELECT FROM ledgerlock.protected_table p
+                                      WHERE ledgerlock._renamed_from(p.tbl) IS NOT NULL)
+                         THEN 'rename the protected table back first (the "renamed table" finding), then verify again'
+                         ELSE 'compare with your external digests (ledgerlock audit verify --digest ...) and investigate'
+                    END;
             ELSIF r.unsealed > 0 THEN
                 RETURN QUERY SELECT 'warning', 'audit chain', 'ledgerlock.audit_log',
                     pg_catalog.format('%s event(s) are not sealed into the chain yet', r.unsealed),

@@ -129,6 +129,64 @@ def test_a_function_redefined_by_hand_is_reported_as_drifted(db):
     assert not any(f["object"] == "ledgerlock.guard_truncate()" for f in found)
 
 
+@pytest.mark.parametrize("move, fix", [
+    ("ALTER TABLE invoice RENAME TO sales_invoice", "ALTER TABLE public.sales_invoice RENAME TO invoice"),
+    ("CREATE SCHEMA books; ALTER TABLE invoice SET SCHEMA books", "ALTER TABLE books.invoice SET SCHEMA public"),
+    ("CREATE SCHEMA books; ALTER TABLE invoice SET SCHEMA books; ALTER TABLE books.invoice RENAME TO sales",
+     "ALTER TABLE books.sales SET SCHEMA public; ALTER TABLE public.sales RENAME TO invoice"),
+])
+def test_a_renamed_table_is_one_finding_whose_fix_is_the_rename_back_and_running_it_makes_doctor_clean(
+        db, move, fix):
+    """Without the DDL guard the owner can rename a protected table. Every guard names the table, so each read as
+    changed, with reinstall_guards as the fix, which cannot help: the trail files the table's rows and its
+    registry row under the old name. Doctor now says what happened once, with the SQL that undoes it."""
+    db.protect_invoice()
+    db.connect("app").execute("INSERT INTO invoice (id, company_id, amount) VALUES (1, 1, 10)")
+    owner = db.owner()
+    owner.execute(move)
+    code, found = doctor(db.conninfo())
+    assert code == 3
+    moved = [f for f in problems(found) if f["check"] in ("renamed table", "guard trigger")]
+    assert len(moved) == 1 and moved[0]["check"] == "renamed table", moved
+    assert moved[0]["finding"].endswith("ledgerlock protected it as public.invoice, and its guards still name "
+                                        "public.invoice")
+    assert moved[0]["fix"] == fix + "  (then run doctor again: a guard also changed by hand shows only then)"
+    chain = [f for f in problems(found) if f["check"] == "audit chain"]
+    assert [f["fix"] for f in chain] == [
+        'rename the protected table back first (the "renamed table" finding), then verify again']
+    owner.execute(moved[0]["fix"].split("  (")[0])
+    code, found = doctor(db.conninfo())
+    assert code == 0 and problems(found) == [], problems(found)
+    assert db.connect("auditor").execute("SELECT ok FROM ledgerlock.verify_audit()").fetchone() == (True,)
+
+
+def test_a_guard_changed_by_hand_or_a_renamed_partition_still_gets_reinstall_guards_as_the_fix(db, journal):
+    """The neighbours of a renamed table: a guard whose definition changed without a rename, and a partition
+    renamed (its rows are filed under the protected table, so its guards installed again are the whole fix)."""
+    db.protect_invoice()
+    owner = db.owner()
+    owner.execute("ALTER TABLE ledger_entry_2026 RENAME TO ledger_entry_y2026")
+    owner.execute("DROP TRIGGER ll_10_final_delete ON invoice")
+    owner.execute("CREATE TRIGGER ll_10_final_delete BEFORE DELETE ON invoice FOR EACH ROW WHEN (false) "
+                  "EXECUTE FUNCTION ledgerlock.guard_final_row()")
+    owner.execute("ALTER TABLE invoice ENABLE ALWAYS TRIGGER ll_10_final_delete")
+    owner.execute("COMMENT ON TRIGGER ll_10_final_delete ON invoice IS 'ledgerlock:00000000000000000000000000000000'")
+    code, found = doctor(db.conninfo())
+    assert code == 3
+    assert not [f for f in found if f["check"] == "renamed table"]
+    drifted = {(f["object"], f["finding"].split(" on ")[0], f["fix"])
+               for f in problems(found) if f["check"] == "guard trigger"}
+    reinstall = "ledgerlock migrate  (or: SELECT ledgerlock.reinstall_guards())"
+    # the partition's statement-level guards (TRUNCATE, audit) name it; its row guards are the table's
+    assert ("public.invoice", "guard ll_10_final_delete", reinstall) in drifted
+    assert ("public.ledger_entry_y2026", "guard ll_00_truncate", reinstall) in drifted
+    assert {(obj, fix) for obj, _, fix in drifted} == {("public.invoice", reinstall),
+                                                       ("public.ledger_entry_y2026", reinstall)}
+    owner.execute("SELECT ledgerlock.reinstall_guards()")
+    _, found = doctor(db.conninfo())
+    assert not [f for f in problems(found) if f["check"] == "guard trigger"]
+
+
 def test_a_partition_added_without_the_ddl_guard_is_reported_until_guards_are_reinstalled(db, journal):
     owner = db.owner()
     owner.execute("CREATE TABLE ledger_entry_2027 PARTITION OF ledger_entry "
