@@ -931,46 +931,129 @@ AS $$
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._row_changed_condition(regclass) FROM PUBLIC;
 
+-- The comparison a WHEN clause calls to learn whether a row changed beyond a set of exempt columns, created
+-- when missing: ledgerlock._ll10_x<key>_changed(old, new) is true when the new row, with its exempt columns
+-- put back to their old values (jsonb_populate_record, all in C), differs from the old row compared whole
+-- and exactly (record_image_eq), so a column added after the trigger still counts as a change. A WHEN clause
+-- calls it rather than holding the expression because PostgreSQL prepares a trigger's WHEN again in every
+-- statement that fires the trigger, whatever its first conjunct decides: the expression inline cost every
+-- UPDATE of a protected table ~3 us per trigger to prepare, the call ~0.3 (docs/performance.md, "The
+-- exempt-column comparison"); PL/pgSQL prepares the body only for the rows that reach it, which the clause's
+-- first conjunct (final, backdated) already filtered. One function per set of column names, shared by every
+-- table with that set (its arguments are polymorphic: PL/pgSQL compiles it per row type). R1 owns it (its
+-- generated prefix, its fingerprint); R3's and R4's update guards call it too. PUBLIC may execute it: a WHEN
+-- clause runs with the rights of whoever writes the table, and it only compares its two arguments.
+CREATE OR REPLACE FUNCTION ledgerlock._changed_beyond_function(exempt text[])
+RETURNS name
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    cols text[] := ARRAY(SELECT DISTINCT c COLLATE "C" FROM pg_catalog.unnest(exempt) AS c ORDER BY 1);
+    fn name := ('_ll10_x' || pg_catalog."left"(pg_catalog.md5(pg_catalog.array_to_string(cols, E'\x1f')), 16)
+                || '_changed')::name;
+    config text[] := '{"search_path=pg_catalog, pg_temp"}';
+    body text;
+BEGIN
+    body := pg_catalog.format(E'\nBEGIN\n    RETURN NOT pg_catalog.record_image_eq(o, pg_catalog.jsonb_populate_record(n, '
+                              || E'pg_catalog.jsonb_build_object(%s)));\nEND\n',
+                              (SELECT pg_catalog.string_agg(pg_catalog.format('%L, o.%I', c, c), ', '
+                                                            ORDER BY c COLLATE "C")
+                               FROM pg_catalog.unnest(cols) AS c));
+    PERFORM pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('ledgerlock.' || fn));  -- installers in parallel
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_proc p
+                   WHERE p.pronamespace = 'ledgerlock'::regnamespace AND p.proname = fn
+                     AND p.prosrc = body AND NOT p.prosecdef AND p.proconfig = config) THEN
+        PERFORM ledgerlock._ddl_permit('ledgerlock'::regnamespace::oid, true);  -- the DDL guard lets it through
+        EXECUTE pg_catalog.format('CREATE OR REPLACE FUNCTION ledgerlock.%I(o anyelement, n anyelement) '
+                                  'RETURNS boolean LANGUAGE plpgsql STABLE SECURITY INVOKER '
+                                  'SET search_path = pg_catalog, pg_temp AS %L', fn, body);
+        EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION ledgerlock.%I(anyelement, anyelement) TO PUBLIC', fn);
+        PERFORM ledgerlock._ddl_permit('ledgerlock'::regnamespace::oid, false);
+    END IF;
+    INSERT INTO ledgerlock.code_fingerprint AS f (fn, origin, body_md5, security_definer, config)
+    SELECT p.oid::regprocedure::text, 'generated', pg_catalog.md5(p.prosrc), p.prosecdef, p.proconfig
+    FROM pg_catalog.pg_proc p WHERE p.pronamespace = 'ledgerlock'::regnamespace AND p.proname = fn
+    ON CONFLICT ON CONSTRAINT code_fingerprint_pkey DO UPDATE SET
+        body_md5 = EXCLUDED.body_md5, security_definer = EXCLUDED.security_definer, config = EXCLUDED.config,
+        recorded_at = now(), recorded_by = session_user
+    WHERE f.origin = 'generated'
+      AND (f.body_md5, f.security_definer, f.config)
+          IS DISTINCT FROM (EXCLUDED.body_md5, EXCLUDED.security_definer, EXCLUDED.config);
+    RETURN fn;
+END
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._changed_beyond_function(text[]) FROM PUBLIC;
+
+-- Drop R1's comparisons (_changed_beyond_function) that no trigger's WHEN clause calls any more, with their
+-- fingerprints: run once guards have been installed or removed (protect, unprotect, a referential rule's
+-- change). Each is dropped under the lock _changed_beyond_function takes to create it, and checked again then,
+-- so a concurrent installer about to call it keeps it.
+CREATE OR REPLACE FUNCTION ledgerlock._drop_unused_comparisons()
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    fn name;
+    sig text;
+BEGIN
+    FOR fn IN SELECT p.proname FROM pg_catalog.pg_proc p
+              WHERE p.pronamespace = 'ledgerlock'::regnamespace AND pg_catalog.starts_with(p.proname, '_ll10_x')
+              ORDER BY 1 LOOP
+        PERFORM pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('ledgerlock.' || fn));
+        sig := (SELECT p.oid::regprocedure::text FROM pg_catalog.pg_proc p
+                WHERE p.pronamespace = 'ledgerlock'::regnamespace AND p.proname = fn
+                  AND NOT EXISTS (SELECT FROM pg_catalog.pg_depend d
+                                  WHERE d.refclassid = 'pg_catalog.pg_proc'::regclass AND d.refobjid = p.oid
+                                    AND d.classid = 'pg_catalog.pg_trigger'::regclass));
+        CONTINUE WHEN sig IS NULL;
+        PERFORM ledgerlock._ddl_permit('ledgerlock'::regnamespace::oid, true);  -- the DDL guard lets it through
+        EXECUTE pg_catalog.format('DROP FUNCTION %s', sig);
+        PERFORM ledgerlock._ddl_permit('ledgerlock'::regnamespace::oid, false);
+        DELETE FROM ledgerlock.code_fingerprint f WHERE f.fn = sig AND f.origin = 'generated';
+    END LOOP;
+END
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._drop_unused_comparisons() FROM PUBLIC;
+
 -- The WHEN of an update guard that lets exempt columns change (R1's final rows, R3's locked windows, R4's
 -- referenced parents): the row changed, and not only in its exempt columns, so that an update of only
 -- mutable columns (paid, reconciled, an ORM's auto-updated timestamp), or of nothing, does not even call the
--- guard. The new row with its exempt columns put back to their old values (jsonb_populate_record, all in C)
--- is compared with the old row whole and exactly, so a column added after the trigger still counts as a
--- change. It can only err towards calling the guard: a value whose trip through jsonb is not exact (a
--- float's -0) leaves the rows unequal, and the guard's own test of its exempt columns decides. Exempt columns
--- of a type not known to make that trip without an error keep the plain condition, and so do tables with
--- generated columns (the condition is 'true' there: NEW's generated columns are not computed yet in a BEFORE
--- trigger; an AFTER trigger, R3's, sees them).
--- One comparison, nothing before it: PostgreSQL prepares a trigger's WHEN again for every statement that
--- fires the trigger, whatever its first conjunct decides, and a shortcut for the common case (the exempt
--- columns unchanged, compared as ROW()s) cost every UPDATE of the table ~3 us more to prepare than it ever
--- saved (docs/performance.md, "Enforcement only").
+-- guard: a call of the set's comparison (_changed_beyond_function, created here when missing). It can only err
+-- towards calling the guard: a value whose trip through jsonb is not exact (a float's -0) leaves the rows
+-- unequal, and the guard's own test of its exempt columns decides. Exempt columns of a type not known to make
+-- that trip without an error keep the plain condition (any byte changed), and so do tables with generated
+-- columns (the condition is 'true' there: NEW's generated columns are not computed yet in a BEFORE trigger;
+-- an AFTER trigger, R3's, sees them).
+-- One comparison, nothing before it: a shortcut for the common case (the exempt columns unchanged, compared
+-- as ROW()s) cost every UPDATE of the table ~3 us more to prepare than it ever saved (docs/performance.md,
+-- "Enforcement only").
 CREATE OR REPLACE FUNCTION ledgerlock._row_changed_beyond_exempt(tbl regclass, after_trigger boolean DEFAULT false)
 RETURNS text
-LANGUAGE sql
-STABLE
+LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
-    WITH changed AS (SELECT CASE WHEN after_trigger THEN 'NOT pg_catalog.record_image_eq(OLD.*, NEW.*)'
-                                 ELSE ledgerlock._row_changed_condition(tbl) END AS cond),
-    ex AS (
-        SELECT a.attname AS c, coalesce(b.oid, t.oid) IN (
-                   'int2'::regtype, 'int4'::regtype, 'int8'::regtype, 'numeric'::regtype, 'float4'::regtype,
-                   'float8'::regtype, 'text'::regtype, 'varchar'::regtype, 'bpchar'::regtype, 'uuid'::regtype,
-                   'date'::regtype, 'timestamp'::regtype, 'timestamptz'::regtype, 'bool'::regtype) AS plain
-        FROM pg_catalog.unnest(ledgerlock._exempt_columns(tbl)) AS e(c)
-        JOIN pg_catalog.pg_attribute a ON a.attrelid = tbl AND a.attname = e.c AND a.attnum > 0
-                                       AND NOT a.attisdropped
-        JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
-        LEFT JOIN pg_catalog.pg_type b ON b.oid = t.typbasetype)
-    SELECT CASE WHEN changed.cond = 'true' OR NOT coalesce((SELECT pg_catalog.bool_and(plain) FROM ex), false)
-                THEN changed.cond
-                ELSE pg_catalog.format(
-                    'NOT pg_catalog.record_image_eq(OLD.*, pg_catalog.jsonb_populate_record(NEW.*, '
-                    'pg_catalog.jsonb_build_object(%s)))',
-                    (SELECT pg_catalog.string_agg(pg_catalog.format('%L, OLD.%I', c, c), ', ' ORDER BY c) FROM ex))
-           END
-    FROM changed
+DECLARE
+    cond text := CASE WHEN after_trigger THEN 'NOT pg_catalog.record_image_eq(OLD.*, NEW.*)'
+                      ELSE ledgerlock._row_changed_condition(tbl) END;
+    cols text[];
+    all_plain boolean;
+BEGIN
+    SELECT pg_catalog.array_agg(a.attname::text), pg_catalog.bool_and(coalesce(b.oid, t.oid) IN (
+               'int2'::regtype, 'int4'::regtype, 'int8'::regtype, 'numeric'::regtype, 'float4'::regtype,
+               'float8'::regtype, 'text'::regtype, 'varchar'::regtype, 'bpchar'::regtype, 'uuid'::regtype,
+               'date'::regtype, 'timestamp'::regtype, 'timestamptz'::regtype, 'bool'::regtype))
+    INTO cols, all_plain
+    FROM pg_catalog.unnest(ledgerlock._exempt_columns(tbl)) AS e(c)
+    JOIN pg_catalog.pg_attribute a ON a.attrelid = tbl AND a.attname = e.c AND a.attnum > 0 AND NOT a.attisdropped
+    JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
+    LEFT JOIN pg_catalog.pg_type b ON b.oid = t.typbasetype;
+    IF cond = 'true' OR NOT coalesce(all_plain, false) THEN
+        RETURN cond;
+    END IF;
+    RETURN pg_catalog.format('ledgerlock.%I(OLD.*, NEW.*)', ledgerlock._changed_beyond_function(cols));
+END
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._row_changed_beyond_exempt(regclass, boolean) FROM PUBLIC;
 

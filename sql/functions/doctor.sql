@@ -524,6 +524,11 @@ BEGIN
           AND pg_catalog.has_function_privilege('public', p.oid, 'EXECUTE')
           AND p.proname <> ALL (ledgerlock._public_api())
           AND p.prorettype NOT IN ('pg_catalog.trigger'::regtype, 'pg_catalog.event_trigger'::regtype)
+          -- R1's comparisons, which WHEN clauses call with the writer's rights (_changed_beyond_function);
+          -- a body changed by hand is drift (_doctor_code)
+          AND NOT (pg_catalog.starts_with(p.proname, '_ll10_x') AND NOT p.prosecdef
+                   AND EXISTS (SELECT FROM ledgerlock.code_fingerprint f
+                               WHERE f.fn = p.oid::regprocedure::text AND f.origin = 'generated'))
         ORDER BY 1
     LOOP
         RETURN QUERY SELECT CASE WHEN pg_catalog.starts_with(r.proname::text, '_') THEN 'critical' ELSE 'warning' END,

@@ -24,7 +24,7 @@ AS $$
     FROM (VALUES
         ('00', 'truncate', 'all', 'ledgerlock._install_00_truncate(regclass)', NULL, NULL, '{}', false, NULL),
         ('10', 'final', 'R1', 'ledgerlock._install_10_final(regclass)', NULL, NULL,
-         '{"ledgerlock._why_10_final(regclass,jsonb)"}', false, NULL),
+         '{"ledgerlock._why_10_final(regclass,jsonb)"}', false, '_ll10_x'),
         ('20', 'period', 'R3', 'ledgerlock._install_20_period(regclass)', 'ledgerlock._uninstall_20_period(regclass)',
          NULL, '{"ledgerlock._why_20_period(regclass,jsonb)"}', false, '_ll20_t'),
         ('30', 'referential', 'R4', 'ledgerlock._install_30_referential(regclass)',
@@ -445,6 +445,7 @@ BEGIN
         CONTINUE WHEN hook IS NULL;
         EXECUTE pg_catalog.format('SELECT %s($1)', hook::oid::regproc) USING tbl;
     END LOOP;
+    PERFORM ledgerlock._drop_unused_comparisons();  -- a set of exempt columns no guard tests any more
 END
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._run_rule_hooks(regclass, text) FROM PUBLIC;
@@ -755,6 +756,7 @@ BEGIN
                                                 pg_catalog.format('so %s cannot be unprotected', tbl));
     PERFORM ledgerlock._run_rule_hooks(tbl, 'uninstall');
     PERFORM ledgerlock._drop_guard_triggers(tbl, 'll_');
+    PERFORM ledgerlock._drop_unused_comparisons();
     PERFORM ledgerlock._audit_event('UNPROTECT', tbl, NULL, NULL,
         (SELECT pg_catalog.to_jsonb(p) FROM ledgerlock.protected_table p WHERE p.tbl = unprotect.tbl), NULL,
         pg_catalog.jsonb_build_object('reason', reason));
@@ -798,8 +800,9 @@ $$;
 REVOKE ALL ON FUNCTION ledgerlock._orphan_guard_triggers() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION ledgerlock._orphan_guard_triggers() TO ledgerlock_admin, ledgerlock_auditor;
 
--- Functions a rule generated (named with its generated_prefix, not shipped) that no trigger runs any more:
--- their table was unprotected or dropped, or their rule removed.
+-- Functions a rule generated (named with its generated_prefix, not shipped) that no trigger runs or calls in
+-- its WHEN clause any more (R1's comparisons: _changed_beyond_function): their table was unprotected or
+-- dropped, or their rule removed.
 CREATE OR REPLACE FUNCTION ledgerlock._orphan_generated_functions()
 RETURNS SETOF regprocedure
 LANGUAGE sql
@@ -812,6 +815,9 @@ AS $$
       AND NOT EXISTS (SELECT FROM ledgerlock.code_fingerprint f
                       WHERE f.fn = p.oid::regprocedure::text AND f.origin = 'shipped')
       AND NOT EXISTS (SELECT FROM pg_catalog.pg_trigger t WHERE t.tgfoid = p.oid)
+      AND NOT EXISTS (SELECT FROM pg_catalog.pg_depend d
+                      WHERE d.refclassid = 'pg_catalog.pg_proc'::regclass AND d.refobjid = p.oid
+                        AND d.classid = 'pg_catalog.pg_trigger'::regclass)
     ORDER BY 1
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._orphan_generated_functions() FROM PUBLIC;

@@ -518,6 +518,7 @@ BEGIN
                                   tbl, fn, coalesce(args, '')));
         END IF;
     END LOOP;
+    PERFORM ledgerlock._drop_unused_comparisons();  -- a parent whose last referential rule went
 END
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._ref_install_table(regclass) FROM PUBLIC;

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 import ledgerlock.errors as lle
-from lltest import guard_calls, lives_ok, refused
+from lltest import guard_calls, lives_ok, refused, trigger_def
 
 
 @pytest.fixture
@@ -173,3 +173,77 @@ def test_a_mutable_only_update_of_a_final_row_does_not_call_the_guard(db):
         app.execute("UPDATE invoice SET paid = false, memo = 'x' WHERE id = 1")
     app.rollback()
     assert app.execute("SELECT paid, reconciled, memo FROM invoice WHERE id = 1").fetchone() == (True, True, None)
+
+
+def comparisons(conn):
+    """R1's comparison functions (_ll10_x<key>_changed) and the tables whose triggers' WHEN clauses call each."""
+    return conn.execute(
+        """SELECT p.proname, array_agg(DISTINCT t.tgrelid::regclass::text ORDER BY t.tgrelid::regclass::text)
+                                 FILTER (WHERE t.oid IS NOT NULL)
+           FROM pg_proc p
+           LEFT JOIN pg_depend d ON d.refclassid = 'pg_proc'::regclass AND d.refobjid = p.oid
+                                AND d.classid = 'pg_trigger'::regclass
+           LEFT JOIN pg_trigger t ON t.oid = d.objid
+           WHERE p.pronamespace = 'ledgerlock'::regnamespace AND p.proname LIKE '\\_ll10\\_x%'
+           GROUP BY 1 ORDER BY 1""").fetchall()
+
+
+def test_the_exempt_column_test_is_one_function_per_set_of_columns_the_writer_may_call(db):
+    """The mutable-only test of the update guards' WHEN clauses (R1, R3, R4) is a call of a comparison per set of
+    exempt columns, which PostgreSQL prepares in every statement for far less than the expression. Tables with
+    the same set share it; whoever writes a protected table may call it (a WHEN clause runs with the writer's
+    rights) and nothing else; it goes with the last table that uses it, fingerprint included."""
+    owner = db.owner()
+    owner.execute("CREATE TABLE offer (LIKE invoice INCLUDING ALL); CREATE TABLE bill (LIKE invoice INCLUDING ALL);"
+                  "GRANT SELECT, INSERT, UPDATE, DELETE ON offer, bill TO ll_app")
+    db.protect_invoice()
+    owner.execute(
+        "SELECT ledgerlock.protect('offer', date_column => 'issued_on', scope_column => 'company_id', "
+        "final_when => $$status in ('approved','paid')$$, mutable_columns => '{reconciled,paid}')")
+    owner.execute("SELECT ledgerlock.protect('bill', date_column => 'issued_on', scope_column => 'company_id', "
+                  "final_when => $$status in ('approved','paid')$$, mutable_columns => '{paid}')")
+    found = comparisons(owner)
+    assert sorted(tables for _, tables in found) == [["bill"], ["invoice", "offer"]], found
+    shared = next(name for name, tables in found if tables == ["invoice", "offer"])
+    for tbl, trigger in (("invoice", "ll_10_final_update"), ("invoice", "ll_20_period_update")):
+        assert f"ledgerlock.{shared}(old.*, new.*)" in trigger_def(owner, tbl, trigger)
+    # the writer's rights: the application calls it through the WHEN clause, and may call it directly
+    app = db.connect("app")
+    app.execute("INSERT INTO offer (id, company_id, amount, status) VALUES (1, 1, 10, 'approved')")
+    lives_ok(app, "UPDATE offer SET paid = true, reconciled = true WHERE id = 1")
+    with refused("LL001", r"^offer id=1 is final"):
+        app.execute("UPDATE offer SET amount = 11 WHERE id = 1")
+    assert app.execute(f"SELECT ledgerlock.{shared}(q, q) FROM offer q").fetchone() == (False,)
+    assert owner.execute("SELECT p.prosecdef, p.proconfig, f.origin FROM pg_proc p "
+                         "JOIN ledgerlock.code_fingerprint f ON f.fn = p.oid::regprocedure::text "
+                         "WHERE p.proname = %s", (shared,)).fetchone() == (
+        False, ["search_path=pg_catalog, pg_temp"], "generated")
+    # gone with the last table that uses it, and its fingerprint with it; the other set's stays
+    owner.execute("SELECT ledgerlock.unprotect('offer', 'retired')")  # final rows: a superuser's act
+    assert shared in [name for name, _ in comparisons(owner)]
+    owner.execute("SELECT ledgerlock.unprotect('invoice', 'retired')")
+    db.connect("admin").execute("SELECT ledgerlock.reinstall_guards()")
+    assert [tables for _, tables in comparisons(owner)] == [["bill"]]
+    assert owner.execute("SELECT count(*) FROM ledgerlock.code_fingerprint WHERE fn LIKE %s",
+                         (f"ledgerlock.{shared}(%",)).fetchone() == (0,)
+
+
+def test_a_comparison_replaced_by_hand_is_drift_and_reinstall_guards_puts_it_back(db, invoices):
+    """Replaced with one that always says "unchanged", every update of a final row would slip past R1's WHEN
+    clause: only the owner of schema ledgerlock can do it (the DDL guard refuses anyone else), doctor names it,
+    and reinstall_guards restores it."""
+    owner = db.owner()
+    (name, _), = comparisons(owner)
+    owner.execute(f"CREATE OR REPLACE FUNCTION ledgerlock.{name}(o anyelement, n anyelement) RETURNS boolean "
+                  "LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$ BEGIN RETURN false; END $$")
+    lives_ok(invoices, "UPDATE invoice SET amount = 1 WHERE id = 1")  # what the tampering buys
+    found = owner.execute("SELECT severity, finding FROM ledgerlock.doctor_findings() WHERE object LIKE %s",
+                          (f"ledgerlock.{name}(%",)).fetchall()
+    assert found == [("critical", f"ledgerlock.{name}(anyelement,anyelement) differs from the function ledgerlock "
+                                  "generated")]
+    db.connect("admin").execute("SELECT ledgerlock.reinstall_guards()")
+    with refused("LL001", r"^invoice id=1 is final and cannot be updated"):
+        invoices.execute("UPDATE invoice SET amount = 2 WHERE id = 1")
+    lives_ok(invoices, "UPDATE invoice SET paid = true WHERE id = 1")
+    assert owner.execute("SELECT count(*) FROM ledgerlock.doctor_findings() WHERE object LIKE %s",
+                         (f"ledgerlock.{name}(%",)).fetchone() == (0,)

@@ -25,6 +25,7 @@ def api_functions(owner):
            FROM pg_proc p
            WHERE p.pronamespace = 'ledgerlock'::regnamespace AND p.prokind = 'f' AND p.pronargs > 0
              AND p.prorettype <> 'trigger'::regtype
+             AND p.proname NOT LIKE '\\_ll10\\_x%'  -- R1's comparisons: called by WHEN clauses, not people
              AND (has_function_privilege('ll_admin', p.oid, 'EXECUTE')
                   OR has_function_privilege('ll_auditor', p.oid, 'EXECUTE'))
            ORDER BY 1""").fetchall()
