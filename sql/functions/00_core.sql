@@ -988,7 +988,9 @@ REVOKE ALL ON FUNCTION ledgerlock._changed_beyond_function(text[]) FROM PUBLIC;
 -- Drop R1's comparisons (_changed_beyond_function) that no trigger's WHEN clause calls any more, with their
 -- fingerprints: run once guards have been installed or removed (protect, unprotect, a referential rule's
 -- change). Each is dropped under the lock _changed_beyond_function takes to create it, and checked again then,
--- so a concurrent installer about to call it keeps it.
+-- so a concurrent installer about to call it keeps it; one whose lock another transaction holds is left for a
+-- later call (waiting for it could deadlock with an installer holding the lock of its own set). Only the
+-- unused ones are locked: a comparison in use is never waited for, nor held up, by this.
 CREATE OR REPLACE FUNCTION ledgerlock._drop_unused_comparisons()
 RETURNS void
 LANGUAGE plpgsql
@@ -1000,8 +1002,11 @@ DECLARE
 BEGIN
     FOR fn IN SELECT p.proname FROM pg_catalog.pg_proc p
               WHERE p.pronamespace = 'ledgerlock'::regnamespace AND pg_catalog.starts_with(p.proname, '_ll10_x')
+                AND NOT EXISTS (SELECT FROM pg_catalog.pg_depend d
+                                WHERE d.refclassid = 'pg_catalog.pg_proc'::regclass AND d.refobjid = p.oid
+                                  AND d.classid = 'pg_catalog.pg_trigger'::regclass)
               ORDER BY 1 LOOP
-        PERFORM pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('ledgerlock.' || fn));
+        CONTINUE WHEN NOT pg_catalog.pg_try_advisory_xact_lock(pg_catalog.hashtext('ledgerlock.' || fn));
         sig := (SELECT p.oid::regprocedure::text FROM pg_catalog.pg_proc p
                 WHERE p.pronamespace = 'ledgerlock'::regnamespace AND p.proname = fn
                   AND NOT EXISTS (SELECT FROM pg_catalog.pg_depend d

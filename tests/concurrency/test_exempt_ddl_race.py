@@ -55,3 +55,72 @@ def test_an_update_waiting_for_a_column_being_added_is_judged_with_the_column(fi
     assert allowed_write.error is None
     assert db.owner().execute("SELECT paid, reconciled, memo FROM invoice WHERE id = 1").fetchone() == (
         False, True, "none")
+
+
+# --- R1's comparisons (one per set of exempt columns) created and dropped by concurrent installers -------------
+
+PROTECT = ("SELECT ledgerlock.protect({table!r}, date_column => 'issued_on', scope_column => 'company_id', "
+           "final_when => $$status in ('approved','paid')$$, mutable_columns => {mutable!r})")
+
+
+@pytest.fixture
+def twins(db):
+    db.owner().execute("CREATE TABLE offer (LIKE invoice INCLUDING ALL); "
+                       "CREATE TABLE bill (LIKE invoice INCLUDING ALL); "
+                       "GRANT SELECT, INSERT, UPDATE, DELETE ON offer, bill TO ll_app")
+    yield db
+    db.owner().execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                       "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+
+
+def comparison_of(conn, table):
+    """The comparison the table's R1 update guard calls."""
+    return conn.execute("SELECT substring(pg_get_triggerdef(oid) from 'ledgerlock\\.(_ll10_x[0-9a-f]+_changed)') "
+                        "FROM pg_trigger WHERE tgrelid = %s::regclass AND tgname = 'll_10_final_update'",
+                        (table,)).fetchone()[0]
+
+
+def test_a_rule_defined_while_a_table_with_the_same_exempt_columns_is_protected_waits_then_shares_it(twins):
+    """protect() of offer holds its set's comparison ({paid}) until it commits; a referential rule on bill,
+    whose parent guard needs the same comparison, waits for that lock instead of racing the creation, then
+    calls the same function. (Two protect() calls wait for each other anyway, on the period mark clock.)"""
+    db = twins
+    owner = db.owner()
+    owner.execute(PROTECT.format(table="bill", mutable="{paid}"))
+    owner.execute("CREATE TABLE bill_line (id int PRIMARY KEY, bill_id int NOT NULL REFERENCES bill);"
+                  "CREATE INDEX ON bill_line (bill_id); GRANT SELECT, INSERT ON bill_line TO ll_app")
+    first = db.connect("owner", autocommit=False)
+    first.execute(PROTECT.format(table="offer", mutable="{paid}"))
+    rule = Background(db.connect("admin"), "SELECT ledgerlock.protect_referenced('bill', 'bill_line')")
+    assert rule.wait_until_blocked(owner) == "advisory"
+    first.commit()
+    rule.join()
+    assert rule.error is None, rule.error
+    shared = comparison_of(owner, "offer")
+    assert comparison_of(owner, "bill") == shared
+    assert f"ledgerlock.{shared}(old.*, new.*)" in owner.execute(
+        "SELECT pg_get_triggerdef(oid) FROM pg_trigger WHERE tgrelid = 'bill'::regclass "
+        "AND tgname LIKE 'll\\_30\\_%\\_parent\\_update'").fetchone()[0]
+    app = db.connect("app")
+    app.execute("INSERT INTO bill (id, company_id, amount, status) VALUES (1, 1, 10, 'approved'), (2, 1, 10, 'draft')")
+    app.execute("INSERT INTO bill_line VALUES (1, 2)")
+    lives_ok(app, "UPDATE bill SET paid = true WHERE id = 2")  # only the exempt column of a referenced parent
+    with refused("LL003"):
+        app.execute("UPDATE bill SET amount = 11 WHERE id = 2")
+
+
+def test_an_installer_holding_its_own_set_never_waits_for_another_set_in_use(twins):
+    """A referential rule installed while protect() of another table holds the lock of another set: it neither
+    waits for that lock nor takes it (only unused comparisons are locked, to be dropped), so neither waits."""
+    db = twins
+    owner = db.owner()
+    owner.execute(PROTECT.format(table="bill", mutable="{note}"))
+    owner.execute("CREATE TABLE bill_line (id int PRIMARY KEY, bill_id int NOT NULL REFERENCES bill);"
+                  "CREATE INDEX ON bill_line (bill_id)")
+    first = db.connect("owner", autocommit=False)
+    first.execute(PROTECT.format(table="offer", mutable="{paid}"))
+    rule = Background(db.connect("admin"), "SELECT ledgerlock.protect_referenced('bill', 'bill_line')")
+    rule.join()  # a wait would end in lock_timeout (55P03)
+    assert rule.error is None, rule.error
+    first.commit()
+    assert comparison_of(owner, "offer") != comparison_of(owner, "bill")
