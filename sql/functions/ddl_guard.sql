@@ -110,7 +110,8 @@ SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT pg_catalog.format('renaming a column of %s (to %I)', rel::regclass, a.attname),
            pg_catalog.format('protected table %s keeps its rows in the audit trail as images keyed by column '
-                             'name: every row would read as changed behind the trail', r.root),
+                             'name: the recorded values of the column could no longer be held to the table '
+                             '(verification would report it as gone)', r.root),
            pg_catalog.format('have an admin run ledgerlock.unprotect(%L, reason) first (audited), then protect '
                              'the table again', r.root::text)
     FROM (SELECT ledgerlock._protected_root(rel) AS root) r

@@ -889,6 +889,12 @@ REVOKE ALL ON FUNCTION ledgerlock._audit_row_name(regclass, jsonb) FROM PUBLIC;
 -- as text are compared again column by column as values of the column's type, printed under pinned
 -- settings, so that a row written under another TimeZone, IntervalStyle or bytea_output is not taken for
 -- a change, while a changed value (1.00 against 1.0 included) is.
+-- The table's shape since its rows were recorded, once per column rather than once per row (neither is
+-- looked for in rows whose images agree, so it costs nothing otherwise): 'column_unrecorded', a column the
+-- latest events of some rows do not have (added since) holding a value in them (a column added with a
+-- default: ledgerlock.record_added_columns records those values; null, what such a column reads, is no
+-- problem); 'column_gone', a column the trail recorded that the table no longer has (dropped or renamed:
+-- the DDL guard refuses both; its recorded values can no longer be held to the table).
 CREATE OR REPLACE FUNCTION ledgerlock._audit_data_problems(tbl regclass)
 RETURNS TABLE(code text, table_name text, row_key jsonb, column_name text, seq bigint, problem text)
 LANGUAGE plpgsql
@@ -908,6 +914,10 @@ DECLARE
     norm_rec jsonb;
     k text;
     filed_as text;
+    absent text[];
+    added jsonb := '{}';  -- column -> {n, who, seq, value}: rows that hold a value in a column their events lack
+    gone jsonb := '{}';   -- column -> {n, who, seq}: rows whose events hold a column the table lacks
+    c record;
 BEGIN
     table_name := tbl::text;
     -- A table renamed (or moved to another schema) after its events were written: the trail files events
@@ -954,9 +964,30 @@ BEGIN
                 norm_live := d.live;
                 norm_rec := d.recorded;
             END;
+            -- the columns the event lacks, and those it holds that the table lacks: the table's shape changed
+            absent := ARRAY(SELECT x FROM pg_catalog.jsonb_object_keys(d.live) AS x
+                            WHERE NOT d.recorded OPERATOR(pg_catalog.?) x);
+            FOR k IN SELECT x FROM pg_catalog.jsonb_object_keys(d.recorded) AS x
+                     WHERE NOT d.live OPERATOR(pg_catalog.?) x LOOP
+                gone := pg_catalog.jsonb_set(gone, ARRAY[k],
+                            CASE WHEN (gone -> k ->> 'seq')::bigint < d.seq THEN gone -> k  -- the oldest event first
+                                 ELSE pg_catalog.jsonb_build_object('who', who, 'seq', d.seq) END
+                            OPERATOR(pg_catalog.||)
+                            pg_catalog.jsonb_build_object('n', coalesce((gone -> k ->> 'n')::bigint, 0) + 1));
+            END LOOP;
+            FOR k IN SELECT x FROM pg_catalog.unnest(absent) AS x
+                     WHERE pg_catalog.jsonb_typeof(norm_live -> x) IS DISTINCT FROM 'null' LOOP
+                added := pg_catalog.jsonb_set(added, ARRAY[k],
+                             CASE WHEN (added -> k ->> 'seq')::bigint < d.seq THEN added -> k
+                                  ELSE pg_catalog.jsonb_build_object('who', who, 'seq', d.seq,
+                                                                     'value', norm_live ->> k) END
+                             OPERATOR(pg_catalog.||)
+                             pg_catalog.jsonb_build_object('n', coalesce((added -> k ->> 'n')::bigint, 0) + 1));
+            END LOOP;
             code := 'row_changed';
             FOR k IN SELECT a.attname::text FROM pg_catalog.pg_attribute a
                      WHERE a.attrelid = tbl AND a.attnum > 0 AND NOT a.attisdropped
+                       AND a.attname::text <> ALL (absent)  -- reported once for the column, below
                        AND (norm_live -> a.attname::text)::text IS DISTINCT FROM (norm_rec -> a.attname::text)::text
                        -- a regclass whose table was dropped since reads as its bare oid: the same reference
                        AND NOT (a.atttypid = 'pg_catalog.regclass'::pg_catalog.regtype
@@ -970,6 +1001,28 @@ BEGIN
                 RETURN NEXT;
             END LOOP;
         END IF;
+    END LOOP;
+    row_key := NULL;
+    FOR c IN SELECT e.key AS col, e.value AS v FROM pg_catalog.jsonb_each(gone) AS e ORDER BY 1 LOOP
+        code := 'column_gone';
+        column_name := c.col;
+        seq := (c.v ->> 'seq')::bigint;
+        problem := pg_catalog.format(
+            '%s.%I is gone: the trail recorded it for %s row(s) (the oldest: %s, event seq %s), and the table no '
+            'longer has it: it was dropped or renamed, and its recorded values can no longer be held to the table',
+            tbl, c.col, c.v ->> 'n', c.v ->> 'who', c.v ->> 'seq');
+        RETURN NEXT;
+    END LOOP;
+    FOR c IN SELECT e.key AS col, e.value AS v FROM pg_catalog.jsonb_each(added) AS e ORDER BY 1 LOOP
+        code := 'column_unrecorded';
+        column_name := c.col;
+        seq := (c.v ->> 'seq')::bigint;
+        problem := pg_catalog.format(
+            '%s.%I holds values the trail never recorded in %s row(s) (the oldest: %s, %s there, not in event seq '
+            '%s): the column was added since, or renamed to this name; once it is sure they are the values the '
+            'column was added with, an admin records them: SELECT ledgerlock.record_added_columns(%L, <reason>)',
+            tbl, c.col, c.v ->> 'n', c.v ->> 'who', coalesce(c.v ->> 'value', 'null'), c.v ->> 'seq', tbl::text);
+        RETURN NEXT;
     END LOOP;
 END
 $$;
@@ -1316,4 +1369,73 @@ BEGIN
 END
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._audit_baseline(regclass, regclass, boolean) FROM PUBLIC;
+
+-- Record in the trail the values of columns added to a protected table since some of its rows were last
+-- recorded (verification reports them as column_unrecorded): one BASELINE event per such row, with the row
+-- as it is, carrying the reason. Only rows that match their latest event in every column the event has: a
+-- row changed behind the trail stays reported (row_changed), whatever columns were added. The table is
+-- locked against writes (SHARE) while it is read, so no write slips between the read and the events.
+-- Returns the number of rows recorded. Run it after ALTER TABLE ... ADD COLUMN ... DEFAULT on a protected
+-- table (docs/audit.md, "Changing a protected table's columns").
+CREATE OR REPLACE FUNCTION ledgerlock.record_added_columns(tbl regclass, reason text)
+RETURNS bigint
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET extra_float_digits = '1'
+SET DateStyle = 'ISO, YMD'
+SET IntervalStyle = 'postgres'
+SET bytea_output = 'hex'
+SET lc_monetary = 'C'
+AS $$
+DECLARE
+    cfg ledgerlock.protected_table;
+    ev_at timestamptz := pg_catalog.now();
+    ev_txid xid8 := pg_catalog.pg_current_xact_id();
+    actor text := nullif(pg_catalog.current_setting('ledgerlock.actor', true), '');
+    context text := nullif(pg_catalog.current_setting('ledgerlock.context', true), '');
+    n bigint;
+BEGIN
+    PERFORM ledgerlock._require_capability('admin', 'record_added_columns');
+    PERFORM ledgerlock._require_unrestricted('record_added_columns');
+    PERFORM ledgerlock._require_value(tbl IS NOT NULL, 'record_added_columns', 'the protected table');
+    reason := ledgerlock._require_reason(reason, 'record_added_columns');
+    cfg := ledgerlock._config(tbl);
+    IF cfg.tbl IS DISTINCT FROM tbl THEN
+        RAISE EXCEPTION USING ERRCODE = '22023',
+            MESSAGE = pg_catalog.format('record_added_columns: %s is not a protected table', tbl),
+            HINT = CASE WHEN cfg.tbl IS NOT NULL THEN pg_catalog.format('name the protected table, %s', cfg.tbl) END;
+    END IF;
+    EXECUTE pg_catalog.format('LOCK TABLE %s IN SHARE MODE', tbl);
+    EXECUTE pg_catalog.format($q$
+        INSERT INTO ledgerlock.audit_event (seq, at, txid, table_oid, table_name, row_key, scope, operation,
+            old_row, new_row, db_user, actor, reason, context, lock_id, override_id, details, event_hash)
+        SELECT x.seq, $1, $2, $3, $4, x.row_key, x.scope, 'BASELINE', NULL, x.live, session_user, $5, $6, $7,
+               NULL, NULL, x.details,
+               ledgerlock._audit_event_hash(x.seq, $1, $2, $4, x.row_key, x.scope, 'BASELINE', NULL, x.live,
+                                            session_user, $5, $6, $7, NULL, NULL, x.details)
+        FROM (SELECT pg_catalog.nextval('ledgerlock.audit_event_seq') AS seq, d.row_key, d.live,
+                     CASE WHEN $8 IS NULL THEN '*' ELSE d.live ->> $8 END AS scope,
+                     pg_catalog.jsonb_build_object('recorded_columns', pg_catalog.to_jsonb(a.absent)) AS details
+              FROM ledgerlock._audit_row_diff($3, $3, false) AS d
+              CROSS JOIN LATERAL (SELECT ARRAY(SELECT k FROM pg_catalog.jsonb_object_keys(d.live) AS k
+                                               WHERE NOT d.recorded OPERATOR(pg_catalog.?) k ORDER BY k) AS absent) a
+              WHERE d.live IS NOT NULL AND d.recorded IS NOT NULL AND pg_catalog.cardinality(a.absent) > 0
+                AND NOT EXISTS (SELECT FROM pg_catalog.jsonb_object_keys(d.recorded) AS k
+                                WHERE NOT d.live OPERATOR(pg_catalog.?) k)
+                -- every column the event has, exactly as it has it (the text of the values as the column's
+                -- type prints them: 1.0 and 1.00 differ)
+                AND pg_catalog.to_jsonb(pg_catalog.jsonb_populate_record(NULL::%1$s, d.recorded))::text
+                    = pg_catalog.to_jsonb(pg_catalog.jsonb_populate_record(NULL::%1$s,
+                          d.live OPERATOR(pg_catalog.-) a.absent))::text
+              ORDER BY d.row_key) x
+        $q$, tbl)
+        USING ev_at, ev_txid, tbl, tbl::text, actor, reason, context,
+              CASE WHEN pg_catalog.strpos(cfg.scope_column::text, '.') = 0 THEN cfg.scope_column::text END;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n;
+END
+$$;
+REVOKE ALL ON FUNCTION ledgerlock.record_added_columns(regclass, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION ledgerlock.record_added_columns(regclass, text) TO ledgerlock_admin;
 

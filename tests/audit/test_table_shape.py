@@ -1,0 +1,150 @@
+"""A protected table's columns change after its rows were recorded. A column added with a default (the DDL
+guard lets it through: PostgreSQL writes no row) used to make every older row read as changed behind the
+trail, for good; a column dropped or renamed without the guard went unnoticed, its recorded values gone.
+Verification now reports each once per column, and an admin records an added column's values (audited),
+which never records a row changed behind the trail."""
+
+from __future__ import annotations
+
+from click.testing import CliRunner
+
+from ledgerlock.cli import cli
+from lltest import Background, lives_ok, refused
+
+
+def _books(db):
+    db.protect_invoice()
+    app = db.connect("app")
+    app.execute("INSERT INTO invoice (id, company_id, amount, note) VALUES (1, 1, 10, 'n'), (2, 1, 20, NULL), "
+                "(3, 2, 30, NULL)")
+    app.execute("UPDATE invoice SET status = 'approved' WHERE id = 1")
+    return app
+
+
+def _found(db):
+    return db.connect("auditor").execute(
+        "SELECT code, table_name, column_name, problem FROM ledgerlock.audit_discrepancies()").fetchall()
+
+
+def _behind_the_trail(db, *statements):
+    """Run statements as a superuser with the table's triggers off, then put each back ENABLE ALWAYS."""
+    su = db.owner()  # the harness owner is a superuser, as the attacker here is
+    names = [r[0] for r in su.execute("SELECT tgname FROM pg_trigger WHERE tgrelid = 'invoice'::regclass "
+                                      "AND NOT tgisinternal").fetchall()]
+    su.execute("ALTER TABLE invoice DISABLE TRIGGER USER")
+    for statement in statements:
+        su.execute(statement)
+    for name in names:
+        su.execute(f'ALTER TABLE invoice ENABLE ALWAYS TRIGGER "{name}"')
+
+
+def _verify_exit(db) -> int:
+    return CliRunner().invoke(cli, ["--dsn", db.conninfo("auditor"), "audit", "verify"]).exit_code
+
+
+def test_a_column_added_with_a_default_is_one_problem_until_an_admin_records_its_values(db):
+    app = _books(db)
+    db.owner().execute("ALTER TABLE invoice ADD COLUMN channel text NOT NULL DEFAULT 'web'")
+    found = _found(db)
+    assert [(c, t, col) for c, t, col, _ in found] == [("column_unrecorded", "public.invoice", "channel")]
+    # (invoice 1's latest event is its approval; 2's and 3's are their insert)
+    assert found[0][3].startswith("public.invoice.channel holds values the trail never recorded in 3 row(s) "
+                                  "(the oldest: invoice id=2, web there, not in event seq ")
+    assert _verify_exit(db) != 0
+    # a row written since has the column in its event
+    app.execute("UPDATE invoice SET amount = 21 WHERE id = 2")
+    assert "in 2 row(s)" in _found(db)[0][3]
+    # only an admin of every scope records them, with a reason
+    for role in ("app", "controller", "auditor"):
+        with refused("42501"):
+            db.connect(role).execute("SELECT ledgerlock.record_added_columns('invoice', 'added')")
+    admin = db.connect("admin")
+    admin.execute("SELECT ledgerlock.grant_scope('ll_admin2', '1')")
+    with refused("LL005", "is limited to scopes 1"):
+        db.connect("admin2").execute("SELECT ledgerlock.record_added_columns('invoice', 'added')")
+    with refused("LL007", "^record_added_columns requires a reason$"):
+        admin.execute("SELECT ledgerlock.record_added_columns('invoice', '  ')")
+    with refused("22023", "is not protected"):
+        admin.execute("SELECT ledgerlock.record_added_columns('customer', 'added')")
+    assert lives_ok(admin, "SELECT ledgerlock.record_added_columns('invoice', 'channel added, web for all')") == [(2,)]
+    assert _found(db) == []
+    assert _verify_exit(db) == 0
+    events = db.connect("auditor").execute(
+        "SELECT row_key, operation, reason, details, new_row ->> 'channel' FROM ledgerlock.audit_log "
+        "WHERE table_name = 'public.invoice'::regclass AND operation = 'BASELINE' ORDER BY seq").fetchall()
+    assert events == [({"id": 1}, "BASELINE", "channel added, web for all", {"recorded_columns": ["channel"]}, "web"),
+                      ({"id": 3}, "BASELINE", "channel added, web for all", {"recorded_columns": ["channel"]}, "web")]
+    # nothing left to record
+    assert lives_ok(admin, "SELECT ledgerlock.record_added_columns('invoice', 'again')") == [(0,)]
+
+
+def test_recording_added_columns_never_records_a_row_changed_behind_the_trail(db):
+    _books(db)
+    db.owner().execute("ALTER TABLE invoice ADD COLUMN channel text NOT NULL DEFAULT 'web'")
+    _behind_the_trail(db, "UPDATE invoice SET amount = 1 WHERE id = 1",
+                      "UPDATE invoice SET channel = 'forged' WHERE id = 3")  # a value of the new column, old row
+    found = _found(db)
+    assert [(c, col) for c, _, col, _ in found] == [("row_changed", "amount"), ("column_unrecorded", "channel")]
+    assert "in 3 row(s)" in found[1][3]
+    # the admin certifies the added column's values as they are: the changed row stays reported
+    assert lives_ok(db.connect("admin"), "SELECT ledgerlock.record_added_columns('invoice', 'channel')") == [(2,)]
+    found = _found(db)
+    assert [(c, col) for c, _, col, _ in found] == [("row_changed", "amount"), ("column_unrecorded", "channel")]
+    assert "in 1 row(s) (the oldest: invoice id=1, web there" in found[1][3]
+
+
+def test_a_column_added_without_a_default_reads_null_and_is_no_problem(db):
+    app = _books(db)
+    db.owner().execute("ALTER TABLE invoice ADD COLUMN memo text")
+    assert _found(db) == []
+    app.execute("UPDATE invoice SET memo = 'm' WHERE id = 2")  # written through the trail
+    assert _found(db) == []
+    # the neighbour: a value put there behind the trail
+    _behind_the_trail(db, "UPDATE invoice SET memo = 'forged' WHERE id = 3")
+    assert [(c, col) for c, _, col, _ in _found(db)] == [("column_unrecorded", "memo")]
+
+
+def test_a_column_dropped_or_renamed_without_the_ddl_guard_is_reported_once_and_cannot_be_recorded_away(db):
+    _books(db)
+    owner = db.owner()
+    owner.execute("ALTER TABLE invoice RENAME COLUMN note TO remark")
+    found = _found(db)
+    assert [(c, col) for c, _, col, _ in found] == [("column_gone", "note"), ("column_unrecorded", "remark")]
+    assert found[0][3].startswith("public.invoice.note is gone: the trail recorded it for 3 row(s) (the oldest: "
+                                  "invoice id=2, event seq ")
+    assert found[0][3].endswith("it was dropped or renamed, and its recorded values can no longer be held to the "
+                                "table")
+    assert "in 1 row(s) (the oldest: invoice id=1, n there" in found[1][3]
+    assert lives_ok(db.connect("admin"), "SELECT ledgerlock.record_added_columns('invoice', 'x')") == [(0,)]
+    owner.execute("ALTER TABLE invoice RENAME COLUMN remark TO note")
+    assert _found(db) == []
+    owner.execute("ALTER TABLE invoice DROP COLUMN note")
+    assert [(c, col) for c, _, col, _ in _found(db)] == [("column_gone", "note")]
+    assert _verify_exit(db) != 0
+
+
+def test_the_ddl_guard_lets_a_column_with_a_default_be_added_and_still_refuses_a_drop(db):
+    _books(db)
+    owner = db.owner()
+    owner.execute("SELECT ledgerlock.install_ddl_guard()")
+    owner.execute("ALTER TABLE invoice ADD COLUMN channel text NOT NULL DEFAULT 'web'")
+    with refused("LL008", r"^DROP table column public\.invoice\.note is refused"):
+        owner.execute("ALTER TABLE invoice DROP COLUMN note")
+    db.connect("admin").execute("SELECT ledgerlock.record_added_columns('invoice', 'channel added')")
+    assert _found(db) == []
+
+
+def test_writes_wait_while_an_admin_records_added_columns(db):
+    """The table is read and its events written under a SHARE lock: a write in between would leave a
+    BASELINE event newer than the row it describes."""
+    app = _books(db)
+    db.owner().execute("ALTER TABLE invoice ADD COLUMN channel text NOT NULL DEFAULT 'web'")
+    admin = db.connect("admin", autocommit=False)
+    assert admin.execute("SELECT ledgerlock.record_added_columns('invoice', 'channel')").fetchone() == (3,)
+    write = Background(db.connect("app"), "UPDATE invoice SET amount = 25, channel = 'shop' WHERE id = 2")
+    assert write.wait_until_blocked(db.owner()) == "relation"
+    admin.commit()
+    write.join()
+    assert write.error is None, write.error
+    assert app.execute("SELECT amount, channel FROM invoice WHERE id = 2").fetchone() == (25, "shop")
+    assert _found(db) == []
