@@ -162,15 +162,16 @@ SELECT EXISTS (SELECT 1 FROM ledgerlock.audit_event e WHERE e.scope = %(scope)s 
 # moved the row away from it (kind 'out': filed under the new key, its old image holds this key). sealed:
 # linked at or before the digest's head (only those can be proven); a fact after it means the live row may
 # have moved on. in_books: the books check (audit_discrepancies, which compares as typed values) finds the
-# key as the trail says, in the bundle's snapshot. The event's hash is the one its link sealed when the
-# event itself carries none.
+# key as the trail says, in the bundle's snapshot (a problem of the whole table, row_key null: renamed, a
+# column gone or holding values no event recorded, counts against each of its rows). The event's hash is
+# the one its link sealed when the event itself carries none.
 ROWS_SQL = """
 WITH d AS MATERIALIZED (SELECT d.table_name, d.row_key FROM ledgerlock.audit_discrepancies() d)
 SELECT r.table_name, r.row_key::text, e.seq, ledgerlock._audit_time(e.at), e.txid::text, e.table_name,
        e.row_key::text, e.scope, e.operation, e.old_row::text, e.new_row::text, e.db_user::text, e.actor,
        e.reason, e.context, e.lock_id, e.override_id, e.details::text, coalesce(e.event_hash, c.event_hash),
        c.chain_seq, c.chain_hash, e.kind, e.moved_in, c.chain_seq IS NOT NULL AND c.chain_seq <= %(head)s,
-       NOT EXISTS (SELECT FROM d WHERE d.table_name = r.table_name AND d.row_key = r.row_key)
+       NOT EXISTS (SELECT FROM d WHERE d.table_name = r.table_name AND (d.row_key = r.row_key OR d.row_key IS NULL))
 FROM unnest(%(tables)s::text[], %(keys)s::jsonb[]) AS r(table_name, row_key)
 CROSS JOIN LATERAL (
     SELECT x.*, 'in' AS kind, x.operation = 'UPDATE' AND NOT (x.old_row @> x.row_key) AS moved_in

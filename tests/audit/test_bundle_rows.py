@@ -129,3 +129,19 @@ def test_rows_moved_to_other_keys_are_bundled_under_both_keys(books, tmp_path):
     assert not rep.ok and rep.problems == [
         f'row public.invoice {{"id": 4}}: bundled event seq {move["seq"]} is later than event seq {insert["seq"]}, '
         "whose image it claims as the latest"], rep.problems
+
+
+def test_a_column_holding_values_no_event_recorded_counts_against_every_row_of_its_table(books, tmp_path):
+    """A problem of the whole table (here a column added with a default, column_unrecorded) has no row key:
+    the bundle holds it against each of the table's rows, until an admin records the column's values."""
+    books.owner().execute("ALTER TABLE invoice ADD COLUMN channel text NOT NULL DEFAULT 'web'")
+    path = bundle(books, tmp_path / "march.zip")
+    with zipfile.ZipFile(path) as z:
+        rows = json.loads(z.read("rows.json"))
+    # every bundled row of the table, the deleted one too: the problem is the table's, and has no row key
+    assert sorted(r["row_key"]["id"] for r in rows if not r["live_matches"]) == [1, 2, 3, 4, 5, 6]
+    assert not audit_bundle.verify_bundle(str(path)).ok
+    books.connect("admin").execute("SELECT ledgerlock.record_added_columns('invoice', 'channel added')")
+    path = bundle(books, tmp_path / "march-recorded.zip")
+    rep = audit_bundle.verify_bundle(str(path))
+    assert rep.ok, rep.problems
