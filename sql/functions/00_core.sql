@@ -941,7 +941,7 @@ REVOKE ALL ON FUNCTION ledgerlock._row_changed_condition(regclass) FROM PUBLIC;
 -- exempt-column comparison"); PL/pgSQL prepares the body only for the rows that reach it, which the clause's
 -- first conjunct (final, backdated) already filtered. One function per set of column names, shared by every
 -- table with that set (its arguments are polymorphic: PL/pgSQL compiles it per row type). R1 owns it (its
--- generated prefix, its fingerprint); R3's and R4's update guards call it too. PUBLIC may execute it: a WHEN
+-- generated prefix, its fingerprint); R3's update guard calls it too. PUBLIC may execute it: a WHEN
 -- clause runs with the rights of whoever writes the table, and it only compares its two arguments.
 CREATE OR REPLACE FUNCTION ledgerlock._changed_beyond_function(exempt text[])
 RETURNS name
@@ -986,8 +986,7 @@ $$;
 REVOKE ALL ON FUNCTION ledgerlock._changed_beyond_function(text[]) FROM PUBLIC;
 
 -- Drop R1's comparisons (_changed_beyond_function) that no trigger's WHEN clause calls any more, with their
--- fingerprints: run once guards have been installed or removed (protect, unprotect, a referential rule's
--- change). Each is dropped under the lock _changed_beyond_function takes to create it, and checked again then,
+-- fingerprints: run once guards have been installed or removed (protect, reinstall, unprotect). Each is dropped under the lock _changed_beyond_function takes to create it, and checked again then,
 -- so a concurrent installer about to call it keeps it; one whose lock another transaction holds is left for a
 -- later call (waiting for it could deadlock with an installer holding the lock of its own set). Only the
 -- unused ones are locked: a comparison in use is never waited for, nor held up, by this.
@@ -1022,19 +1021,22 @@ END
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._drop_unused_comparisons() FROM PUBLIC;
 
--- The WHEN of an update guard that lets exempt columns change (R1's final rows, R3's locked windows, R4's
+-- The WHEN test of an update guard that lets exempt columns change (R1's final rows, R3's locked windows, R4's
 -- referenced parents): the row changed, and not only in its exempt columns, so that an update of only
 -- mutable columns (paid, reconciled, an ORM's auto-updated timestamp), or of nothing, does not even call the
--- guard: a call of the set's comparison (_changed_beyond_function, created here when missing). It can only err
--- towards calling the guard: a value whose trip through jsonb is not exact (a float's -0) leaves the rows
--- unequal, and the guard's own test of its exempt columns decides. Exempt columns of a type not known to make
--- that trip without an error keep the plain condition (any byte changed), and so do tables with generated
--- columns (the condition is 'true' there: NEW's generated columns are not computed yet in a BEFORE trigger;
--- an AFTER trigger, R3's, sees them).
+-- guard. as_call: a call of the set's comparison (_changed_beyond_function, created here when missing), for a
+-- clause whose first conjunct lets few rows reach it (R1: final rows; R3: backdated ones); otherwise the
+-- expression itself (R4's parent guard, whose clause is this test alone: it runs for every UPDATE, and a
+-- PL/pgSQL call per row measured slower under 8 writers than preparing the expression, docs/performance.md,
+-- "The exempt-column comparison"). It can only err towards calling the guard: a value whose trip through
+-- jsonb is not exact (a float's -0) leaves the rows unequal, and the guard's own test of its exempt columns
+-- decides. Exempt columns of a type not known to make that trip without an error keep the plain condition
+-- (any byte changed), and so do tables with generated columns (the condition is 'true' there: NEW's generated
+-- columns are not computed yet in a BEFORE trigger; an AFTER trigger, R3's, sees them).
 -- One comparison, nothing before it: a shortcut for the common case (the exempt columns unchanged, compared
 -- as ROW()s) cost every UPDATE of the table ~3 us more to prepare than it ever saved (docs/performance.md,
 -- "Enforcement only").
-CREATE OR REPLACE FUNCTION ledgerlock._row_changed_beyond_exempt(tbl regclass, after_trigger boolean DEFAULT false)
+CREATE OR REPLACE FUNCTION ledgerlock._exempt_change_test(tbl regclass, after_trigger boolean, as_call boolean)
 RETURNS text
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -1045,7 +1047,7 @@ DECLARE
     cols text[];
     all_plain boolean;
 BEGIN
-    SELECT pg_catalog.array_agg(a.attname::text), pg_catalog.bool_and(coalesce(b.oid, t.oid) IN (
+    SELECT pg_catalog.array_agg(a.attname::text ORDER BY a.attname::text), pg_catalog.bool_and(coalesce(b.oid, t.oid) IN (
                'int2'::regtype, 'int4'::regtype, 'int8'::regtype, 'numeric'::regtype, 'float4'::regtype,
                'float8'::regtype, 'text'::regtype, 'varchar'::regtype, 'bpchar'::regtype, 'uuid'::regtype,
                'date'::regtype, 'timestamp'::regtype, 'timestamptz'::regtype, 'bool'::regtype))
@@ -1056,9 +1058,24 @@ BEGIN
     LEFT JOIN pg_catalog.pg_type b ON b.oid = t.typbasetype;
     IF cond = 'true' OR NOT coalesce(all_plain, false) THEN
         RETURN cond;
+    ELSIF as_call THEN
+        RETURN pg_catalog.format('ledgerlock.%I(OLD.*, NEW.*)', ledgerlock._changed_beyond_function(cols));
     END IF;
-    RETURN pg_catalog.format('ledgerlock.%I(OLD.*, NEW.*)', ledgerlock._changed_beyond_function(cols));
+    RETURN pg_catalog.format('NOT pg_catalog.record_image_eq(OLD.*, pg_catalog.jsonb_populate_record(NEW.*, '
+                             'pg_catalog.jsonb_build_object(%s)))',
+                             (SELECT pg_catalog.string_agg(pg_catalog.format('%L, OLD.%I', c, c), ', ')
+                              FROM pg_catalog.unnest(cols) AS c));
 END
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._exempt_change_test(regclass, boolean, boolean) FROM PUBLIC;
+
+-- R1's and R3's test (the call): see _exempt_change_test.
+CREATE OR REPLACE FUNCTION ledgerlock._row_changed_beyond_exempt(tbl regclass, after_trigger boolean DEFAULT false)
+RETURNS text
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT ledgerlock._exempt_change_test(tbl, after_trigger, true)
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._row_changed_beyond_exempt(regclass, boolean) FROM PUBLIC;
 

@@ -463,7 +463,7 @@ BEGIN
             IF 'update' = ANY (r.operations) THEN
                 PERFORM ledgerlock._create_guard_trigger(tbl, ('ll_30_r' || r.id || '_parent_update')::name,
                     pg_catalog.format('BEFORE UPDATE ON %s FOR EACH ROW WHEN (%s) EXECUTE FUNCTION %s_parent(%s)',
-                                      tbl, ledgerlock._row_changed_beyond_exempt(tbl), fn, coalesce(args, '')));
+                                      tbl, ledgerlock._exempt_change_test(tbl, false, false), fn, coalesce(args, '')));
             END IF;
             IF 'delete' = ANY (r.operations) THEN
                 PERFORM ledgerlock._create_guard_trigger(tbl, ('ll_30_r' || r.id || '_parent_delete')::name,
@@ -518,7 +518,6 @@ BEGIN
                                   tbl, fn, coalesce(args, '')));
         END IF;
     END LOOP;
-    PERFORM ledgerlock._drop_unused_comparisons();  -- a parent whose last referential rule went
 END
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._ref_install_table(regclass) FROM PUBLIC;
