@@ -960,7 +960,15 @@ BEGIN
                               (SELECT pg_catalog.string_agg(pg_catalog.format('%L, o.%I', c, c), ', '
                                                             ORDER BY c COLLATE "C")
                                FROM pg_catalog.unnest(cols) AS c));
-    PERFORM pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('ledgerlock.' || fn));  -- installers in parallel
+    -- Its fingerprint first, as it will be: the row is the function's lock until commit (installers in parallel
+    -- queue on it, and _drop_unused_comparisons skips it), a lock no application can take or hold
+    INSERT INTO ledgerlock.code_fingerprint AS f (fn, origin, body_md5, security_definer, config)
+    VALUES (pg_catalog.format('ledgerlock.%I(anyelement,anyelement)', fn), 'generated', pg_catalog.md5(body), false,
+            config)
+    ON CONFLICT ON CONSTRAINT code_fingerprint_pkey DO UPDATE SET
+        body_md5 = EXCLUDED.body_md5, security_definer = EXCLUDED.security_definer, config = EXCLUDED.config,
+        recorded_at = now(), recorded_by = session_user
+    WHERE f.origin = 'generated';
     IF NOT EXISTS (SELECT FROM pg_catalog.pg_proc p
                    WHERE p.pronamespace = 'ledgerlock'::regnamespace AND p.proname = fn
                      AND p.prosrc = body AND NOT p.prosecdef AND p.proconfig = config) THEN
@@ -971,51 +979,35 @@ BEGIN
         EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION ledgerlock.%I(anyelement, anyelement) TO PUBLIC', fn);
         PERFORM ledgerlock._ddl_permit('ledgerlock'::regnamespace::oid, false);
     END IF;
-    INSERT INTO ledgerlock.code_fingerprint AS f (fn, origin, body_md5, security_definer, config)
-    SELECT p.oid::regprocedure::text, 'generated', pg_catalog.md5(p.prosrc), p.prosecdef, p.proconfig
-    FROM pg_catalog.pg_proc p WHERE p.pronamespace = 'ledgerlock'::regnamespace AND p.proname = fn
-    ON CONFLICT ON CONSTRAINT code_fingerprint_pkey DO UPDATE SET
-        body_md5 = EXCLUDED.body_md5, security_definer = EXCLUDED.security_definer, config = EXCLUDED.config,
-        recorded_at = now(), recorded_by = session_user
-    WHERE f.origin = 'generated'
-      AND (f.body_md5, f.security_definer, f.config)
-          IS DISTINCT FROM (EXCLUDED.body_md5, EXCLUDED.security_definer, EXCLUDED.config);
     RETURN fn;
 END
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._changed_beyond_function(text[]) FROM PUBLIC;
 
--- Drop R1's comparisons (_changed_beyond_function) that no trigger's WHEN clause calls any more, with their
--- fingerprints: run once guards have been installed or removed (protect, reinstall, unprotect). Each is dropped under the lock _changed_beyond_function takes to create it, and checked again then,
--- so a concurrent installer about to call it keeps it; one whose lock another transaction holds is left for a
--- later call (waiting for it could deadlock with an installer holding the lock of its own set). Only the
--- unused ones are locked: a comparison in use is never waited for, nor held up, by this.
+-- Drop R1's comparisons (_changed_beyond_function) that no trigger's WHEN clause calls any more (the orphans
+-- of _orphan_generated_functions among them), with their fingerprints: run once guards have been installed or
+-- removed (protect, reinstall, unprotect). Each is dropped holding its fingerprint row, the lock
+-- _changed_beyond_function takes to create it, and checked again then, so a concurrent installer about to
+-- call it keeps it; one whose row another transaction holds is left for a later call (SKIP LOCKED: waiting
+-- could deadlock with an installer holding its own set's row). A comparison in use is never locked by this.
 CREATE OR REPLACE FUNCTION ledgerlock._drop_unused_comparisons()
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    fn name;
-    sig text;
+    unused regprocedure;
 BEGIN
-    FOR fn IN SELECT p.proname FROM pg_catalog.pg_proc p
-              WHERE p.pronamespace = 'ledgerlock'::regnamespace AND pg_catalog.starts_with(p.proname, '_ll10_x')
-                AND NOT EXISTS (SELECT FROM pg_catalog.pg_depend d
-                                WHERE d.refclassid = 'pg_catalog.pg_proc'::regclass AND d.refobjid = p.oid
-                                  AND d.classid = 'pg_catalog.pg_trigger'::regclass)
+    FOR unused IN SELECT o.fn FROM ledgerlock._orphan_generated_functions() AS o(fn)
+              WHERE pg_catalog.starts_with((SELECT p.proname FROM pg_catalog.pg_proc p WHERE p.oid = o.fn), '_ll10_x')
               ORDER BY 1 LOOP
-        CONTINUE WHEN NOT pg_catalog.pg_try_advisory_xact_lock(pg_catalog.hashtext('ledgerlock.' || fn));
-        sig := (SELECT p.oid::regprocedure::text FROM pg_catalog.pg_proc p
-                WHERE p.pronamespace = 'ledgerlock'::regnamespace AND p.proname = fn
-                  AND NOT EXISTS (SELECT FROM pg_catalog.pg_depend d
-                                  WHERE d.refclassid = 'pg_catalog.pg_proc'::regclass AND d.refobjid = p.oid
-                                    AND d.classid = 'pg_catalog.pg_trigger'::regclass));
-        CONTINUE WHEN sig IS NULL;
+        CONTINUE WHEN NOT EXISTS (SELECT FROM ledgerlock.code_fingerprint f
+                                  WHERE f.fn = unused::text AND f.origin = 'generated' FOR UPDATE SKIP LOCKED)
+                   OR unused NOT IN (SELECT o.fn FROM ledgerlock._orphan_generated_functions() AS o(fn));
+        DELETE FROM ledgerlock.code_fingerprint f WHERE f.fn = unused::text AND f.origin = 'generated';
         PERFORM ledgerlock._ddl_permit('ledgerlock'::regnamespace::oid, true);  -- the DDL guard lets it through
-        EXECUTE pg_catalog.format('DROP FUNCTION %s', sig);
+        EXECUTE pg_catalog.format('DROP FUNCTION %s', unused);
         PERFORM ledgerlock._ddl_permit('ledgerlock'::regnamespace::oid, false);
-        DELETE FROM ledgerlock.code_fingerprint f WHERE f.fn = sig AND f.origin = 'generated';
     END LOOP;
 END
 $$;

@@ -148,3 +148,23 @@ def test_writes_wait_while_an_admin_records_added_columns(db):
     assert write.error is None, write.error
     assert app.execute("SELECT amount, channel FROM invoice WHERE id = 2").fetchone() == (25, "shop")
     assert _found(db) == []
+
+
+def test_hostile_session_settings_neither_hide_nor_invent_a_change_of_an_added_column(db):
+    """The added columns' values are read, compared and recorded under pinned output settings: an admin and an
+    application with a float rounded, dates in another style and another time zone record and write the same."""
+    app = _books(db)
+    db.owner().execute("ALTER TABLE invoice ADD COLUMN rate float8 NOT NULL DEFAULT 0.1, "
+                       "ADD COLUMN due date NOT NULL DEFAULT '2026-03-04', "
+                       "ADD COLUMN seen timestamptz NOT NULL DEFAULT '2026-03-04 23:30+00'")
+    hostile = "SET extra_float_digits = -15; SET DateStyle = 'SQL, DMY'; SET TimeZone = 'Pacific/Kiritimati'"
+    admin = db.connect("admin")
+    admin.execute(hostile)
+    assert [c for c, _, _, _ in _found(db)] == ["column_unrecorded"] * 3
+    assert lives_ok(admin, "SELECT ledgerlock.record_added_columns('invoice', 'rate, due, seen')") == [(3,)]
+    assert _found(db) == []
+    app.execute(hostile)
+    app.execute("UPDATE invoice SET rate = 0.30000000000000004 WHERE id = 2")
+    assert _found(db) == []
+    _behind_the_trail(db, "UPDATE invoice SET rate = 0.3 WHERE id = 2")  # lost digits are a change
+    assert [(c, col) for c, _, col, _ in _found(db)] == [("row_changed", "rate")]
