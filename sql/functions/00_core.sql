@@ -932,17 +932,21 @@ $$;
 REVOKE ALL ON FUNCTION ledgerlock._row_changed_condition(regclass) FROM PUBLIC;
 
 -- The comparison a WHEN clause calls to learn whether a row changed beyond a set of exempt columns, created
--- when missing: ledgerlock._ll10_x<key>_changed(old, new) is true when the new row, with its exempt columns
--- put back to their old values (jsonb_populate_record, all in C), differs from the old row compared whole
--- and exactly (record_image_eq), so a column added after the trigger still counts as a change. A WHEN clause
--- calls it rather than holding the expression because PostgreSQL prepares a trigger's WHEN again in every
--- statement that fires the trigger, whatever its first conjunct decides: the expression inline cost every
--- UPDATE of a protected table ~3 us per trigger to prepare, the call ~0.3 (docs/performance.md, "The
--- exempt-column comparison"); PL/pgSQL prepares the body only for the rows that reach it, which the clause's
--- first conjunct (final, backdated) already filtered. One function per set of column names, shared by every
--- table with that set (its arguments are polymorphic: PL/pgSQL compiles it per row type). R1 owns it (its
--- generated prefix, its fingerprint); R3's update guard calls it too. PUBLIC may execute it: a WHEN
--- clause runs with the rights of whoever writes the table, and it only compares its two arguments.
+-- when missing: ledgerlock._ll10_x<key>_changed(o, n) is true when n, with its exempt columns put back to
+-- their old values (PL/pgSQL field assignments to its own copy of the argument: exact for every type, no
+-- trip through jsonb), differs from o compared whole and byte for byte (*=, record_image_eq), so a column
+-- added after the trigger still counts as a change. A WHEN clause calls it rather than holding the expression
+-- because PostgreSQL prepares a trigger's WHEN again in every statement that fires the trigger, whatever its
+-- first conjunct decides: the expression inline cost every UPDATE of a protected table ~3 us per trigger to
+-- prepare, the call ~0.3 (docs/performance.md, "The exempt-column comparison"); PL/pgSQL prepares the body
+-- only for the rows that reach it, which the clause's first conjunct (final, backdated) already filtered.
+-- One function per set of column names, shared by every table with that set (its arguments are
+-- polymorphic: PL/pgSQL compiles it per row type, so it is created without checking its body, which needs
+-- a row type). R1 owns it (its generated prefix, its fingerprint); R3's update guard calls it too. PUBLIC
+-- may execute it: a WHEN clause runs with the rights of whoever writes the table, and it only compares its
+-- two arguments. It pins no search_path: its body names nothing that is looked up there (its one operator
+-- is schema-qualified; the rest are its arguments' fields), and a SET clause made each call save and restore
+-- the settings, ~1.5 us on PostgreSQL 16 (docs/hardening.md, "The comparisons PUBLIC may call").
 CREATE OR REPLACE FUNCTION ledgerlock._changed_beyond_function(exempt text[])
 RETURNS name
 LANGUAGE plpgsql
@@ -952,14 +956,13 @@ DECLARE
     cols text[] := ARRAY(SELECT DISTINCT c COLLATE "C" FROM pg_catalog.unnest(exempt) AS c ORDER BY 1);
     fn name := ('_ll10_x' || pg_catalog."left"(pg_catalog.md5(pg_catalog.array_to_string(cols, E'\x1f')), 16)
                 || '_changed')::name;
-    config text[] := '{"search_path=pg_catalog, pg_temp"}';
+    config text[];  -- no SET clause (above)
     body text;
 BEGIN
-    body := pg_catalog.format(E'\nBEGIN\n    RETURN NOT pg_catalog.record_image_eq(o, pg_catalog.jsonb_populate_record(n, '
-                              || E'pg_catalog.jsonb_build_object(%s)));\nEND\n',
-                              (SELECT pg_catalog.string_agg(pg_catalog.format('%L, o.%I', c, c), ', '
-                                                            ORDER BY c COLLATE "C")
-                               FROM pg_catalog.unnest(cols) AS c));
+    body := E'\nBEGIN\n'
+            || (SELECT pg_catalog.string_agg(pg_catalog.format(E'    n.%1$I := o.%1$I;\n', c), '' ORDER BY c COLLATE "C")
+                FROM pg_catalog.unnest(cols) AS c)
+            || E'    RETURN NOT (o OPERATOR(pg_catalog.*=) n);\nEND\n';
     -- Its fingerprint first, as it will be: the row is the function's lock until commit (installers in parallel
     -- queue on it, and _drop_unused_comparisons skips it), a lock no application can take or hold
     INSERT INTO ledgerlock.code_fingerprint AS f (fn, origin, body_md5, security_definer, config)
@@ -971,11 +974,12 @@ BEGIN
     WHERE f.origin = 'generated';
     IF NOT EXISTS (SELECT FROM pg_catalog.pg_proc p
                    WHERE p.pronamespace = 'ledgerlock'::regnamespace AND p.proname = fn
-                     AND p.prosrc = body AND NOT p.prosecdef AND p.proconfig = config) THEN
+                     AND p.prosrc = body AND NOT p.prosecdef AND p.proconfig IS NOT DISTINCT FROM config) THEN
         PERFORM ledgerlock._ddl_permit('ledgerlock'::regnamespace::oid, true);  -- the DDL guard lets it through
+        -- (this function's SET clause puts the setting back when it returns)
+        PERFORM pg_catalog.set_config('check_function_bodies', 'off', true);
         EXECUTE pg_catalog.format('CREATE OR REPLACE FUNCTION ledgerlock.%I(o anyelement, n anyelement) '
-                                  'RETURNS boolean LANGUAGE plpgsql STABLE SECURITY INVOKER '
-                                  'SET search_path = pg_catalog, pg_temp AS %L', fn, body);
+                                  'RETURNS boolean LANGUAGE plpgsql STABLE SECURITY INVOKER AS %L', fn, body);
         EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION ledgerlock.%I(anyelement, anyelement) TO PUBLIC', fn);
         PERFORM ledgerlock._ddl_permit('ledgerlock'::regnamespace::oid, false);
     END IF;
@@ -1020,11 +1024,12 @@ REVOKE ALL ON FUNCTION ledgerlock._drop_unused_comparisons() FROM PUBLIC;
 -- clause whose first conjunct lets few rows reach it (R1: final rows; R3: backdated ones); otherwise the
 -- expression itself (R4's parent guard, whose clause is this test alone: it runs for every UPDATE, and a
 -- PL/pgSQL call per row measured slower under 8 writers than preparing the expression, docs/performance.md,
--- "The exempt-column comparison"). It can only err towards calling the guard: a value whose trip through
--- jsonb is not exact (a float's -0) leaves the rows unequal, and the guard's own test of its exempt columns
--- decides. Exempt columns of a type not known to make that trip without an error keep the plain condition
--- (any byte changed), and so do tables with generated columns (the condition is 'true' there: NEW's generated
--- columns are not computed yet in a BEFORE trigger; an AFTER trigger, R3's, sees them).
+-- "The exempt-column comparison"). The call is exact for every type. The expression puts the exempt values
+-- back through jsonb, and can only err towards calling the guard: a value whose trip through jsonb is not
+-- exact (a float's -0) leaves the rows unequal, and the guard's own test of its exempt columns decides; exempt
+-- columns of a type not known to make that trip without an error keep the plain condition there (any byte
+-- changed). Tables with generated columns keep it too in a BEFORE trigger (the condition is 'true' there:
+-- NEW's generated columns are not computed yet; an AFTER trigger, R3's, sees them).
 -- One comparison, nothing before it: a shortcut for the common case (the exempt columns unchanged, compared
 -- as ROW()s) cost every UPDATE of the table ~3 us more to prepare than it ever saved (docs/performance.md,
 -- "Enforcement only").
@@ -1048,10 +1053,12 @@ BEGIN
     JOIN pg_catalog.pg_attribute a ON a.attrelid = tbl AND a.attname = e.c AND a.attnum > 0 AND NOT a.attisdropped
     JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
     LEFT JOIN pg_catalog.pg_type b ON b.oid = t.typbasetype;
-    IF cond = 'true' OR NOT coalesce(all_plain, false) THEN
+    IF cond = 'true' OR cols IS NULL THEN
         RETURN cond;
     ELSIF as_call THEN
         RETURN pg_catalog.format('ledgerlock.%I(OLD.*, NEW.*)', ledgerlock._changed_beyond_function(cols));
+    ELSIF NOT all_plain THEN
+        RETURN cond;
     END IF;
     RETURN pg_catalog.format('NOT pg_catalog.record_image_eq(OLD.*, pg_catalog.jsonb_populate_record(NEW.*, '
                              'pg_catalog.jsonb_build_object(%s)))',

@@ -188,6 +188,47 @@ def comparisons(conn):
            GROUP BY 1 ORDER BY 1""").fetchall()
 
 
+def test_exempt_columns_of_any_type_are_compared_exactly_whatever_the_writers_search_path(db):
+    """The comparison puts the exempt columns back by assignment, so columns of any type (jsonb, arrays, enums,
+    a float's -0) are told apart exactly and never call the guard for a mutable-only update. It pins no
+    search_path (a SET clause costs every call), so a writer whose search_path puts its own `*=` operator and
+    record_image_eq first must not make a change of a protected column look like none."""
+    owner = db.owner()
+    owner.execute(f"ALTER DATABASE {db.name} SET track_functions = 'pl'")
+    owner.execute(
+        "CREATE TYPE stage AS ENUM ('open', 'sent', 'signed');"
+        "CREATE TABLE deal (id int PRIMARY KEY, company_id int NOT NULL, signed_on date NOT NULL DEFAULT "
+        "'2026-03-01', status text NOT NULL DEFAULT 'draft', amount numeric NOT NULL, meta jsonb, "
+        "weight float8, tags text[], stage stage);"
+        "GRANT SELECT, INSERT, UPDATE ON deal TO ll_app;"
+        "CREATE SCHEMA evil; GRANT USAGE ON SCHEMA evil TO PUBLIC;"
+        "CREATE FUNCTION evil.same(a record, b record) RETURNS boolean LANGUAGE plpgsql AS 'BEGIN RETURN true; END';"
+        "CREATE FUNCTION evil.record_image_eq(a record, b record) RETURNS boolean LANGUAGE plpgsql "
+        "AS 'BEGIN RETURN true; END';"
+        "CREATE OPERATOR evil.*= (LEFTARG = record, RIGHTARG = record, FUNCTION = evil.same);"
+        "GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA evil TO PUBLIC")
+    owner.execute("SELECT ledgerlock.protect('deal', date_column => 'signed_on', scope_column => 'company_id', "
+                  "final_when => $$status = 'signed'$$, mutable_columns => '{meta,weight,tags,stage}')")
+    assert "ledgerlock._ll10_x" in trigger_def(owner, "deal", "ll_10_final_update")
+    app = db.connect("app", autocommit=False)
+    app.execute("INSERT INTO deal (id, company_id, amount, status, meta, weight, tags, stage) "
+                "VALUES (1, 1, 100, 'signed', '{\"a\": 1}', 0.0, '{x}', 'signed')")
+    app.commit()
+    app.execute("SET search_path = evil, public, pg_catalog")
+    for change in ("""meta = '{"b": 2, "a": 1}'""", "weight = '-0'", "tags = '{x,y}'", "stage = 'sent'",
+                   "meta = NULL, weight = NULL, tags = NULL, stage = NULL"):
+        lives_ok(app, f"UPDATE deal SET {change} WHERE id = 1")
+    assert guard_calls(app, "guard_final_row") == 0
+    app.commit()
+    assert app.execute("SELECT weight, meta, tags, stage::text FROM deal").fetchone() == (None, None, None, None)
+    for change in ("amount = 101", "amount = 100.0", "meta = '{}', signed_on = '2026-03-02'"):
+        with refused("LL001", r"^deal id=1 is final and cannot be updated"):
+            app.execute(f"UPDATE deal SET {change} WHERE id = 1")
+        app.rollback()
+        app.execute("SET search_path = evil, public, pg_catalog")
+    assert app.execute("SELECT amount::text, to_char(signed_on, 'YYYY-MM-DD') FROM deal").fetchone() == ("100", "2026-03-01")
+
+
 def test_the_exempt_column_test_is_one_function_per_set_of_columns_the_writer_may_call(db):
     """The mutable-only test of the update guards' WHEN clauses (R1, R3, R4) is a call of a comparison per set of
     exempt columns, which PostgreSQL prepares in every statement for far less than the expression. Tables with
@@ -216,8 +257,7 @@ def test_the_exempt_column_test_is_one_function_per_set_of_columns_the_writer_ma
     assert app.execute(f"SELECT ledgerlock.{shared}(q, q) FROM offer q").fetchone() == (False,)
     assert owner.execute("SELECT p.prosecdef, p.proconfig, f.origin FROM pg_proc p "
                          "JOIN ledgerlock.code_fingerprint f ON f.fn = p.oid::regprocedure::text "
-                         "WHERE p.proname = %s", (shared,)).fetchone() == (
-        False, ["search_path=pg_catalog, pg_temp"], "generated")
+                         "WHERE p.proname = %s", (shared,)).fetchone() == (False, None, "generated")
     # gone with the last table that uses it, and its fingerprint with it; the other set's stays
     owner.execute("SELECT ledgerlock.unprotect('offer', 'retired')")  # final rows: a superuser's act
     assert shared in [name for name, _ in comparisons(owner)]
