@@ -1,9 +1,11 @@
-"""audit log|show|verify|digest|seal|bundle — the evidence (R5)."""
+"""audit log|show|verify|record-columns|digest|seal|bundle — the evidence (R5)."""
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import re
+import shlex
 import sys
 import time
 
@@ -15,6 +17,7 @@ from ..context import Context, pass_context
 from ..doctor import code_drift
 from ..output import EXIT_EVIDENCE, EXIT_OK, _cell, echo_json, echo_rows
 from ..output import progress as show_progress
+from .locks import cli_hints
 
 # Every operation the trail records: row writes, protect/unprotect, rules and number formats, and the lock
 # history's kinds upper-cased (sql/triggers/r5_audit_capture.sql, sql/functions/r3_*.sql, r4_referential.sql).
@@ -29,6 +32,17 @@ def _operation(ctx, param, value: str | None) -> str | None:
     if value is not None and value.upper() not in OPERATIONS:
         raise click.BadParameter(f"{value!r} is not an operation of the trail; one of: {', '.join(OPERATIONS)}")
     return value
+
+
+# verify's fix for a column added since rows were recorded names the SQL; the CLI names its own command
+_RECORD_COLUMNS_SQL = re.compile(r"SELECT ledgerlock\.record_added_columns\('((?:[^']|'')*)', <reason>\)$")
+
+
+def _cli_problem(problem: str) -> str:
+    def command(m: re.Match) -> str:
+        table = shlex.quote(m.group(1).replace("''", "'"))
+        return f'ledgerlock audit record-columns {table} --reason "..."'
+    return _RECORD_COLUMNS_SQL.sub(command, problem)
 
 
 LOG_COLUMNS = ["seq", "at", "table", "key", "scope", "operation", "changed", "db_user", "actor", "reason", "chain"]
@@ -229,9 +243,10 @@ def verify(ctx: Context, digest: str | None, from_digest: bool, bundle: str | No
                        "not READ COMMITTED); `ledgerlock audit seal` on the primary seals them")
     else:
         if not r["ok"]:
-            click.echo(f"audit trail BROKEN: {r['problems']} problem(s); first: {r['problem']}", err=True)
+            click.echo(f"audit trail BROKEN: {r['problems']} problem(s); first: {_cli_problem(r['problem'])}",
+                       err=True)
             for p in listed[1:]:
-                click.echo(f"  {p}", err=True)
+                click.echo(f"  {_cli_problem(p)}", err=True)
             if r["problems"] > len(listed):
                 click.echo(f"  ... and {r['problems'] - len(listed)} more "
                            "(SELECT * FROM ledgerlock.audit_discrepancies())", err=True)
@@ -240,6 +255,39 @@ def verify(ctx: Context, digest: str | None, from_digest: bool, bundle: str | No
             for d in drift:
                 click.echo(f"  {d}", err=True)
     sys.exit(EXIT_OK if ok else EXIT_EVIDENCE)
+
+
+@audit.command("record-columns")
+@click.argument("table")
+@click.option("--reason", required=True, help="Why these are the values the columns were added with (required; "
+                                              "kept in each event).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON: {table, rows}.")
+@pass_context
+@cli_hints
+def record_columns(ctx: Context, table: str, reason: str, as_json: bool) -> None:
+    """Record the values older rows of TABLE hold in columns added since (ledgerlock.record_added_columns).
+
+    After ALTER TABLE ... ADD COLUMN ... DEFAULT on a protected table, `audit verify` reports the column once
+    (column_unrecorded) until its values are recorded: one BASELINE event per row that lacks them, with the
+    row as it is and the reason. An admin who is not scope-limited, once sure they are the values the column
+    was added with. A row that differs from the trail in a recorded column is never recorded, and nothing is
+    while a recorded column is gone (verify lists both).
+
+    \b
+    ledgerlock audit record-columns public.invoice --reason "channel added, web for all (change 4711)"
+    """
+    with ctx.connect_to_write() as conn:
+        n = conn.execute("SELECT ledgerlock.record_added_columns(%s::regclass, %s)", (table, reason)).fetchone()[0]
+        name = conn.execute("SELECT format('%%I.%%I', n.nspname, c.relname) FROM pg_class c "
+                            "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = %s::regclass",
+                            (table,)).fetchone()[0]
+    if as_json:
+        echo_json({"table": name, "rows": n})
+    elif n:
+        click.echo(f"recorded the added columns of {n:,} row(s) of {name}")
+    else:
+        click.echo(f"nothing to record: no row of {name} lacks only added columns in the trail "
+                   "(`ledgerlock audit verify` lists any other difference)")
 
 
 @audit.command()

@@ -6,6 +6,8 @@ which never records a row changed behind the trail."""
 
 from __future__ import annotations
 
+import json
+
 from click.testing import CliRunner
 
 from ledgerlock.cli import cli
@@ -168,3 +170,32 @@ def test_hostile_session_settings_neither_hide_nor_invent_a_change_of_an_added_c
     assert _found(db) == []
     _behind_the_trail(db, "UPDATE invoice SET rate = 0.3 WHERE id = 2")  # lost digits are a change
     assert [(c, col) for c, _, col, _ in _found(db)] == [("row_changed", "rate")]
+
+
+def test_the_cli_names_its_command_for_an_added_column_and_records_it(db):
+    """`audit verify` gives the fix as the CLI command, `audit record-columns`, which an admin runs with a reason."""
+    _books(db)
+    db.owner().execute("ALTER TABLE invoice ADD COLUMN channel text NOT NULL DEFAULT 'web'")
+
+    def run(role, *args):
+        return CliRunner().invoke(cli, ["--dsn", db.conninfo(role), "audit", *args])
+
+    res = run("auditor", "verify")
+    assert res.exit_code == 3, res.output
+    assert res.stderr.splitlines()[0].endswith(
+        "an admin records them: ledgerlock audit record-columns public.invoice --reason \"...\""), res.stderr
+    res = run("admin", "record-columns", "invoice")
+    assert res.exit_code == 2 and "Missing option '--reason'" in res.stderr
+    for role, code, text in (("controller", 1, "42501"), ("admin", 1, "LL007")):
+        res = run(role, "record-columns", "invoice", "--reason", " " if role == "admin" else "added")
+        assert (res.exit_code, text in res.stderr) == (code, True), (role, res.stderr)
+    res = run("admin", "record-columns", "no_such_table", "--reason", "added")
+    assert res.exit_code == 1 and 'relation "no_such_table" does not exist' in res.stderr, res.stderr
+    res = run("admin", "record-columns", "invoice", "--reason", "channel added, web for all")
+    assert (res.exit_code, res.stdout) == (0, "recorded the added columns of 3 row(s) of public.invoice\n"), res.output
+    assert run("auditor", "verify").exit_code == 0
+    res = run("admin", "record-columns", "invoice", "--reason", "again", "--json")
+    assert (res.exit_code, json.loads(res.stdout)) == (0, {"table": "public.invoice", "rows": 0}), res.output
+    assert db.connect("auditor").execute(
+        "SELECT count(*), min(reason) FROM ledgerlock.audit_log WHERE operation = 'BASELINE' AND "
+        "table_name = 'public.invoice'::regclass").fetchone() == (3, "channel added, web for all")
