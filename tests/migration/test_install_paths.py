@@ -113,6 +113,34 @@ def test_migrate_reinstalls_guards_when_code_changes(db):
     ).fetchone()[0] == 1
 
 
+def test_migrate_replaces_the_previous_releases_comparisons_in_place(db):
+    """Until 2026-11-28 R1's comparisons put the exempt columns back through jsonb and pinned search_path. An
+    upgrade replaces each in place (same name and signature: the triggers that call it keep it), with its
+    fingerprint, so doctor sees no drift and the rule still tells a mutable-only update from a change."""
+    owner = db.owner()
+    db.protect_invoice(owner)
+    fn, oid = owner.execute("SELECT p.oid::regprocedure::text, p.oid FROM pg_proc p "
+                            "WHERE p.proname LIKE '\\_ll10\\_x%'").fetchone()
+    old_body = ("\nBEGIN\n    RETURN NOT pg_catalog.record_image_eq(o, pg_catalog.jsonb_populate_record(n, "
+                "pg_catalog.jsonb_build_object('paid', o.paid, 'reconciled', o.reconciled)));\nEND\n")
+    owner.execute(sql.SQL("CREATE OR REPLACE FUNCTION {}(o anyelement, n anyelement) RETURNS boolean LANGUAGE plpgsql "
+                          "STABLE SET search_path = pg_catalog, pg_temp AS {}").format(
+        sql.SQL(fn.split("(")[0]), sql.Literal(old_body)))
+    owner.execute("UPDATE ledgerlock.code_fingerprint SET body_md5 = md5(%s), "
+                  "config = '{\"search_path=pg_catalog, pg_temp\"}' WHERE fn = %s", (old_body, fn))
+    owner.execute("DELETE FROM ledgerlock.installed_code")  # as after an upgrade: the digest is new
+    assert migrate.migrate(db.conninfo()).code_installed
+    assert owner.execute("SELECT p.oid, p.proconfig, p.prosrc LIKE '%%n.paid := o.paid;%%' FROM pg_proc p "
+                         "WHERE p.oid = %s::regprocedure", (fn,)).fetchone() == (oid, None, True)
+    assert owner.execute("SELECT count(*) FROM ledgerlock.doctor_findings() WHERE object LIKE 'ledgerlock._ll10%%'"
+                         ).fetchone() == (0,)
+    app = db.connect("app")
+    app.execute("INSERT INTO invoice (id, company_id, amount, status) VALUES (1, 1, 10, 'approved')")
+    app.execute("UPDATE invoice SET paid = true WHERE id = 1")
+    with refused("LL001", "^invoice id=1 is final and cannot be updated"):
+        app.execute("UPDATE invoice SET amount = 11 WHERE id = 1")
+
+
 def test_roles_are_nologin_and_public_has_no_table_privileges(db):
     owner = db.owner()
     roles = owner.execute(
