@@ -1345,6 +1345,8 @@ DECLARE
         (SELECT 'scope' FROM pg_catalog.pg_attribute a
          WHERE a.attrelid = tbl AND a.attname = 'scope' AND NOT a.attisdropped));
     protected boolean := EXISTS (SELECT FROM ledgerlock.protected_table p WHERE p.tbl = _audit_baseline.tbl);
+    parent_map text := ledgerlock._parent_scope_map_over(tbl, ARRAY[rel::text]);
+    parent_scopes jsonb;
     ev_at timestamptz := pg_catalog.now();
     ev_txid xid8 := pg_catalog.pg_current_xact_id();
     tbl_name text := tbl::text;
@@ -1353,6 +1355,11 @@ DECLARE
     context text := nullif(pg_catalog.current_setting('ledgerlock.context', true), '');
     n bigint;
 BEGIN
+    -- a parent-scoped table's rows are filed under their parents' scopes, as the capture files them: read
+    -- for every row at once (a row gone from the table, rarely here, reads its own parent)
+    IF parent_map IS NOT NULL THEN
+        EXECUTE parent_map INTO parent_scopes;
+    END IF;
     INSERT INTO ledgerlock.audit_event (seq, at, txid, table_oid, table_name, row_key, scope, operation,
         old_row, new_row, db_user, actor, reason, context, lock_id, override_id, details, event_hash)
     SELECT x.seq, ev_at, ev_txid, tbl, tbl_name, x.row_key, x.scope, 'BASELINE', x.o, x.r, session_user,
@@ -1361,8 +1368,9 @@ BEGIN
                                         session_user, actor, reason, context, NULL, NULL, NULL)
     FROM (SELECT pg_catalog.nextval('ledgerlock.audit_event_seq') AS seq, d.row_key,
                  CASE WHEN d.live IS NULL THEN d.recorded END AS o, d.live AS r,
-                 CASE WHEN scope_col IS NOT NULL THEN coalesce(d.live, d.recorded) ->> scope_col
-                      WHEN protected THEN '*' END AS scope  -- as the capture files them
+                 ledgerlock._audit_scope(tbl, coalesce(d.live, d.recorded), coalesce(scope_col, ''),
+                                         pg_catalog.strpos(coalesce(scope_col, ''), '.') > 0, protected,
+                                         CASE WHEN d.live IS NOT NULL THEN parent_scopes END) AS scope
           FROM ledgerlock._audit_row_diff(tbl, rel, all_facts) d) x;
     GET DIAGNOSTICS n = ROW_COUNT;
     RETURN n;
@@ -1394,6 +1402,8 @@ DECLARE
     ev_txid xid8 := pg_catalog.pg_current_xact_id();
     actor text := nullif(pg_catalog.current_setting('ledgerlock.actor', true), '');
     context text := nullif(pg_catalog.current_setting('ledgerlock.context', true), '');
+    parent_map text;
+    parent_scopes jsonb;
     n bigint;
 BEGIN
     PERFORM ledgerlock._require_capability('admin', 'record_added_columns');
@@ -1407,6 +1417,10 @@ BEGIN
             HINT = CASE WHEN cfg.tbl IS NOT NULL THEN pg_catalog.format('name the protected table, %s', cfg.tbl) END;
     END IF;
     EXECUTE pg_catalog.format('LOCK TABLE %s IN SHARE MODE', tbl);
+    parent_map := ledgerlock._parent_scope_map_over(tbl, ARRAY[tbl::text]);  -- as _audit_baseline
+    IF parent_map IS NOT NULL THEN
+        EXECUTE parent_map INTO parent_scopes;
+    END IF;
     EXECUTE pg_catalog.format($q$
         INSERT INTO ledgerlock.audit_event (seq, at, txid, table_oid, table_name, row_key, scope, operation,
             old_row, new_row, db_user, actor, reason, context, lock_id, override_id, details, event_hash)
@@ -1415,7 +1429,7 @@ BEGIN
                ledgerlock._audit_event_hash(x.seq, $1, $2, $4, x.row_key, x.scope, 'BASELINE', NULL, x.live,
                                             session_user, $5, $6, $7, NULL, NULL, x.details)
         FROM (SELECT pg_catalog.nextval('ledgerlock.audit_event_seq') AS seq, d.row_key, d.live,
-                     CASE WHEN $8 IS NULL THEN '*' ELSE d.live ->> $8 END AS scope,
+                     ledgerlock._audit_scope($3, d.live, $8, pg_catalog.strpos($8, '.') > 0, true, $9) AS scope,
                      pg_catalog.jsonb_build_object('recorded_columns', pg_catalog.to_jsonb(a.absent)) AS details
               FROM ledgerlock._audit_row_diff($3, $3, false) AS d
               CROSS JOIN LATERAL (SELECT ARRAY(SELECT k FROM pg_catalog.jsonb_object_keys(d.live) AS k
@@ -1430,8 +1444,8 @@ BEGIN
                           d.live OPERATOR(pg_catalog.-) a.absent))::text
               ORDER BY d.row_key) x
         $q$, tbl)
-        USING ev_at, ev_txid, tbl, tbl::text, actor, reason, context,
-              CASE WHEN pg_catalog.strpos(cfg.scope_column::text, '.') = 0 THEN cfg.scope_column::text END;
+        USING ev_at, ev_txid, tbl, tbl::text, actor, reason, context, coalesce(cfg.scope_column::text, ''),
+              parent_scopes;
     GET DIAGNOSTICS n = ROW_COUNT;
     RETURN n;
 END

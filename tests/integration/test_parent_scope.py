@@ -4,9 +4,14 @@ the parent's own guard, explained by why_locked."""
 
 from __future__ import annotations
 
+import zipfile
+
 import psycopg
 import pytest
+from click.testing import CliRunner
 
+from ledgerlock import audit_bundle
+from ledgerlock.cli import cli
 from lltest import lives_ok, refused
 
 SCHEMA = """
@@ -380,3 +385,28 @@ def test_a_bulk_write_files_every_event_under_its_parents_scope_in_one_pass(db):
     assert owner.execute("SELECT scope FROM ledgerlock.audit_event WHERE table_oid = 'je'::regclass "
                          "AND row_key ->> 'id' = '0' ORDER BY seq").fetchall() == [("1",), ("2",)]
     assert owner.execute("SELECT ok, problem FROM ledgerlock.verify_audit()").fetchone() == (True, None)
+
+
+def test_rows_recorded_at_protect_and_after_an_added_column_are_filed_under_their_parents_scope(db, tmp_path):
+    """BASELINE events (rows already there when the table is protected; values of a column added since) are
+    filed as the capture files a write: under the parent's scope. They were filed under no scope, or '*', so
+    an auditor's bundle of an entity left out the event that holds its rows' latest images."""
+    owner = db.owner()
+    owner.execute(SCHEMA)
+    owner.execute("INSERT INTO je (id, ledger_id, posted_on, amount) VALUES (1, %s, '2026-01-05', 1), "
+                  "(2, %s, '2026-01-05', 2), (3, NULL, '2026-01-05', 3)", (LA, LB))
+    protect_je(owner)
+    owner.execute("ALTER TABLE je ADD COLUMN channel text DEFAULT 'web'")
+    assert lives_ok(db.connect("admin"), "SELECT ledgerlock.record_added_columns('je', 'channel added')") == [(3,)]
+    events = owner.execute("SELECT row_key ->> 'id', scope, details IS NULL FROM ledgerlock.audit_event "
+                           "WHERE table_oid = 'je'::regclass AND operation = 'BASELINE' ORDER BY seq").fetchall()
+    assert events == [("1", "1", True), ("2", "2", True), ("3", "*", True),
+                      ("1", "1", False), ("2", "2", False), ("3", "*", False)]
+    res = CliRunner().invoke(cli, ["--dsn", db.conninfo("auditor"), "audit", "bundle", "--scope", "1",
+                                   "--from", "2026-01-01", "--to", "2026-01-31", "-o", str(tmp_path / "e1.zip")])
+    assert res.exit_code == 0, res.output
+    with zipfile.ZipFile(tmp_path / "e1.zip") as z:
+        rows = audit_bundle.loads(z.read("rows.json").decode())
+    found = [(int(r["row_key"]["id"]), r["event"]["operation"], r["image"]["channel"], r["live_matches"]) for r in rows]
+    assert found == [(1, "BASELINE", "web", True)]
+    assert owner.execute("SELECT ok FROM ledgerlock.verify_audit()").fetchone() == (True,)
