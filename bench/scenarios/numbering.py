@@ -23,10 +23,20 @@ def finalization(b: Bench, f: Features) -> list[Result]:
     b.create_doc_table("f_commit")
     variants = {"commit_1": Variant(b.script("insert", table="f_commit"), variables={"scope": 1}, clients=1)}
     if f.numbering:
-        for t in ("f_nextval", "f_floor", "f_floor_settled", "f_floor_protected", "f_numbered_8", "f_numbered_1",
-                  "f_numbered_many"):
+        for t in ("f_nextval", "f_floor", "f_floor_queued", "f_floor_settled", "f_floor_protected", "f_numbered_8",
+                  "f_numbered_1", "f_numbered_many", *INDEX_FLOORS):
             b.create_doc_table(t)
-        protect(b, "f_floor_protected", audit=False)  # enforcement (R1, R3), no numbering of ledgerlock's
+        for t in ("f_floor_protected", "f_index_protected"):
+            protect(b, t, audit=False)  # enforcement (R1, R3), no numbering of ledgerlock's
+        b.execute("CREATE TRIGGER floor_number BEFORE INSERT ON f_floor_queued FOR EACH ROW "
+                  "WHEN (NEW.status IN ('approved', 'paid')) EXECUTE FUNCTION floor_number_queued()")
+        for t in INDEX_FLOORS:  # the anchor without a counter: the last number read through the table's index
+            b.execute(sql.SQL('CREATE UNIQUE INDEX ON {} (number COLLATE "C")').format(sql.Identifier(t)))
+            b.execute(sql.SQL(FLOOR_INDEX_FUNCTION).format(function=sql.Identifier(f"floor_index_number_{t}"),
+                                                           table=sql.Identifier(t)))
+            b.execute(sql.SQL("CREATE TRIGGER floor_number BEFORE INSERT ON {} FOR EACH ROW "
+                              "WHEN (NEW.status IN ('approved', 'paid')) EXECUTE FUNCTION {}()")
+                      .format(sql.Identifier(t), sql.Identifier(f"floor_index_number_{t}")))
         for t in ("f_numbered_8", "f_numbered_1", "f_numbered_many"):
             protect(b, t, audit=False, numbered=True)
         # a table that has numbered in many series (a series per company and year, say): one final row in
@@ -43,6 +53,8 @@ def finalization(b: Bench, f: Features) -> list[Result]:
             "nextval_8": Variant(b.script("finalize_nextval", table="f_nextval"), variables={"series": 8}),
             "floor_8": Variant(b.script("finalize_insert", table="f_floor"), variables={"series": 8}),
             "floor_1": Variant(b.script("finalize_insert", table="f_floor"), variables={"series": 1}),
+            "queued_8": Variant(b.script("finalize_insert", table="f_floor_queued"), variables={"series": 8}),
+            "queued_1": Variant(b.script("finalize_insert", table="f_floor_queued"), variables={"series": 1}),
             "settled_8": Variant(b.script("finalize_insert", table="f_floor_settled"), variables={"series": 8}),
             "settled_1": Variant(b.script("finalize_insert", table="f_floor_settled"), variables={"series": 1}),
             "protected_8": Variant(b.script("finalize_insert", table="f_floor_protected"), variables={"series": 8}),
@@ -50,9 +62,16 @@ def finalization(b: Bench, f: Features) -> list[Result]:
             "numbered_8": Variant(b.script("finalize_insert", table="f_numbered_8"), variables={"series": 8}),
             "numbered_1": Variant(b.script("finalize_insert", table="f_numbered_1"), variables={"series": 1}),
             "numbered_many": Variant(b.script("finalize_insert", table="f_numbered_many"), variables={"series": 8}),
+            "index_8": Variant(b.script("finalize_insert", table="f_index"), variables={"series": 8}),
+            "index_1": Variant(b.script("finalize_insert", table="f_index"), variables={"series": 1}),
+            "index_protected_8": Variant(b.script("finalize_insert", table="f_index_protected"),
+                                         variables={"series": 8}),
+            "index_protected_1": Variant(b.script("finalize_insert", table="f_index_protected"),
+                                         variables={"series": 1}),
         }
-    b.prepare_for_run(*(t for t in ("f_commit", "f_nextval", "f_floor", "f_floor_settled", "f_floor_protected",
-                                    "f_numbered_8", "f_numbered_1", "f_numbered_many")
+    b.prepare_for_run(*(t for t in ("f_commit", "f_nextval", "f_floor", "f_floor_queued", "f_floor_settled",
+                                    "f_floor_protected",
+                                    "f_numbered_8", "f_numbered_1", "f_numbered_many", *INDEX_FLOORS)
                         if b.has_relation(t)))
     s = pgbench_group(b, variants)
     out = [Result("commit_rate", "single-client commit rate (one-row INSERT, plain table)",
@@ -65,6 +84,12 @@ def finalization(b: Bench, f: Features) -> list[Result]:
                       not_available("finalize_1_series", t1, f.missing("numbering"), T_1_SERIES)]
     gaps = b.scalar("SELECT count(*) FROM ledgerlock.number_gaps(NULL)")
     check = "number_gaps() empty after the runs" if gaps == 0 else f"number_gaps() reports {gaps} rows!"
+    for t in INDEX_FLOORS:  # the anchor hands out gapless numbers too: each series runs 1..n, each number once
+        bad = b.scalar(sql.SQL("SELECT count(*) FROM (SELECT company_id FROM {} GROUP BY company_id "
+                               "HAVING max(right(number, 9)::int) <> count(DISTINCT number) "
+                               "OR count(*) <> count(DISTINCT number)) s").format(sql.Identifier(t)))
+        if bad:
+            b.note(f"{t}: {bad} series are not numbered 1..n!")
     return out + [
         Result("finalize_8_series", t8, baseline_label="nextval() per series", target=T_8_SERIES,
                note=f"{NOTE}; {check}", baseline_samples=s["nextval_8"], value_samples=s["numbered_8"]),
@@ -84,6 +109,17 @@ def finalization(b: Bench, f: Features) -> list[Result]:
                "single-client commit rate", baseline_label="1-client commit rate",
                note="the same bare counter trigger, every client on one counter: for reading finalize_1_series",
                baseline_samples=s["commit_1"], value_samples=s["floor_1"]),
+        Result("queued_floor_8_series", f"the bare counter behind a series lock, {c} clients on 8 series",
+               baseline_label="the bare counter floor",
+               note="the bare counter trigger after locking a row of a line table that nobody updates, until commit "
+                    "(floor_number_queued in bench/sql/setup.sql): finalizers of a series wait in line there, not on "
+                    "the counter's row; what the line ledgerlock waits in for a transaction's first counter gains or "
+                    "costs",
+               baseline_samples=s["floor_8"], value_samples=s["queued_8"]),
+        Result("queued_floor_1_series", f"the bare counter behind a series lock, {c} clients on 1 series",
+               baseline_label="the bare counter floor",
+               note="as queued_floor_8_series, every client on one series: where the line matters",
+               baseline_samples=s["floor_1"], value_samples=s["queued_1"]),
         Result("settled_floor_8_series", f"the floor of a proven BEFORE-trigger numbering, {c} clients on 8 series",
                baseline_label="the bare counter floor",
                note="the bare counter trigger plus an empty-handed statement-level proof (floor_settle in bench/sql/"
@@ -103,6 +139,26 @@ def finalization(b: Bench, f: Features) -> list[Result]:
         Result("protected_floor_1_series", f"the floor of a proven numbering on a protected table, {c} clients on 1 "
                "series", baseline_label="the bare counter floor", note="as protected_floor_8_series, one counter",
                baseline_samples=s["floor_1"], value_samples=s["protected_1"]),
+        Result("index_floor_8_series", f"the counterless anchor's floor, {c} clients on 8 series",
+               baseline_label="the bare counter floor",
+               note="a BEFORE trigger that locks the series' row of a line table until commit (as queued_floor_*; an "
+                    "advisory lock would let any role stall a series) and reads its last number through a unique "
+                    "index of the table (floor_index_number_* in bench/scenarios/numbering.py; Odoo's shape): no "
+                    "counter row, so no write beside the row's and no proof; the index is the design's cost, kept on "
+                    "every INSERT",
+               baseline_samples=s["floor_8"], value_samples=s["index_8"]),
+        Result("index_floor_1_series", f"the counterless anchor's floor, {c} clients on 1 series",
+               baseline_label="the bare counter floor", note="as index_floor_8_series, every client on one series",
+               baseline_samples=s["floor_1"], value_samples=s["index_1"]),
+        Result("index_protected_floor_8_series", f"the counterless anchor's floor on a protected table, {c} clients "
+               "on 8 series", baseline_label="the bare counter floor",
+               note="index_floor_8_series's trigger on a table protected like the numbered one (R1 and R3 "
+                    "enforcement, no audit): the least a counterless finalization that is enforced pays",
+               baseline_samples=s["floor_8"], value_samples=s["index_protected_8"]),
+        Result("index_protected_floor_1_series", f"the counterless anchor's floor on a protected table, {c} clients "
+               "on 1 series", baseline_label="the bare counter floor",
+               note="as index_protected_floor_8_series, every client on one series",
+               baseline_samples=s["floor_1"], value_samples=s["index_protected_1"]),
         Result("finalize_8_series_vs_floor", f"finalization, {c} clients on 8 series vs the bare counter floor",
                baseline_label="the bare counter floor", target=T_VS_FLOOR,
                note="issue 17's measure: ledgerlock's finalization against the floor measured in the same run",
@@ -122,32 +178,39 @@ def finalize_statement(b: Bench, f: Features) -> Result:
     counter = {"round": 0}
     b.execute(FLOOR_STATEMENT_FUNCTION)
 
-    def variant(numbered: bool, floor: bool = False):
+    def variant(numbered: bool, floor: bool = False, index: bool = False):
         def run() -> float:
             counter["round"] += 1
-            kind = "numbered" if numbered else "floor" if floor else "plain"
+            kind = "numbered" if numbered else "floor" if floor else "index" if index else "plain"
             table = f"f_stmt_{kind}_{counter['round']}"
             b.create_doc_table(table, rows=n)
             if numbered:
                 protect(b, table, audit=False, numbered=True)
-            if floor:
+            if floor or index:
+                function = sql.Identifier("floor_statement_number" if floor else f"floor_index_number_{table}")
+                if index:
+                    b.execute(sql.SQL('CREATE UNIQUE INDEX ON {} (number COLLATE "C")').format(sql.Identifier(table)))
+                    b.execute(sql.SQL(FLOOR_INDEX_FUNCTION).format(function=function, table=sql.Identifier(table)))
                 b.execute(sql.SQL("CREATE TRIGGER floor_statement_number BEFORE UPDATE ON {} FOR EACH ROW "
                                   "WHEN (NEW.status IN ('approved', 'paid') "
                                   "AND OLD.status NOT IN ('approved', 'paid')) "
-                                  "EXECUTE FUNCTION floor_statement_number()").format(sql.Identifier(table)))
+                                  "EXECUTE FUNCTION {}()").format(sql.Identifier(table), function))
             b.prepare_for_run(table)
             seconds = b.timed(sql.SQL("UPDATE {} SET status = 'approved'").format(sql.Identifier(table)),
                               role="app")
-            if numbered:
+            if numbered or index:
                 numbered_rows = b.scalar(sql.SQL("SELECT count(DISTINCT number) FROM {} WHERE number LIKE 'INV-%%'")
                                          .format(sql.Identifier(table)))
                 if numbered_rows != n:
                     b.note(f"{table}: {numbered_rows} distinct final numbers for {n} rows")
+            if index:
+                b.execute(sql.SQL("DROP FUNCTION {}() CASCADE").format(function))
             b.drop_table(table)
             return n / seconds
         return run
 
-    s = timed_group(b, {"plain": variant(False), "floor": variant(False, floor=True), "numbered": variant(True)})
+    s = timed_group(b, {"plain": variant(False), "floor": variant(False, floor=True), "numbered": variant(True),
+                        "index": variant(False, index=True)})
     return [
         Result("finalize_statement", title, unit="rows/s", target=T_STATEMENT,
                note="the same UPDATE ... SET status = 'approved' on an identical unprotected table; " + NOTE,
@@ -158,6 +221,12 @@ def finalize_statement(b: Bench, f: Features) -> Result:
                     "formats the number (no counter row, no proof): the least a row trigger in PL/pgSQL that "
                     "numbers a statement's rows pays, for reading finalize_statement",
                baseline_samples=s["plain"], value_samples=s["floor"]),
+        Result("index_statement_floor", f"the counterless anchor's floor, {n:,} rows in one UPDATE",
+               unit="rows/s", baseline_label="plain table",
+               note="index_floor_8_series's trigger (the series' lock, the last number read through the table's "
+                    "unique index) numbering every row of the statement: what the counterless anchor pays for a "
+                    "statement, where each row reads the number the row before it wrote",
+               baseline_samples=s["plain"], value_samples=s["index"]),
     ]
 
 
@@ -171,6 +240,30 @@ DECLARE
 BEGIN
     PERFORM set_config('bench.floor_position', n::text, true);
     NEW.number := 'INV-' || NEW.company_id || '-' || lpad(n::text, 5, '0');
+    RETURN NEW;
+END
+$$"""
+
+
+# The counterless anchor (Odoo's shape): per series, a lock held until commit (the row of floor_queue that
+# floor_number_queued locks: no client may take it, unlike an advisory lock), then the last number read through
+# the table's unique index (nine digits: numbers of one series sort as text). Rows written before by the same
+# statement are visible to a BEFORE row trigger's query, and the lock is released after the commit is
+# visible, so READ COMMITTED never reads a stale last number. A row skipped after the trigger (ON CONFLICT DO
+# NOTHING) leaves no gap: nothing was taken that the table does not show.
+INDEX_FLOORS = ("f_index", "f_index_protected")
+FLOOR_INDEX_FUNCTION = """
+CREATE FUNCTION {function}() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public AS $$
+DECLARE
+    this_series text := 'INV-' || NEW.company_id || '-';
+    last_number text;
+BEGIN
+    PERFORM FROM public.floor_queue q WHERE q.slot = hashtext(this_series) & 4095 FOR UPDATE;
+    SELECT d.number INTO last_number FROM {table} d
+    WHERE d.number COLLATE "C" > this_series AND d.number COLLATE "C" < this_series || '~'
+    ORDER BY d.number COLLATE "C" DESC LIMIT 1;
+    NEW.number := this_series || lpad((coalesce(right(last_number, 9)::bigint, 0) + 1)::text, 9, '0');
     RETURN NEW;
 END
 $$"""
