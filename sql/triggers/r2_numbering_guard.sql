@@ -264,6 +264,14 @@ BEGIN
         ll_held := pg_catalog.current_setting('ledgerlock.numbering_counters_held', true);
         IF ll_held IS NOT NULL AND ll_held <> '' AND ll_key COLLATE "C" < ll_held COLLATE "C" THEN
             ll_refused := ledgerlock._take_counter_out_of_order({{tbl}}, ll_prefix, ll_suffix, ll_key, ll_held);
+        ELSIF ll_held IS NULL OR ll_held = '' THEN
+            -- The transaction's first counter: wait in line for it on the series' slot, a row nobody updates,
+            -- locked until commit. The next finalizer of the series then finds the counter free, instead of
+            -- waiting on the counter's row and re-reading its newest version after each commit (docs/numbering.md,
+            -- "Waiting in line"). The counter's row lock still decides; the slot only orders the waiters.
+            PERFORM FROM ledgerlock_gate.number_queue AS q
+            WHERE q.slot = pg_catalog.hashtext(ll_key COLLATE "C") & 4095
+            FOR UPDATE;
         END IF;
         LOOP
             UPDATE ledgerlock.number_counter AS c

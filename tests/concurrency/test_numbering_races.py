@@ -3,6 +3,10 @@
 - 8 connections finalize a few hundred rows of one series, a quarter of the transactions rolled back;
 - the same with two series interleaved in each transaction, in both orders;
 - two transactions taking two counters in opposite orders: one is told to retry (40001), none deadlocks;
+- finalizers of one series wait in line on its slot (docs/numbering.md, "Waiting in line"; no client can take
+  one: tests/hardening/test_lock_keys.py); a savepoint rolled back leaves the line, a transaction's second
+  counter is waited for on its row, and a finalizer whose snapshot is older than the last number is told to
+  retry;
 - the postmaster killed (SIGKILL) in the middle of such a load, and restarted.
 """
 
@@ -158,6 +162,96 @@ def test_counters_taken_in_opposite_orders_give_a_retry_not_a_deadlock(db):
     b.commit()
     assert series_numbers(observer) == {"INV-2025": [1, 2], "INV-2026": [1, 2]}
     assert assert_gapless(observer) == 4
+
+
+def row_waited_on(observer: psycopg.Connection, conn: psycopg.Connection) -> str | None:
+    """The table of the row a backend waits for: a row lock's waiter holds the row's tuple lock while it waits
+    for the holder's transaction (the first in line), or waits for that tuple lock (the rest of the line)."""
+    row = observer.execute("SELECT relation::regclass::text FROM pg_locks WHERE locktype = 'tuple' AND pid = %s",
+                           (conn.info.backend_pid,)).fetchone()
+    return row[0] if row else None
+
+
+def test_finalizers_of_one_series_wait_in_line_on_its_slot_and_stay_gapless(db):
+    setup_invoices(db, rows=3)
+    observer = db.owner()
+    a, b, c = (db.connect("app", autocommit=False) for _ in range(3))
+    a.execute("UPDATE invoice SET status = 'approved' WHERE id = 1")
+    waiting = [Background(b, "UPDATE invoice SET status = 'approved' WHERE id = 2")]
+    waiting[0].wait_until_blocked(observer)
+    waiting.append(Background(c, "UPDATE invoice SET status = 'approved' WHERE id = 3"))
+    waiting[1].wait_until_blocked(observer)
+    # in line on the series' slot, not on the counter's row (docs/numbering.md, "Waiting in line")
+    assert [row_waited_on(observer, w.conn) for w in waiting] == ["ledgerlock_gate.number_queue"] * 2
+    a.commit()
+    for w in waiting:
+        w.join()
+        assert w.error is None
+        w.conn.commit()
+    assert series_numbers(observer) == {"INV-2026": [1, 2, 3]}
+    assert assert_gapless(observer) == 3
+
+
+def test_a_counter_taken_out_of_line_is_still_waited_for_on_its_row(db):
+    """Only a transaction's first counter is waited in line for (one slot per transaction, whatever the series
+    its statements number in): a second counter, taken in order, is locked by its row alone, and a finalizer of
+    that series, whose slot is free, waits on the counter's row until the holder commits."""
+    setup_invoices(db, rows=6, years=(2025, 2026))  # ids 1, 3, 5 in 2026; 2, 4, 6 in 2025
+    observer = db.owner()
+    db.connect("app").execute("UPDATE invoice SET status = 'approved' WHERE id IN (5, 6)")  # both counters exist
+    a, b = db.connect("app", autocommit=False), db.connect("app", autocommit=False)
+    a.execute("UPDATE invoice SET status = 'approved' WHERE id = 2")  # 2025: the first counter, in line
+    a.execute("UPDATE invoice SET status = 'approved' WHERE id IN (1, 4)")  # 2026 (in order) and 2025 again
+    waiter = Background(b, "UPDATE invoice SET status = 'approved' WHERE id = 3")  # 2026
+    assert waiter.wait_until_blocked(observer) == "transactionid"
+    assert row_waited_on(observer, b) == "ledgerlock.number_counter"
+    a.commit()
+    assert waiter.join().error is None
+    b.commit()
+    assert series_numbers(observer) == {"INV-2025": [1, 2, 3], "INV-2026": [1, 2, 3]}
+    assert assert_gapless(observer) == 6
+
+
+def test_a_finalization_rolled_back_to_a_savepoint_leaves_the_line(db):
+    setup_invoices(db, rows=3)
+    observer = db.owner()
+    a, b = db.connect("app", autocommit=False), db.connect("app", autocommit=False)
+    a.execute("SAVEPOINT before_finalizing")
+    a.execute("UPDATE invoice SET status = 'approved' WHERE id = 1")
+    a.execute("ROLLBACK TO SAVEPOINT before_finalizing")
+    # a's transaction is still open, and holds neither the slot nor the counter: b does not wait at all (a
+    # lock it had to wait for would fail it at once)
+    b.execute("SET lock_timeout = '1ms'")
+    b.execute("UPDATE invoice SET status = 'approved' WHERE id = 2")
+    b.commit()
+    a.execute("UPDATE invoice SET status = 'approved' WHERE id = 3")  # a waits in line again, for the next number
+    a.commit()
+    assert dict(observer.execute("SELECT id, number FROM invoice WHERE status = 'approved'").fetchall()) == {
+        2: "INV-2026-00001", 3: "INV-2026-00002"}
+    assert assert_gapless(observer) == 2
+
+
+@pytest.mark.parametrize("isolation", ["REPEATABLE READ", "SERIALIZABLE"])
+def test_a_finalizer_whose_snapshot_predates_the_last_number_is_told_to_retry(db, isolation):
+    """Out of line, a finalizer whose snapshot was taken before the previous finalizer committed cannot see the
+    counter it must continue: it fails with 40001 (retry), never takes a number twice or skips one."""
+    setup_invoices(db, rows=2)
+    observer = db.owner()
+    a, b = db.connect("app", autocommit=False), db.connect("app", autocommit=False)
+    b.execute(f"SET TRANSACTION ISOLATION LEVEL {isolation}")
+    b.execute("SELECT count(*) FROM invoice").fetchone()  # b's snapshot: before a's number
+    a.execute("UPDATE invoice SET status = 'approved' WHERE id = 1")
+    waiter = Background(b, "UPDATE invoice SET status = 'approved' WHERE id = 2")
+    waiter.wait_until_blocked(observer)
+    assert row_waited_on(observer, b) == "ledgerlock_gate.number_queue"
+    a.commit()
+    assert isinstance(waiter.join().error, psycopg.errors.SerializationFailure)
+    b.rollback()
+    b.execute(f"SET TRANSACTION ISOLATION LEVEL {isolation}")
+    b.execute("UPDATE invoice SET status = 'approved' WHERE id = 2")  # the retry
+    b.commit()
+    assert series_numbers(observer) == {"INV-2026": [1, 2]}
+    assert assert_gapless(observer) == 2
 
 
 @pytest.mark.slow

@@ -6,7 +6,8 @@ which no client may use. Each test has the application hold every key ledgerlock
 open transaction, and shows the operation completing within lock_timeout; then the same with the strongest
 relation lock a client can take without any privilege on a table it can name: PREPARE of an INSERT, whose
 parse analysis locks the table ROW EXCLUSIVE until the transaction ends, before any privilege is checked. The
-last tests show the gates themselves cannot be taken, by LOCK or by PREPARE.
+last tests show the gates themselves cannot be taken, by LOCK or by PREPARE, nor a slot of the line finalizers
+of a series wait in (ledgerlock_gate.number_queue) by SELECT ... FOR UPDATE.
 """
 
 from __future__ import annotations
@@ -98,14 +99,18 @@ def test_the_gates_cannot_be_named_by_the_application(db):
     gates = [r[0] for r in db.owner().execute(
         "SELECT c.oid::regclass::text FROM pg_class c WHERE c.relnamespace = 'ledgerlock_gate'::regnamespace "
         "ORDER BY 1")]
-    assert len(gates) == 66 and "ledgerlock_gate.sealer" in gates and "ledgerlock_gate.installer" in gates
+    # 64 scope gates, the sealer's, the installer's, and the numbering's line (with its key's index)
+    assert len(gates) == 68 and {"ledgerlock_gate.sealer", "ledgerlock_gate.installer",
+                                 "ledgerlock_gate.number_queue"} <= set(gates)
     assert db.owner().execute("SELECT ledgerlock._scope_gate('1')").fetchone()[0] in gates
     db.owner().execute("SELECT ledgerlock.grant_scope('ll_admin2', '2')")  # a tenant admin, limited to scope 2
     for role in ("app", "controller", "admin", "admin2", "auditor"):
         conn = db.connect(role)
-        for gate in gates[::13] + ["ledgerlock_gate.sealer", "ledgerlock_gate.installer"]:
+        for gate in gates[::13] + ["ledgerlock_gate.sealer", "ledgerlock_gate.installer",
+                                   "ledgerlock_gate.number_queue"]:
             for stmt in (f"PREPARE ll_gate AS INSERT INTO {gate} DEFAULT VALUES",
-                         f"PREPARE ll_gate AS SELECT FROM {gate}", f"LOCK TABLE {gate} IN ROW EXCLUSIVE MODE"):
+                         f"PREPARE ll_gate AS SELECT FROM {gate}", f"LOCK TABLE {gate} IN ROW EXCLUSIVE MODE",
+                         f"SELECT FROM {gate} FOR UPDATE"):
                 with refused("42501", r"permission denied for schema ledgerlock_gate"), conn.transaction():
                     conn.execute(stmt)
         assert not conn.execute("SELECT count(*) FROM pg_locks WHERE pid = pg_backend_pid() "
