@@ -17,6 +17,10 @@
 -- * Counters are taken in a fixed order (table, series). A transaction that needs a counter that sorts
 --   before one it already holds waits for it at most 100 ms and then fails with 40001 (retry), instead of
 --   risking a deadlock.
+-- * A transaction's first counter is waited for in line: its series' slot in ledgerlock_gate.number_queue (a
+--   row nobody updates) is locked until commit before the counter is updated, so the next finalizer of the
+--   series waits on the slot and finds the counter free, instead of re-running its UPDATE against the
+--   counter's newest version after every commit. The counter's row lock still decides.
 -- * ll_40 runs after the other BEFORE row triggers (name order): a row R1 (ll_10) or R4 (ll_30) refuses, or
 --   a locked window skips (ll_20_period_skip), never takes a counter lock. R3's other checks (ll_20_period_*)
 --   are AFTER row triggers, which fire once the statement's rows are written: a row R3 refuses has taken
