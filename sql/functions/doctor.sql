@@ -675,7 +675,7 @@ $$;
 REVOKE ALL ON FUNCTION ledgerlock._doctor_audit_chain() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION ledgerlock._doctor_audit_chain() TO ledgerlock_admin, ledgerlock_auditor;
 
--- Final numbers: no gap, no duplicate in any series.
+-- Final numbers: no gap, no duplicate in any series; the line finalizers wait in has all its slots.
 CREATE OR REPLACE FUNCTION ledgerlock._doctor_numbering()
 RETURNS TABLE(severity text, check_name text, object text, finding text, why text, fix text)
 LANGUAGE plpgsql
@@ -683,7 +683,17 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     r record;
+    missing integer;
 BEGIN
+    missing := ledgerlock._number_queue_missing();
+    IF missing > 0 THEN
+        RETURN QUERY SELECT 'warning', 'numbering', 'ledgerlock_gate.number_queue',
+            pg_catalog.format('%s of the 4096 slots finalizers of a series wait in line on are missing', missing),
+            'finalizers of a series whose slot is missing wait on its counter row instead: numbers stay gapless, '
+            'but a busy series finalizes more slowly (docs/numbering.md, "Waiting in line")',
+            'as the owner of ledgerlock: INSERT INTO ledgerlock_gate.number_queue SELECT g FROM '
+            'generate_series(0, 4095) g ON CONFLICT DO NOTHING';
+    END IF;
     BEGIN
         FOR r IN SELECT * FROM ledgerlock.number_gaps(NULL) LOOP
             RETURN QUERY SELECT 'critical', 'numbering', r.table_name::text,

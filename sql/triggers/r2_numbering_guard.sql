@@ -112,6 +112,21 @@ END
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._take_counter_out_of_order(regclass, text, text, text, text) FROM PUBLIC;
 
+-- How many of the line's 4,096 slots (ledgerlock_gate.number_queue, migration 0040) are missing: for ledgerlock
+-- doctor. A finalizer whose slot is missing finds no row to lock and waits on the counter row instead, as before
+-- the line: numbers stay gapless, one series is slower. No client may read that schema, hence the definer.
+CREATE OR REPLACE FUNCTION ledgerlock._number_queue_missing()
+RETURNS integer
+LANGUAGE sql
+STABLE
+SECURITY DEFINER  -- reads ledgerlock_gate for the auditor's doctor
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT 4096 - pg_catalog.count(*)::integer FROM ledgerlock_gate.number_queue q WHERE q.slot BETWEEN 0 AND 4095
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._number_queue_missing() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION ledgerlock._number_queue_missing() TO ledgerlock_admin, ledgerlock_auditor;
+
 -- LL009 for a row whose format needs a date or a scope it does not have.
 CREATE OR REPLACE FUNCTION ledgerlock._refuse_unnumberable(tbl regclass, r jsonb, col name, what text)
 RETURNS void

@@ -83,6 +83,27 @@ def test_a_weakened_setup_is_caught_with_a_non_zero_exit(db, weaken, check, find
         owner.execute("ALTER ROLE ledgerlock_auditor NOLOGIN")  # roles are cluster-wide
 
 
+def test_missing_slots_of_the_numbering_line_are_a_warning_with_the_fix(db):
+    """A finalizer whose slot in ledgerlock_gate.number_queue is gone waits on the counter row instead: numbers
+    stay gapless, so it is a warning. The auditor cannot read that schema; doctor still sees it."""
+    db.protect_invoice(number_column="number", number_format="INV-{YYYY}-{SEQ:5}")
+    owner = db.owner()
+    line = [f for f in doctor(db.conninfo("auditor"))[1] if f["object"] == "ledgerlock_gate.number_queue"]
+    assert line == []
+    owner.execute("DELETE FROM ledgerlock_gate.number_queue WHERE slot >= 4000")  # only a superuser can
+    code, found = doctor(db.conninfo("auditor"))
+    [finding] = [f for f in found if f["object"] == "ledgerlock_gate.number_queue"]
+    assert (finding["severity"], finding["check"], finding["finding"]) == (
+        "warning", "numbering", "96 of the 4096 slots finalizers of a series wait in line on are missing")
+    assert "numbers stay gapless" in finding["why"] and code == 0
+    fix = finding["fix"].removeprefix("as the owner of ledgerlock: ")
+    owner.execute(fix)
+    assert [f for f in doctor(db.conninfo("auditor"))[1] if f["object"] == "ledgerlock_gate.number_queue"] == []
+    db.connect("app").execute("INSERT INTO invoice (id, company_id, status, issued_on) "
+                              "VALUES (1, 1, 'approved', '2026-03-01')")
+    assert owner.execute("SELECT number FROM invoice").fetchone()[0] == "INV-2026-00001"
+
+
 def test_a_role_that_may_create_in_the_schema_of_the_books_is_a_warning(db):
     """PUBLIC held CREATE on schema public before PostgreSQL 15, and upgraded databases keep it: whoever can
     create there can plant a function or operator that an admin's unqualified SQL runs (CVE-2018-1058)."""
