@@ -212,6 +212,35 @@ def test_a_counter_taken_out_of_line_is_still_waited_for_on_its_row(db):
     assert assert_gapless(observer) == 6
 
 
+def test_the_line_holds_for_every_writer_and_across_a_concurrent_reinstall(db):
+    """The application, a tenant admin and an admin finalize in one series while an admin regenerates the
+    numbering functions (reinstall_guards, which waits for the writers' table locks and is waited for by the
+    next): the tenant admin waits in line, the admin behind the reinstall, and the series stays 1..3. Swept
+    under hostile session settings with the rest of this module (tests/conftest.py)."""
+    setup_invoices(db, rows=3)
+    observer = db.owner()
+    db.owner().execute("SELECT ledgerlock.grant_scope('ll_admin2', '1')")  # a tenant admin, limited to scope 1
+    app, tenant_admin = db.connect("app", autocommit=False), db.connect("admin2", autocommit=False)
+    admin = db.connect("admin", autocommit=False)
+    app.execute("UPDATE invoice SET status = 'approved' WHERE id = 1")
+    in_line = Background(tenant_admin, "UPDATE invoice SET status = 'approved' WHERE id = 2")
+    in_line.wait_until_blocked(observer)
+    assert row_waited_on(observer, tenant_admin) == "ledgerlock_gate.number_queue"
+    reinstall = Background(db.connect("admin"), "SELECT ledgerlock.reinstall_guards()")
+    assert reinstall.wait_until_blocked(observer) == "relation"  # the writers' locks on the table
+    behind = Background(admin, "UPDATE invoice SET status = 'approved' WHERE id = 3")
+    assert behind.wait_until_blocked(observer) == "relation"  # queued behind the reinstall
+    app.commit()
+    assert in_line.join().error is None
+    tenant_admin.commit()
+    assert reinstall.join().error is None
+    assert behind.join().error is None
+    admin.commit()
+    assert dict(observer.execute("SELECT id, number FROM invoice WHERE status = 'approved'").fetchall()) == {
+        1: "INV-2026-00001", 2: "INV-2026-00002", 3: "INV-2026-00003"}
+    assert assert_gapless(observer) == 3
+
+
 def test_a_finalization_rolled_back_to_a_savepoint_leaves_the_line(db):
     setup_invoices(db, rows=3)
     observer = db.owner()
