@@ -1345,8 +1345,9 @@ DECLARE
         (SELECT 'scope' FROM pg_catalog.pg_attribute a
          WHERE a.attrelid = tbl AND a.attname = 'scope' AND NOT a.attisdropped));
     protected boolean := EXISTS (SELECT FROM ledgerlock.protected_table p WHERE p.tbl = _audit_baseline.tbl);
-    parent_map text := ledgerlock._parent_scope_map_over(tbl, ARRAY[rel::text]);
-    parent_scopes jsonb;
+    -- a parent-scoped table's rows are filed under their parents' scopes, as the capture files them: read
+    -- for every row at once (a row gone from the table, rarely here, reads its own parent)
+    parent_scopes jsonb := ledgerlock._parent_scopes_of(tbl, rel::text);
     ev_at timestamptz := pg_catalog.now();
     ev_txid xid8 := pg_catalog.pg_current_xact_id();
     tbl_name text := tbl::text;
@@ -1355,11 +1356,6 @@ DECLARE
     context text := nullif(pg_catalog.current_setting('ledgerlock.context', true), '');
     n bigint;
 BEGIN
-    -- a parent-scoped table's rows are filed under their parents' scopes, as the capture files them: read
-    -- for every row at once (a row gone from the table, rarely here, reads its own parent)
-    IF parent_map IS NOT NULL THEN
-        EXECUTE parent_map INTO parent_scopes;
-    END IF;
     INSERT INTO ledgerlock.audit_event (seq, at, txid, table_oid, table_name, row_key, scope, operation,
         old_row, new_row, db_user, actor, reason, context, lock_id, override_id, details, event_hash)
     SELECT x.seq, ev_at, ev_txid, tbl, tbl_name, x.row_key, x.scope, 'BASELINE', x.o, x.r, session_user,
@@ -1402,7 +1398,6 @@ DECLARE
     ev_txid xid8 := pg_catalog.pg_current_xact_id();
     actor text := nullif(pg_catalog.current_setting('ledgerlock.actor', true), '');
     context text := nullif(pg_catalog.current_setting('ledgerlock.context', true), '');
-    parent_map text;
     parent_scopes jsonb;
     n bigint;
 BEGIN
@@ -1417,10 +1412,7 @@ BEGIN
             HINT = CASE WHEN cfg.tbl IS NOT NULL THEN pg_catalog.format('name the protected table, %s', cfg.tbl) END;
     END IF;
     EXECUTE pg_catalog.format('LOCK TABLE %s IN SHARE MODE', tbl);
-    parent_map := ledgerlock._parent_scope_map_over(tbl, ARRAY[tbl::text]);  -- as _audit_baseline
-    IF parent_map IS NOT NULL THEN
-        EXECUTE parent_map INTO parent_scopes;
-    END IF;
+    parent_scopes := ledgerlock._parent_scopes_of(tbl, tbl::text);  -- as _audit_baseline
     EXECUTE pg_catalog.format($q$
         INSERT INTO ledgerlock.audit_event (seq, at, txid, table_oid, table_name, row_key, scope, operation,
             old_row, new_row, db_user, actor, reason, context, lock_id, override_id, details, event_hash)
