@@ -688,11 +688,12 @@ BEGIN
     missing := ledgerlock._number_queue_missing();
     IF missing > 0 THEN
         RETURN QUERY SELECT 'warning', 'numbering', 'ledgerlock_gate.number_queue',
-            pg_catalog.format('%s of the 4096 slots finalizers of a series wait in line on are missing', missing),
+            pg_catalog.format('%s of the %s slots finalizers of a series wait in line on are missing', missing,
+                              ledgerlock._number_queue_slots()),
             'finalizers of a series whose slot is missing wait on its counter row instead: numbers stay gapless, '
             'but a busy series finalizes more slowly (docs/numbering.md, "Waiting in line")',
-            'as the owner of ledgerlock: INSERT INTO ledgerlock_gate.number_queue SELECT g FROM '
-            'generate_series(0, 4095) g ON CONFLICT DO NOTHING';
+            pg_catalog.format('as the owner of ledgerlock: INSERT INTO ledgerlock_gate.number_queue SELECT g FROM '
+                              'generate_series(0, %s) g ON CONFLICT DO NOTHING', ledgerlock._number_queue_slots() - 1);
     END IF;
     BEGIN
         FOR r IN SELECT * FROM ledgerlock.number_gaps(NULL) LOOP

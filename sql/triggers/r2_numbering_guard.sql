@@ -112,9 +112,23 @@ END
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._take_counter_out_of_order(regclass, text, text, text, text) FROM PUBLIC;
 
--- How many of the line's 4,096 slots (ledgerlock_gate.number_queue, migration 0040) are missing: for ledgerlock
--- doctor. A finalizer whose slot is missing finds no row to lock and waits on the counter row instead, as before
--- the line: numbers stay gapless, one series is slower. No client may read that schema, hence the definer.
+-- How many slots the line has (ledgerlock_gate.number_queue, rows 0 .. n - 1, put there by migration 0040): a
+-- series waits on slot hashtext(its key) & (n - 1), so n is a power of two. The one place the number is kept:
+-- the generated final functions, the doctor and the count of missing slots read it here.
+CREATE OR REPLACE FUNCTION ledgerlock._number_queue_slots()
+RETURNS integer
+LANGUAGE sql
+IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT 4096
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._number_queue_slots() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION ledgerlock._number_queue_slots() TO ledgerlock_admin, ledgerlock_auditor;
+
+-- How many of the line's slots are missing: for ledgerlock doctor. A finalizer whose slot is missing finds no
+-- row to lock and waits on the counter row instead, as before the line: numbers stay gapless, one series is
+-- slower. No client may read that schema, hence the definer.
 CREATE OR REPLACE FUNCTION ledgerlock._number_queue_missing()
 RETURNS integer
 LANGUAGE sql
@@ -122,7 +136,9 @@ STABLE
 SECURITY DEFINER  -- reads ledgerlock_gate for the auditor's doctor
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT 4096 - pg_catalog.count(*)::integer FROM ledgerlock_gate.number_queue q WHERE q.slot BETWEEN 0 AND 4095
+    SELECT ledgerlock._number_queue_slots() - pg_catalog.count(*)::integer
+    FROM ledgerlock_gate.number_queue q
+    WHERE q.slot BETWEEN 0 AND ledgerlock._number_queue_slots() - 1
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._number_queue_missing() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION ledgerlock._number_queue_missing() TO ledgerlock_admin, ledgerlock_auditor;
@@ -208,6 +224,8 @@ AS $$
         'slot_key', ledgerlock._table_key(tbl) || E'\x1f',
         -- counters are taken in (table, series) order; the table's part of that order
         'order_key', q.name || E'\x1f',
+        -- the mask of the line's slots (see ledgerlock._number_queue_slots)
+        'queue_mask', (ledgerlock._number_queue_slots() - 1)::text,
         'number_column', cfg.number_column,
         'date_column', cfg.date_column,
         'scope_column', cfg.scope_column,
@@ -289,7 +307,7 @@ BEGIN
             -- waiting on the counter's row and re-reading its newest version after each commit (docs/numbering.md,
             -- "Waiting in line"). The counter's row lock still decides; the slot only orders the waiters.
             PERFORM FROM ledgerlock_gate.number_queue AS q
-            WHERE q.slot = pg_catalog.hashtext(ll_key COLLATE "C") & 4095
+            WHERE q.slot = pg_catalog.hashtext(ll_key COLLATE "C") & {{queue_mask}}
             FOR UPDATE;
         END IF;
         LOOP
