@@ -47,7 +47,8 @@ def _merge(first: list[Finding], more: list[Finding]) -> list[Finding]:
 
 def _package_drift(conn: psycopg.Connection) -> list[Finding]:
     """The shipped functions against this package's SQL files: body, SECURITY DEFINER, pinned settings.
-    Functions generated per table or rule are judged in SQL, against what was recorded when generated."""
+    Functions generated per table or rule are judged in SQL, against what was recorded when generated; a
+    table's own audit capture, a copy of a shipped function, against this package too (``_capture_drift``)."""
     if not _readable(conn, "ledgerlock.installed_code"):
         return [_not_this_version()]
     row = conn.execute("SELECT digest FROM ledgerlock.installed_code ORDER BY applied_at DESC LIMIT 1").fetchone()
@@ -72,6 +73,29 @@ def _package_drift(conn: psycopg.Connection) -> list[Finding]:
                                "a rule redefined by hand may no longer enforce what it says",
                                "ledgerlock migrate  (after DELETE FROM ledgerlock.installed_code, so that it "
                                "reinstalls the code)"))
+    return out + _capture_drift(conn, shipped["audit_capture"][0])
+
+
+def _capture_drift(conn: psycopg.Connection, capture: sqlfiles.ShippedFunction) -> list[Finding]:
+    """Each table's own audit capture (sql/triggers/r5_audit_capture.sql) against the copy this package's
+    ``audit_capture()`` makes for that table: the derivation is the shipped ``ledgerlock._ll90_derive``, which
+    the check above holds to this package, fed this package's text. A superuser who rewrites a table's capture
+    and its recorded fingerprint alike is still reported."""
+    out = []
+    for sig, live_md5, secdef, config, want_md5 in conn.execute(
+        """SELECT DISTINCT p.oid::regprocedure::text, md5(p.prosrc), p.prosecdef, p.proconfig,
+                  md5(ledgerlock._ll90_derive(%s, ledgerlock._ll90_values(t.tgrelid::regclass)))
+           FROM pg_catalog.pg_trigger t JOIN pg_catalog.pg_proc p ON p.oid = t.tgfoid
+           WHERE p.pronamespace = 'ledgerlock'::regnamespace AND starts_with(p.proname, '_ll90_t')
+             AND t.tgname IN ('ll_90_audit_insert', 'll_90_audit_update', 'll_90_audit_delete')
+           ORDER BY 1""", (capture.body,)
+    ):
+        if (live_md5, secdef, tuple(config) if config else None) != (want_md5, capture.security_definer,
+                                                                      capture.config):
+            out.append(Finding("critical", "function", sig,
+                               f"{sig} differs from the audit capture this package makes for its table",
+                               "a table's capture redefined by hand may record other rows than were written",
+                               "SELECT ledgerlock.reinstall_guards()  (it makes the table's capture again)"))
     return out
 
 

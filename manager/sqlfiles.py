@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from importlib.resources.abc import Traversable
 
@@ -97,6 +97,7 @@ class ShippedFunction:
     body_md5: str
     security_definer: bool
     config: tuple[str, ...] | None
+    body: str = field(default="", repr=False, compare=False)  # the text between the dollar quotes
 
 
 _CREATE = re.compile(r"^CREATE\s+OR\s+REPLACE\s+FUNCTION\s+ledgerlock\.(\w+)\s*\(", re.IGNORECASE | re.MULTILINE)
@@ -130,6 +131,7 @@ def shipped_functions() -> dict[str, list[ShippedFunction]]:
                 body_md5=hashlib.md5(text[body.end():end].encode()).hexdigest(),
                 security_definer=re.search(r"\bSECURITY\s+DEFINER\b", header, re.IGNORECASE) is not None,
                 config=config,
+                body=text[body.end():end],
             ))
             pos = end + len(body.group(1))
     return out

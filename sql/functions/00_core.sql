@@ -827,8 +827,8 @@ REVOKE ALL ON FUNCTION ledgerlock._table_key(regclass) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION ledgerlock._table_key(regclass) TO ledgerlock_admin, ledgerlock_auditor;
 
 -- The name of a function generated for a table by one rule for one part: ledgerlock._<rule>_<key>_<part>
--- (R2: _ll40_<key>_final, _draft, _settle; R3: _ll20_<key>_insert), keyed by the table's name, never its oid,
--- so that a restored database runs them as they are.
+-- (R2: _ll40_<key>_final, _draft, _settle; R3: _ll20_<key>_insert; R5: _ll90_<key>_capture), keyed by the
+-- table's name, never its oid, so that a restored database runs them as they are.
 CREATE OR REPLACE FUNCTION ledgerlock._generated_name(tbl regclass, rule text, part text)
 RETURNS name
 LANGUAGE sql
@@ -878,36 +878,50 @@ REVOKE ALL ON FUNCTION ledgerlock._template(text, jsonb) FROM PUBLIC;
 
 -- Create (or replace) a generated trigger function ledgerlock.<fn>() from its PL/pgSQL body: SECURITY
 -- DEFINER (guards read ledgerlock's tables, which clients cannot), search_path pinned, no EXECUTE for PUBLIC.
-CREATE OR REPLACE FUNCTION ledgerlock._create_generated_function(fn name, body text)
+-- settings: more settings to pin, as pg_proc.proconfig holds them ('name=value'; R5's capture takes the
+-- shipped capture's own: sql/triggers/r5_audit_capture.sql); search_path is pinned whatever they say.
+CREATE OR REPLACE FUNCTION ledgerlock._create_generated_function(fn name, body text, settings text[] DEFAULT NULL)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    more text := (SELECT pg_catalog.string_agg(pg_catalog.format(' SET %s = %L', pg_catalog.split_part(s, '=', 1),
+                                                                 pg_catalog.substr(s, pg_catalog.strpos(s, '=') + 1)),
+                                               '' ORDER BY o)
+                  FROM pg_catalog.unnest(settings) WITH ORDINALITY AS u(s, o)
+                  WHERE pg_catalog.lower(pg_catalog.split_part(s, '=', 1)) <> 'search_path');
 BEGIN
+    IF EXISTS (SELECT FROM pg_catalog.unnest(settings) AS s WHERE s !~ '^[A-Za-z_][A-Za-z0-9_.]*=') THEN
+        RAISE EXCEPTION 'a generated function''s settings are name=value, not %', settings;
+    END IF;
     PERFORM ledgerlock._ddl_permit('ledgerlock'::regnamespace::oid, true);  -- the DDL guard lets it through
     EXECUTE pg_catalog.format('CREATE OR REPLACE FUNCTION ledgerlock.%I() RETURNS trigger LANGUAGE plpgsql '
-                              'SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS %L', fn, body);
+                              'SECURITY DEFINER SET search_path = pg_catalog, pg_temp%s AS %L', fn,
+                              coalesce(more, ''), body);
     EXECUTE pg_catalog.format('REVOKE ALL ON FUNCTION ledgerlock.%I() FROM PUBLIC', fn);
     PERFORM ledgerlock._ddl_permit('ledgerlock'::regnamespace::oid, false);
 END
 $$;
-REVOKE ALL ON FUNCTION ledgerlock._create_generated_function(name, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ledgerlock._create_generated_function(name, text, text[]) FROM PUBLIC;
 
--- Drop generated trigger functions ledgerlock.<fn>() that exist (their triggers are gone first).
+-- Drop generated trigger functions ledgerlock.<fn>() that exist (their triggers are gone first), with their
+-- fingerprints.
 CREATE OR REPLACE FUNCTION ledgerlock._drop_generated_functions(fns name[])
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    fn name;
+    gone regprocedure;
 BEGIN
     PERFORM ledgerlock._ddl_permit('ledgerlock'::regnamespace::oid, true);  -- the DDL guard lets it through
     -- only those that exist: DROP ... IF EXISTS would send a NOTICE per missing one to whoever called
-    -- reinstall_guards() or migrate (three per table that is not numbered)
-    FOR fn IN SELECT p.proname FROM pg_catalog.pg_proc p
+    -- reinstall_guards() or migrate (three per table that is not numbered); their fingerprints go with them
+    FOR gone IN SELECT p.oid FROM pg_catalog.pg_proc p
               WHERE p.pronamespace = 'ledgerlock'::regnamespace AND p.proname = ANY (fns) AND p.pronargs = 0 LOOP
-        EXECUTE pg_catalog.format('DROP FUNCTION ledgerlock.%I()', fn);
+        DELETE FROM ledgerlock.code_fingerprint f WHERE f.fn = gone::text AND f.origin = 'generated';
+        EXECUTE pg_catalog.format('DROP FUNCTION %s', gone);
     END LOOP;
     PERFORM ledgerlock._ddl_permit('ledgerlock'::regnamespace::oid, false);
 END

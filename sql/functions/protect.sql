@@ -33,7 +33,8 @@ AS $$
          '_ll30_r'),
         ('40', 'numbering', 'R2', 'ledgerlock._install_40_numbering(regclass)',
          'ledgerlock._uninstall_40_numbering(regclass)', NULL, '{}', false, '_ll40_t'),
-        ('90', 'audit', 'R5', 'ledgerlock._install_90_audit(regclass)', NULL, NULL, '{}', false, NULL)
+        ('90', 'audit', 'R5', 'ledgerlock._install_90_audit(regclass)', 'ledgerlock._uninstall_90_audit(regclass)',
+         NULL, '{}', false, '_ll90_t')
     ) AS r(nn, name, design_rule, install, uninstall, refresh, why, why_unprotected, generated_prefix)
     ORDER BY r.nn
 $$;

@@ -553,6 +553,7 @@ AS $$
          WHERE i.indrelid = _audit_key_columns.tbl AND i.indisprimary))
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._audit_key_columns(regclass) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION ledgerlock._audit_key_columns(regclass) TO ledgerlock_admin, ledgerlock_auditor;
 
 -- What the trail says about each row of a table, one fact per event: the image it left (null: the row is
 -- gone). An INSERT, UPDATE or BASELINE leaves its new row; a DELETE (and an UPDATE, under the key the row

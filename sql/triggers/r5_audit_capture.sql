@@ -240,22 +240,26 @@ SET bytea_output = 'hex'
 SET lc_monetary = 'C'
 AS $$
 DECLARE
-    -- TG_ARGV: the scope column ('' when none), the protected table's oid (a partition records the table
-    -- it belongs to, as ledgerlock._rule_table(TG_RELID) names it: resolved once, at install time, not per
-    -- statement), the table's json columns (a text[] literal), then the primary-key columns. An oid that is
-    -- neither the table's own nor its protected parent's comes from another cluster (the trigger was
-    -- restored from a dump): the table is then resolved here. ledgerlock's state tables pass 0 (their own):
-    -- their trigger definitions are then the same in every database.
-    scope_col text := TG_ARGV[0];
-    tbl oid := CASE WHEN TG_ARGV[1]::oid IN (TG_RELID, 0) THEN TG_RELID
-                    ELSE coalesce(ledgerlock._rule_table(TG_RELID), TG_RELID) END;
-    json_cols text[] := nullif(TG_ARGV[2]::text[], '{}');  -- see ledgerlock._audit_image
-    k1 text := TG_ARGV[3];
-    keys text[] := CASE WHEN TG_NARGS > 4 THEN TG_ARGV[3:TG_NARGS - 1] END;  -- only for composite keys
-    period boolean := TG_TABLE_SCHEMA <> 'ledgerlock';  -- ledgerlock's own state has no lock windows
+    -- <ll90 arguments> The trigger's arguments (TG_ARGV): the scope column ('' when none), the protected
+    -- table's oid (a partition records the table it belongs to, as ledgerlock._rule_table(TG_RELID) names it:
+    -- resolved once, at install time, not per statement), the table's json columns (a text[] literal), then
+    -- the primary-key columns. An oid that is neither the table's own nor its protected parent's comes from
+    -- another cluster (the trigger was restored from a dump): the table is then resolved here. ledgerlock's
+    -- state tables pass 0 (their own): their trigger definitions are then the same in every database.
+    -- A protected table that is not partitioned runs a copy of this function made for it
+    -- (ledgerlock._ll90_capture_body): these declarations taken out, and each ll90_ name written as the
+    -- table's value, so that no argument is read per statement and PostgreSQL folds away what cannot apply.
+    ll90_scope_col text := TG_ARGV[0];
+    ll90_tbl oid := CASE WHEN TG_ARGV[1]::oid IN (TG_RELID, 0) THEN TG_RELID
+                         ELSE coalesce(ledgerlock._rule_table(TG_RELID), TG_RELID) END;
+    ll90_json_cols text[] := nullif(TG_ARGV[2]::text[], '{}');  -- see ledgerlock._audit_image
+    ll90_k1 text := TG_ARGV[3];
+    ll90_keys text[] := CASE WHEN TG_NARGS > 4 THEN TG_ARGV[3:TG_NARGS - 1] END;  -- only for composite keys
+    ll90_period boolean := TG_TABLE_SCHEMA <> 'ledgerlock';  -- ledgerlock's own state has no lock windows
     -- a change of ledgerlock's own state is a STATE_INSERT/UPDATE/DELETE: readers of the audit log who look
     -- for data changes (INSERT, UPDATE, DELETE) do not get the lock tables' bookkeeping among them
-    op text := CASE WHEN period THEN '' ELSE 'STATE_' END || TG_OP;
+    ll90_op text := CASE WHEN ll90_period THEN '' ELSE 'STATE_' END || TG_OP;
+    -- </ll90 arguments>
     pair_cap constant int := 10000;  -- UPDATE: rows paired without a join (see below)
     paired bigint;
     parent_scopes jsonb;  -- a parent-scoped table: its rows' parent scopes, read once per statement
@@ -265,13 +269,13 @@ BEGIN
     -- The table's scope is its parent's (see _scope_in_image): a statement of more than one row reads every
     -- row's parent scope with one query; one row reads its own as _row_scope does (each way is one dynamic
     -- query, and the one-row one is the cheaper: 173 against 203 us for a one-row INSERT, PG 16)
-    IF pg_catalog.strpos(scope_col, '.') > 0 THEN
+    IF pg_catalog.strpos(ll90_scope_col, '.') > 0 THEN
         IF TG_OP = 'DELETE' THEN
             many := EXISTS (SELECT FROM ll_old OFFSET 1);
         ELSE
             many := EXISTS (SELECT FROM ll_new OFFSET 1);
         END IF;
-        q := CASE WHEN many THEN ledgerlock._parent_scope_map_sql(tbl, TG_OP) END;
+        q := CASE WHEN many THEN ledgerlock._parent_scope_map_sql(ll90_tbl, TG_OP) END;
         IF q IS NOT NULL THEN
             EXECUTE q INTO parent_scopes;
         END IF;
@@ -282,15 +286,16 @@ BEGIN
     -- costly and used more than once)
     IF TG_OP = 'INSERT' THEN
         INSERT INTO ledgerlock.audit_event
-        SELECT (ledgerlock._audit_event_row(tbl, op, w.o, w.r, scope_col, k1, keys, period, c.at, c.txid,
-                    c.tbl_name, c.actor, c.reason, c.context, c.ov, c.ov_reason, w.lock_id, parent_scopes)).*
-        FROM ledgerlock._audit_write_context(tbl, period) c
+        SELECT (ledgerlock._audit_event_row(ll90_tbl, ll90_op, w.o, w.r, ll90_scope_col, ll90_k1, ll90_keys,
+                    ll90_period, c.at, c.txid, c.tbl_name, c.actor, c.reason, c.context, c.ov,
+                    c.ov_reason, w.lock_id, parent_scopes)).*
+        FROM ledgerlock._audit_write_context(ll90_tbl, ll90_period) c
         CROSS JOIN LATERAL (
-            SELECT x.o, x.r, ledgerlock._audit_window(tbl, x.o, x.r, c.ov IS NOT NULL, c.unlocked_scopes,
-                                                      scope_col, parent_scopes) AS lock_id
+            SELECT x.o, x.r, ledgerlock._audit_window(ll90_tbl, x.o, x.r, c.ov IS NOT NULL, c.unlocked_scopes,
+                                                      ll90_scope_col, parent_scopes) AS lock_id
             FROM (SELECT NULL::jsonb AS o,
-                         CASE WHEN json_cols IS NULL THEN pg_catalog.to_jsonb(ll_n.*)
-                              ELSE ledgerlock._audit_image(ll_n.*, json_cols) END AS r
+                         CASE WHEN ll90_json_cols IS NULL THEN pg_catalog.to_jsonb(ll_n.*)
+                              ELSE ledgerlock._audit_image(ll_n.*, ll90_json_cols) END AS r
                   FROM ll_new AS ll_n OFFSET 0) x
             OFFSET 0) w;
     ELSIF TG_OP = 'UPDATE' AND NOT EXISTS (SELECT FROM ll_old OFFSET 1) THEN
@@ -298,18 +303,19 @@ BEGIN
         -- and new images are the only pair, and a cross join of the two one-row sides makes it without
         -- building the arrays below (a one-row UPDATE 81 -> 77 us of server CPU, PG 16)
         INSERT INTO ledgerlock.audit_event
-        SELECT (ledgerlock._audit_event_row(tbl, op, w.o, w.r, scope_col, k1, keys, period, c.at, c.txid,
-                    c.tbl_name, c.actor, c.reason, c.context, c.ov, c.ov_reason, w.lock_id, parent_scopes)).*
-        FROM ledgerlock._audit_write_context(tbl, period) c
+        SELECT (ledgerlock._audit_event_row(ll90_tbl, ll90_op, w.o, w.r, ll90_scope_col, ll90_k1, ll90_keys,
+                    ll90_period, c.at, c.txid, c.tbl_name, c.actor, c.reason, c.context, c.ov,
+                    c.ov_reason, w.lock_id, parent_scopes)).*
+        FROM ledgerlock._audit_write_context(ll90_tbl, ll90_period) c
         CROSS JOIN LATERAL (
-            SELECT x.o, x.r, ledgerlock._audit_window(tbl, x.o, x.r, c.ov IS NOT NULL, c.unlocked_scopes,
-                                                      scope_col, parent_scopes) AS lock_id
+            SELECT x.o, x.r, ledgerlock._audit_window(ll90_tbl, x.o, x.r, c.ov IS NOT NULL, c.unlocked_scopes,
+                                                      ll90_scope_col, parent_scopes) AS lock_id
             FROM (SELECT a.o, b.r
-                  FROM (SELECT CASE WHEN json_cols IS NULL THEN pg_catalog.to_jsonb(ll_o.*)
-                                    ELSE ledgerlock._audit_image(ll_o.*, json_cols) END AS o
+                  FROM (SELECT CASE WHEN ll90_json_cols IS NULL THEN pg_catalog.to_jsonb(ll_o.*)
+                                    ELSE ledgerlock._audit_image(ll_o.*, ll90_json_cols) END AS o
                         FROM ll_old AS ll_o) a
-                  CROSS JOIN (SELECT CASE WHEN json_cols IS NULL THEN pg_catalog.to_jsonb(ll_n.*)
-                                          ELSE ledgerlock._audit_image(ll_n.*, json_cols) END AS r
+                  CROSS JOIN (SELECT CASE WHEN ll90_json_cols IS NULL THEN pg_catalog.to_jsonb(ll_n.*)
+                                          ELSE ledgerlock._audit_image(ll_n.*, ll90_json_cols) END AS r
                               FROM ll_new AS ll_n) b
                   OFFSET 0) x
             OFFSET 0) w;
@@ -324,18 +330,19 @@ BEGIN
         -- nothing here (no seq is taken) and is paired below by a hash join of positions, which holds for
         -- any size (the arrays would have to hold every image in memory, up to 1 GB each).
         INSERT INTO ledgerlock.audit_event
-        SELECT (ledgerlock._audit_event_row(tbl, op, w.o, w.r, scope_col, k1, keys, period, c.at, c.txid,
-                    c.tbl_name, c.actor, c.reason, c.context, c.ov, c.ov_reason, w.lock_id, parent_scopes)).*
-        FROM ledgerlock._audit_write_context(tbl, period) c
+        SELECT (ledgerlock._audit_event_row(ll90_tbl, ll90_op, w.o, w.r, ll90_scope_col, ll90_k1, ll90_keys,
+                    ll90_period, c.at, c.txid, c.tbl_name, c.actor, c.reason, c.context, c.ov,
+                    c.ov_reason, w.lock_id, parent_scopes)).*
+        FROM ledgerlock._audit_write_context(ll90_tbl, ll90_period) c
         CROSS JOIN LATERAL (
-            SELECT x.o, x.r, ledgerlock._audit_window(tbl, x.o, x.r, c.ov IS NOT NULL, c.unlocked_scopes,
-                                                      scope_col, parent_scopes) AS lock_id
+            SELECT x.o, x.r, ledgerlock._audit_window(ll90_tbl, x.o, x.r, c.ov IS NOT NULL, c.unlocked_scopes,
+                                                      ll90_scope_col, parent_scopes) AS lock_id
             FROM (SELECT p.o, p.r
-                  FROM (SELECT ARRAY(SELECT CASE WHEN json_cols IS NULL THEN pg_catalog.to_jsonb(ll_o.*)
-                                                 ELSE ledgerlock._audit_image(ll_o.*, json_cols) END
+                  FROM (SELECT ARRAY(SELECT CASE WHEN ll90_json_cols IS NULL THEN pg_catalog.to_jsonb(ll_o.*)
+                                                 ELSE ledgerlock._audit_image(ll_o.*, ll90_json_cols) END
                                      FROM ll_old AS ll_o LIMIT pair_cap + 1) AS o,
-                               ARRAY(SELECT CASE WHEN json_cols IS NULL THEN pg_catalog.to_jsonb(ll_n.*)
-                                                 ELSE ledgerlock._audit_image(ll_n.*, json_cols) END
+                               ARRAY(SELECT CASE WHEN ll90_json_cols IS NULL THEN pg_catalog.to_jsonb(ll_n.*)
+                                                 ELSE ledgerlock._audit_image(ll_n.*, ll90_json_cols) END
                                      FROM ll_new AS ll_n LIMIT pair_cap + 1) AS r
                         OFFSET 0) a  -- each array made once: flattened, the test and the zip would make it twice
                   CROSS JOIN ROWS FROM (pg_catalog.unnest(a.o), pg_catalog.unnest(a.r)) AS p(o, r)
@@ -349,34 +356,36 @@ BEGIN
             -- counts it was planned with (both sides have the same number of rows, so it pairs them as an
             -- inner join would)
             INSERT INTO ledgerlock.audit_event
-            SELECT (ledgerlock._audit_event_row(tbl, op, w.o, w.r, scope_col, k1, keys, period, c.at, c.txid,
-                        c.tbl_name, c.actor, c.reason, c.context, c.ov, c.ov_reason, w.lock_id, parent_scopes)).*
-            FROM ledgerlock._audit_write_context(tbl, period) c
+            SELECT (ledgerlock._audit_event_row(ll90_tbl, ll90_op, w.o, w.r, ll90_scope_col, ll90_k1, ll90_keys,
+                        ll90_period, c.at, c.txid, c.tbl_name, c.actor, c.reason, c.context, c.ov,
+                        c.ov_reason, w.lock_id, parent_scopes)).*
+            FROM ledgerlock._audit_write_context(ll90_tbl, ll90_period) c
             CROSS JOIN LATERAL (
-                SELECT x.o, x.r, ledgerlock._audit_window(tbl, x.o, x.r, c.ov IS NOT NULL, c.unlocked_scopes,
-                                                          scope_col, parent_scopes) AS lock_id
+                SELECT x.o, x.r, ledgerlock._audit_window(ll90_tbl, x.o, x.r, c.ov IS NOT NULL, c.unlocked_scopes,
+                                                          ll90_scope_col, parent_scopes) AS lock_id
                 FROM (SELECT o.r AS o, n.r
                       FROM (SELECT pg_catalog.row_number() OVER () AS pos,
-                                   CASE WHEN json_cols IS NULL THEN pg_catalog.to_jsonb(ll_o.*)
-                                        ELSE ledgerlock._audit_image(ll_o.*, json_cols) END AS r
+                                   CASE WHEN ll90_json_cols IS NULL THEN pg_catalog.to_jsonb(ll_o.*)
+                                        ELSE ledgerlock._audit_image(ll_o.*, ll90_json_cols) END AS r
                             FROM ll_old AS ll_o) o
                       FULL JOIN (SELECT pg_catalog.row_number() OVER () AS pos,
-                                        CASE WHEN json_cols IS NULL THEN pg_catalog.to_jsonb(ll_n.*)
-                                             ELSE ledgerlock._audit_image(ll_n.*, json_cols) END AS r
+                                        CASE WHEN ll90_json_cols IS NULL THEN pg_catalog.to_jsonb(ll_n.*)
+                                             ELSE ledgerlock._audit_image(ll_n.*, ll90_json_cols) END AS r
                                  FROM ll_new AS ll_n) n ON n.pos = o.pos
                       ORDER BY o.pos OFFSET 0) x
                 OFFSET 0) w;
         END IF;
     ELSE
         INSERT INTO ledgerlock.audit_event
-        SELECT (ledgerlock._audit_event_row(tbl, op, w.o, w.r, scope_col, k1, keys, period, c.at, c.txid,
-                    c.tbl_name, c.actor, c.reason, c.context, c.ov, c.ov_reason, w.lock_id, parent_scopes)).*
-        FROM ledgerlock._audit_write_context(tbl, period) c
+        SELECT (ledgerlock._audit_event_row(ll90_tbl, ll90_op, w.o, w.r, ll90_scope_col, ll90_k1, ll90_keys,
+                    ll90_period, c.at, c.txid, c.tbl_name, c.actor, c.reason, c.context, c.ov,
+                    c.ov_reason, w.lock_id, parent_scopes)).*
+        FROM ledgerlock._audit_write_context(ll90_tbl, ll90_period) c
         CROSS JOIN LATERAL (
-            SELECT x.o, x.r, ledgerlock._audit_window(tbl, x.o, x.r, c.ov IS NOT NULL, c.unlocked_scopes,
-                                                      scope_col, parent_scopes) AS lock_id
-            FROM (SELECT CASE WHEN json_cols IS NULL THEN pg_catalog.to_jsonb(ll_o.*)
-                              ELSE ledgerlock._audit_image(ll_o.*, json_cols) END AS o,
+            SELECT x.o, x.r, ledgerlock._audit_window(ll90_tbl, x.o, x.r, c.ov IS NOT NULL, c.unlocked_scopes,
+                                                      ll90_scope_col, parent_scopes) AS lock_id
+            FROM (SELECT CASE WHEN ll90_json_cols IS NULL THEN pg_catalog.to_jsonb(ll_o.*)
+                              ELSE ledgerlock._audit_image(ll_o.*, ll90_json_cols) END AS o,
                          NULL::jsonb AS r
                   FROM ll_old AS ll_o OFFSET 0) x
             OFFSET 0) w;
@@ -385,6 +394,20 @@ BEGIN
 END
 $$;
 REVOKE ALL ON FUNCTION ledgerlock.audit_capture() FROM PUBLIC;
+
+-- A table's json columns, in column order (see ledgerlock._audit_image).
+CREATE OR REPLACE FUNCTION ledgerlock._audit_json_columns(tbl regclass)
+RETURNS text[]
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT ARRAY(SELECT a.attname::text FROM pg_catalog.pg_attribute a
+                 WHERE a.attrelid = tbl AND a.attnum > 0 AND NOT a.attisdropped
+                   AND a.atttypid = 'json'::regtype ORDER BY a.attnum)
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._audit_json_columns(regclass) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION ledgerlock._audit_json_columns(regclass) TO ledgerlock_admin, ledgerlock_auditor;
 
 -- The capture trigger arguments of a table: its scope column ('' when none), the oid its events are filed
 -- under (filed_under; 0: the relation the trigger is on), its json columns, its key columns.
@@ -396,18 +419,106 @@ SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT pg_catalog.concat_ws(', ', pg_catalog.quote_literal(coalesce(scope_col, '')),
         pg_catalog.quote_literal(filed_under::text),
-        pg_catalog.quote_literal(ARRAY(SELECT a.attname::text FROM pg_catalog.pg_attribute a
-                                       WHERE a.attrelid = tbl AND a.attnum > 0 AND NOT a.attisdropped
-                                         AND a.atttypid = 'json'::regtype ORDER BY a.attnum)::text),
+        pg_catalog.quote_literal(ledgerlock._audit_json_columns(tbl)::text),
         (SELECT pg_catalog.string_agg(pg_catalog.quote_literal(k), ', ' ORDER BY o)
          FROM pg_catalog.unnest(ledgerlock._audit_key_columns(tbl)) WITH ORDINALITY AS u(k, o)))
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._audit_trigger_args(regclass, oid, text) FROM PUBLIC;
 
--- Statement triggers are not passed on to partitions, and a statement that names a partition fires that
--- partition's statement triggers only: every partition (at every level) gets its own capture triggers,
--- recording the protected table (its oid is the second argument). New partitions get them from the DDL
--- guard (which runs every installer when a partition is created or attached) or from reinstall_guards().
+-- The values a protected table's own capture writes in place of audit_capture()'s ll90_ names, as SQL
+-- text: what its trigger arguments would say, as literals (so PostgreSQL folds away the branches that cannot
+-- apply: another table's json columns, a parent's scope, a composite key), the table itself as TG_RELID
+-- (never an oid literal: a restored dump, or a renamed table, runs the function as it is), and what the
+-- shared function derives for ledgerlock's own state tables, which keep it (a protected table is never in
+-- schema ledgerlock: ledgerlock._check_guardable).
+CREATE OR REPLACE FUNCTION ledgerlock._ll90_values(tbl regclass)
+RETURNS jsonb
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT pg_catalog.jsonb_build_object(
+        'll90_scope_col', pg_catalog.quote_literal(coalesce(cfg.scope_column::text, '')) || '::text',
+        'll90_tbl', 'TG_RELID',
+        'll90_json_cols', coalesce(pg_catalog.quote_literal(nullif(j.cols, '{}')::text) || '::text[]',
+                                   'NULL::text[]'),
+        'll90_k1', pg_catalog.quote_nullable(k.cols[1]) || '::text',
+        'll90_keys', CASE WHEN pg_catalog.cardinality(k.cols) > 1 THEN pg_catalog.quote_literal(k.cols::text) || '::text[]'
+                          ELSE 'NULL::text[]' END,
+        'll90_period', 'true',
+        'll90_op', 'TG_OP')
+    FROM ledgerlock.protected_table cfg
+    CROSS JOIN LATERAL (SELECT ledgerlock._audit_json_columns(cfg.tbl) AS cols) j
+    CROSS JOIN LATERAL (SELECT ledgerlock._audit_key_columns(cfg.tbl) AS cols) k
+    WHERE cfg.tbl = _ll90_values.tbl
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._ll90_values(regclass) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION ledgerlock._ll90_values(regclass) TO ledgerlock_admin, ledgerlock_auditor;
+
+-- A table's own capture, from the body of audit_capture() (src) and the table's values (vals:
+-- ledgerlock._ll90_values): the argument declarations (between the <ll90 arguments> marks) taken out, and
+-- every ll90_ name replaced by its value. The one capture query stays in one place, and the package's drift
+-- check still reads it there; the manager also derives each table's copy from its own package's text with
+-- this function, and compares (manager/doctor.py).
+CREATE OR REPLACE FUNCTION ledgerlock._ll90_derive(src text, vals jsonb)
+RETURNS text
+LANGUAGE plpgsql
+IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    body text := pg_catalog.regexp_replace(src, '\n[^\n]*<ll90 arguments>.*</ll90 arguments>[^\n]*', '');
+    v record;
+BEGIN
+    FOR v IN SELECT e.key, e.value FROM pg_catalog.jsonb_each_text(vals) e LOOP
+        -- a backslash in the value (a column name may hold one) is not read as a back reference
+        body := pg_catalog.regexp_replace(body, '\m' || v.key || '\M', pg_catalog.replace(v.value, '\', '\\'),
+                                          'g');
+    END LOOP;
+    IF body ~ 'll90_' THEN
+        RAISE EXCEPTION 'a table''s audit capture cannot be made: a name of audit_capture() has no value';
+    END IF;
+    RETURN body;
+END
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._ll90_derive(text, jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION ledgerlock._ll90_derive(text, jsonb) TO ledgerlock_admin, ledgerlock_auditor;
+
+-- The body of a protected table's own capture function: derived (ledgerlock._ll90_derive) from
+-- ledgerlock.audit_capture() as installed. Refused while that function differs from what ledgerlock
+-- installed: a capture redefined by hand is not copied onto every table.
+CREATE OR REPLACE FUNCTION ledgerlock._ll90_capture_body(tbl regclass)
+RETURNS text
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    body text;
+BEGIN
+    SELECT p.prosrc INTO body FROM pg_catalog.pg_proc p
+    JOIN ledgerlock.code_fingerprint f ON f.fn = p.oid::regprocedure::text AND f.origin = 'shipped'
+    WHERE p.oid = 'ledgerlock.audit_capture()'::regprocedure
+      AND (f.body_md5, f.security_definer, f.config)
+          IS NOT DISTINCT FROM (pg_catalog.md5(p.prosrc), p.prosecdef, p.proconfig);
+    IF body IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = '55000',
+            MESSAGE = pg_catalog.format('the audit capture of %s cannot be made: ledgerlock.audit_capture() '
+                                        'differs from the function ledgerlock installed', tbl),
+            HINT = 'ledgerlock doctor; then ledgerlock migrate (after DELETE FROM ledgerlock.installed_code)';
+    END IF;
+    RETURN ledgerlock._ll90_derive(body, ledgerlock._ll90_values(tbl));
+END
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._ll90_capture_body(regclass) FROM PUBLIC;
+
+-- A table that is not partitioned runs a capture function made for it (ledgerlock._ll90_capture_body), created
+-- here and fingerprinted with its triggers, so doctor and the seals see it changed by hand. A partition tree
+-- runs the shared ledgerlock.audit_capture(), with the table's values as trigger arguments: statement
+-- triggers are not passed on to partitions, and a statement that names a partition fires that partition's
+-- statement triggers only, so every partition (at every level) gets its own capture triggers, recording the
+-- protected table (its oid is the second argument). New partitions get them from the DDL guard (which runs
+-- every installer when a partition is created or attached) or from reinstall_guards().
 -- A relation that had no capture triggers yet (the table is being protected, or a partition joins it)
 -- gets a baseline of the rows it already holds, so that verification accounts for every row; a
 -- reinstall over existing triggers records nothing (it must not absorb a change made behind the trail).
@@ -418,9 +529,11 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     cfg ledgerlock.protected_table := ledgerlock._config(tbl);
-    args text := ledgerlock._audit_trigger_args(cfg.tbl, cfg.tbl, cfg.scope_column::text);
+    own boolean := pg_catalog.pg_partition_root(cfg.tbl) IS NULL;  -- not partitioned
+    gen name := ledgerlock._generated_name(cfg.tbl, 'll90', 'capture');
+    capture text;
     rels regclass[] := ARRAY(SELECT p.relid FROM pg_catalog.pg_partition_tree(cfg.tbl) p
-                             UNION ALL SELECT cfg.tbl WHERE pg_catalog.pg_partition_root(cfg.tbl) IS NULL);
+                             UNION ALL SELECT cfg.tbl WHERE own);
     new_rels regclass[];
     rel regclass;
 BEGIN
@@ -428,16 +541,24 @@ BEGIN
                       WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_trigger t
                                         WHERE t.tgrelid = r AND t.tgname = 'll_90_audit_insert'));
     PERFORM ledgerlock._drop_guard_triggers(cfg.tbl, 'll_90_');
+    IF own THEN
+        PERFORM ledgerlock._create_generated_function(gen, ledgerlock._ll90_capture_body(cfg.tbl),
+            (SELECT p.proconfig FROM pg_catalog.pg_proc p WHERE p.oid = 'ledgerlock.audit_capture()'::regprocedure));
+        capture := pg_catalog.format('ledgerlock.%I()', gen);
+    ELSE
+        capture := pg_catalog.format('ledgerlock.audit_capture(%s)',
+                                     ledgerlock._audit_trigger_args(cfg.tbl, cfg.tbl, cfg.scope_column::text));
+    END IF;
     FOREACH rel IN ARRAY rels LOOP
         PERFORM ledgerlock._create_guard_trigger(rel, 'll_90_audit_insert', pg_catalog.format(
-            'AFTER INSERT ON %s REFERENCING NEW TABLE AS ll_new FOR EACH STATEMENT '
-            'EXECUTE FUNCTION ledgerlock.audit_capture(%s)', rel, args));
+            'AFTER INSERT ON %s REFERENCING NEW TABLE AS ll_new FOR EACH STATEMENT EXECUTE FUNCTION %s', rel,
+            capture));
         PERFORM ledgerlock._create_guard_trigger(rel, 'll_90_audit_update', pg_catalog.format(
             'AFTER UPDATE ON %s REFERENCING OLD TABLE AS ll_old NEW TABLE AS ll_new FOR EACH STATEMENT '
-            'EXECUTE FUNCTION ledgerlock.audit_capture(%s)', rel, args));
+            'EXECUTE FUNCTION %s', rel, capture));
         PERFORM ledgerlock._create_guard_trigger(rel, 'll_90_audit_delete', pg_catalog.format(
-            'AFTER DELETE ON %s REFERENCING OLD TABLE AS ll_old FOR EACH STATEMENT '
-            'EXECUTE FUNCTION ledgerlock.audit_capture(%s)', rel, args));
+            'AFTER DELETE ON %s REFERENCING OLD TABLE AS ll_old FOR EACH STATEMENT EXECUTE FUNCTION %s', rel,
+            capture));
     END LOOP;
     IF cfg.tbl = ANY (new_rels) THEN
         PERFORM ledgerlock._audit_baseline(cfg.tbl, cfg.tbl, true);
@@ -450,7 +571,18 @@ END
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._install_90_audit(regclass) FROM PUBLIC;
 
--- (unprotect's _drop_guard_triggers(tbl, 'll_') reaches every partition's capture triggers.)
+-- Unprotect: the capture triggers go (on every partition too), then the table's own capture function.
+CREATE OR REPLACE FUNCTION ledgerlock._uninstall_90_audit(tbl regclass)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM ledgerlock._drop_guard_triggers(tbl, 'll_90_');
+    PERFORM ledgerlock._drop_generated_functions(ARRAY[ledgerlock._generated_name(tbl, 'll90', 'capture')]);
+END
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._uninstall_90_audit(regclass) FROM PUBLIC;
 
 -- Lock events (R3) become audit events: operation = the kind in capitals (LOCK, ADVANCE, UPGRADE, UNLOCK,
 -- RELOCK, OVERRIDE, SKIP, GRANT_SCOPE, REVOKE_SCOPE...), the lock_event row as new_row. A skipped write is

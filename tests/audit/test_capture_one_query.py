@@ -112,9 +112,12 @@ def test_the_capture_query_is_planned_once_per_session_whatever_the_client_set(d
     """The capture's query plan does not depend on its trigger's arguments, so it is generic from the first
     call: a session's first audited writes (a connection per web request) do not plan it again each time, and a
     client's plan_cache_mode cannot make every write re-plan it. The events of such a session are the same."""
-    config = db.owner().execute("SELECT proconfig FROM pg_proc WHERE oid = 'ledgerlock.audit_capture()'::regprocedure"
-                                ).fetchone()[0]
-    assert "plan_cache_mode=force_generic_plan" in config
+    configs = db.owner().execute(
+        "SELECT DISTINCT p.proname, p.proconfig FROM pg_proc p LEFT JOIN pg_trigger t ON t.tgfoid = p.oid "
+        "WHERE p.oid = 'ledgerlock.audit_capture()'::regprocedure "
+        "OR (t.tgrelid = 'invoice'::regclass AND t.tgname LIKE 'll\\_90\\_%')").fetchall()
+    assert len(configs) == 2  # the shared capture, and invoice's own (ledgerlock._ll90_capture_body)
+    assert all("plan_cache_mode=force_generic_plan" in config for _, config in configs), configs
     admin = db.connect("admin")
     for writer in (app, admin):
         writer.execute("SET plan_cache_mode = force_custom_plan")
@@ -214,7 +217,8 @@ def test_while_a_window_of_another_company_is_unlocked_the_capture_calls_no_sql_
         "WHERE f.schemaname = 'ledgerlock' ORDER BY 1").fetchall()
     writer.commit()
     assert [c for c in calls if c[1]] == []  # no SQL function was called: each one was inlined
-    assert ("audit_capture", False, 3) in calls
+    capture = owner.execute("SELECT ledgerlock._generated_name('invoice', 'll90', 'capture')").fetchone()[0]
+    assert (capture, False, 3) in calls  # invoice's own capture (ledgerlock._ll90_capture_body), once per statement
     # the permitted neighbour: a row of the company whose window is unlocked, written into it, is looked up,
     # once for each window kind: an INSERT has no old image to look up
     writer.execute("INSERT INTO invoice (id, company_id, issued_on) VALUES (3, 2, '2026-03-10')")
