@@ -64,6 +64,7 @@ HOSTILE_SETTINGS = {
     "search_path": "pg_temp,public",
     "lc_monetary": "C",
     "bytea_output": "escape",
+    "standard_conforming_strings": "off",  # a backslash in a plain literal is an escape: '\d' reads as 'd'
 }
 HOSTILE_OPTIONS = " ".join(f"-c {name}={value}" for name, value in HOSTILE_SETTINGS.items())
 

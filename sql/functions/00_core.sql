@@ -73,6 +73,7 @@ RETURNS text
 LANGUAGE sql
 IMMUTABLE
 SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on  -- its literals hold backslashes
 AS $$
     SELECT nullif(pg_catalog.regexp_replace(t,
         '^[\u0001-\u0020\u007f-\u00a0\u00ad\u061c\u115f\u1160\u1680\u180e\u2000-\u200f\u2028-\u202f\u205f-\u206f\u3000\u3164\ufeff\uffa0\ufff9-\ufffb\U000e0001-\U000e007f]+|'
@@ -616,6 +617,7 @@ RETURNS text
 LANGUAGE sql
 IMMUTABLE
 SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on  -- its literals hold backslashes
 AS $$
     -- Tokens: a string literal ('it''s'; deparsed text doubles quotes, never escapes them), a quoted
     -- identifier ("A b"), a word with the dot after it (ll_row.), or any other character. Of the
@@ -848,6 +850,7 @@ RETURNS text
 LANGUAGE plpgsql
 IMMUTABLE
 SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on  -- its literals hold backslashes
 AS $$
 DECLARE
     pattern constant text := '\{\{([a-z_][a-z0-9_]*)(\|[LI])?\}\}';

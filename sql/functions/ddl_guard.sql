@@ -107,6 +107,7 @@ RETURNS TABLE(what text, why text, hint text)
 LANGUAGE sql
 STABLE
 SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on  -- its literals hold backslashes
 AS $$
     SELECT pg_catalog.format('renaming a column of %s (to %I)', rel::regclass, a.attname),
            pg_catalog.format('protected table %s keeps its rows in the audit trail as images keyed by column '
@@ -184,6 +185,7 @@ RETURNS event_trigger
 LANGUAGE plpgsql
 SECURITY DEFINER  -- reads ledgerlock's registry whoever runs the DDL; installs guards on new partitions
 SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on  -- its literals hold backslashes
 AS $$
 DECLARE
     cmd record;

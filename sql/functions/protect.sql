@@ -51,6 +51,7 @@ CREATE OR REPLACE FUNCTION ledgerlock._screen_condition(tbl regclass, view_oid o
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on  -- its literals hold backslashes
 AS $$
 DECLARE
     tree text := (SELECT r.ev_action::text FROM pg_catalog.pg_rewrite r WHERE r.ev_class = view_oid);
@@ -138,6 +139,7 @@ CREATE OR REPLACE FUNCTION ledgerlock._deparse_condition(tbl regclass, condition
 RETURNS text
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on  -- its literals hold backslashes
 AS $$
 DECLARE
     scratch text := '_ll_deparse_' || pg_catalog.pg_current_xact_id()::text;  -- one per transaction

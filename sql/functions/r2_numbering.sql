@@ -15,6 +15,7 @@ CREATE OR REPLACE FUNCTION ledgerlock._number_format_parts(
 LANGUAGE plpgsql
 IMMUTABLE
 SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on  -- its literals hold backslashes
 AS $$
 DECLARE
     tok text;

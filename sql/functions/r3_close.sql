@@ -139,6 +139,7 @@ RETURNS daterange
 LANGUAGE plpgsql
 STABLE
 SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on  -- its literals hold backslashes
 AS $$
 DECLARE
     p text := ledgerlock.period_label(scope, period);

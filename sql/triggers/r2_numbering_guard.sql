@@ -45,6 +45,7 @@ RETURNS text
 LANGUAGE plpgsql
 IMMUTABLE
 SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on  -- its literals hold backslashes
 AS $$
 DECLARE
     out text[] := '{}';
@@ -670,6 +671,7 @@ CREATE OR REPLACE FUNCTION ledgerlock._ll40_drop_functions(tbl regclass)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on  -- its literals hold backslashes
 AS $$
 BEGIN
     PERFORM ledgerlock._drop_generated_functions(ARRAY(

@@ -465,6 +465,7 @@ RETURNS text
 LANGUAGE plpgsql
 IMMUTABLE
 SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on  -- its literals hold backslashes
 AS $$
 DECLARE
     body text := pg_catalog.regexp_replace(src, '\n[^\n]*<ll90 arguments>.*</ll90 arguments>[^\n]*', '');
