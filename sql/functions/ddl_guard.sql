@@ -287,6 +287,11 @@ BEGIN
             PERFORM ledgerlock._refuse_ddl(pg_catalog.format('detaching partition %s from %s', bad.tbl, root),
                 'its final rows would no longer be guarded', hint);
         END IF;
+        -- A json column added, dropped or retyped: the audit capture is made again for the table's json
+        -- columns (ledgerlock._audit_capture_stale), so it keeps their exact text.
+        IF cmd.command_tag = 'ALTER TABLE' AND ledgerlock._audit_capture_stale(root) THEN
+            PERFORM ledgerlock._install_90_audit(root);
+        END IF;
         -- A new or attached partition gets what PostgreSQL does not pass on (statement triggers: TRUNCATE,
         -- and whatever else a rule installs per partition): every installer runs again.
         IF EXISTS (SELECT FROM pg_catalog.pg_partition_tree(root) p

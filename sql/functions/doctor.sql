@@ -267,6 +267,15 @@ BEGIN
             'without it, moving or deleting the parent row moves its children out of a locked period unchecked',
             'ledgerlock migrate  (or: SELECT ledgerlock.reinstall_guards())';
     END LOOP;
+    FOR r IN
+        SELECT p.tbl FROM ledgerlock.protected_table p WHERE ledgerlock._audit_capture_stale(p.tbl) ORDER BY 1
+    LOOP
+        RETURN QUERY SELECT 'critical', 'guard trigger', r.tbl::text,
+            pg_catalog.format('the audit capture of %s was made for other json columns than it has now', r.tbl),
+            'a json column is recorded as jsonb, which drops duplicate keys unnoticed, and verification reports '
+            'every row written since as changed',
+            'SELECT ledgerlock.reinstall_guards()  (the DDL guard does it at the ALTER TABLE)';
+    END LOOP;
 END
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._doctor_missing_guards() FROM PUBLIC;

@@ -977,7 +977,12 @@ BEGIN
                             pg_catalog.jsonb_build_object('n', coalesce((gone -> k ->> 'n')::bigint, 0) + 1));
             END LOOP;
             FOR k IN SELECT x FROM pg_catalog.unnest(absent) AS x
-                     WHERE pg_catalog.jsonb_typeof(norm_live -> x) IS DISTINCT FROM 'null' LOOP
+                     WHERE pg_catalog.jsonb_typeof(norm_live -> x) IS DISTINCT FROM 'null'
+                       -- a json column's image is its text (ledgerlock._audit_image), which reads "null" for null
+                       AND NOT (d.live -> x OPERATOR(pg_catalog.=) '"null"'::jsonb
+                                AND EXISTS (SELECT FROM pg_catalog.pg_attribute a
+                                            WHERE a.attrelid = tbl AND a.attname = x
+                                              AND a.atttypid = 'json'::pg_catalog.regtype)) LOOP
                 added := pg_catalog.jsonb_set(added, ARRAY[k],
                              CASE WHEN (added -> k ->> 'seq')::bigint < d.seq THEN added -> k
                                   ELSE pg_catalog.jsonb_build_object('who', who, 'seq', d.seq,

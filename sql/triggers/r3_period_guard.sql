@@ -303,6 +303,7 @@ BEGIN
 END
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._trigger_args(bytea) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION ledgerlock._trigger_args(bytea) TO ledgerlock_admin, ledgerlock_auditor;
 
 -- The mark the installed guards of a table give a scope (null: no guard installed): the table's mark from the
 -- WHEN clause of ll_20_period_insert, lowered to the scope's own mark from its arguments. Read from the

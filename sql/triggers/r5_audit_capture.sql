@@ -545,7 +545,8 @@ BEGIN
     IF own THEN
         PERFORM ledgerlock._create_generated_function(gen, ledgerlock._ll90_capture_body(cfg.tbl),
             (SELECT p.proconfig FROM pg_catalog.pg_proc p WHERE p.oid = 'ledgerlock.audit_capture()'::regprocedure));
-        capture := pg_catalog.format('ledgerlock.%I()', gen);
+        -- its one argument, unread, records the json columns it was made for (_audit_capture_stale)
+        capture := pg_catalog.format('ledgerlock.%I(%L)', gen, ledgerlock._audit_json_columns(cfg.tbl)::text);
     ELSE
         capture := pg_catalog.format('ledgerlock.audit_capture(%s)',
                                      ledgerlock._audit_trigger_args(cfg.tbl, cfg.tbl, cfg.scope_column::text));
@@ -571,6 +572,29 @@ BEGIN
 END
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._install_90_audit(regclass) FROM PUBLIC;
+
+-- Whether the capture of a protected table was made for other json columns than the table has now (a json
+-- column was added, dropped or retyped since): its events would hold such a column as jsonb, which drops a
+-- duplicate key unnoticed, and verification, which reads the table's json columns as they are, would take
+-- each such row for changed. Read from the capture triggers' arguments: the one argument of a table's own
+-- capture, the third of the shared one's. The DDL guard makes the capture again after such an ALTER TABLE;
+-- without it, doctor reports it.
+CREATE OR REPLACE FUNCTION ledgerlock._audit_capture_stale(tbl regclass)
+RETURNS boolean
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT EXISTS (
+        SELECT FROM pg_catalog.pg_trigger t
+        CROSS JOIN LATERAL (SELECT ledgerlock._trigger_args(t.tgargs) AS args) a
+        WHERE t.tgname = 'll_90_audit_insert'
+          AND (t.tgrelid = tbl OR t.tgrelid IN (SELECT p.relid FROM pg_catalog.pg_partition_tree(tbl) p))
+          AND a.args[CASE WHEN t.tgnargs = 1 THEN 1 ELSE 3 END]
+              IS DISTINCT FROM ledgerlock._audit_json_columns(tbl)::text)
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._audit_capture_stale(regclass) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION ledgerlock._audit_capture_stale(regclass) TO ledgerlock_admin, ledgerlock_auditor;
 
 -- Unprotect: the capture triggers go (on every partition too), then the table's own capture function.
 CREATE OR REPLACE FUNCTION ledgerlock._uninstall_90_audit(tbl regclass)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from click.testing import CliRunner
 
 from ledgerlock.cli import cli
@@ -199,3 +200,39 @@ def test_the_cli_names_its_command_for_an_added_column_and_records_it(db):
     assert db.connect("auditor").execute(
         "SELECT count(*), min(reason) FROM ledgerlock.audit_log WHERE operation = 'BASELINE' AND "
         "table_name = 'public.invoice'::regclass").fetchone() == (3, "channel added, web for all")
+
+
+def _latest_meta(db):
+    return db.connect("auditor").execute(
+        "SELECT new_row -> 'meta' FROM ledgerlock.audit_event WHERE table_oid = 'invoice'::regclass "
+        "AND operation = 'UPDATE' ORDER BY seq DESC LIMIT 1").fetchone()[0]
+
+
+def _stale_capture(db):
+    return [f for f in db.connect("auditor").execute("SELECT severity, finding FROM ledgerlock.doctor_findings()")
+            if "json columns" in f[1]]
+
+
+@pytest.mark.parametrize("ddl_guard", [True, False])
+def test_a_json_column_added_later_is_captured_as_its_exact_text_and_verifies(db, ddl_guard):
+    """The capture keeps a json column as its exact text (jsonb would drop a duplicate key unnoticed); which
+    columns are json is written into the table's capture when it is made. The DDL guard makes it again at the
+    ALTER TABLE; without the guard, doctor names it until reinstall_guards does."""
+    app = _books(db)
+    owner = db.owner()
+    if ddl_guard:
+        owner.execute("SELECT ledgerlock.install_ddl_guard()")
+    owner.execute("ALTER TABLE invoice ADD COLUMN meta json")
+    if not ddl_guard:
+        assert _stale_capture(db) == [("critical", "the audit capture of public.invoice was made for other json "
+                                                   "columns than it has now")]
+        db.connect("admin").execute("SELECT ledgerlock.reinstall_guards()")
+    assert _stale_capture(db) == []
+    app.execute("""UPDATE invoice SET meta = '{"a": 2, "a": 1}' WHERE id = 2""")
+    assert _latest_meta(db) == '{"a": 2, "a": 1}'
+    assert _found(db) == []
+    # the permitted neighbour of the check: a change behind the trail that only jsonb would not see is reported
+    if ddl_guard:
+        owner.execute("SELECT ledgerlock.uninstall_ddl_guard()")  # the superuser behind the trail
+    _behind_the_trail(db, """UPDATE invoice SET meta = '{"a": 1, "a": 2}' WHERE id = 2""")
+    assert [(c, col) for c, _, col, _ in _found(db)] == [("row_changed", "meta")]
