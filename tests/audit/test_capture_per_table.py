@@ -48,6 +48,14 @@ def test_a_table_runs_its_own_capture_and_records_what_a_partitioned_copy_record
               ("ll_90_audit_insert", "ledgerlock.audit_capture()", 5),
               ("ll_90_audit_update", "ledgerlock.audit_capture()", 5)]
     assert capture_of(owner, "part_doc_all") == shared and capture_of(owner, "part_doc") == shared
+    # definer code like every guard: its search_path pinned, no EXECUTE for PUBLIC, nor the helpers that make it
+    assert owner.execute(f"SELECT prosecdef, 'search_path=pg_catalog, pg_temp' = ANY (proconfig), "
+                         f"has_function_privilege('public', oid, 'EXECUTE') FROM pg_proc "
+                         f"WHERE oid = '{own}'::regprocedure").fetchone() == (True, True, False)
+    for helper in ("ledgerlock._ll90_values('doc')", "ledgerlock._ll90_derive('', '{}')",
+                   "ledgerlock._ll90_capture_body('doc')"):
+        with refused("42501", "permission denied for function"):
+            db.connect("app").execute(f"SELECT {helper}")
     body = owner.execute(f"SELECT prosrc FROM pg_proc WHERE oid = '{own}'::regprocedure").fetchone()[0]
     assert "TG_ARGV" not in body and "'company_id'::text" in body and "'{id,issued_on}'::text[]" in body
     app = db.connect("app")
