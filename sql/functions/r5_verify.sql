@@ -733,9 +733,7 @@ DECLARE
     keys text[] := ledgerlock._audit_key_columns(tbl);
     tname text := tbl::text;
     oids oid[];
-    json_cols text[] := nullif(ARRAY(SELECT a.attname::text FROM pg_catalog.pg_attribute a
-                                     WHERE a.attrelid = tbl AND a.attnum > 0 AND NOT a.attisdropped
-                                       AND a.atttypid = 'json'::regtype ORDER BY a.attnum), '{}');
+    json_cols text[] := nullif(ledgerlock._audit_json_columns(tbl), '{}');
     reg_cols text[] := nullif(ARRAY(SELECT a.attname::text FROM pg_catalog.pg_attribute a
                                     WHERE a.attrelid = tbl AND a.attnum > 0 AND NOT a.attisdropped
                                       AND a.atttypid = 'regclass'::regtype ORDER BY a.attnum), '{}');
@@ -980,9 +978,7 @@ BEGIN
                      WHERE pg_catalog.jsonb_typeof(norm_live -> x) IS DISTINCT FROM 'null'
                        -- a json column's image is its text (ledgerlock._audit_image), which reads "null" for null
                        AND NOT (d.live -> x OPERATOR(pg_catalog.=) '"null"'::jsonb
-                                AND EXISTS (SELECT FROM pg_catalog.pg_attribute a
-                                            WHERE a.attrelid = tbl AND a.attname = x
-                                              AND a.atttypid = 'json'::pg_catalog.regtype)) LOOP
+                                AND x = ANY (ledgerlock._audit_json_columns(tbl))) LOOP
                 added := pg_catalog.jsonb_set(added, ARRAY[k],
                              CASE WHEN (added -> k ->> 'seq')::bigint < d.seq THEN added -> k
                                   ELSE pg_catalog.jsonb_build_object('who', who, 'seq', d.seq,
