@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import re
+import select
 import shlex
+import signal
 import sys
-import time
 
 import click
 import psycopg
@@ -300,8 +302,9 @@ def digest(ctx: Context) -> None:
 
 @audit.command()
 @click.option("--every", "every", type=click.FloatRange(0.1, 3600), metavar="SECONDS",
-              help="Keep sealing every SECONDS (e.g. 1) until interrupted; a lost connection (a restart, a "
-                   "failover) is retried, waiting up to 30 s between tries.")
+              help="Keep sealing every SECONDS (e.g. 1) until SIGINT or SIGTERM, which stop it once the seal in "
+                   "progress is done (a second one: at once); a lost connection (a restart, a failover) is "
+                   "retried, waiting up to 30 s between tries.")
 @pass_context
 def seal(ctx: Context, every: float | None) -> None:
     """Link committed events into the chain. Run with --every 1 as a service so digests stay fresh."""
@@ -312,33 +315,73 @@ def seal(ctx: Context, every: float | None) -> None:
         return
     conn: psycopg.Connection | None = ctx.connect()  # a first connection that fails is an error: exit 1
     ctx.target.announce(conn)
-    wait = every
-    try:
-        while True:
-            try:
-                if conn is None:
-                    conn = ctx.connect()
-                    click.echo(f"{_now()} sealer: connected again", err=True)
-                n = conn.execute("SELECT ledgerlock.audit_seal()").fetchone()[0]
-                wait = every
-                if n:
-                    click.echo(f"{_now()} sealed {n} event(s)")
-            except (psycopg.OperationalError, psycopg.errors.ReadOnlySqlTransaction) as exc:
-                # the server restarted, the connection broke, or (after a failover) it now reaches a standby
-                reason = (str(exc).strip().splitlines() or ["connection lost"])[-1]
-                click.echo(f"{_now()} sealer: {reason}; trying again in {wait:g} s", err=True)
-                if conn is not None:
-                    conn.close()
-                conn = None
-                time.sleep(wait)
-                wait = min(wait * 2, 30.0)
-                continue
-            time.sleep(every)
-    except KeyboardInterrupt:
-        return
-    finally:
-        if conn is not None:
-            conn.close()
+    with _Stop() as stop:
+        wait = every
+        try:
+            while not stop.requested:
+                try:
+                    if conn is None:
+                        conn = ctx.connect()
+                        click.echo(f"{_now()} sealer: connected again", err=True)
+                    n = conn.execute("SELECT ledgerlock.audit_seal()").fetchone()[0]
+                    wait = every
+                    if n:
+                        click.echo(f"{_now()} sealed {n} event(s)")
+                except (psycopg.OperationalError, psycopg.errors.ReadOnlySqlTransaction) as exc:
+                    # the server restarted, the connection broke, or (after a failover) it now reaches a standby
+                    reason = (str(exc).strip().splitlines() or ["connection lost"])[-1]
+                    click.echo(f"{_now()} sealer: {reason}; trying again in {wait:g} s", err=True)
+                    if conn is not None:
+                        conn.close()
+                    conn = None
+                    stop.wait(wait)
+                    wait = min(wait * 2, 30.0)
+                    continue
+                stop.wait(every)
+        except KeyboardInterrupt:  # a second signal: stop now (a seal cut short commits nothing)
+            click.echo(f"{_now()} sealer: stopped at once; a seal cut short commits nothing", err=True)
+        finally:
+            if conn is not None:
+                conn.close()
+
+
+class _Stop:
+    """SIGINT and SIGTERM (what a service manager sends) end the sealer once the seal in progress has
+    committed and been reported, so a seal that happened is never missing from its output; a second signal
+    stops it at once (KeyboardInterrupt: a seal cut short commits nothing). The handlers only write to a
+    pipe, which the sealer's waits watch: one may run while the main thread is inside click.echo or a wait."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._read, self._write = os.pipe()
+        self._before: dict = {}
+
+    def __enter__(self) -> _Stop:
+        self._before = {s: signal.signal(s, self._first) for s in (signal.SIGINT, signal.SIGTERM)}
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for s, handler in self._before.items():
+            signal.signal(s, handler)
+        os.close(self._read)
+        os.close(self._write)
+
+    def _first(self, signum, frame) -> None:
+        self.requested = True
+        os.write(self._write, b"x")
+        os.write(2, f"{_now()} sealer: stopping after the seal in progress "
+                    f"(a second {signal.Signals(signum).name} stops it now)\n".encode())
+        for s in self._before:
+            signal.signal(s, self._second)
+
+    @staticmethod
+    def _second(signum, frame) -> None:
+        raise KeyboardInterrupt
+
+    def wait(self, seconds: float) -> None:
+        """Sleep SECONDS, or less if a stop is requested."""
+        if not self.requested:
+            select.select([self._read], [], [], seconds)
 
 
 def _now() -> str:

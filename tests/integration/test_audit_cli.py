@@ -7,6 +7,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 import zipfile
 from pathlib import Path
@@ -272,3 +273,81 @@ def test_the_sealer_service_survives_a_lost_connection_and_refuses_a_busy_loop(t
     assert re.search(r"sealer: .+; trying again in 0\.1 s", err), err
     assert "sealer: connected again" in err and "Traceback" not in err
     assert "sealed 1 event(s)" in out
+
+
+class _Lines:
+    """A pipe's lines as they arrive, read by a thread (the sealer's stderr, while it runs)."""
+
+    def __init__(self, pipe) -> None:
+        self.lines: list[str] = []
+        self._thread = threading.Thread(target=lambda: self.lines.extend(iter(pipe.readline, "")), daemon=True)
+        self._thread.start()
+
+    def text(self) -> str:
+        return "".join(self.lines)
+
+    def close(self) -> str:
+        self._thread.join(timeout=30)
+        return self.text()
+
+
+def _sealer_waiting_behind(trail, gate) -> subprocess.Popen:
+    """A sealer service whose seal of one new event waits on the sealers' gate, which GATE holds."""
+    sealer = subprocess.Popen([str(Path(sys.executable).parent / "ledgerlock"), "--dsn", trail.conninfo("auditor"),
+                               "audit", "seal", "--every", "0.1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True)
+    wait_for(lambda: unsealed(trail) == 0, "the sealer sealed the trail")
+    gate.execute("BEGIN")
+    gate.execute("LOCK TABLE ledgerlock_gate.sealer IN SHARE ROW EXCLUSIVE MODE")
+    trail.connect("app").execute("INSERT INTO invoice (id, company_id, amount) VALUES (10, 1, 10)")
+    wait_for(lambda: waiting_sealers(trail) == 1, "the sealer's seal waits on the gate")
+    return sealer
+
+
+def waiting_sealers(db) -> int:
+    return db.owner().execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                              "AND usename = 'll_auditor' AND wait_event_type = 'Lock'").fetchone()[0]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_stopped_sealer_finishes_and_reports_the_seal_in_progress(trail, sig):
+    """What a service manager sends (SIGTERM; Ctrl-C is SIGINT) stops the sealer after the seal in progress:
+    a seal that committed is always in its output. The seal here waits behind another holder of the
+    sealers' gate when the signal comes; it is not cut short, it seals once the gate is free."""
+    gate = trail.connect("owner")
+    sealer = _sealer_waiting_behind(trail, gate)
+    err = _Lines(sealer.stderr)
+    try:
+        sealer.send_signal(sig)
+        wait_for(lambda: "stopping after the seal in progress" in err.text(), "the sealer says it is stopping")
+        assert waiting_sealers(trail) == 1 and sealer.poll() is None  # the seal still waits: not cancelled
+        gate.execute("COMMIT")
+        out = sealer.stdout.read()
+        assert sealer.wait(timeout=30) == 0
+    finally:
+        if sealer.poll() is None:
+            sealer.kill()
+    assert re.search(r"sealed 1 event\(s\)\n$", out), out
+    assert unsealed(trail) == 0
+    assert f"(a second {sig.name} stops it now)" in err.close() and "Traceback" not in err.text()
+
+
+def test_a_second_signal_stops_the_sealer_at_once_and_its_seal_commits_nothing(trail):
+    gate = trail.connect("owner")
+    sealer = _sealer_waiting_behind(trail, gate)
+    err = _Lines(sealer.stderr)
+    try:
+        sealer.send_signal(signal.SIGTERM)
+        wait_for(lambda: "stopping after the seal in progress" in err.text(), "the sealer says it is stopping")
+        sealer.send_signal(signal.SIGTERM)
+        assert sealer.wait(timeout=30) == 0  # while the gate is still held
+        out = sealer.stdout.read()
+    finally:
+        if sealer.poll() is None:
+            sealer.kill()
+    wait_for(lambda: waiting_sealers(trail) == 0, "the cut-short seal's backend stops waiting")
+    gate.execute("COMMIT")
+    assert unsealed(trail) == 1  # the new event: the seal that was cut short committed nothing
+    assert out.count(" sealed ") == 1, out  # the trail's first seal alone
+    assert "sealer: stopped at once; a seal cut short commits nothing" in err.close()
+    assert "Traceback" not in err.text()
