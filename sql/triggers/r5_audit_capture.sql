@@ -459,7 +459,9 @@ GRANT EXECUTE ON FUNCTION ledgerlock._ll90_values(regclass) TO ledgerlock_admin,
 -- ledgerlock._ll90_values): the argument declarations (between the <ll90 arguments> marks) taken out, and
 -- every ll90_ name replaced by its value. The one capture query stays in one place, and the package's drift
 -- check still reads it there; the manager also derives each table's copy from its own package's text with
--- this function, and compares (manager/doctor.py).
+-- this function, and compares (manager/doctor.py). One pass: the body is cut at its ll90_ names and put
+-- together again with their values, so a value written in (a column may be named ll90_tbl) is never read as
+-- a name to replace.
 CREATE OR REPLACE FUNCTION ledgerlock._ll90_derive(src text, vals jsonb)
 RETURNS text
 LANGUAGE plpgsql
@@ -469,17 +471,25 @@ SET standard_conforming_strings = on  -- its literals hold backslashes
 AS $$
 DECLARE
     body text := pg_catalog.regexp_replace(src, '\n[^\n]*<ll90 arguments>.*</ll90 arguments>[^\n]*', '');
-    v record;
+    name_re constant text := '\mll90_\w+\M';
+    parts text[] := pg_catalog.regexp_split_to_array(body, name_re);
+    names text[] := ARRAY(SELECT m.found[1]
+                          FROM pg_catalog.regexp_matches(body, '(' || name_re || ')', 'g')
+                               WITH ORDINALITY AS m(found, i)
+                          ORDER BY m.i);
+    made text := parts[1];
 BEGIN
-    FOR v IN SELECT e.key, e.value FROM pg_catalog.jsonb_each_text(vals) e LOOP
-        -- a backslash in the value (a column name may hold one) is not read as a back reference
-        body := pg_catalog.regexp_replace(body, '\m' || v.key || '\M', pg_catalog.replace(v.value, '\', '\\'),
-                                          'g');
+    FOR i IN 1 .. pg_catalog.cardinality(names) LOOP
+        IF NOT vals ? names[i] THEN
+            RAISE EXCEPTION 'a table''s audit capture cannot be made: % of audit_capture() has no value', names[i];
+        END IF;
+        made := made || (vals ->> names[i]) || parts[i + 1];
     END LOOP;
-    IF body ~ 'll90_' THEN
-        RAISE EXCEPTION 'a table''s audit capture cannot be made: a name of audit_capture() has no value';
+    IF EXISTS (SELECT FROM pg_catalog.unnest(parts) AS p(part) WHERE p.part ~ 'll90_') THEN
+        RAISE EXCEPTION 'a table''s audit capture cannot be made: audit_capture() holds an ll90_ name that is '
+                        'not a whole word';
     END IF;
-    RETURN body;
+    RETURN made;
 END
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._ll90_derive(text, jsonb) FROM PUBLIC;

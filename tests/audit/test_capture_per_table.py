@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from click.testing import CliRunner
 
 from ledgerlock import doctor as checks
@@ -90,6 +91,27 @@ def test_column_names_made_to_break_out_of_a_literal_are_captured_as_written(db)
     assert [(e[0], e[1], e[2], (e[4] or {}).get("j\\'son")) for e in trail(db, "odd")] == [
         ("INSERT", {"k'ey\\": 1}, "7", '{"a": 2, "a": 1}'), ("UPDATE", {"k'ey\\": 1}, "7", '{"a": 3}')]
     assert owner.execute("SELECT to_regclass('invoice') IS NOT NULL").fetchone()[0]
+    assert db.connect("auditor").execute("SELECT count(*) FROM ledgerlock.audit_discrepancies()").fetchone()[0] == 0
+
+
+@pytest.mark.parametrize("names", [("ll90_op", "ll90_tbl", "ll90_json_cols"),
+                                   ("ll90_tbl", "ll90_scope_col", "ll90_keys"),
+                                   ("ll90_op", "company_id", "meta")])
+def test_column_names_that_are_names_of_the_capture_are_captured_as_written(db, names):
+    """The copy is made by writing each ll90_ name of audit_capture() as the table's value. A column named
+    like one of them (the key, the scope, a json column) stays the column it is: a value once written in is
+    never read again as a name to replace."""
+    key, scope, js = names
+    owner = db.owner()
+    owner.execute(f"""CREATE TABLE odd ("{key}" int PRIMARY KEY, "{scope}" int NOT NULL,
+                      issued_on date NOT NULL DEFAULT '2026-04-01', "{js}" json)""")
+    owner.execute("GRANT SELECT, INSERT, UPDATE, DELETE ON odd TO ll_app")
+    lives_ok(owner, f"SELECT ledgerlock.protect('odd', date_column => 'issued_on', scope_column => '{scope}')")
+    app = db.connect("app")
+    app.execute("""INSERT INTO odd VALUES (1, 7, '2026-04-01', '{"a": 2, "a": 1}')""")
+    app.execute(f"""UPDATE odd SET "{js}" = '{{"a": 3}}'""")
+    assert [(e[0], e[1], e[2], (e[4] or {}).get(js)) for e in trail(db, "odd")] == [
+        ("INSERT", {key: 1}, "7", '{"a": 2, "a": 1}'), ("UPDATE", {key: 1}, "7", '{"a": 3}')]
     assert db.connect("auditor").execute("SELECT count(*) FROM ledgerlock.audit_discrepancies()").fetchone()[0] == 0
 
 
