@@ -125,6 +125,23 @@ def test_ordinary_ddl_still_works(app_owns_invoice):
     app_owns_invoice.execute("DROP TABLE offer")
 
 
+def test_a_json_column_the_owning_application_adds_gets_its_capture_made_again(db, app_owns_invoice):
+    """The guard makes the table's audit capture again, as ledgerlock, for a json column added by an owner that
+    is no ledgerlock role: the column's exact text is recorded, and the application gets no say in the copy."""
+    app = app_owns_invoice
+    app.execute("ALTER TABLE invoice ADD COLUMN meta json")
+    app.execute("""UPDATE invoice SET meta = '{"a": 2, "a": 1}' WHERE id = 2""")
+    auditor = db.connect("auditor")
+    assert auditor.execute("SELECT new_row ->> 'meta' FROM ledgerlock.audit_event "
+                           "WHERE table_oid = 'invoice'::regclass ORDER BY seq DESC LIMIT 1").fetchone()[0] == (
+        '{"a": 2, "a": 1}')
+    assert auditor.execute("SELECT count(*) FROM ledgerlock.audit_discrepancies()").fetchone()[0] == 0
+    capture = db.owner().execute("SELECT p.proowner::regrole::text, has_function_privilege('ll_app', p.oid, 'EXECUTE') "
+                                 "FROM pg_trigger t JOIN pg_proc p ON p.oid = t.tgfoid "
+                                 "WHERE t.tgrelid = 'invoice'::regclass AND t.tgname = 'll_90_audit_update'").fetchone()
+    assert capture[0] != "ll_app" and capture[1] is False
+
+
 def test_even_a_superuser_in_replica_mode_is_stopped(db, invoices, ddl_guard, unchanged):
     owner = db.owner()
     owner.execute("SET session_replication_role = replica")  # event triggers are ENABLE ALWAYS too
