@@ -21,7 +21,8 @@ def generated_names() -> list[str]:
     """The ll_* names of ledgerlock's SQL, and the aliases and row names its generated SQL reads unqualified."""
     names = set()
     for path in [*SQL.glob("functions/*.sql"), *SQL.glob("triggers/*.sql")]:
-        names |= set(re.findall(r"\bll_[a-z_]+\b", path.read_text()))
+        # ll_ variables, and the ll90_ names a table's own capture writes its values in for
+        names |= set(re.findall(r"\bll(?:90)?_[a-z_0-9]+\b", path.read_text()))
     names = {n for n in names if len(n) <= 63 and not n.startswith("ll_10_") and not n.startswith("ll_20_")}
     return sorted(names | {"old", "new", "t", "r", "k", "n", "o", "x", "w", "tg_op", "row", "key", "scope", "seq"})
 
