@@ -385,7 +385,8 @@ class _Stop:
 
 
 def _now() -> str:
-    return dt.datetime.now().isoformat(timespec="seconds")
+    """The service's log time: local, with its UTC offset (a log read on another machine stays unambiguous)."""
+    return dt.datetime.now().astimezone().isoformat(timespec="seconds")
 
 
 @audit.command()

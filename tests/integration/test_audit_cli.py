@@ -327,7 +327,8 @@ def test_a_stopped_sealer_finishes_and_reports_the_seal_in_progress(trail, sig):
     finally:
         if sealer.poll() is None:
             sealer.kill()
-    assert re.search(r"sealed 1 event\(s\)\n$", out), out
+    # the last line: the seal of the new event, stamped with the time and its UTC offset
+    assert re.search(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d\d:\d\d sealed 1 event\(s\)\n$", out), out
     assert unsealed(trail) == 0
     assert f"(a second {sig.name} stops it now)" in err.close() and "Traceback" not in err.text()
 
