@@ -443,9 +443,9 @@ REVOKE ALL ON FUNCTION ledgerlock._ll40_settle_query(jsonb) FROM PUBLIC;
 
 -- The settle step's look at the first row of a statement that may have made rows final, one read of the
 -- transition tables into ll_written, ll_became_final, ll_num, ll_prefix and ll_suffix: how many rows the
--- statement wrote (0, 1, or 2 for more), whether its first row became final (final now and, for an UPDATE,
--- no row final before: the extra value old_none), and that row's number and series (its date and scope are
--- read only then: either may be read from a parent row).
+-- statement wrote (0, 1, or 2 for more), whether its first row became final when it is the only one (final now
+-- and, for an UPDATE, no row final before: the extra value old_none; false for more rows), and that row's
+-- number and series (its date and scope are read only then: either may be read from a parent row).
 CREATE OR REPLACE FUNCTION ledgerlock._ll40_settle_first_row(v jsonb)
 RETURNS text
 LANGUAGE sql
@@ -456,8 +456,11 @@ AS $fn$
         SELECT x.written, x.became_final, x.num, ll_v.prefix, ll_v.suffix
         INTO ll_written, ll_became_final, ll_num, ll_prefix, ll_suffix
         FROM ll_new AS n
-        CROSS JOIN LATERAL (SELECT (SELECT pg_catalog.count(*) FROM (SELECT FROM ll_new LIMIT 2) AS two) AS written,
-                                   ({{final_n}}) IS TRUE AND {{old_none}} AS became_final,
+        CROSS JOIN LATERAL (SELECT (SELECT pg_catalog.count(*) FROM (SELECT FROM ll_new LIMIT 2) AS two) AS written) AS w
+        -- whether the row became final matters only when it is the one row written: a statement of more rows
+        -- does not read every old row to find out (the test is left to right, and stops at a false one)
+        CROSS JOIN LATERAL (SELECT w.written,
+                                   w.written = 1 AND ({{final_n}}) IS TRUE AND {{old_none}} AS became_final,
                                    (n.{{number_column|I}})::text AS num) AS x
         -- the series of the row, as in _ll40_settle_query
         CROSS JOIN LATERAL (SELECT ({{prefix_n}}) COLLATE "C" AS prefix, ({{suffix_n}}) COLLATE "C" AS suffix
