@@ -158,9 +158,10 @@ BEGIN
     END IF;
     PERFORM ledgerlock._ddl_permit('ledgerlock'::regnamespace, true);  -- scratch objects, under the DDL guard
     BEGIN
-        -- The second FROM item makes PostgreSQL qualify every column (as ll_row.col) when deparsing.
+        -- The second FROM item makes PostgreSQL qualify every column (as ll_row.col) when deparsing. It has
+        -- no column, so none of the table's can be ambiguous with it (it had one, x: a table's column x was).
         EXECUTE pg_catalog.format('CREATE VIEW ledgerlock.%I AS SELECT (%s) AS v '
-                                  'FROM %s AS ll_row, (VALUES (1)) AS ll_unused(x)', scratch, condition, tbl);
+                                  'FROM %s AS ll_row, (SELECT) AS ll_unused', scratch, condition, tbl);
     EXCEPTION WHEN OTHERS THEN
         RAISE EXCEPTION USING ERRCODE = SQLSTATE,
             MESSAGE = pg_catalog.format('%s %L is not a valid condition on %s: %s', parameter, condition, tbl,
@@ -177,7 +178,7 @@ BEGIN
     END IF;
     expr := pg_catalog.substring(view_def,
         -- the table's name may hold spaces ("Doc Header"): anything up to the alias
-        '^\s*SELECT\s+(.*)\s+AS v\s+FROM\s+.+\s+ll_row,\s+\(\s*VALUES \(1\)\) ll_unused\(x\);?\s*$');
+        '^\s*SELECT\s+(.*)\s+AS v\s+FROM\s+.+\s+ll_row,\s+\(\s*SELECT\s*\)\s+ll_unused;?\s*$');
     IF expr IS NULL THEN
         RAISE EXCEPTION USING ERRCODE = '22023',
             MESSAGE = pg_catalog.format('%s %L must be one condition over the columns of %s', parameter, condition,

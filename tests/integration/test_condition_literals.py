@@ -82,3 +82,21 @@ def test_r4_child_condition_literal_still_locks_the_parent_from_the_child_side(d
     other.execute("UPDATE invoice SET note = 'changed' WHERE id = 1")  # a non-matching line freezes nothing
     assert other.execute("SELECT note FROM invoice WHERE id = 1").fetchone() == ("changed",)
 
+
+
+def test_a_condition_may_name_a_column_called_x(db):
+    """A condition is parsed over the table and a helper that makes PostgreSQL qualify its columns. The
+    helper once had a column of its own, x: final_when over a table's column x was refused as ambiguous."""
+    owner = db.owner()
+    owner.execute("CREATE TABLE point (id int PRIMARY KEY, x int NOT NULL, y int, made_on date NOT NULL)")
+    owner.execute("GRANT SELECT, INSERT, UPDATE, DELETE ON point TO ll_app")
+    owner.execute("SELECT ledgerlock.protect('point', date_column => 'made_on', final_when => 'x > 0')")
+    app = db.connect("app")
+    app.execute("INSERT INTO point VALUES (1, 0, 0, '2026-01-01'), (2, 5, 0, '2026-01-01')")
+    with refused("LL001", r"^point id=2 is final and cannot be updated"):
+        app.execute("UPDATE point SET y = 1 WHERE id = 2")
+    app.execute("UPDATE point SET y = 1 WHERE id = 1")  # the neighbour: x = 0, not final
+    assert app.execute("SELECT id, y FROM point ORDER BY id").fetchall() == [(1, 1), (2, 0)]
+    when = owner.execute("SELECT pg_get_triggerdef(oid) FROM pg_trigger WHERE tgrelid = 'point'::regclass "
+                         "AND tgname = 'll_10_final_update'").fetchone()[0]
+    assert "(old.x > 0)" in when
