@@ -916,6 +916,7 @@ DECLARE
     absent text[];
     added jsonb := '{}';  -- column -> {n, who, seq, value}: rows that hold a value in a column their events lack
     gone jsonb := '{}';   -- column -> {n, who, seq}: rows whose events hold a column the table lacks
+    json_cols text[] := ledgerlock._audit_json_columns(tbl);  -- read once, not per row that differs
     c record;
 BEGIN
     table_name := tbl::text;
@@ -978,7 +979,7 @@ BEGIN
                      WHERE pg_catalog.jsonb_typeof(norm_live -> x) IS DISTINCT FROM 'null'
                        -- a json column's image is its text (ledgerlock._audit_image), which reads "null" for null
                        AND NOT (d.live -> x OPERATOR(pg_catalog.=) '"null"'::jsonb
-                                AND x = ANY (ledgerlock._audit_json_columns(tbl))) LOOP
+                                AND x = ANY (json_cols)) LOOP
                 added := pg_catalog.jsonb_set(added, ARRAY[k],
                              CASE WHEN (added -> k ->> 'seq')::bigint < d.seq THEN added -> k
                                   ELSE pg_catalog.jsonb_build_object('who', who, 'seq', d.seq,
