@@ -357,7 +357,7 @@ class _Stop:
         self._before: dict = {}
 
     def __enter__(self) -> _Stop:
-        self._before = {s: signal.signal(s, self._first) for s in (signal.SIGINT, signal.SIGTERM)}
+        self._before = {s: signal.signal(s, self._signalled) for s in (signal.SIGINT, signal.SIGTERM)}
         return self
 
     def __exit__(self, *exc) -> None:
@@ -366,17 +366,16 @@ class _Stop:
         os.close(self._read)
         os.close(self._write)
 
-    def _first(self, signum, frame) -> None:
+    def _signalled(self, signum, frame) -> None:
+        # One handler that decides by `requested`, set before anything is said: Python runs a handler with no
+        # signal blocked, so a second signal may arrive while this one runs (a handler swapped in afterwards
+        # would miss it, and the sealer would never stop). Whoever has read the message can stop it now.
+        if self.requested:
+            raise KeyboardInterrupt
         self.requested = True
         os.write(self._write, b"x")
         os.write(2, f"{_now()} sealer: stopping after the seal in progress "
                     f"(a second {signal.Signals(signum).name} stops it now)\n".encode())
-        for s in self._before:
-            signal.signal(s, self._second)
-
-    @staticmethod
-    def _second(signum, frame) -> None:
-        raise KeyboardInterrupt
 
     def wait(self, seconds: float) -> None:
         """Sleep SECONDS, or less if a stop is requested."""
