@@ -7,7 +7,7 @@ from psycopg import sql
 
 from ..harness import Bench
 from ..stats import Result, Target, not_available
-from ..tables import BACKDATED, Features, assert_open, naive_audit, naive_period_check, protect
+from ..tables import BACKDATED, FINAL_WHEN, LOCKED_YEAR, Features, assert_open, naive_audit, naive_period_check, protect
 from .common import Variant, pgbench_group, timed_group
 
 T_INSERT_ENFORCED = Target(0.90, source="issue 5 (R3)", goal=0.95)
@@ -31,6 +31,8 @@ def _setup_tables(b: Bench, prefix: str, f: Features, rows: int) -> dict[str, st
     if prefix == "w_insert":
         names["check_floor"] = f"{prefix}_check_floor"
         names["probe_floor"] = f"{prefix}_probe_floor"
+    else:
+        names["rules_when_floor"] = f"{prefix}_rules_when_floor"
     for variant, table in names.items():
         b.create_doc_table(table, rows=rows)
         if variant == "enforced":
@@ -56,6 +58,14 @@ def _setup_tables(b: Bench, prefix: str, f: Features, rows: int) -> dict[str, st
                 b.execute(sql.SQL("CREATE TRIGGER floor_when_before BEFORE INSERT OR UPDATE ON {} FOR EACH ROW "
                                   "WHEN (NEW.issued_on < date '1900-01-01') EXECUTE FUNCTION floor_before()")
                           .format(sql.Identifier(table)))
+        elif variant == "rules_when_floor":
+            # what R1 and R3 must test of every UPDATE, whatever their triggers: was the row final, and does its
+            # old or new date reach the locked windows; in one trigger, false for the row (a draft dated today)
+            b.execute(sql.SQL("CREATE TRIGGER floor_rules_when AFTER UPDATE ON {} FOR EACH ROW "
+                              "WHEN ({} OR OLD.issued_on <= {} OR NEW.issued_on <= {}) EXECUTE FUNCTION floor_check()")
+                      .format(sql.Identifier(table), sql.SQL(FINAL_WHEN.replace("status", "OLD.status")),
+                              sql.Literal(LOCKED_YEAR[1]) + sql.SQL("::date"),
+                              sql.Literal(LOCKED_YEAR[1]) + sql.SQL("::date")))
         elif variant == "check_floor":
             b.execute(sql.SQL("CREATE TRIGGER floor_check AFTER INSERT OR UPDATE OR DELETE ON {} "
                               "FOR EACH ROW EXECUTE FUNCTION floor_check()").format(sql.Identifier(table)))
@@ -129,6 +139,14 @@ def _single_row(b: Bench, f: Features, verb: str) -> list[Result]:
                            f"the row (floor_when_before, floor_when): the least {verb}_enforced can cost with the "
                            "two triggers each rule path has",
                       baseline_samples=s["plain"], value_samples=s["when_floor_2"]))
+    if "rules_when_floor" in s:
+        out.append(Result(f"{verb}_rules_when_floor",
+                          f"single-row {verb_up}: the floor of R1's and R3's tests in one trigger",
+                          note="a plain table with one AFTER ROW trigger whose WHEN holds what R1 and R3 must test "
+                               "of every UPDATE (the old row final, the old or the new date on or before the last "
+                               "locked day), false for the row (floor_rules_when): the least update_enforced can "
+                               "cost with its rules made by triggers, however they are arranged",
+                          baseline_samples=s["plain"], value_samples=s["rules_when_floor"]))
     if "enforced_backdated" in s:
         out.append(Result(f"{verb}_enforced_backdated", f"single-row {verb_up}, enforcement only, dated {BACKDATED}",
                           target=T_INSERT_ENFORCED,
