@@ -61,11 +61,11 @@ def _setup_tables(b: Bench, prefix: str, f: Features, rows: int) -> dict[str, st
         elif variant == "rules_when_floor":
             # what R1 and R3 must test of every UPDATE, whatever their triggers: was the row final, and does its
             # old or new date reach the locked windows; in one trigger, false for the row (a draft dated today)
-            b.execute(sql.SQL("CREATE TRIGGER floor_rules_when AFTER UPDATE ON {} FOR EACH ROW "
-                              "WHEN ({} OR OLD.issued_on <= {} OR NEW.issued_on <= {}) EXECUTE FUNCTION floor_check()")
-                      .format(sql.Identifier(table), sql.SQL(FINAL_WHEN.replace("status", "OLD.status")),
-                              sql.Literal(LOCKED_YEAR[1]) + sql.SQL("::date"),
-                              sql.Literal(LOCKED_YEAR[1]) + sql.SQL("::date")))
+            b.execute(sql.SQL("CREATE TRIGGER floor_rules_when AFTER UPDATE ON {table} FOR EACH ROW WHEN "
+                              "({final} OR OLD.issued_on <= {mark}::date OR NEW.issued_on <= {mark}::date) "
+                              "EXECUTE FUNCTION floor_check()")
+                      .format(table=sql.Identifier(table), final=sql.SQL(FINAL_WHEN.replace("status", "OLD.status")),
+                              mark=sql.Literal(LOCKED_YEAR[1])))
         elif variant == "check_floor":
             b.execute(sql.SQL("CREATE TRIGGER floor_check AFTER INSERT OR UPDATE OR DELETE ON {} "
                               "FOR EACH ROW EXECUTE FUNCTION floor_check()").format(sql.Identifier(table)))

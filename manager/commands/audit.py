@@ -348,8 +348,8 @@ def seal(ctx: Context, every: float | None) -> None:
 class _Stop:
     """SIGINT and SIGTERM (what a service manager sends) end the sealer once the seal in progress has
     committed and been reported, so a seal that happened is never missing from its output; a second signal
-    stops it at once (KeyboardInterrupt: a seal cut short commits nothing). The handlers only write to a
-    pipe, which the sealer's waits watch: one may run while the main thread is inside click.echo or a wait."""
+    stops it at once (KeyboardInterrupt: a seal cut short commits nothing). The handler only writes to a
+    pipe, which the sealer's waits watch: it may run while the main thread is inside click.echo or a wait."""
 
     def __init__(self) -> None:
         self.requested = False
