@@ -297,6 +297,20 @@ class Background:
         return self
 
 
+def gates_held(observer: psycopg.Connection, pid: int) -> list[str]:
+    """The scope gates (ledgerlock_gate.scope_gate_NN) a backend holds: a write that looks its row's period up
+    holds ROW EXCLUSIVE on its scope's gate to the end of its transaction; one its scope's mark lets through, none."""
+    return [r[0] for r in observer.execute(
+        "SELECT c.relname FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
+        "WHERE l.pid = %s AND l.locktype = 'relation' AND c.relname LIKE 'scope\\_gate\\_%%' ORDER BY 1",
+        (pid,)).fetchall()]
+
+
+def gate_of(conn: psycopg.Connection, scope: str) -> str:
+    """The name of a scope's gate, as ledgerlock._scope_gate computes it."""
+    return "scope_gate_" + conn.execute("SELECT lpad((hashtext(%s) & 63)::text, 2, '0')", (scope,)).fetchone()[0]
+
+
 OWNER_FILE = "owner.pid"
 SCRATCH_ROOM = 4 << 30  # bytes free on /dev/shm for it to hold the servers of one run (a CI machine has 24 GiB)
 

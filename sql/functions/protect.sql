@@ -615,6 +615,8 @@ BEGIN
     PERFORM ledgerlock._require_capability('admin', 'protect');
     PERFORM ledgerlock._require_unrestricted('protect');
     PERFORM ledgerlock._require_value(tbl IS NOT NULL, 'protect', 'a table');
+    PERFORM ledgerlock._require_value(date_column IS NOT NULL, 'protect',
+                                      'a date column (the date that places a row in a lock window)');
     -- the mark clock before any table lock, in the order lock operations take them (no deadlock with one)
     PERFORM ledgerlock._tick_mark_clock();
 
@@ -749,6 +751,9 @@ BEGIN
     PERFORM ledgerlock._require_capability('admin', 'unprotect');
     PERFORM ledgerlock._require_unrestricted('unprotect');
     reason := ledgerlock._require_reason(reason, 'unprotect');
+    -- the mark clock before any table lock, as in protect: the lines triggers of the table's other rules are
+    -- re-created with marks computed under it (ledgerlock._ref_lines_trigger)
+    PERFORM ledgerlock._tick_mark_clock();
     cfg := ledgerlock._config(tbl);
     IF cfg.tbl <> tbl THEN
         RAISE EXCEPTION USING ERRCODE = '22023',

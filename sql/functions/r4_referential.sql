@@ -128,6 +128,23 @@ END
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._ref_audit(text, regclass, jsonb) FROM PUBLIC;
 
+-- Before the ll_30 guards of some tables are (re)installed: when one of them is the line table of a lines rule,
+-- whose trigger carries marks computed under the mark clock (ledgerlock._ref_lines_trigger), take the clock
+-- first, before any table lock, in the order a lock operation takes them (no deadlock with one). Other rules
+-- never wait for it: a referential rule made while protect() of another table holds the clock goes ahead.
+CREATE OR REPLACE FUNCTION ledgerlock._ref_lines_clock(tables regclass[])
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF EXISTS (SELECT FROM ledgerlock.reference_rule x WHERE x.kind = 'lines' AND x.child = ANY (tables)) THEN
+        PERFORM ledgerlock._tick_mark_clock();
+    END IF;
+END
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._ref_lines_clock(regclass[]) FROM PUBLIC;
+
 -- Create or reconfigure one rule and install its guards on both tables.
 CREATE OR REPLACE FUNCTION ledgerlock._ref_define(kind text, parent regclass, child regclass, fk_columns name[],
                                                   child_condition text, operations text[])
@@ -186,6 +203,7 @@ BEGIN
         operations = EXCLUDED.operations, created_at = now(), created_by = session_user
     RETURNING r.id INTO rule_id;
 
+    PERFORM ledgerlock._ref_lines_clock(ARRAY[parent, child]);
     PERFORM ledgerlock._ref_install_table(parent);
     IF child <> parent THEN
         PERFORM ledgerlock._ref_install_table(child);
@@ -214,6 +232,7 @@ BEGIN
         PERFORM ledgerlock._ref_audit('unprotect_' || r.kind, r.parent,
                                       pg_catalog.to_jsonb(r) - 'created_at' || pg_catalog.jsonb_build_object('reason', reason));
     END LOOP;
+    PERFORM ledgerlock._ref_lines_clock(tables);
     FOREACH t IN ARRAY tables LOOP
         PERFORM ledgerlock._ref_install_table(t);
     END LOOP;

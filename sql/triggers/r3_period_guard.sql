@@ -329,8 +329,8 @@ $$;
 REVOKE ALL ON FUNCTION ledgerlock._period_installed_mark(regclass, text) FROM PUBLIC;
 
 -- After a new window of a scope: re-install the guards of the tables whose mark for that scope it raises
--- (see the top of this file). A table whose installed mark for the scope already reaches as far keeps its
--- triggers untouched.
+-- (see the top of this file), and the triggers of their lines (R4) that carry the marks. A table whose installed
+-- mark for the scope already reaches as far keeps its triggers untouched.
 CREATE OR REPLACE FUNCTION ledgerlock._raise_period_marks(scope text, to_date date, ledgers text[])
 RETURNS void
 LANGUAGE plpgsql
@@ -348,6 +348,8 @@ BEGIN
     LOOP
         PERFORM ledgerlock._install_20_period(t);
     END LOOP;
+    -- the lines of those tables' headers carry the same marks (R4, protect_lines): r4_reference_guard.sql
+    PERFORM ledgerlock._ref_raise_marks(scope, to_date, ledgers);
 END
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._raise_period_marks(text, date, text[]) FROM PUBLIC;
@@ -991,8 +993,9 @@ ALTER TABLE ledgerlock.period_lock ENABLE ALWAYS TRIGGER ll_20_period_lock_forwa
 ALTER TABLE ledgerlock.period_lock ENABLE ALWAYS TRIGGER ll_20_period_lock_no_truncate;
 
 -- Every protected table whose installed guards give a scope a mark below the last day of that scope's windows
--- (a write dated between the two would not be checked): for ledgerlock doctor, which reports it as critical.
--- One row per table, its scope with the latest such window.
+-- (a write dated between the two would not be checked), and every line table of a lines rule (R4) whose trigger
+-- gives its header's scope such a mark (a line under a header dated between the two would not be checked): for
+-- ledgerlock doctor, which reports it as critical. One row per table, its scope with the latest such window.
 CREATE OR REPLACE FUNCTION ledgerlock._period_mark_problems()
 RETURNS TABLE (tbl regclass, installed date, required date)
 LANGUAGE sql
@@ -1006,7 +1009,16 @@ AS $$
           CROSS JOIN LATERAL (SELECT s.scope, pg_catalog.max(s.to_date) AS required
                               FROM ledgerlock.period_lock_span s
                               WHERE s.ledger = '*' OR s.ledger = p.ledger
-                              GROUP BY s.scope) r) x
+                              GROUP BY s.scope) r
+          UNION ALL
+          SELECT l.child, ledgerlock._ref_installed_mark(l.id, r.scope), r.required
+          FROM ledgerlock.reference_rule l
+          JOIN ledgerlock.protected_table p ON p.tbl = l.parent AND p.date_column IS NOT NULL
+          CROSS JOIN LATERAL (SELECT s.scope, pg_catalog.max(s.to_date) AS required
+                              FROM ledgerlock.period_lock_span s
+                              WHERE s.ledger = '*' OR s.ledger = p.ledger
+                              GROUP BY s.scope) r
+          WHERE l.kind = 'lines') x
     WHERE x.installed IS NULL OR x.installed < x.required
     ORDER BY x.tbl, x.required DESC
 $$;

@@ -63,7 +63,7 @@ $$;
 REVOKE ALL ON FUNCTION ledgerlock._ref_refusal_subject(ledgerlock.reference_rule, text, jsonb, jsonb, boolean) FROM PUBLIC;
 
 CREATE OR REPLACE FUNCTION ledgerlock._ref_check_header(rule_id integer, verb text, line_row jsonb, header_row jsonb,
-                                                        header_final boolean, is_target boolean)
+                                                        header_final boolean, is_target boolean, probe boolean)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -83,8 +83,9 @@ BEGIN
                 || ' is final; issue a correcting document instead',
             'the lines of a final document are part of it; correct it with a new document (credit memo, amendment)');
     END IF;
-    -- R3: the header's period, with the same overrides and fence as a write to the header itself.
-    IF EXISTS (SELECT FROM ledgerlock.protected_table p WHERE p.tbl = r.parent) THEN
+    -- R3: the header's period, with the same overrides and fence as a write to the header itself, unless the
+    -- caller found the header dated after its scope's mark (probe false: no window can cover it; _ref_line_body).
+    IF probe AND EXISTS (SELECT FROM ledgerlock.protected_table p WHERE p.tbl = r.parent) THEN
         w := ledgerlock._entered_window(r.parent, header_row);
         IF w IS NOT NULL THEN
             ll_refused := ledgerlock._check_window(r.parent, w, header_row, pg_catalog.format(
@@ -105,7 +106,8 @@ BEGIN
     END LOOP;
 END
 $$;
-REVOKE ALL ON FUNCTION ledgerlock._ref_check_header(integer, text, jsonb, jsonb, boolean, boolean) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ledgerlock._ref_check_header(integer, text, jsonb, jsonb, boolean, boolean, boolean)
+    FROM PUBLIC;
 
 -- A header's referenced key as a mark records it: a jsonb array of its key columns' values. Settings are
 -- pinned so that the text of a float or a timestamp key is exact and the same in every session: a rounded
@@ -335,7 +337,9 @@ REVOKE ALL ON FUNCTION ledgerlock._ref_child_body(jsonb) FROM PUBLIC;
 -- _ref_check_header decide (period and referenced headers). A final header whose finalization this
 -- transaction wrote (a mark of _ref_mark_final: this transaction, this server's life) is not final to its
 -- lines until commit. Values: parent, header_final (its final_when over ll_row, or false), new_tuple and old_tuple (the line's foreign key), match_old and match_new (the
--- header to the line's OLD and NEW), rule_id.
+-- header to the line's OLD and NEW), rule_id, probe (whether the header's period must be looked up: an
+-- expression over ll_header, see _ref_probe_sql). The trigger's arguments (_ref_lines_trigger): the header
+-- table's scope marks, then the line's exempt columns.
 CREATE OR REPLACE FUNCTION ledgerlock._ref_line_body(v jsonb)
 RETURNS text
 LANGUAGE sql
@@ -349,8 +353,8 @@ DECLARE
     ll_verb text := CASE TG_OP WHEN 'INSERT' THEN 'inserted' WHEN 'DELETE' THEN 'deleted' ELSE 'updated' END;
 BEGIN
     IF TG_OP = 'UPDATE' THEN
-        -- exact comparison; TG_ARGV (generated and mutable columns) is null, not empty, when there are none
-        IF ledgerlock._same_except(OLD, NEW, TG_ARGV) THEN
+        -- exact comparison, beyond the exempt columns (generated and mutable; none: an empty array)
+        IF ledgerlock._same_except(OLD, NEW, TG_ARGV[2:]) THEN
             RETURN NEW;
         END IF;
         IF {{new_tuple}} IS DISTINCT FROM {{old_tuple}} THEN
@@ -364,7 +368,8 @@ BEGIN
         INTO ll_header, ll_final
         FROM {{parent}} AS ll_row WHERE {{match_old}} FOR SHARE;
         IF ll_header IS NOT NULL THEN
-            PERFORM ledgerlock._ref_check_header({{rule_id}}, ll_verb, pg_catalog.to_jsonb(OLD), ll_header, ll_final, false);
+            PERFORM ledgerlock._ref_check_header({{rule_id}}, ll_verb, pg_catalog.to_jsonb(OLD), ll_header, ll_final, false,
+                                                 {{probe}});
         END IF;
     END IF;
     IF TG_OP = 'INSERT' OR ll_verb = 'moved' THEN
@@ -376,7 +381,7 @@ BEGIN
         FROM {{parent}} AS ll_row WHERE {{match_new}} FOR SHARE;
         IF ll_header IS NOT NULL THEN
             PERFORM ledgerlock._ref_check_header({{rule_id}}, ll_verb, pg_catalog.to_jsonb(NEW), ll_header, ll_final,
-                                                 ll_verb = 'moved');
+                                                 ll_verb = 'moved', {{probe}});
         END IF;
     END IF;
     RETURN CASE TG_OP WHEN 'DELETE' THEN OLD ELSE NEW END;
@@ -384,6 +389,42 @@ END
 $ll$, v)
 $fn$;
 REVOKE ALL ON FUNCTION ledgerlock._ref_line_body(jsonb) FROM PUBLIC;
+
+-- Whether a line's check must look its header's period up (R3): a boolean expression over ll_header (the header
+-- row as jsonb) and the line trigger's first two arguments, the header table's scope marks (_ref_lines_trigger:
+-- the mark of unlisted scopes, '' for none, then the listed scopes' marks). A header dated after its scope's
+-- mark lies in no window: its line's check neither enters the scope's gate nor probes the windows, as R3's own
+-- generated checks do for the header (docs/period-locks.md, "The high-water marks"). The header's day and scope
+-- are read as ledgerlock._period_coordinates reads them, inline; a header whose date or scope is read from a
+-- row of its own parent (a dotted column) is always looked up, and one without a date never.
+CREATE OR REPLACE FUNCTION ledgerlock._ref_probe_sql(header regclass)
+RETURNS text
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    cfg ledgerlock.protected_table;
+    typ oid;
+BEGIN
+    SELECT * INTO cfg FROM ledgerlock.protected_table p WHERE p.tbl = header;
+    IF cfg.date_column IS NULL THEN
+        RETURN 'false';
+    END IF;
+    IF pg_catalog.strpos(cfg.date_column, '.') > 0 OR pg_catalog.strpos(coalesce(cfg.scope_column, ''), '.') > 0 THEN
+        RETURN 'true';
+    END IF;
+    SELECT a.atttypid INTO typ FROM pg_catalog.pg_attribute a
+    WHERE a.attrelid = header AND a.attname = cfg.date_column AND NOT a.attisdropped;
+    RETURN pg_catalog.format(
+        'coalesce(TG_ARGV[0] = '''' OR %1$s <= TG_ARGV[0]::date OR %1$s <= (TG_ARGV[1]::jsonb ->> %2$s)::date, false)',
+        pg_catalog.format('ledgerlock._period_date(ll_header ->> %L, %L)', cfg.date_column,
+                          CASE WHEN typ IS NOT NULL THEN ledgerlock._date_kind_of(typ) END),
+        CASE WHEN cfg.scope_column IS NULL THEN '''*'''
+             ELSE pg_catalog.format('coalesce(ll_header ->> %L, ''*'')', cfg.scope_column) END);
+END
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._ref_probe_sql(regclass) FROM PUBLIC;
 
 -- (Re)generate the trigger functions of one rule from its row: _ll30_r<id>_parent and _child, or _line.
 CREATE OR REPLACE FUNCTION ledgerlock._ref_generate_functions(rule_id integer)
@@ -420,7 +461,8 @@ BEGIN
                 'new_tuple', ledgerlock._ref_tuple('NEW', r.child_columns),
                 'old_tuple', ledgerlock._ref_tuple('OLD', r.child_columns),
                 'match_old', ledgerlock._ref_match('ll_row', r.parent_columns, 'OLD', r.child_columns),
-                'match_new', ledgerlock._ref_match('ll_row', r.parent_columns, 'NEW', r.child_columns))));
+                'match_new', ledgerlock._ref_match('ll_row', r.parent_columns, 'NEW', r.child_columns),
+                'probe', ledgerlock._ref_probe_sql(r.parent))));
     END IF;
 END
 $$;
@@ -438,6 +480,89 @@ BEGIN
 END
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._ref_drop_functions(integer[]) FROM PUBLIC;
+
+-- The definition of a lines rule's trigger on its line table. Its arguments: the header table's scope marks
+-- (ledgerlock._period_scope_marks for the header's ledger: the mark of unlisted scopes, then the listed ones; ''
+-- and '' when the header has no date), with which the line's check does not probe a header dated after its
+-- scope's mark, then the line's exempt columns: generated columns, and the line table's own mutable columns when
+-- it is protected (a journal line's reconciliation flag), never the key that ties it to its header. The marks are
+-- those of R3's own triggers, computed the same way: under the mark clock (no window change runs meanwhile), and
+-- raised by a lock the same way, by re-creating the trigger in place (ledgerlock._ref_raise_marks), which waits
+-- for the line table's writers; docs/period-locks.md, "Race-freedom".
+CREATE OR REPLACE FUNCTION ledgerlock._ref_lines_trigger(rule_id integer)
+RETURNS text
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r ledgerlock.reference_rule;
+    header ledgerlock.protected_table;
+    rest text := '';
+    listed text := '';
+    exempt text;
+BEGIN
+    SELECT * INTO STRICT r FROM ledgerlock.reference_rule x WHERE x.id = rule_id;
+    SELECT * INTO header FROM ledgerlock.protected_table p WHERE p.tbl = r.parent;
+    IF header.date_column IS NOT NULL THEN
+        PERFORM ledgerlock._tick_mark_clock();  -- see _install_20_period
+        SELECT ledgerlock._iso_date(m.rest), m.listed::text INTO rest, listed
+        FROM ledgerlock._period_scope_marks(header.ledger) m;
+    END IF;
+    exempt := (SELECT pg_catalog.string_agg(pg_catalog.quote_literal(c), ', ' ORDER BY c)
+               FROM (SELECT a.attname AS c FROM pg_catalog.pg_attribute a
+                     WHERE a.attrelid = r.child AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated <> ''
+                     UNION
+                     SELECT m FROM ledgerlock.protected_table p, pg_catalog.unnest(p.mutable_columns) AS m
+                     WHERE p.tbl = r.child) AS x
+               WHERE c <> ALL (r.child_columns));
+    RETURN pg_catalog.format('BEFORE INSERT OR UPDATE OR DELETE ON %s FOR EACH ROW '
+                             'EXECUTE FUNCTION ledgerlock._ll30_r%s_line(%L, %L%s)',
+                             r.child, r.id, rest, listed, ', ' || exempt);
+END
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._ref_lines_trigger(integer) FROM PUBLIC;
+
+-- The mark a lines rule's installed trigger gives a scope of its header table (null: no trigger; infinity: no
+-- marks, every header is probed): read from the trigger itself, as _period_installed_mark reads R3's.
+CREATE OR REPLACE FUNCTION ledgerlock._ref_installed_mark(rule_id integer, scope text)
+RETURNS date
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN coalesce(a.args[1], '') = '' THEN 'infinity'::date
+                ELSE coalesce((a.args[2]::jsonb ->> _ref_installed_mark.scope)::date, a.args[1]::date) END
+    FROM ledgerlock.reference_rule x
+    JOIN pg_catalog.pg_trigger t ON t.tgrelid = x.child AND t.tgname = 'll_30_r' || x.id || '_lines'
+    CROSS JOIN LATERAL (SELECT ledgerlock._trigger_args(t.tgargs) AS args) a
+    WHERE x.id = _ref_installed_mark.rule_id
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._ref_installed_mark(integer, text) FROM PUBLIC;
+
+-- After a new window of a scope (ledgerlock._raise_period_marks): re-create in place the trigger of every lines
+-- rule whose header table the window applies to and whose installed mark for the scope it raises.
+CREATE OR REPLACE FUNCTION ledgerlock._ref_raise_marks(scope text, to_date date, ledgers text[])
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r ledgerlock.reference_rule;
+BEGIN
+    FOR r IN
+        SELECT x.* FROM ledgerlock.reference_rule x JOIN ledgerlock.protected_table p ON p.tbl = x.parent
+        WHERE x.kind = 'lines' AND p.date_column IS NOT NULL
+          AND (_ref_raise_marks.ledgers IS NULL OR p.ledger = ANY (_ref_raise_marks.ledgers))
+          AND NOT coalesce(ledgerlock._ref_installed_mark(x.id, _ref_raise_marks.scope) >= _ref_raise_marks.to_date,
+                           false)
+        ORDER BY x.child::oid, x.id
+    LOOP
+        PERFORM ledgerlock._replace_guard_trigger(r.child, ('ll_30_r' || r.id || '_lines')::name,
+                                                  ledgerlock._ref_lines_trigger(r.id));
+    END LOOP;
+END
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._ref_raise_marks(text, date, text[]) FROM PUBLIC;
 
 -- Install the ll_30 guards of one table from every rule it takes part in (as parent, child or line).
 CREATE OR REPLACE FUNCTION ledgerlock._ref_install_table(tbl regclass)
@@ -504,18 +629,8 @@ BEGIN
                                   args));
         END IF;
         IF r.kind = 'lines' AND r.child = tbl THEN
-            -- Exempt from the header's freeze: generated columns, and the line table's own mutable columns when
-            -- it is protected (a journal line's reconciliation flag), never the key that ties it to its header.
-            args := (SELECT pg_catalog.string_agg(pg_catalog.quote_literal(c), ', ' ORDER BY c)
-                     FROM (SELECT a.attname AS c FROM pg_catalog.pg_attribute a
-                           WHERE a.attrelid = tbl AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated <> ''
-                           UNION
-                           SELECT m FROM ledgerlock.protected_table p, pg_catalog.unnest(p.mutable_columns) AS m
-                           WHERE p.tbl = _ref_install_table.tbl) AS exempt
-                     WHERE c <> ALL (r.child_columns));
             PERFORM ledgerlock._create_guard_trigger(tbl, ('ll_30_r' || r.id || '_lines')::name,
-                pg_catalog.format('BEFORE INSERT OR UPDATE OR DELETE ON %s FOR EACH ROW EXECUTE FUNCTION %s_line(%s)',
-                                  tbl, fn, coalesce(args, '')));
+                                                     ledgerlock._ref_lines_trigger(r.id));
         END IF;
     END LOOP;
 END

@@ -14,7 +14,7 @@ import json
 import psycopg
 import pytest
 
-from lltest import Background, refused, sqlstate
+from lltest import Background, gate_of, gates_held, refused, sqlstate
 
 LOCK = "SELECT ledgerlock.lock_period(%s, %s::date, %s::date, 'hard')"
 
@@ -29,17 +29,6 @@ def setup(db):
     yield db
     db.owner().execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                        "WHERE datname = current_database() AND pid <> pg_backend_pid()")
-
-
-def gates_held(observer: psycopg.Connection, pid: int) -> list[str]:
-    return [r[0] for r in observer.execute(
-        "SELECT c.relname FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
-        "WHERE l.pid = %s AND l.locktype = 'relation' AND c.relname LIKE 'scope\\_gate\\_%%' ORDER BY 1",
-        (pid,)).fetchall()]
-
-
-def gate_of(conn: psycopg.Connection, scope: str) -> str:
-    return "scope_gate_" + conn.execute("SELECT lpad((hashtext(%s) & 63)::text, 2, '0')", (scope,)).fetchone()[0]
 
 
 def insert(conn: psycopg.Connection, scope: int, day: str) -> None:

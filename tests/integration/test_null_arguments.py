@@ -64,6 +64,8 @@ def test_a_missing_id_is_named_and_a_real_one_is_the_permitted_neighbour(db):
         ("SELECT ledgerlock.complete_close_task(NULL, 'x')", "complete_close_task requires the id of a close task"),
         ("SELECT ledgerlock.repost_skipped(NULL)", "repost_skipped requires the id of a skipped write"),
         ("SELECT ledgerlock.protect(NULL, 'issued_on')", "protect requires a table"),
+        ("SELECT ledgerlock.protect('invoice', NULL)",
+         "protect requires a date column (the date that places a row in a lock window)"),
         ("SELECT ledgerlock.protect_lines('invoice_line', NULL)",
          "protect_lines requires a parent table and a child table"),
         ("SELECT ledgerlock.revoke_scope('ll_app', NULL)", "revoke_scope requires a role and a scope"),
