@@ -338,8 +338,10 @@ REVOKE ALL ON FUNCTION ledgerlock._ref_child_body(jsonb) FROM PUBLIC;
 -- transaction wrote (a mark of _ref_mark_final: this transaction, this server's life) is not final to its
 -- lines until commit. Values: parent, header_final (its final_when over ll_row, or false), new_tuple and old_tuple (the line's foreign key), match_old and match_new (the
 -- header to the line's OLD and NEW), rule_id, probe (whether the header's period must be looked up: an
--- expression over ll_header, see _ref_probe_sql). The trigger's arguments (_ref_lines_trigger): the header
--- table's scope marks, then the line's exempt columns.
+-- expression over ll_header, see _ref_probe_sql), referenced (whether a rule freezes the header as referenced:
+-- read in every call, as _ref_check_header reads the rules). _ref_check_header is called only when one of
+-- the three can refuse. The trigger's arguments (_ref_lines_trigger): the header table's scope marks, then the
+-- line's exempt columns.
 CREATE OR REPLACE FUNCTION ledgerlock._ref_line_body(v jsonb)
 RETURNS text
 LANGUAGE sql
@@ -367,7 +369,7 @@ BEGIN
                     ELSE false END
         INTO ll_header, ll_final
         FROM {{parent}} AS ll_row WHERE {{match_old}} FOR SHARE;
-        IF ll_header IS NOT NULL THEN
+        IF ll_header IS NOT NULL AND (ll_final OR {{probe}} OR {{referenced}}) THEN
             PERFORM ledgerlock._ref_check_header({{rule_id}}, ll_verb, pg_catalog.to_jsonb(OLD), ll_header, ll_final, false,
                                                  {{probe}});
         END IF;
@@ -379,7 +381,7 @@ BEGIN
                     ELSE false END
         INTO ll_header, ll_final
         FROM {{parent}} AS ll_row WHERE {{match_new}} FOR SHARE;
-        IF ll_header IS NOT NULL THEN
+        IF ll_header IS NOT NULL AND (ll_final OR {{probe}} OR {{referenced}}) THEN
             PERFORM ledgerlock._ref_check_header({{rule_id}}, ll_verb, pg_catalog.to_jsonb(NEW), ll_header, ll_final,
                                                  ll_verb = 'moved', {{probe}});
         END IF;
@@ -462,7 +464,10 @@ BEGIN
                 'old_tuple', ledgerlock._ref_tuple('OLD', r.child_columns),
                 'match_old', ledgerlock._ref_match('ll_row', r.parent_columns, 'OLD', r.child_columns),
                 'match_new', ledgerlock._ref_match('ll_row', r.parent_columns, 'NEW', r.child_columns),
-                'probe', ledgerlock._ref_probe_sql(r.parent))));
+                'probe', ledgerlock._ref_probe_sql(r.parent),
+                'referenced', pg_catalog.format(
+                    'EXISTS (SELECT FROM ledgerlock.reference_rule ll_x WHERE ll_x.kind = ''referenced'' '
+                    'AND ll_x.parent = %L::regclass AND ''update'' = ANY (ll_x.operations))', r.parent::text))));
     END IF;
 END
 $$;

@@ -127,3 +127,25 @@ def test_header_finalization_waits_for_a_line_insert(db):
     assert b.error is None
     with refused("LL001"):  # the line that was committed first is now part of the final invoice
         db.connect("app").execute("DELETE FROM invoice_line WHERE id = 11")
+
+
+def test_line_insert_waits_for_a_rule_freezing_its_header_and_is_then_refused(db):
+    """B makes payments freeze their invoice (protect_referenced) while invoice 1 has one; A's line under
+    invoice 1 waits for B (its header's table) and, once B has committed, is refused by the rule it did not
+    see when it started (a line's check reads the header's rules in every call); a line under invoice 2,
+    which no payment references, passes."""
+    db.protect_invoice()
+    db.owner().execute("SELECT ledgerlock.protect_lines('invoice_line', 'invoice')")
+    app = db.connect("app")
+    app.execute("INSERT INTO invoice (id, company_id) VALUES (1, 1), (2, 1)")
+    app.execute("INSERT INTO payment (id, company_id, invoice_id, amount) VALUES (9, 1, 1, 10)")
+    b = db.connect("admin", autocommit=False)
+    b.execute("SELECT ledgerlock.protect_referenced('invoice', 'payment')")
+    a = Background(db.connect("app"), "INSERT INTO invoice_line (id, invoice_id, description) VALUES (11, 1, 'x')")
+    a.wait_until_blocked(db.owner())
+    b.commit()
+    a.join()
+    assert a.error is not None and a.error.diag.sqlstate == "LL003", a.error
+    assert a.error.diag.message_primary == ("invoice_line id=11 cannot be inserted: its header invoice id=1 is "
+                                            "referenced by payment id=9")
+    lives_ok(app, "INSERT INTO invoice_line (id, invoice_id, description) VALUES (21, 2, 'x')")
