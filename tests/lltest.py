@@ -311,6 +311,30 @@ def gate_of(conn: psycopg.Connection, scope: str) -> str:
     return "scope_gate_" + conn.execute("SELECT lpad((hashtext(%s) & 63)::text, 2, '0')", (scope,)).fetchone()[0]
 
 
+def end_other_sessions(db: TestDatabase) -> None:
+    """End every other session of the test's database: a race test's teardown, so that a statement left waiting
+    (a failed assertion before its lock was released) cannot hold the database open."""
+    db.owner().execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                       "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+
+
+def edit_trigger_by_hand(owner: psycopg.Connection, table: str, trigger_like: str, old: str, new: str) -> None:
+    """What a superuser can do behind ledgerlock's back: re-create a guard trigger of ``table`` (the one whose name
+    is LIKE ``trigger_like``) with ``old`` in its definition replaced by ``new`` (it must be there), through the
+    DDL guard's own permit."""
+    tgdef = owner.execute("SELECT pg_get_triggerdef(oid) FROM pg_trigger WHERE tgrelid = %s::regclass "
+                          "AND tgname LIKE %s", (table, trigger_like)).fetchone()[0]
+    assert old in tgdef, tgdef
+    owner.execute("SELECT ledgerlock._ddl_permit(%s::regclass, true)", (table,))
+    owner.execute(tgdef.replace("CREATE TRIGGER", "CREATE OR REPLACE TRIGGER", 1).replace(old, new))
+
+
+def mark_problems(conn: psycopg.Connection) -> list[tuple[str, str, str]]:
+    """ledgerlock._period_mark_problems() as text: (table, installed mark, last day of its windows)."""
+    return conn.execute("SELECT tbl::text, installed::text, required::text "
+                        "FROM ledgerlock._period_mark_problems()").fetchall()
+
+
 OWNER_FILE = "owner.pid"
 SCRATCH_ROOM = 4 << 30  # bytes free on /dev/shm for it to hold the servers of one run (a CI machine has 24 GiB)
 

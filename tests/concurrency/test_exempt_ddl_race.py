@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from lltest import Background, lives_ok, refused, sqlstate
+from lltest import Background, end_other_sessions, lives_ok, refused, sqlstate
 
 
 @pytest.fixture
@@ -18,8 +18,7 @@ def final_invoice(db):
                               "VALUES (1, 1, 100, 'approved', '2025-01-15')")
     db.connect("admin").execute("SELECT ledgerlock.lock_period('1', '2025-01-01', '2025-01-31', 'hard')")
     yield db
-    db.owner().execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                       "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+    end_other_sessions(db)
 
 
 def test_a_column_added_while_a_mutable_update_is_open_counts_as_a_change_once_committed(final_invoice):
@@ -69,8 +68,7 @@ def twins(db):
                        "CREATE TABLE bill (LIKE invoice INCLUDING ALL); "
                        "GRANT SELECT, INSERT, UPDATE, DELETE ON offer, bill TO ll_app")
     yield db
-    db.owner().execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                       "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+    end_other_sessions(db)
 
 
 def comparison_of(conn, table):

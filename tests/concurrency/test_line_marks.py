@@ -14,7 +14,16 @@ import json
 import psycopg
 import pytest
 
-from lltest import Background, gate_of, gates_held, refused, sqlstate
+from lltest import (
+    Background,
+    edit_trigger_by_hand,
+    end_other_sessions,
+    gate_of,
+    gates_held,
+    mark_problems,
+    refused,
+    sqlstate,
+)
 
 LOCK = "SELECT ledgerlock.lock_period(%s, %s::date, %s::date, 'hard')"
 
@@ -34,8 +43,7 @@ def setup(db):
     controller.execute(LOCK, ("1", "2025-02-01", "2025-03-31"))
     controller.execute(LOCK, ("2", "2025-06-01", "2025-06-30"))
     yield db
-    db.owner().execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                       "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+    end_other_sessions(db)
 
 
 def add_line(conn: psycopg.Connection, invoice_id: int) -> None:
@@ -96,7 +104,7 @@ def test_a_lock_raising_the_header_s_scope_mark_waits_for_an_unchecked_line_writ
     with refused("LL002", r"invoice_line id=\d+ cannot be deleted"):
         app.execute("DELETE FROM invoice_line WHERE invoice_id = %s", (MAY,))
     add_line(app, JUNE)
-    assert observer.execute("SELECT count(*) FROM ledgerlock._period_mark_problems()").fetchone()[0] == 0
+    assert mark_problems(observer) == []
 
 
 @pytest.mark.parametrize("isolation", ["REPEATABLE READ", "SERIALIZABLE"])
@@ -135,21 +143,15 @@ def test_doctor_reports_a_line_trigger_whose_mark_is_below_its_header_s_windows(
     unchecked) is what _period_mark_problems and doctor see; reinstall_guards fixes it."""
     db = setup
     owner = db.owner()
-    tgdef = owner.execute("SELECT pg_get_triggerdef(oid) FROM pg_trigger WHERE tgrelid = 'invoice_line'::regclass "
-                          "AND tgname LIKE 'll\\_30\\_r%\\_lines'").fetchone()[0]
-    assert '"1": "2025-03-31", ' in tgdef
-    owner.execute("SELECT ledgerlock._ddl_permit('invoice_line'::regclass, true)")
-    owner.execute(tgdef.replace("CREATE TRIGGER", "CREATE OR REPLACE TRIGGER").replace('"1": "2025-03-31", ', ""))
-    rows = owner.execute("SELECT tbl::text, installed::text, required::text "
-                         "FROM ledgerlock._period_mark_problems()").fetchall()
-    assert rows == [("invoice_line", "-infinity", "2025-03-31")]
+    edit_trigger_by_hand(owner, "invoice_line", "ll\\_30\\_r%\\_lines", '"1": "2025-03-31", ', "")
+    assert mark_problems(owner) == [("invoice_line", "-infinity", "2025-03-31")]
     # what the finding means: the line check no longer looks scope 1's headers up, so a line lands in its window
     add_line(db.connect("app"), MARCH)
     auditor = db.connect("auditor")
     assert auditor.execute("SELECT severity, object FROM ledgerlock.doctor_findings() "
                            "WHERE check_name = 'period mark'").fetchall() == [("critical", "public.invoice_line")]
     db.connect("admin").execute("SELECT ledgerlock.reinstall_guards()")
-    assert owner.execute("SELECT count(*) FROM ledgerlock._period_mark_problems()").fetchone()[0] == 0
+    assert mark_problems(owner) == []
     with refused("LL002", r"for scope 1: invoice id=3"):
         add_line(db.connect("app"), MARCH)
 
@@ -198,10 +200,9 @@ def test_protect_lines_and_a_lock_racing_leave_the_line_trigger_s_mark_high(db, 
     assert step.join().error is None, step.error
     owner = db.owner()
     assert line_marks(owner)[1] == {"1": "2026-04-30"}
-    assert owner.execute("SELECT count(*) FROM ledgerlock._period_mark_problems()").fetchone()[0] == 0
+    assert mark_problems(owner) == []
     app = db.connect("app")
     with refused("LL002", r"^Period 2026-02-01\.\.2026-04-30 is locked \(hard\) for scope 1: invoice id=1"):
         add_line(app, 1)
     add_line(app, 2)
-    db.owner().execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                       "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+    end_other_sessions(db)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from lltest import Background, lives_ok, refused, sqlstate
+from lltest import Background, end_other_sessions, lives_ok, refused, sqlstate
 
 LOCK_A = "SELECT ledgerlock.lock_period('1', '2026-02-01', '2026-04-30', 'hard')"
 INSERT_APRIL = "INSERT INTO invoice (company_id, issued_on, amount) VALUES (1, '2026-04-15', 10)"
@@ -22,8 +22,7 @@ INSERT_APRIL = "INSERT INTO invoice (company_id, issued_on, amount) VALUES (1, '
 def setup(db):
     db.protect_invoice()
     yield db
-    db.owner().execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                       "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+    end_other_sessions(db)
 
 
 def installed_mark(conn: psycopg.Connection, table: str) -> str:

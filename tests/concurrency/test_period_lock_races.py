@@ -15,7 +15,7 @@ import psycopg
 import pytest
 from psycopg import IsolationLevel
 
-from lltest import Background, refused, sqlstate
+from lltest import Background, end_other_sessions, refused, sqlstate
 
 MARCH = ("2025-03-01", "2025-03-31")
 LOCK_MARCH = "SELECT ledgerlock.lock_period('1', '2025-03-01', '2025-03-31')"
@@ -28,8 +28,7 @@ def setup(db):
     db.protect_invoice()
     yield db
     # a failed step must not leave a thread waiting on a lock behind an open transaction
-    db.owner().execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                       "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+    end_other_sessions(db)
 
 
 def raise_mark_beforehand(db, raised: bool) -> str:

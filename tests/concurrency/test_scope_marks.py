@@ -14,7 +14,16 @@ import json
 import psycopg
 import pytest
 
-from lltest import Background, gate_of, gates_held, refused, sqlstate
+from lltest import (
+    Background,
+    edit_trigger_by_hand,
+    end_other_sessions,
+    gate_of,
+    gates_held,
+    mark_problems,
+    refused,
+    sqlstate,
+)
 
 LOCK = "SELECT ledgerlock.lock_period(%s, %s::date, %s::date, 'hard')"
 
@@ -27,8 +36,7 @@ def setup(db):
     controller.execute(LOCK, ("1", "2025-02-01", "2025-03-31"))
     controller.execute(LOCK, ("2", "2025-06-01", "2025-06-30"))
     yield db
-    db.owner().execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                       "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+    end_other_sessions(db)
 
 
 def insert(conn: psycopg.Connection, scope: int, day: str) -> None:
@@ -83,7 +91,7 @@ def test_a_lock_raising_a_scope_mark_waits_for_that_scope_s_unchecked_writer(set
     with refused("LL002", r"Period 2025-04-01\.\.2025-05-31 is locked \(hard\) for scope 1"):
         insert(db.connect("app"), 1, "2025-05-16")
     insert(db.connect("app"), 1, "2025-06-16")  # the neighbour: after scope 1's new mark
-    assert observer.execute("SELECT count(*) FROM ledgerlock._period_mark_problems()").fetchone()[0] == 0
+    assert mark_problems(observer) == []
 
 
 @pytest.mark.parametrize("isolation", ["REPEATABLE READ", "SERIALIZABLE"])
@@ -121,7 +129,7 @@ def test_scopes_past_the_listed_ones_share_the_rest_mark_and_stay_checked(db):
         with refused("LL002", rf"for scope {scope}:"):
             app.execute("INSERT INTO invoice (company_id, issued_on) VALUES (%s, %s)", (scope, last_locked))
     app.execute("INSERT INTO invoice (company_id, issued_on) VALUES (1, '2024-01-03')")  # after scope 1's window
-    assert owner.execute("SELECT count(*) FROM ledgerlock._period_mark_problems()").fetchone()[0] == 0
+    assert mark_problems(owner) == []
 
 
 def test_doctor_reports_a_scope_whose_installed_mark_is_below_its_windows(setup):
@@ -129,22 +137,16 @@ def test_doctor_reports_a_scope_whose_installed_mark_is_below_its_windows(setup)
     _period_mark_problems and doctor see; reinstall_guards fixes it."""
     db = setup
     owner = db.owner()
-    assert owner.execute("SELECT count(*) FROM ledgerlock._period_mark_problems()").fetchone()[0] == 0
-    tgdef = owner.execute("SELECT pg_get_triggerdef(oid) FROM pg_trigger WHERE tgrelid = 'invoice'::regclass "
-                          "AND tgname = 'll_20_period_insert'").fetchone()[0]
-    assert '"1": "2025-03-31"' in tgdef
-    owner.execute("SELECT ledgerlock._ddl_permit('invoice'::regclass, true)")
-    owner.execute(tgdef.replace("CREATE TRIGGER", "CREATE OR REPLACE TRIGGER").replace('"1": "2025-03-31", ', ""))
-    rows = owner.execute("SELECT tbl::text, installed::text, required::text "
-                         "FROM ledgerlock._period_mark_problems()").fetchall()
-    assert rows == [("invoice", "-infinity", "2025-03-31")]
+    assert mark_problems(owner) == []
+    edit_trigger_by_hand(owner, "invoice", "ll_20_period_insert", '"1": "2025-03-31", ', "")
+    assert mark_problems(owner) == [("invoice", "-infinity", "2025-03-31")]
     # what the finding means: the guards no longer check scope 1's rows, so one lands in its window
     db.connect("app").execute("INSERT INTO invoice (company_id, issued_on) VALUES (1, '2025-03-14')")
     auditor = db.connect("auditor")
     assert auditor.execute("SELECT severity, object FROM ledgerlock.doctor_findings() "
                            "WHERE check_name = 'period mark'").fetchall() == [("critical", "public.invoice")]
     db.connect("admin").execute("SELECT ledgerlock.reinstall_guards()")
-    assert owner.execute("SELECT count(*) FROM ledgerlock._period_mark_problems()").fetchone()[0] == 0
+    assert mark_problems(owner) == []
     with refused("LL002", r"for scope 1"):
         db.connect("app").execute("INSERT INTO invoice (company_id, issued_on) VALUES (1, '2025-03-15')")
 
@@ -162,4 +164,4 @@ def test_marks_written_under_a_hostile_datestyle_are_read_back_alike(db):
     with refused("LL002", r"for scope 1"):
         app.execute("INSERT INTO invoice (company_id, issued_on) VALUES (1, date '2025-03-15')")
     app.execute("INSERT INTO invoice (company_id, issued_on) VALUES (1, date '2025-05-15')")
-    assert db.owner().execute("SELECT count(*) FROM ledgerlock._period_mark_problems()").fetchone()[0] == 0
+    assert mark_problems(db.owner()) == []
