@@ -10,9 +10,11 @@ holds ROW EXCLUSIVE on its scope's gate (ledgerlock_gate.scope_gate_NN) to the e
 from __future__ import annotations
 
 import json
+import uuid
 
 import psycopg
 import pytest
+from psycopg import sql
 
 from lltest import (
     Background,
@@ -206,3 +208,23 @@ def test_protect_lines_and_a_lock_racing_leave_the_line_trigger_s_mark_high(db, 
         add_line(app, 1)
     add_line(app, 2)
     end_other_sessions(db)
+
+
+def test_a_tenant_admin_s_lock_of_its_own_scope_raises_the_line_trigger_s_mark(setup):
+    """A ledgerlock admin limited to scope 1 (grant_scope) locks scope 1's April-May: its lock re-creates the
+    line trigger (on a table it does not own) with scope 1's new mark, and a line under the May header is
+    refused; scope 2's mark stays as it was."""
+    db = setup
+    name = f"ll_tenant_{uuid.uuid4().hex[:8]}"
+    owner = db.owner()
+    owner.execute(sql.SQL("CREATE ROLE {} LOGIN IN ROLE ledgerlock_admin").format(sql.Identifier(name)))
+    db.connect("admin").execute("SELECT ledgerlock.grant_scope(%s::regrole, '1')", (name,))
+    with psycopg.connect(db.cluster.server.conninfo(dbname=db.name, user=name), autocommit=True) as tenant:
+        tenant.execute(LOCK, ("1", "2025-04-01", "2025-05-31"))
+    assert line_marks(owner)[1] == {"1": "2025-05-31", "2": "2025-06-30"}
+    assert mark_problems(owner) == []
+    with refused("LL002", r"^Period 2025-04-01\.\.2025-05-31 is locked \(hard\) for scope 1: invoice id=1"):
+        add_line(db.connect("app"), MAY)
+    add_line(db.connect("app"), JUNE)
+    owner.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(name)))
+    owner.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(name)))
