@@ -418,8 +418,10 @@ BEGIN
     END IF;
     SELECT a.atttypid INTO typ FROM pg_catalog.pg_attribute a
     WHERE a.attrelid = header AND a.attname = cfg.date_column AND NOT a.attisdropped;
+    -- the day read once; greatest() skips a scope not listed (null); '' (no marks) is never cast to a date
     RETURN pg_catalog.format(
-        'coalesce(TG_ARGV[0] = '''' OR %1$s <= TG_ARGV[0]::date OR %1$s <= (TG_ARGV[1]::jsonb ->> %2$s)::date, false)',
+        'coalesce(nullif(TG_ARGV[0], '''') IS NULL OR %s <= GREATEST(nullif(TG_ARGV[0], '''')::date, '
+        '(nullif(TG_ARGV[1], '''')::jsonb ->> %s)::date), false)',
         pg_catalog.format('ledgerlock._period_date(ll_header ->> %L, %L)', cfg.date_column,
                           CASE WHEN typ IS NOT NULL THEN ledgerlock._date_kind_of(typ) END),
         CASE WHEN cfg.scope_column IS NULL THEN '''*'''

@@ -17,6 +17,7 @@ import pytest
 from psycopg import sql
 
 from lltest import (
+    HOSTILE_OPTIONS,
     Background,
     edit_trigger_by_hand,
     end_other_sessions,
@@ -63,13 +64,14 @@ def test_the_line_trigger_carries_the_header_table_s_scope_marks(setup):
     assert line_marks(setup.owner()) == ("-infinity", {"1": "2025-03-31", "2": "2025-06-30"})
 
 
-def test_a_line_under_a_header_past_its_scope_mark_enters_no_gate(setup):
+@pytest.mark.parametrize("settings", ["normal", "hostile"])
+def test_a_line_under_a_header_past_its_scope_mark_enters_no_gate(setup, settings):
     """Scope 2's June lock raises the table's mark to June; scope 1's own mark stays March: a line under the May
     header takes no gate, one under the January header is looked up (and passes), one under the March header
-    is refused."""
+    is refused; the same under a client's hostile settings (DateStyle, TimeZone, search_path, ...)."""
     db = setup
     observer = db.owner()
-    app = db.connect("app", autocommit=False)
+    app = db.connect("app", autocommit=False, options=HOSTILE_OPTIONS if settings == "hostile" else "")
     add_line(app, MAY)
     assert gates_held(observer, app.info.backend_pid) == []
     app.commit()
@@ -228,3 +230,21 @@ def test_a_tenant_admin_s_lock_of_its_own_scope_raises_the_line_trigger_s_mark(s
     add_line(db.connect("app"), JUNE)
     owner.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(name)))
     owner.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(name)))
+
+
+def test_a_line_trigger_without_marks_looks_every_header_up(setup):
+    """A line trigger whose marks are empty ('' and '': installed before its header had a date, the line table
+    protected itself so that protecting the header did not re-create it) looks every header up: the March
+    header is refused, the May one passes, and no empty mark is ever read as a date."""
+    db = setup
+    owner = db.owner()
+    edit_trigger_by_hand(owner, "invoice_line", "ll\\_30\\_r%\\_lines", "('-infinity', '{\"1\": \"2025-03-31\", "
+                         "\"2\": \"2025-06-30\"}'", "('', ''")
+    assert line_marks(owner) == ("", None)
+    app = db.connect("app", autocommit=False)
+    with refused("LL002", r"for scope 1: invoice id=3 cannot be changed through its lines"):
+        add_line(app, MARCH)
+    app.rollback()
+    add_line(app, MAY)
+    assert gates_held(owner, app.info.backend_pid) == [gate_of(owner, "1")]
+    app.commit()
