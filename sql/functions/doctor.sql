@@ -142,7 +142,7 @@ $$;
 REVOKE ALL ON FUNCTION ledgerlock._doctor_table_privileges() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION ledgerlock._doctor_table_privileges() TO ledgerlock_admin, ledgerlock_auditor;
 
--- Roles that can bypass the rules: superusers, BYPASSRLS, session_replication_role granted.
+-- Roles that can bypass the rules: superusers, BYPASSRLS, session_replication_role or track_counts granted.
 CREATE OR REPLACE FUNCTION ledgerlock._doctor_bypass_roles()
 RETURNS TABLE(severity text, check_name text, object text, finding text, why text, fix text)
 LANGUAGE plpgsql
@@ -165,16 +165,22 @@ BEGIN
     END LOOP;
     IF pg_catalog.to_regclass('pg_catalog.pg_parameter_acl') IS NOT NULL THEN  -- PostgreSQL 15+
         FOR r IN EXECUTE $q$
-            SELECT coalesce(gr.rolname, 'PUBLIC') AS grantee, a.privilege_type
+            SELECT coalesce(gr.rolname, 'PUBLIC') AS grantee, a.privilege_type, p.parname::text AS parname
             FROM pg_catalog.pg_parameter_acl p CROSS JOIN LATERAL pg_catalog.aclexplode(p.paracl) a
             LEFT JOIN pg_catalog.pg_roles gr ON gr.oid = a.grantee
-            WHERE p.parname = 'session_replication_role' AND NOT coalesce(gr.rolsuper, false) ORDER BY 1$q$
+            WHERE p.parname IN ('session_replication_role', 'track_counts') AND NOT coalesce(gr.rolsuper, false)
+            ORDER BY 3, 1$q$
         LOOP
             RETURN QUERY SELECT 'warning', 'bypass role', r.grantee::text,
-                pg_catalog.format('%s may %s session_replication_role', r.grantee, r.privilege_type),
-                'replica mode skips foreign-key checks and every trigger that is not ENABLE ALWAYS',
-                pg_catalog.format('REVOKE %s ON PARAMETER session_replication_role FROM %s', r.privilege_type,
-                                  r.grantee);
+                pg_catalog.format('%s may %s %s', r.grantee, r.privilege_type, r.parname),
+                CASE r.parname
+                    WHEN 'session_replication_role'
+                    THEN 'replica mode skips foreign-key checks and every trigger that is not ENABLE ALWAYS'
+                    -- docs/numbering.md, "A write that makes no row final reads no counter"
+                    ELSE 'the numbering asks PostgreSQL''s count of the counters a transaction updated whether a '
+                         'range can be open; a role that turns the count off and on within one statement can '
+                         'leave numbers taken and not given back' END,
+                pg_catalog.format('REVOKE %s ON PARAMETER %s FROM %s', r.privilege_type, r.parname, r.grantee);
         END LOOP;
     END IF;
 END

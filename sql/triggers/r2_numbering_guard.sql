@@ -483,16 +483,17 @@ SET search_path = pg_catalog, pg_temp
 AS $fn$
     SELECT ledgerlock._template($ll$
 DECLARE
-    ll_kind text := pg_catalog.lower(TG_OP);
+    -- (no initializers: PL/pgSQL prepares each again in every transaction, and most statements leave at 0.)
+    ll_kind text;
     ll_written bigint;
     ll_became_final boolean;
     ll_num text;
     ll_prefix text;
     ll_suffix text;
     ll_got record;
-    ll_left_final bigint := 0;
+    ll_left_final bigint;
     ll_newly_final bigint;
-    ll_numbered bigint := 0;
+    ll_numbered bigint;
     ll_problem text;
     ll_i integer;
     ll_refused text;  -- refusals are called as expressions: see ledgerlock._refuse
@@ -504,17 +505,20 @@ BEGIN
     --    before (then the rows that are final now are at most the rows that were: the full checks below
     --    would count no row newly final). The statement's rows are looked at first: a statement that made
     --    a row final goes on without reading the counters, which are as many as the table has series. (One
-    --    small query: such a statement leaves after it.)
+    --    small query: such a statement leaves after it.) And no range is open when the transaction has
+    --    updated no counter: then the counters are not read either (see none_open in _ll40_settle_body).
     IF TG_OP = 'INSERT' THEN
-        IF NOT EXISTS (SELECT FROM ll_new AS n WHERE ({{final_n}}) IS TRUE)
-           AND NOT EXISTS (SELECT FROM ledgerlock.number_counter c WHERE c.tbl = {{tbl}} AND c.open_from IS NOT NULL) THEN
+        IF NOT EXISTS (SELECT FROM ll_new AS n WHERE ({{final_n}}) IS TRUE) AND {{none_open}} THEN
             RETURN NULL;
         END IF;
     ELSIF (NOT EXISTS (SELECT FROM ll_new AS n WHERE ({{final_n}}) IS TRUE)
            OR NOT EXISTS (SELECT FROM ll_old AS o WHERE ({{final_o}}) IS NOT TRUE))
-          AND NOT EXISTS (SELECT FROM ledgerlock.number_counter c WHERE c.tbl = {{tbl}} AND c.open_from IS NOT NULL) THEN
+          AND {{none_open}} THEN
         RETURN NULL;
     END IF;
+    ll_kind := pg_catalog.lower(TG_OP);
+    ll_left_final := 0;
+    ll_numbered := 0;
     -- The statement's first row: did the one row it wrote become final?
     IF TG_OP = 'INSERT' THEN
         {{insert_first_row}};
@@ -599,7 +603,18 @@ BEGIN
     END IF;
     RETURN NULL;
 END
-$ll$, v)
+$ll$, v || pg_catalog.jsonb_build_object('none_open', ledgerlock._template(
+    -- No range of the table is open. Opening one updates its counter in this transaction, and PostgreSQL
+    -- counts the rows a transaction updates in each table, in the backend, where no client can lower the
+    -- count (pg_stat_get_xact_tuples_updated: this transaction's updates, rolled-back subtransactions
+    -- included, plus the session's earlier ones until they are reported, about a second later; more is only
+    -- a read of the counters for nothing). A transaction that updated no counter holds no open range, and
+    -- the table's counters, as many as it has series, are not read. That count is kept only while
+    -- track_counts is on (a superuser's setting); when it is off, the counters are read.
+    $q$(pg_catalog.pg_stat_get_xact_tuples_updated('ledgerlock.number_counter'::regclass) = 0
+            AND pg_catalog.current_setting('track_counts') = 'on'
+           OR NOT EXISTS (SELECT FROM ledgerlock.number_counter c WHERE c.tbl = {{tbl}} AND c.open_from IS NOT NULL))$q$,
+    v)))
 $fn$;
 REVOKE ALL ON FUNCTION ledgerlock._ll40_settle_body(jsonb) FROM PUBLIC;
 

@@ -10,6 +10,7 @@ from click.testing import CliRunner
 
 from ledgerlock import migrate
 from ledgerlock.cli import cli
+from lltest import refused
 
 
 def doctor(conninfo: str):
@@ -284,3 +285,31 @@ def test_a_scope_column_that_cannot_hold_a_scope_is_reported(db):
     assert f["finding"] == "the scope column public.ticket.branch of public.ticket is of type numeric"
     assert "equal numbers print differently (1.5 and 1.50)" in f["why"] and "protect it again" in f["fix"]
 
+
+
+@pytest.mark.parametrize(("parameter", "why"), [
+    ("session_replication_role", "replica mode skips foreign-key checks"),
+    ("track_counts", "leave numbers taken and not given back"),
+])
+def test_a_role_that_may_set_a_parameter_the_rules_rely_on_is_a_warning(db, parameter, why):
+    """The application must not hold SET on session_replication_role (replica mode) or on track_counts (the
+    count the numbering's settle step asks whether a range can be open: docs/numbering.md). PostgreSQL 15 lets a
+    superuser grant SET on a parameter; doctor names the grant and the REVOKE that undoes it."""
+    db.protect_invoice(number_column="number", number_format="INV-{YYYY}-{SEQ:5}")
+    owner = db.owner()
+    app = db.connect("app")
+    with refused("42501", f'permission denied to set parameter "{parameter}"'):
+        app.execute(f"SET {parameter} = {'replica' if parameter == 'session_replication_role' else 'off'}")
+    assert not [f for f in doctor(db.conninfo("auditor"))[1] if parameter in f["finding"]]
+    owner.execute(f"GRANT SET ON PARAMETER {parameter} TO ll_app")  # parameters are cluster-wide
+    try:
+        code, found = doctor(db.conninfo("auditor"))
+        mine = [f for f in found if parameter in f["finding"]]
+        assert [(f["severity"], f["check"], f["object"], f["finding"], f["fix"]) for f in mine] == [
+            ("warning", "bypass role", "ll_app", f"ll_app may SET {parameter}",
+             f"REVOKE SET ON PARAMETER {parameter} FROM ll_app")]
+        assert why in mine[0]["why"] and code == 0  # a warning, like every bypass role
+        owner.execute(mine[0]["fix"])
+        assert not [f for f in doctor(db.conninfo("auditor"))[1] if parameter in f["finding"]]
+    finally:
+        owner.execute(f"REVOKE SET ON PARAMETER {parameter} FROM ll_app")

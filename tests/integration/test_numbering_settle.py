@@ -222,3 +222,65 @@ def test_a_bulk_update_of_final_and_draft_rows_after_a_small_one_is_one_pass(db)
     app.execute("UPDATE invoice SET reconciled = false, status = 'approved' WHERE id IN (1, 3, 4)")
     assert app.execute("SELECT id, number FROM invoice WHERE id IN (1, 3, 4) ORDER BY id").fetchall() == [
         (1, "INV-2026-10001"), (3, "INV-2026-00001"), (4, "INV-2026-10002")]
+
+
+
+# The counter rows this transaction has read: by a scan of the table, or through one of its indexes (PostgreSQL
+# counts an index scan's rows on the index).
+COUNTER_READS = ("SELECT sum(pg_stat_get_xact_tuples_fetched(r.oid) + pg_stat_get_xact_tuples_returned(r.oid)) "
+                 "FROM (SELECT 'ledgerlock.number_counter'::regclass::oid UNION ALL SELECT i.indexrelid "
+                 "FROM pg_index i WHERE i.indrelid = 'ledgerlock.number_counter'::regclass) AS r(oid)")
+OPEN_RANGES = "SELECT count(*) FROM ledgerlock.number_counter WHERE open_from IS NOT NULL"
+
+
+def test_a_write_that_makes_no_row_final_reads_no_counter_however_many_series_the_table_has(db):
+    """A table numbered per company has a counter per company and year. A draft saved, a draft edited, a final
+    invoice marked paid: the settle step asks whether a range is open, and used to read every counter of the
+    table to answer (2,000 series: 2,000 rows read by every such write). A transaction that has updated no
+    counter holds no open range; it reads none. The permitted neighbours: once the transaction has taken a
+    number, the same writes look at the counters again, and a statement that numbers rows and then writes none
+    of them (an import run twice) still gives its numbers back."""
+    protect(db, "INV-{SCOPE}-{SEQ:5}")
+    owner = db.owner()
+    owner.execute("INSERT INTO company (id, name) SELECT g, 'company ' || g FROM generate_series(3, 2000) g")
+    owner.execute("INSERT INTO invoice (id, company_id, status) "
+                  "SELECT g, g, 'approved' FROM generate_series(1, 2000) g")
+    app = db.connect("app")  # a session of its own: it has updated no counter yet
+    app.execute("BEGIN")
+    before = app.execute(COUNTER_READS).fetchone()[0]
+    app.execute("INSERT INTO invoice (id, company_id) VALUES (3001, 7)")
+    app.execute("UPDATE invoice SET note = 'checked' WHERE id = 3001")
+    app.execute("UPDATE invoice SET paid = true WHERE id = 7")
+    assert app.execute(COUNTER_READS).fetchone()[0] - before == 0
+    app.execute("UPDATE invoice SET status = 'approved' WHERE id = 3001")  # takes INV-7-00002
+    middle = app.execute(COUNTER_READS).fetchone()[0]
+    app.execute("UPDATE invoice SET paid = false WHERE id = 7")
+    assert app.execute(COUNTER_READS).fetchone()[0] - middle >= 2000  # this transaction could hold a range now
+    app.execute("INSERT INTO invoice (id, company_id, status) VALUES (3001, 7, 'approved'), (7, 7, 'approved') "
+                "ON CONFLICT (id) DO NOTHING")  # both numbered by ll_40, neither written
+    app.execute("COMMIT")
+    assert owner.execute("SELECT number FROM invoice WHERE id IN (7, 3001) ORDER BY id").fetchall() == [
+        ("INV-7-00001",), ("INV-7-00002",)]
+    assert owner.execute("SELECT last_value FROM ledgerlock.number_series "
+                         "WHERE series = 'INV-7-{SEQ}'").fetchone() == (2,)
+    assert owner.execute(OPEN_RANGES).fetchone() == (0,) and gaps(db) == []
+
+
+def test_a_session_that_counts_nothing_still_has_its_open_ranges_found(db):
+    """The count of a transaction's counter updates exists only while track_counts is on, a setting no client
+    may change. A superuser's session with it off: a statement that numbers two rows and writes neither (ON
+    CONFLICT DO NOTHING) must still give both numbers back, so the settle step reads the counters whenever the
+    count is not kept."""
+    protect(db, "INV-{YYYY}-{SEQ:5}")
+    with refused("42501", r'permission denied to set parameter "track_counts"'):
+        db.connect("app").execute("SET track_counts = off")  # no client can stop the count
+    owner = db.owner()
+    rows = "(1, 1, '2026-02-01', 'approved'), (2, 1, '2026-02-01', 'approved')"
+    owner.execute(f"INSERT INTO invoice (id, company_id, issued_on, status) VALUES {rows}")
+    session = db.connect()  # the superuser, in a fresh session that has updated no counter
+    session.execute("SET track_counts = off")
+    session.execute(f"INSERT INTO invoice (id, company_id, issued_on, status) VALUES {rows} "
+                    "ON CONFLICT (id) DO NOTHING")
+    assert series(db) == [("INV-2026-{SEQ}", 2)] and owner.execute(OPEN_RANGES).fetchone() == (0,)
+    lives_ok(session, "INSERT INTO invoice (id, company_id, issued_on, status) VALUES (3, 1, '2026-02-01', 'approved')")
+    assert numbers(owner) == ["INV-2026-00001", "INV-2026-00002", "INV-2026-00003"] and gaps(db) == []
