@@ -115,7 +115,7 @@ BEGIN
         ELSIF rest_mark IS NULL OR rest_mark > '-infinity'::date OR TG_ARGV[6] <> ''
               OR TG_ARGV[5]::jsonb ? coalesce(r ->> scope_col, '*') THEN
             -- the date comes from the parent row, share-locked so that it cannot move until this write ends;
-            -- read only when the row's scope has a window (or the scope is the parent's too)
+            -- read only when the row's scope has a window (_scope_marked_sql), or the scope is the parent's too
             EXECUTE TG_ARGV[7] INTO day_text USING r;
             IF day_text IS NULL AND side = 'new' THEN
                 ll_refused := ledgerlock._refuse('23503',
@@ -154,7 +154,7 @@ BEGIN
             NULL;  -- the old side of a row whose parent this transaction deleted: guard_scope_parent checked it
         ELSIF side = 'new' AND TG_OP = 'UPDATE' AND row_scope = old_scope AND row_day = old_day THEN
             w := wo;  -- same scope and date: the same window
-        ELSIF rest_mark IS NULL OR row_day <= rest_mark
+        ELSIF rest_mark IS NULL OR row_day <= rest_mark  -- the test _mark_test_sql writes into generated checks
               OR row_day <= (TG_ARGV[5]::jsonb ->> row_scope)::date THEN
             IF entered IS DISTINCT FROM row_scope THEN
                 EXECUTE 'LOCK TABLE ledgerlock_gate.scope_gate_'
@@ -305,6 +305,20 @@ $$;
 REVOKE ALL ON FUNCTION ledgerlock._trigger_args(bytea) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION ledgerlock._trigger_args(bytea) TO ledgerlock_admin, ledgerlock_auditor;
 
+-- The mark a guard's two mark arguments give a scope (as _period_scope_marks made them: the mark of the
+-- scopes not listed, then the listed scopes' marks as JSON): the scope's own when it is listed, else the
+-- rest's; no_marks when the guard carries none (''). Read back from installed triggers by R3 and R4.
+CREATE OR REPLACE FUNCTION ledgerlock._mark_of_args(rest text, listed text, scope text, no_marks date)
+RETURNS date
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN coalesce(rest, '') = '' THEN no_marks
+                ELSE coalesce((listed::jsonb ->> scope)::date, rest::date) END
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._mark_of_args(text, text, text, date) FROM PUBLIC;
+
 -- The mark the installed guards of a table give a scope (null: no guard installed): the table's mark from the
 -- WHEN clause of ll_20_period_insert, lowered to the scope's own mark from its arguments. Read from the
 -- trigger itself, which is what decides which rows are checked.
@@ -317,9 +331,7 @@ SET DateStyle = 'ISO, YMD'  -- pg_get_triggerdef prints the WHEN clause's consta
 SET IntervalStyle = 'postgres'
 SET extra_float_digits = 1
 AS $$
-    SELECT CASE WHEN coalesce(a.args[5], '') = '' THEN w.top
-                ELSE least(w.top, coalesce((a.args[6]::jsonb ->> _period_installed_mark.scope)::date,
-                                           a.args[5]::date)) END
+    SELECT least(w.top, ledgerlock._mark_of_args(a.args[5], a.args[6], _period_installed_mark.scope, w.top))
     FROM pg_catalog.pg_trigger t
     CROSS JOIN LATERAL (SELECT pg_catalog.substring(pg_catalog.pg_get_triggerdef(t.oid), '<= ''([-0-9a-z]+)''::date')::date
                         AS top) w
@@ -390,6 +402,36 @@ REVOKE ALL ON FUNCTION ledgerlock._replace_guard_trigger(regclass, name, text) F
 -- of its own, which its WHEN clauses filter to the backdated ones; skip mode; a scope read from a parent row)
 -- runs guard_period_row.
 
+-- The two tests the scope marks are for, written into the generated checks and into R4's line checks
+-- (r4_reference_guard.sql, _ref_probe_sql); guard_period_row makes the same two in its own variables. rest_sql
+-- is the mark of the scopes not listed, a date expression (null: no marks, so every side is looked up), and
+-- listed_sql the listed scopes' marks, a jsonb expression: a guard's arguments (_period_scope_marks).
+-- Whether a side of scope scope_sql dated day_sql lies on or before its scope's mark, so that its windows must
+-- be looked up (a side dated after it lies in no window). The day is read once; a scope not listed is null,
+-- which greatest() skips.
+CREATE OR REPLACE FUNCTION ledgerlock._mark_test_sql(day_sql text, scope_sql text, rest_sql text, listed_sql text)
+RETURNS text
+LANGUAGE sql
+IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+    SELECT pg_catalog.format('coalesce(%3$s IS NULL OR %1$s <= GREATEST(%3$s, (%4$s ->> %2$s)::date), false)',
+                             day_sql, scope_sql, rest_sql, listed_sql)
+$fn$;
+REVOKE ALL ON FUNCTION ledgerlock._mark_test_sql(text, text, text, text) FROM PUBLIC;
+
+-- Whether the scope scope_sql has a mark at all (some window): before a day is read from a parent row.
+CREATE OR REPLACE FUNCTION ledgerlock._scope_marked_sql(scope_sql text, rest_sql text, listed_sql text)
+RETURNS text
+LANGUAGE sql
+IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+    SELECT pg_catalog.format('coalesce(%2$s IS NULL OR %2$s > ''-infinity''::date OR %3$s ? %1$s, false)',
+                             scope_sql, rest_sql, listed_sql)
+$fn$;
+REVOKE ALL ON FUNCTION ledgerlock._scope_marked_sql(text, text, text) FROM PUBLIC;
+
 -- The body of the generated INSERT check. Values: day_init (' := ' and the row's date as an expression over
 -- NEW; empty for a date read from the parent row), read_day (empty, or the statements that read the parent's
 -- date: see _ll20_parent_read_sql), scope (its scope as text), gate (_ll20_gate_sql), probe (the window lookup
@@ -414,8 +456,7 @@ BEGIN
         ll_refused := ledgerlock._check_on_locked();
     END IF;{{read_day}}
     -- a row without a date lies in no window; one dated after its scope's mark needs no probe
-    IF ll_day IS NULL OR NOT coalesce(ll_rest IS NULL OR ll_day <= ll_rest
-                                      OR ll_day <= (TG_ARGV[5]::jsonb ->> ll_scope)::date, false) THEN
+    IF ll_day IS NULL OR NOT {{marked}} THEN
         RETURN NULL;
     END IF;
 {{gate}}
@@ -425,7 +466,8 @@ BEGIN
     END IF;
     RETURN NULL;
 END
-$ll$, v)
+$ll$, v || pg_catalog.jsonb_build_object(
+    'marked', ledgerlock._mark_test_sql('ll_day', 'll_scope', 'll_rest', 'TG_ARGV[5]::jsonb')))
 $fn$;
 REVOKE ALL ON FUNCTION ledgerlock._ll20_insert_body(jsonb) FROM PUBLIC;
 
@@ -462,11 +504,10 @@ BEGIN
         ll_refused := ledgerlock._check_on_locked();
     END IF;
     -- the old side: its parent's day, read only when its scope has a window
-    IF coalesce(ll_rest IS NULL OR ll_rest > '-infinity'::date OR TG_ARGV[5]::jsonb ? ll_os, false) THEN
+    IF {{old_scope_marked}} THEN
         ll_read := true;
 {{read_old}}
-        IF ll_od IS NOT NULL AND coalesce(ll_rest IS NULL OR ll_od <= ll_rest
-                                          OR ll_od <= (TG_ARGV[5]::jsonb ->> ll_os)::date, false) THEN
+        IF ll_od IS NOT NULL AND {{old_marked}} THEN
 {{gate_old}}
             ll_entered := ll_os;
 {{probe_old}}
@@ -476,14 +517,14 @@ BEGIN
         ll_ns := {{new_scope}};
         IF ll_read AND {{same_parent}} THEN
             ll_nd := ll_od;  -- the same parent: the same day
-        ELSIF coalesce(ll_rest IS NULL OR ll_rest > '-infinity'::date OR TG_ARGV[5]::jsonb ? ll_ns, false) THEN
+        ELSIF {{new_scope_marked}} THEN
 {{read_new}}
         END IF;
         IF ll_nd IS NULL THEN
             NULL;  -- a row without a date lies in no window
         ELSIF ll_ns = ll_os AND ll_nd = ll_od THEN
             ll_wn := ll_wo;  -- same scope and date: the same window
-        ELSIF coalesce(ll_rest IS NULL OR ll_nd <= ll_rest OR ll_nd <= (TG_ARGV[5]::jsonb ->> ll_ns)::date, false) THEN
+        ELSIF {{new_marked}} THEN
             IF ll_entered IS DISTINCT FROM ll_ns THEN
 {{gate_new}}
             END IF;
@@ -506,7 +547,11 @@ BEGIN
     END IF;
     RETURN NULL;
 END
-$ll$, v)
+$ll$, v || pg_catalog.jsonb_build_object(
+    'old_scope_marked', ledgerlock._scope_marked_sql('ll_os', 'll_rest', 'TG_ARGV[5]::jsonb'),
+    'new_scope_marked', ledgerlock._scope_marked_sql('ll_ns', 'll_rest', 'TG_ARGV[5]::jsonb'),
+    'old_marked', ledgerlock._mark_test_sql('ll_od', 'll_os', 'll_rest', 'TG_ARGV[5]::jsonb'),
+    'new_marked', ledgerlock._mark_test_sql('ll_nd', 'll_ns', 'll_rest', 'TG_ARGV[5]::jsonb')))
 $fn$;
 REVOKE ALL ON FUNCTION ledgerlock._ll20_change_body(jsonb) FROM PUBLIC;
 
@@ -668,7 +713,7 @@ BEGIN
                              ELSE '' END,
             'read_day', CASE WHEN read_day IS NULL THEN '' ELSE $q$
     -- the day is the parent row's: read only when the row's scope has a window
-    IF NOT coalesce(ll_rest IS NULL OR ll_rest > '-infinity'::date OR TG_ARGV[5]::jsonb ? ll_scope, false) THEN
+    IF NOT $q$ || ledgerlock._scope_marked_sql('ll_scope', 'll_rest', 'TG_ARGV[5]::jsonb') || $q$ THEN
         RETURN NULL;
     END IF;$q$ || read_day END,
             'scope', CASE WHEN cfg.scope_column IS NULL THEN '''*'''

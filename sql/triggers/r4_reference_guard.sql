@@ -418,14 +418,13 @@ BEGIN
     END IF;
     SELECT a.atttypid INTO typ FROM pg_catalog.pg_attribute a
     WHERE a.attrelid = header AND a.attname = cfg.date_column AND NOT a.attisdropped;
-    -- the day read once; greatest() skips a scope not listed (null); '' (no marks) is never cast to a date
-    RETURN pg_catalog.format(
-        'coalesce(nullif(TG_ARGV[0], '''') IS NULL OR %s <= GREATEST(nullif(TG_ARGV[0], '''')::date, '
-        '(nullif(TG_ARGV[1], '''')::jsonb ->> %s)::date), false)',
+    -- R3's mark test (r3_period_guard.sql); '' (no marks) is never cast to a date
+    RETURN ledgerlock._mark_test_sql(
         pg_catalog.format('ledgerlock._period_date(ll_header ->> %L, %L)', cfg.date_column,
                           CASE WHEN typ IS NOT NULL THEN ledgerlock._date_kind_of(typ) END),
         CASE WHEN cfg.scope_column IS NULL THEN '''*'''
-             ELSE pg_catalog.format('coalesce(ll_header ->> %L, ''*'')', cfg.scope_column) END);
+             ELSE pg_catalog.format('coalesce(ll_header ->> %L, ''*'')', cfg.scope_column) END,
+        'nullif(TG_ARGV[0], '''')::date', 'nullif(TG_ARGV[1], '''')::jsonb');
 END
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._ref_probe_sql(regclass) FROM PUBLIC;
@@ -537,8 +536,7 @@ LANGUAGE sql
 STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT CASE WHEN coalesce(a.args[1], '') = '' THEN 'infinity'::date
-                ELSE coalesce((a.args[2]::jsonb ->> _ref_installed_mark.scope)::date, a.args[1]::date) END
+    SELECT ledgerlock._mark_of_args(a.args[1], a.args[2], _ref_installed_mark.scope, 'infinity')
     FROM ledgerlock.reference_rule x
     JOIN pg_catalog.pg_trigger t ON t.tgrelid = x.child AND t.tgname = 'll_30_r' || x.id || '_lines'
     CROSS JOIN LATERAL (SELECT ledgerlock._trigger_args(t.tgargs) AS args) a
