@@ -59,7 +59,10 @@ GRANT EXECUTE ON FUNCTION ledgerlock.set_four_eyes(boolean, interval)
     TO ledgerlock_admin, ledgerlock_controller, ledgerlock_auditor;
 
 -- Whether an approved request of this action (and window) was approved in the current transaction:
--- the only way past the four-eyes gate. Request rows are written only by this file's functions.
+-- the only way past the four-eyes gate. Request rows are written only by this file's functions. The
+-- transaction id alone does not say it: requests restored by pg_restore carry another cluster's ids, which
+-- this one's transactions reach in turn, and an admin can watch them come; so the approval must also be this
+-- session user's and have been made since the transaction began.
 CREATE OR REPLACE FUNCTION ledgerlock._approved_in_this_transaction(action text, lock_id bigint)
 RETURNS boolean
 LANGUAGE sql
@@ -71,7 +74,9 @@ AS $$
         WHERE r.action = _approved_in_this_transaction.action
           AND r.lock_id IS NOT DISTINCT FROM _approved_in_this_transaction.lock_id
           AND r.status = 'approved'
-          AND r.decided_txid = pg_catalog.pg_current_xact_id_if_assigned())
+          AND r.decided_txid = pg_catalog.pg_current_xact_id_if_assigned()
+          AND r.decided_by = session_user
+          AND r.decided_at BETWEEN pg_catalog.now() AND pg_catalog.clock_timestamp())
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._approved_in_this_transaction(text, bigint) FROM PUBLIC;
 

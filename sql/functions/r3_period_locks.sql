@@ -220,7 +220,9 @@ REVOKE ALL ON FUNCTION ledgerlock._period_coordinates(regclass, jsonb) FROM PUBL
 -- Overrides
 
 -- The override begin_override opened in the current transaction, or null. Bound to the transaction id,
--- which no later transaction and no other session can have; nothing a client sets is consulted.
+-- which no later transaction and no other session of this cluster can have, and to the transaction's start
+-- (the row's `at`): rows restored by pg_restore or replicated from a publisher carry the ids of another
+-- cluster, which this one's transactions reach in turn. Nothing a client sets is consulted.
 CREATE OR REPLACE FUNCTION ledgerlock.current_override()
 RETURNS bigint
 LANGUAGE sql
@@ -230,6 +232,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT pg_catalog.max(o.id) FROM ledgerlock.period_override o
     WHERE o.txid = pg_catalog.pg_current_xact_id_if_assigned() AND o.db_user = session_user
+      AND o.at = pg_catalog.now()
 $$;
 REVOKE ALL ON FUNCTION ledgerlock.current_override() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION ledgerlock.current_override()

@@ -140,7 +140,7 @@ AS $$
                                        WHERE l.status = 'unlocked' AND l.relocked_as IS NULL) END
     FROM (SELECT CASE WHEN with_period THEN (SELECT pg_catalog.max(o.id) FROM ledgerlock.period_override o
                                              WHERE o.txid = pg_catalog.pg_current_xact_id_if_assigned()
-                                               AND o.db_user = session_user) END AS ov
+                                               AND o.db_user = session_user AND o.at = pg_catalog.now()) END AS ov
           OFFSET 0) o
     OFFSET 0
 $$;

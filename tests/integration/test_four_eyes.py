@@ -228,6 +228,31 @@ def test_turning_four_eyes_off_takes_a_second_admin(db, hard_lock):
     assert [r[4]["four_eyes_unlock"] for r in history(db, "four_eyes_setting")] == [True, False, True]
 
 
+def test_an_approval_restored_with_a_transaction_id_reused_here_lets_no_admin_alone_through(db, hard_lock):
+    """pg_restore brings ledgerlock.unlock_request back with the transaction ids of the cluster it was dumped
+    from, and this cluster's ids start again and reach them; an admin can read the requests and watch the next
+    id come. An approval to turn four-eyes off, restored with the id the admin's transaction now holds and in
+    the admin's own name, must not count as approved in that transaction. The row is put in place as
+    pg_restore puts it (a superuser's COPY of the old values)."""
+    admin = db.connect("admin", autocommit=False)
+    xid = admin.execute("SELECT pg_current_xact_id()").fetchone()[0]
+    db.owner().execute(
+        "INSERT INTO ledgerlock.unlock_request (action, reason, requested_at, requested_by, expires_at, status, "
+        "decided_at, decided_by, decided_txid) VALUES ('four_eyes_off', 'auditors signed off in 2024', "
+        "'2024-06-01 09:00+00', 'll_admin2', '2024-06-08 09:00+00', 'approved', '2024-06-01 10:00+00', "
+        "'ll_admin', %s)", (xid,))
+    with refused("LL005", r"^four-eyes unlocking is on: turning it off takes the approval of a second admin$"):
+        admin.execute("SELECT ledgerlock.set_four_eyes(false)")
+    admin.rollback()
+    assert admin.execute("SELECT four_eyes_unlock FROM ledgerlock.close_setting").fetchone()[0] is True
+    admin.rollback()
+    # the permitted neighbour: a request of this cluster, approved by the second admin
+    request_id = admin.execute("SELECT ledgerlock.request_four_eyes_off('auditors signed off')").fetchone()[0]
+    admin.commit()
+    db.connect("admin2").execute("SELECT ledgerlock.approve_unlock(%s)", (request_id,))
+    assert admin.execute("SELECT four_eyes_unlock FROM ledgerlock.close_setting").fetchone()[0] is False
+
+
 def test_two_admins_approving_at_once_unlock_once(db, hard_lock):
     admin, owner = db.connect("admin"), db.owner()
     request_id = admin.execute("SELECT ledgerlock.request_unlock(%s, 'fix')", (hard_lock,)).fetchone()[0]

@@ -465,6 +465,33 @@ def test_override_cannot_be_forged_by_the_application(db, app):
         app.execute("UPDATE invoice SET amount = 1 WHERE id = 1")
 
 
+def test_an_override_restored_with_a_transaction_id_reused_here_opens_nothing(db, app):
+    """pg_restore brings ledgerlock.period_override back with the transaction ids of the cluster it was dumped
+    from (logical replication brings the publisher's), and this cluster's ids start again and reach them. A
+    transaction holding such an id, run by the user who opened that override, must not take it for its own:
+    it would write into a soft-locked window without begin_override, and file the old override on its audit
+    events. The row is put in place as pg_restore puts it (a superuser's COPY of the old values) while the
+    controller's transaction holds that very id."""
+    ctl = db.connect("controller", autocommit=False)
+    restore = ("INSERT INTO ledgerlock.period_override (txid, at, db_user, reason) "
+               "VALUES (%s, '2024-01-15 10:00+00', 'll_controller', 'a correction of 2024, restored')")
+    db.owner().execute(restore, (count(ctl, "SELECT pg_current_xact_id()"),))
+    assert count(ctl, "SELECT ledgerlock.current_override()") is None
+    with refused("LL002", LOCKED_MSG + r"invoice id=1 cannot be updated"):
+        ctl.execute("UPDATE invoice SET amount = 101 WHERE id = 1")
+    ctl.rollback()
+    # the permitted neighbour: the transaction's own override, beside a restored one with its id
+    db.owner().execute(restore, (count(ctl, "SELECT pg_current_xact_id()"),))
+    ov = count(ctl, "SELECT ledgerlock.begin_override('correct amount after auditor note')")
+    assert count(ctl, "SELECT ledgerlock.current_override()") == ov
+    ctl.execute("UPDATE invoice SET amount = 101 WHERE id = 1")
+    ctl.commit()
+    assert count(app, "SELECT amount FROM invoice WHERE id = 1") == 101
+    auditor = db.connect("auditor")
+    assert auditor.execute("SELECT override_id FROM ledgerlock.audit_log WHERE operation = 'UPDATE'").fetchall() == [
+        (ov,)]
+
+
 def test_override_of_one_session_does_not_open_the_window_for_another(db, app):
     ctl = db.connect("controller", autocommit=False)
     ctl.execute("SELECT ledgerlock.begin_override('my own correction')")
