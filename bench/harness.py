@@ -169,7 +169,7 @@ class Bench:
     def create_doc_table(self, name: str, rows: int = 0, scope: int = 1, fill_sql: str | None = None) -> None:
         """A table made like ``bench_doc`` (an invoice), optionally prefilled with draft rows."""
         ident = sql.Identifier(name)
-        self.execute(sql.SQL("DROP TABLE IF EXISTS {} CASCADE").format(ident))
+        self.drop_table(name)  # unprotected first when protected: a plain DROP would leave the registry dangling
         self.execute(sql.SQL("CREATE TABLE {} (LIKE bench_doc INCLUDING ALL)").format(ident))
         if rows:
             fill = fill_sql or ("INSERT INTO {} (company_id, issued_on, amount, note) "

@@ -34,15 +34,15 @@ def final_row_mark_paid(b: Bench, f: Features) -> list[Result]:
         b.create_doc_table("f_numbered", rows=0)
         protect(b, "f_numbered", audit=False, numbered=True)
         b.execute(sql.SQL(FILL_FINAL).format(sql.Identifier("f_numbered")), (1, rows))
-        b.create_doc_table("f_numbered_many", rows=0)
-        protect(b, "f_numbered_many", audit=False, numbered=True)
-        b.execute(sql.SQL(FILL_FINAL_MANY).format(sql.Identifier("f_numbered_many")), (MANY_SERIES, rows))
-    b.prepare_for_run("f_plain", "f_enforced", *(["f_numbered", "f_numbered_many"] if numbered else []))
+        b.create_doc_table("f_paid_many", rows=0)
+        protect(b, "f_paid_many", audit=False, numbered=True)
+        b.execute(sql.SQL(FILL_FINAL_MANY).format(sql.Identifier("f_paid_many")), (MANY_SERIES, rows))
+    b.prepare_for_run("f_plain", "f_enforced", *(["f_numbered", "f_paid_many"] if numbered else []))
     s = pgbench_group(b, {
         "plain": Variant(b.script("update_mutable_odd", table="f_plain"), variables={"rows": rows}),
         "enforced": Variant(b.script("update_mutable_odd", table="f_enforced"), variables={"rows": rows}),
         **({"numbered": Variant(b.script("update_mutable_odd", table="f_numbered"), variables={"rows": rows}),
-            "numbered_many": Variant(b.script("update_mutable_odd", table="f_numbered_many"),
+            "numbered_many": Variant(b.script("update_mutable_odd", table="f_paid_many"),
                                      variables={"rows": rows})}
            if numbered else {}),
     })

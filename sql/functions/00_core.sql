@@ -142,6 +142,20 @@ END
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._rule_table(regclass) FROM PUBLIC;
 
+-- Whether a relation exists. A protected table dropped where no DDL guard refuses it (a managed service
+-- without a superuser) leaves its registry row behind: the installers pass it by (reinstall_guards, a lock
+-- raising the marks, number_gaps), while verify_audit and doctor report it and unprotect retires it. No SET
+-- clause, so that PostgreSQL inlines it.
+CREATE OR REPLACE FUNCTION ledgerlock._relation_exists(rel oid)
+RETURNS boolean
+LANGUAGE sql
+STABLE
+AS $$
+    SELECT EXISTS (SELECT FROM pg_catalog.pg_class c WHERE c.oid = rel)
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._relation_exists(oid) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION ledgerlock._relation_exists(oid) TO ledgerlock_admin, ledgerlock_auditor;  -- doctor
+
 -- The registry row of a protected table (or of the protected table a partition belongs to), or a clear
 -- error.
 CREATE OR REPLACE FUNCTION ledgerlock._config(tbl regclass)

@@ -239,6 +239,37 @@ AS $$
 DECLARE
     r record;
 BEGIN
+    -- a protected table dropped where no DDL guard refuses it: the registry still names it (by oid)
+    FOR r IN
+        SELECT p.tbl::oid AS oid,
+               coalesce((SELECT e.table_name FROM ledgerlock.audit_event e WHERE e.table_oid = p.tbl::oid
+                         ORDER BY e.table_oid, e.row_key, e.seq LIMIT 1), p.tbl::oid::text) AS name
+        FROM ledgerlock.protected_table p WHERE NOT ledgerlock._relation_exists(p.tbl)
+        ORDER BY 1
+    LOOP
+        RETURN QUERY SELECT 'critical', 'guard trigger', r.name,
+            pg_catalog.format('protected table %s (oid %s) was dropped while it was protected', r.name, r.oid),
+            'its rows went with it, past every guard; the audit trail keeps its events, and verify_audit '
+            'reports the table (table_dropped) until an admin retires it',
+            pg_catalog.format('once the auditors know: SELECT ledgerlock.unprotect(%s, ''<why it was dropped>''); '
+                              'a superuser''s DDL guard (ledgerlock install-ddl-guard) refuses such a DROP', r.oid);
+    END LOOP;
+    -- a referential rule (R4) one of whose tables was dropped the same way: it guards nothing any more
+    FOR r IN
+        SELECT x.id, x.kind, x.parent::oid AS parent, x.child::oid AS child FROM ledgerlock.reference_rule x
+        WHERE NOT (ledgerlock._relation_exists(x.parent) AND ledgerlock._relation_exists(x.child))
+        ORDER BY x.id
+    LOOP
+        RETURN QUERY SELECT 'warning', 'guard trigger', pg_catalog.format('rule %s', r.id),
+            pg_catalog.format('the %s rule #%s names a table that was dropped (oid %s)', r.kind, r.id,
+                              CASE WHEN ledgerlock._relation_exists(r.parent) THEN r.child ELSE r.parent END),
+            'the rule guards nothing any more, and until it is removed a write its other table''s guard checks '
+            'looks for the dropped table and fails',
+            CASE r.kind WHEN 'lines'
+                THEN pg_catalog.format('SELECT ledgerlock.unprotect_lines(%s, %s, ''<why>'')', r.child, r.parent)
+                ELSE pg_catalog.format('SELECT ledgerlock.unprotect_referenced(%s, %s, ''<why>'')', r.parent, r.child)
+            END;
+    END LOOP;
     FOR r IN
         SELECT g.rel, g.root FROM ledgerlock._guarded_relations() g
         WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_trigger t WHERE t.tgrelid = g.rel AND t.tgname = 'll_00_truncate')

@@ -739,6 +739,43 @@ GRANT EXECUTE ON FUNCTION ledgerlock.protect(regclass, name, name, text, name, t
     TO ledgerlock_admin, ledgerlock_controller, ledgerlock_auditor;
 
 -- Unprotect a table: refused over final rows or rows in an active hard window (_assert_rules_may_loosen).
+-- unprotect of a table dropped while protected. Its registry row's key is a regclass, which prints the bare
+-- oid once the table is gone, so the deletion the capture records is filed under the oid, not under the name
+-- the row's earlier events carry: the UNPROTECT event and a STATE_DELETE of the registry row under that name
+-- are written here, filed under the name (which is also how verification names the table's kept rows: number
+-- settings, counters; ledgerlock._audit_dropped_names). The referential rules that name the table go too; the
+-- functions generated for it, which no trigger runs any more, are pruned. Counters and format history stay,
+-- as for any unprotected table.
+CREATE OR REPLACE FUNCTION ledgerlock._retire_dropped_table(tbl regclass, reason text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    named text := (SELECT e.table_name FROM ledgerlock.audit_event e WHERE e.table_oid = tbl::oid
+                   ORDER BY e.seq DESC LIMIT 1);
+    reg jsonb := (SELECT pg_catalog.to_jsonb(p) FROM ledgerlock.protected_table p WHERE p.tbl = _retire_dropped_table.tbl);
+BEGIN
+    IF reg IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = '42P01',
+            MESSAGE = pg_catalog.format('unprotect: relation with oid %s does not exist and is not protected',
+                                        tbl::oid);
+    END IF;
+    named := coalesce(named, tbl::oid::text);
+    reg := pg_catalog.jsonb_set(reg, '{tbl}', pg_catalog.to_jsonb(named));
+    PERFORM ledgerlock._audit_event('UNPROTECT', tbl, NULL, NULL, reg, NULL,
+        pg_catalog.jsonb_build_object('reason', reason, 'dropped', true, 'table_name', named));
+    DELETE FROM ledgerlock.reference_rule x WHERE x.parent = _retire_dropped_table.tbl
+                                                OR x.child = _retire_dropped_table.tbl;
+    DELETE FROM ledgerlock.protected_table p WHERE p.tbl = _retire_dropped_table.tbl;
+    PERFORM ledgerlock._audit_event('STATE_DELETE', 'ledgerlock.protected_table'::regclass,
+        pg_catalog.jsonb_build_object('tbl', named), NULL, reg, NULL,
+        pg_catalog.jsonb_build_object('reason', reason, 'dropped', true));
+    PERFORM ledgerlock._prune_guards();
+END
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._retire_dropped_table(regclass, text) FROM PUBLIC;
+
 CREATE OR REPLACE FUNCTION ledgerlock.unprotect(tbl regclass, reason text)
 RETURNS void
 LANGUAGE plpgsql
@@ -754,6 +791,12 @@ BEGIN
     -- the mark clock before any table lock, as in protect: the lines triggers of the table's other rules are
     -- re-created with marks computed under it (ledgerlock._ref_lines_trigger)
     PERFORM ledgerlock._tick_mark_clock();
+    IF NOT ledgerlock._relation_exists(tbl) THEN
+        -- a table dropped while protected (no DDL guard refused it; doctor names it by its oid): its triggers
+        -- went with it, so its registry row and the rules that name it are retired, on the record
+        PERFORM ledgerlock._retire_dropped_table(tbl, reason);
+        RETURN;
+    END IF;
     cfg := ledgerlock._config(tbl);
     IF cfg.tbl <> tbl THEN
         RAISE EXCEPTION USING ERRCODE = '22023',
@@ -883,7 +926,8 @@ BEGIN
     PERFORM ledgerlock._subscriber_permit(true);  -- on a subscriber, installers still write ledgerlock's tables
     -- the mark clock before any table lock, in the order lock operations take them (no deadlock with one)
     PERFORM ledgerlock._tick_mark_clock();
-    FOR t IN SELECT p.tbl FROM ledgerlock.protected_table p ORDER BY p.tbl::oid LOOP
+    FOR t IN SELECT p.tbl FROM ledgerlock.protected_table p WHERE ledgerlock._relation_exists(p.tbl)
+             ORDER BY p.tbl::oid LOOP
         PERFORM ledgerlock._run_rule_hooks(t, 'install');
         n := n + 1;
     END LOOP;

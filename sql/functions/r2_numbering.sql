@@ -142,6 +142,7 @@ BEGIN
     FOR cfg IN
         SELECT * FROM ledgerlock.protected_table p
         WHERE (number_gaps.tbl IS NULL OR p.tbl = number_gaps.tbl)
+          AND ledgerlock._relation_exists(p.tbl)  -- a table dropped while protected: verify_audit and doctor say so
           AND (p.number_format IS NOT NULL OR EXISTS (SELECT FROM ledgerlock.number_counter c WHERE c.tbl = p.tbl))
           AND p.number_column IS NOT NULL AND p.final_when_sql IS NOT NULL
         ORDER BY p.tbl::text

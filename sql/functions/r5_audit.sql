@@ -90,7 +90,7 @@ BEGIN
     e.at := pg_catalog.now();
     e.txid := pg_catalog.pg_current_xact_id();
     e.table_oid := tbl;
-    e.table_name := tbl::text;
+    e.table_name := coalesce(d ->> 'table_name', tbl::text);  -- a dropped table's: the name its events knew
     e.row_key := row_key;
     e.scope := scope;
     e.operation := pg_catalog.upper(operation);
@@ -104,7 +104,7 @@ BEGIN
                           nullif(pg_catalog.current_setting('ledgerlock.context', true), ''));
     e.lock_id := (d ->> 'lock_id')::bigint;
     e.override_id := coalesce((d ->> 'override_id')::bigint, ledgerlock.current_override());
-    e.details := nullif(d - '{reason,actor,context,lock_id,override_id}'::text[], '{}'::jsonb);
+    e.details := nullif(d - '{reason,actor,context,lock_id,override_id,table_name}'::text[], '{}'::jsonb);
     -- e.event_hash stays null: the sealer hashes the event when it links it
     INSERT INTO ledgerlock.audit_event SELECT e.*;
     RETURN e.seq;

@@ -926,6 +926,15 @@ BEGIN
     -- undo it, instead of one per row. (Two index probes; the DDL guard refuses such a rename.)
     filed_as := (SELECT e.table_name FROM ledgerlock.audit_event e WHERE e.table_oid = tbl
                  ORDER BY e.table_oid, e.row_key, e.seq LIMIT 1);
+    -- A table dropped while protected (where no DDL guard refuses it): its rows are gone with it.
+    IF NOT ledgerlock._relation_exists(tbl) THEN
+        table_name := coalesce(filed_as, tbl::oid::text);
+        code := 'table_dropped';
+        problem := pg_catalog.format('%s was dropped while it was protected: the rows its trail records are gone '
+                                     'with it', table_name);
+        RETURN NEXT;
+        RETURN;
+    END IF;
     IF filed_as IS DISTINCT FROM tbl::text AND filed_as IS NOT NULL
        AND NOT EXISTS (SELECT FROM ledgerlock.audit_event e WHERE e.table_oid = tbl AND e.table_name = tbl::text) THEN
         code := 'table_renamed';
@@ -1246,7 +1255,8 @@ BEGIN
                           pg_catalog.length(n.suffix) AS ls
                    FROM ledgerlock.number_counter n
                    JOIN ledgerlock.protected_table p ON p.tbl = n.tbl AND p.number_column IS NOT NULL
-                   WHERE n.open_from IS NULL) x
+                   -- (a table dropped while protected is one problem of its own: table_dropped)
+                   WHERE n.open_from IS NULL AND ledgerlock._relation_exists(n.tbl)) x
              GROUP BY x.tbl, x.col
              ORDER BY x.tbl::text LOOP
         events := pg_catalog.format('SELECT e.seq, e.new_row OPERATOR(pg_catalog.->>) %L AS v '

@@ -354,6 +354,7 @@ BEGIN
     FOR t IN
         SELECT p.tbl FROM ledgerlock.protected_table p
         WHERE (_raise_period_marks.ledgers IS NULL OR p.ledger = ANY (_raise_period_marks.ledgers))
+          AND ledgerlock._relation_exists(p.tbl)  -- a table dropped while protected has no guards to raise
           AND NOT coalesce(ledgerlock._period_installed_mark(p.tbl, _raise_period_marks.scope)
                            >= _raise_period_marks.to_date, false)
         ORDER BY p.tbl::oid

@@ -558,6 +558,7 @@ BEGIN
         SELECT x.* FROM ledgerlock.reference_rule x JOIN ledgerlock.protected_table p ON p.tbl = x.parent
         WHERE x.kind = 'lines' AND p.date_column IS NOT NULL
           AND (_ref_raise_marks.ledgers IS NULL OR p.ledger = ANY (_ref_raise_marks.ledgers))
+          AND ledgerlock._relation_exists(x.child) AND ledgerlock._relation_exists(x.parent)
           AND NOT coalesce(ledgerlock._ref_installed_mark(x.id, _ref_raise_marks.scope) >= _ref_raise_marks.to_date,
                            false)
         ORDER BY x.child::oid, x.id
@@ -583,8 +584,15 @@ DECLARE
     cond_old text;
     not_null text;
 BEGIN
+    IF NOT ledgerlock._relation_exists(tbl) THEN
+        RETURN;  -- dropped while a rule named it (no DDL guard refused it): its triggers went with it
+    END IF;
     PERFORM ledgerlock._drop_guard_triggers(tbl, 'll_30_');
-    FOR r IN SELECT * FROM ledgerlock.reference_rule x WHERE x.parent = tbl OR x.child = tbl ORDER BY x.id LOOP
+    -- a rule whose other table was dropped guards nothing any more (doctor names it, unprotect_* removes it)
+    FOR r IN SELECT * FROM ledgerlock.reference_rule x
+             WHERE (x.parent = tbl OR x.child = tbl)
+               AND ledgerlock._relation_exists(x.parent) AND ledgerlock._relation_exists(x.child)
+             ORDER BY x.id LOOP
         PERFORM ledgerlock._ref_generate_functions(r.id);
         fn := 'ledgerlock._ll30_r' || r.id;
         IF r.kind = 'referenced' AND r.parent = tbl THEN
