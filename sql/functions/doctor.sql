@@ -241,9 +241,7 @@ DECLARE
 BEGIN
     -- a protected table dropped where no DDL guard refuses it: the registry still names it (by oid)
     FOR r IN
-        SELECT p.tbl::oid AS oid,
-               coalesce((SELECT e.table_name FROM ledgerlock.audit_event e WHERE e.table_oid = p.tbl::oid
-                         ORDER BY e.table_oid, e.row_key, e.seq LIMIT 1), p.tbl::oid::text) AS name
+        SELECT p.tbl::oid AS oid, coalesce(ledgerlock._audit_name_of(p.tbl), p.tbl::oid::text) AS name
         FROM ledgerlock.protected_table p WHERE NOT ledgerlock._relation_exists(p.tbl)
         ORDER BY 1
     LOOP

@@ -752,8 +752,7 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    named text := (SELECT e.table_name FROM ledgerlock.audit_event e WHERE e.table_oid = tbl::oid
-                   ORDER BY e.seq DESC LIMIT 1);
+    named text := ledgerlock._audit_name_of(tbl);
     reg jsonb := (SELECT pg_catalog.to_jsonb(p) FROM ledgerlock.protected_table p WHERE p.tbl = _retire_dropped_table.tbl);
 BEGIN
     IF reg IS NULL THEN

@@ -842,6 +842,19 @@ END
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._audit_row_diff(regclass, regclass, boolean) FROM PUBLIC;
 
+-- The name the trail knows a table by (its latest event's), when the oid no longer names one; null when no
+-- event names it.
+CREATE OR REPLACE FUNCTION ledgerlock._audit_name_of(rel oid)
+RETURNS text
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT e.table_name FROM ledgerlock.audit_event e WHERE e.table_oid = rel ORDER BY e.seq DESC LIMIT 1
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._audit_name_of(oid) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION ledgerlock._audit_name_of(oid) TO ledgerlock_admin, ledgerlock_auditor;  -- doctor
+
 -- A regclass column naming a table dropped since reads as the table's bare oid; the trail still knows the
 -- name (its events carry the table's oid), so the live image names it as the recorded image does. Only
 -- ledgerlock's own state tables (registry, counters, format history, rules) have regclass columns.
@@ -857,8 +870,7 @@ DECLARE
 BEGIN
     FOREACH c IN ARRAY reg_cols LOOP
         IF img ->> c ~ '^[0-9]+$' THEN
-            SELECT e.table_name INTO named FROM ledgerlock.audit_event e
-            WHERE e.table_oid = (img ->> c)::oid ORDER BY e.seq DESC LIMIT 1;
+            named := ledgerlock._audit_name_of((img ->> c)::oid);
             IF named IS NOT NULL THEN
                 img := pg_catalog.jsonb_set(img, ARRAY[c], pg_catalog.to_jsonb(named));
             END IF;
