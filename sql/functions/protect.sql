@@ -738,13 +738,13 @@ REVOKE ALL ON FUNCTION ledgerlock.protect(regclass, name, name, text, name, text
 GRANT EXECUTE ON FUNCTION ledgerlock.protect(regclass, name, name, text, name, text, name[], text, text)
     TO ledgerlock_admin, ledgerlock_controller, ledgerlock_auditor;
 
--- Unprotect a table: refused over final rows or rows in an active hard window (_assert_rules_may_loosen).
 -- unprotect of a table dropped while protected. Its registry row's key is a regclass, which prints the bare
 -- oid once the table is gone, so the deletion the capture records is filed under the oid, not under the name
 -- the row's earlier events carry: the UNPROTECT event and a STATE_DELETE of the registry row under that name
 -- are written here, filed under the name (which is also how verification names the table's kept rows: number
--- settings, counters; ledgerlock._audit_dropped_names). The referential rules that name the table go too; the
--- functions generated for it, which no trigger runs any more, are pruned. Counters and format history stay,
+-- settings, counters; ledgerlock._audit_dropped_names). The referential rules that name the table go too, as
+-- unprotect_* removes them (their other tables' guards installed again); the functions generated for the table,
+-- which no trigger runs any more, are pruned. Counters and format history stay,
 -- as for any unprotected table.
 CREATE OR REPLACE FUNCTION ledgerlock._retire_dropped_table(tbl regclass, reason text)
 RETURNS void
@@ -753,7 +753,8 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     named text := ledgerlock._audit_name_of(tbl);
-    reg jsonb := (SELECT pg_catalog.to_jsonb(p) FROM ledgerlock.protected_table p WHERE p.tbl = _retire_dropped_table.tbl);
+    reg jsonb := (SELECT pg_catalog.to_jsonb(p) FROM ledgerlock.protected_table p
+                  WHERE p.tbl = _retire_dropped_table.tbl);
 BEGIN
     IF reg IS NULL THEN
         RAISE EXCEPTION USING ERRCODE = '42P01',
@@ -762,10 +763,12 @@ BEGIN
     END IF;
     named := coalesce(named, tbl::oid::text);
     reg := pg_catalog.jsonb_set(reg, '{tbl}', pg_catalog.to_jsonb(named));
+    -- the rules first, as unprotect's uninstall hooks go before its event
+    PERFORM ledgerlock._ref_remove(ARRAY(SELECT x.id FROM ledgerlock.reference_rule x
+                                         WHERE x.parent = _retire_dropped_table.tbl
+                                            OR x.child = _retire_dropped_table.tbl ORDER BY x.id), reason);
     PERFORM ledgerlock._audit_event('UNPROTECT', tbl, NULL, NULL, reg, NULL,
         pg_catalog.jsonb_build_object('reason', reason, 'dropped', true, 'table_name', named));
-    DELETE FROM ledgerlock.reference_rule x WHERE x.parent = _retire_dropped_table.tbl
-                                                OR x.child = _retire_dropped_table.tbl;
     DELETE FROM ledgerlock.protected_table p WHERE p.tbl = _retire_dropped_table.tbl;
     PERFORM ledgerlock._audit_event('STATE_DELETE', 'ledgerlock.protected_table'::regclass,
         pg_catalog.jsonb_build_object('tbl', named), NULL, reg, NULL,
@@ -775,6 +778,7 @@ END
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._retire_dropped_table(regclass, text) FROM PUBLIC;
 
+-- Unprotect a table: refused over final rows or rows in an active hard window (_assert_rules_may_loosen).
 CREATE OR REPLACE FUNCTION ledgerlock.unprotect(tbl regclass, reason text)
 RETURNS void
 LANGUAGE plpgsql

@@ -843,14 +843,15 @@ $$;
 REVOKE ALL ON FUNCTION ledgerlock._audit_row_diff(regclass, regclass, boolean) FROM PUBLIC;
 
 -- The name the trail knows a table by (its latest event's), when the oid no longer names one; null when no
--- event names it.
+-- event names it. Events written after the table was gone carry its bare oid as their name: passed over.
 CREATE OR REPLACE FUNCTION ledgerlock._audit_name_of(rel oid)
 RETURNS text
 LANGUAGE sql
 STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT e.table_name FROM ledgerlock.audit_event e WHERE e.table_oid = rel ORDER BY e.seq DESC LIMIT 1
+    SELECT e.table_name FROM ledgerlock.audit_event e WHERE e.table_oid = rel AND e.table_name <> rel::text
+    ORDER BY e.seq DESC LIMIT 1
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._audit_name_of(oid) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION ledgerlock._audit_name_of(oid) TO ledgerlock_admin, ledgerlock_auditor;  -- doctor

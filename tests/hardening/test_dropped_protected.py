@@ -14,16 +14,19 @@ from ledgerlock.cli import cli
 from lltest import lives_ok, refused
 
 
-def dropped_while_protected(db) -> int:
+def dropped_while_protected(db, lines: bool = False) -> int:
     db.protect_invoice(number_column="number", number_format="INV-{YYYY}-{SEQ:5}")
     owner = db.owner()
     owner.execute("CREATE TABLE scratch_doc (id int PRIMARY KEY, issued_on date NOT NULL, status text, number text)")
     owner.execute("SELECT ledgerlock.protect('scratch_doc', 'issued_on', final_when => $$status = 'final'$$, "
                   "number_column => 'number', number_format => 'S-{SEQ}')")
     owner.execute("INSERT INTO scratch_doc VALUES (1, '2026-01-05', 'final', NULL)")
+    if lines:
+        owner.execute("CREATE TABLE scratch_line (id int PRIMARY KEY, doc_id int REFERENCES scratch_doc)")
+        owner.execute("SELECT ledgerlock.protect_lines('scratch_line', 'scratch_doc')")
     oid = owner.execute("SELECT 'scratch_doc'::regclass::oid").fetchone()[0]
     assert owner.execute("SELECT count(*) FROM pg_event_trigger").fetchone()[0] == 0  # no DDL guard here
-    owner.execute("DROP TABLE scratch_doc")
+    owner.execute("DROP TABLE scratch_doc CASCADE")
     return oid
 
 
@@ -112,3 +115,23 @@ def test_a_rule_whose_line_or_child_table_was_dropped_breaks_nothing_and_is_remo
     assert owner.execute("SELECT count(*) FROM ledgerlock.reference_rule").fetchone() == (0,)
     auditor = db.connect("auditor")
     assert auditor.execute("SELECT ok, problems FROM ledgerlock.verify_audit()").fetchall() == [(True, 0)]
+
+
+def test_retiring_a_dropped_header_removes_its_lines_rule_and_the_lines_guards(db):
+    """A protected header dropped with CASCADE (its lines' foreign key goes with it): unprotect by its oid
+    removes the lines rule as unprotect_lines would, on the record, and the line table loses that rule's
+    guard, so its writes stop looking for the header."""
+    oid = dropped_while_protected(db, lines=True)
+    owner = db.owner()
+    assert owner.execute("SELECT count(*) FROM pg_trigger WHERE tgrelid = 'scratch_line'::regclass "
+                         "AND tgname LIKE 'll\\_30\\_%'").fetchone() == (1,)
+    db.connect("admin").execute("SELECT ledgerlock.unprotect(%s, 'the scratch documents went')", (oid,))
+    assert owner.execute("SELECT count(*) FROM ledgerlock.reference_rule").fetchone() == (0,)
+    assert owner.execute("SELECT count(*) FROM pg_trigger WHERE tgrelid = 'scratch_line'::regclass "
+                         "AND tgname LIKE 'll\\_30\\_%'").fetchone() == (0,)
+    lives_ok(owner, "INSERT INTO scratch_line VALUES (2, 1)")
+    auditor = db.connect("auditor")
+    assert auditor.execute("SELECT ok, problems FROM ledgerlock.verify_audit()").fetchall() == [(True, 0)]
+    assert [r[0] for r in auditor.execute("SELECT operation FROM ledgerlock.audit_log "
+                                          "WHERE operation LIKE 'UNPROTECT%' ORDER BY seq")] == [
+        "UNPROTECT_LINES", "UNPROTECT"]
