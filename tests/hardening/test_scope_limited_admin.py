@@ -127,3 +127,17 @@ def test_a_tenant_admin_still_manages_its_own_scope(db, tenant):
     tenant.execute("SELECT ledgerlock.approve_unlock(%s)", (request,))
     assert db.owner().execute(
         "SELECT status FROM ledgerlock.period_locks WHERE id = %s", (lock,)).fetchone()[0] == "unlocked"
+
+
+def test_a_tenant_admin_cannot_retire_a_protected_table_dropped_behind_ledgerlock(db, tenant):
+    """unprotect by the oid of a table dropped while protected (no DDL guard) retires it from every scope's
+    books: the unrestricted admin's call, as any unprotect."""
+    owner = db.owner()
+    owner.execute("CREATE TABLE scratch_doc (id int PRIMARY KEY, issued_on date NOT NULL)")
+    owner.execute("SELECT ledgerlock.protect('scratch_doc', 'issued_on')")
+    oid = owner.execute("SELECT 'scratch_doc'::regclass::oid").fetchone()[0]
+    owner.execute("DROP TABLE scratch_doc")
+    with refused("LL005", r"^unprotect changes what every scope shares"):
+        tenant.execute("SELECT ledgerlock.unprotect(%s, 'tenant cleanup')", (oid,))
+    db.connect("admin").execute("SELECT ledgerlock.unprotect(%s, 'a scratch table dropped by the DBA')", (oid,))
+    assert owner.execute("SELECT count(*) FROM ledgerlock.protected_table WHERE tbl = %s", (oid,)).fetchone() == (0,)
