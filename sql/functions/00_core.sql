@@ -683,6 +683,30 @@ AS $$
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._exempt_columns(regclass) FROM PUBLIC;
 
+-- Why a column of the table cannot be one a rule reads from the row inside its triggers (the date, the
+-- scope, the number, the columns a condition reads); null when it can. PostgreSQL does not compute a virtual
+-- generated column (PostgreSQL 18 on) while triggers run: they read it as null, so a scope read that way
+-- puts every row in no scope, under no lock. A stored one is computed only after the BEFORE triggers, which
+-- read the date and the scope (R3's skip in on_locked = 'skip', R2's numbering).
+CREATE OR REPLACE FUNCTION ledgerlock._generated_problem(tbl regclass, col name, stored_too boolean)
+RETURNS text
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE a.attgenerated
+               WHEN 'v' THEN pg_catalog.format('%s.%I is a virtual generated column: PostgreSQL does not compute '
+                                               'it for triggers, where ledgerlock''s rules would read it as null',
+                                               tbl, col)
+               WHEN 's' THEN CASE WHEN stored_too THEN pg_catalog.format(
+                                 '%s.%I is a generated column: PostgreSQL computes it only after the BEFORE '
+                                 'triggers in which ledgerlock''s rules read it', tbl, col) END END
+    FROM pg_catalog.pg_attribute a
+    WHERE a.attrelid = tbl AND a.attname = col AND a.attnum > 0 AND NOT a.attisdropped
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._generated_problem(regclass, name, boolean) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION ledgerlock._generated_problem(regclass, name, boolean) TO ledgerlock_admin, ledgerlock_auditor;  -- doctor
+
 -- The type a domain is built on, through domains over domains; any other type itself. A value prints as its
 -- base type does, and casting to the base type runs no domain CHECK (which is the column owner's code).
 CREATE OR REPLACE FUNCTION ledgerlock._base_type(typ regtype)

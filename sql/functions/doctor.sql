@@ -880,6 +880,54 @@ $$;
 REVOKE ALL ON FUNCTION ledgerlock._doctor_scope_columns() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION ledgerlock._doctor_scope_columns() TO ledgerlock_admin, ledgerlock_auditor;
 
+-- Virtual generated columns (PostgreSQL 18 on) a rule reads from the row in its triggers, where PostgreSQL
+-- does not compute them (ledgerlock._generated_problem): a scope column, or a column a final_when or a
+-- child_condition reads. Protect refuses them; a table protected before it did is reported. (A generated
+-- date column could never be protected: PostgreSQL refuses R3's BEFORE trigger on it.)
+CREATE OR REPLACE FUNCTION ledgerlock._doctor_generated_columns()
+RETURNS TABLE(severity text, check_name text, object text, finding text, why text, fix text)
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on  -- its literals hold backslashes
+AS $$
+    WITH used AS (
+        SELECT p.tbl AS rel, p.scope_column AS col, 'scope column' AS what
+        FROM ledgerlock.protected_table p WHERE p.scope_column IS NOT NULL AND ledgerlock._relation_exists(p.tbl)
+        UNION ALL
+        SELECT c.rel, a.attname, c.what
+        FROM (SELECT p.tbl AS rel, p.final_when_sql AS cond, 'final_when' AS what
+              FROM ledgerlock.protected_table p WHERE p.final_when_sql IS NOT NULL
+              UNION ALL
+              SELECT r.child, r.child_condition_sql, 'child_condition'
+              FROM ledgerlock.reference_rule r WHERE r.child_condition_sql IS NOT NULL) c
+        JOIN pg_catalog.pg_attribute a ON a.attrelid = c.rel AND a.attnum > 0 AND NOT a.attisdropped
+                                      AND a.attgenerated = 'v'
+        -- the column as the stored condition names it (deparsed by PostgreSQL: ll_row.<quoted name>)
+        WHERE ledgerlock._relation_exists(c.rel)
+          AND c.cond || ' ' ~ ('ll_row\.' || pg_catalog.regexp_replace(pg_catalog.quote_ident(a.attname),
+                                                                       '([^A-Za-z0-9_])', '\\\1', 'g')
+                               || '[^A-Za-z0-9_$]')
+    )
+    SELECT 'critical', 'table', u.rel::text,
+           pg_catalog.format('%s (read by the %s of %s)', ledgerlock._generated_problem(u.rel, u.col, false), u.what,
+                             u.rel),
+           CASE WHEN u.what = 'scope column'
+                THEN 'the period checks place a row by its scope: read as null, no lock holds for the row'
+                ELSE pg_catalog.format('the guards ask the %s of each row they are given: over a column read as null '
+                                       'it can let a final or referenced row change', u.what) END,
+           CASE WHEN u.what = 'scope column'
+                THEN pg_catalog.format('make %s.%I a plain column, or scope by the column it is computed from, then '
+                                       'protect %s again', u.rel, u.col, u.rel)
+                ELSE pg_catalog.format('make %s.%I a STORED generated column, or write the %s over the columns it is '
+                                       'computed from, then protect again', u.rel, u.col, u.what) END
+    FROM used u
+    WHERE ledgerlock._generated_problem(u.rel, u.col, false) IS NOT NULL
+    ORDER BY 3, 4
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._doctor_generated_columns() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION ledgerlock._doctor_generated_columns() TO ledgerlock_admin, ledgerlock_auditor;
+
 -- The checks doctor_findings() runs, in the order it reports them. Each is a function () RETURNS
 -- TABLE(severity, check_name, object, finding, why, fix), SECURITY INVOKER, granted to the admin and the
 -- auditor (the documented monitoring role).
@@ -899,6 +947,7 @@ AS $$
         'ledgerlock._doctor_foreign_triggers()',
         'ledgerlock._doctor_unlogged_tables()',
         'ledgerlock._doctor_scope_columns()',
+        'ledgerlock._doctor_generated_columns()',
         'ledgerlock._doctor_definer_functions()',
         'ledgerlock._doctor_public_privileges()',
         'ledgerlock._doctor_ddl_guard()',

@@ -68,6 +68,17 @@ BEGIN
         WHERE r.ev_class = view_oid AND d.refclassid = 'pg_catalog.pg_class'::regclass AND d.refobjid = tbl
           AND a.attname = ANY (coalesce(mutable_columns, '{}'))
         ORDER BY a.attnum);
+    -- Virtual generated columns read (PostgreSQL 18 on): triggers evaluate the condition over rows in which
+    -- PostgreSQL has not computed them.
+    offenders := offenders || ARRAY(
+        SELECT pg_catalog.format('reads %I, a virtual generated column, which PostgreSQL does not compute for '
+                                 'the triggers that evaluate the condition', a.attname)
+        FROM pg_catalog.pg_depend d
+        JOIN pg_catalog.pg_rewrite r ON d.classid = 'pg_catalog.pg_rewrite'::regclass AND d.objid = r.oid
+        JOIN pg_catalog.pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid
+        WHERE r.ev_class = view_oid AND d.refclassid = 'pg_catalog.pg_class'::regclass AND d.refobjid = tbl
+          AND a.attgenerated = 'v'
+        ORDER BY a.attnum);
     -- Functions and operators: read from the stored parse tree, since pg_depend records no dependency on
     -- built-ins (they are pinned).
     offenders := offenders || ARRAY(
@@ -108,7 +119,7 @@ BEGIN
     IF pg_catalog.cardinality(offenders) > 0 THEN
         RAISE EXCEPTION USING ERRCODE = '22023',
             MESSAGE = pg_catalog.format('%s %L %s', parameter, condition, pg_catalog.array_to_string(offenders, '; ')),
-            HINT = 'use the columns, constants, operators and immutable built-in functions only, e.g. '
+            HINT = 'use the stored columns, constants, operators and immutable built-in functions only, e.g. '
                    'status in (''approved'', ''paid'') and coalesce(note, '''') <> ''void''';
     END IF;
     -- What the walk above does not name: text conversions whose result depends on session settings (a date
@@ -213,6 +224,32 @@ END
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._column_type(regclass, name, text) FROM PUBLIC;
 
+-- 22023 for a generated column named as the date, scope or number of a table's rows (_generated_problem),
+-- with the expression it is computed from: the columns that expression reads can be named instead.
+CREATE OR REPLACE FUNCTION ledgerlock._check_not_generated(tbl regclass, col name, parameter text)
+RETURNS void
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    problem text := ledgerlock._generated_problem(tbl, col, true);
+BEGIN
+    IF problem IS NOT NULL THEN
+        RAISE EXCEPTION USING ERRCODE = '22023',
+            MESSAGE = pg_catalog.format('%s: %s', parameter, problem),
+            HINT = CASE WHEN parameter = 'number_column'
+                        THEN 'ledgerlock writes the number into it: name a plain text column'
+                        ELSE pg_catalog.format('name the column %I is computed from (%s), or make %I a plain column',
+                                               col, (SELECT pg_catalog.pg_get_expr(d.adbin, d.adrelid)
+                                                     FROM pg_catalog.pg_attrdef d JOIN pg_catalog.pg_attribute a
+                                                       ON a.attrelid = d.adrelid AND a.attnum = d.adnum
+                                                     WHERE d.adrelid = tbl AND a.attname = col), col) END;
+    END IF;
+END
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._check_not_generated(regclass, name, text) FROM PUBLIC;
+
 -- Why a column of type typ cannot hold a scope, or null when it can. A scope is compared as text with the
 -- scopes that lock windows and scope grants name, so one value must print one way whatever the session:
 -- integers, text, varchar and uuids do, and domains over them. A float prints by the client's
@@ -299,6 +336,7 @@ BEGIN
                WHERE a.attrelid = tbl AND a.attname = scope_column AND a.attnum > 0 AND NOT a.attisdropped)
        OR pg_catalog.strpos(scope_column, '.') = 0 THEN
         PERFORM ledgerlock._column_type(tbl, scope_column, 'scope_column');
+        PERFORM ledgerlock._check_not_generated(tbl, scope_column, 'scope_column');
         RETURN;
     END IF;
     IF pg_catalog.strpos(pcol, '.') > 0 THEN
@@ -369,6 +407,7 @@ BEGIN
                WHERE a.attrelid = tbl AND a.attname = date_column AND a.attnum > 0 AND NOT a.attisdropped)
        OR pg_catalog.strpos(date_column, '.') = 0 THEN
         date_type := ledgerlock._column_type(tbl, date_column, 'date_column');
+        PERFORM ledgerlock._check_not_generated(tbl, date_column, 'date_column');
         IF date_type NOT IN ('date'::regtype, 'timestamp without time zone'::regtype,
                              'timestamp with time zone'::regtype) THEN
             RAISE EXCEPTION USING ERRCODE = '42804',
@@ -663,6 +702,7 @@ BEGIN
     PERFORM ledgerlock._check_date_column(tbl, date_column, scope_column, number_column);
     IF number_column IS NOT NULL THEN
         PERFORM ledgerlock._column_type(tbl, number_column, 'number_column');
+        PERFORM ledgerlock._check_not_generated(tbl, number_column, 'number_column');
     END IF;
     FOREACH col IN ARRAY coalesce(mutable_columns, '{}') LOOP
         PERFORM ledgerlock._column_type(tbl, col, 'mutable_columns');

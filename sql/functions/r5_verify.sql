@@ -737,6 +737,12 @@ DECLARE
     reg_cols text[] := nullif(ARRAY(SELECT a.attname::text FROM pg_catalog.pg_attribute a
                                     WHERE a.attrelid = tbl AND a.attnum > 0 AND NOT a.attisdropped
                                       AND a.atttypid = 'regclass'::regtype ORDER BY a.attnum), '{}');
+    -- virtual generated columns (PostgreSQL 18 on) hold nothing of their own: PostgreSQL computes them when
+    -- they are read, and not for the triggers that capture events (which record them as null). Both images
+    -- are compared without them. (Their expression can change without a write: docs/audit.md.)
+    virtual_cols text[] := nullif(ARRAY(SELECT a.attname::text FROM pg_catalog.pg_attribute a
+                                        WHERE a.attrelid = tbl AND a.attnum > 0 AND NOT a.attisdropped
+                                          AND a.attgenerated = 'v' ORDER BY a.attnum), '{}');
     -- a full hash join can run in parallel workers (PostgreSQL 16 on), and this session may start some
     parallel_full boolean := pg_catalog.current_setting('server_version_num')::integer >= 160000
                              AND pg_catalog.current_setting('max_parallel_workers_per_gather')::integer > 0;
@@ -757,6 +763,9 @@ BEGIN
                   ELSE 'ledgerlock._audit_image(t.*, $2)' END;
     IF reg_cols IS NOT NULL THEN
         image := pg_catalog.format('ledgerlock._audit_dropped_names(%s, $5)', image);
+    END IF;
+    IF virtual_cols IS NOT NULL THEN
+        image := pg_catalog.format('(%s) OPERATOR(pg_catalog.-) $10', image);
     END IF;
     IF tname = 'ledgerlock.lock_event' THEN
         facts := 'SELECT DISTINCT ON (f.row_key) f.row_key, f.seq, f.operation, f.image '
@@ -816,6 +825,10 @@ BEGIN
                 $f$;
         END IF;
     END IF;
+    IF virtual_cols IS NOT NULL THEN
+        facts := 'SELECT v.row_key, v.seq, v.operation, v.image OPERATOR(pg_catalog.-) $10 AS image FROM ('
+                 || facts || ') AS v';
+    END IF;
     RETURN QUERY EXECUTE pg_catalog.format($q$
         WITH live AS (
             SELECT pg_catalog.jsonb_build_object(%s) AS row_key, i.ll_img AS img
@@ -837,7 +850,7 @@ BEGIN
         (SELECT pg_catalog.string_agg(pg_catalog.format(
                     'OR (l.img -> %1$L)::text IS DISTINCT FROM (f.image -> %1$L)::text', c), ' ')
          FROM pg_catalog.unnest(ledgerlock._audit_loose_columns(tbl)) AS c))
-        USING keys, json_cols, oids, tname, reg_cols, moved, m_seqs, m_ops, m_images;
+        USING keys, json_cols, oids, tname, reg_cols, moved, m_seqs, m_ops, m_images, virtual_cols;
 END
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._audit_row_diff(regclass, regclass, boolean) FROM PUBLIC;
