@@ -179,6 +179,22 @@ AS $$
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._ddl_renamed(oid, integer) FROM PUBLIC;
 
+-- The protected table (or partition of one) a relation inherits from by plain inheritance (CREATE TABLE ...
+-- INHERITS, ALTER TABLE ... INHERIT), not as a partition; null when none. Reads of the protected table include
+-- the rows of such a table, and PostgreSQL fires none of the protected table's triggers for a write to it.
+CREATE OR REPLACE FUNCTION ledgerlock._inherited_protected(rel oid)
+RETURNS regclass
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT i.inhparent::regclass
+    FROM pg_catalog.pg_inherits i JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid
+    WHERE i.inhrelid = rel AND NOT c.relispartition AND ledgerlock._protected_root(i.inhparent) IS NOT NULL
+    ORDER BY i.inhseqno LIMIT 1
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._inherited_protected(oid) FROM PUBLIC;
+
 -- ddl_command_end: CREATE/ALTER on protected tables and their partitions, and on ledgerlock's objects.
 CREATE OR REPLACE FUNCTION ledgerlock._ddl_guard_command_end()
 RETURNS event_trigger
@@ -193,6 +209,7 @@ DECLARE
     root regclass;
     bad record;
     hint text;
+    held boolean;
 BEGIN
     FOR cmd IN SELECT * FROM pg_catalog.pg_event_trigger_ddl_commands() LOOP
         IF cmd.schema_name IN ('ledgerlock', 'ledgerlock_gate') THEN
@@ -216,6 +233,15 @@ BEGIN
             IF FOUND THEN
                 PERFORM ledgerlock._refuse_ddl(bad.what, bad.why, bad.hint);
             END IF;
+        END IF;
+        -- a table made to inherit from a protected one: its rows would read as the protected table's, written
+        -- past every guard and recorded by no event
+        root := ledgerlock._inherited_protected(rel);
+        IF root IS NOT NULL THEN
+            PERFORM ledgerlock._refuse_ddl(pg_catalog.format('%s %s', cmd.command_tag, rel::regclass),
+                pg_catalog.format('it would inherit from protected table %s, whose reads would include its rows, '
+                                  'while PostgreSQL fires none of the guards of %s for a write to it', root, root),
+                pg_catalog.format('copy the columns instead: CREATE TABLE ... (LIKE %s)', root));
         END IF;
         root := ledgerlock._protected_root(rel);
         -- a partition renamed or moved to another schema: nothing reads its name but its own guards' recorded
@@ -293,7 +319,21 @@ BEGIN
             PERFORM ledgerlock._install_90_audit(root);
         END IF;
         -- A new or attached partition gets what PostgreSQL does not pass on (statement triggers: TRUNCATE,
-        -- and whatever else a rule installs per partition): every installer runs again.
+        -- and whatever else a rule installs per partition): every installer runs again. An attached one that
+        -- holds rows is refused: they entered the protected table at once, seen by no check (a final row in
+        -- a hard-locked month, a number of a series already handed out) and recorded by no event. (Every
+        -- partition that was there when the guard was installed has its TRUNCATE guard: install_ddl_guard.)
+        FOR bad IN SELECT p.relid::regclass AS tbl FROM pg_catalog.pg_partition_tree(root) p
+                   WHERE p.isleaf AND NOT EXISTS (SELECT FROM pg_catalog.pg_trigger t
+                                                  WHERE t.tgrelid = p.relid AND t.tgname = 'll_00_truncate') LOOP
+            EXECUTE pg_catalog.format('SELECT EXISTS (SELECT FROM ONLY %s)', bad.tbl) INTO held;
+            IF held THEN
+                PERFORM ledgerlock._refuse_ddl(pg_catalog.format('attaching partition %s to %s', bad.tbl, root),
+                    'it holds rows that no check of ledgerlock saw and no audit event records',
+                    pg_catalog.format('attach it empty, then insert its rows through %s, which checks and records '
+                                      'them', root));
+            END IF;
+        END LOOP;
         IF EXISTS (SELECT FROM pg_catalog.pg_partition_tree(root) p
                    WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_trigger t
                                      WHERE t.tgrelid = p.relid AND t.tgname = 'll_00_truncate')) THEN
@@ -401,6 +441,7 @@ AS $$
 DECLARE
     ev record;
     n integer := 0;
+    tbl regclass;
 BEGIN
     IF NOT coalesce((SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname = current_user), false) THEN
         RAISE EXCEPTION USING ERRCODE = '42501',
@@ -408,6 +449,15 @@ BEGIN
             HINT = 'PostgreSQL lets only superusers create event triggers; see docs/hardening.md for what '
                    'remains uncovered without one';
     END IF;
+    -- every partition gets what a partition created without the guard may lack (its TRUNCATE guard), so that
+    -- the guard takes a partition without one for a new or attached one (_ddl_guard_command_end)
+    FOR tbl IN SELECT p.tbl FROM ledgerlock.protected_table p
+               WHERE ledgerlock._relation_exists(p.tbl)
+                 AND EXISTS (SELECT FROM pg_catalog.pg_partition_tree(p.tbl) x
+                             WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_trigger t
+                                               WHERE t.tgrelid = x.relid AND t.tgname = 'll_00_truncate')) LOOP
+        PERFORM ledgerlock._run_rule_hooks(tbl, 'install');
+    END LOOP;
     FOR ev IN SELECT * FROM ledgerlock.ddl_guard_events() LOOP
         EXECUTE pg_catalog.format('DROP EVENT TRIGGER IF EXISTS %I', ev.event_trigger);
         EXECUTE pg_catalog.format('CREATE EVENT TRIGGER %I ON %s EXECUTE FUNCTION %s()',

@@ -666,6 +666,18 @@ BEGIN
         RAISE EXCEPTION USING ERRCODE = '42809',
             MESSAGE = pg_catalog.format('protect: %s is not a table', tbl);
     END IF;
+    IF EXISTS (SELECT FROM pg_catalog.pg_inherits i JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid
+               WHERE i.inhparent = tbl AND NOT c.relispartition) THEN
+        -- (the DDL guard refuses a table made to inherit from a protected one: _inherited_protected)
+        RAISE EXCEPTION USING ERRCODE = '22023',
+            MESSAGE = pg_catalog.format('protect: %s has tables inheriting from it (%s), whose rows read as its own '
+                                        'but are written past its guards', tbl,
+                                        (SELECT pg_catalog.string_agg(i.inhrelid::regclass::text, ', '
+                                                                      ORDER BY i.inhrelid::regclass::text)
+                                         FROM pg_catalog.pg_inherits i WHERE i.inhparent = tbl)),
+            HINT = 'move their rows into the table and drop them (or ALTER TABLE ... NO INHERIT), or protect a '
+                   'partitioned table, whose partitions ledgerlock guards';
+    END IF;
     IF ledgerlock._rule_table(tbl) IS DISTINCT FROM tbl AND ledgerlock._rule_table(tbl) IS NOT NULL THEN
         RAISE EXCEPTION USING ERRCODE = '22023',
             MESSAGE = pg_catalog.format('protect: %s is a partition of protected table %s, whose rules it follows',

@@ -204,3 +204,71 @@ def test_a_member_of_the_owner_role_cannot_change_ledgerlock_itself(healthy):
         with psycopg.connect(healthy.conninfo(), autocommit=True) as su:
             su.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(mallory)))
             su.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(mallory)))
+
+
+def test_the_owning_application_cannot_hang_rows_under_a_protected_table_by_inheritance(db, app_owns_invoice):
+    """A table that inherits from a protected one: its rows read as the protected table's (SELECT ... FROM
+    invoice includes them), and PostgreSQL fires none of the parent's triggers for a write to it. The owner
+    could put a final invoice into a hard-locked month that way, unchecked and unaudited."""
+    app = app_owns_invoice
+    db.connect("controller").execute("SELECT ledgerlock.lock_period('1', '2025-03-01', '2025-03-31', 'hard')")
+    with refused("LL008", r"^CREATE TABLE public\.shadow_invoice is refused: it would inherit from protected table "
+                          r"public\.invoice"):
+        app.execute("CREATE TABLE shadow_invoice () INHERITS (invoice)")
+    app.execute("CREATE TABLE shadow_invoice (LIKE invoice INCLUDING CONSTRAINTS)")
+    with refused("LL008", r"^ALTER TABLE public\.shadow_invoice is refused: it would inherit from protected table "
+                          r"public\.invoice"):
+        app.execute("ALTER TABLE shadow_invoice INHERIT invoice")
+    assert app.execute("SELECT count(*) FROM invoice").fetchone() == (2,)
+    # the neighbour: inheriting from a table ledgerlock does not protect
+    app.execute("CREATE TABLE quote_archive () INHERITS (quote)")
+    assert db.connect("auditor").execute("SELECT ok, problems FROM ledgerlock.verify_audit()").fetchone() == (True, 0)
+
+
+def test_protect_refuses_a_table_other_tables_inherit_from(db):
+    owner = db.owner()
+    owner.execute("CREATE TABLE invoice_2019 () INHERITS (invoice)")
+    with refused("22023", r"^protect: public\.invoice has tables inheriting from it \(public\.invoice_2019\), whose "
+                          r"rows read as its own but are written past its guards$"):
+        db.protect_invoice()
+    owner.execute("DROP TABLE invoice_2019")
+    db.protect_invoice()
+
+
+def test_a_partition_attached_with_rows_is_refused(db, journal, ddl_guard):
+    """ATTACH PARTITION brings a table's rows into the protected table at once: no check of ledgerlock saw
+    them and no audit event records them (a final row in a hard-locked month, a forged number). Refused for a
+    table that holds rows; an empty one is attached and guarded (test_partitions.py)."""
+    owner = db.owner()
+    owner.execute("CREATE TABLE ledger_entry_2028 (LIKE ledger_entry)")
+    owner.execute("INSERT INTO ledger_entry_2028 VALUES (8, '2028-03-01', 'final', 80)")
+    with refused("LL008", r"^attaching partition public\.ledger_entry_2028 to public\.ledger_entry is refused: it "
+                          r"holds rows that no check of ledgerlock saw and no audit event records"):
+        owner.execute("ALTER TABLE ledger_entry ATTACH PARTITION ledger_entry_2028 "
+                      "FOR VALUES FROM ('2028-01-01') TO ('2029-01-01')")
+    assert owner.execute("SELECT count(*) FROM ledger_entry").fetchone() == (3,)
+    # the way: attach it empty, and write its rows through the protected table (checked and audited)
+    owner.execute("CREATE TABLE staging AS SELECT * FROM ledger_entry_2028")
+    owner.execute("TRUNCATE ledger_entry_2028")
+    owner.execute("ALTER TABLE ledger_entry ATTACH PARTITION ledger_entry_2028 "
+                  "FOR VALUES FROM ('2028-01-01') TO ('2029-01-01')")
+    owner.execute("INSERT INTO ledger_entry SELECT * FROM staging")
+    with refused("LL001"):
+        owner.execute("UPDATE ledger_entry SET amount = 0 WHERE id = 8")
+    assert db.connect("auditor").execute("SELECT ok, problems FROM ledgerlock.verify_audit()").fetchone() == (True, 0)
+
+
+def test_without_the_guard_rows_hung_under_a_protected_table_are_reported_by_verification(db, invoices, journal):
+    """Where no DDL guard refuses them (a managed service), a table made to inherit from a protected one and a
+    partition attached with rows put rows in it that no event records: verification names each."""
+    owner = db.owner()
+    owner.execute("CREATE TABLE shadow_invoice () INHERITS (invoice)")
+    owner.execute("INSERT INTO shadow_invoice (id, company_id, status, amount) VALUES (7, 1, 'approved', 5)")
+    owner.execute("CREATE TABLE ledger_entry_2028 (LIKE ledger_entry)")
+    owner.execute("INSERT INTO ledger_entry_2028 VALUES (8, '2028-03-01', 'final', 80)")
+    owner.execute("ALTER TABLE ledger_entry ATTACH PARTITION ledger_entry_2028 "
+                  "FOR VALUES FROM ('2028-01-01') TO ('2029-01-01')")
+    found = db.connect("auditor").execute(
+        "SELECT code, table_name, row_key FROM ledgerlock.audit_discrepancies() ORDER BY 2").fetchall()
+    assert found == [("row_unrecorded", "public.invoice", {"id": 7}),
+                     ("row_unrecorded", "public.ledger_entry", {"id": 8, "posted_on": "2028-03-01"})]
