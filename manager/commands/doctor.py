@@ -19,8 +19,12 @@ as long as it does not own the tables; see docs/hardening.md):
   - CREATE TRIGGER / CREATE RULE on a protected table (a later BEFORE trigger can change a final row);
   - ALTER TABLE ... RENAME [COLUMN] / SET SCHEMA of a protected table (its audit trail, filed by name, no longer
     verifies) or of a parent its scope or date is read from (its checks fail);
-  - TRUNCATE of a partition created after protect, until `ledgerlock migrate` or reinstall_guards() runs.
-`ledgerlock doctor` reports each of these once it has happened."""
+  - TRUNCATE of a partition created after protect, until `ledgerlock migrate` or reinstall_guards() runs;
+  - ALTER TABLE ... FORCE ROW LEVEL SECURITY on a table the rules read (its policies then decide which rows
+    the checks see);
+  - ALTER TABLE ... ATTACH PARTITION of a table holding rows, CREATE TABLE ... INHERITS a protected table (rows
+    no check saw: `ledgerlock audit verify` reports them).
+`ledgerlock doctor` reports the others once they have happened."""
 
 
 @click.command()
@@ -54,8 +58,10 @@ def install_ddl_guard(ctx: Context, remove: bool) -> None:
     """Install the DDL guard (event triggers) in the database; needs a superuser.
 
     Refuses dropping or disabling guard triggers, dropping or detaching protected tables and partitions,
-    rewriting them, new triggers and rules on them, and changes to ledgerlock's own objects by anyone but a
-    superuser running `ledgerlock migrate` -- except through ledgerlock.protect / unprotect.
+    rewriting them, new triggers and rules on them, renaming them, attaching a partition that holds rows,
+    inheriting from them, FORCE ROW LEVEL SECURITY on the tables the rules read, and changes to ledgerlock's
+    own objects by anyone but a superuser running `ledgerlock migrate` -- except through ledgerlock.protect /
+    unprotect.
     """
     with ctx.connect_to_write() as conn:
         is_super = conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()[0]

@@ -547,6 +547,28 @@ $$;
 REVOKE ALL ON FUNCTION ledgerlock._period_parents() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION ledgerlock._period_parents() TO ledgerlock_admin, ledgerlock_auditor;  -- doctor
 
+-- The tables ledgerlock's own code reads with its owner's rights besides the rows a trigger is given, each
+-- with the table whose rules read it: protected tables and their partitions (verification reads every row;
+-- R2 and R4 probe them), the parents a scope or date is read from (R3), and both tables of a referential
+-- rule and their partitions (R4 probes the child for a parent's references, and a line's header).
+CREATE OR REPLACE FUNCTION ledgerlock._rule_read_relations()
+RETURNS TABLE(rel regclass, serves regclass)
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT t.relid, x.serves
+    FROM (SELECT p.tbl AS tbl, p.tbl AS serves FROM ledgerlock.protected_table p
+          UNION SELECT pp.parent, pp.child FROM ledgerlock._period_parents() pp
+          UNION SELECT r.parent, r.parent FROM ledgerlock.reference_rule r
+          UNION SELECT r.child, r.parent FROM ledgerlock.reference_rule r) x
+    -- (pg_partition_tree lists nothing for a table that is not partitioned)
+    CROSS JOIN LATERAL (SELECT x.tbl AS relid UNION SELECT p.relid FROM pg_catalog.pg_partition_tree(x.tbl) p) t
+    WHERE ledgerlock._relation_exists(x.tbl)
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._rule_read_relations() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION ledgerlock._rule_read_relations() TO ledgerlock_admin, ledgerlock_auditor;  -- doctor
+
 -- ---------------------------------------------------------------------------------------------------
 -- Row identity: how every rule names a row, reads its condition, and knows which table it belongs to.
 
@@ -723,6 +745,49 @@ $$;
 REVOKE ALL ON FUNCTION ledgerlock._base_type(regtype) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION ledgerlock._base_type(regtype) TO ledgerlock_admin, ledgerlock_auditor;  -- doctor
 
+-- The first relation of a table's partition tree (the table itself included) on which row-level security
+-- applies to its owner (ENABLE and FORCE ROW LEVEL SECURITY); null when none. ledgerlock's checks and its
+-- verification read the tables they guard with their owner's rights: a policy applied to them decides
+-- which rows they see, often by a setting any client may change (current_setting('app.tenant')), and a
+-- check that does not see the row that refuses a write lets the write through.
+CREATE OR REPLACE FUNCTION ledgerlock._forced_row_security(tbl regclass)
+RETURNS regclass
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT t.relid
+    FROM (SELECT tbl AS relid, 0 AS level UNION SELECT p.relid, p.level FROM pg_catalog.pg_partition_tree(tbl) p) t
+    JOIN pg_catalog.pg_class c ON c.oid = t.relid
+    WHERE c.relrowsecurity AND c.relforcerowsecurity
+    ORDER BY t.level, t.relid LIMIT 1
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._forced_row_security(regclass) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION ledgerlock._forced_row_security(regclass) TO ledgerlock_admin, ledgerlock_auditor;  -- doctor
+
+-- 22023 for a table a rule reads (protect's table and the parent its scope or date comes from; both tables
+-- of a referential rule) on which row-level security applies to its owner (_forced_row_security).
+CREATE OR REPLACE FUNCTION ledgerlock._check_row_security(tbl regclass, parameter text)
+RETURNS void
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    forced regclass := ledgerlock._forced_row_security(tbl);
+BEGIN
+    IF forced IS NOT NULL THEN
+        RAISE EXCEPTION USING ERRCODE = '22023',
+            MESSAGE = pg_catalog.format('%s: %s has FORCE ROW LEVEL SECURITY: its policies would decide which of its '
+                                        'rows ledgerlock''s checks see, which read it as its owner', parameter,
+                                        forced),
+            HINT = pg_catalog.format('ALTER TABLE %s NO FORCE ROW LEVEL SECURITY (its policies still apply to the '
+                                     'application, which does not own it: docs/hardening.md)', forced);
+    END IF;
+END
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._check_row_security(regclass, text) FROM PUBLIC;
+
 -- A table a rule may guard: an ordinary or partitioned table, not ledgerlock's or the system's, whose
 -- owner the installing role can act as (guards are created as that role).
 CREATE OR REPLACE FUNCTION ledgerlock._check_guardable(tbl regclass, parameter text)
@@ -747,6 +812,7 @@ BEGIN
                                         'its guards on it', parameter, tbl, rel.relowner::regrole, current_user),
             HINT = pg_catalog.format('ALTER TABLE %s OWNER TO %I', tbl, current_user);
     END IF;
+    PERFORM ledgerlock._check_row_security(tbl, parameter);
 END
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._check_guardable(regclass, text) FROM PUBLIC;

@@ -234,6 +234,18 @@ BEGIN
                 PERFORM ledgerlock._refuse_ddl(bad.what, bad.why, bad.hint);
             END IF;
         END IF;
+        -- row-level security applied to the owner of a table the rules read (ENABLE and FORCE, in either
+        -- order): its policies would decide which rows ledgerlock's checks and verification see
+        IF cmd.command_tag = 'ALTER TABLE' AND cmd.classid = 'pg_catalog.pg_class'::regclass
+           AND EXISTS (SELECT FROM pg_catalog.pg_class c WHERE c.oid = rel AND c.relrowsecurity AND c.relforcerowsecurity)
+           AND EXISTS (SELECT FROM ledgerlock._rule_read_relations() x(r, s) WHERE x.r = rel) THEN
+            PERFORM ledgerlock._refuse_ddl(pg_catalog.format('FORCE ROW LEVEL SECURITY on %s', rel::regclass),
+                pg_catalog.format('ledgerlock''s checks of %s read it as its owner, and its policies would decide '
+                                  'which rows they see', (SELECT x.s FROM ledgerlock._rule_read_relations() x(r, s)
+                                                          WHERE x.r = rel LIMIT 1)),
+                'leave row-level security enabled without FORCE: its policies apply to the application, which '
+                'does not own the table (docs/hardening.md)');
+        END IF;
         -- a table made to inherit from a protected one: its rows would read as the protected table's, written
         -- past every guard and recorded by no event
         root := ledgerlock._inherited_protected(rel);

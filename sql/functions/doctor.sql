@@ -880,6 +880,27 @@ $$;
 REVOKE ALL ON FUNCTION ledgerlock._doctor_scope_columns() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION ledgerlock._doctor_scope_columns() TO ledgerlock_admin, ledgerlock_auditor;
 
+-- Tables the rules read with row-level security applied to their owner (ledgerlock._forced_row_security):
+-- the policies decide which rows the checks and verification see, often by a setting a client may change.
+CREATE OR REPLACE FUNCTION ledgerlock._doctor_row_security()
+RETURNS TABLE(severity text, check_name text, object text, finding text, why text, fix text)
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT DISTINCT ON (r.rel) 'critical', 'table', r.rel::text,
+           pg_catalog.format('%s has FORCE ROW LEVEL SECURITY', r.rel),
+           pg_catalog.format('ledgerlock''s checks of %s and its verification read it as its owner, so its policies '
+                             'decide which rows they see: a row they do not see cannot refuse a write, and a client '
+                             'may change the settings a policy reads', r.serves),
+           pg_catalog.format('ALTER TABLE %s NO FORCE ROW LEVEL SECURITY', r.rel)
+    FROM ledgerlock._rule_read_relations() r JOIN pg_catalog.pg_class c ON c.oid = r.rel
+    WHERE c.relrowsecurity AND c.relforcerowsecurity
+    ORDER BY r.rel, r.serves
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._doctor_row_security() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION ledgerlock._doctor_row_security() TO ledgerlock_admin, ledgerlock_auditor;
+
 -- Virtual generated columns (PostgreSQL 18 on) a rule reads from the row in its triggers, where PostgreSQL
 -- does not compute them (ledgerlock._generated_problem): a scope column, or a column a final_when or a
 -- child_condition reads. Protect refuses them; a table protected before it did is reported. (A generated
@@ -948,6 +969,7 @@ AS $$
         'ledgerlock._doctor_unlogged_tables()',
         'ledgerlock._doctor_scope_columns()',
         'ledgerlock._doctor_generated_columns()',
+        'ledgerlock._doctor_row_security()',
         'ledgerlock._doctor_definer_functions()',
         'ledgerlock._doctor_public_privileges()',
         'ledgerlock._doctor_ddl_guard()',

@@ -375,6 +375,7 @@ BEGIN
                                         current_user),
             HINT = pg_catalog.format('ALTER TABLE %s OWNER TO %I', parent, current_user);
     END IF;
+    PERFORM ledgerlock._check_row_security(parent, 'scope_column');
     IF pg_catalog.strpos(coalesce(number_format, ''), '{SCOPE') > 0 THEN
         RAISE EXCEPTION USING ERRCODE = '22023',
             MESSAGE = pg_catalog.format('number_format: {SCOPE} needs a scope column of %s itself; its scope comes '
@@ -687,6 +688,7 @@ BEGIN
         RAISE EXCEPTION USING ERRCODE = '42809',
             MESSAGE = pg_catalog.format('protect: %s is a system or ledgerlock table', tbl);
     END IF;
+    PERFORM ledgerlock._check_row_security(tbl, 'protect');
     IF NOT pg_catalog.pg_has_role(current_user, rel.relowner, 'USAGE') THEN
         RAISE EXCEPTION USING ERRCODE = '42501',
             MESSAGE = pg_catalog.format('protect: %s is owned by %s, but ledgerlock is installed as %s, which '

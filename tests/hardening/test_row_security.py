@@ -1,0 +1,121 @@
+"""Row-level security on the tables the rules read. ledgerlock's checks and verification read a protected
+table, the parent its scope or date comes from and both tables of a referential rule with their owner's
+rights, and a table's owner is subject to its policies only under FORCE ROW LEVEL SECURITY. Under FORCE, a
+multi-tenant policy (`company_id = current_setting('app.tenant')`) decided which rows the checks saw, by a
+setting any client may change: a tenant's session updated a shared product that another tenant's final
+invoice line references, and verification reported every row it could not see as missing. Protect and the
+referential rules refuse such a table, the DDL guard refuses FORCE afterwards, doctor reports it. Run as the
+setup of docs/hardening.md (a NOLOGIN owner that is no superuser: superusers pass every policy)."""
+
+from __future__ import annotations
+
+import json
+
+import psycopg
+import pytest
+from click.testing import CliRunner
+from psycopg import sql
+
+from ledgerlock.cli import cli
+from lltest import lives_ok, refused
+
+TENANT = "company_id = nullif(current_setting('app.tenant', true), '')::int"
+
+
+@pytest.fixture
+def shop(healthy):
+    """A shared product table (no policy), each tenant's invoice lines under a tenant policy (ENABLE, not
+    FORCE), granted to the application; returns (owner, admin, app) connections."""
+    h = healthy
+    owner = psycopg.connect(h.conninfo("as_owner"), autocommit=True)
+    owner.execute(f"""
+        CREATE TABLE product (id int PRIMARY KEY, name text NOT NULL, price int NOT NULL);
+        CREATE TABLE sale_line (id int PRIMARY KEY, company_id int NOT NULL, product_id int NOT NULL REFERENCES product,
+                                qty int NOT NULL, sold_on date NOT NULL DEFAULT current_date);
+        CREATE INDEX ON sale_line (product_id);
+        ALTER TABLE sale_line ENABLE ROW LEVEL SECURITY;
+        CREATE POLICY tenant ON sale_line USING ({TENANT});
+        CREATE TABLE unrelated (id int PRIMARY KEY, company_id int NOT NULL);
+        ALTER TABLE unrelated ENABLE ROW LEVEL SECURITY;
+        CREATE POLICY tenant ON unrelated USING ({TENANT})""")
+    owner.execute(sql.SQL("GRANT SELECT, INSERT, UPDATE, DELETE ON product, sale_line TO {}").format(
+        sql.Identifier(h.app)))
+    admin = psycopg.connect(h.conninfo("admin"), autocommit=True)
+    app = psycopg.connect(h.conninfo("app"), autocommit=True)
+    app.execute("INSERT INTO product VALUES (1, 'paper', 5), (2, 'ink', 9)")
+    app.execute("SET app.tenant = '1'")
+    app.execute("INSERT INTO sale_line VALUES (1, 1, 1, 3)")
+    yield owner, admin, app
+    for conn in (owner, admin, app):
+        conn.close()
+
+
+def doctor_rows(h, table):
+    res = CliRunner().invoke(cli, ["--dsn", h.conninfo(), "doctor", "--json"])
+    assert res.exit_code in (0, 3), res.output
+    return res.exit_code, [f for f in json.loads(res.stdout) if f["object"] == table and f["check"] == "table"]
+
+
+def test_without_force_the_checks_see_every_tenant_s_rows(healthy, shop):
+    """The neighbour, the setup docs/hardening.md describes: the policy applies to the application, not to the
+    owner ledgerlock's checks run as. A session of tenant 2 cannot see tenant 1's line, and still cannot
+    change the product it references."""
+    owner, admin, app = shop
+    lives_ok(admin, "SELECT ledgerlock.protect_referenced('product', 'sale_line')")
+    app.execute("SET app.tenant = '2'")
+    assert app.execute("SELECT count(*) FROM sale_line").fetchone() == (0,)
+    with refused("LL003", r"^product id=1 is referenced by sale_line id=1 and cannot be updated"):
+        app.execute("UPDATE product SET price = 6 WHERE id = 1")
+    lives_ok(app, "UPDATE product SET price = 10 WHERE id = 2")
+    assert doctor_rows(healthy, "public.sale_line")[1] == []
+
+
+def test_force_hid_a_referencing_line_from_the_check_and_doctor_reports_it(healthy, shop):
+    """As it was (FORCE set where no DDL guard refuses it): the check, run as the owner, saw only the lines the
+    session's tenant setting let it see. Doctor reports the table; without FORCE the check sees the line again."""
+    owner, admin, app = shop
+    lives_ok(admin, "SELECT ledgerlock.protect_referenced('product', 'sale_line')")
+    psycopg.connect(healthy.conninfo(), autocommit=True).execute("SELECT ledgerlock.uninstall_ddl_guard()")
+    owner.execute("ALTER TABLE sale_line FORCE ROW LEVEL SECURITY")
+    app.execute("SET app.tenant = '2'")
+    app.execute("UPDATE product SET price = 6 WHERE id = 1")  # the line of tenant 1 references it
+    code, found = doctor_rows(healthy, "public.sale_line")
+    assert code == 3 and [(f["severity"], f["finding"], f["fix"]) for f in found] == [
+        ("critical", "public.sale_line has FORCE ROW LEVEL SECURITY",
+         "ALTER TABLE public.sale_line NO FORCE ROW LEVEL SECURITY")]
+    assert "a row they do not see cannot refuse a write" in found[0]["why"]
+    owner.execute("ALTER TABLE sale_line NO FORCE ROW LEVEL SECURITY")
+    with refused("LL003", r"^product id=1 is referenced by sale_line id=1"):
+        app.execute("UPDATE product SET price = 7 WHERE id = 1")
+    assert doctor_rows(healthy, "public.sale_line")[1] == []
+
+
+def test_the_rules_refuse_a_table_under_force_and_the_ddl_guard_refuses_force_later(healthy, shop):
+    owner, admin, app = shop
+    for forced, calls in (("sale_line", (("ledgerlock.protect_referenced('product', 'sale_line')", "child"),
+                                         ("ledgerlock.protect('sale_line', 'sold_on')", "protect"))),
+                          ("product", (("ledgerlock.protect_referenced('product', 'sale_line')", "parent"),
+                                       ("ledgerlock.protect('sale_line', 'sold_on', 'product_id.id')", "scope_column"),
+                                       ("ledgerlock.protect_lines('sale_line', 'product')", "parent")))):
+        owner.execute(f"ALTER TABLE {forced} ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY")
+        for call, parameter in calls:
+            with refused("22023", rf"^{parameter}: public\.{forced} has FORCE ROW LEVEL SECURITY: its policies would "
+                                  r"decide which of its rows ledgerlock's checks see") as info:
+                admin.execute(f"SELECT {call}")
+            assert info.value.diag.message_hint.startswith(f"ALTER TABLE public.{forced} NO FORCE ROW LEVEL SECURITY")
+        owner.execute(f"ALTER TABLE {forced} NO FORCE ROW LEVEL SECURITY")
+    assert admin.execute("SELECT count(*) FROM ledgerlock.protected_table WHERE tbl = 'sale_line'::regclass"
+                         ).fetchone() == (0,)
+    lives_ok(admin, "SELECT ledgerlock.protect_referenced('product', 'sale_line')")
+
+    # under the DDL guard (the healthy setup has it), FORCE on a table a rule reads is refused, in either order
+    for stmt in ("ALTER TABLE sale_line FORCE ROW LEVEL SECURITY",
+                 "ALTER TABLE invoice FORCE ROW LEVEL SECURITY, ENABLE ROW LEVEL SECURITY"):
+        with refused("LL008", r"^FORCE ROW LEVEL SECURITY on public\.(sale_line|invoice) is refused: ledgerlock's "
+                              r"checks of public\.(product|invoice) read it as its owner"):
+            owner.execute(stmt)
+    # the neighbours: FORCE on a table no rule reads, ENABLE alone on one a rule reads
+    owner.execute("ALTER TABLE unrelated FORCE ROW LEVEL SECURITY")
+    owner.execute("ALTER TABLE invoice ENABLE ROW LEVEL SECURITY")
+    assert owner.execute("SELECT relrowsecurity, relforcerowsecurity FROM pg_class WHERE oid = 'invoice'::regclass"
+                         ).fetchone() == (True, False)
