@@ -3,6 +3,7 @@ and on a copy restored with pg_dump/pg_restore into another cluster, whose trans
 
 from __future__ import annotations
 
+import json
 import subprocess
 
 import psycopg
@@ -100,4 +101,22 @@ def test_a_dump_restored_into_another_cluster_verifies_and_new_writes_verify(tra
     res = CliRunner().invoke(cli, ["--dsn", second_cluster.conninfo("restored", "auditor"), "audit", "verify",
                                    "--digest", digest])
     assert res.exit_code == 0, res.output
+
+    # the history of a row, as an auditor asks for it, holds its events from before the restore: they carry
+    # the old cluster's oid of the table, and are read by the name the trail files them under
+    old_oid = src.execute("SELECT 'invoice'::regclass::oid").fetchone()[0]
+    assert target.execute("SELECT 'invoice'::regclass::oid").fetchone()[0] != old_oid
+    with psycopg.connect(second_cluster.conninfo("restored", "auditor"), autocommit=True) as a:
+        history = a.execute("SELECT operation, new_row ->> 'amount', table_name::text, recorded_table "
+                            "FROM ledgerlock.audit_log WHERE table_name = 'invoice'::regclass "
+                            "AND row_key = '{\"id\": 7}' ORDER BY seq").fetchall()
+        assert history == [("INSERT", "7.00", "invoice", "public.invoice"),
+                           ("UPDATE", "96.00", "invoice", "public.invoice")]
+        assert a.execute("SELECT count(*) FROM ledgerlock.audit_log "
+                         "WHERE table_name IS NULL AND recorded_table IS NOT NULL").fetchone() == (0,)
+    res = CliRunner().invoke(cli, ["--dsn", second_cluster.conninfo("restored", "auditor"), "audit", "log",
+                                   "--table", "invoice", "--key", "7", "--json"])
+    assert res.exit_code == 0, res.output
+    assert [(e["operation"], e["table_name"]) for e in json.loads(res.stdout)] == [("INSERT", "invoice"),
+                                                                                   ("UPDATE", "invoice")]
     target.close()
