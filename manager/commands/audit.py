@@ -59,6 +59,18 @@ def _key_filter(key: str) -> str:
     return json.dumps(value)
 
 
+# A table's events: under every oid the trail files the table's qualified name under (events from before a
+# pg_dump/pg_restore into another cluster carry the old cluster's oid), by that name. Found first and passed
+# to the query as values, so that PostgreSQL plans it with them: through the (table_oid, row_key, seq) index
+# for a table of few events. (audit_log's table_name finds them too, but a filter on it computes it for every
+# event.)
+TABLE_OIDS = """
+SELECT t.name, ledgerlock._audit_table_oids(t.name)
+FROM (SELECT pg_catalog.format('%%I.%%I', n.nspname, c.relname) AS name
+      FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+      WHERE c.oid = %s::regclass) t"""
+
+
 @click.group()
 def audit() -> None:
     """The audit trail: every change and lock event, hash-chained (R5)."""
@@ -81,10 +93,11 @@ def log(ctx: Context, table: str | None, key: str | None, scope: str | None, act
         db_user: str | None, operation: str | None, since: dt.datetime | None, until: dt.datetime | None,
         limit: int, as_json: bool) -> None:
     """List audit events, newest last."""
-    where, params = [], []
+    where, params, table_filter = [], [], None
     if table:
-        where.append("a.table_name = %s::regclass")
-        params.append(table)
+        where.append("a.table_oid = ANY (%s::oid[]) AND a.recorded_table = %s")
+        params += [None, None]
+        table_filter = len(params) - 2
     if key:
         where.append("(a.row_key = %s::jsonb OR (SELECT count(*) FROM jsonb_object_keys(a.row_key)) = 1 "
                      "AND (SELECT v FROM jsonb_each(a.row_key) AS x(k, v)) = %s::jsonb)")
@@ -107,6 +120,9 @@ def log(ctx: Context, table: str | None, key: str | None, scope: str | None, act
              + (("WHERE " + " AND ".join(where)) if where else "")
              + " ORDER BY a.seq DESC LIMIT %s) a ORDER BY a.seq")
     with ctx.connect() as conn, conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
+        if table_filter is not None:
+            name, oids = conn.execute(TABLE_OIDS, [table]).fetchone()
+            params[table_filter:table_filter + 2] = [oids, name]
         rows = cur.execute(query, [*params, limit]).fetchall()
     if as_json:
         echo_json([{**r, "txid": str(r["txid"]), "table_name": str(r["table_name"]) if r["table_name"] else None}

@@ -619,6 +619,8 @@ AS $$
                             ORDER BY e.table_oid, e.row_key, e.seq LIMIT 1) = tname))
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._audit_table_oids(text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION ledgerlock._audit_table_oids(text)
+    TO ledgerlock_admin, ledgerlock_controller, ledgerlock_auditor;  -- `ledgerlock audit log --table`
 
 -- The columns of a table whose values two jsonb images can hold as equal numbers printed differently
 -- (1.0 and 1.00): an unconstrained numeric, jsonb, arrays, composites, domains, anything not listed. The

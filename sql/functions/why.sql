@@ -34,12 +34,15 @@ BEGIN
     IF NOT coalesce(is_final, false) THEN
         RETURN;
     END IF;
-    BEGIN  -- the last write that made the row final
+    BEGIN  -- the last write that made the row final: among the row's events under every oid the trail files
+           -- the table's name under (a restored dump's carry the old cluster's oid), through the (table_oid,
+           -- row_key, seq) index
         EXECUTE pg_catalog.format(
-            'SELECT a.at, a.db_user::text, a.actor FROM ledgerlock.audit_log a '
+            'SELECT a.at, a.db_user::text, a.actor FROM ledgerlock.audit_event a '
             'CROSS JOIN LATERAL pg_catalog.jsonb_populate_record(NULL::%1$s, a.new_row) AS ll_row '
             'CROSS JOIN LATERAL pg_catalog.jsonb_populate_record(NULL::%1$s, a.old_row) AS ll_old '
-            'WHERE a.table_name = $1 AND a.row_key = $2 AND a.new_row IS NOT NULL AND coalesce((%2$s), false) '
+            'WHERE a.table_oid = ANY (ledgerlock._audit_table_oids($1::text)) AND a.table_name = $1::text '
+            'AND a.row_key = $2 AND a.new_row IS NOT NULL AND coalesce((%2$s), false) '
             'AND (a.old_row IS NULL OR NOT coalesce((%3$s), false)) ORDER BY a.seq DESC LIMIT 1',
             tbl, cfg.final_when_sql, ledgerlock._condition_as(cfg.final_when_sql, 'll_old'))
             INTO since, by_user, by_actor USING tbl, ledgerlock.row_key(tbl, r);

@@ -6,7 +6,9 @@
 -- an old oid could even name another table. table_name now resolves the recorded qualified name (the name
 -- verification files events under; the DDL guard refuses renames), and falls back to the oid when no table
 -- has that name any more (a dropped table then reads as its bare oid, as before). recorded_table, added at the
--- end, is the name as recorded, which outlives the table.
+-- end, is the name as recorded, which outlives the table; table_oid the table's oid in the cluster that wrote
+-- the event. (A filter on table_name computes it for every event; one on table_oid and recorded_table is read
+-- through the (table_oid, row_key, seq) index, as `ledgerlock audit log --table` does.)
 CREATE OR REPLACE VIEW ledgerlock.audit_log WITH (security_invoker = true) AS
 SELECT e.seq,
        e.at,
@@ -35,6 +37,7 @@ SELECT e.seq,
        c.chain_seq,
        c.chain_hash,
        e.details,
-       e.table_name AS recorded_table
+       e.table_name AS recorded_table,
+       e.table_oid
 FROM ledgerlock.audit_event e
 LEFT JOIN ledgerlock.audit_chain c ON c.seq = e.seq;

@@ -69,6 +69,8 @@ def test_a_dump_restored_into_another_cluster_verifies_and_new_writes_verify(tra
     # the source's transaction ids run ahead of the fresh target's, as in most restores
     for _ in range(3000):
         src.execute("SELECT pg_current_xact_id()")
+    trail.connect("app").execute("UPDATE invoice SET status = 'approved' WHERE id = 3")
+    approved_by = src.execute("SELECT db_user FROM ledgerlock.audit_log ORDER BY seq DESC LIMIT 1").fetchone()[0]
     trail.connect("app").execute("UPDATE invoice SET amount = 98 WHERE id = 5")  # unsealed in the dump
     digest = trail.connect("auditor").execute("SELECT ledgerlock.audit_digest()").fetchone()[0]
     trail.connect("app").execute("UPDATE invoice SET amount = 97 WHERE id = 6")  # unsealed in the dump
@@ -119,4 +121,9 @@ def test_a_dump_restored_into_another_cluster_verifies_and_new_writes_verify(tra
     assert res.exit_code == 0, res.output
     assert [(e["operation"], e["table_name"]) for e in json.loads(res.stdout)] == [("INSERT", "invoice"),
                                                                                    ("UPDATE", "invoice")]
+    # why_locked says since when a row is final from the same history: invoice 3, approved before the dump
+    with psycopg.connect(second_cluster.conninfo("restored", "app"), autocommit=True) as app:
+        [(summary,)] = app.execute("SELECT summary FROM ledgerlock.why_locked('invoice', '{\"id\": 3}') "
+                                   "WHERE rule = 'final'").fetchall()
+    assert approved_by in summary, summary
     target.close()
