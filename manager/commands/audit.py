@@ -59,18 +59,6 @@ def _key_filter(key: str) -> str:
     return json.dumps(value)
 
 
-# A table's events: under every oid the trail files the table's qualified name under (events from before a
-# pg_dump/pg_restore into another cluster carry the old cluster's oid), by that name. Found first and passed
-# to the query as values, so that PostgreSQL plans it with them: through the (table_oid, row_key, seq) index
-# for a table of few events. (audit_log's table_name finds them too, but a filter on it computes it for every
-# event.)
-TABLE_OIDS = """
-SELECT t.name, ledgerlock._audit_table_oids(t.name)
-FROM (SELECT pg_catalog.format('%%I.%%I', n.nspname, c.relname) AS name
-      FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-      WHERE c.oid = %s::regclass) t"""
-
-
 @click.group()
 def audit() -> None:
     """The audit trail: every change and lock event, hash-chained (R5)."""
@@ -95,9 +83,11 @@ def log(ctx: Context, table: str | None, key: str | None, scope: str | None, act
     """List audit events, newest last."""
     where, params, table_filter = [], [], None
     if table:
-        where.append("a.table_oid = ANY (%s::oid[]) AND a.recorded_table = %s")
-        params += [None, None]
-        table_filter = len(params) - 2
+        # the table's events under every oid the trail files them under (ledgerlock._audit_oids_of: a restored
+        # dump's carry the old cluster's), found first and passed as values, for the index
+        where.append("a.table_oid = ANY (%s::oid[])")
+        params.append(None)
+        table_filter = len(params) - 1
     if key:
         where.append("(a.row_key = %s::jsonb OR (SELECT count(*) FROM jsonb_object_keys(a.row_key)) = 1 "
                      "AND (SELECT v FROM jsonb_each(a.row_key) AS x(k, v)) = %s::jsonb)")
@@ -121,8 +111,7 @@ def log(ctx: Context, table: str | None, key: str | None, scope: str | None, act
              + " ORDER BY a.seq DESC LIMIT %s) a ORDER BY a.seq")
     with ctx.connect() as conn, conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
         if table_filter is not None:
-            name, oids = conn.execute(TABLE_OIDS, [table]).fetchone()
-            params[table_filter:table_filter + 2] = [oids, name]
+            params[table_filter] = conn.execute("SELECT ledgerlock._audit_oids_of(%s::regclass)", [table]).fetchone()[0]
         rows = cur.execute(query, [*params, limit]).fetchall()
     if as_json:
         echo_json([{**r, "txid": str(r["txid"]), "table_name": str(r["table_name"]) if r["table_name"] else None}

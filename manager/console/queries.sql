@@ -109,7 +109,9 @@ FROM ledgerlock.close_tasks(%(scope)s, %(period)s) t;
 SELECT a.seq, a.at, a.table_name::text AS table_name, a.row_key, a.scope, a.operation, a.changed_columns,
        a.db_user, a.actor, a.reason, a.lock_id, a.override_id
 FROM ledgerlock.audit_log a
-WHERE (%(table)s::regclass IS NULL OR a.table_name = %(table)s::regclass)
+-- (the table's events under every oid the trail files them under: a restored dump's carry the old cluster's;
+-- a scalar subquery, so that the oids are found once)
+WHERE (%(table)s::regclass IS NULL OR a.table_oid = ANY ((SELECT ledgerlock._audit_oids_of(%(table)s::regclass))::oid[]))
   AND (%(operation)s::text IS NULL OR a.operation = %(operation)s)
   AND (%(from)s::date IS NULL OR a.at >= %(from)s::date)
   AND (%(to)s::date IS NULL OR a.at < %(to)s::date + 1)

@@ -620,7 +620,23 @@ AS $$
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._audit_table_oids(text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION ledgerlock._audit_table_oids(text)
-    TO ledgerlock_admin, ledgerlock_controller, ledgerlock_auditor;  -- `ledgerlock audit log --table`
+    TO ledgerlock_admin, ledgerlock_controller, ledgerlock_auditor;  -- _audit_oids_of
+
+-- The oids a table's events are filed under, for readers of audit_log that ask for one table's history
+-- (`ledgerlock audit log --table`, the console): found first and passed to their query as values, so that
+-- PostgreSQL plans it with them (through the (table_oid, row_key, seq) index for a table of few events). A
+-- filter on audit_log.table_name finds the same events, but computes the name of every event.
+CREATE OR REPLACE FUNCTION ledgerlock._audit_oids_of(tbl regclass)
+RETURNS oid[]
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT ledgerlock._audit_table_oids(tbl::text)  -- (the qualified name, under this search_path)
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._audit_oids_of(regclass) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION ledgerlock._audit_oids_of(regclass)
+    TO ledgerlock_admin, ledgerlock_controller, ledgerlock_auditor;
 
 -- The columns of a table whose values two jsonb images can hold as equal numbers printed differently
 -- (1.0 and 1.00): an unconstrained numeric, jsonb, arrays, composites, domains, anything not listed. The
