@@ -272,3 +272,22 @@ def test_without_the_guard_rows_hung_under_a_protected_table_are_reported_by_ver
         "SELECT code, table_name, row_key FROM ledgerlock.audit_discrepancies() ORDER BY 2").fetchall()
     assert found == [("row_unrecorded", "public.invoice", {"id": 7}),
                      ("row_unrecorded", "public.ledger_entry", {"id": 8, "posted_on": "2028-03-01"})]
+
+
+def test_installing_the_guard_gives_a_partition_made_without_it_its_truncate_guard(db, journal):
+    """A partition created where no guard ran the installers lacks its TRUNCATE guard; the guard, installed
+    later, takes a partition without one for a new or attached one (refused when it holds rows). Installing
+    the guard gives every partition what it lacks first, so the table's next DDL goes through."""
+    owner = db.owner()
+    owner.execute("CREATE TABLE ledger_entry_2027 PARTITION OF ledger_entry "
+                  "FOR VALUES FROM ('2027-01-01') TO ('2028-01-01')")
+    owner.execute("GRANT ALL ON ledger_entry_2027 TO ll_app")
+    journal.execute("INSERT INTO ledger_entry VALUES (9, '2027-05-01', 'draft', 90)")  # checked and audited
+    assert owner.execute("SELECT count(*) FROM pg_trigger WHERE tgrelid = 'ledger_entry_2027'::regclass "
+                         "AND tgname = 'll_00_truncate'").fetchone() == (0,)
+    owner.execute("SELECT ledgerlock.install_ddl_guard()")
+    assert owner.execute("SELECT count(*) FROM pg_trigger WHERE tgrelid = 'ledger_entry_2027'::regclass "
+                         "AND tgname = 'll_00_truncate'").fetchone() == (1,)
+    owner.execute("ALTER TABLE ledger_entry ADD COLUMN memo text")
+    with refused("LL008"):
+        journal.execute("TRUNCATE ledger_entry_2027")
