@@ -183,6 +183,32 @@ BEGIN
                 pg_catalog.format('REVOKE %s ON PARAMETER %s FROM %s', r.privilege_type, r.parname, r.grantee);
         END LOOP;
     END IF;
+    -- PostgreSQL 17 on: MAINTAIN, held on every relation by the members of pg_maintain, lets a role LOCK a
+    -- table in any mode, ledgerlock's own tables included (their schema is one every client may use)
+    IF pg_catalog.to_regrole('pg_maintain') IS NOT NULL THEN
+        FOR r IN
+            SELECT m.rolname::text AS grantee, 'is a member of pg_maintain' AS what,
+                   pg_catalog.format('REVOKE pg_maintain FROM %I', m.rolname) AS fix
+            FROM pg_catalog.pg_roles m
+            WHERE m.rolcanlogin AND NOT m.rolsuper AND m.rolname <> 'pg_maintain'
+              AND pg_catalog.pg_has_role(m.oid, 'pg_maintain', 'MEMBER')
+            UNION ALL
+            SELECT coalesce(gr.rolname, 'PUBLIC'), pg_catalog.format('holds MAINTAIN on %s', c.oid::regclass),
+                   pg_catalog.format('REVOKE MAINTAIN ON %s FROM %s', c.oid::regclass,
+                                     coalesce(pg_catalog.quote_ident(gr.rolname), 'PUBLIC'))
+            FROM pg_catalog.pg_class c CROSS JOIN LATERAL pg_catalog.aclexplode(c.relacl) a
+            LEFT JOIN pg_catalog.pg_roles gr ON gr.oid = a.grantee
+            WHERE c.relnamespace IN ('ledgerlock'::regnamespace, 'ledgerlock_gate'::regnamespace)
+              AND a.privilege_type = 'MAINTAIN' AND a.grantee <> c.relowner AND NOT coalesce(gr.rolsuper, false)
+            ORDER BY 1, 2
+        LOOP
+            RETURN QUERY SELECT 'warning', 'bypass role', r.grantee,
+                pg_catalog.format('%s %s', r.grantee, r.what),
+                'it may LOCK ledgerlock''s own tables (the number counters, the audit trail, the period locks) '
+                'and hold them, which stalls every finalization, audited write or lock change until it lets go',
+                r.fix;
+        END LOOP;
+    END IF;
 END
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._doctor_bypass_roles() FROM PUBLIC;

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from ledgerlock import migrate
 from ledgerlock.cli import cli
-from lltest import refused
+from lltest import major, refused
 
 
 def doctor(conninfo: str):
@@ -313,3 +313,34 @@ def test_a_role_that_may_set_a_parameter_the_rules_rely_on_is_a_warning(db, para
         assert not [f for f in doctor(db.conninfo("auditor"))[1] if parameter in f["finding"]]
     finally:
         owner.execute(f"REVOKE SET ON PARAMETER {parameter} FROM ll_app")
+
+
+def test_a_login_that_may_lock_ledgerlock_s_tables_is_a_warning(db):
+    """PostgreSQL 17 added MAINTAIN (held on every relation by the members of pg_maintain), which lets a role
+    LOCK any table in any mode: the application could hold ledgerlock's number counters, audit trail or period
+    locks and stall every finalization, audited write and lock change. Doctor names the membership and the
+    grant, with the REVOKE; without them the lock is refused."""
+    if major(db.cluster.name) < 17:
+        pytest.skip("PostgreSQL 17 added MAINTAIN and pg_maintain")
+    db.protect_invoice(number_column="number", number_format="INV-{YYYY}-{SEQ:5}")
+    owner = db.owner()
+    app = db.connect("app", autocommit=False)
+    with refused("42501", "permission denied for table number_counter"):
+        app.execute("LOCK TABLE ledgerlock.number_counter IN ACCESS EXCLUSIVE MODE")
+    app.rollback()
+    _, before = doctor(db.conninfo())
+    assert not [f for f in before if f["object"] == "ll_app"]
+    owner.execute("GRANT pg_maintain TO ll_app")
+    owner.execute("GRANT MAINTAIN ON ledgerlock.audit_event TO ll_app")
+    app.execute("LOCK TABLE ledgerlock.number_counter IN ACCESS EXCLUSIVE MODE")  # what it could hold
+    app.rollback()
+    _, found = doctor(db.conninfo())
+    mine = [(f["severity"], f["finding"], f["fix"]) for f in found if f["object"] == "ll_app"]
+    assert mine == [("warning", "ll_app holds MAINTAIN on ledgerlock.audit_event",
+                     "REVOKE MAINTAIN ON ledgerlock.audit_event FROM ll_app"),
+                    ("warning", "ll_app is a member of pg_maintain", "REVOKE pg_maintain FROM ll_app")]
+    assert all("stalls every finalization" in f["why"] for f in found if f["object"] == "ll_app")
+    owner.execute("REVOKE pg_maintain FROM ll_app")
+    owner.execute("REVOKE MAINTAIN ON ledgerlock.audit_event FROM ll_app")
+    _, after = doctor(db.conninfo())
+    assert not [f for f in after if f["object"] == "ll_app"]
