@@ -76,11 +76,14 @@ AS $$
 DECLARE
     n integer;
     found_keys text;
+    temporal boolean;
 BEGIN
     WITH fk AS (
         SELECT c.conname,
                pg_catalog.array_agg(ca.attname ORDER BY k.ord) AS ccols,
-               pg_catalog.array_agg(pa.attname ORDER BY k.ord) AS pcols
+               pg_catalog.array_agg(pa.attname ORDER BY k.ord) AS pcols,
+               -- a temporal foreign key (PostgreSQL 18: FOREIGN KEY (..., PERIOD p)), read where the column exists
+               coalesce((pg_catalog.to_jsonb(c.*) ->> 'conperiod')::boolean, false) AS temporal
         FROM pg_catalog.pg_constraint c
         CROSS JOIN LATERAL ROWS FROM (pg_catalog.unnest(c.conkey), pg_catalog.unnest(c.confkey)) WITH ORDINALITY AS k(ck, pk, ord)
         JOIN pg_catalog.pg_attribute ca ON ca.attrelid = c.conrelid AND ca.attnum = k.ck
@@ -96,10 +99,19 @@ BEGIN
     SELECT (SELECT count(*) FROM wanted),
            (SELECT pg_catalog.string_agg(pg_catalog.format('%s (%s)', f.conname,
                                          pg_catalog.array_to_string(f.ccols, ', ')), '; ') FROM fk f),
-           w.conname, w.ccols, w.pcols
-      INTO n, found_keys, fk_name, child_columns, parent_columns
+           w.conname, w.ccols, w.pcols, w.temporal
+      INTO n, found_keys, fk_name, child_columns, parent_columns, temporal
     FROM (SELECT 1) AS one LEFT JOIN wanted w ON true
     LIMIT 1;
+    IF n = 1 AND temporal THEN
+        -- a child row references every parent row of its key whose period overlaps its own; the guards find a
+        -- reference by equal columns, and would find none of those
+        RAISE EXCEPTION USING ERRCODE = '0A000',
+            MESSAGE = pg_catalog.format('%s references %s through %s, a temporal foreign key (PERIOD): a row '
+                                        'references the rows of %s whose periods overlap its own, which ledgerlock '
+                                        'cannot find by equal columns', child, parent, fk_name, parent),
+            HINT = 'reference the parent through a foreign key without PERIOD to protect the reference';
+    END IF;
     IF n = 0 THEN
         RAISE EXCEPTION USING ERRCODE = '42830',
             MESSAGE = CASE WHEN found_keys IS NULL

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 import ledgerlock.errors as lle
-from lltest import lives_ok, refused
+from lltest import lives_ok, major, refused
 
 
 @pytest.fixture
@@ -323,3 +323,34 @@ def test_no_op_update_of_a_referenced_parent_without_exempt_columns_is_allowed(t
     timesheets.execute("UPDATE project SET name = name WHERE id = 1")
     with refused("LL003", r"^project id=1 is referenced by time_entry id=7 and cannot be updated$"):
         timesheets.execute("UPDATE project SET name = 'x' WHERE id = 1")
+
+
+def test_a_temporal_foreign_key_is_refused_and_a_plain_one_beside_it_protects(db):
+    """PostgreSQL 18's temporal foreign keys (FOREIGN KEY (..., PERIOD p)): a sale references every price row of
+    its product whose period overlaps its own, which the guards, finding references by equal columns, did not
+    see: a price a sale was made at was updated. Refused; a plain foreign key to the same parent protects."""
+    if major(db.cluster.name) < 18:
+        pytest.skip("PostgreSQL 18 added temporal foreign keys")
+    owner = db.owner()
+    owner.execute("CREATE EXTENSION IF NOT EXISTS btree_gist")
+    owner.execute("""
+        CREATE TABLE price (id int, valid_at daterange, amount int, PRIMARY KEY (id, valid_at WITHOUT OVERLAPS),
+                            UNIQUE (id, amount));
+        CREATE TABLE sale (id int PRIMARY KEY, price_id int, sold daterange, amount int,
+                           FOREIGN KEY (price_id, PERIOD sold) REFERENCES price (id, PERIOD valid_at),
+                           FOREIGN KEY (price_id, amount) REFERENCES price (id, amount));
+        CREATE INDEX ON sale (price_id, sold);
+        CREATE INDEX ON sale (price_id, amount);
+        GRANT ALL ON price, sale TO ll_app""")
+    with refused("0A000", r"^public\.sale references public\.price through sale_price_id_sold_fkey, a temporal "
+                          r"foreign key \(PERIOD\): a row references the rows of public\.price whose periods "
+                          r"overlap its own, which ledgerlock cannot find by equal columns$"):
+        owner.execute("SELECT ledgerlock.protect_referenced('price', 'sale', '{price_id,sold}')")
+    assert owner.execute("SELECT count(*) FROM ledgerlock.reference_rule").fetchone() == (0,)
+    owner.execute("SELECT ledgerlock.protect_referenced('price', 'sale', '{price_id,amount}')")
+    app = db.connect("app")
+    app.execute("INSERT INTO price VALUES (1, '[2025-01-01,2026-01-01)', 10), (2, '[2025-01-01,2026-01-01)', 20)")
+    app.execute("INSERT INTO sale VALUES (1, 1, '[2025-03-01,2025-03-02)', 10)")
+    with refused("LL003", r"^price id=1 valid_at=\[[^)]+\) is referenced by sale id=1"):
+        app.execute("UPDATE price SET amount = 11 WHERE id = 1")
+    lives_ok(app, "UPDATE price SET amount = 21 WHERE id = 2")
