@@ -168,7 +168,8 @@ BEGIN
             SELECT coalesce(gr.rolname, 'PUBLIC') AS grantee, a.privilege_type, p.parname::text AS parname
             FROM pg_catalog.pg_parameter_acl p CROSS JOIN LATERAL pg_catalog.aclexplode(p.paracl) a
             LEFT JOIN pg_catalog.pg_roles gr ON gr.oid = a.grantee
-            WHERE p.parname IN ('session_replication_role', 'track_counts') AND NOT coalesce(gr.rolsuper, false)
+            WHERE p.parname IN ('session_replication_role', 'track_counts', 'event_triggers')
+              AND NOT coalesce(gr.rolsuper, false)
             ORDER BY 3, 1$q$
         LOOP
             RETURN QUERY SELECT 'warning', 'bypass role', r.grantee::text,
@@ -176,6 +177,8 @@ BEGIN
                 CASE r.parname
                     WHEN 'session_replication_role'
                     THEN 'replica mode skips foreign-key checks and every trigger that is not ENABLE ALWAYS'
+                    WHEN 'event_triggers'
+                    THEN 'with it off, a session fires no event trigger: the DDL guard refuses nothing it does'
                     -- docs/numbering.md, "A write that makes no row final reads no counter"
                     ELSE 'the numbering asks PostgreSQL''s count of the counters a transaction updated whether a '
                          'range can be open; a role that turns the count off and on within one statement can '
@@ -640,6 +643,39 @@ BEGIN
                                        THEN 'disabled' ELSE 'not ENABLE ALWAYS' END),
                 'the DDL guard is incomplete: some DDL that switches guards off goes through',
                 'ledgerlock install-ddl-guard  (needs a superuser)';
+        END LOOP;
+        -- PostgreSQL 17 on: event_triggers = off stops every event trigger. Set for the server (ALTER SYSTEM,
+        -- postgresql.conf, the command line), or as a default of this database or of a role in it (below).
+        IF EXISTS (SELECT FROM pg_catalog.pg_settings g
+                   WHERE g.name = 'event_triggers' AND g.setting = 'off'
+                     AND g.source NOT IN ('database', 'user', 'database user', 'session', 'client')) THEN
+            RETURN QUERY SELECT 'critical', 'ddl guard', 'event_triggers',
+                'event_triggers is off for this server',
+                'PostgreSQL fires no event trigger: the DDL guard refuses nothing',
+                'ALTER SYSTEM RESET event_triggers; SELECT pg_reload_conf();  -- or its line in postgresql.conf';
+        END IF;
+        FOR r IN
+            SELECT coalesce(pg_catalog.quote_ident(ro.rolname), 'every role') AS who, s.setdatabase,
+                   ro.rolname, c.setting
+            FROM pg_catalog.pg_db_role_setting s
+            CROSS JOIN LATERAL pg_catalog.unnest(s.setconfig) AS c(setting)
+            LEFT JOIN pg_catalog.pg_roles ro ON ro.oid = s.setrole
+            WHERE s.setdatabase IN (0, (SELECT d.oid FROM pg_catalog.pg_database d
+                                        WHERE d.datname = pg_catalog.current_database()))
+              AND pg_catalog.lower(c.setting) ~ '^event_triggers=(off|of|false|fals|fal|fa|f|no|n|0)$'
+            ORDER BY 1
+        LOOP
+            RETURN QUERY SELECT 'critical', 'ddl guard', 'event_triggers',
+                pg_catalog.format('event_triggers is off by default for %s%s', r.who,
+                                  CASE WHEN r.setdatabase = 0 THEN ' in every database' ELSE ' in this database' END),
+                'those sessions fire no event trigger: the DDL guard refuses nothing they do',
+                pg_catalog.format('ALTER %s%s RESET event_triggers',
+                                  CASE WHEN r.rolname IS NULL THEN pg_catalog.format('DATABASE %I',
+                                                                                     pg_catalog.current_database())
+                                       ELSE pg_catalog.format('ROLE %I', r.rolname) END,
+                                  CASE WHEN r.rolname IS NOT NULL AND r.setdatabase <> 0
+                                       THEN pg_catalog.format(' IN DATABASE %I', pg_catalog.current_database())
+                                       ELSE '' END);
         END LOOP;
     END IF;
 END

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import json
 
+import psycopg
 import pytest
 from click.testing import CliRunner
 
 from ledgerlock import migrate
 from ledgerlock.cli import cli
-from lltest import major, refused
+from lltest import known_servers, major, refused, start_cluster, stop_cluster
 
 
 def doctor(conninfo: str):
@@ -290,11 +291,15 @@ def test_a_scope_column_that_cannot_hold_a_scope_is_reported(db):
 @pytest.mark.parametrize(("parameter", "why"), [
     ("session_replication_role", "replica mode skips foreign-key checks"),
     ("track_counts", "leave numbers taken and not given back"),
+    ("event_triggers", "the DDL guard refuses nothing it does"),
 ])
 def test_a_role_that_may_set_a_parameter_the_rules_rely_on_is_a_warning(db, parameter, why):
     """The application must not hold SET on session_replication_role (replica mode) or on track_counts (the
     count the numbering's settle step asks whether a range can be open: docs/numbering.md). PostgreSQL 15 lets a
-    superuser grant SET on a parameter; doctor names the grant and the REVOKE that undoes it."""
+    superuser grant SET on a parameter; doctor names the grant and the REVOKE that undoes it. PostgreSQL 17 added
+    event_triggers, which stops the DDL guard."""
+    if parameter == "event_triggers" and major(db.cluster.name) < 17:
+        pytest.skip("PostgreSQL 17 added event_triggers")
     db.protect_invoice(number_column="number", number_format="INV-{YYYY}-{SEQ:5}")
     owner = db.owner()
     app = db.connect("app")
@@ -344,3 +349,51 @@ def test_a_login_that_may_lock_ledgerlock_s_tables_is_a_warning(db):
     owner.execute("REVOKE MAINTAIN ON ledgerlock.audit_event FROM ll_app")
     _, after = doctor(db.conninfo())
     assert not [f for f in after if f["object"] == "ll_app"]
+
+
+def test_event_triggers_off_by_default_for_a_database_stops_the_ddl_guard_and_is_critical(db):
+    """PostgreSQL 17's event_triggers = off, left as a default of the database (or of a role in it) after some
+    maintenance, stops every event trigger: the owner's DDL went past the DDL guard. Doctor names the default,
+    critical, with the RESET; reset, the guard refuses again."""
+    if major(db.cluster.name) < 17:
+        pytest.skip("PostgreSQL 17 added event_triggers")
+    db.protect_invoice()
+    owner = db.owner()
+    owner.execute("SELECT ledgerlock.install_ddl_guard()")
+    _, before = doctor(db.conninfo())
+    assert not [f for f in before if f["object"] == "event_triggers"]
+    owner.execute(f"ALTER DATABASE {db.name} SET event_triggers = off")
+    with psycopg.connect(db.conninfo(), autocommit=True) as later:  # a session that takes the default
+        later.execute("ALTER TABLE invoice DISABLE TRIGGER ll_10_final_update")
+        later.execute("ALTER TABLE invoice ENABLE ALWAYS TRIGGER ll_10_final_update")
+    code, found = doctor(db.conninfo())
+    mine = [(f["severity"], f["finding"], f["fix"]) for f in found if f["object"] == "event_triggers"]
+    assert code == 3 and mine == [("critical", "event_triggers is off by default for every role in this database",
+                                   f"ALTER DATABASE {db.name} RESET event_triggers")]
+    owner.execute(mine[0][2])
+    with psycopg.connect(db.conninfo(), autocommit=True) as later:
+        with refused("LL008", r"^disabling trigger ll_10_final_update on public\.invoice is refused"):
+            later.execute("ALTER TABLE invoice DISABLE TRIGGER ll_10_final_update")
+    assert not [f for f in doctor(db.conninfo())[1] if f["object"] == "event_triggers"]
+
+
+def test_event_triggers_off_for_the_whole_server_is_critical(cluster):
+    """The same set for the server (ALTER SYSTEM): on a server of its own, since it stops every database's
+    guard."""
+    if major(cluster.name) < 17:
+        pytest.skip("PostgreSQL 17 added event_triggers")
+    server, root = start_cluster(f"{cluster.name}-evt", known_servers()[cluster.name])
+    try:
+        with psycopg.connect(server.conninfo(), autocommit=True) as su:
+            su.execute("CREATE DATABASE books")
+        migrate.migrate(server.conninfo("books"))
+        with psycopg.connect(server.conninfo("books"), autocommit=True) as su:
+            su.execute("SELECT ledgerlock.install_ddl_guard()")
+            assert not [f for f in doctor(server.conninfo("books"))[1] if f["object"] == "event_triggers"]
+            su.execute("ALTER SYSTEM SET event_triggers = off")
+            su.execute("SELECT pg_reload_conf()")
+        code, found = doctor(server.conninfo("books"))
+        assert code == 3 and [(f["severity"], f["finding"]) for f in found if f["object"] == "event_triggers"] == [
+            ("critical", "event_triggers is off for this server")]
+    finally:
+        stop_cluster(server, root)
