@@ -237,7 +237,7 @@ BEGIN
         -- row-level security applied to the owner of a table the rules read (ENABLE and FORCE, in either
         -- order): its policies would decide which rows ledgerlock's checks and verification see
         IF cmd.command_tag = 'ALTER TABLE' AND cmd.classid = 'pg_catalog.pg_class'::regclass
-           AND EXISTS (SELECT FROM pg_catalog.pg_class c WHERE c.oid = rel AND c.relrowsecurity AND c.relforcerowsecurity)
+           AND ledgerlock._forced_row_security(rel::regclass) = rel  -- (the relation itself)
            AND EXISTS (SELECT FROM ledgerlock._rule_read_relations() x(r, s) WHERE x.r = rel) THEN
             PERFORM ledgerlock._refuse_ddl(pg_catalog.format('FORCE ROW LEVEL SECURITY on %s', rel::regclass),
                 pg_catalog.format('ledgerlock''s checks of %s read it as its owner, and its policies would decide '

@@ -956,8 +956,8 @@ AS $$
                              'decide which rows they see: a row they do not see cannot refuse a write, and a client '
                              'may change the settings a policy reads', r.serves),
            pg_catalog.format('ALTER TABLE %s NO FORCE ROW LEVEL SECURITY', r.rel)
-    FROM ledgerlock._rule_read_relations() r JOIN pg_catalog.pg_class c ON c.oid = r.rel
-    WHERE c.relrowsecurity AND c.relforcerowsecurity
+    FROM ledgerlock._rule_read_relations() r
+    WHERE ledgerlock._forced_row_security(r.rel) = r.rel  -- (the relation itself, not one of its partitions)
     ORDER BY r.rel, r.serves
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._doctor_row_security() FROM PUBLIC;
