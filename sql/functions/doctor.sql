@@ -142,6 +142,36 @@ $$;
 REVOKE ALL ON FUNCTION ledgerlock._doctor_table_privileges() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION ledgerlock._doctor_table_privileges() TO ledgerlock_admin, ledgerlock_auditor;
 
+-- A parameter's defaults that sessions of this database take at connection (ALTER DATABASE / ALTER ROLE ... SET,
+-- for this database or every one) and whose value matches value_regex (lower case): who takes it, in words,
+-- and the RESET that takes it away.
+CREATE OR REPLACE FUNCTION ledgerlock._doctor_setting_defaults(parameter text, value_regex text)
+RETURNS TABLE(takers text, fix text)
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT pg_catalog.format('%s%s', coalesce(pg_catalog.quote_ident(ro.rolname), 'every role'),
+                             CASE WHEN s.setdatabase = 0 THEN ' in every database' ELSE ' in this database' END),
+           pg_catalog.format('ALTER %s%s RESET %s',
+                             CASE WHEN ro.rolname IS NULL THEN pg_catalog.format('DATABASE %I',
+                                                                                 pg_catalog.current_database())
+                                  ELSE pg_catalog.format('ROLE %I', ro.rolname) END,
+                             CASE WHEN ro.rolname IS NOT NULL AND s.setdatabase <> 0
+                                  THEN pg_catalog.format(' IN DATABASE %I', pg_catalog.current_database())
+                                  ELSE '' END,
+                             parameter)
+    FROM pg_catalog.pg_db_role_setting s
+    CROSS JOIN LATERAL pg_catalog.unnest(s.setconfig) AS c(setting)
+    LEFT JOIN pg_catalog.pg_roles ro ON ro.oid = s.setrole
+    WHERE s.setdatabase IN (0, (SELECT d.oid FROM pg_catalog.pg_database d
+                                WHERE d.datname = pg_catalog.current_database()))
+      AND pg_catalog.lower(c.setting) ~ ('^' || parameter || '=(' || value_regex || ')$')
+    ORDER BY 1
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._doctor_setting_defaults(text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION ledgerlock._doctor_setting_defaults(text, text) TO ledgerlock_admin, ledgerlock_auditor;
+
 -- Roles that can bypass the rules: superusers, BYPASSRLS, session_replication_role or track_counts granted.
 CREATE OR REPLACE FUNCTION ledgerlock._doctor_bypass_roles()
 RETURNS TABLE(severity text, check_name text, object text, finding text, why text, fix text)
@@ -186,6 +216,15 @@ BEGIN
                 pg_catalog.format('REVOKE %s ON PARAMETER %s FROM %s', r.privilege_type, r.parname, r.grantee);
         END LOOP;
     END IF;
+    -- replica mode as a default (a bulk loader's, often): those sessions skip foreign-key checks (ledgerlock's
+    -- guards are ENABLE ALWAYS and still run)
+    FOR r IN SELECT * FROM ledgerlock._doctor_setting_defaults('session_replication_role', 'replica') LOOP
+        RETURN QUERY SELECT 'warning', 'bypass role', 'session_replication_role',
+            pg_catalog.format('session_replication_role is replica by default for %s', r.takers),
+            'those sessions skip foreign-key checks: a line can name a header that does not exist, a row be '
+            'deleted while others reference it where no ledgerlock rule protects the reference',
+            r.fix;
+    END LOOP;
     -- PostgreSQL 17 on: MAINTAIN, held on every relation by the members of pg_maintain, lets a role LOCK a
     -- table in any mode, ledgerlock's own tables included (their schema is one every client may use)
     IF pg_catalog.to_regrole('pg_maintain') IS NOT NULL THEN
@@ -654,28 +693,11 @@ BEGIN
                 'PostgreSQL fires no event trigger: the DDL guard refuses nothing',
                 'ALTER SYSTEM RESET event_triggers; SELECT pg_reload_conf();  -- or its line in postgresql.conf';
         END IF;
-        FOR r IN
-            SELECT coalesce(pg_catalog.quote_ident(ro.rolname), 'every role') AS who, s.setdatabase,
-                   ro.rolname, c.setting
-            FROM pg_catalog.pg_db_role_setting s
-            CROSS JOIN LATERAL pg_catalog.unnest(s.setconfig) AS c(setting)
-            LEFT JOIN pg_catalog.pg_roles ro ON ro.oid = s.setrole
-            WHERE s.setdatabase IN (0, (SELECT d.oid FROM pg_catalog.pg_database d
-                                        WHERE d.datname = pg_catalog.current_database()))
-              AND pg_catalog.lower(c.setting) ~ '^event_triggers=(off|of|false|fals|fal|fa|f|no|n|0)$'
-            ORDER BY 1
+        FOR r IN SELECT * FROM ledgerlock._doctor_setting_defaults('event_triggers', 'off|of|false|fals|fal|fa|f|no|n|0')
         LOOP
             RETURN QUERY SELECT 'critical', 'ddl guard', 'event_triggers',
-                pg_catalog.format('event_triggers is off by default for %s%s', r.who,
-                                  CASE WHEN r.setdatabase = 0 THEN ' in every database' ELSE ' in this database' END),
-                'those sessions fire no event trigger: the DDL guard refuses nothing they do',
-                pg_catalog.format('ALTER %s%s RESET event_triggers',
-                                  CASE WHEN r.rolname IS NULL THEN pg_catalog.format('DATABASE %I',
-                                                                                     pg_catalog.current_database())
-                                       ELSE pg_catalog.format('ROLE %I', r.rolname) END,
-                                  CASE WHEN r.rolname IS NOT NULL AND r.setdatabase <> 0
-                                       THEN pg_catalog.format(' IN DATABASE %I', pg_catalog.current_database())
-                                       ELSE '' END);
+                pg_catalog.format('event_triggers is off by default for %s', r.takers),
+                'those sessions fire no event trigger: the DDL guard refuses nothing they do', r.fix;
         END LOOP;
     END IF;
 END

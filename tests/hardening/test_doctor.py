@@ -397,3 +397,30 @@ def test_event_triggers_off_for_the_whole_server_is_critical(cluster):
             ("critical", "event_triggers is off for this server")]
     finally:
         stop_cluster(server, root)
+
+
+def test_replica_mode_as_a_role_s_default_is_a_warning(db):
+    """A bulk loader's role set to start in replica mode (ALTER ROLE ... SET session_replication_role = replica,
+    a common speed-up) skips foreign-key checks in every session: an invoice of a company that does not exist
+    goes in. ledgerlock's guards are ENABLE ALWAYS and still run; doctor names the default with its RESET."""
+    db.protect_invoice()
+    owner = db.owner()
+    assert not [f for f in doctor(db.conninfo())[1] if f["object"] == "session_replication_role"]
+    owner.execute(f"ALTER ROLE ll_app IN DATABASE {db.name} SET session_replication_role = replica")
+    try:
+        with psycopg.connect(db.conninfo("app"), autocommit=True) as app:
+            app.execute("INSERT INTO invoice (id, company_id) VALUES (1, 999)")  # no company 999
+            with refused("LL001"):  # the guards still run
+                app.execute("INSERT INTO invoice (id, company_id, status) VALUES (2, 1, 'approved'); "
+                            "UPDATE invoice SET amount = 5 WHERE id = 2")
+        _, found = doctor(db.conninfo())
+        mine = [(f["severity"], f["finding"], f["fix"]) for f in found if f["object"] == "session_replication_role"]
+        assert mine == [("warning", "session_replication_role is replica by default for ll_app in this database",
+                         f"ALTER ROLE ll_app IN DATABASE {db.name} RESET session_replication_role")]
+        owner.execute(mine[0][2])
+        with psycopg.connect(db.conninfo("app"), autocommit=True) as app:
+            with refused("23503"):
+                app.execute("INSERT INTO invoice (id, company_id) VALUES (3, 998)")
+        assert not [f for f in doctor(db.conninfo())[1] if f["object"] == "session_replication_role"]
+    finally:
+        owner.execute(f"ALTER ROLE ll_app IN DATABASE {db.name} RESET session_replication_role")
