@@ -23,7 +23,8 @@ as long as it does not own the tables; see docs/hardening.md):
   - ALTER TABLE ... FORCE ROW LEVEL SECURITY on a table the rules read (its policies then decide which rows
     the checks see);
   - ALTER TABLE ... ATTACH PARTITION of a table holding rows, CREATE TABLE ... INHERITS a protected table (rows
-    no check saw: `ledgerlock audit verify` reports them).
+    no check saw), ALTER TYPE ... RENAME VALUE of an enum label protected rows hold (`ledgerlock audit verify`
+    reports those rows).
 `ledgerlock doctor` reports the others once they have happened."""
 
 
@@ -58,10 +59,10 @@ def install_ddl_guard(ctx: Context, remove: bool) -> None:
     """Install the DDL guard (event triggers) in the database; needs a superuser.
 
     Refuses dropping or disabling guard triggers, dropping or detaching protected tables and partitions,
-    rewriting them, new triggers and rules on them, renaming them, attaching a partition that holds rows,
-    inheriting from them, FORCE ROW LEVEL SECURITY on the tables the rules read, and changes to ledgerlock's
-    own objects by anyone but a superuser running `ledgerlock migrate` -- except through ledgerlock.protect /
-    unprotect.
+    rewriting them, new triggers and rules on them, renaming them or the enum labels their rows hold,
+    attaching a partition that holds rows, inheriting from them, FORCE ROW LEVEL SECURITY on the tables the
+    rules read, and changes to ledgerlock's own objects by anyone but a superuser running `ledgerlock migrate`
+    -- except through ledgerlock.protect / unprotect.
     """
     with ctx.connect_to_write() as conn:
         is_super = conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()[0]
@@ -75,8 +76,8 @@ def install_ddl_guard(ctx: Context, remove: bool) -> None:
             click.echo(f"removed the DDL guard ({n} event trigger(s))")
             return
         n = conn.execute("SELECT ledgerlock.install_ddl_guard()").fetchone()[0]
-    click.echo(f"installed the DDL guard: {n} event triggers (ddl_command_end, sql_drop, table_rewrite), "
-               "ENABLE ALWAYS")
+    click.echo(f"installed the DDL guard: {n} event triggers (ddl_command_start, ddl_command_end, sql_drop, "
+               "table_rewrite), ENABLE ALWAYS")
 
 
 def register(cli: click.Group) -> None:

@@ -195,6 +195,46 @@ AS $$
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._inherited_protected(oid) FROM PUBLIC;
 
+-- The labels of the enum types the columns of protected tables hold (directly, through a domain or as an
+-- array), as {label oid: label}. A label renamed (ALTER TYPE ... RENAME VALUE) changes every row that holds it
+-- with no write: _ddl_guard_command_start keeps these before an ALTER TYPE runs, _ddl_guard_command_end compares.
+-- (A partition has its table's columns.)
+CREATE OR REPLACE FUNCTION ledgerlock._protected_enum_labels()
+RETURNS jsonb
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH RECURSIVE typ(oid) AS (
+        SELECT DISTINCT a.atttypid FROM pg_catalog.pg_attribute a
+        WHERE a.attrelid IN (SELECT p.tbl FROM ledgerlock.protected_table p) AND a.attnum > 0 AND NOT a.attisdropped
+        UNION
+        SELECT CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.typelem END
+        FROM typ JOIN pg_catalog.pg_type t ON t.oid = typ.oid
+        WHERE t.typtype = 'd' OR (t.typcategory = 'A' AND t.typelem <> 0)
+    )
+    SELECT coalesce(pg_catalog.jsonb_object_agg(e.oid::text, e.enumlabel), '{}')
+    FROM pg_catalog.pg_enum e WHERE e.enumtypid IN (SELECT typ.oid FROM typ)
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._protected_enum_labels() FROM PUBLIC;
+
+-- ddl_command_start: before an ALTER TYPE, the labels protected columns hold (_protected_enum_labels), kept
+-- for the command's end in a setting of this transaction (set here, right before the command: nothing of the
+-- client's runs between the two).
+CREATE OR REPLACE FUNCTION ledgerlock._ddl_guard_command_start()
+RETURNS event_trigger
+LANGUAGE plpgsql
+SECURITY DEFINER  -- reads ledgerlock's registry whoever runs the DDL
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF TG_TAG = 'ALTER TYPE' THEN
+        PERFORM pg_catalog.set_config('ledgerlock.enum_labels', ledgerlock._protected_enum_labels()::text, true);
+    END IF;
+END
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._ddl_guard_command_start() FROM PUBLIC;
+
 -- ddl_command_end: CREATE/ALTER on protected tables and their partitions, and on ledgerlock's objects.
 CREATE OR REPLACE FUNCTION ledgerlock._ddl_guard_command_end()
 RETURNS event_trigger
@@ -215,6 +255,22 @@ BEGIN
         IF cmd.schema_name IN ('ledgerlock', 'ledgerlock_gate') THEN
             PERFORM ledgerlock._ddl_guard_own_object(pg_catalog.format('%s %s', cmd.command_tag,
                                                                        cmd.object_identity));
+        END IF;
+        -- a label of an enum protected columns hold, renamed: every row that holds it changes with no write
+        IF cmd.command_tag = 'ALTER TYPE' THEN
+            SELECT b.value AS was, e.enumlabel AS now, e.enumtypid::regtype AS typ INTO bad
+            FROM pg_catalog.jsonb_each_text(coalesce(nullif(pg_catalog.current_setting('ledgerlock.enum_labels', true),
+                                                             ''), '{}')::jsonb) b
+            JOIN pg_catalog.pg_enum e ON e.oid = b.key::oid
+            WHERE e.enumlabel <> b.value
+            LIMIT 1;
+            IF FOUND THEN
+                PERFORM ledgerlock._refuse_ddl(pg_catalog.format('renaming label %L of %s to %L', bad.was, bad.typ,
+                                                                 bad.now),
+                    'protected tables hold it: every row that holds it would change, with no write and no audit event',
+                    'add a label for the rows to come (ALTER TYPE ... ADD VALUE) and keep this one for the rows that '
+                    'hold it');
+            END IF;
         END IF;
         rel := CASE cmd.classid
             WHEN 'pg_catalog.pg_class'::regclass THEN cmd.objid
@@ -439,7 +495,8 @@ SET search_path = pg_catalog, pg_temp
 AS $$
     VALUES ('ledgerlock_ddl_guard_end'::name, 'ddl_command_end', 'ledgerlock._ddl_guard_command_end'::regproc),
            ('ledgerlock_ddl_guard_drop'::name, 'sql_drop', 'ledgerlock._ddl_guard_sql_drop'::regproc),
-           ('ledgerlock_ddl_guard_rewrite'::name, 'table_rewrite', 'ledgerlock._ddl_guard_table_rewrite'::regproc)
+           ('ledgerlock_ddl_guard_rewrite'::name, 'table_rewrite', 'ledgerlock._ddl_guard_table_rewrite'::regproc),
+           ('ledgerlock_ddl_guard_start'::name, 'ddl_command_start', 'ledgerlock._ddl_guard_command_start'::regproc)
 $$;
 REVOKE ALL ON FUNCTION ledgerlock.ddl_guard_events() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION ledgerlock.ddl_guard_events() TO ledgerlock_admin, ledgerlock_auditor;

@@ -35,7 +35,8 @@ def test_install_needs_a_superuser_and_says_what_stays_open(db):
     rows = db.owner().execute("SELECT evtname, evtevent, evtenabled FROM pg_event_trigger ORDER BY 1").fetchall()
     assert rows == [("ledgerlock_ddl_guard_drop", "sql_drop", "A"),
                     ("ledgerlock_ddl_guard_end", "ddl_command_end", "A"),
-                    ("ledgerlock_ddl_guard_rewrite", "table_rewrite", "A")]
+                    ("ledgerlock_ddl_guard_rewrite", "table_rewrite", "A"),
+                    ("ledgerlock_ddl_guard_start", "ddl_command_start", "A")]
     res = CliRunner().invoke(cli, ["--dsn", db.conninfo(), "install-ddl-guard", "--remove"])
     assert res.exit_code == 0 and db.owner().execute("SELECT count(*) FROM pg_event_trigger").fetchone()[0] == 0
 
@@ -291,3 +292,34 @@ def test_installing_the_guard_gives_a_partition_made_without_it_its_truncate_gua
     owner.execute("ALTER TABLE ledger_entry ADD COLUMN memo text")
     with refused("LL008"):
         journal.execute("TRUNCATE ledger_entry_2027")
+
+
+def test_a_label_protected_rows_hold_cannot_be_renamed(db, ddl_guard):
+    """ALTER TYPE ... RENAME VALUE changes every row that holds the label, with no write: a final bill's status
+    read 'posted' where its event says 'approved', and the numbering, whose stored final_when names the label,
+    refused every write with 22P02. Refused for an enum a protected column holds, directly, through a domain or
+    as an array; adding a label, and renaming one of an enum no protected column holds, go through."""
+    owner = db.owner()
+    owner.execute("""
+        CREATE TYPE bill_status AS ENUM ('draft', 'approved');
+        CREATE TYPE tag AS ENUM ('urgent', 'late');
+        CREATE TYPE ccy AS ENUM ('EUR', 'USD');
+        CREATE DOMAIN bill_ccy AS ccy;
+        CREATE TYPE colour AS ENUM ('red', 'blue');
+        CREATE TABLE bill (id int PRIMARY KEY, vendor int NOT NULL, booked_on date NOT NULL DEFAULT current_date,
+                           status bill_status NOT NULL DEFAULT 'draft', tags tag[], money bill_ccy, number text);
+        GRANT ALL ON bill TO ll_app""")
+    owner.execute("SELECT ledgerlock.protect('bill', 'booked_on', 'vendor', $$status = 'approved'$$, 'number', "
+                  "'B-{SEQ}')")
+    app = db.connect("app")
+    app.execute("INSERT INTO bill (id, vendor, status, tags, money) VALUES (1, 1, 'approved', '{urgent}', 'EUR')")
+    for typ, label in (("bill_status", "approved"), ("tag", "urgent"), ("ccy", "EUR")):
+        with refused("LL008", rf"^renaming label '{label}' of public\.{typ} to 'x' is refused: protected tables "
+                              r"hold it"):
+            owner.execute(f"ALTER TYPE {typ} RENAME VALUE '{label}' TO 'x'")
+    owner.execute("ALTER TYPE bill_status ADD VALUE 'posted'")
+    owner.execute("ALTER TYPE colour RENAME VALUE 'red' TO 'crimson'")  # no protected column holds it
+    app.execute("INSERT INTO bill (id, vendor) VALUES (2, 1)")
+    app.execute("UPDATE bill SET status = 'approved' WHERE id = 2")
+    assert app.execute("SELECT number FROM bill ORDER BY id").fetchall() == [("B-1",), ("B-2",)]
+    assert db.connect("auditor").execute("SELECT ok FROM ledgerlock.verify_audit()").fetchone() == (True,)
