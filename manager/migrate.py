@@ -29,10 +29,11 @@ class MigrationReport:
     code_installed: bool = False
     guards_reinstalled: int = 0
     restored_tables: list[str] = field(default_factory=list)  # guards installed again after a restore
+    ddl_guard_completed: bool = False  # event triggers a release added to the DDL guard, created
 
     @property
     def changed(self) -> bool:
-        return bool(self.applied or self.code_installed or self.restored_tables)
+        return bool(self.applied or self.code_installed or self.restored_tables or self.ddl_guard_completed)
 
 
 @dataclass
@@ -159,6 +160,11 @@ def migrate(conninfo: str) -> MigrationReport:
             report.restored_tables = [r[0] for r in conn.execute("SELECT t::text FROM ledgerlock._restored_tables() t")]
             if report.restored_tables:
                 report.guards_reinstalled = conn.execute("SELECT ledgerlock.reinstall_guards()").fetchone()[0]
+        # a DDL guard an earlier release installed lacks the event triggers added since: completed when the
+        # session may create them (a superuser's); doctor reports them missing otherwise
+        if conn.execute("SELECT ledgerlock._ddl_guard_completable()").fetchone()[0]:
+            conn.execute("SELECT ledgerlock.install_ddl_guard()")
+            report.ddl_guard_completed = True
     _sync_yoyo(conninfo)
     return report
 

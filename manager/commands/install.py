@@ -29,7 +29,7 @@ def migrate(ctx: Context, as_json: bool) -> None:
     if as_json:
         echo_json({"database": ctx.target.source, "applied": report.applied, "code_installed": report.code_installed,
                    "guards_reinstalled": report.guards_reinstalled, "restored_tables": report.restored_tables,
-                   "changed": report.changed})
+                   "ddl_guard_completed": report.ddl_guard_completed, "changed": report.changed})
         return
     for mig in report.applied:
         click.echo(f"applied migration {mig}")
@@ -38,6 +38,8 @@ def migrate(ctx: Context, as_json: bool) -> None:
     if report.restored_tables:
         click.echo(f"installed the guards again on {len(report.restored_tables)} table(s) restored from a dump "
                    f"(their oids changed): {', '.join(report.restored_tables)}")
+    if report.ddl_guard_completed:
+        click.echo("completed the DDL guard with the event triggers this release added")
     if not report.changed:
         click.echo("ledgerlock is up to date; nothing to apply")
 

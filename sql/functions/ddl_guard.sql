@@ -501,6 +501,22 @@ $$;
 REVOKE ALL ON FUNCTION ledgerlock.ddl_guard_events() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION ledgerlock.ddl_guard_events() TO ledgerlock_admin, ledgerlock_auditor;
 
+-- Whether the DDL guard is installed but lacks one of its event triggers (installed by a release that had fewer)
+-- and this session may create it (a superuser's, running as itself): `ledgerlock migrate` then completes it.
+CREATE OR REPLACE FUNCTION ledgerlock._ddl_guard_completable()
+RETURNS boolean
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT coalesce((SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname = current_user), false)
+       AND EXISTS (SELECT FROM pg_catalog.pg_event_trigger e
+                   JOIN ledgerlock.ddl_guard_events() d ON d.event_trigger = e.evtname)
+       AND EXISTS (SELECT FROM ledgerlock.ddl_guard_events() d
+                   WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_event_trigger e WHERE e.evtname = d.event_trigger))
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._ddl_guard_completable() FROM PUBLIC;
+
 -- Create (or recreate) the guard's event triggers, ENABLE ALWAYS. Needs a superuser: not SECURITY DEFINER.
 CREATE OR REPLACE FUNCTION ledgerlock.install_ddl_guard()
 RETURNS integer

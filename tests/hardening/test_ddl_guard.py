@@ -323,3 +323,20 @@ def test_a_label_protected_rows_hold_cannot_be_renamed(db, ddl_guard):
     app.execute("UPDATE bill SET status = 'approved' WHERE id = 2")
     assert app.execute("SELECT number FROM bill ORDER BY id").fetchall() == [("B-1",), ("B-2",)]
     assert db.connect("auditor").execute("SELECT ok FROM ledgerlock.verify_audit()").fetchone() == (True,)
+
+
+def test_a_guard_an_earlier_release_installed_is_completed_by_a_superuser_s_migrate(db, ddl_guard):
+    """A guard installed before the ddl_command_start trigger existed lacks it: doctor reports it missing, and
+    `ledgerlock migrate` run by a superuser creates it (only a superuser may); a second migrate changes
+    nothing."""
+    owner = db.owner()
+    owner.execute("DROP EVENT TRIGGER ledgerlock_ddl_guard_start")
+    res = CliRunner().invoke(cli, ["--dsn", db.conninfo(), "doctor", "--json"])
+    assert res.exit_code == 3 and "event trigger ledgerlock_ddl_guard_start is missing" in res.output
+    res = CliRunner().invoke(cli, ["--dsn", db.conninfo(), "migrate"])
+    assert res.exit_code == 0, res.output
+    assert "completed the DDL guard with the event triggers this release added" in res.output
+    assert owner.execute("SELECT evtenabled FROM pg_event_trigger WHERE evtname = 'ledgerlock_ddl_guard_start'"
+                         ).fetchone() == ("A",)
+    res = CliRunner().invoke(cli, ["--dsn", db.conninfo(), "migrate"])
+    assert res.exit_code == 0 and "ledgerlock is up to date; nothing to apply" in res.output
