@@ -602,6 +602,46 @@ AS $$
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._key_columns(regclass) FROM PUBLIC;
 
+-- A key column's value as the audit trail records it. to_jsonb prints numbers, text and datetimes in forms
+-- of its own, and every other type by its output function, under the session's settings: a date range in
+-- a trigger's to_jsonb(NEW) reads '[01/01/2025,01/01/2026)' under DateStyle 'SQL, DMY', an interval follows
+-- IntervalStyle, bytea bytea_output, money lc_monetary. Such a value is read back under the settings it was
+-- printed with (the caller's: the image was made in the same session) and printed again as the capture
+-- prints it (ledgerlock._audit_row_image), so that a message and a lock event name the row as its audit
+-- events do. Read as the type's base type: a domain's checks are the table's business, not a label's. A
+-- value that does not read back (an image made under other settings than the caller's) is left as it is.
+CREATE OR REPLACE FUNCTION ledgerlock._key_value(tbl regclass, col text, v jsonb)
+RETURNS jsonb
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    typ text;
+    pinned jsonb;
+BEGIN
+    IF pg_catalog.jsonb_typeof(v) IS DISTINCT FROM 'string' THEN
+        RETURN v;  -- a number, a boolean, null; an array or object is printed element by element
+    END IF;
+    SELECT pg_catalog.format_type(t.oid, NULL) INTO typ
+    FROM pg_catalog.pg_attribute a
+    JOIN pg_catalog.pg_type d ON d.oid = a.atttypid
+    JOIN pg_catalog.pg_type t ON t.oid = CASE WHEN d.typtype = 'd' THEN d.typbasetype ELSE d.oid END
+    WHERE a.attrelid = tbl AND a.attname = col AND NOT a.attisdropped
+      AND (t.typcategory IN ('R', 'T', 'G') OR t.oid IN ('pg_catalog.bytea'::pg_catalog.regtype,
+                                                          'pg_catalog.money'::pg_catalog.regtype));
+    IF typ IS NULL THEN
+        RETURN v;
+    END IF;
+    EXECUTE pg_catalog.format('SELECT ledgerlock._audit_row_image(CAST($1 AS %s))', typ) INTO pinned
+        USING v #>> '{}';
+    RETURN pinned;
+EXCEPTION WHEN data_exception THEN
+    RETURN v;
+END
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._key_value(regclass, text, jsonb) FROM PUBLIC;
+
 -- How a row is named in messages and the audit trail: its key ({"id": 42}); the whole row when the table
 -- has no key at all.
 CREATE OR REPLACE FUNCTION ledgerlock.row_key(tbl regclass, r jsonb)
@@ -610,7 +650,7 @@ LANGUAGE sql
 STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT coalesce((SELECT pg_catalog.jsonb_object_agg(k, r -> k)
+    SELECT coalesce((SELECT pg_catalog.jsonb_object_agg(k, ledgerlock._key_value(tbl, k, r -> k))
                      FROM pg_catalog.unnest(ledgerlock._key_columns(tbl)) AS k), r)
 $$;
 REVOKE ALL ON FUNCTION ledgerlock.row_key(regclass, jsonb) FROM PUBLIC;
@@ -632,7 +672,7 @@ BEGIN
                pg_catalog.string_agg(pg_catalog.format('%s=%s', e.key, e.value #>> '{}'), ' ' ORDER BY e.ord, e.key))
     INTO label
     FROM pg_catalog.pg_class c
-    CROSS JOIN LATERAL (SELECT k.key::text AS key, r -> k.key AS value, k.ord
+    CROSS JOIN LATERAL (SELECT k.key::text AS key, ledgerlock._key_value(tbl, k.key, r -> k.key) AS value, k.ord
                         FROM pg_catalog.unnest(cols) WITH ORDINALITY AS k(key, ord)
                         UNION ALL
                         SELECT j.key, j.value, 0 FROM pg_catalog.jsonb_each(r) AS j WHERE cols IS NULL) AS e

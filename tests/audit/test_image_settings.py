@@ -145,3 +145,37 @@ def test_a_key_that_prints_differently_is_the_same_key_for_every_auditor(db):
         auditor = session(db, "auditor", settings)
         found = auditor.execute("SELECT code, row_key FROM ledgerlock.audit_discrepancies()").fetchall()
         assert found == [("row_missing", {"id": "\\x5c01"})], label
+
+
+def test_a_range_key_is_named_as_the_trail_names_it_whatever_the_writer_set(db):
+    """A row is named by its key in refusals and in the lock history, and the trigger reads the key with
+    to_jsonb under the client's settings: a reservation keyed by a date range was named
+    'during=[10/01/2025,20/01/2025)' under DateStyle 'SQL, DMY', and its override event's key was not the key
+    its audit event records, so the two could not be matched. Both now print the key as the trail does."""
+    owner = db.owner()
+    owner.execute("""CREATE TABLE reservation (room int, during daterange, company_id int NOT NULL DEFAULT 1,
+                                               booked_on date NOT NULL, delay interval, PRIMARY KEY (room, during));
+                     GRANT SELECT, INSERT, UPDATE, DELETE ON reservation TO ll_app, ll_controller""")
+    owner.execute("SELECT ledgerlock.protect('reservation', date_column => 'booked_on', scope_column => 'company_id')")
+    admin = db.connect("admin")
+    soft = admin.execute("SELECT ledgerlock.lock_period('1', '2025-01-01', '2025-01-31')").fetchone()[0]
+    admin.execute("SELECT ledgerlock.lock_period('1', '2025-02-01', '2025-02-28', 'hard')")
+    ctl = session(db, "controller", WRITER)
+    with ctl.transaction():
+        ctl.execute("SELECT ledgerlock.begin_override('late booking')")
+        ctl.execute("INSERT INTO reservation (room, during, booked_on) VALUES (1, '[2025-01-10,2025-01-20)', "
+                    "'2025-01-09')")
+    key = {"room": 1, "during": "[2025-01-10,2025-01-20)"}
+    assert owner.execute("SELECT row_key FROM ledgerlock.audit_log WHERE table_name = 'reservation'::regclass "
+                         "AND operation = 'INSERT'").fetchall() == [(key,)]
+    assert owner.execute("SELECT lock_id, details -> 'key' FROM ledgerlock.lock_history "
+                         "WHERE kind = 'override'").fetchall() == [(soft, key)]
+    app = session(db, "app", WRITER)
+    with pytest.raises(psycopg.Error) as refused:
+        app.execute("INSERT INTO reservation (room, during, booked_on) VALUES (2, '[2025-02-01,2025-02-05)', "
+                    "'2025-02-03')")
+    assert refused.value.sqlstate == "LL002"
+    assert "reservation room=2 during=[2025-02-01,2025-02-05) cannot be inserted" in str(refused.value)
+    # the permitted neighbour, under the same settings: an open day
+    lives_ok(app, "INSERT INTO reservation (room, during, booked_on) VALUES (2, '[2025-03-01,2025-03-05)', "
+                  "'2025-03-03')")

@@ -351,6 +351,6 @@ def test_a_temporal_foreign_key_is_refused_and_a_plain_one_beside_it_protects(db
     app = db.connect("app")
     app.execute("INSERT INTO price VALUES (1, '[2025-01-01,2026-01-01)', 10), (2, '[2025-01-01,2026-01-01)', 20)")
     app.execute("INSERT INTO sale VALUES (1, 1, '[2025-03-01,2025-03-02)', 10)")
-    with refused("LL003", r"^price id=1 valid_at=\[[^)]+\) is referenced by sale id=1"):
+    with refused("LL003", r"^price id=1 valid_at=\[2025-01-01,2026-01-01\) is referenced by sale id=1"):
         app.execute("UPDATE price SET amount = 11 WHERE id = 1")
     lives_ok(app, "UPDATE price SET amount = 21 WHERE id = 2")
