@@ -156,6 +156,19 @@ $$;
 REVOKE ALL ON FUNCTION ledgerlock._relation_exists(oid) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION ledgerlock._relation_exists(oid) TO ledgerlock_admin, ledgerlock_auditor;  -- doctor
 
+-- A table and its partitions, all levels, the table itself at level 0 whether it is partitioned or not
+-- (pg_partition_tree lists nothing for a table that is not partitioned). No SET clause, names qualified:
+-- inlined into its callers' queries.
+CREATE OR REPLACE FUNCTION ledgerlock._partition_tree(tbl regclass)
+RETURNS TABLE(relid regclass, level integer)
+LANGUAGE sql
+STABLE
+AS $$
+    SELECT tbl, 0 UNION SELECT p.relid, p.level FROM pg_catalog.pg_partition_tree(tbl) p
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._partition_tree(regclass) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION ledgerlock._partition_tree(regclass) TO ledgerlock_admin, ledgerlock_auditor;  -- doctor
+
 -- The registry row of a protected table (or of the protected table a partition belongs to), or a clear
 -- error.
 CREATE OR REPLACE FUNCTION ledgerlock._config(tbl regclass)
@@ -562,8 +575,7 @@ AS $$
           UNION SELECT pp.parent, pp.child FROM ledgerlock._period_parents() pp
           UNION SELECT r.parent, r.parent FROM ledgerlock.reference_rule r
           UNION SELECT r.child, r.parent FROM ledgerlock.reference_rule r) x
-    -- (pg_partition_tree lists nothing for a table that is not partitioned)
-    CROSS JOIN LATERAL (SELECT x.tbl AS relid UNION SELECT p.relid FROM pg_catalog.pg_partition_tree(x.tbl) p) t
+    CROSS JOIN LATERAL ledgerlock._partition_tree(x.tbl) t
     WHERE ledgerlock._relation_exists(x.tbl)
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._rule_read_relations() FROM PUBLIC;
@@ -797,7 +809,7 @@ STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT t.relid
-    FROM (SELECT tbl AS relid, 0 AS level UNION SELECT p.relid, p.level FROM pg_catalog.pg_partition_tree(tbl) p) t
+    FROM ledgerlock._partition_tree(tbl) t
     JOIN pg_catalog.pg_class c ON c.oid = t.relid
     WHERE c.relrowsecurity AND c.relforcerowsecurity
     ORDER BY t.level, t.relid LIMIT 1
@@ -923,7 +935,7 @@ BEGIN
     -- which go with it).
     FOR rel, tg IN
         SELECT t.tgrelid::regclass, t.tgname FROM pg_catalog.pg_trigger t
-        WHERE t.tgrelid IN (SELECT p.relid FROM pg_catalog.pg_partition_tree(tbl) p UNION SELECT tbl)
+        WHERE t.tgrelid IN (SELECT p.relid FROM ledgerlock._partition_tree(tbl) p)
           AND NOT t.tgisinternal AND t.tgparentid = 0 AND pg_catalog.starts_with(t.tgname, prefix)
     LOOP
         EXECUTE pg_catalog.format('DROP TRIGGER %I ON %s', tg, rel);

@@ -357,7 +357,7 @@ BEGIN
         -- Guard triggers stay ENABLE ALWAYS (ENABLE on a subscriber), on the table and on every partition.
         SELECT t.tgrelid::regclass AS tbl, t.tgname INTO bad
         FROM pg_catalog.pg_trigger t
-        WHERE (t.tgrelid = rel OR t.tgrelid IN (SELECT p.relid FROM pg_catalog.pg_partition_tree(rel::regclass) p))
+        WHERE t.tgrelid IN (SELECT p.relid FROM ledgerlock._partition_tree(rel::regclass) p)
           AND t.tgname ~ '^ll_[0-9]{2}_' AND t.tgenabled <> ledgerlock._guard_tgenabled()
         LIMIT 1;
         IF FOUND THEN

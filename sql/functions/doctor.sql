@@ -25,9 +25,7 @@ LANGUAGE sql
 STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT p.tbl, p.tbl FROM ledgerlock.protected_table p
-    UNION
-    SELECT t.relid, p.tbl FROM ledgerlock.protected_table p, pg_catalog.pg_partition_tree(p.tbl) t
+    SELECT t.relid, p.tbl FROM ledgerlock.protected_table p, ledgerlock._partition_tree(p.tbl) t
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._guarded_relations() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION ledgerlock._guarded_relations() TO ledgerlock_admin, ledgerlock_auditor;

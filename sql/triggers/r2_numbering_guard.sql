@@ -245,7 +245,7 @@ AS $$
                         WHERE c.oid = tbl) q
     CROSS JOIN LATERAL (SELECT pg_catalog.string_agg(pg_catalog.format('(%L, %L)', n.nspname, c.relname), ', '
                                                      ORDER BY c.oid) AS list
-                        FROM (SELECT p.relid FROM pg_catalog.pg_partition_tree(tbl) p UNION SELECT tbl) p
+                        FROM ledgerlock._partition_tree(tbl) p
                         JOIN pg_catalog.pg_class c ON c.oid = p.relid
                         JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace) known
     WHERE cfg.tbl = _ll40_values.tbl
@@ -773,7 +773,7 @@ BEGIN
     -- Statement triggers are not passed on to partitions, and a statement on a partition fires only the
     -- partition's: every relation of the tree settles the statements run on it. New partitions get theirs
     -- from the DDL guard or ledgerlock.reinstall_guards(), like the TRUNCATE guard.
-    FOR rel IN SELECT p.relid FROM pg_catalog.pg_partition_tree(tbl) p UNION SELECT tbl LOOP
+    FOR rel IN SELECT p.relid FROM ledgerlock._partition_tree(tbl) p LOOP
         PERFORM ledgerlock._create_guard_trigger(rel, 'll_40_settle_insert', pg_catalog.format(
             'AFTER INSERT ON %s REFERENCING NEW TABLE AS ll_new FOR EACH STATEMENT EXECUTE FUNCTION ledgerlock.%I()',
             rel, ledgerlock._generated_name(tbl, 'll40', 'settle')));

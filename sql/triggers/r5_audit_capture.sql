@@ -599,7 +599,7 @@ AS $$
         SELECT FROM pg_catalog.pg_trigger t
         CROSS JOIN LATERAL (SELECT ledgerlock._trigger_args(t.tgargs) AS args) a
         WHERE t.tgname = 'll_90_audit_insert'
-          AND (t.tgrelid = tbl OR t.tgrelid IN (SELECT p.relid FROM pg_catalog.pg_partition_tree(tbl) p))
+          AND t.tgrelid IN (SELECT p.relid FROM ledgerlock._partition_tree(tbl) p)
           AND a.args[CASE WHEN t.tgnargs = 1 THEN 1 ELSE 3 END]
               IS DISTINCT FROM ledgerlock._audit_json_columns(tbl)::text)
 $$;
