@@ -44,8 +44,10 @@ def embedded_server() -> LocalServer:
 # guard decides never depends on them (the rules pin their own); this is the client reading its results.
 # client_encoding UTF8: in a LATIN1, EUC_JP or SQL_ASCII database a reason or scope the server cannot store is
 # its refusal (22P05, a sentence), not a Python UnicodeEncodeError, and SQL_ASCII takes any text at all.
+# quote_all_identifiers off: the manager compares names and definitions it reads (migrate's DDL, the code
+# drift check) with the ones its package ships, which quote only what needs quoting.
 CLIENT_SETTINGS = {"DateStyle": "ISO, YMD", "IntervalStyle": "postgres", "extra_float_digits": "1",
-                   "client_encoding": "UTF8"}
+                   "client_encoding": "UTF8", "quote_all_identifiers": "off"}
 
 
 def client_session(conn: psycopg.Connection) -> psycopg.Connection:

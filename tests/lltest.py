@@ -65,6 +65,7 @@ HOSTILE_SETTINGS = {
     "lc_monetary": "C",
     "bytea_output": "escape",
     "standard_conforming_strings": "off",  # a backslash in a plain literal is an escape: '\d' reads as 'd'
+    "quote_all_identifiers": "on",  # every name printed quoted: 'invoice'::regclass::text reads "invoice"
 }
 HOSTILE_OPTIONS = " ".join(f"-c {name}={value}" for name, value in HOSTILE_SETTINGS.items())
 

@@ -877,6 +877,7 @@ CREATE OR REPLACE FUNCTION ledgerlock._finish_guard_trigger(tbl regclass, trigge
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+SET quote_all_identifiers = off
 SET DateStyle = 'ISO, YMD'  -- pg_get_triggerdef prints the WHEN clause's constants in the session's styles
 SET IntervalStyle = 'postgres'
 SET extra_float_digits = 1
@@ -1036,9 +1037,10 @@ $$;
 REVOKE ALL ON FUNCTION ledgerlock._template(text, jsonb) FROM PUBLIC;
 
 -- Create (or replace) a generated trigger function ledgerlock.<fn>() from its PL/pgSQL body: SECURITY
--- DEFINER (guards read ledgerlock's tables, which clients cannot), search_path pinned, no EXECUTE for PUBLIC.
--- settings: more settings to pin, as pg_proc.proconfig holds them ('name=value'; R5's capture takes the
--- shipped capture's own: sql/triggers/r5_audit_capture.sql); search_path is pinned whatever they say.
+-- DEFINER (guards read ledgerlock's tables, which clients cannot), search_path and quote_all_identifiers
+-- pinned (docs/hardening.md, "Names"), no EXECUTE for PUBLIC. settings: more settings to pin, as
+-- pg_proc.proconfig holds them ('name=value'; R5's capture takes the shipped capture's own:
+-- sql/triggers/r5_audit_capture.sql); search_path and quote_all_identifiers are pinned whatever they say.
 CREATE OR REPLACE FUNCTION ledgerlock._create_generated_function(fn name, body text, settings text[] DEFAULT NULL)
 RETURNS void
 LANGUAGE plpgsql
@@ -1049,14 +1051,15 @@ DECLARE
                                                                  pg_catalog.substr(s, pg_catalog.strpos(s, '=') + 1)),
                                                '' ORDER BY o)
                   FROM pg_catalog.unnest(settings) WITH ORDINALITY AS u(s, o)
-                  WHERE pg_catalog.lower(pg_catalog.split_part(s, '=', 1)) <> 'search_path');
+                  WHERE pg_catalog.lower(pg_catalog.split_part(s, '=', 1)) NOT IN ('search_path', 'quote_all_identifiers'));
 BEGIN
     IF EXISTS (SELECT FROM pg_catalog.unnest(settings) AS s WHERE s !~ '^[A-Za-z_][A-Za-z0-9_.]*=') THEN
         RAISE EXCEPTION 'a generated function''s settings are name=value, not %', settings;
     END IF;
     PERFORM ledgerlock._ddl_permit('ledgerlock'::regnamespace::oid, true);  -- the DDL guard lets it through
     EXECUTE pg_catalog.format('CREATE OR REPLACE FUNCTION ledgerlock.%I() RETURNS trigger LANGUAGE plpgsql '
-                              'SECURITY DEFINER SET search_path = pg_catalog, pg_temp%s AS %L', fn,
+                              'SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET quote_all_identifiers = off%s '
+                              'AS %L', fn,
                               coalesce(more, ''), body);
     EXECUTE pg_catalog.format('REVOKE ALL ON FUNCTION ledgerlock.%I() FROM PUBLIC', fn);
     PERFORM ledgerlock._ddl_permit('ledgerlock'::regnamespace::oid, false);
@@ -1353,6 +1356,7 @@ RETURNS void
 LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET quote_all_identifiers = off
 AS $$
 BEGIN
     PERFORM ledgerlock._require_capability('admin', 'grant_scope');
@@ -1381,6 +1385,7 @@ RETURNS void
 LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET quote_all_identifiers = off
 AS $$
 BEGIN
     PERFORM ledgerlock._require_capability('admin', 'revoke_scope');

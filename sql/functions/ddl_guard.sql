@@ -226,6 +226,7 @@ RETURNS event_trigger
 LANGUAGE plpgsql
 SECURITY DEFINER  -- reads ledgerlock's registry whoever runs the DDL
 SET search_path = pg_catalog, pg_temp
+SET quote_all_identifiers = off
 AS $$
 BEGIN
     IF TG_TAG = 'ALTER TYPE' THEN
@@ -241,6 +242,7 @@ RETURNS event_trigger
 LANGUAGE plpgsql
 SECURITY DEFINER  -- reads ledgerlock's registry whoever runs the DDL; installs guards on new partitions
 SET search_path = pg_catalog, pg_temp
+SET quote_all_identifiers = off
 SET standard_conforming_strings = on  -- its literals hold backslashes
 AS $$
 DECLARE
@@ -418,6 +420,7 @@ RETURNS event_trigger
 LANGUAGE plpgsql
 SECURITY DEFINER  -- reads ledgerlock's registry whoever runs the DDL
 SET search_path = pg_catalog, pg_temp
+SET quote_all_identifiers = off
 AS $$
 DECLARE
     obj record;
@@ -470,6 +473,7 @@ RETURNS event_trigger
 LANGUAGE plpgsql
 SECURITY DEFINER  -- reads ledgerlock's registry whoever runs the DDL
 SET search_path = pg_catalog, pg_temp
+SET quote_all_identifiers = off
 AS $$
 DECLARE
     rel oid := pg_catalog.pg_event_trigger_table_rewrite_oid();

@@ -395,6 +395,7 @@ LANGUAGE sql
 STABLE
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET quote_all_identifiers = off
 AS $$
     SELECT c.name
     FROM pg_catalog.pg_trigger t
@@ -441,6 +442,7 @@ CREATE OR REPLACE FUNCTION ledgerlock._doctor_guard_triggers()
 RETURNS TABLE(severity text, check_name text, object text, finding text, why text, fix text)
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+SET quote_all_identifiers = off
 SET DateStyle = 'ISO, YMD'  -- pg_get_triggerdef prints the WHEN clause's constants in the session's styles
 SET IntervalStyle = 'postgres'
 SET extra_float_digits = 1
@@ -1071,6 +1073,7 @@ CREATE OR REPLACE FUNCTION ledgerlock.doctor_findings()
 RETURNS TABLE(severity text, check_name text, object text, finding text, why text, fix text)
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+SET quote_all_identifiers = off  -- it compares names with the ones ledgerlock ships (docs/hardening.md, "Names")
 AS $$
 DECLARE
     fn regprocedure;

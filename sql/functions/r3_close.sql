@@ -13,6 +13,7 @@ LANGUAGE sql
 STABLE
 SECURITY DEFINER  -- a pure configuration read: anyone who may call it may know the fiscal calendar
 SET search_path = pg_catalog, pg_temp
+SET quote_all_identifiers = off
 AS $$
     SELECT coalesce(
         (SELECT f.start_month FROM ledgerlock.fiscal_year_start f WHERE f.scope = fiscal_year_start_month.scope),
@@ -28,6 +29,7 @@ RETURNS void
 LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET quote_all_identifiers = off
 AS $$
 DECLARE
     before integer;
@@ -185,6 +187,7 @@ RETURNS bigint
 LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET quote_all_identifiers = off
 AS $$
 DECLARE
     d daterange;
@@ -222,6 +225,7 @@ RETURNS void
 LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET quote_all_identifiers = off
 AS $$
 DECLARE
     t ledgerlock.close_task;
@@ -258,6 +262,7 @@ LANGUAGE plpgsql
 STABLE
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET quote_all_identifiers = off
 AS $$
 DECLARE
     d daterange;

@@ -42,6 +42,7 @@ CREATE OR REPLACE FUNCTION ledgerlock._repost_claim(skip_id bigint, new_date dat
 LANGUAGE plpgsql
 SECURITY DEFINER  -- reads and row-locks ledgerlock's lock events, which clients cannot
 SET search_path = pg_catalog, pg_temp
+SET quote_all_identifiers = off
 AS $$
 DECLARE
     skip ledgerlock.lock_event;
@@ -94,6 +95,7 @@ RETURNS jsonb
 LANGUAGE plpgsql
 SECURITY DEFINER  -- writes ledgerlock's lock history, which clients cannot
 SET search_path = pg_catalog, pg_temp
+SET quote_all_identifiers = off
 AS $$
 DECLARE
     claim record := ledgerlock._repost_claim(skip_id, new_date);  -- who asks, the skip, its image
@@ -144,6 +146,7 @@ CREATE OR REPLACE FUNCTION ledgerlock.repost_skipped(skip_id bigint, new_date da
 RETURNS jsonb
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+SET quote_all_identifiers = off
 -- the skipped row's image is read back as it was made (sql/triggers/r5_audit_capture.sql)
 SET extra_float_digits = '1'
 SET DateStyle = 'ISO, YMD'

@@ -192,6 +192,7 @@ RETURNS bigint
 LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET quote_all_identifiers = off
 AS $$
 DECLARE
     snap pg_catalog.pg_snapshot;
@@ -306,6 +307,7 @@ RETURNS text
 LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET quote_all_identifiers = off
 AS $$
 BEGIN
     IF ledgerlock.has_capability('auditor') OR ledgerlock.has_capability('controller') THEN

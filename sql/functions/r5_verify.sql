@@ -482,6 +482,7 @@ RETURNS TABLE(ok boolean, events bigint, sealed bigint, unsealed bigint, head te
 LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET quote_all_identifiers = off
 AS $$
 BEGIN
     PERFORM ledgerlock._require_capability('auditor', 'verify_audit');
@@ -500,6 +501,7 @@ RETURNS TABLE(ok boolean, events bigint, sealed bigint, unsealed bigint, head te
 LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET quote_all_identifiers = off
 AS $$
 BEGIN
     PERFORM ledgerlock._require_capability('auditor', 'verify_audit_from');
@@ -738,6 +740,7 @@ RETURNS TABLE(row_key jsonb, seq bigint, operation text, live jsonb, recorded js
 LANGUAGE plpgsql
 STABLE
 SET search_path = pg_catalog, pg_temp
+SET quote_all_identifiers = off
 SET extra_float_digits = '1'
 SET DateStyle = 'ISO, YMD'
 SET IntervalStyle = 'postgres'
@@ -943,6 +946,7 @@ RETURNS TABLE(code text, table_name text, row_key jsonb, column_name text, seq b
 LANGUAGE plpgsql
 STABLE
 SET search_path = pg_catalog, pg_temp
+SET quote_all_identifiers = off
 SET extra_float_digits = '1'
 SET DateStyle = 'ISO, YMD'
 SET IntervalStyle = 'postgres'
@@ -1371,6 +1375,7 @@ LANGUAGE plpgsql
 STABLE
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET quote_all_identifiers = off
 AS $$
 BEGIN
     PERFORM ledgerlock._require_capability('auditor', 'audit_discrepancies');
@@ -1390,6 +1395,7 @@ CREATE OR REPLACE FUNCTION ledgerlock._audit_baseline(tbl regclass, rel regclass
 RETURNS bigint
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+SET quote_all_identifiers = off
 SET extra_float_digits = '1'
 SET DateStyle = 'ISO, YMD'
 SET IntervalStyle = 'postgres'
@@ -1443,6 +1449,7 @@ RETURNS bigint
 LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET quote_all_identifiers = off
 SET extra_float_digits = '1'
 SET DateStyle = 'ISO, YMD'
 SET IntervalStyle = 'postgres'

@@ -70,6 +70,7 @@ LANGUAGE sql
 STABLE
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET quote_all_identifiers = off
 AS $$
     SELECT DISTINCT t FROM (
         SELECT p.tbl FROM ledgerlock.protected_table p
@@ -93,6 +94,7 @@ RETURNS trigger
 LANGUAGE plpgsql
 SECURITY DEFINER  -- reads ledgerlock.ddl_permit, which clients cannot
 SET search_path = pg_catalog, pg_temp
+SET quote_all_identifiers = off
 AS $$
 BEGIN
     IF ledgerlock._ddl_permitted('ledgerlock.replication_role'::regclass) THEN
@@ -216,6 +218,7 @@ RETURNS void
 LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET quote_all_identifiers = off
 AS $$
 DECLARE
     t regclass;
@@ -263,6 +266,7 @@ RETURNS jsonb
 LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET quote_all_identifiers = off
 SET standard_conforming_strings = on  -- its literals hold backslashes
 AS $$
 DECLARE

@@ -251,6 +251,7 @@ RETURNS TABLE(depth integer, table_name regclass, row_key jsonb, row_label text,
 LANGUAGE plpgsql
 SECURITY DEFINER  -- reads ledgerlock's rules and audit trail, which clients cannot
 SET search_path = pg_catalog, pg_temp
+SET quote_all_identifiers = off
 AS $$
 DECLARE
     r jsonb;

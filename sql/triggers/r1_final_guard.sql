@@ -12,6 +12,7 @@ RETURNS trigger
 LANGUAGE plpgsql
 SECURITY DEFINER  -- reads ledgerlock's registry, which clients cannot
 SET search_path = pg_catalog, pg_temp
+SET quote_all_identifiers = off
 AS $$
 DECLARE
     ll_refused text;  -- a refusal is called as an expression: see ledgerlock._refuse

@@ -136,6 +136,7 @@ LANGUAGE sql
 STABLE
 SECURITY DEFINER  -- reads ledgerlock_gate for the auditor's doctor
 SET search_path = pg_catalog, pg_temp
+SET quote_all_identifiers = off
 AS $$
     SELECT ledgerlock._number_queue_slots() - pg_catalog.count(*)::integer
     FROM ledgerlock_gate.number_queue q

@@ -59,6 +59,7 @@ RETURNS trigger
 LANGUAGE plpgsql
 SECURITY DEFINER  -- reads ledgerlock's windows, which clients cannot
 SET search_path = pg_catalog, pg_temp
+SET quote_all_identifiers = off
 AS $$
 DECLARE
     ll_refused text;  -- a refusal is called as an expression: see ledgerlock._refuse
@@ -327,6 +328,7 @@ RETURNS date
 LANGUAGE sql
 STABLE
 SET search_path = pg_catalog, pg_temp
+SET quote_all_identifiers = off
 SET DateStyle = 'ISO, YMD'  -- pg_get_triggerdef prints the WHEN clause's constants in the session's styles
 SET IntervalStyle = 'postgres'
 SET extra_float_digits = 1
@@ -876,6 +878,7 @@ RETURNS trigger
 LANGUAGE plpgsql
 SECURITY DEFINER  -- reads the children and ledgerlock's windows, which clients may not
 SET search_path = pg_catalog, pg_temp
+SET quote_all_identifiers = off
 AS $$
 DECLARE
     ll_refused text;  -- a refusal is called as an expression: see ledgerlock._refuse
@@ -1048,6 +1051,7 @@ LANGUAGE sql
 STABLE
 SECURITY DEFINER  -- reads the windows for the auditor's doctor
 SET search_path = pg_catalog, pg_temp
+SET quote_all_identifiers = off
 AS $$
     SELECT DISTINCT ON (x.tbl) x.tbl, x.installed, x.required
     FROM (SELECT p.tbl, ledgerlock._period_installed_mark(p.tbl, r.scope) AS installed, r.required

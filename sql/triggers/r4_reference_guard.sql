@@ -156,6 +156,7 @@ RETURNS trigger
 LANGUAGE plpgsql
 SECURITY DEFINER  -- writes ledgerlock.header_final_mark, which clients cannot
 SET search_path = pg_catalog, pg_temp
+SET quote_all_identifiers = off
 SET extra_float_digits = '3'
 SET TimeZone = 'UTC'
 SET IntervalStyle = 'iso_8601'

@@ -95,6 +95,7 @@ RETURNS jsonb
 LANGUAGE sql
 STABLE
 SET search_path = pg_catalog, pg_temp
+SET quote_all_identifiers = off
 SET extra_float_digits = '1'
 SET DateStyle = 'ISO, YMD'
 SET IntervalStyle = 'postgres'
@@ -232,6 +233,7 @@ RETURNS trigger
 LANGUAGE plpgsql
 SECURITY DEFINER  -- writes ledgerlock.audit_event, which clients cannot
 SET search_path = pg_catalog, pg_temp
+SET quote_all_identifiers = off
 SET plan_cache_mode = force_generic_plan
 SET extra_float_digits = '1'
 SET DateStyle = 'ISO, YMD'
@@ -628,6 +630,7 @@ RETURNS trigger
 LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET quote_all_identifiers = off
 SET extra_float_digits = '1'
 SET DateStyle = 'ISO, YMD'
 SET IntervalStyle = 'postgres'

@@ -179,3 +179,58 @@ def test_a_range_key_is_named_as_the_trail_names_it_whatever_the_writer_set(db):
     # the permitted neighbour, under the same settings: an open day
     lives_ok(app, "INSERT INTO reservation (room, during, booked_on) VALUES (2, '[2025-03-01,2025-03-05)', "
                   "'2025-03-03')")
+
+
+QUOTED = {"quote_all_identifiers": "on"}  # any client may set it: 'invoice'::regclass::text then reads "invoice"
+
+
+def test_a_client_that_quotes_every_name_leaves_the_books_as_any_other_client_would(db):
+    """quote_all_identifiers makes PostgreSQL print every name quoted, in regclass output, format('%I') and the
+    definitions it deparses. The capture recorded the tables of one application session's events as
+    '"public"."invoice"': verification filed them under a table that does not exist and reported every row that
+    session wrote as written behind the trail, for good (the trail cannot be corrected), and the counter as
+    ahead of the numbers issued. An auditor or an admin working under it saw renamed tables and code drift.
+    Every function that records or compares a name now pins the setting."""
+    owner = db.owner()
+    admin = session(db, "admin", QUOTED)
+    db.protect_invoice(admin, number_column="number", number_format="INV-{YYYY}-{SEQ:5}")
+    soft = admin.execute("SELECT ledgerlock.lock_period('1', '2026-01-01', '2026-01-31')").fetchone()[0]
+    app = session(db, "app", QUOTED)
+    app.execute("INSERT INTO invoice (id, company_id, issued_on, status, amount) VALUES "
+                "(1, 1, '2026-02-01', 'approved', 10), (2, 1, '2026-02-02', 'draft', 20)")
+    app.execute("UPDATE invoice SET status = 'approved' WHERE id = 2")
+    app.execute("SET ledgerlock.on_locked = 'skip'")
+    app.execute("INSERT INTO invoice (id, company_id, issued_on, amount) VALUES (3, 1, '2026-01-15', 30)")
+    app.execute("RESET ledgerlock.on_locked")
+    ctl = session(db, "controller", QUOTED)
+    with ctl.transaction():
+        ctl.execute("SELECT ledgerlock.begin_override('late fee')")
+        ctl.execute("INSERT INTO invoice (id, company_id, issued_on, amount) VALUES (4, 1, '2026-01-20', 40)")
+    assert owner.execute("SELECT DISTINCT recorded_table FROM ledgerlock.audit_log "
+                         "WHERE table_oid = 'invoice'::regclass").fetchall() == [("public.invoice",)]
+    assert owner.execute("SELECT kind, lock_id, details ->> 'table' FROM ledgerlock.lock_event "
+                         "WHERE kind IN ('skip', 'override') ORDER BY id").fetchall() == [
+        ("skip", soft, "public.invoice"), ("override", soft, "public.invoice")]
+    assert owner.execute("SELECT id, number FROM invoice WHERE status = 'approved' ORDER BY id").fetchall() == [
+        (1, "INV-2026-00001"), (2, "INV-2026-00002")]
+    for settings in ({}, QUOTED):
+        auditor = session(db, "auditor", settings)
+        assert auditor.execute("SELECT ok, problems FROM ledgerlock.verify_audit()").fetchone() == (True, 0), settings
+        assert auditor.execute("SELECT check_name, object FROM ledgerlock.doctor_findings() "
+                               "WHERE severity = 'critical' AND check_name NOT IN ('superuser login', 'table owner')"
+                               ).fetchall() == [], settings
+    # the permitted neighbour of the pinned setting: the client's own reads print names as it asked
+    assert app.execute("SELECT 'invoice'::regclass::text").fetchone() == ('"invoice"',)
+
+
+def test_every_function_that_runs_with_its_owners_rights_prints_names_unquoted(db):
+    """The rule behind the test above, over the installed code, generated functions included: every SECURITY
+    DEFINER function of ledgerlock, and every function that makes or reads a row image, pins
+    quote_all_identifiers off."""
+    db.protect_invoice(number_column="number", number_format="INV-{YYYY}-{SEQ:5}")  # generated functions too
+    rows = db.owner().execute(
+        "SELECT p.oid::regprocedure::text, p.prosecdef, coalesce(p.proconfig, '{}') FROM pg_proc p "
+        "WHERE p.pronamespace = 'ledgerlock'::regnamespace "
+        "  AND (p.prosecdef OR 'DateStyle=ISO, YMD' = ANY (p.proconfig)) ORDER BY 1").fetchall()
+    assert len([sig for sig, definer, _ in rows if definer and sig.startswith("ledgerlock._ll")]) >= 5
+    assert [sig for sig, _, config in rows if "quote_all_identifiers=off" not in config] == []

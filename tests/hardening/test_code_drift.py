@@ -15,7 +15,8 @@ from ledgerlock.cli import cli
 
 GUARD = "ledgerlock.guard_final_row()"
 NO_OP = ("CREATE OR REPLACE FUNCTION ledgerlock.guard_final_row() RETURNS trigger LANGUAGE plpgsql "
-         "SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$ BEGIN RETURN NEW; END $$")
+         "SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET quote_all_identifiers = off "
+         "AS $$ BEGIN RETURN NEW; END $$")
 
 
 def doctor(conninfo: str):
@@ -47,7 +48,7 @@ def test_every_function_has_a_fingerprint_and_the_package_agrees_with_the_catalo
     assert owner.execute("SELECT count(*) FROM ledgerlock.code_fingerprint WHERE origin = 'generated'").fetchone()[0]
     shipped = sqlfiles.shipped_functions()
     assert "guard_final_row" in shipped and "_rules" in shipped
-    assert shipped["guard_final_row"][0].config == ("search_path=pg_catalog, pg_temp",)
+    assert shipped["guard_final_row"][0].config == ("search_path=pg_catalog, pg_temp", "quote_all_identifiers=off")
     with db.connect("auditor") as auditor:
         assert checks.code_drift(auditor) == []
 
@@ -142,7 +143,8 @@ def test_audit_verify_reports_a_replaced_guard_by_name_and_passes_once_it_is_res
     assert code == 3 and out["ok"] is False
     assert [d for d in out["code_drift"] if GUARD in d] == [f"{GUARD} differs from the shipped definition"]
     owner.execute("CREATE OR REPLACE FUNCTION ledgerlock.guard_final_row() RETURNS trigger LANGUAGE plpgsql "
-                  "SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $ll$" + src + "$ll$")
+                  "SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET quote_all_identifiers = off "
+                  "AS $ll$" + src + "$ll$")
     code, out = verify()
     assert (code, out["ok"], out["code_drift"]) == (0, True, [])
 

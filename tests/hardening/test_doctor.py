@@ -147,7 +147,8 @@ def test_a_function_redefined_by_hand_is_reported_as_drifted(db):
     assert any(f["object"] == "ledgerlock.guard_truncate()" and "differs from the shipped" in f["finding"]
                for f in problems(found))
     owner.execute("CREATE OR REPLACE FUNCTION ledgerlock.guard_truncate() RETURNS trigger LANGUAGE plpgsql "
-                  "SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $b$" + src + "$b$")
+                  "SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET quote_all_identifiers = off "
+                  "AS $b$" + src + "$b$")
     _, found = doctor(db.conninfo())
     assert not any(f["object"] == "ledgerlock.guard_truncate()" for f in found)
 
