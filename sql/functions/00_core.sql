@@ -637,8 +637,7 @@ BEGIN
     END IF;
     SELECT pg_catalog.format_type(t.oid, NULL) INTO typ
     FROM pg_catalog.pg_attribute a
-    JOIN pg_catalog.pg_type d ON d.oid = a.atttypid
-    JOIN pg_catalog.pg_type t ON t.oid = CASE WHEN d.typtype = 'd' THEN d.typbasetype ELSE d.oid END
+    JOIN pg_catalog.pg_type t ON t.oid = ledgerlock._base_type(a.atttypid)
     WHERE a.attrelid = tbl AND a.attname = col AND NOT a.attisdropped
       AND (t.typcategory IN ('R', 'T', 'G') OR t.oid IN ('pg_catalog.bytea'::pg_catalog.regtype,
                                                           'pg_catalog.money'::pg_catalog.regtype));

@@ -195,10 +195,10 @@ AS $$
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._inherited_protected(oid) FROM PUBLIC;
 
--- The labels of the enum types the columns of protected tables hold (directly, through a domain or as an
--- array), as {label oid: label}. A label renamed (ALTER TYPE ... RENAME VALUE) changes every row that holds it
--- with no write: _ddl_guard_command_start keeps these before an ALTER TYPE runs, _ddl_guard_command_end compares.
--- (A partition has its table's columns.)
+-- The labels of the enum types the columns of protected tables hold (directly, or through domains, arrays,
+-- composite types and ranges, at any depth), as {label oid: label}. A label renamed (ALTER TYPE ... RENAME
+-- VALUE) changes every row that holds it with no write: _ddl_guard_command_start keeps these before an ALTER
+-- TYPE runs, _ddl_guard_command_end compares. (A partition has its table's columns.)
 CREATE OR REPLACE FUNCTION ledgerlock._protected_enum_labels()
 RETURNS jsonb
 LANGUAGE sql
@@ -209,9 +209,17 @@ AS $$
         SELECT DISTINCT a.atttypid FROM pg_catalog.pg_attribute a
         WHERE a.attrelid IN (SELECT p.tbl FROM ledgerlock.protected_table p) AND a.attnum > 0 AND NOT a.attisdropped
         UNION
-        SELECT CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.typelem END
+        -- what a type holds: a domain its base type, an array its elements, a composite type its attributes, a
+        -- range or multirange its subtype
+        SELECT held.oid
         FROM typ JOIN pg_catalog.pg_type t ON t.oid = typ.oid
-        WHERE t.typtype = 'd' OR (t.typcategory = 'A' AND t.typelem <> 0)
+        CROSS JOIN LATERAL (SELECT t.typbasetype WHERE t.typtype = 'd'
+                            UNION ALL SELECT t.typelem WHERE t.typcategory = 'A' AND t.typelem <> 0
+                            UNION ALL SELECT a.atttypid FROM pg_catalog.pg_attribute a
+                                      WHERE t.typtype = 'c' AND a.attrelid = t.typrelid AND a.attnum > 0
+                                        AND NOT a.attisdropped
+                            UNION ALL SELECT r.rngsubtype FROM pg_catalog.pg_range r
+                                      WHERE r.rngtypid = t.oid OR r.rngmultitypid = t.oid) held(oid)
     )
     SELECT coalesce(pg_catalog.jsonb_object_agg(e.oid::text, e.enumlabel), '{}')
     FROM pg_catalog.pg_enum e WHERE e.enumtypid IN (SELECT typ.oid FROM typ)

@@ -297,8 +297,9 @@ def test_installing_the_guard_gives_a_partition_made_without_it_its_truncate_gua
 def test_a_label_protected_rows_hold_cannot_be_renamed(db, ddl_guard):
     """ALTER TYPE ... RENAME VALUE changes every row that holds the label, with no write: a final bill's status
     read 'posted' where its event says 'approved', and the numbering, whose stored final_when names the label,
-    refused every write with 22P02. Refused for an enum a protected column holds, directly, through a domain or
-    as an array; adding a label, and renaming one of an enum no protected column holds, go through."""
+    refused every write with 22P02. Refused for an enum a protected column holds, directly, through a domain, as
+    an array, in a composite type or as a range's subtype; adding a label, and renaming one of an enum no
+    protected column holds, go through."""
     owner = db.owner()
     owner.execute("""
         CREATE TYPE bill_status AS ENUM ('draft', 'approved');
@@ -306,14 +307,21 @@ def test_a_label_protected_rows_hold_cannot_be_renamed(db, ddl_guard):
         CREATE TYPE ccy AS ENUM ('EUR', 'USD');
         CREATE DOMAIN bill_ccy AS ccy;
         CREATE TYPE colour AS ENUM ('red', 'blue');
+        CREATE TYPE grade AS ENUM ('low', 'high');
+        CREATE TYPE rating AS (agency text, grades grade[]);
+        CREATE TYPE size AS ENUM ('s', 'm', 'l');
+        CREATE TYPE sizes AS RANGE (subtype = size);
         CREATE TABLE bill (id int PRIMARY KEY, vendor int NOT NULL, booked_on date NOT NULL DEFAULT current_date,
-                           status bill_status NOT NULL DEFAULT 'draft', tags tag[], money bill_ccy, number text);
+                           status bill_status NOT NULL DEFAULT 'draft', tags tag[], money bill_ccy, number text,
+                           rated rating, fits sizes);
         GRANT ALL ON bill TO ll_app""")
     owner.execute("SELECT ledgerlock.protect('bill', 'booked_on', 'vendor', $$status = 'approved'$$, 'number', "
                   "'B-{SEQ}')")
     app = db.connect("app")
-    app.execute("INSERT INTO bill (id, vendor, status, tags, money) VALUES (1, 1, 'approved', '{urgent}', 'EUR')")
-    for typ, label in (("bill_status", "approved"), ("tag", "urgent"), ("ccy", "EUR")):
+    app.execute("INSERT INTO bill (id, vendor, status, tags, money, rated, fits) "
+                "VALUES (1, 1, 'approved', '{urgent}', 'EUR', ROW('acme', '{high}'), '[s,l)')")
+    for typ, label in (("bill_status", "approved"), ("tag", "urgent"), ("ccy", "EUR"), ("grade", "high"),
+                       ("size", "s")):
         with refused("LL008", rf"^renaming label '{label}' of public\.{typ} to 'x' is refused: protected tables "
                               r"hold it"):
             owner.execute(f"ALTER TYPE {typ} RENAME VALUE '{label}' TO 'x'")
