@@ -66,7 +66,13 @@ HOSTILE_SETTINGS = {
     "bytea_output": "escape",
     "standard_conforming_strings": "off",  # a backslash in a plain literal is an escape: '\d' reads as 'd'
     "quote_all_identifiers": "on",  # every name printed quoted: 'invoice'::regclass::text reads "invoice"
+    "array_nulls": "off",  # NULL in an array literal reads as the string 'NULL'
+    "transform_null_equals": "on",  # x = NULL, in code compiled in the session, reads as x IS NULL
+    "xmloption": "document",  # an xml fragment no longer reads back
 }
+# Not swept: debug_parallel_query = on (measured 2026-11-29: the swept tests pass but for a probe counted by
+# the leader's statistics, which a parallel worker's scan does not reach, and a 2,000-window bulk statement
+# past its timeout; the sweep took 4x as long).
 HOSTILE_OPTIONS = " ".join(f"-c {name}={value}" for name, value in HOSTILE_SETTINGS.items())
 
 
