@@ -28,10 +28,11 @@ CREATE TRIGGER floor_probe BEFORE UPDATE ON r_parent_floor FOR EACH ROW
     WHEN (NOT record_image_eq(OLD, NEW)) EXECUTE FUNCTION bench_floor_probe();
 """
 # The same probe as a guard must be called: as its owner (the child may be invisible to the writer) with the
-# search_path pinned (no writer's setting may resolve a name in it). What a hardened guard pays at least.
+# search_path pinned (no writer's setting may resolve a name in it) and quote_all_identifiers (none may change a
+# name ledgerlock prints: docs/hardening.md, "Names"). What a hardened guard pays at least.
 FLOOR_PROBE_HARDENED = """
 CREATE OR REPLACE FUNCTION bench_floor_probe_hardened() RETURNS trigger LANGUAGE plpgsql
-SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET quote_all_identifiers = off AS $$
 BEGIN
     PERFORM 1 FROM public.r_child_hardened WHERE parent_id OPERATOR(pg_catalog.=) OLD.id LIMIT 1;
     RETURN NEW;
@@ -89,7 +90,7 @@ def referenced_parent_update(b: Bench, f: Features) -> list[Result]:
                    baseline_label="without the rule", note="a plain PL/pgSQL trigger, same probe, same tables",
                    baseline_samples=s["without"], value_samples=s["floor"]),
             Result("referenced_probe_floor_hardened",
-                   f"the floor called as a guard is: SECURITY DEFINER, pinned search_path ({c} clients)",
+                   f"the floor called as a guard is: SECURITY DEFINER, settings pinned ({c} clients)",
                    baseline_label="without the rule", note="the same probe; what the hardening model adds to it",
                    baseline_samples=s["without"], value_samples=s["hardened"]),
             Result("referenced_parent_mutable_update",

@@ -123,7 +123,7 @@ $$;
 -- ... ON CONFLICT DO NOTHING) and its number would be lost; designs that need none read the last number through
 -- an index of the user's table instead (docs/numbering.md, "What would remove the settle step").
 CREATE FUNCTION floor_settle() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET quote_all_identifiers = off AS $$
 BEGIN
     PERFORM FROM floor_new n WHERE n.status IN ('approved', 'paid') LIMIT 1;
     RETURN NULL;
@@ -187,11 +187,11 @@ END
 $$;
 
 -- The floor of a period check that runs (not a usable implementation): an AFTER ROW trigger calling an empty
--- SECURITY DEFINER function with a pinned search_path, as the hardening model requires of every guard. Any
--- check made by such a trigger pays at least this call; it shows how much of the gap to the plain table a
--- backdated write's check could close.
+-- SECURITY DEFINER function with a pinned search_path (and quote_all_identifiers), as the hardening model
+-- requires of every guard. Any check made by such a trigger pays at least this call; it shows how much of the
+-- gap to the plain table a backdated write's check could close.
 CREATE FUNCTION floor_check() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET quote_all_identifiers = off AS $$
 BEGIN
     RETURN NULL;
 END
@@ -214,7 +214,7 @@ CREATE TABLE floor_window (
 INSERT INTO floor_window SELECT g::text, '*', date '2020-01-01', date '2020-12-31', g FROM generate_series(1, 10) g;
 
 CREATE FUNCTION floor_check_probe() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET quote_all_identifiers = off AS $$
 DECLARE
     w bigint;
 BEGIN
@@ -233,7 +233,7 @@ $$;
 -- The BEFORE half of the two-trigger floor (bench/scenarios/writes.py, when_floor_2): never called, its WHEN
 -- is false; a BEFORE row trigger must return the row it lets by.
 CREATE FUNCTION floor_before() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET quote_all_identifiers = off AS $$
 BEGIN
     RETURN NEW;
 END
