@@ -1028,6 +1028,20 @@ AS $$
                                        'computed from, then protect again', u.rel, u.col, u.what) END
     FROM used u
     WHERE ledgerlock._generated_problem(u.rel, u.col, false) IS NOT NULL
+    UNION ALL
+    -- a stored generated scope column (protect refuses one since 2026-11-29; a table protected before keeps
+    -- it): the period checks run AFTER and see it, but the skip trigger and the numbering read the scope in a
+    -- BEFORE trigger, where it is still null. Both fail closed (a finalization whose number needs the scope is
+    -- refused, skip mode refuses instead of skipping), so a warning.
+    SELECT 'warning', 'table', u.rel::text,
+           pg_catalog.format('%s (the scope column of %s)', ledgerlock._generated_problem(u.rel, u.col, true), u.rel),
+           'the numbering and skip mode read it as null: a finalization whose number needs the scope is refused, '
+           'and a write in a locked window is refused instead of skipped',
+           pg_catalog.format('scope by the column it is computed from, or make %s.%I a plain column, then protect %s '
+                             'again', u.rel, u.col, u.rel)
+    FROM used u
+    WHERE u.what = 'scope column' AND ledgerlock._generated_problem(u.rel, u.col, false) IS NULL
+      AND ledgerlock._generated_problem(u.rel, u.col, true) IS NOT NULL
     ORDER BY 3, 4
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._doctor_generated_columns() FROM PUBLIC;

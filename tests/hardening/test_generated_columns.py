@@ -100,6 +100,44 @@ def test_a_virtual_scope_column_took_rows_into_a_hard_locked_month_and_doctor_re
     assert not [f for f in json.loads(res.stdout) if f["object"] == "public.invoice" and f["check"] == "table"]
 
 
+def test_a_stored_generated_scope_column_protected_before_fails_closed_and_doctor_warns(db):
+    """A stored generated scope column, which protect took before it refused one: the period checks (AFTER)
+    see it, but the numbering and skip mode read the scope BEFORE PostgreSQL computes it. Both fail closed, and
+    doctor says why (a warning); scoped by the column it is computed from, both work."""
+    owner = db.owner()
+    owner.execute("ALTER TABLE invoice ADD COLUMN branch integer")
+    db.protect_invoice(scope_column="branch", number_column="number", number_format="INV-{SCOPE}-{SEQ:3}")
+    owner.execute("ALTER TABLE invoice DROP COLUMN branch")  # no DDL guard here: as a release before put it
+    owner.execute("ALTER TABLE invoice ADD COLUMN branch integer GENERATED ALWAYS AS (company_id) STORED")
+    db.connect("controller").execute("SELECT ledgerlock.lock_period('1', '2025-03-01', '2025-03-31', 'hard')")
+    app = db.connect("app")
+    with refused("LL009", r"^invoice id=1 cannot get a final number: its branch is empty, and the number format "
+                          r"needs the scope"):
+        app.execute("INSERT INTO invoice (id, company_id, issued_on, status) VALUES (1, 1, '2025-04-10', 'approved')")
+    app.execute("SET ledgerlock.on_locked = 'skip'")
+    with refused("LL002", r"is locked \(hard\) for scope 1: invoice id=9 cannot be inserted"):
+        app.execute("INSERT INTO invoice (id, company_id, issued_on) VALUES (9, 1, '2025-03-10')")
+    app.execute("RESET ledgerlock.on_locked")
+
+    res = CliRunner().invoke(cli, ["--dsn", db.conninfo(), "doctor", "--json"])
+    [f] = [f for f in json.loads(res.stdout) if f["object"] == "public.invoice" and f["check"] == "table"]
+    assert (f["severity"], f["finding"]) == ("warning", (
+        "public.invoice.branch is a generated column: PostgreSQL computes it only after the BEFORE triggers in "
+        "which ledgerlock's rules read it (the scope column of public.invoice)"))
+    assert f["fix"].startswith("scope by the column it is computed from")
+
+    # the permitted neighbour: scoped by the column it is computed from, numbered and skipped as documented
+    db.protect_invoice(number_column="number", number_format="INV-{SCOPE}-{SEQ:3}",
+                       weaken_reason="scope by the company itself")
+    lives_ok(app, "INSERT INTO invoice (id, company_id, issued_on, status) VALUES (1, 1, '2025-04-10', 'approved')")
+    assert app.execute("SELECT number FROM invoice WHERE id = 1").fetchone() == ("INV-1-001",)
+    app.execute("SET ledgerlock.on_locked = 'skip'")
+    lives_ok(app, "INSERT INTO invoice (id, company_id, issued_on) VALUES (9, 1, '2025-03-10')")
+    assert app.execute("SELECT count(*) FROM invoice WHERE id = 9").fetchone() == (0,)
+    res = CliRunner().invoke(cli, ["--dsn", db.conninfo(), "doctor", "--json"])
+    assert not [f for f in json.loads(res.stdout) if f["object"] == "public.invoice" and f["check"] == "table"]
+
+
 def test_a_condition_may_read_a_stored_generated_column_but_not_a_virtual_one(db):
     owner = db.owner()
     owner.execute("ALTER TABLE invoice ADD COLUMN closed boolean "
