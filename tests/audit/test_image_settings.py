@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import psycopg
 import pytest
+from psycopg.types.json import Jsonb
 from test_tampering import discrepancies, event_seq, triggers_off
 
 from lltest import lives_ok
@@ -154,9 +155,12 @@ def test_a_range_key_is_named_as_the_trail_names_it_whatever_the_writer_set(db):
     its audit event records, so the two could not be matched. Both now print the key as the trail does."""
     owner = db.owner()
     owner.execute("""CREATE TABLE reservation (room int, during daterange, company_id int NOT NULL DEFAULT 1,
-                                               booked_on date NOT NULL, delay interval, PRIMARY KEY (room, during));
-                     GRANT SELECT, INSERT, UPDATE, DELETE ON reservation TO ll_app, ll_controller""")
-    owner.execute("SELECT ledgerlock.protect('reservation', date_column => 'booked_on', scope_column => 'company_id')")
+                                               booked_on date NOT NULL, status text NOT NULL DEFAULT 'held',
+                                               PRIMARY KEY (room, during));
+                     GRANT SELECT, INSERT, UPDATE, DELETE ON reservation TO ll_app, ll_controller;
+                     GRANT SELECT ON reservation TO ll_auditor""")
+    owner.execute("SELECT ledgerlock.protect('reservation', date_column => 'booked_on', scope_column => 'company_id', "
+                  "final_when => $$status = 'confirmed'$$)")
     admin = db.connect("admin")
     soft = admin.execute("SELECT ledgerlock.lock_period('1', '2025-01-01', '2025-01-31')").fetchone()[0]
     admin.execute("SELECT ledgerlock.lock_period('1', '2025-02-01', '2025-02-28', 'hard')")
@@ -179,6 +183,13 @@ def test_a_range_key_is_named_as_the_trail_names_it_whatever_the_writer_set(db):
     # the permitted neighbour, under the same settings: an open day
     lives_ok(app, "INSERT INTO reservation (room, during, booked_on) VALUES (2, '[2025-03-01,2025-03-05)', "
                   "'2025-03-03')")
+    # why_locked finds the write that made the row final among its audit events by its key, whatever the
+    # auditor's DateStyle (it said "since an unknown time by an unknown user")
+    app.execute("UPDATE reservation SET status = 'confirmed' WHERE room = 2")
+    auditor = session(db, "auditor", WRITER)
+    [(summary,)] = auditor.execute("SELECT summary FROM ledgerlock.why_locked('reservation', %s) WHERE rule = 'final'",
+                                   (Jsonb({"room": 2, "during": "[2025-03-01,2025-03-05)"}),)).fetchall()
+    assert summary.startswith("final (status = 'confirmed') since 2") and summary.endswith(" by ll_app"), summary
 
 
 QUOTED = {"quote_all_identifiers": "on"}  # any client may set it: 'invoice'::regclass::text then reads "invoice"
