@@ -245,3 +245,35 @@ def test_every_function_that_runs_with_its_owners_rights_prints_names_unquoted(d
         "  AND (p.prosecdef OR 'DateStyle=ISO, YMD' = ANY (p.proconfig)) ORDER BY 1").fetchall()
     assert len([sig for sig, definer, _ in rows if definer and sig.startswith("ledgerlock._ll")]) >= 5
     assert [sig for sig, _, config in rows if "quote_all_identifiers=off" not in config] == []
+
+
+def test_the_manager_reads_the_same_findings_whatever_quoting_the_connection_asks_for(db):
+    """The manager compares what it reads (the code check, doctor's findings) with what its package ships; a DBA's
+    PGOPTIONS or a role default may turn quote_all_identifiers on for its session. The manager pins it off."""
+    import json
+
+    from click.testing import CliRunner
+
+    from ledgerlock.cli import cli
+
+    db.protect_invoice(number_column="number", number_format="INV-{YYYY}-{SEQ:5}")
+    db.connect("app").execute("INSERT INTO invoice (id, company_id, issued_on, status) "
+                              "VALUES (1, 1, '2026-02-01', 'approved')")
+
+    def run(*args, quoted: bool):
+        dsn = db.conninfo("auditor") + (" options='-c quote_all_identifiers=on'" if quoted else "")
+        res = CliRunner().invoke(cli, ["--dsn", dsn, *args, "--json"])
+        return res.exit_code, json.loads(res.stdout)
+
+    for args in (["doctor"], ["audit", "verify"]):
+        assert run(*args, quoted=True) == run(*args, quoted=False), args
+    code, verified = run("audit", "verify", quoted=True)
+    assert (code, verified["ok"], verified["code_drift"]) == (0, True, [])
+    # a guard replaced by hand: one finding, named as the package names it, however the session quotes
+    db.owner().execute("CREATE OR REPLACE FUNCTION ledgerlock.guard_final_row() RETURNS trigger LANGUAGE plpgsql "
+                       "SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$ BEGIN RETURN NEW; END $$")
+    for args in (["doctor"], ["audit", "verify"]):
+        assert run(*args, quoted=True) == run(*args, quoted=False), args
+    code, verified = run("audit", "verify", quoted=True)
+    assert (code, verified["code_drift"]) == (
+        3, ["ledgerlock.guard_final_row() differs from the shipped definition"]), verified["code_drift"]
