@@ -64,7 +64,10 @@ def second_cluster(cluster):
     stop_cluster(c, root)
 
 
-def test_a_dump_restored_into_another_cluster_verifies_and_new_writes_verify(trail, second_cluster):
+# pg_dump --quote-all-identifiers (pg_upgrade dumps with it) writes every name quoted: the definitions it
+# restores are read back by PostgreSQL, and ledgerlock's code and trail come out the same
+@pytest.mark.parametrize("dump_options", [[], ["--quote-all-identifiers"]], ids=["plain", "quoted"])
+def test_a_dump_restored_into_another_cluster_verifies_and_new_writes_verify(trail, second_cluster, dump_options):
     src = trail.owner()
     # the source's transaction ids run ahead of the fresh target's, as in most restores
     for _ in range(3000):
@@ -75,7 +78,8 @@ def test_a_dump_restored_into_another_cluster_verifies_and_new_writes_verify(tra
     digest = trail.connect("auditor").execute("SELECT ledgerlock.audit_digest()").fetchone()[0]
     trail.connect("app").execute("UPDATE invoice SET amount = 97 WHERE id = 6")  # unsealed in the dump
     bindir = second_cluster.server.bindir
-    dump = subprocess.run([str(bindir / "pg_dump"), "-Fc", "-d", trail.conninfo()], capture_output=True, check=True)
+    dump = subprocess.run([str(bindir / "pg_dump"), "-Fc", *dump_options, "-d", trail.conninfo()],
+                          capture_output=True, check=True)
     with psycopg.connect(second_cluster.conninfo(), autocommit=True) as c:
         c.execute("CREATE DATABASE restored")
     subprocess.run([str(bindir / "pg_restore"), "-d", second_cluster.conninfo("restored")], input=dump.stdout,
@@ -126,4 +130,7 @@ def test_a_dump_restored_into_another_cluster_verifies_and_new_writes_verify(tra
         [(summary,)] = app.execute("SELECT summary FROM ledgerlock.why_locked('invoice', '{\"id\": 3}') "
                                    "WHERE rule = 'final'").fetchall()
     assert approved_by in summary, summary
+    # the restored code is the code this package ships, and every guard's definition is as recorded
+    res = CliRunner().invoke(cli, ["--dsn", second_cluster.conninfo("restored", "auditor"), "doctor", "--json"])
+    assert not [f for f in json.loads(res.stdout) if f["check"] in ("function", "guard trigger")], res.output
     target.close()
