@@ -69,6 +69,9 @@ HOSTILE_SETTINGS = {
     "array_nulls": "off",  # NULL in an array literal reads as the string 'NULL'
     "transform_null_equals": "on",  # x = NULL, in code compiled in the session, reads as x IS NULL
     "xmloption": "document",  # an xml fragment no longer reads back
+    # a DBA's check of its own code (ALTER DATABASE ... SET): a shadowed variable, a SELECT INTO of several rows
+    # or an assignment of the wrong number of columns is an error in every function the session compiles
+    "plpgsql.extra_errors": "all",
 }
 # Not swept: debug_parallel_query = on (measured 2026-11-29: the swept tests pass but for a probe counted by
 # the leader's statistics, which a parallel worker's scan does not reach, and a 2,000-window bulk statement
