@@ -644,11 +644,13 @@ BEGIN
     IF typ IS NULL THEN
         RETURN v;
     END IF;
-    EXECUTE pg_catalog.format('SELECT ledgerlock._audit_row_image(CAST($1 AS %s))', typ) INTO pinned
-        USING v #>> '{}';
+    BEGIN  -- (a block of its own: only this statement pays for the subtransaction an EXCEPTION clause starts)
+        EXECUTE pg_catalog.format('SELECT ledgerlock._audit_row_image(CAST($1 AS %s))', typ) INTO pinned
+            USING v #>> '{}';
+    EXCEPTION WHEN data_exception THEN
+        RETURN v;
+    END;
     RETURN pinned;
-EXCEPTION WHEN data_exception THEN
-    RETURN v;
 END
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._key_value(regclass, text, jsonb) FROM PUBLIC;

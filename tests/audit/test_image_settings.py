@@ -16,7 +16,7 @@ import pytest
 from psycopg.types.json import Jsonb
 from test_tampering import discrepancies, event_seq, triggers_off
 
-from lltest import lives_ok
+from lltest import lives_ok, refused
 
 # what a client may set that changes the text output of a value (lc_monetary: only C exists on test servers)
 WRITER = {"DateStyle": "SQL, DMY", "IntervalStyle": "sql_standard", "bytea_output": "escape",
@@ -213,6 +213,13 @@ def test_a_client_that_quotes_every_name_leaves_the_books_as_any_other_client_wo
     app.execute("SET ledgerlock.on_locked = 'skip'")
     app.execute("INSERT INTO invoice (id, company_id, issued_on, amount) VALUES (3, 1, '2026-01-15', 30)")
     app.execute("RESET ledgerlock.on_locked")
+    # a tenant admin (scope 1 only) under the same setting: its lock events name what they name; scope 2 is not its
+    admin.execute("SELECT ledgerlock.grant_scope('ll_admin2', '1')")
+    tenant = session(db, "admin2", QUOTED)
+    march = tenant.execute("SELECT ledgerlock.lock_period('1', '2026-03-01', '2026-03-31', 'hard')").fetchone()[0]
+    tenant.execute("SELECT ledgerlock.unlock_period(%s, 'a late supplier invoice')", (march,))
+    with refused("LL005"):
+        tenant.execute("SELECT ledgerlock.lock_period('2', '2026-03-01', '2026-03-31')")
     ctl = session(db, "controller", QUOTED)
     with ctl.transaction():
         ctl.execute("SELECT ledgerlock.begin_override('late fee')")
