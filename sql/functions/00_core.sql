@@ -617,8 +617,9 @@ REVOKE ALL ON FUNCTION ledgerlock._key_columns(regclass) FROM PUBLIC;
 -- A key column's value as the audit trail records it. to_jsonb prints numbers, text and datetimes in forms
 -- of its own, and every other type by its output function, under the session's settings: a date range in
 -- a trigger's to_jsonb(NEW) reads '[01/01/2025,01/01/2026)' under DateStyle 'SQL, DMY', an interval follows
--- IntervalStyle, bytea bytea_output, money lc_monetary. Such a value is read back under the settings it was
--- printed with (the caller's: the image was made in the same session) and printed again as the capture
+-- IntervalStyle, bytea bytea_output, money lc_monetary; and a timestamptz, in JSON's form, carries the
+-- offset of the session's TimeZone (the trail's is UTC). Such a value is read back under the settings it
+-- was printed with (the caller's: the image was made in the same session) and printed again as the capture
 -- prints it (ledgerlock._audit_row_image), so that a message and a lock event name the row as its audit
 -- events do. Read as the type's base type: a domain's checks are the table's business, not a label's. A
 -- value that does not read back (an image made under other settings than the caller's) is left as it is.
@@ -640,7 +641,8 @@ BEGIN
     JOIN pg_catalog.pg_type t ON t.oid = ledgerlock._base_type(a.atttypid)
     WHERE a.attrelid = tbl AND a.attname = col AND NOT a.attisdropped
       AND (t.typcategory IN ('R', 'T', 'G') OR t.oid IN ('pg_catalog.bytea'::pg_catalog.regtype,
-                                                          'pg_catalog.money'::pg_catalog.regtype));
+                                                          'pg_catalog.money'::pg_catalog.regtype,
+                                                          'pg_catalog.timestamptz'::pg_catalog.regtype));
     IF typ IS NULL THEN
         RETURN v;
     END IF;

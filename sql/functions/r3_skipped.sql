@@ -153,6 +153,7 @@ SET DateStyle = 'ISO, YMD'
 SET IntervalStyle = 'postgres'
 SET bytea_output = 'hex'
 SET lc_monetary = 'C'
+SET TimeZone = 'UTC'
 AS $$
 DECLARE
     claim record := ledgerlock._repost_claim(skip_id, new_date);

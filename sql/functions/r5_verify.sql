@@ -557,6 +557,46 @@ $$;
 REVOKE ALL ON FUNCTION ledgerlock._audit_key_columns(regclass) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION ledgerlock._audit_key_columns(regclass) TO ledgerlock_admin, ledgerlock_auditor;
 
+-- The key columns of a table that hold a timestamptz (or a domain over one), null when none. The trail files a
+-- row under its key's text, and a timestamptz's text carries the offset of the zone it was printed in: the
+-- capture prints in UTC (sql/triggers/r5_audit_capture.sql), but events written before it did carry their
+-- writer's zone, so verification reads such keys in UTC (ledgerlock._audit_utc_key).
+CREATE OR REPLACE FUNCTION ledgerlock._audit_zoned_key_columns(tbl regclass)
+RETURNS text[]
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT nullif(ARRAY(SELECT k.k FROM pg_catalog.unnest(ledgerlock._audit_key_columns(tbl)) AS k(k)
+                        JOIN pg_catalog.pg_attribute a ON a.attrelid = tbl AND a.attname = k.k AND NOT a.attisdropped
+                        WHERE ledgerlock._base_type(a.atttypid) = 'pg_catalog.timestamptz'::pg_catalog.regtype),
+                  '{}')
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._audit_zoned_key_columns(regclass) FROM PUBLIC;
+
+-- A recorded key with its timestamptz columns (cols) printed in UTC, as the capture prints them: the same
+-- instant written under '+14:00' and under '+00:00' is one row. Called per event, only for tables that have
+-- such columns (ledgerlock._audit_zoned_key_columns).
+CREATE OR REPLACE FUNCTION ledgerlock._audit_utc_key(k jsonb, cols text[])
+RETURNS jsonb
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, pg_temp
+SET TimeZone = 'UTC'
+AS $$
+DECLARE
+    c text;
+BEGIN
+    FOREACH c IN ARRAY coalesce(cols, '{}') LOOP
+        IF pg_catalog.jsonb_typeof(k -> c) = 'string' THEN
+            k := pg_catalog.jsonb_set(k, ARRAY[c], pg_catalog.to_jsonb((k ->> c)::timestamptz));
+        END IF;
+    END LOOP;
+    RETURN k;
+END
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._audit_utc_key(jsonb, text[]) FROM PUBLIC;
+
 -- What the trail says about each row of a table, one fact per event: the image it left (null: the row is
 -- gone). An INSERT, UPDATE or BASELINE leaves its new row; a DELETE (and an UPDATE, under the key the row
 -- had before, when it moved the row to another key) leaves the row gone; STATE_... are the same for
@@ -676,29 +716,35 @@ DECLARE
     f record;
     present boolean;
     pending integer;
+    zoned text[] := ledgerlock._audit_zoned_key_columns(pg_catalog.to_regclass(tname));
+    -- an event's key as verification compares it (the event's own old and new images agree with it as written)
+    k text := CASE WHEN zoned IS NULL THEN '%s' ELSE 'ledgerlock._audit_utc_key(%s, $3)' END;
 BEGIN
-    FOR f IN
+    FOR f IN EXECUTE pg_catalog.format($q$
         WITH moves AS (
-            SELECT e.seq, e.operation, e.row_key AS new_key,
-                   (SELECT pg_catalog.jsonb_object_agg(k, e.old_row -> k)
-                    FROM pg_catalog.jsonb_object_keys(e.row_key) AS k) AS old_key
+            SELECT e.seq, e.operation, %1$s AS new_key,
+                   %2$s AS old_key
             FROM ledgerlock.audit_event e
-            WHERE e.table_oid = ANY (oids) AND e.operation IN ('UPDATE', 'STATE_UPDATE')
-              AND NOT (e.old_row @> e.row_key) AND e.table_name = tname
+            WHERE e.table_oid = ANY ($2) AND e.operation IN ('UPDATE', 'STATE_UPDATE')
+              AND NOT (e.old_row @> e.row_key) AND e.table_name = $1
         ), keys AS (
             SELECT m.new_key AS k FROM moves m UNION SELECT m.old_key FROM moves m
         )
-        SELECT e.row_key, e.seq, e.operation, 'in' AS kind,
+        SELECT %1$s AS row_key, e.seq, e.operation, 'in' AS kind,
                CASE WHEN e.operation IN ('DELETE', 'STATE_DELETE') THEN NULL ELSE e.new_row END AS image,
                -- one of the moves (the moves' own test, on this event): a lookup in moves would be a scan
                -- of it per event, N x N steps for a statement that moved N keys
                (e.operation IN ('UPDATE', 'STATE_UPDATE') AND NOT (e.old_row @> e.row_key)) IS TRUE AS moved_in
         FROM ledgerlock.audit_event e
-        WHERE e.table_oid = ANY (oids) AND e.row_key IN (SELECT k FROM keys) AND e.table_name = tname
+        WHERE e.table_oid = ANY ($2) AND %1$s IN (SELECT k FROM keys) AND e.table_name = $1
           AND e.operation IN ('INSERT', 'UPDATE', 'DELETE', 'BASELINE', 'STATE_INSERT', 'STATE_UPDATE', 'STATE_DELETE')
         UNION ALL
         SELECT m.old_key, m.seq, m.operation, 'out', NULL, false FROM moves m
         ORDER BY 1, 2
+        $q$, pg_catalog.format(k, 'e.row_key'),
+        pg_catalog.format(k, '(SELECT pg_catalog.jsonb_object_agg(k, e.old_row -> k) '
+                             'FROM pg_catalog.jsonb_object_keys(e.row_key) AS k)'))
+        USING tname, oids, zoned
     LOOP
         IF row_key IS DISTINCT FROM f.row_key THEN
             IF row_key IS NOT NULL THEN
@@ -746,6 +792,7 @@ SET DateStyle = 'ISO, YMD'
 SET IntervalStyle = 'postgres'
 SET bytea_output = 'hex'
 SET lc_monetary = 'C'
+SET TimeZone = 'UTC'
 -- the latest events come in key order, and a merge join would sort every live row by its jsonb key to
 -- meet them (spilling to disk past work_mem): a hash join reads each side once
 SET enable_mergejoin = off
@@ -767,6 +814,7 @@ DECLARE
     -- a full hash join can run in parallel workers (PostgreSQL 16 on), and this session may start some
     parallel_full boolean := pg_catalog.current_setting('server_version_num')::integer >= 160000
                              AND pg_catalog.current_setting('max_parallel_workers_per_gather')::integer > 0;
+    zoned text[] := ledgerlock._audit_zoned_key_columns(tbl);
     moved jsonb[] := '{}';
     moved_filter text;
     m_seqs bigint[] := '{}';
@@ -802,7 +850,22 @@ BEGIN
         -- event. The key is never null here, so NOT IN is NOT EXISTS.
         moved_filter := CASE WHEN pg_catalog.cardinality(moved) > 0
                              THEN 'AND e.row_key NOT IN (SELECT pg_catalog.unnest($6))' ELSE '' END;
-        IF pg_catalog.cardinality(oids) = 1 AND NOT parallel_full THEN
+        IF zoned IS NOT NULL THEN
+            -- a key with a timestamptz column: each event's key read in UTC (events written before the capture
+            -- printed in UTC carry their writer's zone), so the index does not order them; the latest event of
+            -- each key by a sort
+            facts := pg_catalog.format($f$
+                (SELECT DISTINCT ON (z.row_key) z.row_key, z.seq, z.operation, z.image
+                 FROM (SELECT ledgerlock._audit_utc_key(e.row_key, $11) AS row_key, e.seq, e.operation,
+                              CASE WHEN e.operation IN ('DELETE', 'STATE_DELETE') THEN NULL ELSE e.new_row END AS image
+                       FROM ledgerlock.audit_event e
+                       WHERE e.table_oid = ANY ($3) AND e.table_name = $4 AND e.row_key IS NOT NULL
+                         AND e.operation IN ('INSERT', 'UPDATE', 'DELETE', 'BASELINE', 'STATE_INSERT',
+                                             'STATE_UPDATE', 'STATE_DELETE')) AS z
+                 WHERE true %1$s
+                 ORDER BY z.row_key, z.seq DESC)
+                $f$, pg_catalog.replace(moved_filter, 'e.row_key', 'z.row_key'));
+        ELSIF pg_catalog.cardinality(oids) = 1 AND NOT parallel_full THEN
             -- one oid, in one process: the latest event of each key is the first of its key in a backward
             -- walk of the (table_oid, row_key, seq) index, read once (an anti-join reads the events twice)
             facts := pg_catalog.format($f$
@@ -871,7 +934,7 @@ BEGIN
         (SELECT pg_catalog.string_agg(pg_catalog.format(
                     'OR (l.img -> %1$L)::text IS DISTINCT FROM (f.image -> %1$L)::text', c), ' ')
          FROM pg_catalog.unnest(ledgerlock._audit_loose_columns(tbl)) AS c))
-        USING keys, json_cols, oids, tname, reg_cols, moved, m_seqs, m_ops, m_images, virtual_cols;
+        USING keys, json_cols, oids, tname, reg_cols, moved, m_seqs, m_ops, m_images, virtual_cols, zoned;
 END
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._audit_row_diff(regclass, regclass, boolean) FROM PUBLIC;
@@ -1401,6 +1464,7 @@ SET DateStyle = 'ISO, YMD'
 SET IntervalStyle = 'postgres'
 SET bytea_output = 'hex'
 SET lc_monetary = 'C'
+SET TimeZone = 'UTC'
 AS $$
 DECLARE
     scope_col text := coalesce(
@@ -1455,6 +1519,7 @@ SET DateStyle = 'ISO, YMD'
 SET IntervalStyle = 'postgres'
 SET bytea_output = 'hex'
 SET lc_monetary = 'C'
+SET TimeZone = 'UTC'
 AS $$
 DECLARE
     cfg ledgerlock.protected_table;

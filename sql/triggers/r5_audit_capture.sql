@@ -17,9 +17,13 @@
 -- DateStyle 'ISO, YMD', IntervalStyle postgres, bytea_output hex and lc_monetary C, because to_jsonb
 -- writes every type JSON has no form for (ranges, intervals, bytea, money) as its text output, which those
 -- settings change: a date range written under 'SQL, DMY' could not be read back by verification, and an
--- interval written under sql_standard would read back as another value. TimeZone is not pinned: timestamps
--- carry their offset. json columns are kept as their text (ledgerlock._audit_image, called only for tables
--- that have some), and the sealer hashes the stored text, so verification never depends on settings.
+-- interval written under sql_standard would read back as another value. TimeZone = 'UTC': a timestamptz
+-- carries its offset, so its value reads back under any zone, but its text is the writer's zone's
+-- ('2025-01-01T14:00:00+14:00' under Pacific/Kiritimati), and a key is compared as text: a row keyed by a
+-- timestamptz and written under two zones was filed under two keys (events written before this pin are
+-- read under their key in UTC: ledgerlock._audit_utc_key). json columns are kept as their text
+-- (ledgerlock._audit_image, called only for tables that have some), and the sealer hashes the stored text,
+-- so verification never depends on settings.
 -- Period context (R3): under an override, the event carries the override id, the window written into
 -- and the override's reason; a write into an unlocked window carries that window and its unlock reason.
 -- Windows are looked up per row only when the statement has an override, or when the row's scope (old or
@@ -101,6 +105,7 @@ SET DateStyle = 'ISO, YMD'
 SET IntervalStyle = 'postgres'
 SET bytea_output = 'hex'
 SET lc_monetary = 'C'
+SET TimeZone = 'UTC'
 AS $$
     SELECT pg_catalog.to_jsonb(r)
 $$;
@@ -240,6 +245,7 @@ SET DateStyle = 'ISO, YMD'
 SET IntervalStyle = 'postgres'
 SET bytea_output = 'hex'
 SET lc_monetary = 'C'
+SET TimeZone = 'UTC'
 AS $$
 DECLARE
     -- <ll90 arguments> The trigger's arguments (TG_ARGV): the scope column ('' when none), the protected
@@ -636,6 +642,7 @@ SET DateStyle = 'ISO, YMD'
 SET IntervalStyle = 'postgres'
 SET bytea_output = 'hex'
 SET lc_monetary = 'C'
+SET TimeZone = 'UTC'
 AS $$
 DECLARE
     ev_at timestamptz := pg_catalog.now();

@@ -109,7 +109,7 @@ def test_every_function_that_makes_or_reads_a_row_image_pins_the_same_output_set
     """One list of settings, carried by each function (PostgreSQL pins settings per function): a function that
     reads an image under other settings than it was made under could read another value."""
     pinned = {"extra_float_digits=1", "DateStyle=ISO, YMD", "IntervalStyle=postgres", "bytea_output=hex",
-              "lc_monetary=C"}
+              "lc_monetary=C", "TimeZone=UTC"}
     functions = ["ledgerlock.audit_capture()", "ledgerlock.audit_capture_lock_event()",
                  "ledgerlock._audit_row_image(anyelement)", "ledgerlock.repost_skipped(bigint,date)",
                  "ledgerlock._audit_baseline(regclass,regclass,boolean)",
@@ -190,6 +190,106 @@ def test_a_range_key_is_named_as_the_trail_names_it_whatever_the_writer_set(db):
     [(summary,)] = auditor.execute("SELECT summary FROM ledgerlock.why_locked('reservation', %s) WHERE rule = 'final'",
                                    (Jsonb({"room": 2, "during": "[2025-03-01,2025-03-05)"}),)).fetchall()
     assert summary.startswith("final (status = 'confirmed') since 2") and summary.endswith(" by ll_app"), summary
+
+
+ZONES = ("UTC", "Pacific/Kiritimati", "America/St_Johns")  # +00:00, +14:00, -03:30 (and -02:30 in summer)
+
+
+@pytest.fixture
+def readings(db):
+    """Meter readings keyed by (meter, at timestamptz), written by the application in three time zones."""
+    owner = db.owner()
+    owner.execute("""CREATE TABLE reading (meter int, at timestamptz, company_id int NOT NULL DEFAULT 1,
+                                           read_on date NOT NULL DEFAULT '2025-06-01', kwh numeric(10,2),
+                                           status text NOT NULL DEFAULT 'draft', PRIMARY KEY (meter, at));
+                     GRANT SELECT, INSERT, UPDATE, DELETE ON reading TO ll_app, ll_controller;
+                     GRANT SELECT ON reading TO ll_auditor""")
+    owner.execute("SELECT ledgerlock.protect('reading', date_column => 'read_on', scope_column => 'company_id', "
+                  "final_when => $$status = 'final'$$)")
+    utc, east, west = (session(db, "app", {"TimeZone": z}) for z in ZONES)
+    utc.execute("INSERT INTO reading (meter, at, kwh) VALUES (1, '2025-06-01 00:00+00', 10), "
+                "(2, '2025-06-01 00:00+00', 20), (3, '2025-06-01 12:30:00.25+00', 30)")
+    east.execute("UPDATE reading SET kwh = 11, status = 'final' WHERE meter = 1")
+    west.execute("DELETE FROM reading WHERE meter = 2")
+    west.execute("UPDATE reading SET kwh = 31 WHERE meter = 3")
+    db.zoned = (utc, east, west)
+    return db
+
+
+def test_a_timestamptz_key_is_one_key_whatever_zone_the_writer_set(readings):
+    """A timestamptz prints with the offset of the session's TimeZone ('2025-06-01T14:00:00+14:00'), and the
+    trail files a row under its key's text: a reading written under UTC and updated under Pacific/Kiritimati
+    was filed under two keys, so verification reported the untouched row as changed behind the trail ("kwh is
+    11 in the table, 10 in event seq 4") and a deleted one as missing, for good; why_locked did not find the
+    write that made it final. Every event of a row now carries one key, printed in UTC."""
+    db = readings
+    owner = db.owner()
+    keys = owner.execute("SELECT row_key ->> 'meter', array_agg(DISTINCT row_key ->> 'at') "
+                         "FROM ledgerlock.audit_log WHERE recorded_table = 'public.reading' AND row_key ? 'meter' "
+                         "GROUP BY 1 ORDER BY 1").fetchall()
+    assert keys == [("1", ["2025-06-01T00:00:00+00:00"]), ("2", ["2025-06-01T00:00:00+00:00"]),
+                    ("3", ["2025-06-01T12:30:00.25+00:00"])]
+    for zone in ZONES:
+        auditor = session(db, "auditor", {"TimeZone": zone})
+        assert auditor.execute("SELECT ok, problems FROM ledgerlock.verify_audit()").fetchone() == (True, 0), zone
+        [(summary,)] = auditor.execute(
+            "SELECT summary FROM ledgerlock.why_locked('reading', %s) WHERE rule = 'final'",
+            (Jsonb({"meter": 1, "at": "2025-06-01 09:00+09"}),)).fetchall()
+        assert summary.startswith("final (status = 'final') since 2") and summary.endswith(" by ll_app"), summary
+    # a refusal names the row as the trail does, under the writer's zone
+    utc, east, west = db.zoned
+    with refused("LL001", r"^reading meter=1 at=2025-06-01T00:00:00\+00:00 is final"):
+        west.execute("UPDATE reading SET kwh = 12 WHERE meter = 1")
+    lives_ok(east, "UPDATE reading SET kwh = 32 WHERE meter = 3")  # the permitted neighbour: a draft
+    # an override's lock event names the row by the key its audit events carry
+    soft = db.connect("admin").execute("SELECT ledgerlock.lock_period('1', '2025-06-01', '2025-06-30')").fetchone()[0]
+    ctl = session(db, "controller", {"TimeZone": "Pacific/Kiritimati"})
+    with ctl.transaction():
+        ctl.execute("SELECT ledgerlock.begin_override('meter replaced')")
+        ctl.execute("INSERT INTO reading (meter, at, kwh) VALUES (4, '2025-06-02 00:00+00', 40)")
+    key = {"meter": 4, "at": "2025-06-02T00:00:00+00:00"}
+    assert owner.execute("SELECT lock_id, details -> 'key' FROM ledgerlock.lock_history "
+                         "WHERE kind = 'override'").fetchall() == [(soft, key)]
+    assert owner.execute("SELECT row_key FROM ledgerlock.audit_log WHERE recorded_table = 'public.reading' "
+                         "AND row_key ->> 'meter' = '4'").fetchall() == [(key,)]
+    # a change behind the trail is still reported, by the key in UTC, to an auditor in any zone
+    with triggers_off(owner, "reading") as su:
+        su.execute("UPDATE reading SET kwh = 99 WHERE meter = 3")
+    for zone in ZONES:
+        found = session(db, "auditor", {"TimeZone": zone}).execute(
+            "SELECT code, row_key, column_name FROM ledgerlock.audit_discrepancies()").fetchall()
+        assert found == [("row_changed", {"meter": 3, "at": "2025-06-01T12:30:00.25+00:00"}, "kwh")], zone
+
+
+def test_events_recorded_in_the_writers_zone_before_the_pin_still_verify(readings):
+    """Events written before the capture printed timestamps in UTC carry their writer's zone in their key; the
+    trail cannot be rewritten, so verification reads such a key in UTC. Made here as the capture made them:
+    the table's capture without its TimeZone pin, then put back as it was."""
+    db = readings
+    owner = db.owner()
+    [capture] = owner.execute("SELECT DISTINCT tgfoid::regprocedure::text FROM pg_trigger "
+                              "WHERE tgrelid = 'reading'::regclass AND tgname LIKE 'll\\_90\\_%'").fetchone()
+    utc, east, west = db.zoned
+    with triggers_off(owner) as su:
+        su.execute(f"ALTER FUNCTION {capture} RESET TimeZone")
+        east.execute("INSERT INTO reading (meter, at, kwh) VALUES (5, '2025-06-03 00:00+00', 50), "
+                     "(6, '2025-06-03 00:00+00', 60)")
+        west.execute("UPDATE reading SET kwh = 51 WHERE meter = 5")
+        west.execute("DELETE FROM reading WHERE meter = 6")
+        su.execute(f"ALTER FUNCTION {capture} SET TimeZone = 'UTC'")
+    assert sorted(r[0] for r in owner.execute(
+        "SELECT DISTINCT row_key ->> 'at' FROM ledgerlock.audit_log WHERE row_key ->> 'meter' IN ('5', '6')")) == [
+        "2025-06-02T21:30:00-02:30", "2025-06-03T14:00:00+14:00"]
+    utc.execute("UPDATE reading SET kwh = 52 WHERE meter = 5")  # and one in UTC, after the pin
+    auditor = session(db, "auditor", {"TimeZone": "America/St_Johns"})
+    assert auditor.execute("SELECT ok, problems FROM ledgerlock.verify_audit()").fetchone() == (True, 0)
+    with triggers_off(owner, "reading") as su:
+        su.execute("UPDATE reading SET kwh = 98 WHERE meter = 5")
+        su.execute("INSERT INTO reading (meter, at, kwh) VALUES (6, '2025-06-03 00:00+00', 60)")
+    found = auditor.execute("SELECT code, row_key, column_name FROM ledgerlock.audit_discrepancies() "
+                            "ORDER BY 2").fetchall()
+    assert found == [("row_changed", {"meter": 5, "at": "2025-06-03T00:00:00+00:00"}, "kwh"),
+                     ("row_resurrected", {"meter": 6, "at": "2025-06-03T00:00:00+00:00"}, None)]
 
 
 QUOTED = {"quote_all_identifiers": "on"}  # any client may set it: 'invoice'::regclass::text then reads "invoice"
