@@ -643,8 +643,9 @@ $$;
 REVOKE ALL ON FUNCTION ledgerlock._ll20_parent_read_sql(regclass, text, text, text) FROM PUBLIC;
 
 -- Whether a table's period checks can be generated (see the top of this section): its scope is a column of
--- its own that prints the same under every session setting, or none; its date a column of its own, or its
--- parent's (date_from_parent: the installer knows) when the scope is not read from a parent too.
+-- its own that prints the same under every session setting (ledgerlock._scope_type_problem), or none; its
+-- date a column of its own, or its parent's (date_from_parent: the installer knows) when the scope is not
+-- read from a parent too.
 CREATE OR REPLACE FUNCTION ledgerlock._ll20_generated(tbl regclass, date_from_parent boolean)
 RETURNS boolean
 LANGUAGE plpgsql
@@ -664,11 +665,8 @@ BEGIN
     END IF;
     RETURN cfg.scope_column IS NULL OR EXISTS (
         SELECT FROM pg_catalog.pg_attribute a
-        JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
-        LEFT JOIN pg_catalog.pg_type b ON b.oid = t.typbasetype
         WHERE a.attrelid = tbl AND a.attname = cfg.scope_column AND NOT a.attisdropped
-          AND coalesce(b.oid, t.oid) IN ('int2'::regtype, 'int4'::regtype, 'int8'::regtype, 'text'::regtype,
-                                         'varchar'::regtype, 'uuid'::regtype));
+          AND ledgerlock._scope_type_problem(a.atttypid) IS NULL);
 END
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._ll20_generated(regclass, boolean) FROM PUBLIC;
