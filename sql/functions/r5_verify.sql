@@ -557,45 +557,56 @@ $$;
 REVOKE ALL ON FUNCTION ledgerlock._audit_key_columns(regclass) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION ledgerlock._audit_key_columns(regclass) TO ledgerlock_admin, ledgerlock_auditor;
 
--- The key columns of a table that hold a timestamptz (or a domain over one), null when none. The trail files a
--- row under its key's text, and a timestamptz's text carries the offset of the zone it was printed in: the
--- capture prints in UTC (sql/triggers/r5_audit_capture.sql), but events written before it did carry their
--- writer's zone, so verification reads such keys in UTC (ledgerlock._audit_utc_key).
+-- The key columns of a table whose text depends on the session's TimeZone: a timestamptz, a tstzrange or a
+-- tstzmultirange (or a domain over one), as {column: base type}; null when none. The trail files a row under
+-- its key's text, and such a value's text carries the offset of the zone it was printed in: the capture
+-- prints in UTC (sql/triggers/r5_audit_capture.sql), but events written before it did carry their writer's
+-- zone, so verification reads such keys in UTC (ledgerlock._audit_utc_key).
 CREATE OR REPLACE FUNCTION ledgerlock._audit_zoned_key_columns(tbl regclass)
-RETURNS text[]
+RETURNS jsonb
 LANGUAGE sql
 STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT nullif(ARRAY(SELECT k.k FROM pg_catalog.unnest(ledgerlock._audit_key_columns(tbl)) AS k(k)
-                        JOIN pg_catalog.pg_attribute a ON a.attrelid = tbl AND a.attname = k.k AND NOT a.attisdropped
-                        WHERE ledgerlock._base_type(a.atttypid) = 'pg_catalog.timestamptz'::pg_catalog.regtype),
-                  '{}')
+    SELECT pg_catalog.jsonb_object_agg(k.k, z.typ)
+    FROM pg_catalog.unnest(ledgerlock._audit_key_columns(tbl)) AS k(k)
+    JOIN pg_catalog.pg_attribute a ON a.attrelid = tbl AND a.attname = k.k AND NOT a.attisdropped
+    JOIN (VALUES ('pg_catalog.timestamptz'::pg_catalog.regtype, 'timestamptz'),
+                 ('pg_catalog.tstzrange'::pg_catalog.regtype, 'tstzrange'),
+                 ('pg_catalog.tstzmultirange'::pg_catalog.regtype, 'tstzmultirange')) AS z(oid, typ)
+      ON z.oid = ledgerlock._base_type(a.atttypid)
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._audit_zoned_key_columns(regclass) FROM PUBLIC;
 
--- A recorded key with its timestamptz columns (cols) printed in UTC, as the capture prints them: the same
--- instant written under '+14:00' and under '+00:00' is one row. Called per event, only for tables that have
--- such columns (ledgerlock._audit_zoned_key_columns).
-CREATE OR REPLACE FUNCTION ledgerlock._audit_utc_key(k jsonb, cols text[])
+-- A recorded key with its zoned columns (ledgerlock._audit_zoned_key_columns) printed in UTC, as the capture
+-- prints them: the same instant written under '+14:00' and under '+00:00' is one row. Called per event,
+-- only for tables that have such columns.
+CREATE OR REPLACE FUNCTION ledgerlock._audit_utc_key(k jsonb, zoned jsonb)
 RETURNS jsonb
 LANGUAGE plpgsql
 STABLE
 SET search_path = pg_catalog, pg_temp
+SET quote_all_identifiers = off
+SET DateStyle = 'ISO, YMD'
 SET TimeZone = 'UTC'
 AS $$
 DECLARE
     c text;
+    v text;
 BEGIN
-    FOREACH c IN ARRAY coalesce(cols, '{}') LOOP
+    FOR c IN SELECT pg_catalog.jsonb_object_keys(zoned) LOOP
+        v := k ->> c;
         IF pg_catalog.jsonb_typeof(k -> c) = 'string' THEN
-            k := pg_catalog.jsonb_set(k, ARRAY[c], pg_catalog.to_jsonb((k ->> c)::timestamptz));
+            k := pg_catalog.jsonb_set(k, ARRAY[c], CASE zoned ->> c
+                     WHEN 'tstzrange' THEN pg_catalog.to_jsonb(v::pg_catalog.tstzrange)
+                     WHEN 'tstzmultirange' THEN pg_catalog.to_jsonb(v::pg_catalog.tstzmultirange)
+                     ELSE pg_catalog.to_jsonb(v::pg_catalog.timestamptz) END);
         END IF;
     END LOOP;
     RETURN k;
 END
 $$;
-REVOKE ALL ON FUNCTION ledgerlock._audit_utc_key(jsonb, text[]) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ledgerlock._audit_utc_key(jsonb, jsonb) FROM PUBLIC;
 
 -- What the trail says about each row of a table, one fact per event: the image it left (null: the row is
 -- gone). An INSERT, UPDATE or BASELINE leaves its new row; a DELETE (and an UPDATE, under the key the row
@@ -716,7 +727,7 @@ DECLARE
     f record;
     present boolean;
     pending integer;
-    zoned text[] := ledgerlock._audit_zoned_key_columns(pg_catalog.to_regclass(tname));
+    zoned jsonb := ledgerlock._audit_zoned_key_columns(pg_catalog.to_regclass(tname));
     -- an event's key as verification compares it (the event's own old and new images agree with it as written)
     k text := CASE WHEN zoned IS NULL THEN '%s' ELSE 'ledgerlock._audit_utc_key(%s, $3)' END;
 BEGIN
@@ -814,7 +825,7 @@ DECLARE
     -- a full hash join can run in parallel workers (PostgreSQL 16 on), and this session may start some
     parallel_full boolean := pg_catalog.current_setting('server_version_num')::integer >= 160000
                              AND pg_catalog.current_setting('max_parallel_workers_per_gather')::integer > 0;
-    zoned text[] := ledgerlock._audit_zoned_key_columns(tbl);
+    zoned jsonb := ledgerlock._audit_zoned_key_columns(tbl);
     moved jsonb[] := '{}';
     moved_filter text;
     m_seqs bigint[] := '{}';
@@ -851,9 +862,9 @@ BEGIN
         moved_filter := CASE WHEN pg_catalog.cardinality(moved) > 0
                              THEN 'AND e.row_key NOT IN (SELECT pg_catalog.unnest($6))' ELSE '' END;
         IF zoned IS NOT NULL THEN
-            -- a key with a timestamptz column: each event's key read in UTC (events written before the capture
-            -- printed in UTC carry their writer's zone), so the index does not order them; the latest event of
-            -- each key by a sort
+            -- a key with a timestamptz (or tstzrange) column: each event's key read in UTC (events written
+            -- before the capture printed in UTC carry their writer's zone), so the index does not order them;
+            -- the latest event of each key by a sort
             facts := pg_catalog.format($f$
                 (SELECT DISTINCT ON (z.row_key) z.row_key, z.seq, z.operation, z.image
                  FROM (SELECT ledgerlock._audit_utc_key(e.row_key, $11) AS row_key, e.seq, e.operation,

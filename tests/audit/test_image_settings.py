@@ -292,6 +292,43 @@ def test_events_recorded_in_the_writers_zone_before_the_pin_still_verify(reading
                      ("row_resurrected", {"meter": 6, "at": "2025-06-03T00:00:00+00:00"}, None)]
 
 
+def test_a_tstzrange_key_is_one_key_before_and_after_the_pin(db):
+    """A tstzrange prints its bounds in the session's zone too: a booking keyed by (room, during tstzrange) is
+    filed in UTC now, and its events written with the writers' zones before still verify."""
+    owner = db.owner()
+    owner.execute("""CREATE TABLE slot (room int, during tstzrange, company_id int NOT NULL DEFAULT 1,
+                                        booked_on date NOT NULL DEFAULT '2025-06-01', note text,
+                                        PRIMARY KEY (room, during));
+                     GRANT SELECT, INSERT, UPDATE, DELETE ON slot TO ll_app""")
+    owner.execute("SELECT ledgerlock.protect('slot', date_column => 'booked_on', scope_column => 'company_id')")
+    utc, east, west = (session(db, "app", {"TimeZone": z}) for z in ZONES)
+    [capture] = owner.execute("SELECT DISTINCT tgfoid::regprocedure::text FROM pg_trigger "
+                              "WHERE tgrelid = 'slot'::regclass AND tgname LIKE 'll\\_90\\_%'").fetchone()
+    span = "[2025-06-01 08:00+00,2025-06-01 10:00+00)"
+    with triggers_off(owner) as su:  # as the capture of an older release wrote them
+        su.execute(f"ALTER FUNCTION {capture} RESET TimeZone")
+        east.execute("INSERT INTO slot (room, during) VALUES (1, %s), (2, %s)", (span, span))
+        west.execute("UPDATE slot SET note = 'moved in' WHERE room = 1")
+        east.execute("UPDATE slot SET during = '[2025-06-01 10:00+00,2025-06-01 12:00+00)' WHERE room = 2")
+        su.execute(f"ALTER FUNCTION {capture} SET TimeZone = 'UTC'")
+    utc.execute("UPDATE slot SET note = 'confirmed' WHERE room = 1")
+    east.execute("DELETE FROM slot WHERE room = 2")  # the key it was moved to, recorded in another zone
+    keys = owner.execute("SELECT operation, row_key ->> 'during' FROM ledgerlock.audit_log "
+                         "WHERE recorded_table = 'public.slot' AND row_key ? 'room' ORDER BY seq").fetchall()
+    assert keys == [("INSERT", '["2025-06-01 22:00:00+14","2025-06-02 00:00:00+14")'),
+                    ("INSERT", '["2025-06-01 22:00:00+14","2025-06-02 00:00:00+14")'),
+                    ("UPDATE", '["2025-06-01 05:30:00-02:30","2025-06-01 07:30:00-02:30")'),
+                    ("UPDATE", '["2025-06-02 00:00:00+14","2025-06-02 02:00:00+14")'),
+                    ("UPDATE", '["2025-06-01 08:00:00+00","2025-06-01 10:00:00+00")'),
+                    ("DELETE", '["2025-06-01 10:00:00+00","2025-06-01 12:00:00+00")')]
+    auditor = session(db, "auditor", {"TimeZone": "Pacific/Kiritimati"})
+    assert auditor.execute("SELECT ok, problems FROM ledgerlock.verify_audit()").fetchone() == (True, 0)
+    with triggers_off(owner, "slot") as su:
+        su.execute("UPDATE slot SET note = 'forged' WHERE room = 1")
+    assert auditor.execute("SELECT code, row_key, column_name FROM ledgerlock.audit_discrepancies()").fetchall() == [
+        ("row_changed", {"room": 1, "during": '["2025-06-01 08:00:00+00","2025-06-01 10:00:00+00")'}, "note")]
+
+
 QUOTED = {"quote_all_identifiers": "on"}  # any client may set it: 'invoice'::regclass::text then reads "invoice"
 
 
