@@ -181,7 +181,7 @@ def describe_person(conn: psycopg.Connection) -> Person:
     with conn.cursor() as cur:
         scopes = cur.execute(query("granted_scopes")).fetchone()[0]
     return Person(role=row["role"], admin=row["admin"], controller=row["controller"], auditor=row["auditor"],
-                  granted_scopes=tuple(scopes) if scopes else None, database=row["database"])
+                  granted_scopes=tuple(scopes) if scopes is not None else None, database=row["database"])
 
 
 def login(base: str, role: str, password: str | None) -> Person:

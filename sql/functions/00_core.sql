@@ -1314,18 +1314,34 @@ REVOKE ALL ON FUNCTION ledgerlock._lock_event(text, text, bigint, text, jsonb) F
 
 -- The scopes the session user is limited to, or null when it is not limited (no grant row names it or a
 -- role it belongs to). Superusers are never limited (pg_has_role would make them members of every role).
+-- A row with the empty scope (no scope is empty: grant_scope and the lock functions refuse one) is what
+-- revoke_scope leaves when it takes a role's last scope: the role stays limited, to no scope, until an
+-- admin lifts the limit (lift_scope_limit). The array then is empty, never null.
 CREATE OR REPLACE FUNCTION ledgerlock._granted_scopes()
 RETURNS text[]
 LANGUAGE sql
 STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT CASE WHEN pg_catalog.count(*) = 0 THEN NULL ELSE pg_catalog.array_agg(DISTINCT g.scope) END
+    SELECT CASE WHEN pg_catalog.count(*) = 0 THEN NULL
+                ELSE coalesce(pg_catalog.array_agg(DISTINCT g.scope) FILTER (WHERE g.scope <> ''), '{}') END
     FROM ledgerlock.scope_grant g
     WHERE pg_catalog.pg_has_role(session_user, g.grantee, 'MEMBER')
       AND NOT (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname = session_user)
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._granted_scopes() FROM PUBLIC;
+
+-- The session user's limit, in words, for a refusal: 'scopes 1, 7', or 'no scope'.
+CREATE OR REPLACE FUNCTION ledgerlock._granted_scopes_text()
+RETURNS text
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT coalesce('scopes ' || nullif(pg_catalog.array_to_string(ledgerlock._granted_scopes(), ', '), ''),
+                    'no scope')
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._granted_scopes_text() FROM PUBLIC;
 
 CREATE OR REPLACE FUNCTION ledgerlock._scope_granted(scope text)
 RETURNS boolean
@@ -1346,8 +1362,8 @@ AS $$
 BEGIN
     IF NOT ledgerlock._scope_granted(scope) THEN
         PERFORM ledgerlock._refuse('LL005',
-            pg_catalog.format('%s on scope %s is not allowed: %s is limited to scopes %s', action, scope,
-                              session_user, pg_catalog.array_to_string(ledgerlock._granted_scopes(), ', ')),
+            pg_catalog.format('%s on scope %s is not allowed: %s is limited to %s', action, scope,
+                              session_user, ledgerlock._granted_scopes_text()),
             'an unrestricted admin can run ledgerlock.grant_scope(role, scope)');
     END IF;
 END
@@ -1374,6 +1390,8 @@ BEGIN
     INSERT INTO ledgerlock.scope_grant AS g (grantee, scope) VALUES (grantee, scope)
     ON CONFLICT ON CONSTRAINT scope_grant_pkey DO NOTHING;
     IF FOUND THEN
+        -- a role limited to no scope (its last scope revoked) now holds one
+        DELETE FROM ledgerlock.scope_grant g WHERE g.grantee = grant_scope.grantee AND g.scope = '';
         PERFORM ledgerlock._lock_event('grant_scope', scope, NULL, NULL,
                                        pg_catalog.jsonb_build_object('grantee', grantee::text));
     END IF;
@@ -1398,9 +1416,15 @@ BEGIN
             pg_catalog.format('revoke_scope: %s is itself limited to some scopes', session_user),
             'scope grants are managed by an admin who is not scope-limited');
     END IF;
-    DELETE FROM ledgerlock.scope_grant g WHERE g.grantee = revoke_scope.grantee AND g.scope = revoke_scope.scope;
+    DELETE FROM ledgerlock.scope_grant g
+    WHERE g.grantee = revoke_scope.grantee AND g.scope = revoke_scope.scope AND g.scope <> '';
     IF NOT FOUND THEN
         PERFORM ledgerlock._refuse('LL004', pg_catalog.format('%s has no grant on scope %s', grantee, scope));
+    END IF;
+    -- its last scope: the role stays limited, to no scope (a role with no grant row is not limited at all, so
+    -- taking a tenant admin's last company away made it the admin of every company)
+    IF NOT EXISTS (SELECT FROM ledgerlock.scope_grant g WHERE g.grantee = revoke_scope.grantee) THEN
+        INSERT INTO ledgerlock.scope_grant (grantee, scope) VALUES (grantee, '');
     END IF;
     PERFORM ledgerlock._lock_event('revoke_scope', scope, NULL, NULL,
                                    pg_catalog.jsonb_build_object('grantee', grantee::text));
@@ -1408,6 +1432,41 @@ END
 $$;
 REVOKE ALL ON FUNCTION ledgerlock.revoke_scope(regrole, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION ledgerlock.revoke_scope(regrole, text)
+    TO ledgerlock_admin, ledgerlock_controller, ledgerlock_auditor;
+
+-- Make a role that revoke_scope left limited to no scope unlimited: an admin or controller of every scope.
+-- On purpose and with a reason, by an admin who is not limited itself; refused while the role still holds a
+-- scope (revoke it first).
+CREATE OR REPLACE FUNCTION ledgerlock.lift_scope_limit(grantee regrole, reason text)
+RETURNS void
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET quote_all_identifiers = off
+AS $$
+DECLARE
+    held text;
+BEGIN
+    PERFORM ledgerlock._require_capability('admin', 'lift_scope_limit');
+    PERFORM ledgerlock._require_value(grantee IS NOT NULL, 'lift_scope_limit', 'a role');
+    PERFORM ledgerlock._require_value(ledgerlock._visible_text(reason) IS NOT NULL, 'lift_scope_limit', 'a reason');
+    PERFORM ledgerlock._require_unrestricted('lift_scope_limit');
+    SELECT pg_catalog.string_agg(g.scope, ', ' ORDER BY g.scope) INTO held
+    FROM ledgerlock.scope_grant g WHERE g.grantee = lift_scope_limit.grantee AND g.scope <> '';
+    IF held IS NOT NULL THEN
+        PERFORM ledgerlock._refuse('LL004', pg_catalog.format('%s still holds scopes %s', grantee, held),
+                                   'revoke them first (ledgerlock.revoke_scope)');
+    END IF;
+    DELETE FROM ledgerlock.scope_grant g WHERE g.grantee = lift_scope_limit.grantee AND g.scope = '';
+    IF NOT FOUND THEN
+        PERFORM ledgerlock._refuse('LL004', pg_catalog.format('%s is not limited to scopes', grantee));
+    END IF;
+    PERFORM ledgerlock._lock_event('lift_scope_limit', NULL, NULL, reason,
+                                   pg_catalog.jsonb_build_object('grantee', grantee::text));
+END
+$$;
+REVOKE ALL ON FUNCTION ledgerlock.lift_scope_limit(regrole, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION ledgerlock.lift_scope_limit(regrole, text)
     TO ledgerlock_admin, ledgerlock_controller, ledgerlock_auditor;
 
 
@@ -1425,8 +1484,8 @@ DECLARE
 BEGIN
     IF scopes IS NOT NULL THEN
         PERFORM ledgerlock._refuse('LL005',
-            pg_catalog.format('%s changes what every scope shares: %s is limited to scopes %s', action,
-                              session_user, pg_catalog.array_to_string(scopes, ', ')),
+            pg_catalog.format('%s changes what every scope shares: %s is limited to %s', action,
+                              session_user, ledgerlock._granted_scopes_text()),
             'ask an admin who is not scope-limited (no ledgerlock.grant_scope names them) to do it');
     END IF;
 END

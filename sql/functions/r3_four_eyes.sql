@@ -272,8 +272,7 @@ BEGIN
     ELSIF r.lock_id IS NULL AND ledgerlock._granted_scopes() IS NOT NULL THEN
         sqlstate := 'LL005';  -- a global request: only an admin who is not scope-limited decides it
         message := pg_catalog.format('approving request #%s (%s) changes what every scope shares: %s is limited '
-                                     'to scopes %s', r.id, what, session_user,
-                                     pg_catalog.array_to_string(ledgerlock._granted_scopes(), ', '));
+                                     'to %s', r.id, what, session_user, ledgerlock._granted_scopes_text());
         hint := 'ask an admin who is not scope-limited (no ledgerlock.grant_scope names them) to approve it';
     ELSIF r.requested_by = session_user THEN
         sqlstate := 'LL005';

@@ -241,6 +241,16 @@ def test_a_tenant_limited_to_scope_1_cannot_see_or_touch_scope_2(db, new_page):
     click_through(page, "#lock-form button[type=submit]")
     assert f"locked through {last_month_end(db)}" in flash_text(page)
 
+    # its last scope revoked, the tenant is limited to no scope: it sees none and may lock none
+    admin.execute("SELECT ledgerlock.set_fiscal_year_start('2', 4)")  # a scope the scope list could name
+    admin.execute("SELECT ledgerlock.revoke_scope(%s, '1')", (tenant,))
+    page = new_page(tenant)
+    assert page.locator("#scopes [data-scope]").count() == 0
+    assert "admin · no scope" in page.locator("header .caps").inner_text()
+    response = page.request.post("/lock", form={"csrf_token": csrf_of(page), "scope": "1",
+                                                "preset": "end-of-last-month", "level": "soft"})
+    assert f"lock_through on scope 1 is not allowed: {tenant} is limited to no scope" in response.text()
+
 
 def test_the_auditor_reads_the_diff_and_the_digest_but_gets_no_lock_forms(db, new_page, tmp_path):
     from ledgerlock.audit_bundle import verify_bundle

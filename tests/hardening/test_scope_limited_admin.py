@@ -141,3 +141,45 @@ def test_a_tenant_admin_cannot_retire_a_protected_table_dropped_behind_ledgerloc
         tenant.execute("SELECT ledgerlock.unprotect(%s, 'tenant cleanup')", (oid,))
     db.connect("admin").execute("SELECT ledgerlock.unprotect(%s, 'a scratch table dropped by the DBA')", (oid,))
     assert owner.execute("SELECT count(*) FROM ledgerlock.protected_table WHERE tbl = %s", (oid,)).fetchone() == (0,)
+
+
+def test_revoking_a_tenant_admins_last_scope_leaves_it_limited_to_no_scope(db, tenant):
+    """A role no grant names is not limited at all: taking a tenant admin's only company away
+    (revoke_scope) made it the admin of every company, able to unprotect, unlock any scope's hard locks and
+    grant itself scopes. It now stays limited, to no scope, until an unrestricted admin lifts the limit on
+    purpose and with a reason."""
+    admin = db.connect("admin")
+    [name] = tenant.execute("SELECT session_user::text").fetchone()
+    admin.execute("SELECT ledgerlock.revoke_scope(%s::regrole, '1')", (name,))
+    with refused("LL005", r"^protect changes what every scope shares: ll_tenant_\w+ is limited to no scope$"):
+        tenant.execute(GLOBAL_CALLS[0])
+    for scope in ("1", "2"):
+        with refused("LL005", rf"^lock_period on scope {scope} is not allowed: ll_tenant_\w+ is limited to no scope$"):
+            tenant.execute("SELECT ledgerlock.lock_period(%s, '2025-01-01', '2025-01-31')", (scope,))
+    with refused("LL005", r"^grant_scope: ll_tenant_\w+ is itself limited to some scopes$"):
+        tenant.execute("SELECT ledgerlock.grant_scope(%s::regrole, '2')", (name,))
+    assert tenant.execute("SELECT count(*) FROM ledgerlock.period_locks").fetchone()[0] == 0  # RLS: none of them
+    assert admin.execute("SELECT count(*) FROM ledgerlock.period_locks").fetchone()[0] == 0
+    # only an unrestricted admin lifts the limit, and only with a reason and no scope held
+    with refused("22023", "lift_scope_limit requires a reason"):
+        admin.execute("SELECT ledgerlock.lift_scope_limit(%s::regrole, ' ')", (name,))
+    with refused("LL005", r"^lift_scope_limit changes what every scope shares"):
+        tenant.execute("SELECT ledgerlock.lift_scope_limit(%s::regrole, 'me')", (name,))
+    with refused("LL004", r"^ll_admin is not limited to scopes$"):
+        admin.execute("SELECT ledgerlock.lift_scope_limit('ll_admin', 'nothing to lift')")
+    # a grant replaces the limit to no scope; the limit comes back with the last revoke
+    admin.execute("SELECT ledgerlock.grant_scope(%s::regrole, '2')", (name,))
+    with refused("LL004", rf"^{name} still holds scopes 2$"):
+        admin.execute("SELECT ledgerlock.lift_scope_limit(%s::regrole, 'too early')", (name,))
+    lock_id = tenant.execute("SELECT ledgerlock.lock_period('2', '2025-01-01', '2025-01-31')").fetchone()[0]
+    assert lock_id is not None  # the permitted neighbour: the granted scope
+    admin.execute("SELECT ledgerlock.revoke_scope(%s::regrole, '2')", (name,))
+    with refused("LL005", r"is limited to no scope$"):
+        tenant.execute("SELECT ledgerlock.lock_period('2', '2025-02-01', '2025-02-28')")
+    admin.execute("SELECT ledgerlock.lift_scope_limit(%s::regrole, 'promoted to chief accountant')", (name,))
+    tenant.execute("SELECT ledgerlock.lock_period('1', '2025-02-01', '2025-02-28')")  # every scope now
+    assert admin.execute("SELECT kind, scope, reason, details ->> 'grantee' FROM ledgerlock.lock_history "
+                         "WHERE kind LIKE '%scope%' ORDER BY id").fetchall() == [
+        ("grant_scope", "1", None, name), ("revoke_scope", "1", None, name), ("grant_scope", "2", None, name),
+        ("revoke_scope", "2", None, name), ("lift_scope_limit", None, "promoted to chief accountant", name)]
+    assert db.connect("auditor").execute("SELECT ok, problems FROM ledgerlock.verify_audit()").fetchone() == (True, 0)

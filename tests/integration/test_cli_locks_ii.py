@@ -194,8 +194,17 @@ def test_grant_and_revoke_a_scope(db, as_role):
                               code=1).output
     assert "LL005" in as_role("controller", "grant", "ll_controller", "2", code=1).output
     assert as_role("admin", "revoke", "ll_controller", "1").stdout.strip() == "revoked scope 1 from ll_controller"
-    as_role("controller", "lock", "2", "--from", "2025-03-01", "--to", "2025-03-31")
+    # its last scope taken: limited to no scope, until an admin lifts the limit with a reason
+    assert "limited to no scope" in as_role("controller", "lock", "2", "--from", "2025-03-01", "--to", "2025-03-31",
+                                            code=1).output
     assert "has no grant on scope 1" in as_role("admin", "revoke", "ll_controller", "1", code=1).output
+    assert "Missing option '--reason'" in as_role("admin", "lift-scope-limit", "ll_controller", code=2).output
+    assert "LL005" in as_role("controller", "lift-scope-limit", "ll_controller", "--reason", "me", code=1).output
+    out = as_role("admin", "lift-scope-limit", "ll_controller", "--reason", "controls every company").stdout
+    assert out.strip() == "ll_controller is no longer limited to scopes: it may act on every scope"
+    as_role("controller", "lock", "2", "--from", "2025-03-01", "--to", "2025-03-31")
+    assert "is not limited to scopes" in as_role("admin", "lift-scope-limit", "ll_controller", "--reason", "again",
+                                                 code=1).output
 
 
 def test_skipped_lists_the_skipped_rows(db, as_role):

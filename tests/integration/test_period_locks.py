@@ -584,7 +584,10 @@ def test_scope_grants_limit_what_a_role_manages_and_sees(db, app):
         with refused("LL002"), ctl.transaction():
             ctl.execute("INSERT INTO invoice (company_id, issued_on) VALUES (1, '2025-03-05')")
     admin.execute("SELECT ledgerlock.revoke_scope('ll_controller', '2')")
-    lock(ctl, "1", "2025-05-01", "2025-05-31")  # no grant left: not limited
+    with refused("LL005", r"^lock_period on scope 1 is not allowed: ll_controller is limited to no scope$"):
+        lock(ctl, "1", "2025-05-01", "2025-05-31")  # its last scope revoked: limited to none
+    admin.execute("SELECT ledgerlock.lift_scope_limit('ll_controller', 'controls every company again')")
+    lock(ctl, "1", "2025-05-01", "2025-05-31")  # the limit lifted on purpose: not limited
 
 
 def test_a_scope_limited_admin_cannot_manage_grants(db):
