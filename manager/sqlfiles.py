@@ -40,10 +40,12 @@ def code_files() -> list[Traversable]:
 
 
 # The catalog rows of ledgerlock's functions before the script runs: the functions whose row changed are the
-# ones it created, which its last step fingerprints (ledgerlock._record_shipped_code, for `doctor`).
+# ones it created, which its last step fingerprints (ledgerlock._record_shipped_code, for `doctor`). A row's
+# version is its xmin and its place (ctid): a function a migration of the same transaction created (migration
+# 0044's _acts_as) has the script's xmin already, and only its place tells that the script replaced it.
 _SNAPSHOT = """DROP TABLE IF EXISTS pg_temp.ll_code_before;
 CREATE TEMP TABLE ll_code_before AS
-    SELECT p.oid, p.xmin::text AS row_version FROM pg_catalog.pg_proc p
+    SELECT p.oid, p.xmin::text || '@' || p.ctid::text AS row_version FROM pg_catalog.pg_proc p
     WHERE p.pronamespace = 'ledgerlock'::regnamespace;"""
 _RECORD = """SELECT ledgerlock._record_shipped_code();
 DROP TABLE pg_temp.ll_code_before;"""

@@ -14,24 +14,14 @@ SELECT session_user::text AS role,
 FROM pg_roles r WHERE r.rolname = session_user;
 
 -- name: granted_scopes
--- The scopes the person is limited to (null: not limited; empty: limited to no scope, the row with the empty
--- scope that revoking a role's last scope leaves); readable by the ledgerlock roles only.
-SELECT CASE WHEN count(*) > 0
-            THEN coalesce(array_agg(DISTINCT g.scope ORDER BY g.scope) FILTER (WHERE g.scope <> ''), '{}') END
-       AS scopes
-FROM ledgerlock.scope_grant g
-WHERE pg_has_role(session_user, g.grantee, 'MEMBER')
-  AND NOT (SELECT rolsuper FROM pg_roles WHERE rolname = session_user);
+-- The scopes the person is limited to (null: not limited; empty: limited to no scope), as every rule asks it.
+SELECT ledgerlock._granted_scopes() AS scopes;
 
 -- name: scopes
 -- Every scope the person may see: locks, checklist and fiscal-year settings (row-level security hides
 -- other scopes of the first two; the third is filtered by the grants here), plus the scopes granted.
 WITH granted AS (
-    SELECT CASE WHEN count(*) > 0 THEN coalesce(array_agg(DISTINCT g.scope) FILTER (WHERE g.scope <> ''), '{}') END
-           AS scopes  -- (empty: limited to no scope, as in granted_scopes)
-    FROM ledgerlock.scope_grant g
-    WHERE pg_has_role(session_user, g.grantee, 'MEMBER')
-      AND NOT (SELECT rolsuper FROM pg_roles WHERE rolname = session_user)
+    SELECT ledgerlock._granted_scopes() AS scopes
 ), known AS (
     SELECT scope FROM ledgerlock.period_locks
     UNION SELECT scope FROM ledgerlock.close_tasks()

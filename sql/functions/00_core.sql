@@ -1312,24 +1312,66 @@ REVOKE ALL ON FUNCTION ledgerlock._lock_event(text, text, bigint, text, jsonb) F
 -- ---------------------------------------------------------------------------------------------------
 -- Scope grants (RLS, the close, four-eyes and R3 all ask them)
 
--- The scopes the session user is limited to, or null when it is not limited (no grant row names it or a
--- role it belongs to). Superusers are never limited (pg_has_role would make them members of every role).
+-- Whether role who acts as role grp: holds its privileges (a membership that inherits) or may SET ROLE to it,
+-- directly or through roles it belongs to. Not through a grant of ADMIN alone, which PostgreSQL 16 on gives a
+-- CREATEROLE role over every role it creates: the cloud admin who created a tenant admin's role, or
+-- ledgerlock_scoped, does not become limited by it. (15 has no SET option: any membership counts there.) No SET
+-- clause, so that it is inlined; the row-level security policies call it too (migration 0044, which creates it
+-- first: the migrations run before the functions are installed).
+CREATE OR REPLACE FUNCTION ledgerlock._acts_as(who name, grp oid)
+RETURNS boolean
+LANGUAGE sql
+STABLE
+AS $$
+    SELECT pg_catalog.pg_has_role(who, grp, 'USAGE')
+        OR pg_catalog.pg_has_role(who, grp, CASE WHEN pg_catalog.current_setting('server_version_num')::integer
+                                                      OPERATOR(pg_catalog.>=) 160000 THEN 'SET' ELSE 'MEMBER' END)
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._acts_as(name, oid) FROM PUBLIC;
+-- (the row-level security policies of migration 0044 call it, as the reading role)
+GRANT EXECUTE ON FUNCTION ledgerlock._acts_as(name, oid) TO ledgerlock_admin, ledgerlock_controller, ledgerlock_auditor;
+
+-- Whether a role acts as ledgerlock_scoped (ledgerlock._acts_as), and is no superuser: limited in every
+-- database of the cluster. False where the role does not exist (an install whose roles a DBA created before
+-- migration 0044: `ledgerlock sql --roles | psql` adds it; doctor says so).
+CREATE OR REPLACE FUNCTION ledgerlock._scoped_everywhere(who oid)
+RETURNS boolean
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT EXISTS (SELECT FROM pg_catalog.pg_roles s, pg_catalog.pg_roles r
+                   WHERE s.rolname = 'ledgerlock_scoped' AND r.oid = who AND NOT r.rolsuper
+                     AND ledgerlock._acts_as(r.rolname, s.oid))
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._scoped_everywhere(oid) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION ledgerlock._scoped_everywhere(oid)
+    TO ledgerlock_admin, ledgerlock_controller, ledgerlock_auditor;  -- _granted_scopes, doctor
+
+-- The scopes the session user is limited to, or null when it is not limited: no grant row names it or a role
+-- it belongs to, and it is not a member of ledgerlock_scoped (the cluster's mark of a limited role, which
+-- limits it to no scope in a database where no grant names it: migration 0044). Superusers are never
+-- limited (pg_has_role would make them members of every role).
 -- A row with the empty scope (no scope is empty: grant_scope and the lock functions refuse one) is what
 -- revoke_scope leaves when it takes a role's last scope: the role stays limited, to no scope, until an
--- admin lifts the limit (lift_scope_limit). The array then is empty, never null.
+-- admin lifts the limit (lift_scope_limit). The array is then empty, never null.
+-- The row-level security policies on the lock tables, the trail and the close ask the same (migration 0044).
 CREATE OR REPLACE FUNCTION ledgerlock._granted_scopes()
 RETURNS text[]
 LANGUAGE sql
 STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT CASE WHEN pg_catalog.count(*) = 0 THEN NULL
-                ELSE coalesce(pg_catalog.array_agg(DISTINCT g.scope) FILTER (WHERE g.scope <> ''), '{}') END
-    FROM ledgerlock.scope_grant g
-    WHERE pg_catalog.pg_has_role(session_user, g.grantee, 'MEMBER')
-      AND NOT (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname = session_user)
+    SELECT CASE WHEN pg_catalog.count(g.grantee) > 0
+                THEN coalesce(pg_catalog.array_agg(DISTINCT g.scope) FILTER (WHERE g.scope <> ''), '{}')
+                WHEN ledgerlock._scoped_everywhere(me.oid) THEN '{}'::text[] END
+    FROM (SELECT r.oid, r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname = session_user) AS me
+    LEFT JOIN ledgerlock.scope_grant g ON ledgerlock._acts_as(session_user, g.grantee) AND NOT me.rolsuper
+    GROUP BY me.oid
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._granted_scopes() FROM PUBLIC;
+-- (the console shows a person's limit; it reveals nothing but the caller's own grants)
+GRANT EXECUTE ON FUNCTION ledgerlock._granted_scopes() TO ledgerlock_admin, ledgerlock_controller, ledgerlock_auditor;
 
 -- The session user's limit, in words, for a refusal: 'scopes 1, 7', or 'no scope'.
 CREATE OR REPLACE FUNCTION ledgerlock._granted_scopes_text()
@@ -1458,7 +1500,13 @@ BEGIN
                                    'revoke them first (ledgerlock.revoke_scope)');
     END IF;
     DELETE FROM ledgerlock.scope_grant g WHERE g.grantee = lift_scope_limit.grantee AND g.scope = '';
-    IF NOT FOUND THEN
+    IF NOT FOUND AND ledgerlock._scoped_everywhere(grantee::oid) THEN
+        PERFORM ledgerlock._refuse('LL004',
+            pg_catalog.format('%s is limited in every database of the cluster: it is a member of ledgerlock_scoped',
+                              grantee),
+            pg_catalog.format('grant it scopes here, or have a role with ADMIN on ledgerlock_scoped run REVOKE '
+                              'ledgerlock_scoped FROM %s (it is then unlimited wherever no grant names it)', grantee));
+    ELSIF NOT FOUND THEN
         PERFORM ledgerlock._refuse('LL004', pg_catalog.format('%s is not limited to scopes', grantee));
     END IF;
     PERFORM ledgerlock._lock_event('lift_scope_limit', NULL, NULL, reason,

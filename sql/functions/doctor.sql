@@ -289,6 +289,37 @@ BEGIN
             pg_catalog.format('REVOKE %I FROM %I  -- grant it to the people who close the books', r.grp,
                               r.rolname);
     END LOOP;
+    -- scope limits that hold in this database only (roles are the cluster's, grants each database's)
+    IF NOT EXISTS (SELECT FROM ledgerlock.scope_grant) THEN
+        RETURN;
+    ELSIF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'ledgerlock_scoped') THEN
+        RETURN QUERY SELECT 'warning', 'ledgerlock role', 'ledgerlock_scoped',
+            'ledgerlock_scoped does not exist: scope grants limit roles in this database only',
+            'roles are the cluster''s and scope grants each database''s: a role limited here is unrestricted in '
+            'every other database of the cluster where ledgerlock is installed and no grant names it',
+            'have a role with CREATEROLE run `ledgerlock sql --roles | psql`, then GRANT ledgerlock_scoped to each '
+            'role limited here';
+        RETURN;
+    END IF;
+    FOR r IN
+        SELECT g.grantee::text AS rolname, d.names
+        FROM (SELECT DISTINCT s.grantee FROM ledgerlock.scope_grant s) g
+        CROSS JOIN LATERAL (SELECT pg_catalog.string_agg(pg_catalog.quote_ident(x.datname), ', '
+                                                         ORDER BY x.datname) AS names
+                            FROM pg_catalog.pg_database x
+                            WHERE x.datallowconn AND x.datname <> pg_catalog.current_database()
+                              AND pg_catalog.has_database_privilege(g.grantee, x.oid, 'CONNECT')) d
+        WHERE d.names IS NOT NULL AND NOT ledgerlock._scoped_everywhere(g.grantee::oid)
+        ORDER BY 1
+    LOOP
+        RETURN QUERY SELECT 'warning', 'ledgerlock role', r.rolname,
+            pg_catalog.format('%s is limited to scopes in this database only; it may connect to %s', r.rolname,
+                              r.names),
+            'where ledgerlock is installed and no grant names it, a role that is not a member of ledgerlock_scoped '
+            'is not limited at all: a tenant admin of one company''s books is the admin of the next company''s',
+            pg_catalog.format('GRANT ledgerlock_scoped TO %I  -- limited to the scopes granted in each database, '
+                              'to none elsewhere', r.rolname);
+    END LOOP;
 END
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._doctor_ledgerlock_roles() FROM PUBLIC;
@@ -858,7 +889,8 @@ BEGIN
     SELECT p.oid::regprocedure::text, 'shipped', pg_catalog.md5(p.prosrc), p.prosecdef, p.proconfig
     FROM pg_catalog.pg_proc p
     WHERE p.pronamespace = 'ledgerlock'::regnamespace
-      AND NOT EXISTS (SELECT FROM pg_temp.ll_code_before b WHERE b.oid = p.oid AND b.row_version = p.xmin::text)
+      AND NOT EXISTS (SELECT FROM pg_temp.ll_code_before b
+                      WHERE b.oid = p.oid AND b.row_version = p.xmin::text || '@' || p.ctid::text)
     ON CONFLICT ON CONSTRAINT code_fingerprint_pkey DO UPDATE SET
         origin = EXCLUDED.origin, body_md5 = EXCLUDED.body_md5, security_definer = EXCLUDED.security_definer,
         config = EXCLUDED.config, recorded_at = now(), recorded_by = session_user;

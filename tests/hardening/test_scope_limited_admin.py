@@ -11,7 +11,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from lltest import refused
+from lltest import fresh_database, refused
 
 GLOBAL = r"changes what every scope shares: (ll_tenant_\w+) is limited to scopes 1"
 
@@ -183,3 +183,48 @@ def test_revoking_a_tenant_admins_last_scope_leaves_it_limited_to_no_scope(db, t
         ("grant_scope", "1", None, name), ("revoke_scope", "1", None, name), ("grant_scope", "2", None, name),
         ("revoke_scope", "2", None, name), ("lift_scope_limit", None, "promoted to chief accountant", name)]
     assert db.connect("auditor").execute("SELECT ok, problems FROM ledgerlock.verify_audit()").fetchone() == (True, 0)
+
+
+def test_a_tenant_admin_of_one_database_is_limited_in_every_database_once_it_is_scoped(db, tenant):
+    """Roles are the cluster's and scope grants each database's: the tenant limited to scope 1 here was the
+    unrestricted admin of another database of the cluster with ledgerlock installed, where no grant names it
+    (there it could unprotect, lift hard locks, grant itself every scope). doctor says so here; a member of
+    ledgerlock_scoped is limited in every database, to the scopes granted there and to none elsewhere."""
+    owner = db.owner()
+    [name] = tenant.execute("SELECT session_user::text").fetchone()
+    findings = ("SELECT severity, object, finding, fix FROM ledgerlock.doctor_findings() "
+                "WHERE check_name = 'ledgerlock role' AND finding LIKE '%in this database only%'")
+    finding = [f for f in owner.execute(findings).fetchall() if f[1] == name]
+    assert len(finding) == 1 and finding[0][0] == "warning", finding
+    assert finding[0][2].startswith(f"{name} is limited to scopes in this database only; it may connect to ")
+    assert finding[0][3].startswith(f"GRANT ledgerlock_scoped TO {name}")
+    with fresh_database(db.cluster) as other:
+        def connect():
+            return psycopg.connect(other.cluster.server.conninfo(dbname=other.name, user=name), autocommit=True)
+
+        other.connect("admin").execute("SELECT ledgerlock.lock_period('2', '2025-01-01', '2025-01-31', 'hard')")
+        with connect() as there:  # the hazard, as documented: no grant names it there
+            there.execute("SELECT ledgerlock.set_four_eyes(true)")
+        owner.execute(sql.SQL("GRANT ledgerlock_scoped TO {}").format(sql.Identifier(name)))
+        with connect() as there:
+            with refused("LL005", rf"^set_four_eyes changes what every scope shares: {name} is limited to no scope$"):
+                there.execute("SELECT ledgerlock.set_four_eyes(false)")
+            with refused("LL005", rf"^lock_period on scope 3 is not allowed: {name} is limited to no scope$"):
+                there.execute("SELECT ledgerlock.lock_period('3', '2025-01-01', '2025-01-31')")
+            with refused("LL005", rf"^grant_scope: {name} is itself limited to some scopes$"):
+                there.execute("SELECT ledgerlock.grant_scope(%s::regrole, '3')", (name,))
+            assert there.execute("SELECT count(*) FROM ledgerlock.period_locks").fetchone()[0] == 0  # RLS
+            assert there.execute("SELECT count(*) FROM ledgerlock.lock_history").fetchone()[0] == 0
+            # lifting a limit that is the cluster's is the DBA's REVOKE, not a database's function
+            with refused("LL004", rf"^{name} is limited in every database of the cluster"):
+                other.connect("admin").execute("SELECT ledgerlock.lift_scope_limit(%s::regrole, 'x')", (name,))
+            # the permitted neighbours: a scope granted there; the unrestricted admin there
+            other.connect("admin").execute("SELECT ledgerlock.grant_scope(%s::regrole, '3')", (name,))
+            there.execute("SELECT ledgerlock.lock_period('3', '2025-01-01', '2025-01-31')")
+            assert [r[0] for r in there.execute("SELECT scope FROM ledgerlock.period_locks")] == ["3"]
+            other.connect("admin").execute("SELECT ledgerlock.lock_period('4', '2025-01-01', '2025-01-31')")
+    # here, its own scope as before, and doctor has nothing to say about it any more
+    tenant.execute("SELECT ledgerlock.lock_period('1', '2025-01-01', '2025-01-31')")
+    with refused("LL005", r"lock_period on scope 2 is not allowed"):
+        tenant.execute("SELECT ledgerlock.lock_period('2', '2025-01-01', '2025-01-31')")
+    assert [f for f in owner.execute(findings).fetchall() if f[1] == name] == []

@@ -146,7 +146,8 @@ def test_roles_are_nologin_and_public_has_no_table_privileges(db):
     roles = owner.execute(
         "SELECT rolname, rolcanlogin FROM pg_roles WHERE rolname LIKE 'ledgerlock\\_%' ORDER BY 1"
     ).fetchall()
-    assert roles == [("ledgerlock_admin", False), ("ledgerlock_auditor", False), ("ledgerlock_controller", False)]
+    assert roles == [("ledgerlock_admin", False), ("ledgerlock_auditor", False), ("ledgerlock_controller", False),
+                     ("ledgerlock_scoped", False)]
     public_tables = owner.execute(
         """SELECT c.relname FROM pg_class c WHERE c.relnamespace = 'ledgerlock'::regnamespace
            AND c.relkind IN ('r', 'p', 'v') AND has_table_privilege('public', c.oid, 'INSERT,UPDATE,DELETE')"""

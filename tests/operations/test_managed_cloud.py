@@ -226,3 +226,37 @@ def test_status_runs_for_every_ledgerlock_role(db, role):
     # the application, member of no ledgerlock role, is told so by PostgreSQL
     res = ledgerlock_cli(db.conninfo("app"), "status")
     assert res.returncode == 1 and "error 42501" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_roles_made_before_ledgerlock_scoped_still_migrate_and_doctor_says_what_to_add(cloud):
+    """An install whose capability roles a DBA made with an older `ledgerlock sql --roles`: the owner cannot
+    create ledgerlock_scoped, so migrate leaves it out, and scope grants then limit roles in their own
+    database only. doctor says so, then which limited role to make a member once the role exists."""
+    with psycopg.connect(cloud.conninfo("postgres", "cloud_admin"), autocommit=True) as dba:
+        for role in ("ledgerlock_auditor", "ledgerlock_controller", "ledgerlock_admin"):
+            dba.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(role)))
+        dba.execute("CREATE ROLE erp_owner NOLOGIN; GRANT erp_owner TO cloud_admin; "
+                    "GRANT ledgerlock_admin TO cloud_admin; CREATE ROLE tenant LOGIN IN ROLE ledgerlock_admin")
+        dba.execute("CREATE DATABASE erp OWNER erp_owner")
+    res = ledgerlock_cli(cloud.conninfo("erp", "cloud_admin") + " options='-c role=erp_owner'", "migrate")
+    assert res.returncode == 0, res.stdout + res.stderr
+    admin = psycopg.connect(cloud.conninfo("erp", "cloud_admin"), autocommit=True)
+    assert admin.execute("SELECT to_regrole('ledgerlock_scoped')").fetchone()[0] is None
+    admin.execute("SELECT ledgerlock.grant_scope('tenant', '1')")
+
+    def warnings():
+        return [r[0] for r in admin.execute("SELECT finding FROM ledgerlock.doctor_findings() "
+                                            "WHERE check_name = 'ledgerlock role' AND severity = 'warning'")]
+
+    assert warnings() == ["ledgerlock_scoped does not exist: scope grants limit roles in this database only"]
+    res = subprocess.run(f"{VENV_BIN / 'ledgerlock'} sql --roles | psql -v ON_ERROR_STOP=1 -q "
+                         f"'{cloud.conninfo('postgres', 'cloud_admin')}'", shell=True, capture_output=True,
+                         text=True, timeout=120, env={**os.environ, "PATH": f"{cloud.bindir}:{os.environ['PATH']}"})
+    assert res.returncode == 0, res.stderr
+    [finding] = warnings()
+    assert finding.startswith("tenant is limited to scopes in this database only; it may connect to postgres")
+    admin.execute("GRANT ledgerlock_scoped TO tenant")  # the cloud admin created it: it may grant it
+    assert warnings() == []
+    with psycopg.connect(cloud.conninfo("postgres", "tenant"), autocommit=True) as elsewhere:
+        assert elsewhere.execute("SELECT pg_has_role('ledgerlock_scoped', 'MEMBER')").fetchone()[0]
+    admin.close()
