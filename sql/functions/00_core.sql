@@ -1328,8 +1328,10 @@ AS $$
                                                       OPERATOR(pg_catalog.>=) 160000 THEN 'SET' ELSE 'MEMBER' END)
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._acts_as(name, oid) FROM PUBLIC;
--- (the row-level security policies of migration 0044 call it, as the reading role)
-GRANT EXECUTE ON FUNCTION ledgerlock._acts_as(name, oid) TO ledgerlock_admin, ledgerlock_controller, ledgerlock_auditor;
+-- (the row-level security policies of migration 0044 call it, as the reading role: a ledgerlock role, or a
+-- member of pg_read_all_data, which reads every table and is held to the policies like any other reader)
+GRANT EXECUTE ON FUNCTION ledgerlock._acts_as(name, oid)
+    TO ledgerlock_admin, ledgerlock_controller, ledgerlock_auditor, pg_read_all_data;
 
 -- Whether a role acts as ledgerlock_scoped (ledgerlock._acts_as), and is no superuser: limited in every
 -- database of the cluster. False where the role does not exist (an install whose roles a DBA created before

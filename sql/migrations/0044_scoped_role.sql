@@ -28,7 +28,8 @@ AS $$
                                                       OPERATOR(pg_catalog.>=) 160000 THEN 'SET' ELSE 'MEMBER' END)
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._acts_as(name, oid) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION ledgerlock._acts_as(name, oid) TO ledgerlock_admin, ledgerlock_controller, ledgerlock_auditor;
+GRANT EXECUTE ON FUNCTION ledgerlock._acts_as(name, oid)
+    TO ledgerlock_admin, ledgerlock_controller, ledgerlock_auditor, pg_read_all_data;
 
 -- The row-level security of the lock tables, the trail and the close: a role reads every scope when no grant
 -- names it and it does not act as ledgerlock_scoped; else the scopes granted to it here. (A grant of ADMIN

@@ -228,3 +228,21 @@ def test_a_tenant_admin_of_one_database_is_limited_in_every_database_once_it_is_
     with refused("LL005", r"lock_period on scope 2 is not allowed"):
         tenant.execute("SELECT ledgerlock.lock_period('2', '2025-01-01', '2025-01-31')")
     assert [f for f in owner.execute(findings).fetchall() if f[1] == name] == []
+
+
+def test_a_reader_of_every_table_still_reads_the_trail_under_its_row_level_security(db, tenant):
+    """The row-level security of the lock tables and the trail asks ledgerlock._acts_as as the reading role: a
+    member of pg_read_all_data (a backup or reporting login) reads them, every scope (no grant names it), and a
+    limited role through it still only its own."""
+    owner = db.owner()
+    db.connect("admin").execute("SELECT ledgerlock.lock_period('2', '2025-01-01', '2025-01-31')")
+    reader = f"ll_reader_{uuid.uuid4().hex[:8]}"
+    owner.execute(sql.SQL("CREATE ROLE {} LOGIN IN ROLE pg_read_all_data").format(sql.Identifier(reader)))
+    try:
+        with psycopg.connect(db.cluster.server.conninfo(dbname=db.name, user=reader), autocommit=True) as conn:
+            assert conn.execute("SELECT scope FROM ledgerlock.period_lock").fetchall() == [("2",)]
+            assert conn.execute("SELECT count(*) > 0 FROM ledgerlock.audit_event WHERE scope = '2'").fetchone()[0]
+        assert tenant.execute("SELECT count(*) FROM ledgerlock.period_lock").fetchone()[0] == 0
+        assert tenant.execute("SELECT count(*) FROM ledgerlock.audit_event WHERE scope = '2'").fetchone()[0] == 0
+    finally:
+        owner.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(reader)))
