@@ -1454,7 +1454,8 @@ SET quote_all_identifiers = off
 AS $$
 BEGIN
     PERFORM ledgerlock._require_capability('admin', 'revoke_scope');
-    PERFORM ledgerlock._require_value(grantee IS NOT NULL AND scope IS NOT NULL, 'revoke_scope', 'a role and a scope');
+    PERFORM ledgerlock._require_value(grantee IS NOT NULL AND ledgerlock._visible_text(scope) IS NOT NULL, 'revoke_scope',
+                                      'a role and a scope');
     IF ledgerlock._granted_scopes() IS NOT NULL THEN
         PERFORM ledgerlock._refuse('LL005',
             pg_catalog.format('revoke_scope: %s is itself limited to some scopes', session_user),

@@ -35,23 +35,22 @@ GRANT EXECUTE ON FUNCTION ledgerlock._acts_as(name, oid)
 -- names it and it does not act as ledgerlock_scoped; else the scopes granted to it here. (A grant of ADMIN
 -- alone, which PostgreSQL 16 on gives a CREATEROLE role over the roles it creates, no longer counts: the cloud
 -- admin who created a tenant admin's role read only the tenant's scopes.)
-ALTER POLICY period_lock_granted_scopes ON ledgerlock.period_lock USING (
-    scope IN (SELECT g.scope FROM ledgerlock.scope_grant g WHERE ledgerlock._acts_as(session_user, g.grantee))
-    OR NOT (EXISTS (SELECT FROM ledgerlock.scope_grant g WHERE ledgerlock._acts_as(session_user, g.grantee))
-            OR EXISTS (SELECT FROM pg_catalog.pg_roles r
-                       WHERE r.rolname = 'ledgerlock_scoped' AND ledgerlock._acts_as(session_user, r.oid))));
-ALTER POLICY lock_event_granted_scopes ON ledgerlock.lock_event USING (
-    scope IN (SELECT g.scope FROM ledgerlock.scope_grant g WHERE ledgerlock._acts_as(session_user, g.grantee))
-    OR NOT (EXISTS (SELECT FROM ledgerlock.scope_grant g WHERE ledgerlock._acts_as(session_user, g.grantee))
-            OR EXISTS (SELECT FROM pg_catalog.pg_roles r
-                       WHERE r.rolname = 'ledgerlock_scoped' AND ledgerlock._acts_as(session_user, r.oid))));
-ALTER POLICY audit_event_granted_scopes ON ledgerlock.audit_event USING (
-    scope IN (SELECT g.scope FROM ledgerlock.scope_grant g WHERE ledgerlock._acts_as(session_user, g.grantee))
-    OR NOT (EXISTS (SELECT FROM ledgerlock.scope_grant g WHERE ledgerlock._acts_as(session_user, g.grantee))
-            OR EXISTS (SELECT FROM pg_catalog.pg_roles r
-                       WHERE r.rolname = 'ledgerlock_scoped' AND ledgerlock._acts_as(session_user, r.oid))));
-ALTER POLICY close_task_granted_scopes ON ledgerlock.close_task USING (
-    scope IN (SELECT g.scope FROM ledgerlock.scope_grant g WHERE ledgerlock._acts_as(session_user, g.grantee))
-    OR NOT (EXISTS (SELECT FROM ledgerlock.scope_grant g WHERE ledgerlock._acts_as(session_user, g.grantee))
-            OR EXISTS (SELECT FROM pg_catalog.pg_roles r
-                       WHERE r.rolname = 'ledgerlock_scoped' AND ledgerlock._acts_as(session_user, r.oid))));
+DO $policies$
+DECLARE
+    p record;
+BEGIN
+    FOR p IN SELECT * FROM (VALUES ('period_lock_granted_scopes', 'ledgerlock.period_lock'),
+                                   ('lock_event_granted_scopes', 'ledgerlock.lock_event'),
+                                   ('audit_event_granted_scopes', 'ledgerlock.audit_event'),
+                                   ('close_task_granted_scopes', 'ledgerlock.close_task')) AS v(policy, tbl)
+    LOOP
+        EXECUTE pg_catalog.format($q$
+            ALTER POLICY %I ON %s USING (
+                scope IN (SELECT g.scope FROM ledgerlock.scope_grant g WHERE ledgerlock._acts_as(session_user, g.grantee))
+                OR NOT (EXISTS (SELECT FROM ledgerlock.scope_grant g WHERE ledgerlock._acts_as(session_user, g.grantee))
+                        OR EXISTS (SELECT FROM pg_catalog.pg_roles r
+                                   WHERE r.rolname = 'ledgerlock_scoped' AND ledgerlock._acts_as(session_user, r.oid))))
+            $q$, p.policy, p.tbl);
+    END LOOP;
+END
+$policies$;

@@ -167,6 +167,8 @@ def test_revoking_a_tenant_admins_last_scope_leaves_it_limited_to_no_scope(db, t
         tenant.execute("SELECT ledgerlock.lift_scope_limit(%s::regrole, 'me')", (name,))
     with refused("LL004", r"^ll_admin is not limited to scopes$"):
         admin.execute("SELECT ledgerlock.lift_scope_limit('ll_admin', 'nothing to lift')")
+    with refused("22023", r"^revoke_scope requires a role and a scope$"):  # the mark of no scope is no scope
+        admin.execute("SELECT ledgerlock.revoke_scope(%s::regrole, '')", (name,))
     # a grant replaces the limit to no scope; the limit comes back with the last revoke
     admin.execute("SELECT ledgerlock.grant_scope(%s::regrole, '2')", (name,))
     with refused("LL004", rf"^{name} still holds scopes 2$"):
