@@ -205,6 +205,8 @@ def test_grant_and_revoke_a_scope(db, as_role):
     as_role("controller", "lock", "2", "--from", "2025-03-01", "--to", "2025-03-31")
     assert "is not limited to scopes" in as_role("admin", "lift-scope-limit", "ll_controller", "--reason", "again",
                                                  code=1).output
+    [event] = json.loads(as_role("auditor", "audit", "log", "--operation", "lift_scope_limit", "--json").stdout)
+    assert (event["reason"], event["new_row"]["details"]) == ("controls every company", {"grantee": "ll_controller"})
 
 
 def test_skipped_lists_the_skipped_rows(db, as_role):
