@@ -13,6 +13,7 @@ import sys
 
 import click
 import psycopg
+from psycopg.types.json import Jsonb
 
 from .. import audit_bundle
 from ..context import Context, pass_context
@@ -81,18 +82,7 @@ def log(ctx: Context, table: str | None, key: str | None, scope: str | None, act
         db_user: str | None, operation: str | None, since: dt.datetime | None, until: dt.datetime | None,
         limit: int, as_json: bool) -> None:
     """List audit events, newest last."""
-    where, params, table_filter = [], [], None
-    if table:
-        # the table's events under every oid the trail files them under (ledgerlock._audit_oids_of: a restored
-        # dump's carry the old cluster's), found first and passed as values, for the index
-        where.append("a.table_oid = ANY (%s::oid[])")
-        params.append(None)
-        table_filter = len(params) - 1
-    if key:
-        where.append("(a.row_key = %s::jsonb OR (SELECT count(*) FROM jsonb_object_keys(a.row_key)) = 1 "
-                     "AND (SELECT v FROM jsonb_each(a.row_key) AS x(k, v)) = %s::jsonb)")
-        value = _key_filter(key)
-        params += [value, value]
+    where, params = [], []
     for col, val in (("a.scope", scope), ("a.actor", actor), ("a.db_user", db_user)):
         if val is not None:
             where.append(f"{col} = %s")
@@ -106,12 +96,28 @@ def log(ctx: Context, table: str | None, key: str | None, scope: str | None, act
     if until:
         where.append("a.at < %s")
         params.append(until)
-    query = ("SELECT * FROM (SELECT a.* FROM ledgerlock.audit_log a "
-             + (("WHERE " + " AND ".join(where)) if where else "")
-             + " ORDER BY a.seq DESC LIMIT %s) a ORDER BY a.seq")
     with ctx.connect() as conn, conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
-        if table_filter is not None:
-            params[table_filter] = conn.execute("SELECT ledgerlock._audit_oids_of(%s::regclass)", [table]).fetchone()[0]
+        zoned = None
+        if table:
+            # the table's events under every oid the trail files them under (ledgerlock._audit_oids_of: a restored
+            # dump's carry the old cluster's), found first and passed as values, for the index
+            where.append("a.table_oid = ANY (%s::oid[])")
+            params.append(conn.execute("SELECT ledgerlock._audit_oids_of(%s::regclass)", [table]).fetchone()[0])
+            zoned = conn.execute("SELECT ledgerlock._audit_zoned_key_columns(%s::regclass)", [table]).fetchone()[0]
+        if key:
+            value = _key_filter(key)
+            if zoned is not None and value.startswith("{"):
+                # a key with a timestamptz (or tstzrange) column, matched in UTC as verification reads it: any
+                # spelling of the instant finds the row, and so do its events recorded in another zone
+                where.append("ledgerlock._audit_utc_key(a.row_key, %s) = ledgerlock._audit_utc_key(%s::jsonb, %s)")
+                params += [Jsonb(zoned), value, Jsonb(zoned)]
+            else:
+                where.append("(a.row_key = %s::jsonb OR (SELECT count(*) FROM jsonb_object_keys(a.row_key)) = 1 "
+                             "AND (SELECT v FROM jsonb_each(a.row_key) AS x(k, v)) = %s::jsonb)")
+                params += [value, value]
+        query = ("SELECT * FROM (SELECT a.* FROM ledgerlock.audit_log a "
+                 + (("WHERE " + " AND ".join(where)) if where else "")
+                 + " ORDER BY a.seq DESC LIMIT %s) a ORDER BY a.seq")
         rows = cur.execute(query, [*params, limit]).fetchall()
     if as_json:
         echo_json([{**r, "txid": str(r["txid"]), "table_name": str(r["table_name"]) if r["table_name"] else None}

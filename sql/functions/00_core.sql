@@ -798,7 +798,8 @@ AS $$
     SELECT d.oid::regtype FROM d WHERE d.typbasetype = 0
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._base_type(regtype) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION ledgerlock._base_type(regtype) TO ledgerlock_admin, ledgerlock_auditor;  -- doctor
+GRANT EXECUTE ON FUNCTION ledgerlock._base_type(regtype)
+    TO ledgerlock_admin, ledgerlock_controller, ledgerlock_auditor;  -- doctor, _audit_zoned_key_columns
 
 -- The first relation of a table's partition tree (the table itself included) on which row-level security
 -- applies to its owner (ENABLE and FORCE ROW LEVEL SECURITY); null when none. ledgerlock's checks and its

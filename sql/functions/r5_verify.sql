@@ -555,7 +555,8 @@ AS $$
          WHERE i.indrelid = _audit_key_columns.tbl AND i.indisprimary))
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._audit_key_columns(regclass) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION ledgerlock._audit_key_columns(regclass) TO ledgerlock_admin, ledgerlock_auditor;
+GRANT EXECUTE ON FUNCTION ledgerlock._audit_key_columns(regclass)
+    TO ledgerlock_admin, ledgerlock_controller, ledgerlock_auditor;  -- doctor, _audit_zoned_key_columns
 
 -- The key columns of a table whose text depends on the session's TimeZone: a timestamptz, a tstzrange or a
 -- tstzmultirange (or a domain over one), as {column: base type}; null when none. The trail files a row under
@@ -577,6 +578,8 @@ AS $$
       ON z.oid = ledgerlock._base_type(a.atttypid)
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._audit_zoned_key_columns(regclass) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION ledgerlock._audit_zoned_key_columns(regclass)
+    TO ledgerlock_admin, ledgerlock_controller, ledgerlock_auditor;  -- `ledgerlock audit log --key`
 
 -- A recorded key with its zoned columns (ledgerlock._audit_zoned_key_columns) printed in UTC, as the capture
 -- prints them: the same instant written under '+14:00' and under '+00:00' is one row. Called per event,
@@ -607,6 +610,8 @@ BEGIN
 END
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._audit_utc_key(jsonb, jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION ledgerlock._audit_utc_key(jsonb, jsonb)
+    TO ledgerlock_admin, ledgerlock_controller, ledgerlock_auditor;  -- `ledgerlock audit log --key`
 
 -- What the trail says about each row of a table, one fact per event: the image it left (null: the row is
 -- gone). An INSERT, UPDATE or BASELINE leaves its new row; a DELETE (and an UPDATE, under the key the row

@@ -11,11 +11,15 @@ written under sql_standard was reported as changed though nobody changed it.
 
 from __future__ import annotations
 
+import json
+
 import psycopg
 import pytest
+from click.testing import CliRunner
 from psycopg.types.json import Jsonb
 from test_tampering import discrepancies, event_seq, triggers_off
 
+from ledgerlock.cli import cli
 from lltest import lives_ok, refused
 
 # what a client may set that changes the text output of a value (lc_monetary: only C exists on test servers)
@@ -236,6 +240,11 @@ def test_a_timestamptz_key_is_one_key_whatever_zone_the_writer_set(readings):
             "SELECT summary FROM ledgerlock.why_locked('reading', %s) WHERE rule = 'final'",
             (Jsonb({"meter": 1, "at": "2025-06-01 09:00+09"}),)).fetchall()
         assert summary.startswith("final (status = 'final') since 2") and summary.endswith(" by ll_app"), summary
+    # `audit log --key` finds a row by any spelling of its instant
+    utc_key = {"meter": 1, "at": "2025-06-01T00:00:00+00:00"}
+    for role in ("auditor", "controller"):
+        assert logged(db, role, "reading", {"meter": 1, "at": "2025-06-01 09:00+09"}) == [
+            ("INSERT", utc_key), ("UPDATE", utc_key)], role
     # a refusal names the row as the trail does, under the writer's zone
     utc, east, west = db.zoned
     with refused("LL001", r"^reading meter=1 at=2025-06-01T00:00:00\+00:00 is final"):
@@ -261,6 +270,14 @@ def test_a_timestamptz_key_is_one_key_whatever_zone_the_writer_set(readings):
         assert found == [("row_changed", {"meter": 3, "at": "2025-06-01T12:30:00.25+00:00"}, "kwh")], zone
 
 
+def logged(db, role: str, table: str, key: dict) -> list[tuple[str, dict]]:
+    """`ledgerlock audit log --table T --key K --json` as role: (operation, key) of each event."""
+    res = CliRunner().invoke(cli, ["--dsn", db.conninfo(role), "audit", "log", "--table", table,
+                                   "--key", json.dumps(key), "--json"], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    return [(e["operation"], e["row_key"]) for e in json.loads(res.stdout)]
+
+
 def test_events_recorded_in_the_writers_zone_before_the_pin_still_verify(readings):
     """Events written before the capture printed timestamps in UTC carry their writer's zone in their key; the
     trail cannot be rewritten, so verification reads such a key in UTC. Made here as the capture made them:
@@ -281,6 +298,8 @@ def test_events_recorded_in_the_writers_zone_before_the_pin_still_verify(reading
         "SELECT DISTINCT row_key ->> 'at' FROM ledgerlock.audit_log WHERE row_key ->> 'meter' IN ('5', '6')")) == [
         "2025-06-02T21:30:00-02:30", "2025-06-03T14:00:00+14:00"]
     utc.execute("UPDATE reading SET kwh = 52 WHERE meter = 5")  # and one in UTC, after the pin
+    assert [op for op, _ in logged(db, "auditor", "reading", {"meter": 5, "at": "2025-06-03 00:00+00"})] == [
+        "INSERT", "UPDATE", "UPDATE"]  # the first two recorded under +14:00 and -02:30
     auditor = session(db, "auditor", {"TimeZone": "America/St_Johns"})
     assert auditor.execute("SELECT ok, problems FROM ledgerlock.verify_audit()").fetchone() == (True, 0)
     with triggers_off(owner, "reading") as su:
