@@ -208,6 +208,8 @@ def test_a_tenant_admin_of_one_database_is_limited_in_every_database_once_it_is_
         with connect() as there:  # the hazard, as documented: no grant names it there
             there.execute("SELECT ledgerlock.set_four_eyes(true)")
         owner.execute(sql.SQL("GRANT ledgerlock_scoped TO {}").format(sql.Identifier(name)))
+        with refused("42501"):  # the tenant cannot take the mark off itself (no ADMIN on ledgerlock_scoped)
+            tenant.execute(sql.SQL("REVOKE ledgerlock_scoped FROM {}").format(sql.Identifier(name)))
         with connect() as there:
             with refused("LL005", rf"^set_four_eyes changes what every scope shares: {name} is limited to no scope$"):
                 there.execute("SELECT ledgerlock.set_four_eyes(false)")
