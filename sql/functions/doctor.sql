@@ -289,6 +289,31 @@ BEGIN
             pg_catalog.format('REVOKE %I FROM %I  -- grant it to the people who close the books', r.grp,
                               r.rolname);
     END LOOP;
+    -- a role whose last scope an earlier release revoked: that left it unlimited (migration 0044's release
+    -- leaves it limited to none), and nobody has decided since (a grant, or lift_scope_limit)
+    FOR r IN
+        SELECT h.grantee AS rolname, h.revoked_at
+        FROM (SELECT e.details ->> 'grantee' AS grantee,
+                     pg_catalog.max(e.id) FILTER (WHERE e.kind = 'revoke_scope') AS revoked,
+                     pg_catalog.max(e.at) FILTER (WHERE e.kind = 'revoke_scope') AS revoked_at,
+                     pg_catalog.max(e.id) FILTER (WHERE e.kind IN ('grant_scope', 'lift_scope_limit')) AS decided
+              FROM ledgerlock.lock_event e
+              WHERE e.kind IN ('grant_scope', 'revoke_scope', 'lift_scope_limit')
+              GROUP BY 1) h
+        WHERE h.revoked IS NOT NULL AND (h.decided IS NULL OR h.decided < h.revoked)
+          AND pg_catalog.to_regrole(h.grantee) IS NOT NULL
+          AND NOT EXISTS (SELECT FROM ledgerlock.scope_grant g WHERE g.grantee = pg_catalog.to_regrole(h.grantee))
+        ORDER BY 1
+    LOOP
+        RETURN QUERY SELECT 'warning', 'ledgerlock role', r.rolname,
+            pg_catalog.format('%s acts on every scope: its last scope was revoked on %s, before migration 0044, '
+                              'which left it unlimited', r.rolname, r.revoked_at::date),
+            'before migration 0044 a role no grant names was not limited at all: an admin who took a tenant''s '
+            'last company away gave it every company (revoking a last scope now leaves the role limited to none)',
+            pg_catalog.format('to limit it to no scope: SELECT ledgerlock.grant_scope(%1$L, ''x''); SELECT '
+                              'ledgerlock.revoke_scope(%1$L, ''x''); to keep it unlimited on purpose, then: '
+                              'SELECT ledgerlock.lift_scope_limit(%1$L, ''<reason>'')', r.rolname);
+    END LOOP;
     -- scope limits that hold in this database only (roles are the cluster's, grants each database's)
     IF NOT EXISTS (SELECT FROM ledgerlock.scope_grant) THEN
         RETURN;

@@ -250,3 +250,28 @@ def test_a_reader_of_every_table_still_reads_the_trail_under_its_row_level_secur
         assert tenant.execute("SELECT count(*) FROM ledgerlock.audit_event WHERE scope = '2'").fetchone()[0] == 0
     finally:
         owner.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(reader)))
+
+
+def test_doctor_names_a_role_an_earlier_release_left_unlimited_by_revoking_its_last_scope(db, tenant):
+    """Before migration 0044, revoke_scope of a role's last scope deleted its last grant row, which left it
+    unlimited. doctor finds such a role in the lock history until an admin decides: limited to none, or
+    unlimited on purpose (lift_scope_limit, with a reason)."""
+    owner, admin = db.owner(), db.connect("admin")
+    [name] = tenant.execute("SELECT session_user::text").fetchone()
+    findings = ("SELECT object, finding, fix FROM ledgerlock.doctor_findings() "
+                "WHERE check_name = 'ledgerlock role' AND finding LIKE '%before migration 0044%'")
+    admin.execute("SELECT ledgerlock.revoke_scope(%s::regrole, '1')", (name,))
+    assert owner.execute(findings).fetchall() == []  # limited to none: nothing to decide
+    owner.execute("DELETE FROM ledgerlock.scope_grant WHERE grantee = %s::regrole", (name,))  # as 0043 left it
+    [(role, finding, fix)] = owner.execute(findings).fetchall()
+    assert role == name and finding.startswith(f"{name} acts on every scope: its last scope was revoked on ")
+    assert fix.startswith(f"to limit it to no scope: SELECT ledgerlock.grant_scope('{name}', 'x'); ")
+    tenant.execute("SELECT ledgerlock.lock_period('2', '2025-01-01', '2025-01-31')")  # what doctor warns of
+    admin.execute("SELECT ledgerlock.grant_scope(%s::regrole, 'x')", (name,))
+    admin.execute("SELECT ledgerlock.revoke_scope(%s::regrole, 'x')", (name,))
+    assert owner.execute(findings).fetchall() == []
+    with refused("LL005", r"is limited to no scope$"):
+        tenant.execute("SELECT ledgerlock.lock_period('2', '2025-02-01', '2025-02-28')")
+    admin.execute("SELECT ledgerlock.lift_scope_limit(%s::regrole, 'group controller, on purpose')", (name,))
+    assert owner.execute(findings).fetchall() == []
+    tenant.execute("SELECT ledgerlock.lock_period('2', '2025-02-01', '2025-02-28')")
