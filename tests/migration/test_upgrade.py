@@ -178,3 +178,23 @@ def test_books_kept_under_0_1_0_still_hold_after_migrate_and_match_a_fresh_insta
         "SELECT ok, problem FROM ledgerlock.verify_audit(%s)", (kept["digest"],)).fetchone()
     assert (ok, problem) == (True, None)
     assert [f for f in doctor_findings(upgraded) if f[0] == "critical"] == []
+
+
+def test_scope_limits_kept_under_0_1_0_hold_after_migrate_and_a_last_scope_revoked_then_is_named(upgraded):
+    """A tenant admin limited under 0.1.0 stays limited after migrate (the policies 0044 rewrites included); a
+    role whose last scope 0.1.0 revoked, which that left unlimited, is named by doctor until an admin decides."""
+    install_previous_release(upgraded)
+    admin = upgraded.connect("admin")
+    for scope in ("1", "2"):
+        admin.execute("SELECT ledgerlock.lock_period(%s, '2025-01-01', '2025-01-31')", (scope,))
+    admin.execute("SELECT ledgerlock.grant_scope('ll_admin2', '2')")
+    admin.execute("SELECT ledgerlock.grant_scope('ll_controller', '1')")
+    admin.execute("SELECT ledgerlock.revoke_scope('ll_controller', '1')")  # 0.1.0: no grant left, unlimited
+    migrate.migrate(upgraded.conninfo())
+    tenant = upgraded.connect("admin2")
+    assert tenant.execute("SELECT scope FROM ledgerlock.period_locks").fetchall() == [("2",)]
+    with refused("LL005", r"^lock_period on scope 1 is not allowed: ll_admin2 is limited to scopes 2$"):
+        tenant.execute("SELECT ledgerlock.lock_period('1', '2025-02-01', '2025-02-28')")
+    lives_ok(tenant, "SELECT ledgerlock.lock_period('2', '2025-02-01', '2025-02-28')")
+    assert [f[2] for f in doctor_findings(upgraded) if f[1] == "ledgerlock role" and "before migration 0044" in f[3]
+            ] == ["ll_controller"]
