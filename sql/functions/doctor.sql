@@ -307,7 +307,8 @@ BEGIN
     LOOP
         RETURN QUERY SELECT 'warning', 'ledgerlock role', r.rolname,
             pg_catalog.format('%s acts on every scope: its last scope was revoked on %s, before migration 0044, '
-                              'which left it unlimited', r.rolname, r.revoked_at::date),
+                              'which left it unlimited', r.rolname,
+                              pg_catalog.to_char(pg_catalog.timezone('UTC', r.revoked_at), 'YYYY-MM-DD')),
             'before migration 0044 a role no grant names was not limited at all: an admin who took a tenant''s '
             'last company away gave it every company (revoking a last scope now leaves the role limited to none)',
             pg_catalog.format('to limit it to no scope: SELECT ledgerlock.grant_scope(%1$L, ''x''); SELECT '
