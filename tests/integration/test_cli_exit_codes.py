@@ -4,10 +4,13 @@ NO_COLOR, and `audit log --operation` checked against the operations the trail r
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 
 from click.testing import CliRunner
 
 from ledgerlock.cli import cli
+from ledgerlock.commands.audit import OPERATIONS
 from ledgerlock.output import EXIT_EVIDENCE, EXIT_FAILED, EXIT_OK, EXIT_USAGE
 
 NOWHERE = "host=/nonexistent-ledgerlock-socket-dir dbname=x connect_timeout=2"
@@ -63,6 +66,16 @@ def test_audit_log_refuses_an_unknown_operation_with_the_list(db):
     assert "GRANT_SCOPE" in res.output and "UNLOCK_REQUEST" in res.output
     res = run("--dsn", db.conninfo("admin"), "audit", "log", "--operation", "protect")
     assert res.exit_code == EXIT_OK and "PROTECT" in res.output
+
+
+def test_audit_log_knows_every_kind_the_lock_history_records():
+    """`audit log --operation` takes the lock history's kinds upper-cased: every kind ledgerlock's SQL names in
+    a call of ledgerlock._lock_event is one of its operations (LIFT_SCOPE_LIMIT was not, when it was added)."""
+    kinds = set()
+    for f in (Path(__file__).resolve().parents[2] / "sql").rglob("*.sql"):
+        kinds |= set(re.findall(r"_lock_event\(\s*'([a-z_]+)'", f.read_text()))
+    assert len(kinds) > 10, kinds
+    assert {k.upper() for k in kinds} - set(OPERATIONS) == set()
 
 
 def test_status_without_ledgerlock_fails_and_migrate_speaks_json(cluster):
