@@ -11,9 +11,15 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from lltest import fresh_database, refused
+from lltest import HOSTILE_OPTIONS, fresh_database, refused
 
 GLOBAL = r"changes what every scope shares: (ll_tenant_\w+) is limited to scopes 1"
+
+
+def login(db, user: str, dbname: str | None = None) -> psycopg.Connection:
+    """A login of a role of the test's own, with the hostile session settings when the sweep runs the test so."""
+    info = db.cluster.server.conninfo(dbname=dbname or db.name, user=user)
+    return psycopg.connect(info + (f" options='{HOSTILE_OPTIONS}'" if db.hostile else ""), autocommit=True)
 
 
 @pytest.fixture
@@ -31,7 +37,7 @@ def tenant(db):
     db.connect("app").execute(
         "INSERT INTO invoice (id, company_id, issued_on, status) VALUES "
         "(1, 1, '2025-03-10', 'approved'), (2, 2, '2025-03-10', 'approved'), (3, 2, '2025-03-11', 'draft')")
-    conn = psycopg.connect(db.cluster.server.conninfo(dbname=db.name, user=name), autocommit=True)
+    conn = login(db, name)
     yield conn
     conn.close()
     db.close_all()
@@ -200,9 +206,9 @@ def test_a_tenant_admin_of_one_database_is_limited_in_every_database_once_it_is_
     assert len(finding) == 1 and finding[0][0] == "warning", finding
     assert finding[0][2].startswith(f"{name} is limited to scopes in this database only; it may connect to ")
     assert finding[0][3].startswith(f"GRANT ledgerlock_scoped TO {name}")
-    with fresh_database(db.cluster) as other:
+    with fresh_database(db.cluster, hostile=db.hostile) as other:
         def connect():
-            return psycopg.connect(other.cluster.server.conninfo(dbname=other.name, user=name), autocommit=True)
+            return login(db, name, other.name)
 
         other.connect("admin").execute("SELECT ledgerlock.lock_period('2', '2025-01-01', '2025-01-31', 'hard')")
         with connect() as there:  # the hazard, as documented: no grant names it there
@@ -243,7 +249,7 @@ def test_a_reader_of_every_table_still_reads_the_trail_under_its_row_level_secur
     reader = f"ll_reader_{uuid.uuid4().hex[:8]}"
     owner.execute(sql.SQL("CREATE ROLE {} LOGIN IN ROLE pg_read_all_data").format(sql.Identifier(reader)))
     try:
-        with psycopg.connect(db.cluster.server.conninfo(dbname=db.name, user=reader), autocommit=True) as conn:
+        with login(db, reader) as conn:
             assert conn.execute("SELECT scope FROM ledgerlock.period_lock").fetchall() == [("2",)]
             assert conn.execute("SELECT count(*) > 0 FROM ledgerlock.audit_event WHERE scope = '2'").fetchone()[0]
         assert tenant.execute("SELECT count(*) FROM ledgerlock.period_lock").fetchone()[0] == 0
