@@ -1462,6 +1462,9 @@ BEGIN
             pg_catalog.format('revoke_scope: %s is itself limited to some scopes', session_user),
             'scope grants are managed by an admin who is not scope-limited');
     END IF;
+    -- the role's grant rows first: two admins revoking its last two scopes at once would each see the other's
+    -- still granted, and neither would leave the mark below (the second now waits, then sees it took the last)
+    PERFORM FROM ledgerlock.scope_grant g WHERE g.grantee = revoke_scope.grantee FOR UPDATE;
     DELETE FROM ledgerlock.scope_grant g
     WHERE g.grantee = revoke_scope.grantee AND g.scope = revoke_scope.scope AND g.scope <> '';
     IF NOT FOUND THEN
