@@ -28,23 +28,48 @@ END
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._refuse(text, text, text, text) FROM PUBLIC;
 
--- Capabilities come from database roles of the session user, never from anything a client can set.
--- admin > controller; auditor is separate (read-only evidence).
+-- Whether role who acts as role grp: holds its privileges (a membership that inherits) or may SET ROLE to it,
+-- directly or through roles it belongs to. Not through a grant of ADMIN alone, which PostgreSQL 16 on gives a
+-- CREATEROLE role over every role it creates: the cloud admin who created a tenant admin's role, or
+-- ledgerlock_scoped, does not become limited by it. (15 has no SET option: any membership counts there.) No SET
+-- clause, so that it is inlined; the row-level security policies call it too (migration 0044, which creates it
+-- first: the migrations run before the functions are installed).
+CREATE OR REPLACE FUNCTION ledgerlock._acts_as(who name, grp oid)
+RETURNS boolean
+LANGUAGE sql
+STABLE
+AS $$
+    SELECT pg_catalog.pg_has_role(who, grp, 'USAGE')
+        OR pg_catalog.pg_has_role(who, grp, CASE WHEN pg_catalog.current_setting('server_version_num')::integer
+                                                      OPERATOR(pg_catalog.>=) 160000 THEN 'SET' ELSE 'MEMBER' END)
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._acts_as(name, oid) FROM PUBLIC;
+-- (the row-level security policies of migration 0044 call it, as the reading role: a ledgerlock role, or a
+-- member of pg_read_all_data, which reads every table and is held to the policies like any other reader)
+GRANT EXECUTE ON FUNCTION ledgerlock._acts_as(name, oid)
+    TO ledgerlock_admin, ledgerlock_controller, ledgerlock_auditor, pg_read_all_data;
+
+-- Capabilities come from database roles of the session user, never from anything a client can set: the
+-- ledgerlock role it acts as (ledgerlock._acts_as: not a grant of ADMIN alone, which neither gives the role's
+-- privileges nor lets it SET ROLE). admin > controller; auditor is separate (read-only evidence).
+-- SECURITY DEFINER so that every role may ask it (_acts_as is not PUBLIC's); it reads session_user only.
 CREATE OR REPLACE FUNCTION ledgerlock.has_capability(capability text)
 RETURNS boolean
 LANGUAGE sql
 STABLE
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT CASE capability
-        WHEN 'admin' THEN pg_catalog.pg_has_role(session_user, 'ledgerlock_admin', 'MEMBER')
-        WHEN 'controller' THEN pg_catalog.pg_has_role(session_user, 'ledgerlock_admin', 'MEMBER')
-                            OR pg_catalog.pg_has_role(session_user, 'ledgerlock_controller', 'MEMBER')
-        WHEN 'auditor' THEN pg_catalog.pg_has_role(session_user, 'ledgerlock_admin', 'MEMBER')
-                            OR pg_catalog.pg_has_role(session_user, 'ledgerlock_auditor', 'MEMBER')
+        WHEN 'admin' THEN ledgerlock._acts_as(session_user, 'ledgerlock_admin'::regrole)
+        WHEN 'controller' THEN ledgerlock._acts_as(session_user, 'ledgerlock_admin'::regrole)
+                            OR ledgerlock._acts_as(session_user, 'ledgerlock_controller'::regrole)
+        WHEN 'auditor' THEN ledgerlock._acts_as(session_user, 'ledgerlock_admin'::regrole)
+                            OR ledgerlock._acts_as(session_user, 'ledgerlock_auditor'::regrole)
         ELSE false
     END
 $$;
+REVOKE ALL ON FUNCTION ledgerlock.has_capability(text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION ledgerlock.has_capability(text) TO PUBLIC;
 
 CREATE OR REPLACE FUNCTION ledgerlock._require_capability(capability text, action text)
@@ -1312,27 +1337,6 @@ REVOKE ALL ON FUNCTION ledgerlock._lock_event(text, text, bigint, text, jsonb) F
 
 -- ---------------------------------------------------------------------------------------------------
 -- Scope grants (RLS, the close, four-eyes and R3 all ask them)
-
--- Whether role who acts as role grp: holds its privileges (a membership that inherits) or may SET ROLE to it,
--- directly or through roles it belongs to. Not through a grant of ADMIN alone, which PostgreSQL 16 on gives a
--- CREATEROLE role over every role it creates: the cloud admin who created a tenant admin's role, or
--- ledgerlock_scoped, does not become limited by it. (15 has no SET option: any membership counts there.) No SET
--- clause, so that it is inlined; the row-level security policies call it too (migration 0044, which creates it
--- first: the migrations run before the functions are installed).
-CREATE OR REPLACE FUNCTION ledgerlock._acts_as(who name, grp oid)
-RETURNS boolean
-LANGUAGE sql
-STABLE
-AS $$
-    SELECT pg_catalog.pg_has_role(who, grp, 'USAGE')
-        OR pg_catalog.pg_has_role(who, grp, CASE WHEN pg_catalog.current_setting('server_version_num')::integer
-                                                      OPERATOR(pg_catalog.>=) 160000 THEN 'SET' ELSE 'MEMBER' END)
-$$;
-REVOKE ALL ON FUNCTION ledgerlock._acts_as(name, oid) FROM PUBLIC;
--- (the row-level security policies of migration 0044 call it, as the reading role: a ledgerlock role, or a
--- member of pg_read_all_data, which reads every table and is held to the policies like any other reader)
-GRANT EXECUTE ON FUNCTION ledgerlock._acts_as(name, oid)
-    TO ledgerlock_admin, ledgerlock_controller, ledgerlock_auditor, pg_read_all_data;
 
 -- Whether a role acts as ledgerlock_scoped (ledgerlock._acts_as), and is no superuser: limited in every
 -- database of the cluster. False where the role does not exist (an install whose roles a DBA created before
