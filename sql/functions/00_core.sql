@@ -59,6 +59,7 @@ LANGUAGE sql
 STABLE
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET quote_all_identifiers = off
 AS $$
     SELECT CASE capability
         WHEN 'admin' THEN ledgerlock._acts_as(session_user, 'ledgerlock_admin'::regrole)
@@ -1069,7 +1070,11 @@ REVOKE ALL ON FUNCTION ledgerlock._template(text, jsonb) FROM PUBLIC;
 -- DEFINER (guards read ledgerlock's tables, which clients cannot), search_path and quote_all_identifiers
 -- pinned (docs/hardening.md, "Names"), no EXECUTE for PUBLIC. settings: more settings to pin, as
 -- pg_proc.proconfig holds them ('name=value'; R5's capture takes the shipped capture's own:
--- sql/triggers/r5_audit_capture.sql); search_path and quote_all_identifiers are pinned whatever they say.
+-- sql/triggers/r5_audit_capture.sql); search_path and quote_all_identifiers are pinned whatever they say. A
+-- guard that queries a user's table (R3's checks, R4's, the capture) pins gin_fuzzy_search_limit = 0: under
+-- it a GIN index scan returns a random subset of its rows, and a probe that a GIN index served (R4's
+-- child_condition with an operator of the index) found no referencing row (docs/hardening.md).
+-- R1's and R2's read nothing but the row and ledgerlock's tables, and pay nothing for it.
 CREATE OR REPLACE FUNCTION ledgerlock._create_generated_function(fn name, body text, settings text[] DEFAULT NULL)
 RETURNS void
 LANGUAGE plpgsql
