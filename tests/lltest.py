@@ -72,6 +72,8 @@ HOSTILE_SETTINGS = {
     # a DBA's check of its own code (ALTER DATABASE ... SET): a shadowed variable, a SELECT INTO of several rows
     # or an assignment of the wrong number of columns is an error in every function the session compiles
     "plpgsql.extra_errors": "all",
+    # a GIN index scan returns a random subset of its rows (tests/hardening/test_hostile_settings.py)
+    "gin_fuzzy_search_limit": "1",
 }
 # Not swept: debug_parallel_query = on (measured 2026-11-29: the swept tests pass but for a probe counted by
 # the leader's statistics, which a parallel worker's scan does not reach, and a 2,000-window bulk statement

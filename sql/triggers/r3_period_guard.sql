@@ -60,6 +60,7 @@ LANGUAGE plpgsql
 SECURITY DEFINER  -- reads ledgerlock's windows, which clients cannot
 SET search_path = pg_catalog, pg_temp
 SET quote_all_identifiers = off
+SET gin_fuzzy_search_limit = 0  -- it queries a user's table (_create_generated_function)
 AS $$
 DECLARE
     ll_refused text;  -- a refusal is called as an expression: see ledgerlock._refuse
@@ -685,7 +686,7 @@ BEGIN
                      AND p.prosrc = body
                      AND (f.body_md5, f.security_definer, f.config)
                          IS NOT DISTINCT FROM (pg_catalog.md5(p.prosrc), p.prosecdef, p.proconfig)) THEN
-        PERFORM ledgerlock._create_generated_function(gen, body);
+        PERFORM ledgerlock._create_generated_function(gen, body, '{gin_fuzzy_search_limit=0}');
     END IF;
     RETURN gen;
 END
@@ -877,6 +878,7 @@ LANGUAGE plpgsql
 SECURITY DEFINER  -- reads the children and ledgerlock's windows, which clients may not
 SET search_path = pg_catalog, pg_temp
 SET quote_all_identifiers = off
+SET gin_fuzzy_search_limit = 0  -- it queries a user's table (_create_generated_function)
 AS $$
 DECLARE
     ll_refused text;  -- a refusal is called as an expression: see ledgerlock._refuse

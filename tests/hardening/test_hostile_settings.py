@@ -166,3 +166,69 @@ def test_a_float_written_under_extra_float_digits_is_audited_exactly(db, fx):
         "SELECT new_row -> 'fx_rate' FROM ledgerlock.audit_log WHERE table_name = 'fx_invoice'::regclass "
         "AND operation = 'UPDATE' ORDER BY seq DESC LIMIT 1").fetchone()[0]
     assert new_rate == 1.3000000000000003
+
+
+# gin_fuzzy_search_limit: a GIN index scan returns a random subset of its rows, at most about the limit, once
+# every key it searches matches more. A probe ledgerlock runs on a user's table that the planner serves from a
+# GIN index (R4's child_condition, an operator of the index) then saw no referencing row: the application
+# changed a referenced parent (measured on 16, 2026-11-29, before the pin).
+GIN = """
+CREATE TABLE fx_note (
+    id          integer PRIMARY KEY,
+    invoice_id  integer NOT NULL REFERENCES fx_invoice,
+    tags        text[] NOT NULL
+);
+CREATE INDEX fx_note_tags ON fx_note USING gin (tags) WITH (fastupdate = off);
+GRANT SELECT, INSERT, UPDATE, DELETE ON fx_note TO ll_app;
+INSERT INTO fx_invoice (id, company_id, issued_on, status, fx_rate)
+    SELECT g, 1, '2025-06-01', 'draft', 1 FROM generate_series(10, 59) g;
+INSERT INTO fx_note SELECT g, 11 + g % 49, '{posted}' FROM generate_series(1, 3000) g;
+INSERT INTO fx_note VALUES (5000, 10, '{posted}'), (5001, 4, '{draft}');
+INSERT INTO fx_note SELECT 6000 + g, 10 + g % 50, '{draft}' FROM generate_series(1, 30000) g;
+ANALYZE fx_note;
+SELECT ledgerlock.protect_referenced('fx_invoice', 'fx_note', child_condition => $$tags @> '{posted}'$$);
+"""
+
+
+def test_gin_fuzzy_search_limit_cannot_hide_a_referencing_row(db, fx):
+    owner = db.owner()
+    owner.execute("INSERT INTO fx_invoice (id, company_id, issued_on, status, fx_rate) "
+                  "VALUES (4, 1, '2025-06-12', 'draft', 1.2)")
+    owner.execute(GIN)
+    owner.execute("VACUUM fx_note")  # the index's pending entries merged: its scans are the ones reduced
+    # the attacker's session: the planner may only use the GIN index, and its scans return a handful of rows
+    fx.execute("SET enable_seqscan = off; SET enable_indexscan = off; SET gin_fuzzy_search_limit = 1")
+    probe = "SELECT count(*) FROM fx_note WHERE invoice_id = 10 AND tags @> '{posted}'"
+    assert "Bitmap Index Scan on fx_note_tags" in "\n".join(r[0] for r in fx.execute("EXPLAIN " + probe))
+    assert fx.execute(probe).fetchone()[0] == 0  # what the session's own query sees: not the row that is there
+    with refused("LL003", r"^fx_invoice id=10 is referenced by fx_note id=5000 and cannot be updated"):
+        fx.execute("UPDATE fx_invoice SET fx_rate = 2 WHERE id = 10")
+    with refused("LL003", r"^fx_invoice id=10 is referenced by fx_note id=5000 and cannot be deleted"):
+        fx.execute("DELETE FROM fx_invoice WHERE id = 10")
+    # the neighbour: an invoice whose only note does not match the condition
+    lives_ok(fx, "UPDATE fx_invoice SET fx_rate = 2 WHERE id = 4")
+    assert owner.execute("SELECT fx_rate FROM fx_invoice WHERE id IN (4, 10) ORDER BY id").fetchall() == [
+        (2.0,), (1.0,)]
+
+
+def test_every_guard_that_queries_a_users_table_pins_gin_fuzzy_search_limit(db, fx):
+    """The rule over the installed code: the generated guards of R3 and R4 and the capture, and the shipped
+    trigger functions that query a user's table (R3's generic guard, its parent-scope guard, the capture's
+    template)."""
+    db.owner().execute(R4)
+    db.owner().execute("SELECT ledgerlock.protect('fx_line', 'invoice_id.issued_on', 'invoice_id.company_id')")
+    db.protect_invoice(number_column="number", number_format="INV-{SEQ}")
+    rows = db.owner().execute(
+        """SELECT p.proname::text, coalesce('gin_fuzzy_search_limit=0' = ANY (p.proconfig), false)
+           FROM pg_proc p
+           WHERE p.pronamespace = 'ledgerlock'::regnamespace AND p.prorettype = 'trigger'::regtype
+             AND (p.proname IN ('guard_period_row', 'guard_scope_parent', 'audit_capture')
+                  OR p.oid::regprocedure::text IN (SELECT fn FROM ledgerlock.code_fingerprint
+                                                   WHERE origin = 'generated'))
+           ORDER BY 1""").fetchall()
+    kinds = {n.split("_")[1] if n.startswith("_ll") else n for n, _ in rows}
+    assert kinds >= {"guard_period_row", "guard_scope_parent", "audit_capture", "ll20", "ll30", "ll40", "ll90"}, kinds
+    reads_rows = [(n, pinned) for n, pinned in rows if not n.startswith("_ll40") and not n.endswith("_mark")]
+    assert [n for n, pinned in reads_rows if not pinned] == []
+    # R2's guards and R4's mark of a header made final read only the row and ledgerlock's own tables
+    assert sorted(n.rsplit("_", 1)[-1] for n, pinned in rows if not pinned) == ["draft", "final", "mark", "settle"]
