@@ -5,6 +5,8 @@ a final_when may not read a mutable column (22023, naming the offender). Ordinar
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from lltest import refused
@@ -88,3 +90,64 @@ def test_an_ordinary_condition_is_accepted_and_works(db):
         app.execute("UPDATE invoice SET amount = 5 WHERE id = 1")
     app.execute("UPDATE invoice SET amount = 5 WHERE id = 2")
     assert list(db.connect("auditor").execute("SELECT * FROM ledgerlock.number_gaps()")) == []
+
+
+# Output functions PostgreSQL marks immutable whose text still follows a session setting: float4, float8 and
+# the geometric types print by extra_float_digits, bytea by bytea_output. A condition that converts such a value
+# to text passed PostgreSQL's own check (the scratch index), and R1's WHEN clause evaluates final_when in the
+# writer's session: under extra_float_digits = -15 a final row no longer matched, and the application changed
+# it (the attack below; measured 2026-11-29 before the screen).
+RATED = """
+CREATE DOMAIN rate_d AS float8;
+CREATE TABLE rated (
+    id          integer PRIMARY KEY,
+    company_id  integer NOT NULL,
+    issued_on   date NOT NULL,
+    status      text NOT NULL DEFAULT 'draft',
+    rate        float8 NOT NULL DEFAULT 1,
+    rates       float8[] NOT NULL DEFAULT '{1}',
+    rated       rate_d NOT NULL DEFAULT 1,
+    at          point NOT NULL DEFAULT '(0,0)',
+    sig         bytea NOT NULL DEFAULT '',
+    amount      numeric NOT NULL DEFAULT 0,
+    invoice_id  integer REFERENCES invoice
+);
+GRANT SELECT, INSERT, UPDATE, DELETE ON rated TO ll_app;
+"""
+
+
+@pytest.mark.parametrize(("condition", "shown"), [
+    ("status = 'final' OR rate::text = '0.30000000000000004'", "a double precision value to text, which prints "
+                                                               "by the session's extra_float_digits"),
+    ("upper((rate * 2)::varchar) <> 'NAN'", "a double precision value to text"),
+    ("rated::text <> ''", "a double precision value to text"),
+    ("rates[1]::text <> ''", "a double precision value to text"),
+    ("(CASE WHEN amount > 0 THEN rate END)::text <> ''", "a double precision value to text"),
+    ("at::text <> '(0,0)'", "a point value to text, which prints by the session's extra_float_digits"),
+    ("sig::text <> '\\x'", "a bytea value to text, which prints by the session's bytea_output"),
+])
+def test_a_condition_that_prints_a_value_by_a_session_setting_is_refused(db, condition, shown):
+    db.owner().execute(RATED)
+    admin = db.connect("admin")
+    with refused("22023", r"^final_when .* converts " + re.escape(shown)):
+        admin.execute("SELECT ledgerlock.protect('rated', 'issued_on', 'company_id', %s)", (condition,))
+    assert db.owner().execute("SELECT count(*) FROM ledgerlock.protected_table").fetchone()[0] == 0
+    with refused("22023", r"^child_condition .* converts " + re.escape(shown)):
+        admin.execute("SELECT ledgerlock.protect_referenced('invoice', 'rated', child_condition => %s)",
+                      (condition,))
+
+
+def test_typed_comparisons_of_the_same_values_are_the_permitted_neighbour(db):
+    db.owner().execute(RATED)
+    admin = db.connect("admin")
+    admin.execute("SELECT ledgerlock.protect('rated', 'issued_on', 'company_id', %s)",
+                  ("status = 'final' OR rate = 0.30000000000000004 OR rate::numeric::text = '7' "
+                   "OR id::text = '0' OR length(sig) > 100 OR at[0] > 1e9 OR rates[1] < 0",))
+    app = db.connect("app")
+    app.execute("SET extra_float_digits = -15")
+    app.execute("INSERT INTO rated (id, company_id, issued_on, rate) VALUES "
+                "(1, 1, '2025-06-01', 0.1::float8 + 0.2::float8), (2, 1, '2025-06-01', 0.3)")
+    # 0.1 + 0.2 is final by its value, whatever the session prints it as; 0.3 is not
+    with refused("LL001", r"^rated id=1 "):
+        app.execute("UPDATE rated SET amount = 5 WHERE id = 1")
+    app.execute("UPDATE rated SET amount = 5 WHERE id = 2")
