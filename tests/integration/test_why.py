@@ -150,3 +150,34 @@ def test_cli_why_accepts_a_json_object_key(db):
     assert result.exit_code == 0, result.output
     assert result.output.startswith("ledger_doc company_id=1 doc_no=7 is frozen:\n└─ referenced (R4): "
                                     "referenced by ledger_ref id=5\n")
+
+
+WHY_DETAILS = ("SELECT details FROM ledgerlock.why_locked('invoice', '{\"id\": 43}') WHERE rule = 'period_lock'")
+
+
+def test_why_locked_shows_a_windows_note_reviewer_and_locker_only_to_whom_period_lock_at_does(chain, db):
+    """The application reads why a row is locked, not the window's note, reviewer or who locked it: those reach
+    a controller, admin or auditor whose scope grants include the window's scope, as period_lock_at's do."""
+    day = db.owner().execute("SELECT issued_on FROM invoice WHERE id = 43").fetchone()[0]
+    lock = db.connect("controller").execute(
+        "SELECT ledgerlock.lock_period('1', %s, %s, 'soft', 'Q1 closed: fraud review of ACME', 'J. Auditor')",
+        (day, day)).fetchone()[0]
+    shown = {"note": "Q1 closed: fraud review of ACME", "reviewer": "J. Auditor", "locked_by": "ll_controller"}
+    hidden = dict.fromkeys(shown)
+
+    def details(conn):
+        d = conn.execute(WHY_DETAILS).fetchone()[0]
+        assert (d["lock_id"], d["scope"], d["level"]) == (lock, "1", "soft")  # what a form needs, for everyone
+        return {k: d.get(k) for k in shown}
+
+    def at(conn):
+        row = conn.execute("SELECT note, reviewer, locked_by FROM ledgerlock.period_lock_at('1', %s)", (day,))
+        return dict(zip(("note", "reviewer", "locked_by"), row.fetchone(), strict=True))
+
+    assert details(chain) == at(chain) == hidden
+    for role in ("controller", "admin"):
+        assert details(db.connect(role)) == at(db.connect(role)) == shown, role
+    assert at(db.connect("auditor")) == shown  # (it may not read invoices, so it asks no why)
+    # a tenant admin of another scope: the window is not its business
+    db.connect("admin").execute("SELECT ledgerlock.grant_scope('ll_admin2', '2')")
+    assert details(db.connect("admin2")) == at(db.connect("admin2")) == hidden
