@@ -404,10 +404,13 @@ END
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._unlocked_window(regclass, jsonb) FROM PUBLIC;
 
--- Whether the session user may read a window's note, reviewer and who locked it: a controller, admin or
--- auditor whose scope grants include the window's scope. Everyone else (the application, a tenant admin of
--- another scope) gets the window, its level and its message: what a form needs (period_lock_at, why_locked).
-CREATE OR REPLACE FUNCTION ledgerlock._lock_details_shown(scope text)
+-- Whether the session user may read what ledgerlock recorded about a scope beyond what a form needs: a
+-- window's note, reviewer and who locked it, who made a row final (the trail's db_user and actor). A
+-- controller, admin or auditor whose scope grants include the scope may, as the trail's and the lock
+-- history's row-level security lets it read them. Everyone else (the application, a tenant admin of another
+-- scope) gets the window, its level and its message, and since when a row is final (period_lock_at,
+-- why_locked).
+CREATE OR REPLACE FUNCTION ledgerlock._details_shown(scope text)
 RETURNS boolean
 LANGUAGE sql
 STABLE
@@ -416,7 +419,7 @@ AS $$
     SELECT (ledgerlock.has_capability('controller') OR ledgerlock.has_capability('auditor'))
            AND ledgerlock._scope_granted(scope)
 $$;
-REVOKE ALL ON FUNCTION ledgerlock._lock_details_shown(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ledgerlock._details_shown(text) FROM PUBLIC;
 
 -- why_locked hook: the active window that freezes the row, if any.
 CREATE OR REPLACE FUNCTION ledgerlock._why_20_period(tbl regclass, key jsonb)
@@ -447,7 +450,7 @@ BEGIN
     summary := pg_catalog.format('%s (lock #%s)', ledgerlock._lock_message(lk), lk.id);
     details := pg_catalog.jsonb_build_object('lock_id', lk.id, 'scope', lk.scope, 'from_date', lk.from_date,
         'to_date', lk.to_date, 'level', lk.level, 'ledgers', lk.ledgers, 'locked_at', lk.locked_at)
-        || CASE WHEN ledgerlock._lock_details_shown(lk.scope)
+        || CASE WHEN ledgerlock._details_shown(lk.scope)
                 THEN pg_catalog.jsonb_build_object('locked_by', lk.locked_by, 'note', lk.note, 'reviewer', lk.reviewer)
                 ELSE '{}' END;
     -- a scope read from the parent row names that row ("ledger uuid=..."), whose scope column moves it
@@ -533,7 +536,7 @@ SET quote_all_identifiers = off
 AS $$
 DECLARE
     w bigint := ledgerlock._window_covering(scope, ledger, d, d);
-    details boolean := ledgerlock._lock_details_shown(scope);
+    details boolean := ledgerlock._details_shown(scope);
 BEGIN
     RETURN QUERY
     SELECT l.id, l.from_date, l.to_date, l.level, l.ledgers,

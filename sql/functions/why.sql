@@ -5,7 +5,8 @@
 -- line) names that row in details->'because_of' = {"table": ..., "key": ...}; why_locked then explains that
 -- row too, one level deeper, so the answer is the whole chain (invoice <- payment <- deposit <- reconciliation).
 
--- R1: the row is final. Since when and by whom come from the audit trail (R5).
+-- R1: the row is final. Since when and by whom come from the audit trail (R5); by whom only for the trail's
+-- readers (ledgerlock._details_shown).
 CREATE OR REPLACE FUNCTION ledgerlock._why_10_final(tbl regclass, key jsonb)
 RETURNS TABLE(rule text, summary text, details jsonb, way_back text)
 LANGUAGE plpgsql
@@ -20,6 +21,7 @@ DECLARE
     by_user text;
     by_actor text;
     number text;
+    shown boolean;
 BEGIN
     SELECT * INTO cfg FROM ledgerlock.protected_table p WHERE p.tbl = _why_10_final.tbl;
     IF NOT FOUND OR cfg.final_when_sql IS NULL THEN
@@ -50,14 +52,17 @@ BEGIN
         since := NULL;  -- an audit trail of another shape: say unknown rather than fail
     END;
     number := r ->> cfg.number_column::text;
+    shown := ledgerlock._details_shown(ledgerlock._row_scope(tbl, r));  -- who did it: the trail's readers only
     rule := 'final';
-    summary := pg_catalog.format('final (%s) since %s by %s%s', cfg.final_when,
+    summary := pg_catalog.format('final (%s) since %s%s%s', cfg.final_when,
                                  coalesce(pg_catalog.to_char(since, 'YYYY-MM-DD HH24:MI:SS TZ'), 'an unknown time'),
-                                 coalesce(by_user || coalesce(' for ' || by_actor, ''), 'an unknown user'),
+                                 CASE WHEN shown THEN ' by ' || coalesce(by_user || coalesce(' for ' || by_actor, ''),
+                                                                         'an unknown user') ELSE '' END,
                                  coalesce(', number ' || number, ''));
-    details := pg_catalog.jsonb_build_object('final_when', cfg.final_when, 'since', since, 'by', by_user,
-                                             'actor', by_actor, 'number', number,
-                                             'mutable_columns', cfg.mutable_columns);
+    details := pg_catalog.jsonb_build_object('final_when', cfg.final_when, 'since', since, 'number', number,
+                                             'mutable_columns', cfg.mutable_columns)
+               || CASE WHEN shown THEN pg_catalog.jsonb_build_object('by', by_user, 'actor', by_actor)
+                       ELSE '{}' END;
     way_back := 'a final row is never unlocked: issue a correcting document (credit memo, amendment) instead'
                 || CASE WHEN pg_catalog.cardinality(cfg.mutable_columns) > 0
                         THEN pg_catalog.format('; only %s may still change',

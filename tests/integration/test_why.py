@@ -181,3 +181,21 @@ def test_why_locked_shows_a_windows_note_reviewer_and_locker_only_to_whom_period
     # a tenant admin of another scope: the window is not its business
     db.connect("admin").execute("SELECT ledgerlock.grant_scope('ll_admin2', '2')")
     assert details(db.connect("admin2")) == at(db.connect("admin2")) == hidden
+
+
+def test_why_locked_says_who_made_a_row_final_only_to_the_trails_readers(chain, db):
+    """Who made a row final comes from the audit trail, which the application may not read and a tenant admin
+    reads for its own scopes only: why_locked says since when to everyone, by whom to them."""
+    why = "SELECT summary, details FROM ledgerlock.why_locked('invoice', '{\"id\": 42}') WHERE rule = 'final'"
+    summary, details = chain.execute(why).fetchone()
+    assert summary.startswith("final (status in ('approved','paid')) since 2") and summary.endswith(
+        ", number INV-7") and " by " not in summary, summary
+    assert "by" not in details and "actor" not in details and details["number"] == "INV-7"
+    for role in ("controller", "admin"):
+        summary, details = db.connect(role).execute(why).fetchone()
+        assert summary.endswith(" by ll_app, number INV-7") and details["by"] == "ll_app", (role, summary)
+    db.connect("admin").execute("SELECT ledgerlock.grant_scope('ll_admin2', '2')")
+    summary, details = db.connect("admin2").execute(why).fetchone()
+    assert " by " not in summary and "by" not in details
+    db.connect("admin").execute("SELECT ledgerlock.grant_scope('ll_admin2', '1')")
+    assert db.connect("admin2").execute(why).fetchone()[1]["by"] == "ll_app"
