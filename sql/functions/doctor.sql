@@ -595,6 +595,45 @@ $$;
 REVOKE ALL ON FUNCTION ledgerlock._doctor_foreign_triggers() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION ledgerlock._doctor_foreign_triggers() TO ledgerlock_admin, ledgerlock_auditor;
 
+-- A final_when or child_condition stored before protect screened what PostgreSQL calls immutable but prints by
+-- a session setting (ledgerlock._settings_printed): read from the WHEN clause of the trigger that evaluates
+-- it (R1's delete guard holds final_when alone, R4's child insert guard the child_condition), as parsed.
+CREATE OR REPLACE FUNCTION ledgerlock._doctor_conditions()
+RETURNS TABLE(severity text, check_name text, object text, finding text, why text, fix text)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r record;
+BEGIN
+    FOR r IN
+        SELECT p.tbl::text AS rel, 'final_when' AS what, p.final_when AS cond, x.phrase,
+               'a writer''s setting decides whether a row is final: under it a final row can be changed' AS why,
+               pg_catalog.format('protect %s again with a final_when that compares typed values (rate = 1.5, '
+                                 'not rate::text = ''1.5''): protect refuses the other kind since 2026-11-29',
+                                 p.tbl) AS fix
+        FROM ledgerlock.protected_table p
+        JOIN pg_catalog.pg_trigger t ON t.tgrelid = p.tbl AND t.tgname = 'll_10_final_delete'
+        CROSS JOIN LATERAL ledgerlock._settings_printed(t.tgqual::text) AS x(phrase)
+        UNION ALL
+        SELECT pg_catalog.format('%s -> %s', f.child, f.parent), 'child_condition', f.child_condition, x.phrase,
+               'a writer''s setting decides whether a child row freezes its parent: under it the parent can be '
+               'changed', pg_catalog.format('protect_referenced(%L, %L) again with a child_condition that '
+                                            'compares typed values', f.parent::text, f.child::text)
+        FROM ledgerlock.reference_rule f
+        JOIN pg_catalog.pg_trigger t ON t.tgrelid = f.child AND t.tgname = 'll_30_r' || f.id || '_child_insert'
+        CROSS JOIN LATERAL ledgerlock._settings_printed(t.tgqual::text) AS x(phrase)
+        WHERE f.kind = 'referenced'
+        ORDER BY 1, 2, 4
+    LOOP
+        RETURN QUERY SELECT 'critical', 'condition', r.rel,
+            pg_catalog.format('%s %L %s', r.what, r.cond, r.phrase), r.why, r.fix;
+    END LOOP;
+END
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._doctor_conditions() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION ledgerlock._doctor_conditions() TO ledgerlock_admin, ledgerlock_auditor;
+
 -- Protected relations that a crash empties.
 CREATE OR REPLACE FUNCTION ledgerlock._doctor_unlogged_tables()
 RETURNS TABLE(severity text, check_name text, object text, finding text, why text, fix text)
@@ -1122,6 +1161,7 @@ AS $$
         'ledgerlock._doctor_missing_guards()',
         'ledgerlock._doctor_guard_triggers()',
         'ledgerlock._doctor_foreign_triggers()',
+        'ledgerlock._doctor_conditions()',
         'ledgerlock._doctor_unlogged_tables()',
         'ledgerlock._doctor_scope_columns()',
         'ledgerlock._doctor_generated_columns()',

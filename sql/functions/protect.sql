@@ -41,6 +41,44 @@ $$;
 REVOKE ALL ON FUNCTION ledgerlock._rules() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION ledgerlock._rules() TO ledgerlock_admin, ledgerlock_auditor;
 
+-- What a stored expression (a parse tree as text: a view's rule, a trigger's WHEN) converts to text by an
+-- output function PostgreSQL marks immutable whose text still follows a session setting: float4, float8 and
+-- the geometric types print by extra_float_digits, bytea by bytea_output. PostgreSQL's own check of index
+-- expressions lets them by; R1's WHEN clause and R4's guards evaluate final_when and child_condition in the
+-- writer's session, where under extra_float_digits = -15 a final row stopped matching. One phrase per type
+-- ("converts a double precision value to text, which prints by the session's extra_float_digits"). The
+-- converted value's type is the first type its node names before a nested node; a node that names its type
+-- only after its argument (a relabel, a field of a row) is judged by every type the expression names.
+-- _screen_condition refuses such a condition; doctor reports one stored before it did.
+CREATE OR REPLACE FUNCTION ledgerlock._settings_printed(tree text)
+RETURNS SETOF text
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on  -- its literals hold backslashes
+AS $$
+    SELECT pg_catalog.format('converts a %s value to text, which prints by the session''s %s',
+                             pg_catalog.format_type(b.base, NULL),
+                             CASE WHEN b.base = 'pg_catalog.bytea'::pg_catalog.regtype THEN 'bytea_output'
+                                  ELSE 'extra_float_digits' END)
+    FROM (SELECT DISTINCT ledgerlock._base_type(t.id) AS base
+          FROM pg_catalog.regexp_matches(tree, '\{COERCEVIAIO :arg \{\w+([^{]*)', 'g') AS io(m)
+          CROSS JOIN LATERAL (
+              SELECT x[1]::oid AS id FROM pg_catalog.regexp_matches(io.m[1], ':\w*type(?:id)? (\d+)', 'g') AS x
+              UNION ALL
+              SELECT x[1]::oid FROM pg_catalog.regexp_matches(tree, ':\w*type(?:id)? (\d+)', 'g') AS x
+              WHERE io.m[1] !~ ':\w*type(?:id)? \d+') AS t
+          WHERE EXISTS (SELECT FROM pg_catalog.pg_type y WHERE y.oid = t.id)) AS b
+    WHERE b.base IN ('pg_catalog.float4'::pg_catalog.regtype, 'pg_catalog.float8'::pg_catalog.regtype,
+                     'pg_catalog.bytea'::pg_catalog.regtype, 'pg_catalog.point'::pg_catalog.regtype,
+                     'pg_catalog.lseg'::pg_catalog.regtype, 'pg_catalog.line'::pg_catalog.regtype,
+                     'pg_catalog.box'::pg_catalog.regtype, 'pg_catalog.path'::pg_catalog.regtype,
+                     'pg_catalog.polygon'::pg_catalog.regtype, 'pg_catalog.circle'::pg_catalog.regtype)
+    ORDER BY 1
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._settings_printed(text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION ledgerlock._settings_printed(text) TO ledgerlock_admin, ledgerlock_auditor;  -- doctor
+
 -- Screen a condition (final_when, child_condition) that ledgerlock's definer code will run later
 -- (number_gaps, why_locked, the R4 guards): it may call only immutable PostgreSQL built-ins, so that it
 -- can neither reach ledgerlock's internals nor depend on the clock or the session; and a final_when may not
@@ -108,31 +146,8 @@ BEGIN
         WHERE o.oprnamespace <> 'pg_catalog'::regnamespace OR p.pronamespace <> 'pg_catalog'::regnamespace
            OR p.provolatile <> 'i'
         ORDER BY o.oid::regoperator::text);
-    -- Values converted to text by an output function PostgreSQL marks immutable, whose text still follows a
-    -- session setting: float4, float8 and the geometric types print by extra_float_digits, bytea by
-    -- bytea_output (PostgreSQL's check below lets them by). R1's WHEN clause and R4's guards evaluate the
-    -- condition in the writer's session: under extra_float_digits = -15 a final row stopped matching. The
-    -- converted value's type is the first type its node names before a nested node; a node that names its
-    -- type only after its argument (a relabel, a field of a row) is judged by every type the condition names.
-    offenders := offenders || ARRAY(
-        SELECT pg_catalog.format('converts a %s value to text, which prints by the session''s %s',
-                                 pg_catalog.format_type(b.base, NULL),
-                                 CASE WHEN b.base = 'pg_catalog.bytea'::pg_catalog.regtype THEN 'bytea_output'
-                                      ELSE 'extra_float_digits' END)
-        FROM (SELECT DISTINCT ledgerlock._base_type(t.id) AS base
-              FROM pg_catalog.regexp_matches(tree, '\{COERCEVIAIO :arg \{\w+([^{]*)', 'g') AS io(m)
-              CROSS JOIN LATERAL (
-                  SELECT x[1]::oid AS id FROM pg_catalog.regexp_matches(io.m[1], ':\w*type(?:id)? (\d+)', 'g') AS x
-                  UNION ALL
-                  SELECT x[1]::oid FROM pg_catalog.regexp_matches(tree, ':\w*type(?:id)? (\d+)', 'g') AS x
-                  WHERE io.m[1] !~ ':\w*type(?:id)? \d+') AS t
-              WHERE EXISTS (SELECT FROM pg_catalog.pg_type y WHERE y.oid = t.id)) AS b
-        WHERE b.base IN ('pg_catalog.float4'::pg_catalog.regtype, 'pg_catalog.float8'::pg_catalog.regtype,
-                         'pg_catalog.bytea'::pg_catalog.regtype, 'pg_catalog.point'::pg_catalog.regtype,
-                         'pg_catalog.lseg'::pg_catalog.regtype, 'pg_catalog.line'::pg_catalog.regtype,
-                         'pg_catalog.box'::pg_catalog.regtype, 'pg_catalog.path'::pg_catalog.regtype,
-                         'pg_catalog.polygon'::pg_catalog.regtype, 'pg_catalog.circle'::pg_catalog.regtype)
-        ORDER BY 1);
+    -- Values converted to text whose text follows a session setting though PostgreSQL calls it immutable.
+    offenders := offenders || ARRAY(SELECT ledgerlock._settings_printed(tree));
     -- A domain's CHECK constraints run arbitrary functions on a cast to it.
     offenders := offenders || ARRAY(
         SELECT pg_catalog.format('casts to domain %s, whose checks run code', t.oid::regtype)

@@ -151,3 +151,39 @@ def test_typed_comparisons_of_the_same_values_are_the_permitted_neighbour(db):
     with refused("LL001", r"^rated id=1 "):
         app.execute("UPDATE rated SET amount = 5 WHERE id = 1")
     app.execute("UPDATE rated SET amount = 5 WHERE id = 2")
+
+
+def test_doctor_reports_a_condition_protected_before_the_screen(db):
+    """A condition an earlier release accepted stays in force after migrate: doctor reports it (critical), as the
+    auditor reads it, until the table is protected again with a typed comparison."""
+    owner = db.owner()
+    owner.execute(RATED)
+    # the earlier release, as its screen was: nothing refused on this count
+    shipped = owner.execute("SELECT pg_get_functiondef('ledgerlock._settings_printed(text)'::regprocedure)"
+                            ).fetchone()[0]
+    owner.execute("CREATE OR REPLACE FUNCTION ledgerlock._settings_printed(tree text) RETURNS SETOF text "
+                  "LANGUAGE sql AS $$ SELECT NULL::text WHERE false $$")
+    admin = db.connect("admin")
+    admin.execute("SELECT ledgerlock.protect('rated', 'issued_on', 'company_id', "
+                  "$$status = 'final' OR rate::text = '0.30000000000000004'$$)")
+    admin.execute("SELECT ledgerlock.protect_referenced('invoice', 'rated', child_condition => $$sig::text <> ''$$)")
+    owner.execute(shipped)
+
+    def findings():
+        return db.connect("auditor").execute(
+            "SELECT severity, object, finding FROM ledgerlock.doctor_findings() WHERE check_name = 'condition' "
+            "ORDER BY 2").fetchall()
+
+    assert findings() == [
+        ("critical", "public.rated", "final_when 'status = ''final'' OR rate::text = ''0.30000000000000004''' "
+                                     "converts a double precision value to text, which prints by the session's "
+                                     "extra_float_digits"),
+        ("critical", "public.rated -> public.invoice",
+         "child_condition 'sig::text <> ''''' converts a bytea value to text, which prints by the session's "
+         "bytea_output")]
+    # the way out it names: the same rules again, with typed comparisons
+    admin.execute("SELECT ledgerlock.protect('rated', 'issued_on', 'company_id', "
+                  "$$status = 'final' OR rate = 0.30000000000000004$$, weaken_reason => 'typed comparison')")
+    admin.execute("SELECT ledgerlock.unprotect_referenced('invoice', 'rated', 'typed comparison')")
+    admin.execute("SELECT ledgerlock.protect_referenced('invoice', 'rated', child_condition => $$length(sig) > 0$$)")
+    assert findings() == []
