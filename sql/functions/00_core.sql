@@ -683,6 +683,25 @@ END
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._key_value(regclass, text, jsonb) FROM PUBLIC;
 
+-- Whether the session user may read every row of tbl, as ledgerlock's checks read it: it holds SELECT on tbl,
+-- and tbl's row-level security does not apply to it (no policies; a superuser, a BYPASSRLS role, the owner:
+-- FORCE ROW LEVEL SECURITY is refused on the tables the rules read). Otherwise ledgerlock names none of its
+-- rows to that user (why_locked, a referenced row's refusal), as PostgreSQL leaves the key out of its own
+-- foreign-key errors then: a tenant's session does not learn the keys, numbers and locks of another tenant's.
+CREATE OR REPLACE FUNCTION ledgerlock._rows_readable(tbl regclass)
+RETURNS boolean
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT pg_catalog.has_table_privilege(session_user, tbl, 'SELECT')
+           AND (NOT c.relrowsecurity OR r.rolsuper OR r.rolbypassrls
+                OR (NOT c.relforcerowsecurity AND pg_catalog.pg_has_role(session_user, c.relowner, 'USAGE')))
+    FROM pg_catalog.pg_class c, pg_catalog.pg_roles r
+    WHERE c.oid = tbl AND r.rolname = session_user
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._rows_readable(regclass) FROM PUBLIC;
+
 -- How a row is named in messages and the audit trail: its key ({"id": 42}); the whole row when the table
 -- has no key at all.
 CREATE OR REPLACE FUNCTION ledgerlock.row_key(tbl regclass, r jsonb)
@@ -724,6 +743,20 @@ BEGIN
 END
 $$;
 REVOKE ALL ON FUNCTION ledgerlock.row_label(regclass, jsonb) FROM PUBLIC;
+
+-- How ledgerlock names a row to the session user: by its label, or as "a row of sale_line" when the user may
+-- not read every row of its table (ledgerlock._rows_readable).
+CREATE OR REPLACE FUNCTION ledgerlock._row_named(tbl regclass, r jsonb)
+RETURNS text
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN ledgerlock._rows_readable(tbl) THEN ledgerlock.row_label(tbl, r)
+                ELSE 'a row of ' || (SELECT c.relname::text FROM pg_catalog.pg_class c
+                                     WHERE c.oid = coalesce(ledgerlock._rule_table(tbl), tbl)) END
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._row_named(regclass, jsonb) FROM PUBLIC;
 
 -- A stored condition (final_when or child_condition, deparsed by PostgreSQL when it was declared, columns
 -- qualified as ll_row.<col>) over another alias: OLD, NEW, a query's alias, or '' for bare column names.

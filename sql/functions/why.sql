@@ -92,10 +92,9 @@ BEGIN
     END IF;
     FOR rr IN SELECT * FROM ledgerlock.reference_rule x WHERE x.kind = 'referenced' AND x.parent = tbl ORDER BY x.id
     LOOP
-        readable := pg_catalog.has_table_privilege(session_user, rr.child, 'SELECT');
+        readable := ledgerlock._rows_readable(rr.child);
         FOR c IN SELECT * FROM ledgerlock._ref_referencing(rr.id, r, 20) LOOP
-            label := CASE WHEN readable THEN ledgerlock.row_label(rr.child, c)
-                          ELSE pg_catalog.format('a row of %s', rr.child) END;
+            label := ledgerlock._row_named(rr.child, c);
             rule := 'referenced';
             summary := pg_catalog.format('referenced by %s%s', label,
                 CASE WHEN 'update' = ANY (rr.operations) THEN '' ELSE ' (it may change, not be deleted)' END);
@@ -138,13 +137,14 @@ BEGIN
             (SELECT pg_catalog.jsonb_object_agg(p, line -> c::text)
              FROM ROWS FROM (pg_catalog.unnest(rr.child_columns), pg_catalog.unnest(rr.parent_columns)) AS u(c, p)));
         CONTINUE WHEN header IS NULL OR NOT ledgerlock._ref_header_frozen(rr.parent, header);
-        header_key := ledgerlock.row_key(rr.parent, header);
-        label := ledgerlock.row_label(rr.parent, header);
+        header_key := CASE WHEN ledgerlock._rows_readable(rr.parent) THEN ledgerlock.row_key(rr.parent, header) END;
+        label := ledgerlock._row_named(rr.parent, header);
         rule := 'lines';
         summary := pg_catalog.format('a line of %s, which is frozen', label);
         details := pg_catalog.jsonb_build_object('rule_id', rr.id, 'header_table', rr.parent::text,
             'header_key', header_key,
-            'because_of', pg_catalog.jsonb_build_object('table', rr.parent::text, 'key', header_key));
+            'because_of', CASE WHEN header_key IS NOT NULL
+                               THEN pg_catalog.jsonb_build_object('table', rr.parent::text, 'key', header_key) END);
         way_back := pg_catalog.format('lines follow their header: %s must stop being frozen first', label);
         RETURN NEXT;
     END LOOP;
@@ -237,7 +237,7 @@ BEGIN
             nxt := x.details -> 'because_of';
             IF nxt IS NOT NULL AND pg_catalog.jsonb_typeof(nxt) = 'object' AND level < 10
                AND NOT (nxt::text = ANY (seen))
-               AND pg_catalog.has_table_privilege(session_user, (nxt ->> 'table')::regclass, 'SELECT') THEN
+               AND ledgerlock._rows_readable((nxt ->> 'table')::regclass) THEN
                 RETURN QUERY SELECT * FROM ledgerlock._why_walk((nxt ->> 'table')::regclass, nxt -> 'key', level + 1,
                                                                  seen || nxt::text);
             END IF;
@@ -265,6 +265,11 @@ BEGIN
     IF NOT pg_catalog.has_table_privilege(session_user, tbl, 'SELECT') THEN
         RAISE EXCEPTION USING ERRCODE = '42501',
             MESSAGE = pg_catalog.format('permission denied: %s may not read %s', session_user, tbl);
+    ELSIF NOT ledgerlock._rows_readable(tbl) THEN
+        RAISE EXCEPTION USING ERRCODE = '42501',
+            MESSAGE = pg_catalog.format('permission denied: row-level security on %s applies to %s, and why_locked '
+                                        'reads rows as ledgerlock''s checks do, every one of them', tbl, session_user),
+            HINT = 'ask a role the table''s policies do not restrict (its owner, a BYPASSRLS role)';
     END IF;
     r := ledgerlock._ref_fetch(tbl, key);
     IF r IS NULL THEN

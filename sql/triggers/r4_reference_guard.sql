@@ -29,7 +29,7 @@ DECLARE
     mutable name[];
 BEGIN
     SELECT * INTO STRICT r FROM ledgerlock.reference_rule x WHERE x.id = rule_id;
-    child_label := ledgerlock.row_label(r.child, child_row);
+    child_label := ledgerlock._row_named(r.child, child_row);  -- (another tenant's, maybe: "a row of ...")
     parent_label := ledgerlock.row_label(r.parent, old_row);
     mutable := (SELECT p.mutable_columns FROM ledgerlock.protected_table p WHERE p.tbl = r.parent);
     ll_refused := ledgerlock._refuse('LL003',

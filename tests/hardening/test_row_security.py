@@ -59,12 +59,13 @@ def doctor_rows(h, table):
 def test_without_force_the_checks_see_every_tenant_s_rows(healthy, shop):
     """The neighbour, the setup docs/hardening.md describes: the policy applies to the application, not to the
     owner ledgerlock's checks run as. A session of tenant 2 cannot see tenant 1's line, and still cannot
-    change the product it references."""
+    change the product it references; the refusal does not name the line it may not see (as PostgreSQL's own
+    foreign-key errors leave the key out under row-level security)."""
     owner, admin, app = shop
     lives_ok(admin, "SELECT ledgerlock.protect_referenced('product', 'sale_line')")
     app.execute("SET app.tenant = '2'")
     assert app.execute("SELECT count(*) FROM sale_line").fetchone() == (0,)
-    with refused("LL003", r"^product id=1 is referenced by sale_line id=1 and cannot be updated"):
+    with refused("LL003", r"^product id=1 is referenced by a row of sale_line and cannot be updated$"):
         app.execute("UPDATE product SET price = 6 WHERE id = 1")
     lives_ok(app, "UPDATE product SET price = 10 WHERE id = 2")
     assert doctor_rows(healthy, "public.sale_line")[1] == []
@@ -85,7 +86,7 @@ def test_force_hid_a_referencing_line_from_the_check_and_doctor_reports_it(healt
          "ALTER TABLE public.sale_line NO FORCE ROW LEVEL SECURITY")]
     assert "a row they do not see cannot refuse a write" in found[0]["why"]
     owner.execute("ALTER TABLE sale_line NO FORCE ROW LEVEL SECURITY")
-    with refused("LL003", r"^product id=1 is referenced by sale_line id=1"):
+    with refused("LL003", r"^product id=1 is referenced by a row of sale_line"):
         app.execute("UPDATE product SET price = 7 WHERE id = 1")
     assert doctor_rows(healthy, "public.sale_line")[1] == []
 
@@ -119,3 +120,33 @@ def test_the_rules_refuse_a_table_under_force_and_the_ddl_guard_refuses_force_la
     owner.execute("ALTER TABLE invoice ENABLE ROW LEVEL SECURITY")
     assert owner.execute("SELECT relrowsecurity, relforcerowsecurity FROM pg_class WHERE oid = 'invoice'::regclass"
                          ).fetchone() == (True, False)
+
+
+def test_why_locked_names_no_row_of_a_table_whose_policies_restrict_the_caller(healthy, shop):
+    """why_locked reads rows with ledgerlock's rights, every tenant's: it answers for a table whose row-level
+    security applies to the caller with 42501, and names no row of such a table in a chain (a tenant's session
+    learned the keys of another tenant's lines through it). A role the policies do not restrict (BYPASSRLS) is
+    the permitted neighbour: it reads the whole chain."""
+    owner, admin, app = shop
+    lives_ok(admin, "SELECT ledgerlock.protect_referenced('product', 'sale_line')")
+    app.execute("SET app.tenant = '2'")
+    why = "SELECT depth, table_name::text, summary, details -> 'because_of' FROM ledgerlock.why_locked(%s, %s)"
+    with refused("42501", r"^permission denied: row-level security on public.sale_line applies to erp_app_\w+, and "
+                          r"why_locked reads rows as ledgerlock's checks do"):
+        app.execute(why, ("sale_line", "1"))
+    assert app.execute(why, ("product", "1")).fetchall() == [(0, "product", "referenced by a row of sale_line", None)]
+    assert app.execute(why, ("product", "2")).fetchall() == []  # no line references ink
+    auditor = f"{healthy.app}_rls"
+    with psycopg.connect(healthy.conninfo(), autocommit=True) as su:
+        su.execute(sql.SQL("CREATE ROLE {} LOGIN BYPASSRLS").format(sql.Identifier(auditor)))
+    try:
+        owner.execute(sql.SQL("GRANT SELECT ON product, sale_line TO {}").format(sql.Identifier(auditor)))
+        with psycopg.connect(healthy.cluster.server.conninfo(dbname=healthy.name, user=auditor),
+                             autocommit=True) as reader:
+            assert reader.execute(why, ("product", "1")).fetchall() == [
+                (0, "product", "referenced by sale_line id=1", {"key": {"id": 1}, "table": "public.sale_line"})]
+            assert reader.execute(why, ("sale_line", "1")).fetchall() == []  # the line itself is free
+    finally:
+        owner.execute(sql.SQL("REVOKE ALL ON product, sale_line FROM {}").format(sql.Identifier(auditor)))
+        with psycopg.connect(healthy.conninfo(), autocommit=True) as su:
+            su.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(auditor)))

@@ -76,7 +76,7 @@ def test_why_locked_names_missing_rows_and_needs_read_access(chain, db):
         chain.execute(WHY, ("deposit_item", "30"))
     # the chain stops at a table the caller may not read, and does not name its rows
     rows = chain.execute(WHY, ("payment", "9")).fetchall()
-    assert [(r[0], r[4]) for r in rows] == [(0, "referenced by a row of public.deposit_item")]
+    assert [(r[0], r[4]) for r in rows] == [(0, "referenced by a row of deposit_item")]
 
 
 def test_composite_key_must_be_an_object(db):
