@@ -47,6 +47,7 @@ SWEPT = {
     "integration/test_numbering_tamper.py", "integration/test_numbering_settle.py", "audit/test_many_series.py",
     "concurrency/test_numbering_races.py", "hardening/test_generated_columns.py",
     "hardening/test_scope_limited_admin.py", "concurrency/test_scope_grant_race.py",
+    "hardening/test_role_grants.py", "integration/test_why.py",
 }
 NOT_SWEPT = {  # 60 parametrized cases of catalog privileges and DDL
     "test_ddl_on_a_protected_table_is_refused", "test_side_doors_are_closed",

@@ -48,7 +48,9 @@ REVOKE ALL ON FUNCTION ledgerlock._ref_refuse_referenced(integer, text, jsonb, j
 -- locked period (R3), or is referenced by a matching child of a rule that freezes updates. Refuse then,
 -- naming the line, the header and why.
 -- "invoice_line id=7 cannot be updated: its header invoice id=3 (INV-2026-00012)" (or "... cannot be moved to
--- invoice id=4: that header"): the subject of a refusal of a line's write because of its header.
+-- invoice id=4: that header"): the subject of a refusal of a line's write because of its header. A header the
+-- writer may not read every row of (row-level security: another tenant's) is "a row of invoice"
+-- (ledgerlock._row_named).
 CREATE OR REPLACE FUNCTION ledgerlock._ref_refusal_subject(r ledgerlock.reference_rule, verb text, line_row jsonb,
                                                            header_row jsonb, is_target boolean)
 RETURNS text
@@ -56,9 +58,12 @@ LANGUAGE sql
 STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT ledgerlock.row_label(r.child, line_row) || CASE WHEN is_target
-        THEN pg_catalog.format(' cannot be moved to %s: that header', ledgerlock.row_label(r.parent, header_row))
-        ELSE pg_catalog.format(' cannot be %s: its header %s', verb, ledgerlock.row_label(r.parent, header_row)) END
+    SELECT ledgerlock.row_label(r.child, line_row) || CASE
+        WHEN is_target THEN pg_catalog.format(' cannot be moved to %s: that header',
+                                              ledgerlock._row_named(r.parent, header_row))
+        WHEN ledgerlock._rows_readable(r.parent)
+        THEN pg_catalog.format(' cannot be %s: its header %s', verb, ledgerlock.row_label(r.parent, header_row))
+        ELSE pg_catalog.format(' cannot be %s: its header, %s,', verb, ledgerlock._row_named(r.parent, header_row)) END
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._ref_refusal_subject(ledgerlock.reference_rule, text, jsonb, jsonb, boolean) FROM PUBLIC;
 
@@ -99,9 +104,9 @@ BEGIN
         IF child_row IS NOT NULL THEN
             ll_refused := ledgerlock._refuse('LL003',
                 pg_catalog.format('%s is referenced by %s', ledgerlock._ref_refusal_subject(r, verb, line_row,
-                                  header_row, is_target), ledgerlock.row_label(rr.child, child_row)),
+                                  header_row, is_target), ledgerlock._row_named(rr.child, child_row)),
                 pg_catalog.format('delete %s first; ledgerlock why shows the whole chain',
-                                  ledgerlock.row_label(rr.child, child_row)));
+                                  ledgerlock._row_named(rr.child, child_row)));
         END IF;
     END LOOP;
 END

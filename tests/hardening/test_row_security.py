@@ -150,3 +150,42 @@ def test_why_locked_names_no_row_of_a_table_whose_policies_restrict_the_caller(h
         owner.execute(sql.SQL("REVOKE ALL ON product, sale_line FROM {}").format(sql.Identifier(auditor)))
         with psycopg.connect(healthy.conninfo(), autocommit=True) as su:
             su.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(auditor)))
+
+
+def test_a_lines_refusal_names_no_header_of_a_table_whose_policies_restrict_the_writer(healthy, shop):
+    """A line written under another tenant's final header (the foreign key reads every row; the application can
+    name any key) is refused without the header's label, whose number is that tenant's. ledgerlock cannot tell
+    which rows a policy shows the writer, so its own tenant's session reads the same; a header table without
+    policies is named, the permitted neighbour."""
+    owner, admin, app = shop
+    owner.execute(f"""
+        CREATE TABLE sale (id int PRIMARY KEY, company_id int NOT NULL, sold_on date NOT NULL,
+                           status text NOT NULL DEFAULT 'draft', number text);
+        ALTER TABLE sale ENABLE ROW LEVEL SECURITY;
+        CREATE POLICY tenant ON sale USING ({TENANT});
+        CREATE TABLE sale_item (id int PRIMARY KEY, sale_id int NOT NULL REFERENCES sale, qty int NOT NULL);""")
+    owner.execute(sql.SQL("GRANT SELECT, INSERT, UPDATE, DELETE ON sale, sale_item TO {}").format(
+        sql.Identifier(healthy.app)))
+    lives_ok(admin, "SELECT ledgerlock.protect('sale', 'sold_on', 'company_id', $$status = 'final'$$, 'number', "
+                    "'S-{SEQ}')")
+    lives_ok(admin, "SELECT ledgerlock.protect_lines('sale_item', 'sale')")
+    app.execute("SET app.tenant = '1'")
+    app.execute("INSERT INTO sale (id, company_id, sold_on) VALUES (1, 1, '2025-06-01')")
+    app.execute("INSERT INTO sale_item VALUES (10, 1, 1)")
+    app.execute("UPDATE sale SET status = 'final' WHERE id = 1")
+    app.execute("SET app.tenant = '2'")
+    assert app.execute("SELECT count(*) FROM sale").fetchone() == (0,)
+    with refused("LL001", r"^sale_item id=11 cannot be inserted: its header, a row of sale, is final"):
+        app.execute("INSERT INTO sale_item VALUES (11, 1, 1)")
+    with refused("LL001", r"^sale_item id=10 cannot be updated: its header, a row of sale, is final"):
+        app.execute("UPDATE sale_item SET qty = 3 WHERE id = 10")
+    app.execute("INSERT INTO sale (id, company_id, sold_on, status) VALUES (2, 2, '2025-06-01', 'final'), "
+                "(3, 2, '2025-06-01', 'draft')")
+    app.execute("INSERT INTO sale_item VALUES (12, 3, 1)")
+    with refused("LL001", r"^sale_item id=12 cannot be moved to a row of sale: that header is final"):
+        app.execute("UPDATE sale_item SET sale_id = 2 WHERE id = 12")
+    owner.execute("ALTER TABLE sale DISABLE ROW LEVEL SECURITY")
+    with refused("LL001", r"^sale_item id=10 cannot be updated: its header sale id=1 \(S-1\) is final"):
+        app.execute("UPDATE sale_item SET qty = 3 WHERE id = 10")
+    assert owner.execute("SELECT array_agg((sale_id, qty)::text ORDER BY id) FROM sale_item").fetchone() == (
+        ["(1,1)", "(3,1)"],)

@@ -10,7 +10,9 @@ from click.testing import CliRunner
 from ledgerlock.cli import cli
 from lltest import refused
 
-WHY = "SELECT depth, table_name::text, row_label, rule, summary, way_back FROM ledgerlock.why_locked(%s, %s)"
+# (the table by its relname: under the sweep's quote_all_identifiers a client's own regclass reads "invoice")
+WHY = ("SELECT depth, (SELECT relname::text FROM pg_class WHERE oid = table_name), row_label, rule, summary, "
+       "way_back FROM ledgerlock.why_locked(%s, %s)")
 
 
 @pytest.fixture
