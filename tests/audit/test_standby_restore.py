@@ -125,11 +125,15 @@ def test_a_dump_restored_into_another_cluster_verifies_and_new_writes_verify(tra
     assert res.exit_code == 0, res.output
     assert [(e["operation"], e["table_name"]) for e in json.loads(res.stdout)] == [("INSERT", "invoice"),
                                                                                    ("UPDATE", "invoice")]
-    # why_locked says since when a row is final from the same history: invoice 3, approved before the dump
-    with psycopg.connect(second_cluster.conninfo("restored", "app"), autocommit=True) as app:
-        [(summary,)] = app.execute("SELECT summary FROM ledgerlock.why_locked('invoice', '{\"id\": 3}') "
-                                   "WHERE rule = 'final'").fetchall()
+    # why_locked says since when a row is final from the same history: invoice 3, approved before the dump (by
+    # whom to the trail's readers: the controller; the application reads since when)
+    why = "SELECT summary FROM ledgerlock.why_locked('invoice', '{\"id\": 3}') WHERE rule = 'final'"
+    with psycopg.connect(second_cluster.conninfo("restored", "controller"), autocommit=True) as ctl:
+        [(summary,)] = ctl.execute(why).fetchall()
     assert approved_by in summary, summary
+    with psycopg.connect(second_cluster.conninfo("restored", "app"), autocommit=True) as app:
+        [(summary,)] = app.execute(why).fetchall()
+    assert " since 2" in summary and " by " not in summary, summary
     # the restored code is the code this package ships, and every guard's definition is as recorded
     res = CliRunner().invoke(cli, ["--dsn", second_cluster.conninfo("restored", "auditor"), "doctor", "--json"])
     assert not [f for f in json.loads(res.stdout) if f["check"] in ("function", "guard trigger")], res.output
