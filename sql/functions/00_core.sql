@@ -857,7 +857,6 @@ AS $$
     SELECT d.oid::regtype FROM d WHERE d.typbasetype = 0
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._base_type(regtype) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION ledgerlock._base_type(regtype) TO ledgerlock_admin, ledgerlock_auditor;  -- doctor
 GRANT EXECUTE ON FUNCTION ledgerlock._base_type(regtype)
     TO ledgerlock_admin, ledgerlock_controller, ledgerlock_auditor;  -- doctor, _audit_zoned_key_columns
 

@@ -79,6 +79,7 @@ DECLARE
     rr ledgerlock.reference_rule;
     w bigint;
     child_row jsonb;
+    child_label text;
 BEGIN
     SELECT * INTO STRICT r FROM ledgerlock.reference_rule x WHERE x.id = rule_id;
     -- the words of a refusal (row labels read the catalog) are built only when there is one: _ref_refusal_subject
@@ -102,11 +103,11 @@ BEGIN
               WHERE x.kind = 'referenced' AND x.parent = r.parent AND 'update' = ANY (x.operations) ORDER BY x.id LOOP
         SELECT c INTO child_row FROM ledgerlock._ref_referencing(rr.id, header_row, 1) AS c;
         IF child_row IS NOT NULL THEN
+            child_label := ledgerlock._row_named(rr.child, child_row);
             ll_refused := ledgerlock._refuse('LL003',
                 pg_catalog.format('%s is referenced by %s', ledgerlock._ref_refusal_subject(r, verb, line_row,
-                                  header_row, is_target), ledgerlock._row_named(rr.child, child_row)),
-                pg_catalog.format('delete %s first; ledgerlock why shows the whole chain',
-                                  ledgerlock._row_named(rr.child, child_row)));
+                                  header_row, is_target), child_label),
+                pg_catalog.format('delete %s first; ledgerlock why shows the whole chain', child_label));
         END IF;
     END LOOP;
 END
