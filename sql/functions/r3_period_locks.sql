@@ -291,8 +291,10 @@ END
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._period_admits(regclass, bigint, jsonb) FROM PUBLIC;
 
--- LL002, naming the window, the row and the way out.
-CREATE OR REPLACE FUNCTION ledgerlock._refuse_locked(tbl regclass, lock_id bigint, r jsonb, verb text)
+-- LL002, naming the window, the row and the way out. The row is the one written (own: named by its label), or
+-- another one the window covers (a line's header, a moved parent's child): named as the writer may read it
+-- (ledgerlock._row_named: under row-level security, "a row of sale", as R4's refusals name another row).
+CREATE OR REPLACE FUNCTION ledgerlock._refuse_locked(tbl regclass, lock_id bigint, r jsonb, verb text, own boolean)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -308,7 +310,8 @@ BEGIN
         r := r - num;
     END IF;
     ll_refused := ledgerlock._refuse('LL002',
-        pg_catalog.format('%s: %s cannot be %s', ledgerlock._lock_message(lk), ledgerlock.row_label(tbl, r), verb),
+        pg_catalog.format('%s: %s cannot be %s', ledgerlock._lock_message(lk),
+                          CASE WHEN own THEN ledgerlock.row_label(tbl, r) ELSE ledgerlock._row_named(tbl, r) END, verb),
         CASE lk.level
             WHEN 'soft' THEN pg_catalog.format(
                 'soft lock #%s: a controller can write with SELECT ledgerlock.begin_override(''<reason>'') in the '
@@ -320,10 +323,11 @@ BEGIN
         pg_catalog.format('lock_id=%s', lk.id));
 END
 $$;
-REVOKE ALL ON FUNCTION ledgerlock._refuse_locked(regclass, bigint, jsonb, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ledgerlock._refuse_locked(regclass, bigint, jsonb, text, boolean) FROM PUBLIC;
 
--- The one place a write meets a window that covers it: admitted through an override, or refused.
-CREATE OR REPLACE FUNCTION ledgerlock._check_window(tbl regclass, lock_id bigint, r jsonb, verb text)
+-- The one place a write meets a window that covers it: admitted through an override, or refused (own: r is
+-- the row written; see _refuse_locked).
+CREATE OR REPLACE FUNCTION ledgerlock._check_window(tbl regclass, lock_id bigint, r jsonb, verb text, own boolean)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -332,11 +336,11 @@ DECLARE
     ll_refused text;  -- a refusal is called as an expression: see ledgerlock._refuse
 BEGIN
     IF NOT ledgerlock._period_admits(tbl, lock_id, r) THEN
-        ll_refused := ledgerlock._refuse_locked(tbl, lock_id, r, verb);
+        ll_refused := ledgerlock._refuse_locked(tbl, lock_id, r, verb, own);
     END IF;
 END
 $$;
-REVOKE ALL ON FUNCTION ledgerlock._check_window(regclass, bigint, jsonb, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ledgerlock._check_window(regclass, bigint, jsonb, text, boolean) FROM PUBLIC;
 
 -- ---------------------------------------------------------------------------------------------------
 -- What other rules call (R4 lines, R5 audit)

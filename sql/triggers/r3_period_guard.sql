@@ -214,7 +214,7 @@ BEGIN
     END IF;
     IF wo IS NOT NULL THEN
         ll_refused := ledgerlock._check_window(TG_RELID::regclass, wo, o,
-                                         CASE TG_OP WHEN 'DELETE' THEN 'deleted' ELSE 'updated' END);
+                                         CASE TG_OP WHEN 'DELETE' THEN 'deleted' ELSE 'updated' END, true);
     END IF;
     IF wn IS NOT NULL AND wn IS DISTINCT FROM wo THEN
         IF TG_OP = 'UPDATE' THEN
@@ -225,7 +225,7 @@ BEGIN
             END IF;
         END IF;
         ll_refused := ledgerlock._check_window(TG_RELID::regclass, wn, n,
-                                         CASE TG_OP WHEN 'INSERT' THEN 'inserted' ELSE 'updated' END);
+                                         CASE TG_OP WHEN 'INSERT' THEN 'inserted' ELSE 'updated' END, true);
     END IF;
     RETURN NULL;
 END
@@ -466,7 +466,7 @@ BEGIN
 {{gate}}
 {{probe}}
     IF ll_w IS NOT NULL THEN
-        ll_refused := ledgerlock._check_window(TG_RELID::regclass, ll_w, pg_catalog.to_jsonb(NEW), 'inserted');
+        ll_refused := ledgerlock._check_window(TG_RELID::regclass, ll_w, pg_catalog.to_jsonb(NEW), 'inserted', true);
     END IF;
     RETURN NULL;
 END
@@ -544,10 +544,10 @@ BEGIN
     END IF;
     IF ll_wo IS NOT NULL THEN
         ll_refused := ledgerlock._check_window(TG_RELID::regclass, ll_wo, pg_catalog.to_jsonb(OLD),
-                                               CASE TG_OP WHEN 'DELETE' THEN 'deleted' ELSE 'updated' END);
+                                               CASE TG_OP WHEN 'DELETE' THEN 'deleted' ELSE 'updated' END, true);
     END IF;
     IF ll_wn IS NOT NULL AND ll_wn IS DISTINCT FROM ll_wo THEN
-        ll_refused := ledgerlock._check_window(TG_RELID::regclass, ll_wn, pg_catalog.to_jsonb(NEW), 'updated');
+        ll_refused := ledgerlock._check_window(TG_RELID::regclass, ll_wn, pg_catalog.to_jsonb(NEW), 'updated', true);
     END IF;
     RETURN NULL;
 END
@@ -949,7 +949,7 @@ BEGIN
                 c.child, scope_expr, day_expr, c.fk_column, c.parent_key, c.fk_type)
                 USING o, s, c.ledger, ledgerlock._period_date(img ->> c.date_from, kind)
             LOOP
-                ll_refused := ledgerlock._check_window(c.child, hit.lock_id, hit.r, verb);
+                ll_refused := ledgerlock._check_window(c.child, hit.lock_id, hit.r, verb, false);  -- a child: not the row written
             END LOOP;
         END LOOP;
     END LOOP;

@@ -96,7 +96,8 @@ BEGIN
         IF w IS NOT NULL THEN
             ll_refused := ledgerlock._check_window(r.parent, w, header_row, pg_catalog.format(
                 'changed through its lines (%s %s)', ledgerlock.row_label(r.child, line_row),
-                CASE WHEN is_target THEN 'cannot be moved to it' ELSE 'cannot be ' || verb END));
+                CASE WHEN is_target THEN 'cannot be moved to it' ELSE 'cannot be ' || verb END),
+                false);  -- the header: not the row written
         END IF;
     END IF;
     FOR rr IN SELECT * FROM ledgerlock.reference_rule x

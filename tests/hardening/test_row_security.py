@@ -189,3 +189,53 @@ def test_a_lines_refusal_names_no_header_of_a_table_whose_policies_restrict_the_
         app.execute("UPDATE sale_item SET qty = 3 WHERE id = 10")
     assert owner.execute("SELECT array_agg((sale_id, qty)::text ORDER BY id) FROM sale_item").fetchone() == (
         ["(1,1)", "(3,1)"],)
+
+
+def test_a_window_s_refusal_names_no_row_of_a_table_whose_policies_restrict_the_writer(healthy, shop):
+    """R3's sentence names the row a window covers. When that row is not the one written (a line written under
+    another tenant's header dated in a locked window; a shared parent moved under another tenant's children,
+    which take their date from it) it is named as R4's refusals name it: not, under row-level security. The
+    written row itself is named (the writer wrote it), and without policies the header is named, the
+    permitted neighbour."""
+    owner, admin, app = shop
+    owner.execute(f"""
+        CREATE TABLE sale (id int PRIMARY KEY, company_id int NOT NULL, sold_on date NOT NULL,
+                           status text NOT NULL DEFAULT 'draft', number text);
+        ALTER TABLE sale ENABLE ROW LEVEL SECURITY;
+        CREATE POLICY tenant ON sale USING ({TENANT});
+        CREATE TABLE sale_item (id int PRIMARY KEY, sale_id int NOT NULL REFERENCES sale, qty int NOT NULL);
+        CREATE TABLE batch (id int PRIMARY KEY, run_on date NOT NULL);
+        CREATE TABLE entry (id int PRIMARY KEY, company_id int NOT NULL, batch_id int NOT NULL REFERENCES batch,
+                            amount int NOT NULL);
+        ALTER TABLE entry ENABLE ROW LEVEL SECURITY;
+        CREATE POLICY tenant ON entry USING ({TENANT});""")
+    owner.execute(sql.SQL("GRANT SELECT, INSERT, UPDATE, DELETE ON sale, sale_item, batch, entry TO {}").format(
+        sql.Identifier(healthy.app)))
+    lives_ok(admin, "SELECT ledgerlock.protect('sale', 'sold_on', 'company_id', $$status = 'final'$$, 'number', "
+                    "'S-{SEQ}')")
+    lives_ok(admin, "SELECT ledgerlock.protect_lines('sale_item', 'sale')")
+    lives_ok(admin, "SELECT ledgerlock.protect('entry', date_column => 'batch_id.run_on', scope_column => "
+                    "'company_id')")
+    app.execute("SET app.tenant = '1'")
+    app.execute("INSERT INTO sale (id, company_id, sold_on) VALUES (1, 1, '2025-03-01')")
+    app.execute("INSERT INTO batch VALUES (1, '2025-03-01'), (2, '2025-03-01')")
+    app.execute("INSERT INTO entry VALUES (1, 1, 1, 100)")
+    lives_ok(admin, "SELECT ledgerlock.lock_period('1', '2025-01-01', '2025-06-30', 'hard')")
+    app.execute("SET app.tenant = '2'")
+    assert app.execute("SELECT count(*) FROM sale").fetchone() == (0,)
+    window = r"^Period 2025-01-01\.\.2025-06-30 is locked \(hard\) for scope 1: "
+    with refused("LL002", window + r"a row of sale cannot be changed through its lines \(sale_item id=10 cannot be "
+                                   r"inserted\)$"):
+        app.execute("INSERT INTO sale_item VALUES (10, 1, 1)")
+    with refused("LL002", window + r"a row of entry cannot be moved from 2025-03-01 to 2025-07-01 with batch id=1$"):
+        app.execute("UPDATE batch SET run_on = '2025-07-01' WHERE id = 1")
+    lives_ok(app, "UPDATE batch SET run_on = '2025-07-01' WHERE id = 2")  # no entry takes its date from it
+    app.execute("SET app.tenant = '1'")
+    with refused("LL002", window + r"entry id=2 cannot be inserted$"):
+        app.execute("INSERT INTO entry VALUES (2, 1, 1, 5)")  # the written row: named
+    owner.execute("ALTER TABLE sale DISABLE ROW LEVEL SECURITY")
+    with refused("LL002", window + r"sale id=1 \(DRAFT-1\) cannot be changed through its lines \(sale_item id=10 "
+                                   r"cannot be inserted\)$"):
+        app.execute("INSERT INTO sale_item VALUES (10, 1, 1)")
+    assert owner.execute("SELECT (SELECT count(*) FROM sale_item), (SELECT run_on::text FROM batch WHERE id = 1)"
+                         ).fetchone() == (0, "2025-03-01")

@@ -679,7 +679,7 @@ def test_entered_window_and_check_window_are_the_guards_check_for_other_rules(db
     assert count(owner, window, (1,)) is not None and count(owner, window, (2,)) is None
     with refused("LL002", LOCKED_MSG + r"invoice id=1 cannot be given new lines$"):
         owner.execute("SELECT ledgerlock._check_window('invoice', ledgerlock._entered_window('invoice', to_jsonb(i)), "
-                      "to_jsonb(i), 'given new lines') FROM invoice i WHERE id = 1")
+                      "to_jsonb(i), 'given new lines', true) FROM invoice i WHERE id = 1")
 
 
 def test_public_read_functions_are_callable_by_the_application(app):
