@@ -1099,15 +1099,30 @@ END
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._template(text, jsonb) FROM PUBLIC;
 
+-- What a guard that reads a user's rows pins (R3's checks, R4's, the capture; the shipped ones, guard_period_row
+-- and guard_scope_parent, say the same in their SET clauses; tests/hardening/test_hostile_settings.py holds
+-- them to it). gin_fuzzy_search_limit = 0: under a limit a GIN index scan returns a random subset of its rows,
+-- and a probe that a GIN index served (R4's child_condition with an operator of the index) found no
+-- referencing row. extra_float_digits = 1: such a guard makes images of rows (to_jsonb) whose keys it records
+-- (the first row an override lets into a window, a row skipped under on_locked = 'skip': lock_event, and the
+-- trail's copy of it) and names in refusals; under -15 a float key 0.30000000000000004 was recorded as 0.3.
+-- R1's and R2's guards read nothing but the row and ledgerlock's tables and record no key: they pay nothing.
+CREATE OR REPLACE FUNCTION ledgerlock._row_reading_settings()
+RETURNS text[]
+LANGUAGE sql
+IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT '{gin_fuzzy_search_limit=0,extra_float_digits=1}'::text[]
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._row_reading_settings() FROM PUBLIC;
+
 -- Create (or replace) a generated trigger function ledgerlock.<fn>() from its PL/pgSQL body: SECURITY
 -- DEFINER (guards read ledgerlock's tables, which clients cannot), search_path and quote_all_identifiers
 -- pinned (docs/hardening.md, "Names"), no EXECUTE for PUBLIC. settings: more settings to pin, as
 -- pg_proc.proconfig holds them ('name=value'; R5's capture takes the shipped capture's own:
--- sql/triggers/r5_audit_capture.sql); search_path and quote_all_identifiers are pinned whatever they say. A
--- guard that queries a user's table (R3's checks, R4's, the capture) pins gin_fuzzy_search_limit = 0: under
--- it a GIN index scan returns a random subset of its rows, and a probe that a GIN index served (R4's
--- child_condition with an operator of the index) found no referencing row (docs/hardening.md).
--- R1's and R2's read nothing but the row and ledgerlock's tables, and pay nothing for it.
+-- sql/triggers/r5_audit_capture.sql; the other guards that read a user's rows, _row_reading_settings());
+-- search_path and quote_all_identifiers are pinned whatever they say.
 CREATE OR REPLACE FUNCTION ledgerlock._create_generated_function(fn name, body text, settings text[] DEFAULT NULL)
 RETURNS void
 LANGUAGE plpgsql

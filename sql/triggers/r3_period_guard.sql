@@ -60,7 +60,8 @@ LANGUAGE plpgsql
 SECURITY DEFINER  -- reads ledgerlock's windows, which clients cannot
 SET search_path = pg_catalog, pg_temp
 SET quote_all_identifiers = off
-SET gin_fuzzy_search_limit = 0  -- it queries a user's table (_create_generated_function)
+SET gin_fuzzy_search_limit = 0  -- it reads a user's rows: ledgerlock._row_reading_settings()
+SET extra_float_digits = 1
 AS $$
 DECLARE
     ll_refused text;  -- a refusal is called as an expression: see ledgerlock._refuse
@@ -684,9 +685,10 @@ BEGIN
                    JOIN ledgerlock.code_fingerprint f ON f.fn = p.oid::regprocedure::text AND f.origin = 'generated'
                    WHERE p.pronamespace = 'ledgerlock'::regnamespace AND p.proname = gen AND p.pronargs = 0
                      AND p.prosrc = body
+                     AND p.proconfig @> ledgerlock._row_reading_settings()
                      AND (f.body_md5, f.security_definer, f.config)
                          IS NOT DISTINCT FROM (pg_catalog.md5(p.prosrc), p.prosecdef, p.proconfig)) THEN
-        PERFORM ledgerlock._create_generated_function(gen, body, '{gin_fuzzy_search_limit=0}');
+        PERFORM ledgerlock._create_generated_function(gen, body, ledgerlock._row_reading_settings());
     END IF;
     RETURN gen;
 END
@@ -878,7 +880,8 @@ LANGUAGE plpgsql
 SECURITY DEFINER  -- reads the children and ledgerlock's windows, which clients may not
 SET search_path = pg_catalog, pg_temp
 SET quote_all_identifiers = off
-SET gin_fuzzy_search_limit = 0  -- it queries a user's table (_create_generated_function)
+SET gin_fuzzy_search_limit = 0  -- it reads a user's rows: ledgerlock._row_reading_settings()
+SET extra_float_digits = 1
 AS $$
 DECLARE
     ll_refused text;  -- a refusal is called as an expression: see ledgerlock._refuse

@@ -453,12 +453,12 @@ BEGIN
                 'child', r.child::text, 'rule_id', r.id,
                 'match', ledgerlock._ref_match('ll_row', r.child_columns, 'OLD', r.parent_columns),
                 'condition', coalesce(r.child_condition_sql, 'true'),
-                'exempt_only', ledgerlock._ref_exempt_only(r.parent))), '{gin_fuzzy_search_limit=0}');
+                'exempt_only', ledgerlock._ref_exempt_only(r.parent))), ledgerlock._row_reading_settings());
         PERFORM ledgerlock._create_generated_function(('_ll30_r' || r.id || '_child')::name,
             ledgerlock._ref_child_body(pg_catalog.jsonb_build_object(
                 'parent', r.parent::text,
                 'match', ledgerlock._ref_match('ll_parent', r.parent_columns, 'NEW', r.child_columns))),
-            '{gin_fuzzy_search_limit=0}');
+            ledgerlock._row_reading_settings());
     ELSE
         IF ledgerlock._ref_plain_key(r.parent, r.parent_columns) IS NOT NULL THEN
             PERFORM ledgerlock._create_generated_function(('_ll30_r' || r.id || '_mark')::name,
@@ -478,7 +478,7 @@ BEGIN
                 'referenced', pg_catalog.format(
                     'EXISTS (SELECT FROM ledgerlock.reference_rule ll_x WHERE ll_x.kind = ''referenced'' '
                     'AND ll_x.parent = %L::regclass AND ''update'' = ANY (ll_x.operations))', r.parent::text))),
-            '{gin_fuzzy_search_limit=0}');
+            ledgerlock._row_reading_settings());
     END IF;
 END
 $$;

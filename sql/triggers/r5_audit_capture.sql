@@ -246,7 +246,7 @@ SET IntervalStyle = 'postgres'
 SET bytea_output = 'hex'
 SET lc_monetary = 'C'
 SET TimeZone = 'UTC'
-SET gin_fuzzy_search_limit = 0  -- it reads a parent-scoped row's scope (_create_generated_function)
+SET gin_fuzzy_search_limit = 0  -- it reads a parent-scoped row's scope (ledgerlock._row_reading_settings())
 AS $$
 DECLARE
     -- <ll90 arguments> The trigger's arguments (TG_ARGV): the scope column ('' when none), the protected

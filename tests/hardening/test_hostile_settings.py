@@ -211,15 +211,15 @@ def test_gin_fuzzy_search_limit_cannot_hide_a_referencing_row(db, fx):
         (2.0,), (1.0,)]
 
 
-def test_every_guard_that_queries_a_users_table_pins_gin_fuzzy_search_limit(db, fx):
+def test_every_guard_that_queries_a_users_table_pins_gin_fuzzy_search_limit_and_extra_float_digits(db, fx):
     """The rule over the installed code: the generated guards of R3 and R4 and the capture, and the shipped
     trigger functions that query a user's table (R3's generic guard, its parent-scope guard, the capture's
-    template)."""
+    template) pin what ledgerlock._row_reading_settings() says (extra_float_digits: the keys they record)."""
     db.owner().execute(R4)
     db.owner().execute("SELECT ledgerlock.protect('fx_line', 'invoice_id.issued_on', 'invoice_id.company_id')")
     db.protect_invoice(number_column="number", number_format="INV-{SEQ}")
     rows = db.owner().execute(
-        """SELECT p.proname::text, coalesce('gin_fuzzy_search_limit=0' = ANY (p.proconfig), false)
+        """SELECT p.proname::text, coalesce(p.proconfig @> '{gin_fuzzy_search_limit=0,extra_float_digits=1}', false)
            FROM pg_proc p
            WHERE p.pronamespace = 'ledgerlock'::regnamespace AND p.prorettype = 'trigger'::regtype
              AND (p.proname IN ('guard_period_row', 'guard_scope_parent', 'audit_capture')
@@ -232,3 +232,42 @@ def test_every_guard_that_queries_a_users_table_pins_gin_fuzzy_search_limit(db, 
     assert [n for n, pinned in reads_rows if not pinned] == []
     # R2's guards and R4's mark of a header made final read only the row and ledgerlock's own tables
     assert sorted(n.rsplit("_", 1)[-1] for n, pinned in rows if not pinned) == ["draft", "final", "mark", "settle"]
+
+
+FLOAT_KEYED = """
+CREATE TABLE fx_rate_doc (id float8 PRIMARY KEY, company_id integer NOT NULL, on_day date NOT NULL);
+GRANT SELECT, INSERT, UPDATE, DELETE ON fx_rate_doc TO ll_app, ll_controller;
+SELECT ledgerlock.protect('fx_rate_doc', 'on_day', 'company_id');
+"""
+
+
+def test_a_float_key_is_recorded_and_named_exactly_under_extra_float_digits(db):
+    """R3's guard records the key of the first row an override lets into a window and of a row skipped under
+    on_locked = 'skip' (lock_event, and the trail's copy), and names the row in its refusal: from an image of
+    the row it makes itself. Under the writer's extra_float_digits = -15 the key 0.30000000000000004 was
+    recorded and named as 0.3, another row's key (measured on 16, 2026-11-29); the guard pins the setting."""
+    owner = db.owner()
+    owner.execute(FLOAT_KEYED)
+    ctl = db.connect("controller")
+    ctl.execute("SELECT ledgerlock.lock_period('1', '2025-03-01', '2025-03-31', 'soft')")
+    app = db.connect("app")
+    app.execute("SET extra_float_digits = -15")
+    with refused("LL002", r": fx_rate_doc id=0\.30000000000000004 cannot be inserted$"):
+        app.execute("INSERT INTO fx_rate_doc VALUES (0.30000000000000004, 1, '2025-03-05')")
+    ctl.execute("SET extra_float_digits = -15")
+    with ctl.transaction():
+        ctl.execute("SELECT ledgerlock.begin_override('rate correction')")
+        lives_ok(ctl, "INSERT INTO fx_rate_doc VALUES (0.30000000000000004, 1, '2025-03-05')")
+    with app.transaction():
+        app.execute("SET LOCAL ledgerlock.on_locked = 'skip'")
+        lives_ok(app, "INSERT INTO fx_rate_doc VALUES (0.10000000000000002, 1, '2025-03-06'), (2, 1, '2025-06-01')")
+    auditor = db.connect("auditor")
+    events = ("SELECT kind, details -> 'key' FROM ledgerlock.lock_event WHERE kind IN ('override', 'skip') "
+              "ORDER BY id")
+    assert auditor.execute(events).fetchall() == [("override", {"id": 0.30000000000000004}),
+                                                  ("skip", {"id": 0.10000000000000002})]
+    trail = ("SELECT operation, row_key FROM ledgerlock.audit_log WHERE table_name = 'fx_rate_doc'::regclass "
+             "AND operation <> 'PROTECT' ORDER BY seq")
+    assert auditor.execute(trail).fetchall() == [
+        ("INSERT", {"id": 0.30000000000000004}), ("SKIP", {"id": 0.10000000000000002}), ("INSERT", {"id": 2})]
+    assert owner.execute("SELECT array_agg(id ORDER BY id) FROM fx_rate_doc").fetchone() == ([0.30000000000000004, 2],)
