@@ -32,7 +32,7 @@ from .commands import (
     why,
 )
 from .context import Context
-from .output import EXIT_FAILED, EXIT_USAGE, color_wanted, error_json
+from .output import EXIT_FAILED, EXIT_USAGE, color_wanted, echo, error_json
 from .server import ServerError
 
 COMMAND_MODULES = (audit, close, console, db, demo, doctor, grants, imports, install, locks, numbers, overrides, refs,
@@ -46,12 +46,13 @@ def _wants_json(args: list[str]) -> bool:
 
 def _fail(as_json: bool, code: int, sqlstate: str | None, meaning: str, message: str, hint: str | None) -> None:
     if as_json:
-        click.echo(error_json(sqlstate, meaning, message, hint))
+        echo(error_json(sqlstate, meaning, message, hint), lines=True)  # JSON: escaped (to_json)
     else:
         head = f"error {sqlstate} ({meaning})" if sqlstate else "error"
-        click.echo(f"{head}: {message}", err=True)
+        # a refusal is one line, whatever the values it names hold; a connection failure may be several
+        echo(f"{head}: {message}", err=True, lines=sqlstate is None)
         if hint:
-            click.echo(f"hint: {hint}", err=True)
+            echo(f"hint: {hint}", err=True)
     sys.exit(code)
 
 

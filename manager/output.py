@@ -1,4 +1,14 @@
-"""How the manager prints: aligned tables for people, JSON for scripts, one-line errors."""
+"""How the manager prints: aligned tables for people, JSON for scripts, one-line errors.
+
+What it prints comes in large part from the application: the actor, reason and context it sets, the values
+of its rows (verification's findings, why's labels, refusals), the keys it chooses. A terminal acts on some
+characters instead of showing them: ESC starts a sequence that moves the cursor or erases a line, CR prints
+over the line's start, a newline starts a line that looks like the tool's own, the bidirectional overrides
+show text in another order than it has, zero-width characters make two keys look alike. Everything meant for
+people goes through ``printable`` (``echo``, table cells), which shows such a character as an escape
+(``\x1b``, ``\r``, ``\n``, ``\u202e``); JSON escapes them in JSON's own form (``to_json``), so a script reads
+the exact value and a terminal shows it harmlessly (tests/hardening/test_terminal_output.py).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +17,7 @@ import decimal
 import json
 import os
 import sys
+import unicodedata
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -40,6 +51,34 @@ def progress(text: str, *, done: bool = False) -> None:
         click.echo(text, err=True)
 
 
+# Printed as they are besides what str.isprintable() accepts: the space separators (a no-break space in an
+# amount), and a newline where the text is meant to hold several lines.
+_SHOWN_CATEGORIES = {"Zs"}
+_NAMED_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escaped(c: str) -> str:
+    if c in _NAMED_ESCAPES:
+        return _NAMED_ESCAPES[c]
+    o = ord(c)
+    return f"\\x{o:02x}" if o < 0x100 else f"\\u{o:04x}" if o < 0x10000 else f"\\U{o:08x}"
+
+
+def printable(text: str, *, lines: bool = False) -> str:
+    """text as a terminal shows it harmlessly: every control, format, line or paragraph separator, private or
+    unassigned character as an escape (``\\x1b``, ``\\u202e``); newlines kept when ``lines``."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() or (lines and c == "\n") or unicodedata.category(c) in _SHOWN_CATEGORIES
+                   else _escaped(c) for c in text)
+
+
+def echo(text: str = "", *, err: bool = False, lines: bool = False, **style: Any) -> None:
+    """click.secho of text made printable: one line unless ``lines`` (a text that holds several by design;
+    its parts from the database are made printable first)."""
+    click.secho(printable(text, lines=lines), err=err, **style)
+
+
 def error_json(sqlstate: str | None, meaning: str, message: str, hint: str | None = None) -> str:
     """The one shape of an error under --json, printed on stdout (docs/cli.md, "Errors under --json")."""
     return to_json({"error": {"sqlstate": sqlstate, "meaning": meaning, "message": message, "hint": hint}})
@@ -55,8 +94,22 @@ def _default(o: Any) -> Any:
     return str(o)
 
 
+def _json_escaped(c: str) -> str:
+    o = ord(c)
+    if o < 0x10000:
+        return f"\\u{o:04x}"
+    o -= 0x10000  # JSON writes a character past the BMP as its UTF-16 surrogate pair
+    return f"\\u{0xD800 + (o >> 10):04x}\\u{0xDC00 + (o & 0x3FF):04x}"
+
+
 def to_json(data: Any) -> str:
-    return json.dumps(data, indent=2, default=_default, ensure_ascii=False)
+    """JSON text with the characters ``printable`` escapes written as JSON escapes (json.dumps escapes only
+    the C0 controls when it keeps other characters as they are): the same value, shown harmlessly."""
+    text = json.dumps(data, indent=2, default=_default, ensure_ascii=False)
+    if text.isascii() and "\x7f" not in text:
+        return text
+    return "".join(c if c.isprintable() or c == "\n" or unicodedata.category(c) in _SHOWN_CATEGORIES
+                   else _json_escaped(c) for c in text)
 
 
 def echo_json(data: Any) -> None:
@@ -70,7 +123,7 @@ def _cell(v: Any) -> str:
         return ",".join(_cell(x) for x in v)
     if isinstance(v, dt.datetime):
         return v.strftime("%Y-%m-%d %H:%M:%S%z")
-    return str(v)
+    return printable(str(v))
 
 
 def table(rows: Iterable[dict], columns: Sequence[str], *, empty: str = "(none)") -> str:
@@ -91,4 +144,4 @@ def echo_rows(rows: Iterable[dict], columns: Sequence[str], *, as_json: bool, em
     if as_json:
         echo_json(rows)
     else:
-        click.echo(table(rows, columns, empty=empty))
+        echo(table(rows, columns, empty=empty), lines=True)  # its cells are printable (_cell)

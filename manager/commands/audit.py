@@ -18,7 +18,7 @@ from psycopg.types.json import Jsonb
 from .. import audit_bundle
 from ..context import Context, pass_context
 from ..doctor import code_drift
-from ..output import EXIT_EVIDENCE, EXIT_OK, _cell, echo_json, echo_rows
+from ..output import EXIT_EVIDENCE, EXIT_OK, _cell, echo, echo_json, echo_rows
 from ..output import progress as show_progress
 from .locks import cli_hints
 
@@ -164,7 +164,7 @@ def show(ctx: Context, seq: int, as_json: bool) -> None:
         r.pop("old_text"), r.pop("new_text")
         echo_json({**r, "txid": str(r["txid"]), "table_name": str(r["table_name"]) if r["table_name"] else None})
         return
-    click.echo(f"event {r['seq']}: {r['operation']} {r['table_name'] or ''} "
+    echo(f"event {r['seq']}: {r['operation']} {r['table_name'] or ''} "
                f"{json.dumps(r['row_key']) if r['row_key'] is not None else ''}".rstrip())
     for label, value in (("at", _cell(r["at"])), ("transaction", r["txid"]), ("scope", r["scope"]),
                          ("database user", r["db_user"]), ("actor", r["actor"]), ("reason", r["reason"]),
@@ -173,14 +173,14 @@ def show(ctx: Context, seq: int, as_json: bool) -> None:
                          ("hash", r["event_hash"]),
                          ("chain", f"link {r['chain_seq']} {r['chain_hash']}" if r["chain_seq"] else "not sealed yet")):
         if value is not None:
-            click.echo(f"  {label + ':':15} {value}")
+            echo(f"  {label + ':':15} {value}")
     if r["old_row"] is not None or r["new_row"] is not None:
-        click.echo("  row (- before only, + after only, ~ changed):")
+        echo("  row (- before only, + after only, ~ changed):")
         # rendered from jsonb's own text, so numbers read exactly as stored (120.00, not 120.0)
         old = audit_bundle.loads(r["old_text"]) if r["old_text"] is not None else None
         new = audit_bundle.loads(r["new_text"]) if r["new_text"] is not None else None
         for line in _render_diff(old, new):
-            click.echo("    " + line)
+            echo("    " + line)
 
 
 @audit.command()
@@ -212,14 +212,14 @@ def verify(ctx: Context, digest: str | None, from_digest: bool, bundle: str | No
             echo_json({"ok": rep.ok, "digest": rep.digest, "events": rep.events, "links": rep.links,
                        "rows": rep.rows, "problems": rep.problems})
         elif rep.ok:
-            click.echo(f"bundle intact: {rep.events} events, {rep.links} chain links, {rep.rows} row images "
+            echo(f"bundle intact: {rep.events} events, {rep.links} chain links, {rep.rows} row images "
                        f"proven, up to {rep.digest}")
             if digest:
-                click.echo(f"the chain passes through {digest}")
+                echo(f"the chain passes through {digest}")
         else:
-            click.echo(f"bundle BROKEN: {len(rep.problems)} problem(s)", err=True)
+            echo(f"bundle BROKEN: {len(rep.problems)} problem(s)", err=True)
             for p in rep.problems[:20]:
-                click.echo(f"  {p}", err=True)
+                echo(f"  {p}", err=True)
         sys.exit(EXIT_OK if rep.ok else EXIT_EVIDENCE)
 
     listed: list[str] = []
@@ -243,30 +243,30 @@ def verify(ctx: Context, digest: str | None, from_digest: bool, bundle: str | No
     if as_json:
         echo_json(r | {"ok": ok, "problem_list": listed, "code_drift": drift})
     elif ok:
-        click.echo(f"audit trail intact: {r['events']:,} events, {r['sealed']:,} sealed, "
+        echo(f"audit trail intact: {r['events']:,} events, {r['sealed']:,} sealed, "
                    f"{r['unsealed']:,} not yet sealed; head {r['head']}")
-        click.echo("the books match the trail: every row of every protected table, the locks, grants, "
+        echo("the books match the trail: every row of every protected table, the locks, grants, "
                    "settings, registry and number counters")
         if digest:
-            click.echo(f"the chain passes through {digest}"
+            echo(f"the chain passes through {digest}"
                        + (f"; read from it on ({r['sealed']:,} links after it)" if from_digest else ""))
         if r["unsealed"]:
-            click.echo(f"{r['unsealed']:,} event(s) are not sealed yet and are covered by no digest: this "
+            echo(f"{r['unsealed']:,} event(s) are not sealed yet and are covered by no digest: this "
                        "session could not seal them (a standby, a read-only session, or one whose transactions are "
                        "not READ COMMITTED); `ledgerlock audit seal` on the primary seals them")
     else:
         if not r["ok"]:
-            click.echo(f"audit trail BROKEN: {r['problems']} problem(s); first: {_cli_problem(r['problem'])}",
+            echo(f"audit trail BROKEN: {r['problems']} problem(s); first: {_cli_problem(r['problem'])}",
                        err=True)
             for p in listed[1:]:
-                click.echo(f"  {_cli_problem(p)}", err=True)
+                echo(f"  {_cli_problem(p)}", err=True)
             if r["problems"] > len(listed):
-                click.echo(f"  ... and {r['problems'] - len(listed)} more "
+                echo(f"  ... and {r['problems'] - len(listed)} more "
                            "(SELECT * FROM ledgerlock.audit_discrepancies())", err=True)
         if drift:
-            click.echo(f"installed code DRIFTED from this package: {len(drift)} function(s)", err=True)
+            echo(f"installed code DRIFTED from this package: {len(drift)} function(s)", err=True)
             for d in drift:
-                click.echo(f"  {d}", err=True)
+                echo(f"  {d}", err=True)
     sys.exit(EXIT_OK if ok else EXIT_EVIDENCE)
 
 
@@ -297,9 +297,9 @@ def record_columns(ctx: Context, table: str, reason: str, as_json: bool) -> None
     if as_json:
         echo_json({"table": name, "rows": n})
     elif n:
-        click.echo(f"recorded the added columns of {n:,} row(s) of {name}")
+        echo(f"recorded the added columns of {n:,} row(s) of {name}")
     else:
-        click.echo(f"nothing to record: no row of {name} lacks only added columns in the trail "
+        echo(f"nothing to record: no row of {name} lacks only added columns in the trail "
                    "(`ledgerlock audit verify` lists any other difference)")
 
 
@@ -308,7 +308,7 @@ def record_columns(ctx: Context, table: str, reason: str, as_json: bool) -> None
 def digest(ctx: Context) -> None:
     """Seal and print the chain head (ll1:N:HASH): keep it outside the database."""
     with ctx.connect() as conn:
-        click.echo(conn.execute("SELECT ledgerlock.audit_digest()").fetchone()[0])
+        echo(conn.execute("SELECT ledgerlock.audit_digest()").fetchone()[0])
 
 
 @audit.command()
@@ -322,7 +322,7 @@ def seal(ctx: Context, every: float | None) -> None:
     if every is None:
         with ctx.connect() as conn:
             ctx.target.announce(conn)
-            click.echo(f"sealed {conn.execute('SELECT ledgerlock.audit_seal()').fetchone()[0]} event(s)")
+            echo(f"sealed {conn.execute('SELECT ledgerlock.audit_seal()').fetchone()[0]} event(s)")
         return
     conn: psycopg.Connection | None = ctx.connect()  # a first connection that fails is an error: exit 1
     ctx.target.announce(conn)
@@ -333,15 +333,15 @@ def seal(ctx: Context, every: float | None) -> None:
                 try:
                     if conn is None:
                         conn = ctx.connect()
-                        click.echo(f"{_now()} sealer: connected again", err=True)
+                        echo(f"{_now()} sealer: connected again", err=True)
                     n = conn.execute("SELECT ledgerlock.audit_seal()").fetchone()[0]
                     wait = every
                     if n:
-                        click.echo(f"{_now()} sealed {n} event(s)")
+                        echo(f"{_now()} sealed {n} event(s)")
                 except (psycopg.OperationalError, psycopg.errors.ReadOnlySqlTransaction) as exc:
                     # the server restarted, the connection broke, or (after a failover) it now reaches a standby
                     reason = (str(exc).strip().splitlines() or ["connection lost"])[-1]
-                    click.echo(f"{_now()} sealer: {reason}; trying again in {wait:g} s", err=True)
+                    echo(f"{_now()} sealer: {reason}; trying again in {wait:g} s", err=True)
                     if conn is not None:
                         conn.close()
                     conn = None
@@ -350,7 +350,7 @@ def seal(ctx: Context, every: float | None) -> None:
                     continue
                 stop.wait(every)
         except KeyboardInterrupt:  # a second signal: stop now (a seal cut short commits nothing)
-            click.echo(f"{_now()} sealer: stopped at once; a seal cut short commits nothing", err=True)
+            echo(f"{_now()} sealer: stopped at once; a seal cut short commits nothing", err=True)
         finally:
             if conn is not None:
                 conn.close()
@@ -438,19 +438,19 @@ def bundle(ctx: Context, scope: str, fiscal_year: int | None, date_from: dt.date
         try:
             s = audit_bundle.write_bundle(conn, scope, first, last, output, force=force, allow_empty=False)
         except audit_bundle.NothingToBundle as exc:
-            click.echo(f"nothing to bundle: {exc}; no file written", err=True)
+            echo(f"nothing to bundle: {exc}; no file written", err=True)
             sys.exit(1)
         except FileExistsError:
-            click.echo(f"error: {output} exists; choose another name, or --force to replace it", err=True)
+            echo(f"error: {output} exists; choose another name, or --force to replace it", err=True)
             sys.exit(1)
         except OSError as exc:
-            click.echo(f"error: cannot write {output}: {exc.strerror or exc}", err=True)
+            echo(f"error: cannot write {output}: {exc.strerror or exc}", err=True)
             sys.exit(1)
     if as_json:
         echo_json({"file": s.path, "scope": scope, "from": s.date_from, "to": s.date_to, "events": s.events,
                    "lock_events": s.lock_events, "rows": s.rows, "links": s.links, "digest": s.digest})
         return
-    click.echo(f"wrote {s.path}: scope {scope}, {s.date_from}..{s.date_to}: {s.events} events "
+    echo(f"wrote {s.path}: scope {scope}, {s.date_from}..{s.date_to}: {s.events} events "
                f"({s.lock_events} lock events, {s.rows} rows), {s.links} chain links, digest {s.digest}")
 
 

@@ -6,7 +6,7 @@ import click
 import psycopg
 
 from ..context import Context, pass_context, rows
-from ..output import echo_json, echo_rows
+from ..output import echo, echo_json, echo_rows, printable
 from .locks import cli_hints
 
 TASK_COLUMNS = ["id", "period", "task", "status", "done_by", "done_at", "done_note"]
@@ -29,7 +29,7 @@ class TaskError(click.ClickException):
     generic wording of a bad argument); exit 1."""
 
     def show(self, file=None) -> None:
-        click.echo(self.message, err=True)
+        echo(self.message, err=True, lines=True)
 
 
 def _task_call(conn, query: str, params: tuple, scope: str, period: str):
@@ -39,8 +39,9 @@ def _task_call(conn, query: str, params: tuple, scope: str, period: str):
         return conn.execute(query, params).fetchone()
     except (psycopg.errors.lookup("LL004"), psycopg.errors.InvalidParameterValue) as exc:
         diag = exc.diag
-        hint = f"\nhint: list the tasks with: ledgerlock close tasks {scope} {period}"
-        raise TaskError(f"error: close task: {diag.message_primary}{hint}") from exc
+        # one line of the refusal, printable whatever it names, then the hint
+        raise TaskError(f"error: close task: {printable(diag.message_primary or '')}\n"
+                        f"hint: list the tasks with: ledgerlock close tasks {scope} {period}") from exc
 
 
 class TasksGroup(click.Group):
@@ -105,7 +106,7 @@ def task_add(ctx: Context, task: tuple[str, ...]) -> None:
         label = _label(conn, scope, period)
         task_id = _task_call(conn, "SELECT ledgerlock.add_close_task(%s, %s, %s)", (scope, period, text),
                              scope, period)[0]
-    click.echo(f"task #{task_id} on the checklist of scope {scope}, {label}: {text}")
+    echo(f"task #{task_id} on the checklist of scope {scope}, {label}: {text}")
 
 
 @tasks.command("done")
@@ -129,7 +130,7 @@ def task_done(ctx: Context, ids: tuple[int, ...], note: str | None) -> None:
             for task_id in ids:
                 _task_call(conn, "SELECT ledgerlock.complete_close_task(%s, %s)", (task_id, note), scope, period)
         checklist = _task_rows(conn, scope, period)
-    click.echo(f"done: {', '.join(f'#{i}' for i in ids)}")
+    echo(f"done: {', '.join(f'#{i}' for i in ids)}")
     _open_line(checklist, scope, label)
 
 
@@ -148,7 +149,7 @@ def _label(conn, scope: str, period: str) -> str:
 def _open_line(checklist: list[dict], scope: str, label: str) -> None:
     still_open = sum(1 for r in checklist if r["status"] == "open")
     n = len(checklist)
-    click.echo(f"{still_open} of {n} task{'s' if n != 1 else ''} open for scope {scope}, {label}")
+    echo(f"{still_open} of {n} task{'s' if n != 1 else ''} open for scope {scope}, {label}")
 
 
 def _task_rows(conn, scope: str, period: str) -> list[dict]:
@@ -174,7 +175,7 @@ def fiscal_year(ctx: Context, scope: str, start_month: int | None) -> None:
             ctx.target.announce(conn)
             conn.execute("SELECT ledgerlock.set_fiscal_year_start(%s, %s)", (scope, start_month))
         month = conn.execute("SELECT ledgerlock.fiscal_year_start_month(%s)", (scope,)).fetchone()[0]
-    click.echo(f"the fiscal year of scope {scope} starts on 1 {MONTHS[month - 1]}")
+    echo(f"the fiscal year of scope {scope} starts on 1 {MONTHS[month - 1]}")
 
 
 @close.command("four-eyes")
@@ -198,14 +199,14 @@ def four_eyes(ctx: Context, state: str | None, ttl: str | None, reason: str | No
             if not reason:
                 raise click.UsageError("four-eyes is on: turning it off files a request; give --reason")
             request_id = conn.execute("SELECT ledgerlock.request_four_eyes_off(%s)", (reason,)).fetchone()[0]
-            click.echo(f"filed request #{request_id} to turn four-eyes off; a different admin approves it with:\n"
-                       f"  ledgerlock unlock approve {request_id}")
+            echo(f"filed request #{request_id} to turn four-eyes off; a different admin approves it with:\n"
+                       f"  ledgerlock unlock approve {request_id}", lines=True)
         elif state is not None or ttl is not None:
             conn.execute("SELECT ledgerlock.set_four_eyes(%s, %s::interval)",
                          (state == "on" if state is not None else on, ttl))
         row = conn.execute(
             "SELECT four_eyes_unlock, unlock_request_ttl::text FROM ledgerlock.close_setting").fetchone()
-    click.echo(f"four-eyes unlocking of hard windows: {'on' if row[0] else 'off'} (requests expire after {row[1]})")
+    echo(f"four-eyes unlocking of hard windows: {'on' if row[0] else 'off'} (requests expire after {row[1]})")
 
 
 @close.command("skipped")
@@ -228,12 +229,12 @@ def skipped(ctx: Context, label: str | None, since: str | None, as_json: bool) -
         echo_json(counts)
         return
     if not counts:
-        click.echo("no skipped writes" + (f" for context {label}" if label else ""))
+        echo("no skipped writes" + (f" for context {label}" if label else ""))
         return
     for r in counts:
         n = r["skipped"]
         locks = ", ".join(f"#{i}" for i in r["lock_ids"])
-        click.echo(f"{r['context'] or '(no context)'}: {n} skipped generation{'s' if n != 1 else ''} "
+        echo(f"{r['context'] or '(no context)'}: {n} skipped generation{'s' if n != 1 else ''} "
                    f"({r['table_name']}, scope {r['scope']}, lock{'s' if len(r['lock_ids']) != 1 else ''} {locks}; "
                    f"{r['first_at']:%Y-%m-%d %H:%M} .. {r['last_at']:%Y-%m-%d %H:%M})")
 

@@ -11,6 +11,7 @@ from psycopg.conninfo import conninfo_to_dict
 from ..connection import resolve, with_dbname
 from ..context import Context, pass_context
 from ..demo import DEMO_DB
+from ..output import echo
 
 
 def _where(source: str, conninfo: str) -> str:
@@ -63,10 +64,10 @@ def console(ctx: Context, host: str, port: int, dbname: str | None, idle_minutes
     os.environ.pop("PGPASSWORD", None)
     where = _where(target.source, conninfo)
     if not _is_loopback(host):
-        click.secho(f"warning: listening on {host}: the console is reachable from the network; put it behind "
+        echo(f"warning: listening on {host}: the console is reachable from the network; put it behind "
                     "TLS (a reverse proxy) so that passwords never cross it in clear", fg="yellow", err=True)
-    click.echo(f"ledgerlock console for {where}")
-    click.echo(f"open http://{'[' + host + ']' if ':' in host else host}:{port}/ and log in as your database role")
+    echo(f"ledgerlock console for {where}")
+    echo(f"open http://{'[' + host + ']' if ':' in host else host}:{port}/ and log in as your database role")
     uvicorn.run(create_app(conninfo, where=where, idle_minutes=idle_minutes), host=host, port=port,
                 log_level="warning")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from ..connection import embedded_default_db, embedded_server
-from ..output import echo_json
+from ..output import echo, echo_json
 
 
 @click.group()
@@ -19,7 +19,7 @@ def start() -> None:
     server = embedded_server()
     server.start()
     dbname, why = embedded_default_db(server)
-    click.echo(f"embedded PostgreSQL running (pid {server.pid()}) in {server.datadir}; commands without --dsn "
+    echo(f"embedded PostgreSQL running (pid {server.pid()}) in {server.datadir}; commands without --dsn "
                f"use database {dbname} ({why})")
 
 
@@ -40,7 +40,8 @@ def db_status(as_json: bool) -> None:
         echo_json(info)
         return
     state = f"running (pid {info['pid']})" if info["running"] else "stopped"
-    click.echo(f"embedded PostgreSQL: {state}\n  {info['version']}\n  data: {info['datadir']}\n  url:  {info['url']}")
+    echo(f"embedded PostgreSQL: {state}\n  {info['version']}\n  data: {info['datadir']}\n  url:  {info['url']}",
+         lines=True)
 
 
 @db.command()
@@ -56,16 +57,16 @@ def url(dbname: str | None) -> None:
     if dbname is None:
         server.start()
         dbname, _ = embedded_default_db(server)
-    click.echo(server.url(dbname))
+    echo(server.url(dbname))
 
 
 @db.command()
 def stop() -> None:
     """Stop the embedded server."""
     if embedded_server().stop():
-        click.echo("embedded PostgreSQL stopped")
+        echo("embedded PostgreSQL stopped")
     else:
-        click.echo("embedded PostgreSQL was not running")
+        echo("embedded PostgreSQL was not running")
 
 
 def register(cli: click.Group) -> None:

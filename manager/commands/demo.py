@@ -11,6 +11,7 @@ from psycopg import sql
 from .. import demo as tour
 from ..connection import with_dbname
 from ..context import Context, pass_context
+from ..output import echo
 
 
 def _refuse_without_superuser(conn: psycopg.Connection) -> None:
@@ -40,7 +41,7 @@ def demo(ctx: Context) -> None:
     """
     with ctx.connect() as conn:
         _refuse_without_superuser(conn)
-    click.echo(f"ledgerlock demo on {ctx.target.source} PostgreSQL")
+    echo(f"ledgerlock demo on {ctx.target.source} PostgreSQL")
     try:
         tour.play(ctx.target.conninfo)
     except BaseException:

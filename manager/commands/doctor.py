@@ -8,7 +8,7 @@ import click
 
 from .. import doctor as checks
 from ..context import Context, pass_context
-from ..output import EXIT_EVIDENCE, EXIT_FAILED, EXIT_OK, echo_json
+from ..output import EXIT_EVIDENCE, EXIT_FAILED, EXIT_OK, echo, echo_json
 
 NOT_COVERED_WITHOUT_SUPERUSER = """\
 Without the DDL guard, these stay possible for the owner of a protected table (never for the application,
@@ -44,11 +44,11 @@ def doctor(ctx: Context, as_json: bool) -> None:
     else:
         counts = {s: sum(f.severity == s for f in found) for s in checks.SEVERITIES}
         for f in found:
-            click.echo(f"[{f.severity}] {f.check}: {f.finding}")
-            click.echo(f"    why: {f.why}")
-            click.echo(f"    fix: {f.fix}")
+            echo(f"[{f.severity}] {f.check}: {f.finding}")
+            echo(f"    why: {f.why}")
+            echo(f"    fix: {f.fix}")
         clean = counts["critical"] == 0 and counts["warning"] == 0
-        click.echo(("clean: " if clean else "") + ", ".join(f"{n} {s}" for s, n in counts.items()))
+        echo(("clean: " if clean else "") + ", ".join(f"{n} {s}" for s, n in counts.items()))
     sys.exit(EXIT_EVIDENCE if checks.exit_code(found) else EXIT_OK)
 
 
@@ -67,16 +67,16 @@ def install_ddl_guard(ctx: Context, remove: bool) -> None:
     with ctx.connect_to_write() as conn:
         is_super = conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()[0]
         if not is_super:
-            click.echo("the DDL guard needs a superuser (PostgreSQL lets only superusers create event triggers); "
+            echo("the DDL guard needs a superuser (PostgreSQL lets only superusers create event triggers); "
                        "nothing was installed.", err=True)
-            click.echo(NOT_COVERED_WITHOUT_SUPERUSER, err=True)
+            echo(NOT_COVERED_WITHOUT_SUPERUSER, err=True)
             sys.exit(EXIT_FAILED)
         if remove:
             n = conn.execute("SELECT ledgerlock.uninstall_ddl_guard()").fetchone()[0]
-            click.echo(f"removed the DDL guard ({n} event trigger(s))")
+            echo(f"removed the DDL guard ({n} event trigger(s))")
             return
         n = conn.execute("SELECT ledgerlock.install_ddl_guard()").fetchone()[0]
-    click.echo(f"installed the DDL guard: {n} event triggers (ddl_command_start, ddl_command_end, sql_drop, "
+    echo(f"installed the DDL guard: {n} event triggers (ddl_command_start, ddl_command_end, sql_drop, "
                "table_rewrite), ENABLE ALWAYS")
 
 

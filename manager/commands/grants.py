@@ -6,7 +6,7 @@ from __future__ import annotations
 import click
 
 from ..context import Context, pass_context
-from ..output import echo_json
+from ..output import echo, echo_json
 from .locks import cli_hints
 
 
@@ -25,7 +25,7 @@ def _scope_grant_command(name: str, function: str, said: str, doc: str) -> click
         if as_json:
             echo_json({"role": role, "scope": scope, "granted": function == "grant_scope"})
         else:
-            click.echo(said.format(role=role, scope=scope))
+            echo(said.format(role=role, scope=scope))
 
     return command
 
@@ -54,7 +54,7 @@ def lift_scope_limit(ctx: Context, role: str, reason: str, as_json: bool) -> Non
     if as_json:
         echo_json({"role": role, "limited": False})
     else:
-        click.echo(f"{role} is no longer limited to scopes: it may act on every scope")
+        echo(f"{role} is no longer limited to scopes: it may act on every scope")
 
 
 def register(cli: click.Group) -> None:

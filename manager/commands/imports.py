@@ -9,7 +9,7 @@ import click
 
 from .. import importer
 from ..context import Context, pass_context
-from ..output import echo_json
+from ..output import echo, echo_json
 
 PROGRESS_FROM = 4 << 20  # show a progress bar for files from 4 MiB
 
@@ -48,7 +48,7 @@ def import_csv(ctx: Context, file: Path, table: str, dry_run: bool, encoding: st
 
     def phase(text: str) -> None:
         if show:
-            click.echo(f"ledgerlock: {text}", err=True)
+            echo(f"ledgerlock: {text}", err=True)
 
     options = dict(dry_run=dry_run, context=label, encoding=encoding, delimiter=delimiter,
                    decimal_comma=decimal_comma, again=again, phase=phase)
@@ -61,26 +61,26 @@ def import_csv(ctx: Context, file: Path, table: str, dry_run: bool, encoding: st
             else:
                 report = importer.import_csv(conn, file, table, **options)
         except importer.ImportFailed as exc:
-            click.echo(f"error{f' {exc.sqlstate}' if exc.sqlstate else ''}: {exc.message}", err=True)
-            click.echo("nothing was loaded", err=True)
+            echo(f"error{f' {exc.sqlstate}' if exc.sqlstate else ''}: {exc.message}", err=True)
+            echo("nothing was loaded", err=True)
             sys.exit(1)
     if as_json:
         echo_json(report.as_dict())
         return
     rows = f"{report.rows} row{'s' if report.rows != 1 else ''}"
     if dry_run:
-        click.echo(f"dry run: {file.name} -> {report.table}: {rows} read, nothing written")
-        click.echo(f"  in locked windows (would be skipped): {report.in_locked_windows}")
+        echo(f"dry run: {file.name} -> {report.table}: {rows} read, nothing written")
+        echo(f"  in locked windows (would be skipped): {report.in_locked_windows}")
         for line in _window_lines(report):
-            click.echo(line)
-        click.echo(f"  would load: {report.would_load}")
+            echo(line)
+        echo(f"  would load: {report.would_load}")
         return
-    click.echo(f"{file.name} -> {report.table}: {rows} read, inserted {report.inserted}, skipped {report.skipped}")
+    echo(f"{file.name} -> {report.table}: {rows} read, inserted {report.inserted}, skipped {report.skipped}")
     if report.skipped:
-        click.echo(f"  skipped rows lie in locked windows; they are in ledgerlock.skipped_writes with context "
+        echo(f"  skipped rows lie in locked windows; they are in ledgerlock.skipped_writes with context "
                    f"'{report.context}'")
         for line in _window_lines(report):
-            click.echo(line)
+            echo(line)
 
 
 def register(cli: click.Group) -> None:

@@ -9,7 +9,7 @@ import click
 from .. import migrate as migration
 from .. import sqlfiles
 from ..context import Context, pass_context
-from ..output import EXIT_FAILED, echo_json, table
+from ..output import EXIT_FAILED, echo, echo_json, table
 
 
 @click.command()
@@ -32,16 +32,16 @@ def migrate(ctx: Context, as_json: bool) -> None:
                    "ddl_guard_completed": report.ddl_guard_completed, "changed": report.changed})
         return
     for mig in report.applied:
-        click.echo(f"applied migration {mig}")
+        echo(f"applied migration {mig}")
     if report.code_installed:
-        click.echo(f"installed functions and triggers; refreshed guards on {report.guards_reinstalled} table(s)")
+        echo(f"installed functions and triggers; refreshed guards on {report.guards_reinstalled} table(s)")
     if report.restored_tables:
-        click.echo(f"installed the guards again on {len(report.restored_tables)} table(s) restored from a dump "
+        echo(f"installed the guards again on {len(report.restored_tables)} table(s) restored from a dump "
                    f"(their oids changed): {', '.join(report.restored_tables)}")
     if report.ddl_guard_completed:
-        click.echo("completed the DDL guard with the event triggers this release added")
+        echo("completed the DDL guard with the event triggers this release added")
     if not report.changed:
-        click.echo("ledgerlock is up to date; nothing to apply")
+        echo("ledgerlock is up to date; nothing to apply")
 
 
 @click.command()
@@ -55,16 +55,16 @@ def status(ctx: Context, as_json: bool) -> None:
         if st.installed_version is None:
             sys.exit(EXIT_FAILED)
         return
-    click.echo(f"connected via: {ctx.target.source}")
+    echo(f"connected via: {ctx.target.source}")
     if st.installed_version is None:
-        click.echo("ledgerlock is not installed here; run: ledgerlock migrate", err=True)
+        echo("ledgerlock is not installed here; run: ledgerlock migrate", err=True)
         sys.exit(EXIT_FAILED)
     code = "current" if st.code_current else "outdated (run: ledgerlock migrate)"
-    click.echo(f"installed version: {st.installed_version} (functions and triggers {code})")
-    click.echo(f"migrations applied: {len(st.applied)}; pending: {', '.join(st.pending) or 'none'}")
-    click.echo("protected tables:")
+    echo(f"installed version: {st.installed_version} (functions and triggers {code})")
+    echo(f"migrations applied: {len(st.applied)}; pending: {', '.join(st.pending) or 'none'}")
+    echo("protected tables:")
     cols = ["table", "date_column", "scope_column", "final_when", "number_column", "mutable_columns", "ledger"]
-    click.echo(table(st.protected_tables, cols))
+    echo(table(st.protected_tables, cols), lines=True)  # its cells are printable
 
 
 @click.command("sql")

@@ -17,7 +17,7 @@ import psycopg.sql
 
 from .. import errors as ll_errors
 from ..context import Context, pass_context, rows
-from ..output import echo_json, echo_rows
+from ..output import echo, echo_json, echo_rows, printable
 
 DATE = click.DateTime(formats=["%Y-%m-%d"])
 
@@ -36,8 +36,9 @@ def _lock_row(conn, lock_id: int) -> dict:
 
 
 def _describe(row: dict) -> str:
-    ledgers = f", ledgers {','.join(row['ledgers'])}" if row["ledgers"] else ""
-    return f"lock #{row['id']}: scope {row['scope']} {row['period']} ({row['level']}{ledgers}, {row['status']})"
+    ledgers = f", ledgers {printable(','.join(row['ledgers']))}" if row["ledgers"] else ""
+    return (f"lock #{row['id']}: scope {printable(row['scope'])} {row['period']} ({row['level']}{ledgers}, "
+            f"{row['status']})")
 
 
 def _day(value: dt.datetime | None) -> dt.date | None:
@@ -104,9 +105,9 @@ class DatabaseRefusal(click.ClickException):
         self.hint = cli_hint(diag.message_hint)
 
     def show(self, file=None) -> None:
-        click.echo(self.message, err=True)
+        echo(self.message, err=True)
         if self.hint:
-            click.echo(f"hint: {self.hint}", err=True)
+            echo(f"hint: {self.hint}", err=True)
 
 
 def cli_hints(command):
@@ -125,9 +126,9 @@ def cli_hints(command):
 def _show_notices(conn) -> None:
     """The database's warnings (e.g. open close tasks when a period is locked) go to the user, on stderr."""
     def show(diag: psycopg.errors.Diagnostic) -> None:
-        click.secho(f"warning: {diag.message_primary}", fg="yellow", err=True)
+        echo(f"warning: {diag.message_primary}", fg="yellow", err=True)
         if diag.message_hint:
-            click.echo(f"hint: {cli_hint(diag.message_hint)}", err=True)
+            echo(f"hint: {cli_hint(diag.message_hint)}", err=True)
     conn.add_notice_handler(show)
 
 
@@ -180,7 +181,7 @@ def lock(ctx: Context, scope: str, through, from_date, to_date, hard: bool, note
     if as_json:
         echo_json(row)
     else:
-        click.echo(f"locked {_describe(row)}")
+        echo(f"locked {_describe(row)}")
 
 
 def _check_scope_and_ledgers(conn, scope: str, ledgers: tuple[str, ...]) -> None:
@@ -197,7 +198,7 @@ def _check_scope_and_ledgers(conn, scope: str, ledgers: tuple[str, ...]) -> None
             f"{', '.join(known) if known else '(none: no protected table has a ledger tag)'}",
             param_hint="--ledger")
     if not _scope_seen(conn, scope):
-        click.secho(f"warning: scope {scope} appears in no protected table and no lock; locking it anyway",
+        echo(f"warning: scope {scope} appears in no protected table and no lock; locking it anyway",
                     fg="yellow", err=True)
 
 
@@ -239,7 +240,7 @@ def _confirm_preset(conn, scope: str, preset: str, level: str, ledgers: list[str
             f"({through}); nothing to lock")
     window = f"{start}..{through}" if start else f"everything up to {through}"
     on = f", ledgers {','.join(ledgers)}" if ledgers else ""
-    click.echo(f"{preset} for scope {scope}: lock {window} ({level}{on})")
+    echo(f"{preset} for scope {scope}: lock {window} ({level}{on})")
     if not yes:
         click.confirm("Lock this window?", abort=True)
     return dt.datetime.combine(through, dt.time())
@@ -260,7 +261,7 @@ def upgrade(ctx: Context, lock_id: int, reviewer: str | None, as_json: bool) -> 
     if as_json:
         echo_json(row)
     else:
-        click.echo(f"upgraded {_describe(row)}")
+        echo(f"upgraded {_describe(row)}")
 
 
 REQUEST_COLUMNS = ["id", "action", "lock_id", "scope", "reason", "requested_by", "requested_at", "expires_at"]
@@ -272,7 +273,7 @@ def _unlock_result(as_json: bool, action: str, text: str, lock: dict | None = No
     if as_json:
         echo_json({"action": action, "lock": lock, "request_id": request_id, "requests": requests or []})
     elif text:
-        click.echo(text)
+        echo(text, lines=True)  # its parts from the database are printable (_describe)
 
 
 class UnlockGroup(click.Group):
@@ -393,7 +394,7 @@ def relock(ctx: Context, lock_id: int, as_json: bool) -> None:
     if as_json:
         echo_json(row)
     else:
-        click.echo(f"relocked lock #{lock_id} as {_describe(row)}")
+        echo(f"relocked lock #{lock_id} as {_describe(row)}")
 
 
 @click.command()
@@ -419,7 +420,8 @@ def locks(ctx: Context, scope: str | None, active: bool, as_json: bool) -> None:
     echo_rows(found, ["id", "scope", "period", "level", "ledgers", "status", "note", "reviewer", "locked_by",
                      "unlock_reason"], as_json=False, empty="(no locks)")
     if scope is not None:
-        click.echo(f"\n{_through_line(scope, through, found)}")
+        echo()
+        echo(_through_line(scope, through, found))
 
 
 def _through_line(scope: str, through: str | None, rows: list[dict]) -> str:

@@ -11,7 +11,7 @@ import sys
 import click
 
 from ..context import Context, pass_context, rows
-from ..output import EXIT_EVIDENCE, echo_json, echo_rows
+from ..output import EXIT_EVIDENCE, echo, echo_json, echo_rows
 
 GAP_COLUMNS = ("table", "series", "kind", "first", "last", "detail")
 SERIES_COLUMNS = ("table", "series", "last_number", "created_at")
@@ -49,10 +49,10 @@ def check(ctx: Context, table: str | None, as_json: bool) -> None:
     if as_json:
         echo_rows(found, GAP_COLUMNS, as_json=True)
     elif found:
-        click.echo(f"{len(found)} problem{'s' if len(found) != 1 else ''} in the final numbers:")
+        echo(f"{len(found)} problem{'s' if len(found) != 1 else ''} in the final numbers:")
         echo_rows(found, GAP_COLUMNS, as_json=False)
     else:
-        click.echo(f"final numbers are continuous: no gap and no duplicate ({tables} numbered "
+        echo(f"final numbers are continuous: no gap and no duplicate ({tables} numbered "
                    f"table{'s' if tables != 1 else ''} checked)")
     if found:
         sys.exit(EXIT_EVIDENCE)
@@ -75,7 +75,7 @@ def format_(ctx: Context, table: str, number_format: str, draft_format: str | No
     if as_json:
         echo_json({"table": table, "number_format": number_format, "draft_format": draft_format})
         return
-    click.echo(f"{table}: final numbers from now on follow {number_format}"
+    echo(f"{table}: final numbers from now on follow {number_format}"
                + (f", temporary numbers {draft_format}" if draft_format else ""))
 
 

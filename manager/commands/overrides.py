@@ -6,7 +6,7 @@ from __future__ import annotations
 import click
 
 from ..context import Context, pass_context, rows
-from ..output import echo_json, echo_rows
+from ..output import echo, echo_json, echo_rows
 from .locks import _show_notices, cli_hints
 
 
@@ -48,9 +48,9 @@ def override(ctx: Context, reason: str, sql_file, statement: str | None, as_json
         return
     for r in results:
         rows = r["rows"]
-        click.echo(f"{r['status']}: {rows} row{'s' if rows != 1 else ''} touched" if rows >= 0 else r["status"])
+        echo(f"{r['status']}: {rows} row{'s' if rows != 1 else ''} touched" if rows >= 0 else r["status"])
     touched = sum(max(r["rows"], 0) for r in results)
-    click.echo(f"override #{override_id} committed: {touched} row{'s' if touched != 1 else ''} touched "
+    echo(f"override #{override_id} committed: {touched} row{'s' if touched != 1 else ''} touched "
                f"({reason})")
 
 
@@ -118,7 +118,7 @@ def repost(ctx: Context, skip_id: int, new_date, as_json: bool) -> None:
         echo_json({"skip_id": skip_id, "table": table, "key": key, "date": day})
         return
     names = " ".join(f"{k}={v}" for k, v in key.items())
-    click.echo(f"re-posted skipped write #{skip_id} as {table} {names} ("
+    echo(f"re-posted skipped write #{skip_id} as {table} {names} ("
                + (f"dated {day})" if day else "dated as recorded)"))
 
 

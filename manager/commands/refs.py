@@ -6,7 +6,7 @@ from __future__ import annotations
 import click
 
 from ..context import Context, pass_context, rows
-from ..output import echo_json, echo_rows
+from ..output import echo, echo_json, echo_rows
 from .locks import _show_notices
 
 RULE_COLUMNS = ["id", "kind", "parent", "child", "fk", "child_condition", "operations", "created_by"]
@@ -90,7 +90,7 @@ def add(ctx: Context, parent: str, child: str, fk: str | None, condition: str | 
     if as_json:
         echo_json(rule)
     else:
-        click.echo(f"rule #{rule['id']} {_said(rule)}")
+        echo(f"rule #{rule['id']} {_said(rule)}")
 
 
 @refs.command("remove")
@@ -112,7 +112,7 @@ def remove(ctx: Context, parent: str, child: str, reason: str, lines: bool, as_j
     if as_json:
         echo_json({"parent": parent, "child": child, "kind": kind, "removed": True})
     else:
-        click.echo(f"removed the {kind} rule between {parent} and {child} ({reason})")
+        echo(f"removed the {kind} rule between {parent} and {child} ({reason})")
 
 
 @refs.command("list")

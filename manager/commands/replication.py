@@ -8,7 +8,7 @@ import click
 import psycopg
 
 from ..context import Context, pass_context, rows
-from ..output import EXIT_EVIDENCE, EXIT_FAILED, EXIT_OK, echo_json
+from ..output import EXIT_EVIDENCE, EXIT_FAILED, EXIT_OK, echo, echo_json
 
 NOT_INSTALLED = ("ledgerlock is not installed in database {db}: a subscriber needs ledgerlock's tables to receive "
                  "the publisher's counters, locks, events and chain. Create the schema there, run `ledgerlock "
@@ -22,7 +22,7 @@ def _installed(conn: psycopg.Connection) -> bool:
 
 def _require_installed(conn: psycopg.Connection) -> None:
     if not _installed(conn):
-        click.echo(NOT_INSTALLED.format(db=conn.info.dbname), err=True)
+        echo(NOT_INSTALLED.format(db=conn.info.dbname), err=True)
         sys.exit(EXIT_FAILED)
 
 
@@ -54,16 +54,16 @@ def status(ctx: Context, as_json: bool) -> None:
     if as_json:
         echo_json({"role": role, "subscriptions": subs, "problems": found})
     else:
-        click.echo(f"this database is a {role}" + (" (guards fire for local sessions only; local writes to "
+        echo(f"this database is a {role}" + (" (guards fire for local sessions only; local writes to "
                                                     "replicated tables are refused until promote)" if subscriber
                                                     else ""))
         for s in subs:
-            click.echo(f"subscription {s['name']}: {'enabled' if s['enabled'] else 'disabled'}, "
+            echo(f"subscription {s['name']}: {'enabled' if s['enabled'] else 'disabled'}, "
                        f"{s['tables']} table(s)" + (f", {s['copying']} still in their initial copy (install the "
                                                    "guards and promote once none is)" if s['copying'] else ""))
         for f in found:
-            click.echo(f"[{f['severity']}] {f['finding']}")
-            click.echo(f"    fix: {f['fix']}")
+            echo(f"[{f['severity']}] {f['finding']}")
+            echo(f"    fix: {f['fix']}")
     sys.exit(EXIT_EVIDENCE if any(f["severity"] == "critical" for f in found) else EXIT_OK)
 
 
@@ -78,7 +78,7 @@ def tables(ctx: Context, as_json: bool) -> None:
     if as_json:
         echo_json(names)
     else:
-        click.echo(f"CREATE PUBLICATION books FOR TABLE {', '.join(names)};")
+        echo(f"CREATE PUBLICATION books FOR TABLE {', '.join(names)};")
 
 
 @replication.command()
@@ -88,7 +88,7 @@ def subscribe(ctx: Context) -> None:
     with ctx.connect_to_write() as conn:
         _require_installed(conn)
         conn.execute("SELECT ledgerlock.become_subscriber()")
-    click.echo("this database is now a ledgerlock subscriber: create the subscription, then run "
+    echo("this database is now a ledgerlock subscriber: create the subscription, then run "
                "`ledgerlock migrate` once the initial copy is done")
 
 
@@ -100,9 +100,9 @@ def promote(ctx: Context) -> None:
     with ctx.connect_to_write() as conn:
         _require_installed(conn)
         advanced = conn.execute("SELECT ledgerlock.promote_subscriber()").fetchone()[0]
-    click.echo("promoted: guards are ENABLE ALWAYS again; sequences continue after the replicated rows")
+    echo("promoted: guards are ENABLE ALWAYS again; sequences continue after the replicated rows")
     for seq, value in sorted(advanced.items()):
-        click.echo(f"  {seq}: {value}")
+        echo(f"  {seq}: {value}")
 
 
 def register(cli: click.Group) -> None:

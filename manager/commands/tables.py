@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from ..context import Context, pass_context
-from ..output import echo_json
+from ..output import echo, echo_json
 
 
 @click.command()
@@ -42,7 +42,7 @@ def protect(ctx: Context, table: str, date_column: str, scope_column: str | None
     if as_json:
         echo_json({"table": table, "protected": True})
         return
-    click.echo(f"protected {table}")
+    echo(f"protected {table}")
 
 
 @click.command()
@@ -60,7 +60,7 @@ def unprotect(ctx: Context, table: str, reason: str, as_json: bool) -> None:
     if as_json:
         echo_json({"table": table, "protected": False})
         return
-    click.echo(f"unprotected {table}")
+    echo(f"unprotected {table}")
 
 
 def register(cli: click.Group) -> None:

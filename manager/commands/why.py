@@ -7,7 +7,7 @@ import json
 import click
 
 from ..context import Context, pass_context, rows
-from ..output import echo_json
+from ..output import echo, echo_json, printable
 
 RULE_NAMES = {"final": "final (R1)", "period_lock": "locked period (R3)", "referenced": "referenced (R4)",
               "lines": "line of a frozen header (R4)"}
@@ -58,7 +58,7 @@ def render(label: str, reasons: list[dict]) -> list[str]:
                 walk(n["because"], prefix + cont + "   ")
 
     walk(reasons, "")
-    return lines
+    return [printable(line) for line in lines]  # each one line, whatever the labels hold
 
 
 @click.command()
@@ -82,11 +82,12 @@ def why(ctx: Context, table: str, key: str, as_json: bool) -> None:
     if as_json:
         echo_json({"table": table, "key": json.loads(key_json), "frozen": bool(tree), "reasons": tree})
         return
-    click.echo("\n".join(render(label, tree)))
+    echo("\n".join(render(label, tree)), lines=True)  # its parts from the database are printable (render)
     if tree:
-        click.echo("\nway back, step by step:")
+        echo()
+        echo("way back, step by step:")
         for step in steps(tree):
-            click.echo(f"  {step}")
+            echo(f"  {step}")
 
 
 def steps(tree: list[dict]) -> list[str]:

@@ -1,0 +1,90 @@
+"""What the application writes is printed to an auditor's terminal: the actor, reason and context it sets, the
+values of its rows (in verification's findings, in why's labels, in refusals), and the keys it chooses. A
+terminal obeys the control characters in what it prints: ESC starts a sequence that erases a line or moves the
+cursor back over it (`\\x1b[1A\\x1b[2K`), CR returns to the line's start and prints over it, a newline starts
+a line that looks like the tool's own, and the bidirectional overrides of Unicode (U+202E) show text in
+another order than it has. An application that set such an actor erased its own row from `ledgerlock audit
+log` on the auditor's screen, and one that wrote such a value into a tampered row hid the finding of `audit
+verify` (measured 2026-11-29, before the manager escaped them). The manager now prints every such character of
+what it reads as an escape (`\\x1b`, `\\r`, `\\n`, `\\u202e`); JSON output was already exact and escaped."""
+
+from __future__ import annotations
+
+import json
+
+import psycopg
+from click.testing import CliRunner
+
+from ledgerlock.cli import cli
+from lltest import lives_ok
+
+HOSTILE = "mallory\x1b[1A\x1b[2K\rbob\u202eevil\nforged line"
+SHOWN = "mallory\\x1b[1A\\x1b[2K\\rbob\\u202eevil\\nforged line"
+RAW = ("\x1b", "\r", "\u202e", "\x9b")
+
+
+def run(db, *args, role="auditor"):
+    return CliRunner().invoke(cli, ["--dsn", db.conninfo(role), *args])
+
+
+def assert_printable(text: str) -> None:
+    assert not [c for c in RAW if c in text], repr(text)
+
+
+def test_the_audit_log_and_show_print_an_actor_s_control_characters_escaped(db):
+    db.protect_invoice()
+    app = db.connect("app")
+    app.execute("SELECT set_config('ledgerlock.actor', %s, false), set_config('ledgerlock.reason', %s, false)",
+                (HOSTILE, "fix\x9b2K"))
+    app.execute("INSERT INTO invoice (id, company_id, amount) VALUES (1, 1, 100)")
+    res = run(db, "audit", "log", "--table", "invoice")
+    assert res.exit_code == 0, res.output
+    assert_printable(res.output)
+    lines = res.output.splitlines()
+    # header, rule, PROTECT, the event: the actor's newline started no line of its own
+    assert len(lines) == 4 and SHOWN in lines[3] and "fix\\x9b2K" in lines[3], lines
+    events = json.loads(run(db, "audit", "log", "--table", "invoice", "--json").output)
+    seq = next(e["seq"] for e in events if e["operation"] == "INSERT")
+    res = run(db, "audit", "show", str(seq))
+    assert res.exit_code == 0, res.output
+    assert_printable(res.output)
+    assert f"  actor:          {SHOWN}\n" in res.output
+    # the neighbour: JSON keeps the value exactly, for scripts
+    assert [e["actor"] for e in events if e["seq"] == seq] == [HOSTILE]
+    assert_printable(run(db, "audit", "log", "--table", "invoice", "--json").output)
+
+
+def test_verification_s_findings_print_a_tampered_value_s_control_characters_escaped(db):
+    db.protect_invoice()
+    db.connect("app").execute("INSERT INTO invoice (id, company_id, amount, note) VALUES (1, 1, 100, 'ok')")
+    digest = db.connect("auditor").execute("SELECT ledgerlock.audit_digest()").fetchone()[0]
+    su = psycopg.connect(db.conninfo(), autocommit=True)
+    names = [r[0] for r in su.execute("SELECT tgname FROM pg_trigger WHERE tgrelid = 'invoice'::regclass "
+                                      "AND NOT tgisinternal AND tgenabled = 'A'")]
+    su.execute("ALTER TABLE invoice DISABLE TRIGGER USER")  # a superuser's tampering, triggers put back after
+    su.execute("UPDATE invoice SET note = %s WHERE id = 1", ("\x1b[1A\x1b[2K\raudit trail intact",))
+    for name in names:
+        su.execute(f'ALTER TABLE invoice ENABLE ALWAYS TRIGGER "{name}"')
+    su.close()
+    res = run(db, "audit", "verify", "--digest", digest)
+    assert res.exit_code == 3, res.output
+    assert_printable(res.stdout + res.stderr)
+    assert "\\x1b[1A\\x1b[2K\\raudit trail intact" in res.stderr, res.stderr
+    assert "audit trail BROKEN" in res.stderr
+
+
+def test_why_and_an_error_print_a_key_s_control_characters_escaped(db):
+    owner = db.owner()
+    owner.execute("""CREATE TABLE doc (code text PRIMARY KEY, on_day date NOT NULL DEFAULT current_date,
+                                       status text NOT NULL DEFAULT 'draft');
+                     GRANT SELECT, INSERT, UPDATE, DELETE ON doc TO ll_app; GRANT SELECT ON doc TO ll_admin;
+                     SELECT ledgerlock.protect('doc', 'on_day', final_when => $$status = 'final'$$);""")
+    lives_ok(db.connect("app"), "INSERT INTO doc (code, status) VALUES (%s, 'final')", (HOSTILE,))
+    res = run(db, "why", "doc", json.dumps(HOSTILE), role="admin")
+    assert res.exit_code == 0, res.output
+    assert_printable(res.output)
+    assert res.output.startswith(f"doc code={SHOWN} is frozen:\n"), res.output
+    res = run(db, "why", "doc", json.dumps(HOSTILE + "!"), role="admin")  # no such row: the error names the key
+    assert res.exit_code == 1
+    assert_printable(res.stderr)
+    assert res.stderr.count("\n") == 1 and "forged line!" in res.stderr, res.stderr
