@@ -23,6 +23,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import jinja2
+import markupsafe
 import psycopg
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -36,6 +37,7 @@ from starlette.templating import Jinja2Templates
 
 from .. import context
 from .. import errors as ll_errors
+from ..output import printable
 from . import csrf
 from .auth import LoginRefused, LoginThrottle, Person, SessionStore, connect_as, describe_person, login
 from .queries import query
@@ -170,6 +172,15 @@ def shown(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, default=str)
 
 
+def _finalized(value: Any) -> Any:
+    """Every {{ ... }} of a template: text shown harmlessly (output.printable: a bidirectional override, a
+    zero-width or a control character the application wrote, as an escape), then HTML-escaped; markup the
+    templates build (tojson) is left as it is."""
+    if isinstance(value, str) and not isinstance(value, markupsafe.Markup):
+        return printable(value)
+    return value
+
+
 def when(value: Any) -> str:
     if isinstance(value, dt.datetime):
         return value.strftime("%Y-%m-%d %H:%M:%S")
@@ -202,7 +213,8 @@ class Console:
         self.checks: dict[tuple[str, str], dict] = {}  # (sid, kind): the session's last check (see run_check)
         self.checking = threading.Lock()
         self.checking_since: tuple[dt.datetime, str | None, str] = (dt.datetime.now(), None, "")
-        env = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True)
+        env = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True,
+                                 finalize=_finalized)
         self.templates = Jinja2Templates(env=env)
         env.filters.update(shown=shown, when=when, duration=duration, urlencode_params=urlencode)
         env.globals.update(MONTHS=MONTHS)

@@ -74,6 +74,23 @@ def test_what_the_application_and_people_wrote_is_shown_as_text_never_run(db, ne
                               (soft,)).fetchone()[0] == hostile
 
 
+
+def test_control_and_bidirectional_characters_the_application_wrote_are_shown_as_escapes(db, new_page):
+    """A bidirectional override (U+202E) shows the rest of a cell in reverse order, a zero-width space makes two
+    keys look alike, control characters are invisible: the console shows each as an escape, as the manager
+    prints them on a terminal (docs/cli.md); the neighbour, accented text, is shown as it is."""
+    db.protect_invoice()
+    app = db.connect("app")
+    app.execute("SELECT set_config('ledgerlock.actor', %s, false), set_config('ledgerlock.reason', %s, false)",
+                ("mallory\u202eeve", "Müller\x1b[2K\u200bpaid"))
+    app.execute("INSERT INTO invoice (company_id, issued_on, amount, note) VALUES (1, '2025-05-10', 100, 'ok')")
+    page = new_page("ll_auditor")
+    page.goto("/audit?table=invoice")
+    row = page.locator("#events tbody tr", has_text="INSERT")
+    assert "for mallory\\u202eeve" in row.inner_text()
+    assert "Müller\\x1b[2K\\u200bpaid" in row.inner_text()
+    assert not [c for c in ("\u202e", "\x1b", "\u200b") if c in page.inner_text("main")]
+
 def test_every_response_forbids_scripts_frames_and_caching(db, new_page):
     page = new_page("ll_admin")
     page.goto("/calendar?scope=1")
