@@ -56,6 +56,23 @@ def doctor_rows(h, table):
     return res.exit_code, [f for f in json.loads(res.stdout) if f["object"] == table and f["check"] == "table"]
 
 
+def sales(owner, admin, app_role: str, more: str = "", more_tables: tuple[str, ...] = ()) -> None:
+    """Each tenant's sales under a tenant policy, numbered when final, and their items as lines (no policy),
+    granted to the application; `more` is created with them, and `more_tables` granted with them."""
+    owner.execute(f"""
+        CREATE TABLE sale (id int PRIMARY KEY, company_id int NOT NULL, sold_on date NOT NULL,
+                           status text NOT NULL DEFAULT 'draft', number text);
+        ALTER TABLE sale ENABLE ROW LEVEL SECURITY;
+        CREATE POLICY tenant ON sale USING ({TENANT});
+        CREATE TABLE sale_item (id int PRIMARY KEY, sale_id int NOT NULL REFERENCES sale, qty int NOT NULL);
+        {more}""")
+    owner.execute(sql.SQL("GRANT SELECT, INSERT, UPDATE, DELETE ON {} TO {}").format(
+        sql.SQL(", ").join(map(sql.Identifier, ("sale", "sale_item", *more_tables))), sql.Identifier(app_role)))
+    lives_ok(admin, "SELECT ledgerlock.protect('sale', 'sold_on', 'company_id', $$status = 'final'$$, 'number', "
+                    "'S-{SEQ}')")
+    lives_ok(admin, "SELECT ledgerlock.protect_lines('sale_item', 'sale')")
+
+
 def test_without_force_the_checks_see_every_tenant_s_rows(healthy, shop):
     """The neighbour, the setup docs/hardening.md describes: the policy applies to the application, not to the
     owner ledgerlock's checks run as. A session of tenant 2 cannot see tenant 1's line, and still cannot
@@ -158,17 +175,7 @@ def test_a_lines_refusal_names_no_header_of_a_table_whose_policies_restrict_the_
     which rows a policy shows the writer, so its own tenant's session reads the same; a header table without
     policies is named, the permitted neighbour."""
     owner, admin, app = shop
-    owner.execute(f"""
-        CREATE TABLE sale (id int PRIMARY KEY, company_id int NOT NULL, sold_on date NOT NULL,
-                           status text NOT NULL DEFAULT 'draft', number text);
-        ALTER TABLE sale ENABLE ROW LEVEL SECURITY;
-        CREATE POLICY tenant ON sale USING ({TENANT});
-        CREATE TABLE sale_item (id int PRIMARY KEY, sale_id int NOT NULL REFERENCES sale, qty int NOT NULL);""")
-    owner.execute(sql.SQL("GRANT SELECT, INSERT, UPDATE, DELETE ON sale, sale_item TO {}").format(
-        sql.Identifier(healthy.app)))
-    lives_ok(admin, "SELECT ledgerlock.protect('sale', 'sold_on', 'company_id', $$status = 'final'$$, 'number', "
-                    "'S-{SEQ}')")
-    lives_ok(admin, "SELECT ledgerlock.protect_lines('sale_item', 'sale')")
+    sales(owner, admin, healthy.app)
     app.execute("SET app.tenant = '1'")
     app.execute("INSERT INTO sale (id, company_id, sold_on) VALUES (1, 1, '2025-06-01')")
     app.execute("INSERT INTO sale_item VALUES (10, 1, 1)")
@@ -198,22 +205,12 @@ def test_a_window_s_refusal_names_no_row_of_a_table_whose_policies_restrict_the_
     written row itself is named (the writer wrote it), and without policies the header is named, the
     permitted neighbour."""
     owner, admin, app = shop
-    owner.execute(f"""
-        CREATE TABLE sale (id int PRIMARY KEY, company_id int NOT NULL, sold_on date NOT NULL,
-                           status text NOT NULL DEFAULT 'draft', number text);
-        ALTER TABLE sale ENABLE ROW LEVEL SECURITY;
-        CREATE POLICY tenant ON sale USING ({TENANT});
-        CREATE TABLE sale_item (id int PRIMARY KEY, sale_id int NOT NULL REFERENCES sale, qty int NOT NULL);
+    sales(owner, admin, healthy.app, more=f"""
         CREATE TABLE batch (id int PRIMARY KEY, run_on date NOT NULL);
         CREATE TABLE entry (id int PRIMARY KEY, company_id int NOT NULL, batch_id int NOT NULL REFERENCES batch,
                             amount int NOT NULL);
         ALTER TABLE entry ENABLE ROW LEVEL SECURITY;
-        CREATE POLICY tenant ON entry USING ({TENANT});""")
-    owner.execute(sql.SQL("GRANT SELECT, INSERT, UPDATE, DELETE ON sale, sale_item, batch, entry TO {}").format(
-        sql.Identifier(healthy.app)))
-    lives_ok(admin, "SELECT ledgerlock.protect('sale', 'sold_on', 'company_id', $$status = 'final'$$, 'number', "
-                    "'S-{SEQ}')")
-    lives_ok(admin, "SELECT ledgerlock.protect_lines('sale_item', 'sale')")
+        CREATE POLICY tenant ON entry USING ({TENANT});""", more_tables=("batch", "entry"))
     lives_ok(admin, "SELECT ledgerlock.protect('entry', date_column => 'batch_id.run_on', scope_column => "
                     "'company_id')")
     app.execute("SET app.tenant = '1'")
