@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import datetime as dt
 import hashlib
 import os
 import re
@@ -339,9 +340,13 @@ def _skipped_windows(conn: psycopg.Connection, context: str) -> list[WindowCount
     return [WindowCount(*r) for r in rows]
 
 
+# The first event of the table that carries the file's mark: who wrote it, and when. The mark is a context
+# label, which any session may set (ledgerlock.context is recorded, never trusted), so the refusal names the
+# login that wrote it: an application that set another file's mark is told apart from an import.
 IMPORTED_SQL = """
-SELECT EXISTS (SELECT 1 FROM ledgerlock.audit_event e
-               WHERE e.table_oid = %(oid)s AND e.context LIKE '%%' || %(mark)s)
+SELECT e.db_user, e.at FROM ledgerlock.audit_event e
+WHERE e.table_oid = %(oid)s AND e.context LIKE '%%' || %(mark)s
+ORDER BY e.seq LIMIT 1
 """
 
 
@@ -353,7 +358,7 @@ def _check_not_imported(conn: psycopg.Connection, target: _Target, file: str, sh
     """Refuse a second import of the same bytes into the same table: the audit trail keeps the first one."""
     try:
         with conn.transaction():
-            seen = conn.execute(IMPORTED_SQL, {"oid": target.oid, "mark": f"import:{sha}"}).fetchone()[0]
+            seen = conn.execute(IMPORTED_SQL, {"oid": target.oid, "mark": f"import:{sha}"}).fetchone()
     except psycopg.errors.InsufficientPrivilege:
         raise AlreadyImported(
             f"cannot tell whether {file} was imported into {target.table} already: imports are recorded in the "
@@ -361,10 +366,12 @@ def _check_not_imported(conn: psycopg.Connection, target: _Target, file: str, sh
             "ledgerlock_auditor, ledgerlock_controller or ledgerlock_admin), or pass --again if you know "
             "this file was not loaded", sqlstate="42501") from None
     if seen:
+        db_user, at = seen
         raise AlreadyImported(
             f"{file} (sha256 {sha[:12]}…) was already imported into {target.table}: its rows carry the audit "
-            f"context 'import:{sha}' (ledgerlock audit log --table {target.table}). Pass --again to load it "
-            "a second time", sqlstate="23505")
+            f"context 'import:{sha}', first written by {db_user} at {at.astimezone(dt.UTC):%Y-%m-%d %H:%M:%S} UTC "
+            f"(ledgerlock audit log --table {target.table}). Pass --again to load it a second time",
+            sqlstate="23505")
 
 
 def import_csv(

@@ -81,6 +81,7 @@ def test_the_same_file_is_not_imported_twice_without_again(protected, tmp_path):
     assert res.exit_code == 1, res.output
     sha = importer.file_sha256(path)
     assert f"batch.csv (sha256 {sha[:12]}…) was already imported into invoice" in res.stderr
+    assert "first written by ll_controller at " in res.stderr, res.stderr
     assert "--again" in res.stderr and len(invoices(protected)) == 1
     assert run(protected, path, "--dry-run").exit_code == 1  # the dry run says so too
     # another file is not this one; --again loads the same one knowingly
@@ -115,3 +116,20 @@ def test_json_report_carries_the_files_identity(protected, tmp_path):
     data = json.loads(res.stdout)
     assert data["sha256"] == importer.file_sha256(path) and data["inserted"] == 1 and data["encoding"] == "utf-8"
     assert data["context"] == f"import:{data['sha256']}"
+
+
+def test_a_file_s_mark_set_by_the_application_is_named_by_who_wrote_it(protected, tmp_path):
+    """The mark is a context label, which any session may set: an application that wrote a row under the mark
+    of a file an accountant is about to import made the import refuse as "already imported". The refusal now
+    names the login that wrote the mark, so the accountant tells it apart from an import of theirs."""
+    path = tmp_path / "statement.csv"
+    path.write_text("company_id,amount,note\n1,5.00,from the bank\n")
+    app = protected.connect("app")
+    app.execute("SELECT set_config('ledgerlock.context', %s, false)", (f"import:{importer.file_sha256(path)}",))
+    app.execute("INSERT INTO invoice (company_id, amount, note) VALUES (1, 1, 'not from the file')")
+    res = run(protected, path)
+    assert res.exit_code == 1, res.output
+    assert "was already imported into invoice" in res.stderr and "first written by ll_app at " in res.stderr
+    # the neighbour: --again loads it, knowingly
+    assert run(protected, path, "--again").exit_code == 0
+    assert [r[2] for r in invoices(protected)] == ["not from the file", "from the bank"]
