@@ -17,12 +17,15 @@ AS $$
 DECLARE
     ll_refused text;  -- a refusal is called as an expression: see ledgerlock._refuse
 BEGIN
+    -- the row is named from its image under the capture's pinned settings (ledgerlock._audit_row_image): a
+    -- float key printed by the writer's extra_float_digits = -15 named another row (0.3 for
+    -- 0.30000000000000004). Made on the refusal only: the WHEN clause calls this function for nothing else.
     IF TG_OP = 'DELETE' THEN
-        ll_refused := ledgerlock._refuse_final(TG_RELID, pg_catalog.to_jsonb(OLD), 'deleted');
+        ll_refused := ledgerlock._refuse_final(TG_RELID, ledgerlock._audit_row_image(OLD), 'deleted');
     -- the WHEN clause saw the stored row change; only exempt columns may have (TG_ARGV is NULL, not empty,
     -- when there are none, which _same_except reads as "no exempt columns")
     ELSIF NOT ledgerlock._same_except(OLD, NEW, TG_ARGV) THEN
-        ll_refused := ledgerlock._refuse_final(TG_RELID, pg_catalog.to_jsonb(OLD), 'updated');
+        ll_refused := ledgerlock._refuse_final(TG_RELID, ledgerlock._audit_row_image(OLD), 'updated');
     END IF;
     RETURN CASE TG_OP WHEN 'DELETE' THEN OLD ELSE NEW END;
 END

@@ -145,7 +145,8 @@ $$;
 REVOKE ALL ON FUNCTION ledgerlock._number_queue_missing() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION ledgerlock._number_queue_missing() TO ledgerlock_admin, ledgerlock_auditor;
 
--- LL009 for a row whose format needs a date or a scope it does not have.
+-- LL009 for a row whose format needs a date or a scope it does not have. r: the row's image under the capture's
+-- pinned settings (ledgerlock._audit_row_image, made on the refusal only): a float key is named exactly.
 CREATE OR REPLACE FUNCTION ledgerlock._refuse_unnumberable(tbl regclass, r jsonb, col name, what text)
 RETURNS void
 LANGUAGE plpgsql
@@ -635,12 +636,12 @@ BEGIN
         ledgerlock._ll40_final_body(v || pg_catalog.jsonb_build_object(
             'date_step', CASE WHEN fmt.uses_date THEN ledgerlock._template(
                 'll_d := {{date_of}}; IF ll_d IS NULL OR NOT pg_catalog.isfinite(ll_d) THEN '
-                'll_refused := ledgerlock._refuse_unnumberable({{tbl}}, pg_catalog.to_jsonb(NEW), {{date_column|L}}, '
-                '''date''); END IF;', v) ELSE '' END,
+                'll_refused := ledgerlock._refuse_unnumberable({{tbl}}, ledgerlock._audit_row_image(NEW), '
+                '{{date_column|L}}, ''date''); END IF;', v) ELSE '' END,
             'scope_step', CASE WHEN fmt.uses_scope THEN ledgerlock._template(
                 'll_scope := {{scope_of}}; IF ll_scope IS NULL THEN '
-                'll_refused := ledgerlock._refuse_unnumberable({{tbl}}, pg_catalog.to_jsonb(NEW), {{scope_column|L}}, '
-                '''scope''); END IF;', v) ELSE '' END,
+                'll_refused := ledgerlock._refuse_unnumberable({{tbl}}, ledgerlock._audit_row_image(NEW), '
+                '{{scope_column|L}}, ''scope''); END IF;', v) ELSE '' END,
             'prefix', ledgerlock._number_part_sql(fmt.prefix_format, false),
             'suffix', ledgerlock._number_part_sql(fmt.suffix_format, false),
             'digits_of_pos', ledgerlock._number_digits_sql('ll_pos::text', fmt.pad))));

@@ -271,3 +271,41 @@ def test_a_float_key_is_recorded_and_named_exactly_under_extra_float_digits(db):
     assert auditor.execute(trail).fetchall() == [
         ("INSERT", {"id": 0.30000000000000004}), ("SKIP", {"id": 0.10000000000000002}), ("INSERT", {"id": 2})]
     assert owner.execute("SELECT array_agg(id ORDER BY id) FROM fx_rate_doc").fetchone() == ([0.30000000000000004, 2],)
+
+
+def test_a_final_row_s_float_key_is_named_exactly_under_extra_float_digits(db):
+    """R1's refusal names the final row by its key: from the pinned image its guard makes on the refusal only
+    (the guard runs when a final row changes, never for a write that passes). Under -15 the key
+    0.30000000000000004 was named 0.3, another row's key. The neighbour: a draft changes."""
+    owner = db.owner()
+    owner.execute("""
+        CREATE TABLE fx_final (id float8 PRIMARY KEY, on_day date NOT NULL, status text NOT NULL DEFAULT 'draft');
+        GRANT SELECT, INSERT, UPDATE, DELETE ON fx_final TO ll_app;
+        SELECT ledgerlock.protect('fx_final', 'on_day', final_when => $$status = 'final'$$);""")
+    app = db.connect("app")
+    app.execute("INSERT INTO fx_final VALUES (0.30000000000000004, '2026-01-05', 'final'), "
+                "(0.3, '2026-01-05', 'draft')")
+    app.execute("SET extra_float_digits = -15")
+    with refused("LL001", r"^fx_final id=0\.30000000000000004 is final and cannot be updated"):
+        app.execute("UPDATE fx_final SET on_day = '2026-01-06' WHERE id = 0.30000000000000004")
+    with refused("LL001", r"^fx_final id=0\.30000000000000004 is final and cannot be deleted"):
+        app.execute("DELETE FROM fx_final WHERE id = 0.30000000000000004")
+    lives_ok(app, "UPDATE fx_final SET on_day = '2026-01-06' WHERE id = 0.3")
+
+
+def test_an_unnumberable_row_s_float_key_is_named_exactly_under_extra_float_digits(db):
+    """R2's refusal of a row that cannot get a final number (its format needs the date the row lacks) names
+    the row from the pinned image, made on the refusal only. The neighbour: a dated row is numbered."""
+    owner = db.owner()
+    owner.execute("""
+        CREATE TABLE fx_numbered (id float8 PRIMARY KEY, on_day date, status text NOT NULL DEFAULT 'draft',
+                                  number text);
+        GRANT SELECT, INSERT, UPDATE, DELETE ON fx_numbered TO ll_app;
+        SELECT ledgerlock.protect('fx_numbered', 'on_day', final_when => $$status = 'final'$$,
+                                  number_column => 'number', number_format => 'FX-{YYYY}-{SEQ}');""")
+    app = db.connect("app")
+    app.execute("SET extra_float_digits = -15")
+    with refused("LL009", r"^fx_numbered id=0\.30000000000000004 cannot get a final number: its on_day is empty"):
+        app.execute("INSERT INTO fx_numbered (id, status) VALUES (0.30000000000000004, 'final')")
+    lives_ok(app, "INSERT INTO fx_numbered (id, on_day, status) VALUES (0.30000000000000004, '2026-01-05', 'final')")
+    assert owner.execute("SELECT number FROM fx_numbered").fetchall() == [("FX-2026-1",)]
