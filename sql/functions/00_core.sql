@@ -744,6 +744,49 @@ END
 $$;
 REVOKE ALL ON FUNCTION ledgerlock.row_label(regclass, jsonb) FROM PUBLIC;
 
+-- A text for people, with every character a terminal acts on instead of showing written as an escape
+-- (\x1b, \r, \n, \u202e): the controls, and in a UTF8 database also the C1 controls, the bidirectional
+-- overrides and isolates, the zero-width characters and the line and paragraph separators. What verification
+-- reports quotes the application's values (a tampered note, a key): a value holding ESC [1A ESC [2K or a CR
+-- erased or printed over the finding in the auditor's psql, as the manager's own output did before it escaped
+-- them (manager/output.py, printable, which escapes these and every other format, private-use or unassigned
+-- character). A text without them is returned as it is.
+CREATE OR REPLACE FUNCTION ledgerlock._shown(v text)
+RETURNS text
+LANGUAGE plpgsql
+STABLE  -- the set depends on the database's encoding
+SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on  -- its literals hold backslashes
+AS $$
+DECLARE
+    cls text := pg_catalog.chr(1) || '-' || pg_catalog.chr(31) || pg_catalog.chr(127);
+BEGIN
+    -- another encoding names no character past ASCII by its number (chr): its class is the ASCII controls.
+    -- (A statement of its own, planned only where it runs: the planner folds chr() of a constant.)
+    IF pg_catalog.getdatabaseencoding() = 'UTF8' THEN
+        cls := cls || '-' || pg_catalog.chr(159) || pg_catalog.chr(173) || pg_catalog.chr(1564)
+               || pg_catalog.chr(8203) || '-' || pg_catalog.chr(8207) || pg_catalog.chr(8232) || '-'
+               || pg_catalog.chr(8238) || pg_catalog.chr(8288) || '-' || pg_catalog.chr(8303)
+               || pg_catalog.chr(65279) || pg_catalog.chr(917504) || '-' || pg_catalog.chr(917631);
+    END IF;
+    cls := '[' || cls || ']';
+    IF v IS NULL OR v !~ cls THEN
+        RETURN v;
+    END IF;
+    RETURN (SELECT pg_catalog.string_agg(
+                       CASE WHEN c !~ cls THEN c
+                            WHEN c = E'\n' THEN '\n' WHEN c = E'\r' THEN '\r' WHEN c = E'\t' THEN '\t'
+                            WHEN pg_catalog.ascii(c) < 256
+                            THEN '\x' || pg_catalog.lpad(pg_catalog.to_hex(pg_catalog.ascii(c)), 2, '0')
+                            WHEN pg_catalog.ascii(c) < 65536
+                            THEN '\u' || pg_catalog.lpad(pg_catalog.to_hex(pg_catalog.ascii(c)), 4, '0')
+                            ELSE '\U' || pg_catalog.lpad(pg_catalog.to_hex(pg_catalog.ascii(c)), 8, '0') END,
+                       '' ORDER BY o)
+            FROM pg_catalog.regexp_split_to_table(v, '') WITH ORDINALITY AS x(c, o));
+END
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._shown(text) FROM PUBLIC;
+
 -- How ledgerlock names a row to the session user: by its label, or as "a row of sale_line" when the user may
 -- not read every row of its table (ledgerlock._rows_readable).
 CREATE OR REPLACE FUNCTION ledgerlock._row_named(tbl regclass, r jsonb)

@@ -1434,15 +1434,21 @@ AS $$
 DECLARE
     t regclass;
 BEGIN
+    -- a problem quotes the application's values and keys: shown with their control characters escaped
+    -- (ledgerlock._shown), so that none erases or prints over a finding on the auditor's terminal
     FOR t IN SELECT p.tbl FROM ledgerlock.protected_table p ORDER BY p.tbl::text LOOP
-        RETURN QUERY SELECT * FROM ledgerlock._audit_data_problems(t);
+        RETURN QUERY SELECT x.code, x.table_name, x.row_key, x.column_name, x.seq, ledgerlock._shown(x.problem)
+                     FROM ledgerlock._audit_data_problems(t) x;
     END LOOP;
     FOR t IN SELECT u.t FROM pg_catalog.unnest(ledgerlock._audit_state_tables()
                                                || 'ledgerlock.lock_event'::regclass) AS u(t) LOOP
-        RETURN QUERY SELECT * FROM ledgerlock._audit_data_problems(t);
+        RETURN QUERY SELECT x.code, x.table_name, x.row_key, x.column_name, x.seq, ledgerlock._shown(x.problem)
+                     FROM ledgerlock._audit_data_problems(t) x;
     END LOOP;
-    RETURN QUERY SELECT * FROM ledgerlock._audit_window_problems(from_seq);
-    RETURN QUERY SELECT * FROM ledgerlock._audit_counter_problems(from_seq);
+    RETURN QUERY SELECT x.code, x.table_name, x.row_key, x.column_name, x.seq, ledgerlock._shown(x.problem)
+                 FROM ledgerlock._audit_window_problems(from_seq) x;
+    RETURN QUERY SELECT x.code, x.table_name, x.row_key, x.column_name, x.seq, ledgerlock._shown(x.problem)
+                 FROM ledgerlock._audit_counter_problems(from_seq) x;
 END
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._audit_discrepancies(bigint) FROM PUBLIC;

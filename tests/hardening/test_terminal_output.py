@@ -71,6 +71,29 @@ def test_verification_s_findings_print_a_tampered_value_s_control_characters_esc
     assert_printable(res.stdout + res.stderr)
     assert "\\x1b[1A\\x1b[2K\\raudit trail intact" in res.stderr, res.stderr
     assert "audit trail BROKEN" in res.stderr
+    # the SQL API, read in psql, says the same: its findings quote the value with the characters escaped
+    auditor = db.connect("auditor")
+    ok, problem = auditor.execute("SELECT ok, problem FROM ledgerlock.verify_audit(%s)", (digest,)).fetchone()
+    assert not ok and problem.startswith("invoice id=1: note is \\x1b[1A\\x1b[2K\\raudit trail intact in the "
+                                         "table, ok in event seq "), problem
+    assert auditor.execute("SELECT problem FROM ledgerlock.audit_discrepancies()").fetchone()[0] == problem
+
+
+def test_the_sql_escape_shows_what_a_terminal_acts_on_and_nothing_else(db):
+    """ledgerlock._shown, which verification's findings pass through: the characters the manager escapes
+    (tests/unit/test_output_printable.py), in a UTF8 database; printable text, accents and a no-break space as
+    they are."""
+    owner = psycopg.connect(db.conninfo(), autocommit=True)
+    cases = {
+        "Müller & Søn – 5 €\u00a0000": "Müller & Søn – 5 €\u00a0000",
+        "a\x1b[2Kb\rc\td\ne": "a\\x1b[2Kb\\rc\\td\\ne",
+        "del\x7f csi\x9b": "del\\x7f csi\\x9b",
+        "abc\u202edef\u2066 INV\u200b-1 a\u2028b": "abc\\u202edef\\u2066 INV\\u200b-1 a\\u2028b",
+        "tag\U000e0041": "tag\\U000e0041",
+    }
+    for text, shown in cases.items():
+        assert owner.execute("SELECT ledgerlock._shown(%s)", (text,)).fetchone()[0] == shown, text
+    owner.close()
 
 
 def test_why_and_an_error_print_a_key_s_control_characters_escaped(db):
