@@ -716,7 +716,8 @@ $$;
 REVOKE ALL ON FUNCTION ledgerlock.row_key(regclass, jsonb) FROM PUBLIC;
 
 -- "invoice id=42 (INV-2026-00017)": table, key, and the final number when the table has one; a table that
--- is not protected is named by its primary key ("time_entry id=7"), or by every column when it has none.
+-- is not protected is named by its primary key ("time_entry id=7"), or by every column when it has none. The
+-- characters of a key that a terminal acts on are escapes (ledgerlock._shown): a label is one line.
 CREATE OR REPLACE FUNCTION ledgerlock.row_label(tbl regclass, r jsonb)
 RETURNS text
 LANGUAGE plpgsql  -- whose plans the session keeps: as one SQL query it was planned again on every refusal (1 ms)
@@ -738,8 +739,10 @@ BEGIN
                         SELECT j.key, j.value, 0 FROM pg_catalog.jsonb_each(r) AS j WHERE cols IS NULL) AS e
     WHERE c.oid = coalesce(root, tbl)
     GROUP BY c.relname;
-    RETURN label || coalesce(' (' || (r ->> (SELECT p.number_column::text FROM ledgerlock.protected_table p
-                                             WHERE p.tbl = root)) || ')', '');
+    -- one line, whatever the key holds: a refusal is logged and read in psql (ledgerlock._shown)
+    RETURN ledgerlock._shown(label || coalesce(' (' || (r ->> (SELECT p.number_column::text
+                                                             FROM ledgerlock.protected_table p
+                                                             WHERE p.tbl = root)) || ')', ''));
 END
 $$;
 REVOKE ALL ON FUNCTION ledgerlock.row_label(regclass, jsonb) FROM PUBLIC;

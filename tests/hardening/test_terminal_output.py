@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 
 import psycopg
+import pytest
 from click.testing import CliRunner
 
 from ledgerlock.cli import cli
@@ -111,3 +112,27 @@ def test_why_and_an_error_print_a_key_s_control_characters_escaped(db):
     assert res.exit_code == 1
     assert_printable(res.stderr)
     assert res.stderr.count("\n") == 1 and "forged line!" in res.stderr, res.stderr
+
+
+def test_a_refusal_names_a_row_on_one_line_whatever_its_key_holds(db):
+    """A refusal is one line: an application logs it, a person reads it in psql. A key the application chose
+    (ESC, CR, a newline, U+202E) is named with those characters escaped, in the message and in why_locked's
+    label; the row itself keeps its key, and a printable key is named as it is (the neighbour)."""
+    owner = db.owner()
+    owner.execute("""CREATE TABLE doc (code text PRIMARY KEY, on_day date NOT NULL DEFAULT current_date,
+                                       status text NOT NULL DEFAULT 'draft');
+                     GRANT SELECT, INSERT, UPDATE, DELETE ON doc TO ll_app;
+                     SELECT ledgerlock.protect('doc', 'on_day', final_when => $$status = 'final'$$);""")
+    app = db.connect("app")
+    app.execute("INSERT INTO doc (code, status) VALUES (%s, 'final'), ('Müller-1', 'final')", (HOSTILE,))
+    with pytest.raises(psycopg.Error) as info:
+        app.execute("UPDATE doc SET on_day = on_day + 1 WHERE code = %s", (HOSTILE,))
+    message = info.value.diag.message_primary
+    assert info.value.diag.sqlstate == "LL001"
+    assert message.startswith(f"doc code={SHOWN} is final and cannot be updated") and "\n" not in message, message
+    assert_printable(message)
+    label = app.execute("SELECT row_label FROM ledgerlock.why_locked('doc', %s)", (json.dumps(HOSTILE),)).fetchone()
+    assert label == (f"doc code={SHOWN}",)
+    with pytest.raises(psycopg.Error, match=r"^doc code=Müller-1 is final and cannot be updated"):
+        app.execute("UPDATE doc SET on_day = on_day + 1 WHERE code = 'Müller-1'")
+    assert owner.execute("SELECT count(*) FROM doc WHERE code = %s", (HOSTILE,)).fetchone() == (1,)
