@@ -90,10 +90,29 @@ END
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._require_capability(text, text) FROM PUBLIC;
 
+-- The characters a terminal or a log acts on instead of showing, as the inside of a regular expression's
+-- bracket: control characters (C0 but NUL, DEL, C1) and format characters (soft hyphen, the Arabic letter
+-- mark, the Mongolian vowel separator, the zero-width space, joiners and bidi marks, the line and paragraph
+-- separators, the bidi embeddings and overrides, U+2060.. with the isolates, the BOM, the interlinear
+-- annotations, the tags). Listed by code point, so neither the locale nor the encoding changes it (in another
+-- encoding than UTF8 a code point past it matches nothing). _visible_text trims them with the blanks;
+-- _shown writes them as escapes.
+CREATE OR REPLACE FUNCTION ledgerlock._unshown_chars()
+RETURNS text
+LANGUAGE sql
+IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on  -- its literals hold backslashes
+AS $$
+    SELECT '\u0001-\u001f\u007f-\u009f\u00ad\u061c\u180e\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff'
+           '\ufff9-\ufffb\U000e0001-\U000e007f'
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._unshown_chars() FROM PUBLIC;
+
 -- Text trimmed of invisible characters at both ends, or null when it has no visible character. Invisible:
--- whitespace of every Unicode kind (tab, newlines, NBSP, U+2000..U+200A, U+2028/2029, U+202F, U+205F,
--- U+3000...), control characters (C0, DEL, C1) and format characters (zero-width space and joiners, U+2060..,
--- BOM, soft hyphen, bidi marks, tags). Listed by code point, so the database's locale does not change it.
+-- whitespace of every Unicode kind (space, NBSP, U+1680, U+2000..U+200A, U+202F, U+205F, U+3000, and the
+-- Hangul fillers, which print blank) and the characters of _unshown_chars (tab, newlines, the other controls,
+-- the zero-width and bidi characters, tags).
 CREATE OR REPLACE FUNCTION ledgerlock._visible_text(t text)
 RETURNS text
 LANGUAGE sql
@@ -101,12 +120,40 @@ IMMUTABLE
 SET search_path = pg_catalog, pg_temp
 SET standard_conforming_strings = on  -- its literals hold backslashes
 AS $$
-    SELECT nullif(pg_catalog.regexp_replace(t,
-        '^[\u0001-\u0020\u007f-\u00a0\u00ad\u061c\u115f\u1160\u1680\u180e\u2000-\u200f\u2028-\u202f\u205f-\u206f\u3000\u3164\ufeff\uffa0\ufff9-\ufffb\U000e0001-\U000e007f]+|'
-        '[\u0001-\u0020\u007f-\u00a0\u00ad\u061c\u115f\u1160\u1680\u180e\u2000-\u200f\u2028-\u202f\u205f-\u206f\u3000\u3164\ufeff\uffa0\ufff9-\ufffb\U000e0001-\U000e007f]+$',
-        '', 'g'), '')
+    SELECT nullif(pg_catalog.regexp_replace(t, '^' || c || '+|' || c || '+$', '', 'g'), '')
+    FROM (SELECT '[\u0020\u00a0\u115f\u1160\u1680\u2000-\u200a\u202f\u205f\u3000\u3164\uffa0'
+                 || ledgerlock._unshown_chars() || ']' AS c) AS blank
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._visible_text(text) FROM PUBLIC;
+
+-- A text for people, with the characters of _unshown_chars written as escapes (\x1b, \r, \n, \u202e). What
+-- verification reports quotes the application's values (a tampered note, a key), and a row's label its key:
+-- a value holding ESC [1A ESC [2K or a CR erased or printed over the finding in the auditor's psql, and made
+-- a refusal two lines in a log, as the manager's own output did before it escaped them (manager/output.py,
+-- printable, which escapes these and every other format, private-use or unassigned character). A text
+-- without them is returned as it is.
+CREATE OR REPLACE FUNCTION ledgerlock._shown(v text)
+RETURNS text
+LANGUAGE sql
+IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on  -- its literals hold backslashes
+AS $$
+    SELECT CASE WHEN v !~ cls THEN v ELSE
+               (SELECT pg_catalog.string_agg(
+                           CASE WHEN x.c !~ cls THEN x.c
+                                WHEN x.c = E'\n' THEN '\n' WHEN x.c = E'\r' THEN '\r' WHEN x.c = E'\t' THEN '\t'
+                                WHEN pg_catalog.ascii(x.c) < 256
+                                THEN '\x' || pg_catalog.lpad(pg_catalog.to_hex(pg_catalog.ascii(x.c)), 2, '0')
+                                WHEN pg_catalog.ascii(x.c) < 65536
+                                THEN '\u' || pg_catalog.lpad(pg_catalog.to_hex(pg_catalog.ascii(x.c)), 4, '0')
+                                ELSE '\U' || pg_catalog.lpad(pg_catalog.to_hex(pg_catalog.ascii(x.c)), 8, '0') END,
+                           '' ORDER BY x.o)
+                FROM pg_catalog.regexp_split_to_table(v, '') WITH ORDINALITY AS x(c, o)) END
+    FROM (SELECT '[' || ledgerlock._unshown_chars() || ']' AS cls) AS unshown
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._shown(text) FROM PUBLIC;
+
 
 -- A reason without a visible character (_visible_text) is refused everywhere a reason is required (LL007);
 -- the reason kept is trimmed of invisible characters at both ends.
@@ -746,49 +793,6 @@ BEGIN
 END
 $$;
 REVOKE ALL ON FUNCTION ledgerlock.row_label(regclass, jsonb) FROM PUBLIC;
-
--- A text for people, with every character a terminal acts on instead of showing written as an escape
--- (\x1b, \r, \n, \u202e): the controls, and in a UTF8 database also the C1 controls, the bidirectional
--- overrides and isolates, the zero-width characters and the line and paragraph separators. What verification
--- reports quotes the application's values (a tampered note, a key): a value holding ESC [1A ESC [2K or a CR
--- erased or printed over the finding in the auditor's psql, as the manager's own output did before it escaped
--- them (manager/output.py, printable, which escapes these and every other format, private-use or unassigned
--- character). A text without them is returned as it is.
-CREATE OR REPLACE FUNCTION ledgerlock._shown(v text)
-RETURNS text
-LANGUAGE plpgsql
-STABLE  -- the set depends on the database's encoding
-SET search_path = pg_catalog, pg_temp
-SET standard_conforming_strings = on  -- its literals hold backslashes
-AS $$
-DECLARE
-    cls text := pg_catalog.chr(1) || '-' || pg_catalog.chr(31) || pg_catalog.chr(127);
-BEGIN
-    -- another encoding names no character past ASCII by its number (chr): its class is the ASCII controls.
-    -- (A statement of its own, planned only where it runs: the planner folds chr() of a constant.)
-    IF pg_catalog.getdatabaseencoding() = 'UTF8' THEN
-        cls := cls || '-' || pg_catalog.chr(159) || pg_catalog.chr(173) || pg_catalog.chr(1564)
-               || pg_catalog.chr(8203) || '-' || pg_catalog.chr(8207) || pg_catalog.chr(8232) || '-'
-               || pg_catalog.chr(8238) || pg_catalog.chr(8288) || '-' || pg_catalog.chr(8303)
-               || pg_catalog.chr(65279) || pg_catalog.chr(917504) || '-' || pg_catalog.chr(917631);
-    END IF;
-    cls := '[' || cls || ']';
-    IF v IS NULL OR v !~ cls THEN
-        RETURN v;
-    END IF;
-    RETURN (SELECT pg_catalog.string_agg(
-                       CASE WHEN c !~ cls THEN c
-                            WHEN c = E'\n' THEN '\n' WHEN c = E'\r' THEN '\r' WHEN c = E'\t' THEN '\t'
-                            WHEN pg_catalog.ascii(c) < 256
-                            THEN '\x' || pg_catalog.lpad(pg_catalog.to_hex(pg_catalog.ascii(c)), 2, '0')
-                            WHEN pg_catalog.ascii(c) < 65536
-                            THEN '\u' || pg_catalog.lpad(pg_catalog.to_hex(pg_catalog.ascii(c)), 4, '0')
-                            ELSE '\U' || pg_catalog.lpad(pg_catalog.to_hex(pg_catalog.ascii(c)), 8, '0') END,
-                       '' ORDER BY o)
-            FROM pg_catalog.regexp_split_to_table(v, '') WITH ORDINALITY AS x(c, o));
-END
-$$;
-REVOKE ALL ON FUNCTION ledgerlock._shown(text) FROM PUBLIC;
 
 -- How ledgerlock names a row to the session user: by its label, or as "a row of sale_line" when the user may
 -- not read every row of its table (ledgerlock._rows_readable).
