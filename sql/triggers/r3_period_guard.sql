@@ -866,6 +866,37 @@ END
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._install_20_period(regclass) FROM PUBLIC;
 
+-- The words of guard_scope_parent's refusal: how the parent (its old image o, new n; op 'UPDATE' or
+-- 'DELETE') placed a child before and after, by the scope and date columns the child takes from it
+-- ("moved from scope 1 on 2026-03-10 to scope 2 with header id=1", "taken out of 2026-03-10 by deleting
+-- header id=1"). Built only for a child found in a window: a row label reads the catalog.
+CREATE OR REPLACE FUNCTION ledgerlock._moved_children_words(parent regclass, op text, o jsonb, n jsonb,
+                                                            scope_from text, date_from text, kind text)
+RETURNS text
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    from_text text := pg_catalog.concat_ws(' on ',
+        CASE WHEN scope_from IS NOT NULL THEN 'scope ' || coalesce(o ->> scope_from, '*') END,
+        CASE WHEN date_from IS NOT NULL
+                  AND (op = 'DELETE' OR scope_from IS NULL OR (o -> date_from) IS DISTINCT FROM (n -> date_from))
+             THEN coalesce(ledgerlock._iso_date(ledgerlock._period_date(o ->> date_from, kind)), 'no date') END);
+    to_text text := pg_catalog.concat_ws(' on ',
+        CASE WHEN scope_from IS NOT NULL THEN 'scope ' || coalesce(n ->> scope_from, '*') END,
+        CASE WHEN date_from IS NOT NULL
+                  AND (scope_from IS NULL OR (o -> date_from) IS DISTINCT FROM (n -> date_from))
+             THEN coalesce(ledgerlock._iso_date(ledgerlock._period_date(n ->> date_from, kind)), 'no date') END);
+BEGIN
+    RETURN CASE op
+        WHEN 'UPDATE' THEN pg_catalog.format('moved from %s to %s with %s', from_text, to_text,
+                                             ledgerlock.row_label(parent, o))
+        ELSE pg_catalog.format('taken out of %s by deleting %s', from_text, ledgerlock.row_label(parent, o)) END;
+END
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._moved_children_words(regclass, text, jsonb, jsonb, text, text, text) FROM PUBLIC;
+
 -- A parent row whose column is the scope or the date of a protected table's rows (scope_column or
 -- date_column 'fk_column.parent_column'): moving it to another scope or day moves its children with it, and
 -- deleting it (a cascading foreign key) takes them out of their scope and day. Each child lying in an active
@@ -895,36 +926,13 @@ DECLARE
     kind text;
     verb text;
     hit record;
-    from_text text;
-    to_text text;
 BEGIN
     FOR c IN SELECT * FROM ledgerlock._period_children(TG_RELID::regclass) LOOP
         CONTINUE WHEN TG_OP = 'UPDATE'
                       AND (c.scope_from IS NULL OR (o -> c.scope_from) IS NOT DISTINCT FROM (n -> c.scope_from))
                       AND (c.date_from IS NULL OR (o -> c.date_from) IS NOT DISTINCT FROM (n -> c.date_from));
         kind := ledgerlock._period_date_kind(c.child);
-        -- how the parent placed its children, before and after: its scope and day, or what it changes
-        from_text := pg_catalog.concat_ws(' on ', CASE WHEN c.scope_from IS NOT NULL
-                                                       THEN 'scope ' || coalesce(o ->> c.scope_from, '*') END,
-                                          CASE WHEN c.date_from IS NOT NULL
-                                                    AND (TG_OP = 'DELETE' OR c.scope_from IS NULL
-                                                         OR (o -> c.date_from) IS DISTINCT FROM (n -> c.date_from))
-                                               THEN coalesce(ledgerlock._iso_date(
-                                                                 ledgerlock._period_date(o ->> c.date_from, kind)),
-                                                             'no date') END);
-        to_text := pg_catalog.concat_ws(' on ', CASE WHEN c.scope_from IS NOT NULL
-                                                     THEN 'scope ' || coalesce(n ->> c.scope_from, '*') END,
-                                        CASE WHEN c.date_from IS NOT NULL
-                                                  AND (c.scope_from IS NULL
-                                                       OR (o -> c.date_from) IS DISTINCT FROM (n -> c.date_from))
-                                             THEN coalesce(ledgerlock._iso_date(
-                                                               ledgerlock._period_date(n ->> c.date_from, kind)),
-                                                           'no date') END);
-        verb := CASE TG_OP
-            WHEN 'UPDATE' THEN pg_catalog.format('moved from %s to %s with %s', from_text, to_text,
-                                                 ledgerlock.row_label(TG_RELID::regclass, o))
-            ELSE pg_catalog.format('taken out of %s by deleting %s', from_text,
-                                   ledgerlock.row_label(TG_RELID::regclass, o)) END;
+        verb := NULL;  -- the words of a refusal, built at the first child found in a window
         scope_expr := CASE WHEN c.scope_from IS NOT NULL THEN '$2'
                            WHEN c.own_scope IS NULL THEN '''*'''
                            ELSE pg_catalog.format('coalesce(pg_catalog.to_jsonb(ll_row.%I) #>> ''{}'', ''*'')',
@@ -952,7 +960,10 @@ BEGIN
                 c.child, scope_expr, day_expr, c.fk_column, c.parent_key, c.fk_type)
                 USING o, s, c.ledger, ledgerlock._period_date(img ->> c.date_from, kind)
             LOOP
-                ll_refused := ledgerlock._check_window(c.child, hit.lock_id, hit.r, verb, false);  -- a child: not the row written
+                verb := coalesce(verb, ledgerlock._moved_children_words(TG_RELID::regclass, TG_OP, o, n,
+                                                                         c.scope_from, c.date_from, kind));
+                -- a child: not the row written
+                ll_refused := ledgerlock._check_window(c.child, hit.lock_id, hit.r, verb, false);
             END LOOP;
         END LOOP;
     END LOOP;
