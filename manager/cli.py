@@ -32,7 +32,7 @@ from .commands import (
     why,
 )
 from .context import Context
-from .output import EXIT_FAILED, EXIT_USAGE, color_wanted, echo, error_json
+from .output import EXIT_FAILED, EXIT_USAGE, color_wanted, echo, error_json, printable
 from .server import ServerError
 
 COMMAND_MODULES = (audit, close, console, db, demo, doctor, grants, imports, install, locks, numbers, overrides, refs,
@@ -85,6 +85,7 @@ class ManagerGroup(click.Group):
             _fail(as_json, EXIT_FAILED, None, "embedded PostgreSQL", f"embedded PostgreSQL: {exc}", None)
         except click.ClickException as exc:
             if not as_json:
+                exc.message = printable(exc.message, lines=True)  # click prints it: what it quotes, made printable
                 raise
             usage = isinstance(exc, click.UsageError)
             _fail(True, exc.exit_code, None, "usage error" if usage else "failed command", exc.format_message(),

@@ -136,3 +136,13 @@ def test_a_refusal_names_a_row_on_one_line_whatever_its_key_holds(db):
     with pytest.raises(psycopg.Error, match=r"^doc code=Müller-1 is final and cannot be updated"):
         app.execute("UPDATE doc SET on_day = on_day + 1 WHERE code = 'Müller-1'")
     assert owner.execute("SELECT count(*) FROM doc WHERE code = %s", (HOSTILE,)).fetchone() == (1,)
+
+
+def test_a_usage_error_prints_what_it_quotes_escaped(db):
+    """click prints a usage error itself; one that quotes a value the database returned (a period that does not
+    read as one, in PostgreSQL's words) prints it escaped like every other line. The neighbour: a good period."""
+    res = run(db, "close", "tasks", "1", "2026-03\rok\u202e", role="admin")
+    assert res.exit_code == 2, res.output
+    assert_printable(res.stderr)
+    assert "2026-03\\rok\\u202e" in res.stderr, res.stderr
+    assert run(db, "close", "tasks", "1", "2026-03", role="admin").exit_code == 0
