@@ -591,25 +591,47 @@ REVOKE ALL ON FUNCTION ledgerlock._row_day(regclass, jsonb) FROM PUBLIC;
 -- The protected tables whose scope or date (or both, through one foreign key) comes from a row of this table
 -- (or of a table it is a partition of), for the parent's guard: scope_from and date_from name the parent's
 -- columns (null when the child keeps that on itself; own_scope and own_date then name the child's column).
+-- A loop over the registry's rows that name a parent (a dot in the column): the parent's guard reads it on every
+-- call, and as one query joining _scope_path laterally over the registry it cost ~0.9 ms a call (PG 16).
 CREATE OR REPLACE FUNCTION ledgerlock._period_children(parent regclass)
 RETURNS TABLE(child regclass, fk_column name, fk_type regtype, parent_key name, scope_from name, date_from name,
               own_scope text, own_date text, ledger text)
-LANGUAGE sql
+LANGUAGE plpgsql  -- see _rule_table
 STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT p.tbl, coalesce(ss.fk_column, ds.fk_column), fa.atttypid::regtype, coalesce(ss.parent_key, ds.parent_key),
-           ss.parent_column, ds.parent_column,
-           CASE WHEN ss.fk_column IS NULL THEN p.scope_column::text END,
-           CASE WHEN ds.fk_column IS NULL THEN p.date_column::text END, p.ledger
-    FROM ledgerlock.protected_table p
-    LEFT JOIN LATERAL ledgerlock._scope_path(p.tbl, p.scope_column) ss ON true
-    LEFT JOIN LATERAL ledgerlock._scope_path(p.tbl, p.date_column) ds ON true
-    JOIN pg_catalog.pg_attribute fa ON fa.attrelid = p.tbl AND fa.attname = coalesce(ss.fk_column, ds.fk_column)
-    WHERE coalesce(ss.parent, ds.parent) = _period_children.parent
-       OR coalesce(ss.parent, ds.parent) IN (SELECT a.relid
-                                             FROM pg_catalog.pg_partition_ancestors(_period_children.parent) a)
-    ORDER BY p.tbl::oid
+DECLARE
+    p record;
+    ss record;
+    ds record;
+    -- the table, and the tables it is a partition of (none for a table that is not a partition)
+    lineage regclass[] := parent || ARRAY(SELECT a.relid FROM pg_catalog.pg_partition_ancestors(parent) AS a);
+BEGIN
+    FOR p IN
+        SELECT x.tbl, x.scope_column::text AS sc, x.date_column::text AS dc, x.ledger
+        FROM ledgerlock.protected_table x
+        WHERE pg_catalog.strpos(x.scope_column::text, '.') > 0 OR pg_catalog.strpos(x.date_column::text, '.') > 0
+        ORDER BY x.tbl::oid
+    LOOP
+        ss := NULL;
+        ds := NULL;
+        SELECT * INTO ss FROM ledgerlock._scope_path(p.tbl, p.sc);
+        SELECT * INTO ds FROM ledgerlock._scope_path(p.tbl, p.dc);
+        CONTINUE WHEN NOT coalesce(coalesce(ss.parent, ds.parent) = ANY (lineage), false);
+        child := p.tbl;
+        fk_column := coalesce(ss.fk_column, ds.fk_column);
+        SELECT fa.atttypid::regtype INTO fk_type FROM pg_catalog.pg_attribute fa
+        WHERE fa.attrelid = p.tbl AND fa.attname = fk_column;
+        CONTINUE WHEN NOT FOUND;
+        parent_key := coalesce(ss.parent_key, ds.parent_key);
+        scope_from := ss.parent_column;
+        date_from := ds.parent_column;
+        own_scope := CASE WHEN ss.fk_column IS NULL THEN p.sc END;
+        own_date := CASE WHEN ds.fk_column IS NULL THEN p.dc END;
+        ledger := p.ledger;
+        RETURN NEXT;
+    END LOOP;
+END
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._period_children(regclass) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION ledgerlock._period_children(regclass) TO ledgerlock_admin, ledgerlock_auditor;  -- doctor
