@@ -344,6 +344,26 @@ AS $$
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._period_installed_mark(regclass, text) FROM PUBLIC;
 
+-- The mark the installed guards of a parent give its children (see _install_20_scope_parent): the latest day
+-- written in the WHEN clause of its delete guard (null: no such guard, or one without a mark).
+CREATE OR REPLACE FUNCTION ledgerlock._parent_installed_mark(parent regclass)
+RETURNS date
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+SET quote_all_identifiers = off
+SET DateStyle = 'ISO, YMD'  -- pg_get_triggerdef prints the WHEN clause's constants in the session's styles
+SET IntervalStyle = 'postgres'
+SET extra_float_digits = 1
+AS $$
+    SELECT pg_catalog.max(m.day[1]::date)
+    FROM pg_catalog.pg_trigger t
+    CROSS JOIN LATERAL pg_catalog.regexp_matches(pg_catalog.pg_get_triggerdef(t.oid), '''([-0-9a-z]+)''::date', 'g')
+        AS m(day)
+    WHERE t.tgrelid = _parent_installed_mark.parent AND t.tgname = 'll_20_scope_parent_delete'
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._parent_installed_mark(regclass) FROM PUBLIC;
+
 -- After a new window of a scope: re-install the guards of the tables whose mark for that scope it raises
 -- (see the top of this file), and the triggers of their lines (R4) that carry the marks. A table whose installed
 -- mark for the scope already reaches as far keeps its triggers untouched.
@@ -364,6 +384,17 @@ BEGIN
         ORDER BY p.tbl::oid
     LOOP
         PERFORM ledgerlock._install_20_period(t);
+    END LOOP;
+    -- the parents those tables take a date or scope from carry a mark too; installing a child installed them
+    FOR t IN
+        SELECT pp.parent FROM ledgerlock._period_parents() pp
+        WHERE ledgerlock._relation_exists(pp.parent)
+          AND EXISTS (SELECT FROM ledgerlock._period_children(pp.parent) c
+                      WHERE _raise_period_marks.ledgers IS NULL OR c.ledger = ANY (_raise_period_marks.ledgers))
+          AND NOT coalesce(ledgerlock._parent_installed_mark(pp.parent) >= _raise_period_marks.to_date, false)
+        ORDER BY pp.parent::oid
+    LOOP
+        PERFORM ledgerlock._install_20_scope_parent(t);
     END LOOP;
     -- the lines of those tables' headers carry the same marks (R4, protect_lines): r4_reference_guard.sql
     PERFORM ledgerlock._ref_raise_marks(scope, to_date, ledgers);
@@ -903,8 +934,9 @@ REVOKE ALL ON FUNCTION ledgerlock._moved_children_words(regclass, text, jsonb, j
 -- window before or after is checked against that window as a write of the child would be (an override admits
 -- a soft one), so the parent's column is frozen exactly while a child lies in a locked window on either side.
 -- BEFORE UPDATE OR DELETE: a cascading delete is judged before the foreign key's action reaches the children.
--- No arguments: the children are read from the registry (ledgerlock._period_children), as the row is moved
--- rarely. Longer than most: one loop over children, sides and the scopes they enter.
+-- No arguments: the children are read from the registry (ledgerlock._period_children); the triggers' WHEN
+-- clauses let a parent dated after every window by without a call (_install_20_scope_parent). Longer than
+-- most: one loop over children, sides and the scopes they enter.
 CREATE OR REPLACE FUNCTION ledgerlock.guard_scope_parent()
 RETURNS trigger
 LANGUAGE plpgsql
@@ -975,26 +1007,52 @@ REVOKE ALL ON FUNCTION ledgerlock.guard_scope_parent() FROM PUBLIC;
 -- The parent's guards (see guard_scope_parent): on every change of a column some child takes its scope or
 -- date from, and on every delete. Installed with each child's period guards, and re-run on the parent after
 -- protect or unprotect changes what names it: dropped once no child names the parent.
+-- Their WHEN clauses carry a mark, as a child's guards do: the last day of any window that applies to some
+-- child (the children's ledgers, every scope; 'infinity' on a subscriber). A child dated by the parent lies in
+-- no window while the parent's date, old and new, is after the mark, so deleting or moving such a parent calls
+-- nothing; a child with a date of its own is looked at whenever any window applies to it. A new window past
+-- the mark re-creates both triggers in place (_raise_period_marks), which waits for the parent's writers.
 CREATE OR REPLACE FUNCTION ledgerlock._install_20_scope_parent(parent regclass)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    moved text := (SELECT pg_catalog.string_agg(DISTINCT pg_catalog.format('OLD.%I IS DISTINCT FROM NEW.%I', x.col,
-                                                                          x.col), ' OR ')
-                   FROM ledgerlock._period_children(parent) c
-                   CROSS JOIN LATERAL (VALUES (c.scope_from), (c.date_from)) AS x(col)
-                   WHERE x.col IS NOT NULL);
+    mark text;
+    on_update text;
+    on_delete text;
 BEGIN
-    IF moved IS NULL THEN  -- no child names the parent any more
+    PERFORM ledgerlock._tick_mark_clock();  -- as in _install_20_period: no window change commits under the mark
+    mark := (SELECT pg_catalog.quote_literal(ledgerlock._iso_date(coalesce(
+                        pg_catalog.max(ledgerlock._period_mark(c.ledger)), '-infinity'))) || '::date'
+             FROM ledgerlock._period_children(parent) c);
+    SELECT pg_catalog.string_agg(DISTINCT pg_catalog.format('(%s) AND %s', r.moved, r.reach_moved), ' OR '),
+           pg_catalog.string_agg(DISTINCT r.reach_old, ' OR ')
+      INTO on_update, on_delete
+    FROM ledgerlock._period_children(parent) c
+    CROSS JOIN LATERAL (SELECT ledgerlock._period_date_kind(c.child) AS kind) k
+    CROSS JOIN LATERAL (SELECT CASE WHEN c.date_from IS NOT NULL THEN ledgerlock._day_sql('OLD', c.date_from, k.kind)
+                               END AS o,
+                               CASE WHEN c.date_from IS NOT NULL THEN ledgerlock._day_sql('NEW', c.date_from, k.kind)
+                               END AS n) d
+    CROSS JOIN LATERAL (SELECT
+        (SELECT pg_catalog.string_agg(pg_catalog.format('OLD.%I IS DISTINCT FROM NEW.%I', x.col, x.col), ' OR ')
+         FROM (VALUES (c.scope_from), (c.date_from)) AS x(col) WHERE x.col IS NOT NULL) AS moved,
+        -- a child with a date of its own: whether any window applies at all (the mark is not '-infinity')
+        CASE WHEN c.date_from IS NULL THEN pg_catalog.format('''-infinity''::date < %s', mark)
+             ELSE pg_catalog.format('%s <= %s', d.o, mark) END AS reach_old,
+        CASE WHEN c.date_from IS NULL THEN pg_catalog.format('''-infinity''::date < %s', mark)
+             ELSE pg_catalog.format('(%s <= %s OR %s <= %s)', d.o, mark, d.n, mark) END AS reach_moved) r;
+    IF on_delete IS NULL THEN  -- no child names the parent any more
         PERFORM ledgerlock._drop_guard_triggers(parent, 'll_20_scope_parent_');
         RETURN;
     END IF;
     PERFORM ledgerlock._replace_guard_trigger(parent, 'll_20_scope_parent_update', pg_catalog.format(
-        'BEFORE UPDATE ON %s FOR EACH ROW WHEN (%s) EXECUTE FUNCTION ledgerlock.guard_scope_parent()', parent, moved));
+        'BEFORE UPDATE ON %s FOR EACH ROW WHEN (%s) EXECUTE FUNCTION ledgerlock.guard_scope_parent()', parent,
+        on_update));
     PERFORM ledgerlock._replace_guard_trigger(parent, 'll_20_scope_parent_delete', pg_catalog.format(
-        'BEFORE DELETE ON %s FOR EACH ROW EXECUTE FUNCTION ledgerlock.guard_scope_parent()', parent));
+        'BEFORE DELETE ON %s FOR EACH ROW WHEN (%s) EXECUTE FUNCTION ledgerlock.guard_scope_parent()', parent,
+        on_delete));
 END
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._install_20_scope_parent(regclass) FROM PUBLIC;
@@ -1057,8 +1115,10 @@ ALTER TABLE ledgerlock.period_lock ENABLE ALWAYS TRIGGER ll_20_period_lock_no_tr
 
 -- Every protected table whose installed guards give a scope a mark below the last day of that scope's windows
 -- (a write dated between the two would not be checked), and every line table of a lines rule (R4) whose trigger
--- gives its header's scope such a mark (a line under a header dated between the two would not be checked): for
--- ledgerlock doctor, which reports it as critical. One row per table, its scope with the latest such window.
+-- gives its header's scope such a mark (a line under a header dated between the two would not be checked), and
+-- every parent a protected table takes its date or scope from whose guards carry a mark below the last day of any
+-- window of its children (such a parent could be moved or deleted unchecked): for ledgerlock doctor, which
+-- reports it as critical. One row per table, its scope with the latest such window.
 CREATE OR REPLACE FUNCTION ledgerlock._period_mark_problems()
 RETURNS TABLE (tbl regclass, installed date, required date)
 LANGUAGE sql
@@ -1082,7 +1142,14 @@ AS $$
                               FROM ledgerlock.period_lock_span s
                               WHERE s.ledger = '*' OR s.ledger = p.ledger
                               GROUP BY s.scope) r
-          WHERE l.kind = 'lines') x
+          WHERE l.kind = 'lines'
+          UNION ALL
+          SELECT pp.parent, ledgerlock._parent_installed_mark(pp.parent), r.required
+          FROM ledgerlock._period_parents() pp
+          CROSS JOIN LATERAL (SELECT pg_catalog.max(s.to_date) AS required FROM ledgerlock.period_lock_span s
+                              WHERE EXISTS (SELECT FROM ledgerlock._period_children(pp.parent) c
+                                            WHERE s.ledger = '*' OR s.ledger = c.ledger)) r
+          WHERE r.required IS NOT NULL) x
     WHERE x.installed IS NULL OR x.installed < x.required
     ORDER BY x.tbl, x.required DESC
 $$;

@@ -109,3 +109,56 @@ def test_doctor_reports_a_mark_below_what_the_locks_require(setup):
     db.connect("admin").execute("SELECT ledgerlock.reinstall_guards()")  # the fix the finding names
     assert auditor.execute("SELECT count(*) FROM ledgerlock.doctor_findings() "
                            "WHERE check_name = 'period mark'").fetchone()[0] == 0
+
+
+# --- a parent whose children take their date from it (date_column 'header_id.posted_on') ---------------------
+
+PARENT_SCHEMA = """
+CREATE TABLE header (id integer PRIMARY KEY, entity_id integer, posted_on date);
+CREATE TABLE line (id integer PRIMARY KEY, header_id integer REFERENCES header ON DELETE CASCADE, entity_id integer);
+INSERT INTO header VALUES (1, 1, '2026-04-10'), (2, 1, '2026-04-20'), (3, 1, '2026-05-10');
+INSERT INTO line VALUES (1, 1, 1), (2, 2, 1), (3, 3, 1);
+GRANT SELECT, INSERT, UPDATE, DELETE ON header, line TO ll_app;
+SELECT ledgerlock.protect('line', date_column => 'header_id.posted_on', scope_column => 'entity_id');
+SELECT ledgerlock.lock_period('1', '2026-01-01', '2026-01-31', 'hard');
+"""
+
+
+@pytest.fixture
+def parent(db):
+    db.owner().execute(PARENT_SCHEMA)
+    yield db
+    end_other_sessions(db)
+
+
+def test_a_lock_waits_for_a_parent_deleted_under_the_old_mark_and_later_deletes_are_checked(parent):
+    """A: the application deletes an April header (after the parent's mark: no guard ran), uncommitted. B: a
+    lock of April must wait for A, since raising the parent's mark re-creates its guards; then the next April
+    header cannot be deleted."""
+    db = parent
+    first = db.connect("app", autocommit=False)
+    first.execute("DELETE FROM header WHERE id = 1")
+    step = Background(db.connect("admin"), "SELECT ledgerlock.lock_period('1', '2026-04-01', '2026-04-30')")
+    step.wait_until_blocked(db.owner())
+    assert not step.done
+    first.commit()  # deleted before the window existed
+    assert step.join().error is None, step.error
+    assert db.owner().execute("SELECT count(*) FROM ledgerlock._period_mark_problems()").fetchone()[0] == 0
+    with refused("LL002", r"for scope 1: line id=2 cannot be taken out of 2026-04-20 by deleting header id=2"):
+        db.connect("app").execute("DELETE FROM header WHERE id = 2")
+    lives_ok(db.connect("app"), "DELETE FROM header WHERE id = 3")  # May: the neighbour
+
+
+def test_a_parent_delete_waiting_for_a_lock_is_checked_against_it(parent):
+    """A: a lock of April, uncommitted. B: deleting an April header waits for A and is then refused: it reads
+    the guards A's lock re-created with the raised mark."""
+    db = parent
+    first = db.connect("admin", autocommit=False)
+    first.execute("SELECT ledgerlock.lock_period('1', '2026-04-01', '2026-04-30')")
+    step = Background(db.connect("app"), "DELETE FROM header WHERE id = 1")
+    step.wait_until_blocked(db.owner())
+    first.commit()
+    step.join()
+    assert sqlstate(step.error) == "LL002", step.error
+    assert "line id=1 cannot be taken out of 2026-04-10 by deleting header id=1" in str(step.error)
+    lives_ok(db.connect("app"), "DELETE FROM header WHERE id = 3")

@@ -10,7 +10,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from lltest import guard_calls, lives_ok, refused, trigger_def
+from lltest import edit_trigger_by_hand, guard_calls, lives_ok, mark_problems, refused, trigger_def
 
 SCHEMA = """
 CREATE TABLE header (id integer PRIMARY KEY, entity_id integer, posted_on date, memo text);
@@ -398,6 +398,67 @@ def test_the_parent_guard_goes_once_no_child_takes_its_date(books):
     owner.execute("SELECT ledgerlock.protect('line', date_column => 'at', scope_column => 'entity_id', "
                   "mutable_columns => '{reconciled}', weaken_reason => 'own date')")
     assert owner.execute(names).fetchone()[0] is None
+
+
+def test_a_parent_dated_after_every_window_is_moved_and_deleted_without_calling_its_guard(books):
+    """The parent's guards carry the mark in their WHEN clauses, as the children's do: a header dated after the
+    last day of every window its lines' table has is deleted or moved without a call (the guard ran dynamic
+    queries, ~1.3 ms a delete on PG 16, where the plain delete takes ~25 us). Dated on or before the mark,
+    the guard runs and refuses a line in a window; a line of a header after the mark still follows its header."""
+    owner = books.owner()
+    owner.execute(f"ALTER DATABASE {books.name} SET track_functions = 'pl'")
+    app = books.connect("app")
+    app.execute("INSERT INTO line (id, header_id, entity_id) VALUES (1, 1, 1), (2, 2, 1)")
+    lock(books)  # March, scope 1: the mark is 2026-03-31
+    assert "old.posted_on <= '2026-03-31'::date" in trigger_def(owner, "header", "ll_20_scope_parent_delete")
+    tx = books.connect("app", autocommit=False)
+    lives_ok(tx, "UPDATE header SET posted_on = '2026-05-01' WHERE id = 2")  # April to May: after the mark
+    lives_ok(tx, "DELETE FROM header WHERE id = 2")
+    assert guard_calls(tx, "guard_scope_parent") == 0
+    assert tx.execute("SELECT count(*) FROM line WHERE id = 2").fetchone()[0] == 0  # its line went with it
+    with refused("LL002", r"for scope 1: line id=1 cannot be taken out of 2026-03-10 by deleting header id=1"):
+        tx.execute("DELETE FROM header WHERE id = 1")
+    tx.rollback()
+    with refused("LL002", r"line id=2 cannot be moved from 2026-04-10 to 2026-03-31 with header id=2"):
+        app.execute("UPDATE header SET posted_on = '2026-03-31' WHERE id = 2")  # after the mark, moved before it
+
+
+def test_a_parent_without_a_window_anywhere_is_never_checked_and_the_first_window_raises_its_mark(books):
+    owner = books.owner()
+    app = books.connect("app")
+    app.execute("INSERT INTO line (id, header_id, entity_id) VALUES (1, 1, 1), (2, 3, 2)")
+    assert "'-infinity'::date" in trigger_def(owner, "header", "ll_20_scope_parent_delete")
+    assert owner.execute("SELECT ledgerlock._parent_installed_mark('header')::text").fetchone()[0] == "-infinity"
+    lock(books, scope="2")  # scope 2's March: the lines of scope 1 are not in it, but the mark covers March
+    assert owner.execute("SELECT ledgerlock._parent_installed_mark('header')").fetchone()[0].isoformat() \
+        == "2026-03-31"
+    with refused("LL002", r"for scope 2: line id=2 cannot be taken out of 2026-03-10 by deleting header id=3"):
+        app.execute("DELETE FROM header WHERE id = 3")
+    lives_ok(app, "DELETE FROM header WHERE id = 1")  # scope 1 has no window: the guard looks and lets it by
+
+
+def test_a_window_past_a_parents_mark_raises_it_even_when_the_children_need_no_new_mark(books):
+    """A parent's mark lowered by hand (a superuser re-creating the trigger) is a doctor finding, and the next
+    window past it raises it although the child's own mark already reaches that far."""
+    owner = books.owner()
+    app = books.connect("app")
+    app.execute("INSERT INTO header VALUES (5, 1, '2026-02-10')")
+    app.execute("INSERT INTO line (id, header_id, entity_id) VALUES (1, 5, 1)")
+    lock(books)  # March
+    edit_trigger_by_hand(owner, "header", "ll_20_scope_parent_delete", "'2026-03-31'::date", "'2026-01-31'::date")
+    assert mark_problems(owner) == [("header", "2026-01-31", "2026-03-31")]
+    auditor = books.connect("auditor")
+    assert auditor.execute("SELECT object FROM ledgerlock.doctor_findings() WHERE check_name = 'period mark'"
+                           ).fetchall() == [("public.header",)]
+    books.connect("admin").execute("SELECT ledgerlock.lock_period('1', '2026-02-01', '2026-02-28', 'hard')")
+    assert owner.execute("SELECT ledgerlock._period_installed_mark('line', '1')").fetchone()[0].isoformat() \
+        == "2026-03-31"  # the child's guards were not touched: their mark already covered February
+    assert owner.execute("SELECT ledgerlock._parent_installed_mark('header')").fetchone()[0].isoformat() \
+        == "2026-03-31"
+    assert mark_problems(owner) == []
+    with refused("LL002", r"2026-02-01\.\.2026-02-28 is locked \(hard\) for scope 1: line id=1 cannot be taken "
+                          r"out of 2026-02-10 by deleting header id=5"):
+        app.execute("DELETE FROM header WHERE id = 5")
 
 
 # --- explanations ----------------------------------------------------------------------------------------
