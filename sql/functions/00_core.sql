@@ -269,6 +269,22 @@ REVOKE ALL ON FUNCTION ledgerlock._config(regclass) FROM PUBLIC;
 -- is the parent_column of the row its foreign key fk_column references (one hop: journal entry -> ledger,
 -- whose entity_id is the scope). A column of the table whose name contains the dot wins.
 
+-- Whether a foreign key constraint is one PostgreSQL made for a partition of the table it references: a
+-- foreign key to a partitioned table is stored once per partition too, on the same referencing table, each
+-- with the one to the partitioned table as its parent. The referencing table still has one foreign key.
+-- (A partition of a partitioned referencing table has its own clone, on itself: that one is not skipped.)
+CREATE OR REPLACE FUNCTION ledgerlock._fk_partition_clone(con oid)
+RETURNS boolean
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT EXISTS (SELECT FROM pg_catalog.pg_constraint c JOIN pg_catalog.pg_constraint p ON p.oid = c.conparentid
+                   WHERE c.oid = _fk_partition_clone.con AND p.conrelid = c.conrelid)
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._fk_partition_clone(oid) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION ledgerlock._fk_partition_clone(oid) TO ledgerlock_admin, ledgerlock_auditor;  -- doctor
+
 -- The parent a scope comes from, read from the catalog: the table's one single-column foreign key on
 -- fk_column, the parent's referenced column, and its scope column. No row when scope_column is null, a column
 -- of the table, or does not resolve (protect refuses such a declaration).
@@ -289,6 +305,7 @@ BEGIN
          ) d
     JOIN pg_catalog.pg_attribute a ON a.attrelid = tbl AND a.attname = d.fk AND a.attnum > 0 AND NOT a.attisdropped
     JOIN pg_catalog.pg_constraint c ON c.conrelid = tbl AND c.contype = 'f' AND c.conkey = ARRAY[a.attnum]
+                                   AND NOT ledgerlock._fk_partition_clone(c.oid)
     JOIN pg_catalog.pg_attribute pa ON pa.attrelid = c.confrelid AND pa.attnum = c.confkey[1]
     JOIN pg_catalog.pg_attribute pc ON pc.attrelid = c.confrelid AND pc.attname = d.pcol AND pc.attnum > 0
                                    AND NOT pc.attisdropped

@@ -388,7 +388,8 @@ BEGIN
     PERFORM ledgerlock._column_type(tbl, fk, 'scope_column');
     SELECT pg_catalog.array_agg(c.confrelid::regclass ORDER BY c.oid) INTO fks
     FROM pg_catalog.pg_constraint c JOIN pg_catalog.pg_attribute a ON a.attrelid = tbl AND a.attname = fk
-    WHERE c.conrelid = tbl AND c.contype = 'f' AND c.conkey = ARRAY[a.attnum];
+    WHERE c.conrelid = tbl AND c.contype = 'f' AND c.conkey = ARRAY[a.attnum]
+      AND NOT ledgerlock._fk_partition_clone(c.oid);
     IF fks IS NULL THEN
         RAISE EXCEPTION USING ERRCODE = '22023',
             MESSAGE = pg_catalog.format('scope_column: %s.%I is not a single-column foreign key, so %L names no '

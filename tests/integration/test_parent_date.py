@@ -461,6 +461,59 @@ def test_a_window_past_a_parents_mark_raises_it_even_when_the_children_need_no_n
         app.execute("DELETE FROM header WHERE id = 5")
 
 
+def test_a_partitioned_parent_guards_every_partition_with_the_mark(db):
+    """A parent may be partitioned: its foreign key is stored once more per partition, which protect counted
+    as more foreign keys and refused ("has 3 foreign keys"). The parent's guards are row triggers, cloned to
+    each partition: a delete in a partition finds the children through the partitioned table
+    (ledgerlock._period_children), and the mark lets a header dated after every window by in every partition."""
+    owner = db.owner()
+    owner.execute("""
+        CREATE TABLE header (id integer PRIMARY KEY, entity_id integer, posted_on date) PARTITION BY RANGE (id);
+        CREATE TABLE header_a PARTITION OF header FOR VALUES FROM (1) TO (100);
+        CREATE TABLE header_b PARTITION OF header FOR VALUES FROM (100) TO (200);
+        CREATE TABLE line (id integer PRIMARY KEY, header_id integer REFERENCES header ON DELETE CASCADE,
+                           entity_id integer, reconciled boolean NOT NULL DEFAULT false);
+        INSERT INTO header VALUES (1, 1, '2026-03-10'), (2, 1, '2026-04-10'), (101, 1, '2026-03-20'),
+                                  (102, 1, '2026-04-20');
+        GRANT SELECT, INSERT, UPDATE, DELETE ON header, line TO ll_app;""")
+    protect_line(owner)
+    app = db.connect("app")
+    app.execute("INSERT INTO line (id, header_id, entity_id) VALUES (1, 1, 1), (2, 2, 1), (3, 101, 1), (4, 102, 1)")
+    lock(db)
+    assert "old.posted_on <= '2026-03-31'::date" in trigger_def(owner, "header_b", "ll_20_scope_parent_delete")
+    with refused("LL002", r"line id=1 cannot be taken out of 2026-03-10 by deleting header_a id=1"):  # its partition
+        app.execute("DELETE FROM header WHERE id = 1")
+    with refused("LL002", r"line id=3 cannot be taken out of 2026-03-20 by deleting header_b id=101"):
+        app.execute("DELETE FROM header WHERE id = 101")
+    lives_ok(app, "DELETE FROM header WHERE id IN (2, 102)")  # April: after the mark, in both partitions
+    assert app.execute("SELECT array_agg(id ORDER BY id) FROM line").fetchone()[0] == [1, 3]
+
+
+def test_a_partitioned_child_dated_by_its_parent_is_checked_in_every_partition(db):
+    """The other side: the lines' table is partitioned, so each partition holds its own copy of the foreign
+    key (one per partition, on the partition): the guards read the parent through it."""
+    owner = db.owner()
+    owner.execute("""
+        CREATE TABLE header (id integer PRIMARY KEY, entity_id integer, posted_on date);
+        CREATE TABLE line (id integer, header_id integer REFERENCES header ON DELETE CASCADE, entity_id integer,
+                           reconciled boolean NOT NULL DEFAULT false, PRIMARY KEY (id)) PARTITION BY RANGE (id);
+        CREATE TABLE line_a PARTITION OF line FOR VALUES FROM (1) TO (100);
+        CREATE TABLE line_b PARTITION OF line FOR VALUES FROM (100) TO (200);
+        INSERT INTO header VALUES (1, 1, '2026-03-10'), (2, 1, '2026-04-10');
+        GRANT SELECT, INSERT, UPDATE, DELETE ON header, line TO ll_app;""")
+    protect_line(owner)
+    app = db.connect("app")
+    app.execute("INSERT INTO line (id, header_id, entity_id) VALUES (1, 2, 1), (101, 2, 1), (102, 1, 1)")
+    lock(db)
+    with refused("LL002", r"for scope 1: line id=103 cannot be inserted"):
+        app.execute("INSERT INTO line (id, header_id, entity_id) VALUES (103, 1, 1)")
+    with refused("LL002", r"line id=102 cannot be taken out of 2026-03-10 by deleting header id=1"):
+        app.execute("DELETE FROM header WHERE id = 1")
+    lives_ok(app, "INSERT INTO line (id, header_id, entity_id) VALUES (2, 2, 1)")
+    lives_ok(app, "DELETE FROM header WHERE id = 2")  # April: after the mark; its lines in both partitions go
+    assert app.execute("SELECT array_agg(id ORDER BY id) FROM line").fetchone()[0] == [102]
+
+
 # --- explanations ----------------------------------------------------------------------------------------
 
 
