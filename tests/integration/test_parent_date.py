@@ -461,6 +461,35 @@ def test_a_window_past_a_parents_mark_raises_it_even_when_the_children_need_no_n
         app.execute("DELETE FROM header WHERE id = 5")
 
 
+def test_a_tenant_admins_lock_raises_a_shared_parents_mark_for_its_own_scope_only(books):
+    """The header table is shared by the tenants. An admin limited to scope 2 locks April in scope 2: its lock
+    re-creates the header's guards (as the definer: the tenant admin cannot create triggers on it) with the
+    raised mark, so a scope 2 header of April with a line can no longer be deleted; scope 1's April header is
+    checked too (the mark is every scope's) and, scope 1 having no April window, deleted."""
+    owner = books.owner()
+    name = f"ll_tenant_{uuid.uuid4().hex[:8]}"
+    owner.execute(sql.SQL("CREATE ROLE {} LOGIN IN ROLE ledgerlock_admin").format(sql.Identifier(name)))
+    try:
+        books.connect("admin").execute("SELECT ledgerlock.grant_scope(%s::regrole, '2')", [name])
+        app = books.connect("app")
+        app.execute("INSERT INTO header VALUES (5, 2, '2026-04-15'), (6, 1, '2026-04-16')")
+        app.execute("INSERT INTO line (id, header_id, entity_id) VALUES (1, 5, 2), (2, 6, 1)")
+        with psycopg.connect(books.cluster.server.conninfo(dbname=books.name, user=name), autocommit=True) as tenant:
+            with refused("LL005", rf"lock_period on scope 1 is not allowed: {name} is limited to scopes 2"):
+                tenant.execute("SELECT ledgerlock.lock_period('1', '2026-04-01', '2026-04-30', 'hard')")
+            tenant.execute("SELECT ledgerlock.lock_period('2', '2026-04-01', '2026-04-30', 'hard')")
+        assert owner.execute("SELECT ledgerlock._parent_installed_mark('header')::text").fetchone()[0] \
+            == "2026-04-30"
+        with refused("LL002", r"for scope 2: line id=1 cannot be taken out of 2026-04-15 by deleting header id=5"):
+            app.execute("DELETE FROM header WHERE id = 5")
+        lives_ok(app, "DELETE FROM header WHERE id = 6")
+        assert mark_problems(owner) == []
+    finally:
+        books.close_all()
+        with psycopg.connect(books.conninfo(), autocommit=True) as cleanup:
+            cleanup.execute(sql.SQL("DROP OWNED BY {0}; DROP ROLE {0}").format(sql.Identifier(name)))
+
+
 def test_a_partitioned_parent_guards_every_partition_with_the_mark(db):
     """A parent may be partitioned: its foreign key is stored once more per partition, which protect counted
     as more foreign keys and refused ("has 3 foreign keys"). The parent's guards are row triggers, cloned to
