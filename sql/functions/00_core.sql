@@ -1188,8 +1188,8 @@ END
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._template(text, jsonb) FROM PUBLIC;
 
--- What a guard that reads a user's rows pins (R3's checks, R4's, the capture; the shipped ones, guard_period_row
--- and guard_scope_parent, say the same in their SET clauses; tests/hardening/test_hostile_settings.py holds
+-- What a guard that reads a user's rows pins (R3's checks and parent guards, R4's, the capture; the shipped one,
+-- guard_period_row, says the same in its SET clause; tests/hardening/test_hostile_settings.py holds
 -- them to it). gin_fuzzy_search_limit = 0: under a limit a GIN index scan returns a random subset of its rows,
 -- and a probe that a GIN index served (R4's child_condition with an operator of the index) found no
 -- referencing row. extra_float_digits = 1: such a guard makes images of rows (to_jsonb) whose keys it records

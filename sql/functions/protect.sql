@@ -359,7 +359,7 @@ REVOKE ALL ON FUNCTION ledgerlock._check_scope_type(regclass, name) FROM PUBLIC;
 -- A scope_column: a column of the table, or 'fk_column.parent_column' (the scope is the parent_column of the
 -- row the foreign key on fk_column references: ledgerlock._scope_path). One hop: a parent's own parent is
 -- not followed, so that a write reads its scope with one index probe. The parent gets guards of its own
--- (guard_scope_parent), so ledgerlock's installer must own it as it owns the table.
+-- (ledgerlock._ll20_<key>_parent), so ledgerlock's installer must own it as it owns the table.
 CREATE OR REPLACE FUNCTION ledgerlock._check_scope_column(tbl regclass, scope_column name, number_format text)
 RETURNS void
 LANGUAGE plpgsql

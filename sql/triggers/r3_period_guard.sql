@@ -154,7 +154,7 @@ BEGIN
         IF row_day IS NULL THEN
             NULL;  -- a row without a date lies in no window
         ELSIF row_scope IS NULL THEN
-            NULL;  -- the old side of a row whose parent this transaction deleted: guard_scope_parent checked it
+            NULL;  -- the old side of a row whose parent this transaction deleted: the parent's guard checked it
         ELSIF side = 'new' AND TG_OP = 'UPDATE' AND row_scope = old_scope AND row_day = old_day THEN
             w := wo;  -- same scope and date: the same window
         ELSIF rest_mark IS NULL OR row_day <= rest_mark  -- the test _mark_test_sql writes into generated checks
@@ -897,7 +897,7 @@ END
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._install_20_period(regclass) FROM PUBLIC;
 
--- The words of guard_scope_parent's refusal: how the parent (its old image o, new n; op 'UPDATE' or
+-- The words of a parent's guard's refusal (_ll20_parent_body): how the parent (its old image o, new n; op 'UPDATE' or
 -- 'DELETE') placed a child before and after, by the scope and date columns the child takes from it
 -- ("moved from scope 1 on 2026-03-10 to scope 2 with header id=1", "taken out of 2026-03-10 by deleting
 -- header id=1"). Built only for a child found in a window: a row label reads the catalog.
@@ -928,83 +928,135 @@ END
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._moved_children_words(regclass, text, jsonb, jsonb, text, text, text) FROM PUBLIC;
 
--- A parent row whose column is the scope or the date of a protected table's rows (scope_column or
+
+-- The guard of a parent row whose column is the scope or the date of a protected table's rows (scope_column or
 -- date_column 'fk_column.parent_column'): moving it to another scope or day moves its children with it, and
 -- deleting it (a cascading foreign key) takes them out of their scope and day. Each child lying in an active
 -- window before or after is checked against that window as a write of the child would be (an override admits
 -- a soft one), so the parent's column is frozen exactly while a child lies in a locked window on either side.
 -- BEFORE UPDATE OR DELETE: a cascading delete is judged before the foreign key's action reaches the children.
--- No arguments: the children are read from the registry (ledgerlock._period_children); the triggers' WHEN
--- clauses let a parent dated after every window by without a call (_install_20_scope_parent). Longer than
--- most: one loop over children, sides and the scopes they enter.
-CREATE OR REPLACE FUNCTION ledgerlock.guard_scope_parent()
-RETURNS trigger
-LANGUAGE plpgsql
-SECURITY DEFINER  -- reads the children and ledgerlock's windows, which clients may not
+-- Generated for each parent (ledgerlock._ll20_<parent key>_parent, run by its two triggers), with each child's
+-- queries written for that child: static SQL whose plans the session keeps (until 2026-11-29 one shared guard,
+-- guard_scope_parent, read the registry and each child's date kind and planned its queries again at every
+-- call: a backdated delete ~0.45 ms against ~0.14 ms, PG 16; migration 0046 dropped it). Regenerated with the
+-- parent's triggers (_install_20_scope_parent), so it follows the children.
+-- The body: values children, one block per child (_ll20_generate_parent), in _period_children's order.
+CREATE OR REPLACE FUNCTION ledgerlock._ll20_parent_body(v jsonb)
+RETURNS text
+LANGUAGE sql
+IMMUTABLE
 SET search_path = pg_catalog, pg_temp
-SET quote_all_identifiers = off
-SET gin_fuzzy_search_limit = 0  -- it reads a user's rows: ledgerlock._row_reading_settings()
-SET extra_float_digits = 1
-AS $$
+AS $fn$
+    SELECT ledgerlock._template($ll$
 DECLARE
     ll_refused text;  -- a refusal is called as an expression: see ledgerlock._refuse
-    o jsonb := pg_catalog.to_jsonb(OLD);
-    n jsonb := CASE TG_OP WHEN 'UPDATE' THEN pg_catalog.to_jsonb(NEW) END;
-    c record;
-    img jsonb;
-    s text;
-    scope_expr text;
-    day_expr text;
-    kind text;
-    verb text;
-    hit record;
+    ll_s text;        -- a scope whose gate is entered
+    ll_hit record;    -- a child in a window
+    ll_verb text;     -- the words of a refusal, built at the first child found in a window
 BEGIN
-    FOR c IN SELECT * FROM ledgerlock._period_children(TG_RELID::regclass) LOOP
-        CONTINUE WHEN TG_OP = 'UPDATE'
-                      AND (c.scope_from IS NULL OR (o -> c.scope_from) IS NOT DISTINCT FROM (n -> c.scope_from))
-                      AND (c.date_from IS NULL OR (o -> c.date_from) IS NOT DISTINCT FROM (n -> c.date_from));
-        kind := ledgerlock._period_date_kind(c.child);
-        verb := NULL;  -- the words of a refusal, built at the first child found in a window
-        scope_expr := CASE WHEN c.scope_from IS NOT NULL THEN '$2'
-                           WHEN c.own_scope IS NULL THEN '''*'''
-                           ELSE pg_catalog.format('coalesce(pg_catalog.to_jsonb(ll_row.%I) #>> ''{}'', ''*'')',
-                                                  c.own_scope) END;
-        FOREACH img IN ARRAY ARRAY[o] || CASE TG_OP WHEN 'UPDATE' THEN ARRAY[n] END LOOP
-            day_expr := CASE WHEN c.date_from IS NOT NULL THEN '$4'
-                             ELSE ledgerlock._day_sql('ll_row', c.own_date::name, kind) END;
-            s := CASE WHEN c.scope_from IS NOT NULL THEN coalesce(img ->> c.scope_from, '*') END;
-            -- enter the gates of the scopes the children lie in, so that a lock change of those scopes waits
-            IF s IS NOT NULL THEN
-                PERFORM ledgerlock._enter_scope(s);
-            ELSE
-                FOR s IN EXECUTE pg_catalog.format('SELECT DISTINCT %s FROM %s AS ll_row WHERE ll_row.%I = '
-                                                   '($1 ->> %L)::%s ORDER BY 1', scope_expr, c.child, c.fk_column,
-                                                   c.parent_key, c.fk_type) USING o LOOP
-                    PERFORM ledgerlock._enter_scope(s);
-                END LOOP;
-                s := NULL;
-            END IF;
-            FOR hit IN EXECUTE pg_catalog.format(
-                'SELECT pg_catalog.to_jsonb(ll_row.*) AS r, s.lock_id FROM %s AS ll_row '
-                'JOIN ledgerlock.period_lock_span s ON s.scope = %s AND (s.ledger = ''*'' OR s.ledger = $3) '
-                'AND %s BETWEEN s.from_date AND s.to_date '
-                'WHERE ll_row.%I = ($1 ->> %L)::%s ORDER BY s.from_date, s.lock_id',
-                c.child, scope_expr, day_expr, c.fk_column, c.parent_key, c.fk_type)
-                USING o, s, c.ledger, ledgerlock._period_date(img ->> c.date_from, kind)
-            LOOP
-                verb := coalesce(verb, ledgerlock._moved_children_words(TG_RELID::regclass, TG_OP, o, n,
-                                                                         c.scope_from, c.date_from, kind));
-                -- a child: not the row written
-                ll_refused := ledgerlock._check_window(c.child, hit.lock_id, hit.r, verb, false);
-            END LOOP;
-        END LOOP;
-    END LOOP;
+{{children}}
     RETURN CASE TG_OP WHEN 'DELETE' THEN OLD ELSE NEW END;
 END
-$$;
-REVOKE ALL ON FUNCTION ledgerlock.guard_scope_parent() FROM PUBLIC;
+$ll$, v)
+$fn$;
+REVOKE ALL ON FUNCTION ledgerlock._ll20_parent_body(jsonb) FROM PUBLIC;
 
--- The parent's guards (see guard_scope_parent): on every change of a column some child takes its scope or
+-- One side (rec: OLD or NEW) of one child of a parent's guard: enter the gates of the scopes the children lie in on that side (the parent's scope, or each child's own,
+-- read from the children), then look up every child lying in a window on that side and check it as a write
+-- of it. The children are found by the parent's old key (BEFORE UPDATE: they still reference it).
+CREATE OR REPLACE FUNCTION ledgerlock._ll20_parent_side_sql(c record, kind text, rec text)
+RETURNS text
+LANGUAGE plpgsql
+STABLE  -- prints a regclass
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    children text := pg_catalog.format('ll_row.%I = (OLD.%I)::%s', c.fk_column, c.parent_key, c.fk_type);
+    row_scope text := CASE WHEN c.own_scope IS NULL THEN '''*'''
+                           ELSE pg_catalog.format('coalesce(pg_catalog.to_jsonb(ll_row.%I) #>> ''{}'', ''*'')',
+                                                  c.own_scope) END;
+BEGIN
+    RETURN ledgerlock._template($ll$
+        -- {{rec}}
+{{enter}}
+        FOR ll_hit IN
+            SELECT pg_catalog.to_jsonb(ll_row.*) AS r, s.lock_id FROM {{child}} AS ll_row
+            JOIN ledgerlock.period_lock_span s ON s.scope = {{scope}} AND (s.ledger = '*' OR s.ledger = {{ledger|L}})
+                                               AND {{day}} BETWEEN s.from_date AND s.to_date
+            WHERE {{children}}
+            ORDER BY s.from_date, s.lock_id
+        LOOP
+            ll_verb := coalesce(ll_verb, ledgerlock._moved_children_words(TG_RELID::regclass, TG_OP,
+                pg_catalog.to_jsonb(OLD), CASE TG_OP WHEN 'UPDATE' THEN pg_catalog.to_jsonb(NEW) END,
+                {{scope_from|L}}, {{date_from|L}}, {{kind|L}}));
+            -- a child: not the row written
+            ll_refused := ledgerlock._check_window({{child_name|L}}::regclass, ll_hit.lock_id, ll_hit.r, ll_verb,
+                                                   false);
+        END LOOP;$ll$, pg_catalog.jsonb_build_object(
+        'rec', rec,
+        'children', children,
+        'enter', CASE WHEN c.scope_from IS NOT NULL
+                      THEN pg_catalog.format('        ll_s := coalesce(pg_catalog.to_jsonb(%s.%I) #>> ''{}'', ''*'');',
+                                             rec, c.scope_from) || pg_catalog.chr(10)
+                           || ledgerlock._ll20_gate_sql('ll_s')
+                      ELSE pg_catalog.format('        FOR ll_s IN SELECT DISTINCT %s FROM %s AS ll_row WHERE %s ORDER BY 1 LOOP',
+                                             row_scope, c.child, children) || pg_catalog.chr(10)
+                           || ledgerlock._ll20_gate_sql('ll_s') || pg_catalog.chr(10) || '        END LOOP;' END,
+        'scope', CASE WHEN c.scope_from IS NOT NULL THEN 'll_s' ELSE row_scope END,
+        'ledger', c.ledger,
+        'day', CASE WHEN c.date_from IS NOT NULL THEN ledgerlock._day_sql(rec, c.date_from, kind)
+                    ELSE ledgerlock._day_sql('ll_row', c.own_date::name, kind) END,
+        'scope_from', c.scope_from,
+        'date_from', c.date_from,
+        'kind', kind,
+        'child', c.child::text,
+        'child_name', c.child::text));
+END
+$fn$;
+REVOKE ALL ON FUNCTION ledgerlock._ll20_parent_side_sql(record, text, text) FROM PUBLIC;
+
+-- (Re)generate the guard of a parent and return its name (null when no child names the parent). For each child,
+-- in the registry's order, and for each side of the parent (the old, then for an UPDATE the new): the gates of
+-- the scopes the children lie in, then every child lying in a window, checked as a write of it.
+CREATE OR REPLACE FUNCTION ledgerlock._ll20_generate_parent(parent regclass)
+RETURNS name
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    c record;
+    kind text;
+    blocks text := '';
+BEGIN
+    FOR c IN SELECT * FROM ledgerlock._period_children(parent) LOOP
+        kind := ledgerlock._period_date_kind(c.child);
+        IF kind IS NULL THEN  -- _period_children resolved the date through the catalog: it has a type
+            RAISE EXCEPTION 'the date of % cannot be read from the catalog', c.child;
+        END IF;
+        blocks := blocks || pg_catalog.format($ll$
+    -- %s
+    ll_verb := NULL;
+    IF TG_OP = 'DELETE' OR %s THEN
+%s
+        IF TG_OP = 'UPDATE' THEN
+%s
+        END IF;
+    END IF;
+$ll$, c.child,
+            (SELECT pg_catalog.string_agg(pg_catalog.format('OLD.%1$I IS DISTINCT FROM NEW.%1$I', x.col), ' OR ')
+             FROM (VALUES (c.scope_from), (c.date_from)) AS x(col) WHERE x.col IS NOT NULL),
+            ledgerlock._ll20_parent_side_sql(c, kind, 'OLD'), ledgerlock._ll20_parent_side_sql(c, kind, 'NEW'));
+    END LOOP;
+    IF blocks = '' THEN
+        RETURN NULL;
+    END IF;
+    RETURN ledgerlock._ll20_put(ledgerlock._generated_name(parent, 'll20', 'parent'),
+                                ledgerlock._ll20_parent_body(pg_catalog.jsonb_build_object('children', blocks)));
+END
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._ll20_generate_parent(regclass) FROM PUBLIC;
+
+-- The parent's guards (see _ll20_parent_body): on every change of a column some child takes its scope or
 -- date from, and on every delete. Installed with each child's period guards, and re-run on the parent after
 -- protect or unprotect changes what names it: dropped once no child names the parent.
 -- Their WHEN clauses carry a mark, as a child's guards do: the last day of any window that applies to some
@@ -1021,6 +1073,7 @@ DECLARE
     mark text;
     on_update text;
     on_delete text;
+    fn name;
 BEGIN
     PERFORM ledgerlock._tick_mark_clock();  -- as in _install_20_period: no window change commits under the mark
     mark := (SELECT pg_catalog.quote_literal(ledgerlock._iso_date(coalesce(
@@ -1045,14 +1098,14 @@ BEGIN
              ELSE pg_catalog.format('(%s <= %s OR %s <= %s)', d.o, mark, d.n, mark) END AS reach_moved) r;
     IF on_delete IS NULL THEN  -- no child names the parent any more
         PERFORM ledgerlock._drop_guard_triggers(parent, 'll_20_scope_parent_');
+        PERFORM ledgerlock._drop_generated_functions(ARRAY[ledgerlock._generated_name(parent, 'll20', 'parent')]);
         RETURN;
     END IF;
+    fn := ledgerlock._ll20_generate_parent(parent);
     PERFORM ledgerlock._replace_guard_trigger(parent, 'll_20_scope_parent_update', pg_catalog.format(
-        'BEFORE UPDATE ON %s FOR EACH ROW WHEN (%s) EXECUTE FUNCTION ledgerlock.guard_scope_parent()', parent,
-        on_update));
+        'BEFORE UPDATE ON %s FOR EACH ROW WHEN (%s) EXECUTE FUNCTION ledgerlock.%I()', parent, on_update, fn));
     PERFORM ledgerlock._replace_guard_trigger(parent, 'll_20_scope_parent_delete', pg_catalog.format(
-        'BEFORE DELETE ON %s FOR EACH ROW WHEN (%s) EXECUTE FUNCTION ledgerlock.guard_scope_parent()', parent,
-        on_delete));
+        'BEFORE DELETE ON %s FOR EACH ROW WHEN (%s) EXECUTE FUNCTION ledgerlock.%I()', parent, on_delete, fn));
 END
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._install_20_scope_parent(regclass) FROM PUBLIC;

@@ -212,9 +212,9 @@ def test_gin_fuzzy_search_limit_cannot_hide_a_referencing_row(db, fx):
 
 
 def test_every_guard_that_queries_a_users_table_pins_gin_fuzzy_search_limit_and_extra_float_digits(db, fx):
-    """The rule over the installed code: the generated guards of R3 and R4 and the capture, and the shipped
-    trigger functions that query a user's table (R3's generic guard, its parent-scope guard, the capture's
-    template) pin what ledgerlock._row_reading_settings() says (extra_float_digits: the keys they record)."""
+    """The rule over the installed code: the generated guards of R3 (a parent's included) and R4 and the capture,
+    and the shipped trigger functions that query a user's table (R3's generic guard, the capture's template) pin
+    what ledgerlock._row_reading_settings() says (extra_float_digits: the keys they record)."""
     db.owner().execute(R4)
     db.owner().execute("SELECT ledgerlock.protect('fx_line', 'invoice_id.issued_on', 'invoice_id.company_id')")
     db.protect_invoice(number_column="number", number_format="INV-{SEQ}")
@@ -222,12 +222,13 @@ def test_every_guard_that_queries_a_users_table_pins_gin_fuzzy_search_limit_and_
         """SELECT p.proname::text, coalesce(p.proconfig @> '{gin_fuzzy_search_limit=0,extra_float_digits=1}', false)
            FROM pg_proc p
            WHERE p.pronamespace = 'ledgerlock'::regnamespace AND p.prorettype = 'trigger'::regtype
-             AND (p.proname IN ('guard_period_row', 'guard_scope_parent', 'audit_capture')
+             AND (p.proname IN ('guard_period_row', 'audit_capture')
                   OR p.oid::regprocedure::text IN (SELECT fn FROM ledgerlock.code_fingerprint
                                                    WHERE origin = 'generated'))
            ORDER BY 1""").fetchall()
     kinds = {n.split("_")[1] if n.startswith("_ll") else n for n, _ in rows}
-    assert kinds >= {"guard_period_row", "guard_scope_parent", "audit_capture", "ll20", "ll30", "ll40", "ll90"}, kinds
+    assert kinds >= {"guard_period_row", "audit_capture", "ll20", "ll30", "ll40", "ll90"}, kinds
+    assert [n for n, _ in rows if n.startswith("_ll20_") and n.endswith("_parent")], rows  # fx_invoice's guard
     reads_rows = [(n, pinned) for n, pinned in rows if not n.startswith("_ll40") and not n.endswith("_mark")]
     assert [n for n, pinned in reads_rows if not pinned] == []
     # R2's guards and R4's mark of a header made final read only the row and ledgerlock's own tables
