@@ -665,15 +665,21 @@ def test_a_lock_taken_under_another_date_style_leaves_guards_doctor_accepts(db):
     owner = db.owner()
     owner.execute(SCHEMA)
     owner.execute("SELECT ledgerlock.protect('header', 'posted_on', 'entity_id')")
+    protect_line(owner)  # header is also the parent its lines take their date from: its guards carry a mark too
+    db.connect("app").execute("INSERT INTO line (id, header_id, entity_id) VALUES (1, 2, 1)")
     admin = db.connect("admin")
     admin.execute("SET DateStyle = 'SQL, DMY'")
-    admin.execute("SELECT ledgerlock.lock_period('1', '2026-03-01', '2026-03-31', 'hard')")
+    admin.execute("SELECT ledgerlock.lock_period('1', '2026-03-01', '2026-04-30', 'hard')")
     assert owner.execute("SELECT ledgerlock._period_installed_mark('header', '1')").fetchone()[0].isoformat() \
-        == "2026-03-31"
+        == "2026-04-30"
+    owner.execute("SET DateStyle = 'SQL, DMY'")  # whoever reads it back
+    assert owner.execute("SELECT ledgerlock._parent_installed_mark('header')::text").fetchone()[0] == "30/04/2026"
     assert owner.execute(FINDINGS).fetchall() == []
     with refused("LL002", r"for scope 1: header id=5 cannot be inserted"):
         db.connect("app").execute("INSERT INTO header VALUES (5, 1, '2026-03-15')")
-    lives_ok(db.connect("app"), "INSERT INTO header VALUES (6, 1, '2026-04-15')")
+    lives_ok(db.connect("app"), "INSERT INTO header VALUES (6, 1, '2026-05-15')")
+    with refused("LL002", r"line id=1 cannot be taken out of 2026-04-10 by deleting header id=2"):
+        db.connect("app").execute("DELETE FROM header WHERE id = 2")
 
 
 # --- evidence ----------------------------------------------------------------------------------------------
