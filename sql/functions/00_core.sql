@@ -1021,6 +1021,25 @@ END
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._check_guardable(regclass, text) FROM PUBLIC;
 
+-- The definition of a relation's trigger as pg_get_triggerdef prints it, whoever asks: the WHEN clause's constants
+-- (a mark) in ISO, names unquoted: what ledgerlock fingerprints a guard by (_finish_guard_trigger), checks it
+-- against (_drifted_guard, doctor) and reads a mark back from (_period_installed_mark, _parent_installed_mark).
+-- Null when the trigger does not exist.
+CREATE OR REPLACE FUNCTION ledgerlock._trigger_text(tbl regclass, tgname name)
+RETURNS text
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+SET quote_all_identifiers = off
+SET DateStyle = 'ISO, YMD'  -- pg_get_triggerdef prints the WHEN clause's constants in the session's styles
+SET IntervalStyle = 'postgres'
+SET extra_float_digits = 1
+AS $$
+    SELECT pg_catalog.pg_get_triggerdef(t.oid) FROM pg_catalog.pg_trigger t
+    WHERE t.tgrelid = _trigger_text.tbl AND t.tgname = _trigger_text.tgname
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._trigger_text(regclass, name) FROM PUBLIC;
+
 -- What every guard trigger gets once created or replaced (by _create_guard_trigger, or R3's
 -- _replace_guard_trigger), inside the installer's DDL permit: ENABLE ALWAYS (ENABLE, origin, on a
 -- logical-replication subscriber: sql/functions/replication.sql), its definition's hash as its comment, and
@@ -1029,19 +1048,11 @@ CREATE OR REPLACE FUNCTION ledgerlock._finish_guard_trigger(tbl regclass, trigge
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
-SET quote_all_identifiers = off
-SET DateStyle = 'ISO, YMD'  -- pg_get_triggerdef prints the WHEN clause's constants in the session's styles
-SET IntervalStyle = 'postgres'
-SET extra_float_digits = 1
 AS $$
-DECLARE
-    tgdef text;
 BEGIN
     EXECUTE pg_catalog.format('ALTER TABLE %s %s TRIGGER %I', tbl, ledgerlock._guard_enable_clause(), trigger_name);
-    SELECT pg_catalog.pg_get_triggerdef(t.oid) INTO tgdef
-    FROM pg_catalog.pg_trigger t WHERE t.tgrelid = tbl AND t.tgname = trigger_name;
     EXECUTE pg_catalog.format('COMMENT ON TRIGGER %I ON %s IS %L', trigger_name, tbl,
-                              'ledgerlock:' || pg_catalog.md5(tgdef));
+                              'ledgerlock:' || pg_catalog.md5(ledgerlock._trigger_text(tbl, trigger_name)));
     PERFORM ledgerlock._record_generated_code(tbl, trigger_name);  -- what doctor compares the function with
 END
 $$;

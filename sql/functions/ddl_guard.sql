@@ -86,7 +86,8 @@ AS $$
     WHERE t.tgrelid = rel AND t.tgparentid = 0 AND NOT t.tgisinternal AND t.tgname ~ '^ll_[0-9]{2}_'
       AND pg_catalog.obj_description(t.oid, 'pg_trigger') IS NOT NULL
       AND pg_catalog.obj_description(t.oid, 'pg_trigger')
-          IS DISTINCT FROM 'ledgerlock:' || pg_catalog.md5(pg_catalog.pg_get_triggerdef(t.oid))
+          IS DISTINCT FROM 'ledgerlock:'
+                           || pg_catalog.md5(ledgerlock._trigger_text(t.tgrelid::regclass, t.tgname))
     ORDER BY t.tgname
     LIMIT 1
 $$;

@@ -330,15 +330,11 @@ RETURNS date
 LANGUAGE sql
 STABLE
 SET search_path = pg_catalog, pg_temp
-SET quote_all_identifiers = off
-SET DateStyle = 'ISO, YMD'  -- pg_get_triggerdef prints the WHEN clause's constants in the session's styles
-SET IntervalStyle = 'postgres'
-SET extra_float_digits = 1
 AS $$
     SELECT least(w.top, ledgerlock._mark_of_args(a.args[5], a.args[6], _period_installed_mark.scope, w.top))
     FROM pg_catalog.pg_trigger t
-    CROSS JOIN LATERAL (SELECT pg_catalog.substring(pg_catalog.pg_get_triggerdef(t.oid), '<= ''([-0-9a-z]+)''::date')::date
-                        AS top) w
+    CROSS JOIN LATERAL (SELECT pg_catalog.substring(ledgerlock._trigger_text(t.tgrelid::regclass, t.tgname),
+                                                    '<= ''([-0-9a-z]+)''::date')::date AS top) w
     CROSS JOIN LATERAL (SELECT ledgerlock._trigger_args(t.tgargs) AS args) a
     WHERE t.tgrelid = _period_installed_mark.tbl AND t.tgname = 'll_20_period_insert'
 $$;
@@ -351,16 +347,10 @@ RETURNS date
 LANGUAGE sql
 STABLE
 SET search_path = pg_catalog, pg_temp
-SET quote_all_identifiers = off
-SET DateStyle = 'ISO, YMD'  -- pg_get_triggerdef prints the WHEN clause's constants in the session's styles
-SET IntervalStyle = 'postgres'
-SET extra_float_digits = 1
 AS $$
     SELECT pg_catalog.max(m.day[1]::date)
-    FROM pg_catalog.pg_trigger t
-    CROSS JOIN LATERAL pg_catalog.regexp_matches(pg_catalog.pg_get_triggerdef(t.oid), '''([-0-9a-z]+)''::date', 'g')
-        AS m(day)
-    WHERE t.tgrelid = _parent_installed_mark.parent AND t.tgname = 'll_20_scope_parent_delete'
+    FROM pg_catalog.regexp_matches(ledgerlock._trigger_text(parent, 'll_20_scope_parent_delete'),
+                                   '''([-0-9a-z]+)''::date', 'g') AS m(day)
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._parent_installed_mark(regclass) FROM PUBLIC;
 
