@@ -202,3 +202,19 @@ def test_unprotect_removes_the_capture_from_every_partition(db, journal):
     mark = _last_seq(owner)
     journal.execute("UPDATE ledger_entry_2025 SET amount = 23 WHERE id = 2")
     assert owner.execute(AUDITED, (mark,)).fetchall() == []
+
+
+def test_a_guards_drift_is_judged_by_its_definition_whatever_the_sessions_printing_settings(db, journal):
+    """The DDL guard tells a renamed (or hand-edited) guard by comparing its definition with the fingerprint
+    recorded at install. It read the definition under the DDL session's settings: with quote_all_identifiers on
+    every guard of a partition read as drifted, so any ALTER TABLE of a partition in such a session installed
+    its table's guards again. Now read under pinned settings (ledgerlock._trigger_text); a real edit still shows."""
+    owner = db.owner()
+    owner.execute("SET quote_all_identifiers = on")
+    owner.execute("SET DateStyle = 'SQL, DMY'")
+    for rel in ("ledger_entry", "ledger_entry_2025"):
+        assert owner.execute("SELECT ledgerlock._drifted_guard(%s::regclass)", (rel,)).fetchone()[0] is None
+    # the neighbour: a guard whose definition no longer matches its fingerprint is still told, in that session
+    owner.execute("COMMENT ON TRIGGER ll_00_truncate ON ledger_entry_2025 IS 'ledgerlock:0'")
+    assert owner.execute("SELECT ledgerlock._drifted_guard('ledger_entry_2025'::regclass)").fetchone()[0] \
+        == "ll_00_truncate"
