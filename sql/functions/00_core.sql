@@ -1039,6 +1039,7 @@ AS $$
     WHERE t.tgrelid = _trigger_text.tbl AND t.tgname = _trigger_text.tgname
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._trigger_text(regclass, name) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION ledgerlock._trigger_text(regclass, name) TO ledgerlock_admin, ledgerlock_auditor;  -- doctor
 
 -- What every guard trigger gets once created or replaced (by _create_guard_trigger, or R3's
 -- _replace_guard_trigger), inside the installer's DDL permit: ENABLE ALWAYS (ENABLE, origin, on a

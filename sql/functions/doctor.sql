@@ -499,10 +499,7 @@ CREATE OR REPLACE FUNCTION ledgerlock._doctor_guard_triggers()
 RETURNS TABLE(severity text, check_name text, object text, finding text, why text, fix text)
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
-SET quote_all_identifiers = off
-SET DateStyle = 'ISO, YMD'  -- pg_get_triggerdef prints the WHEN clause's constants in the session's styles
-SET IntervalStyle = 'postgres'
-SET extra_float_digits = 1
+SET quote_all_identifiers = off  -- the names its findings print
 AS $$
 DECLARE
     r record;
@@ -512,7 +509,7 @@ BEGIN
     FOR r IN
         SELECT t.tgrelid::regclass AS rel, t.tgname, t.tgenabled, t.tgparentid,
                pg_catalog.obj_description(t.oid, 'pg_trigger') AS hash,
-               'ledgerlock:' || pg_catalog.md5(pg_catalog.pg_get_triggerdef(t.oid)) AS expected,
+               'ledgerlock:' || pg_catalog.md5(ledgerlock._trigger_text(t.tgrelid::regclass, t.tgname)) AS expected,
                -- ledgerlock's own tables (append-only history) carry guards of their own
                (SELECT c.relnamespace = 'ledgerlock'::regnamespace FROM pg_catalog.pg_class c
                 WHERE c.oid = t.tgrelid) AS own,
