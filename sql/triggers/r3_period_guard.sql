@@ -951,9 +951,10 @@ $ll$, v)
 $fn$;
 REVOKE ALL ON FUNCTION ledgerlock._ll20_parent_body(jsonb) FROM PUBLIC;
 
--- One side (rec: OLD or NEW) of one child of a parent's guard: enter the gates of the scopes the children lie in on that side (the parent's scope, or each child's own,
--- read from the children), then look up every child lying in a window on that side and check it as a write
--- of it. The children are found by the parent's old key (BEFORE UPDATE: they still reference it).
+-- One side (rec: OLD or NEW) of one child of a parent's guard: enter the gates of the scopes the children lie
+-- in on that side (the parent's scope, or each child's own, read from the children: the same on both sides,
+-- so entered on the old side only), then look up every child lying in a window on that side and check it as a
+-- write of it. The children are found by the parent's old key (BEFORE UPDATE: they still reference it).
 CREATE OR REPLACE FUNCTION ledgerlock._ll20_parent_side_sql(c record, kind text, rec text)
 RETURNS text
 LANGUAGE plpgsql
@@ -989,6 +990,7 @@ BEGIN
                       THEN pg_catalog.format('        ll_s := coalesce(pg_catalog.to_jsonb(%s.%I) #>> ''{}'', ''*'');',
                                              rec, c.scope_from) || pg_catalog.chr(10)
                            || ledgerlock._ll20_gate_sql('ll_s')
+                      WHEN rec = 'NEW' THEN '        -- the children''s own scopes: their gates were entered on the old side'
                       ELSE pg_catalog.format('        FOR ll_s IN SELECT DISTINCT %s FROM %s AS ll_row WHERE %s ORDER BY 1 LOOP',
                                              row_scope, c.child, children) || pg_catalog.chr(10)
                            || ledgerlock._ll20_gate_sql('ll_s') || pg_catalog.chr(10) || '        END LOOP;' END,
