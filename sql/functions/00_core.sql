@@ -1031,7 +1031,7 @@ REVOKE ALL ON FUNCTION ledgerlock._check_guardable(regclass, text) FROM PUBLIC;
 -- Null when the trigger does not exist.
 CREATE OR REPLACE FUNCTION ledgerlock._trigger_text(tbl regclass, tgname name)
 RETURNS text
-LANGUAGE sql
+LANGUAGE plpgsql  -- see _rule_table: doctor reads every guard through it
 STABLE
 SET search_path = pg_catalog, pg_temp
 SET quote_all_identifiers = off
@@ -1039,8 +1039,10 @@ SET DateStyle = 'ISO, YMD'  -- pg_get_triggerdef prints the WHEN clause's consta
 SET IntervalStyle = 'postgres'
 SET extra_float_digits = 1
 AS $$
-    SELECT pg_catalog.pg_get_triggerdef(t.oid) FROM pg_catalog.pg_trigger t
-    WHERE t.tgrelid = _trigger_text.tbl AND t.tgname = _trigger_text.tgname
+BEGIN
+    RETURN (SELECT pg_catalog.pg_get_triggerdef(t.oid) FROM pg_catalog.pg_trigger t
+            WHERE t.tgrelid = _trigger_text.tbl AND t.tgname = _trigger_text.tgname);
+END
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._trigger_text(regclass, name) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION ledgerlock._trigger_text(regclass, name) TO ledgerlock_admin, ledgerlock_auditor;  -- doctor
