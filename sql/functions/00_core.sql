@@ -1224,6 +1224,48 @@ AS $$
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._row_reading_settings() FROM PUBLIC;
 
+-- Refuse to (re)generate ledgerlock.<fn>() for a table when the guards of another table run it: functions
+-- generated for a table are named after its name (_table_key), so a table renamed without the DDL guard keeps
+-- running the functions of its old name, and a new table given that name would replace what the renamed
+-- one's guards check (a parent's guard would look for the new table's children, a capture would file the
+-- old table's rows as the new one's). Names without a table key (R4's, by rule id) are not looked at.
+CREATE OR REPLACE FUNCTION ledgerlock._refuse_taken_generated_name(fn name)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    key text := (pg_catalog.regexp_match(fn, '^_ll[0-9]+_(t[0-9a-f]{16})_'))[1];
+    other regclass;
+BEGIN
+    IF key IS NULL THEN
+        RETURN;
+    END IF;
+    -- a partition's guards run its tree's functions: its own name and those of its ancestors are looked at
+    SELECT t.tgrelid::regclass INTO other
+    FROM pg_catalog.pg_proc p
+    JOIN pg_catalog.pg_trigger t ON t.tgfoid = p.oid
+    WHERE p.pronamespace = 'ledgerlock'::regnamespace AND p.proname = fn AND p.pronargs = 0
+      AND ledgerlock._table_key(t.tgrelid) <> key
+      AND NOT EXISTS (SELECT FROM pg_catalog.pg_partition_ancestors(t.tgrelid) AS a(rel)
+                      WHERE ledgerlock._table_key(a.rel) = key)
+    ORDER BY t.tgparentid <> 0, t.tgrelid
+    LIMIT 1;
+    IF other IS NULL THEN
+        RETURN;
+    END IF;
+    PERFORM ledgerlock._refuse('55000',
+        pg_catalog.format('ledgerlock.%I is generated for a table of this name, and the guards of %s, renamed '
+                          'since, still run it: replacing it would change what they check', fn, other),
+        CASE WHEN ledgerlock._protected_root(other) IS NOT NULL
+             THEN pg_catalog.format('rename %s back (ledgerlock doctor prints the command: its audit trail files '
+                                    'its rows under its old name), or give this table another name', other)
+             ELSE pg_catalog.format('have an admin run SELECT ledgerlock.reinstall_guards() first: it names the '
+                                    'guards of %s after its new name', other) END);
+END
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._refuse_taken_generated_name(name) FROM PUBLIC;
+
 -- Create (or replace) a generated trigger function ledgerlock.<fn>() from its PL/pgSQL body: SECURITY
 -- DEFINER (guards read ledgerlock's tables, which clients cannot), search_path and quote_all_identifiers
 -- pinned (docs/hardening.md, "Names"), no EXECUTE for PUBLIC. settings: more settings to pin, as
@@ -1245,6 +1287,7 @@ BEGIN
     IF EXISTS (SELECT FROM pg_catalog.unnest(settings) AS s WHERE s !~ '^[A-Za-z_][A-Za-z0-9_.]*=') THEN
         RAISE EXCEPTION 'a generated function''s settings are name=value, not %', settings;
     END IF;
+    PERFORM ledgerlock._refuse_taken_generated_name(fn);
     PERFORM ledgerlock._ddl_permit('ledgerlock'::regnamespace::oid, true);  -- the DDL guard lets it through
     EXECUTE pg_catalog.format('CREATE OR REPLACE FUNCTION ledgerlock.%I() RETURNS trigger LANGUAGE plpgsql '
                               'SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET quote_all_identifiers = off%s '

@@ -702,6 +702,7 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
+    PERFORM ledgerlock._refuse_taken_generated_name(gen);  -- also when its body would not change
     IF NOT EXISTS (SELECT FROM pg_catalog.pg_proc p
                    JOIN ledgerlock.code_fingerprint f ON f.fn = p.oid::regprocedure::text AND f.origin = 'generated'
                    WHERE p.pronamespace = 'ledgerlock'::regnamespace AND p.proname = gen AND p.pronargs = 0
