@@ -283,6 +283,28 @@ BEGIN
                     'hold it');
             END IF;
         END IF;
+        -- ALTER SCHEMA ... RENAME TO renames every table in the schema at once: refused as the rename of the
+        -- first of them ledgerlock reads by name would be; its partitions of a protected table elsewhere get
+        -- their guards installed again, as for a partition's own rename
+        IF cmd.command_tag = 'ALTER SCHEMA' AND cmd.classid = 'pg_catalog.pg_namespace'::regclass THEN
+            SELECT pg_catalog.format('ALTER SCHEMA ... RENAME TO %s (it holds %s)', cmd.object_identity,
+                                     c.oid::regclass) AS what, r.why, r.hint INTO bad
+            FROM pg_catalog.pg_class c
+            CROSS JOIN LATERAL ledgerlock._ddl_renamed(c.oid, 0) AS r
+            WHERE c.relnamespace = cmd.objid AND c.relkind IN ('r', 'p') AND NOT ledgerlock._ddl_permitted(c.oid)
+            ORDER BY c.oid
+            LIMIT 1;
+            IF FOUND THEN
+                PERFORM ledgerlock._refuse_ddl(bad.what, bad.why, bad.hint);
+            END IF;
+            FOR root IN SELECT DISTINCT ledgerlock._protected_root(c.oid) FROM pg_catalog.pg_class c
+                        WHERE c.relnamespace = cmd.objid AND c.relispartition
+                          AND ledgerlock._protected_root(c.oid) IS NOT NULL
+                          AND ledgerlock._drifted_guard(c.oid) IS NOT NULL LOOP
+                PERFORM ledgerlock._run_rule_hooks(root, 'install');
+            END LOOP;
+            CONTINUE;
+        END IF;
         rel := CASE cmd.classid
             WHEN 'pg_catalog.pg_class'::regclass THEN cmd.objid
             WHEN 'pg_catalog.pg_trigger'::regclass

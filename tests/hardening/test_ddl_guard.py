@@ -88,6 +88,39 @@ def test_moving_a_protected_table_to_another_schema_is_refused_and_its_rows_stil
     assert db.connect("auditor").execute("SELECT ok, problems FROM ledgerlock.verify_audit()").fetchone() == (True, 0)
 
 
+def test_renaming_the_schema_of_a_protected_table_is_refused_and_its_rows_still_verify(db, app_owns_invoice):
+    """ALTER SCHEMA ... RENAME TO renames every table in the schema at once. The schema's owner (the database
+    owner for public, often the application's login) did it unrefused: every protected table in it read as
+    renamed, to doctor and to verify_audit. Refused like the table's own rename; a schema of unprotected tables
+    is renamed."""
+    owner = db.owner()
+    owner.execute("ALTER SCHEMA public OWNER TO ll_app")
+    owner.execute(sql.SQL("GRANT CREATE ON DATABASE {} TO ll_app").format(sql.Identifier(db.name)))  # as its owner
+    with refused("LL008", r"^ALTER SCHEMA \.\.\. RENAME TO books \(it holds books\.invoice\) is refused: guard "
+                          r"ll_\d\d_\w+ no longer matches the definition ledgerlock installed"):
+        app_owns_invoice.execute("ALTER SCHEMA public RENAME TO books")
+    with refused("LL001"):
+        app_owns_invoice.execute("UPDATE invoice SET amount = 0 WHERE id = 1")
+    owner.execute("CREATE SCHEMA scratch AUTHORIZATION ll_app")
+    app_owns_invoice.execute("CREATE TABLE scratch.note (id integer PRIMARY KEY)")
+    app_owns_invoice.execute("ALTER SCHEMA scratch RENAME TO drafts")  # the neighbour: nothing protected in it
+    assert owner.execute("SELECT to_regclass('drafts.note') IS NOT NULL").fetchone() == (True,)
+    assert db.connect("auditor").execute("SELECT ok, problems FROM ledgerlock.verify_audit()").fetchone() == (True, 0)
+
+
+def test_renaming_the_schema_of_a_partition_installs_its_guards_again(db, journal, ddl_guard):
+    """A partition in a schema of its own: the schema renamed, the partition's guards are installed again, as for
+    its own rename (its rows are filed under the protected table)."""
+    owner = db.owner()
+    owner.execute("CREATE SCHEMA y2025; ALTER TABLE ledger_entry_2025 SET SCHEMA y2025")
+    owner.execute("ALTER SCHEMA y2025 RENAME TO archive_2025")
+    assert owner.execute("SELECT count(*) FROM ledgerlock.doctor_findings() WHERE severity = 'critical'"
+                         ).fetchone() == (0,)
+    with refused("LL001", r"is final and cannot be updated"):
+        journal.execute("UPDATE ledger_entry SET amount = 0 WHERE id = 1")
+    assert db.connect("auditor").execute("SELECT ok, problems FROM ledgerlock.verify_audit()").fetchone() == (True, 0)
+
+
 def test_renaming_a_partition_installs_its_guards_again_and_its_rules_hold(db, journal, ddl_guard):
     """A partition's rows are filed under the table it belongs to, so its name matters only to its own guards'
     recorded definitions: renamed (or moved), its guards are installed again, doctor finds nothing, the final
