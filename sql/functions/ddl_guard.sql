@@ -196,12 +196,10 @@ AS $$
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._inherited_protected(oid) FROM PUBLIC;
 
--- The labels of the enum types the columns of protected tables hold (directly, or through domains, arrays,
--- composite types and ranges, at any depth), as {label oid: label}. A label renamed (ALTER TYPE ... RENAME
--- VALUE) changes every row that holds it with no write: _ddl_guard_command_start keeps these before an ALTER
--- TYPE runs, _ddl_guard_command_end compares. (A partition has its table's columns.)
-CREATE OR REPLACE FUNCTION ledgerlock._protected_enum_labels()
-RETURNS jsonb
+-- The types the columns of protected tables hold, directly or through domains, arrays, composite types and
+-- ranges, at any depth. (A partition has its table's columns.)
+CREATE OR REPLACE FUNCTION ledgerlock._protected_types()
+RETURNS SETOF oid
 LANGUAGE sql
 STABLE
 SET search_path = pg_catalog, pg_temp
@@ -222,10 +220,43 @@ AS $$
                             UNION ALL SELECT r.rngsubtype FROM pg_catalog.pg_range r
                                       WHERE r.rngtypid = t.oid OR r.rngmultitypid = t.oid) held(oid)
     )
+    SELECT typ.oid FROM typ
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._protected_types() FROM PUBLIC;
+
+-- The labels of the enum types protected columns hold (_protected_types), as {label oid: label}. A label
+-- renamed (ALTER TYPE ... RENAME VALUE) changes every row that holds it with no write: _ddl_guard_command_start
+-- keeps these before an ALTER TYPE runs, _ddl_guard_command_end compares.
+CREATE OR REPLACE FUNCTION ledgerlock._protected_enum_labels()
+RETURNS jsonb
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
     SELECT coalesce(pg_catalog.jsonb_object_agg(e.oid::text, e.enumlabel), '{}')
-    FROM pg_catalog.pg_enum e WHERE e.enumtypid IN (SELECT typ.oid FROM typ)
+    FROM pg_catalog.pg_enum e WHERE e.enumtypid IN (SELECT ledgerlock._protected_types())
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._protected_enum_labels() FROM PUBLIC;
+
+-- The attributes of the composite types protected columns hold (_protected_types; a table's row type, when a
+-- column is of that type, included), as {type oid: {attnum: name}}. An attribute renamed or dropped (ALTER TYPE
+-- ... RENAME ATTRIBUTE, DROP ATTRIBUTE; ALTER TABLE ... RENAME COLUMN, DROP COLUMN of such a table) changes
+-- every row that holds the type with no write: kept by _ddl_guard_command_start before an ALTER TYPE or ALTER
+-- TABLE runs, compared by _ddl_guard_command_end. (An attribute added is null in every row: no change.)
+CREATE OR REPLACE FUNCTION ledgerlock._protected_type_attributes()
+RETURNS jsonb
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT coalesce(pg_catalog.jsonb_object_agg(t.oid::text,
+                        (SELECT coalesce(pg_catalog.jsonb_object_agg(a.attnum::text, a.attname), '{}')
+                         FROM pg_catalog.pg_attribute a
+                         WHERE a.attrelid = t.typrelid AND a.attnum > 0 AND NOT a.attisdropped)), '{}')
+    FROM pg_catalog.pg_type t
+    WHERE t.oid IN (SELECT ledgerlock._protected_types()) AND t.typtype = 'c'
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._protected_type_attributes() FROM PUBLIC;
 
 -- ddl_command_start: before an ALTER TYPE, the labels protected columns hold (_protected_enum_labels), kept
 -- for the command's end in a setting of this transaction (set here, right before the command: nothing of the
@@ -240,6 +271,10 @@ AS $$
 BEGIN
     IF TG_TAG = 'ALTER TYPE' THEN
         PERFORM pg_catalog.set_config('ledgerlock.enum_labels', ledgerlock._protected_enum_labels()::text, true);
+    END IF;
+    IF TG_TAG IN ('ALTER TYPE', 'ALTER TABLE') THEN
+        PERFORM pg_catalog.set_config('ledgerlock.type_attributes', ledgerlock._protected_type_attributes()::text,
+                                      true);
     END IF;
 END
 $$;
@@ -304,6 +339,29 @@ BEGIN
                 PERFORM ledgerlock._run_rule_hooks(root, 'install');
             END LOOP;
             CONTINUE;
+        END IF;
+        -- an attribute of a composite type protected columns hold, renamed or dropped: likewise
+        IF cmd.command_tag IN ('ALTER TYPE', 'ALTER TABLE') THEN
+            SELECT b.key::oid::regtype AS typ, x.value AS was, a.attname AS now INTO bad
+            FROM pg_catalog.jsonb_each(coalesce(nullif(pg_catalog.current_setting('ledgerlock.type_attributes', true),
+                                                       ''), '{}')::jsonb) b
+            CROSS JOIN LATERAL pg_catalog.jsonb_each_text(b.value) x
+            LEFT JOIN pg_catalog.pg_type t ON t.oid = b.key::oid
+            LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = t.typrelid AND a.attnum = x.key::smallint
+                                               AND NOT a.attisdropped
+            WHERE a.attname IS DISTINCT FROM x.value
+            ORDER BY b.key, x.key
+            LIMIT 1;
+            IF FOUND THEN
+                PERFORM ledgerlock._refuse_ddl(CASE WHEN bad.now IS NULL
+                                                    THEN pg_catalog.format('dropping attribute %I of %s', bad.was,
+                                                                           bad.typ)
+                                                    ELSE pg_catalog.format('renaming attribute %I of %s to %I', bad.was,
+                                                                           bad.typ, bad.now) END,
+                    'protected tables hold it: every row that holds it would change, with no write and no audit event',
+                    'add an attribute for the rows to come (ALTER TYPE ... ADD ATTRIBUTE) and keep this one for the '
+                    'rows that hold it');
+            END IF;
         END IF;
         rel := CASE cmd.classid
             WHEN 'pg_catalog.pg_class'::regclass THEN cmd.objid

@@ -1008,6 +1008,58 @@ AS $$
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._audit_row_name(regclass, jsonb) FROM PUBLIC;
 
+-- Whether a recorded value holds a key that the same value read into its column's type as the type is now
+-- (normalized: jsonb_populate_record, then to_jsonb) lacks, at any depth (array positions alike): an attribute
+-- of a composite type the column holds, dropped since the value was recorded (ALTER TYPE ... DROP ATTRIBUTE,
+-- which the DDL guard refuses). Reading the value into the type leaves such a key out, so the two read the
+-- same while the row lost what the trail recorded. Keys the type gained since are no loss.
+CREATE OR REPLACE FUNCTION ledgerlock._json_keys_lost(recorded jsonb, normalized jsonb)
+RETURNS boolean
+LANGUAGE plpgsql  -- its plan kept for the session: called per row that differs
+IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RETURN EXISTS (WITH RECURSIVE p(side, path, v) AS (
+        SELECT 1, '{}'::text[], recorded
+        UNION ALL
+        SELECT 2, '{}'::text[], normalized
+        UNION ALL
+        SELECT p.side, p.path || x.k, x.v
+        FROM p CROSS JOIN LATERAL (
+            SELECT e.key, e.value
+            FROM pg_catalog.jsonb_each(CASE WHEN pg_catalog.jsonb_typeof(p.v) = 'object' THEN p.v END) AS e
+            UNION ALL
+            SELECT '[]', a.value
+            FROM pg_catalog.jsonb_array_elements(CASE WHEN pg_catalog.jsonb_typeof(p.v) = 'array' THEN p.v END) AS a
+        ) AS x(k, v)
+    )
+    SELECT p.path FROM p WHERE p.side = 1 EXCEPT SELECT p.path FROM p WHERE p.side = 2);
+END
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._json_keys_lost(jsonb, jsonb) FROM PUBLIC;
+
+-- Whether a column of tbl holds a composite value (directly, or through domains and arrays, at any depth):
+-- only such a table's recorded values can lose a key to a dropped attribute (_json_keys_lost).
+CREATE OR REPLACE FUNCTION ledgerlock._holds_composite(tbl regclass)
+RETURNS boolean
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH RECURSIVE typ(oid) AS (
+        SELECT a.atttypid FROM pg_catalog.pg_attribute a
+        WHERE a.attrelid = tbl AND a.attnum > 0 AND NOT a.attisdropped
+        UNION
+        SELECT held.oid
+        FROM typ JOIN pg_catalog.pg_type t ON t.oid = typ.oid
+        CROSS JOIN LATERAL (SELECT t.typbasetype WHERE t.typtype = 'd'
+                            UNION ALL SELECT t.typelem WHERE t.typcategory = 'A' AND t.typelem <> 0) held(oid)
+    )
+    SELECT EXISTS (SELECT FROM typ JOIN pg_catalog.pg_type t ON t.oid = typ.oid WHERE t.typtype = 'c')
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._holds_composite(regclass) FROM PUBLIC;
+
 -- Every difference between a table's live rows and the trail, one row per problem: 'row_unrecorded' (a
 -- row no event wrote), 'row_missing' (a row the trail has, gone without an event), 'row_resurrected' (a
 -- row whose latest event removed it), 'row_changed' (one per column that differs). Images that differ
@@ -1127,7 +1179,11 @@ BEGIN
             FOR k IN SELECT a.attname::text FROM pg_catalog.pg_attribute a
                      WHERE a.attrelid = tbl AND a.attnum > 0 AND NOT a.attisdropped
                        AND a.attname::text <> ALL (absent)  -- reported once for the column, below
-                       AND (norm_live -> a.attname::text)::text IS DISTINCT FROM (norm_rec -> a.attname::text)::text
+                       AND ((norm_live -> a.attname::text)::text IS DISTINCT FROM (norm_rec -> a.attname::text)::text
+                            -- an attribute of a composite value, dropped since: the normalized values agree
+                            OR (pg_catalog.jsonb_typeof(d.recorded -> a.attname::text) IN ('object', 'array')
+                                AND ledgerlock._json_keys_lost(d.recorded -> a.attname::text,
+                                                               norm_rec -> a.attname::text)))
                        -- a regclass whose table was dropped since reads as its bare oid: the same reference
                        AND NOT (a.atttypid = 'pg_catalog.regclass'::pg_catalog.regtype
                                 AND norm_live ->> a.attname::text ~ '^[0-9]+$'
@@ -1135,7 +1191,9 @@ BEGIN
                      ORDER BY a.attnum LOOP
                 column_name := k;
                 problem := pg_catalog.format('%s: %s is %s in the table, %s in event seq %s', who, k,
-                                             coalesce(norm_live ->> k, 'null'), coalesce(norm_rec ->> k, 'null'),
+                                             coalesce(norm_live ->> k, 'null'),
+                                             coalesce(CASE WHEN ledgerlock._json_keys_lost(d.recorded -> k, norm_rec -> k)
+                                                           THEN d.recorded ->> k ELSE norm_rec ->> k END, 'null'),
                                              d.seq);
                 RETURN NEXT;
             END LOOP;
@@ -1585,8 +1643,11 @@ BEGIN
                 AND pg_catalog.to_jsonb(pg_catalog.jsonb_populate_record(NULL::%1$s, d.recorded))::text
                     = pg_catalog.to_jsonb(pg_catalog.jsonb_populate_record(NULL::%1$s,
                           d.live OPERATOR(pg_catalog.-) a.absent))::text
+                -- and no attribute of a composite value dropped since (which reading it into the type hides)
+                AND NOT (%2$L AND ledgerlock._json_keys_lost(d.recorded,
+                                      pg_catalog.to_jsonb(pg_catalog.jsonb_populate_record(NULL::%1$s, d.recorded))))
               ORDER BY d.row_key) x
-        $q$, tbl)
+        $q$, tbl, ledgerlock._holds_composite(tbl))
         USING ev_at, ev_txid, tbl, tbl::text, actor, reason, context, coalesce(cfg.scope_column::text, ''),
               parent_scopes;
     GET DIAGNOSTICS n = ROW_COUNT;

@@ -126,6 +126,62 @@ def test_a_column_dropped_or_renamed_without_the_ddl_guard_is_reported_once_and_
     assert _verify_exit(db) != 0
 
 
+def _books_with_a_composite(db):
+    """A protected table whose column holds a composite type (an amount and its currency), through an array."""
+    owner = db.owner()
+    owner.execute("""CREATE TYPE priced AS (amount numeric, currency text);
+        CREATE TABLE quote_line (id integer PRIMARY KEY, issued_on date NOT NULL, prices priced[]);
+        GRANT SELECT, INSERT, UPDATE, DELETE ON quote_line TO ll_app;
+        SELECT ledgerlock.protect('quote_line', 'issued_on');""")
+    db.connect("app").execute("INSERT INTO quote_line VALUES (1, '2026-01-05', ARRAY[(10, 'EUR')::priced]), "
+                              "(2, '2026-01-06', NULL)")
+    return owner
+
+
+def test_an_attribute_dropped_from_a_composite_type_a_protected_column_holds_is_reported(db):
+    """DROP ATTRIBUTE took the currency out of every row that held it, with no write, and verification said the
+    books were as recorded: it reads a recorded value into the type as the type is now, which leaves the
+    dropped key out on both sides. The recorded value is now also held to that reading, key by key."""
+    owner = _books_with_a_composite(db)
+    owner.execute("ALTER TYPE priced ADD ATTRIBUTE rate numeric")  # the neighbour: null in every row
+    assert _found(db) == []
+    owner.execute("ALTER TYPE priced DROP ATTRIBUTE currency")
+    found = _found(db)
+    assert [(c, t, col) for c, t, col, _ in found] == [("row_changed", "public.quote_line", "prices")]
+    assert found[0][3].startswith('quote_line id=1: prices is [{"rate": null, "amount": 10}] in the table, '
+                                  '[{"amount": 10, "currency": "EUR"}] in event seq ')
+    assert _verify_exit(db) != 0
+    # an admin's recording of added columns records the row that lost nothing, and not the one that did
+    owner.execute("ALTER TABLE quote_line ADD COLUMN channel text NOT NULL DEFAULT 'web'")
+    assert lives_ok(db.connect("admin"), "SELECT ledgerlock.record_added_columns('quote_line', 'channel added')"
+                    ) == [(1,)]
+    found = _found(db)
+    assert [(c, col) for c, _, col, _ in found] == [("row_changed", "prices"), ("column_unrecorded", "channel")]
+    assert "in 1 row(s) (the oldest: quote_line id=1, web there" in found[1][3]
+
+
+def test_the_ddl_guard_refuses_to_drop_or_rename_an_attribute_protected_rows_hold(db):
+    owner = _books_with_a_composite(db)
+    owner.execute("CREATE TABLE address (street text, city text); ALTER TABLE quote_line ADD COLUMN ship_to address")
+    owner.execute("SELECT ledgerlock.install_ddl_guard()")
+    for statement, match in (
+            ("ALTER TYPE priced DROP ATTRIBUTE currency", r"^dropping attribute currency of (public\.)?priced is "
+                                                          r"refused: protected tables hold it: every row that holds "
+                                                          r"it would change, with no write and no audit event"),
+            ("ALTER TYPE priced RENAME ATTRIBUTE currency TO cur",
+             r"^renaming attribute currency of (public\.)?priced to cur is refused"),
+            ("ALTER TABLE address DROP COLUMN city", r"^dropping attribute city of (public\.)?address is refused"),
+            ("ALTER TABLE address RENAME COLUMN city TO town",
+             r"^renaming attribute city of (public\.)?address to town is refused")):
+        with refused("LL008", match):
+            owner.execute(statement)
+    # the neighbours: an attribute added, and a type no protected column holds
+    owner.execute("ALTER TYPE priced ADD ATTRIBUTE rate numeric; ALTER TABLE address ADD COLUMN zip text")
+    owner.execute("CREATE TYPE other AS (a int, b int); ALTER TYPE other DROP ATTRIBUTE b")
+    owner.execute("ALTER TABLE customer RENAME COLUMN name TO display_name")
+    assert _found(db) == []
+
+
 def test_the_ddl_guard_lets_a_column_with_a_default_be_added_and_still_refuses_a_drop(db):
     _books(db)
     owner = db.owner()
