@@ -162,3 +162,77 @@ def test_a_parent_delete_waiting_for_a_lock_is_checked_against_it(parent):
     assert sqlstate(step.error) == "LL002", step.error
     assert "line id=1 cannot be taken out of 2026-04-10 by deleting header id=1" in str(step.error)
     lives_ok(db.connect("app"), "DELETE FROM header WHERE id = 3")
+
+
+# --- a second child unprotected while the parent is written ------------------------------------------------
+
+TWO_CHILDREN = """
+CREATE TABLE note_line (id integer PRIMARY KEY, header_id integer REFERENCES header ON DELETE CASCADE,
+                        entity_id integer);
+INSERT INTO header VALUES (4, 1, '2026-01-15'), (5, 1, '2026-06-20');
+INSERT INTO line VALUES (4, 4, 1);
+INSERT INTO note_line VALUES (5, 5, 1), (6, 3, 1);
+GRANT SELECT, INSERT, UPDATE, DELETE ON note_line TO ll_app;
+SELECT ledgerlock.protect('note_line', date_column => 'header_id.posted_on', scope_column => 'entity_id');
+"""
+UNPROTECT_NOTES = "SELECT ledgerlock.unprotect('note_line', 'notes are not kept')"
+
+
+@pytest.fixture
+def two_children(db):
+    """Header 4 (January, hard-locked) holds a line; headers 3 and 5 (May, June) hold note lines; both children
+    protected."""
+    lock = "SELECT ledgerlock.lock_period('1', '2026-01-01', '2026-01-31', 'hard');"
+    assert PARENT_SCHEMA.strip().endswith(lock)
+    db.owner().execute(PARENT_SCHEMA.strip()[:-len(lock)] + TWO_CHILDREN + lock)
+    assert "note_line" in parent_guard_source(db)
+    yield db
+    end_other_sessions(db)
+
+
+def parent_guard_source(db) -> str:
+    return db.owner().execute("SELECT DISTINCT p.prosrc FROM pg_trigger t JOIN pg_proc p ON p.oid = t.tgfoid "
+                              "WHERE t.tgrelid = 'header'::regclass AND t.tgname LIKE 'll_20_scope_parent_%'"
+                              ).fetchone()[0]
+
+
+def assert_only_the_line_guards_the_header(db):
+    assert "note_line" not in parent_guard_source(db)
+    with refused("LL002", r"line id=4 cannot be taken out of 2026-01-15 by deleting header id=4"):
+        db.connect("app").execute("DELETE FROM header WHERE id = 4")
+    lives_ok(db.connect("app"), "DELETE FROM header WHERE id = 5")  # the neighbour: June
+    assert db.owner().execute("SELECT count(*) FROM line WHERE id = 4").fetchone() == (1,)
+    assert db.connect("auditor").execute("SELECT count(*) FROM ledgerlock.doctor_findings() "
+                                         "WHERE severity = 'critical'").fetchone() == (0,)
+
+
+def test_unprotecting_a_child_waits_for_a_parent_write_in_flight_whose_deletes_stay_checked(two_children):
+    """A: the application moves a May header (after the mark: no guard runs), uncommitted. B: unprotecting the note line
+    re-creates the parent's guard, so it waits for A. A's delete of the hard-locked header is refused under
+    the guard it began with; once A ends, B finishes and the line alone guards the header."""
+    db = two_children
+    first = db.connect("app", autocommit=False)
+    first.execute("UPDATE header SET posted_on = '2026-05-11' WHERE id = 3")
+    step = Background(db.connect("admin"), UNPROTECT_NOTES)
+    step.wait_until_blocked(db.owner())
+    assert not step.done
+    with refused("LL002", r"line id=4 cannot be taken out of 2026-01-15 by deleting header id=4"):
+        first.execute("DELETE FROM header WHERE id = 4")
+    first.rollback()
+    assert step.join().error is None, step.error
+    assert_only_the_line_guards_the_header(db)
+
+
+def test_a_parent_delete_waiting_for_an_unprotect_is_checked_by_the_guard_it_leaves(two_children):
+    """A: unprotecting the note line, uncommitted. B: deleting the hard-locked header waits for A and is then
+    refused by the guard A re-created, which keeps the line's block."""
+    db = two_children
+    first = db.connect("admin", autocommit=False)
+    first.execute(UNPROTECT_NOTES)
+    step = Background(db.connect("app"), "DELETE FROM header WHERE id = 4")
+    step.wait_until_blocked(db.owner())
+    assert not step.done
+    first.commit()
+    step.join()
+    assert sqlstate(step.error) == "LL002", step.error
+    assert_only_the_line_guards_the_header(db)
