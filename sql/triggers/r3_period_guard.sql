@@ -911,6 +911,9 @@ DECLARE
                   AND (scope_from IS NULL OR (o -> date_from) IS DISTINCT FROM (n -> date_from))
              THEN coalesce(ledgerlock._iso_date(ledgerlock._period_date(n ->> date_from, kind)), 'no date') END);
 BEGIN
+    -- a partition's guard runs for a row of its partitioned table: the row is named as the table's, as the
+    -- children are named by their protected table
+    parent := coalesce(pg_catalog.pg_partition_root(parent), parent);
     RETURN CASE op
         WHEN 'UPDATE' THEN pg_catalog.format('moved from %s to %s with %s', from_text, to_text,
                                              ledgerlock.row_label(parent, o))
