@@ -1224,6 +1224,34 @@ AS $$
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._row_reading_settings() FROM PUBLIC;
 
+-- The types the columns of the relations rels hold, directly or through domains, arrays, composite types and
+-- ranges, at any depth: what a change of a type (an enum label, a composite's attribute) reaches.
+CREATE OR REPLACE FUNCTION ledgerlock._types_held(rels oid[])
+RETURNS SETOF oid
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH RECURSIVE typ(oid) AS (
+        SELECT DISTINCT a.atttypid FROM pg_catalog.pg_attribute a
+        WHERE a.attrelid = ANY (rels) AND a.attnum > 0 AND NOT a.attisdropped
+        UNION
+        -- what a type holds: a domain its base type, an array its elements, a composite type its attributes, a
+        -- range or multirange its subtype
+        SELECT held.oid
+        FROM typ JOIN pg_catalog.pg_type t ON t.oid = typ.oid
+        CROSS JOIN LATERAL (SELECT t.typbasetype WHERE t.typtype = 'd'
+                            UNION ALL SELECT t.typelem WHERE t.typcategory = 'A' AND t.typelem <> 0
+                            UNION ALL SELECT a.atttypid FROM pg_catalog.pg_attribute a
+                                      WHERE t.typtype = 'c' AND a.attrelid = t.typrelid AND a.attnum > 0
+                                        AND NOT a.attisdropped
+                            UNION ALL SELECT r.rngsubtype FROM pg_catalog.pg_range r
+                                      WHERE r.rngtypid = t.oid OR r.rngmultitypid = t.oid) held(oid)
+    )
+    SELECT typ.oid FROM typ
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._types_held(oid[]) FROM PUBLIC;
+
 -- Refuse to (re)generate ledgerlock.<fn>() for a table when the guards of another table run it: functions
 -- generated for a table are named after its name (_table_key), so a table renamed without the DDL guard keeps
 -- running the functions of its old name, and a new table given that name would replace what the renamed

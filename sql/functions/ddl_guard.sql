@@ -196,31 +196,15 @@ AS $$
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._inherited_protected(oid) FROM PUBLIC;
 
--- The types the columns of protected tables hold, directly or through domains, arrays, composite types and
--- ranges, at any depth. (A partition has its table's columns.)
+-- The types the columns of protected tables hold, at any depth (ledgerlock._types_held). (A partition has
+-- its table's columns.)
 CREATE OR REPLACE FUNCTION ledgerlock._protected_types()
 RETURNS SETOF oid
 LANGUAGE sql
 STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    WITH RECURSIVE typ(oid) AS (
-        SELECT DISTINCT a.atttypid FROM pg_catalog.pg_attribute a
-        WHERE a.attrelid IN (SELECT p.tbl FROM ledgerlock.protected_table p) AND a.attnum > 0 AND NOT a.attisdropped
-        UNION
-        -- what a type holds: a domain its base type, an array its elements, a composite type its attributes, a
-        -- range or multirange its subtype
-        SELECT held.oid
-        FROM typ JOIN pg_catalog.pg_type t ON t.oid = typ.oid
-        CROSS JOIN LATERAL (SELECT t.typbasetype WHERE t.typtype = 'd'
-                            UNION ALL SELECT t.typelem WHERE t.typcategory = 'A' AND t.typelem <> 0
-                            UNION ALL SELECT a.atttypid FROM pg_catalog.pg_attribute a
-                                      WHERE t.typtype = 'c' AND a.attrelid = t.typrelid AND a.attnum > 0
-                                        AND NOT a.attisdropped
-                            UNION ALL SELECT r.rngsubtype FROM pg_catalog.pg_range r
-                                      WHERE r.rngtypid = t.oid OR r.rngmultitypid = t.oid) held(oid)
-    )
-    SELECT typ.oid FROM typ
+    SELECT ledgerlock._types_held(ARRAY(SELECT p.tbl::oid FROM ledgerlock.protected_table p))
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._protected_types() FROM PUBLIC;
 

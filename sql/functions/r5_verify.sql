@@ -1039,24 +1039,17 @@ END
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._json_keys_lost(jsonb, jsonb) FROM PUBLIC;
 
--- Whether a column of tbl holds a composite value (directly, or through domains and arrays, at any depth):
--- only such a table's recorded values can lose a key to a dropped attribute (_json_keys_lost).
+-- Whether a column of tbl holds a composite value, at any depth (ledgerlock._types_held): only such a table's
+-- recorded values can lose a key to a dropped attribute (_json_keys_lost).
 CREATE OR REPLACE FUNCTION ledgerlock._holds_composite(tbl regclass)
 RETURNS boolean
 LANGUAGE sql
 STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    WITH RECURSIVE typ(oid) AS (
-        SELECT a.atttypid FROM pg_catalog.pg_attribute a
-        WHERE a.attrelid = tbl AND a.attnum > 0 AND NOT a.attisdropped
-        UNION
-        SELECT held.oid
-        FROM typ JOIN pg_catalog.pg_type t ON t.oid = typ.oid
-        CROSS JOIN LATERAL (SELECT t.typbasetype WHERE t.typtype = 'd'
-                            UNION ALL SELECT t.typelem WHERE t.typcategory = 'A' AND t.typelem <> 0) held(oid)
-    )
-    SELECT EXISTS (SELECT FROM typ JOIN pg_catalog.pg_type t ON t.oid = typ.oid WHERE t.typtype = 'c')
+    SELECT EXISTS (SELECT FROM ledgerlock._types_held(ARRAY[tbl::oid]) AS h(oid)
+                   JOIN pg_catalog.pg_type t ON t.oid = h.oid
+                   WHERE t.typtype = 'c')
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._holds_composite(regclass) FROM PUBLIC;
 
