@@ -222,25 +222,23 @@ AS $$
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._protected_enum_labels() FROM PUBLIC;
 
--- The attributes of the composite types protected columns hold (_protected_types; a table's row type, when a
--- column is of that type, included), as {type oid: {attnum: name}}. An attribute renamed or dropped (ALTER TYPE
--- ... RENAME ATTRIBUTE, DROP ATTRIBUTE; ALTER TABLE ... RENAME COLUMN, DROP COLUMN of such a table) changes
--- every row that holds the type with no write: kept by _ddl_guard_command_start before an ALTER TYPE or ALTER
--- TABLE runs, compared by _ddl_guard_command_end. (An attribute added is null in every row: no change.)
-CREATE OR REPLACE FUNCTION ledgerlock._protected_type_attributes()
-RETURNS jsonb
+-- The composite type (a table's row type included) whose relation is rel, when protected columns hold it
+-- (_protected_types); null otherwise. An attribute of such a type renamed or dropped (ALTER TYPE ... RENAME
+-- ATTRIBUTE, DROP ATTRIBUTE; ALTER TABLE ... RENAME COLUMN, DROP COLUMN of such a table) changes every row that
+-- holds it with no write: the DDL guard refuses both, from what PostgreSQL reports of the command itself
+-- (the attribute renamed, at ddl_command_end; dropped, at sql_drop), not from state kept in a setting, which
+-- code the same ALTER TABLE runs (a CHECK constraint's function) could change. (An attribute added is null in
+-- every row: no change.)
+CREATE OR REPLACE FUNCTION ledgerlock._protected_composite(rel oid)
+RETURNS regtype
 LANGUAGE sql
 STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT coalesce(pg_catalog.jsonb_object_agg(t.oid::text,
-                        (SELECT coalesce(pg_catalog.jsonb_object_agg(a.attnum::text, a.attname), '{}')
-                         FROM pg_catalog.pg_attribute a
-                         WHERE a.attrelid = t.typrelid AND a.attnum > 0 AND NOT a.attisdropped)), '{}')
-    FROM pg_catalog.pg_type t
-    WHERE t.oid IN (SELECT ledgerlock._protected_types()) AND t.typtype = 'c'
+    SELECT t.oid::regtype FROM pg_catalog.pg_type t
+    WHERE t.typrelid = rel AND t.typtype = 'c' AND t.oid IN (SELECT ledgerlock._protected_types())
 $$;
-REVOKE ALL ON FUNCTION ledgerlock._protected_type_attributes() FROM PUBLIC;
+REVOKE ALL ON FUNCTION ledgerlock._protected_composite(oid) FROM PUBLIC;
 
 -- ddl_command_start: before an ALTER TYPE, the labels protected columns hold (_protected_enum_labels), kept
 -- for the command's end in a setting of this transaction (set here, right before the command: nothing of the
@@ -255,10 +253,6 @@ AS $$
 BEGIN
     IF TG_TAG = 'ALTER TYPE' THEN
         PERFORM pg_catalog.set_config('ledgerlock.enum_labels', ledgerlock._protected_enum_labels()::text, true);
-    END IF;
-    IF TG_TAG IN ('ALTER TYPE', 'ALTER TABLE') THEN
-        PERFORM pg_catalog.set_config('ledgerlock.type_attributes', ledgerlock._protected_type_attributes()::text,
-                                      true);
     END IF;
 END
 $$;
@@ -324,28 +318,19 @@ BEGIN
             END LOOP;
             CONTINUE;
         END IF;
-        -- an attribute of a composite type protected columns hold, renamed or dropped: likewise
-        IF cmd.command_tag IN ('ALTER TYPE', 'ALTER TABLE') THEN
-            SELECT b.key::oid::regtype AS typ, x.value AS was, a.attname AS now INTO bad
-            FROM pg_catalog.jsonb_each(coalesce(nullif(pg_catalog.current_setting('ledgerlock.type_attributes', true),
-                                                       ''), '{}')::jsonb) b
-            CROSS JOIN LATERAL pg_catalog.jsonb_each_text(b.value) x
-            LEFT JOIN pg_catalog.pg_type t ON t.oid = b.key::oid
-            LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = t.typrelid AND a.attnum = x.key::smallint
-                                               AND NOT a.attisdropped
-            WHERE a.attname IS DISTINCT FROM x.value
-            ORDER BY b.key, x.key
-            LIMIT 1;
-            IF FOUND THEN
-                PERFORM ledgerlock._refuse_ddl(CASE WHEN bad.now IS NULL
-                                                    THEN pg_catalog.format('dropping attribute %I of %s', bad.was,
-                                                                           bad.typ)
-                                                    ELSE pg_catalog.format('renaming attribute %I of %s to %I', bad.was,
-                                                                           bad.typ, bad.now) END,
-                    'protected tables hold it: every row that holds it would change, with no write and no audit event',
-                    'add an attribute for the rows to come (ALTER TYPE ... ADD ATTRIBUTE) and keep this one for the '
-                    'rows that hold it');
-            END IF;
+        -- an attribute of a composite type protected columns hold, renamed (ALTER TYPE ... RENAME ATTRIBUTE,
+        -- ALTER TABLE ... RENAME COLUMN of a table whose row type they hold: the only commands that report a
+        -- column); its drop is refused at sql_drop
+        IF cmd.command_tag IN ('ALTER TYPE', 'ALTER TABLE') AND cmd.classid = 'pg_catalog.pg_class'::regclass
+           AND cmd.objsubid > 0 AND ledgerlock._protected_composite(cmd.objid) IS NOT NULL THEN
+            PERFORM ledgerlock._refuse_ddl(pg_catalog.format('renaming an attribute of %s (to %I)',
+                                                             ledgerlock._protected_composite(cmd.objid),
+                                                             (SELECT a.attname FROM pg_catalog.pg_attribute a
+                                                              WHERE a.attrelid = cmd.objid
+                                                                AND a.attnum = cmd.objsubid)),
+                'protected tables hold it: every row that holds it would change, with no write and no audit event',
+                'add an attribute for the rows to come (ALTER TYPE ... ADD ATTRIBUTE) and keep this one for the '
+                'rows that hold it');
         END IF;
         rel := CASE cmd.classid
             WHEN 'pg_catalog.pg_class'::regclass THEN cmd.objid
@@ -510,6 +495,15 @@ BEGIN
            AND NOT ledgerlock._ddl_permitted(obj.objid) THEN
             PERFORM ledgerlock._refuse_ddl(pg_catalog.format('DROP %s %s', obj.object_type, obj.object_identity),
                 'the table is protected by ledgerlock', hint);
+        END IF;
+        -- an attribute of a composite type protected columns hold (see _protected_composite)
+        IF obj.object_type IN ('composite type column', 'table column')
+           AND ledgerlock._protected_composite(obj.objid) IS NOT NULL THEN
+            PERFORM ledgerlock._refuse_ddl(pg_catalog.format('dropping attribute %I of %s', obj.address_names[3],
+                                                             ledgerlock._protected_composite(obj.objid)),
+                'protected tables hold it: every row that holds it would change, with no write and no audit event',
+                'add an attribute for the rows to come (ALTER TYPE ... ADD ATTRIBUTE) and keep this one for the '
+                'rows that hold it');
         END IF;
         -- the column of a parent row a protected table takes its scope or date from
         IF obj.object_type = 'table column' AND NOT ledgerlock._ddl_permitted(obj.objid)
