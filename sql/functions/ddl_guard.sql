@@ -240,9 +240,71 @@ AS $$
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._protected_composite(oid) FROM PUBLIC;
 
--- ddl_command_start: before an ALTER TYPE, the labels protected columns hold (_protected_enum_labels), kept
--- for the command's end in a setting of this transaction (set here, right before the command: nothing of the
--- client's runs between the two).
+-- The expressions of the virtual generated columns of protected tables and their partitions (PostgreSQL 18),
+-- as {"<relation oid>.<attnum>": expression}. Such a column stores nothing: every row reads what its
+-- expression computes, so a new expression (ALTER TABLE ... ALTER COLUMN ... SET EXPRESSION, which rewrites
+-- nothing) changes every row with no write and no audit event. _ddl_guard_command_start keeps these before
+-- an ALTER TABLE runs, _ddl_guard_command_end compares.
+CREATE OR REPLACE FUNCTION ledgerlock._protected_virtual_expressions()
+RETURNS jsonb
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT coalesce(pg_catalog.jsonb_object_agg(a.attrelid::text || '.' || a.attnum::text,
+                                                pg_catalog.pg_get_expr(d.adbin, d.adrelid)), '{}')
+    FROM pg_catalog.pg_attribute a
+    JOIN pg_catalog.pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+    WHERE a.attgenerated = 'v' AND NOT a.attisdropped AND ledgerlock._protected_root(a.attrelid) IS NOT NULL
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._protected_virtual_expressions() FROM PUBLIC;
+
+-- What a command's start keeps for its end (kind: 'enum_labels', 'virtual_expressions'), in ledgerlock's own
+-- table, for this transaction: a setting would do, but code the command itself runs (a CHECK constraint's
+-- function during an ALTER TABLE) could change a setting, not this table. Nothing is kept when there is
+-- nothing to compare (no protected column holds an enum, no protected table has a virtual column), and a row
+-- a command left behind (its end never came) is replaced by the next command's.
+CREATE OR REPLACE FUNCTION ledgerlock._ddl_snapshot_put(kind text, data jsonb)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF data = '{}'::jsonb THEN
+        DELETE FROM ledgerlock.ddl_snapshot s
+        WHERE s.txid = pg_catalog.pg_current_xact_id() AND s.kind = _ddl_snapshot_put.kind;
+        RETURN;
+    END IF;
+    INSERT INTO ledgerlock.ddl_snapshot AS s (txid, kind, data)
+    VALUES (pg_catalog.pg_current_xact_id(), kind, data)
+    ON CONFLICT ON CONSTRAINT ddl_snapshot_pkey DO UPDATE SET data = EXCLUDED.data;
+END
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._ddl_snapshot_put(text, jsonb) FROM PUBLIC;
+
+-- What the command's start kept (_ddl_snapshot_put), removed as it is read; '{}' when nothing was kept.
+CREATE OR REPLACE FUNCTION ledgerlock._ddl_snapshot_take(kind text)
+RETURNS jsonb
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    kept jsonb;
+BEGIN
+    IF pg_catalog.pg_current_xact_id_if_assigned() IS NULL THEN
+        RETURN '{}';  -- nothing was written in this transaction, so nothing was kept
+    END IF;
+    DELETE FROM ledgerlock.ddl_snapshot s
+    WHERE s.txid = pg_catalog.pg_current_xact_id() AND s.kind = _ddl_snapshot_take.kind
+    RETURNING s.data INTO kept;
+    RETURN coalesce(kept, '{}');
+END
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._ddl_snapshot_take(text) FROM PUBLIC;
+
+-- ddl_command_start: before an ALTER TYPE, the labels protected columns hold (_protected_enum_labels); before
+-- an ALTER TABLE, the expressions of protected tables' virtual generated columns
+-- (_protected_virtual_expressions): kept for the command's end in ledgerlock's own table (_ddl_snapshot_put).
 CREATE OR REPLACE FUNCTION ledgerlock._ddl_guard_command_start()
 RETURNS event_trigger
 LANGUAGE plpgsql
@@ -252,7 +314,9 @@ SET quote_all_identifiers = off
 AS $$
 BEGIN
     IF TG_TAG = 'ALTER TYPE' THEN
-        PERFORM pg_catalog.set_config('ledgerlock.enum_labels', ledgerlock._protected_enum_labels()::text, true);
+        PERFORM ledgerlock._ddl_snapshot_put('enum_labels', ledgerlock._protected_enum_labels());
+    ELSIF TG_TAG = 'ALTER TABLE' THEN
+        PERFORM ledgerlock._ddl_snapshot_put('virtual_expressions', ledgerlock._protected_virtual_expressions());
     END IF;
 END
 $$;
@@ -283,8 +347,7 @@ BEGIN
         -- a label of an enum protected columns hold, renamed: every row that holds it changes with no write
         IF cmd.command_tag = 'ALTER TYPE' THEN
             SELECT b.value AS was, e.enumlabel AS now, e.enumtypid::regtype AS typ INTO bad
-            FROM pg_catalog.jsonb_each_text(coalesce(nullif(pg_catalog.current_setting('ledgerlock.enum_labels', true),
-                                                             ''), '{}')::jsonb) b
+            FROM pg_catalog.jsonb_each_text(ledgerlock._ddl_snapshot_take('enum_labels')) b
             JOIN pg_catalog.pg_enum e ON e.oid = b.key::oid
             WHERE e.enumlabel <> b.value
             LIMIT 1;
@@ -468,6 +531,30 @@ BEGIN
             PERFORM ledgerlock._run_rule_hooks(root, 'install');
         END IF;
     END LOOP;
+    -- the expression of a virtual generated column of a protected table, changed (ALTER TABLE ... ALTER COLUMN
+    -- ... SET EXPRESSION, PostgreSQL 18): every row would read another value, with no write
+    IF TG_TAG = 'ALTER TABLE' THEN
+        SELECT k.key AS col, k.value AS was, pg_catalog.pg_get_expr(d.adbin, d.adrelid) AS now,
+               a.attrelid::regclass AS tbl, a.attname INTO bad
+        FROM pg_catalog.jsonb_each_text(ledgerlock._ddl_snapshot_take('virtual_expressions')) k
+        JOIN pg_catalog.pg_attribute a ON a.attrelid = pg_catalog.split_part(k.key, '.', 1)::oid
+                                      AND a.attnum = pg_catalog.split_part(k.key, '.', 2)::smallint
+                                      AND a.attgenerated = 'v' AND NOT a.attisdropped
+        JOIN pg_catalog.pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+        WHERE pg_catalog.pg_get_expr(d.adbin, d.adrelid) IS DISTINCT FROM k.value
+          AND NOT ledgerlock._ddl_permitted(a.attrelid)
+        ORDER BY k.key
+        LIMIT 1;
+        IF FOUND THEN
+            PERFORM ledgerlock._refuse_ddl(
+                pg_catalog.format('changing the expression of virtual generated column %s.%I (%s to %s)', bad.tbl,
+                                  bad.attname, bad.was, bad.now),
+                pg_catalog.format('the column stores nothing: every row of protected table %s would read another '
+                                  'value, with no write and no audit event', ledgerlock._protected_root(bad.tbl)),
+                'add a column with the new expression (ALTER TABLE ... ADD COLUMN ... GENERATED ALWAYS AS (...)), '
+                'or have an admin unprotect the table first (audited)');
+        END IF;
+    END IF;
 END
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._ddl_guard_command_end() FROM PUBLIC;

@@ -194,6 +194,37 @@ def test_verification_leaves_virtual_columns_out_and_still_sees_the_columns_they
                                             key=str)
 
 
+def test_the_ddl_guard_refuses_a_new_expression_for_a_virtual_column_of_a_protected_table(db):
+    """A virtual column stores nothing: SET EXPRESSION (which PostgreSQL allows on a table without check
+    constraints) rewrites nothing, so the guard's rewrite check never fired, and every row, final ones included,
+    reads another value, with no write and no audit event (verification proves the stored columns, not the
+    expression). The owning application did it unrefused; the guard now compares the expressions before and
+    after the ALTER TABLE, kept where it cannot reach them."""
+    need_virtual(db)
+    owner = db.owner()
+    for table in ("bill", "draft_bill"):
+        owner.execute(f"CREATE TABLE {table} (id integer PRIMARY KEY, issued_on date NOT NULL, status text, "
+                      f"amount numeric, gross numeric GENERATED ALWAYS AS (amount * 1.2) VIRTUAL); "
+                      f"ALTER TABLE {table} OWNER TO ll_app")
+    owner.execute("SELECT ledgerlock.protect('bill', 'issued_on', final_when => $$status = 'final'$$); "
+                  "SELECT ledgerlock.install_ddl_guard()")
+    app = db.connect("app")
+    app.execute("INSERT INTO bill VALUES (1, '2026-01-05', 'final', 10)")
+    with refused("LL008", r"^changing the expression of virtual generated column public\.bill\.gross "
+                          r"\(\(amount \* 1\.2\) to \(amount \* 1\.5\)\) is refused: the column stores nothing: every "
+                          r"row of protected table public\.bill would read another value, with no write and no audit "
+                          r"event$"):
+        app.execute("ALTER TABLE bill ALTER COLUMN gross SET EXPRESSION AS (amount * 1.5)")
+    assert app.execute("SELECT gross FROM bill WHERE id = 1").fetchone()[0] == 12
+    with refused("42501"):  # what the guard compares with is out of the owner's reach
+        app.execute("DELETE FROM ledgerlock.ddl_snapshot")
+    # the neighbours: a virtual column added to the protected table, a new expression on a table not protected
+    app.execute("ALTER TABLE bill ADD COLUMN net numeric GENERATED ALWAYS AS (amount) VIRTUAL")
+    app.execute("ALTER TABLE draft_bill ALTER COLUMN gross SET EXPRESSION AS (amount * 1.5)")
+    assert owner.execute("SELECT count(*) FROM ledgerlock.ddl_snapshot").fetchone() == (0,)
+    assert db.connect("auditor").execute("SELECT ok, problems FROM ledgerlock.verify_audit()").fetchone() == (True, 0)
+
+
 def test_doctor_reports_a_final_when_that_reads_a_virtual_column(db):
     """Protected by a release that took it (put in place here without the DDL guard): the column final_when
     reads becomes virtual, and the guards are reinstalled over it."""

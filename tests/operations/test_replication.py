@@ -320,7 +320,7 @@ def test_guards_wait_for_the_initial_copy_of_the_registry(cluster, publisher):
 
 
 LOCAL_TABLES = {  # ledgerlock's tables each database keeps for itself (docs/replication.md)
-    "installed_code", "installed_migration", "code_fingerprint", "guard_install", "ddl_permit",
+    "installed_code", "installed_migration", "code_fingerprint", "guard_install", "ddl_permit", "ddl_snapshot",
     "period_mark_clock", "period_fence", "replication_role", "header_final_mark",
 }
 
