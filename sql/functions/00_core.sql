@@ -323,6 +323,63 @@ $$;
 REVOKE ALL ON FUNCTION ledgerlock._scope_path(regclass, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION ledgerlock._scope_path(regclass, text) TO ledgerlock_admin, ledgerlock_auditor;  -- doctor's orphan check
 
+-- Whether PostgreSQL enforces the foreign key con (PostgreSQL 18 lets a foreign key be NOT ENFORCED: its
+-- rows may then reference no row at all; the column pg_constraint.conenforced is read through to_jsonb, so
+-- that this reads the same on servers before 18, where every foreign key is enforced). False when con is gone.
+CREATE OR REPLACE FUNCTION ledgerlock._fk_enforced(con oid)
+RETURNS boolean
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT coalesce((SELECT coalesce((pg_catalog.to_jsonb(c.*) OPERATOR(pg_catalog.->>) 'conenforced')::boolean,
+                                     true)
+                     FROM pg_catalog.pg_constraint c WHERE c.oid = con), false)
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._fk_enforced(oid) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION ledgerlock._fk_enforced(oid) TO ledgerlock_admin, ledgerlock_auditor;  -- doctor
+
+-- What is wrong with the foreign key a protected table's scope or date is read through ('fk_column.column'),
+-- as a sentence; null when each such path resolves through an enforced foreign key (and for a table that
+-- reads neither from a parent). A path broken this way (the foreign key dropped, or made NOT ENFORCED) lets
+-- a row reference a parent that does not exist yet, and take a date in a locked window when that parent is
+-- inserted, or keep a row whose parent is gone: the DDL guard refuses it, doctor reports it.
+CREATE OR REPLACE FUNCTION ledgerlock._parent_path_problem(tbl regclass)
+RETURNS text
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    path text;
+    con oid;
+BEGIN
+    FOR path IN SELECT u.p FROM ledgerlock.protected_table t
+                CROSS JOIN LATERAL pg_catalog.unnest(ARRAY[t.scope_column::text, t.date_column::text]) AS u(p)
+                WHERE t.tbl = _parent_path_problem.tbl AND pg_catalog.strpos(u.p, '.') > 0
+                  AND NOT EXISTS (SELECT FROM pg_catalog.pg_attribute x  -- a column of that name: its own
+                                  WHERE x.attrelid = t.tbl AND x.attname = u.p AND NOT x.attisdropped) LOOP
+        SELECT c.oid INTO con
+        FROM pg_catalog.pg_attribute a
+        JOIN pg_catalog.pg_constraint c ON c.conrelid = tbl AND c.contype = 'f' AND c.conkey = ARRAY[a.attnum]
+                                       AND NOT ledgerlock._fk_partition_clone(c.oid)
+        WHERE a.attrelid = tbl AND a.attname = pg_catalog.split_part(path, '.', 1) AND NOT a.attisdropped
+        ORDER BY c.oid
+        LIMIT 1;
+        IF con IS NULL OR NOT EXISTS (SELECT FROM ledgerlock._scope_path(tbl, path)) THEN
+            RETURN pg_catalog.format('%s reads %L through the foreign key on %s.%I, which is gone', tbl, path, tbl,
+                                     pg_catalog.split_part(path, '.', 1));
+        ELSIF NOT ledgerlock._fk_enforced(con) THEN
+            RETURN pg_catalog.format('%s reads %L through foreign key %I, which is NOT ENFORCED', tbl, path,
+                                     (SELECT c.conname FROM pg_catalog.pg_constraint c WHERE c.oid = con));
+        END IF;
+    END LOOP;
+    RETURN NULL;
+END
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._parent_path_problem(regclass) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION ledgerlock._parent_path_problem(regclass) TO ledgerlock_admin, ledgerlock_auditor;  -- doctor
+
 -- The foreign key path a protected table's scope takes from its parent row (no row when its scope is its
 -- own): what _parent_scope_sql and _parent_scope_map_sql build their queries from. A SQL function without a
 -- SET clause, so that PostgreSQL inlines it into their query (qualified, not callable by PUBLIC).

@@ -413,6 +413,18 @@ BEGIN
                 PERFORM ledgerlock._refuse_ddl(bad.what, bad.why, bad.hint);
             END IF;
         END IF;
+        -- the foreign key a protected table reads its scope or date through, dropped or made NOT ENFORCED
+        -- (PostgreSQL 18): its rows could reference a parent not written yet, or one gone
+        IF cmd.command_tag = 'ALTER TABLE' AND cmd.classid = 'pg_catalog.pg_class'::regclass
+           AND ledgerlock._protected_root(rel) IS NOT NULL THEN
+            hint := ledgerlock._parent_path_problem(ledgerlock._protected_root(rel));
+            IF hint IS NOT NULL THEN
+                PERFORM ledgerlock._refuse_ddl(pg_catalog.format('ALTER TABLE %s', rel::regclass), hint,
+                    pg_catalog.format('keep the foreign key, enforced; to change it, have an admin unprotect %s '
+                                      'first (audited), or protect it with columns of its own',
+                                      ledgerlock._protected_root(rel)));
+            END IF;
+        END IF;
         -- row-level security applied to the owner of a table the rules read (ENABLE and FORCE, in either
         -- order): its policies would decide which rows ledgerlock's checks and verification see
         IF cmd.command_tag = 'ALTER TABLE' AND cmd.classid = 'pg_catalog.pg_class'::regclass
@@ -582,6 +594,18 @@ BEGIN
            AND NOT ledgerlock._ddl_permitted(obj.objid) THEN
             PERFORM ledgerlock._refuse_ddl(pg_catalog.format('DROP %s %s', obj.object_type, obj.object_identity),
                 'the table is protected by ledgerlock', hint);
+        END IF;
+        -- the foreign key a protected table reads its scope or date through (dropped, or cascaded to by the drop
+        -- of what it references: the parent's key, the parent)
+        IF obj.object_type = 'table constraint' THEN
+            rel := pg_catalog.to_regclass(pg_catalog.format('%I.%I', obj.address_names[1], obj.address_names[2]));
+            IF rel IS NOT NULL AND ledgerlock._protected_root(rel) IS NOT NULL AND NOT ledgerlock._ddl_permitted(rel)
+               AND ledgerlock._parent_path_problem(ledgerlock._protected_root(rel)) IS NOT NULL THEN
+                PERFORM ledgerlock._refuse_ddl(pg_catalog.format('DROP %s %s', obj.object_type, obj.object_identity),
+                    ledgerlock._parent_path_problem(ledgerlock._protected_root(rel)),
+                    pg_catalog.format('have an admin unprotect %s first (audited), or protect it with columns of '
+                                      'its own', ledgerlock._protected_root(rel)));
+            END IF;
         END IF;
         -- an attribute of a composite type protected columns hold (see _protected_composite)
         IF obj.object_type IN ('composite type column', 'table column')

@@ -1058,6 +1058,26 @@ $$;
 REVOKE ALL ON FUNCTION ledgerlock._doctor_scope_columns() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION ledgerlock._doctor_scope_columns() TO ledgerlock_admin, ledgerlock_auditor;
 
+-- Protected tables whose scope or date is read through a foreign key that is gone or NOT ENFORCED
+-- (ledgerlock._parent_path_problem: the DDL guard refuses both; without it, the owner can).
+CREATE OR REPLACE FUNCTION ledgerlock._doctor_parent_paths()
+RETURNS TABLE(severity text, check_name text, object text, finding text, why text, fix text)
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT 'critical', 'table', p.tbl::text, ledgerlock._parent_path_problem(p.tbl),
+           'a row may then reference a parent that does not exist yet, and take a date in a locked window when '
+           'that parent is written, or keep its place when its parent is gone: no check of ledgerlock sees it',
+           pg_catalog.format('put the foreign key back, enforced (ALTER TABLE %s ... FOREIGN KEY, or ALTER '
+                             'CONSTRAINT ... ENFORCED), then SELECT ledgerlock.reinstall_guards()', p.tbl)
+    FROM ledgerlock.protected_table p
+    WHERE ledgerlock._relation_exists(p.tbl) AND ledgerlock._parent_path_problem(p.tbl) IS NOT NULL
+    ORDER BY 3
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._doctor_parent_paths() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION ledgerlock._doctor_parent_paths() TO ledgerlock_admin, ledgerlock_auditor;
+
 -- Tables the rules read with row-level security applied to their owner (ledgerlock._forced_row_security):
 -- the policies decide which rows the checks and verification see, often by a setting a client may change.
 CREATE OR REPLACE FUNCTION ledgerlock._doctor_row_security()
@@ -1161,6 +1181,7 @@ AS $$
         'ledgerlock._doctor_conditions()',
         'ledgerlock._doctor_unlogged_tables()',
         'ledgerlock._doctor_scope_columns()',
+        'ledgerlock._doctor_parent_paths()',
         'ledgerlock._doctor_generated_columns()',
         'ledgerlock._doctor_row_security()',
         'ledgerlock._doctor_definer_functions()',

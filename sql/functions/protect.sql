@@ -371,6 +371,7 @@ DECLARE
     pcol text := pg_catalog.substr(scope_column, pg_catalog.strpos(scope_column, '.') + 1);
     fks regclass[];
     parent regclass;
+    unenforced name;
 BEGIN
     IF EXISTS (SELECT FROM pg_catalog.pg_attribute a
                WHERE a.attrelid = tbl AND a.attname = scope_column AND a.attnum > 0 AND NOT a.attisdropped)
@@ -403,6 +404,17 @@ BEGIN
                                         pg_catalog.array_to_string(fks, ', '));
     END IF;
     parent := fks[1];
+    SELECT c.conname INTO unenforced
+    FROM pg_catalog.pg_constraint c JOIN pg_catalog.pg_attribute a ON a.attrelid = tbl AND a.attname = fk
+    WHERE c.conrelid = tbl AND c.contype = 'f' AND c.conkey = ARRAY[a.attnum]
+      AND NOT ledgerlock._fk_partition_clone(c.oid) AND NOT ledgerlock._fk_enforced(c.oid);
+    IF unenforced IS NOT NULL THEN
+        RAISE EXCEPTION USING ERRCODE = '22023',
+            MESSAGE = pg_catalog.format('%L: the foreign key %I of %s.%I is NOT ENFORCED, so a row may reference a '
+                                        'parent that does not exist, and take its scope or date when that parent '
+                                        'is written', scope_column, unenforced, tbl, fk),
+            HINT = pg_catalog.format('ALTER TABLE %s ALTER CONSTRAINT %I ENFORCED', tbl, unenforced);
+    END IF;
     IF NOT EXISTS (SELECT FROM pg_catalog.pg_attribute a
                    WHERE a.attrelid = parent AND a.attname = pcol AND a.attnum > 0 AND NOT a.attisdropped) THEN
         RAISE EXCEPTION USING ERRCODE = '22023',

@@ -618,6 +618,14 @@ def test_why_locked_names_the_window_of_the_parents_date(books):
     ("ALTER TABLE header RENAME COLUMN id TO header_no", r"^renaming a column of public\.header \(to header_no\) is "
                                                          r"refused: protected table public\.line takes its date"),
     ("ALTER TABLE header RENAME COLUMN entity_id TO company_id", None),  # the child's scope is its own: passes
+    # the foreign key the date is read through: without it a line could reference a header not written yet, and
+    # take a date in a locked month when the header is inserted
+    ("ALTER TABLE line DROP CONSTRAINT line_header_id_fkey",
+     r"^DROP table constraint line_header_id_fkey on public\.line is refused: public\.line reads "
+     r"'header_id\.posted_on' through the foreign key on public\.line\.header_id, which is gone$"),
+    ("ALTER TABLE header DROP CONSTRAINT header_pkey CASCADE", r"^DROP table constraint line_header_id_fkey on "
+                                                               r"public\.line is refused"),
+    ("ALTER TABLE line ALTER CONSTRAINT line_header_id_fkey DEFERRABLE INITIALLY DEFERRED", None),
 ])
 def test_the_ddl_guard_covers_the_parent_a_date_comes_from(books, stmt, match):
     """(Retyping the parent's date column is refused by PostgreSQL itself: its guard's WHEN clause names it.)"""
@@ -636,6 +644,35 @@ def test_the_ddl_guard_covers_the_parent_a_date_comes_from(books, stmt, match):
     with refused("LL002", r"for scope 1: line id=1 cannot be inserted"):
         app.execute("INSERT INTO line (id, header_id, entity_id) VALUES (1, 1, 1)")
     lives_ok(app, "INSERT INTO line (id, header_id, entity_id) VALUES (2, 2, 1)")
+
+
+def test_a_foreign_key_made_not_enforced_is_refused_by_protect_and_the_ddl_guard_and_reported(db):
+    """PostgreSQL 18 lets a foreign key be NOT ENFORCED. As the owner did it (the DDL guard on): a line
+    referenced header 99, which did not exist, and once March was hard-locked, inserting header 99 dated March
+    took the line into the locked month; nothing refused it and verification was content."""
+    if int(db.owner().execute("SHOW server_version_num").fetchone()[0]) < 180000:
+        pytest.skip("PostgreSQL 18 added NOT ENFORCED foreign keys")
+    owner = db.owner()
+    owner.execute(SCHEMA)
+    owner.execute("ALTER TABLE line ALTER CONSTRAINT line_header_id_fkey NOT ENFORCED")
+    with refused("22023", r"^'header_id\.posted_on': the foreign key line_header_id_fkey of (public\.)?line\.header_id "
+                          r"is NOT ENFORCED, so a row may reference a parent that does not exist") as info:
+        protect_line(owner)
+    assert info.value.diag.message_hint == "ALTER TABLE public.line ALTER CONSTRAINT line_header_id_fkey ENFORCED"
+    owner.execute(info.value.diag.message_hint)
+    protect_line(owner)
+    owner.execute("SELECT ledgerlock.install_ddl_guard()")
+    with refused("LL008", r"^ALTER TABLE public\.line is refused: public\.line reads 'header_id\.posted_on' through "
+                          r"foreign key line_header_id_fkey, which is NOT ENFORCED$"):
+        owner.execute("ALTER TABLE line ALTER CONSTRAINT line_header_id_fkey NOT ENFORCED")
+    with refused("23503"):  # the key still holds
+        db.connect("app").execute("INSERT INTO line (id, header_id, entity_id) VALUES (500, 99, 1)")
+    # without the guard (the owner may then), doctor reports it
+    owner.execute("SELECT ledgerlock.uninstall_ddl_guard()")
+    owner.execute("ALTER TABLE line ALTER CONSTRAINT line_header_id_fkey NOT ENFORCED")
+    found = db.connect("auditor").execute(FINDINGS).fetchall()
+    assert ("public.line reads 'header_id.posted_on' through foreign key line_header_id_fkey, which is NOT ENFORCED",
+            ) in found, found
 
 
 # --- doctor ------------------------------------------------------------------------------------------------
