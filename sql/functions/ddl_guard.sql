@@ -381,7 +381,22 @@ BEGIN
             END LOOP;
             CONTINUE;
         END IF;
-        -- an attribute of a composite type protected columns hold, renamed (ALTER TYPE ... RENAME ATTRIBUTE,
+        -- an attribute of the type a protected table is a typed table of (CREATE TABLE ... OF type), renamed
+        -- with CASCADE: the table's column is renamed with it, by no ALTER TABLE
+        IF cmd.command_tag = 'ALTER TYPE' AND cmd.classid = 'pg_catalog.pg_class'::regclass AND cmd.objsubid > 0 THEN
+            SELECT r.* INTO bad
+            FROM pg_catalog.pg_type ty
+            JOIN pg_catalog.pg_class t ON t.reloftype = ty.oid
+            JOIN pg_catalog.pg_attribute ta ON ta.attrelid = cmd.objid AND ta.attnum = cmd.objsubid
+            JOIN pg_catalog.pg_attribute a ON a.attrelid = t.oid AND a.attname = ta.attname AND NOT a.attisdropped
+            CROSS JOIN LATERAL ledgerlock._ddl_renamed(t.oid, a.attnum) AS r
+            WHERE ty.typrelid = cmd.objid AND NOT ledgerlock._ddl_permitted(t.oid)
+            LIMIT 1;
+            IF FOUND THEN
+                PERFORM ledgerlock._refuse_ddl(bad.what, bad.why, bad.hint);
+            END IF;
+        END IF;
+        -- an attribute of a composite type protected columns hold, renamed (ALTER TYPE ... RENAME ATTRIBUTE,        -- an attribute of a composite type protected columns hold, renamed (ALTER TYPE ... RENAME ATTRIBUTE,
         -- ALTER TABLE ... RENAME COLUMN of a table whose row type they hold: the only commands that report a
         -- column); its drop is refused at sql_drop
         IF cmd.command_tag IN ('ALTER TYPE', 'ALTER TABLE') AND cmd.classid = 'pg_catalog.pg_class'::regclass

@@ -121,6 +121,25 @@ def test_renaming_the_schema_of_a_partition_installs_its_guards_again(db, journa
     assert db.connect("auditor").execute("SELECT ok, problems FROM ledgerlock.verify_audit()").fetchone() == (True, 0)
 
 
+def test_a_typed_protected_tables_columns_cannot_be_renamed_through_its_type(db, ddl_guard):
+    """A table made OF a composite type has its type's attributes for columns: ALTER TYPE ... RENAME ATTRIBUTE
+    ... CASCADE renamed the protected table's column with no ALTER TABLE, past the guard (verification then
+    reported the column gone). Refused as the column's own rename; adding an attribute passes."""
+    owner = db.owner()
+    owner.execute("""CREATE TYPE doc_t AS (id int, issued_on date, status text, note text);
+        CREATE TABLE doc OF doc_t (PRIMARY KEY (id), issued_on WITH OPTIONS NOT NULL);
+        GRANT SELECT, INSERT, UPDATE, DELETE ON doc TO ll_app;
+        SELECT ledgerlock.protect('doc', 'issued_on', final_when => $$status = 'final'$$);""")
+    db.connect("app").execute("INSERT INTO doc VALUES (1, '2026-01-05', 'final', 'n')")
+    with refused("LL008", r"^renaming a column of public\.doc \(to remark\) is refused: protected table public\.doc "
+                          r"keeps its rows in the audit trail as images keyed by column name"):
+        owner.execute("ALTER TYPE doc_t RENAME ATTRIBUTE note TO remark CASCADE")
+    with refused("LL008", r"^DROP table column public\.doc\.note is refused"):
+        owner.execute("ALTER TYPE doc_t DROP ATTRIBUTE note CASCADE")
+    owner.execute("ALTER TYPE doc_t ADD ATTRIBUTE memo text CASCADE")  # the neighbour
+    assert db.connect("auditor").execute("SELECT ok, problems FROM ledgerlock.verify_audit()").fetchone() == (True, 0)
+
+
 def test_renaming_a_partition_installs_its_guards_again_and_its_rules_hold(db, journal, ddl_guard):
     """A partition's rows are filed under the table it belongs to, so its name matters only to its own guards'
     recorded definitions: renamed (or moved), its guards are installed again, doctor finds nothing, the final
