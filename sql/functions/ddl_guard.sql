@@ -421,9 +421,23 @@ BEGIN
             CONTINUE;
         END IF;
         -- ALTER TABLE ... RENAME TO, SET SCHEMA ('table') and RENAME COLUMN ('table column', objsubid: the
-        -- column; no other ALTER TABLE reports a column)
+        -- column; no other ALTER TABLE reports a column). A column renamed on a table others inherit from
+        -- (INHERITS) is renamed on them too, where they inherit it: each such table is looked at.
         IF cmd.command_tag = 'ALTER TABLE' AND cmd.object_type IN ('table', 'table column') THEN
-            SELECT * INTO bad FROM ledgerlock._ddl_renamed(rel, cmd.objsubid) LIMIT 1;
+            WITH RECURSIVE heir(oid) AS (
+                SELECT i.inhrelid FROM pg_catalog.pg_inherits i WHERE i.inhparent = rel AND cmd.objsubid > 0
+                UNION
+                SELECT i.inhrelid FROM heir JOIN pg_catalog.pg_inherits i ON i.inhparent = heir.oid
+            )
+            SELECT r.* INTO bad
+            FROM (SELECT rel AS oid, cmd.objsubid AS attnum
+                  UNION ALL
+                  SELECT heir.oid, a.attnum FROM heir
+                  JOIN pg_catalog.pg_attribute pa ON pa.attrelid = rel AND pa.attnum = cmd.objsubid
+                  JOIN pg_catalog.pg_attribute a ON a.attrelid = heir.oid AND a.attname = pa.attname
+                                                AND NOT a.attisdropped) AS x
+            CROSS JOIN LATERAL ledgerlock._ddl_renamed(x.oid, x.attnum) AS r
+            LIMIT 1;
             IF FOUND THEN
                 PERFORM ledgerlock._refuse_ddl(bad.what, bad.why, bad.hint);
             END IF;

@@ -140,6 +140,26 @@ def test_a_typed_protected_tables_columns_cannot_be_renamed_through_its_type(db,
     assert db.connect("auditor").execute("SELECT ok, problems FROM ledgerlock.verify_audit()").fetchone() == (True, 0)
 
 
+def test_a_protected_tables_inherited_column_cannot_be_renamed_on_the_table_it_inherits_from(db, ddl_guard):
+    """A protected table that INHERITS from another gets its columns renamed with the other's: ALTER TABLE base
+    RENAME COLUMN renamed the protected table's column past the guard. Refused as its own rename would be; a
+    column no protected table inherits is renamed."""
+    owner = db.owner()
+    owner.execute("""CREATE TABLE base (id int NOT NULL, issued_on date NOT NULL, status text, note text);
+        CREATE TABLE doc2 (PRIMARY KEY (id)) INHERITS (base);
+        CREATE TABLE other_base (memo text); ALTER TABLE doc2 ADD COLUMN memo text, INHERIT other_base;
+        GRANT SELECT, INSERT, UPDATE, DELETE ON doc2 TO ll_app;
+        SELECT ledgerlock.protect('doc2', 'issued_on', final_when => $$status = 'final'$$);""")
+    db.connect("app").execute("INSERT INTO doc2 (id, issued_on, status, note) VALUES (1, '2026-01-05', 'final', 'n')")
+    with refused("LL008", r"^renaming a column of public\.doc2 \(to remark\) is refused: protected table "
+                          r"public\.doc2 keeps its rows in the audit trail as images keyed by column name"):
+        owner.execute("ALTER TABLE base RENAME COLUMN note TO remark")
+    with refused("LL008", r"^renaming a column of public\.doc2 \(to body\) is refused"):
+        owner.execute("ALTER TABLE other_base RENAME COLUMN memo TO body")
+    owner.execute("CREATE TABLE scratch (x int) INHERITS (base); ALTER TABLE scratch RENAME COLUMN x TO y")
+    assert db.connect("auditor").execute("SELECT ok, problems FROM ledgerlock.verify_audit()").fetchone() == (True, 0)
+
+
 def test_renaming_a_partition_installs_its_guards_again_and_its_rules_hold(db, journal, ddl_guard):
     """A partition's rows are filed under the table it belongs to, so its name matters only to its own guards'
     recorded definitions: renamed (or moved), its guards are installed again, doctor finds nothing, the final
