@@ -323,6 +323,26 @@ $$;
 REVOKE ALL ON FUNCTION ledgerlock._scope_path(regclass, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION ledgerlock._scope_path(regclass, text) TO ledgerlock_admin, ledgerlock_auditor;  -- doctor's orphan check
 
+-- The table rel inherits from by plain inheritance (INHERITS, ALTER TABLE ... INHERIT; not as a partition),
+-- the first in its order; null when none. A statement on that table writes rel's rows too, and PostgreSQL
+-- fires rel's row triggers for them but not its statement triggers, which only a statement naming rel fires:
+-- a protected table's audit capture and the numbering's settle step would not run. protect refuses such a
+-- table, the DDL guard an INHERIT of a protected one (before PostgreSQL 18 the server refuses it itself: the
+-- capture's triggers have transition tables), doctor reports one.
+CREATE OR REPLACE FUNCTION ledgerlock._inheritance_parent(rel oid)
+RETURNS regclass
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT i.inhparent::regclass
+    FROM pg_catalog.pg_inherits i JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid
+    WHERE i.inhrelid = rel AND NOT c.relispartition
+    ORDER BY i.inhseqno LIMIT 1
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._inheritance_parent(oid) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION ledgerlock._inheritance_parent(oid) TO ledgerlock_admin, ledgerlock_auditor;  -- doctor
+
 -- Whether PostgreSQL enforces the foreign key con (PostgreSQL 18 lets a foreign key be NOT ENFORCED: its
 -- rows may then reference no row at all; the column pg_constraint.conenforced is read through to_jsonb, so
 -- that this reads the same on servers before 18, where every foreign key is enforced). False when con is gone.

@@ -468,6 +468,19 @@ BEGIN
         END IF;
         -- a table made to inherit from a protected one: its rows would read as the protected table's, written
         -- past every guard and recorded by no event
+        -- a protected table made to inherit from another (PostgreSQL 18 lets a table whose triggers have transition
+        -- tables inherit; earlier releases refuse it themselves): a statement on that one would write its rows
+        -- without its statement triggers (ledgerlock._inheritance_parent)
+        IF cmd.command_tag = 'ALTER TABLE' AND cmd.classid = 'pg_catalog.pg_class'::regclass
+           AND ledgerlock._protected_root(rel) = rel AND ledgerlock._inheritance_parent(rel) IS NOT NULL THEN
+            PERFORM ledgerlock._refuse_ddl(pg_catalog.format('ALTER TABLE %s', rel::regclass),
+                pg_catalog.format('protected table %s would inherit from %s, and a statement on %s writes its rows '
+                                  'without firing its statement triggers (the audit capture, the numbering''s settle '
+                                  'step)', rel::regclass, ledgerlock._inheritance_parent(rel),
+                                  ledgerlock._inheritance_parent(rel)),
+                pg_catalog.format('ALTER TABLE %s NO INHERIT %s; to share columns, copy them (LIKE), or protect a '
+                                  'partitioned table', rel::regclass, ledgerlock._inheritance_parent(rel)));
+        END IF;
         root := ledgerlock._inherited_protected(rel);
         IF root IS NOT NULL THEN
             PERFORM ledgerlock._refuse_ddl(pg_catalog.format('%s %s', cmd.command_tag, rel::regclass),

@@ -1059,7 +1059,8 @@ REVOKE ALL ON FUNCTION ledgerlock._doctor_scope_columns() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION ledgerlock._doctor_scope_columns() TO ledgerlock_admin, ledgerlock_auditor;
 
 -- Protected tables whose scope or date is read through a foreign key that is gone or NOT ENFORCED
--- (ledgerlock._parent_path_problem: the DDL guard refuses both; without it, the owner can).
+-- (ledgerlock._parent_path_problem), or that inherit from another table (ledgerlock._inheritance_parent): the
+-- DDL guard refuses each; without it, the owner can.
 CREATE OR REPLACE FUNCTION ledgerlock._doctor_parent_paths()
 RETURNS TABLE(severity text, check_name text, object text, finding text, why text, fix text)
 LANGUAGE sql
@@ -1073,6 +1074,15 @@ AS $$
                              'CONSTRAINT ... ENFORCED), then SELECT ledgerlock.reinstall_guards()', p.tbl)
     FROM ledgerlock.protected_table p
     WHERE ledgerlock._relation_exists(p.tbl) AND ledgerlock._parent_path_problem(p.tbl) IS NOT NULL
+    UNION ALL
+    SELECT 'critical', 'table', p.tbl::text,
+           pg_catalog.format('%s inherits from %s', p.tbl, ledgerlock._inheritance_parent(p.tbl)),
+           pg_catalog.format('a statement on %s writes the rows of %s without firing its statement triggers: the '
+                             'audit capture records nothing, the numbering''s settle step does not run',
+                             ledgerlock._inheritance_parent(p.tbl), p.tbl),
+           pg_catalog.format('ALTER TABLE %s NO INHERIT %s', p.tbl, ledgerlock._inheritance_parent(p.tbl))
+    FROM ledgerlock.protected_table p
+    WHERE ledgerlock._relation_exists(p.tbl) AND ledgerlock._inheritance_parent(p.tbl) IS NOT NULL
     ORDER BY 3
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._doctor_parent_paths() FROM PUBLIC;

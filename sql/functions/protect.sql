@@ -733,6 +733,15 @@ BEGIN
             HINT = 'move their rows into the table and drop them (or ALTER TABLE ... NO INHERIT), or protect a '
                    'partitioned table, whose partitions ledgerlock guards';
     END IF;
+    IF ledgerlock._inheritance_parent(tbl) IS NOT NULL THEN
+        RAISE EXCEPTION USING ERRCODE = '22023',
+            MESSAGE = pg_catalog.format('protect: %s inherits from %s, and a statement on %s writes its rows without '
+                                        'firing its statement triggers (the audit capture, the numbering''s settle '
+                                        'step)', tbl, ledgerlock._inheritance_parent(tbl),
+                                        ledgerlock._inheritance_parent(tbl)),
+            HINT = pg_catalog.format('ALTER TABLE %s NO INHERIT %s (or protect a partitioned table, whose '
+                                     'partitions ledgerlock guards)', tbl, ledgerlock._inheritance_parent(tbl));
+    END IF;
     IF ledgerlock._rule_table(tbl) IS DISTINCT FROM tbl AND ledgerlock._rule_table(tbl) IS NOT NULL THEN
         RAISE EXCEPTION USING ERRCODE = '22023',
             MESSAGE = pg_catalog.format('protect: %s is a partition of protected table %s, whose rules it follows',
