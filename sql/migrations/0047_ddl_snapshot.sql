@@ -4,7 +4,7 @@
 -- constraint's function, during an ALTER TABLE) can change a setting, and cannot write this table
 -- (sql/functions/ddl_guard.sql, ledgerlock._ddl_snapshot_put and _take). Each database keeps its own (a
 -- subscriber's is not replicated): rows live only from a command's start to its end.
-CREATE TABLE ledgerlock.ddl_snapshot (
+CREATE TABLE IF NOT EXISTS ledgerlock.ddl_snapshot (
     txid    xid8    NOT NULL,
     kind    text    NOT NULL,
     data    jsonb   NOT NULL,
