@@ -257,6 +257,10 @@ LANGUAGE plpgsql
 SECURITY DEFINER  -- reads ledgerlock's rules and audit trail, which clients cannot
 SET search_path = pg_catalog, pg_temp
 SET quote_all_identifiers = off
+-- it probes the user's tables as the guards do, so under what they pin (ledgerlock._row_reading_settings()):
+-- a GIN scan under a gin_fuzzy_search_limit found no referencing row, and why_locked said nothing held it
+SET gin_fuzzy_search_limit = 0
+SET extra_float_digits = 1
 AS $$
 DECLARE
     r jsonb;

@@ -209,6 +209,14 @@ def test_gin_fuzzy_search_limit_cannot_hide_a_referencing_row(db, fx):
     lives_ok(fx, "UPDATE fx_invoice SET fx_rate = 2 WHERE id = 4")
     assert owner.execute("SELECT fx_rate FROM fx_invoice WHERE id IN (4, 10) ORDER BY id").fetchall() == [
         (2.0,), (1.0,)]
+    # and an admin asking why, in a session set the same way (ALTER ROLE ... SET can do that to every session of
+    # the role), is told what any session is told, not that nothing holds the row
+    why = "SELECT depth, rule, summary, details ->> 'child_table' FROM ledgerlock.why_locked('fx_invoice', '10')"
+    told = db.connect("admin").execute(why).fetchall()
+    assert told == [(0, "referenced", "referenced by a row of fx_note", "public.fx_note")]
+    admin = db.connect("admin")
+    admin.execute("SET enable_seqscan = off; SET enable_indexscan = off; SET gin_fuzzy_search_limit = 1")
+    assert admin.execute(why).fetchall() == told
 
 
 def test_every_guard_that_queries_a_users_table_pins_gin_fuzzy_search_limit_and_extra_float_digits(db, fx):
