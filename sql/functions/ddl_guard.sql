@@ -342,6 +342,7 @@ DECLARE
     bad record;
     hint text;
     held boolean;
+    carried text;
 BEGIN
     FOR cmd IN SELECT * FROM pg_catalog.pg_event_trigger_ddl_commands() LOOP
         IF cmd.schema_name IN ('ledgerlock', 'ledgerlock_gate') THEN
@@ -575,6 +576,29 @@ BEGIN
         FOR bad IN SELECT p.relid::regclass AS tbl FROM pg_catalog.pg_partition_tree(root) p
                    WHERE p.isleaf AND NOT EXISTS (SELECT FROM pg_catalog.pg_trigger t
                                                   WHERE t.tgrelid = p.relid AND t.tgname = 'll_00_truncate') LOOP
+            -- a trigger or rule it brings along (its own, or one of a partitioned table attached with it): on the
+            -- protected table the guard refuses them (CREATE TRIGGER, CREATE RULE), and a BEFORE UPDATE trigger
+            -- that fires after ll_10 could change a final row the final-row guard had accepted
+            SELECT x.what INTO carried
+            FROM (SELECT pg_catalog.format('trigger %I on %s', t.tgname, t.tgrelid::regclass) AS what, t.tgname AS n
+                  FROM pg_catalog.pg_partition_ancestors(bad.tbl) a
+                  JOIN pg_catalog.pg_trigger t ON t.tgrelid = a.relid
+                  WHERE a.relid <> root AND NOT t.tgisinternal AND t.tgparentid = 0 AND t.tgname !~ '^ll_[0-9]{2}_'
+                  UNION ALL
+                  SELECT pg_catalog.format('rule %I on %s', r.rulename, r.ev_class::regclass), r.rulename
+                  FROM pg_catalog.pg_partition_ancestors(bad.tbl) a
+                  JOIN pg_catalog.pg_rewrite r ON r.ev_class = a.relid
+                  WHERE a.relid <> root AND r.rulename <> '_RETURN') AS x
+            ORDER BY x.n
+            LIMIT 1;
+            IF carried IS NOT NULL THEN
+                PERFORM ledgerlock._refuse_ddl(pg_catalog.format('attaching partition %s to %s', bad.tbl, root),
+                    pg_catalog.format('it carries %s, which would run on rows of protected table %s beside '
+                                      'ledgerlock''s guards (a BEFORE UPDATE trigger that fires after them could '
+                                      'change a final row they accepted)', carried, root),
+                    pg_catalog.format('drop it first, then attach the partition (the guard refuses triggers and rules '
+                                      'on %s and its partitions)', root));
+            END IF;
             EXECUTE pg_catalog.format('SELECT EXISTS (SELECT FROM ONLY %s)', bad.tbl) INTO held;
             IF held THEN
                 PERFORM ledgerlock._refuse_ddl(pg_catalog.format('attaching partition %s to %s', bad.tbl, root),

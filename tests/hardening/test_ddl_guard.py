@@ -197,6 +197,40 @@ def test_a_column_a_protected_parent_inherits_cannot_be_renamed_on_the_table_it_
     owner.execute("ALTER TABLE base RENAME COLUMN memo TO note")
 
 
+def test_a_partition_cannot_bring_a_trigger_of_its_own_into_a_protected_table(db, journal, ddl_guard):
+    """The guard refuses CREATE TRIGGER on a protected table and its partitions; a table attached as a partition
+    brought its own along: a BEFORE UPDATE trigger named zz (it fires after ll_10) set the amount of a final
+    entry to 0 after the final-row guard had accepted the update (reproduced, PG 16). Refused, as a rule is; the
+    partition attached without it holds its rows final; without the guard, doctor warns of such a trigger."""
+    owner = db.owner()
+    owner.execute("""CREATE TABLE ledger_entry_2027 (LIKE ledger_entry INCLUDING ALL);
+        CREATE FUNCTION zero_it() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN NEW.amount := 0; RETURN NEW; END $$;
+        CREATE TRIGGER zz BEFORE UPDATE ON ledger_entry_2027 FOR EACH ROW EXECUTE FUNCTION zero_it();
+        CREATE RULE no_delete AS ON DELETE TO ledger_entry_2027 DO INSTEAD NOTHING;""")
+    attach = ("ALTER TABLE ledger_entry ATTACH PARTITION ledger_entry_2027 "
+              "FOR VALUES FROM ('2027-01-01') TO ('2028-01-01')")
+    with refused("LL008", r"^attaching partition public\.ledger_entry_2027 to public\.ledger_entry is refused: it "
+                          r"carries rule no_delete on public\.ledger_entry_2027, which would run on rows of protected "
+                          r"table public\.ledger_entry beside ledgerlock's guards"):
+        owner.execute(attach)
+    owner.execute("DROP RULE no_delete ON ledger_entry_2027")
+    with refused("LL008", r"^attaching partition public\.ledger_entry_2027 to public\.ledger_entry is refused: it "
+                          r"carries trigger zz on public\.ledger_entry_2027"):
+        owner.execute(attach)
+    owner.execute("DROP TRIGGER zz ON ledger_entry_2027")
+    owner.execute(attach)  # the neighbour
+    owner.execute("GRANT SELECT, INSERT, UPDATE, DELETE ON ledger_entry_2027 TO ll_app")
+    journal.execute("INSERT INTO ledger_entry VALUES (9, '2027-03-01', 'final', 90)")
+    with refused("LL001"):
+        journal.execute("UPDATE ledger_entry SET amount = 0 WHERE id = 9")
+    # without the guard the owner can attach one: doctor warns of it
+    owner.execute("SELECT ledgerlock.uninstall_ddl_guard()")
+    owner.execute("CREATE TRIGGER zz BEFORE UPDATE ON ledger_entry_2027 FOR EACH ROW EXECUTE FUNCTION zero_it()")
+    found = db.connect("auditor").execute("SELECT finding FROM ledgerlock.doctor_findings() "
+                                          "WHERE check_name = 'foreign trigger'").fetchall()
+    assert ("BEFORE UPDATE trigger zz on public.ledger_entry_2027 fires after ledgerlock's final-row guard",) in found
+
+
 def test_renaming_a_partition_installs_its_guards_again_and_its_rules_hold(db, journal, ddl_guard):
     """A partition's rows are filed under the table it belongs to, so its name matters only to its own guards'
     recorded definitions: renamed (or moved), its guards are installed again, doctor finds nothing, the final
