@@ -591,6 +591,16 @@ BEGIN
                   WHERE a.relid <> root AND r.rulename <> '_RETURN') AS x
             ORDER BY x.n
             LIMIT 1;
+            -- an unlogged one (ATTACH PARTITION takes a table as it is: CREATE UNLOGGED TABLE ... PARTITION OF
+            -- is refused above)
+            IF EXISTS (SELECT FROM pg_catalog.pg_partition_ancestors(bad.tbl) a
+                       JOIN pg_catalog.pg_class c ON c.oid = a.relid
+                       WHERE a.relid <> root AND c.relpersistence <> 'p') THEN
+                PERFORM ledgerlock._refuse_ddl(pg_catalog.format('attaching partition %s to %s', bad.tbl, root),
+                    pg_catalog.format('protected table %s must stay logged: an unlogged table is emptied by a crash '
+                                      'and is not replicated', root),
+                    pg_catalog.format('ALTER TABLE %s SET LOGGED, then attach it', bad.tbl));
+            END IF;
             IF carried IS NOT NULL THEN
                 PERFORM ledgerlock._refuse_ddl(pg_catalog.format('attaching partition %s to %s', bad.tbl, root),
                     pg_catalog.format('it carries %s, which would run on rows of protected table %s beside '

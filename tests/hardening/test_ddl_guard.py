@@ -231,6 +231,28 @@ def test_a_partition_cannot_bring_a_trigger_of_its_own_into_a_protected_table(db
     assert ("BEFORE UPDATE trigger zz on public.ledger_entry_2027 fires after ledgerlock's final-row guard",) in found
 
 
+def test_an_unlogged_table_cannot_be_attached_as_a_partition_of_a_protected_table(db, journal, ddl_guard):
+    """CREATE UNLOGGED TABLE ... PARTITION OF a protected table was refused, ATTACH PARTITION of an unlogged table
+    was not: its rows, final ones included, would be emptied by a crash. Refused alike; logged, it attaches;
+    without the guard, doctor reports it."""
+    owner = db.owner()
+    owner.execute("CREATE UNLOGGED TABLE ledger_entry_2027 (LIKE ledger_entry INCLUDING ALL)")
+    attach = ("ALTER TABLE ledger_entry ATTACH PARTITION ledger_entry_2027 "
+              "FOR VALUES FROM ('2027-01-01') TO ('2028-01-01')")
+    with refused("LL008", r"^attaching partition public\.ledger_entry_2027 to public\.ledger_entry is refused: "
+                          r"protected table public\.ledger_entry must stay logged") as info:
+        owner.execute(attach)
+    assert info.value.diag.message_hint == "ALTER TABLE public.ledger_entry_2027 SET LOGGED, then attach it"
+    owner.execute("SELECT ledgerlock.uninstall_ddl_guard()")
+    owner.execute(attach)
+    found = db.connect("auditor").execute("SELECT finding FROM ledgerlock.doctor_findings() "
+                                          "WHERE severity = 'critical' AND object LIKE '%ledger_entry%'").fetchall()
+    assert ("public.ledger_entry_2027 is UNLOGGED",) in found, found
+    owner.execute("ALTER TABLE ledger_entry DETACH PARTITION ledger_entry_2027; "
+                  "ALTER TABLE ledger_entry_2027 SET LOGGED; SELECT ledgerlock.install_ddl_guard()")
+    owner.execute(attach)  # the neighbour
+
+
 def test_renaming_a_partition_installs_its_guards_again_and_its_rules_hold(db, journal, ddl_guard):
     """A partition's rows are filed under the table it belongs to, so its name matters only to its own guards'
     recorded definitions: renamed (or moved), its guards are installed again, doctor finds nothing, the final
