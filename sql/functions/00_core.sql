@@ -343,6 +343,36 @@ $$;
 REVOKE ALL ON FUNCTION ledgerlock._inheritance_parent(oid) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION ledgerlock._inheritance_parent(oid) TO ledgerlock_admin, ledgerlock_auditor;  -- doctor
 
+-- What is wrong with the key a protected table's rows are named by (the registry's key_columns, its primary
+-- key when it was protected), as a sentence; null while a unique index that PostgreSQL checks at once, on
+-- exactly those columns and on every row, holds it. Without one, two rows could carry the key of a final
+-- row: the trail, the refusals and verification name rows by it. The DDL guard refuses a drop that leaves a
+-- protected table so, doctor reports one.
+CREATE OR REPLACE FUNCTION ledgerlock._key_problem(tbl regclass)
+RETURNS text
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    keys name[] := (SELECT p.key_columns FROM ledgerlock.protected_table p WHERE p.tbl = _key_problem.tbl);
+BEGIN
+    IF keys IS NULL OR EXISTS (
+        SELECT FROM pg_catalog.pg_index i
+        WHERE i.indrelid = tbl AND i.indisunique AND i.indimmediate AND i.indpred IS NULL AND i.indexprs IS NULL
+          AND i.indnkeyatts = pg_catalog.cardinality(keys)
+          AND NOT EXISTS (SELECT FROM pg_catalog.unnest((i.indkey::int2[])[0:i.indnkeyatts - 1]) AS k(n)
+                          JOIN pg_catalog.pg_attribute a ON a.attrelid = tbl AND a.attnum = k.n
+                          WHERE a.attname <> ALL (keys))) THEN
+        RETURN NULL;
+    END IF;
+    RETURN pg_catalog.format('%s has no primary key or unique index on (%s), the key its rows are named by', tbl,
+                             pg_catalog.array_to_string(keys, ', '));
+END
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._key_problem(regclass) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION ledgerlock._key_problem(regclass) TO ledgerlock_admin, ledgerlock_auditor;  -- doctor
+
 -- Whether PostgreSQL enforces the foreign key con (PostgreSQL 18 lets a foreign key be NOT ENFORCED: its
 -- rows may then reference no row at all; the column pg_constraint.conenforced is read through to_jsonb, so
 -- that this reads the same on servers before 18, where every foreign key is enforced). False when con is gone.

@@ -662,6 +662,7 @@ AS $$
 DECLARE
     obj record;
     rel oid;
+    bad record;
     hint text := 'have an admin run ledgerlock.unprotect(table, reason) first (audited)';
 BEGIN
     FOR obj IN SELECT * FROM pg_catalog.pg_event_trigger_dropped_objects() LOOP
@@ -674,6 +675,24 @@ BEGIN
            AND NOT ledgerlock._ddl_permitted(obj.objid) THEN
             PERFORM ledgerlock._refuse_ddl(pg_catalog.format('DROP %s %s', obj.object_type, obj.object_identity),
                 'the table is protected by ledgerlock', hint);
+        END IF;
+        -- the primary key (or unique index) a protected table's rows are named by (ledgerlock._key_problem): an
+        -- index is dropped with no table named, so every protected table is looked at (drops of constraints
+        -- and indexes only)
+        IF obj.object_type IN ('table constraint', 'index') THEN
+            SELECT p.tbl, ledgerlock._key_problem(p.tbl) AS problem INTO bad
+            FROM ledgerlock.protected_table p
+            WHERE ledgerlock._relation_exists(p.tbl) AND NOT ledgerlock._ddl_permitted(p.tbl)
+              AND ledgerlock._key_problem(p.tbl) IS NOT NULL
+            ORDER BY p.tbl::oid
+            LIMIT 1;
+            IF FOUND THEN
+                PERFORM ledgerlock._refuse_ddl(pg_catalog.format('DROP %s %s', obj.object_type, obj.object_identity),
+                    pg_catalog.format('%s: two rows could then carry the key of a final row, and the audit trail, '
+                                      'the refusals and verification name rows by it', bad.problem),
+                    pg_catalog.format('keep the key; to change it, have an admin unprotect %s first (audited)',
+                                      bad.tbl));
+            END IF;
         END IF;
         -- the foreign key a protected table reads its scope or date through (dropped, or cascaded to by the drop
         -- of what it references: the parent's key, the parent)

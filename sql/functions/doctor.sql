@@ -1059,8 +1059,9 @@ REVOKE ALL ON FUNCTION ledgerlock._doctor_scope_columns() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION ledgerlock._doctor_scope_columns() TO ledgerlock_admin, ledgerlock_auditor;
 
 -- Protected tables whose scope or date is read through a foreign key that is gone or NOT ENFORCED
--- (ledgerlock._parent_path_problem), or that inherit from another table (ledgerlock._inheritance_parent): the
--- DDL guard refuses each; without it, the owner can.
+-- (ledgerlock._parent_path_problem), that inherit from another table (ledgerlock._inheritance_parent), or whose
+-- key no unique index holds any more (ledgerlock._key_problem): the DDL guard refuses each; without it, the
+-- owner can.
 CREATE OR REPLACE FUNCTION ledgerlock._doctor_parent_paths()
 RETURNS TABLE(severity text, check_name text, object text, finding text, why text, fix text)
 LANGUAGE sql
@@ -1083,6 +1084,15 @@ AS $$
            pg_catalog.format('ALTER TABLE %s NO INHERIT %s', p.tbl, ledgerlock._inheritance_parent(p.tbl))
     FROM ledgerlock.protected_table p
     WHERE ledgerlock._relation_exists(p.tbl) AND ledgerlock._inheritance_parent(p.tbl) IS NOT NULL
+    UNION ALL
+    SELECT 'critical', 'table', p.tbl::text, ledgerlock._key_problem(p.tbl),
+           'two rows could carry the key of a final row; the audit trail, the refusals and verification name rows '
+           'by it',
+           pg_catalog.format('ALTER TABLE %s ADD PRIMARY KEY (%s)', p.tbl,
+                             (SELECT pg_catalog.string_agg(pg_catalog.quote_ident(k), ', ')
+                              FROM pg_catalog.unnest(p.key_columns) AS k))
+    FROM ledgerlock.protected_table p
+    WHERE ledgerlock._relation_exists(p.tbl) AND ledgerlock._key_problem(p.tbl) IS NOT NULL
     ORDER BY 3
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._doctor_parent_paths() FROM PUBLIC;

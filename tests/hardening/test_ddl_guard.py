@@ -253,6 +253,30 @@ def test_an_unlogged_table_cannot_be_attached_as_a_partition_of_a_protected_tabl
     owner.execute(attach)  # the neighbour
 
 
+def test_the_key_a_protected_tables_rows_are_named_by_cannot_be_dropped(db, app_owns_invoice):
+    """protect requires a primary key: the trail, the refusals and verification name rows by it. The owning
+    application dropped it (the guard let it through), inserted a second invoice id=1 beside the final one, and
+    verification reported the final invoice as changed. Refused now, also as a unique index dropped after the
+    key was moved onto it; moving the key onto a unique index passes; without the guard, doctor reports it."""
+    owner = db.owner()
+    app = app_owns_invoice
+    with refused("LL008", r"^DROP table constraint invoice_pkey on public\.invoice is refused: public\.invoice has "
+                          r"no primary key or unique index on \(id\), the key its rows are named by"):
+        app.execute("ALTER TABLE invoice DROP CONSTRAINT invoice_pkey CASCADE")
+    app.execute("CREATE UNIQUE INDEX invoice_id_key ON invoice (id); "
+                "ALTER TABLE invoice DROP CONSTRAINT invoice_pkey CASCADE")  # the neighbour: still a unique key
+    with refused("LL008", r"^DROP index public\.invoice_id_key is refused: public\.invoice has no primary key"):
+        app.execute("DROP INDEX invoice_id_key")
+    with refused("23505"):
+        app.execute("INSERT INTO invoice (id, company_id, amount) VALUES (1, 1, 5)")
+    owner.execute("SELECT ledgerlock.uninstall_ddl_guard()")
+    app.execute("DROP INDEX invoice_id_key")
+    found = db.connect("auditor").execute("SELECT finding, fix FROM ledgerlock.doctor_findings() "
+                                          "WHERE severity = 'critical' AND object = 'public.invoice'").fetchall()
+    assert ("public.invoice has no primary key or unique index on (id), the key its rows are named by",
+            "ALTER TABLE public.invoice ADD PRIMARY KEY (id)") in found, found
+
+
 def test_renaming_a_partition_installs_its_guards_again_and_its_rules_hold(db, journal, ddl_guard):
     """A partition's rows are filed under the table it belongs to, so its name matters only to its own guards'
     recorded definitions: renamed (or moved), its guards are installed again, doctor finds nothing, the final
