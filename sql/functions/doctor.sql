@@ -1093,6 +1093,28 @@ AS $$
                               FROM pg_catalog.unnest(p.key_columns) AS k))
     FROM ledgerlock.protected_table p
     WHERE ledgerlock._relation_exists(p.tbl) AND ledgerlock._key_problem(p.tbl) IS NOT NULL
+    UNION ALL
+    -- DETACH PARTITION ... CONCURRENTLY commits its first step before any event trigger fires: the DDL guard
+    -- refuses the second, which leaves the partition pending, its rows out of every new query of the table
+    SELECT 'critical', 'table', p.tbl::text,
+           pg_catalog.format('partition %s of %s is being detached (DETACH PARTITION ... CONCURRENTLY, whose second '
+                             'step the DDL guard refused)', i.inhrelid::regclass, i.inhparent::regclass),
+           'queries of the protected table no longer see its rows (verification reports them missing), though its '
+           'own guards still hold them',
+           -- (its audit triggers go before it is attached again: some releases refuse a partition whose
+           -- triggers have transition tables; reinstall_guards puts them back)
+           pg_catalog.format('as a superuser: SELECT ledgerlock.uninstall_ddl_guard(); ALTER TABLE %1$s DETACH '
+                             'PARTITION %2$s FINALIZE; DROP TRIGGER IF EXISTS ll_90_audit_insert ON %2$s; DROP '
+                             'TRIGGER IF EXISTS ll_90_audit_update ON %2$s; DROP TRIGGER IF EXISTS ll_90_audit_delete '
+                             'ON %2$s; ALTER TABLE %1$s ATTACH PARTITION %2$s %3$s; SELECT '
+                             'ledgerlock.install_ddl_guard(); SELECT ledgerlock.reinstall_guards()',
+                             i.inhparent::regclass, i.inhrelid::regclass,
+                             pg_catalog.pg_get_expr(c.relpartbound, c.oid))
+    FROM ledgerlock.protected_table p
+    CROSS JOIN LATERAL ledgerlock._partition_tree(p.tbl) t
+    JOIN pg_catalog.pg_inherits i ON i.inhparent = t.relid AND i.inhdetachpending
+    JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid
+    WHERE ledgerlock._relation_exists(p.tbl)
     ORDER BY 3
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._doctor_parent_paths() FROM PUBLIC;

@@ -277,6 +277,31 @@ def test_the_key_a_protected_tables_rows_are_named_by_cannot_be_dropped(db, app_
             "ALTER TABLE public.invoice ADD PRIMARY KEY (id)") in found, found
 
 
+def test_a_refused_concurrent_detach_is_reported_by_doctor_with_the_way_back(db, journal, ddl_guard):
+    """DETACH PARTITION ... CONCURRENTLY commits its first step before any event trigger fires: the guard
+    refuses the second, which leaves the partition pending. Its final rows stay guarded (its own triggers),
+    but new queries of the protected table no longer see them, and verification reports them missing. Doctor
+    names the cause and the way back, which restores the books."""
+    with psycopg.connect(db.conninfo(), autocommit=True) as other:
+        with refused("LL008", r"^detaching partition public\.ledger_entry_2025 from public\.ledger_entry is "
+                              r"refused: its final rows would no longer be guarded"):
+            other.execute("ALTER TABLE ledger_entry DETACH PARTITION ledger_entry_2025 CONCURRENTLY")
+    assert journal.execute("SELECT id FROM ledger_entry ORDER BY id").fetchall() == [(3,)]
+    with refused("LL001"):
+        journal.execute("UPDATE ledger_entry_2025 SET amount = 0 WHERE id = 1")
+    auditor = db.connect("auditor")
+    [(finding, fix)] = auditor.execute("SELECT finding, fix FROM ledgerlock.doctor_findings() WHERE severity = "
+                                       "'critical' AND check_name = 'table'").fetchall()
+    assert finding == ("partition public.ledger_entry_2025 of public.ledger_entry is being detached (DETACH "
+                       "PARTITION ... CONCURRENTLY, whose second step the DDL guard refused)")
+    owner = db.owner()
+    owner.execute(fix.removeprefix("as a superuser: "))
+    assert journal.execute("SELECT id FROM ledger_entry ORDER BY id").fetchall() == [(1,), (2,), (3,)]
+    assert auditor.execute("SELECT ok, problems FROM ledgerlock.verify_audit()").fetchone() == (True, 0)
+    assert auditor.execute("SELECT count(*) FROM ledgerlock.doctor_findings() WHERE severity = 'critical'"
+                           ).fetchone() == (0,)
+
+
 def test_renaming_a_partition_installs_its_guards_again_and_its_rules_hold(db, journal, ddl_guard):
     """A partition's rows are filed under the table it belongs to, so its name matters only to its own guards'
     recorded definitions: renamed (or moved), its guards are installed again, doctor finds nothing, the final
