@@ -387,7 +387,9 @@ BEGIN
                                         '(''fk_column.parent_column'')', scope_column);
     END IF;
     PERFORM ledgerlock._column_type(tbl, fk, 'scope_column');
-    SELECT pg_catalog.array_agg(c.confrelid::regclass ORDER BY c.oid) INTO fks
+    SELECT pg_catalog.array_agg(c.confrelid::regclass ORDER BY c.oid),
+           (pg_catalog.array_agg(c.conname ORDER BY c.oid) FILTER (WHERE NOT ledgerlock._fk_enforced(c.oid)))[1]
+      INTO fks, unenforced
     FROM pg_catalog.pg_constraint c JOIN pg_catalog.pg_attribute a ON a.attrelid = tbl AND a.attname = fk
     WHERE c.conrelid = tbl AND c.contype = 'f' AND c.conkey = ARRAY[a.attnum]
       AND NOT ledgerlock._fk_partition_clone(c.oid);
@@ -404,10 +406,6 @@ BEGIN
                                         pg_catalog.array_to_string(fks, ', '));
     END IF;
     parent := fks[1];
-    SELECT c.conname INTO unenforced
-    FROM pg_catalog.pg_constraint c JOIN pg_catalog.pg_attribute a ON a.attrelid = tbl AND a.attname = fk
-    WHERE c.conrelid = tbl AND c.contype = 'f' AND c.conkey = ARRAY[a.attnum]
-      AND NOT ledgerlock._fk_partition_clone(c.oid) AND NOT ledgerlock._fk_enforced(c.oid);
     IF unenforced IS NOT NULL THEN
         RAISE EXCEPTION USING ERRCODE = '22023',
             MESSAGE = pg_catalog.format('%L: the foreign key %I of %s.%I is NOT ENFORCED, so a row may reference a '
