@@ -1039,6 +1039,28 @@ END
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._json_keys_lost(jsonb, jsonb) FROM PUBLIC;
 
+-- Whether a recorded value reads otherwise in its column's type as the type is now (normalized:
+-- jsonb_populate_record, then to_jsonb): the column's type was changed under the value with no write, by a cast
+-- that rewrites nothing (ALTER COLUMN amount TYPE oid: a recorded -5 reads 4294967291; ledger TYPE regclass: a
+-- recorded 1259 reads pg_class; terminal TYPE inet: 10.0.0.1/32 reads 10.0.0.1), which the DDL guard refuses.
+-- Normalizing is there to read alike what other settings printed otherwise (a time zone, a float's digits,
+-- a search path): the text may change only for a type whose text a setting decides, and a number may not read
+-- as a name.
+CREATE OR REPLACE FUNCTION ledgerlock._audit_reads_otherwise(typ regtype, recorded jsonb, normalized jsonb)
+RETURNS boolean
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT pg_catalog.jsonb_typeof(recorded) IN ('number', 'string', 'boolean')
+           AND (recorded OPERATOR(pg_catalog.#>>) '{}') IS DISTINCT FROM (normalized OPERATOR(pg_catalog.#>>) '{}')
+           AND (ledgerlock._base_type(typ) = ANY ('{int2,int4,int8,oid,text,varchar,name,uuid,inet,cidr,macaddr,bool,
+                                                    date,time,timestamp}'::pg_catalog.regtype[])
+                OR ((recorded OPERATOR(pg_catalog.#>>) '{}') ~ '^-?[0-9]+$'
+                    AND pg_catalog.jsonb_typeof(normalized) = 'string'))
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._audit_reads_otherwise(regtype, jsonb, jsonb) FROM PUBLIC;
+
 -- Whether a column of tbl holds a composite value, at any depth (ledgerlock._types_held): only such a table's
 -- recorded values can lose a key to a dropped attribute (_json_keys_lost).
 CREATE OR REPLACE FUNCTION ledgerlock._holds_composite(tbl regclass)
@@ -1176,9 +1198,14 @@ BEGIN
                             -- an attribute of a composite value, dropped since: the normalized values agree
                             OR (pg_catalog.jsonb_typeof(d.recorded -> a.attname::text) IN ('object', 'array')
                                 AND ledgerlock._json_keys_lost(d.recorded -> a.attname::text,
-                                                               norm_rec -> a.attname::text)))
+                                                               norm_rec -> a.attname::text))
+                            -- a value the column's type, changed under it, reads otherwise: the normalized
+                            -- values agree
+                            OR ledgerlock._audit_reads_otherwise(a.atttypid, d.recorded -> a.attname::text,
+                                                                 norm_rec -> a.attname::text))
                        -- a regclass whose table was dropped since reads as its bare oid: the same reference
                        AND NOT (a.atttypid = 'pg_catalog.regclass'::pg_catalog.regtype
+                                AND pg_catalog.jsonb_typeof(d.recorded -> a.attname::text) = 'string'
                                 AND norm_live ->> a.attname::text ~ '^[0-9]+$'
                                 AND pg_catalog.to_regclass(norm_rec ->> a.attname::text) IS NULL)
                      ORDER BY a.attnum LOOP
@@ -1186,6 +1213,10 @@ BEGIN
                 problem := pg_catalog.format('%s: %s is %s in the table, %s in event seq %s', who, k,
                                              coalesce(norm_live ->> k, 'null'),
                                              coalesce(CASE WHEN ledgerlock._json_keys_lost(d.recorded -> k, norm_rec -> k)
+                                                             OR ledgerlock._audit_reads_otherwise(
+                                                                    (SELECT a.atttypid FROM pg_catalog.pg_attribute a
+                                                                     WHERE a.attrelid = tbl AND a.attname = k),
+                                                                    d.recorded -> k, norm_rec -> k)
                                                            THEN d.recorded ->> k ELSE norm_rec ->> k END, 'null'),
                                              d.seq);
                 RETURN NEXT;
@@ -1639,6 +1670,12 @@ BEGIN
                 -- and no attribute of a composite value dropped since (which reading it into the type hides)
                 AND NOT (%2$L AND ledgerlock._json_keys_lost(d.recorded,
                                       pg_catalog.to_jsonb(pg_catalog.jsonb_populate_record(NULL::%1$s, d.recorded))))
+                -- nor a value its column's type, changed since, reads otherwise (which reading it hides too)
+                AND NOT EXISTS (SELECT FROM pg_catalog.pg_attribute t
+                                WHERE t.attrelid = $3 AND t.attnum > 0 AND NOT t.attisdropped
+                                  AND ledgerlock._audit_reads_otherwise(t.atttypid, d.recorded -> t.attname::text,
+                                          pg_catalog.to_jsonb(pg_catalog.jsonb_populate_record(NULL::%1$s, d.recorded))
+                                            -> t.attname::text))
               ORDER BY d.row_key) x
         $q$, tbl, ledgerlock._holds_composite(tbl))
         USING ev_at, ev_txid, tbl, tbl::text, actor, reason, context, coalesce(cfg.scope_column::text, ''),
