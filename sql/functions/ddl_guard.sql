@@ -243,28 +243,63 @@ AS $$
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._protected_composite(oid) FROM PUBLIC;
 
--- The expressions of the virtual generated columns of protected tables and their partitions (PostgreSQL 18),
--- as {"<relation oid>.<attnum>": expression}. Such a column stores nothing: every row reads what its
--- expression computes, so a new expression (ALTER TABLE ... ALTER COLUMN ... SET EXPRESSION, which rewrites
--- nothing) changes every row with no write and no audit event. _ddl_guard_command_start keeps these before
--- an ALTER TABLE runs, _ddl_guard_command_end compares.
-CREATE OR REPLACE FUNCTION ledgerlock._protected_virtual_expressions()
+-- What the DDL guard compares of protected tables' columns before and after an ALTER TABLE or ALTER TYPE, as
+-- {"<relation oid>.<attnum>": {"type": <type oid>, "expr": <expression>}}: what a command can change about
+-- every row with no write and no rewrite (_ddl_guard_command_start keeps it, _ddl_guard_command_end compares).
+-- - "type", of a protected table's own columns: a type changed by a binary-coercible cast rewrites nothing,
+--   and every row reads another value (ALTER COLUMN amount TYPE oid: -5 reads 4294967291; ref TYPE regclass:
+--   1259 reads pg_class; note TYPE char: 'a ' equals 'a'). A partition's columns change with its table's.
+-- - "expr", of the virtual generated columns of protected tables and their partitions (PostgreSQL 18): such
+--   a column stores nothing, so a new expression (ALTER COLUMN ... SET EXPRESSION) changes every row.
+CREATE OR REPLACE FUNCTION ledgerlock._protected_columns()
 RETURNS jsonb
 LANGUAGE plpgsql  -- its plan kept for the session: every ALTER TABLE calls it (as SQL with a SET clause, 0.23 ms)
 STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    RETURN (SELECT coalesce(pg_catalog.jsonb_object_agg(a.attrelid::text || '.' || a.attnum::text,
-                                                pg_catalog.pg_get_expr(d.adbin, d.adrelid)), '{}')
+    -- each relation's columns read by their index (OFFSET 0 keeps the subquery per relation): joined, the
+    -- planner estimates the registry at 50 tables and reads all of pg_attribute, which a database of many
+    -- tables makes long. A partition has virtual columns only where its table has them.
+    RETURN (SELECT coalesce(pg_catalog.jsonb_object_agg(c.key, c.value), '{}')
     FROM ledgerlock.protected_table p
-    CROSS JOIN LATERAL ledgerlock._partition_tree(p.tbl) t  -- the protected tables' columns only: index scans
-    JOIN pg_catalog.pg_attribute a ON a.attrelid = t.relid AND a.attnum > 0
-    JOIN pg_catalog.pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
-    WHERE a.attgenerated = 'v' AND NOT a.attisdropped AND ledgerlock._relation_exists(p.tbl));
+    CROSS JOIN LATERAL (SELECT p.tbl::oid AS relid
+                        UNION ALL
+                        SELECT x.relid FROM pg_catalog.pg_partition_tree(p.tbl) x
+                        WHERE x.relid <> p.tbl
+                          AND EXISTS (SELECT FROM pg_catalog.pg_attribute v
+                                      WHERE v.attrelid = p.tbl AND v.attnum > 0 AND v.attgenerated = 'v')) t
+    CROSS JOIN LATERAL (SELECT a.attrelid::text || '.' || a.attnum::text AS key,
+                               pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object(
+                                   'type', CASE WHEN t.relid = p.tbl THEN a.atttypid END,
+                                   'expr', pg_catalog.pg_get_expr(d.adbin, d.adrelid))) AS value
+                        FROM pg_catalog.pg_attribute a
+                        LEFT JOIN pg_catalog.pg_attrdef d ON a.attgenerated = 'v' AND d.adrelid = a.attrelid
+                                                         AND d.adnum = a.attnum
+                        WHERE a.attrelid = t.relid AND a.attnum > 0 AND NOT a.attisdropped
+                          AND (t.relid = p.tbl OR a.attgenerated = 'v')
+                        OFFSET 0) c
+    WHERE ledgerlock._relation_exists(p.tbl));
 END
 $$;
-REVOKE ALL ON FUNCTION ledgerlock._protected_virtual_expressions() FROM PUBLIC;
+REVOKE ALL ON FUNCTION ledgerlock._protected_columns() FROM PUBLIC;
+
+-- Whether a column's values read the same under type new as they did under type was, when PostgreSQL changes
+-- it without a rewrite (a binary-coercible cast): the same type under other domains, text and varchar, bit and
+-- varbit. Any other such change (integer to oid or regclass, text to char, cidr to inet) changes what the
+-- values print or how they compare.
+CREATE OR REPLACE FUNCTION ledgerlock._type_change_keeps_values(was regtype, new regtype)
+RETURNS boolean
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT b.was = b.new
+           OR ARRAY[b.was, b.new]::oid[] <@ '{text,varchar}'::regtype[]::oid[]
+           OR ARRAY[b.was, b.new]::oid[] <@ '{bit,varbit}'::regtype[]::oid[]
+    FROM (SELECT ledgerlock._base_type(was) AS was, ledgerlock._base_type(new) AS new) b
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._type_change_keeps_values(regtype, regtype) FROM PUBLIC;
 
 -- What a command's start keeps for its end (kind: 'enum_labels', 'virtual_expressions'), in ledgerlock's own
 -- table, for this transaction: a setting would do, but code the command itself runs (a CHECK constraint's
@@ -310,8 +345,9 @@ $$;
 REVOKE ALL ON FUNCTION ledgerlock._ddl_snapshot_take(text) FROM PUBLIC;
 
 -- ddl_command_start: before an ALTER TYPE, the labels protected columns hold (_protected_enum_labels); before
--- an ALTER TABLE, the expressions of protected tables' virtual generated columns
--- (_protected_virtual_expressions): kept for the command's end in ledgerlock's own table (_ddl_snapshot_put).
+-- an ALTER TABLE or ALTER TYPE (whose CASCADE alters a typed table's columns), the types of protected tables'
+-- columns and the expressions of their virtual generated columns (_protected_columns): kept for the command's
+-- end in ledgerlock's own table (_ddl_snapshot_put).
 CREATE OR REPLACE FUNCTION ledgerlock._ddl_guard_command_start()
 RETURNS event_trigger
 LANGUAGE plpgsql
@@ -322,8 +358,9 @@ AS $$
 BEGIN
     IF TG_TAG = 'ALTER TYPE' THEN
         PERFORM ledgerlock._ddl_snapshot_put('enum_labels', ledgerlock._protected_enum_labels());
-    ELSIF TG_TAG = 'ALTER TABLE' THEN
-        PERFORM ledgerlock._ddl_snapshot_put('virtual_expressions', ledgerlock._protected_virtual_expressions());
+    END IF;
+    IF TG_TAG IN ('ALTER TABLE', 'ALTER TYPE') THEN
+        PERFORM ledgerlock._ddl_snapshot_put('columns', ledgerlock._protected_columns());
     END IF;
 END
 $$;
@@ -626,21 +663,34 @@ BEGIN
             PERFORM ledgerlock._run_rule_hooks(root, 'install');
         END IF;
     END LOOP;
-    -- the expression of a virtual generated column of a protected table, changed (ALTER TABLE ... ALTER COLUMN
-    -- ... SET EXPRESSION, PostgreSQL 18): every row would read another value, with no write
-    IF TG_TAG = 'ALTER TABLE' THEN
-        SELECT k.key AS col, k.value AS was, pg_catalog.pg_get_expr(d.adbin, d.adrelid) AS now,
+    -- what an ALTER TABLE or ALTER TYPE changed of every row of a protected table with no write and no rewrite
+    -- (_protected_columns): a column's type, by a binary-coercible cast (ALTER COLUMN amount TYPE oid); a virtual
+    -- generated column's expression (ALTER COLUMN ... SET EXPRESSION, PostgreSQL 18)
+    IF TG_TAG IN ('ALTER TABLE', 'ALTER TYPE') THEN
+        SELECT (k.value ->> 'type')::oid::regtype AS was_type, a.atttypid::regtype AS now_type,
+               k.value ->> 'expr' AS was, pg_catalog.pg_get_expr(d.adbin, d.adrelid) AS now,
                a.attrelid::regclass AS tbl, a.attname INTO bad
-        FROM pg_catalog.jsonb_each_text(ledgerlock._ddl_snapshot_take('virtual_expressions')) k
+        FROM pg_catalog.jsonb_each(ledgerlock._ddl_snapshot_take('columns')) k
         JOIN pg_catalog.pg_attribute a ON a.attrelid = pg_catalog.split_part(k.key, '.', 1)::oid
                                       AND a.attnum = pg_catalog.split_part(k.key, '.', 2)::smallint
-                                      AND a.attgenerated = 'v' AND NOT a.attisdropped
-        JOIN pg_catalog.pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
-        WHERE pg_catalog.pg_get_expr(d.adbin, d.adrelid) IS DISTINCT FROM k.value
+                                      AND NOT a.attisdropped
+        LEFT JOIN pg_catalog.pg_attrdef d ON a.attgenerated = 'v' AND d.adrelid = a.attrelid AND d.adnum = a.attnum
+        WHERE ((k.value ? 'type' AND a.atttypid <> (k.value ->> 'type')::oid
+                AND NOT ledgerlock._type_change_keeps_values((k.value ->> 'type')::oid::regtype, a.atttypid::regtype))
+               OR (k.value ? 'expr' AND pg_catalog.pg_get_expr(d.adbin, d.adrelid) IS DISTINCT FROM k.value ->> 'expr'))
           AND NOT ledgerlock._ddl_permitted(a.attrelid)
         ORDER BY k.key
         LIMIT 1;
-        IF FOUND THEN
+        IF FOUND AND bad.was_type IS DISTINCT FROM bad.now_type THEN
+            PERFORM ledgerlock._refuse_ddl(
+                pg_catalog.format('changing the type of column %s.%I (%s to %s)', bad.tbl, bad.attname,
+                                  bad.was_type, bad.now_type),
+                pg_catalog.format('PostgreSQL changes it without rewriting a row (a binary-coercible cast), so every '
+                                  'row of protected table %s would read another value (or compare otherwise: an '
+                                  'integer -5 reads 4294967291 as an oid), with no write and no audit event',
+                                  bad.tbl),
+                'add a column of the new type, or have an admin unprotect the table first (audited)');
+        ELSIF FOUND THEN
             PERFORM ledgerlock._refuse_ddl(
                 pg_catalog.format('changing the expression of virtual generated column %s.%I (%s to %s)', bad.tbl,
                                   bad.attname, bad.was, bad.now),

@@ -233,6 +233,43 @@ def test_a_type_changed_under_the_values_without_a_rewrite_is_reported_and_canno
         ("column_unrecorded", "channel")]
 
 
+def test_the_ddl_guard_refuses_a_type_changed_without_a_rewrite(db):
+    """With the DDL guard, the owning application changed a column's type under its values without a rewrite
+    (the rewrite check never fired): refused, through ALTER TABLE and through ALTER TYPE ... CASCADE of a typed
+    table's type; the changes under which values read as they did pass."""
+    owner = _books_of_other_types(db)
+    owner.execute("""ALTER TABLE receipt OWNER TO ll_app; CREATE DOMAIN amount_t AS integer;
+        CREATE TYPE doc_t AS (id integer, issued_on date, status text, amount integer);
+        CREATE TABLE doc OF doc_t (PRIMARY KEY (id)); GRANT SELECT, INSERT ON doc TO ll_app;
+        SELECT ledgerlock.protect('doc', 'issued_on', final_when => $$status = 'final'$$);
+        SELECT ledgerlock.install_ddl_guard()""")
+    app = db.connect("app")
+    app.execute("INSERT INTO doc VALUES (1, '2026-01-05', 'final', -5)")
+    for statement, match in (
+            ("ALTER TABLE receipt ALTER COLUMN amount TYPE oid",
+             r"^changing the type of column public\.receipt\.amount \(integer to oid\) is refused: PostgreSQL "
+             r"changes it without rewriting a row \(a binary-coercible cast\), so every row of protected table "
+             r"public\.receipt would read another value"),
+            ("ALTER TABLE receipt ALTER COLUMN ledger TYPE regclass",
+             r"^changing the type of column public\.receipt\.ledger \(oid to regclass\) is refused"),
+            ("ALTER TABLE receipt ALTER COLUMN terminal TYPE inet",
+             r"^changing the type of column public\.receipt\.terminal \(cidr to inet\) is refused"),
+            # a domain in between does not launder it: the base types are compared
+            ("ALTER TABLE receipt ALTER COLUMN amount TYPE amount_t; ALTER TABLE receipt ALTER COLUMN amount TYPE oid",
+             r"^changing the type of column public\.receipt\.amount \((public\.)?amount_t to oid\)")):
+        with refused("LL008", match):
+            app.execute(statement)
+    with refused("LL008", r"^changing the type of column public\.doc\.amount \(integer to oid\) is refused"):
+        owner.execute("ALTER TYPE doc_t ALTER ATTRIBUTE amount TYPE oid CASCADE")
+    assert app.execute("SELECT amount FROM receipt WHERE id = 1").fetchone() == (-5,)
+    # the neighbours: the same values under a domain, text for varchar, varbit for bit
+    app.execute("ALTER TABLE receipt ALTER COLUMN amount TYPE amount_t, ALTER COLUMN note TYPE text, "
+                "ALTER COLUMN flags TYPE varbit")
+    owner.execute("ALTER TYPE doc_t ALTER ATTRIBUTE amount TYPE amount_t CASCADE")
+    assert owner.execute("SELECT count(*) FROM ledgerlock.ddl_snapshot").fetchone() == (0,)
+    assert _found(db) == []
+
+
 def test_the_ddl_guard_lets_a_column_with_a_default_be_added_and_still_refuses_a_drop(db):
     _books(db)
     owner = db.owner()
