@@ -1052,12 +1052,25 @@ LANGUAGE sql
 STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT pg_catalog.jsonb_typeof(recorded) IN ('number', 'string', 'boolean')
-           AND (recorded OPERATOR(pg_catalog.#>>) '{}') IS DISTINCT FROM (normalized OPERATOR(pg_catalog.#>>) '{}')
-           AND (ledgerlock._base_type(typ) = ANY ('{int2,int4,int8,oid,text,varchar,name,uuid,inet,cidr,macaddr,bool,
-                                                    date,time,timestamp}'::pg_catalog.regtype[])
-                OR ((recorded OPERATOR(pg_catalog.#>>) '{}') ~ '^-?[0-9]+$'
-                    AND pg_catalog.jsonb_typeof(normalized) = 'string'))
+    SELECT CASE
+        -- an array (a rewrite changes integer[] to oid[] where no guard refuses it): element by element, in the
+        -- element type
+        WHEN pg_catalog.jsonb_typeof(recorded) = 'array' AND pg_catalog.jsonb_typeof(normalized) = 'array' THEN
+            EXISTS (SELECT FROM pg_catalog.jsonb_array_elements(recorded) WITH ORDINALITY AS r(v, i)
+                    JOIN pg_catalog.jsonb_array_elements(normalized) WITH ORDINALITY AS n(v, i) ON n.i = r.i
+                    WHERE ledgerlock._audit_reads_otherwise(
+                              coalesce((SELECT t.typelem FROM pg_catalog.pg_type t
+                                        WHERE t.oid = ledgerlock._base_type(typ) AND t.typcategory = 'A'
+                                          AND t.typelem <> 0),
+                                       typ)::pg_catalog.regtype,
+                              r.v, n.v))
+        ELSE pg_catalog.jsonb_typeof(recorded) IN ('number', 'string', 'boolean')
+             AND (recorded OPERATOR(pg_catalog.#>>) '{}') IS DISTINCT FROM (normalized OPERATOR(pg_catalog.#>>) '{}')
+             AND (ledgerlock._base_type(typ) = ANY ('{int2,int4,int8,oid,text,varchar,name,uuid,inet,cidr,macaddr,
+                                                      bool,date,time,timestamp}'::pg_catalog.regtype[])
+                  OR ((recorded OPERATOR(pg_catalog.#>>) '{}') ~ '^-?[0-9]+$'
+                      AND pg_catalog.jsonb_typeof(normalized) = 'string'))
+    END
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._audit_reads_otherwise(regtype, jsonb, jsonb) FROM PUBLIC;
 
