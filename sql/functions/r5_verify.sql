@@ -1042,35 +1042,55 @@ REVOKE ALL ON FUNCTION ledgerlock._json_keys_lost(jsonb, jsonb) FROM PUBLIC;
 -- Whether a recorded value reads otherwise in its column's type as the type is now (normalized:
 -- jsonb_populate_record, then to_jsonb): the column's type was changed under the value with no write, by a cast
 -- that rewrites nothing (ALTER COLUMN amount TYPE oid: a recorded -5 reads 4294967291; ledger TYPE regclass: a
--- recorded 1259 reads pg_class; terminal TYPE inet: 10.0.0.1/32 reads 10.0.0.1), which the DDL guard refuses.
--- Normalizing is there to read alike what other settings printed otherwise (a time zone, a float's digits,
--- a search path): the text may change only for a type whose text a setting decides, and a number may not read
--- as a name.
+-- recorded 1259 reads pg_class; terminal TYPE inet: 10.0.0.1/32 reads 10.0.0.1), which the DDL guard refuses,
+-- or by a rewrite, which no row trigger sees (numeric(12,2) to numeric(12,0): 100.50 reads 101). Normalizing is
+-- there to read alike what other settings printed otherwise: a value of a type whose text no setting decides
+-- must read as recorded; a timestamptz, an interval or a float must read as the same value (the text may differ:
+-- the zone it was printed in, its digits); a number may not read as a name (a regclass's text is its search
+-- path's). An array, element by element in its element type.
 CREATE OR REPLACE FUNCTION ledgerlock._audit_reads_otherwise(typ regtype, recorded jsonb, normalized jsonb)
 RETURNS boolean
-LANGUAGE sql
+LANGUAGE plpgsql  -- called per column of a row whose image differs from its event
 STABLE
 SET search_path = pg_catalog, pg_temp
+SET quote_all_identifiers = off
+SET DateStyle = 'ISO, YMD'
+SET IntervalStyle = 'postgres'
+SET TimeZone = 'UTC'
 AS $$
-    SELECT CASE
-        -- an array (a rewrite changes integer[] to oid[] where no guard refuses it): element by element, in the
-        -- element type
-        WHEN pg_catalog.jsonb_typeof(recorded) = 'array' AND pg_catalog.jsonb_typeof(normalized) = 'array' THEN
-            EXISTS (SELECT FROM pg_catalog.jsonb_array_elements(recorded) WITH ORDINALITY AS r(v, i)
-                    JOIN pg_catalog.jsonb_array_elements(normalized) WITH ORDINALITY AS n(v, i) ON n.i = r.i
-                    WHERE ledgerlock._audit_reads_otherwise(
-                              coalesce((SELECT t.typelem FROM pg_catalog.pg_type t
-                                        WHERE t.oid = ledgerlock._base_type(typ) AND t.typcategory = 'A'
-                                          AND t.typelem <> 0),
-                                       typ)::pg_catalog.regtype,
-                              r.v, n.v))
-        ELSE pg_catalog.jsonb_typeof(recorded) IN ('number', 'string', 'boolean')
-             AND (recorded OPERATOR(pg_catalog.#>>) '{}') IS DISTINCT FROM (normalized OPERATOR(pg_catalog.#>>) '{}')
-             AND (ledgerlock._base_type(typ) = ANY ('{int2,int4,int8,oid,text,varchar,name,uuid,inet,cidr,macaddr,
-                                                      bool,date,time,timestamp}'::pg_catalog.regtype[])
-                  OR ((recorded OPERATOR(pg_catalog.#>>) '{}') ~ '^-?[0-9]+$'
-                      AND pg_catalog.jsonb_typeof(normalized) = 'string'))
-    END
+DECLARE
+    base regtype;
+    elem regtype;
+    was text := recorded OPERATOR(pg_catalog.#>>) '{}';
+    reads text := normalized OPERATOR(pg_catalog.#>>) '{}';
+BEGIN
+    IF pg_catalog.jsonb_typeof(recorded) = 'array' AND pg_catalog.jsonb_typeof(normalized) = 'array' THEN
+        SELECT t.typelem INTO elem FROM pg_catalog.pg_type t
+        WHERE t.oid = ledgerlock._base_type(typ) AND t.typcategory = 'A' AND t.typelem <> 0;
+        RETURN EXISTS (SELECT FROM pg_catalog.jsonb_array_elements(recorded) WITH ORDINALITY AS r(v, i)
+                       JOIN pg_catalog.jsonb_array_elements(normalized) WITH ORDINALITY AS n(v, i) ON n.i = r.i
+                       WHERE ledgerlock._audit_reads_otherwise(coalesce(elem, typ), r.v, n.v));
+    END IF;
+    IF pg_catalog.jsonb_typeof(recorded) NOT IN ('number', 'string', 'boolean') OR was IS NOT DISTINCT FROM reads THEN
+        RETURN false;
+    END IF;
+    base := ledgerlock._base_type(typ);
+    IF base = ANY ('{int2,int4,int8,oid,numeric,text,varchar,name,uuid,inet,cidr,macaddr,bool,date,time,
+                    timestamp}'::pg_catalog.regtype[]) THEN
+        RETURN true;
+    ELSIF base = ANY ('{timestamptz,interval,float4,float8}'::pg_catalog.regtype[]) THEN
+        BEGIN
+            RETURN CASE base WHEN 'pg_catalog.timestamptz'::pg_catalog.regtype
+                                 THEN was::pg_catalog.timestamptz IS DISTINCT FROM reads::pg_catalog.timestamptz
+                             WHEN 'pg_catalog.interval'::pg_catalog.regtype
+                                 THEN was::pg_catalog.interval IS DISTINCT FROM reads::pg_catalog.interval
+                             ELSE was::pg_catalog.float8 IS DISTINCT FROM reads::pg_catalog.float8 END;
+        EXCEPTION WHEN data_exception THEN
+            RETURN true;  -- the recorded text is no value of the type
+        END;
+    END IF;
+    RETURN was ~ '^-?[0-9]+$' AND pg_catalog.jsonb_typeof(normalized) = 'string';
+END
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._audit_reads_otherwise(regtype, jsonb, jsonb) FROM PUBLIC;
 

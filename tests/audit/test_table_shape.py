@@ -239,6 +239,37 @@ def test_a_type_changed_under_the_values_without_a_rewrite_is_reported_and_canno
         ("column_unrecorded", "channel")]
 
 
+def test_values_a_rewrite_rounded_behind_the_trail_are_reported(db):
+    """A superuser without the DDL guard (which refuses any rewrite) rewrote a final bill's columns into
+    narrower types: 100.50 became 101, 0.123456789 became 0.12345679, a timestamp, a time and an interval lost
+    their fraction of a second. Verification read each recorded value into the narrower type as well, rounding
+    it the same way, and said the books were as recorded. Each is a change now; a value printed otherwise by a
+    setting (the zone a timestamptz was printed in, a float's digits) still reads as the same value."""
+    owner = db.owner()
+    owner.execute("""CREATE TABLE bill (id integer PRIMARY KEY, issued_on date NOT NULL, status text NOT NULL,
+                                        amount numeric(12,2), rate float8, stamped timestamptz, took interval,
+                                        at_time time);
+        SELECT ledgerlock.protect('bill', 'issued_on', final_when => $$status = 'final'$$)""")
+    app = db.connect("app")
+    app.execute("SET TimeZone = 'Pacific/Kiritimati'; SET extra_float_digits = -3; SET IntervalStyle = 'iso_8601'")
+    owner.execute("GRANT SELECT, INSERT ON bill TO ll_app")
+    app.execute("INSERT INTO bill VALUES (1, '2026-01-05', 'final', 100.50, 0.123456789, "
+                "'2026-01-05 10:00:00.7+00', '1 day 02:00:00.5', '10:00:00.7'), "
+                "(2, '2026-01-05', 'final', 7, 0.5, '2026-01-05 10:00:00+00', '1 day', '10:00')")
+    assert _found(db) == []  # the neighbour: what the writer's settings printed reads as it was
+    owner.execute("ALTER TABLE bill ALTER COLUMN amount TYPE numeric(12,0), ALTER COLUMN rate TYPE float4, "
+                  "ALTER COLUMN stamped TYPE timestamptz(0), ALTER COLUMN took TYPE interval(0), "
+                  "ALTER COLUMN at_time TYPE time(0)")
+    found = [(c, p.split(" in event seq ")[0]) for c, _, _, p in _found(db)]
+    assert found == [
+        ("row_changed", "bill id=1: amount is 101 in the table, 100.50"),
+        ("row_changed", "bill id=1: rate is 0.12345679 in the table, 0.123456789"),
+        ("row_changed", "bill id=1: stamped is 2026-01-05T10:00:01+00:00 in the table, 2026-01-05T10:00:00.7+00:00"),
+        ("row_changed", "bill id=1: took is 1 day 02:00:01 in the table, 1 day 02:00:00.5"),
+        ("row_changed", "bill id=1: at_time is 10:00:01 in the table, 10:00:00.7")], found  # bill 2 reads alike
+    assert _verify_exit(db) != 0
+
+
 def test_the_ddl_guard_refuses_a_type_changed_without_a_rewrite(db):
     """With the DDL guard, the owning application changed a column's type under its values without a rewrite
     (the rewrite check never fired): refused, through ALTER TABLE and through ALTER TYPE ... CASCADE of a typed
