@@ -301,30 +301,29 @@ AS $$
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._type_change_keeps_values(regtype, regtype) FROM PUBLIC;
 
--- What a command's start keeps for its end (kind: 'enum_labels', 'virtual_expressions'), in ledgerlock's own
--- table, for this transaction: a setting would do, but code the command itself runs (a CHECK constraint's
--- function during an ALTER TABLE) could change a setting, not this table. Nothing is kept when there is
--- nothing to compare (no protected column holds an enum, no protected table has a virtual column), and a row
--- a command left behind (its end never came) is replaced by the next command's.
+-- What a command's start keeps for its end (kind: 'enum_labels', 'columns'), in ledgerlock's own table, for
+-- this transaction: a setting would do, but code the command itself runs (a CHECK constraint's function during
+-- an ALTER TABLE) could change a setting, not this table. Kept as a stack, one entry per command begun: that
+-- code may also run DDL of its own (EXECUTE 'ALTER TABLE other ...' in the CHECK function), whose start and end
+-- fire inside the command's, after its catalog changes; with one entry per kind, the inner command's start
+-- replaced what the outer one kept and its end removed it, and the outer end compared nothing (a column's type
+-- changed that way, unrefused). A command's end always comes when its start did (or both roll back with an
+-- error), so each end takes the entry on top, its own.
 CREATE OR REPLACE FUNCTION ledgerlock._ddl_snapshot_put(kind text, data jsonb)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    IF data = '{}'::jsonb THEN
-        DELETE FROM ledgerlock.ddl_snapshot s
-        WHERE s.txid = pg_catalog.pg_current_xact_id() AND s.kind = _ddl_snapshot_put.kind;
-        RETURN;
-    END IF;
     INSERT INTO ledgerlock.ddl_snapshot AS s (txid, kind, data)
-    VALUES (pg_catalog.pg_current_xact_id(), kind, data)
-    ON CONFLICT ON CONSTRAINT ddl_snapshot_pkey DO UPDATE SET data = EXCLUDED.data;
+    VALUES (pg_catalog.pg_current_xact_id(), kind, pg_catalog.jsonb_build_array(data))
+    ON CONFLICT ON CONSTRAINT ddl_snapshot_pkey DO UPDATE SET data = s.data OPERATOR(pg_catalog.||) EXCLUDED.data;
 END
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._ddl_snapshot_put(text, jsonb) FROM PUBLIC;
 
--- What the command's start kept (_ddl_snapshot_put), removed as it is read; '{}' when nothing was kept.
+-- What the command's start kept (_ddl_snapshot_put): the entry on top of the stack, removed as it is read;
+-- '{}' when nothing was kept (the guard's start trigger was not there yet).
 CREATE OR REPLACE FUNCTION ledgerlock._ddl_snapshot_take(kind text)
 RETURNS jsonb
 LANGUAGE plpgsql
@@ -336,10 +335,20 @@ BEGIN
     IF pg_catalog.pg_current_xact_id_if_assigned() IS NULL THEN
         RETURN '{}';  -- nothing was written in this transaction, so nothing was kept
     END IF;
-    DELETE FROM ledgerlock.ddl_snapshot s
-    WHERE s.txid = pg_catalog.pg_current_xact_id() AND s.kind = _ddl_snapshot_take.kind
-    RETURNING s.data INTO kept;
-    RETURN coalesce(kept, '{}');
+    SELECT s.data INTO kept FROM ledgerlock.ddl_snapshot s
+    WHERE s.txid = pg_catalog.pg_current_xact_id() AND s.kind = _ddl_snapshot_take.kind;
+    IF kept IS NULL THEN
+        RETURN '{}';
+    ELSIF pg_catalog.jsonb_typeof(kept) <> 'array' OR pg_catalog.jsonb_array_length(kept) <= 1 THEN
+        DELETE FROM ledgerlock.ddl_snapshot s
+        WHERE s.txid = pg_catalog.pg_current_xact_id() AND s.kind = _ddl_snapshot_take.kind;
+    ELSE
+        UPDATE ledgerlock.ddl_snapshot s SET data = s.data OPERATOR(pg_catalog.-) -1
+        WHERE s.txid = pg_catalog.pg_current_xact_id() AND s.kind = _ddl_snapshot_take.kind;
+    END IF;
+    -- (an entry kept by a release before the stack is the object itself)
+    RETURN coalesce(CASE WHEN pg_catalog.jsonb_typeof(kept) = 'array' THEN kept OPERATOR(pg_catalog.->) -1
+                         ELSE kept END, '{}');
 END
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._ddl_snapshot_take(text) FROM PUBLIC;
@@ -383,6 +392,10 @@ DECLARE
     hint text;
     held boolean;
     carried text;
+    -- what this command's start kept, taken first and once (_ddl_snapshot_take): each end takes its own entry
+    labels_kept jsonb := CASE WHEN TG_TAG = 'ALTER TYPE' THEN ledgerlock._ddl_snapshot_take('enum_labels') END;
+    columns_kept jsonb := CASE WHEN TG_TAG IN ('ALTER TABLE', 'ALTER TYPE')
+                               THEN ledgerlock._ddl_snapshot_take('columns') END;
 BEGIN
     FOR cmd IN SELECT * FROM pg_catalog.pg_event_trigger_ddl_commands() LOOP
         IF cmd.schema_name IN ('ledgerlock', 'ledgerlock_gate') THEN
@@ -392,7 +405,7 @@ BEGIN
         -- a label of an enum protected columns hold, renamed: every row that holds it changes with no write
         IF cmd.command_tag = 'ALTER TYPE' THEN
             SELECT b.value AS was, e.enumlabel AS now, e.enumtypid::regtype AS typ INTO bad
-            FROM pg_catalog.jsonb_each_text(ledgerlock._ddl_snapshot_take('enum_labels')) b
+            FROM pg_catalog.jsonb_each_text(labels_kept) b
             JOIN pg_catalog.pg_enum e ON e.oid = b.key::oid
             WHERE e.enumlabel <> b.value
             LIMIT 1;
@@ -670,7 +683,7 @@ BEGIN
         SELECT (k.value ->> 'type')::oid::regtype AS was_type, a.atttypid::regtype AS now_type,
                k.value ->> 'expr' AS was, pg_catalog.pg_get_expr(d.adbin, d.adrelid) AS now,
                a.attrelid::regclass AS tbl, a.attname INTO bad
-        FROM pg_catalog.jsonb_each(ledgerlock._ddl_snapshot_take('columns')) k
+        FROM pg_catalog.jsonb_each(columns_kept) k
         JOIN pg_catalog.pg_attribute a ON a.attrelid = pg_catalog.split_part(k.key, '.', 1)::oid
                                       AND a.attnum = pg_catalog.split_part(k.key, '.', 2)::smallint
                                       AND NOT a.attisdropped

@@ -298,10 +298,23 @@ def test_the_ddl_guard_refuses_a_type_changed_without_a_rewrite(db):
             app.execute(statement)
     with refused("LL008", r"^changing the type of column public\.doc\.amount \(integer to oid\) is refused"):
         owner.execute("ALTER TYPE doc_t ALTER ATTRIBUTE amount TYPE oid CASCADE")
+    # DDL the command itself runs (a CHECK constraint's function, called for each row after the type changed):
+    # its own start and end fire inside the command's, and no longer take what the command's start kept
+    owner.execute("""CREATE TABLE other (id integer); INSERT INTO other VALUES (1);
+        CREATE FUNCTION alters_other(integer) RETURNS boolean LANGUAGE plpgsql AS $f$
+            BEGIN EXECUTE 'ALTER TABLE other ALTER COLUMN id SET DEFAULT 1'; RETURN true; END $f$;
+        CREATE FUNCTION alters_receipt(integer) RETURNS boolean LANGUAGE plpgsql AS $f$
+            BEGIN EXECUTE 'ALTER TABLE receipt ALTER COLUMN ledger TYPE regclass'; RETURN true; END $f$""")
+    with refused("LL008", r"^changing the type of column public\.receipt\.amount \(integer to oid\) is refused"):
+        owner.execute("ALTER TABLE receipt ALTER COLUMN amount TYPE oid, ADD CONSTRAINT c CHECK (alters_other(id))")
+    with refused("LL008", r"^changing the type of column public\.receipt\.ledger \(oid to regclass\) is refused"):
+        owner.execute("ALTER TABLE other ADD CONSTRAINT c CHECK (alters_receipt(id))")
     assert app.execute("SELECT amount FROM receipt WHERE id = 1").fetchone() == (-5,)
     # the neighbours: the same values under a domain, text for varchar, varbit for bit
     app.execute("ALTER TABLE receipt ALTER COLUMN amount TYPE amount_t, ALTER COLUMN note TYPE text, "
                 "ALTER COLUMN flags TYPE varbit")
+    owner.execute("CREATE DOMAIN note_t AS text; "
+                  "ALTER TABLE receipt ALTER COLUMN note TYPE note_t, ADD CONSTRAINT c CHECK (alters_other(id))")
     owner.execute("ALTER TYPE doc_t ALTER ATTRIBUTE amount TYPE amount_t CASCADE")
     assert owner.execute("SELECT count(*) FROM ledgerlock.ddl_snapshot").fetchone() == (0,)
     assert _found(db) == []
