@@ -1692,23 +1692,26 @@ BEGIN
               FROM ledgerlock._audit_row_diff($3, $3, false) AS d
               CROSS JOIN LATERAL (SELECT ARRAY(SELECT k FROM pg_catalog.jsonb_object_keys(d.live) AS k
                                                WHERE NOT d.recorded OPERATOR(pg_catalog.?) k ORDER BY k) AS absent) a
+              -- the recorded row read into the table's type as it is now
+              CROSS JOIN LATERAL (SELECT pg_catalog.to_jsonb(pg_catalog.jsonb_populate_record(NULL::%1$s, d.recorded))
+                                         AS norm_rec) n
               WHERE d.live IS NOT NULL AND d.recorded IS NOT NULL AND pg_catalog.cardinality(a.absent) > 0
                 AND NOT EXISTS (SELECT FROM pg_catalog.jsonb_object_keys(d.recorded) AS k
                                 WHERE NOT d.live OPERATOR(pg_catalog.?) k)
                 -- every column the event has, exactly as it has it (the text of the values as the column's
                 -- type prints them: 1.0 and 1.00 differ)
-                AND pg_catalog.to_jsonb(pg_catalog.jsonb_populate_record(NULL::%1$s, d.recorded))::text
+                AND n.norm_rec::text
                     = pg_catalog.to_jsonb(pg_catalog.jsonb_populate_record(NULL::%1$s,
                           d.live OPERATOR(pg_catalog.-) a.absent))::text
                 -- and no attribute of a composite value dropped since (which reading it into the type hides)
-                AND NOT (%2$L AND ledgerlock._json_keys_lost(d.recorded,
-                                      pg_catalog.to_jsonb(pg_catalog.jsonb_populate_record(NULL::%1$s, d.recorded))))
+                AND NOT (%2$L AND ledgerlock._json_keys_lost(d.recorded, n.norm_rec))
                 -- nor a value its column's type, changed since, reads otherwise (which reading it hides too)
-                AND NOT EXISTS (SELECT FROM pg_catalog.pg_attribute t
-                                WHERE t.attrelid = $3 AND t.attnum > 0 AND NOT t.attisdropped
-                                  AND ledgerlock._audit_reads_otherwise(t.atttypid, d.recorded -> t.attname::text,
-                                          pg_catalog.to_jsonb(pg_catalog.jsonb_populate_record(NULL::%1$s, d.recorded))
-                                            -> t.attname::text))
+                AND ((n.norm_rec OPERATOR(pg_catalog.-) a.absent)::text = d.recorded::text  -- read as recorded
+                     OR NOT EXISTS (SELECT FROM pg_catalog.jsonb_each(d.recorded) AS e
+                                JOIN pg_catalog.pg_attribute t ON t.attrelid = $3 AND t.attname = e.key
+                                                              AND NOT t.attisdropped
+                                WHERE e.value::text IS DISTINCT FROM (n.norm_rec -> e.key)::text
+                                  AND ledgerlock._audit_reads_otherwise(t.atttypid, e.value, n.norm_rec -> e.key)))
               ORDER BY d.row_key) x
         $q$, tbl, ledgerlock._holds_composite(tbl))
         USING ev_at, ev_txid, tbl, tbl::text, actor, reason, context, coalesce(cfg.scope_column::text, ''),
