@@ -542,17 +542,20 @@ REVOKE ALL ON FUNCTION ledgerlock._audit_state_tables() FROM PUBLIC;
 -- primary key for a state table.
 CREATE OR REPLACE FUNCTION ledgerlock._audit_key_columns(tbl regclass)
 RETURNS text[]
-LANGUAGE sql
+LANGUAGE plpgsql  -- its plan kept for the session: verification names every row it reports by it (as SQL with
+                  -- a SET clause, planned at every call: 144 us of each of 100,000 rows, PG 16)
 STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT coalesce(
+BEGIN
+    RETURN coalesce(
         (SELECT p.key_columns::text[] FROM ledgerlock.protected_table p WHERE p.tbl = _audit_key_columns.tbl),
         (SELECT pg_catalog.array_agg(a.attname::text ORDER BY u.o)
          FROM pg_catalog.pg_index i
          CROSS JOIN LATERAL pg_catalog.unnest(i.indkey::smallint[]) WITH ORDINALITY AS u(attnum, o)
          JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = u.attnum
-         WHERE i.indrelid = _audit_key_columns.tbl AND i.indisprimary))
+         WHERE i.indrelid = _audit_key_columns.tbl AND i.indisprimary));
+END
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._audit_key_columns(regclass) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION ledgerlock._audit_key_columns(regclass)
@@ -996,15 +999,30 @@ $$;
 REVOKE ALL ON FUNCTION ledgerlock._audit_dropped_names(jsonb, text[]) FROM PUBLIC;
 
 -- "invoice id=42": a row as problems name it.
-CREATE OR REPLACE FUNCTION ledgerlock._audit_row_name(tbl regclass, row_key jsonb)
+-- keys: the table's key columns (_audit_key_columns), for a caller that names many rows of one table.
+CREATE OR REPLACE FUNCTION ledgerlock._audit_row_name(tbl regclass, row_key jsonb, keys text[])
 RETURNS text
-LANGUAGE sql
+LANGUAGE plpgsql  -- its plan kept for the session: called for every row verification holds one by one
 STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT pg_catalog.format('%s %s', (SELECT c.relname FROM pg_catalog.pg_class c WHERE c.oid = tbl),
+BEGIN
+    RETURN pg_catalog.format('%s %s', (SELECT c.relname FROM pg_catalog.pg_class c WHERE c.oid = tbl),
                (SELECT pg_catalog.string_agg(pg_catalog.format('%s=%s', u.k, row_key ->> u.k), ' ' ORDER BY u.o)
-                FROM pg_catalog.unnest(ledgerlock._audit_key_columns(tbl)) WITH ORDINALITY AS u(k, o)))
+                FROM pg_catalog.unnest(keys) WITH ORDINALITY AS u(k, o)));
+END
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._audit_row_name(regclass, jsonb, text[]) FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION ledgerlock._audit_row_name(tbl regclass, row_key jsonb)
+RETURNS text
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RETURN ledgerlock._audit_row_name(tbl, row_key, ledgerlock._audit_key_columns(tbl));
+END
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._audit_row_name(regclass, jsonb) FROM PUBLIC;
 
@@ -1134,6 +1152,7 @@ SET lc_monetary = 'C'
 SET TimeZone = 'UTC'
 AS $$
 DECLARE
+    key_cols text[] := ledgerlock._audit_key_columns(tbl);  -- to name each row it holds one by one
     d record;
     who text;
     norm_live jsonb;
@@ -1174,7 +1193,7 @@ BEGIN
         row_key := d.row_key;
         seq := d.seq;
         column_name := NULL;
-        who := ledgerlock._audit_row_name(tbl, d.row_key);
+        who := ledgerlock._audit_row_name(tbl, d.row_key, key_cols);
         IF d.seq IS NULL THEN
             code := 'row_unrecorded';
             problem := pg_catalog.format('%s: the row has no audit event (it was written behind the trail)', who);
@@ -1234,8 +1253,9 @@ BEGIN
                                                                norm_rec -> a.attname::text))
                             -- a value the column's type, changed under it, reads otherwise: the normalized
                             -- values agree
-                            OR ledgerlock._audit_reads_otherwise(a.atttypid, d.recorded -> a.attname::text,
-                                                                 norm_rec -> a.attname::text))
+                            OR ((d.recorded -> a.attname::text)::text IS DISTINCT FROM (norm_rec -> a.attname::text)::text
+                                AND ledgerlock._audit_reads_otherwise(a.atttypid, d.recorded -> a.attname::text,
+                                                                      norm_rec -> a.attname::text)))
                        -- a regclass whose table was dropped since reads as its bare oid: the same reference
                        AND NOT (a.atttypid = 'pg_catalog.regclass'::pg_catalog.regtype
                                 AND pg_catalog.jsonb_typeof(d.recorded -> a.attname::text) = 'string'
