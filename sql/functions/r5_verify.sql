@@ -395,6 +395,56 @@ END
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._audit_digest_problem(text) FROM PUBLIC;
 
+-- Whether the session user may read a problem of the books (ledgerlock._audit_discrepancies): its row, key and
+-- values are those of the event it names (seq), which a scope-limited role reads only in its scopes (the
+-- row-level security of audit_event); a problem that names no event (a row written behind the trail) or an
+-- event of no scope is not among them. limited: ledgerlock._granted_scopes(), null for a role of every scope.
+-- Verification itself covers every scope (one chain, one digest): a limited role learns how many problems
+-- it is not shown, and an auditor of every scope reads them (until 2026-11-30 a tenant admin of scope 1 read
+-- scope 2's invoice amounts in them).
+CREATE OR REPLACE FUNCTION ledgerlock._audit_problem_visible(seq bigint, limited text[])
+RETURNS boolean
+LANGUAGE plpgsql  -- its plan kept for the session: asked once per problem
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RETURN limited IS NULL
+        OR EXISTS (SELECT FROM ledgerlock.audit_event e
+                   WHERE e.seq = _audit_problem_visible.seq AND e.scope = ANY (limited));
+END
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._audit_problem_visible(bigint, text[]) FROM PUBLIC;
+
+-- What a scope-limited role reads of a problem of a whole table (row_key null: a table renamed or dropped, a
+-- column gone or holding values no event recorded) that names a row outside its scopes: the table, the column
+-- and the code, which concern its rows too, without the row or its values.
+CREATE OR REPLACE FUNCTION ledgerlock._audit_redacted(code text, table_name text, column_name text)
+RETURNS text
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+SET quote_all_identifiers = off
+AS $$
+    SELECT pg_catalog.format('%s%s: %s (the details name a row outside %s, to which %s is limited: an auditor of '
+                             'every scope reads them)', table_name, '.' || column_name, code,
+                             ledgerlock._granted_scopes_text(), session_user)
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._audit_redacted(text, text, text) FROM PUBLIC;
+
+-- The sentence a scope-limited role reads in place of the problems it is not shown.
+CREATE OR REPLACE FUNCTION ledgerlock._audit_withheld_text(withheld bigint)
+RETURNS text
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+SET quote_all_identifiers = off
+AS $$
+    SELECT pg_catalog.format('%s more problem(s) concern rows outside %s, to which %s is limited: an auditor of '
+                             'every scope reads them', withheld, ledgerlock._granted_scopes_text(), session_user)
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._audit_withheld_text(bigint) FROM PUBLIC;
+
 -- Verify the whole trail and the books against it: seal (unless the transaction is read-only, as on a
 -- standby: then what is sealed is verified and `unsealed` says how many events wait for a seal),
 -- recompute every event hash and every link, given a digest prove the chain still passes through it, then
@@ -420,6 +470,8 @@ DECLARE
     dp record;
     n_problems bigint;
     shown integer := 0;
+    limited text[] := ledgerlock._granted_scopes();  -- a scope-limited role reads its scopes' problems only
+    withheld bigint := 0;
 BEGIN
     IF digest IS NOT NULL THEN
         PERFORM ledgerlock._audit_digest_problem(digest);  -- a malformed digest is refused before anything runs
@@ -459,7 +511,15 @@ BEGIN
     END IF;
     FOR dp IN SELECT * FROM ledgerlock._audit_discrepancies(from_seq) LOOP
         n_problems := n_problems + 1;
-        IF n_problems = 1 THEN
+        IF NOT ledgerlock._audit_problem_visible(dp.seq, limited) THEN
+            IF dp.row_key IS NOT NULL THEN
+                withheld := withheld + 1;
+                CONTINUE;
+            END IF;
+            dp.problem := ledgerlock._audit_redacted(dp.code, dp.table_name, dp.column_name);
+            dp.seq := NULL;
+        END IF;
+        IF problem IS NULL THEN
             first_broken_seq := dp.seq; problem := dp.problem;
         END IF;
         IF shown < 100 THEN
@@ -467,6 +527,10 @@ BEGIN
             shown := shown + 1;
         END IF;
     END LOOP;
+    IF withheld > 0 THEN
+        problem := coalesce(problem, ledgerlock._audit_withheld_text(withheld));
+        RAISE NOTICE 'll-problem %', ledgerlock._audit_withheld_text(withheld);
+    END IF;
 
     ok := n_problems = 0;
     head := ledgerlock._audit_head();
@@ -1599,7 +1663,22 @@ SET quote_all_identifiers = off
 AS $$
 BEGIN
     PERFORM ledgerlock._require_capability('auditor', 'audit_discrepancies');
-    RETURN QUERY SELECT * FROM ledgerlock._audit_discrepancies(0);
+    IF ledgerlock._granted_scopes() IS NULL THEN
+        RETURN QUERY SELECT * FROM ledgerlock._audit_discrepancies(0);
+        RETURN;
+    END IF;
+    -- a scope-limited role: the problems of its scopes, and how many others there are
+    RETURN QUERY
+        WITH d AS (SELECT x.*, ledgerlock._audit_problem_visible(x.seq, ledgerlock._granted_scopes()) AS visible
+                   FROM ledgerlock._audit_discrepancies(0) x)
+        SELECT d.code, d.table_name, d.row_key, d.column_name, d.seq, d.problem FROM d WHERE d.visible
+        UNION ALL
+        SELECT d.code, d.table_name, NULL, d.column_name, NULL,
+               ledgerlock._audit_redacted(d.code, d.table_name, d.column_name)
+        FROM d WHERE NOT d.visible AND d.row_key IS NULL
+        UNION ALL
+        SELECT 'withheld', NULL, NULL, NULL, NULL, ledgerlock._audit_withheld_text(pg_catalog.count(*))
+        FROM d WHERE NOT d.visible AND d.row_key IS NOT NULL HAVING pg_catalog.count(*) > 0;
 END
 $$;
 REVOKE ALL ON FUNCTION ledgerlock.audit_discrepancies() FROM PUBLIC;

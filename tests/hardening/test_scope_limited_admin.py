@@ -281,3 +281,45 @@ def test_doctor_names_a_role_an_earlier_release_left_unlimited_by_revoking_its_l
     admin.execute("SELECT ledgerlock.lift_scope_limit(%s::regrole, 'group controller, on purpose')", (name,))
     assert owner.execute(findings).fetchall() == []
     tenant.execute("SELECT ledgerlock.lock_period('2', '2025-02-01', '2025-02-28')")
+
+
+def test_verification_shows_a_tenant_admin_the_problems_of_its_scopes_only(db, tenant):
+    """Verification reads every scope as its owner: a tenant admin of scope 1 read, in its problems, the amount
+    of scope 2's invoice changed behind the trail, which the row-level security of the trail hides from it.
+    It now reads its own scope's problems, how many others there are, and a whole table's problem without the
+    row of another scope it names; verification still covers every scope (ok is false), and an auditor of
+    every scope reads them all."""
+    from click.testing import CliRunner
+
+    from ledgerlock.cli import cli
+
+    db.connect("app").execute("UPDATE invoice SET paid = true WHERE id = 1")  # scope 2's row is now the oldest
+    su = db.owner()
+    guards = [r[0] for r in su.execute("SELECT tgname FROM pg_trigger WHERE tgrelid = 'invoice'::regclass "
+                                       "AND NOT tgisinternal").fetchall()]
+    su.execute("ALTER TABLE invoice DISABLE TRIGGER USER; UPDATE invoice SET amount = 999 WHERE id = 2; "
+               "UPDATE invoice SET amount = 777 WHERE id = 1")
+    for guard in guards:  # put back as they were
+        su.execute(sql.SQL("ALTER TABLE invoice ENABLE ALWAYS TRIGGER {}").format(sql.Identifier(guard)))
+    su.execute("ALTER TABLE invoice ADD COLUMN channel text NOT NULL DEFAULT 'web'")
+    every = db.connect("auditor").execute("SELECT code, row_key, problem FROM ledgerlock.audit_discrepancies() "
+                                          "ORDER BY code, problem").fetchall()
+    assert [(c, k) for c, k, _ in every] == [("column_unrecorded", None), ("row_changed", {"id": 1}),
+                                             ("row_changed", {"id": 2})], every
+    assert "999.00" in every[2][2] and "the oldest: invoice id=2" in every[0][2]
+    mine = tenant.execute("SELECT code, row_key, problem FROM ledgerlock.audit_discrepancies() "
+                          "ORDER BY code, problem").fetchall()
+    name = tenant.execute("SELECT session_user").fetchone()[0]
+    assert mine == [
+        ("column_unrecorded", None, f"public.invoice.channel: column_unrecorded (the details name a row outside "
+                                    f"scopes 1, to which {name} is limited: an auditor of every scope reads them)"),
+        ("row_changed", {"id": 1}, mine[1][2]),
+        ("withheld", None, f"1 more problem(s) concern rows outside scopes 1, to which {name} is limited: an "
+                           f"auditor of every scope reads them")], mine
+    assert mine[1][2].startswith("invoice id=1: amount is 777.00 in the table, 0.00 in event seq ")
+    ok, problem, problems = tenant.execute("SELECT ok, problem, problems FROM ledgerlock.verify_audit()").fetchone()
+    assert (ok, problems) == (False, 3) and "id=2" not in problem and "999" not in problem, problem
+    info = db.cluster.server.conninfo(dbname=db.name, user=name)
+    res = CliRunner().invoke(cli, ["--dsn", info, "audit", "verify"])
+    assert res.exit_code != 0 and "777.00" in res.output, res.output
+    assert "999" not in res.output and "id=2" not in res.output and "1 more problem(s)" in res.output, res.output
