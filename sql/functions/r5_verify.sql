@@ -416,34 +416,24 @@ END
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._audit_problem_visible(bigint, text[]) FROM PUBLIC;
 
--- What a scope-limited role reads of a problem of a whole table (row_key null: a table renamed or dropped, a
--- column gone or holding values no event recorded) that names a row outside its scopes: the table, the column
--- and the code, which concern its rows too, without the row or its values.
-CREATE OR REPLACE FUNCTION ledgerlock._audit_redacted(code text, table_name text, column_name text)
+-- What a scope-limited role reads in place of what it is not shown: with a code, a problem of a whole table
+-- (row_key null: a table renamed or dropped, a column gone or holding values no event recorded) that names a
+-- row outside its scopes, as the table, the column and the code, which concern its rows too; without one,
+-- how many problems of rows outside its scopes there are.
+CREATE OR REPLACE FUNCTION ledgerlock._audit_withheld(n bigint, code text, table_name text, column_name text)
 RETURNS text
 LANGUAGE sql
 STABLE
 SET search_path = pg_catalog, pg_temp
 SET quote_all_identifiers = off
 AS $$
-    SELECT pg_catalog.format('%s%s: %s (the details name a row outside %s, to which %s is limited: an auditor of '
-                             'every scope reads them)', table_name, '.' || column_name, code,
-                             ledgerlock._granted_scopes_text(), session_user)
+    SELECT pg_catalog.format(CASE WHEN code IS NULL THEN '%1$s more problem(s) concern rows outside %5$s'
+                                  ELSE '%2$s%3$s: %4$s (the details name a row outside %5$s)' END,
+                             n, table_name, '.' || column_name, code,
+                             pg_catalog.format('%s, to which %s is limited: an auditor of every scope reads them',
+                                               ledgerlock._granted_scopes_text(), session_user))
 $$;
-REVOKE ALL ON FUNCTION ledgerlock._audit_redacted(text, text, text) FROM PUBLIC;
-
--- The sentence a scope-limited role reads in place of the problems it is not shown.
-CREATE OR REPLACE FUNCTION ledgerlock._audit_withheld_text(withheld bigint)
-RETURNS text
-LANGUAGE sql
-STABLE
-SET search_path = pg_catalog, pg_temp
-SET quote_all_identifiers = off
-AS $$
-    SELECT pg_catalog.format('%s more problem(s) concern rows outside %s, to which %s is limited: an auditor of '
-                             'every scope reads them', withheld, ledgerlock._granted_scopes_text(), session_user)
-$$;
-REVOKE ALL ON FUNCTION ledgerlock._audit_withheld_text(bigint) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ledgerlock._audit_withheld(bigint, text, text, text) FROM PUBLIC;
 
 -- Verify the whole trail and the books against it: seal (unless the transaction is read-only, as on a
 -- standby: then what is sealed is verified and `unsealed` says how many events wait for a seal),
@@ -516,7 +506,7 @@ BEGIN
                 withheld := withheld + 1;
                 CONTINUE;
             END IF;
-            dp.problem := ledgerlock._audit_redacted(dp.code, dp.table_name, dp.column_name);
+            dp.problem := ledgerlock._audit_withheld(1, dp.code, dp.table_name, dp.column_name);
             dp.seq := NULL;
         END IF;
         IF problem IS NULL THEN
@@ -528,8 +518,8 @@ BEGIN
         END IF;
     END LOOP;
     IF withheld > 0 THEN
-        problem := coalesce(problem, ledgerlock._audit_withheld_text(withheld));
-        RAISE NOTICE 'll-problem %', ledgerlock._audit_withheld_text(withheld);
+        problem := coalesce(problem, ledgerlock._audit_withheld(withheld, NULL, NULL, NULL));
+        RAISE NOTICE 'll-problem %', ledgerlock._audit_withheld(withheld, NULL, NULL, NULL);
     END IF;
 
     ok := n_problems = 0;
@@ -1674,10 +1664,10 @@ BEGIN
         SELECT d.code, d.table_name, d.row_key, d.column_name, d.seq, d.problem FROM d WHERE d.visible
         UNION ALL
         SELECT d.code, d.table_name, NULL, d.column_name, NULL,
-               ledgerlock._audit_redacted(d.code, d.table_name, d.column_name)
+               ledgerlock._audit_withheld(1, d.code, d.table_name, d.column_name)
         FROM d WHERE NOT d.visible AND d.row_key IS NULL
         UNION ALL
-        SELECT 'withheld', NULL, NULL, NULL, NULL, ledgerlock._audit_withheld_text(pg_catalog.count(*))
+        SELECT 'withheld', NULL, NULL, NULL, NULL, ledgerlock._audit_withheld(pg_catalog.count(*), NULL, NULL, NULL)
         FROM d WHERE NOT d.visible AND d.row_key IS NOT NULL HAVING pg_catalog.count(*) > 0;
 END
 $$;
