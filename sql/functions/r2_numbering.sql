@@ -120,6 +120,68 @@ REVOKE ALL ON FUNCTION ledgerlock.set_number_format(regclass, text, text) FROM P
 GRANT EXECUTE ON FUNCTION ledgerlock.set_number_format(regclass, text, text)
     TO ledgerlock_admin, ledgerlock_controller, ledgerlock_auditor;
 
+-- Whether the session user may see a series of tbl (prefix, suffix: its counter's). A scope-limited role
+-- (grant_scope) sees the series its scopes have: a format with {SCOPE} gives each company a series of its
+-- own, whose counter says how many invoices that company finalized, and the trail's row-level security hides
+-- the other companies' events from such a role (until 2026-11-30 number_series and number_gaps showed it
+-- every company's). A series no {SCOPE} format of the table renders is shared by every scope, and shown.
+-- limited: ledgerlock._granted_scopes(), read once by the caller (null: a role of every scope, shown all).
+CREATE OR REPLACE FUNCTION ledgerlock._series_visible(tbl regclass, prefix text, suffix text, limited text[])
+RETURNS boolean
+LANGUAGE plpgsql
+STABLE
+SECURITY DEFINER  -- reads the table's formats whoever asks (the number_series view calls it as its reader)
+SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on  -- its literals hold backslashes
+AS $$
+DECLARE
+    fmt text;
+    parts record;
+    scopes text;
+BEGIN
+    IF limited IS NULL THEN
+        RETURN true;
+    END IF;
+    -- each scope as a regular expression of its own text
+    scopes := '(?:' || coalesce((SELECT pg_catalog.string_agg(
+                                    pg_catalog.regexp_replace(g, '([.^$*+?()\[\]{}|\\-])', '\\\1', 'g'), '|')
+                                 FROM pg_catalog.unnest(limited) AS g), 'a^') || ')';  -- (no scope: nothing)
+    FOR fmt IN SELECT x.f FROM (SELECT h.number_format AS f FROM ledgerlock.number_format_history h
+                                WHERE h.tbl = _series_visible.tbl
+                                UNION
+                                SELECT p.number_format FROM ledgerlock.protected_table p
+                                WHERE p.tbl = _series_visible.tbl) x
+               WHERE pg_catalog.strpos(x.f, '{SCOPE}') > 0 LOOP
+        parts := ledgerlock._number_format_parts(fmt, 'number_format', true);
+        IF prefix ~ ledgerlock._series_pattern(parts.prefix_format, '(?:.*)')
+           AND suffix ~ ledgerlock._series_pattern(parts.suffix_format, '(?:.*)') THEN
+            -- a series of this scoped format: shown when it is one of the role's scopes'
+            RETURN prefix ~ ledgerlock._series_pattern(parts.prefix_format, scopes)
+                   AND suffix ~ ledgerlock._series_pattern(parts.suffix_format, scopes);
+        END IF;
+    END LOOP;
+    RETURN true;
+END
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._series_visible(regclass, text, text, text[]) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION ledgerlock._series_visible(regclass, text, text, text[])
+    TO ledgerlock_admin, ledgerlock_controller, ledgerlock_auditor;  -- the number_series view
+
+-- A part of a format around {SEQ} (ledgerlock._number_format_parts) as an anchored regular expression: its
+-- text as is, a date token as digits, {SCOPE} as scope (a regular expression).
+CREATE OR REPLACE FUNCTION ledgerlock._series_pattern(part text, scope text)
+RETURNS text
+LANGUAGE sql
+IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on  -- its literals hold backslashes
+AS $$
+    SELECT '^' || pg_catalog.replace(pg_catalog.regexp_replace(
+                      pg_catalog.regexp_replace(part, '([.^$*+?()\[\]|\\-])', '\\\1', 'g'),
+                      '\{(YYYY|YY|MM)\}', '-?[0-9]+', 'g'), '{SCOPE}', scope) || '$'
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._series_pattern(text, text) FROM PUBLIC;
+
 -- Gaps and duplicates in the final numbers, per series; empty when every series runs 1..last without a
 -- hole or a repeat. Read in one snapshot (STABLE), so a concurrent finalization is either wholly in or out.
 --   gap        numbers first..last are carried by no final row (last = the counter: taken but not present)
@@ -137,6 +199,7 @@ AS $$
 DECLARE
     cfg ledgerlock.protected_table;
     key_expr text;
+    limited text[] := ledgerlock._granted_scopes();  -- a scope-limited role sees its scopes' series
 BEGIN
     IF NOT (ledgerlock.has_capability('auditor') OR ledgerlock.has_capability('controller')) THEN
         PERFORM ledgerlock._require_capability('auditor', 'number_gaps');
@@ -153,8 +216,9 @@ BEGIN
                || ')' INTO key_expr
         FROM pg_catalog.unnest(cfg.key_columns) AS k;
         RETURN QUERY EXECUTE pg_catalog.format($q$
-            WITH c AS (
-                SELECT c.prefix, c.suffix, c.last_value FROM ledgerlock.number_counter c WHERE c.tbl = $1),
+            WITH c AS (  -- the series the caller may see (ledgerlock._series_visible)
+                SELECT c.prefix, c.suffix, c.last_value FROM ledgerlock.number_counter c
+                WHERE c.tbl = $1 AND ($2 IS NULL OR ledgerlock._series_visible(c.tbl, c.prefix, c.suffix, $2))),
             lens AS (SELECT DISTINCT pg_catalog.length(c.prefix) AS pl FROM c),
             f AS (
                 SELECT (t.%1$I)::text COLLATE "C" AS num, %2$s AS k FROM %3$s AS t
@@ -201,7 +265,7 @@ BEGIN
             FROM s WHERE s.seq > s.last_value GROUP BY s.series
             ORDER BY 2, 4, 3
             $q$, cfg.number_column, key_expr, cfg.tbl, ledgerlock._condition_as(cfg.final_when_sql, 't'))
-        USING cfg.tbl;
+        USING cfg.tbl, limited;
     END LOOP;
 END
 $$;

@@ -323,3 +323,28 @@ def test_verification_shows_a_tenant_admin_the_problems_of_its_scopes_only(db, t
     res = CliRunner().invoke(cli, ["--dsn", info, "audit", "verify"])
     assert res.exit_code != 0 and "777.00" in res.output, res.output
     assert "999" not in res.output and "id=2" not in res.output and "1 more problem(s)" in res.output, res.output
+
+
+def test_a_tenant_admin_sees_the_number_series_of_its_scopes_only(db, tenant):
+    """A format with {SCOPE} gives each company a series of its own, whose counter says how many invoices that
+    company finalized: number_series and number_gaps showed a tenant admin of scope 1 every company's. It now
+    sees its scopes' series and those every scope shares; an admin of every scope sees them all."""
+    owner = db.owner()
+    owner.execute("""CREATE TABLE bill (id integer PRIMARY KEY, company_id text NOT NULL, issued_on date NOT NULL,
+                                        status text NOT NULL, number text);
+        GRANT SELECT, INSERT, UPDATE, DELETE ON bill TO ll_app;
+        SELECT ledgerlock.protect('bill', 'issued_on', 'company_id', $$status = 'final'$$, 'number',
+                                  '{SCOPE}/B-{YYYY}-{SEQ:3}')""")
+    db.connect("app").execute("INSERT INTO bill VALUES (1, '1', '2026-01-05', 'final'), "
+                              "(2, '2', '2026-01-05', 'final'), (3, '2', '2026-01-06', 'final'), "
+                              "(4, '1.5', '2026-01-05', 'final'), (5, '12', '2025-01-05', 'final')")
+    owner.execute("ALTER TABLE bill DISABLE TRIGGER USER; DELETE FROM bill WHERE id = 2")  # a hole in scope 2's
+    query = ("SELECT c.relname::text, s.series, s.last_value FROM ledgerlock.number_series s "
+             "JOIN pg_class c ON c.oid = s.table_name ORDER BY 1, 2")
+    every = db.connect("admin").execute(query).fetchall()
+    assert every == [("bill", "1.5/B-2026-{SEQ}", 1), ("bill", "1/B-2026-{SEQ}", 1), ("bill", "12/B-2025-{SEQ}", 1),
+                     ("bill", "2/B-2026-{SEQ}", 2), ("invoice", "INV-{SEQ}", 2)], every
+    assert tenant.execute(query).fetchall() == [("bill", "1/B-2026-{SEQ}", 1), ("invoice", "INV-{SEQ}", 2)]
+    gaps = "SELECT series, kind, first_number FROM ledgerlock.number_gaps('bill')"
+    assert db.connect("admin").execute(gaps).fetchall() == [("2/B-2026-{SEQ}", "gap", 1)]
+    assert tenant.execute(gaps).fetchall() == []
