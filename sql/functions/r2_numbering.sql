@@ -137,15 +137,10 @@ AS $$
 DECLARE
     fmt text;
     parts record;
-    scopes text;
 BEGIN
     IF limited IS NULL THEN
         RETURN true;
     END IF;
-    -- each scope as a regular expression of its own text
-    scopes := '(?:' || coalesce((SELECT pg_catalog.string_agg(
-                                    pg_catalog.regexp_replace(g, '([.^$*+?()\[\]{}|\\-])', '\\\1', 'g'), '|')
-                                 FROM pg_catalog.unnest(limited) AS g), 'a^') || ')';  -- (no scope: nothing)
     FOR fmt IN SELECT x.f FROM (SELECT h.number_format AS f FROM ledgerlock.number_format_history h
                                 WHERE h.tbl = _series_visible.tbl
                                 UNION
@@ -153,11 +148,11 @@ BEGIN
                                 WHERE p.tbl = _series_visible.tbl) x
                WHERE pg_catalog.strpos(x.f, '{SCOPE}') > 0 LOOP
         parts := ledgerlock._number_format_parts(fmt, 'number_format', true);
-        IF prefix ~ ledgerlock._series_pattern(parts.prefix_format, '(?:.*)')
-           AND suffix ~ ledgerlock._series_pattern(parts.suffix_format, '(?:.*)') THEN
+        IF prefix ~ ledgerlock._series_pattern(parts.prefix_format, NULL::text[])
+           AND suffix ~ ledgerlock._series_pattern(parts.suffix_format, NULL::text[]) THEN
             -- a series of this scoped format: shown when it is one of the role's scopes'
-            RETURN prefix ~ ledgerlock._series_pattern(parts.prefix_format, scopes)
-                   AND suffix ~ ledgerlock._series_pattern(parts.suffix_format, scopes);
+            RETURN prefix ~ ledgerlock._series_pattern(parts.prefix_format, limited)
+                   AND suffix ~ ledgerlock._series_pattern(parts.suffix_format, limited);
         END IF;
     END LOOP;
     RETURN true;
@@ -168,19 +163,26 @@ GRANT EXECUTE ON FUNCTION ledgerlock._series_visible(regclass, text, text, text[
     TO ledgerlock_admin, ledgerlock_controller, ledgerlock_auditor;  -- the number_series view
 
 -- A part of a format around {SEQ} (ledgerlock._number_format_parts) as an anchored regular expression: its
--- text as is, a date token as digits, {SCOPE} as scope (a regular expression).
-CREATE OR REPLACE FUNCTION ledgerlock._series_pattern(part text, scope text)
+-- text as is, a date token as digits, {SCOPE} as one of scopes (null: any text).
+CREATE OR REPLACE FUNCTION ledgerlock._series_pattern(part text, scopes text[])
 RETURNS text
 LANGUAGE sql
 IMMUTABLE
 SET search_path = pg_catalog, pg_temp
 SET standard_conforming_strings = on  -- its literals hold backslashes
 AS $$
-    SELECT '^' || pg_catalog.replace(pg_catalog.regexp_replace(
-                      pg_catalog.regexp_replace(part, '([.^$*+?()\[\]|\\-])', '\\\1', 'g'),
-                      '\{(YYYY|YY|MM)\}', '-?[0-9]+', 'g'), '{SCOPE}', scope) || '$'
+    WITH meta(re) AS (SELECT '([.^$*+?()\[\]{}|\\-])')  -- what a literal must escape
+    SELECT '^' || pg_catalog.replace(
+                      pg_catalog.regexp_replace(pg_catalog.regexp_replace(part, meta.re, '\\\1', 'g'),
+                                                '\\\{(YYYY|YY|MM)\\\}', '-?[0-9]+', 'g'),
+                      '\{SCOPE\}',
+                      CASE WHEN scopes IS NULL THEN '.*'
+                           ELSE '(?:' || coalesce((SELECT pg_catalog.string_agg(
+                                                              pg_catalog.regexp_replace(g, meta.re, '\\\1', 'g'), '|')
+                                                   FROM pg_catalog.unnest(scopes) AS g), 'a^') || ')' END) || '$'
+    FROM meta
 $$;
-REVOKE ALL ON FUNCTION ledgerlock._series_pattern(text, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ledgerlock._series_pattern(text, text[]) FROM PUBLIC;
 
 -- Gaps and duplicates in the final numbers, per series; empty when every series runs 1..last without a
 -- hole or a repeat. Read in one snapshot (STABLE), so a concurrent finalization is either wholly in or out.
