@@ -163,7 +163,8 @@ GRANT EXECUTE ON FUNCTION ledgerlock._series_visible(regclass, text, text, text[
     TO ledgerlock_admin, ledgerlock_controller, ledgerlock_auditor;  -- the number_series view
 
 -- A part of a format around {SEQ} (ledgerlock._number_format_parts) as an anchored regular expression: its
--- text as is, a date token as digits, {SCOPE} as one of scopes (null: any text).
+-- text as is, a date token as the digits to_char writes for it (4 for {YYYY}, 2 for {YY} and {MM}: fixed
+-- widths, so that {SCOPE}{YYYY} of scope 1 cannot read as scope 12's), {SCOPE} as one of scopes (null: any).
 CREATE OR REPLACE FUNCTION ledgerlock._series_pattern(part text, scopes text[])
 RETURNS text
 LANGUAGE sql
@@ -173,8 +174,9 @@ SET standard_conforming_strings = on  -- its literals hold backslashes
 AS $$
     WITH meta(re) AS (SELECT '([.^$*+?()\[\]{}|\\-])')  -- what a literal must escape
     SELECT '^' || pg_catalog.replace(
-                      pg_catalog.regexp_replace(pg_catalog.regexp_replace(part, meta.re, '\\\1', 'g'),
-                                                '\\\{(YYYY|YY|MM)\\\}', '-?[0-9]+', 'g'),
+                      pg_catalog.replace(pg_catalog.replace(pg_catalog.replace(
+                          pg_catalog.regexp_replace(part, meta.re, '\\\1', 'g'),
+                          '\{YYYY\}', '[0-9]{4}'), '\{YY\}', '[0-9]{2}'), '\{MM\}', '[0-9]{2}'),
                       '\{SCOPE\}',
                       CASE WHEN scopes IS NULL THEN '.*'
                            ELSE '(?:' || coalesce((SELECT pg_catalog.string_agg(

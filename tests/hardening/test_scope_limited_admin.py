@@ -345,6 +345,15 @@ def test_a_tenant_admin_sees_the_number_series_of_its_scopes_only(db, tenant):
     assert every == [("bill", "1.5/B-2026-{SEQ}", 1), ("bill", "1/B-2026-{SEQ}", 1), ("bill", "12/B-2025-{SEQ}", 1),
                      ("bill", "2/B-2026-{SEQ}", 2), ("invoice", "INV-{SEQ}", 2)], every
     assert tenant.execute(query).fetchall() == [("bill", "1/B-2026-{SEQ}", 1), ("invoice", "INV-{SEQ}", 2)]
+    # a scope right next to a year: scope 1's 12026- and scope 12's 122026- are told apart by the year's width
+    owner.execute("""CREATE TABLE slip (id integer PRIMARY KEY, company_id text NOT NULL, issued_on date NOT NULL,
+                                        status text NOT NULL, number text);
+        SELECT ledgerlock.protect('slip', 'issued_on', 'company_id', $$status = 'final'$$, 'number',
+                                  '{SCOPE}{YYYY}-{SEQ}');
+        INSERT INTO slip VALUES (1, '1', '2026-01-05', 'final'), (2, '12', '2026-01-05', 'final')""")
+    slips = "SELECT series FROM ledgerlock.number_series WHERE table_name = 'slip'::regclass ORDER BY 1"
+    assert db.connect("admin").execute(slips).fetchall() == [("12026-{SEQ}",), ("122026-{SEQ}",)]
+    assert tenant.execute(slips).fetchall() == [("12026-{SEQ}",)]
     gaps = "SELECT series, kind, first_number FROM ledgerlock.number_gaps('bill')"
     assert db.connect("admin").execute(gaps).fetchall() == [("2/B-2026-{SEQ}", "gap", 1)]
     assert tenant.execute(gaps).fetchall() == []
