@@ -132,6 +132,7 @@ LANGUAGE plpgsql
 STABLE
 SECURITY DEFINER  -- reads the table's formats whoever asks (the number_series view calls it as its reader)
 SET search_path = pg_catalog, pg_temp
+SET quote_all_identifiers = off
 SET standard_conforming_strings = on  -- its literals hold backslashes
 AS $$
 DECLARE
