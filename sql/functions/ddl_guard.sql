@@ -261,6 +261,9 @@ BEGIN
     -- each relation's columns read by their index (OFFSET 0 keeps the subquery per relation): joined, the
     -- planner estimates the registry at 50 tables and reads all of pg_attribute, which a database of many
     -- tables makes long. A partition has virtual columns only where its table has them.
+    -- A table's own scope column also keeps its collation ('coll'). A parent's, which a line reads its scope from,
+    -- needs nothing here: the parent's guard names it in its WHEN clause, and PostgreSQL refuses to change the
+    -- type or the collation of a column a trigger's definition uses.
     RETURN (SELECT coalesce(pg_catalog.jsonb_object_agg(c.key, c.value), '{}')
     FROM ledgerlock.protected_table p
     CROSS JOIN LATERAL (SELECT p.tbl::oid AS relid
@@ -272,6 +275,8 @@ BEGIN
     CROSS JOIN LATERAL (SELECT a.attrelid::text || '.' || a.attnum::text AS key,
                                pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object(
                                    'type', CASE WHEN t.relid = p.tbl THEN a.atttypid END,
+                                   'coll', CASE WHEN t.relid = p.tbl AND a.attname = p.scope_column
+                                                THEN a.attcollation END,
                                    'expr', pg_catalog.pg_get_expr(d.adbin, d.adrelid))) AS value
                         FROM pg_catalog.pg_attribute a
                         LEFT JOIN pg_catalog.pg_attrdef d ON a.attgenerated = 'v' AND d.adrelid = a.attrelid
@@ -682,15 +687,19 @@ BEGIN
     IF TG_TAG IN ('ALTER TABLE', 'ALTER TYPE') THEN
         SELECT (k.value ->> 'type')::oid::regtype AS was_type, a.atttypid::regtype AS now_type,
                k.value ->> 'expr' AS was, pg_catalog.pg_get_expr(d.adbin, d.adrelid) AS now,
+               a.attcollation <> (k.value ->> 'coll')::oid AS coll_changed, a.attcollation::regcollation AS coll,
                a.attrelid::regclass AS tbl, a.attname INTO bad
         FROM pg_catalog.jsonb_each(columns_kept) k
         JOIN pg_catalog.pg_attribute a ON a.attrelid = pg_catalog.split_part(k.key, '.', 1)::oid
                                       AND a.attnum = pg_catalog.split_part(k.key, '.', 2)::smallint
                                       AND NOT a.attisdropped
         LEFT JOIN pg_catalog.pg_attrdef d ON a.attgenerated = 'v' AND d.adrelid = a.attrelid AND d.adnum = a.attnum
+        LEFT JOIN pg_catalog.pg_collation co ON co.oid = a.attcollation
         WHERE ((k.value ? 'type' AND a.atttypid <> (k.value ->> 'type')::oid
                 AND NOT ledgerlock._type_change_keeps_values((k.value ->> 'type')::oid::regtype, a.atttypid::regtype))
-               OR (k.value ? 'expr' AND pg_catalog.pg_get_expr(d.adbin, d.adrelid) IS DISTINCT FROM k.value ->> 'expr'))
+               OR (k.value ? 'expr' AND pg_catalog.pg_get_expr(d.adbin, d.adrelid) IS DISTINCT FROM k.value ->> 'expr')
+               -- a scope column's collation made nondeterministic (ledgerlock._scope_column_problem)
+               OR (k.value ? 'coll' AND a.attcollation <> (k.value ->> 'coll')::oid AND NOT co.collisdeterministic))
           AND NOT ledgerlock._ddl_permitted(a.attrelid)
         ORDER BY k.key
         LIMIT 1;
@@ -703,6 +712,16 @@ BEGIN
                                   'integer -5 reads 4294967291 as an oid), with no write and no audit event',
                                   bad.tbl),
                 'add a column of the new type, or have an admin unprotect the table first (audited)');
+        ELSIF FOUND AND bad.coll_changed THEN
+            PERFORM ledgerlock._refuse_ddl(
+                pg_catalog.format('changing the collation of scope column %s.%I to %s', bad.tbl, bad.attname,
+                                  bad.coll),
+                pg_catalog.format('%s is nondeterministic: it calls texts that differ equal (''ACME'' and ''acme''), '
+                                  'which locks, scope marks and number series tell apart: a row of protected table %s '
+                                  'could be written into a locked window of its scope under another spelling',
+                                  bad.coll, bad.tbl),
+                'keep the scope column''s collation deterministic (protect refuses a scope column of a '
+                'nondeterministic collation, for the same reason)');
         ELSIF FOUND THEN
             PERFORM ledgerlock._refuse_ddl(
                 pg_catalog.format('changing the expression of virtual generated column %s.%I (%s to %s)', bad.tbl,

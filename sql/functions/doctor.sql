@@ -1037,8 +1037,8 @@ $$;
 REVOKE ALL ON FUNCTION ledgerlock._doctor_code() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION ledgerlock._doctor_code() TO ledgerlock_admin, ledgerlock_auditor;
 
--- Protected tables whose scope column cannot hold a scope (ledgerlock._scope_type_problem): protected
--- before protect refused such columns, or the column's type changed since (without the DDL guard).
+-- Protected tables whose scope column cannot hold a scope (ledgerlock._scope_column_problem): protected
+-- before protect refused such columns, or the column's type or collation changed since (without the DDL guard).
 CREATE OR REPLACE FUNCTION ledgerlock._doctor_scope_columns()
 RETURNS TABLE(severity text, check_name text, object text, finding text, why text, fix text)
 LANGUAGE sql
@@ -1046,13 +1046,17 @@ STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT 'critical', 'table', p.tbl::text,
-           pg_catalog.format('the scope column %s.%I of %s is of type %s', s.rel, s.col, p.tbl, s.typ),
+           pg_catalog.format('the scope column %s.%I of %s is of type %s%s', s.rel, s.col, p.tbl, s.typ,
+                             CASE WHEN ledgerlock._scope_type_problem(s.typ) IS NULL
+                                  THEN ' with a nondeterministic collation' ELSE '' END),
            pg_catalog.format('a scope is compared as text with the scopes locks name, and %s: a client can write a '
-                             'row of a locked scope under a text no lock names', ledgerlock._scope_type_problem(s.typ)),
-           pg_catalog.format('scope %s by an integer, text or uuid column, then protect it again', p.tbl)
+                             'row of a locked scope under a text no lock names', x.problem),
+           pg_catalog.format('scope %s by an integer, text or uuid column of a deterministic collation, then protect '
+                             'it again', p.tbl)
     FROM ledgerlock.protected_table p
     CROSS JOIN LATERAL ledgerlock._scope_source(p.tbl, p.scope_column) s
-    WHERE p.scope_column IS NOT NULL AND ledgerlock._scope_type_problem(s.typ) IS NOT NULL
+    CROSS JOIN LATERAL (SELECT ledgerlock._scope_column_problem(s.rel, s.col) AS problem) x
+    WHERE p.scope_column IS NOT NULL AND x.problem IS NOT NULL
     ORDER BY 3
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._doctor_scope_columns() FROM PUBLIC;

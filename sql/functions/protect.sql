@@ -316,6 +316,30 @@ $$;
 REVOKE ALL ON FUNCTION ledgerlock._scope_type_problem(regtype) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION ledgerlock._scope_type_problem(regtype) TO ledgerlock_admin, ledgerlock_auditor;  -- doctor
 
+-- Why column col of rel cannot hold a scope, or null when it can: its type (_scope_type_problem), or its
+-- collation. A nondeterministic collation (CREATE COLLATION ... deterministic = false: case- or
+-- accent-insensitive) makes values that print differently equal: the application's own queries read 'ACME' and
+-- 'acme' as one company, while a lock, a scope mark and a number series name the text, so a row of a locked
+-- company written as 'ACME' passed a lock of 'acme' (measured 2026-11-30 on PostgreSQL 15, ICU). A deterministic
+-- collation, whatever its order, calls two texts equal only when they are the same bytes.
+CREATE OR REPLACE FUNCTION ledgerlock._scope_column_problem(rel regclass, col name)
+RETURNS text
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT coalesce(ledgerlock._scope_type_problem(a.atttypid),
+                    CASE WHEN NOT co.collisdeterministic
+                         THEN pg_catalog.format('its collation %s is nondeterministic: values it calls equal (''ACME'' '
+                                                'and ''acme'') are different scopes to a lock', a.attcollation::regcollation)
+                    END)
+    FROM pg_catalog.pg_attribute a
+    LEFT JOIN pg_catalog.pg_collation co ON co.oid = a.attcollation
+    WHERE a.attrelid = rel AND a.attname = col AND a.attnum > 0 AND NOT a.attisdropped
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._scope_column_problem(regclass, name) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION ledgerlock._scope_column_problem(regclass, name) TO ledgerlock_admin, ledgerlock_auditor;  -- doctor
+
 -- Where a scope_column's values live: the column of tbl, or the parent's column it names
 -- (ledgerlock._scope_path), with its type. No row for a column that does not exist.
 CREATE OR REPLACE FUNCTION ledgerlock._scope_source(tbl regclass, scope_column text)
@@ -343,9 +367,16 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     s record := ledgerlock._scope_source(tbl, scope_column);
-    problem text := ledgerlock._scope_type_problem(s.typ);
+    problem text := ledgerlock._scope_column_problem(s.rel, s.col);
 BEGIN
-    IF problem IS NOT NULL THEN
+    IF problem IS NOT NULL AND ledgerlock._scope_type_problem(s.typ) IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = '42804',
+            MESSAGE = pg_catalog.format('scope_column: %s.%I has a nondeterministic collation; a scope must compare '
+                                        'equal only to the same text', s.rel, s.col),
+            DETAIL = pg_catalog.format('a scope is compared as text with the scopes locks name, and %s', problem),
+            HINT = pg_catalog.format('give the column a deterministic collation (ALTER TABLE %s ALTER COLUMN %I TYPE '
+                                     '%s COLLATE "default"), or scope by a company id', s.rel, s.col, s.typ);
+    ELSIF problem IS NOT NULL THEN
         RAISE EXCEPTION USING ERRCODE = '42804',
             MESSAGE = pg_catalog.format('scope_column: %s.%I is of type %s; a scope must be an integer, text or '
                                         'uuid column', s.rel, s.col, s.typ),

@@ -666,7 +666,7 @@ $$;
 REVOKE ALL ON FUNCTION ledgerlock._ll20_parent_read_sql(regclass, text, text, text) FROM PUBLIC;
 
 -- Whether a table's period checks can be generated (see the top of this section): its scope is a column of
--- its own that prints the same under every session setting (ledgerlock._scope_type_problem), or none; its
+-- its own that prints the same under every session setting (ledgerlock._scope_column_problem), or none; its
 -- date a column of its own, or its parent's (date_from_parent: the installer knows) when the scope is not
 -- read from a parent too.
 CREATE OR REPLACE FUNCTION ledgerlock._ll20_generated(tbl regclass, date_from_parent boolean)
@@ -689,7 +689,7 @@ BEGIN
     RETURN cfg.scope_column IS NULL OR EXISTS (
         SELECT FROM pg_catalog.pg_attribute a
         WHERE a.attrelid = tbl AND a.attname = cfg.scope_column AND NOT a.attisdropped
-          AND ledgerlock._scope_type_problem(a.atttypid) IS NULL);
+          AND ledgerlock._scope_column_problem(tbl, a.attname) IS NULL);
 END
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._ll20_generated(regclass, boolean) FROM PUBLIC;

@@ -11,7 +11,7 @@ from psycopg import sql
 
 from ledgerlock import migrate
 from ledgerlock.cli import cli
-from lltest import lives_ok, refused, sqlstate
+from lltest import case_insensitive_collation, lives_ok, refused, sqlstate
 
 FINAL_ROW = "SELECT * FROM invoice WHERE id = 1"
 
@@ -138,6 +138,35 @@ def test_a_typed_protected_tables_columns_cannot_be_renamed_through_its_type(db,
         owner.execute("ALTER TYPE doc_t DROP ATTRIBUTE note CASCADE")
     owner.execute("ALTER TYPE doc_t ADD ATTRIBUTE memo text CASCADE")  # the neighbour
     assert db.connect("auditor").execute("SELECT ok, problems FROM ledgerlock.verify_audit()").fetchone() == (True, 0)
+
+
+def test_a_scope_column_cannot_be_given_a_nondeterministic_collation(db, ddl_guard):
+    """protect refuses a scope column whose collation calls 'ACME' and 'acme' equal (a lock names the text, the
+    application's queries the company); changing the collation afterwards rewrites no row and fired no check, so
+    the guard refuses it too, directly and through a typed table's type. The neighbours: a
+    deterministic collation on the scope column, a case-insensitive one on a column that is not the scope."""
+    owner = db.owner()
+    ci = case_insensitive_collation(owner)
+    owner.execute(f"""CREATE TABLE bill (id int PRIMARY KEY, company text NOT NULL, on_day date NOT NULL, note text);
+        CREATE TYPE doc_t AS (id int, company text, on_day date);
+        CREATE TABLE doc OF doc_t (PRIMARY KEY (id), on_day WITH OPTIONS NOT NULL);
+        ALTER TABLE bill OWNER TO ll_app;
+        SELECT ledgerlock.protect('bill', 'on_day', 'company');
+        SELECT ledgerlock.protect('doc', 'on_day', 'company')""")
+    app = db.connect("app")
+    why = (r"is refused: public\.ci is nondeterministic: it calls texts that differ equal \('ACME' and 'acme'\), "
+           r"which locks, scope marks and number series tell apart: a row of protected table public\.bill could be "
+           r"written into a locked window of its scope under another spelling$")
+    with refused("LL008", r"^changing the collation of scope column public\.bill\.company to public\.ci " + why):
+        app.execute(f"ALTER TABLE bill ALTER COLUMN company TYPE text COLLATE {ci}")
+    with refused("LL008", r"^changing the collation of scope column public\.doc\.company to public\.ci is "):
+        owner.execute(f"ALTER TYPE doc_t ALTER ATTRIBUTE company TYPE text COLLATE {ci} CASCADE")
+    assert owner.execute("SELECT count(*) FROM pg_attribute WHERE attrelid IN ('bill'::regclass, 'doc'::regclass) "
+                         "AND attname = 'company' AND attcollation = %s::regcollation", (ci,)).fetchone() == (0,)
+    app.execute('ALTER TABLE bill ALTER COLUMN company TYPE text COLLATE "C"')
+    app.execute(f"ALTER TABLE bill ALTER COLUMN note TYPE text COLLATE {ci}")
+    owner.execute('ALTER TYPE doc_t ALTER ATTRIBUTE company TYPE text COLLATE "C" CASCADE')
+    assert owner.execute("SELECT count(*) FROM ledgerlock.ddl_snapshot").fetchone() == (0,)
 
 
 def test_a_protected_table_may_not_inherit_from_another(db):

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from ledgerlock import migrate
 from ledgerlock.cli import cli
-from lltest import known_servers, major, refused, start_cluster, stop_cluster
+from lltest import case_insensitive_collation, known_servers, major, refused, start_cluster, stop_cluster
 
 
 def doctor(conninfo: str):
@@ -287,6 +287,36 @@ def test_a_scope_column_that_cannot_hold_a_scope_is_reported(db):
     assert f["finding"] == "the scope column public.ticket.branch of public.ticket is of type numeric"
     assert "equal numbers print differently (1.5 and 1.50)" in f["why"] and "protect it again" in f["fix"]
 
+
+
+def test_a_scope_column_made_case_insensitive_is_reported_with_the_write_it_lets_past(db):
+    """Protected with a deterministic collation, then given a case-insensitive one without the DDL guard: a hard
+    lock of company 'acme' no longer holds the application, which writes into the locked January as 'ACME', and the
+    company's own report of January counts the row. Doctor names the column and why."""
+    owner = db.owner()
+    ci = case_insensitive_collation(owner)
+    owner.execute("""CREATE TABLE bill (id int PRIMARY KEY, company text NOT NULL, on_day date NOT NULL, amount numeric);
+        GRANT SELECT, INSERT ON bill TO ll_app;
+        SELECT ledgerlock.protect('bill', 'on_day', 'company')""")
+    db.connect("admin").execute("SELECT ledgerlock.lock_period('acme', '2026-01-01', '2026-01-31', 'hard')")
+    _, before = doctor(db.conninfo())
+    assert not any(f["object"] == "public.bill" and f["check"] == "table" for f in before)
+    owner.execute(f"ALTER TABLE bill ALTER COLUMN company TYPE text COLLATE {ci}")
+    app = db.connect("app")
+    with refused("LL002", r"^Period 2026-01-01\.\.2026-01-31 is locked \(hard\) for scope acme: bill id=1 "):
+        app.execute("INSERT INTO bill VALUES (1, 'acme', '2026-01-20', 100)")
+    app.execute("INSERT INTO bill VALUES (2, 'ACME', '2026-01-20', 999)")  # what doctor warns about
+    assert app.execute("SELECT sum(amount) FROM bill WHERE company = 'acme' AND on_day <= '2026-01-31'"
+                       ).fetchone() == (999,)
+    code, found = doctor(db.conninfo())
+    assert code == 3
+    [f] = [f for f in problems(found) if f["object"] == "public.bill" and f["check"] == "table"]
+    assert f["finding"] == ("the scope column public.bill.company of public.bill is of type text with a "
+                            "nondeterministic collation")
+    assert f["why"] == ("a scope is compared as text with the scopes locks name, and its collation public.ci is "
+                        "nondeterministic: values it calls equal ('ACME' and 'acme') are different scopes to a lock: "
+                        "a client can write a row of a locked scope under a text no lock names")
+    assert "of a deterministic collation, then protect it again" in f["fix"]
 
 
 @pytest.mark.parametrize(("parameter", "why"), [

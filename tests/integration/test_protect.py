@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from lltest import refused
+from lltest import case_insensitive_collation, refused
 
 
 def guard_triggers(conn, table="invoice"):
@@ -171,6 +171,38 @@ def test_a_parent_scope_column_is_held_to_the_same_rule(db):
         owner.execute("SELECT ledgerlock.protect('ticket', 'on_day', 'branch_id.code')")
     owner.execute("ALTER TABLE branch ALTER COLUMN code TYPE text")
     owner.execute("SELECT ledgerlock.protect('ticket', 'on_day', 'branch_id.code')")  # the neighbour
+
+
+def test_a_scope_column_of_a_nondeterministic_collation_is_refused(db):
+    """Under a case-insensitive collation the application's own queries read 'ACME' and 'acme' as one company, but a
+    lock, a scope mark and a number series name the text: protected that way, a hard lock of 'acme' let the
+    application write 999.00 into the locked January as company 'ACME', and its own report of acme's January
+    (`WHERE company = 'acme'`) counted it (PostgreSQL 15, ICU). protect refuses such a column, its own or a parent's;
+    a deterministic collation, whatever its order, compares the same bytes as equal only."""
+    owner = db.owner()
+    ci = case_insensitive_collation(owner)
+    owner.execute(f"""CREATE TABLE bill (id int PRIMARY KEY, company text COLLATE {ci} NOT NULL, on_day date NOT NULL);
+        CREATE TABLE firm (id int PRIMARY KEY, code text COLLATE {ci} NOT NULL);
+        CREATE TABLE bill_line (id int PRIMARY KEY, firm_id int NOT NULL REFERENCES firm,
+                                on_day date NOT NULL)""")
+    with refused("42804", r"^scope_column: public\.bill\.company has a nondeterministic collation; a scope must "
+                          r"compare equal only to the same text$") as info:
+        owner.execute("SELECT ledgerlock.protect('bill', 'on_day', 'company')")
+    assert info.value.diag.message_detail == (
+        "a scope is compared as text with the scopes locks name, and its collation public.ci is nondeterministic: "
+        "values it calls equal ('ACME' and 'acme') are different scopes to a lock")
+    assert info.value.diag.message_hint == (
+        'give the column a deterministic collation (ALTER TABLE public.bill ALTER COLUMN company TYPE text COLLATE '
+        '"default"), or scope by a company id')
+    with refused("42804", r"^scope_column: public\.firm\.code has a nondeterministic collation"):
+        owner.execute("SELECT ledgerlock.protect('bill_line', 'on_day', 'firm_id.code')")
+    assert registered(owner, "bill") == 0 and registered(owner, "bill_line") == 0
+    # the neighbours: the hint's way out, and a parent's column of a deterministic collation ("C" orders by bytes)
+    owner.execute('ALTER TABLE bill ALTER COLUMN company TYPE text COLLATE "default"')
+    owner.execute("SELECT ledgerlock.protect('bill', 'on_day', 'company')")
+    owner.execute('ALTER TABLE firm ALTER COLUMN code TYPE text COLLATE "C"')
+    owner.execute("SELECT ledgerlock.protect('bill_line', 'on_day', 'firm_id.code')")
+    assert registered(owner, "bill") == 1 and registered(owner, "bill_line") == 1
 
 
 @pytest.mark.parametrize("typ", ["int", "bigint", "smallint", "text", "varchar(10)", "uuid",
