@@ -147,7 +147,7 @@ def test_a_scope_column_cannot_be_given_a_nondeterministic_collation(db, ddl_gua
     deterministic collation on the scope column, a case-insensitive one on a column that is not the scope."""
     owner = db.owner()
     ci = case_insensitive_collation(owner)
-    owner.execute(f"""CREATE TABLE bill (id int PRIMARY KEY, company text NOT NULL, on_day date NOT NULL, note text);
+    owner.execute("""CREATE TABLE bill (id int PRIMARY KEY, company text NOT NULL, on_day date NOT NULL, note text);
         CREATE TYPE doc_t AS (id int, company text, on_day date);
         CREATE TABLE doc OF doc_t (PRIMARY KEY (id), on_day WITH OPTIONS NOT NULL);
         ALTER TABLE bill OWNER TO ll_app;

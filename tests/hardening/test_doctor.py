@@ -295,7 +295,8 @@ def test_a_scope_column_made_case_insensitive_is_reported_with_the_write_it_lets
     company's own report of January counts the row. Doctor names the column and why."""
     owner = db.owner()
     ci = case_insensitive_collation(owner)
-    owner.execute("""CREATE TABLE bill (id int PRIMARY KEY, company text NOT NULL, on_day date NOT NULL, amount numeric);
+    owner.execute("""CREATE TABLE bill (id int PRIMARY KEY, company text NOT NULL, on_day date NOT NULL,
+                                         amount numeric);
         GRANT SELECT, INSERT ON bill TO ll_app;
         SELECT ledgerlock.protect('bill', 'on_day', 'company')""")
     db.connect("admin").execute("SELECT ledgerlock.lock_period('acme', '2026-01-01', '2026-01-31', 'hard')")
