@@ -407,6 +407,28 @@ def _stale_capture(db):
             if "json columns" in f[1]]
 
 
+def test_a_json_value_jsonb_cannot_hold_is_refused_and_nothing_is_written(db):
+    """A json column accepts an escaped NUL character ("\u0000") and a number beyond numeric's range, which
+    jsonb cannot hold. The capture makes each row's image with to_jsonb, so such a write to a protected table
+    fails whole (22P05, 22003: docs/audit.md, "Capture") where an unprotected table takes it; nothing is written,
+    and any other escape (a control character, an escaped quote) is captured as the column's exact text."""
+    app = _books(db)
+    owner = db.owner()
+    owner.execute("ALTER TABLE invoice ADD COLUMN meta json; CREATE TABLE scratch (meta json);"
+                  "GRANT INSERT ON scratch TO ll_app")
+    db.connect("admin").execute("SELECT ledgerlock.reinstall_guards()")  # the capture, made for the json column
+    for value, state in (('{"a": "\\u0000"}', "22P05"), ('{"a": 1e200000}', "22003")):
+        app.execute("INSERT INTO scratch VALUES (%s)", (value,))  # what the column itself accepts
+        with refused(state):
+            app.execute("INSERT INTO invoice (id, company_id, meta) VALUES (9, 1, %s)", (value,))
+    assert app.execute("SELECT count(*) FROM invoice WHERE id = 9").fetchone() == (0,)
+    app.execute("""INSERT INTO invoice (id, company_id, meta) VALUES (9, 1, '{"a": "\\u0001 \\"q\\""}')""")
+    assert db.connect("auditor").execute(
+        "SELECT new_row -> 'meta' FROM ledgerlock.audit_event WHERE table_oid = 'invoice'::regclass "
+        "AND row_key = '{\"id\": 9}'").fetchone()[0] == '{"a": "\\u0001 \\"q\\""}'
+    assert _found(db) == []
+
+
 @pytest.mark.parametrize("ddl_guard", [True, False])
 def test_a_json_column_added_later_is_captured_as_its_exact_text_and_verifies(db, ddl_guard):
     """The capture keeps a json column as its exact text (jsonb would drop a duplicate key unnoticed); which
