@@ -570,14 +570,16 @@ BEGIN
 
     -- 2. The ranges this statement opened (for this kind of write), now closed: prove them.
     IF ll_got.mixed THEN
-        -- (the INSERT and UPDATE events of one query share one settle step: an upsert, a MERGE, or a query
-        -- whose WITH clauses insert and update)
+        -- (the INSERT and UPDATE events of one query share one settle step: an upsert, a MERGE, a query whose
+        -- WITH clauses insert and update, or an UPDATE that moves a row it makes final to another partition,
+        -- which PostgreSQL runs as an update of the old partition's row and an insert into the new one)
         ll_refused := ledgerlock._refuse('LL009', pg_catalog.format(
             'one statement on %s made rows final both by inserting and by updating them (an INSERT ... ON '
-            'CONFLICT DO UPDATE, a MERGE, or a query whose WITH clauses insert and update); ledgerlock cannot '
-            'prove their final numbers gapless', {{tbl}}),
+            'CONFLICT DO UPDATE, a MERGE, a query whose WITH clauses insert and update, or an UPDATE that moves '
+            'rows to another partition); ledgerlock cannot prove their final numbers gapless', {{tbl}}),
             'make rows final by inserting them in one statement and by updating them in another, or insert them '
-            'as drafts and make them final with an UPDATE');
+            'as drafts and make them final with an UPDATE; give a draft its new date (its partition) in one '
+            'UPDATE and make it final in the next');
     END IF;
     IF ll_got.series IS NULL THEN
         IF ll_newly_final > 0 THEN

@@ -58,6 +58,26 @@ def test_a_draft_in_a_partition_gets_a_temporary_number_and_final_rows_stay_froz
     assert [n for _, _, n in rows(bills)] == ["B-2026-001", "B-2026-002"]
 
 
+def test_making_a_draft_final_while_moving_it_to_another_partition_is_refused_by_name(db, bills):
+    """PostgreSQL runs an UPDATE that moves a row to another partition as an update of the old partition's row
+    and an insert into the new one, so a draft made final and given a date of another half-year took a number as
+    an update and another as an insert. Refused whole (LL009), with a message and a hint that name the move; no
+    number is lost. The neighbours: the same move and finalization in two statements, and a finalization that
+    stays in its partition."""
+    bills.execute("INSERT INTO bill (id, issued_on) VALUES (1, '2026-02-01'), (2, '2026-03-01')")
+    with refused("LL009", r"^one statement on public\.bill made rows final both by inserting and by updating "
+                          r"them \(.*, or an UPDATE that moves rows to another partition\)") as info:
+        bills.execute("UPDATE bill SET status = 'final', issued_on = '2026-08-01' WHERE id = 1")
+    assert info.value.diag.message_hint.endswith(
+        "give a draft its new date (its partition) in one UPDATE and make it final in the next")
+    assert [n for _, _, n in rows(bills)] == ["DRAFT-1", "DRAFT-2"]
+    bills.execute("UPDATE bill SET issued_on = '2026-08-01' WHERE id = 1")
+    bills.execute("UPDATE bill SET status = 'final' WHERE id = 1")
+    bills.execute("UPDATE bill SET status = 'final', issued_on = '2026-03-02' WHERE id = 2")  # the same partition
+    assert rows(bills) == [("bill_h2", 1, "B-2026-001"), ("bill_h1", 2, "B-2026-002")]
+    assert db.owner().execute("SELECT * FROM ledgerlock.number_gaps('bill')").fetchall() == []
+
+
 def test_a_rolled_back_finalization_across_partitions_gives_its_numbers_back(db, bills):
     bills.execute("INSERT INTO bill (id, issued_on) VALUES (1, '2026-02-01'), (2, '2026-08-01'), (3, '2026-05-01')")
     with bills.transaction(force_rollback=True):
