@@ -74,6 +74,28 @@ AS $$
 $$;
 REVOKE ALL ON FUNCTION ledgerlock._audit_unlock_reason(bigint) FROM PUBLIC;
 
+-- An UPDATE whose old rows outnumber its new ones: PostgreSQL runs an UPDATE that moves a row to another
+-- partition as a delete from the old one and an insert into the new one, and a BEFORE INSERT trigger that returns
+-- nothing there leaves the row deleted. ledgerlock.on_locked = 'skip' does that for a row whose new date lies in
+-- a locked window (it skips inserts): an application's UPDATE moving a draft into a locked month deleted it, with
+-- no event, and verification reported it missing for good (measured 2026-11-30, PostgreSQL 16). Refused: the
+-- statement is undone, as an update into a locked window is in either mode.
+CREATE OR REPLACE FUNCTION ledgerlock._audit_refuse_unpaired(tbl regclass, n bigint)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM ledgerlock._refuse('LL002', pg_catalog.format(
+        'an UPDATE of %s moved %s row(s) to another partition without writing them there: their new dates lie in a '
+        'locked window, where ledgerlock.on_locked = ''skip'' skips inserts, and the rows would have been deleted',
+        tbl, n),
+        'skip mode applies to inserts; an update into a locked window is refused in either mode: give the rows '
+        'an open date, or have the window unlocked or overridden');
+END
+$$;
+REVOKE ALL ON FUNCTION ledgerlock._audit_refuse_unpaired(regclass, bigint) FROM PUBLIC;
+
 -- The image of a row in the trail: to_jsonb, except that a json column is kept as its exact text (a jsonb
 -- string): jsonb would drop duplicate keys and reorder, so rewriting '{"a": 1}' as '{"a": 2, "a": 1}' would
 -- leave no trace. No SET clause, so that PostgreSQL inlines it into the capture query.
@@ -328,7 +350,17 @@ BEGIN
                               FROM ll_new AS ll_n) b
                   OFFSET 0) x
             OFFSET 0) w;
+        GET DIAGNOSTICS paired = ROW_COUNT;
+        IF paired = 0 AND EXISTS (SELECT FROM ll_old) THEN
+            PERFORM ledgerlock._audit_refuse_unpaired(ll90_tbl, 1);
+        END IF;
     ELSIF TG_OP = 'UPDATE' THEN
+        -- an old row with no new one (see ledgerlock._audit_refuse_unpaired): the pairing below would be off
+        SELECT o.n - n.n INTO paired FROM (SELECT pg_catalog.count(*) AS n FROM ll_old) o,
+                                          (SELECT pg_catalog.count(*) AS n FROM ll_new) n;
+        IF paired <> 0 THEN
+            PERFORM ledgerlock._audit_refuse_unpaired(ll90_tbl, paired);
+        END IF;
         -- old and new transition rows paired by position: PostgreSQL appends them pairwise, so an update
         -- that changes the primary key is still paired right, where pairing by key would not be. No join
         -- pairs them up to pair_cap rows: each side's images are read into an array in order and the two

@@ -37,6 +37,42 @@ def test_draft_rows_in_partitions_stay_editable(journal):
     journal.execute("DELETE FROM ledger_entry_2026 WHERE id = 2")
 
 
+MOVED = (r"^an UPDATE of public\.ledger_entry moved 1 row\(s\) to another partition without writing them there: "
+         r"their new dates lie in a locked window, where ledgerlock\.on_locked = 'skip' skips inserts, and the rows "
+         r"would have been deleted$")
+
+
+def test_skip_mode_cannot_make_an_update_that_moves_a_row_into_a_locked_window_delete_it(db, journal):
+    """PostgreSQL runs an UPDATE that moves a row to another partition as a delete and an insert, and skip mode
+    skips inserts into locked windows: the application's UPDATE moving draft 2 into a locked 2026 month under
+    `on_locked = 'skip'` deleted it, with no audit event, and verification reported it missing for good. Refused
+    (LL002) and undone; the neighbours: the same move into an open month, and skip mode skipping an INSERT."""
+    db.connect("admin").execute("SELECT ledgerlock.lock_period('*', '2026-01-01', '2026-01-31', 'hard')")
+    before = journal.execute(STATE).fetchall()
+    with journal.transaction():
+        journal.execute("SET LOCAL ledgerlock.on_locked = 'skip'")
+        with refused("LL002", MOVED) as info:
+            journal.execute("UPDATE ledger_entry SET posted_on = '2026-01-15' WHERE id = 2")
+        assert info.value.diag.message_hint.startswith("skip mode applies to inserts")
+    with refused("LL002", r"^Period 2026-01-01\.\.2026-01-31 is locked \(hard\) for scope \*: ledger_entry"):
+        journal.execute("UPDATE ledger_entry SET posted_on = '2026-01-15' WHERE id = 2")  # the default mode
+    with journal.transaction():  # two rows, one moving into the window: refused whole (row 4 with it)
+        journal.execute("SET LOCAL ledgerlock.on_locked = 'skip'")
+        journal.execute("INSERT INTO ledger_entry VALUES (4, '2025-05-01', 'draft', 40)")
+        with refused("LL002", MOVED):
+            journal.execute("UPDATE ledger_entry SET posted_on = CASE id WHEN 2 THEN date '2026-01-15' "
+                            "ELSE date '2026-05-01' END WHERE id IN (2, 4)")
+    assert journal.execute(STATE).fetchall() == before
+    assert db.connect("auditor").execute("SELECT ok, problems FROM ledgerlock.verify_audit()").fetchone() == (True, 0)
+    with journal.transaction():
+        journal.execute("SET LOCAL ledgerlock.on_locked = 'skip'")
+        journal.execute("INSERT INTO ledger_entry VALUES (5, '2026-01-20', 'draft', 50)")  # skipped, recorded
+        journal.execute("UPDATE ledger_entry SET posted_on = '2026-04-01' WHERE id = 2")  # an open month
+    assert journal.execute("SELECT tableoid::regclass::text, id FROM ledger_entry WHERE id IN (2, 5)").fetchall() == [
+        ("ledger_entry_2026", 2)]
+    assert db.connect("auditor").execute("SELECT ok, problems FROM ledgerlock.verify_audit()").fetchone() == (True, 0)
+
+
 @pytest.mark.parametrize("target", ["ledger_entry", "ledger_entry_2025", "ledger_entry_2026"])
 def test_truncate_of_the_table_or_any_partition_is_refused(journal, unchanged, target):
     unchanged(STATE)
