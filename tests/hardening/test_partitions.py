@@ -73,6 +73,43 @@ def test_skip_mode_cannot_make_an_update_that_moves_a_row_into_a_locked_window_d
     assert db.connect("auditor").execute("SELECT ok, problems FROM ledgerlock.verify_audit()").fetchone() == (True, 0)
 
 
+def test_a_merge_that_moves_a_row_is_reported_by_verification_since_postgresql_passes_no_old_row(db, journal):
+    """PostgreSQL (15.18, 16.2 and 18.6, measured 2026-11-30) hands the statement triggers of a MERGE that moves a
+    row to another partition no old row at all, and the new row only as an inserted one, when the MERGE has an
+    INSERT action. The capture, which reads those transition tables, cannot record the move: verification reports
+    the old key missing, and the new one unrecorded or recorded as an insert (docs/audit.md, "What the capture
+    cannot see"). The row triggers still fire, so every rule holds; an UPDATE records the same move."""
+    auditor = db.connect("auditor")
+
+    def found():
+        return auditor.execute("SELECT code, row_key::text FROM ledgerlock.audit_discrepancies() "
+                               "ORDER BY 2, 1").fetchall()
+
+    def events(after):
+        return auditor.execute("SELECT operation, row_key::text FROM ledgerlock.audit_event WHERE seq > %s "
+                               "ORDER BY seq", (after,)).fetchall()
+
+    journal.execute("MERGE INTO ledger_entry t USING (VALUES (2)) AS s(id) ON t.id = s.id "
+                    "WHEN MATCHED THEN UPDATE SET posted_on = '2026-04-01'")
+    assert found() == [("row_missing", '{"id": 2, "posted_on": "2025-04-01"}'),
+                       ("row_unrecorded", '{"id": 2, "posted_on": "2026-04-01"}')]
+    with refused("LL001", FINAL):  # the rules hold: a final row is not moved
+        journal.execute("MERGE INTO ledger_entry t USING (VALUES (1)) AS s(id) ON t.id = s.id "
+                        "WHEN MATCHED THEN UPDATE SET posted_on = '2026-04-01'")
+    journal.execute("INSERT INTO ledger_entry VALUES (4, '2025-05-01', 'draft', 40)")
+    seq = auditor.execute("SELECT max(seq) FROM ledgerlock.audit_event").fetchone()[0]
+    journal.execute("MERGE INTO ledger_entry t USING (VALUES (4), (5)) AS s(id) ON t.id = s.id "
+                    "WHEN MATCHED THEN UPDATE SET posted_on = '2026-05-01' "
+                    "WHEN NOT MATCHED THEN INSERT VALUES (s.id, '2025-06-01', 'draft', 50)")
+    assert events(seq) == [("INSERT", '{"id": 4, "posted_on": "2026-05-01"}'),
+                           ("INSERT", '{"id": 5, "posted_on": "2025-06-01"}')]
+    assert ("row_missing", '{"id": 4, "posted_on": "2025-05-01"}') in found() and len(found()) == 3
+    seq = auditor.execute("SELECT max(seq) FROM ledgerlock.audit_event").fetchone()[0]
+    journal.execute("UPDATE ledger_entry SET posted_on = '2026-07-01' WHERE id = 5")  # the neighbour
+    assert events(seq) == [("UPDATE", '{"id": 5, "posted_on": "2026-07-01"}')]
+    assert len(found()) == 3
+
+
 @pytest.mark.parametrize("target", ["ledger_entry", "ledger_entry_2025", "ledger_entry_2026"])
 def test_truncate_of_the_table_or_any_partition_is_refused(journal, unchanged, target):
     unchanged(STATE)
